@@ -1,0 +1,426 @@
+import { randomBytes } from 'node:crypto';
+import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
+import {
+  Address,
+  BrokerError,
+  closeReason,
+  sessionDefaults,
+  snippet,
+  type Broker,
+  type CloseKind,
+  type CloseReason,
+  type Envelope,
+  type Logger,
+  type RosterItem,
+  type Session,
+} from '../../broker/index.ts';
+import { xmppHooks } from './hooks.ts';
+import type { XmppOptions } from './options.ts';
+import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure } from './parser.ts';
+import { createMechanism, offeredMechanisms, type SaslMechanism, type SaslStep } from './sasl.ts';
+import { envelopeXml, errorReply, toEnvelope } from './stanza.ts';
+import { streamErrorXml } from './stream-errors.ts';
+import { handleIq } from './iq.ts';
+import { rosterItemXml } from './modules/roster.ts';
+
+const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
+const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
+const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
+const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+
+/** What the connection needs from its byte transport (TCP, TLS, later WebSocket). */
+export interface Transport {
+  /** tcp, tls… */
+  readonly kind: string;
+  readonly remoteAddress: string;
+  secure: boolean;
+  readonly canStartTls: boolean;
+  write(data: string): void;
+  /** bytes queued but not yet sent (slow-consumer detection) */
+  bufferedAmount(): number;
+  /** upgrade in place; resolves once TLS is up */
+  startTls(): Promise<void>;
+  /** flush and close */
+  end(): void;
+}
+
+type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
+
+/**
+ * One client-to-server XMPP stream [RFC6120]: header checks, STARTTLS, SASL,
+ * resource binding, then stanzas to the core. It is the Session the core
+ * delivers to. Steps in order: open → (starttls → open) → auth → open → bind.
+ */
+export class XmppConnection implements Session {
+  readonly id = randomBytes(8).toString('hex');
+  readonly protocol = 'xmpp' as const;
+  address: Address;
+  priority = 0;
+  available = false;
+  presence?: Envelope;
+  interested = false;
+  directed = new Set<string>();
+  /** the roster version the client already has, for pushes */
+  readonly transportRef: Transport;
+  private readonly broker: Broker;
+  private readonly opts: XmppOptions;
+  private readonly log: Logger;
+  private parser!: StreamParser;
+  private phase: Phase = 'header';
+  private authenticated = false;
+  private username = '';
+  private mechanism?: SaslMechanism;
+  private authFailures = 0;
+  private bound = false;
+  private idleTimer?: NodeJS.Timeout;
+  private authTimer?: NodeJS.Timeout;
+  private keepaliveTimer?: NodeJS.Timeout;
+  private closing = false;
+  private streamId = '';
+  private headerSent = false;
+  private queue: Promise<void> = Promise.resolve();
+  closeReason?: CloseReason;
+
+  constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
+    Object.assign(this, sessionDefaults());
+    this.broker = broker;
+    this.transportRef = transport;
+    this.opts = opts;
+    this.log = broker.log.child({ conn: this.id, ip: transport.remoteAddress });
+    this.address = Address.of('', broker.domain);
+    this.onClosed = onClosed;
+    this.newParser();
+    this.authTimer = setTimeout(() => this.close(closeReason('auth-timeout', 'not authenticated in time')), opts.authTimeoutMs);
+    this.authTimer.unref?.();
+    this.touch();
+    broker.metrics.connection('xmpp', transport.kind, 1);
+  }
+
+  private readonly onClosed: (c: XmppConnection) => void;
+
+  get transport(): string {
+    return this.transportRef.kind;
+  }
+
+  /** Bytes from the transport. */
+  data(chunk: Buffer | string): void {
+    if (this.phase === 'closed') return;
+    this.touch();
+    this.parser.write(chunk);
+  }
+
+  /** The transport went away (socket closed or errored). */
+  transportClosed(kind: CloseKind = 'client-closed'): void {
+    if (this.phase === 'closed') return;
+    this.finish(closeReason(kind));
+  }
+
+  // ---- Session ----
+
+  deliver(env: Envelope): void {
+    if (this.phase !== 'bound') return;
+    if (this.transportRef.bufferedAmount() > this.opts.maxOutboundBuffer) {
+      // A client that does not read its socket must not hold the node's memory hostage.
+      this.close(closeReason('policy-violation', 'slow consumer: outbound buffer full'));
+      return;
+    }
+    this.send(envelopeXml(env, env.to));
+  }
+
+  rosterPush(item: RosterItem, ver: string): void {
+    if (this.phase !== 'bound') return;
+    // [RFC6121 2.1.6] roster push
+    this.send(
+      `<iq xmlns='jabber:client' type='set' id='push-${randomBytes(6).toString('hex')}' to='${escapeXML(this.address.toString())}'>` +
+        `<query xmlns='jabber:iq:roster' ver='${ver}'>${rosterItemXml(item)}</query></iq>`,
+    );
+  }
+
+  /** End the stream, with a stream error when the reason has one [RFC6120 4.9]. */
+  close(reason: CloseReason): void {
+    if (this.phase === 'closed' || this.closing) return;
+    this.closing = true;
+    if (!this.headerSent) this.sendHeader();
+    const err = streamErrorXml(reason.kind, reason.text);
+    this.transportRef.write(`${err ?? ''}</stream:stream>`);
+    this.transportRef.end();
+    this.finish(reason);
+  }
+
+  // ---- internals ----
+
+  send(xml: string): void {
+    if (this.phase === 'closed') return;
+    this.transportRef.write(xml);
+  }
+
+  private finish(reason: CloseReason): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.closeReason = reason;
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.authTimer);
+    clearInterval(this.keepaliveTimer);
+    this.broker.metrics.connection('xmpp', this.transportRef.kind, -1);
+    this.broker.metrics.closed('xmpp', reason.kind);
+    this.log.debug({ reason: reason.kind, text: reason.text }, 'xmpp stream closed');
+    if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
+    this.onClosed(this);
+  }
+
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    if (this.opts.idleTimeoutMs > 0) {
+      this.idleTimer = setTimeout(() => this.close(closeReason('idle-timeout', 'no traffic')), this.opts.idleTimeoutMs);
+      this.idleTimer.unref?.();
+    }
+  }
+
+  private newParser(): void {
+    this.parser = new StreamParser(
+      {
+        open: (name, uri, attrs) => this.enqueue(() => this.onOpen(name, uri, attrs)),
+        stanza: (el) => this.enqueue(() => this.onElement(el)),
+        close: () => this.enqueue(async () => this.onStreamEnd()),
+        error: (cond: ParseFailure, text) => {
+          this.log.info({ condition: cond, text: snippet(text) }, 'bad xml from client');
+          this.close(closeReason(cond, text));
+        },
+      },
+      { maxStanzaSize: this.opts.maxStanzaSize, maxDepth: this.opts.maxDepth },
+    );
+  }
+
+  /** Handle stanzas strictly in order, even when a step is asynchronous. */
+  private enqueue(fn: () => Promise<void> | void): void {
+    this.queue = this.queue.then(fn).catch((err) => {
+      this.log.error({ err }, 'stanza handling failed');
+      this.close(closeReason('internal-error'));
+    });
+  }
+
+  private sendHeader(attrs?: Record<string, string>): void {
+    this.headerSent = true;
+    this.streamId = randomBytes(8).toString('hex');
+    const to = attrs?.from && Address.tryParse(attrs.from) ? ` to='${escapeXML(attrs.from)}'` : '';
+    // [RFC6120 4.7] the response header: our domain, a fresh id, version 1.0
+    this.send(
+      `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' id='${this.streamId}' from='${escapeXML(this.broker.domain)}'${to} version='1.0' xml:lang='en'>`,
+    );
+  }
+
+  private async onOpen(name: string, uri: string, attrs: Record<string, string>): Promise<void> {
+    this.sendHeader(attrs);
+    // [RFC6120 4.9.3.10] wrong root namespace; [4.9.3.2] the stream prefix must be bound to the streams namespace
+    if (uri !== NS_STREAM || !/^(?:[^:]+:)?stream$/.test(name)) return this.close(closeReason('invalid-namespace', 'expected a stream in http://etherx.jabber.org/streams'));
+    if (attrs.xmlns !== NS_CLIENT) return this.close(closeReason('invalid-namespace', 'content namespace must be jabber:client')); // [RFC6120 4.8.2]
+    const version = attrs.version;
+    const major = version ? Number(version.split('.')[0]) : 0;
+    if (!version || !/^\d+\.\d+$/.test(version) || major !== 1) return this.close(closeReason('unsupported-version', 'version 1.0 required')); // [RFC6120 4.9.3.25]
+    const to = attrs.to !== undefined ? Address.tryParse(attrs.to) : Address.of('', this.broker.domain);
+    if (!to || !to.isDomain || to.domain !== this.broker.domain) return this.close(closeReason('host-unknown', 'this server does not serve that domain')); // [RFC6120 4.9.3.6]
+    if (this.phase === 'header') this.phase = this.mustStartTls() ? 'tls' : 'auth';
+    this.sendFeatures();
+  }
+
+  private mustStartTls(): boolean {
+    return this.opts.requireTls && !this.transportRef.secure && this.transportRef.canStartTls;
+  }
+
+  private sendFeatures(): void {
+    let f = '<stream:features>';
+    if (!this.authenticated) {
+      const secure = this.transportRef.secure;
+      if (!secure && this.transportRef.canStartTls) {
+        f += `<starttls xmlns='${NS_TLS}'>${this.opts.requireTls ? '<required/>' : ''}</starttls>`;
+      }
+      if (!this.mustStartTls()) {
+        // [RFC6120 5.3.1] with TLS mandatory, nothing but STARTTLS is offered before it
+        f += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(secure).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
+      }
+    } else {
+      f += `<bind xmlns='${NS_BIND}'/><session xmlns='${NS_SESSION}'><optional/></session>`; // [RFC6120 7], RFC3921 session (optional)
+      f += `<ver xmlns='urn:xmpp:features:rosterver'/>`; // [RFC6121 2.6.1]
+    }
+    this.send(`${f}</stream:features>`);
+  }
+
+  private async onStreamEnd(): Promise<void> {
+    // [RFC6120 4.4] answer the closing tag with ours, then close
+    this.close(closeReason('client-closed'));
+  }
+
+  private async onElement(el: Element): Promise<void> {
+    if (this.phase === 'closed') return;
+    const ns = el.attrs.xmlns;
+    if (this.phase === 'tls') {
+      if (el.name === 'starttls' && ns === NS_TLS) return this.startTls();
+      if (el.name === 'auth' && ns === NS_SASL) return this.saslFailure('encryption-required', 'STARTTLS first'); // [RFC6120 6.5.4]
+      return this.close(closeReason('not-authorized', 'STARTTLS required'));
+    }
+    if (this.phase === 'auth') {
+      if (el.name === 'starttls' && ns === NS_TLS) {
+        if (this.transportRef.secure || !this.transportRef.canStartTls) {
+          this.send(`<failure xmlns='${NS_TLS}'/>`); // [RFC6120 5.4.2.2]
+          return this.close(closeReason('protocol-error', 'TLS not available'));
+        }
+        return this.startTls();
+      }
+      if (ns === NS_SASL) return this.sasl(el);
+      return this.close(closeReason('not-authorized', 'authenticate first')); // [RFC6120 4.9.3.12]
+    }
+    if (this.phase === 'bind') {
+      if (el.name === 'iq' && ns === NS_CLIENT) return this.bindIq(el);
+      return this.close(closeReason('not-authorized', 'bind a resource first'));
+    }
+    if (this.phase === 'bound') return this.stanza(el);
+  }
+
+  private async startTls(): Promise<void> {
+    this.send(`<proceed xmlns='${NS_TLS}'/>`); // [RFC6120 5.4.2.3]
+    try {
+      await this.transportRef.startTls();
+    } catch (err) {
+      this.log.info({ err }, 'TLS negotiation failed');
+      return this.finish(closeReason('socket-error', 'TLS negotiation failed'));
+    }
+    // [RFC6120 5.4.3.3] a fresh stream over TLS
+    this.phase = 'auth';
+    this.headerSent = false;
+    this.newParser();
+  }
+
+  private async sasl(el: Element): Promise<void> {
+    const text = el.getText().trim();
+    if (el.name === 'abort') {
+      this.mechanism = undefined;
+      return this.saslFailure('aborted'); // [RFC6120 6.4.4]
+    }
+    let data: Buffer | null = null;
+    if (text && text !== '=') {
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return this.saslFailure('incorrect-encoding'); // [RFC6120 6.5.2]
+      data = Buffer.from(text, 'base64');
+    } else if (text === '=') data = Buffer.alloc(0); // [RFC6120 6.4.2] empty initial response
+    let step: SaslStep;
+    if (el.name === 'auth') {
+      const mech = el.attrs.mechanism ?? '';
+      if (!offeredMechanisms(this.transportRef.secure).includes(mech)) {
+        const plainNoTls = mech === 'PLAIN' && !this.transportRef.secure;
+        return this.saslFailure(plainNoTls ? 'encryption-required' : 'invalid-mechanism'); // [RFC6120 6.5.5]
+      }
+      this.mechanism = createMechanism(mech, this.broker, (authzid) => {
+        const a = Address.tryParse(authzid);
+        return a && a.domain === this.broker.domain && a.isBare ? a.local : undefined;
+      });
+      step = await this.mechanism!.step(data);
+    } else if (el.name === 'response' && this.mechanism) {
+      step = await this.mechanism.step(data ?? Buffer.alloc(0));
+    } else {
+      return this.saslFailure('malformed-request');
+    }
+    if (this.phase === 'closed') return;
+    if (step.kind === 'challenge') {
+      this.send(`<challenge xmlns='${NS_SASL}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`);
+      return;
+    }
+    this.mechanism = undefined;
+    const ip = this.transportRef.remoteAddress;
+    if (step.kind === 'failure') {
+      this.broker.throttle.fail(ip);
+      this.broker.metrics.login('xmpp', false);
+      return this.saslFailure(step.condition, step.text);
+    }
+    this.broker.throttle.succeed(ip);
+    this.broker.metrics.login('xmpp', true);
+    this.username = this.broker.accounts.address(step.username).local;
+    this.authenticated = true;
+    this.send(`<success xmlns='${NS_SASL}'>${step.data ? step.data.toString('base64') : ''}</success>`);
+    // [RFC6120 6.4.6] stream restart after success
+    this.phase = 'bind';
+    this.headerSent = false;
+    this.newParser();
+  }
+
+  private async saslFailure(condition: string, text?: string): Promise<void> {
+    // Repeated failures from one address are answered more and more slowly.
+    const delay = this.broker.throttle.delayFor(this.transportRef.remoteAddress);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (this.phase === 'closed') return;
+    const t = text ? `<text xml:lang='en'>${escapeXMLText(text)}</text>` : '';
+    this.send(`<failure xmlns='${NS_SASL}'><${condition}/>${t}</failure>`);
+    if (condition !== 'aborted' && ++this.authFailures >= this.opts.maxAuthAttempts) {
+      // [RFC6120 6.4.5] too many retries: close with policy-violation
+      this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
+    }
+  }
+
+  private async bindIq(el: Element): Promise<void> {
+    const type = el.attrs.type;
+    const child = el.getChildElements()[0];
+    const ownBare = Address.of(this.username, this.broker.domain);
+    const reply = (err: BrokerError) => this.send(errorReply(el, err, this.broker.domain, ownBare.toString()));
+    if (!el.attrs.id) return reply(new BrokerError('bad-request', 'iq without id'));
+    if (type !== 'set' || !child || !child.is('bind', NS_BIND)) return reply(new BrokerError('not-authorized', 'bind a resource first'));
+    let full: Address;
+    try {
+      const requested = child.getChildText('resource')?.trim() || undefined;
+      full = this.broker.sessions.reserve(ownBare, requested);
+    } catch (err) {
+      if (err instanceof BrokerError) {
+        // [RFC6120 7.7.2.1] a resource that fails Resourceprep is bad-request
+        return reply(err.condition === 'jid-malformed' ? new BrokerError('bad-request', err.text) : err);
+      }
+      throw err;
+    }
+    this.address = full;
+    this.phase = 'bound';
+    this.bound = true;
+    clearTimeout(this.authTimer);
+    await this.broker.sessions.bind(this);
+    this.send(
+      `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'><bind xmlns='${NS_BIND}'><jid>${escapeXMLText(full.toString())}</jid></bind></iq>`,
+    );
+    if (this.opts.keepaliveIntervalMs > 0) {
+      // whitespace keepalive [RFC6120 4.6.1]
+      this.keepaliveTimer = setInterval(() => this.send(' '), this.opts.keepaliveIntervalMs);
+      this.keepaliveTimer.unref?.();
+    }
+    xmppHooks(this.broker).emit('xmpp:bound', this);
+  }
+
+  private async stanza(el: Element): Promise<void> {
+    const ns = el.attrs.xmlns;
+    if (ns !== NS_CLIENT || (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq')) {
+      return this.close(closeReason('unsupported-stanza-type', `<${el.name}/> is not a stanza`)); // [RFC6120 4.9.3.24]
+    }
+    const from = el.attrs.from;
+    if (from !== undefined) {
+      // [RFC6120 8.1.2.1] a from other than the session's own is spoofing: invalid-from
+      const a = Address.tryParse(from);
+      if (!a || !(a.equals(this.address) || a.equals(this.address.bare()))) return this.close(closeReason('invalid-from', 'from does not match the session'));
+    }
+    let env: Envelope;
+    try {
+      env = toEnvelope(el, this.address, el.name === 'presence' && el.attrs.to === undefined ? this.address : this.address.bare());
+    } catch (err) {
+      if (err instanceof BrokerError) return this.replyError(el, err);
+      throw err;
+    }
+    try {
+      if (el.name === 'iq') return await handleIq(this.broker, this, el, env);
+      if (el.name === 'presence') return await this.broker.presence.fromSession(this, env);
+      if (el.attrs.to === undefined) env.to = this.address.bare(); // [RFC6120 10.3.1] no to: the account
+      await this.broker.router.route(env, this);
+    } catch (err) {
+      if (err instanceof BrokerError) return this.replyError(el, err);
+      throw err;
+    }
+  }
+
+  /** Answer a stanza with an error, never an error with an error [RFC6120 8.3.1]. */
+  replyError(el: Element, err: BrokerError): void {
+    if (el.attrs.type === 'error') return;
+    if (el.name === 'iq' && el.attrs.type === 'result') return;
+    this.send(errorReply(el, err, this.broker.domain, this.address.toString()));
+  }
+}

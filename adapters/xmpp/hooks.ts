@@ -1,0 +1,43 @@
+import type { Element } from '@xmpp/xml';
+import { HookBus, type Address, type Broker, type HookSignatures, type Logger } from '../../broker/index.ts';
+import type { XmppConnection } from './connection.ts';
+
+/** An IQ get/set a client sent, addressed to the server, its own account or another account's bare JID. */
+export interface IqRequest {
+  conn: XmppConnection;
+  stanza: Element;
+  /** the single payload child */
+  child: Element;
+  type: 'get' | 'set';
+  from: Address;
+  /** resolved target: the domain, or a bare account JID (the sender's own when 'to' was absent) */
+  to: Address;
+}
+
+/** A payload element for the result, or 'empty' for an empty result. Throw BrokerError for an error. */
+export type IqAnswer = Element | 'empty';
+
+export interface DiscoInfo {
+  identities: { category: string; type: string; name?: string }[];
+  features: string[];
+}
+
+/** Hooks of the XMPP adapter, typed like the core's. */
+export interface XmppHooks extends HookSignatures {
+  iq: [[req: IqRequest], IqAnswer];
+  /** fold: disco#info of the domain or of an account's bare JID [XEP-0030] */
+  'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
+  /** fold: extra stream features after authentication, as XML strings */
+  'stream:features': [[features: string[], conn: XmppConnection], string[]];
+  /** a connection bound a resource */
+  'xmpp:bound': [[conn: XmppConnection], void];
+}
+
+const buses = new WeakMap<Broker, HookBus<XmppHooks>>();
+
+/** The XMPP hook bus of a broker; XMPP modules register here. */
+export function xmppHooks(broker: Broker, log?: Logger): HookBus<XmppHooks> {
+  let bus = buses.get(broker);
+  if (!bus) buses.set(broker, (bus = new HookBus<XmppHooks>(log ?? broker.log)));
+  return bus;
+}

@@ -1,0 +1,11 @@
+// The XMPP adapter's public surface for bin/.
+import roster from './modules/roster.ts';
+import { disco, legacySession, ping, version } from './modules/basics.ts';
+
+export { XmppServer } from './server.ts';
+export { XmppConnection, type Transport } from './connection.ts';
+export { defaultXmppOptions, type XmppOptions } from './options.ts';
+export { xmppHooks, type XmppHooks } from './hooks.ts';
+
+/** The XMPP feature modules, in load order. */
+export const xmppModules = [disco, ping, version, roster, legacySession];

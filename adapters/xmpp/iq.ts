@@ -1,0 +1,59 @@
+import type { Element } from '@xmpp/xml';
+import { escapeXML } from '@xmpp/xml';
+import { Address, BrokerError, type Broker, type Envelope } from '../../broker/index.ts';
+import type { XmppConnection } from './connection.ts';
+import { xmppHooks } from './hooks.ts';
+import { NS_CLIENT } from './parser.ts';
+
+const IQ_TYPES = new Set(['get', 'set', 'result', 'error']);
+
+/**
+ * IQ semantics [RFC6120 8.2.3]: id required, a known type, exactly one child
+ * for get/set. Requests to the server, to the sender's account or to another
+ * account's bare JID are answered by XMPP modules through the `iq` hook;
+ * requests to a full JID are routed.
+ */
+export async function handleIq(broker: Broker, conn: XmppConnection, el: Element, env: Envelope): Promise<void> {
+  const type = el.attrs.type ?? '';
+  if (!el.attrs.id) return conn.replyError(el, new BrokerError('bad-request', 'iq without id')); // [RFC6120 8.2.3]
+  if (!IQ_TYPES.has(type)) return conn.replyError(el, new BrokerError('bad-request', 'invalid iq type')); // [RFC6120 8.2.3]
+  const children = el.getChildElements();
+  if ((type === 'get' || type === 'set') && children.length !== 1) {
+    return conn.replyError(el, new BrokerError('bad-request', 'iq get/set must have exactly one child')); // [RFC6120 8.2.3]
+  }
+  if (type === 'result' && children.length > 1) return conn.replyError(el, new BrokerError('bad-request', 'iq result has at most one child'));
+  const to = el.attrs.to === undefined ? conn.address.bare() : env.to;
+  const local = to.domain === broker.domain && to.isBare;
+  if (type === 'result' || type === 'error') {
+    if (!local) await broker.router.route(env, conn);
+    return; // answers to our pushes and pings end here
+  }
+  if (!local) return broker.router.route(env, conn);
+  if (to.local && !to.equals(conn.address.bare()) && !(await broker.userExists(to))) {
+    return conn.replyError(el, new BrokerError('service-unavailable')); // [RFC6121 8.5.1]
+  }
+  let answer;
+  try {
+    answer = await xmppHooks(broker).request('iq', {
+      conn,
+      stanza: el,
+      child: children[0],
+      type: type as 'get' | 'set',
+      from: conn.address,
+      to,
+    });
+  } catch (err) {
+    if (err instanceof BrokerError) return conn.replyError(el, err);
+    broker.log.error({ err, ns: children[0].attrs.xmlns }, 'iq handler failed');
+    return conn.replyError(el, new BrokerError('internal-server-error')); // a throwing handler answers internal-server-error
+  }
+  if (answer === undefined) return conn.replyError(el, new BrokerError('service-unavailable')); // [RFC6120 8.4] nobody handled it
+  const from = el.attrs.to === undefined ? '' : ` from='${escapeXML(to.toString())}'`;
+  const head = `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'${from} to='${escapeXML(conn.address.toString())}'`;
+  conn.send(answer === 'empty' ? `${head}/>` : `${head}>${answer.toString()}</iq>`);
+}
+
+/** Helper for modules: the requester's bare address. */
+export function requesterBare(addr: Address): string {
+  return addr.bare().toString();
+}

@@ -1,0 +1,143 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { closeReason, type Broker } from '../../broker/index.ts';
+import { XmppConnection, type Transport } from './connection.ts';
+import { defaultXmppOptions, type XmppOptions } from './options.ts';
+
+/** A TCP socket as an XMPP transport, with in-place STARTTLS. */
+class SocketTransport implements Transport {
+  kind: string;
+  secure: boolean;
+  readonly remoteAddress: string;
+  private sock: net.Socket;
+  private readonly secureContext?: tls.SecureContext;
+
+  constructor(sock: net.Socket, secure: boolean, secureContext: tls.SecureContext | undefined) {
+    this.sock = sock;
+    this.secure = secure;
+    this.kind = secure ? 'tls' : 'tcp';
+    this.remoteAddress = sock.remoteAddress ?? 'unknown';
+    this.secureContext = secureContext;
+  }
+
+  get canStartTls(): boolean {
+    return !this.secure && !!this.secureContext;
+  }
+
+  get socket(): net.Socket {
+    return this.sock;
+  }
+
+  write(data: string): void {
+    if (!this.sock.destroyed) this.sock.write(data);
+  }
+
+  bufferedAmount(): number {
+    return this.sock.writableLength;
+  }
+
+  end(): void {
+    this.sock.end();
+    // Do not wait forever for a peer that never closes its side.
+    setTimeout(() => this.sock.destroy(), 2000).unref();
+  }
+
+  startTls(): Promise<void> {
+    const raw = this.sock;
+    raw.removeAllListeners('data');
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.secureContext });
+    return new Promise((resolve, reject) => {
+      secure.once('secure', () => {
+        this.sock = secure;
+        this.secure = true;
+        this.kind = 'starttls';
+        resolve();
+      });
+      secure.once('error', reject);
+    });
+  }
+}
+
+/** The XMPP client listeners: TCP 5222 (STARTTLS) and direct TLS 5223 [XEP-0368]. */
+export class XmppServer {
+  readonly opts: XmppOptions;
+  private readonly broker: Broker;
+  private readonly servers: net.Server[] = [];
+  private readonly conns = new Set<XmppConnection>();
+  private readonly perIp = new Map<string, number>();
+  private readonly ctx?: tls.SecureContext;
+  /** bound ports, after start() */
+  readonly ports: { tcp?: number; directTls?: number } = {};
+
+  constructor(broker: Broker, opts: Partial<XmppOptions> = {}) {
+    this.broker = broker;
+    this.opts = { ...defaultXmppOptions, ...opts };
+    if (this.opts.tls) this.ctx = tls.createSecureContext(this.opts.tls);
+  }
+
+  async start(): Promise<void> {
+    const { tcp, directTls } = this.opts;
+    if (tcp) {
+      const srv = net.createServer((s) => this.accept(s, false));
+      this.ports.tcp = await listen(srv, tcp.host, tcp.port);
+      this.servers.push(srv);
+    }
+    if (directTls && this.ctx) {
+      const srv = tls.createServer({ secureContext: this.ctx }, (s) => this.accept(s, true));
+      srv.on('tlsClientError', (err) => this.broker.log.debug({ err: err.message }, 'direct TLS handshake failed'));
+      this.ports.directTls = await listen(srv, directTls.host, directTls.port);
+      this.servers.push(srv);
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of [...this.conns]) c.close(closeReason('system-shutdown'));
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.servers.length = 0;
+  }
+
+  connectionCount(): number {
+    return this.conns.size;
+  }
+
+  private accept(sock: net.Socket, secure: boolean): void {
+    sock.setNoDelay(true);
+    const transport = new SocketTransport(sock, secure, this.ctx);
+    const ip = transport.remoteAddress;
+    const conn = new XmppConnection(this.broker, transport, this.opts, (c) => {
+      this.conns.delete(c);
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
+    this.conns.add(conn);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    const attach = (s: net.Socket): void => {
+      s.on('data', (d: Buffer) => conn.data(d));
+    };
+    attach(sock);
+    sock.on('error', () => conn.transportClosed('socket-error'));
+    sock.on('close', () => conn.transportClosed('client-closed'));
+    // After STARTTLS the TLS socket carries the data.
+    const origStart = transport.startTls.bind(transport);
+    transport.startTls = async () => {
+      await origStart();
+      const s = transport.socket;
+      attach(s);
+      s.on('error', () => conn.transportClosed('socket-error'));
+    };
+    if (this.conns.size > this.opts.maxConnections || (this.perIp.get(ip) ?? 0) > this.opts.maxConnectionsPerIp) {
+      conn.close(closeReason('policy-violation', 'too many connections')); // limits: maxConnections, maxConnectionsPerIp
+    }
+  }
+}
+
+function listen(srv: net.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, host, () => {
+      srv.off('error', reject);
+      resolve((srv.address() as net.AddressInfo).port);
+    });
+  });
+}

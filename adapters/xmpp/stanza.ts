@@ -1,0 +1,113 @@
+import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
+import { Address, BrokerError, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
+import { NS_CLIENT } from './parser.ts';
+
+export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+export const NS_DELAY = 'urn:xmpp:delay';
+
+const MESSAGE_TYPES = new Set(['chat', 'error', 'groupchat', 'headline', 'normal']); // [RFC6121 5.2.2]
+const PRESENCE_TYPES = new Set(['error', 'probe', 'subscribe', 'subscribed', 'unavailable', 'unsubscribe', 'unsubscribed']); // [RFC6121 4.7.1]
+const IQ_TYPES = new Set(['get', 'set', 'result', 'error']); // [RFC6120 8.2.3]
+const SHOW_VALUES = new Set(['away', 'chat', 'dnd', 'xa']); // [RFC6121 4.7.2.1]
+
+/**
+ * Element → Envelope for a stanza a client sent. `from` is stamped by the
+ * caller. Throws BrokerError('bad-request' | 'jid-malformed') on invalid input.
+ */
+export function toEnvelope(el: Element, from: Address, defaultTo: Address): Envelope {
+  const kind = el.name as Envelope['kind'];
+  const type = el.attrs.type;
+  const toAttr = el.attrs.to;
+  let to = defaultTo;
+  if (toAttr !== undefined) to = Address.parse(toAttr); // [RFC6120 8.3.3.8] jid-malformed
+  const env: Envelope = { kind, from, to, extensions: [] };
+  if (type !== undefined) env.type = type;
+  if (el.attrs.id !== undefined) env.id = el.attrs.id;
+  switch (kind) {
+    case 'message':
+      if (type !== undefined && !MESSAGE_TYPES.has(type)) throw new BrokerError('bad-request', 'unknown message type');
+      for (const c of el.getChildElements()) {
+        const ns = c.attrs.xmlns;
+        const core = ns === undefined || ns === NS_CLIENT;
+        if (core && c.name === 'body' && env.body === undefined && !c.attrs['xml:lang']) env.body = c.getText();
+        else if (core && c.name === 'subject' && env.subject === undefined && !c.attrs['xml:lang']) env.subject = c.getText();
+        else if (core && c.name === 'thread' && env.thread === undefined && !c.attrs.parent) env.thread = c.getText();
+        else env.extensions.push(c.toString());
+      }
+      break;
+    case 'presence':
+      if (type !== undefined && !PRESENCE_TYPES.has(type)) throw new BrokerError('bad-request', 'unknown presence type');
+      for (const c of el.getChildElements()) {
+        const ns = c.attrs.xmlns;
+        const core = ns === undefined || ns === NS_CLIENT;
+        if (core && c.name === 'show') {
+          const show = c.getText();
+          if (!SHOW_VALUES.has(show)) throw new BrokerError('bad-request', 'invalid show value');
+          env.show = show;
+        } else if (core && c.name === 'status' && env.status === undefined && !c.attrs['xml:lang']) env.status = c.getText();
+        else if (core && c.name === 'priority') {
+          const p = c.getText().trim();
+          if (!/^[+-]?\d+$/.test(p) || Number(p) < -128 || Number(p) > 127) {
+            throw new BrokerError('bad-request', 'priority must be an integer from -128 to 127'); // [RFC6121 4.7.2.3]
+          }
+          env.priority = Number(p);
+        } else env.extensions.push(c.toString());
+      }
+      break;
+    case 'iq':
+      for (const c of el.getChildElements()) env.extensions.push(c.toString());
+      break;
+  }
+  return env;
+}
+
+/** The error child of a stanza [RFC6120 8.3.2]. */
+export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string): string {
+  let s = `<error type='${type}'><${condition} xmlns='${NS_STANZAS}'/>`;
+  if (text) s += `<text xmlns='${NS_STANZAS}'>${escapeXMLText(text)}</text>`;
+  return `${s}</error>`;
+}
+
+function attr(name: string, value: string | undefined): string {
+  return value === undefined ? '' : ` ${name}='${escapeXML(value)}'`;
+}
+
+function stamp(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** Envelope → stanza XML for delivery to a client. */
+export function envelopeXml(env: Envelope, to: Address): string {
+  let s = `<${env.kind}${attr('xmlns', NS_CLIENT)}${attr('from', env.from.toString())}${attr('to', to.toString())}${attr('type', env.type)}${attr('id', env.id)}>`;
+  if (env.kind === 'message') {
+    if (env.subject !== undefined) s += `<subject>${escapeXMLText(env.subject)}</subject>`;
+    if (env.body !== undefined) s += `<body>${escapeXMLText(env.body)}</body>`;
+    if (env.thread !== undefined) s += `<thread>${escapeXMLText(env.thread)}</thread>`;
+  } else if (env.kind === 'presence') {
+    if (env.show !== undefined) s += `<show>${env.show}</show>`;
+    if (env.status !== undefined) s += `<status>${escapeXMLText(env.status)}</status>`;
+    if (env.priority !== undefined && env.priority !== 0) s += `<priority>${env.priority}</priority>`;
+  }
+  for (const x of env.extensions) s += x;
+  if (env.delay) {
+    // [XEP-0203] when and where it was delayed
+    s += `<delay xmlns='${NS_DELAY}'${attr('from', env.delay.from)} stamp='${stamp(env.delay.stamp)}'>${env.delay.reason ? escapeXMLText(env.delay.reason) : ''}</delay>`;
+  }
+  if (env.type === 'error' && env.error) s += errorXml(env.error.condition, env.error.type, env.error.text);
+  return `${s}</${env.kind}>`;
+}
+
+/**
+ * An error reply to a stanza the client sent [RFC6120 8.3.1]: from and to
+ * swapped, the same id, the original payload for IQs.
+ */
+export function errorReply(el: Element, err: BrokerError, serverFrom: string, clientTo: string): string {
+  const from = el.attrs.to ?? serverFrom;
+  let s = `<${el.name} xmlns='${NS_CLIENT}'${attr('from', from)}${attr('to', clientTo)} type='error'${attr('id', el.attrs.id)}>`;
+  if (el.name === 'iq') {
+    const child = el.getChildElements()[0];
+    if (child) s += child.toString();
+  }
+  s += errorXml(err.condition, err.type, err.text);
+  return `${s}</${el.name}>`;
+}

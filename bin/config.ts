@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const listener = z.strictObject({ host: z.string().min(1), port: z.number().int().min(0).max(65535) });
+
+/**
+ * The whole configuration. Unknown keys and bad values fail at start with
+ * the exact path of the key (`xmpp.maxStanzaSize: expected number…`).
+ * Defaults are documented in docs/configuration.md.
+ */
+export const configSchema = z.strictObject({
+  domain: z.string().min(1).default('localhost'),
+  dataDir: z.string().min(1).default('./data'),
+  nodeId: z.string().min(1).default('node1'),
+  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
+  tls: z
+    .strictObject({
+      /** PEM files; absent: a self-signed certificate is generated in dataDir on first start */
+      cert: z.string().optional(),
+      key: z.string().optional(),
+    })
+    .prefault({}),
+  storage: z
+    .strictObject({
+      backend: z.enum(['embedded', 'mongodb']).default('embedded'),
+      mongodbUrl: z.string().optional(),
+    })
+    .prefault({}),
+  admin: z.strictObject({ socket: z.string().optional() }).prefault({}),
+  limits: z
+    .strictObject({
+      offlineMaxPerUser: z.number().int().min(0).default(1000),
+      rosterMaxItems: z.number().int().min(1).default(1000),
+      maxSessionsPerUser: z.number().int().min(1).default(10),
+      resourceConflict: z.enum(['replace', 'reject']).default('replace'),
+      scramIterations: z.number().int().min(4096).default(4096),
+      authFreeFailures: z.number().int().min(0).default(3),
+      authFailureWindowMs: z.number().int().min(1000).default(60_000),
+      authMaxDelayMs: z.number().int().min(0).default(5_000),
+    })
+    .prefault({}),
+  xmpp: z
+    .strictObject({
+      tcp: listener.nullable().default({ host: '127.0.0.1', port: 5222 }),
+      directTls: listener.nullable().default({ host: '127.0.0.1', port: 5223 }),
+      requireTls: z.boolean().default(true),
+      maxStanzaSize: z.number().int().min(1024).default(256 * 1024),
+      maxDepth: z.number().int().min(4).max(1000).default(32),
+      authTimeoutMs: z.number().int().min(100).default(30_000),
+      idleTimeoutMs: z.number().int().min(0).default(600_000),
+      keepaliveIntervalMs: z.number().int().min(0).default(120_000),
+      maxAuthAttempts: z.number().int().min(1).default(3),
+      maxOutboundBuffer: z.number().int().min(1024).default(4 * 1024 * 1024),
+      maxConnectionsPerIp: z.number().int().min(1).default(1000),
+      maxConnections: z.number().int().min(1).default(100_000),
+    })
+    .prefault({}),
+  modules: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Thrown for any invalid configuration; the message names the key path. */
+export class ConfigError extends Error {}
+
+function formatIssues(err: z.ZodError): string {
+  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('\n');
+}
+
+/** Read a YAML or JSON file into a plain object. */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  try {
+    const v = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    if (v === null || v === undefined) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) throw new Error('top level must be a mapping');
+    return v as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Environment variables: PARLEY_DOMAIN, PARLEY_DATA_DIR, PARLEY_LOG_LEVEL, PARLEY_MONGODB_URL… */
+export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const o: Record<string, any> = {};
+  if (env.PARLEY_DOMAIN) o.domain = env.PARLEY_DOMAIN;
+  if (env.PARLEY_DATA_DIR) o.dataDir = env.PARLEY_DATA_DIR;
+  if (env.PARLEY_NODE_ID) o.nodeId = env.PARLEY_NODE_ID;
+  if (env.PARLEY_LOG_LEVEL) o.log = { level: env.PARLEY_LOG_LEVEL };
+  if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', mongodbUrl: env.PARLEY_MONGODB_URL };
+  return o;
+}
+
+/** Deep merge of plain objects; later wins. */
+export function merge(...objs: Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, any> = {};
+  for (const o of objs) {
+    for (const [k, v] of Object.entries(o)) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' && !Array.isArray(out[k])) out[k] = merge(out[k], v as Record<string, unknown>);
+      else if (v !== undefined) out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** Validate; throws ConfigError listing every bad key path. */
+export function validateConfig(raw: Record<string, unknown>): Config {
+  const r = configSchema.safeParse(raw);
+  if (!r.success) throw new ConfigError(formatIssues(r.error));
+  const cfg = r.data;
+  if (cfg.storage.backend === 'mongodb' && !cfg.storage.mongodbUrl) throw new ConfigError('storage.mongodbUrl: required when storage.backend is mongodb');
+  if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
+  cfg.dataDir = path.resolve(cfg.dataDir);
+  return cfg;
+}
+
+export function adminSocketPath(cfg: Config): string {
+  return cfg.admin.socket ?? path.join(cfg.dataDir, 'admin.sock');
+}

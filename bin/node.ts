@@ -1,0 +1,75 @@
+import { mkdirSync } from 'node:fs';
+import type net from 'node:net';
+import { pino } from 'pino';
+import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
+import { Broker, type Logger } from '../broker/index.ts';
+import offline from '../broker/modules/offline.ts';
+import { LocalBus, LocalRegistry } from '../cluster/local.ts';
+import { EmbeddedStorage } from '../storage/embedded.ts';
+import { MongoStorage } from '../storage/mongodb.ts';
+import type { Storage } from '../storage/types.ts';
+import { startAdminServer } from './admin.ts';
+import { loadOrCreateCert } from './certs.ts';
+import { adminSocketPath, type Config } from './config.ts';
+
+/** Every module a node loads, core ones first. */
+export const allModules = [offline, ...xmppModules];
+
+export function makeLogger(cfg: Config): Logger {
+  return pino({ level: cfg.log.level, base: { node: cfg.nodeId } }) as unknown as Logger;
+}
+
+/** The only place that picks concrete backends. */
+export function makeStorage(cfg: Config): Storage {
+  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.mongodbUrl! });
+  return new EmbeddedStorage({ dir: `${cfg.dataDir}/store` });
+}
+
+export function makeBroker(cfg: Config, log: Logger): Broker {
+  return new Broker({
+    domain: cfg.domain,
+    storage: makeStorage(cfg),
+    cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
+    log,
+    limits: cfg.limits,
+    modules: allModules.map((def) => ({ def, options: cfg.modules[def.name] })),
+  });
+}
+
+export interface RunningNode {
+  broker: Broker;
+  xmpp: XmppServer;
+  admin: net.Server;
+  stop(): Promise<void>;
+}
+
+/** config → backends → broker → adapters → admin socket. */
+export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> {
+  mkdirSync(cfg.dataDir, { recursive: true });
+  for (const name of Object.keys(cfg.modules)) {
+    if (!allModules.some((m) => m.name === name)) throw new Error(`modules.${name}: unknown module`);
+  }
+  const broker = makeBroker(cfg, log);
+  await broker.start();
+  const cert = await loadOrCreateCert(cfg);
+  if (cert.generated) log.info({ dir: cfg.dataDir }, 'generated a self-signed certificate');
+  const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: { cert: cert.cert, key: cert.key } });
+  await xmpp.start();
+  const socket = adminSocketPath(cfg);
+  const admin = await startAdminServer(broker, socket);
+  log.info({ domain: cfg.domain, xmpp: xmpp.ports, admin: socket }, 'parley node ready');
+  let stopping: Promise<void> | undefined;
+  return {
+    broker,
+    xmpp,
+    admin,
+    stop() {
+      stopping ??= (async () => {
+        await new Promise<void>((r) => admin.close(() => r()));
+        await xmpp.stop();
+        await broker.stop();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,200 @@
+import { Command, Option } from 'commander';
+import { Broker } from '../broker/index.ts';
+import { adminRequest, runAdmin, type AdminRequest } from './admin.ts';
+import { adminSocketPath, ConfigError, envOverrides, merge, readConfigFile, validateConfig, type Config } from './config.ts';
+import { makeBroker, makeLogger, startNode } from './node.ts';
+import { silentLogger } from '../broker/logger.ts';
+
+interface GlobalFlags {
+  config?: string;
+  domain?: string;
+  dataDir?: string;
+  host?: string;
+  xmppPort?: string;
+  xmppsPort?: string;
+  adminSocket?: string;
+  logLevel?: string;
+  nodeId?: string;
+}
+
+function port(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`--${name}: not a port number`);
+  return n;
+}
+
+/** defaults < config file < environment < flags. */
+function loadConfig(flags: GlobalFlags): Config {
+  const file = flags.config ? readConfigFile(flags.config) : {};
+  const fromFlags: Record<string, any> = {};
+  if (flags.domain) fromFlags.domain = flags.domain;
+  if (flags.dataDir) fromFlags.dataDir = flags.dataDir;
+  if (flags.nodeId) fromFlags.nodeId = flags.nodeId;
+  if (flags.logLevel) fromFlags.log = { level: flags.logLevel };
+  if (flags.adminSocket) fromFlags.admin = { socket: flags.adminSocket };
+  const host = flags.host;
+  const xp = port(flags.xmppPort, 'xmpp-port');
+  const xsp = port(flags.xmppsPort, 'xmpps-port');
+  if (host || xp !== undefined || xsp !== undefined) {
+    fromFlags.xmpp = {};
+    if (host || xp !== undefined) fromFlags.xmpp.tcp = { host: host ?? '127.0.0.1', port: xp ?? 5222 };
+    if (host || xsp !== undefined) fromFlags.xmpp.directTls = { host: host ?? '127.0.0.1', port: xsp ?? 5223 };
+  }
+  return validateConfig(merge(file, envOverrides(process.env), fromFlags));
+}
+
+function fail(err: unknown): never {
+  if (err instanceof ConfigError) console.error(`invalid configuration:\n${err.message}`);
+  else console.error(`error: ${(err as Error).message}`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+}
+
+/** Run an admin command on the running node, or on the store directly when no node runs. */
+async function admin(flags: GlobalFlags, req: AdminRequest): Promise<unknown> {
+  const cfg = loadConfig(flags);
+  const res = await adminRequest(adminSocketPath(cfg), req);
+  if (res) {
+    if (!res.ok) throw new Error(res.error);
+    return res.result;
+  }
+  const broker: Broker = makeBroker({ ...cfg, modules: {} }, silentLogger);
+  await broker.storage.open();
+  try {
+    return await runAdmin(broker, req);
+  } finally {
+    await broker.storage.close();
+  }
+}
+
+async function readPassword(given: string | undefined): Promise<string> {
+  if (given !== undefined) return given;
+  if (process.env.PARLEY_PASSWORD) return process.env.PARLEY_PASSWORD;
+  // Read one line from stdin (so passwords stay out of shell history and ps).
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    if (Buffer.concat(chunks).includes(10)) break;
+  }
+  const pw = Buffer.concat(chunks).toString('utf8').split('\n')[0].replace(/\r$/, '');
+  if (!pw) throw new Error('no password given (argument, PARLEY_PASSWORD or stdin)');
+  return pw;
+}
+
+const program = new Command('parley')
+  .description('Parley: one broker for XMPP and MQTT')
+  .option('-c, --config <file>', 'config file (YAML or JSON)')
+  .option('--domain <domain>', 'the XMPP domain served (default localhost)')
+  .option('--data-dir <dir>', 'data directory (default ./data)')
+  .option('--node-id <id>', 'node id in a cluster')
+  .option('--host <addr>', 'address every listener binds (default 127.0.0.1)')
+  .option('--xmpp-port <port>', 'XMPP c2s port with STARTTLS (default 5222; 0 = any free port)')
+  .option('--xmpps-port <port>', 'XMPP direct TLS port (default 5223)')
+  .option('--admin-socket <path>', 'admin socket path (default <data-dir>/admin.sock)')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']));
+
+program
+  .command('start')
+  .description('run a node')
+  .action(async () => {
+    let cfg: Config;
+    try {
+      cfg = loadConfig(program.opts());
+    } catch (err) {
+      fail(err);
+    }
+    const log = makeLogger(cfg);
+    let node;
+    try {
+      node = await startNode(cfg, log);
+    } catch (err) {
+      log.error({ err }, 'start failed');
+      fail(err);
+    }
+    const shutdown = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      node.stop().then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+
+program
+  .command('check-config')
+  .description('validate the configuration and print it')
+  .action(() => {
+    try {
+      console.log(JSON.stringify(loadConfig(program.opts()), null, 2));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+const user = program.command('user').description('manage accounts (works with or without a running node)');
+user
+  .command('add <username> [password]')
+  .description('create an account; the password may come from PARLEY_PASSWORD or stdin')
+  .action(async (username: string, password?: string) => {
+    try {
+      await admin(program.opts(), { cmd: 'user.add', username, password: await readPassword(password) });
+      console.log(`user ${username} added`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+user
+  .command('remove <username>')
+  .description('delete an account, its roster and offline messages')
+  .action(async (username: string) => {
+    try {
+      await admin(program.opts(), { cmd: 'user.remove', username });
+      console.log(`user ${username} removed`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+user
+  .command('passwd <username> [password]')
+  .description('set a new password')
+  .action(async (username: string, password?: string) => {
+    try {
+      await admin(program.opts(), { cmd: 'user.passwd', username, password: await readPassword(password) });
+      console.log(`password of ${username} changed`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+user
+  .command('list')
+  .description('list accounts')
+  .action(async () => {
+    try {
+      const users = (await admin(program.opts(), { cmd: 'user.list' })) as string[];
+      for (const u of users) console.log(u);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('status')
+  .description('show a running node')
+  .action(async () => {
+    try {
+      const cfg = loadConfig(program.opts());
+      const res = await adminRequest(adminSocketPath(cfg), { cmd: 'status' });
+      if (!res) throw new Error('no node is running');
+      if (!res.ok) throw new Error(res.error);
+      console.log(JSON.stringify(res.result, null, 2));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+await program.parseAsync(process.argv);

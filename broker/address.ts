@@ -1,0 +1,129 @@
+import { BrokerError } from './errors.ts';
+
+/**
+ * `local@domain/resource`, normalised per RFC 7622 (a pragmatic subset of the
+ * PRECIS profiles: NFKC and case folding for the local and domain parts, NFC
+ * for the resource; forbidden characters and length limits enforced).
+ */
+export class Address {
+  readonly local: string;
+  readonly domain: string;
+  readonly resource: string;
+  private cached?: string;
+
+  private constructor(local: string, domain: string, resource: string) {
+    this.local = local;
+    this.domain = domain;
+    this.resource = resource;
+  }
+
+  /** Parse and normalise; throws BrokerError('jid-malformed'). [RFC7622 3.1] */
+  static parse(input: string): Address {
+    if (typeof input !== 'string' || input.length === 0) throw malformed('empty address');
+    let rest = input;
+    let resource = '';
+    const slash = rest.indexOf('/');
+    if (slash !== -1) {
+      resource = rest.slice(slash + 1);
+      rest = rest.slice(0, slash);
+      if (resource.length === 0) throw malformed('empty resource'); // [RFC7622 3.4]
+    }
+    let local = '';
+    const at = rest.indexOf('@');
+    if (at !== -1) {
+      local = rest.slice(0, at);
+      rest = rest.slice(at + 1);
+      if (local.length === 0) throw malformed('empty localpart'); // [RFC7622 3.3]
+    }
+    return Address.of(local, rest, resource);
+  }
+
+  /** Build from parts, normalising each. */
+  static of(local: string, domain: string, resource = ''): Address {
+    return new Address(normLocal(local), normDomain(domain), normResource(resource));
+  }
+
+  /** Like parse but returns undefined instead of throwing. */
+  static tryParse(input: string | undefined): Address | undefined {
+    if (input === undefined) return undefined;
+    try {
+      return Address.parse(input);
+    } catch {
+      return undefined;
+    }
+  }
+
+  get isBare(): boolean {
+    return this.resource === '';
+  }
+
+  get isDomain(): boolean {
+    return this.local === '' && this.resource === '';
+  }
+
+  bare(): Address {
+    return this.resource === '' ? this : new Address(this.local, this.domain, '');
+  }
+
+  withResource(resource: string): Address {
+    return new Address(this.local, this.domain, normResource(resource));
+  }
+
+  equals(other: Address | undefined): boolean {
+    return !!other && this.toString() === other.toString();
+  }
+
+  toString(): string {
+    if (this.cached === undefined) {
+      let s = this.domain;
+      if (this.local) s = `${this.local}@${s}`;
+      if (this.resource) s = `${s}/${this.resource}`;
+      this.cached = s;
+    }
+    return this.cached;
+  }
+}
+
+function malformed(text: string): BrokerError {
+  return new BrokerError('jid-malformed', text);
+}
+
+const MAX_PART_BYTES = 1023; // [RFC7622 3.2, 3.3, 3.4]
+// Characters forbidden in a localpart [RFC7622 3.3.1] plus controls and spaces.
+// eslint-disable-next-line no-control-regex
+const LOCAL_FORBIDDEN = /["&'/:<>@\s\u0000-\u001f\u007f]/u;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/u;
+const DOMAIN_LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}_-]*[\p{L}\p{N}])?$/u;
+
+function checkLength(part: string, what: string): void {
+  if (Buffer.byteLength(part, 'utf8') > MAX_PART_BYTES) throw malformed(`${what} too long`);
+}
+
+function normLocal(local: string): string {
+  if (local === '') return '';
+  const n = local.normalize('NFKC').toLowerCase();
+  if (LOCAL_FORBIDDEN.test(n)) throw malformed('forbidden character in localpart');
+  checkLength(n, 'localpart');
+  return n;
+}
+
+function normDomain(domain: string): string {
+  let d = domain.normalize('NFKC').toLowerCase();
+  if (d.endsWith('.')) d = d.slice(0, -1); // [RFC7622 3.2]
+  if (d.length === 0) throw malformed('empty domain');
+  checkLength(d, 'domain');
+  const ipv6 = d.startsWith('[') && d.endsWith(']');
+  if (!ipv6 && !d.split('.').every((label) => DOMAIN_LABEL.test(label))) {
+    throw malformed('invalid domain');
+  }
+  return d;
+}
+
+function normResource(resource: string): string {
+  if (resource === '') return '';
+  const n = resource.normalize('NFC');
+  if (CONTROL.test(n)) throw malformed('control character in resource');
+  checkLength(n, 'resource');
+  return n;
+}

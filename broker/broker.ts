@@ -1,0 +1,172 @@
+import type { Cluster } from '../cluster/types.ts';
+import type { Storage } from '../storage/types.ts';
+import { AccountService, AuthThrottle, type AccountRecord } from './accounts.ts';
+import { Address } from './address.ts';
+import { ArchiveService } from './archive.ts';
+import type { Envelope, EnvelopeRecord } from './envelope.ts';
+import { closeReason, type CloseReason } from './errors.ts';
+import { HookBus, type HookSignatures } from './hooks.ts';
+import { silentLogger, type Logger } from './logger.ts';
+import { CounterMetrics, type Metrics } from './metrics.ts';
+import { LoadedModule, orderModules, resolveOptions, type ModuleDefinition } from './module.ts';
+import { OfflineQueue } from './offline.ts';
+import { PresenceService } from './presence.ts';
+import { RosterService } from './roster.ts';
+import { Router } from './router.ts';
+import type { Session } from './session.ts';
+import { SessionManager } from './session-manager.ts';
+
+/** Every core hook, typed: [arguments, result]. */
+export interface BrokerHooks extends HookSignatures {
+  /** fold: return the (possibly rewritten) envelope, or null to drop it */
+  'route:filter': [[env: Envelope | null, origin: Session | undefined], Envelope | null];
+  /** a message to the server's own address; true when handled */
+  'message:host': [[env: Envelope], boolean];
+  /** an IQ nobody delivered; true when handled */
+  'iq:unhandled': [[env: Envelope], boolean];
+  /** a message was appended to the timeline (or passed through when not storable) */
+  'message:stored': [[env: Envelope], void];
+  'session:bound': [[session: Session], void];
+  /** initial available presence sent */
+  'session:available': [[session: Session], void];
+  'session:unbound': [[session: Session, reason: CloseReason], void];
+}
+
+export interface BrokerOptions {
+  domain: string;
+  storage: Storage;
+  cluster: Cluster;
+  log?: Logger;
+  metrics?: Metrics;
+  /** loaded modules and their options */
+  modules?: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
+  limits?: Partial<BrokerLimits>;
+}
+
+/** Core limits; each is a config option with this default (docs/configuration.md). */
+export interface BrokerLimits {
+  /** queued offline messages per user before further ones bounce [XEP-0160] */
+  offlineMaxPerUser: number;
+  /** roster items per user */
+  rosterMaxItems: number;
+  /** sessions per account */
+  maxSessionsPerUser: number;
+  /** 'replace' kicks the old session on a resource conflict; 'reject' refuses the new one */
+  resourceConflict: 'replace' | 'reject';
+  /** PBKDF2 iterations for new SCRAM keys */
+  scramIterations: number;
+  /** failed logins from one address before answers are slowed */
+  authFreeFailures: number;
+  authFailureWindowMs: number;
+  authMaxDelayMs: number;
+}
+
+export const defaultLimits: BrokerLimits = {
+  offlineMaxPerUser: 1000,
+  rosterMaxItems: 1000,
+  maxSessionsPerUser: 10,
+  resourceConflict: 'replace',
+  scramIterations: 4096,
+  authFreeFailures: 3,
+  authFailureWindowMs: 60_000,
+  authMaxDelayMs: 5_000,
+};
+
+/** Owns hooks, modules, router and services; `start()`/`stop()`. */
+export class Broker {
+  readonly domain: string;
+  readonly storage: Storage;
+  readonly cluster: Cluster;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly limits: BrokerLimits;
+  readonly hooks: HookBus<BrokerHooks>;
+  readonly accounts: AccountService;
+  readonly throttle: AuthThrottle;
+  readonly sessions: SessionManager;
+  readonly router: Router;
+  readonly roster: RosterService;
+  readonly presence: PresenceService;
+  readonly archive: ArchiveService;
+  readonly offline: OfflineQueue;
+  readonly startedAt = Date.now();
+  private readonly moduleDefs: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
+  private readonly loaded: LoadedModule[] = [];
+  private running = false;
+
+  constructor(opts: BrokerOptions) {
+    this.domain = Address.of('', opts.domain).domain;
+    this.storage = opts.storage;
+    this.cluster = opts.cluster;
+    this.log = opts.log ?? silentLogger;
+    this.metrics = opts.metrics ?? new CounterMetrics();
+    this.limits = { ...defaultLimits, ...opts.limits };
+    this.hooks = new HookBus<BrokerHooks>(this.log);
+    this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
+    this.throttle = new AuthThrottle({
+      freeFailures: this.limits.authFreeFailures,
+      windowMs: this.limits.authFailureWindowMs,
+      maxDelayMs: this.limits.authMaxDelayMs,
+    });
+    this.sessions = new SessionManager(
+      this.cluster.registry,
+      this.cluster.bus.nodeId,
+      { resourceConflict: this.limits.resourceConflict, maxSessionsPerUser: this.limits.maxSessionsPerUser },
+      this.log,
+      {
+        bound: (s) => this.hooks.emit('session:bound', s),
+        unbound: (s, r) => {
+          this.presence.sessionEnded(s).catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
+          this.hooks.emit('session:unbound', s, r);
+        },
+      },
+    );
+    this.router = new Router(this);
+    this.roster = new RosterService(this.storage.kv('roster'), { maxItems: this.limits.rosterMaxItems }, (user, item, ver) => {
+      for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
+    });
+    this.presence = new PresenceService(this, this.storage.kv<Record<string, EnvelopeRecord>>('pending-subscriptions'));
+    this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'));
+    this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain);
+    this.moduleDefs = opts.modules ?? [];
+  }
+
+  /** True when the address is an account of this domain. */
+  async userExists(addr: Address): Promise<boolean> {
+    return addr.domain === this.domain && !!addr.local && (await this.accounts.exists(addr.local));
+  }
+
+  /** Loaded module names and definitions (for disco and the compliance table). */
+  modules(): ModuleDefinition<any>[] {
+    return this.loaded.map((m) => m.def);
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    await this.storage.open();
+    await this.cluster.bus.start();
+    const byName = new Map(this.moduleDefs.map((m) => [m.def.name, m]));
+    for (const def of orderModules(this.moduleDefs.map((m) => m.def))) {
+      const options = resolveOptions(def, byName.get(def.name)?.options);
+      const lm = new LoadedModule(def);
+      await def.setup(lm.context(this, options, this.log.child({ module: def.name })));
+      this.loaded.push(lm);
+    }
+    this.running = true;
+    this.log.info({ domain: this.domain, node: this.cluster.bus.nodeId, modules: this.loaded.map((m) => m.def.name) }, 'broker started');
+  }
+
+  /** Close every session (system-shutdown), unload modules, close backends. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    for (const s of this.sessions.all()) {
+      await this.sessions.unbind(s, closeReason('system-shutdown'));
+      s.close(closeReason('system-shutdown'));
+    }
+    while (this.loaded.length) await this.loaded.pop()!.unload();
+    await this.cluster.bus.stop();
+    await this.storage.close();
+    this.log.info('broker stopped');
+  }
+}

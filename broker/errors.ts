@@ -1,0 +1,109 @@
+/**
+ * Errors and close reasons shared by the core and every adapter.
+ * Each adapter maps these to its own wire form in one file.
+ */
+
+/** Stanza-level error conditions [RFC6120 8.3.3]. Never renumber or rename: adapters map them 1:1. */
+export type ErrorCondition =
+  | 'bad-request'
+  | 'conflict'
+  | 'feature-not-implemented'
+  | 'forbidden'
+  | 'gone'
+  | 'internal-server-error'
+  | 'item-not-found'
+  | 'jid-malformed'
+  | 'not-acceptable'
+  | 'not-allowed'
+  | 'not-authorized'
+  | 'policy-violation'
+  | 'recipient-unavailable'
+  | 'redirect'
+  | 'registration-required'
+  | 'remote-server-not-found'
+  | 'remote-server-timeout'
+  | 'resource-constraint'
+  | 'service-unavailable'
+  | 'subscription-required'
+  | 'undefined-condition'
+  | 'unexpected-request';
+
+/** Error types [RFC6120 8.3.2]. */
+export type ErrorType = 'auth' | 'cancel' | 'continue' | 'modify' | 'wait';
+
+const defaultType: Record<ErrorCondition, ErrorType> = {
+  'bad-request': 'modify',
+  conflict: 'cancel',
+  'feature-not-implemented': 'cancel',
+  forbidden: 'auth',
+  gone: 'cancel',
+  'internal-server-error': 'cancel',
+  'item-not-found': 'cancel',
+  'jid-malformed': 'modify',
+  'not-acceptable': 'modify',
+  'not-allowed': 'cancel',
+  'not-authorized': 'auth',
+  'policy-violation': 'modify',
+  'recipient-unavailable': 'wait',
+  redirect: 'modify',
+  'registration-required': 'auth',
+  'remote-server-not-found': 'cancel',
+  'remote-server-timeout': 'wait',
+  'resource-constraint': 'wait',
+  'service-unavailable': 'cancel',
+  'subscription-required': 'auth',
+  'undefined-condition': 'cancel',
+  'unexpected-request': 'wait',
+};
+
+/** A request failed in a way the client should be told about. */
+export class BrokerError extends Error {
+  readonly condition: ErrorCondition;
+  readonly type: ErrorType;
+  readonly text?: string;
+
+  constructor(condition: ErrorCondition, text?: string, type?: ErrorType) {
+    super(text ? `${condition}: ${text}` : condition);
+    this.name = 'BrokerError';
+    this.condition = condition;
+    this.type = type ?? defaultType[condition];
+    this.text = text;
+  }
+}
+
+/**
+ * Why a connection ended. Shows in logs and metrics; adapters map the
+ * protocol-level ones to stream errors or MQTT return codes.
+ */
+export type CloseKind =
+  | 'client-closed'
+  | 'socket-error'
+  | 'idle-timeout'
+  | 'auth-timeout'
+  | 'auth-failed'
+  | 'not-well-formed'
+  | 'restricted-xml'
+  | 'policy-violation'
+  | 'invalid-namespace'
+  | 'bad-format'
+  | 'bad-namespace-prefix'
+  | 'host-unknown'
+  | 'unsupported-version'
+  | 'invalid-from'
+  | 'unsupported-stanza-type'
+  | 'not-authorized'
+  | 'resource-conflict'
+  | 'connection-timeout'
+  | 'system-shutdown'
+  | 'session-taken-over'
+  | 'protocol-error'
+  | 'internal-error';
+
+export interface CloseReason {
+  kind: CloseKind;
+  text?: string;
+}
+
+export function closeReason(kind: CloseKind, text?: string): CloseReason {
+  return text === undefined ? { kind } : { kind, text };
+}

@@ -1,0 +1,117 @@
+import type { Logger } from './logger.ts';
+
+type Handler<A extends unknown[], R> = (...args: A) => R | undefined | Promise<R | undefined>;
+
+interface Entry {
+  priority: number;
+  handler: (...args: any[]) => any;
+}
+
+/** A map of hook name → [argument tuple, result type]. */
+export type HookSignatures = Record<string, [unknown[], unknown]>;
+
+/**
+ * Typed hooks with Prosody `util/events.lua` semantics: handlers run in
+ * priority order (higher first); the first non-undefined return stops the run
+ * and is its result; a throwing handler is logged and skipped (ejabberd
+ * `safe_apply`). `fold` threads a value through every handler (ejabberd
+ * `run_fold`).
+ */
+export class HookBus<M extends HookSignatures> {
+  private readonly handlers = new Map<keyof M, Entry[]>();
+  private readonly log?: Logger;
+
+  constructor(log?: Logger) {
+    this.log = log;
+  }
+
+  /** Register a handler; returns a function that removes it. */
+  on<K extends keyof M>(name: K, handler: Handler<M[K][0], M[K][1]>, priority = 0): () => void {
+    const list = this.handlers.get(name) ?? [];
+    const entry: Entry = { priority, handler };
+    // Stable: equal priorities keep registration order.
+    let i = list.length;
+    while (i > 0 && list[i - 1].priority < priority) i--;
+    list.splice(i, 0, entry);
+    this.handlers.set(name, list);
+    return () => {
+      const cur = this.handlers.get(name);
+      if (!cur) return;
+      const idx = cur.indexOf(entry);
+      if (idx !== -1) cur.splice(idx, 1);
+    };
+  }
+
+  has(name: keyof M): boolean {
+    return (this.handlers.get(name)?.length ?? 0) > 0;
+  }
+
+  /** Run until a handler returns something other than undefined. */
+  async run<K extends keyof M>(name: K, ...args: M[K][0]): Promise<M[K][1] | undefined> {
+    const list = this.handlers.get(name);
+    if (!list) return undefined;
+    for (const { handler } of [...list]) {
+      let result: unknown;
+      try {
+        result = await handler(...args);
+      } catch (err) {
+        this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped');
+        continue;
+      }
+      if (result !== undefined) return result as M[K][1];
+    }
+    return undefined;
+  }
+
+  /**
+   * Like run, but a throwing handler is rethrown to the caller, for requests
+   * where the failure must become an `internal-server-error` answer.
+   */
+  async request<K extends keyof M>(name: K, ...args: M[K][0]): Promise<M[K][1] | undefined> {
+    const list = this.handlers.get(name);
+    if (!list) return undefined;
+    for (const { handler } of [...list]) {
+      const result = await handler(...args);
+      if (result !== undefined) return result as M[K][1];
+    }
+    return undefined;
+  }
+
+  /**
+   * Thread a value through every handler: the first argument is the value,
+   * each handler gets the current one in its place; returning undefined keeps it.
+   */
+  async fold<K extends keyof M>(name: K, ...args: M[K][0]): Promise<M[K][1]> {
+    const list = this.handlers.get(name);
+    let acc = args[0] as M[K][1];
+    if (!list) return acc;
+    const rest = args.slice(1);
+    for (const { handler } of [...list]) {
+      try {
+        const next = await handler(acc, ...rest);
+        if (next !== undefined) acc = next as M[K][1];
+      } catch (err) {
+        this.log?.error({ err, hook: String(name) }, 'fold handler failed; skipped');
+      }
+    }
+    return acc;
+  }
+
+  /** Synchronous fire-and-forget notification to every handler. */
+  emit<K extends keyof M>(name: K, ...args: M[K][0]): void {
+    const list = this.handlers.get(name);
+    if (!list) return;
+    for (const { handler } of [...list]) {
+      try {
+        const r = handler(...args);
+        if (r && typeof (r as Promise<unknown>).catch === 'function') {
+          (r as Promise<unknown>).catch((err) =>
+            this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped'),
+          );
+        }
+      } catch (err) {
+        this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped');
+      }
+    }
+  }
+}

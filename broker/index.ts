@@ -1,0 +1,13 @@
+// The core's public surface: adapters import from here only.
+export { Address } from './address.ts';
+export { Broker, defaultLimits, type BrokerHooks, type BrokerLimits, type BrokerOptions } from './broker.ts';
+export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorCondition, type ErrorType } from './errors.ts';
+export { isStorableMessage, type Envelope, type EnvelopeKind } from './envelope.ts';
+export { HookBus, type HookSignatures } from './hooks.ts';
+export { silentLogger, snippet, type Logger } from './logger.ts';
+export type { Metrics } from './metrics.ts';
+export { defineModule, type ModuleContext, type ModuleDefinition, type OptionSpec, type SpecClaim } from './module.ts';
+export type { RosterItem, Subscription } from './roster.ts';
+export { sessionDefaults, type Session } from './session.ts';
+export { SessionManager } from './session-manager.ts';
+export { digest, hmac, saltedPassword, type ScramCredential, type ScramHash } from './accounts.ts';

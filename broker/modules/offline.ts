@@ -1,0 +1,26 @@
+import { defineModule } from '../module.ts';
+
+/**
+ * XEP-0160: messages to a user with no available session are queued by the
+ * router; they are handed over, with a delay stamp [XEP-0203], when a session
+ * sends initial presence with a non-negative priority.
+ */
+export default defineModule({
+  name: 'offline',
+  description: 'Offline message storage and delivery',
+  options: {},
+  specs: [
+    { spec: 'XEP-0160', status: 'complete' },
+    { spec: 'XEP-0203', status: 'complete', note: 'on messages delivered from offline storage' },
+  ],
+  setup(ctx) {
+    const { broker } = ctx;
+    ctx.onUnload(
+      broker.hooks.on('session:available', async (session) => {
+        if (session.priority < 0) return; // [XEP-0160 3] negative priority: keep them queued
+        const n = await broker.offline.flush(session.address, (env) => session.deliver(env));
+        if (n > 0) ctx.log.debug({ jid: session.address.toString(), n }, 'offline messages delivered');
+      }),
+    );
+  },
+});

@@ -1,0 +1,266 @@
+import type { KeyValueStore } from '../storage/types.ts';
+import { Address } from './address.ts';
+import type { Broker } from './broker.ts';
+import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
+import type { RosterItem } from './roster.ts';
+import type { Session } from './session.ts';
+import type { Target } from './router.ts';
+
+const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
+
+/**
+ * Presence [RFC6121 4] and subscriptions [RFC6121 3]. Both parties live on
+ * this domain, so the server applies the sender's and the receiver's half of
+ * each transition in one step.
+ */
+export class PresenceService {
+  private readonly broker: Broker;
+  /** inbound subscription requests not yet answered: contact → { requester: stanza } [RFC6121 3.1.3] */
+  private readonly pending: KeyValueStore<Record<string, EnvelopeRecord>>;
+
+  constructor(broker: Broker, pending: KeyValueStore<Record<string, EnvelopeRecord>>) {
+    this.broker = broker;
+    this.pending = pending;
+  }
+
+  /** A presence stanza a session sent. `env.from` is the session's full address. */
+  async fromSession(session: Session, env: Envelope): Promise<void> {
+    const type = env.type;
+    if (type && SUBSCRIPTION_TYPES.has(type)) {
+      // [RFC6121 3.1.2] the server stamps the bare JID and routes to the bare contact.
+      const user = session.address.bare();
+      const contact = env.to.bare();
+      return this.subscription(type, user, contact, { ...env, from: user, to: contact });
+    }
+    if (env.to.equals(session.address.bare()) && !type) env = { ...env, to: session.address }; // presence to self = broadcast
+    const broadcast = env.to.equals(session.address) || (env.to.isDomain && env.to.domain === this.broker.domain);
+    if (broadcast && (type === undefined || type === 'unavailable')) {
+      return type === 'unavailable' ? this.goUnavailable(session, env) : this.goAvailable(session, env);
+    }
+    if (type === undefined || type === 'unavailable') {
+      // Directed presence [RFC6121 4.6]: remember it for the unavailable on logout.
+      if (type === undefined) session.directed.add(env.to.toString());
+      else session.directed.delete(env.to.toString());
+    }
+    await this.broker.router.route(env, session);
+  }
+
+  /** Presence routed to a user of this domain (directed, probe, error). */
+  async handle(env: Envelope): Promise<void> {
+    if (!env.to.local) return;
+    if (env.type === 'probe') return this.answerProbe(env.from.bare(), env.to.bare(), env.from);
+    if (env.type && SUBSCRIPTION_TYPES.has(env.type)) {
+      return this.subscription(env.type, env.from.bare(), env.to.bare(), env);
+    }
+    if (!env.to.isBare) {
+      await this.broker.router.deliverFull(env.to, env);
+      return;
+    }
+    for (const t of await this.available(env.to)) await this.broker.router.deliverTo(t, env);
+  }
+
+  /** Session ended: unavailable to everyone who saw it available [RFC6121 4.5.2]. */
+  async sessionEnded(session: Session): Promise<void> {
+    if (!session.available && session.directed.size === 0) return;
+    await this.goUnavailable(session, {
+      kind: 'presence',
+      type: 'unavailable',
+      from: session.address,
+      to: session.address.bare(),
+      extensions: [],
+    });
+  }
+
+  /** Roster item removed by its owner: cancel both directions [RFC6121 2.5.2]. */
+  async rosterRemoved(user: Address, item: RosterItem): Promise<void> {
+    const contact = Address.parse(item.jid);
+    if (item.subscription === 'to' || item.subscription === 'both' || item.ask) {
+      await this.deliverToInterested(contact, await this.cancelInbound(contact, user));
+    }
+    if (item.subscription === 'from' || item.subscription === 'both') {
+      await this.sendUnavailableFrom(user, contact);
+      await this.broker.roster.inboundUnsubscribed(contact.toString(), user.toString());
+      await this.deliverToInterested(contact, this.stanza('unsubscribed', user, contact));
+    }
+    await this.clearPending(user, contact);
+  }
+
+  private async goAvailable(session: Session, env: Envelope): Promise<void> {
+    const initial = !session.available;
+    session.available = true;
+    session.priority = clampPriority(env.priority ?? 0);
+    const presence: Envelope = { ...env, to: session.address.bare(), from: session.address };
+    session.presence = presence;
+    await this.broker.sessions.update(session);
+    const user = session.address.bare();
+    // [RFC6121 4.2.2] to contacts with from/both and to the user's own available resources
+    for (const contact of await this.broker.roster.contacts(user.toString(), 'from')) {
+      const c = Address.parse(contact);
+      for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...presence, to: c });
+    }
+    for (const t of await this.available(user)) await this.broker.router.deliverTo(t, presence);
+    if (!initial) return;
+    // [RFC6121 4.2.2] probe contacts with to/both; answered locally from the registry.
+    for (const contact of await this.broker.roster.contacts(user.toString(), 'to')) {
+      for (const t of await this.available(Address.parse(contact))) {
+        if (t.local?.presence) session.deliver({ ...t.local.presence, to: session.address });
+      }
+    }
+    for (const other of this.broker.sessions.sessionsOf(user)) {
+      if (other !== session && other.available && other.presence) session.deliver({ ...other.presence, to: session.address });
+    }
+    // [RFC6121 3.1.3] subscription requests that arrived while offline
+    const pending = (await this.pending.get(user.toString())) ?? {};
+    for (const rec of Object.values(pending)) session.deliver(fromRecord(rec, Address.parse));
+    this.broker.hooks.emit('session:available', session);
+  }
+
+  private async goUnavailable(session: Session, env: Envelope): Promise<void> {
+    const wasAvailable = session.available;
+    session.available = false;
+    session.presence = undefined;
+    await this.broker.sessions.update(session);
+    const user = session.address.bare();
+    const unavailable: Envelope = { ...env, type: 'unavailable', from: session.address, to: user };
+    const sent = new Set<string>();
+    if (wasAvailable) {
+      for (const contact of await this.broker.roster.contacts(user.toString(), 'from')) {
+        sent.add(contact);
+        const c = Address.parse(contact);
+        for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...unavailable, to: c });
+      }
+      for (const t of await this.available(user)) {
+        if (t.local !== session) await this.broker.router.deliverTo(t, unavailable);
+      }
+    }
+    // [RFC6121 4.6.3] directed presence recipients hear the unavailable too
+    for (const to of session.directed) {
+      const a = Address.parse(to);
+      if (sent.has(a.bare().toString())) continue;
+      await this.broker.router.route({ ...unavailable, to: a }, session);
+    }
+    session.directed.clear();
+  }
+
+  private async subscription(type: string, user: Address, contact: Address, env: Envelope): Promise<void> {
+    const roster = this.broker.roster;
+    const u = user.toString();
+    const c = contact.toString();
+    if (contact.domain !== this.broker.domain) return this.broker.router.route(env);
+    if (!contact.local || contact.equals(user)) return;
+    const exists = await this.broker.userExists(contact);
+    switch (type) {
+      case 'subscribe': {
+        await roster.outboundSubscribe(u, c);
+        if (!exists) {
+          // [RFC6121 3.1.3] no such contact: answer unsubscribed on its behalf
+          await roster.inboundUnsubscribed(u, c);
+          return this.deliverToInterested(user, this.stanza('unsubscribed', contact, user));
+        }
+        if (await roster.inboundSubscribeApproved(c, u)) {
+          // [RFC6121 3.1.3] already approved (or pre-approved): answer subscribed automatically
+          await roster.outboundSubscribed(c, u, true);
+          return this.approved(user, contact);
+        }
+        const pending = (await this.pending.get(c)) ?? {};
+        pending[u] = toRecord(this.stanza('subscribe', user, contact, env));
+        await this.pending.put(c, pending);
+        return this.deliverToInterested(contact, this.stanza('subscribe', user, contact, env));
+      }
+      case 'subscribed': {
+        // here `user` approves `contact`
+        const hadPending = await this.clearPending(user, contact);
+        const r = await roster.outboundSubscribed(u, c, hadPending);
+        if (r === 'approved' && exists) await this.approved(contact, user);
+        return;
+      }
+      case 'unsubscribed': {
+        // `user` refuses or revokes `contact`'s subscription [RFC6121 3.2]
+        const hadPending = await this.clearPending(user, contact);
+        const changed = await roster.outboundUnsubscribed(u, c);
+        if (!exists || (!changed && !hadPending)) return;
+        await this.sendUnavailableFrom(user, contact);
+        await roster.inboundUnsubscribed(c, u);
+        return this.deliverToInterested(contact, this.stanza('unsubscribed', user, contact));
+      }
+      case 'unsubscribe': {
+        await roster.outboundUnsubscribe(u, c);
+        if (!exists) return;
+        return this.deliverToInterested(contact, await this.cancelInbound(contact, user));
+      }
+    }
+  }
+
+  /** `contact` receives `user`'s unsubscribe: update its roster, drop any pending request. */
+  private async cancelInbound(contact: Address, user: Address): Promise<Envelope> {
+    await this.clearPending(contact, user);
+    if (await this.broker.roster.inboundUnsubscribe(contact.toString(), user.toString())) {
+      await this.sendUnavailableFrom(contact, user);
+    }
+    return this.stanza('unsubscribe', user, contact);
+  }
+
+  /** `owner` approved `subscriber`: update subscriber's roster, tell it, send owner's presence [RFC6121 3.1.6]. */
+  private async approved(subscriber: Address, owner: Address): Promise<void> {
+    await this.broker.roster.inboundSubscribed(subscriber.toString(), owner.toString());
+    await this.deliverToInterested(subscriber, this.stanza('subscribed', owner, subscriber));
+    for (const t of await this.available(owner)) {
+      if (!t.local?.presence) continue;
+      for (const s of await this.available(subscriber)) {
+        await this.broker.router.deliverTo(s, { ...t.local.presence, to: subscriber });
+      }
+    }
+  }
+
+  /** Answer a probe on behalf of `owner` if `prober` is subscribed [RFC6121 4.3.2]. */
+  private async answerProbe(prober: Address, owner: Address, replyTo: Address): Promise<void> {
+    const item = await this.broker.roster.item(owner.toString(), prober.toString());
+    if (!item || (item.subscription !== 'from' && item.subscription !== 'both')) return;
+    const avail = (await this.available(owner)).filter((t) => t.local?.presence);
+    if (avail.length === 0) {
+      await this.broker.router.deliverFull(replyTo, { kind: 'presence', type: 'unavailable', from: owner, to: replyTo, extensions: [] });
+      return;
+    }
+    for (const t of avail) await this.broker.router.deliverFull(replyTo, { ...t.local!.presence!, to: replyTo });
+  }
+
+  /** Unavailable from each of `from`'s available resources to `to`'s sessions. */
+  private async sendUnavailableFrom(from: Address, to: Address): Promise<void> {
+    const targets = await this.available(to);
+    for (const t of await this.available(from)) {
+      const full = from.withResource(t.resource);
+      for (const s of targets) {
+        await this.broker.router.deliverTo(s, { kind: 'presence', type: 'unavailable', from: full, to, extensions: [] });
+      }
+    }
+  }
+
+  private async clearPending(owner: Address, requester: Address): Promise<boolean> {
+    const pending = await this.pending.get(owner.toString());
+    if (!pending || !(requester.toString() in pending)) return false;
+    delete pending[requester.toString()];
+    if (Object.keys(pending).length === 0) await this.pending.delete(owner.toString());
+    else await this.pending.put(owner.toString(), pending);
+    return true;
+  }
+
+  /** Subscription stanzas go to available resources that asked for the roster [RFC6121 3.1.3]. */
+  private async deliverToInterested(user: Address, env: Envelope): Promise<void> {
+    for (const t of await this.available(user)) {
+      if (!t.local || t.local.interested) await this.broker.router.deliverTo(t, env);
+    }
+  }
+
+  private async available(user: Address): Promise<Target[]> {
+    return (await this.broker.router.targets(user)).filter((t) => t.available);
+  }
+
+  private stanza(type: string, from: Address, to: Address, base?: Envelope): Envelope {
+    return { kind: 'presence', type, from, to, extensions: base?.extensions ?? [], status: base?.status };
+  }
+}
+
+function clampPriority(p: number): number {
+  // [RFC6121 4.7.2.3] an integer between -128 and +127
+  return Math.max(-128, Math.min(127, Math.trunc(p)));
+}

@@ -1,0 +1,166 @@
+import { Address } from './address.ts';
+import type { Broker } from './broker.ts';
+import { isStorableMessage, toRecord, fromRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
+import { BrokerError, type ErrorCondition } from './errors.ts';
+import type { Session } from './session.ts';
+
+/** A place an envelope can go: a local session object, or a session on another node. */
+export interface Target {
+  node: string;
+  resource: string;
+  priority: number;
+  available: boolean;
+  local?: Session;
+}
+
+/**
+ * validate → filter hooks → local session / host service / remote node /
+ * offline. Kept small on purpose (Prosody's stanza_router); features hook in.
+ */
+export class Router {
+  private readonly broker: Broker;
+
+  constructor(broker: Broker) {
+    this.broker = broker;
+    broker.cluster.bus.onMessage((msg) => {
+      if (msg.type !== 'deliver') return;
+      const { resource, env } = msg.payload as { resource: string; env: EnvelopeRecord };
+      const e = fromRecord(env, Address.parse);
+      const s = this.broker.sessions.get(e.to.bare().withResource(resource));
+      if (s) s.deliver(e);
+    });
+  }
+
+  /** Route one envelope that a session (or a service) sent. */
+  async route(input: Envelope, origin?: Session): Promise<void> {
+    const env = await this.broker.hooks.fold('route:filter', input, origin);
+    if (!env) return;
+    this.broker.metrics.routed(env.kind);
+    if (env.to.domain !== this.broker.domain) {
+      // No server-to-server federation yet [RFC6120 8.3.3.13].
+      return this.bounce(env, 'remote-server-not-found');
+    }
+    switch (env.kind) {
+      case 'message':
+        return this.message(env);
+      case 'presence':
+        return this.broker.presence.handle(env);
+      case 'iq':
+        return this.iq(env);
+    }
+  }
+
+  /** Every place a user is online, cluster-wide. */
+  async targets(user: Address): Promise<Target[]> {
+    const entries = await this.broker.cluster.registry.lookup(user.bare().toString());
+    const self = this.broker.cluster.bus.nodeId;
+    const out: Target[] = [];
+    for (const e of entries) {
+      if (e.node === self) {
+        const local = this.broker.sessions.get(user.bare().withResource(e.resource));
+        if (local) out.push({ node: self, resource: e.resource, priority: local.priority, available: local.available, local });
+      } else {
+        out.push({ node: e.node, resource: e.resource, priority: e.priority, available: e.available });
+      }
+    }
+    return out;
+  }
+
+  /** Hand an envelope to one target; the envelope's `to` is rewritten to the target's full address only for remote hops. */
+  async deliverTo(t: Target, env: Envelope): Promise<void> {
+    if (t.local) {
+      t.local.deliver(env);
+      this.broker.metrics.delivered(env);
+      return;
+    }
+    await this.broker.cluster.bus.send(t.node, 'deliver', { resource: t.resource, env: toRecord(env) });
+  }
+
+  /** Deliver to a full address, if that session exists. */
+  async deliverFull(to: Address, env: Envelope): Promise<boolean> {
+    const t = (await this.targets(to)).find((x) => x.resource === to.resource);
+    if (!t) return false;
+    await this.deliverTo(t, env);
+    return true;
+  }
+
+  /** Sessions that get messages to the bare address: available, priority >= 0 [RFC6121 8.5.2.1.1]. */
+  async messageTargets(user: Address): Promise<Target[]> {
+    return (await this.targets(user)).filter((t) => t.available && t.priority >= 0);
+  }
+
+  /** Answer an envelope with an error, unless it is an error itself [RFC6120 8.3.1]. */
+  async bounce(env: Envelope, condition: ErrorCondition, text?: string): Promise<void> {
+    if (env.type === 'error') return; // never answer an error with an error
+    if (env.kind === 'iq' && env.type === 'result') return;
+    const err = new BrokerError(condition, text);
+    const reply: Envelope = {
+      kind: env.kind,
+      type: 'error',
+      from: env.to,
+      to: env.from,
+      id: env.id,
+      body: env.body,
+      extensions: env.kind === 'iq' ? env.extensions : [],
+      error: { condition: err.condition, type: err.type, text },
+    };
+    if (reply.to.domain !== this.broker.domain || !reply.to.local) return;
+    if (reply.to.isBare) {
+      for (const t of await this.messageTargets(reply.to)) await this.deliverTo(t, reply);
+    } else {
+      await this.deliverFull(reply.to, reply);
+    }
+  }
+
+  private async message(env: Envelope): Promise<void> {
+    const type = env.type ?? 'normal';
+    if (!env.to.local) {
+      const handled = await this.broker.hooks.run('message:host', env);
+      if (!handled) await this.bounce(env, 'service-unavailable');
+      return;
+    }
+    if (type === 'error') {
+      if (!env.to.isBare) await this.deliverFull(env.to, env);
+      return;
+    }
+    if (!(await this.broker.userExists(env.to))) {
+      return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.2.1]
+    }
+    const storable = isStorableMessage(env);
+    if (!env.to.isBare) {
+      const t = (await this.targets(env.to)).find((x) => x.resource === env.to.resource);
+      if (t) {
+        if (storable) await this.broker.archive.appendChat(env);
+        this.broker.hooks.emit('message:stored', env);
+        return this.deliverTo(t, env);
+      }
+      // [RFC6121 8.5.3.2.1] no such resource: chat/normal as if to the bare JID; groupchat errors; headline dropped.
+      if (type === 'groupchat') return this.bounce(env, 'service-unavailable');
+      if (type === 'headline') return;
+    }
+    if (type === 'groupchat') return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.1.1]
+    if (storable) await this.broker.archive.appendChat(env); // store, then sync
+    this.broker.hooks.emit('message:stored', env);
+    const targets = await this.messageTargets(env.to);
+    if (targets.length > 0) {
+      // Every available device gets every message (multi-device principle).
+      for (const t of targets) await this.deliverTo(t, env);
+      return;
+    }
+    if (type === 'headline' || !storable) return; // [RFC6121 8.5.2.2.1] headline / chat states: dropped
+    if (await this.broker.offline.enqueue(env)) {
+      this.broker.metrics.offlineQueued();
+      return;
+    }
+    await this.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
+  }
+
+  private async iq(env: Envelope): Promise<void> {
+    if (env.to.local && !env.to.isBare) {
+      // IQ to a full JID: the server delivers it or answers for the absent entity [RFC6121 8.5.3.1]
+      if (await this.deliverFull(env.to, env)) return;
+    }
+    const handled = await this.broker.hooks.run('iq:unhandled', env);
+    if (!handled) await this.bounce(env, 'service-unavailable'); // [RFC6120 8.4]
+  }
+}

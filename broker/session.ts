@@ -1,0 +1,36 @@
+import type { Address } from './address.ts';
+import type { Envelope } from './envelope.ts';
+import type { CloseReason } from './errors.ts';
+import type { RosterItem } from './roster.ts';
+
+/**
+ * One authenticated connection, implemented by an adapter. The core calls
+ * `deliver` for every envelope addressed to it and never blocks on it.
+ */
+export interface Session {
+  readonly id: string;
+  /** full address (with resource) once bound */
+  readonly address: Address;
+  readonly protocol: 'xmpp' | 'mqtt';
+  /** tcp, tls, ws, wss, bosh… */
+  readonly transport: string;
+  /** presence priority [RFC6121 4.7.2.3]; negative means "never deliver bare-JID messages" */
+  priority: number;
+  /** sent available presence (and not unavailable since) */
+  available: boolean;
+  /** last broadcast presence, if any */
+  presence?: Envelope;
+  /** asked for the roster: gets roster pushes and subscription requests [RFC6121 2.1.6] */
+  interested: boolean;
+  /** addresses it sent directed presence to, for the unavailable on logout [RFC6121 4.6.3] */
+  directed: Set<string>;
+  deliver(env: Envelope): void;
+  /** a roster item changed [RFC6121 2.1.6] */
+  rosterPush?(item: RosterItem, ver: string): void;
+  close(reason: CloseReason): void;
+}
+
+/** The fields every adapter session starts with. */
+export function sessionDefaults(): Pick<Session, 'priority' | 'available' | 'interested' | 'directed'> {
+  return { priority: 0, available: false, interested: false, directed: new Set() };
+}
