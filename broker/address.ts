@@ -90,9 +90,7 @@ function malformed(text: string): BrokerError {
 
 const MAX_PART_BYTES = 1023; // [RFC7622 3.2, 3.3, 3.4]
 // Characters forbidden in a localpart [RFC7622 3.3.1] plus controls and spaces.
-// eslint-disable-next-line no-control-regex
 const LOCAL_FORBIDDEN = /["&'/:<>@\s\u0000-\u001f\u007f]/u;
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/u;
 const DOMAIN_LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}_-]*[\p{L}\p{N}])?$/u;
 

@@ -7,7 +7,6 @@ export const NS_DELAY = 'urn:xmpp:delay';
 
 const MESSAGE_TYPES = new Set(['chat', 'error', 'groupchat', 'headline', 'normal']); // [RFC6121 5.2.2]
 const PRESENCE_TYPES = new Set(['error', 'probe', 'subscribe', 'subscribed', 'unavailable', 'unsubscribe', 'unsubscribed']); // [RFC6121 4.7.1]
-const IQ_TYPES = new Set(['get', 'set', 'result', 'error']); // [RFC6120 8.2.3]
 const SHOW_VALUES = new Set(['away', 'chat', 'dnd', 'xa']); // [RFC6121 4.7.2.1]
 
 /**

@@ -1,7 +1,8 @@
 /**
  * The embedded store across processes: a write acknowledged before kill -9
- * is still there on reopen [DESIGN §1.3 "Nothing acknowledged is lost"], and a
- * directory held by a running process cannot be opened twice.
+ * is still there on reopen [DESIGN §1.3 "Nothing acknowledged is lost"], a
+ * directory held by a running process cannot be opened twice, and instances
+ * taking turns on one directory never reuse a seq.
  */
 
 import assert from 'node:assert/strict';
@@ -33,7 +34,7 @@ function start(
   return { proc, exited };
 }
 
-describe('embedded storage across processes', function () {
+describe('embedded storage across processes and instances', function () {
   let dir: string;
   let running: ChildProcess | undefined;
 
@@ -107,6 +108,24 @@ describe('embedded storage across processes', function () {
     } finally {
       await storage.close();
     }
+  });
+
+  it('an instance reopened after another one appended continues its seqs', async function () {
+    const record = { conversation: 'c', timestamp: 0, owners: ['a'], with: 'b', id: 'x', value: 1 };
+    const first = new EmbeddedStorage({ dir });
+    await first.open();
+    const archive = first.archive<number>('mam');
+    await archive.append(record);
+    await first.close();
+    const second = new EmbeddedStorage({ dir });
+    await second.open();
+    assert.equal((await second.archive<number>('mam').append(record)).seq, 2);
+    await second.close();
+    // The first instance must not trust the seq it cached before closing.
+    await first.open();
+    assert.equal((await archive.append(record)).seq, 3);
+    assert.equal((await archive.query('c')).records.length, 3);
+    await first.close();
   });
 
   it('refuses a directory another process has open, and opens it once that process is gone', async function () {

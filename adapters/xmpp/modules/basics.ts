@@ -79,7 +79,7 @@ export const legacySession = defineModule({
   name: 'legacy-session',
   description: 'RFC 3921 session element (no-op)',
   options: {},
-  specs: [{ spec: 'RFC3921', section: '3 (session establishment)', status: 'complete', note: 'accepted as a no-op, advertised <optional/>' }],
+  specs: [{ spec: 'RFC3921', section: '3 (session establishment)', status: 'complete', note: 'accepted as a no-op, advertised as optional' }],
   setup(ctx) {
     const hooks = xmppHooks(ctx.broker);
     ctx.onUnload(hooks.on('iq', (req) => (req.type === 'set' && req.child.is('session', NS_SESSION) ? 'empty' : undefined)));

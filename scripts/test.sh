@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, checks lint, types and the
+# generated compliance table, then runs every mocha suite and ends with a line
+# "N passed, N failed, N skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# Dependencies: npm packages (no install scripts download anything) and redis-server from Debian.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund >/dev/null
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian package)…"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+failed_checks=0
+step() {
+  local name=$1; shift
+  if "$@" > .test-step.log 2>&1; then echo "ok: $name"; else echo "FAILED: $name"; cat .test-step.log; failed_checks=$((failed_checks + 1)); fi
+  rm -f .test-step.log
+}
+step "lint (incl. layer rule)" npx eslint .
+step "types" npx tsc --noEmit -p .
+step "docs/compliance.md is current" node --import tsx scripts/compliance.ts --check
+
+mkdir -p .test-artifacts
+NODE_TLS_REJECT_UNAUTHORIZED=0 npx mocha --reporter spec "$@" 2>&1 | tee .test-artifacts/mocha.log
+mocha_rc=${PIPESTATUS[0]}
+
+passing=$(grep -Eo '^ +[0-9]+ passing' .test-artifacts/mocha.log | grep -Eo '[0-9]+' | tail -1)
+failing=$(grep -Eo '^ +[0-9]+ failing' .test-artifacts/mocha.log | grep -Eo '[0-9]+' | tail -1)
+pending=$(grep -Eo '^ +[0-9]+ pending' .test-artifacts/mocha.log | grep -Eo '[0-9]+' | tail -1)
+passing=${passing:-0}; failing=${failing:-0}; pending=${pending:-0}
+failing=$((failing + failed_checks))
+if [ "$mocha_rc" -ne 0 ] && [ "$failing" -eq 0 ]; then failing=1; fi
+passing=$((passing + 3 - failed_checks))
+echo "${passing} passed, ${failing} failed, ${pending} skipped"
+[ "$failing" -eq 0 ]

@@ -1,0 +1,122 @@
+/**
+ * The embedded queues: items keyed by owner and zero-padded id, oldest first
+ * in key order, and a per-owner { last, count } record written in the same
+ * batch, so `count` is one read and ids are never reused.
+ */
+
+import type { QueueItem, QueueStore } from '../types.ts';
+import { KeyedLock, checkId, jsonClone, pad } from '../util.ts';
+import { BATCH, SEP, SEP_END } from './level.ts';
+import type { MakeSub, Op, Sub, Write } from './level.ts';
+
+interface QueueMeta {
+  /** highest id ever given; ids are never reused, even after clear */
+  last: number;
+  /** items currently queued */
+  count: number;
+}
+
+/** {@link QueueStore} on LevelDB; one instance per store name and database. */
+export class LevelQueue<T> implements QueueStore<T> {
+  readonly #items: Sub;
+  readonly #meta: Sub;
+  readonly #write: Write;
+  readonly #lock = new KeyedLock();
+
+  constructor(sub: MakeSub, write: Write) {
+    this.#items = sub('i');
+    this.#meta = sub('m');
+    this.#write = write;
+  }
+
+  async push(owner: string, value: T): Promise<string> {
+    checkId('owner', owner);
+    const text = JSON.stringify(jsonClone(value));
+    return this.#lock.run(owner, async () => {
+      const meta = await this.#readMeta(owner);
+      const id = pad(meta.last + 1);
+      await this.#write([
+        { type: 'put', sublevel: this.#items, key: owner + SEP + id, value: text },
+        {
+          type: 'put',
+          sublevel: this.#meta,
+          key: owner,
+          value: JSON.stringify({ last: meta.last + 1, count: meta.count + 1 }),
+        },
+      ]);
+      return id;
+    });
+  }
+
+  async list(owner: string, limit?: number): Promise<QueueItem<T>[]> {
+    checkId('owner', owner);
+    const out: QueueItem<T>[] = [];
+    const range = {
+      gte: owner + SEP,
+      lt: owner + SEP_END,
+      ...(limit === undefined ? {} : { limit: Math.max(0, limit) }),
+    };
+    for await (const [key, text] of this.#items.iterator(range)) {
+      out.push({ id: key.slice(owner.length + 1), value: JSON.parse(text) as T });
+    }
+    return out;
+  }
+
+  async remove(owner: string, ids: string[]): Promise<void> {
+    checkId('owner', owner);
+    await this.#lock.run(owner, async () => {
+      const keys = [...new Set(ids)].map((id) => owner + SEP + id);
+      // Only ids that exist may lower the count.
+      const found = await this.#items.hasMany(keys);
+      const present = keys.filter((_, i) => found[i]);
+      if (present.length === 0) return;
+      const meta = await this.#readMeta(owner);
+      const ops: Op[] = present.map((key): Op => ({ type: 'del', sublevel: this.#items, key }));
+      ops.push({
+        type: 'put',
+        sublevel: this.#meta,
+        key: owner,
+        value: JSON.stringify({ ...meta, count: meta.count - present.length }),
+      });
+      await this.#write(ops);
+    });
+  }
+
+  async count(owner: string): Promise<number> {
+    checkId('owner', owner);
+    return (await this.#readMeta(owner)).count;
+  }
+
+  async clear(owner: string): Promise<void> {
+    checkId('owner', owner);
+    await this.#lock.run(owner, async () => {
+      const meta = await this.#readMeta(owner);
+      let deleted = 0;
+      let ops: Op[] = [];
+      // Each batch lowers the count with its deletes, so a crash mid-clear
+      // leaves the count matching the items left. `last` is kept so ids stay
+      // increasing and a stale id list never hits a newer item.
+      const flush = async (count: number): Promise<void> => {
+        ops.push({
+          type: 'put',
+          sublevel: this.#meta,
+          key: owner,
+          value: JSON.stringify({ last: meta.last, count }),
+        });
+        await this.#write(ops);
+        ops = [];
+      };
+      for await (const key of this.#items.keys({ gte: owner + SEP, lt: owner + SEP_END })) {
+        ops.push({ type: 'del', sublevel: this.#items, key });
+        deleted++;
+        if (ops.length >= BATCH) await flush(Math.max(0, meta.count - deleted));
+      }
+      await flush(0);
+    });
+  }
+
+  async #readMeta(owner: string): Promise<QueueMeta> {
+    const text = await this.#meta.get(owner);
+    return text === undefined ? { last: 0, count: 0 } : (JSON.parse(text) as QueueMeta);
+  }
+}
