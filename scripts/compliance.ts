@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { allModules } from '../bin/node.ts';
 import { coreSpecs } from '../broker/specs.ts';
+import type { OptionSpec } from '../broker/module.ts';
 
 const file = new URL('../docs/compliance.md', import.meta.url);
 const rows: string[] = [];
@@ -13,7 +14,7 @@ for (const m of allModules) {
 rows.sort();
 const optionRows: string[] = [];
 for (const m of allModules) {
-  for (const [k, o] of Object.entries(m.options)) {
+  for (const [k, o] of Object.entries(m.options as Record<string, OptionSpec>)) {
     optionRows.push(`| \`modules.${m.name}.${k}\` | ${o.type} | \`${JSON.stringify(o.default)}\` | ${o.doc} |`);
   }
 }
