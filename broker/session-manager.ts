@@ -64,14 +64,15 @@ export class SessionManager {
   /** Register a session under its (reserved) full address; replaces a conflicting one. */
   async bind(session: Session): Promise<void> {
     const user = session.address.bare().toString();
-    let sessions = this.local.get(user);
-    if (!sessions) this.local.set(user, (sessions = new Map()));
-    const old = sessions.get(session.address.resource);
+    const old = this.local.get(user)?.get(session.address.resource);
     if (old && old !== session) {
       // [RFC6120 7.7.2.2] the old session is terminated with a conflict error.
       await this.unbind(old, closeReason('resource-conflict', 'replaced by new connection'));
       old.close(closeReason('resource-conflict', 'replaced by new connection'));
     }
+    // Looked up after the await: unbinding the last session removes the user's map.
+    let sessions = this.local.get(user);
+    if (!sessions) this.local.set(user, (sessions = new Map()));
     sessions.set(session.address.resource, session);
     this.byId.set(session.id, session);
     await this.registry.put(this.entry(session));

@@ -298,7 +298,7 @@ export class XmppConnection implements Session {
     }
     let data: Buffer | null = null;
     if (text && text !== '=') {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return this.saslFailure('incorrect-encoding'); // [RFC6120 6.5.2]
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return this.saslFailure('incorrect-encoding'); // [RFC6120 6.5.5]
       data = Buffer.from(text, 'base64');
     } else if (text === '=') data = Buffer.alloc(0); // [RFC6120 6.4.2] empty initial response
     let step: SaslStep;
@@ -306,7 +306,7 @@ export class XmppConnection implements Session {
       const mech = el.attrs.mechanism ?? '';
       if (!offeredMechanisms(this.transportRef.secure).includes(mech)) {
         const plainNoTls = mech === 'PLAIN' && !this.transportRef.secure;
-        return this.saslFailure(plainNoTls ? 'encryption-required' : 'invalid-mechanism'); // [RFC6120 6.5.5]
+        return this.saslFailure(plainNoTls ? 'encryption-required' : 'invalid-mechanism'); // [RFC6120 6.5.4, 6.5.7]
       }
       this.mechanism = createMechanism(mech, this.broker, (authzid) => {
         const a = Address.tryParse(authzid);

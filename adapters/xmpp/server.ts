@@ -83,7 +83,8 @@ export class XmppServer {
       this.servers.push(srv);
     }
     if (directTls && this.ctx) {
-      const srv = tls.createServer({ secureContext: this.ctx }, (s) => this.accept(s, true));
+      // tls.createServer ignores `secureContext`; key and cert must be passed themselves.
+      const srv = tls.createServer({ ...this.opts.tls }, (s) => this.accept(s, true));
       srv.on('tlsClientError', (err) => this.broker.log.debug({ err: err.message }, 'direct TLS handshake failed'));
       this.ports.directTls = await listen(srv, directTls.host, directTls.port);
       this.servers.push(srv);
