@@ -154,8 +154,8 @@ export class AuthThrottle {
       return 0;
     }
     const over = f.count - this.opts.freeFailures;
-    if (over < 0) return 0;
-    return Math.min(this.opts.maxDelayMs, 250 * 2 ** over);
+    if (over <= 0) return 0;
+    return Math.min(this.opts.maxDelayMs, 250 * 2 ** (over - 1));
   }
 
   fail(ip: string): void {

@@ -146,11 +146,20 @@ export class Broker {
     await this.storage.open();
     await this.cluster.bus.start();
     const byName = new Map(this.moduleDefs.map((m) => [m.def.name, m]));
-    for (const def of orderModules(this.moduleDefs.map((m) => m.def))) {
-      const options = resolveOptions(def, byName.get(def.name)?.options);
-      const lm = new LoadedModule(def);
-      await def.setup(lm.context(this, options, this.log.child({ module: def.name })));
-      this.loaded.push(lm);
+    // Every option is checked before any module runs, so a bad one starts nothing.
+    const plan = orderModules(this.moduleDefs.map((m) => m.def)).map((def) => ({ def, options: resolveOptions(def, byName.get(def.name)?.options) }));
+    try {
+      for (const { def, options } of plan) {
+        const lm = new LoadedModule(def);
+        this.loaded.push(lm);
+        await def.setup(lm.context(this, options, this.log.child({ module: def.name })));
+      }
+    } catch (err) {
+      // Undo what the modules set up so far, then fail the start.
+      while (this.loaded.length) await this.loaded.pop()!.unload();
+      await this.cluster.bus.stop();
+      await this.storage.close();
+      throw err;
     }
     this.running = true;
     this.log.info({ domain: this.domain, node: this.cluster.bus.nodeId, modules: this.loaded.map((m) => m.def.name) }, 'broker started');

@@ -165,7 +165,9 @@ export class PresenceService {
         const pending = (await this.pending.get(c)) ?? {};
         pending[u] = toRecord(this.stanza('subscribe', user, contact, env));
         await this.pending.put(c, pending);
-        return this.deliverToInterested(contact, this.stanza('subscribe', user, contact, env));
+        // [RFC6121 3.1.3] the request goes to every available resource
+        for (const t of await this.available(contact)) await this.broker.router.deliverTo(t, this.stanza('subscribe', user, contact, env));
+        return;
       }
       case 'subscribed': {
         // here `user` approves `contact`
@@ -244,9 +246,9 @@ export class PresenceService {
     return true;
   }
 
-  /** Subscription stanzas go to available resources that asked for the roster [RFC6121 3.1.3]. */
+  /** Approvals and cancellations go to interested resources, available or not [RFC6121 3.1.6, 3.2.3, 3.3.3]. */
   private async deliverToInterested(user: Address, env: Envelope): Promise<void> {
-    for (const t of await this.available(user)) {
+    for (const t of await this.broker.router.targets(user)) {
       if (!t.local || t.local.interested) await this.broker.router.deliverTo(t, env);
     }
   }

@@ -182,7 +182,8 @@ export class RosterService {
       const next = fn(doc);
       if (next === null) return;
       const before = doc.items[contact];
-      if (next === before) return;
+      // [RFC6121 A.2.1] a transition to the same state changes nothing: no push, no new version
+      if (next === before || (next && before && sameItem(stripUndefined(next), before))) return;
       doc.ver += 1;
       let pushed: RosterItem;
       if (next === undefined) {
@@ -202,6 +203,10 @@ export class RosterService {
       if (this.locks.get(user) === run) this.locks.delete(user);
     }
   }
+}
+
+function sameItem(a: RosterItem, b: RosterItem): boolean {
+  return JSON.stringify(a, Object.keys(a).sort()) === JSON.stringify(b, Object.keys(b).sort());
 }
 
 function stripUndefined(it: RosterItem): RosterItem {

@@ -37,7 +37,7 @@ export class Router {
     if (!env) return;
     this.broker.metrics.routed(env.kind);
     if (env.to.domain !== this.broker.domain) {
-      // No server-to-server federation yet [RFC6120 8.3.3.13].
+      // No server-to-server federation yet [RFC6120 8.3.3.16].
       return this.bounce(env, 'remote-server-not-found');
     }
     switch (env.kind) {

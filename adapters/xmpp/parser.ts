@@ -48,6 +48,9 @@ export class StreamParser {
   private opened = false;
   private ready: Element[] = [];
   private closed = false;
+  /** prefix declarations of the stream header and of the current stanza */
+  private headerNs: Record<string, string> = {};
+  private stanzaNs: Record<string, string> = {};
 
   constructor(ev: StreamParserEvents, limits: StreamParserLimits) {
     this.ev = ev;
@@ -106,6 +109,7 @@ export class StreamParser {
       this.opened = true;
       this.depth = 1;
       this.boundary = this.sax.position;
+      this.headerNs = prefixDecls(attrs);
       this.ev.open(tag.name, tag.uri, attrs);
       return;
     }
@@ -116,6 +120,7 @@ export class StreamParser {
     }
     // Keep the element's effective namespace on the top-level element so it can be re-serialised on its own.
     if (this.depth === 2 && !attrs.xmlns && !tag.prefix) attrs.xmlns = tag.uri;
+    if (this.depth === 2) this.stanzaNs = prefixDecls(attrs);
     const el = new Element(tag.name, attrs);
     if (this.cursor) this.cursor.cnode(el);
     this.cursor = el; // saxes emits closetag for self-closing tags too
@@ -130,6 +135,7 @@ export class StreamParser {
     }
     const el = this.cursor!;
     const parent = el.parent as Element | null;
+    if (this.depth === 2) this.bindPrefixes(el);
     if (this.depth === 1) {
       this.cursor = null;
       this.ready.push(el);
@@ -140,9 +146,37 @@ export class StreamParser {
     }
   }
 
+  /**
+   * A stanza child is kept and re-sent on its own (Envelope extensions), so it
+   * must carry the prefix declarations it inherited from the stanza or the
+   * stream header; otherwise the receiver would get unbound prefixes.
+   */
+  private bindPrefixes(el: Element): void {
+    const used = new Set<string>();
+    const walk = (e: Element): void => {
+      for (const name of [e.name, ...Object.keys(e.attrs)]) {
+        const i = name.indexOf(':');
+        if (i > 0) used.add(name.slice(0, i));
+      }
+      for (const c of e.children) if (typeof c !== 'string') walk(c);
+    };
+    walk(el);
+    for (const p of used) {
+      if (p === 'xml' || p === 'xmlns' || el.attrs[`xmlns:${p}`] !== undefined) continue;
+      const uri = this.stanzaNs[p] ?? this.headerNs[p];
+      if (uri !== undefined) el.attrs[`xmlns:${p}`] = uri;
+    }
+  }
+
   private onText(t: string): void {
     if (this.failed) return;
     if (this.cursor) this.cursor.t(t);
     else if (this.depth <= 1 && t.trim() !== '') this.fail('not-well-formed', 'text outside a stanza');
   }
+}
+
+function prefixDecls(attrs: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(attrs)) if (k.startsWith('xmlns:')) out[k.slice(6)] = v;
+  return out;
 }

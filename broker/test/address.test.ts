@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { Address } from '../address.ts';
+import { BrokerError } from '../errors.ts';
+
+/** Assert that parsing fails with jid-malformed. */
+function malformed(input: string): void {
+  assert.throws(
+    () => Address.parse(input),
+    (err: unknown) =>
+      err instanceof BrokerError && err.condition === 'jid-malformed' && err.type === 'modify',
+    `expected jid-malformed for ${JSON.stringify(input)}`,
+  );
+}
+
+describe('Address', function () {
+  describe('parse: structure [RFC7622 3.1]', function () {
+    const ok: [string, string, string, string][] = [
+      ['example.com', '', 'example.com', ''],
+      ['alice@example.com', 'alice', 'example.com', ''],
+      ['alice@example.com/phone', 'alice', 'example.com', 'phone'],
+      ['example.com/service', '', 'example.com', 'service'],
+      // the first '/' separates the resource; the resource may contain '/' and '@' [RFC7622 3.1]
+      ['alice@example.com/a/b', 'alice', 'example.com', 'a/b'],
+      ['alice@example.com/x@y', 'alice', 'example.com', 'x@y'],
+      ['example.com/x@y', '', 'example.com', 'x@y'],
+      ['[::1]', '', '[::1]', ''],
+      ['alice@[2001:db8::1]/r', 'alice', '[2001:db8::1]', 'r'],
+    ];
+    for (const [input, local, domain, resource] of ok) {
+      it(`${input} → local '${local}', domain '${domain}', resource '${resource}'`, () => {
+        const a = Address.parse(input);
+        assert.deepEqual([a.local, a.domain, a.resource], [local, domain, resource]);
+        assert.equal(a.toString(), input);
+      });
+    }
+
+    const bad: [string, string][] = [
+      ['', 'empty'],
+      ['@example.com', 'empty localpart [RFC7622 3.3]'],
+      ['alice@', 'empty domain [RFC7622 3.2]'],
+      ['alice@example.com/', 'empty resource [RFC7622 3.4]'],
+      ['/r', 'empty domain before a resource [RFC7622 3.2]'],
+      ['a@b@c', 'second @ lands in the domain [RFC7622 3.2]'],
+      ['@x', 'empty localpart [RFC7622 3.3]'],
+      ['alice@exa mple.com', 'space in domain [RFC7622 3.2]'],
+      ['alice@example..com', 'empty domain label [RFC7622 3.2]'],
+      ['alice@-example.com', 'label starting with a hyphen [RFC5890]'],
+      ['alice@.', 'only a dot'],
+    ];
+    for (const [input, why] of bad) {
+      it(`${JSON.stringify(input)} → jid-malformed (${why})`, () => malformed(input));
+    }
+  });
+
+  describe('normalisation [RFC7622 3.2-3.4]', function () {
+    it('localpart and domain are case-folded; the resource keeps its case [RFC7622 3.3.2, 3.4.2]', () => {
+      assert.equal(Address.parse('Alice@Example.COM/Phone').toString(), 'alice@example.com/Phone');
+    });
+
+    it('NFKC: fullwidth letters in the localpart and domain become ASCII [RFC7622 3.3.2]', () => {
+      assert.equal(Address.parse('ＡＬＩＣＥ@ＥＸＡＭＰＬＥ.com').toString(), 'alice@example.com');
+    });
+
+    it('NFC in the resource: a decomposed é equals the composed one [RFC7622 3.4.2]', () => {
+      assert.ok(Address.parse('a@b/cafe\u0301').equals(Address.parse('a@b/caf\u00e9')));
+    });
+
+    it('a trailing dot on the domain is removed [RFC7622 3.2]', () => {
+      assert.equal(Address.parse('alice@example.com./r').toString(), 'alice@example.com/r');
+      assert.ok(Address.parse('example.com.').equals(Address.parse('example.com')));
+    });
+
+    it('internationalised domain and localpart are kept (lower-cased) [RFC7622 3.2, 3.3]', () => {
+      assert.equal(Address.parse('Jürgen@Bücher.example').toString(), 'jürgen@bücher.example');
+    });
+
+    it('Address.of normalises each part like parse', () => {
+      assert.ok(
+        Address.of('Alice', 'EXAMPLE.com', 'R').equals(Address.parse('alice@example.com/R')),
+      );
+    });
+  });
+
+  describe('forbidden characters [RFC7622 3.3.1]', function () {
+    for (const ch of ['"', '&', "'", ':', '<', '>', ' ', '\t']) {
+      it(`${JSON.stringify(ch)} in a localpart → jid-malformed`, () => {
+        assert.throws(() => Address.of(`al${ch}ice`, 'example.com'), BrokerError);
+      });
+    }
+
+    it("'/' in a localpart (via Address.of) → jid-malformed [RFC7622 3.3.1]", () => {
+      assert.throws(() => Address.of('a/b', 'example.com'), BrokerError);
+    });
+
+    it("'@' in a localpart (via Address.of) → jid-malformed [RFC7622 3.3.1]", () => {
+      assert.throws(() => Address.of('a@b', 'example.com'), BrokerError);
+    });
+
+    it('control characters in a localpart or resource → jid-malformed [RFC7622 3.3.1, 3.4.1]', () => {
+      malformed('al\u0000ice@example.com');
+      malformed('alice@example.com/r\u0007');
+      malformed('alice@example.com/r\u007f');
+    });
+
+    it('spaces are allowed inside a resource [RFC7622 3.4.1]', () => {
+      assert.equal(Address.parse('alice@example.com/my phone').resource, 'my phone');
+    });
+  });
+
+  describe('lengths: at most 1023 octets per part [RFC7622 3.2, 3.3, 3.4]', function () {
+    it('localpart of 1023 octets passes, 1024 fails', () => {
+      assert.equal(Address.parse(`${'a'.repeat(1023)}@example.com`).local.length, 1023);
+      malformed(`${'a'.repeat(1024)}@example.com`);
+    });
+
+    it('octets, not characters, are counted: 512 two-byte characters (1024 octets) fail', () => {
+      malformed(`${'é'.repeat(512)}@example.com`);
+      assert.equal(Address.parse(`${'é'.repeat(511)}@example.com`).local.length, 511);
+    });
+
+    it('resource of 1023 octets passes, 1024 fails', () => {
+      assert.equal(Address.parse(`a@example.com/${'r'.repeat(1023)}`).resource.length, 1023);
+      malformed(`a@example.com/${'r'.repeat(1024)}`);
+    });
+
+    it('domain of more than 1023 octets fails', () => {
+      const label = 'a'.repeat(60);
+      const domain = Array.from({ length: 17 }, () => label).join('.'); // 1036 octets
+      malformed(`alice@${domain}`);
+    });
+  });
+
+  describe('helpers', function () {
+    it('tryParse returns undefined instead of throwing, and for undefined', () => {
+      assert.equal(Address.tryParse('a@b@c'), undefined);
+      assert.equal(Address.tryParse(undefined), undefined);
+      assert.equal(Address.tryParse('a@b')?.toString(), 'a@b');
+    });
+
+    it('bare, withResource, isBare, isDomain, equals', () => {
+      const full = Address.parse('alice@example.com/phone');
+      assert.equal(full.bare().toString(), 'alice@example.com');
+      assert.equal(full.isBare, false);
+      assert.equal(full.bare().isBare, true);
+      assert.equal(full.bare().isDomain, false);
+      assert.equal(Address.parse('example.com').isDomain, true);
+      assert.equal(Address.parse('example.com/r').isDomain, false);
+      assert.equal(full.bare().withResource('pc').toString(), 'alice@example.com/pc');
+      assert.ok(full.equals(Address.parse('ALICE@example.com/phone')));
+      assert.ok(
+        !full.equals(Address.parse('alice@example.com/Phone')),
+        'resources are case-sensitive',
+      );
+      assert.ok(!full.equals(undefined));
+    });
+
+    it('withResource validates the resource', () => {
+      assert.throws(() => Address.parse('a@b').withResource('x\u0000'), BrokerError);
+    });
+  });
+});
