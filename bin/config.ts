@@ -2,8 +2,19 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { validateAcl } from '../adapters/mqtt/acl.ts';
+import { defaultMqttOptions } from '../adapters/mqtt/options.ts';
 
 const listener = z.strictObject({ host: z.string().min(1), port: z.number().int().min(0).max(65535) });
+
+const mqttDefaults = defaultMqttOptions;
+/** One MQTT access rule (adapters/mqtt/acl.ts); `%u` username, `%c` client id. */
+const aclRule = z.strictObject({
+  effect: z.enum(['allow', 'deny']),
+  topic: z.string().min(1),
+  access: z.enum(['read', 'write', 'readwrite']),
+  users: z.array(z.string().min(1)).optional(),
+});
 
 /**
  * The whole configuration. Unknown keys and bad values fail at start with
@@ -55,6 +66,30 @@ export const configSchema = z.strictObject({
       maxOutboundBuffer: z.number().int().min(1024).default(4 * 1024 * 1024),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
       maxConnections: z.number().int().min(1).default(100_000),
+    })
+    .prefault({}),
+  mqtt: z
+    .strictObject({
+      tcp: listener.nullable().default({ host: '127.0.0.1', port: 1883 }),
+      tls: listener.nullable().default({ host: '127.0.0.1', port: 8883 }),
+      allowAnonymous: z.boolean().default(mqttDefaults.allowAnonymous),
+      acl: z.array(aclRule).default(mqttDefaults.acl),
+      deniedPublish: z.enum(['drop', 'disconnect']).default(mqttDefaults.deniedPublish),
+      maxPacketSize: z.number().int().min(64).max(268_435_455).default(mqttDefaults.maxPacketSize),
+      maxTopicLevels: z.number().int().min(1).max(100).default(mqttDefaults.maxTopicLevels),
+      maxClientIdLength: z.number().int().min(23).max(65_535).default(mqttDefaults.maxClientIdLength),
+      maxInflightInbound: z.number().int().min(1).max(65_535).default(mqttDefaults.maxInflightInbound),
+      maxQueuedBeforeConnack: z.number().int().min(1).default(mqttDefaults.maxQueuedBeforeConnack),
+      concurrency: z.number().int().min(1).default(mqttDefaults.concurrency),
+      connectTimeoutMs: z.number().int().min(100).default(mqttDefaults.connectTimeoutMs),
+      minKeepaliveSeconds: z.number().int().min(0).max(65_535).default(mqttDefaults.minKeepaliveSeconds),
+      maxKeepaliveSeconds: z.number().int().min(1).max(65_535).default(mqttDefaults.maxKeepaliveSeconds),
+      drainTimeoutMs: z.number().int().min(0).default(mqttDefaults.drainTimeoutMs),
+      heartbeatIntervalMs: z.number().int().min(100).default(mqttDefaults.heartbeatIntervalMs),
+      sysIntervalMs: z.number().int().min(0).default(mqttDefaults.sysIntervalMs),
+      fireStaleWillsOnStart: z.boolean().default(mqttDefaults.fireStaleWillsOnStart),
+      maxConnectionsPerIp: z.number().int().min(1).default(mqttDefaults.maxConnectionsPerIp),
+      maxConnections: z.number().int().min(1).default(mqttDefaults.maxConnections),
     })
     .prefault({}),
   modules: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
@@ -117,6 +152,9 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   const cfg = r.data;
   if (cfg.storage.backend === 'mongodb' && !cfg.storage.mongodbUrl) throw new ConfigError('storage.mongodbUrl: required when storage.backend is mongodb');
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
+  const aclErrors = validateAcl(cfg.mqtt.acl);
+  if (aclErrors.length) throw new ConfigError(aclErrors.map((e) => `mqtt.${e}`).join('\n'));
+  if (cfg.mqtt.minKeepaliveSeconds > cfg.mqtt.maxKeepaliveSeconds) throw new ConfigError('mqtt.minKeepaliveSeconds: must not exceed mqtt.maxKeepaliveSeconds');
   cfg.dataDir = path.resolve(cfg.dataDir);
   return cfg;
 }

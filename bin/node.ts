@@ -11,6 +11,7 @@ import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
 import { loadOrCreateCert } from './certs.ts';
 import { adminSocketPath, type Config } from './config.ts';
+import { startMqtt } from './mqtt.ts';
 
 /** Every module a node loads, core ones first. */
 export const allModules = [offline, ...xmppModules];
@@ -55,6 +56,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
   if (cert.generated) log.info({ dir: cfg.dataDir }, 'generated a self-signed certificate');
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: { cert: cert.cert, key: cert.key } });
   await xmpp.start();
+  const mqtt = await startMqtt(cfg, broker, { cert: cert.cert, key: cert.key });
   const socket = adminSocketPath(cfg);
   const admin = await startAdminServer(broker, socket);
   log.info({ domain: cfg.domain, xmpp: xmpp.ports, admin: socket }, 'parley node ready');
@@ -67,6 +69,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
       stopping ??= (async () => {
         await new Promise<void>((r) => admin.close(() => r()));
         await xmpp.stop();
+        await mqtt.stop();
         await broker.stop();
       })();
       return stopping;

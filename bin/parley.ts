@@ -12,6 +12,8 @@ interface GlobalFlags {
   host?: string;
   xmppPort?: string;
   xmppsPort?: string;
+  mqttPort?: string;
+  mqttsPort?: string;
   adminSocket?: string;
   logLevel?: string;
   nodeId?: string;
@@ -41,6 +43,18 @@ function loadConfig(flags: GlobalFlags): Config {
     if (host || xp !== undefined) fromFlags.xmpp.tcp = { host: host ?? '127.0.0.1', port: xp ?? 5222 };
     if (host || xsp !== undefined) fromFlags.xmpp.directTls = { host: host ?? '127.0.0.1', port: xsp ?? 5223 };
   }
+  // MQTT listeners: a flag sets the port; --host alone moves a listener the file configured, keeping its port.
+  const mp = port(flags.mqttPort, 'mqtt-port');
+  const msp = port(flags.mqttsPort, 'mqtts-port');
+  const fileMqtt = (merge(file, envOverrides(process.env)).mqtt ?? {}) as Record<string, { host?: string; port?: number } | null | undefined>;
+  const mqttListener = (key: 'tcp' | 'tls', flagPort: number | undefined, dflt: number) => {
+    const given = fileMqtt[key];
+    if (flagPort === undefined && (!host || given === null)) return undefined;
+    return { host: host ?? given?.host ?? '127.0.0.1', port: flagPort ?? given?.port ?? dflt };
+  };
+  const mqttTcp = mqttListener('tcp', mp, 1883);
+  const mqttTls = mqttListener('tls', msp, 8883);
+  if (mqttTcp || mqttTls) fromFlags.mqtt = { ...(mqttTcp && { tcp: mqttTcp }), ...(mqttTls && { tls: mqttTls }) };
   return validateConfig(merge(file, envOverrides(process.env), fromFlags));
 }
 
@@ -90,6 +104,8 @@ const program = new Command('parley')
   .option('--host <addr>', 'address every listener binds (default 127.0.0.1)')
   .option('--xmpp-port <port>', 'XMPP c2s port with STARTTLS (default 5222; 0 = any free port)')
   .option('--xmpps-port <port>', 'XMPP direct TLS port (default 5223)')
+  .option('--mqtt-port <port>', 'MQTT port (default 1883; 0 = any free port)')
+  .option('--mqtts-port <port>', 'MQTT over TLS port (default 8883; 0 = any free port)')
   .option('--admin-socket <path>', 'admin socket path (default <data-dir>/admin.sock)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']));
 

@@ -35,7 +35,7 @@ export class OfflineQueue {
    * Hand every queued envelope to `deliver` (oldest first, with a delay stamp
    * [XEP-0203]) and remove what was handed over.
    */
-  async flush(user: Address, deliver: (env: Envelope) => void, batch = 100): Promise<number> {
+  async flush(user: Address, deliver: (env: Envelope) => void | Promise<void>, batch = 100): Promise<number> {
     const owner = user.bare().toString();
     let total = 0;
     for (;;) {
@@ -44,7 +44,7 @@ export class OfflineQueue {
       for (const item of items) {
         const env = fromRecord(item.value, Address.parse);
         env.delay = { stamp: env.timestamp ?? Date.now(), from: this.domain, reason: 'Offline Storage' };
-        deliver(env);
+        await deliver(env); // removed only once the session has it (or has stored it)
       }
       await this.store.remove(owner, items.map((i) => i.id));
       total += items.length;

@@ -24,7 +24,12 @@ export interface Session {
   interested: boolean;
   /** addresses it sent directed presence to, for the unavailable on logout [RFC6121 4.6.3] */
   directed: Set<string>;
-  deliver(env: Envelope): void;
+  /**
+   * Hand an envelope to the client. A session that stores before it sends
+   * (MQTT QoS 1 queues) returns a promise that resolves once the envelope is
+   * safe; the offline queue waits for it before forgetting the message.
+   */
+  deliver(env: Envelope): void | Promise<void>;
   /** a roster item changed [RFC6121 2.1.6] */
   rosterPush?(item: RosterItem, ver: string): void;
   close(reason: CloseReason): void;

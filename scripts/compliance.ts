@@ -3,11 +3,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { allModules } from '../bin/node.ts';
 import { coreSpecs } from '../broker/specs.ts';
+import { xmppSpecs } from '../adapters/xmpp/specs.ts';
+import { mqttSpecs } from '../adapters/mqtt/specs.ts';
 import type { OptionSpec } from '../broker/module.ts';
 
 const file = new URL('../docs/compliance.md', import.meta.url);
 const rows: string[] = [];
-for (const c of coreSpecs) rows.push(`| ${c.spec} | ${c.section ?? 'all'} | ${c.status} | core: ${c.where} | ${c.note ?? ''} |`);
+for (const c of [...coreSpecs, ...xmppSpecs, ...mqttSpecs]) rows.push(`| ${c.spec} | ${c.section ?? 'all'} | ${c.status} | ${c.where} | ${c.note ?? ''} |`);
 for (const m of allModules) {
   for (const s of m.specs) rows.push(`| ${s.spec} | ${s.section ?? 'all'} | ${s.status} | module \`${m.name}\` | ${s.note ?? ''} |`);
 }

@@ -35,7 +35,14 @@ export interface Transport {
   readonly remoteAddress: string;
   secure: boolean;
   readonly canStartTls: boolean;
+  /** one complete element (or several, on byte-stream transports) */
   write(data: string): void;
+  /** the stream header [RFC6120 4.7], or `<open/>` on WebSocket [RFC7395 3.3.2] */
+  openStream(attrs: { id: string; from: string; to?: string }): void;
+  /** an optional stream error, then the stream end (`</stream:stream>` or `<close/>`) */
+  closeStream(errorXml?: string): void;
+  /** a keepalive the transport understands (whitespace on TCP [RFC6120 4.6.1], a ping frame on WebSocket) */
+  keepalive(): void;
   /** bytes queued but not yet sent (slow-consumer detection) */
   bufferedAmount(): number;
   /** upgrade in place; resolves once TLS is up */
@@ -142,7 +149,7 @@ export class XmppConnection implements Session {
     this.closing = true;
     if (!this.headerSent) this.sendHeader();
     const err = streamErrorXml(reason.kind, reason.text);
-    this.transportRef.write(`${err ?? ''}</stream:stream>`);
+    this.transportRef.closeStream(err);
     this.transportRef.end();
     this.finish(reason);
   }
@@ -202,11 +209,9 @@ export class XmppConnection implements Session {
   private sendHeader(attrs?: Record<string, string>): void {
     this.headerSent = true;
     this.streamId = randomBytes(8).toString('hex');
-    const to = attrs?.from && Address.tryParse(attrs.from) ? ` to='${escapeXML(attrs.from)}'` : '';
+    const to = attrs?.from && Address.tryParse(attrs.from) ? attrs.from : undefined;
     // [RFC6120 4.7] the response header: our domain, a fresh id, version 1.0
-    this.send(
-      `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' id='${this.streamId}' from='${escapeXML(this.broker.domain)}'${to} version='1.0' xml:lang='en'>`,
-    );
+    this.transportRef.openStream({ id: this.streamId, from: this.broker.domain, to });
   }
 
   private async onOpen(name: string, uri: string, attrs: Record<string, string>): Promise<void> {
@@ -382,7 +387,7 @@ export class XmppConnection implements Session {
     );
     if (this.opts.keepaliveIntervalMs > 0) {
       // whitespace keepalive [RFC6120 4.6.1]
-      this.keepaliveTimer = setInterval(() => this.send(' '), this.opts.keepaliveIntervalMs);
+      this.keepaliveTimer = setInterval(() => this.transportRef.keepalive(), this.opts.keepaliveIntervalMs);
       this.keepaliveTimer.unref?.();
     }
     xmppHooks(this.broker).emit('xmpp:bound', this);

@@ -1,6 +1,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { escapeXML } from '@xmpp/xml';
 import { closeReason, type Broker } from '../../broker/index.ts';
+import { NS_CLIENT, NS_STREAM } from './parser.ts';
 import { XmppConnection, type Transport } from './connection.ts';
 import { defaultXmppOptions, type XmppOptions } from './options.ts';
 
@@ -30,6 +32,21 @@ class SocketTransport implements Transport {
 
   write(data: string): void {
     if (!this.sock.destroyed) this.sock.write(data);
+  }
+
+  openStream(a: { id: string; from: string; to?: string }): void {
+    const to = a.to ? ` to='${escapeXML(a.to)}'` : '';
+    this.write(
+      `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' id='${a.id}' from='${escapeXML(a.from)}'${to} version='1.0' xml:lang='en'>`,
+    );
+  }
+
+  closeStream(errorXml?: string): void {
+    this.write(`${errorXml ?? ''}</stream:stream>`);
+  }
+
+  keepalive(): void {
+    this.write(' ');
   }
 
   bufferedAmount(): number {

@@ -64,6 +64,21 @@ export class FakeTransport implements Transport {
     this.onWrite();
   }
 
+  openStream(a: { id: string; from: string; to?: string }): void {
+    const to = a.to ? ` to='${a.to}'` : '';
+    this.write(
+      `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='${a.id}' from='${a.from}'${to} version='1.0' xml:lang='en'>`,
+    );
+  }
+
+  closeStream(errorXml?: string): void {
+    this.write(`${errorXml ?? ''}</stream:stream>`);
+  }
+
+  keepalive(): void {
+    this.write(' ');
+  }
+
   bufferedAmount(): number {
     return this.buffered;
   }

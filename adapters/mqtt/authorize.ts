@@ -1,0 +1,163 @@
+import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
+import { Address, BrokerError, snippet, type Envelope } from '../../broker/index.ts';
+import { infoOf } from './auth.ts';
+import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
+import { chatEnvelope, parsePresence } from './mapping.ts';
+import { isLiteral, reserved, SINK_TOPIC } from './topics.ts';
+
+/**
+ * The aedes authorisation hooks. Plain topics go through the ACL; the
+ * `chat/` and `presence/` trees belong to the core: a PUBLISH there is turned
+ * into an envelope and consumed (aedes never routes it), and subscriptions
+ * there are checked against the identity and the roster.
+ */
+
+type Verdict = 'pass' | 'consumed' | 'denied';
+
+/** Park a packet aedes will still acknowledge and "publish": nobody can subscribe to the sink. */
+function sink(packet: PublishPacket): void {
+  packet.topic = SINK_TOPIC;
+  packet.retain = false;
+}
+
+/** aedes `authorizePublish`: client PUBLISH, and wills (client null after a restart). */
+export function authorizePublish(ctx: MqttContext) {
+  return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
+    decidePublish(ctx, client, packet).then(
+      (verdict) => {
+        if (verdict === 'pass') return done(null);
+        if (verdict === 'denied') {
+          ctx.stats.denied++;
+          ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
+          // [MQTT-3.3.5-2] acknowledge and drop, or close the connection (option deniedPublish)
+          if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed) return done(new Error('publish not authorized'));
+        }
+        sink(packet);
+        done(null);
+      },
+      (err) => {
+        ctx.log.error({ err }, 'mqtt publish handling failed');
+        done(new Error('internal error'));
+      },
+    );
+  };
+}
+
+async function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishPacket): Promise<Verdict> {
+  const topic = packet.topic;
+  // $SYS is the broker's and read-only; other '$' topics are reserved for the broker [MQTT-4.7.2-1].
+  if (topic.startsWith('$')) return 'denied';
+  const who: Pick<ConnInfo, 'address' | 'acl'> = client ? infoOf(ctx, client) : identityOf((packet as { clientId?: string }).clientId ?? '', ctx.broker.domain, ctx.opts.acl);
+  if (!who.acl?.canWrite(topic)) return 'denied';
+  const r = reserved(topic);
+  if (!r) return 'pass';
+  if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
+  if (r.tree === 'chat') {
+    await chat(ctx, client, who.address, r.user, packet);
+    return 'consumed';
+  }
+  if (r.user !== who.address.local) return 'denied'; // presence/{user}: own presence only
+  const session = client && !client.closed ? ctx.sessions.get(client) : undefined;
+  // A presence will needs nothing: the core already says unavailable when the session ends.
+  if (!session) return 'consumed';
+  try {
+    const cmd = parsePresence(packet.payload as Buffer);
+    await session.run(() => session.presenceCommand(cmd));
+  } catch (err) {
+    if (!(err instanceof BrokerError)) throw err;
+    // Presence has no error channel to the device: log it, acknowledge, drop.
+    ctx.log.debug({ jid: who.address.toString(), condition: err.condition, text: err.text }, 'presence publish refused');
+  }
+  return 'consumed';
+}
+
+/** PUBLISH on chat/{user}: one message to the core, stored before the PUBACK/PUBREC goes out. */
+async function chat(ctx: MqttContext, client: Client | null, from: Address, user: string, packet: PublishPacket): Promise<void> {
+  const { broker } = ctx;
+  // [MQTT-4.3.3-2] a QoS 2 retransmission the broker already holds: it was routed the first time.
+  if (client && packet.qos === 2 && (await isStoredQos2(ctx, client, packet))) return;
+  const session = client ? ctx.sessions.get(client) : undefined;
+  const send = async (): Promise<void> => {
+    let env: Envelope | undefined;
+    try {
+      env = chatEnvelope(from, Address.of(user, broker.domain), packet.payload as Buffer);
+      await broker.router.route(env, session);
+    } catch (err) {
+      if (!(err instanceof BrokerError)) throw err; // no PUBACK: the client sends it again
+      // Tell the device on its own chat topic (the same form as an error the router bounces).
+      session?.deliver({
+        kind: 'message',
+        type: 'error',
+        from: env?.to ?? Address.of('', broker.domain),
+        to: from,
+        id: env?.id,
+        extensions: [],
+        error: { condition: err.condition, type: err.type, text: err.text },
+      });
+    }
+  };
+  // One device's messages enter the conversation in the order it sent them.
+  await (session ? session.run(send) : send());
+}
+
+async function isStoredQos2(ctx: MqttContext, client: Client, packet: PublishPacket): Promise<boolean> {
+  const persistence = (ctx.aedes as unknown as { persistence: { incomingGetPacket(c: Client, p: PublishPacket): Promise<unknown> } }).persistence;
+  try {
+    await persistence.incomingGetPacket(client, packet);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** aedes `authorizeSubscribe`: a refusal is SUBACK 0x80 for that filter [MQTT-3.9.3-2]. */
+export function authorizeSubscribe(ctx: MqttContext) {
+  return (client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void): void => {
+    decideSubscribe(ctx, client, sub.topic).then(
+      (ok) => {
+        if (!ok) ctx.log.debug({ client: client.id, topic: snippet(sub.topic) }, 'mqtt subscription refused');
+        done(null, ok ? sub : null);
+      },
+      (err) => {
+        ctx.log.error({ err }, 'mqtt subscription check failed');
+        done(null, null);
+      },
+    );
+  };
+}
+
+async function decideSubscribe(ctx: MqttContext, client: Client, filter: string): Promise<boolean> {
+  const info = infoOf(ctx, client);
+  if (filter.startsWith('$') && !filter.startsWith('$SYS/')) return false; // only $SYS of the '$' topics is readable
+  if (!info.acl?.canSubscribe(filter)) return false;
+  const r = reserved(filter);
+  if (!r) return true;
+  // chat/+, chat/#, presence/+: accepted; the core only ever hands this identity its own messages
+  // and the presence the roster entitles it to.
+  if (r.user === undefined) return !isLiteral(filter);
+  const me = info.address;
+  if (!me) return false; // anonymous: no chat identity
+  if (r.tree === 'chat') return r.user === me.local; // only {user} itself
+  if (r.user === me.local) return true;
+  let contact: Address;
+  try {
+    contact = Address.of(r.user, ctx.broker.domain);
+  } catch {
+    return false;
+  }
+  if (contact.local !== r.user) return false; // the topic level is the normalised user name
+  const item = await ctx.broker.roster.item(me.bare().toString(), contact.toString());
+  return item?.subscription === 'to' || item?.subscription === 'both'; // [RFC6121 4.2.2] who may see whose presence
+}
+
+/** aedes `authorizeForward`: hold back messages on topics the client may not read (per message). */
+export function authorizeForward(ctx: MqttContext) {
+  return (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null => {
+    const info = ctx.infos.get(client);
+    if (!info?.acl) return null;
+    // chat/ and presence/ packets only ever come from the core, addressed to this client.
+    if (!reserved(packet.topic) && !info.acl.canRead(packet.topic)) return null;
+    ctx.stats.sent++;
+    return packet;
+  };
+}

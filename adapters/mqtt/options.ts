@@ -1,0 +1,98 @@
+import type { SecureContextOptions } from 'node:tls';
+import { defaultAcl, type AclRule } from './acl.ts';
+
+/** A listener address; port 0 picks a free port. */
+export interface MqttListener {
+  host: string;
+  port: number;
+}
+
+/**
+ * MQTT listener options. Every limit has a documented default
+ * (docs/configuration.md, section `mqtt`); the aedes option each one feeds is
+ * named where there is one.
+ */
+export interface MqttOptions {
+  /** plain MQTT; null disables */
+  tcp: MqttListener | null;
+  /** MQTT over TLS; null disables (also disabled without a certificate) */
+  tls: MqttListener | null;
+  /** certificate and key for the TLS listener */
+  certificate: SecureContextOptions | null;
+  /**
+   * An aedes persistence instance (retained messages, persistent sessions,
+   * QoS 1/2 queues, wills). bin/ picks the backend; absent means aedes'
+   * in-memory one, which loses everything on restart.
+   */
+  persistence?: unknown;
+  /** an mqemitter instance (cluster-wide fan-out); absent means aedes' local one */
+  mq?: unknown;
+  /** let clients without a username connect; they get plain topics under the ACL and never a chat identity */
+  allowAnonymous: boolean;
+  /** access rules for plain topics and `$SYS` (acl.ts) */
+  acl: AclRule[];
+  /**
+   * What a PUBLISH the client may not make gets [MQTT-3.3.5-2]: 'drop' acknowledges it
+   * as usual and throws it away (Mosquitto's behaviour); 'disconnect' closes the connection.
+   */
+  deniedPublish: 'drop' | 'disconnect';
+  /** largest packet accepted, in bytes (remaining length); larger closes the connection */
+  maxPacketSize: number;
+  /** most `/`-separated levels in a topic (aedes `maxTopicLevels`, at most 100) */
+  maxTopicLevels: number;
+  /** longest client id for MQTT 3.1.1 (MQTT 3.1 is always limited to 23 [MQTT 3.1 3.1]) */
+  maxClientIdLength: number;
+  /** inbound QoS 2 messages one client may hold awaiting PUBREL (aedes `maxInflightInbound`) */
+  maxInflightInbound: number;
+  /** packets a client may send before its CONNACK is out (aedes `queueLimit`) */
+  maxQueuedBeforeConnack: number;
+  /** messages delivered in parallel by the broker (aedes `concurrency`) */
+  concurrency: number;
+  /** time allowed between TCP accept and CONNECT (aedes `connectTimeout`) */
+  connectTimeoutMs: number;
+  /** smallest keepalive a client may ask for, in seconds; 0 allows "no keepalive" */
+  minKeepaliveSeconds: number;
+  /** largest keepalive a client may ask for, in seconds */
+  maxKeepaliveSeconds: number;
+  /** time a client's socket may stay full before it is dropped as a slow consumer (aedes `drainTimeout`) */
+  drainTimeoutMs: number;
+  /** aedes broker heartbeat on `$SYS/<id>/heartbeat`; wills of a node silent for 3 beats fire */
+  heartbeatIntervalMs: number;
+  /** how often `$SYS/broker/...` statistics are published (0 = never) */
+  sysIntervalMs: number;
+  /**
+   * Fire the wills a previous run of this node left behind (kill -9, power
+   * loss) as soon as it starts, instead of after 4 heartbeats. Right for a
+   * single node; a cluster leaves it to the heartbeat sweep.
+   */
+  fireStaleWillsOnStart: boolean;
+  /** simultaneous MQTT connections from one IP address */
+  maxConnectionsPerIp: number;
+  /** simultaneous MQTT connections in total */
+  maxConnections: number;
+}
+
+/** The defaults, documented in docs/configuration.md (bin/config.ts reads them from here). */
+export const defaultMqttOptions: MqttOptions = {
+  tcp: { host: '127.0.0.1', port: 1883 },
+  tls: { host: '127.0.0.1', port: 8883 },
+  certificate: null,
+  allowAnonymous: false,
+  acl: defaultAcl,
+  deniedPublish: 'drop',
+  maxPacketSize: 1024 * 1024,
+  maxTopicLevels: 32,
+  maxClientIdLength: 128,
+  maxInflightInbound: 100,
+  maxQueuedBeforeConnack: 42,
+  concurrency: 100,
+  connectTimeoutMs: 10_000,
+  minKeepaliveSeconds: 0,
+  maxKeepaliveSeconds: 65_535,
+  drainTimeoutMs: 30_000,
+  heartbeatIntervalMs: 60_000,
+  sysIntervalMs: 10_000,
+  fireStaleWillsOnStart: true,
+  maxConnectionsPerIp: 1000,
+  maxConnections: 100_000,
+};

@@ -1,0 +1,248 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes';
+import { Address, closeReason, snippet, type Broker } from '../../broker/index.ts';
+import { validateAcl } from './acl.ts';
+import { authenticate, infoOf, preConnect } from './auth.ts';
+import { authorizeForward, authorizePublish, authorizeSubscribe } from './authorize.ts';
+import { classifyError, type AedesClient, type ConnInfo, type MqttContext } from './context.ts';
+import { CONNACK_UNACCEPTABLE_PROTOCOL, unsupportedProtocolLevel, WireGuard } from './guard.ts';
+import { presenceJson } from './mapping.ts';
+import { defaultMqttOptions, type MqttOptions } from './options.ts';
+import { MqttSession } from './session.ts';
+import { SysStats } from './sys.ts';
+import { isLiteral, reserved } from './topics.ts';
+import { fireStaleWills } from './wills.ts';
+
+/**
+ * The MQTT listeners (TCP 1883, TLS 8883) on aedes, sharing accounts,
+ * sessions, presence, the timeline and the offline queue with XMPP.
+ * Steps of a connection: accept (limits, packet size guard) → preConnect →
+ * authenticate → CONNACK → session bound + available presence → … →
+ * clientDisconnect → unbound (unavailable presence, will).
+ */
+export class MqttServer {
+  readonly opts: MqttOptions;
+  /** bound ports, after start() */
+  readonly ports: { tcp?: number; tls?: number } = {};
+  private readonly broker: Broker;
+  private readonly servers: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
+  private readonly perIp = new Map<string, number>();
+  private readonly pending = new Set<Promise<void>>();
+  private ctx?: MqttContext;
+  private sys?: SysStats;
+
+  constructor(broker: Broker, opts: Partial<MqttOptions> = {}) {
+    this.broker = broker;
+    this.opts = { ...defaultMqttOptions, ...opts };
+  }
+
+  /** The aedes instance, after start(). */
+  get aedes(): Aedes {
+    if (!this.ctx) throw new Error('MqttServer not started');
+    return this.ctx.aedes;
+  }
+
+  async start(): Promise<void> {
+    const errors = validateAcl(this.opts.acl);
+    if (errors.length) throw new Error(`mqtt.${errors.join('\nmqtt.')}`);
+    const o = this.opts;
+    const ctx = {
+      broker: this.broker,
+      opts: o,
+      log: this.broker.log.child({ adapter: 'mqtt' }),
+      infos: new WeakMap(),
+      sessions: new WeakMap(),
+      stats: { received: 0, sent: 0, denied: 0 },
+    } as Omit<MqttContext, 'aedes'> as MqttContext;
+    ctx.aedes = await Aedes.createBroker({
+      persistence: o.persistence,
+      mq: o.mq,
+      concurrency: o.concurrency,
+      heartbeatInterval: o.heartbeatIntervalMs,
+      connectTimeout: o.connectTimeoutMs,
+      drainTimeout: o.drainTimeoutMs,
+      queueLimit: o.maxQueuedBeforeConnack,
+      maxInflightInbound: o.maxInflightInbound,
+      maxClientsIdLength: 65_535, // checked in authenticate, on the id the client sent (auth.ts)
+      maxTopicLevels: o.maxTopicLevels,
+      preConnect: preConnect(ctx),
+      authenticate: authenticate(ctx),
+      authorizePublish: authorizePublish(ctx),
+      authorizeSubscribe: authorizeSubscribe(ctx),
+      authorizeForward: authorizeForward(ctx),
+      published: (_packet, client, done) => {
+        if (client) ctx.stats.received++;
+        done(null);
+      },
+    });
+    this.ctx = ctx;
+    this.wire(ctx);
+    if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log);
+    if (o.tcp) {
+      const srv = net.createServer((s) => this.accept(s, 'tcp'));
+      this.ports.tcp = await listen(srv, o.tcp.host, o.tcp.port);
+      this.servers.push(srv);
+    }
+    if (o.tls && o.certificate) {
+      const srv = tls.createServer({ ...o.certificate }, (s) => this.accept(s, 'tls'));
+      srv.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed'));
+      this.ports.tls = await listen(srv, o.tls.host, o.tls.port);
+      this.servers.push(srv);
+    }
+    this.sys = new SysStats(ctx.aedes, ctx.stats, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
+    this.sys.start(o.sysIntervalMs);
+  }
+
+  /** Close listeners and clients (their sessions unbind, their wills fire), then aedes. */
+  async stop(): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    this.sys?.stop();
+    for (const srv of this.servers) srv.close();
+    await new Promise<void>((r) => ctx.aedes.close(() => r()));
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+    this.servers.length = 0;
+    // Let the unbinds the closes started reach the core, and the wills they fired reach the store.
+    for (let i = 0; i < 100 && this.pending.size > 0; i++) await Promise.all([...this.pending]);
+    await new Promise((r) => setTimeout(r, 50));
+    this.ctx = undefined;
+  }
+
+  connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Current `$SYS/broker/...` values. */
+  stats(): Record<string, string> {
+    return this.sys?.values() ?? {};
+  }
+
+  /** Hand a stream (TCP, TLS, later WebSocket) to aedes, with the adapter's limits. */
+  handle(stream: net.Socket, transport: ConnInfo['transport']): void {
+    this.accept(stream, transport);
+  }
+
+  private accept(sock: net.Socket, transport: ConnInfo['transport']): void {
+    const ctx = this.ctx;
+    if (!ctx) return void sock.destroy();
+    const ip = sock.remoteAddress ?? 'unknown';
+    if (this.sockets.size >= this.opts.maxConnections || (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp) {
+      ctx.log.info({ ip }, 'mqtt connection refused: too many connections'); // limits: maxConnections, maxConnectionsPerIp
+      sock.destroy();
+      return;
+    }
+    sock.setNoDelay(true);
+    this.sockets.add(sock);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    this.broker.metrics.connection('mqtt', transport, 1);
+    const client = ctx.aedes.handle(sock);
+    const info: ConnInfo = { transport, ip, clientId: '', protocolVersion: 4, clean: true, keepalive: 0 };
+    ctx.infos.set(client, info);
+    // Listening after aedes' 'readable' listener: 'data' then only reports what aedes reads.
+    const guard = new WireGuard(this.opts.maxPacketSize);
+    let first = true;
+    sock.on('data', (chunk: Buffer) => {
+      if (first && unsupportedProtocolLevel(chunk)) {
+        info.closeKind = 'unsupported-version';
+        sock.end(CONNACK_UNACCEPTABLE_PROTOCOL); // [MQTT-3.1.2-2] answer 0x01, then disconnect
+        return;
+      }
+      first = false;
+      if (guard.push(chunk)) return;
+      info.closeKind ??= guard.failure!.kind;
+      info.closeText ??= guard.failure!.text;
+      ctx.log.info({ ip, client: info.clientId, text: guard.failure!.text }, 'bad mqtt packet; connection closed');
+      sock.destroy();
+    });
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+      const kind = info.closeKind ?? ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
+      this.broker.metrics.connection('mqtt', transport, -1);
+      this.broker.metrics.closed('mqtt', kind);
+      ctx.log.debug({ ip, client: info.clientId, reason: kind, text: info.closeText }, 'mqtt connection closed');
+    });
+  }
+
+  private track(p: Promise<void>): void {
+    this.pending.add(p);
+    p.finally(() => this.pending.delete(p)).catch(() => {});
+  }
+
+  private wire(ctx: MqttContext): void {
+    const a = ctx.aedes;
+    a.on('connackSent', (packet: ConnackPacket, client: Client) => {
+      const info = infoOf(ctx, client);
+      if (packet.returnCode !== 0 || !info.address || client.closed) return;
+      // From here on the client may receive packets: bind and say available [RFC6121 4.2].
+      const session = new MqttSession(ctx, client as AedesClient, info.address, info.transport);
+      ctx.sessions.set(client, session);
+      session.enqueue(() => session.start());
+    });
+    a.on('clientDisconnect', (client: Client) => {
+      const session = ctx.sessions.get(client);
+      if (!session) return;
+      const info = infoOf(ctx, client);
+      const kind = info.closeKind ?? ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
+      const text = info.closeText ?? (kind === 'socket-error' ? 'connection lost without DISCONNECT' : undefined);
+      this.track(session.run(() => session.end(closeReason(kind, text))).catch(() => {}));
+    });
+    a.on('subscribe', (subs: Subscription[], client: Client) => {
+      const session = ctx.sessions.get(client);
+      if (!session) return;
+      session.enqueue(async () => {
+        await session.subscriptionsChanged();
+        for (const s of subs) if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
+      });
+    });
+    a.on('unsubscribe', (_topics: string[], client: Client) => {
+      const session = ctx.sessions.get(client);
+      if (session) session.enqueue(() => session.subscriptionsChanged());
+    });
+    a.on('keepaliveTimeout', (client: Client) => {
+      infoOf(ctx, client).closeKind ??= 'idle-timeout'; // [MQTT-3.1.2-24]
+    });
+    const onError = (client: Client, err: Error): void => {
+      const info = infoOf(ctx, client);
+      const c = classifyError(err);
+      info.closeKind ??= c.kind;
+      info.closeText ??= c.text;
+      ctx.log.debug({ client: info.clientId, ip: info.ip, err: snippet(err.message) }, 'mqtt client error');
+    };
+    a.on('clientError', onError);
+    // Persistence failures surface here; without a listener they would end the whole node.
+    (a as unknown as NodeJS.EventEmitter).on('error', (err: Error) => ctx.log.error({ err }, 'mqtt broker error'));
+    a.on('connectionError', onError);
+  }
+
+  /**
+   * A new subscription to `presence/{user}` gets that user's current presence
+   * at once, flagged retained [MQTT-3.3.1-8], one message per resource.
+   */
+  private async presenceSnapshot(session: MqttSession, sub: Subscription): Promise<void> {
+    const r = reserved(sub.topic);
+    if (!r || r.tree !== 'presence' || r.user === undefined || !isLiteral(sub.topic)) return;
+    const user = Address.of(r.user, this.broker.domain);
+    const online = (await this.broker.router.targets(user)).filter((t) => t.available && t.local?.presence);
+    if (online.length === 0) {
+      session.publish(sub.topic, presenceJson(undefined, user), Math.min(sub.qos, 1), true);
+      return;
+    }
+    for (const t of online) session.publish(sub.topic, presenceJson(t.local!.presence, user), Math.min(sub.qos, 1), true);
+  }
+}
+
+function listen(srv: net.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, host, () => {
+      srv.off('error', reject);
+      resolve((srv.address() as net.AddressInfo).port);
+    });
+  });
+}

@@ -1,0 +1,49 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import aedesPersistenceLevel from 'aedes-persistence-level';
+import { Level } from 'level';
+import { MqttServer } from '../adapters/mqtt/index.ts';
+import type { Broker } from '../broker/index.ts';
+import type { Config } from './config.ts';
+
+/** The MQTT side of a running node. */
+export interface RunningMqtt {
+  /** undefined when both MQTT listeners are disabled */
+  server?: MqttServer;
+  stop(): Promise<void>;
+}
+
+/**
+ * Pick the MQTT backends and start the listeners: aedes state (retained
+ * messages, persistent sessions, QoS 1/2 queues, wills) goes to a LevelDB
+ * database in `<dataDir>/mqtt`, which survives kill -9 the way the embedded
+ * store does (written to the log before it is acknowledged).
+ */
+export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string; key: string }): Promise<RunningMqtt> {
+  const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
+  if (!tcp && !tlsListener) return { stop: async () => {} };
+  if (cfg.storage.backend !== 'embedded') {
+    // TODO: aedes-persistence-mongodb with the cluster (DESIGN.md §5); until then MQTT state stays local.
+    broker.log.warn({ dir: path.join(cfg.dataDir, 'mqtt') }, 'mqtt state is kept on local disk, not in mongodb');
+  }
+  const dir = path.join(cfg.dataDir, 'mqtt');
+  mkdirSync(dir, { recursive: true });
+  const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
+  await db.open(); // fail fast when another process holds the database
+  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence: aedesPersistenceLevel(db) });
+  try {
+    await server.start();
+  } catch (err) {
+    await server.stop().catch(() => {});
+    await db.close();
+    throw err;
+  }
+  broker.log.info({ mqtt: server.ports }, 'mqtt listening');
+  return {
+    server,
+    async stop() {
+      await server.stop();
+      await db.close();
+    },
+  };
+}
