@@ -92,6 +92,28 @@ export const configSchema = z.strictObject({
       maxConnections: z.number().int().min(1).default(mqttDefaults.maxConnections),
     })
     .prefault({}),
+  web: z
+    .strictObject({
+      http: listener.nullable().default({ host: '127.0.0.1', port: 5280 }),
+      https: listener.nullable().default({ host: '127.0.0.1', port: 5443 }),
+      maxMessageSize: z.number().int().min(1024).default(256 * 1024 + 4096),
+      allowedOrigins: z.array(z.string()).default([]),
+      idleTimeoutMs: z.number().int().min(0).default(600_000),
+      pingIntervalMs: z.number().int().min(0).default(60_000),
+      maxConnectionsPerIp: z.number().int().min(1).default(1000),
+      maxBodySize: z.number().int().min(1024).default(512 * 1024),
+      bosh: z
+        .strictObject({
+          maxWait: z.number().int().min(1).max(300).default(60),
+          maxHold: z.number().int().min(1).max(10).default(1),
+          inactivity: z.number().int().min(5).max(600).default(60),
+          maxRequestsPerSecond: z.number().int().min(1).default(20),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /** accounts allowed on the admin page (HTTP Basic with their XMPP password) */
+  admins: z.array(z.string()).default([]),
   modules: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
 });
 

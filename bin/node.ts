@@ -12,6 +12,9 @@ import { startAdminServer } from './admin.ts';
 import { loadOrCreateCert } from './certs.ts';
 import { adminSocketPath, type Config } from './config.ts';
 import { startMqtt } from './mqtt.ts';
+import { startWeb } from './web.ts';
+import { instrumentStorage } from './instrument.ts';
+import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
 export const allModules = [offline, ...xmppModules];
@@ -26,10 +29,11 @@ export function makeStorage(cfg: Config): Storage {
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store` });
 }
 
-export function makeBroker(cfg: Config, log: Logger): Broker {
+export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {
   return new Broker({
     domain: cfg.domain,
-    storage: makeStorage(cfg),
+    storage: metrics ? instrumentStorage(makeStorage(cfg), metrics) : makeStorage(cfg),
+    metrics,
     cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
     log,
     limits: cfg.limits,
@@ -50,16 +54,17 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
   for (const name of Object.keys(cfg.modules)) {
     if (!allModules.some((m) => m.name === name)) throw new Error(`modules.${name}: unknown module`);
   }
-  const broker = makeBroker(cfg, log);
+  const broker = makeBroker(cfg, log, new PromMetrics());
   await broker.start();
   const cert = await loadOrCreateCert(cfg);
   if (cert.generated) log.info({ dir: cfg.dataDir }, 'generated a self-signed certificate');
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: { cert: cert.cert, key: cert.key } });
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, { cert: cert.cert, key: cert.key });
+  const web = await startWeb(cfg, broker, xmpp, mqtt.server, { cert: cert.cert, key: cert.key });
   const socket = adminSocketPath(cfg);
   const admin = await startAdminServer(broker, socket);
-  log.info({ domain: cfg.domain, xmpp: xmpp.ports, admin: socket }, 'parley node ready');
+  log.info({ domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   let stopping: Promise<void> | undefined;
   return {
     broker,
@@ -68,6 +73,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
     stop() {
       stopping ??= (async () => {
         await new Promise<void>((r) => admin.close(() => r()));
+        await web.stop();
         await xmpp.stop();
         await mqtt.stop();
         await broker.stop();

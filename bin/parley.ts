@@ -13,6 +13,8 @@ interface GlobalFlags {
   xmppPort?: string;
   xmppsPort?: string;
   mqttPort?: string;
+  httpPort?: string;
+  httpsPort?: string;
   mqttsPort?: string;
   adminSocket?: string;
   logLevel?: string;
@@ -54,6 +56,13 @@ function loadConfig(flags: GlobalFlags): Config {
   };
   const mqttTcp = mqttListener('tcp', mp, 1883);
   const mqttTls = mqttListener('tls', msp, 8883);
+  const hp = port(flags.httpPort, 'http-port');
+  const hsp = port(flags.httpsPort, 'https-port');
+  if (host || hp !== undefined || hsp !== undefined) {
+    fromFlags.web = {};
+    if (host || hp !== undefined) fromFlags.web.http = { host: host ?? '127.0.0.1', port: hp ?? 5280 };
+    if (host || hsp !== undefined) fromFlags.web.https = { host: host ?? '127.0.0.1', port: hsp ?? 5443 };
+  }
   if (mqttTcp || mqttTls) fromFlags.mqtt = { ...(mqttTcp && { tcp: mqttTcp }), ...(mqttTls && { tls: mqttTls }) };
   return validateConfig(merge(file, envOverrides(process.env), fromFlags));
 }
@@ -104,6 +113,8 @@ const program = new Command('parley')
   .option('--host <addr>', 'address every listener binds (default 127.0.0.1)')
   .option('--xmpp-port <port>', 'XMPP c2s port with STARTTLS (default 5222; 0 = any free port)')
   .option('--xmpps-port <port>', 'XMPP direct TLS port (default 5223)')
+  .option('--http-port <port>', 'HTTP port: WebSocket, BOSH, metrics, pages (default 5280)')
+  .option('--https-port <port>', 'HTTPS port (default 5443)')
   .option('--mqtt-port <port>', 'MQTT port (default 1883; 0 = any free port)')
   .option('--mqtts-port <port>', 'MQTT over TLS port (default 8883; 0 = any free port)')
   .option('--admin-socket <path>', 'admin socket path (default <data-dir>/admin.sock)')

@@ -16,8 +16,11 @@ export function pairConversation(a: Address, b: Address): string {
 export class ArchiveService {
   private readonly store: ArchiveStore<EnvelopeRecord>;
 
-  constructor(store: ArchiveStore<EnvelopeRecord>) {
+  private readonly onAppend: () => void;
+
+  constructor(store: ArchiveStore<EnvelopeRecord>, onAppend: () => void = () => {}) {
     this.store = store;
+    this.onAppend = onAppend;
   }
 
   /** Append a 1:1 message; sets env.seq and env.timestamp. */
@@ -34,6 +37,7 @@ export class ArchiveService {
     });
     env.seq = rec.seq;
     rec.value.seq = rec.seq;
+    this.onAppend();
     return rec;
   }
 

@@ -126,7 +126,7 @@ export class Broker {
       for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
     });
     this.presence = new PresenceService(this, this.storage.kv<Record<string, EnvelopeRecord>>('pending-subscriptions'));
-    this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'));
+    this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'), () => this.metrics.archived());
     this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain);
     this.moduleDefs = opts.modules ?? [];
   }

@@ -5,7 +5,7 @@ export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorC
 export { isStorableMessage, type Envelope, type EnvelopeKind } from './envelope.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
-export type { Metrics } from './metrics.ts';
+export { CounterMetrics, type Metrics } from './metrics.ts';
 export { defineModule, type ModuleContext, type ModuleDefinition, type OptionSpec, type SpecClaim } from './module.ts';
 export type { RosterItem, Subscription } from './roster.ts';
 export { sessionDefaults, type Session } from './session.ts';

@@ -1,8 +1,9 @@
 import type { Envelope } from './envelope.ts';
 
 /**
- * What the core counts. bin/ may replace this with a Prometheus-backed
- * implementation; the default keeps plain counters (read by the admin socket).
+ * What the core and the adapters count. bin/ passes a Prometheus-backed
+ * implementation (adapters/websocket/metrics.ts); the default keeps plain
+ * counters (read by the admin socket and tests).
  */
 export interface Metrics {
   routed(kind: Envelope['kind']): void;
@@ -12,13 +13,21 @@ export interface Metrics {
   login(protocol: string, ok: boolean): void;
   connection(protocol: string, transport: string, delta: 1 | -1): void;
   closed(protocol: string, reason: string): void;
+  /** a stanza (XMPP) or packet (MQTT) read from or written to a client */
+  traffic(protocol: string, direction: 'in' | 'out'): void;
+  /** ms from acceptance by the broker to hand-over to a local session */
+  deliveryLatency(ms: number): void;
+  /** one storage call */
+  storeOp(op: string, ms: number, ok: boolean): void;
+  /** a recent error for the admin page (bounded) */
+  error(source: string, text: string): void;
   snapshot(): Record<string, number>;
 }
 
 export class CounterMetrics implements Metrics {
   private readonly c = new Map<string, number>();
 
-  private inc(key: string, by = 1): void {
+  protected inc(key: string, by = 1): void {
     this.c.set(key, (this.c.get(key) ?? 0) + by);
   }
 
@@ -42,6 +51,16 @@ export class CounterMetrics implements Metrics {
   }
   closed(protocol: string, reason: string): void {
     this.inc(`closed.${protocol}.${reason}`);
+  }
+  traffic(protocol: string, direction: 'in' | 'out'): void {
+    this.inc(`traffic.${protocol}.${direction}`);
+  }
+  deliveryLatency(_ms: number): void {}
+  storeOp(op: string, _ms: number, ok: boolean): void {
+    if (!ok) this.inc(`store.errors.${op}`);
+  }
+  error(source: string, _text: string): void {
+    this.inc(`errors.${source}`);
   }
   snapshot(): Record<string, number> {
     return Object.fromEntries(this.c);

@@ -33,6 +33,7 @@ export class Router {
 
   /** Route one envelope that a session (or a service) sent. */
   async route(input: Envelope, origin?: Session): Promise<void> {
+    input.timestamp ??= Date.now();
     const env = await this.broker.hooks.fold('route:filter', input, origin);
     if (!env) return;
     this.broker.metrics.routed(env.kind);
@@ -71,6 +72,7 @@ export class Router {
     if (t.local) {
       t.local.deliver(env);
       this.broker.metrics.delivered(env);
+      if (env.timestamp !== undefined && !env.delay) this.broker.metrics.deliveryLatency(Date.now() - env.timestamp);
       return;
     }
     await this.broker.cluster.bus.send(t.node, 'deliver', { resource: t.resource, env: toRecord(env) });

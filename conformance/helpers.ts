@@ -41,6 +41,9 @@ export interface NodePorts {
   xmpp: number;
   /** direct TLS [XEP-0368] */
   xmpps: number;
+  /** HTTP: WebSocket, BOSH, /metrics, pages */
+  http: number;
+  https: number;
 }
 
 export interface TestNode {
@@ -126,7 +129,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     ...(configFile ? ['--config', configFile] : []),
   ];
   let proc: ChildProcess | undefined;
-  const ports: NodePorts = { xmpp: 0, xmpps: 0 };
+  const ports: NodePorts = { xmpp: 0, xmpps: 0, http: 0, https: 0 };
   const log: string[] = [];
 
   const launch = (): Promise<void> =>
@@ -146,6 +149,10 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
           '--mqtt-port',
           '0',
           '--mqtts-port',
+          '0',
+          '--http-port',
+          '0',
+          '--https-port',
           '0',
           '--log-level',
           opts.logLevel ?? 'info',
@@ -181,6 +188,8 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
             clearTimeout(timer);
             ports.xmpp = rec.xmpp?.tcp;
             ports.xmpps = rec.xmpp?.directTls;
+            ports.http = rec.web?.http;
+            ports.https = rec.web?.https;
             resolve();
           }
         }

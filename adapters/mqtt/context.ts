@@ -13,7 +13,7 @@ export type AedesClient = Client & {
 
 /** What the adapter knows about one connection, from accept to close. */
 export interface ConnInfo {
-  transport: 'tcp' | 'tls';
+  transport: 'tcp' | 'tls' | 'ws' | 'wss';
   ip: string;
   /** the client id as the client sent it (or as generated for an empty one) */
   clientId: string;

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes';
+import { createWebSocketStream, type WebSocket } from 'ws';
 import { Address, closeReason, snippet, type Broker } from '../../broker/index.ts';
 import { validateAcl } from './acl.ts';
 import { authenticate, infoOf, preConnect } from './auth.ts';
@@ -123,6 +124,15 @@ export class MqttServer {
   /** Hand a stream (TCP, TLS, later WebSocket) to aedes, with the adapter's limits. */
   handle(stream: net.Socket, transport: ConnInfo['transport']): void {
     this.accept(stream, transport);
+  }
+
+  /** MQTT over WebSocket (`Sec-WebSocket-Protocol: mqtt`): the same aedes, limits, auth and ACL. */
+  acceptWebSocket(ws: WebSocket, info: { ip: string; secure: boolean }): void {
+    const stream = createWebSocketStream(ws);
+    // aedes and the accounting below read these socket fields.
+    Object.assign(stream, { remoteAddress: info.ip, setNoDelay: () => stream });
+    stream.on('error', () => stream.destroy());
+    this.accept(stream as unknown as net.Socket, info.secure ? 'wss' : 'ws');
   }
 
   private accept(sock: net.Socket, transport: ConnInfo['transport']): void {

@@ -100,10 +100,12 @@ export class XmppConnection implements Session {
     this.authTimer = setTimeout(() => this.close(closeReason('auth-timeout', 'not authenticated in time')), opts.authTimeoutMs);
     this.authTimer.unref?.();
     this.touch();
-    broker.metrics.connection('xmpp', transport.kind, 1);
+    this.openedAs = transport.kind; // STARTTLS changes the kind; the gauge must go down under the label it went up
+    broker.metrics.connection('xmpp', this.openedAs, 1);
   }
 
   private readonly onClosed: (c: XmppConnection) => void;
+  private readonly openedAs: string;
 
   get transport(): string {
     return this.transportRef.kind;
@@ -158,6 +160,7 @@ export class XmppConnection implements Session {
 
   send(xml: string): void {
     if (this.phase === 'closed') return;
+    this.broker.metrics.traffic('xmpp', 'out');
     this.transportRef.write(xml);
   }
 
@@ -168,7 +171,7 @@ export class XmppConnection implements Session {
     clearTimeout(this.idleTimer);
     clearTimeout(this.authTimer);
     clearInterval(this.keepaliveTimer);
-    this.broker.metrics.connection('xmpp', this.transportRef.kind, -1);
+    this.broker.metrics.connection('xmpp', this.openedAs, -1);
     this.broker.metrics.closed('xmpp', reason.kind);
     this.log.debug({ reason: reason.kind, text: reason.text }, 'xmpp stream closed');
     if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
@@ -257,6 +260,7 @@ export class XmppConnection implements Session {
 
   private async onElement(el: Element): Promise<void> {
     if (this.phase === 'closed') return;
+    this.broker.metrics.traffic('xmpp', 'in');
     const ns = el.attrs.xmlns;
     if (this.phase === 'tls') {
       if (el.name === 'starttls' && ns === NS_TLS) return this.startTls();

@@ -3,7 +3,9 @@ import tls from 'node:tls';
 import { escapeXML } from '@xmpp/xml';
 import { closeReason, type Broker } from '../../broker/index.ts';
 import { NS_CLIENT, NS_STREAM } from './parser.ts';
+import type { WebSocket } from 'ws';
 import { XmppConnection, type Transport } from './connection.ts';
+import { translateFrame, WebSocketTransport } from './websocket.ts';
 import { defaultXmppOptions, type XmppOptions } from './options.ts';
 
 /** A TCP socket as an XMPP transport, with in-place STARTTLS. */
@@ -116,6 +118,21 @@ export class XmppServer {
 
   connectionCount(): number {
     return this.conns.size;
+  }
+
+  /** XMPP over WebSocket [RFC7395]; the web listener has already applied its per-IP limit. */
+  acceptWebSocket(ws: WebSocket, info: { ip: string; secure: boolean }): void {
+    const transport = new WebSocketTransport(ws, info.ip, info.secure);
+    const conn = new XmppConnection(this.broker, transport, this.opts, (c) => this.conns.delete(c));
+    this.conns.add(conn);
+    ws.on('message', (data, isBinary) => {
+      // [RFC7395 3.2] text frames only
+      if (isBinary) return conn.close(closeReason('not-well-formed', 'binary frames are not XMPP'));
+      conn.data(translateFrame(data.toString()));
+    });
+    ws.on('close', () => conn.transportClosed('client-closed'));
+    ws.on('error', () => conn.transportClosed('socket-error'));
+    if (this.conns.size > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
   }
 
   private accept(sock: net.Socket, secure: boolean): void {
