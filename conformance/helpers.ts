@@ -86,7 +86,7 @@ function waitExit(proc: ChildProcess, timeoutMs: number): Promise<boolean> {
   });
 }
 
-function runCli(
+export function runCli(
   args: string[],
   timeoutMs = 30_000,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
