@@ -56,6 +56,7 @@ export class AccountService {
   private readonly store: KeyValueStore<AccountRecord>;
   private readonly domain: string;
   private readonly iterations: number;
+  private readonly known = new Map<string, number>();
 
   constructor(store: KeyValueStore<AccountRecord>, domain: string, iterations = 4096) {
     this.store = store;
@@ -70,8 +71,19 @@ export class AccountService {
     return a;
   }
 
+  /**
+   * Existence is asked for every routed message, so positive answers are
+   * cached briefly (removal on this node clears its entry at once).
+   */
   async exists(username: string): Promise<boolean> {
-    return (await this.get(username)) !== undefined;
+    const hit = this.known.get(username);
+    if (hit !== undefined && hit > Date.now()) return true;
+    const found = (await this.get(username)) !== undefined;
+    if (found) {
+      if (this.known.size > 100_000) this.known.clear();
+      this.known.set(username, Date.now() + 30_000);
+    }
+    return found;
   }
 
   async get(username: string): Promise<AccountRecord | undefined> {
@@ -102,6 +114,7 @@ export class AccountService {
   async remove(username: string): Promise<void> {
     const local = this.address(username).local;
     if (!(await this.store.get(local))) throw new BrokerError('item-not-found', `no user ${local}`);
+    this.known.clear();
     await this.store.delete(local);
   }
 
