@@ -108,6 +108,7 @@ export const configSchema = z.strictObject({
           maxHold: z.number().int().min(1).max(10).default(1),
           inactivity: z.number().int().min(5).max(600).default(60),
           maxRequestsPerSecond: z.number().int().min(1).default(20),
+          polling: z.number().int().min(0).max(60).default(2),
         })
         .prefault({}),
     })

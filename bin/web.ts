@@ -1,6 +1,6 @@
 import type { MqttServer } from '../adapters/mqtt/index.ts';
-import { installBasicRoutes, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
-import type { XmppServer } from '../adapters/xmpp/index.ts';
+import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
+import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
 
@@ -16,12 +16,17 @@ export async function startWeb(
   mqtt: MqttServer | undefined,
   tls: { cert: string; key: string },
 ): Promise<WebServer> {
-  const { bosh: _bosh, ...webOpts } = cfg.web;
+  const { bosh, ...webOpts } = cfg.web;
   const web = new WebServer(broker, { ...webOpts, tls });
   const metrics = broker.metrics instanceof PromMetrics ? broker.metrics : undefined;
   installBasicRoutes(web, broker, metrics);
+  if (metrics) installAdminRoutes(web, broker, metrics, { admins: cfg.admins });
+  installChatPage(web, broker);
   web.protocol('xmpp', (ws, info) => xmpp.acceptWebSocket(ws, info)); // [RFC7395]
   if (mqtt) web.protocol('mqtt', (ws, info) => mqtt.acceptWebSocket(ws, info));
+  const boshService = new BoshService(broker, xmpp, { ...bosh, maxBodySize: webOpts.maxBodySize, allowedOrigins: webOpts.allowedOrigins }, web);
+  web.route(BOSH_PATH, (req, res, url) => boshService.handle(req, res, url)); // [XEP-0206]
+  web.onStop(() => boshService.close());
   await web.start();
   return web;
 }

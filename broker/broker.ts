@@ -101,7 +101,7 @@ export class Broker {
     this.log = opts.log ?? silentLogger;
     this.metrics = opts.metrics ?? new CounterMetrics();
     this.limits = { ...defaultLimits, ...opts.limits };
-    this.hooks = new HookBus<BrokerHooks>(this.log);
+    this.hooks = new HookBus<BrokerHooks>(this.log, (hook, err) => this.metrics.error('hook', `${hook}: ${(err as Error)?.message ?? err}`));
     this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
     this.throttle = new AuthThrottle({
       freeFailures: this.limits.authFreeFailures,

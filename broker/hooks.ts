@@ -20,9 +20,16 @@ export type HookSignatures = Record<string, [unknown[], unknown]>;
 export class HookBus<M extends HookSignatures> {
   private readonly handlers = new Map<keyof M, Entry[]>();
   private readonly log?: Logger;
+  private readonly onError?: (hook: string, err: unknown) => void;
 
-  constructor(log?: Logger) {
+  constructor(log?: Logger, onError?: (hook: string, err: unknown) => void) {
     this.log = log;
+    this.onError = onError;
+  }
+
+  private failed(name: keyof M, err: unknown): void {
+    this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped');
+    this.onError?.(String(name), err);
   }
 
   /** Register a handler; returns a function that removes it. */
@@ -55,7 +62,7 @@ export class HookBus<M extends HookSignatures> {
       try {
         result = await handler(...args);
       } catch (err) {
-        this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped');
+        this.failed(name, err);
         continue;
       }
       if (result !== undefined) return result as M[K][1];
@@ -91,7 +98,7 @@ export class HookBus<M extends HookSignatures> {
         const next = await handler(acc, ...rest);
         if (next !== undefined) acc = next as M[K][1];
       } catch (err) {
-        this.log?.error({ err, hook: String(name) }, 'fold handler failed; skipped');
+        this.failed(name, err);
       }
     }
     return acc;
@@ -105,12 +112,10 @@ export class HookBus<M extends HookSignatures> {
       try {
         const r = handler(...args);
         if (r && typeof (r as Promise<unknown>).catch === 'function') {
-          (r as Promise<unknown>).catch((err) =>
-            this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped'),
-          );
+          (r as Promise<unknown>).catch((err) => this.failed(name, err));
         }
       } catch (err) {
-        this.log?.error({ err, hook: String(name) }, 'hook handler failed; skipped');
+        this.failed(name, err);
       }
     }
   }

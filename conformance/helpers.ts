@@ -358,6 +358,8 @@ export interface ClientOptions {
   mechanism?: 'SCRAM-SHA-256' | 'SCRAM-SHA-1' | 'PLAIN';
   /** connect with direct TLS [XEP-0368] (port is then the xmpps port) */
   directTls?: boolean;
+  /** a whole service URL instead (e.g. `ws://127.0.0.1:5280/xmpp-websocket`); port is then ignored */
+  service?: string;
   timeoutMs?: number;
 }
 
@@ -421,7 +423,7 @@ export function createClient(opts: ClientOptions): TestClient {
   const scheme = opts.directTls ? 'xmpps' : 'xmpp';
   const mechanism = opts.mechanism;
   const xmpp = client({
-    service: `${scheme}://127.0.0.1:${opts.port}`,
+    service: opts.service ?? `${scheme}://127.0.0.1:${opts.port}`,
     domain: DOMAIN,
     resource: opts.resource,
     timeout: opts.timeoutMs ?? 5000,
@@ -544,6 +546,7 @@ export function createClient(opts: ClientOptions): TestClient {
       openClients.delete(tc);
       const s = xmpp.socket?.socket ?? xmpp.socket;
       if (s && typeof s.destroy === 'function') s.destroy();
+      else if (s && typeof s.terminate === 'function') s.terminate(); // a `ws` WebSocket
       rawSocket?.destroy();
     },
   });

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Dependencies: npm packages (no install scripts download anything) and redis-server from Debian.
+# Dependencies: npm packages (no install scripts download anything), redis-server and chromium from Debian.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund >/dev/null
 fi
@@ -13,6 +13,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (Debian package)…"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+# Debian's Chromium for conformance/web/browser.test.ts (playwright-core drives it; no browser is ever downloaded).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian package)…"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 failed_checks=0

@@ -3,3 +3,6 @@ export { WebServer, type RouteHandler, type WebSocketHandler, type WebSocketInfo
 export { defaultWebOptions, type WebOptions } from './options.ts';
 export { PromMetrics, type RecentError } from './metrics.ts';
 export { installBasicRoutes, WS_PATH, BOSH_PATH } from './routes.ts';
+export { installAdminRoutes, type AdminOptions, type AdminStats } from './admin.ts';
+export { installChatPage } from './pages.ts';
+export { RateSampler, type RateSample } from './rates.ts';

@@ -1,6 +1,29 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CounterMetrics, type Envelope } from '../../broker/index.ts';
 
+/**
+ * Close reasons that are a problem worth an operator's look (bad input,
+ * failed or abandoned logins, internal errors); the others are ordinary ends.
+ */
+const ABNORMAL_CLOSES = new Set([
+  'auth-timeout',
+  'auth-failed',
+  'not-well-formed',
+  'restricted-xml',
+  'policy-violation',
+  'invalid-namespace',
+  'bad-format',
+  'bad-namespace-prefix',
+  'host-unknown',
+  'unsupported-version',
+  'invalid-from',
+  'unsupported-stanza-type',
+  'not-authorized',
+  'connection-timeout',
+  'protocol-error',
+  'internal-error',
+]);
+
 /** One recent error, for the admin page. */
 export interface RecentError {
   time: number;
@@ -24,6 +47,7 @@ export class PromMetrics extends CounterMetrics {
   private readonly latency: Histogram;
   private readonly store: Histogram;
   private readonly storeErrors: Counter;
+  private readonly errors: Counter;
   private readonly conns = new Map<string, number>();
 
   constructor() {
@@ -49,6 +73,7 @@ export class PromMetrics extends CounterMetrics {
       registers,
     });
     this.storeErrors = new Counter({ name: 'parley_store_errors_total', help: 'failed storage calls', labelNames: ['op'], registers });
+    this.errors = new Counter({ name: 'parley_errors_total', help: 'errors listed on the admin page, by source', labelNames: ['source'], registers });
   }
 
   override routed(kind: string): void {
@@ -70,6 +95,7 @@ export class PromMetrics extends CounterMetrics {
   override login(protocol: string, ok: boolean): void {
     super.login(protocol, ok);
     this.logins.inc({ protocol, result: ok ? 'ok' : 'failed' });
+    if (!ok) this.error(protocol, 'failed login');
   }
   override connection(protocol: string, transport: string, delta: 1 | -1): void {
     super.connection(protocol, transport, delta);
@@ -80,6 +106,7 @@ export class PromMetrics extends CounterMetrics {
   override closed(protocol: string, reason: string): void {
     super.closed(protocol, reason);
     this.closes.inc({ protocol, reason });
+    if (ABNORMAL_CLOSES.has(reason)) this.error(protocol, `connection closed: ${reason}`);
   }
   override traffic(protocol: string, direction: 'in' | 'out'): void {
     super.traffic(protocol, direction);
@@ -91,10 +118,14 @@ export class PromMetrics extends CounterMetrics {
   override storeOp(op: string, ms: number, ok: boolean): void {
     super.storeOp(op, ms, ok);
     this.store.observe({ op }, ms / 1000);
-    if (!ok) this.storeErrors.inc({ op });
+    if (!ok) {
+      this.storeErrors.inc({ op });
+      this.error('store', `${op} failed`);
+    }
   }
   override error(source: string, text: string): void {
     super.error(source, text);
+    this.errors.inc({ source });
     this.recentErrors.push({ time: Date.now(), source, text: text.slice(0, 300) });
     if (this.recentErrors.length > 50) this.recentErrors.shift();
   }

@@ -34,6 +34,7 @@ export class WebServer {
   private readonly servers: net.Server[] = [];
   private readonly wss: WebSocketServer;
   private readonly perIp = new Map<string, number>();
+  private readonly stopHooks: (() => void)[] = [];
 
   constructor(broker: Broker, opts: Partial<WebOptions> = {}) {
     this.broker = broker;
@@ -58,6 +59,11 @@ export class WebServer {
   /** Accept WebSockets that negotiate this subprotocol. */
   protocol(name: string, handler: WebSocketHandler): void {
     this.protocols.set(name, handler);
+  }
+
+  /** Run `fn` when the listener stops (timers of the routes' own). */
+  onStop(fn: () => void): void {
+    this.stopHooks.push(fn);
   }
 
   /** Count a connection against the per-IP limit; false when over it. */
@@ -90,6 +96,7 @@ export class WebServer {
   }
 
   async stop(): Promise<void> {
+    for (const fn of this.stopHooks.splice(0)) fn();
     for (const ws of this.wss.clients) ws.close(1001, 'server shutting down');
     await Promise.all(
       this.servers.map(
@@ -115,6 +122,7 @@ export class WebServer {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     } catch (err) {
       this.broker.log.error({ err, path: url.pathname }, 'http handler failed');
+      this.broker.metrics.error('http', `${url.pathname.slice(0, 100)}: ${(err as Error)?.message ?? String(err)}`);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error\n');
     }

@@ -3,6 +3,7 @@ import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
 
 export { XmppServer } from './server.ts';
+export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
 export { XmppConnection, type Transport } from './connection.ts';
 export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';

@@ -120,6 +120,17 @@ export class XmppServer {
     return this.conns.size;
   }
 
+  /**
+   * A connection over a transport its caller drives (BOSH [XEP-0206]),
+   * counted and closed with the others; the caller applied its per-IP limit.
+   */
+  acceptTransport(transport: Transport): XmppConnection {
+    const conn = new XmppConnection(this.broker, transport, this.opts, (c) => this.conns.delete(c));
+    this.conns.add(conn);
+    if (this.conns.size > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
+    return conn;
+  }
+
   /** XMPP over WebSocket [RFC7395]; the web listener has already applied its per-IP limit. */
   acceptWebSocket(ws: WebSocket, info: { ip: string; secure: boolean }): void {
     const transport = new WebSocketTransport(ws, info.ip, info.secure);

@@ -7,4 +7,6 @@ export const xmppSpecs: { spec: string; section?: string; status: 'complete' | '
   { spec: 'RFC6120', section: '8 (stanzas, stanza errors 8.3)', status: 'complete', where: 'adapters/xmpp/iq.ts, stanza.ts' },
   { spec: 'RFC6120', section: '11.1 (restricted XML)', status: 'complete', where: 'adapters/xmpp/parser.ts' },
   { spec: 'XEP-0368', status: 'complete', where: 'adapters/xmpp/server.ts', note: 'direct TLS listener' },
+  { spec: 'XEP-0124', status: 'partial', where: 'adapters/xmpp/bosh*.ts', note: 'BOSH: no session pause, compression, key sequencing or multiple streams' },
+  { spec: 'XEP-0206', status: 'complete', where: 'adapters/xmpp/bosh*.ts', note: 'XMPP over BOSH at /http-bind, stream restarts' },
 ];

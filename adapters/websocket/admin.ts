@@ -1,0 +1,139 @@
+import type http from 'node:http';
+import { Address, type Broker } from '../../broker/index.ts';
+import type { PromMetrics } from './metrics.ts';
+import { serveFiles, staticFile } from './pages.ts';
+import { RateSampler } from './rates.ts';
+import type { WebServer } from './server.ts';
+
+export interface AdminOptions {
+  /** accounts allowed on the admin page: `alice` or `alice@domain` (config key `admins`) */
+  admins: string[];
+}
+
+/** What `/admin/api/stats` answers; admin.js draws it. */
+export interface AdminStats {
+  node: { domain: string; startedAt: number; now: number };
+  /** open connections by protocol, and by protocol and transport (parley_connections) */
+  connections: { total: number; byProtocol: Record<string, number>; byTransport: { protocol: string; transport: string; count: number }[] };
+  sessions: number;
+  /** bare JIDs with at least one session on this node, sorted */
+  users: string[];
+  /** one sample per second, oldest first: messages, stanzas in/out per second, connections */
+  rates: { intervalMs: number; samples: ReturnType<RateSampler['samples']> };
+  /** newest first */
+  errors: PromMetrics['recentErrors'];
+}
+
+const REALM = 'Basic realm="Parley admin", charset="UTF-8"';
+
+const isLoopback = (ip: string) => ip === '::1' || /^(::ffff:)?127\./.test(ip);
+
+/** The local part of `name` when it is an account of this domain, else undefined. */
+function localpart(broker: Broker, name: string): string | undefined {
+  try {
+    const a = name.includes('@') ? Address.parse(name) : broker.accounts.address(name);
+    return a.domain === broker.domain && a.local && !a.resource ? a.local : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `Authorization: Basic base64(user:password)` [RFC7617 2]; undefined when absent or malformed. */
+function basicCredentials(req: http.IncomingMessage): { user: string; password: string } | undefined {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!m) return undefined;
+  const text = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = text.indexOf(':'); // the user-id cannot contain a colon; the password can
+  if (colon <= 0) return undefined;
+  return { user: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+function deny(res: http.ServerResponse, status: 401 | 403, text: string): void {
+  const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
+  if (status === 401) headers['www-authenticate'] = REALM;
+  res.writeHead(status, headers).end(`${text}\n`);
+}
+
+/**
+ * Admin login: HTTP Basic with the account's own password, for accounts
+ * listed in `admins`. Wrong credentials count against the address in the
+ * shared login throttle, like a failed SASL or MQTT login. Over plain HTTP
+ * only loopback clients are asked for a password (no password in clear
+ * across a network; the same rule as PLAIN only over TLS).
+ */
+async function authorize(req: http.IncomingMessage, res: http.ServerResponse, url: URL, broker: Broker, admins: Set<string>): Promise<boolean> {
+  const ip = req.socket.remoteAddress ?? 'unknown';
+  if (url.protocol !== 'https:' && !isLoopback(ip)) {
+    deny(res, 403, 'the admin page needs HTTPS from this address');
+    return false;
+  }
+  const cred = basicCredentials(req);
+  if (!cred) {
+    deny(res, 401, 'admin login required');
+    return false;
+  }
+  const local = localpart(broker, cred.user);
+  const ok = local !== undefined && (await broker.accounts.verifyPassword(local, cred.password));
+  if (!ok) {
+    broker.throttle.fail(ip);
+    broker.log.info({ ip, user: cred.user.slice(0, 64) }, 'admin login failed');
+    broker.metrics.error('admin', 'failed login');
+    const delay = broker.throttle.delayFor(ip);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    deny(res, 401, 'wrong user name or password');
+    return false;
+  }
+  broker.throttle.succeed(ip);
+  if (!admins.has(local)) {
+    deny(res, 403, admins.size ? `${local} is not an admin` : 'no admin accounts are configured (config key admins)');
+    return false;
+  }
+  return true;
+}
+
+/**
+ * `/admin/`: a page for people (live connections, message rates over the
+ * last ten minutes, users online, recent errors) and `/admin/api/stats`, the
+ * JSON it polls. Everything under /admin needs an admin login. The numbers
+ * come from the registry /metrics renders, sampled once a second.
+ */
+export function installAdminRoutes(web: WebServer, broker: Broker, metrics: PromMetrics, opts: AdminOptions): RateSampler {
+  const admins = new Set<string>();
+  for (const name of opts.admins) {
+    const local = localpart(broker, name);
+    if (local) admins.add(local);
+    else broker.log.warn({ admin: name }, `admins: ${name} is not an account name of ${broker.domain}; ignored`);
+  }
+  const sampler = new RateSampler(metrics.registry);
+  sampler.start();
+  web.onStop(() => sampler.stop());
+
+  const page = serveFiles('/admin', 'index.html', { 'index.html': staticFile('admin.html'), 'admin.js': staticFile('admin.js') });
+  web.route('/admin', async (req, res, url) => {
+    // `/admin` only redirects to `/admin/`, so that the login is asked for there.
+    if (url.pathname !== '/admin' && !(await authorize(req, res, url, broker, admins))) return true;
+    if (url.pathname === '/admin/api/stats') {
+      const body = JSON.stringify(await stats(broker, metrics, sampler));
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(body);
+      return true;
+    }
+    return page(req, res, url);
+  });
+  return sampler;
+}
+
+async function stats(broker: Broker, metrics: PromMetrics, sampler: RateSampler): Promise<AdminStats> {
+  const gauge = await metrics.registry.getSingleMetric('parley_connections')?.get();
+  const byTransport = (gauge?.values ?? [])
+    .filter((v) => v.value > 0)
+    .map((v) => ({ protocol: String(v.labels.protocol), transport: String(v.labels.transport), count: v.value }));
+  const byProtocol = metrics.connectionsByProtocol();
+  return {
+    node: { domain: broker.domain, startedAt: broker.startedAt, now: Date.now() },
+    connections: { total: Object.values(byProtocol).reduce((a, b) => a + b, 0), byProtocol, byTransport },
+    sessions: broker.sessions.count(),
+    users: broker.sessions.users().sort(),
+    rates: { intervalMs: 1000, samples: sampler.samples() },
+    errors: [...metrics.recentErrors].reverse(),
+  };
+}

@@ -1,0 +1,89 @@
+import type { Registry } from 'prom-client';
+
+/** One second of traffic, as the admin page charts it. */
+export interface RateSample {
+  /** end of the second, ms since the epoch */
+  t: number;
+  /** one-to-one messages routed (parley_messages_total{event="routed",kind="message"}) */
+  messages: number;
+  /** stanzas and MQTT packets read from clients (parley_stanzas_total{direction="in"}) */
+  stanzasIn: number;
+  /** … and written to them (parley_stanzas_total{direction="out"}) */
+  stanzasOut: number;
+  /** open connections at that moment (sum of parley_connections) */
+  connections: number;
+}
+
+type Totals = Omit<RateSample, 't'>;
+
+/**
+ * Samples the Prometheus counters once a second into a ring buffer, so the
+ * admin page can draw rates over the last minutes. It reads the registry
+ * that /metrics renders: the page and a scraper never disagree.
+ */
+export class RateSampler {
+  /** seconds kept (600 = ten minutes) */
+  readonly capacity: number;
+  private readonly registry: Registry;
+  private readonly ring: (RateSample | undefined)[];
+  private next = 0;
+  private last: Totals | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(registry: Registry, capacity = 600) {
+    this.registry = registry;
+    this.capacity = capacity;
+    this.ring = new Array(capacity);
+  }
+
+  start(intervalMs = 1000): void {
+    if (this.timer) return;
+    void this.sample();
+    this.timer = setInterval(() => void this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Read the counters now and append the change since the previous reading. */
+  async sample(now = Date.now()): Promise<void> {
+    const cur = await this.read();
+    const prev = this.last;
+    this.last = cur;
+    if (!prev) return; // the first reading is the baseline
+    // A counter never goes down; if one does (registry reset), count from zero.
+    const d = (k: keyof Totals) => Math.max(0, cur[k] - prev[k]);
+    this.push({ t: now, messages: d('messages'), stanzasIn: d('stanzasIn'), stanzasOut: d('stanzasOut'), connections: cur.connections });
+  }
+
+  push(s: RateSample): void {
+    this.ring[this.next] = s;
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  /** The samples kept, oldest first. */
+  samples(): RateSample[] {
+    const out: RateSample[] = [];
+    for (let i = 0; i < this.capacity; i++) {
+      const s = this.ring[(this.next + i) % this.capacity];
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  private async read(): Promise<Totals> {
+    const values = async (name: string) => (await this.registry.getSingleMetric(name)?.get())?.values ?? [];
+    const sum = (vs: { value: number; labels: Record<string, unknown> }[], match: Record<string, string>) =>
+      vs.filter((v) => Object.entries(match).every(([k, want]) => v.labels[k] === want)).reduce((n, v) => n + v.value, 0);
+    const [messages, stanzas, connections] = await Promise.all([values('parley_messages_total'), values('parley_stanzas_total'), values('parley_connections')]);
+    return {
+      messages: sum(messages, { event: 'routed', kind: 'message' }),
+      stanzasIn: sum(stanzas, { direction: 'in' }),
+      stanzasOut: sum(stanzas, { direction: 'out' }),
+      connections: sum(connections, {}),
+    };
+  }
+}
