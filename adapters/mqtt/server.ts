@@ -14,6 +14,7 @@ import { MqttSession } from './session.ts';
 import { SysStats } from './sys.ts';
 import { isLiteral, reserved } from './topics.ts';
 import { fireStaleWills } from './wills.ts';
+import { listen } from '../listen.ts';
 
 /**
  * The MQTT listeners (TCP 1883, TLS 8883) on aedes, sharing accounts,
@@ -245,14 +246,4 @@ export class MqttServer {
     }
     for (const t of online) session.publish(sub.topic, presenceJson(t.local!.presence, user), Math.min(sub.qos, 1), true);
   }
-}
-
-function listen(srv: net.Server, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, host, () => {
-      srv.off('error', reject);
-      resolve((srv.address() as net.AddressInfo).port);
-    });
-  });
 }

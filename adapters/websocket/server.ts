@@ -4,6 +4,7 @@ import type net from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Broker } from '../../broker/index.ts';
 import { defaultWebOptions, type WebOptions } from './options.ts';
+import { listen } from '../listen.ts';
 
 /** An HTTP route handler; return false to fall through to 404. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void | boolean | Promise<void | boolean>;
@@ -171,14 +172,4 @@ export class WebServer {
     t.unref();
     ws.once('close', () => clearInterval(t));
   }
-}
-
-function listen(srv: net.Server, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, host, () => {
-      srv.off('error', reject);
-      resolve((srv.address() as net.AddressInfo).port);
-    });
-  });
 }

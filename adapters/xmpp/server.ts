@@ -7,6 +7,7 @@ import type { WebSocket } from 'ws';
 import { XmppConnection, type Transport } from './connection.ts';
 import { translateFrame, WebSocketTransport } from './websocket.ts';
 import { defaultXmppOptions, type XmppOptions } from './options.ts';
+import { listen } from '../listen.ts';
 
 /** A TCP socket as an XMPP transport, with in-place STARTTLS. */
 class SocketTransport implements Transport {
@@ -176,14 +177,4 @@ export class XmppServer {
       conn.close(closeReason('policy-violation', 'too many connections')); // limits: maxConnections, maxConnectionsPerIp
     }
   }
-}
-
-function listen(srv: net.Server, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, host, () => {
-      srv.off('error', reject);
-      resolve((srv.address() as net.AddressInfo).port);
-    });
-  });
 }
