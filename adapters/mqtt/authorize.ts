@@ -158,6 +158,7 @@ export function authorizeForward(ctx: MqttContext) {
     // chat/ and presence/ packets only ever come from the core, addressed to this client.
     if (!reserved(packet.topic) && !info.acl.canRead(packet.topic)) return null;
     ctx.stats.sent++;
+    ctx.broker.metrics.traffic('mqtt', 'out'); // PUBLISH packets sent to clients
     return packet;
   };
 }

@@ -42,6 +42,8 @@ export class WireGuard {
   private want = 0;
   /** why the stream was refused, once it was */
   failure?: GuardFailure;
+  /** control packets seen so far (for metrics) */
+  packets = 0;
 
   constructor(maxPacketSize: number) {
     this.max = maxPacketSize;
@@ -92,6 +94,7 @@ export class WireGuard {
   }
 
   private headerDone(): void {
+    this.packets++;
     if (this.len > this.max) return this.fail('policy-violation', `packet larger than ${this.max} bytes`);
     if ((this.type === PINGREQ || this.type === DISCONNECT) && this.len !== 0) {
       return this.fail('protocol-error', 'PINGREQ and DISCONNECT have no body [MQTT-4.8.0-1]');

@@ -162,7 +162,10 @@ export class MqttServer {
         return;
       }
       first = false;
-      if (guard.push(chunk)) return;
+      const before = guard.packets;
+      const ok = guard.push(chunk);
+      for (let n = guard.packets - before; n > 0; n--) this.broker.metrics.traffic('mqtt', 'in');
+      if (ok) return;
       info.closeKind ??= guard.failure!.kind;
       info.closeText ??= guard.failure!.text;
       ctx.log.info({ ip, client: info.clientId, text: guard.failure!.text }, 'bad mqtt packet; connection closed');
