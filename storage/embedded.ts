@@ -30,7 +30,7 @@ import type { ArchiveStore, KeyValueStore, QueueStore, Storage } from './types.t
 import { jsonClone } from './util.ts';
 import { LevelArchive } from './embedded/archive.ts';
 import { sublevel } from './embedded/level.ts';
-import type { Db, MakeSub, Sub, Write } from './embedded/level.ts';
+import type { Db, MakeSub, Op, Sub, Write } from './embedded/level.ts';
 import { LevelQueue } from './embedded/queue.ts';
 
 /** Options of {@link EmbeddedStorage}. */
@@ -65,6 +65,7 @@ export class EmbeddedStorage implements Storage {
   readonly #db: Db;
   readonly #write: Write;
   readonly #stores = new Map<string, unknown>();
+  #pending: { ops: Op[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   /** Every sublevel handed out: abstract-level closes them with the database and does not reopen them. */
   readonly #subs: Sub[] = [];
 
@@ -73,12 +74,38 @@ export class EmbeddedStorage implements Storage {
     const sync = options.sync ?? false;
     // All writes go through batch: it is atomic across sublevels and, unlike
     // the sublevel put/del typings, takes classic-level's `sync` option.
-    this.#write = (ops) => this.#db.batch(ops, { sync });
+    // Group commit: every write asked for in the same turn of the event loop
+    // goes to LevelDB as one batch (one log append), and each caller resolves
+    // only when that batch is written, so durability per caller is unchanged.
+    this.#write = (ops) =>
+      new Promise<void>((resolve, reject) => {
+        this.#pending.push({ ops, resolve, reject });
+        if (this.#pending.length === 1) setImmediate(() => void this.#flush(sync));
+      });
     // Values are JSON we encode ourselves: level's json encoding refuses null.
     this.#db = new ClassicLevel<string, string>(options.dir, {
       keyEncoding: 'utf8',
       valueEncoding: 'utf8',
     });
+  }
+
+  /** Write the writes collected this turn; if the group fails, each caller's ops are retried alone so one bad write fails only its caller. */
+  async #flush(sync: boolean): Promise<void> {
+    const group = this.#pending;
+    this.#pending = [];
+    if (group.length === 1) {
+      const [g] = group;
+      return this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
+    }
+    try {
+      await this.#db.batch(
+        group.flatMap((g) => g.ops),
+        { sync },
+      );
+      for (const g of group) g.resolve();
+    } catch {
+      for (const g of group) await this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
+    }
   }
 
   async open(): Promise<void> {

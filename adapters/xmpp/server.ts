@@ -16,6 +16,7 @@ class SocketTransport implements Transport {
   readonly remoteAddress: string;
   private sock: net.Socket;
   private readonly secureContext?: tls.SecureContext;
+  private corked = false;
 
   constructor(sock: net.Socket, secure: boolean, secureContext: tls.SecureContext | undefined) {
     this.sock = sock;
@@ -34,7 +35,19 @@ class SocketTransport implements Transport {
   }
 
   write(data: string): void {
-    if (!this.sock.destroyed) this.sock.write(data);
+    if (this.sock.destroyed) return;
+    if (!this.corked) {
+      // Hold the socket for the rest of this tick: several stanzas to one
+      // client go out in one system call (bufferedAmount still counts them).
+      this.corked = true;
+      const sock = this.sock;
+      sock.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        sock.uncork();
+      });
+    }
+    this.sock.write(data);
   }
 
   openStream(a: { id: string; from: string; to?: string }): void {
