@@ -1,0 +1,102 @@
+// Closed-loop (window) and fixed-rate drivers shared by the chat-like workloads.
+// A message body is "<flow> <send time ms>"; the receiver hands it back here.
+import { now, percentiles, sleep } from './common.ts';
+
+export interface FlowOptions {
+  flows: number;
+  /** 'window': each flow keeps `window` messages in flight; 'rate': `rate` msgs/s in total, spread over flows */
+  mode: 'window' | 'rate';
+  window: number;
+  rate: number;
+  warmupMs: number;
+  durationMs: number;
+  /** how many receipts one message produces (fan-out) */
+  copies?: number;
+  send: (flow: number, body: string) => void;
+}
+
+export class FlowDriver {
+  private readonly o: FlowOptions;
+  private readonly inflight: Int32Array;
+  private running = false;
+  private measuring = false;
+  private received = 0;
+  private sent = 0;
+  private readonly lat: number[] = [];
+  private nextFlow = 0;
+  private readonly pending: Int32Array;
+
+  constructor(o: FlowOptions) {
+    this.o = o;
+    this.inflight = new Int32Array(o.flows);
+    this.pending = new Int32Array(o.flows);
+  }
+
+  private sendOne(flow: number): void {
+    this.inflight[flow] += this.o.copies ?? 1;
+    this.o.send(flow, `${flow} ${now().toFixed(3)}`);
+  }
+
+  /** Hand a received body back. */
+  receive(body: string): void {
+    const sp = body.indexOf(' ');
+    const flow = Number(body.slice(0, sp));
+    const t = Number(body.slice(sp + 1));
+    const n = now();
+    this.inflight[flow]--;
+    if (this.measuring) {
+      this.received++;
+      this.lat.push(n - t);
+    }
+    if (this.running && this.o.mode === 'window') {
+      // one new message once all copies of one message came back
+      const copies = this.o.copies ?? 1;
+      if (++this.pending[flow] >= copies) {
+        this.pending[flow] = 0;
+        this.sendOne(flow);
+      }
+    }
+  }
+
+  async run(): Promise<Record<string, unknown>> {
+    const o = this.o;
+    this.running = true;
+    let timer: NodeJS.Timeout | undefined;
+    const start = now();
+    if (o.mode === 'window') {
+      for (let f = 0; f < o.flows; f++) for (let k = 0; k < o.window; k++) this.sendOne(f);
+    } else {
+      timer = setInterval(() => {
+        const due = Math.floor(((now() - start) * o.rate) / 1000) - this.sent;
+        for (let k = 0; k < due; k++) {
+          this.sendOne(this.nextFlow);
+          this.nextFlow = (this.nextFlow + 1) % o.flows;
+        }
+        this.sent += Math.max(0, due);
+      }, 1);
+    }
+    await sleep(o.warmupMs);
+    this.measuring = true;
+    const t0 = now();
+    await sleep(o.durationMs);
+    const t1 = now();
+    this.measuring = false;
+    const received = this.received;
+    this.running = false;
+    if (timer) clearInterval(timer);
+    // let in-flight messages land so the next run starts on a quiet server
+    const drainUntil = now() + 3000;
+    while (now() < drainUntil && this.inflight.some((x) => x > 0)) await sleep(20);
+    const lost = this.inflight.reduce((a, b) => a + b, 0);
+    return {
+      msgsPerSec: Math.round((received / (t1 - t0)) * 1000),
+      received,
+      latencyMs: percentiles(this.lat),
+      undrained: lost,
+      mode: o.mode,
+      window: o.mode === 'window' ? o.window : undefined,
+      offeredRate: o.mode === 'rate' ? o.rate : undefined,
+      measuredSec: Math.round(t1 - t0) / 1000,
+    };
+  }
+}

@@ -1,0 +1,368 @@
+// Start, seed and stop the servers the runner compares. Every server binds
+// 127.0.0.1 only, runs pinned to core 0 (`taskset -c 0`) and is stopped by
+// the pid or control command of the instance we started.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { sleep } from './lib/common.ts';
+
+export const SERVER_CORE = '0';
+export const GENERATOR_CORE = '1';
+
+export interface Ports {
+  xmpp?: number;
+  mqtt?: number;
+}
+
+export interface Server {
+  readonly name: string;
+  readonly protocols: ('xmpp' | 'mqtt')[];
+  /** does the MQTT side need CONNECT credentials (accounts u1…) */
+  readonly mqttAuth: boolean;
+  ports: Ports;
+  pid: number;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** accounts u1…uN with password pw, created the server's own way */
+  seed(n: number): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitPort(port: number, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port });
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`port ${port} did not open`);
+}
+
+function sh(cmd: string, args: string[], input?: string): string {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: 300_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+async function waitExit(child: ChildProcess | undefined, ms: number): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  await Promise.race([new Promise((r) => child.once('exit', r)), sleep(ms)]);
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+function users(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `u${i + 1}`);
+}
+
+/** Parley from this checkout: `node bin/parley.js start`, plaintext allowed (requireTls: false), warn logs. */
+export class ParleyServer implements Server {
+  readonly name = 'parley';
+  readonly protocols: ('xmpp' | 'mqtt')[];
+  readonly mqttAuth = true;
+  ports: Ports = {};
+  pid = 0;
+  private child?: ChildProcess;
+  constructor(
+    private readonly dir: string,
+    private readonly repo: string,
+    private readonly mqtt: boolean,
+    private readonly cpuProfDir?: string,
+  ) {
+    this.protocols = mqtt ? ['xmpp', 'mqtt'] : ['xmpp'];
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'parley.yaml'), 'xmpp: { requireTls: false }\n');
+  }
+  async start(): Promise<void> {
+    this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
+    const args = ['-c', SERVER_CORE, process.execPath];
+    if (this.cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', this.cpuProfDir);
+    args.push(path.join(this.repo, 'bin/parley.js'), '--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
+    args.push('--host', '127.0.0.1', '--xmpp-port', String(this.ports.xmpp), '--xmpps-port', String(await freePort()));
+    if (this.mqtt) args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
+    args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', 'warn', 'start');
+    this.child = spawn('taskset', args, { stdio: ['ignore', 'ignore', 'inherit'], cwd: this.repo });
+    this.pid = this.child.pid!; // taskset execs node: same pid
+    await waitPort(this.ports.xmpp!);
+    if (this.ports.mqtt) await waitPort(this.ports.mqtt);
+  }
+  async stop(): Promise<void> {
+    this.child?.kill('SIGTERM');
+    await waitExit(this.child, 10_000);
+  }
+  /** Through the admin socket `parley user add` uses, one JSON request per line, batched. */
+  async seed(n: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(path.join(this.dir, 'admin.sock'));
+      let got = 0;
+      s.on('connect', () => s.write(users(n).map((u) => JSON.stringify({ cmd: 'user.add', username: u, password: 'pw' }) + '\n').join('')));
+      s.on('data', (d) => {
+        got += d.toString().split('\n').length - 1;
+        if (got >= n) {
+          s.end();
+          resolve();
+        }
+      });
+      s.on('error', reject);
+    });
+  }
+}
+
+/** Prosody 0.12 from Debian: internal storage, mod_mam (archive everything), mod_offline. */
+export class ProsodyServer implements Server {
+  readonly name: string;
+  readonly protocols: ('xmpp' | 'mqtt')[] = ['xmpp'];
+  readonly mqttAuth = false;
+  ports: Ports = {};
+  pid = 0;
+  private child?: ChildProcess;
+  constructor(
+    private readonly dir: string,
+    private readonly cert: { cert: string; key: string },
+    /** false: a reference instance with mod_mam left out (Prosody's default module set) */
+    private readonly mam = true,
+  ) {
+    this.name = mam ? 'prosody' : 'prosody-nomam';
+  }
+  private get cfg(): string {
+    return path.join(this.dir, 'prosody.cfg.lua');
+  }
+  async start(): Promise<void> {
+    mkdirSync(path.join(this.dir, 'data'), { recursive: true });
+    this.ports = { xmpp: await freePort() };
+    const d = this.dir;
+    writeFileSync(
+      this.cfg,
+      `-- generated by bench/servers.ts
+run_as_root = true
+daemonize = false
+pidfile = "${d}/prosody.pid"
+data_path = "${d}/data"
+log = { error = "${d}/error.log" }
+interfaces = { "127.0.0.1" }
+local_interfaces = { "127.0.0.1" }
+c2s_ports = { ${this.ports.xmpp} }
+c2s_direct_tls_ports = { }
+s2s_ports = { }
+component_ports = { }
+http_ports = { }
+https_ports = { }
+admin_socket = "${d}/admin.sock"
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "presence", "message", "iq", "offline", ${this.mam ? '"mam", ' : ''}"admin_shell" }
+modules_disabled = { "s2s" }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = false
+authentication = "internal_hashed"
+storage = "internal"
+default_archive_policy = true
+archive_expires_after = "1w"
+max_archive_query_results = 50
+ssl = { certificate = "${this.cert.cert}", key = "${this.cert.key}" }
+VirtualHost "localhost"
+  ssl = { certificate = "${this.cert.cert}", key = "${this.cert.key}" }
+`,
+    );
+    this.child = spawn('taskset', ['-c', SERVER_CORE, 'prosody', '--config', this.cfg, '-F'], { stdio: 'ignore' });
+    this.pid = this.child.pid!;
+    await waitPort(this.ports.xmpp!);
+  }
+  async stop(): Promise<void> {
+    this.child?.kill('SIGTERM');
+    await waitExit(this.child, 10_000);
+  }
+  /** `prosodyctl shell` against the running server, one user:create per line. */
+  async seed(n: number): Promise<void> {
+    const out = sh('prosodyctl', ['--config', this.cfg, 'shell'], users(n).map((u) => `user:create("${u}@localhost", "pw")`).join('\n') + '\n');
+    const ok = (out.match(/OK: User created|already exists/g) ?? []).length;
+    if (ok < n) throw new Error(`prosodyctl created ${ok}/${n} users`);
+  }
+}
+
+/** ejabberd 23.01 from Debian: mnesia, mod_mam (default: always), mod_offline, no c2s shaper, one scheduler. */
+export class EjabberdServer implements Server {
+  readonly name: string;
+  readonly protocols: ('xmpp' | 'mqtt')[] = ['xmpp'];
+  readonly mqttAuth = false;
+  ports: Ports = {};
+  pid = 0;
+  private readonly node: string;
+  constructor(
+    private readonly dir: string,
+    private readonly certBundle: string,
+    /** false: a reference instance without mod_mam */
+    private readonly mam = true,
+  ) {
+    this.name = mam ? 'ejabberd' : 'ejabberd-nomam';
+    this.node = mam ? 'ejbench@localhost' : 'ejbenchnomam@localhost';
+  }
+  private ctl(...args: string[]): string {
+    const d = this.dir;
+    return sh('taskset', ['-c', SERVER_CORE, 'ejabberdctl', '-c', `${d}/ctl.cfg`, '-s', `${d}/spool`, '-l', `${d}/logs`, ...args]);
+  }
+  async start(): Promise<void> {
+    const d = this.dir;
+    mkdirSync(`${d}/spool`, { recursive: true });
+    mkdirSync(`${d}/logs`, { recursive: true });
+    this.ports = { xmpp: await freePort() };
+    writeFileSync(
+      `${d}/ejabberd.yml`,
+      `# generated by bench/servers.ts
+hosts: [localhost]
+loglevel: warning
+certfiles: ["${this.certBundle}"]
+listen:
+  - port: ${this.ports.xmpp}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls: true
+    max_stanza_size: 262144
+    shaper: none
+    access: c2s
+access_rules:
+  c2s: { allow: all }
+  local: { allow: all }
+shaper_rules:
+  max_user_sessions: 10
+  max_user_offline_messages: 1000
+  c2s_shaper: none
+auth_method: internal
+auth_password_format: scram
+default_db: mnesia
+modules:
+  mod_disco: {}
+  mod_ping: {}
+  mod_roster: {}
+  mod_offline: { access_max_user_messages: max_user_offline_messages }
+${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}`,
+    );
+    writeFileSync(
+      `${d}/ctl.cfg`,
+      `ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 +S 1:1 +SDio 1"\nERLANG_NODE=${this.node}\nEJABBERD_CONFIG_PATH=${d}/ejabberd.yml\nEJABBERD_PID_PATH=${d}/ejabberd.pid\nERL_MAX_PORTS=32000\n# su resets the open-file limit; 10,000 sessions need more than 1,024\nulimit -n "$(ulimit -Hn)" 2>/dev/null || true\n`,
+    );
+    for (const p of [d, `${d}/spool`, `${d}/logs`, `${d}/ejabberd.yml`, `${d}/ctl.cfg`]) chownSync(p, uid('ejabberd'), gid('ejabberd'));
+    this.ctl('start');
+    this.ctl('started');
+    await waitPort(this.ports.xmpp!);
+    const pids = sh('pgrep', ['-f', this.node]).trim().split('\n');
+    const beam = pids.map(Number).find((p) => existsSync(`/proc/${p}/comm`) && readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('beam'));
+    if (!beam) throw new Error('ejabberd beam process not found');
+    this.pid = beam;
+  }
+  async stop(): Promise<void> {
+    try {
+      this.ctl('stop');
+      this.ctl('stopped');
+    } catch {
+      if (this.pid) process.kill(this.pid, 'SIGKILL');
+    }
+  }
+  /** `ejabberdctl import_piefxis` of a XEP-0227 file (ejabberdctl register costs ~0.8 s per call). */
+  async seed(n: number): Promise<void> {
+    const file = `${this.dir}/users.xml`;
+    writeFileSync(
+      file,
+      `<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>${users(n)
+        .map((u) => `<user name='${u}' password='pw'/>`)
+        .join('')}</host></server-data>\n`,
+    );
+    chownSync(file, uid('ejabberd'), gid('ejabberd'));
+    this.ctl('import_piefxis', file);
+    const have = this.ctl('registered_users', 'localhost').trim().split('\n').length;
+    if (have < n) throw new Error(`ejabberd has ${have}/${n} users`);
+  }
+}
+
+/** Mosquitto 2.0 from Debian: anonymous, no persistence (no accounts in Parley's MQTT sense). */
+export class MosquittoServer implements Server {
+  readonly name = 'mosquitto';
+  readonly protocols: ('xmpp' | 'mqtt')[] = ['mqtt'];
+  readonly mqttAuth = false;
+  ports: Ports = {};
+  pid = 0;
+  private child?: ChildProcess;
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+  }
+  async start(): Promise<void> {
+    this.ports = { mqtt: await freePort() };
+    const conf = path.join(this.dir, 'mosquitto.conf');
+    writeFileSync(conf, `listener ${this.ports.mqtt} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 1000\n`);
+    this.child = spawn('taskset', ['-c', SERVER_CORE, 'mosquitto', '-c', conf], { stdio: 'ignore' });
+    this.pid = this.child.pid!;
+    await waitPort(this.ports.mqtt!);
+  }
+  async stop(): Promise<void> {
+    this.child?.kill('SIGTERM');
+    await waitExit(this.child, 10_000);
+  }
+  async seed(): Promise<void> {}
+}
+
+/** Plain aedes (bench/aedes-plain.ts): in-memory persistence, no auth. */
+export class AedesServer implements Server {
+  readonly name = 'aedes';
+  readonly protocols: ('xmpp' | 'mqtt')[] = ['mqtt'];
+  readonly mqttAuth = false;
+  ports: Ports = {};
+  pid = 0;
+  private child?: ChildProcess;
+  constructor(private readonly repo: string) {}
+  async start(): Promise<void> {
+    this.ports = { mqtt: await freePort() };
+    this.child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, '--import', 'tsx', path.join(this.repo, 'bench/aedes-plain.ts'), '--port', String(this.ports.mqtt)], {
+      stdio: 'ignore',
+      cwd: this.repo,
+    });
+    this.pid = this.child.pid!;
+    await waitPort(this.ports.mqtt!);
+  }
+  async stop(): Promise<void> {
+    this.child?.kill('SIGTERM');
+    await waitExit(this.child, 5000);
+  }
+  async seed(): Promise<void> {}
+}
+
+function uid(user: string): number {
+  return Number(sh('id', ['-u', user]).trim());
+}
+function gid(user: string): number {
+  return Number(sh('id', ['-g', user]).trim());
+}
+
+/** A self-signed certificate for the peers (Parley generates its own in its data dir). */
+export function makeCert(dir: string): { cert: string; key: string; bundle: string } {
+  mkdirSync(dir, { recursive: true });
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const bundle = path.join(dir, 'bundle.pem');
+  if (!existsSync(cert)) {
+    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=localhost']);
+  }
+  writeFileSync(bundle, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  for (const p of [dir, cert, key, bundle]) chownSync(p, 0, 0);
+  spawnSync('chmod', ['755', dir]);
+  spawnSync('chmod', ['644', cert, key, bundle]);
+  return { cert, key, bundle };
+}
+
+export function wipe(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}

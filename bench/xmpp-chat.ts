@@ -1,0 +1,44 @@
+// XMPP (a): 1:1 chat between N logged-in pairs, both directions, closed loop
+// with a window per direction or a fixed offered rate. One JSON line out.
+//   --port P [--host 127.0.0.1] [--domain localhost] [--pairs 100] [--mode window|rate]
+//   [--window 4] [--rate 2000] [--warmup 2] [--duration 8] [--user-prefix u] [--password pw]
+import { num, parseFlags, pool, run, str } from './lib/common.ts';
+import { FlowDriver } from './lib/flows.ts';
+import { chatStanza, XmppClient } from './lib/xmpp.ts';
+
+const f = parseFlags();
+
+run(async () => {
+  const pairs = num(f, 'pairs', 100);
+  const domain = str(f, 'domain', 'localhost');
+  const prefix = str(f, 'user-prefix', 'u');
+  const n = pairs * 2;
+  // client i talks to its partner i^1; flow i is the direction i → i^1
+  const clients = await pool(n, 50, (i) =>
+    XmppClient.login({
+      host: str(f, 'host', '127.0.0.1'),
+      port: num(f, 'port', 5222),
+      domain,
+      user: `${prefix}${i + 1}`,
+      password: str(f, 'password', 'pw'),
+      resource: 'chat',
+      tls: f.tls === 'true',
+      mech: 'SCRAM-SHA-1',
+      presence: true,
+    }),
+  );
+  const to = clients.map((_, i) => `${prefix}${(i ^ 1) + 1}@${domain}`);
+  const driver = new FlowDriver({
+    flows: n,
+    mode: str(f, 'mode', 'window') === 'rate' ? 'rate' : 'window',
+    window: num(f, 'window', 4),
+    rate: num(f, 'rate', 2000),
+    warmupMs: num(f, 'warmup', 2) * 1000,
+    durationMs: num(f, 'duration', 8) * 1000,
+    send: (flow, body) => clients[flow].write(chatStanza(to[flow], body)),
+  });
+  for (const c of clients) c.chatMode((b) => driver.receive(b));
+  const r = await driver.run();
+  for (const c of clients) c.destroy();
+  return { workload: 'xmpp-chat', pairs, ...r };
+});
