@@ -54,6 +54,36 @@ export interface Transport {
 type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
 
 /**
+ * One timer for the deadlines of every connection instead of two or three
+ * timers per connection: less memory per idle session, no timer churn on
+ * every read. Deadlines fire within SWEEP_MS of being due.
+ */
+const SWEEP_MS = 250;
+const deadlines = new (class {
+  private readonly conns = new Set<XmppConnection>();
+  private timer?: NodeJS.Timeout;
+
+  add(c: XmppConnection): void {
+    this.conns.add(c);
+    if (!this.timer) {
+      this.timer = setInterval(() => {
+        const now = Date.now();
+        for (const conn of this.conns) conn.checkDeadlines(now);
+      }, SWEEP_MS);
+      this.timer.unref();
+    }
+  }
+
+  delete(c: XmppConnection): void {
+    this.conns.delete(c);
+    if (this.conns.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+})();
+
+/**
  * One client-to-server XMPP stream [RFC6120]: header checks, STARTTLS, SASL,
  * resource binding, then stanzas to the core. It is the Session the core
  * delivers to. Steps in order: open → (starttls → open) → auth → open → bind.
@@ -71,7 +101,7 @@ export class XmppConnection implements Session {
   readonly transportRef: Transport;
   private readonly broker: Broker;
   private readonly opts: XmppOptions;
-  private readonly log: Logger;
+  private logger?: Logger;
   private parser!: StreamParser;
   private phase: Phase = 'header';
   private authenticated = false;
@@ -79,9 +109,10 @@ export class XmppConnection implements Session {
   private mechanism?: SaslMechanism;
   private authFailures = 0;
   private bound = false;
-  private idleTimer?: NodeJS.Timeout;
-  private authTimer?: NodeJS.Timeout;
-  private keepaliveTimer?: NodeJS.Timeout;
+  /** deadlines checked by the shared sweep (0 = none) */
+  private lastActivity = 0;
+  private authDeadline = 0;
+  private nextKeepalive = 0;
   private closing = false;
   private streamId = '';
   private headerSent = false;
@@ -93,13 +124,12 @@ export class XmppConnection implements Session {
     this.broker = broker;
     this.transportRef = transport;
     this.opts = opts;
-    this.log = broker.log.child({ conn: this.id, ip: transport.remoteAddress });
     this.address = Address.of('', broker.domain);
     this.onClosed = onClosed;
     this.newParser();
-    this.authTimer = setTimeout(() => this.close(closeReason('auth-timeout', 'not authenticated in time')), opts.authTimeoutMs);
-    this.authTimer.unref?.();
+    this.authDeadline = Date.now() + opts.authTimeoutMs;
     this.touch();
+    deadlines.add(this);
     this.openedAs = transport.kind; // STARTTLS changes the kind; the gauge must go down under the label it went up
     broker.metrics.connection('xmpp', this.openedAs, 1);
   }
@@ -168,9 +198,7 @@ export class XmppConnection implements Session {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.closeReason = reason;
-    clearTimeout(this.idleTimer);
-    clearTimeout(this.authTimer);
-    clearInterval(this.keepaliveTimer);
+    deadlines.delete(this);
     this.broker.metrics.connection('xmpp', this.openedAs, -1);
     this.broker.metrics.closed('xmpp', reason.kind);
     this.log.debug({ reason: reason.kind, text: reason.text }, 'xmpp stream closed');
@@ -179,10 +207,22 @@ export class XmppConnection implements Session {
   }
 
   private touch(): void {
-    clearTimeout(this.idleTimer);
-    if (this.opts.idleTimeoutMs > 0) {
-      this.idleTimer = setTimeout(() => this.close(closeReason('idle-timeout', 'no traffic')), this.opts.idleTimeoutMs);
-      this.idleTimer.unref?.();
+    this.lastActivity = Date.now();
+  }
+
+  /** Created on first use: most idle sessions never log, and a child logger per session costs memory. */
+  private get log(): Logger {
+    return (this.logger ??= this.broker.log.child({ conn: this.id, ip: this.transportRef.remoteAddress }));
+  }
+
+  /** Called by the shared sweep: authentication and idle timeouts, whitespace keepalive. */
+  checkDeadlines(now: number): void {
+    if (this.phase === 'closed') return;
+    if (this.authDeadline && now > this.authDeadline) return this.close(closeReason('auth-timeout', 'not authenticated in time'));
+    if (this.opts.idleTimeoutMs > 0 && now - this.lastActivity > this.opts.idleTimeoutMs) return this.close(closeReason('idle-timeout', 'no traffic'));
+    if (this.nextKeepalive && now >= this.nextKeepalive) {
+      this.nextKeepalive = now + this.opts.keepaliveIntervalMs;
+      this.transportRef.keepalive(); // whitespace keepalive [RFC6120 4.6.1]
     }
   }
 
@@ -384,16 +424,12 @@ export class XmppConnection implements Session {
     this.address = full;
     this.phase = 'bound';
     this.bound = true;
-    clearTimeout(this.authTimer);
+    this.authDeadline = 0;
     await this.broker.sessions.bind(this);
     this.send(
       `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'><bind xmlns='${NS_BIND}'><jid>${escapeXMLText(full.toString())}</jid></bind></iq>`,
     );
-    if (this.opts.keepaliveIntervalMs > 0) {
-      // whitespace keepalive [RFC6120 4.6.1]
-      this.keepaliveTimer = setInterval(() => this.transportRef.keepalive(), this.opts.keepaliveIntervalMs);
-      this.keepaliveTimer.unref?.();
-    }
+    if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
     xmppHooks(this.broker).emit('xmpp:bound', this);
   }
 
