@@ -49,6 +49,7 @@ export class PromMetrics extends CounterMetrics {
   private readonly storeErrors: Counter;
   private readonly errors: Counter;
   private readonly conns = new Map<string, number>();
+  private readonly trafficChildren = new Map<string, { inc(): void }>();
 
   constructor() {
     super();
@@ -110,7 +111,11 @@ export class PromMetrics extends CounterMetrics {
   }
   override traffic(protocol: string, direction: 'in' | 'out'): void {
     super.traffic(protocol, direction);
-    this.trafficC.inc({ protocol, direction });
+    // Called per stanza/packet: keep the labelled child instead of hashing labels each time.
+    const key = `${protocol}\0${direction}`;
+    let child = this.trafficChildren.get(key);
+    if (!child) this.trafficChildren.set(key, (child = this.trafficC.labels(protocol, direction)));
+    child.inc();
   }
   override deliveryLatency(ms: number): void {
     this.latency.observe(ms / 1000);
