@@ -85,6 +85,8 @@ export class ParleyServer implements Server {
     private readonly repo: string,
     private readonly mqtt: boolean,
     private readonly cpuProfDir?: string,
+    /** extra node flags and a file for stdout (bench/dev-server.ts) */
+    private readonly dev: { nodeArgs?: string[]; stdoutFd?: number } = {},
   ) {
     this.protocols = mqtt ? ['xmpp', 'mqtt'] : ['xmpp'];
     mkdirSync(dir, { recursive: true });
@@ -94,14 +96,19 @@ export class ParleyServer implements Server {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
     const args = ['-c', SERVER_CORE, process.execPath];
     if (this.cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', this.cpuProfDir);
+    args.push(...(this.dev.nodeArgs ?? []));
     args.push(path.join(this.repo, 'bin/parley.js'), '--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
     args.push('--host', '127.0.0.1', '--xmpp-port', String(this.ports.xmpp), '--xmpps-port', String(await freePort()));
     if (this.mqtt) args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
     args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', 'warn', 'start');
-    this.child = spawn('taskset', args, { stdio: ['ignore', 'ignore', 'inherit'], cwd: this.repo });
+    this.child = spawn('taskset', args, { stdio: ['ignore', this.dev.stdoutFd ?? 'ignore', 'inherit'], cwd: this.repo });
     this.pid = this.child.pid!; // taskset execs node: same pid
     await waitPort(this.ports.xmpp!);
     if (this.ports.mqtt) await waitPort(this.ports.mqtt);
+    // The admin socket is bound after the listeners; seeding right away once failed with ENOENT.
+    const sock = path.join(this.dir, 'admin.sock');
+    for (let i = 0; i < 200 && !existsSync(sock); i++) await sleep(50);
+    if (!existsSync(sock)) throw new Error(`parley: no admin socket at ${sock}`);
   }
   async stop(): Promise<void> {
     this.child?.kill('SIGTERM');

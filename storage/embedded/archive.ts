@@ -1,16 +1,25 @@
 /**
  * The embedded archive: records keyed by conversation and zero-padded seq, so
- * a conversation is one contiguous key range, plus a per-conversation seq key
- * and an owner index, all written in the record's batch.
+ * a conversation is one contiguous key range, and an owner index.
+ *
+ * An append is one LevelDB put (the record) in the common case: a
+ * conversation's last seq is its last record's, read once and then cached, and
+ * an owner index entry is written only when this process has not written or
+ * seen it yet (bounded cache). The per-conversation seq key is a high-water
+ * mark written only when records are deleted, so seqs are never reused after a
+ * prune; the last seq is the larger of it and the last record's seq.
  */
 
 import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore } from '../types.ts';
-import { KeyedLock, checkId, inTimeRange, jsonClone, pad, pageLimit, seqRange } from '../util.ts';
+import { KeyedLock, checkId, inTimeRange, pad, pageLimit, seqRange } from '../util.ts';
 import { BATCH, SEP, SEP_END } from './level.ts';
 import type { MakeSub, Op, Sub, Write } from './level.ts';
 
 /** At most this many conversations keep their last seq cached in memory. */
 const SEQ_CACHE = 10_000;
+
+/** At most this many owner index entries are remembered as present on disk. */
+const INDEX_CACHE = 20_000;
 
 /** {@link ArchiveStore} on LevelDB; one instance per store name and database. */
 export class LevelArchive<T> implements ArchiveStore<T> {
@@ -21,6 +30,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #lock = new KeyedLock();
   /** Last seq per conversation; disk stays the truth, this only saves a read per append. */
   readonly #lastSeq = new Map<string, number>();
+  /** Owner index keys (owner + SEP + conversation) known to be on disk; insertion-ordered for eviction. */
+  readonly #indexed = new Set<string>();
 
   constructor(sub: MakeSub, write: Write) {
     this.#records = sub('r');
@@ -35,37 +46,37 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    */
   reset(): void {
     this.#lastSeq.clear();
+    this.#indexed.clear();
   }
 
   async append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
     checkId('conversation', conversation);
     input.owners.forEach((owner) => checkId('owner', owner));
-    const body = jsonClone(input);
-    // Serialised per conversation: read the last seq, write record + new seq in
-    // one atomic batch, so concurrent appends get distinct increasing seqs and
-    // a crash never leaves a record without its counter or the reverse.
+    // One serialisation: the stored text is the input's JSON with the seq
+    // spliced in, so the input is neither cloned nor stringified twice.
+    const text = JSON.stringify(input);
+    if (text === undefined || text[0] !== '{') throw new TypeError('archive records must be JSON objects');
+    // Serialised per conversation: read the last seq, write the record (and
+    // any missing owner index entry) in one atomic batch, so concurrent
+    // appends get distinct increasing seqs.
     return this.#lock.run(conversation, async () => {
       const seq = (await this.#readLastSeq(conversation)) + 1;
-      const record: ArchiveRecord<T> = { ...body, seq };
-      const ops: Op[] = [
-        {
-          type: 'put',
-          sublevel: this.#records,
-          key: conversation + SEP + pad(seq),
-          value: JSON.stringify(record),
-        },
-        { type: 'put', sublevel: this.#seqs, key: conversation, value: String(seq) },
-        ...record.owners.map((o): Op => ({
-          type: 'put',
-          sublevel: this.#owners,
-          key: o + SEP + conversation,
-          value: '',
-        })),
-      ];
+      // Appended last, so it wins over any stray `seq` in the input when parsed.
+      const value = text.length === 2 ? `{"seq":${seq}}` : `${text.slice(0, -1)},"seq":${seq}}`;
+      const ops: Op[] = [{ type: 'put', sublevel: this.#records, key: conversation + SEP + pad(seq), value }];
+      let newIndex: string[] | undefined;
+      for (const owner of input.owners) {
+        const key = owner + SEP + conversation;
+        if (this.#indexed.has(key)) continue;
+        ops.push({ type: 'put', sublevel: this.#owners, key, value: '' });
+        (newIndex ??= []).push(key);
+      }
       await this.#write(ops);
       this.#cacheSeq(conversation, seq);
-      return record;
+      if (newIndex) for (const key of newIndex) this.#remember(key);
+      // A copy of what was stored, which the caller may keep and change.
+      return JSON.parse(value) as ArchiveRecord<T>;
     });
   }
 
@@ -99,8 +110,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     checkId('conversation', conversation);
     // Read without caching: outside the lock a disk read can be older than an
     // append finishing meanwhile, and caching it would hand out a seq twice.
-    const cached = this.#lastSeq.get(conversation);
-    return cached ?? Number((await this.#seqs.get(conversation)) ?? 0);
+    return this.#lastSeq.get(conversation) ?? this.#diskLastSeq(conversation);
   }
 
   async conversations(owner: string): Promise<string[]> {
@@ -114,10 +124,18 @@ export class LevelArchive<T> implements ArchiveStore<T> {
 
   async prune(olderThan: number): Promise<number> {
     let removed = 0;
-    // Every conversation that ever had a record has a seq key: walk them one
-    // at a time so each is handled under its own lock.
-    for await (const conversation of this.#seqs.keys()) {
-      removed += await this.#deleteWhere(conversation, (r) => r.timestamp < olderThan);
+    // Walk the conversations that have records, one key each (seek past the
+    // rest of its range), each handled under its own lock. The iterator reads
+    // a snapshot, so the deletes do not disturb it.
+    const keys = this.#records.keys();
+    try {
+      for (let key = await keys.next(); key !== undefined; key = await keys.next()) {
+        const conversation = key.slice(0, key.indexOf(SEP));
+        removed += await this.#deleteWhere(conversation, (r) => r.timestamp < olderThan);
+        keys.seek(conversation + SEP_END);
+      }
+    } finally {
+      await keys.close();
     }
     return removed;
   }
@@ -127,18 +145,22 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     for (const conversation of await this.conversations(owner)) {
       await this.#deleteWhere(conversation, (r) => r.owners.includes(owner));
       // Drop the index entry even if it was stale and matched no record.
-      await this.#write([{ type: 'del', sublevel: this.#owners, key: owner + SEP + conversation }]);
+      const key = owner + SEP + conversation;
+      this.#indexed.delete(key);
+      await this.#write([{ type: 'del', sublevel: this.#owners, key }]);
     }
   }
 
   /**
    * Deletes a conversation's records matching `match` and the owner index
-   * entries of owners left with no record in it. The seq key stays, so seqs
-   * are never reused. Runs under the conversation's lock so that an append
-   * cannot re-add an index entry this is about to drop.
+   * entries of owners left with no record in it. The first batch also writes
+   * the conversation's seq key (the high-water mark), so seqs are never reused
+   * even when every record is gone. Runs under the conversation's lock so that
+   * an append cannot re-add an index entry this is about to drop.
    */
   #deleteWhere(conversation: string, match: (r: ArchiveRecord<T>) => boolean): Promise<number> {
     return this.#lock.run(conversation, async () => {
+      const last = await this.#readLastSeq(conversation);
       let removed = 0;
       let ops: Op[] = [];
       const touched = new Set<string>();
@@ -151,6 +173,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
           continue;
         }
         record.owners.forEach((o) => touched.add(o));
+        if (removed === 0) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(last) });
         ops.push({ type: 'del', sublevel: this.#records, key });
         removed++;
         if (ops.length >= BATCH) {
@@ -160,7 +183,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       }
       for (const owner of touched) {
         if (!remaining.has(owner)) {
-          ops.push({ type: 'del', sublevel: this.#owners, key: owner + SEP + conversation });
+          const key = owner + SEP + conversation;
+          this.#indexed.delete(key);
+          ops.push({ type: 'del', sublevel: this.#owners, key });
         }
       }
       if (ops.length > 0) await this.#write(ops);
@@ -172,14 +197,26 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   async #readLastSeq(conversation: string): Promise<number> {
     const cached = this.#lastSeq.get(conversation);
     if (cached !== undefined) return cached;
-    const text = await this.#seqs.get(conversation);
-    const seq = text === undefined ? 0 : Number(text);
+    const seq = await this.#diskLastSeq(conversation);
     this.#cacheSeq(conversation, seq);
     return seq;
   }
 
+  /** The larger of the high-water mark and the last record's seq; 0 for a new conversation. */
+  async #diskLastSeq(conversation: string): Promise<number> {
+    const mark = Number((await this.#seqs.get(conversation)) ?? 0);
+    const [lastKey] = await this.#records.keys({ gte: conversation + SEP, lt: conversation + SEP_END, reverse: true, limit: 1 }).all();
+    const fromRecords = lastKey === undefined ? 0 : Number(lastKey.slice(conversation.length + 1));
+    return Math.max(mark, fromRecords);
+  }
+
+  #remember(indexKey: string): void {
+    this.#indexed.add(indexKey);
+    if (this.#indexed.size > INDEX_CACHE) this.#indexed.delete(this.#indexed.values().next().value as string);
+  }
+
   #cacheSeq(conversation: string, seq: number): void {
-    // Evicting is always safe: the seq key on disk is written before the cache.
+    // Evicting is always safe: the record carrying the seq is on disk before the cache.
     this.#lastSeq.delete(conversation);
     this.#lastSeq.set(conversation, seq);
     if (this.#lastSeq.size > SEQ_CACHE) {

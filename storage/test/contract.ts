@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import type { Storage } from '../types.ts';
-import { archiveContract, chat } from './contract-archive.ts';
+import { archiveContract, chat, T0 } from './contract-archive.ts';
 import type { Msg } from './contract-archive.ts';
 
 /** What a backend's test file hands the contract for each test. */
@@ -258,6 +258,32 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         assert.equal(await queue2.count('alice'), 1);
         assert.deepEqual(await queue2.list('alice'), [{ id: ids[1], value: 2 }]);
         assert.ok((await queue2.push('alice', 3)) > ids[1]);
+      });
+
+      it('archive seqs survive a restart after prune and removeOwner, and the owner index is rebuilt', async function () {
+        const archive = storage.archive<Msg>('mam');
+        for (let n = 1; n <= 3; n++) await archive.append(chat('alice|bob', n));
+        await archive.append(chat('carol|dave', 1, { owners: ['carol', 'dave'], with: 'dave' }));
+        await archive.append(chat('carol|dave', 2, { owners: ['carol', 'dave'], with: 'dave' }));
+        // carol|dave pruned empty, alice|bob keeps 3.
+        assert.equal(await archive.prune(T0 + 2500), 4);
+        // An owner removed and then talking again must be indexed again.
+        await archive.removeOwner('dave');
+        await archive.append(chat('carol|dave', 3, { owners: ['carol', 'dave'], with: 'dave' }));
+        assert.deepEqual(await archive.conversations('dave'), ['carol|dave']);
+
+        const again = await reopen(this);
+        const archive2 = again.archive<Msg>('mam');
+        assert.equal(await archive2.lastSeq('alice|bob'), 3);
+        assert.equal(await archive2.lastSeq('carol|dave'), 3);
+        assert.equal((await archive2.append(chat('alice|bob', 4))).seq, 4);
+        assert.equal((await archive2.append(chat('carol|dave', 4, { owners: ['carol', 'dave'], with: 'dave' }))).seq, 4);
+        assert.equal(await archive2.prune(T0 + 10_000), 4);
+        const again2 = await reopen(this);
+        const archive3 = again2.archive<Msg>('mam');
+        assert.equal(await archive3.lastSeq('carol|dave'), 4);
+        assert.equal((await archive3.append(chat('carol|dave', 20, { owners: ['carol', 'dave'], with: 'dave' }))).seq, 5);
+        assert.deepEqual(await archive3.conversations('carol'), ['carol|dave']);
       });
     });
   });
