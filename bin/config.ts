@@ -90,6 +90,7 @@ export const configSchema = z.strictObject({
       fireStaleWillsOnStart: z.boolean().default(mqttDefaults.fireStaleWillsOnStart),
       maxConnectionsPerIp: z.number().int().min(1).default(mqttDefaults.maxConnectionsPerIp),
       maxConnections: z.number().int().min(1).default(mqttDefaults.maxConnections),
+      tcpNoDelay: z.boolean().default(mqttDefaults.tcpNoDelay),
     })
     .prefault({}),
   web: z

@@ -3,7 +3,7 @@ import { Address, BrokerError, snippet, type Envelope } from '../../broker/index
 import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
-import { isLiteral, reserved, SINK_TOPIC } from './topics.ts';
+import { isLiteral, reserved, SINK_TOPIC, type Reserved } from './topics.ts';
 
 /**
  * The aedes authorisation hooks. Plain topics go through the ACL; the
@@ -23,27 +23,35 @@ function sink(packet: PublishPacket): void {
 /** aedes `authorizePublish`: client PUBLISH, and wills (client null after a restart). */
 export function authorizePublish(ctx: MqttContext) {
   return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
-    decidePublish(ctx, client, packet).then(
-      (verdict) => {
-        if (verdict === 'pass') return done(null);
-        if (verdict === 'denied') {
-          ctx.stats.denied++;
-          ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
-          // [MQTT-3.3.5-2] acknowledge and drop, or close the connection (option deniedPublish)
-          if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed) return done(new Error('publish not authorized'));
-        }
-        sink(packet);
-        done(null);
-      },
-      (err) => {
-        ctx.log.error({ err }, 'mqtt publish handling failed');
-        done(new Error('internal error'));
-      },
-    );
+    const finish = (verdict: Verdict): void => {
+      if (verdict === 'pass') return done(null);
+      if (verdict === 'denied') {
+        ctx.stats.denied++;
+        ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
+        // [MQTT-3.3.5-2] acknowledge and drop, or close the connection (option deniedPublish)
+        if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed) return done(new Error('publish not authorized'));
+      }
+      sink(packet);
+      done(null);
+    };
+    // Plain topics are decided synchronously: no promise per PUBLISH on the hot path.
+    let verdict: Verdict | Promise<Verdict>;
+    try {
+      verdict = decidePublish(ctx, client, packet);
+    } catch (err) {
+      ctx.log.error({ err }, 'mqtt publish handling failed');
+      return done(new Error('internal error'));
+    }
+    if (typeof verdict === 'string') return finish(verdict);
+    verdict.then(finish, (err) => {
+      ctx.log.error({ err }, 'mqtt publish handling failed');
+      done(new Error('internal error'));
+    });
   };
 }
 
-async function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishPacket): Promise<Verdict> {
+/** A plain topic's verdict right away; the core's trees (chat/, presence/) take a promise. */
+function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishPacket): Verdict | Promise<Verdict> {
   const topic = packet.topic;
   // $SYS is the broker's and read-only; other '$' topics are reserved for the broker [MQTT-4.7.2-1].
   if (topic.startsWith('$')) return 'denied';
@@ -52,11 +60,15 @@ async function decidePublish(ctx: MqttContext, client: Client | null, packet: Pu
   const r = reserved(topic);
   if (!r) return 'pass';
   if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
+  return decideReserved(ctx, client, who.address, r, packet);
+}
+
+async function decideReserved(ctx: MqttContext, client: Client | null, address: Address, r: Reserved, packet: PublishPacket): Promise<Verdict> {
   if (r.tree === 'chat') {
-    await chat(ctx, client, who.address, r.user, packet);
+    await chat(ctx, client, address, r.user as string, packet);
     return 'consumed';
   }
-  if (r.user !== who.address.local) return 'denied'; // presence/{user}: own presence only
+  if (r.user !== address.local) return 'denied'; // presence/{user}: own presence only
   const session = client && !client.closed ? ctx.sessions.get(client) : undefined;
   // A presence will needs nothing: the core already says unavailable when the session ends.
   if (!session) return 'consumed';
@@ -66,7 +78,7 @@ async function decidePublish(ctx: MqttContext, client: Client | null, packet: Pu
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
     // Presence has no error channel to the device: log it, acknowledge, drop.
-    ctx.log.debug({ jid: who.address.toString(), condition: err.condition, text: err.text }, 'presence publish refused');
+    ctx.log.debug({ jid: address.toString(), condition: err.condition, text: err.text }, 'presence publish refused');
   }
   return 'consumed';
 }

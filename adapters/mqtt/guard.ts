@@ -7,6 +7,8 @@
  * specification requires for a malformed packet [MQTT-4.8.0-1].
  */
 
+import { isUtf8 } from 'node:buffer';
+
 /** Why the guard refused a stream: a CloseKind and a text with the rule. */
 export interface GuardFailure {
   kind: 'policy-violation' | 'protocol-error';
@@ -19,7 +21,6 @@ const UNSUBSCRIBE = 10;
 const PINGREQ = 12;
 const DISCONNECT = 14;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * One connection's byte stream, checked packet by packet: size from the fixed
@@ -53,6 +54,14 @@ export class WireGuard {
   push(chunk: Buffer): boolean {
     let i = 0;
     while (i < chunk.length && !this.failure) {
+      if (this.want === 0 && this.skip === 0 && this.lenByte === -1) {
+        // At a packet boundary: most packets are checked in place, without copying.
+        const next = this.inPlace(chunk, i);
+        if (next >= 0) {
+          i = next;
+          continue;
+        }
+      }
       if (this.want > 0) {
         const n = Math.min(this.want - this.have, chunk.length - i);
         this.body.push(chunk.subarray(i, i + n));
@@ -87,6 +96,44 @@ export class WireGuard {
       this.headerDone();
     }
     return !this.failure;
+  }
+
+  /**
+   * The fast path for a packet that starts at `i` with its fixed header (and,
+   * for PUBLISH, its topic and packet id) inside this chunk: the same checks as
+   * the byte-by-byte path, read straight from the chunk. Returns the index after
+   * the bytes consumed (the rest of a long body is skipped via `skip`), or -1
+   * to let the general path handle the packet (split headers, SUBSCRIBE,
+   * UNSUBSCRIBE, PINGREQ, DISCONNECT, and anything malformed).
+   */
+  private inPlace(chunk: Buffer, i: number): number {
+    const first = chunk[i];
+    const type = first >> 4;
+    if (type === SUBSCRIBE || type === UNSUBSCRIBE || type === PINGREQ || type === DISCONNECT) return -1;
+    let p = i + 1;
+    let len = 0;
+    let mult = 1;
+    for (let k = 0; ; k++) {
+      if (k >= 4 || p >= chunk.length) return -1;
+      const byte = chunk[p++];
+      len += (byte & 0x7f) * mult;
+      mult *= 128;
+      if (!(byte & 0x80)) break;
+    }
+    if (len > this.max) return -1; // refused by the general path, with its message
+    if (type === PUBLISH) {
+      if (len < 2 || p + 2 > chunk.length) return -1;
+      const topicLen = chunk.readUInt16BE(p);
+      const idLen = (first >> 1) & 3 ? 2 : 0;
+      if (2 + topicLen + idLen > len || p + 2 + topicLen + idLen > chunk.length) return -1;
+      if (!validString(chunk, p + 2, p + 2 + topicLen)) return -1;
+      if (idLen && chunk.readUInt16BE(p + 2 + topicLen) === 0) return -1;
+    }
+    this.packets++;
+    const end = p + len;
+    if (end <= chunk.length) return end;
+    this.skip = end - chunk.length;
+    return chunk.length;
   }
 
   private fail(kind: GuardFailure['kind'], text: string): void {
@@ -134,7 +181,7 @@ export class WireGuard {
     }
     if (this.type === -PUBLISH) {
       const topicLen = body.readUInt16BE(0);
-      if (!validString(body.subarray(2, 2 + topicLen))) return this.fail('protocol-error', 'topic is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]');
+      if (!validString(body, 2, 2 + topicLen)) return this.fail('protocol-error', 'topic is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]');
       if (body.length > 2 + topicLen && body.readUInt16BE(2 + topicLen) === 0) return this.fail('protocol-error', 'packet identifier 0 [MQTT-2.3.1-1]');
       return;
     }
@@ -145,7 +192,7 @@ export class WireGuard {
     while (p < body.length) {
       if (p + 2 > body.length) return this.fail('protocol-error', 'truncated topic filter');
       const n = body.readUInt16BE(p);
-      if (p + 2 + n > body.length || !validString(body.subarray(p + 2, p + 2 + n))) {
+      if (p + 2 + n > body.length || !validString(body, p + 2, p + 2 + n)) {
         return this.fail('protocol-error', 'topic filter is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]');
       }
       p += 2 + n + (this.type === SUBSCRIBE ? 1 : 0);
@@ -153,14 +200,15 @@ export class WireGuard {
   }
 }
 
-function validString(bytes: Buffer): boolean {
-  if (bytes.includes(0)) return false;
-  try {
-    utf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
+/** Bytes [from, to) are well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]; ASCII is checked inline. */
+function validString(bytes: Buffer, from: number, to: number): boolean {
+  let ascii = true;
+  for (let j = from; j < to; j++) {
+    const b = bytes[j];
+    if (b === 0) return false;
+    if (b >= 0x80) ascii = false;
   }
+  return ascii || isUtf8(bytes.subarray(from, to));
 }
 
 /**

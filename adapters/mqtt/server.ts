@@ -145,7 +145,7 @@ export class MqttServer {
       sock.destroy();
       return;
     }
-    sock.setNoDelay(true);
+    if (this.opts.tcpNoDelay) sock.setNoDelay(true);
     this.sockets.add(sock);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     this.broker.metrics.connection('mqtt', transport, 1);

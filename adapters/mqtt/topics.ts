@@ -62,6 +62,7 @@ export type Reserved = { tree: 'chat' | 'presence'; user: string | undefined };
  * wildcard), or undefined for a plain topic.
  */
 export function reserved(topic: string): Reserved | undefined {
+  if (!topic.startsWith('chat') && !topic.startsWith('presence')) return undefined; // the common case, without slicing
   const slash = topic.indexOf('/');
   const head = slash === -1 ? topic : topic.slice(0, slash);
   if (head !== 'chat' && head !== 'presence') return undefined;

@@ -35,31 +35,78 @@ export interface RecentError {
  * Metrics in Prometheus form (prom-client), served at /metrics; also keeps
  * the plain counters and the last errors the admin page shows. Default
  * process metrics include event-loop lag and memory.
+ *
+ * Counters and the connection gauge are not touched per event: the plain
+ * counts of {@link CounterMetrics} are the truth, and each Prometheus metric
+ * copies them in its `collect()` when /metrics is scraped, so a routed message
+ * costs a few integer increments instead of prom-client label hashing.
  */
 export class PromMetrics extends CounterMetrics {
   readonly registry = new Registry();
   readonly recentErrors: RecentError[] = [];
-  private readonly connections: Gauge;
-  private readonly logins: Counter;
-  private readonly closes: Counter;
-  private readonly trafficC: Counter;
-  private readonly messages: Counter;
   private readonly latency: Histogram;
   private readonly store: Histogram;
-  private readonly storeErrors: Counter;
-  private readonly errors: Counter;
-  private readonly conns = new Map<string, number>();
-  private readonly trafficChildren = new Map<string, { inc(): void }>();
+  /** labelled store-latency children, one per op name */
+  private readonly storeChildren = new Map<string, { observe(v: number): void }>();
 
   constructor() {
     super();
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'parley_', eventLoopMonitoringPrecision: 20 });
-    this.connections = new Gauge({ name: 'parley_connections', help: 'open client connections', labelNames: ['protocol', 'transport'], registers });
-    this.logins = new Counter({ name: 'parley_logins_total', help: 'authentication attempts', labelNames: ['protocol', 'result'], registers });
-    this.closes = new Counter({ name: 'parley_connections_closed_total', help: 'closed connections by typed reason', labelNames: ['protocol', 'reason'], registers });
-    this.trafficC = new Counter({ name: 'parley_stanzas_total', help: 'stanzas (XMPP) and packets (MQTT) read and written', labelNames: ['protocol', 'direction'], registers });
-    this.messages = new Counter({ name: 'parley_messages_total', help: 'envelopes by what happened to them', labelNames: ['event', 'kind'], registers });
+    /** A metric whose series are the plain counts under `prefix`, split on '.' into `labelNames`. */
+    const fromCounts = (kind: 'counter' | 'gauge', name: string, help: string, prefix: string, labelNames: string[], fixed: Record<string, string> = {}) => {
+      const counts = (): [Record<string, string>, number][] => {
+        const out: [Record<string, string>, number][] = [];
+        for (const [key, value] of Object.entries(this.snapshot())) {
+          if (!key.startsWith(prefix)) continue;
+          const parts = key.slice(prefix.length).split('.');
+          if (parts.length !== labelNames.length - Object.keys(fixed).length) continue;
+          const labels: Record<string, string> = { ...fixed };
+          labelNames.filter((l) => !(l in fixed)).forEach((l, i) => (labels[l] = parts[i]));
+          out.push([labels, value]);
+        }
+        return out;
+      };
+      if (kind === 'gauge') {
+        return new Gauge({
+          name, help, labelNames, registers,
+          collect() {
+            this.reset();
+            for (const [labels, v] of counts()) this.set(labels, v);
+          },
+        });
+      }
+      return new Counter({
+        name, help, labelNames, registers,
+        collect() {
+          this.reset();
+          for (const [labels, v] of counts()) this.inc(labels, v);
+        },
+      });
+    };
+    fromCounts('gauge', 'parley_connections', 'open client connections', 'connections.', ['protocol', 'transport']);
+    fromCounts('counter', 'parley_logins_total', 'authentication attempts', 'login.', ['protocol', 'result']);
+    fromCounts('counter', 'parley_connections_closed_total', 'closed connections by typed reason', 'closed.', ['protocol', 'reason']);
+    fromCounts('counter', 'parley_stanzas_total', 'stanzas (XMPP) and packets (MQTT) read and written', 'traffic.', ['protocol', 'direction']);
+    const messages = 'envelopes by what happened to them';
+    // One metric, several count families: registered once, filled from all of them.
+    new Counter({
+      name: 'parley_messages_total', help: messages, labelNames: ['event', 'kind'], registers,
+      collect: (() => {
+        const snapshot = () => this.snapshot();
+        return function (this: Counter) {
+          this.reset();
+          for (const [key, v] of Object.entries(snapshot())) {
+            if (key.startsWith('routed.')) this.inc({ event: 'routed', kind: key.slice(7) }, v);
+            else if (key.startsWith('delivered.')) this.inc({ event: 'delivered', kind: key.slice(10) }, v);
+            else if (key === 'offline.queued') this.inc({ event: 'offline_queued', kind: 'message' }, v);
+            else if (key === 'archived') this.inc({ event: 'archived', kind: 'message' }, v);
+          }
+        };
+      })(),
+    });
+    fromCounts('counter', 'parley_store_errors_total', 'failed storage calls', 'store.errors.', ['op']);
+    fromCounts('counter', 'parley_errors_total', 'errors listed on the admin page, by source', 'errors.', ['source']);
     this.latency = new Histogram({
       name: 'parley_delivery_latency_seconds',
       help: 'from acceptance to hand-over to a local session',
@@ -73,71 +120,41 @@ export class PromMetrics extends CounterMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25],
       registers,
     });
-    this.storeErrors = new Counter({ name: 'parley_store_errors_total', help: 'failed storage calls', labelNames: ['op'], registers });
-    this.errors = new Counter({ name: 'parley_errors_total', help: 'errors listed on the admin page, by source', labelNames: ['source'], registers });
   }
 
-  override routed(kind: string): void {
-    super.routed(kind);
-    this.messages.inc({ event: 'routed', kind });
-  }
-  override delivered(env: Envelope): void {
-    super.delivered(env);
-    this.messages.inc({ event: 'delivered', kind: env.kind });
-  }
-  override offlineQueued(): void {
-    super.offlineQueued();
-    this.messages.inc({ event: 'offline_queued', kind: 'message' });
-  }
-  override archived(): void {
-    super.archived();
-    this.messages.inc({ event: 'archived', kind: 'message' });
-  }
   override login(protocol: string, ok: boolean): void {
     super.login(protocol, ok);
-    this.logins.inc({ protocol, result: ok ? 'ok' : 'failed' });
     if (!ok) this.error(protocol, 'failed login');
-  }
-  override connection(protocol: string, transport: string, delta: 1 | -1): void {
-    super.connection(protocol, transport, delta);
-    this.connections.inc({ protocol, transport }, delta);
-    const key = protocol;
-    this.conns.set(key, (this.conns.get(key) ?? 0) + delta);
   }
   override closed(protocol: string, reason: string): void {
     super.closed(protocol, reason);
-    this.closes.inc({ protocol, reason });
     if (ABNORMAL_CLOSES.has(reason)) this.error(protocol, `connection closed: ${reason}`);
-  }
-  override traffic(protocol: string, direction: 'in' | 'out'): void {
-    super.traffic(protocol, direction);
-    // Called per stanza/packet: keep the labelled child instead of hashing labels each time.
-    const key = `${protocol}\0${direction}`;
-    let child = this.trafficChildren.get(key);
-    if (!child) this.trafficChildren.set(key, (child = this.trafficC.labels(protocol, direction)));
-    child.inc();
   }
   override deliveryLatency(ms: number): void {
     this.latency.observe(ms / 1000);
   }
   override storeOp(op: string, ms: number, ok: boolean): void {
     super.storeOp(op, ms, ok);
-    this.store.observe({ op }, ms / 1000);
-    if (!ok) {
-      this.storeErrors.inc({ op });
-      this.error('store', `${op} failed`);
-    }
+    let child = this.storeChildren.get(op);
+    if (!child) this.storeChildren.set(op, (child = this.store.labels(op)));
+    child.observe(ms / 1000);
+    if (!ok) this.error('store', `${op} failed`);
   }
   override error(source: string, text: string): void {
     super.error(source, text);
-    this.errors.inc({ source });
     this.recentErrors.push({ time: Date.now(), source, text: text.slice(0, 300) });
     if (this.recentErrors.length > 50) this.recentErrors.shift();
   }
 
   /** Open connections by protocol. */
   connectionsByProtocol(): Record<string, number> {
-    return Object.fromEntries(this.conns);
+    const out: Record<string, number> = {};
+    for (const [key, v] of Object.entries(this.snapshot())) {
+      if (!key.startsWith('connections.')) continue;
+      const protocol = key.split('.')[1];
+      out[protocol] = (out[protocol] ?? 0) + v;
+    }
+    return out;
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

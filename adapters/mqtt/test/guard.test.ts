@@ -35,6 +35,11 @@ describe('mqtt wire guard', () => {
     for (const step of [1, 3, 64, 4096]) assert.equal(feed(stream, 1000, step).failure, undefined, `step ${step}`);
   });
 
+  it('counts every packet, whole or split, and skips long bodies across chunks', () => {
+    const stream = Buffer.concat([publish('a/b', 0), publish('a/ü', 300, 1), subscribe(7, 'x/#'), packet(0xc0, Buffer.alloc(0)), publish('t', 900)]);
+    for (const step of [1, 7, 100, 4096]) assert.equal(feed(stream, 1000, step).packets, 5, `step ${step}`);
+  });
+
   it('refuses a packet over the limit from its fixed header alone', () => {
     const g = new WireGuard(1000);
     assert.equal(g.push(publish('t', 1001).subarray(0, 3)), false);
@@ -58,9 +63,12 @@ describe('mqtt wire guard', () => {
   ];
   for (const [what, bytes, rule] of table) {
     it(`refuses ${what}`, () => {
-      const f = feed(bytes);
-      assert.equal(f.failure?.kind, 'protocol-error');
-      assert.match(f.failure!.text, rule);
+      // In small pieces (byte-by-byte path) and whole (in-place path, which defers to the other on any doubt).
+      for (const step of [3, 4096]) {
+        const f = feed(bytes, 1000, step);
+        assert.equal(f.failure?.kind, 'protocol-error', `step ${step}`);
+        assert.match(f.failure!.text, rule);
+      }
     });
   }
 
