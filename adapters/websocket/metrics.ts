@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { CounterMetrics, type Envelope } from '../../broker/index.ts';
+import { CounterMetrics } from '../../broker/index.ts';
 
 /**
  * Close reasons that are a problem worth an operator's look (bad input,
