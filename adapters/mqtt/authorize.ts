@@ -23,18 +23,7 @@ function sink(packet: PublishPacket): void {
 /** aedes `authorizePublish`: client PUBLISH, and wills (client null after a restart). */
 export function authorizePublish(ctx: MqttContext) {
   return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
-    const finish = (verdict: Verdict): void => {
-      if (verdict === 'pass') return done(null);
-      if (verdict === 'denied') {
-        ctx.stats.denied++;
-        ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
-        // [MQTT-3.3.5-2] acknowledge and drop, or close the connection (option deniedPublish)
-        if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed) return done(new Error('publish not authorized'));
-      }
-      sink(packet);
-      done(null);
-    };
-    // Plain topics are decided synchronously: no promise per PUBLISH on the hot path.
+    // Plain topics are decided synchronously: no promise and no closure per PUBLISH on the hot path.
     let verdict: Verdict | Promise<Verdict>;
     try {
       verdict = decidePublish(ctx, client, packet);
@@ -42,12 +31,27 @@ export function authorizePublish(ctx: MqttContext) {
       ctx.log.error({ err }, 'mqtt publish handling failed');
       return done(new Error('internal error'));
     }
-    if (typeof verdict === 'string') return finish(verdict);
-    verdict.then(finish, (err) => {
-      ctx.log.error({ err }, 'mqtt publish handling failed');
-      done(new Error('internal error'));
-    });
+    if (typeof verdict === 'string') return finishPublish(ctx, client, packet, done, verdict);
+    verdict.then(
+      (v) => finishPublish(ctx, client, packet, done, v),
+      (err) => {
+        ctx.log.error({ err }, 'mqtt publish handling failed');
+        done(new Error('internal error'));
+      },
+    );
   };
+}
+
+function finishPublish(ctx: MqttContext, client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void, verdict: Verdict): void {
+  if (verdict === 'pass') return done(null);
+  if (verdict === 'denied') {
+    ctx.stats.denied++;
+    ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
+    // [MQTT-3.3.5-2] acknowledge and drop, or close the connection (option deniedPublish)
+    if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed) return done(new Error('publish not authorized'));
+  }
+  sink(packet);
+  done(null);
 }
 
 /** A plain topic's verdict right away; the core's trees (chat/, presence/) take a promise. */

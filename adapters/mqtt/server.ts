@@ -11,6 +11,7 @@ import { CONNACK_UNACCEPTABLE_PROTOCOL, unsupportedProtocolLevel, WireGuard } fr
 import { presenceJson } from './mapping.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
 import { MqttSession } from './session.ts';
+import { answerCleanSessionAcks } from './persistence.ts';
 import { SysStats } from './sys.ts';
 import { isLiteral, reserved } from './topics.ts';
 import { fireStaleWills } from './wills.ts';
@@ -59,7 +60,7 @@ export class MqttServer {
       stats: { received: 0, sent: 0, denied: 0 },
     } as Omit<MqttContext, 'aedes'> as MqttContext;
     ctx.aedes = await Aedes.createBroker({
-      persistence: o.persistence,
+      persistence: answerCleanSessionAcks(o.persistence),
       mq: o.mq,
       concurrency: o.concurrency,
       heartbeatInterval: o.heartbeatIntervalMs,
