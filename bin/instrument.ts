@@ -3,32 +3,35 @@ import type { Storage } from '../storage/types.ts';
 
 /** Time every call of an object's async methods into metrics.storeOp(`${prefix}.${method}`). */
 function timed<T extends object>(target: T, prefix: string, metrics: Metrics): T {
+  // One wrapper per method, made on first use: a store call is on the path of every message.
+  const wrappers = new Map<PropertyKey, (...args: unknown[]) => unknown>();
+  const wrap = (v: (...args: unknown[]) => unknown, op: string) =>
+    function (this: unknown, ...args: unknown[]): unknown {
+      const start = performance.now();
+      let r: unknown;
+      try {
+        r = v.apply(target, args);
+      } catch (err) {
+        metrics.storeOp(op, performance.now() - start, false);
+        throw err;
+      }
+      if (!(r instanceof Promise)) return r;
+      return r.then(
+        (x) => (metrics.storeOp(op, performance.now() - start, true), x),
+        (err) => {
+          metrics.storeOp(op, performance.now() - start, false);
+          metrics.error('store', `${op}: ${(err as Error).message}`);
+          throw err;
+        },
+      );
+    };
   return new Proxy(target, {
     get(obj, prop, receiver) {
       const v = Reflect.get(obj, prop, receiver);
       if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        const start = performance.now();
-        const op = `${prefix}.${String(prop)}`;
-        let r: unknown;
-        try {
-          r = v.apply(obj, args);
-        } catch (err) {
-          metrics.storeOp(op, performance.now() - start, false);
-          throw err;
-        }
-        if (r instanceof Promise) {
-          return r.then(
-            (x) => (metrics.storeOp(op, performance.now() - start, true), x),
-            (err) => {
-              metrics.storeOp(op, performance.now() - start, false);
-              metrics.error('store', `${op}: ${(err as Error).message}`);
-              throw err;
-            },
-          );
-        }
-        return r;
-      };
+      let w = wrappers.get(prop);
+      if (!w) wrappers.set(prop, (w = wrap(v as (...args: unknown[]) => unknown, `${prefix}.${String(prop)}`)));
+      return w;
     },
   });
 }

@@ -6,7 +6,7 @@ describe('mqtt persistence: acknowledgements of clean sessions', () => {
   it('answers a clean client without reading, and passes a persistent client through', async () => {
     const asked: string[] = [];
     const persistence = answerCleanSessionAcks({
-      outgoingClearMessageId: async (client: Client) => {
+      outgoingClearMessageId: async (client: Client, _packet: unknown) => {
         asked.push(client.id);
         return { messageId: 1 };
       },
