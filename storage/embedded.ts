@@ -95,13 +95,10 @@ export class EmbeddedStorage implements Storage {
     this.#pending = [];
     if (group.length === 1) {
       const [g] = group;
-      return this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
+      return this.#db.batch(rootOps(group), { sync }).then(g.resolve, g.reject);
     }
     try {
-      await this.#db.batch(
-        group.flatMap((g) => g.ops),
-        { sync },
-      );
+      await this.#db.batch(rootOps(group), { sync });
       for (const g of group) g.resolve();
     } catch {
       for (const g of group) await this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
@@ -209,4 +206,24 @@ class LevelKeyValue<T> implements KeyValueStore<T> {
       out.push(key.toString('utf8'));
     return out;
   }
+}
+
+/** A batch op on the root database. */
+type RootOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+
+/**
+ * The ops of a group as root-level ops with the sublevel prefix already on
+ * the key. The same bytes reach LevelDB (a utf8 sublevel key is its prefix
+ * followed by the key), without abstract-level resolving the sublevel of
+ * every op of the batch.
+ */
+function rootOps(group: { ops: Op[] }[]): RootOp[] {
+  const out: RootOp[] = [];
+  for (const g of group) {
+    for (const op of g.ops) {
+      const key = op.sublevel.prefix + op.key;
+      out.push(op.type === 'put' ? { type: 'put', key, value: op.value } : { type: 'del', key });
+    }
+  }
+  return out;
 }
