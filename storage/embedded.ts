@@ -95,14 +95,27 @@ export class EmbeddedStorage implements Storage {
     this.#pending = [];
     if (group.length === 1) {
       const [g] = group;
-      return this.#db.batch(rootOps(group), { sync }).then(g.resolve, g.reject);
+      return this.#commit(rootOps(group), sync).then(g.resolve, g.reject);
     }
     try {
-      await this.#db.batch(rootOps(group), { sync });
+      await this.#commit(rootOps(group), sync);
       for (const g of group) g.resolve();
     } catch {
       for (const g of group) await this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
     }
+  }
+
+  /**
+   * Root-level, already encoded ops straight to classic-level's `_batch` (the
+   * abstract-level implementation method) while the database is open: the
+   * public `batch` clones and re-encodes every op and keeps the clones alive
+   * until LevelDB answers, which under load was the largest source of objects
+   * surviving young-generation GC. Otherwise the public path, with its
+   * not-open errors.
+   */
+  #commit(ops: RootOp[], sync: boolean): Promise<void> {
+    if (this.#db.status !== 'open') return this.#db.batch(ops, { sync });
+    return (this.#db as unknown as { _batch(ops: RootOp[], o: { sync: boolean }): Promise<void> })._batch(ops, { sync });
   }
 
   async open(): Promise<void> {
