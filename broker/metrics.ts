@@ -26,16 +26,23 @@ export interface Metrics {
 
 export class CounterMetrics implements Metrics {
   private readonly c = new Map<string, number>();
+  /**
+   * The per-stanza and per-packet counters, by label value: counting one is
+   * a Map lookup with a string the caller already has, with no key built per
+   * event. snapshot() gives them the same dotted keys as the others.
+   */
+  private readonly hot = { routed: new Map<string, number>(), delivered: new Map<string, number>() };
+  private readonly trafficBy = new Map<string, { in: number; out: number }>();
 
   protected inc(key: string, by = 1): void {
     this.c.set(key, (this.c.get(key) ?? 0) + by);
   }
 
   routed(kind: string): void {
-    this.inc(`routed.${kind}`);
+    this.hot.routed.set(kind, (this.hot.routed.get(kind) ?? 0) + 1);
   }
   delivered(env: Envelope): void {
-    this.inc(`delivered.${env.kind}`);
+    this.hot.delivered.set(env.kind, (this.hot.delivered.get(env.kind) ?? 0) + 1);
   }
   offlineQueued(): void {
     this.inc('offline.queued');
@@ -53,7 +60,9 @@ export class CounterMetrics implements Metrics {
     this.inc(`closed.${protocol}.${reason}`);
   }
   traffic(protocol: string, direction: 'in' | 'out'): void {
-    this.inc(`traffic.${protocol}.${direction}`);
+    let t = this.trafficBy.get(protocol);
+    if (!t) this.trafficBy.set(protocol, (t = { in: 0, out: 0 }));
+    t[direction]++;
   }
   deliveryLatency(_ms: number): void {}
   storeOp(op: string, _ms: number, ok: boolean): void {
@@ -63,6 +72,12 @@ export class CounterMetrics implements Metrics {
     this.inc(`errors.${source}`);
   }
   snapshot(): Record<string, number> {
-    return Object.fromEntries(this.c);
+    const out = Object.fromEntries(this.c);
+    for (const [family, counts] of Object.entries(this.hot)) for (const [kind, n] of counts) out[`${family}.${kind}`] = n;
+    for (const [protocol, t] of this.trafficBy) {
+      if (t.in) out[`traffic.${protocol}.in`] = t.in;
+      if (t.out) out[`traffic.${protocol}.out`] = t.out;
+    }
+    return out;
   }
 }

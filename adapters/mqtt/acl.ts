@@ -41,11 +41,52 @@ interface Compiled {
 /** A value that would change the meaning of a filter once substituted [CVE-2017-7650]. */
 const UNSAFE = /[+#/]/;
 
+/** What a rule list's verdicts depend on, computed once per list. */
+interface Dependence {
+  /** a rule names a user or uses %u */
+  user: boolean;
+  /** a rule uses %c */
+  client: boolean;
+}
+const dependence = new WeakMap<readonly AclRule[], Dependence>();
+/** Shared instances per rule list, keyed by what the verdicts depend on. */
+const shared = new WeakMap<readonly AclRule[], Map<string, ClientAcl>>();
+/** Most shared instances kept per rule list (one per user when rules name users). */
+const SHARED_MAX = 10_000;
+
 /** The rules as they apply to one client: placeholders substituted, other users' rules gone. */
 export class ClientAcl {
   private readonly rules: Compiled[];
   /** plain-topic answers, small and bounded: devices publish to few topics */
-  private readonly cache = new Map<string, boolean>();
+  private readonly readCache = new Map<string, boolean>();
+  private readonly writeCache = new Map<string, boolean>();
+
+  /**
+   * The ACL of a client, shared with every client it cannot differ from:
+   * without %c and user-specific rules (the default rules), all
+   * authenticated clients get one instance and one verdict cache, instead
+   * of compiled rules and a cache per connection.
+   */
+  static for(rules: readonly AclRule[], who: AclIdentity): ClientAcl {
+    let dep = dependence.get(rules);
+    if (!dep) {
+      dep = {
+        user: rules.some((r) => r.topic.includes('%u') || (r.users ?? []).some((u) => !u.startsWith('$'))),
+        client: rules.some((r) => r.topic.includes('%c')),
+      };
+      dependence.set(rules, dep);
+    }
+    if (dep.client) return new ClientAcl(rules, who);
+    const key = who.username === undefined ? '\0anonymous' : dep.user ? `u:${who.username}` : '\0authenticated';
+    let byKey = shared.get(rules);
+    if (!byKey) shared.set(rules, (byKey = new Map()));
+    let acl = byKey.get(key);
+    if (!acl) {
+      if (byKey.size >= SHARED_MAX) byKey.clear();
+      byKey.set(key, (acl = new ClientAcl(rules, who)));
+    }
+    return acl;
+  }
 
   constructor(rules: readonly AclRule[], who: AclIdentity) {
     this.rules = [];
@@ -86,8 +127,8 @@ export class ClientAcl {
   }
 
   private decide(kind: 'r' | 'w', topic: string): boolean {
-    const key = kind + topic;
-    const hit = this.cache.get(key);
+    const cache = kind === 'r' ? this.readCache : this.writeCache;
+    const hit = cache.get(topic);
     if (hit !== undefined) return hit;
     const levels = topic.split('/');
     let result = false;
@@ -97,8 +138,8 @@ export class ClientAcl {
         break;
       }
     }
-    if (this.cache.size >= 256) this.cache.clear();
-    this.cache.set(key, result);
+    if (cache.size >= 256) cache.clear();
+    cache.set(topic, result);
     return result;
   }
 }

@@ -82,7 +82,7 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
   }
   if (username === undefined) {
     if (!opts.allowAnonymous) throw refusal(5, 'anonymous clients are not allowed');
-    info.acl = new ClientAcl(opts.acl, { clientId: info.clientId });
+    info.acl = ClientAcl.for(opts.acl, { clientId: info.clientId });
     return;
   }
   const ok = password !== undefined && (await broker.accounts.verifyPassword(username, password.toString('utf8')));
@@ -99,7 +99,7 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
   broker.metrics.login('mqtt', true);
   const bare = broker.accounts.address(username);
   info.address = reserve(ctx, bare, info.clientId);
-  info.acl = new ClientAcl(opts.acl, { username: bare.local, clientId: info.clientId });
+  info.acl = ClientAcl.for(opts.acl, { username: bare.local, clientId: info.clientId });
   // [MQTT-3.1.4-2] a connection with the same client id is closed by aedes; record why.
   const old = (ctx.aedes as unknown as { clients: Record<string, Client> }).clients[client.id];
   if (old && old !== client) {

@@ -73,9 +73,9 @@ export function identityOf(id: string, domain: string, rules: MqttOptions['acl']
   const slash = id.indexOf('/');
   const user = slash === -1 ? ANONYMOUS : id.slice(0, slash);
   const clientId = slash === -1 ? id : id.slice(slash + 1);
-  if (user.startsWith('@')) return { clientId, acl: new ClientAcl(rules, { clientId }) };
+  if (user.startsWith('@')) return { clientId, acl: ClientAcl.for(rules, { clientId }) };
   const address = Address.of(user, domain, clientId);
-  return { clientId, address, acl: new ClientAcl(rules, { username: address.local, clientId }) };
+  return { clientId, address, acl: ClientAcl.for(rules, { username: address.local, clientId }) };
 }
 
 /** Why an aedes error ended a connection. */

@@ -106,4 +106,24 @@ describe('mqtt ACL', () => {
     assert.deepEqual(validateAcl([{ effect: 'allow', topic: 'a+/b', access: 'read' }]).length, 1);
     assert.deepEqual(validateAcl(defaultAcl), []);
   });
+
+  it('shares one ACL among clients whose verdicts cannot differ, and never across identities that can', () => {
+    const a = ClientAcl.for(defaultAcl, { username: 'alice', clientId: 'x' });
+    assert.equal(ClientAcl.for(defaultAcl, { username: 'bob', clientId: 'y' }), a);
+    const anon = ClientAcl.for(defaultAcl, { clientId: 'z' });
+    assert.notEqual(anon, a);
+    assert.equal(a.canRead('$SYS/broker/uptime'), true);
+    assert.equal(anon.canRead('$SYS/broker/uptime'), false);
+    const perUser: AclRule[] = [{ effect: 'allow', topic: 'home/%u/#', access: 'readwrite' }];
+    const alice = ClientAcl.for(perUser, { username: 'alice', clientId: 'x' });
+    assert.equal(ClientAcl.for(perUser, { username: 'alice', clientId: 'other' }), alice);
+    assert.equal(ClientAcl.for(perUser, { username: 'bob', clientId: 'x' }).canWrite('home/alice/t'), false);
+    assert.equal(alice.canWrite('home/alice/t'), true);
+    const perClient: AclRule[] = [{ effect: 'allow', topic: 'dev/%c', access: 'write' }];
+    const c1 = ClientAcl.for(perClient, { username: 'alice', clientId: 'c1' });
+    const c2 = ClientAcl.for(perClient, { username: 'alice', clientId: 'c2' });
+    assert.notEqual(c1, c2);
+    assert.equal(c1.canWrite('dev/c1'), true);
+    assert.equal(c2.canWrite('dev/c1'), false);
+  });
 });
