@@ -5,6 +5,7 @@ import { Level } from 'level';
 import { MqttServer } from '../adapters/mqtt/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
+import { answerStatelessClients } from './mqtt-persistence.ts';
 
 /** The MQTT side of a running node. */
 export interface RunningMqtt {
@@ -30,7 +31,9 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string
   mkdirSync(dir, { recursive: true });
   const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
   await db.open(); // fail fast when another process holds the database
-  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence: aedesPersistenceLevel(db) });
+  const persistence = aedesPersistenceLevel(db) as object;
+  await answerStatelessClients(persistence, db);
+  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence });
   try {
     await server.start();
   } catch (err) {

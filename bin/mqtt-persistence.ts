@@ -1,0 +1,71 @@
+import { Readable } from 'node:stream';
+import type { Level } from 'level';
+
+/** Key prefixes of aedes-persistence-level under which a client's session state lives (its asyncPersistence.js). */
+const CLIENT_PREFIXES = ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:', 'will:'];
+
+type Fn = (...args: unknown[]) => unknown;
+type Target = { id?: string; clientId?: string };
+
+/**
+ * aedes asks its persistence about every client that connects: stored
+ * subscriptions, the outgoing queue, the will, inbound QoS 2 packets. With
+ * aedes-persistence-level each question is a LevelDB read or iterator, even
+ * for the clean-session devices that make most connections and never store
+ * anything — garbage and CPU on every login, where Mosquitto and aedes'
+ * memory persistence answer from memory.
+ *
+ * This keeps the set of client ids that may have state on disk: every id
+ * found by one key scan at start, then every id a write names (added before
+ * the write starts, so a read racing it goes to disk). For any other id the
+ * questions are answered without the disk, with what the disk would say:
+ * nothing. The set only grows (an id whose state was removed is still asked
+ * about on disk), so an answer is never wrong, only sometimes not shortened.
+ * Calls made with a callback are passed through unchanged.
+ */
+export async function answerStatelessClients(persistence: object, db: Level<string, Buffer>): Promise<void> {
+  const stateful = new Set<string>();
+  for await (const key of db.keys()) {
+    const prefix = CLIENT_PREFIXES.find((p) => key.startsWith(p));
+    if (!prefix) continue;
+    const end = key.indexOf(':', prefix.length);
+    stateful.add(decodeURIComponent(key.slice(prefix.length, end === -1 ? undefined : end)));
+  }
+  const p = persistence as Record<string, Fn>;
+  const original = (name: string): Fn => {
+    const fn = p[name];
+    if (typeof fn !== 'function') throw new Error(`mqtt persistence has no ${name}()`);
+    return fn.bind(persistence);
+  };
+  const hasCallback = (args: unknown[]) => typeof args[args.length - 1] === 'function';
+  /** Reads about one client: answered at once when the client has nothing stored. */
+  const read = (name: string, empty: () => unknown) => {
+    const fn = original(name);
+    p[name] = (...args: unknown[]) => {
+      const who = args[0] as Target;
+      return hasCallback(args) || stateful.has(who.id ?? '') ? fn(...args) : empty();
+    };
+  };
+  /** Writes naming a client (or subscriptions naming several): the ids join the set first. */
+  const write = (name: string, ids: (args: unknown[]) => (string | undefined)[]) => {
+    const fn = original(name);
+    p[name] = (...args: unknown[]) => {
+      for (const id of ids(args)) if (id !== undefined) stateful.add(id);
+      return fn(...args);
+    };
+  };
+  read('subscriptionsByClient', () => Promise.resolve([]));
+  read('cleanSubscriptions', () => Promise.resolve());
+  read('outgoingStream', () => Readable.from([]));
+  read('outgoingClearMessageId', () => Promise.resolve(undefined));
+  read('getWill', () => Promise.resolve(undefined));
+  read('delWill', () => Promise.resolve(undefined));
+  read('cleanIncoming', () => Promise.resolve());
+  const client = (args: unknown[]) => [(args[0] as Target).id];
+  write('addSubscriptions', client);
+  write('outgoingUpdate', client);
+  write('incomingStorePacket', client);
+  write('putWill', client);
+  write('outgoingEnqueue', (args) => [(args[0] as Target).clientId]);
+  write('outgoingEnqueueCombi', (args) => ((args[0] as Target[] | undefined) ?? []).map((s) => s.clientId));
+}
