@@ -39,8 +39,8 @@ export class PresenceService {
     }
     if (type === undefined || type === 'unavailable') {
       // Directed presence [RFC6121 4.6]: remember it for the unavailable on logout.
-      if (type === undefined) session.directed.add(env.to.toString());
-      else session.directed.delete(env.to.toString());
+      if (type === undefined) (session.directed ??= new Set()).add(env.to.toString());
+      else session.directed?.delete(env.to.toString());
     }
     await this.broker.router.route(env, session);
   }
@@ -61,7 +61,7 @@ export class PresenceService {
 
   /** Session ended: unavailable to everyone who saw it available [RFC6121 4.5.2]. */
   async sessionEnded(session: Session): Promise<void> {
-    if (!session.available && session.directed.size === 0) return;
+    if (!session.available && !session.directed?.size) return;
     await this.goUnavailable(session, {
       kind: 'presence',
       type: 'unavailable',
@@ -134,12 +134,12 @@ export class PresenceService {
       }
     }
     // [RFC6121 4.6.3] directed presence recipients hear the unavailable too
-    for (const to of session.directed) {
+    for (const to of session.directed ?? []) {
       const a = Address.parse(to);
       if (sent.has(a.bare().toString())) continue;
       await this.broker.router.route({ ...unavailable, to: a }, session);
     }
-    session.directed.clear();
+    session.directed?.clear();
   }
 
   private async subscription(type: string, user: Address, contact: Address, env: Envelope): Promise<void> {

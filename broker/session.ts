@@ -22,8 +22,8 @@ export interface Session {
   presence?: Envelope;
   /** asked for the roster: gets roster pushes and subscription requests [RFC6121 2.1.6] */
   interested: boolean;
-  /** addresses it sent directed presence to, for the unavailable on logout [RFC6121 4.6.3] */
-  directed: Set<string>;
+  /** addresses it sent directed presence to, for the unavailable on logout [RFC6121 4.6.3]; created on first use */
+  directed?: Set<string>;
   /**
    * Hand an envelope to the client. A session that stores before it sends
    * (MQTT QoS 1 queues) returns a promise that resolves once the envelope is
@@ -36,6 +36,6 @@ export interface Session {
 }
 
 /** The fields every adapter session starts with. */
-export function sessionDefaults(): Pick<Session, 'priority' | 'available' | 'interested' | 'directed'> {
-  return { priority: 0, available: false, interested: false, directed: new Set() };
+export function sessionDefaults(): Pick<Session, 'priority' | 'available' | 'interested'> {
+  return { priority: 0, available: false, interested: false };
 }

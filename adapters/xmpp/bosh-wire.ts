@@ -81,10 +81,10 @@ export function parseRequest(text: string, limits: StreamParserLimits): ParseRes
   const payloads: string[] = [];
   const parser = new StreamParser(
     {
-      open: (name, uri, attrs) => (got.root = { name, uri, attrs }),
-      stanza: (el) => payloads.push(payloadXml(el)),
-      close: () => (got.closed = true),
-      error: (condition, t) => (got.failure = { condition, text: t }),
+      streamOpened: (name, uri, attrs) => (got.root = { name, uri, attrs }),
+      stanzaParsed: (el) => payloads.push(payloadXml(el)),
+      streamClosed: () => (got.closed = true),
+      parseFailed: (condition, t) => (got.failure = { condition, text: t }),
     },
     limits,
   );

@@ -16,7 +16,7 @@ import {
 } from '../../broker/index.ts';
 import { xmppHooks } from './hooks.ts';
 import type { XmppOptions } from './options.ts';
-import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure } from './parser.ts';
+import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure, type StreamParserEvents } from './parser.ts';
 import { createMechanism, offeredMechanisms, type SaslMechanism, type SaslStep } from './sasl.ts';
 import { envelopeXml, errorReply, toEnvelope } from './stanza.ts';
 import { streamErrorXml } from './stream-errors.ts';
@@ -59,6 +59,8 @@ type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
  * every read. Deadlines fire within SWEEP_MS of being due.
  */
 const SWEEP_MS = 250;
+/** A stream quiet this long lets its parser state go; the next bytes rebuild it (about as costly as parsing a small stanza). */
+const RELEASE_PARSER_MS = 1000;
 const deadlines = new (class {
   private readonly conns = new Set<XmppConnection>();
   private timer?: NodeJS.Timeout;
@@ -86,9 +88,10 @@ const deadlines = new (class {
 /**
  * One client-to-server XMPP stream [RFC6120]: header checks, STARTTLS, SASL,
  * resource binding, then stanzas to the core. It is the Session the core
- * delivers to. Steps in order: open → (starttls → open) → auth → open → bind.
+ * delivers to, and its parser's listener. Steps in order: open → (starttls →
+ * open) → auth → open → bind.
  */
-export class XmppConnection implements Session {
+export class XmppConnection implements Session, StreamParserEvents {
   readonly id = randomBytes(8).toString('hex');
   readonly protocol = 'xmpp' as const;
   address: Address;
@@ -96,8 +99,7 @@ export class XmppConnection implements Session {
   available = false;
   presence?: Envelope;
   interested = false;
-  directed = new Set<string>();
-  /** the roster version the client already has, for pushes */
+  directed?: Set<string>;
   readonly transportRef: Transport;
   private readonly broker: Broker;
   private readonly opts: XmppOptions;
@@ -114,7 +116,6 @@ export class XmppConnection implements Session {
   private authDeadline = 0;
   private nextKeepalive = 0;
   private closing = false;
-  private streamId = '';
   private headerSent = false;
   private queue: Promise<void> = Promise.resolve();
   closeReason?: CloseReason;
@@ -220,6 +221,7 @@ export class XmppConnection implements Session {
     if (this.phase === 'closed') return;
     if (this.authDeadline && now > this.authDeadline) return this.close(closeReason('auth-timeout', 'not authenticated in time'));
     if (this.opts.idleTimeoutMs > 0 && now - this.lastActivity > this.opts.idleTimeoutMs) return this.close(closeReason('idle-timeout', 'no traffic'));
+    if (now - this.lastActivity >= RELEASE_PARSER_MS) this.parser.release();
     if (this.nextKeepalive && now >= this.nextKeepalive) {
       this.nextKeepalive = now + this.opts.keepaliveIntervalMs;
       this.transportRef.keepalive(); // whitespace keepalive [RFC6120 4.6.1]
@@ -227,18 +229,26 @@ export class XmppConnection implements Session {
   }
 
   private newParser(): void {
-    this.parser = new StreamParser(
-      {
-        open: (name, uri, attrs) => this.enqueue(() => this.onOpen(name, uri, attrs)),
-        stanza: (el) => this.enqueue(() => this.onElement(el)),
-        close: () => this.enqueue(async () => this.onStreamEnd()),
-        error: (cond: ParseFailure, text) => {
-          this.log.info({ condition: cond, text: snippet(text) }, 'bad xml from client');
-          this.close(closeReason(cond, text));
-        },
-      },
-      { maxStanzaSize: this.opts.maxStanzaSize, maxDepth: this.opts.maxDepth },
-    );
+    this.parser = new StreamParser(this, { maxStanzaSize: this.opts.maxStanzaSize, maxDepth: this.opts.maxDepth });
+  }
+
+  // ---- StreamParserEvents ----
+
+  streamOpened(name: string, uri: string, attrs: Record<string, string>): void {
+    this.enqueue(() => this.onOpen(name, uri, attrs));
+  }
+
+  stanzaParsed(el: Element): void {
+    this.enqueue(() => this.onElement(el));
+  }
+
+  streamClosed(): void {
+    this.enqueue(async () => this.onStreamEnd());
+  }
+
+  parseFailed(condition: ParseFailure, text: string): void {
+    this.log.info({ condition, text: snippet(text) }, 'bad xml from client');
+    this.close(closeReason(condition, text));
   }
 
   /** Handle stanzas strictly in order, even when a step is asynchronous. */
@@ -251,10 +261,9 @@ export class XmppConnection implements Session {
 
   private sendHeader(attrs?: Record<string, string>): void {
     this.headerSent = true;
-    this.streamId = randomBytes(8).toString('hex');
     const to = attrs?.from && Address.tryParse(attrs.from) ? attrs.from : undefined;
     // [RFC6120 4.7] the response header: our domain, a fresh id, version 1.0
-    this.transportRef.openStream({ id: this.streamId, from: this.broker.domain, to });
+    this.transportRef.openStream({ id: randomBytes(8).toString('hex'), from: this.broker.domain, to });
   }
 
   private async onOpen(name: string, uri: string, attrs: Record<string, string>): Promise<void> {

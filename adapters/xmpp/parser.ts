@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { Element } from '@xmpp/xml';
+import { Element, escapeXML } from '@xmpp/xml';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 
 export const NS_STREAM = 'http://etherx.jabber.org/streams';
@@ -10,10 +10,10 @@ export type ParseFailure = 'not-well-formed' | 'restricted-xml' | 'policy-violat
 
 export interface StreamParserEvents {
   /** the stream header: root element name, its namespace and attributes (declared namespaces included) */
-  open(name: string, uri: string, attrs: Record<string, string>): void;
-  stanza(el: Element): void;
-  close(): void;
-  error(condition: ParseFailure, text: string): void;
+  streamOpened(name: string, uri: string, attrs: Record<string, string>): void;
+  stanzaParsed(el: Element): void;
+  streamClosed(): void;
+  parseFailed(condition: ParseFailure, text: string): void;
 }
 
 export interface StreamParserLimits {
@@ -26,6 +26,15 @@ export interface StreamParserLimits {
 /** Feed at most this many characters to saxes at once, so the size limit bites early. */
 const SLICE = 16 * 1024;
 
+/** Whitespace that saxes keeps no state for between stanzas (a CR may be carried over to join a LF). */
+const QUIET = /^[ \t\n]*$/;
+
+/** The replayed header and the prefix declarations of almost every stream, one of each for all of them. */
+const USUAL_REOPEN = `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}'>`;
+const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze({ stream: NS_STREAM });
+
+type Saxes = SaxesParser<{ xmlns: true; position: true }>;
+
 /**
  * An XMPP stream parser: saxes (strict, namespace-aware) building ltx
  * Elements, with the limits the parser itself lacks: size of a top-level
@@ -35,28 +44,47 @@ const SLICE = 16 * 1024;
  *
  * Completed stanzas are handed out only after the chunk that completed them
  * parsed cleanly, so nothing from a chunk that turns out malformed is routed.
+ *
+ * A saxes parser holds several kilobytes, so an idle stream lets it go:
+ * `release()` between stanzas drops it, and the next bytes get a fresh one
+ * that first parses a replay of the stream header (its namespace
+ * declarations) and carries on with the same line, column and size count.
  */
 export class StreamParser {
-  private readonly sax: SaxesParser<{ xmlns: true; position: true }>;
-  private readonly decoder = new StringDecoder('utf8');
+  /** undefined while released */
+  private sax?: Saxes;
+  /** only while a chunk ended inside a multi-byte character */
+  private decoder?: StringDecoder;
   private readonly ev: StreamParserEvents;
   private readonly limits: StreamParserLimits;
   private depth = 0;
   private cursor: Element | null = null;
   private boundary = 0;
+  /** characters given to the current saxes parser, a carried-over one included */
+  private fed = 0;
+  /** whitespace since the last stanza when the last chunk was written, or -1 */
+  private quiet = -1;
   private failed = false;
   private opened = false;
   private ready: Element[] = [];
   private closed = false;
   /** prefix declarations of the stream header and of the current stanza */
-  private headerNs: Record<string, string> = {};
-  private stanzaNs: Record<string, string> = {};
+  private headerNs?: Readonly<Record<string, string>>;
+  private stanzaNs?: Record<string, string>;
+  /** the stream header's name and namespace declarations, replayed to a fresh saxes parser */
+  private reopen = '';
+  /** saxes' position in the stream while released */
+  private line = 1;
+  private column = 0;
 
   constructor(ev: StreamParserEvents, limits: StreamParserLimits) {
     this.ev = ev;
     this.limits = limits;
-    const sax = new SaxesParser({ xmlns: true, position: true });
-    this.sax = sax;
+    this.sax = this.newSax();
+  }
+
+  private newSax(): Saxes {
+    const sax: Saxes = new SaxesParser({ xmlns: true, position: true });
     sax.on('error', (err) => {
       const msg = err.message;
       if (/undefined entity/.test(msg)) this.fail('restricted-xml', 'entity references are not allowed'); // [RFC6120 11.1]
@@ -71,26 +99,86 @@ export class StreamParser {
     sax.on('closetag', () => this.onClose());
     sax.on('text', (t) => this.onText(t));
     sax.on('cdata', (t) => this.onText(t));
+    return sax;
   }
 
   /** Feed bytes (or text). Stops at the first failure. */
   write(chunk: Buffer | string): void {
     if (this.failed || this.closed) return;
-    const text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    const text = typeof chunk === 'string' ? chunk : this.decode(chunk);
+    if (!this.sax && QUIET.test(text)) return this.idleWhitespace(text);
+    const sax = (this.sax ??= this.resume());
     for (let i = 0; i < text.length && !this.failed; i += SLICE) {
-      this.sax.write(text.slice(i, i + SLICE));
+      const slice = text.slice(i, i + SLICE);
+      sax.write(slice);
+      this.fed += slice.length;
       if (this.failed) break;
       this.checkSize();
     }
+    this.quiet = this.quietRun(text);
     const ready = this.ready;
     this.ready = [];
     if (this.failed) return;
-    for (const el of ready) this.ev.stanza(el);
-    if (this.closed) this.ev.close();
+    for (const el of ready) this.ev.stanzaParsed(el);
+    if (this.closed) this.ev.streamClosed();
+  }
+
+  /** Drop the saxes parser if the stream is between stanzas with nothing pending; true if it did. */
+  release(): boolean {
+    if (!this.sax || this.quiet < 0 || this.failed || this.closed) return false;
+    this.line = this.sax.line;
+    this.column = this.sax.column;
+    this.sax = undefined;
+    this.stanzaNs = undefined;
+    return true;
+  }
+
+  /** A UTF-8 decoder is only needed to carry a character split between chunks. */
+  private decode(chunk: Buffer): string {
+    const split = chunk.length > 0 && chunk[chunk.length - 1] >= 0x80; // an ASCII byte ends every character
+    if (!split && !this.decoder) return chunk.toString('utf8');
+    const text = (this.decoder ??= new StringDecoder('utf8')).write(chunk);
+    if (!split) this.decoder = undefined;
+    return text;
+  }
+
+  /** Whitespace since the last stanza, -1 unless the stream is between stanzas with only that seen since. */
+  private quietRun(text: string): number {
+    if (this.failed || this.closed || this.depth !== 1 || this.cursor) return -1;
+    const run = this.fed - this.boundary;
+    return run === 0 || (run <= text.length && QUIET.test(text.slice(text.length - run))) ? run : -1;
+  }
+
+  /** Whitespace to a released parser: counted as saxes and checkSize() would count it, nothing else to do. */
+  private idleWhitespace(text: string): void {
+    for (let i = 0; i < text.length; i++) {
+      if (text.charCodeAt(i) === 10) {
+        this.line++;
+        this.column = 0;
+      } else this.column++;
+    }
+    for (let i = 0; i < text.length; i += SLICE) {
+      const n = Math.min(SLICE, text.length - i);
+      this.quiet += n;
+      // Between two writes saxes' position counts the last slice twice; checkSize() sees it so.
+      if (this.quiet + n > this.limits.maxStanzaSize) return this.fail('policy-violation', `stanza larger than ${this.limits.maxStanzaSize}`); // [RFC6120 4.9.3.14]
+    }
+  }
+
+  /** A fresh saxes parser inside the stream header, where the released one stopped. */
+  private resume(): Saxes {
+    const sax = this.newSax();
+    this.depth = 0;
+    sax.write(this.reopen);
+    sax.line = this.line;
+    sax.column = this.column;
+    this.fed = this.reopen.length;
+    this.boundary = this.fed - this.quiet;
+    return sax;
   }
 
   private checkSize(): void {
-    if (this.sax.position - this.boundary > this.limits.maxStanzaSize) {
+    if (this.sax!.position - this.boundary > this.limits.maxStanzaSize) {
       this.fail('policy-violation', `stanza larger than ${this.limits.maxStanzaSize}`); // [RFC6120 4.9.3.14]
     }
   }
@@ -98,19 +186,22 @@ export class StreamParser {
   private fail(condition: ParseFailure, text: string): void {
     if (this.failed) return;
     this.failed = true;
-    this.ev.error(condition, text);
+    this.ev.parseFailed(condition, text);
   }
 
   private onOpen(tag: SaxesTagNS): void {
     if (this.failed) return;
     const attrs: Record<string, string> = {};
     for (const [k, a] of Object.entries(tag.attributes)) attrs[k] = a.value;
-    if (!this.opened) {
-      this.opened = true;
+    if (this.depth === 0) {
       this.depth = 1;
-      this.boundary = this.sax.position;
-      this.headerNs = prefixDecls(attrs);
-      this.ev.open(tag.name, tag.uri, attrs);
+      if (this.opened) return; // the replayed header of a resumed parser
+      this.opened = true;
+      this.boundary = this.sax!.position;
+      const ns = prefixDecls(attrs);
+      this.headerNs = ns && Object.keys(ns).length === 1 && ns.stream === NS_STREAM ? USUAL_HEADER_NS : ns;
+      this.reopen = reopenXml(tag.name, attrs, this.sax!.xmlDecl.version);
+      this.ev.streamOpened(tag.name, tag.uri, attrs);
       return;
     }
     this.depth++;
@@ -140,7 +231,7 @@ export class StreamParser {
       this.cursor = null;
       this.ready.push(el);
       this.checkSize();
-      this.boundary = this.sax.position;
+      this.boundary = this.sax!.position;
     } else {
       this.cursor = parent;
     }
@@ -163,7 +254,7 @@ export class StreamParser {
     walk(el);
     for (const p of used) {
       if (p === 'xml' || p === 'xmlns' || el.attrs[`xmlns:${p}`] !== undefined) continue;
-      const uri = this.stanzaNs[p] ?? this.headerNs[p];
+      const uri = this.stanzaNs?.[p] ?? this.headerNs?.[p];
       if (uri !== undefined) el.attrs[`xmlns:${p}`] = uri;
     }
   }
@@ -175,8 +266,17 @@ export class StreamParser {
   }
 }
 
-function prefixDecls(attrs: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(attrs)) if (k.startsWith('xmlns:')) out[k.slice(6)] = v;
+function prefixDecls(attrs: Record<string, string>): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined;
+  for (const [k, v] of Object.entries(attrs)) if (k.startsWith('xmlns:')) (out ??= {})[k.slice(6)] = v;
   return out;
+}
+
+/** The stream header reduced to what parsing the rest of the stream depends on: its name, namespaces and XML version. */
+function reopenXml(name: string, attrs: Record<string, string>, version: string | undefined): string {
+  let h = version === '1.1' ? `<?xml version='1.1'?><${name}` : `<${name}`;
+  if (attrs.xmlns !== undefined) h += ` xmlns='${escapeXML(attrs.xmlns)}'`;
+  for (const [k, v] of Object.entries(attrs)) if (k.startsWith('xmlns:')) h += ` ${k}='${escapeXML(v)}'`;
+  h += '>';
+  return h === USUAL_REOPEN ? USUAL_REOPEN : h;
 }

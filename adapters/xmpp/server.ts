@@ -9,6 +9,25 @@ import { translateFrame, WebSocketTransport } from './websocket.ts';
 import { defaultXmppOptions, type XmppOptions } from './options.ts';
 import { listen } from '../listen.ts';
 
+/**
+ * The connection each socket feeds. The socket listeners are shared by every
+ * socket (EventEmitter calls them with the socket as `this`) instead of
+ * closures per connection.
+ */
+const connOf = new WeakMap<net.Socket, XmppConnection>();
+
+function onData(this: net.Socket, d: Buffer): void {
+  connOf.get(this)?.data(d);
+}
+
+function onError(this: net.Socket): void {
+  connOf.get(this)?.transportClosed('socket-error');
+}
+
+function onClose(this: net.Socket): void {
+  connOf.get(this)?.transportClosed('client-closed');
+}
+
 /** A TCP socket as an XMPP transport, with in-place STARTTLS. */
 class SocketTransport implements Transport {
   kind: string;
@@ -28,10 +47,6 @@ class SocketTransport implements Transport {
 
   get canStartTls(): boolean {
     return !this.secure && !!this.secureContext;
-  }
-
-  get socket(): net.Socket {
-    return this.sock;
   }
 
   write(data: string): void {
@@ -75,11 +90,11 @@ class SocketTransport implements Transport {
     setTimeout(() => this.sock.destroy(), 2000).unref();
   }
 
-  startTls(): Promise<void> {
+  async startTls(): Promise<void> {
     const raw = this.sock;
     raw.removeAllListeners('data');
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.secureContext });
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       secure.once('secure', () => {
         this.sock = secure;
         this.secure = true;
@@ -88,6 +103,10 @@ class SocketTransport implements Transport {
       });
       secure.once('error', reject);
     });
+    // The TLS socket carries the data from now on; the raw one still reports the close.
+    connOf.set(secure, connOf.get(raw)!);
+    secure.on('data', onData);
+    secure.on('error', onError);
   }
 }
 
@@ -160,32 +179,26 @@ export class XmppServer {
     if (this.conns.size > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
   }
 
+  /** One callback for every TCP connection, not a closure each. */
+  private readonly forgetTcp = (c: XmppConnection): void => {
+    this.conns.delete(c);
+    const ip = c.transportRef.remoteAddress;
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
+  };
+
   private accept(sock: net.Socket, secure: boolean): void {
     sock.setNoDelay(true);
     const transport = new SocketTransport(sock, secure, this.ctx);
     const ip = transport.remoteAddress;
-    const conn = new XmppConnection(this.broker, transport, this.opts, (c) => {
-      this.conns.delete(c);
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
-    });
+    const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetTcp);
     this.conns.add(conn);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
-    const attach = (s: net.Socket): void => {
-      s.on('data', (d: Buffer) => conn.data(d));
-    };
-    attach(sock);
-    sock.on('error', () => conn.transportClosed('socket-error'));
-    sock.on('close', () => conn.transportClosed('client-closed'));
-    // After STARTTLS the TLS socket carries the data.
-    const origStart = transport.startTls.bind(transport);
-    transport.startTls = async () => {
-      await origStart();
-      const s = transport.socket;
-      attach(s);
-      s.on('error', () => conn.transportClosed('socket-error'));
-    };
+    connOf.set(sock, conn);
+    sock.on('data', onData);
+    sock.on('error', onError);
+    sock.on('close', onClose);
     if (this.conns.size > this.opts.maxConnections || (this.perIp.get(ip) ?? 0) > this.opts.maxConnectionsPerIp) {
       conn.close(closeReason('policy-violation', 'too many connections')); // limits: maxConnections, maxConnectionsPerIp
     }

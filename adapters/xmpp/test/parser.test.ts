@@ -24,10 +24,10 @@ function make(limits: Partial<StreamParserLimits> = {}): { parser: StreamParser;
   const rec: Recorded = { opens: [], stanzas: [], closes: 0, errors: [] };
   const parser = new StreamParser(
     {
-      open: (name, uri, attrs) => rec.opens.push({ name, uri, attrs }),
-      stanza: (el) => rec.stanzas.push(el),
-      close: () => rec.closes++,
-      error: (condition, text) => rec.errors.push({ condition, text }),
+      streamOpened: (name, uri, attrs) => rec.opens.push({ name, uri, attrs }),
+      stanzaParsed: (el) => rec.stanzas.push(el),
+      streamClosed: () => rec.closes++,
+      parseFailed: (condition, text) => rec.errors.push({ condition, text }),
     },
     { maxStanzaSize: 1024, maxDepth: 8, ...limits },
   );
@@ -213,6 +213,71 @@ describe('xmpp StreamParser', function () {
       const deep = make({ maxDepth: 8 });
       deep.parser.write(HEADER + nest(9));
       assert.deepEqual(conditions(deep.rec), ['policy-violation']);
+    });
+  });
+
+  describe('released between stanzas (idle streams)', function () {
+    /** Feed the chunks, releasing the saxes parser after each one when asked; what came out, and how many releases. */
+    const feed = (chunks: (string | Buffer)[], release: boolean, limits: Partial<StreamParserLimits> = {}) => {
+      const { parser, rec } = make(limits);
+      let released = 0;
+      for (const c of chunks) {
+        parser.write(c);
+        if (release && parser.release()) released++;
+      }
+      return { released, opens: rec.opens.length, stanzas: rec.stanzas.map((s) => s.toString()), closes: rec.closes, errors: rec.errors };
+    };
+    /** The same chunks give the same stanzas, close and errors (texts with line and column included) with and without releases. */
+    const same = (chunks: (string | Buffer)[], limits: Partial<StreamParserLimits> = {}) => {
+      const plain = feed(chunks, false, limits);
+      const released = feed(chunks, true, limits);
+      assert.ok(released.released > 0, 'released at least once');
+      assert.deepEqual({ ...released, released: 0 }, plain);
+      return plain;
+    };
+
+    it('stanzas after a release parse as before, with the namespaces and prefixes the header declared', () => {
+      const header = `<?xml version='1.0'?><s:stream xmlns:s='${NS_STREAM}' xmlns='${NS_CLIENT}' xmlns:e='urn:example' to='localhost' version='1.0'>`;
+      const out = same([header, `<presence/>`, `\n <message id='1'><e:x e:a='1'/><body>é</body></message>`, ` `, `<iq id='2'/>`, `</s:stream>`]);
+      assert.equal(out.stanzas.length, 3);
+      assert.match(out.stanzas[1], /<e:x e:a="1" xmlns:e="urn:example"\/>/);
+      assert.equal(out.closes, 1);
+    });
+
+    it('an error after a release reports the same line and column', () => {
+      const out = same([HEADER, `\n<presence/>\n`, `  \n\t `, ` <message to=bob/>`]);
+      assert.deepEqual(conditions(out as unknown as Recorded), ['not-well-formed']);
+      assert.match(out.errors[0].text, /^4:/);
+    });
+
+    it('text outside a stanza after a release is still not-well-formed', () => {
+      same([HEADER, `<presence/>`, `  hello<presence/>`]);
+    });
+
+    it('whitespace while released counts toward maxStanzaSize as before', () => {
+      const out = same([HEADER, `<presence/>`, ' '.repeat(200), ' '.repeat(200)], { maxStanzaSize: 500 });
+      assert.deepEqual(conditions(out as unknown as Recorded), ['policy-violation']);
+      const ok = same([HEADER, `<presence/>`, ' '.repeat(100), ' '.repeat(100), `<presence/>`], { maxStanzaSize: 500 });
+      assert.equal(ok.stanzas.length, 2);
+      assert.deepEqual(ok.errors, []);
+    });
+
+    it('an XML 1.1 stream stays XML 1.1 after a release', () => {
+      const header = `<?xml version='1.1'?>${HEADER.slice(21)}`;
+      const out = same([header, `<presence/>`, `<message><body>&#1;</body></message>`]);
+      assert.deepEqual(out.errors, []);
+      assert.equal(out.stanzas.length, 2);
+    });
+
+    it('nothing is released inside a stanza, or before the header', () => {
+      const { parser, rec } = make();
+      parser.write(`<?xml version='1.0'?>`);
+      assert.equal(parser.release(), false);
+      parser.write(`${HEADER.slice(21)}<message><body>`);
+      assert.equal(parser.release(), false);
+      parser.write(`hi</body></message>`);
+      assert.equal(parser.release(), true);
+      assert.equal(rec.stanzas[0].getChildText('body'), 'hi');
     });
   });
 

@@ -36,6 +36,19 @@ describe('xmpp timeouts and keepalive (wire harness)', () => {
     }
   });
 
+  it('a session quiet long enough to release its parser state still takes stanzas, keepalives and the stream end', async () => {
+    h = await Harness.start();
+    const { client } = await h.user('alice', 'alice-pw', 'quiet');
+    await new Promise((r) => setTimeout(r, 1400));
+    client.send(' ');
+    await new Promise((r) => setTimeout(r, 1400));
+    await client.ping();
+    await new Promise((r) => setTimeout(r, 1400));
+    client.send('</stream:stream>');
+    await client.expect(/<\/stream:stream>$/);
+    assert.equal(client.conn.closeReason?.kind, 'client-closed');
+  });
+
   it('the server sends whitespace keepalives to bound sessions [RFC6120 4.6.1]', async () => {
     h = await Harness.start({ xmpp: { keepaliveIntervalMs: 300 } });
     const { client } = await h.user('alice', 'alice-pw', 'k');
