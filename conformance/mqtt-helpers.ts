@@ -68,14 +68,39 @@ export function mqttConnect(port: number, opts: IClientOptions & { tls?: boolean
   const url = `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`;
   const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, rejectUnauthorized: false, ...opts });
   openClients.add(c);
+  // Messages a server sends right behind the CONNACK (a persistent session's
+  // queue, retained messages) can be parsed in the same turn as the CONNACK,
+  // before the caller can listen: keep them for nextMessage/collect.
+  const early: EarlyMessage[] = [];
+  earlyMessages.set(c, early);
+  const keep = (topic: string, payload: Buffer, packet: { qos: number; retain: boolean; dup: boolean }) =>
+    early.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain, dup: packet.dup });
+  c.on('message', keep);
   return new Promise((resolve, reject) => {
-    c.once('connect', () => resolve(c));
+    c.once('connect', () => {
+      setImmediate(() => c.off('message', keep));
+      resolve(c);
+    });
     c.once('error', (err) => {
       c.end(true);
       reject(err);
     });
     c.once('close', () => reject(new Error('closed before CONNACK')));
   });
+}
+
+type EarlyMessage = Received;
+const earlyMessages = new WeakMap<MqttClient, EarlyMessage[]>();
+
+/** Up to `max` messages on `topic` that arrived in the CONNACK's turn and nobody took yet, oldest first. */
+function takeEarly(c: MqttClient, topic: string, max = Infinity): EarlyMessage[] {
+  const early = earlyMessages.get(c) ?? [];
+  const mine: EarlyMessage[] = [];
+  for (let i = 0; i < early.length && mine.length < max; ) {
+    if (early[i].topic === topic) mine.push(...early.splice(i, 1));
+    else i++;
+  }
+  return mine;
 }
 
 /** End every client still open; call from afterEach/after hooks. */
@@ -102,6 +127,8 @@ export interface Received {
 
 /** The next message on `topic` (exact topic name). */
 export function nextMessage(c: MqttClient, topic: string, timeout = 3000): Promise<Received> {
+  const [early] = takeEarly(c, topic, 1);
+  if (early) return Promise.resolve(early);
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
       c.off('message', on);
@@ -119,7 +146,7 @@ export function nextMessage(c: MqttClient, topic: string, timeout = 3000): Promi
 
 /** Every message on `topic` from now on (payload text). */
 export function collect(c: MqttClient, topic: string): string[] {
-  const out: string[] = [];
+  const out: string[] = takeEarly(c, topic).map((m) => m.payload);
   c.on('message', (tp, payload) => {
     if (tp === topic) out.push(payload.toString());
   });
