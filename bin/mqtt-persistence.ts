@@ -21,7 +21,9 @@ type Target = { id?: string; clientId?: string };
  * questions are answered without the disk, with what the disk would say:
  * nothing. The set only grows (an id whose state was removed is still asked
  * about on disk), so an answer is never wrong, only sometimes not shortened.
- * Calls made with a callback are passed through unchanged.
+ * Calls made with a callback are passed through unchanged. (The PUBACK
+ * lookup of clean sessions is answered for every backend in
+ * adapters/mqtt/persistence.ts.)
  */
 export async function answerStatelessClients(persistence: object, db: Level<string, Buffer>): Promise<void> {
   const stateful = new Set<string>();
@@ -57,7 +59,6 @@ export async function answerStatelessClients(persistence: object, db: Level<stri
   read('subscriptionsByClient', () => Promise.resolve([]));
   read('cleanSubscriptions', () => Promise.resolve());
   read('outgoingStream', () => Readable.from([]));
-  read('outgoingClearMessageId', () => Promise.resolve(undefined));
   read('getWill', () => Promise.resolve(undefined));
   read('delWill', () => Promise.resolve(undefined));
   read('cleanIncoming', () => Promise.resolve());

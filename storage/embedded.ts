@@ -14,7 +14,7 @@
  *
  *   !kv!<name>!<key>                          value (JSON)
  *   !ar!<name>!r!<conversation>\0<seq:16>     ArchiveRecord (JSON)
- *   !ar!<name>!s!<conversation>               last seq (never decreases)
+ *   !ar!<name>!s!<conversation>               seq high-water mark, written when records are deleted
  *   !ar!<name>!o!<owner>\0<conversation>      '' (owner index)
  *   !q!<name>!i!<owner>\0<id:16>              value (JSON)
  *   !q!<name>!m!<owner>                       { last, count }
