@@ -60,6 +60,8 @@ export interface ArchiveStore<T = unknown> {
   /**
    * Append atomically, assigning the next seq of the conversation. Two
    * concurrent appends to one conversation get distinct, increasing seqs.
+   * Resolves to the record with its seq; it may share objects (value,
+   * owners) with `record`, so a caller that changes one changes the other.
    */
   append(record: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>>;
   /** Records of one conversation; never scans other conversations. */

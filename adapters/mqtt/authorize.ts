@@ -3,6 +3,7 @@ import { Address, BrokerError, snippet, type Envelope } from '../../broker/index
 import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
+import type { MqttSession } from './session.ts';
 import { isLiteral, reserved, SINK_TOPIC, type Reserved } from './topics.ts';
 
 /**
@@ -89,31 +90,33 @@ async function decideReserved(ctx: MqttContext, client: Client | null, address: 
 
 /** PUBLISH on chat/{user}: one message to the core, stored before the PUBACK/PUBREC goes out. */
 async function chat(ctx: MqttContext, client: Client | null, from: Address, user: string, packet: PublishPacket): Promise<void> {
-  const { broker } = ctx;
   // [MQTT-4.3.3-2] a QoS 2 retransmission the broker already holds: it was routed the first time.
   if (client && packet.qos === 2 && (await isStoredQos2(ctx, client, packet))) return;
   const session = client ? ctx.sessions.get(client) : undefined;
-  const send = async (): Promise<void> => {
-    let env: Envelope | undefined;
-    try {
-      env = chatEnvelope(from, Address.of(user, broker.domain), packet.payload as Buffer);
-      await broker.router.route(env, session);
-    } catch (err) {
-      if (!(err instanceof BrokerError)) throw err; // no PUBACK: the client sends it again
-      // Tell the device on its own chat topic (the same form as an error the router bounces).
-      session?.deliver({
-        kind: 'message',
-        type: 'error',
-        from: env?.to ?? Address.of('', broker.domain),
-        to: from,
-        id: env?.id,
-        extensions: [],
-        error: { condition: err.condition, type: err.type, text: err.text },
-      });
-    }
-  };
   // One device's messages enter the conversation in the order it sent them.
-  await (session ? session.run(send) : send());
+  // (An inline arrow, not a named one: tsx's keepNames would wrap a named closure on every message.)
+  await (session ? session.run(() => sendChat(ctx, session, from, user, packet)) : sendChat(ctx, session, from, user, packet));
+}
+
+async function sendChat(ctx: MqttContext, session: MqttSession | undefined, from: Address, user: string, packet: PublishPacket): Promise<void> {
+  const { broker } = ctx;
+  let env: Envelope | undefined;
+  try {
+    env = chatEnvelope(from, Address.of(user, broker.domain), packet.payload as Buffer);
+    await broker.router.route(env, session);
+  } catch (err) {
+    if (!(err instanceof BrokerError)) throw err; // no PUBACK: the client sends it again
+    // Tell the device on its own chat topic (the same form as an error the router bounces).
+    session?.deliver({
+      kind: 'message',
+      type: 'error',
+      from: env?.to ?? Address.of('', broker.domain),
+      to: from,
+      id: env?.id,
+      extensions: [],
+      error: { condition: err.condition, type: err.type, text: err.text },
+    });
+  }
 }
 
 async function isStoredQos2(ctx: MqttContext, client: Client, packet: PublishPacket): Promise<boolean> {

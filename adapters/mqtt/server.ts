@@ -4,6 +4,7 @@ import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes
 import { createWebSocketStream, type WebSocket } from 'ws';
 import { Address, closeReason, snippet, type Broker } from '../../broker/index.ts';
 import { validateAcl } from './acl.ts';
+import { coalesceWrites } from './coalesce.ts';
 import { authenticate, infoOf, preConnect } from './auth.ts';
 import { authorizeForward, authorizePublish, authorizeSubscribe } from './authorize.ts';
 import { classifyError, type AedesClient, type ConnInfo, type MqttContext } from './context.ts';
@@ -147,6 +148,7 @@ export class MqttServer {
       return;
     }
     if (this.opts.tcpNoDelay) sock.setNoDelay(true);
+    if (transport === 'tcp' || transport === 'tls') coalesceWrites(sock);
     this.sockets.add(sock);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     this.broker.metrics.connection('mqtt', transport, 1);

@@ -134,8 +134,11 @@ export class MqttSession implements Session {
   /** Highest QoS among this client's subscriptions matching `topic`; -1 when none does. */
   subscribedQos(topic: string): number {
     let qos = -1;
-    for (const [filter, sub] of Object.entries(this.client.subscriptions)) {
-      if (sub.qos > qos && topicMatches(filter, topic)) qos = sub.qos;
+    const subs = this.client.subscriptions;
+    // for…in, not Object.entries: this runs for every message delivered to the device.
+    for (const filter in subs) {
+      const q = subs[filter].qos;
+      if (q > qos && topicMatches(filter, topic)) qos = q;
     }
     return qos;
   }

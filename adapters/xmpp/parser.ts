@@ -243,15 +243,8 @@ export class StreamParser {
    * stream header; otherwise the receiver would get unbound prefixes.
    */
   private bindPrefixes(el: Element): void {
-    const used = new Set<string>();
-    const walk = (e: Element): void => {
-      for (const name of [e.name, ...Object.keys(e.attrs)]) {
-        const i = name.indexOf(':');
-        if (i > 0) used.add(name.slice(0, i));
-      }
-      for (const c of e.children) if (typeof c !== 'string') walk(c);
-    };
-    walk(el);
+    const used = usedPrefixes(el, undefined);
+    if (!used) return; // the common case (<body/>, <active/>…): nothing allocated
     for (const p of used) {
       if (p === 'xml' || p === 'xmlns' || el.attrs[`xmlns:${p}`] !== undefined) continue;
       const uri = this.stanzaNs?.[p] ?? this.headerNs?.[p];
@@ -264,6 +257,18 @@ export class StreamParser {
     if (this.cursor) this.cursor.t(t);
     else if (this.depth <= 1 && t.trim() !== '') this.fail('not-well-formed', 'text outside a stanza');
   }
+}
+
+/** Prefixes used in element and attribute names of a subtree; undefined when none is. */
+function usedPrefixes(e: Element, into: Set<string> | undefined): Set<string> | undefined {
+  let i = e.name.indexOf(':');
+  if (i > 0) (into ??= new Set()).add(e.name.slice(0, i));
+  for (const name in e.attrs) {
+    i = name.indexOf(':');
+    if (i > 0) (into ??= new Set()).add(name.slice(0, i));
+  }
+  for (const c of e.children) if (typeof c !== 'string') into = usedPrefixes(c, into);
+  return into;
 }
 
 function prefixDecls(attrs: Record<string, string>): Record<string, string> | undefined {

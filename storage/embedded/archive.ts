@@ -75,8 +75,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       await this.#write(ops);
       this.#cacheSeq(conversation, seq);
       if (newIndex) for (const key of newIndex) this.#remember(key);
-      // A copy of what was stored, which the caller may keep and change.
-      return JSON.parse(value) as ArchiveRecord<T>;
+      // The input with its seq, not a parse of the stored text: a second JSON
+      // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
+      return { ...input, seq };
     });
   }
 
