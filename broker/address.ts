@@ -10,6 +10,7 @@ export class Address {
   readonly domain: string;
   readonly resource: string;
   private cached?: string;
+  private bareCache?: Address;
 
   private constructor(local: string, domain: string, resource: string) {
     this.local = local;
@@ -20,6 +21,17 @@ export class Address {
   /** Parse and normalise; throws BrokerError('jid-malformed'). [RFC7622 3.1] */
   static parse(input: string): Address {
     if (typeof input !== 'string' || input.length === 0) throw malformed('empty address');
+    // Addresses are immutable, so one parse of a JID can be shared: every
+    // stanza's `to` is parsed, and the same few JIDs come back all the time.
+    const hit = parsed.get(input);
+    if (hit !== undefined) return hit;
+    const addr = Address.parseUncached(input);
+    if (parsed.size >= PARSE_CACHE) parsed.clear();
+    parsed.set(input, addr);
+    return addr;
+  }
+
+  private static parseUncached(input: string): Address {
     let rest = input;
     let resource = '';
     const slash = rest.indexOf('/');
@@ -62,7 +74,9 @@ export class Address {
   }
 
   bare(): Address {
-    return this.resource === '' ? this : new Address(this.local, this.domain, '');
+    if (this.resource === '') return this;
+    // Cached: the router asks a full address for its bare form several times per message.
+    return (this.bareCache ??= new Address(this.local, this.domain, ''));
   }
 
   withResource(resource: string): Address {
@@ -83,6 +97,13 @@ export class Address {
     return this.cached;
   }
 }
+
+/** At most this many parsed JIDs are remembered (then the cache starts over). */
+const PARSE_CACHE = 10_000;
+const parsed = new Map<string, Address>();
+/** At most this many normalised domains are remembered. */
+const DOMAIN_CACHE = 1_000;
+const domains = new Map<string, string>();
 
 function malformed(text: string): BrokerError {
   return new BrokerError('jid-malformed', text);
@@ -107,6 +128,16 @@ function normLocal(local: string): string {
 }
 
 function normDomain(domain: string): string {
+  // Nearly every address has this node's domain: check it once.
+  const hit = domains.get(domain);
+  if (hit !== undefined) return hit;
+  const d = normDomainUncached(domain);
+  if (domains.size >= DOMAIN_CACHE) domains.clear();
+  domains.set(domain, d);
+  return d;
+}
+
+function normDomainUncached(domain: string): string {
   let d = domain.normalize('NFKC').toLowerCase();
   if (d.endsWith('.')) d = d.slice(0, -1); // [RFC7622 3.2]
   if (d.length === 0) throw malformed('empty domain');

@@ -192,7 +192,8 @@ export class StreamParser {
   private onOpen(tag: SaxesTagNS): void {
     if (this.failed) return;
     const attrs: Record<string, string> = {};
-    for (const [k, a] of Object.entries(tag.attributes)) attrs[k] = a.value;
+    const given = tag.attributes;
+    for (const k in given) attrs[k] = given[k].value; // for…in: no entries array per element
     if (this.depth === 0) {
       this.depth = 1;
       if (this.opened) return; // the replayed header of a resumed parser
@@ -273,7 +274,7 @@ function usedPrefixes(e: Element, into: Set<string> | undefined): Set<string> | 
 
 function prefixDecls(attrs: Record<string, string>): Record<string, string> | undefined {
   let out: Record<string, string> | undefined;
-  for (const [k, v] of Object.entries(attrs)) if (k.startsWith('xmlns:')) (out ??= {})[k.slice(6)] = v;
+  for (const k in attrs) if (k.startsWith('xmlns:')) (out ??= {})[k.slice(6)] = attrs[k];
   return out;
 }
 

@@ -59,26 +59,36 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     if (text === undefined || text[0] !== '{') throw new TypeError('archive records must be JSON objects');
     // Serialised per conversation: read the last seq, write the record (and
     // any missing owner index entry) in one atomic batch, so concurrent
-    // appends get distinct increasing seqs.
-    return this.#lock.run(conversation, async () => {
-      const seq = (await this.#readLastSeq(conversation)) + 1;
-      // Appended last, so it wins over any stray `seq` in the input when parsed.
-      const value = text.length === 2 ? `{"seq":${seq}}` : `${text.slice(0, -1)},"seq":${seq}}`;
-      const ops: Op[] = [{ type: 'put', sublevel: this.#records, key: conversation + SEP + pad(seq), value }];
-      let newIndex: string[] | undefined;
-      for (const owner of input.owners) {
-        const key = owner + SEP + conversation;
-        if (this.#indexed.has(key)) continue;
-        ops.push({ type: 'put', sublevel: this.#owners, key, value: '' });
-        (newIndex ??= []).push(key);
-      }
-      await this.#write(ops);
-      this.#cacheSeq(conversation, seq);
-      if (newIndex) for (const key of newIndex) this.#remember(key);
-      // The input with its seq, not a parse of the stored text: a second JSON
-      // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
-      return { ...input, seq };
-    });
+    // appends get distinct increasing seqs. With the last seq cached and no
+    // other append of this conversation in flight, the seq is known at once
+    // and the lock's queueing is skipped (the common case, once per message).
+    const cached = this.#lastSeq.get(conversation);
+    if (cached !== undefined) {
+      const fast = this.#lock.runIfIdle(conversation, () => this.#put(input, text, cached + 1));
+      if (fast) return fast;
+    }
+    return this.#lock.run(conversation, async () => this.#put(input, text, (await this.#readLastSeq(conversation)) + 1));
+  }
+
+  /** Writes one record with its seq; call only under the conversation's lock. */
+  async #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number): Promise<ArchiveRecord<T>> {
+    const { conversation } = input;
+    // Appended last, so it wins over any stray `seq` in the input when parsed.
+    const value = text.length === 2 ? `{"seq":${seq}}` : `${text.slice(0, -1)},"seq":${seq}}`;
+    const ops: Op[] = [{ type: 'put', sublevel: this.#records, key: conversation + SEP + pad(seq), value }];
+    let newIndex: string[] | undefined;
+    for (const owner of input.owners) {
+      const key = owner + SEP + conversation;
+      if (this.#indexed.has(key)) continue;
+      ops.push({ type: 'put', sublevel: this.#owners, key, value: '' });
+      (newIndex ??= []).push(key);
+    }
+    await this.#write(ops);
+    this.#cacheSeq(conversation, seq);
+    if (newIndex) for (const key of newIndex) this.#remember(key);
+    // The input with its seq, not a parse of the stored text: a second JSON
+    // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
+    return { ...input, seq };
   }
 
   async query(conversation: string, q: ArchiveQuery = {}): Promise<ArchivePage<T>> {

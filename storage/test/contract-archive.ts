@@ -68,6 +68,32 @@ export function archiveContract(current: () => Storage): void {
     assert.equal(await archive.lastSeq('room@muc'), 200);
   });
 
+  it('appends to a conversation whose last seq is known keep call order, alone or in a burst, around a prune', async function () {
+    const archive = storage.archive<Msg>('mam');
+    await archive.append(chat('alice|bob', 1));
+    // Alone, one after the other (nothing queued: the uncontended path).
+    for (let n = 2; n <= 4; n++) assert.equal((await archive.append(chat('alice|bob', n))).seq, n);
+    // A burst: the first may start at once, the rest queue behind it, in call order.
+    const burst = await Promise.all(Array.from({ length: 20 }, (_, i) => archive.append(chat('alice|bob', 5 + i))));
+    assert.deepEqual(
+      burst.map((r) => [r.seq, r.id]),
+      Array.from({ length: 20 }, (_, i) => [5 + i, `m${5 + i}`]),
+    );
+    // A prune in the middle of appends: seqs never go back, none is handed out twice.
+    const around = await Promise.all([
+      archive.append(chat('alice|bob', 25)),
+      archive.prune(T0 + 10_500),
+      archive.append(chat('alice|bob', 26)),
+    ]);
+    assert.deepEqual([(around[0] as ArchiveRecord<Msg>).seq, around[1], (around[2] as ArchiveRecord<Msg>).seq], [25, 10, 26]);
+    assert.equal((await archive.append(chat('alice|bob', 27))).seq, 27);
+    const page = await archive.query('alice|bob', { limit: 100 });
+    assert.deepEqual(
+      page.records.map((r) => r.seq),
+      Array.from({ length: 17 }, (_, i) => 11 + i),
+    );
+  });
+
   describe('query', function () {
     const conv = 'alice|bob';
     beforeEach(async function () {
