@@ -53,12 +53,13 @@ export class Router {
 
   /** Every place a user is online, cluster-wide. */
   async targets(user: Address): Promise<Target[]> {
-    const entries = await this.broker.cluster.registry.lookup(user.bare().toString());
+    const bare = user.bare().toString();
+    const entries = await this.broker.cluster.registry.lookup(bare);
     const self = this.broker.cluster.bus.nodeId;
     const out: Target[] = [];
     for (const e of entries) {
       if (e.node === self) {
-        const local = this.broker.sessions.get(user.bare().withResource(e.resource));
+        const local = this.broker.sessions.getByUser(bare, e.resource);
         if (local) out.push({ node: self, resource: e.resource, priority: local.priority, available: local.available, local });
       } else {
         out.push({ node: e.node, resource: e.resource, priority: e.priority, available: e.available });

@@ -108,6 +108,11 @@ export class SessionManager {
     return this.local.get(full.bare().toString())?.get(full.resource);
   }
 
+  /** The local session of a bare user (its string form) and a resource, without building an address. */
+  getByUser(user: string, resource: string): Session | undefined {
+    return this.local.get(user)?.get(resource);
+  }
+
   all(): Session[] {
     return [...this.byId.values()];
   }

@@ -60,7 +60,10 @@ export class LocalRegistry implements SessionRegistry {
   }
 
   async lookup(user: string): Promise<SessionEntry[]> {
-    return [...(this.byUser.get(user)?.values() ?? [])].map((e) => ({ ...e }));
+    // The stored entries themselves, not copies (this runs for every routed
+    // message): put() stores a copy of what it is given, and callers only read.
+    const m = this.byUser.get(user);
+    return m ? Array.from(m.values()) : [];
   }
 
   async byNode(node: string): Promise<SessionEntry[]> {

@@ -19,6 +19,7 @@ export interface SessionEntry {
 export interface SessionRegistry {
   put(entry: SessionEntry): Promise<void>;
   remove(user: string, resource: string, sessionId: string): Promise<void>;
+  /** The user's entries on every node; callers read them and must not change them. */
   lookup(user: string): Promise<SessionEntry[]>;
   /** Sessions of a node, e.g. to purge a dead node. */
   byNode(node: string): Promise<SessionEntry[]>;
