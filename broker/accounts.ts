@@ -75,9 +75,14 @@ export class AccountService {
    * Existence is asked for every routed message, so positive answers are
    * cached briefly (removal on this node clears its entry at once).
    */
-  async exists(username: string): Promise<boolean> {
+  /** Whether `exists` would answer true from its cache, without a store read. */
+  isKnown(username: string): boolean {
     const hit = this.known.get(username);
-    if (hit !== undefined && hit > Date.now()) return true;
+    return hit !== undefined && hit > Date.now();
+  }
+
+  async exists(username: string): Promise<boolean> {
+    if (this.isKnown(username)) return true;
     const found = (await this.get(username)) !== undefined;
     if (found) {
       if (this.known.size > 100_000) this.known.clear();

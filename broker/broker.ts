@@ -132,6 +132,11 @@ export class Broker {
   }
 
   /** True when the address is an account of this domain. */
+  /** True when the account is known to exist without a store read (cached); false means "ask userExists". */
+  knownUser(addr: Address): boolean {
+    return addr.domain === this.domain && !!addr.local && this.accounts.isKnown(addr.local);
+  }
+
   async userExists(addr: Address): Promise<boolean> {
     return addr.domain === this.domain && !!addr.local && (await this.accounts.exists(addr.local));
   }

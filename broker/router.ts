@@ -34,7 +34,8 @@ export class Router {
   /** Route one envelope that a session (or a service) sent. */
   async route(input: Envelope, origin?: Session): Promise<void> {
     input.timestamp ??= Date.now();
-    const env = await this.broker.hooks.fold('route:filter', input, origin);
+    // No filter registered (the default): no fold, no extra await per stanza.
+    const env = this.broker.hooks.has('route:filter') ? await this.broker.hooks.fold('route:filter', input, origin) : input;
     if (!env) return;
     this.broker.metrics.routed(env.kind);
     if (env.to.domain !== this.broker.domain) {
@@ -69,14 +70,15 @@ export class Router {
   }
 
   /** Hand an envelope to one target; the envelope's `to` is rewritten to the target's full address only for remote hops. */
-  async deliverTo(t: Target, env: Envelope): Promise<void> {
+  deliverTo(t: Target, env: Envelope): Promise<void> | undefined {
     if (t.local) {
+      // Synchronous for a local session: no promise per delivery.
       t.local.deliver(env);
       this.broker.metrics.delivered(env);
       if (env.timestamp !== undefined && !env.delay) this.broker.metrics.deliveryLatency(Date.now() - env.timestamp);
-      return;
+      return undefined;
     }
-    await this.broker.cluster.bus.send(t.node, 'deliver', { resource: t.resource, env: toRecord(env) });
+    return this.broker.cluster.bus.send(t.node, 'deliver', { resource: t.resource, env: toRecord(env) });
   }
 
   /** Deliver to a full address, if that session exists. */
@@ -126,7 +128,7 @@ export class Router {
       if (!env.to.isBare) await this.deliverFull(env.to, env);
       return;
     }
-    if (!(await this.broker.userExists(env.to))) {
+    if (!(this.broker.knownUser(env.to) || (await this.broker.userExists(env.to)))) {
       return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.2.1]
     }
     const storable = isStorableMessage(env);
@@ -147,7 +149,10 @@ export class Router {
     const targets = await this.messageTargets(env.to);
     if (targets.length > 0) {
       // Every available device gets every message (multi-device principle).
-      for (const t of targets) await this.deliverTo(t, env);
+      for (const t of targets) {
+        const remote = this.deliverTo(t, env);
+        if (remote) await remote;
+      }
       return;
     }
     if (type === 'headline' || !storable) return; // [RFC6121 8.5.2.2.1] headline / chat states: dropped
