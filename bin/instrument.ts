@@ -1,16 +1,40 @@
 import type { Metrics } from '../broker/index.ts';
 import type { Storage } from '../storage/types.ts';
 
-/** Time every call of an object's async methods into metrics.storeOp(`${prefix}.${method}`). */
+/** Function-valued properties along an object's prototype chain (not Object.prototype's). */
+function methodNames(target: object): string[] {
+  const names = new Set<string>();
+  for (let o: object | null = target; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const name of Object.getOwnPropertyNames(o)) {
+      if (name === 'constructor') continue;
+      const d = Object.getOwnPropertyDescriptor(o, name);
+      if (d && typeof d.value === 'function') names.add(name);
+    }
+  }
+  return [...names];
+}
+
+/**
+ * Time every call of a store's methods into metrics.storeOp(`${prefix}.${method}`).
+ * A plain object with one wrapper per method, made once: a store call is on
+ * the path of every message, and a Proxy's get trap on every call cost more
+ * than the timing itself.
+ */
 function timed<T extends object>(target: T, prefix: string, metrics: Metrics): T {
-  // One wrapper per method, made on first use: a store call is on the path of every message.
-  const wrappers = new Map<PropertyKey, (...args: unknown[]) => unknown>();
-  const wrap = (v: (...args: unknown[]) => unknown, op: string) =>
-    function (this: unknown, ...args: unknown[]): unknown {
+  const wrapped = Object.create(target) as Record<string, unknown>;
+  for (const name of methodNames(target)) {
+    const fn = (target as Record<string, (...args: unknown[]) => unknown>)[name];
+    const op = `${prefix}.${name}`;
+    const fail = (start: number, err: unknown): never => {
+      metrics.storeOp(op, performance.now() - start, false);
+      metrics.error('store', `${op}: ${(err as Error).message}`);
+      throw err;
+    };
+    wrapped[name] = function (...args: unknown[]): unknown {
       const start = performance.now();
       let r: unknown;
       try {
-        r = v.apply(target, args);
+        r = fn.apply(target, args);
       } catch (err) {
         metrics.storeOp(op, performance.now() - start, false);
         throw err;
@@ -18,22 +42,11 @@ function timed<T extends object>(target: T, prefix: string, metrics: Metrics): T
       if (!(r instanceof Promise)) return r;
       return r.then(
         (x) => (metrics.storeOp(op, performance.now() - start, true), x),
-        (err) => {
-          metrics.storeOp(op, performance.now() - start, false);
-          metrics.error('store', `${op}: ${(err as Error).message}`);
-          throw err;
-        },
+        (err) => fail(start, err),
       );
     };
-  return new Proxy(target, {
-    get(obj, prop, receiver) {
-      const v = Reflect.get(obj, prop, receiver);
-      if (typeof v !== 'function') return v;
-      let w = wrappers.get(prop);
-      if (!w) wrappers.set(prop, (w = wrap(v as (...args: unknown[]) => unknown, `${prefix}.${String(prop)}`)));
-      return w;
-    },
-  });
+  }
+  return wrapped as T;
 }
 
 /** A Storage whose stores report the latency of every operation (for /metrics). */
