@@ -8,6 +8,8 @@ export const SINK_TOPIC = '$parley/consumed';
 
 /** True when `topic` (a topic name, no wildcards) matches `filter` [MQTT-4.7.1]. */
 export function topicMatches(filter: string, topic: string): boolean {
+  // A filter without wildcards matches only itself: no split per delivery for the common `chat/{me}`.
+  if (!filter.includes('+') && !filter.includes('#')) return filter === topic;
   return levelsMatch(filter.split('/'), topic.split('/'));
 }
 

@@ -14,6 +14,11 @@ describe('mqtt topics', () => {
       ['#', 'a/b', true],
       ['a/b', 'a/c', false],
       ['a/+/c', 'a//c', true],
+      // literal filters: only the identical name
+      ['a/b', 'a/b/', false],
+      ['a/b', 'a', false],
+      ['$SYS/x', '$SYS/x', true],
+      ['', '', true],
     ];
     for (const [f, t, want] of table) assert.equal(topicMatches(f, t), want, `${f} vs ${t}`);
   });
