@@ -25,7 +25,8 @@ export class MqttSession implements Session {
   available = false;
   presence?: Envelope;
   interested = false;
-  directed = new Set<string>();
+  /** created by the core on first directed presence (an MQTT device sends none) */
+  directed?: Set<string>;
   private readonly ctx: MqttContext;
   private queue: Promise<void> = Promise.resolve();
   private chatSubscribed = false;
