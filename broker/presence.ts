@@ -93,15 +93,16 @@ export class PresenceService {
     session.presence = presence;
     await this.broker.sessions.update(session);
     const user = session.address.bare();
+    const contacts = await this.broker.roster.presenceContacts(user.toString());
     // [RFC6121 4.2.2] to contacts with from/both and to the user's own available resources
-    for (const contact of await this.broker.roster.contacts(user.toString(), 'from')) {
+    for (const contact of contacts.from) {
       const c = Address.parse(contact);
       for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...presence, to: c });
     }
     for (const t of await this.available(user)) await this.broker.router.deliverTo(t, presence);
     if (!initial) return;
     // [RFC6121 4.2.2] probe contacts with to/both; answered locally from the registry.
-    for (const contact of await this.broker.roster.contacts(user.toString(), 'to')) {
+    for (const contact of contacts.to) {
       for (const t of await this.available(Address.parse(contact))) {
         if (t.local?.presence) session.deliver({ ...t.local.presence, to: session.address });
       }

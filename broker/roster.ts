@@ -143,10 +143,20 @@ export class RosterService {
 
   /** Contacts whose presence this user should receive / send. */
   async contacts(user: string, which: 'to' | 'from'): Promise<string[]> {
+    return (await this.presenceContacts(user))[which];
+  }
+
+  /** Both directions from one read: `from` see the user's presence, `to` are probed [RFC6121 4.2.2]. */
+  async presenceContacts(user: string): Promise<{ to: string[]; from: string[] }> {
     const doc = await this.load(user);
-    return Object.values(doc.items)
-      .filter((i) => i.subscription === 'both' || i.subscription === which)
-      .map((i) => i.jid);
+    const to: string[] = [];
+    const from: string[] = [];
+    for (const k in doc.items) {
+      const i = doc.items[k]!;
+      if (i.subscription === 'both' || i.subscription === 'to') to.push(i.jid);
+      if (i.subscription === 'both' || i.subscription === 'from') from.push(i.jid);
+    }
+    return { to, from };
   }
 
   async drop(user: string): Promise<void> {

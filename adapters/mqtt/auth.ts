@@ -37,6 +37,7 @@ export function preConnect(ctx: MqttContext) {
     info.protocolVersion = packet.protocolVersion ?? 4;
     info.clean = packet.clean !== false;
     info.keepalive = packet.keepalive ?? 0;
+    info.connect = packet;
     let id = packet.clientId ?? '';
     if (id === '' && !info.clean) {
       info.reject = { code: 2, text: 'an empty client id needs clean session [MQTT-3.1.3-8]' }; // [MQTT-3.1.3-8]
@@ -71,6 +72,12 @@ export function authenticate(ctx: MqttContext) {
 async function check(ctx: MqttContext, client: Client, username: string | undefined, password: Buffer | undefined): Promise<void> {
   const { opts, broker } = ctx;
   const info = infoOf(ctx, client);
+  // The parser keeps the CONNECT packet for the connection's life: it must not
+  // keep the password (nor its buffer, ~0.5 KB per idle connection).
+  const secret = password?.toString('utf8');
+  password?.fill(0);
+  if (info.connect) info.connect.password = undefined;
+  info.connect = undefined;
   if (info.reject) throw refusal(info.reject.code, info.reject.text);
   // [MQTT-3.1.3-5] 3.1.1 servers MAY allow ids longer than 23; MQTT 3.1 allows at most 23.
   const maxLen = info.protocolVersion === 3 ? 23 : opts.maxClientIdLength;
@@ -85,7 +92,7 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
     info.acl = ClientAcl.for(opts.acl, { clientId: info.clientId });
     return;
   }
-  const ok = password !== undefined && (await broker.accounts.verifyPassword(username, password.toString('utf8')));
+  const ok = secret !== undefined && (await broker.accounts.verifyPassword(username, secret));
   if (client.closed) throw refusal(5, 'connection closed during authentication');
   if (!ok) {
     broker.throttle.fail(info.ip);

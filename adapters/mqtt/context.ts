@@ -20,6 +20,8 @@ export interface ConnInfo {
   protocolVersion: number;
   clean: boolean;
   keepalive: number;
+  /** the CONNECT packet, from preConnect until authenticate has read its password */
+  connect?: { password?: Buffer };
   /** a CONNACK return code decided in preConnect, answered by authenticate */
   reject?: { code: 2 | 3 | 4 | 5; text: string };
   /** the session address (resource = client id) once authenticated; absent for anonymous clients */

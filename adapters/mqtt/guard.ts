@@ -22,6 +22,9 @@ const PINGREQ = 12;
 const DISCONNECT = 14;
 
 
+/** No body being collected (shared, frozen: only `collect` starts a fresh array to push to). */
+const NO_BODY = Object.freeze([]) as unknown as Buffer[];
+
 /**
  * One connection's byte stream, checked packet by packet: size from the fixed
  * header, and for PUBLISH, SUBSCRIBE and UNSUBSCRIBE the bytes a rule needs
@@ -38,7 +41,7 @@ export class WireGuard {
   private type = 0;
   private flags = 0;
   /** body bytes being collected for a check, and how many are wanted */
-  private body: Buffer[] = [];
+  private body: Buffer[] = NO_BODY;
   private have = 0;
   private want = 0;
   /** why the stream was refused, once it was */
@@ -163,7 +166,7 @@ export class WireGuard {
   private collected(): void {
     const body = Buffer.concat(this.body);
     this.want = 0;
-    this.body = [];
+    this.body = NO_BODY;
     if (this.type === PUBLISH) {
       if (body.length === 2) {
         // topic length known: collect topic (+ packet id at QoS > 0)

@@ -27,6 +27,16 @@ describe('mqtt CONNECT and sessions', () => {
     });
   });
 
+  it('does not keep the password once the CONNECT is authenticated', async () => {
+    await h.login('alice', 'sensor-1');
+    // mqtt-packet's parser holds the CONNECT packet for the connection's life.
+    const clients = Object.values((h.server.aedes as unknown as { clients: Record<string, { _parser: { settings: { username?: string; password?: Buffer } } }> }).clients);
+    assert.equal(clients.length, 1);
+    const held = clients[0]!._parser.settings;
+    assert.equal(held.username, 'alice', 'the parser does hold the CONNECT packet');
+    assert.equal(held.password, undefined);
+  });
+
   it('answers each refusal with its CONNACK code [MQTT-3.2.2-5]', async () => {
     assert.equal(await code({ clientId: 'c', username: 'alice', password: 'wrong' }), 4, 'bad password');
     assert.equal(await code({ clientId: 'c', username: 'nobody', password: 'x' }), 4, 'unknown user');
