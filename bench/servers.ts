@@ -248,6 +248,7 @@ listen:
   - port: ${this.ports.xmpp}
     ip: "127.0.0.1"
     module: ejabberd_c2s
+    backlog: 1024
     starttls: true
     max_stanza_size: 262144
     shaper: none
