@@ -73,6 +73,13 @@ function users(n: number): string[] {
 }
 
 /** Parley from this checkout: `node bin/parley.js start`, plaintext allowed (requireTls: false), warn logs. */
+/**
+ * Node flags of Parley's start command (`npm start`, bin/parley.js's #! line;
+ * docs/configuration.md "Node runtime flags"), given to plain aedes as well so
+ * both Node servers run with the same runtime settings.
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=32'];
+
 export class ParleyServer implements Server {
   readonly name = 'parley';
   readonly protocols: ('xmpp' | 'mqtt')[];
@@ -94,7 +101,7 @@ export class ParleyServer implements Server {
   }
   async start(): Promise<void> {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
-    const args = ['-c', SERVER_CORE, process.execPath];
+    const args = ['-c', SERVER_CORE, process.execPath, ...NODE_FLAGS];
     if (this.cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', this.cpuProfDir);
     args.push(...(this.dev.nodeArgs ?? []));
     args.push(path.join(this.repo, 'bin/parley.js'), '--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
@@ -344,7 +351,7 @@ export class AedesServer implements Server {
   constructor(private readonly repo: string) {}
   async start(): Promise<void> {
     this.ports = { mqtt: await freePort() };
-    this.child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, '--import', 'tsx', path.join(this.repo, 'bench/aedes-plain.ts'), '--port', String(this.ports.mqtt)], {
+    this.child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...NODE_FLAGS, '--import', 'tsx', path.join(this.repo, 'bench/aedes-plain.ts'), '--port', String(this.ports.mqtt)], {
       stdio: 'ignore',
       cwd: this.repo,
     });

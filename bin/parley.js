@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
+// The flag: see docs/configuration.md, "Node runtime flags".
 // Entry point for `npx parley` / an installed bin: load the TypeScript CLI through tsx.
 import { register } from 'tsx/esm/api';
 
