@@ -66,6 +66,8 @@ export class EmbeddedStorage implements Storage {
   readonly #write: Write;
   readonly #stores = new Map<string, unknown>();
   #pending: { ops: Op[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** A batch is being written or about to be: new writes wait for the next one. */
+  #busy = false;
   /** Every sublevel handed out: abstract-level closes them with the database and does not reopen them. */
   readonly #subs: Sub[] = [];
 
@@ -74,13 +76,18 @@ export class EmbeddedStorage implements Storage {
     const sync = options.sync ?? false;
     // All writes go through batch: it is atomic across sublevels and, unlike
     // the sublevel put/del typings, takes classic-level's `sync` option.
-    // Group commit: every write asked for in the same turn of the event loop
-    // goes to LevelDB as one batch (one log append), and each caller resolves
-    // only when that batch is written, so durability per caller is unchanged.
+    // Group commit: writes asked for while no batch is being written go to
+    // LevelDB together on the next turn of the event loop; writes asked for
+    // while one is being written wait and go together as the next batch. One
+    // batch at a time keeps the promise of {@link Write}: writes complete in
+    // the order they were asked for, which lets the archive hand out a
+    // conversation's next seq before the previous record is on disk. Each
+    // caller resolves only when its own batch is written, so durability per
+    // caller is unchanged.
     this.#write = (ops) =>
       new Promise<void>((resolve, reject) => {
         this.#pending.push({ ops, resolve, reject });
-        if (this.#pending.length === 1) setImmediate(() => void this.#flush(sync));
+        this.#schedule(sync);
       });
     // Values are JSON we encode ourselves: level's json encoding refuses null.
     this.#db = new ClassicLevel<string, string>(options.dir, {
@@ -89,19 +96,32 @@ export class EmbeddedStorage implements Storage {
     });
   }
 
-  /** Write the writes collected this turn; if the group fails, each caller's ops are retried alone so one bad write fails only its caller. */
+  /** Starts the next batch on the next turn unless one is being written or already due. */
+  #schedule(sync: boolean): void {
+    if (this.#busy || this.#pending.length === 0) return;
+    this.#busy = true;
+    setImmediate(() => void this.#flush(sync));
+  }
+
+  /** Write the writes collected so far; if the group fails, each caller's ops are retried alone so one bad write fails only its caller. */
   async #flush(sync: boolean): Promise<void> {
     const group = this.#pending;
     this.#pending = [];
-    if (group.length === 1) {
-      const [g] = group;
-      return this.#commit(rootOps(group), sync).then(g.resolve, g.reject);
-    }
     try {
-      await this.#commit(rootOps(group), sync);
-      for (const g of group) g.resolve();
-    } catch {
-      for (const g of group) await this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
+      if (group.length === 1) {
+        const [g] = group;
+        await this.#commit(rootOps(group), sync).then(g.resolve, g.reject);
+        return;
+      }
+      try {
+        await this.#commit(rootOps(group), sync);
+        for (const g of group) g.resolve();
+      } catch {
+        for (const g of group) await this.#db.batch(g.ops, { sync }).then(g.resolve, g.reject);
+      }
+    } finally {
+      this.#busy = false;
+      this.#schedule(sync);
     }
   }
 

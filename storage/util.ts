@@ -100,20 +100,8 @@ export class KeyedLock {
     }
   }
 
-  /**
-   * Starts `task` at once if nothing of `key` is running or waiting, and
-   * holds the key until it settles; returns undefined (and runs nothing) when
-   * the key is busy. The uncontended path of {@link run} without its queueing
-   * promises, for callers that can do their first step synchronously.
-   */
-  runIfIdle<R>(key: string, task: () => Promise<R>): Promise<R> | undefined {
-    if (this.#tails.has(key)) return undefined;
-    const p = task();
-    const settle = (): void => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    };
-    const tail: Promise<void> = p.then(settle, settle);
-    this.#tails.set(key, tail);
-    return p;
+  /** True when nothing of `key` is running or waiting. */
+  idle(key: string): boolean {
+    return !this.#tails.has(key);
   }
 }

@@ -5,7 +5,12 @@
  * An append is one LevelDB put (the record) in the common case: a
  * conversation's last seq is its last record's, read once and then cached, and
  * an owner index entry is written only when this process has not written or
- * seen it yet (bounded cache). The per-conversation seq key is a high-water
+ * seen it yet (bounded cache). Appends are pipelined: the cache holds the last
+ * seq handed out, so the next append of a busy conversation takes its seq at
+ * once instead of waiting for the previous record to reach the disk; the
+ * store's writes settle in call order (level.ts `Write`), so a conversation's
+ * appends still complete in seq order. Anything that reads the last seq from
+ * disk first waits for the conversation's writes in flight. The per-conversation seq key is a high-water
  * mark written only when records are deleted, so seqs are never reused after a
  * prune; the last seq is the larger of it and the last record's seq.
  */
@@ -32,6 +37,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #lastSeq = new Map<string, number>();
   /** Owner index keys (owner + SEP + conversation) known to be on disk; insertion-ordered for eviction. */
   readonly #indexed = new Set<string>();
+  /** The latest write in flight per conversation; it settling means all of the conversation's have. */
+  readonly #inflight = new Map<string, Promise<void>>();
 
   constructor(sub: MakeSub, write: Write) {
     this.#records = sub('r');
@@ -57,21 +64,30 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // spliced in, so the input is neither cloned nor stringified twice.
     const text = JSON.stringify(input);
     if (text === undefined || text[0] !== '{') throw new TypeError('archive records must be JSON objects');
-    // Serialised per conversation: read the last seq, write the record (and
-    // any missing owner index entry) in one atomic batch, so concurrent
-    // appends get distinct increasing seqs. With the last seq cached and no
-    // other append of this conversation in flight, the seq is known at once
-    // and the lock's queueing is skipped (the common case, once per message).
+    // Seqs are handed out per conversation in call order. With the last seq
+    // cached and nothing of this conversation waiting on the lock (a disk
+    // read of its last seq, a deletion), the next seq is known at once: the
+    // common case, once per message, with no lock and no wait for the
+    // previous record's write.
     const cached = this.#lastSeq.get(conversation);
-    if (cached !== undefined) {
-      const fast = this.#lock.runIfIdle(conversation, () => this.#put(input, text, cached + 1));
-      if (fast) return fast;
-    }
-    return this.#lock.run(conversation, async () => this.#put(input, text, (await this.#readLastSeq(conversation)) + 1));
+    if (cached !== undefined && this.#lock.idle(conversation)) return this.#put(input, text, cached + 1);
+    // Otherwise under the lock, once the conversation's writes in flight have
+    // settled (the disk is then the truth); the lock is held only until the
+    // seq is taken and the write asked for, not until it is done.
+    const started = await this.#lock.run(conversation, async () => {
+      await this.#settled(conversation);
+      return { done: this.#put(input, text, (await this.#readLastSeq(conversation)) + 1) };
+    });
+    return started.done;
   }
 
-  /** Writes one record with its seq; call only under the conversation's lock. */
-  async #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number): Promise<ArchiveRecord<T>> {
+  /**
+   * Takes `seq` for the record and asks for its write (and any missing owner
+   * index entry) as one atomic batch. The seq is cached before the write
+   * settles; a failed write drops it from the cache again unless a later
+   * append took a larger one, so the next append reads the disk.
+   */
+  #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
     // Appended last, so it wins over any stray `seq` in the input when parsed.
     const value = text.length === 2 ? `{"seq":${seq}}` : `${text.slice(0, -1)},"seq":${seq}}`;
@@ -83,12 +99,31 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       ops.push({ type: 'put', sublevel: this.#owners, key, value: '' });
       (newIndex ??= []).push(key);
     }
-    await this.#write(ops);
     this.#cacheSeq(conversation, seq);
-    if (newIndex) for (const key of newIndex) this.#remember(key);
-    // The input with its seq, not a parse of the stored text: a second JSON
-    // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
-    return { ...input, seq };
+    const written = this.#write(ops);
+    const settle = (): void => {
+      if (this.#inflight.get(conversation) === written) this.#inflight.delete(conversation);
+    };
+    this.#inflight.set(conversation, written);
+    return written.then(
+      () => {
+        settle();
+        if (newIndex) for (const key of newIndex) this.#remember(key);
+        // The input with its seq, not a parse of the stored text: a second JSON
+        // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
+        return { ...input, seq };
+      },
+      (err: unknown) => {
+        settle();
+        if (this.#lastSeq.get(conversation) === seq) this.#lastSeq.delete(conversation);
+        throw err;
+      },
+    );
+  }
+
+  /** Resolves once every write of `conversation` asked for so far has settled. */
+  async #settled(conversation: string): Promise<void> {
+    await this.#inflight.get(conversation)?.catch(() => undefined);
   }
 
   async query(conversation: string, q: ArchiveQuery = {}): Promise<ArchivePage<T>> {
@@ -119,8 +154,11 @@ export class LevelArchive<T> implements ArchiveStore<T> {
 
   async lastSeq(conversation: string): Promise<number> {
     checkId('conversation', conversation);
-    // Read without caching: outside the lock a disk read can be older than an
-    // append finishing meanwhile, and caching it would hand out a seq twice.
+    // The last seq on disk: the cache may hold a seq whose write is still in
+    // flight, so wait for those first. Read without caching: outside the lock
+    // a disk read can be older than an append finishing meanwhile, and
+    // caching it would hand out a seq twice.
+    await this.#settled(conversation);
     return this.#lastSeq.get(conversation) ?? this.#diskLastSeq(conversation);
   }
 
@@ -171,6 +209,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    */
   #deleteWhere(conversation: string, match: (r: ArchiveRecord<T>) => boolean): Promise<number> {
     return this.#lock.run(conversation, async () => {
+      await this.#settled(conversation);
       const last = await this.#readLastSeq(conversation);
       let removed = 0;
       let ops: Op[] = [];
@@ -227,7 +266,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   }
 
   #cacheSeq(conversation: string, seq: number): void {
-    // Evicting is always safe: the record carrying the seq is on disk before the cache.
+    // Evicting is always safe: the record carrying the seq is on disk or in
+    // flight, and a seq read from disk waits for the writes in flight.
     this.#lastSeq.delete(conversation);
     this.#lastSeq.set(conversation, seq);
     if (this.#lastSeq.size > SEQ_CACHE) {

@@ -17,7 +17,11 @@ export type Op =
   | { type: 'put'; sublevel: Sub; key: string; value: string }
   | { type: 'del'; sublevel: Sub; key: string };
 
-/** Commits operations atomically; resolves once LevelDB has logged them. */
+/**
+ * Commits operations atomically; resolves once LevelDB has logged them.
+ * Writes settle in the order they were asked for: a write that resolves
+ * implies every earlier write has settled.
+ */
 export type Write = (ops: Op[]) => Promise<void>;
 
 /** The sublevel at `path` (names must be printable ASCII without `!`). */

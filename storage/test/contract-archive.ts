@@ -73,12 +73,24 @@ export function archiveContract(current: () => Storage): void {
     await archive.append(chat('alice|bob', 1));
     // Alone, one after the other (nothing queued: the uncontended path).
     for (let n = 2; n <= 4; n++) assert.equal((await archive.append(chat('alice|bob', n))).seq, n);
-    // A burst: the first may start at once, the rest queue behind it, in call order.
-    const burst = await Promise.all(Array.from({ length: 20 }, (_, i) => archive.append(chat('alice|bob', 5 + i))));
+    // A burst: seqs in call order, and the appends complete in call order
+    // too (the router delivers each message once its append resolves, so a
+    // later message must not overtake an earlier one) [RFC6120 10.1].
+    const settledOrder: string[] = [];
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        archive.append(chat('alice|bob', 5 + i)).then((r) => {
+          settledOrder.push(r.id);
+          return r;
+        }),
+      ),
+    );
     assert.deepEqual(
       burst.map((r) => [r.seq, r.id]),
       Array.from({ length: 20 }, (_, i) => [5 + i, `m${5 + i}`]),
     );
+    assert.deepEqual(settledOrder, Array.from({ length: 20 }, (_, i) => `m${5 + i}`));
+    assert.equal(await archive.lastSeq('alice|bob'), 24);
     // A prune in the middle of appends: seqs never go back, none is handed out twice.
     const around = await Promise.all([
       archive.append(chat('alice|bob', 25)),
