@@ -14,6 +14,18 @@ export interface Target {
 }
 
 /**
+ * Pipelining of one origin's messages (see {@link Router.route}): the origin
+ * may hand over its next message once this one has its place in the
+ * archive's order, and this one sends nothing before the previous one is done.
+ */
+export interface Ordered {
+  /** Called once the message's archive append has been asked for (at most once; maybe never). */
+  admit(): void;
+  /** Settles (never rejects) once the origin's previous message has been handled. */
+  after: Promise<unknown>;
+}
+
+/**
  * validate → filter hooks → local session / host service / remote node /
  * offline. Kept small on purpose (Prosody's stanza_router); features hook in.
  */
@@ -31,19 +43,33 @@ export class Router {
     });
   }
 
-  /** Route one envelope that a session (or a service) sent. */
-  async route(input: Envelope, origin?: Session): Promise<void> {
+  /**
+   * Route one envelope that a session (or a service) sent.
+   *
+   * With `ord`, one origin's messages are pipelined: a one-to-one message to a
+   * known local user's bare address calls `ord.admit()` as soon as its archive
+   * append is asked for — appends take their seqs and settle in call order —
+   * and waits for `ord.after` before anything goes out, so the origin can
+   * start its next message while this one's record is being written and its
+   * messages still leave, are stored and complete in the order sent
+   * [RFC6120 10.1]. Every other envelope waits for `ord.after` first and is
+   * then routed as without it.
+   */
+  async route(input: Envelope, origin?: Session, ord?: Ordered): Promise<void> {
     input.timestamp ??= Date.now();
     // No filter registered (the default): no fold, no extra await per stanza.
     const env = this.broker.hooks.has('route:filter') ? await this.broker.hooks.fold('route:filter', input, origin) : input;
     if (!env) return;
     this.broker.metrics.routed(env.kind);
+    if (ord && env.kind !== 'message') await ord.after;
     if (env.to.domain !== this.broker.domain) {
+      if (ord && env.kind === 'message') await ord.after;
       // No server-to-server federation yet [RFC6120 8.3.3.16].
       return this.bounce(env, 'remote-server-not-found');
     }
     switch (env.kind) {
       case 'message':
+        if (ord) return this.orderedMessage(env, ord);
         return this.message(env);
       case 'presence':
         return this.broker.presence.handle(env);
@@ -117,6 +143,23 @@ export class Router {
     }
   }
 
+  /** {@link message} for a pipelined origin (see {@link route}). */
+  private async orderedMessage(env: Envelope, ord: Ordered): Promise<void> {
+    // The common case: stored, to a bare address of a user known to exist.
+    if (!(env.to.local && env.to.isBare && isStorableMessage(env) && this.broker.knownUser(env.to))) {
+      await ord.after;
+      return this.message(env);
+    }
+    const stored = this.broker.archive.appendChat(env);
+    ord.admit();
+    try {
+      await stored;
+    } finally {
+      await ord.after;
+    }
+    return this.afterStored(env, env.type ?? 'normal', true);
+  }
+
   private async message(env: Envelope): Promise<void> {
     const type = env.type ?? 'normal';
     if (!env.to.local) {
@@ -145,6 +188,11 @@ export class Router {
     }
     if (type === 'groupchat') return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.1.1]
     if (storable) await this.broker.archive.appendChat(env); // store, then sync
+    return this.afterStored(env, type, storable);
+  }
+
+  /** A message to a bare address, stored if storable: to every available device, else offline. */
+  private async afterStored(env: Envelope, type: string, storable: boolean): Promise<void> {
     this.broker.hooks.emit('message:stored', env);
     const targets = await this.messageTargets(env.to);
     if (targets.length > 0) {

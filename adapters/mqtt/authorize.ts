@@ -1,5 +1,5 @@
 import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
-import { Address, BrokerError, snippet, type Envelope } from '../../broker/index.ts';
+import { Address, BrokerError, snippet, type Envelope, type Ordered } from '../../broker/index.ts';
 import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
@@ -95,17 +95,19 @@ async function chat(ctx: MqttContext, client: Client | null, from: Address, user
   const session = client ? ctx.sessions.get(client) : undefined;
   // One device's messages enter the conversation in the order it sent them.
   // (An inline arrow, not a named one: tsx's keepNames would wrap a named closure on every message.)
-  await (session ? session.run(() => sendChat(ctx, session, from, user, packet)) : sendChat(ctx, session, from, user, packet));
+  // Pipelined: the next PUBLISH may start once this one's record is asked for (MqttSession.pipeline).
+  await (session ? session.pipeline((ord) => sendChat(ctx, session, from, user, packet, ord)) : sendChat(ctx, session, from, user, packet));
 }
 
-async function sendChat(ctx: MqttContext, session: MqttSession | undefined, from: Address, user: string, packet: PublishPacket): Promise<void> {
+async function sendChat(ctx: MqttContext, session: MqttSession | undefined, from: Address, user: string, packet: PublishPacket, ord?: Ordered): Promise<void> {
   const { broker } = ctx;
   let env: Envelope | undefined;
   try {
     env = chatEnvelope(from, Address.of(user, broker.domain), packet.payload as Buffer);
-    await broker.router.route(env, session);
+    await broker.router.route(env, session, ord);
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err; // no PUBACK: the client sends it again
+    if (ord) await ord.after; // the error goes out in order too
     // Tell the device on its own chat topic (the same form as an error the router bounces).
     session?.deliver({
       kind: 'message',

@@ -4,6 +4,11 @@ import type { AedesClient, MqttContext } from './context.ts';
 import { chatJson, presenceJson, type PresenceCommand } from './mapping.ts';
 import { chatTopic, presenceTopic, topicMatches } from './topics.ts';
 
+/** At most this many chat PUBLISHes of one session are in flight in the router (see pipeline). */
+const MAX_PIPELINE = 32;
+
+const noop = (): void => {};
+
 /**
  * One authenticated MQTT connection as a core session: username → account,
  * client id → resource. The core delivers chat messages and presence here;
@@ -28,7 +33,12 @@ export class MqttSession implements Session {
   /** created by the core on first directed presence (an MQTT device sends none) */
   directed?: Set<string>;
   private readonly ctx: MqttContext;
+  /** Settles when the next step may start. */
   private queue: Promise<void> = Promise.resolve();
+  /** Settles (never rejects) when every step so far is done. */
+  private tail: Promise<unknown> = Promise.resolve();
+  /** Pipelined steps not yet done. */
+  private depth = 0;
   private chatSubscribed = false;
   /** the device said `offline` on presence/{me} while staying connected */
   private hidden = false;
@@ -48,11 +58,38 @@ export class MqttSession implements Session {
    * packets at once); the caller gets the step's own outcome.
    */
   run<T>(step: () => Promise<T>): Promise<T> {
-    const p = this.queue.then(step);
-    this.queue = p.then(
+    // After every earlier step is done, pipelined ones included.
+    const p = this.tail.then(step);
+    this.tail = this.queue = p.then(
       () => undefined,
       (err) => this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'),
     );
+    return p;
+  }
+
+  /**
+   * A chat PUBLISH, pipelined (Router.route): the next step may start as soon
+   * as this one calls `admit` (its archive append has been asked for) instead
+   * of when it is done, so a burst of PUBLISHes goes to the store together;
+   * `after` settles once the previous step is done, and the router sends
+   * nothing of this one before, so deliveries and PUBACKs keep the order the
+   * PUBLISHes came in [MQTT-4.6.0-2]. At most {@link MAX_PIPELINE} in flight.
+   */
+  pipeline<T>(step: (ord: { admit: () => void; after: Promise<unknown> }) => Promise<T>): Promise<T> {
+    let admit!: () => void;
+    const admitted = new Promise<void>((resolve) => (admit = resolve));
+    const after = this.tail;
+    this.depth++;
+    const p = this.queue.then(() => step({ admit, after }));
+    const settled = p
+      .then(
+        () => undefined,
+        (err) => this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'),
+      )
+      .then(() => after)
+      .finally(() => this.depth--);
+    this.tail = settled;
+    this.queue = this.depth >= MAX_PIPELINE ? settled.then(noop) : Promise.race([admitted, settled.then(noop)]);
     return p;
   }
 

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { LocalBus, LocalRegistry } from '../../cluster/local.ts';
 import { MemoryStorage } from '../../storage/memory.ts';
+import type { Storage } from '../../storage/types.ts';
 import { Address } from '../address.ts';
 import { Broker, type BrokerLimits } from '../broker.ts';
 import type { Envelope } from '../envelope.ts';
@@ -69,10 +70,11 @@ export class FakeSession implements Session {
 export async function makeBroker(
   limits: Partial<BrokerLimits> = {},
   users = ['alice', 'bob', 'carol'],
+  storage: Storage = new MemoryStorage(),
 ): Promise<Broker> {
   const broker = new Broker({
     domain: DOMAIN,
-    storage: new MemoryStorage(),
+    storage,
     cluster: { bus: new LocalBus('n1'), registry: new LocalRegistry() },
     modules: [{ def: offline }],
     limits: { scramIterations: 16, ...limits },

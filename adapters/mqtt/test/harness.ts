@@ -11,6 +11,7 @@ import type { Broker } from '../../../broker/index.ts';
 import { endAllMqtt, mqttConnect, RawMqtt } from '../../../conformance/mqtt-helpers.ts';
 import { MqttServer } from '../server.ts';
 import type { MqttOptions } from '../options.ts';
+import type { Storage } from '../../../storage/types.ts';
 
 export { collect, connectBytes, grantedQos, nextMessage, RawMqtt, sleepMs } from '../../../conformance/mqtt-helpers.ts';
 
@@ -27,8 +28,8 @@ export interface Harness {
 }
 
 /** Start a broker with alice, bob and carol (password `<user>-pw`) and an MQTT listener. */
-export async function startHarness(opts: Partial<MqttOptions> = {}): Promise<Harness> {
-  const broker = await makeBroker();
+export async function startHarness(opts: Partial<MqttOptions> = {}, storage?: Storage): Promise<Harness> {
+  const broker = await makeBroker({}, undefined, storage);
   const server = new MqttServer(broker, { tcp: { host: '127.0.0.1', port: 0 }, tls: null, sysIntervalMs: 0, ...opts });
   await server.start();
   const port = server.ports.tcp!;

@@ -13,6 +13,7 @@ import type { CloseReason } from '../../../broker/errors.ts';
 import offline from '../../../broker/modules/offline.ts';
 import { LocalBus, LocalRegistry } from '../../../cluster/local.ts';
 import { MemoryStorage } from '../../../storage/memory.ts';
+import type { Storage } from '../../../storage/types.ts';
 import { XmppConnection, type Transport } from '../connection.ts';
 import { xmppModules } from '../index.ts';
 import { defaultXmppOptions, type XmppOptions } from '../options.ts';
@@ -257,6 +258,8 @@ export interface HarnessOptions {
   limits?: Partial<BrokerLimits>;
   /** accounts to create: username → password */
   users?: Record<string, string>;
+  /** the store (default: a fresh MemoryStorage); the harness opens it, the broker closes it */
+  storage?: Storage;
 }
 
 /** One broker with the XMPP modules loaded, and the clients connected to it. */
@@ -273,7 +276,7 @@ export class Harness {
   static async start(opts: HarnessOptions = {}): Promise<Harness> {
     const broker = new Broker({
       domain: DOMAIN,
-      storage: new MemoryStorage(),
+      storage: opts.storage ?? new MemoryStorage(),
       cluster: { bus: new LocalBus('test-node'), registry: new LocalRegistry() },
       modules: [{ def: offline }, ...xmppModules.map((def) => ({ def }))],
       // Cheap key derivation and no login slow-down, so tests stay fast.
