@@ -10,9 +10,11 @@
  * once instead of waiting for the previous record to reach the disk; the
  * store's writes settle in call order (level.ts `Write`), so a conversation's
  * appends still complete in seq order. Anything that reads the last seq from
- * disk first waits for the conversation's writes in flight. The per-conversation seq key is a high-water
- * mark written only when records are deleted, so seqs are never reused after a
- * prune; the last seq is the larger of it and the last record's seq.
+ * disk first waits for the conversation's writes in flight.
+ *
+ * The per-conversation seq key is a high-water mark written only when records
+ * are deleted, so seqs are never reused after a prune; the last seq is the
+ * larger of it and the last record's seq.
  */
 
 import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore } from '../types.ts';
