@@ -7,6 +7,9 @@ import { chatTopic, presenceTopic, topicMatches } from './topics.ts';
 /** At most this many chat PUBLISHes of one session are in flight in the router (see pipeline). */
 const MAX_PIPELINE = 32;
 
+/** The settled start of every connection's step chains: one shared promise, not two per idle connection. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 const noop = (): void => {};
 
 /**
@@ -34,9 +37,9 @@ export class MqttSession implements Session {
   directed?: Set<string>;
   private readonly ctx: MqttContext;
   /** Settles when the next step may start. */
-  private queue: Promise<void> = Promise.resolve();
+  private queue: Promise<void> = SETTLED;
   /** Settles (never rejects) when every step so far is done. */
-  private tail: Promise<unknown> = Promise.resolve();
+  private tail: Promise<unknown> = SETTLED;
   /** Pipelined steps not yet done. */
   private depth = 0;
   private chatSubscribed = false;

@@ -67,6 +67,9 @@ const RELEASE_PARSER_MS = 1000;
  * the oldest. An internal bound on work in flight, not a client-visible limit.
  */
 const MAX_PIPELINE = 32;
+
+/** The settled start of every connection's step chains: one shared promise, not two per idle connection. */
+const SETTLED: Promise<void> = Promise.resolve();
 const deadlines = new (class {
   private readonly conns = new Set<XmppConnection>();
   private timer?: NodeJS.Timeout;
@@ -123,10 +126,10 @@ export class XmppConnection implements Session, StreamParserEvents {
   private nextKeepalive = 0;
   private closing = false;
   private headerSent = false;
-  private queue: Promise<void> = Promise.resolve();
+  private queue: Promise<void> = SETTLED;
   /** Messages handed to the router and not yet handled, and the last one's completion (never rejects). */
   private pipeDepth = 0;
-  private pipeTail: Promise<unknown> = Promise.resolve();
+  private pipeTail: Promise<unknown> = SETTLED;
   closeReason?: CloseReason;
 
   constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
