@@ -9,6 +9,7 @@ export { CounterMetrics, type Metrics } from './metrics.ts';
 export { defineModule, type ModuleContext, type ModuleDefinition, type OptionSpec, type SpecClaim } from './module.ts';
 export type { RosterItem, Subscription } from './roster.ts';
 export type { Ordered } from './router.ts';
+export { MAX_PIPELINE, OriginPipeline } from './pipeline.ts';
 export { sessionDefaults, type Session } from './session.ts';
 export { SessionManager } from './session-manager.ts';
 export { digest, hmac, saltedPassword, type ScramCredential, type ScramHash } from './accounts.ts';

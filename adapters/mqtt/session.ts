@@ -1,16 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { Address, type CloseReason, type Envelope, type Session } from '../../broker/index.ts';
+import { Address, OriginPipeline, type CloseReason, type Envelope, type Ordered, type Session } from '../../broker/index.ts';
 import type { AedesClient, MqttContext } from './context.ts';
 import { chatJson, presenceJson, type PresenceCommand } from './mapping.ts';
 import { chatTopic, presenceTopic, topicMatches } from './topics.ts';
-
-/** At most this many chat PUBLISHes of one session are in flight in the router (see pipeline). */
-const MAX_PIPELINE = 32;
-
-/** The settled start of every connection's step chains: one shared promise, not two per idle connection. */
-const SETTLED: Promise<void> = Promise.resolve();
-
-const noop = (): void => {};
 
 /**
  * One authenticated MQTT connection as a core session: username → account,
@@ -36,12 +28,8 @@ export class MqttSession implements Session {
   /** created by the core on first directed presence (an MQTT device sends none) */
   directed?: Set<string>;
   private readonly ctx: MqttContext;
-  /** Settles when the next step may start. */
-  private queue: Promise<void> = SETTLED;
-  /** Settles (never rejects) when every step so far is done. */
-  private tail: Promise<unknown> = SETTLED;
-  /** Pipelined steps not yet done. */
-  private depth = 0;
+  /** This session's steps in order (created on first use). */
+  private stepsInOrder?: OriginPipeline;
   private chatSubscribed = false;
   /** the device said `offline` on presence/{me} while staying connected */
   private hidden = false;
@@ -62,37 +50,22 @@ export class MqttSession implements Session {
    */
   run<T>(step: () => Promise<T>): Promise<T> {
     // After every earlier step is done, pipelined ones included.
-    const p = this.tail.then(step);
-    this.tail = this.queue = p.then(
-      () => undefined,
-      (err) => this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'),
-    );
-    return p;
+    return this.logged((this.stepsInOrder ??= new OriginPipeline()).exclusive(step));
   }
 
   /**
-   * A chat PUBLISH, pipelined (Router.route): the next step may start as soon
-   * as this one calls `admit` (its archive append has been asked for) instead
-   * of when it is done, so a burst of PUBLISHes goes to the store together;
-   * `after` settles once the previous step is done, and the router sends
-   * nothing of this one before, so deliveries and PUBACKs keep the order the
-   * PUBLISHes came in [MQTT-4.6.0-2]. At most {@link MAX_PIPELINE} in flight.
+   * A chat PUBLISH, pipelined (OriginPipeline, Router.route): the next step
+   * may start as soon as this one's archive append has been asked for, so a
+   * burst of PUBLISHes goes to the store together, while the router sends
+   * nothing of this one before the previous step is done: deliveries and
+   * PUBACKs keep the order the PUBLISHes came in [MQTT-4.6.0-2].
    */
-  pipeline<T>(step: (ord: { admit: () => void; after: Promise<unknown> }) => Promise<T>): Promise<T> {
-    let admit!: () => void;
-    const admitted = new Promise<void>((resolve) => (admit = resolve));
-    const after = this.tail;
-    this.depth++;
-    const p = this.queue.then(() => step({ admit, after }));
-    const settled = p
-      .then(
-        () => undefined,
-        (err) => this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'),
-      )
-      .then(() => after)
-      .finally(() => this.depth--);
-    this.tail = settled;
-    this.queue = this.depth >= MAX_PIPELINE ? settled.then(noop) : Promise.race([admitted, settled.then(noop)]);
+  pipeline<T>(step: (ord: Ordered) => Promise<T>): Promise<T> {
+    return this.logged((this.stepsInOrder ??= new OriginPipeline()).pipelined(step).done);
+  }
+
+  private logged<T>(p: Promise<T>): Promise<T> {
+    p.catch((err: unknown) => this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'));
     return p;
   }
 

@@ -4,6 +4,7 @@ import {
   Address,
   BrokerError,
   closeReason,
+  OriginPipeline,
   sessionDefaults,
   snippet,
   type Broker,
@@ -61,14 +62,7 @@ type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
 const SWEEP_MS = 250;
 /** A stream quiet this long lets its parser state go; the next bytes rebuild it (about as costly as parsing a small stanza). */
 const RELEASE_PARSER_MS = 1000;
-/**
- * At most this many of one stream's messages are handed to the router and
- * not yet handled (Router.route, pipelining); the next stanza then waits for
- * the oldest. An internal bound on work in flight, not a client-visible limit.
- */
-const MAX_PIPELINE = 32;
-
-/** The settled start of every connection's step chains: one shared promise, not two per idle connection. */
+/** The settled start of every connection's step chain: one shared promise, not one per idle connection. */
 const SETTLED: Promise<void> = Promise.resolve();
 const deadlines = new (class {
   private readonly conns = new Set<XmppConnection>();
@@ -127,9 +121,8 @@ export class XmppConnection implements Session, StreamParserEvents {
   private closing = false;
   private headerSent = false;
   private queue: Promise<void> = SETTLED;
-  /** Messages handed to the router and not yet handled, and the last one's completion (never rejects). */
-  private pipeDepth = 0;
-  private pipeTail: Promise<unknown> = SETTLED;
+  /** Messages handed to the router and not yet handled (created on the first message). */
+  private pipe?: OriginPipeline;
   closeReason?: CloseReason;
 
   constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
@@ -315,7 +308,7 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   private async onStreamEnd(): Promise<void> {
-    if (this.pipeDepth > 0) await this.pipeTail;
+    if (this.pipe?.depth) await this.pipe.idle;
     // [RFC6120 4.4] answer the closing tag with ours, then close
     this.close(closeReason('client-closed'));
   }
@@ -457,7 +450,7 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   private async stanza(el: Element): Promise<void> {
     // Anything but the next message waits for the messages in flight [RFC6120 10.1].
-    if (this.pipeDepth > 0 && el.name !== 'message') await this.pipeTail;
+    if (this.pipe?.depth && el.name !== 'message') await this.pipe.idle;
     const ns = el.attrs.xmlns;
     if (ns !== NS_CLIENT || (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq')) {
       return this.close(closeReason('unsupported-stanza-type', `<${el.name}/> is not a stanza`)); // [RFC6120 4.9.3.24]
@@ -473,7 +466,7 @@ export class XmppConnection implements Session, StreamParserEvents {
       env = toEnvelope(el, this.address, el.name === 'presence' && el.attrs.to === undefined ? this.address : this.address.bare());
     } catch (err) {
       if (err instanceof BrokerError) {
-        if (this.pipeDepth > 0) await this.pipeTail;
+        if (this.pipe?.depth) await this.pipe.idle;
         return this.replyError(el, err);
       }
       throw err;
@@ -493,27 +486,20 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   /**
-   * A message to the router, pipelined (Router.route): the next stanza is
-   * taken as soon as this one's archive append has been asked for, so the
-   * records of a burst go to the store together, while delivery and errors
-   * still follow the order sent. At most {@link MAX_PIPELINE} in flight.
+   * A message to the router, pipelined (OriginPipeline, Router.route): the
+   * next stanza is taken as soon as this one's archive append has been asked
+   * for, so the records of a burst go to the store together, while delivery
+   * and errors still follow the order sent [RFC6120 10.1].
    */
-  private routeMessage(el: Element, env: Envelope): Promise<unknown> {
-    let admit!: () => void;
-    const admitted = new Promise<void>((resolve) => (admit = resolve));
-    const after = this.pipeTail;
-    this.pipeDepth++;
-    const settled = this.broker.router
-      .route(env, this, { admit, after })
-      .catch((err: unknown) => {
+  private routeMessage(el: Element, env: Envelope): Promise<void> {
+    const { next } = (this.pipe ??= new OriginPipeline()).pipelined((ord) =>
+      this.broker.router.route(env, this, ord).catch((err: unknown) => {
         if (err instanceof BrokerError) return this.replyError(el, err);
         this.log.error({ err }, 'stanza handling failed');
         this.close(closeReason('internal-error'));
-      })
-      .then(() => after)
-      .finally(() => this.pipeDepth--);
-    this.pipeTail = settled;
-    return this.pipeDepth >= MAX_PIPELINE ? settled : Promise.race([admitted, settled]);
+      }),
+    );
+    return next;
   }
 
   /** Answer a stanza with an error, never an error with an error [RFC6120 8.3.1]. */
