@@ -37,6 +37,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       backend: z.enum(['embedded', 'mongodb']).default('embedded'),
       mongodbUrl: z.string().optional(),
+      /** embedded: MiB LevelDB buffers before writing a sorted file (its memtable); up to twice this in memory */
+      writeBufferMiB: z.number().int().min(1).max(1024).default(32),
     })
     .prefault({}),
   admin: z.strictObject({ socket: z.string().optional() }).prefault({}),

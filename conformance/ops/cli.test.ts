@@ -93,6 +93,12 @@ describe('parley CLI', function () {
       assert.match(r.stderr, /limits\.offlineMaxPerUser: .*expected number/i);
     });
 
+    it('a write buffer below 1 MiB fails with its exact path', async () => {
+      const r = await check('storage:\n  writeBufferMiB: 0\n');
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /storage\.writeBufferMiB: /);
+    });
+
     it('a bad nested listener fails with the full path', async () => {
       const r = await check('xmpp:\n  tcp: { host: 127.0.0.1, port: 70000 }\n');
       assert.equal(r.code, 2);
@@ -108,6 +114,7 @@ describe('parley CLI', function () {
       assert.equal(cfg.domain, 'chat.example.net');
       assert.equal(cfg.limits.offlineMaxPerUser, 7);
       assert.equal(cfg.xmpp.maxStanzaSize, 262144);
+      assert.equal(cfg.storage.writeBufferMiB, 32);
     });
   });
 

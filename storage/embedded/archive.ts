@@ -77,6 +77,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // settled (the disk is then the truth); the lock is held only until the
     // seq is taken and the write asked for, not until it is done.
     const started = await this.#lock.run(conversation, async () => {
+      // Cached by an earlier holder (the cache is the last seq handed out):
+      // no disk read, so no wait for the writes in flight either. Waiting
+      // here would make a busy conversation's appends queue on the lock
+      // behind each other's writes for as long as one is always waiting.
+      const last = this.#lastSeq.get(conversation);
+      if (last !== undefined) return { done: this.#put(input, text, last + 1) };
       await this.#settled(conversation);
       return { done: this.#put(input, text, (await this.#readLastSeq(conversation)) + 1) };
     });

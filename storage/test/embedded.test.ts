@@ -1,7 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EmbeddedStorage } from '../embedded.ts';
+import { DEFAULT_WRITE_BUFFER, EmbeddedStorage } from '../embedded.ts';
 import { storageContract } from './contract.ts';
 
 storageContract('embedded', async () => {
@@ -15,4 +16,39 @@ storageContract('embedded', async () => {
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
+});
+
+describe('embedded storage: write buffer', () => {
+  // What the option changes on disk: LevelDB writes a sorted table file
+  // (*.ldb) only once its in-memory buffer is full.
+  const tables = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith('.ldb')).length;
+
+  async function fill(writeBufferSize: number | undefined): Promise<number> {
+    const dir = await mkdtemp(join(tmpdir(), 'parley-wbuf-'));
+    const storage = new EmbeddedStorage({ dir, writeBufferSize });
+    try {
+      await storage.open();
+      const archive = storage.archive<{ text: string }>('chat');
+      const text = 'x'.repeat(1000);
+      // ~8 MB of records, more than LevelDB's own 4 MiB buffer.
+      for (let i = 0; i < 8000; i += 200) {
+        await Promise.all(Array.from({ length: 200 }, (_, k) => archive.append({ conversation: `c${k % 10}`, timestamp: i + k, owners: ['a'], with: 'a', id: `${i + k}`, value: { text } })));
+      }
+      // LevelDB writes the full buffer out in the background.
+      for (let t = 0; t < 50 && (await tables(dir)) === 0; t++) await new Promise((r) => setTimeout(r, 20));
+      return await tables(dir);
+    } finally {
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('keeps 8 MB of appends in memory with the default 32 MiB buffer', async () => {
+    assert.equal(DEFAULT_WRITE_BUFFER, 32 * 1024 * 1024);
+    assert.equal(await fill(undefined), 0);
+  });
+
+  it('writes sorted files once a smaller configured buffer is full', async () => {
+    assert.ok((await fill(1024 * 1024)) > 0);
+  });
 });
