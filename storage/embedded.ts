@@ -29,6 +29,7 @@ import { ClassicLevel } from 'classic-level';
 import type { ArchiveStore, KeyValueStore, QueueStore, Storage } from './types.ts';
 import { jsonClone } from './util.ts';
 import { LevelArchive } from './embedded/archive.ts';
+import { lowerNewThreads, threadIds } from './embedded/background.ts';
 import { sublevel } from './embedded/level.ts';
 import type { Db, MakeSub, Op, Sub, Write } from './embedded/level.ts';
 import { LevelQueue } from './embedded/queue.ts';
@@ -157,6 +158,7 @@ export class EmbeddedStorage implements Storage {
   async open(): Promise<void> {
     if (this.#db.status === 'open') return;
     await mkdir(this.#dir, { recursive: true });
+    const threads = threadIds();
     try {
       await this.#db.open();
     } catch (err) {
@@ -170,6 +172,13 @@ export class EmbeddedStorage implements Storage {
         );
       }
       throw err;
+    }
+    if (threads) {
+      // Starts LevelDB's compaction thread now (it flushes the empty write
+      // buffer; the range holds no key, so nothing on disk is compacted), so
+      // that it can be told apart from the threads that were there before.
+      await this.#db.compactRange('\u0000', '\u0000');
+      lowerNewThreads(threads);
     }
     // abstract-level 3 leaves sublevels closed after the database is closed
     // and reopened; open them again so store objects outlive the cycle.

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_WRITE_BUFFER, EmbeddedStorage } from '../embedded.ts';
+import { BACKGROUND_NICE } from '../embedded/background.ts';
 import { storageContract } from './contract.ts';
+
+const run = promisify(execFile);
 
 storageContract('embedded', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'parley-embedded-'));
@@ -50,5 +56,24 @@ describe('embedded storage: write buffer', () => {
 
   it('writes sorted files once a smaller configured buffer is full', async () => {
     assert.ok((await fill(1024 * 1024)) > 0);
+  });
+});
+
+describe('embedded storage: LevelDB compaction thread', () => {
+  it('runs at nice 19 on Linux while every other thread keeps its priority', async function () {
+    if (process.platform !== 'linux') this.skip();
+    const dir = await mkdtemp(join(tmpdir(), 'parley-threads-'));
+    try {
+      const child = fileURLToPath(new URL('./fixtures/threads-child.ts', import.meta.url));
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', child, dir], { timeout: 20_000 });
+      const { pid, nice } = JSON.parse(stdout) as { pid: number; nice: Record<string, number> };
+      const lowered = Object.keys(nice).filter((tid) => nice[tid] === BACKGROUND_NICE);
+      assert.equal(lowered.length, 1, JSON.stringify(nice));
+      assert.notEqual(Number(lowered[0]), pid);
+      assert.equal(nice[String(pid)], 0);
+      assert.ok(Object.keys(nice).length > 2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
