@@ -72,13 +72,13 @@ function users(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `u${i + 1}`);
 }
 
-/** Parley from this checkout: `node bin/parley.js start`, plaintext allowed (requireTls: false), warn logs. */
+/** Parley from this checkout: `bin/parley start` (the launcher `npm start` runs), plaintext allowed (requireTls: false), warn logs. */
 /**
- * Node flags of Parley's start command (`npm start`, bin/parley.js's #! line;
- * docs/configuration.md "Node runtime flags"), given to plain aedes as well so
- * both Node servers run with the same runtime settings.
+ * Node flags Parley's launcher (bin/parley; docs/configuration.md "Node
+ * runtime flags") picks for a process pinned to one core, given to plain
+ * aedes as well so both Node servers run with the same runtime settings.
  */
-export const NODE_FLAGS = ['--max-semi-space-size=32'];
+export const NODE_FLAGS = ['--max-semi-space-size=32', '--single-threaded-gc'];
 
 export class ParleyServer implements Server {
   readonly name = 'parley';
@@ -97,19 +97,23 @@ export class ParleyServer implements Server {
   ) {
     this.protocols = mqtt ? ['xmpp', 'mqtt'] : ['xmpp'];
     mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, 'parley.yaml'), 'xmpp: { requireTls: false }\n');
+    writeFileSync(path.join(dir, 'parley.yaml'), `xmpp: { requireTls: false }\n${process.env.PARLEY_BENCH_CONFIG ?? ''}\n`);
   }
   async start(): Promise<void> {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
-    const args = ['-c', SERVER_CORE, process.execPath, ...NODE_FLAGS];
-    if (this.cpuProfDir) args.push('--cpu-prof', '--cpu-prof-dir', this.cpuProfDir);
-    args.push(...(this.dev.nodeArgs ?? []));
-    args.push(path.join(this.repo, 'bin/parley.js'), '--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
+    // The launcher picks the Node flags (one core here: --single-threaded-gc) and execs node: same pid.
+    const args = ['-c', SERVER_CORE, path.join(this.repo, 'bin/parley')];
+    const extra = [...(this.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', this.cpuProfDir] : []), ...(this.dev.nodeArgs ?? [])];
+    args.push('--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
     args.push('--host', '127.0.0.1', '--xmpp-port', String(this.ports.xmpp), '--xmpps-port', String(await freePort()));
     if (this.mqtt) args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
-    args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', 'warn', 'start');
-    this.child = spawn('taskset', args, { stdio: ['ignore', this.dev.stdoutFd ?? 'ignore', 'inherit'], cwd: this.repo });
-    this.pid = this.child.pid!; // taskset execs node: same pid
+    args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', process.env.PARLEY_BENCH_LOG ?? 'warn', 'start');
+    this.child = spawn('taskset', args, {
+      stdio: ['ignore', this.dev.stdoutFd ?? 'ignore', 'inherit'],
+      cwd: this.repo,
+      env: { ...process.env, PARLEY_NODE_ARGS: extra.join(' ') },
+    });
+    this.pid = this.child.pid!; // taskset execs sh, which execs node: same pid
     await waitPort(this.ports.xmpp!);
     if (this.ports.mqtt) await waitPort(this.ports.mqtt);
     // The admin socket is bound after the listeners; seeding right away once failed with ENOENT.

@@ -42,6 +42,14 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   admin: z.strictObject({ socket: z.string().optional() }).prefault({}),
+  memory: z
+    .strictObject({
+      /** after a burst, at the first idle second, run V8's memory-pressure collection (bin/reclaim.ts) */
+      reclaimWhenIdle: z.boolean().default(true),
+      /** MiB the heap must have grown since the last reclaim */
+      reclaimGrowthMiB: z.number().int().min(1).max(65536).default(32),
+    })
+    .prefault({}),
   limits: z
     .strictObject({
       offlineMaxPerUser: z.number().int().min(0).default(1000),

@@ -14,6 +14,7 @@ import { adminSocketPath, type Config } from './config.ts';
 import { startMqtt } from './mqtt.ts';
 import { startWeb } from './web.ts';
 import { instrumentStorage } from './instrument.ts';
+import { startReclaimer } from './reclaim.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
@@ -65,6 +66,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
   const socket = adminSocketPath(cfg);
   const admin = await startAdminServer(broker, socket);
   log.info({ domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
+  const reclaimer = cfg.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: cfg.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined;
   let stopping: Promise<void> | undefined;
   return {
     broker,
@@ -72,6 +74,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
     admin,
     stop() {
       stopping ??= (async () => {
+        reclaimer?.stop();
         await new Promise<void>((r) => admin.close(() => r()));
         await web.stop();
         await xmpp.stop();

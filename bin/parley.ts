@@ -4,6 +4,7 @@ import { adminRequest, runAdmin, type AdminRequest } from './admin.ts';
 import { adminSocketPath, ConfigError, envOverrides, merge, readConfigFile, validateConfig, type Config } from './config.ts';
 import { makeBroker, makeLogger, startNode } from './node.ts';
 import { silentLogger } from '../broker/logger.ts';
+import { availableParallelism } from 'node:os';
 
 interface GlobalFlags {
   config?: string;
@@ -131,6 +132,9 @@ program
       fail(err);
     }
     const log = makeLogger(cfg);
+    // bin/parley (the launcher) picks V8's GC threads by CPU count; say what it picked
+    const gc = process.execArgv.includes('--single-threaded-gc') ? 'single' : 'parallel';
+    log.info({ gc, cpus: availableParallelism() }, 'garbage collection threads');
     let node;
     try {
       node = await startNode(cfg, log);

@@ -63,6 +63,9 @@ export interface StartNodeOptions {
   /** YAML text; written to <dataDir>/parley.yaml and passed with --config */
   config?: string;
   logLevel?: string;
+  /** run through this command instead of `node bin/parley.js` (e.g. ['taskset', '-c', '0', 'bin/parley']) */
+  launcher?: string[];
+  env?: Record<string, string>;
 }
 
 const liveProcesses = new Set<ChildProcess>();
@@ -130,10 +133,11 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
   const launch = (): Promise<void> =>
     new Promise((resolve, reject) => {
       log.length = 0;
+      const [cmd, ...pre] = opts.launcher ?? [process.execPath, BIN];
       const p = spawn(
-        process.execPath,
+        cmd,
         [
-          BIN,
+          ...pre,
           ...baseArgs,
           '--host',
           '127.0.0.1',
@@ -153,7 +157,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
           opts.logLevel ?? 'info',
           'start',
         ],
-        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
       );
       proc = p;
       liveProcesses.add(p);

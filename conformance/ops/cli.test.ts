@@ -1,10 +1,15 @@
 // The operator's side: `parley user …` with and without a running node,
-// config validation with exact key paths, graceful shutdown on SIGTERM.
+// config validation with exact key paths, the launcher's GC choice, graceful
+// shutdown on SIGTERM.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import os, { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { closeAllRaw, rawLogin, runCli, startNode, uniqueName, type TestNode } from '../helpers.ts';
+
+const LAUNCHER = fileURLToPath(new URL('../../bin/parley', import.meta.url));
 
 describe('parley CLI', function () {
   this.timeout(60_000);
@@ -99,6 +104,12 @@ describe('parley CLI', function () {
       assert.match(r.stderr, /storage\.writeBufferMiB: /);
     });
 
+    it('a reclaim threshold below 1 MiB fails with its exact path', async () => {
+      const r = await check('memory:\n  reclaimGrowthMiB: 0\n');
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /memory\.reclaimGrowthMiB: /);
+    });
+
     it('a bad nested listener fails with the full path', async () => {
       const r = await check('xmpp:\n  tcp: { host: 127.0.0.1, port: 70000 }\n');
       assert.equal(r.code, 2);
@@ -115,6 +126,50 @@ describe('parley CLI', function () {
       assert.equal(cfg.limits.offlineMaxPerUser, 7);
       assert.equal(cfg.xmpp.maxStanzaSize, 262144);
       assert.equal(cfg.storage.writeBufferMiB, 32);
+      assert.deepEqual(cfg.memory, { reclaimWhenIdle: true, reclaimGrowthMiB: 32 });
+    });
+  });
+
+  describe('launcher bin/parley: where V8 collects garbage', () => {
+    const gcOf = (node: TestNode): { gc: string; cpus: number } => {
+      const line = node.log.find((l) => l.includes('garbage collection threads'));
+      assert.ok(line, node.log.join('\n'));
+      return JSON.parse(line) as { gc: string; cpus: number };
+    };
+
+    it('on one CPU (taskset) it runs the collector on the event loop (--single-threaded-gc)', async () => {
+      const node = await startNode({ launcher: ['taskset', '-c', '0', LAUNCHER] });
+      try {
+        const { gc, cpus } = gcOf(node);
+        assert.equal(gc, 'single');
+        assert.equal(cpus, 1);
+        const r = await runCli(['--data-dir', node.dataDir, 'status']);
+        assert.equal(r.code, 0, r.stderr);
+      } finally {
+        await node.stop();
+      }
+    });
+
+    it('with two CPUs it keeps V8 helper threads, and PARLEY_GC_THREADS=single overrides', async function () {
+      if (availableParallelism() < 2) this.skip();
+      const node = await startNode({ launcher: [LAUNCHER] });
+      try {
+        assert.equal(gcOf(node).gc, 'parallel');
+      } finally {
+        await node.stop();
+      }
+      const forced = await startNode({ launcher: [LAUNCHER], env: { PARLEY_GC_THREADS: 'single' } });
+      try {
+        assert.equal(gcOf(forced).gc, 'single');
+      } finally {
+        await forced.stop();
+      }
+    });
+
+    it('a bad PARLEY_GC_THREADS fails with exit code 2 before Node starts', async () => {
+      const r = spawnSync(LAUNCHER, ['--help'], { env: { ...process.env, PARLEY_GC_THREADS: 'many' }, encoding: 'utf8' });
+      assert.equal(r.status, 2);
+      assert.match(r.stderr, /PARLEY_GC_THREADS must be auto, single or parallel/);
     });
   });
 
