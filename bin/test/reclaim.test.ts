@@ -70,7 +70,7 @@ describe('bin: memory reclaim after a burst', () => {
     r = startReclaimer(rec.log, { intervalMs: 300, growthBytes: 8 * 1024 * 1024, minGapMs: 0 });
     await until(() => r!.runs >= 1, 5000);
     assert.equal(r.runs, 1);
-    // a little work every 20 ms for 1.5 s (neither a burst nor idle) that grows the heap
+    // a little work every 25 ms for 2 s (neither a burst nor idle) that grows the heap
     const ring: number[][] = [];
     const end = Date.now() + 2000;
     for (let i = 0; Date.now() < end; i++) {
