@@ -72,7 +72,6 @@ function users(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `u${i + 1}`);
 }
 
-/** Parley from this checkout: `bin/parley start` (the launcher `npm start` runs), plaintext allowed (requireTls: false), warn logs. */
 /**
  * Node flags Parley's launcher (bin/parley; docs/configuration.md "Node
  * runtime flags") picks for a process pinned to one core, given to plain
@@ -80,6 +79,7 @@ function users(n: number): string[] {
  */
 export const NODE_FLAGS = ['--max-semi-space-size=32', '--single-threaded-gc'];
 
+/** Parley from this checkout: `bin/parley start` (the launcher `npm start` runs), plaintext allowed (requireTls: false), warn logs. */
 export class ParleyServer implements Server {
   readonly name = 'parley';
   readonly protocols: ('xmpp' | 'mqtt')[];
