@@ -25,11 +25,6 @@ function timed<T extends object>(target: T, prefix: string, metrics: Metrics): T
   for (const name of methodNames(target)) {
     const fn = (target as Record<string, (...args: unknown[]) => unknown>)[name];
     const op = `${prefix}.${name}`;
-    const fail = (start: number, err: unknown): never => {
-      metrics.storeOp(op, performance.now() - start, false);
-      metrics.error('store', `${op}: ${(err as Error).message}`);
-      throw err;
-    };
     wrapped[name] = function (...args: unknown[]): unknown {
       const start = performance.now();
       let r: unknown;
@@ -40,10 +35,17 @@ function timed<T extends object>(target: T, prefix: string, metrics: Metrics): T
         throw err;
       }
       if (!(r instanceof Promise)) return r;
-      return r.then(
-        (x) => (metrics.storeOp(op, performance.now() - start, true), x),
-        (err) => fail(start, err),
+      // Observed beside the caller, not in its chain: the caller gets the
+      // store's own promise (no extra promise and turn per store call), and
+      // this reaction, registered first, still runs before the caller's.
+      r.then(
+        () => metrics.storeOp(op, performance.now() - start, true),
+        (err: unknown) => {
+          metrics.storeOp(op, performance.now() - start, false);
+          metrics.error('store', `${op}: ${(err as Error).message}`);
+        },
       );
+      return r;
     };
   }
   return wrapped as T;

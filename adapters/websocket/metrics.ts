@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { CounterMetrics } from '../../broker/index.ts';
+import { CountingHistogram, type HistogramSeries } from './histogram.ts';
 
 /**
  * Close reasons that are a problem worth an operator's look (bad input,
@@ -44,10 +45,8 @@ export interface RecentError {
 export class PromMetrics extends CounterMetrics {
   readonly registry = new Registry();
   readonly recentErrors: RecentError[] = [];
-  private readonly latency: Histogram;
-  private readonly store: Histogram;
-  /** labelled store-latency children, one per op name */
-  private readonly storeChildren = new Map<string, { observe(v: number): void }>();
+  private readonly latency: HistogramSeries;
+  private readonly store: CountingHistogram;
 
   constructor() {
     super();
@@ -107,16 +106,17 @@ export class PromMetrics extends CounterMetrics {
     });
     fromCounts('counter', 'parley_store_errors_total', 'failed storage calls', 'store.errors.', ['op']);
     fromCounts('counter', 'parley_errors_total', 'errors listed on the admin page, by source', 'errors.', ['source']);
-    this.latency = new Histogram({
+    // Observed per delivery and per storage call: counted in plain arrays (histogram.ts).
+    this.latency = new CountingHistogram({
       name: 'parley_delivery_latency_seconds',
       help: 'from acceptance to hand-over to a local session',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
-    });
-    this.store = new Histogram({
+    }).series();
+    this.store = new CountingHistogram({
       name: 'parley_store_operation_seconds',
       help: 'storage call latency',
-      labelNames: ['op'],
+      labelName: 'op',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25],
       registers,
     });
@@ -135,9 +135,7 @@ export class PromMetrics extends CounterMetrics {
   }
   override storeOp(op: string, ms: number, ok: boolean): void {
     super.storeOp(op, ms, ok);
-    let child = this.storeChildren.get(op);
-    if (!child) this.storeChildren.set(op, (child = this.store.labels(op)));
-    child.observe(ms / 1000);
+    this.store.series(op).observe(ms / 1000);
     if (!ok) this.error('store', `${op} failed`);
   }
   override error(source: string, text: string): void {

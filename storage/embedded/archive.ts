@@ -109,24 +109,27 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     }
     this.#cacheSeq(conversation, seq);
     const written = this.#write(ops);
-    const settle = (): void => {
-      if (this.#inflight.get(conversation) === written) this.#inflight.delete(conversation);
-    };
     this.#inflight.set(conversation, written);
+    // No named closure here: tsx's keepNames wraps each one in a defineProperty per message.
     return written.then(
       () => {
-        settle();
+        this.#settle(conversation, written);
         if (newIndex) for (const key of newIndex) this.#remember(key);
         // The input with its seq, not a parse of the stored text: a second JSON
         // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
         return { ...input, seq };
       },
       (err: unknown) => {
-        settle();
+        this.#settle(conversation, written);
         if (this.#lastSeq.get(conversation) === seq) this.#lastSeq.delete(conversation);
         throw err;
       },
     );
+  }
+
+  /** Forgets `written` as the conversation's latest write in flight, if it still is. */
+  #settle(conversation: string, written: Promise<void>): void {
+    if (this.#inflight.get(conversation) === written) this.#inflight.delete(conversation);
   }
 
   /** Resolves once every write of `conversation` asked for so far has settled. */
