@@ -70,7 +70,9 @@ const workloads: Workload[] = [
   { id: 'mqtt-qos1-2000', title: 'MQTT QoS 1, 100 pairs, 2,000 msgs/s offered', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: '≥ 90% of aedes (latency ≤ aedes/0.9)' },
   { id: 'mqtt-fanout-1000', title: 'MQTT QoS 0 fan-out, 1 publisher → 1,000 subscribers (window 8)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'deliveries/s', args: (s) => [...mqttCommon(s), '--workload', 'fanout', '--subscribers', '1000', '--window', '8', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-idle', title: `MQTT idle connections (${sessions})`, proto: 'mqtt', script: 'mqtt-load.ts', metric: 'bytesPerConnection', unit: 'B/conn', lowerIsBetter: true, restart: true, args: (s) => [...mqttCommon(s), '--workload', 'idle', '--connections', String(sessions), '--pid', String(s.pid)], target: '≥ 90% of aedes (≤ aedes/0.9)' },
-  { id: 'mqtt-xmpp-chat', title: 'MQTT device ↔ XMPP user through chat/{user}, 100 pairs, QoS 1, closed loop (window 4)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley'], args: (s) => [...mqttCommon(s), '--workload', 'chat', '--pairs', '100', '--window', '4', '--xmpp-port', String(s.ports.xmpp), ...T()], target: '≥ 50% of aedes QoS 1 pairs (mqtt-qos1-sat)' },
+  // The reference is plain aedes's QoS 1 pairs, run alternately with the chat (A B A B): this machine's speed
+  // moves by up to 3× within minutes, so a ratio to a figure measured at another time says little.
+  { id: 'mqtt-xmpp-chat', title: 'MQTT device ↔ XMPP user through chat/{user}, 100 pairs, QoS 1, closed loop (window 4); aedes: its QoS 1 pairs (as mqtt-qos1-sat), run alternately', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley', 'aedes'], args: (s) => (s.name === 'aedes' ? [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()] : [...mqttCommon(s), '--workload', 'chat', '--pairs', '100', '--window', '4', '--xmpp-port', String(s.ports.xmpp), ...T()]), target: '≥ 50% of aedes QoS 1 pairs' },
 ];
 
 // ---------- machine state ----------
@@ -318,7 +320,7 @@ function resultsMarkdown(meta: Record<string, string>, ws: Workload[], sum: Summ
       const lat = Number.isFinite(v.p99 ?? NaN) ? `${fmt(v.p50!)} / ${fmt(v.p99!)}` : '—';
       L.push(`| ${name} | ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)})${v.extra ? `, ${v.extra}` : ''} | ${lat} | ${ratio} |`);
     }
-    if (w.id === 'mqtt-xmpp-chat' && sum['mqtt-qos1-sat']?.aedes) L.push(`| aedes (mqtt-qos1-sat) | ${fmt(sum['mqtt-qos1-sat'].aedes.median)} | | ${fmt(parley / sum['mqtt-qos1-sat'].aedes.median)} |`);
+    if (w.id === 'mqtt-xmpp-chat' && sum['mqtt-qos1-sat']?.aedes) L.push(`| aedes, mqtt-qos1-sat above (not alternated with the chat) | ${fmt(sum['mqtt-qos1-sat'].aedes.median)} | | ${fmt(parley / sum['mqtt-qos1-sat'].aedes.median)} |`);
     L.push('');
   }
   const notes = path.join(here, 'PROFILE-NOTES.md');
