@@ -73,9 +73,10 @@ function users(n: number): string[] {
 }
 
 /**
- * Node flags Parley's launcher (bin/parley; docs/configuration.md "Node
- * runtime flags") picks for a process pinned to one core, given to plain
- * aedes as well so both Node servers run with the same runtime settings.
+ * Node flags for plain aedes: the GC flag Parley's launcher (bin/parley;
+ * docs/configuration.md "Node runtime flags") picks for a process pinned to
+ * one core, and the semi-space size that measured best for aedes (32 MB;
+ * Parley's 64 MB was a few per cent slower for it, bench/README.md).
  */
 export const NODE_FLAGS = ['--max-semi-space-size=32', '--single-threaded-gc'];
 

@@ -40,24 +40,31 @@ export class OriginPipeline {
    * `next`: when a following step could start.
    */
   pipelined<T>(step: (ord: Ordered) => Promise<T>): { done: Promise<T>; next: Promise<void> } {
+    // Once per message on the chat path, so few promises: `admitted` also
+    // settles when the step is done (it may never admit), which is all the
+    // next step waits for; no race, no finally.
     let admit!: () => void;
     const admitted = new Promise<void>((resolve) => (admit = resolve));
     const after = this.#tail;
     this.#depth++;
     const done = this.#next.then(() => step({ admit, after }));
     // Done only once the earlier steps are too, even if this one failed early.
-    const settled = done
-      .then(noop, noop)
-      .then(() => after)
-      .finally(() => this.#depth--);
+    // (Inline arrows: tsx's keepNames would wrap a named closure on every call.)
+    const settled = done.then(
+      () => (admit(), after),
+      () => (admit(), after),
+    ).then(this.#stepDone);
     this.#tail = settled;
     this.#window.push(settled);
     if (this.#window.length > MAX_PIPELINE) this.#window.shift();
     // Steps complete in order, so with the bound reached the oldest in flight is the window's first.
-    const ready = Promise.race([admitted, settled]);
-    this.#next = (this.#depth >= MAX_PIPELINE ? Promise.all([ready, this.#window[0]]) : ready).then(noop);
+    this.#next = this.#depth >= MAX_PIPELINE ? Promise.all([admitted, this.#window[0]]).then(noop) : admitted;
     return { done, next: this.#next };
   }
+
+  readonly #stepDone = (): void => {
+    this.#depth--;
+  };
 
   /** Starts `step` once every earlier step is done; later steps wait for it. Returns its outcome. */
   exclusive<T>(step: () => Promise<T>): Promise<T> {
