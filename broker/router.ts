@@ -3,6 +3,7 @@ import type { Broker } from './broker.ts';
 import { isStorableMessage, toRecord, fromRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
 import type { Session } from './session.ts';
+import type { SessionEntry } from '../cluster/types.ts';
 
 /** A place an envelope can go: a local session object, or a session on another node. */
 export interface Target {
@@ -81,16 +82,33 @@ export class Router {
   /** Every place a user is online, cluster-wide. */
   async targets(user: Address): Promise<Target[]> {
     const bare = user.bare().toString();
-    const entries = await this.broker.cluster.registry.lookup(bare);
+    const registry = this.broker.cluster.registry;
+    return this.toTargets(registry.lookupNow?.(bare) ?? (await registry.lookup(bare)), bare, false);
+  }
+
+  /**
+   * {@link messageTargets} without a promise when the registry has the answer
+   * at hand; undefined when it must be asked (then use messageTargets).
+   */
+  private messageTargetsNow(user: Address): Target[] | undefined {
+    const bare = user.bare().toString();
+    const entries = this.broker.cluster.registry.lookupNow?.(bare);
+    return entries && this.toTargets(entries, bare, true);
+  }
+
+  /** Registry entries as targets; with `forMessages`, only those that get messages to the bare address. */
+  private toTargets(entries: readonly SessionEntry[], bare: string, forMessages: boolean): Target[] {
     const self = this.broker.cluster.bus.nodeId;
     const out: Target[] = [];
     for (const e of entries) {
+      let t: Target | undefined;
       if (e.node === self) {
         const local = this.broker.sessions.getByUser(bare, e.resource);
-        if (local) out.push({ node: self, resource: e.resource, priority: local.priority, available: local.available, local });
+        if (local) t = { node: self, resource: e.resource, priority: local.priority, available: local.available, local };
       } else {
-        out.push({ node: e.node, resource: e.resource, priority: e.priority, available: e.available });
+        t = { node: e.node, resource: e.resource, priority: e.priority, available: e.available };
       }
+      if (t && (!forMessages || (t.available && t.priority >= 0))) out.push(t);
     }
     return out;
   }
@@ -117,7 +135,9 @@ export class Router {
 
   /** Sessions that get messages to the bare address: available, priority >= 0 [RFC6121 8.5.2.1.1]. */
   async messageTargets(user: Address): Promise<Target[]> {
-    return (await this.targets(user)).filter((t) => t.available && t.priority >= 0);
+    const bare = user.bare().toString();
+    const registry = this.broker.cluster.registry;
+    return this.toTargets(registry.lookupNow?.(bare) ?? (await registry.lookup(bare)), bare, true);
   }
 
   /** Answer an envelope with an error, unless it is an error itself [RFC6120 8.3.1]. */
@@ -194,7 +214,7 @@ export class Router {
   /** A message to a bare address, stored if storable: to every available device, else offline. */
   private async afterStored(env: Envelope, type: string, storable: boolean): Promise<void> {
     this.broker.hooks.emit('message:stored', env);
-    const targets = await this.messageTargets(env.to);
+    const targets = this.messageTargetsNow(env.to) ?? (await this.messageTargets(env.to));
     if (targets.length > 0) {
       // Every available device gets every message (multi-device principle).
       for (const t of targets) {

@@ -60,6 +60,10 @@ export class LocalRegistry implements SessionRegistry {
   }
 
   async lookup(user: string): Promise<SessionEntry[]> {
+    return this.lookupNow(user);
+  }
+
+  lookupNow(user: string): SessionEntry[] {
     // The stored entries themselves, not copies (this runs for every routed
     // message): put() stores a copy of what it is given, and callers only read.
     const m = this.byUser.get(user);

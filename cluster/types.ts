@@ -21,6 +21,12 @@ export interface SessionRegistry {
   remove(user: string, resource: string, sessionId: string): Promise<void>;
   /** The user's entries on every node; callers read them and must not change them. */
   lookup(user: string): Promise<SessionEntry[]>;
+  /**
+   * The same answer as {@link lookup} when the registry has it at hand (an
+   * in-process registry always does), else undefined: the router's fast path
+   * for every routed message, without a promise.
+   */
+  lookupNow?(user: string): SessionEntry[] | undefined;
   /** Sessions of a node, e.g. to purge a dead node. */
   byNode(node: string): Promise<SessionEntry[]>;
   purgeNode(node: string): Promise<number>;

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { LocalBus, LocalRegistry } from '../../cluster/local.ts';
+import type { SessionRegistry } from '../../cluster/types.ts';
 import { MemoryStorage } from '../../storage/memory.ts';
 import type { Storage } from '../../storage/types.ts';
 import { Address } from '../address.ts';
@@ -71,11 +72,12 @@ export async function makeBroker(
   limits: Partial<BrokerLimits> = {},
   users = ['alice', 'bob', 'carol'],
   storage: Storage = new MemoryStorage(),
+  registry: SessionRegistry = new LocalRegistry(),
 ): Promise<Broker> {
   const broker = new Broker({
     domain: DOMAIN,
     storage,
-    cluster: { bus: new LocalBus('n1'), registry: new LocalRegistry() },
+    cluster: { bus: new LocalBus('n1'), registry },
     modules: [{ def: offline }],
     limits: { scramIterations: 16, ...limits },
   });

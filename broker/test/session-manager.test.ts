@@ -41,10 +41,12 @@ describe('SessionManager', function () {
       (await registry.lookup('alice@localhost')).map((e) => [e.resource, e.sessionId, e.node]),
       [['phone', s.id, 'n1']],
     );
+    assert.deepEqual(registry.lookupNow('alice@localhost'), await registry.lookup('alice@localhost'), 'the synchronous answer is the same');
     await sm.unbind(s, closeReason('client-closed'));
     await sm.unbind(s, closeReason('client-closed'));
     assert.equal(sm.get(jid('alice@localhost/phone')), undefined);
     assert.deepEqual(await registry.lookup('alice@localhost'), []);
+    assert.deepEqual(registry.lookupNow('alice@localhost'), []);
     assert.deepEqual(events, [
       'bound alice@localhost/phone',
       'unbound alice@localhost/phone client-closed',
