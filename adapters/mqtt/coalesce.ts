@@ -14,8 +14,9 @@
 import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 
-/** net.Socket and tls.TLSSocket inherit this `write`; they do not override it. */
+/** net.Socket and tls.TLSSocket inherit these; they do not override them. */
 const write = Writable.prototype.write as (this: Writable, ...args: unknown[]) => boolean;
+const cork = Writable.prototype.cork;
 
 const HELD = Symbol('parley.mqtt.held');
 type Held = Socket & { [HELD]?: boolean };
@@ -38,7 +39,7 @@ function flush(): void {
 function heldWrite(this: Held, ...args: unknown[]): boolean {
   if (!this[HELD] && !this.destroyed) {
     this[HELD] = true;
-    this.cork();
+    cork.call(this);
     held.push(this);
     if (!scheduled) {
       scheduled = true;
@@ -51,4 +52,10 @@ function heldWrite(this: Held, ...args: unknown[]): boolean {
 /** Make a TCP or TLS socket coalesce its writes per event-loop turn (see the module comment). */
 export function coalesceWrites(sock: Socket): void {
   (sock as unknown as { write: typeof heldWrite }).write = heldWrite;
+  // mqtt-packet corks a stream that has `cork` for each packet it writes and
+  // uncorks it in a process.nextTick: a tick object and two calls per packet
+  // for nothing, since the first write here holds the socket corked longer.
+  // Without a visible `cork` it writes the packet's parts straight through
+  // (they are held all the same). Nothing else corks these sockets.
+  (sock as unknown as { cork: undefined }).cork = undefined;
 }

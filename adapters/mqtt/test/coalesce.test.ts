@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import mqttPacket from 'mqtt-packet';
 import { coalesceWrites } from '../coalesce.ts';
 
 /** A connected loopback pair: the server side (whose writes we watch) and the client side. */
@@ -47,16 +48,20 @@ describe('mqtt write coalescing (adapters/mqtt/coalesce.ts)', function () {
     try {
       coalesceWrites(server);
       const writes = countWrites(server);
-      // As aedes does: each delivery in its own setImmediate, mqtt-packet corking only until the next tick.
-      for (const part of ['one,', 'two,', 'three']) {
+      // As aedes does: each delivery in its own setImmediate, written by mqtt-packet (several writes per packet).
+      const corked: number[] = [];
+      for (const topic of ['one', 'two', 'three']) {
         setImmediate(() => {
-          server.cork();
-          server.write(part);
-          process.nextTick(() => server.uncork());
+          mqttPacket.writeToStream({ cmd: 'publish', topic, payload: Buffer.from(topic), qos: 0, dup: false, retain: false }, server);
+          corked.push(server.writableCorked);
         });
       }
-      assert.equal(await received(client, 13), 'one,two,three');
+      // Each: 2 bytes of fixed header, 2 of topic length, the topic, the payload (the topic again).
+      const got = await received(client, 3 * 4 + 2 * (3 + 3 + 5));
+      assert.deepEqual([...got.matchAll(/(one|two|three)\1/g)].map((m) => m[1]), ['one', 'two', 'three']);
       assert.equal(writes.n, 1);
+      // Held once; mqtt-packet did not cork again per packet (and schedule a tick to uncork).
+      assert.deepEqual(corked, [1, 1, 1]);
     } finally {
       close();
     }
