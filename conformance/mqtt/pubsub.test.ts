@@ -134,6 +134,19 @@ describe('MQTT: publish/subscribe, retained, sessions, ACL', function () {
     assert.equal((await got).payload, '21.5');
   });
 
+  it('a PUBLISH the broker parks instead of routing (denied here; chat/ is consumed the same way) is acknowledged and counted in $SYS/broker/messages/received [MQTT-3.3.5-2]', async () => {
+    const c = await as(a, 'sys-received');
+    const TOPIC = '$SYS/broker/messages/received';
+    const first = nextMessage(c, TOPIC);
+    await c.subscribeAsync(TOPIC);
+    const before = Number((await first).payload);
+    const seen = collect(c, TOPIC);
+    for (let i = 0; i < 3; i++) await c.publishAsync(`home/${b}/door`, `x${i}`, { qos: 1 }); // denied: resolves on PUBACK
+    for (let i = 0; i < 20 && !seen.some((v) => Number(v) >= before + 3); i++) await sleepMs(100);
+    assert.ok(seen.some((v) => Number(v) >= before + 3), `received went from ${before} to ${seen.join(', ')}`);
+    assert.equal(c.connected, true);
+  });
+
   it('serves $SYS/broker statistics read-only', async () => {
     const c = await as(a, 'sys');
     const clients = nextMessage(c, '$SYS/broker/clients/connected');
