@@ -134,7 +134,9 @@ program
     const log = makeLogger(cfg);
     // bin/parley (the launcher) picks V8's GC threads by CPU count; say what it picked
     const gc = process.execArgv.includes('--single-threaded-gc') ? 'single' : 'parallel';
-    log.info({ gc, cpus: availableParallelism() }, 'garbage collection threads');
+    // and the young generation's size; V8 takes the last of repeated flags (PARLEY_NODE_ARGS comes after the launcher's)
+    const semi = process.execArgv.filter((a) => a.startsWith('--max-semi-space-size=')).pop();
+    log.info({ gc, cpus: availableParallelism(), semiSpaceMiB: semi ? Number(semi.split('=')[1]) : 'default' }, 'garbage collection threads');
     let node;
     try {
       node = await startNode(cfg, log);

@@ -131,10 +131,10 @@ describe('parley CLI', function () {
   });
 
   describe('launcher bin/parley: where V8 collects garbage', () => {
-    const gcOf = (node: TestNode): { gc: string; cpus: number } => {
+    const gcOf = (node: TestNode): { gc: string; cpus: number; semiSpaceMiB: number | string } => {
       const line = node.log.find((l) => l.includes('garbage collection threads'));
       assert.ok(line, node.log.join('\n'));
-      return JSON.parse(line) as { gc: string; cpus: number };
+      return JSON.parse(line) as { gc: string; cpus: number; semiSpaceMiB: number | string };
     };
 
     it('on one CPU (taskset) it runs the collector on the event loop (--single-threaded-gc)', async () => {
@@ -150,17 +150,19 @@ describe('parley CLI', function () {
       }
     });
 
-    it('with two CPUs it keeps V8 helper threads, and PARLEY_GC_THREADS=single overrides', async function () {
+    it('with two CPUs it keeps V8 helper threads and 64 MB semi-spaces; PARLEY_GC_THREADS=single and PARLEY_NODE_ARGS override', async function () {
       if (availableParallelism() < 2) this.skip();
       const node = await startNode({ launcher: [LAUNCHER] });
       try {
         assert.equal(gcOf(node).gc, 'parallel');
+        assert.equal(gcOf(node).semiSpaceMiB, 64, 'the launcher gives the young generation 64 MB semi-spaces');
       } finally {
         await node.stop();
       }
-      const forced = await startNode({ launcher: [LAUNCHER], env: { PARLEY_GC_THREADS: 'single' } });
+      const forced = await startNode({ launcher: [LAUNCHER], env: { PARLEY_GC_THREADS: 'single', PARLEY_NODE_ARGS: '--max-semi-space-size=16' } });
       try {
         assert.equal(gcOf(forced).gc, 'single');
+        assert.equal(gcOf(forced).semiSpaceMiB, 16, 'PARLEY_NODE_ARGS comes after the launcher flags, so it lowers the size');
       } finally {
         await forced.stop();
       }
