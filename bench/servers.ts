@@ -108,6 +108,8 @@ export class ParleyServer implements Server {
     args.push('--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
     args.push('--host', '127.0.0.1', '--xmpp-port', String(this.ports.xmpp), '--xmpps-port', String(await freePort()));
     if (this.mqtt) args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
+    // --host alone would put HTTP and HTTPS on 5280 and 5443: a second server, or anything else there, would collide
+    args.push('--http-port', String(await freePort()), '--https-port', String(await freePort()));
     args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', process.env.PARLEY_BENCH_LOG ?? 'warn', 'start');
     this.child = spawn('taskset', args, {
       stdio: ['ignore', this.dev.stdoutFd ?? 'ignore', 'inherit'],

@@ -1,4 +1,6 @@
 // The MQTT adapter's public surface for bin/.
+// First: mqtt-packet (loaded by aedes below) must find `debug` already quieted.
+import './quiet-debug.ts';
 export { MqttServer } from './server.ts';
 export { MqttSession } from './session.ts';
 export { defaultMqttOptions, type MqttListener, type MqttOptions } from './options.ts';

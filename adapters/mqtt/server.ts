@@ -1,3 +1,5 @@
+// First: mqtt-packet (loaded by aedes below) must find `debug` already quieted.
+import { loadedTooEarly } from './quiet-debug.ts';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes';
@@ -82,6 +84,7 @@ export class MqttServer {
       },
     });
     this.ctx = ctx;
+    if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
     this.wire(ctx);
     if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log);
     if (o.tcp) {
