@@ -2,7 +2,8 @@
  * Disabled `debug` loggers that cost nothing.
  *
  * mqtt-packet (under aedes) logs through the `debug` package on every step of
- * parsing and writing a packet: about 30 calls per QoS 1 message. A disabled
+ * parsing and writing a packet: 62 calls per QoS 1 message (the PUBLISH and its
+ * PUBACKs, each parsed and written once). A disabled
  * `debug` logger still takes its arguments as a rest array and reads an
  * `enabled` getter on every call; in a heap profile of MQTT QoS 1 pairs at
  * 2,000 msgs/s those arrays were a fifth of everything allocated, hence a
