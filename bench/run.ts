@@ -52,6 +52,8 @@ interface Workload {
   servers?: string[];
   args(s: Server): string[];
   target?: string;
+  /** at least this many runs, whatever --reps says (the p99 at a fixed rate varies more from run to run than a throughput) */
+  minReps?: number;
 }
 
 const T = () => ['--warmup', String(warmup), '--duration', String(duration)];
@@ -59,7 +61,7 @@ const mqttCommon = (s: Server) => ['--port', String(s.ports.mqtt), ...(s.mqttAut
 
 const workloads: Workload[] = [
   { id: 'xmpp-chat-sat', title: 'XMPP 1:1 chat, 100 pairs, closed loop (window 4 per direction)', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', ...T()], target: '≥ 2× ejabberd, ≥ 3× Prosody' },
-  { id: 'xmpp-chat-2000', title: 'XMPP 1:1 chat, 100 pairs, 2,000 msgs/s offered', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: 'p99 < 5 ms' },
+  { id: 'xmpp-chat-2000', title: 'XMPP 1:1 chat, 100 pairs, 2,000 msgs/s offered', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 5, args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: 'p99 < 5 ms' },
   { id: 'xmpp-idle-plain', title: `XMPP idle authenticated sessions (${sessions}, plaintext, bound + presence)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS)], target: '≤ 12 KB (12,288 B)' },
   { id: 'xmpp-idle-tls', title: `XMPP idle authenticated sessions (${sessions}, STARTTLS)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS), '--tls'], target: 'state the figure' },
   { id: 'xmpp-login-scram', title: 'XMPP login rate, SCRAM-SHA-1, plaintext (20 concurrent)', proto: 'xmpp', script: 'xmpp-login.ts', metric: 'loginsPerSec', unit: 'logins/s', args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'SCRAM-SHA-1', '--users', '200', ...T()], target: '≥ 2× Prosody' },
@@ -67,7 +69,7 @@ const workloads: Workload[] = [
   { id: 'mqtt-fanin-10', title: 'MQTT QoS 0 fan-in, 10 publishers → 1 subscriber (window 50 each)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'fanin', '--publishers', '10', '--window', '50', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-fanin-100', title: 'MQTT QoS 0 fan-in, 100 publishers → 1 subscriber (window 5 each)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'fanin', '--publishers', '100', '--window', '5', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-qos1-sat', title: 'MQTT QoS 1, 100 pairs, closed loop (window 4)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()], target: '≥ 90% of aedes' },
-  { id: 'mqtt-qos1-2000', title: 'MQTT QoS 1, 100 pairs, 2,000 msgs/s offered', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: '≥ 90% of aedes (latency ≤ aedes/0.9)' },
+  { id: 'mqtt-qos1-2000', title: 'MQTT QoS 1, 100 pairs, 2,000 msgs/s offered', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 7, args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: '≥ 90% of aedes (latency ≤ aedes/0.9)' },
   { id: 'mqtt-fanout-1000', title: 'MQTT QoS 0 fan-out, 1 publisher → 1,000 subscribers (window 8)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'deliveries/s', args: (s) => [...mqttCommon(s), '--workload', 'fanout', '--subscribers', '1000', '--window', '8', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-idle', title: `MQTT idle connections (${sessions})`, proto: 'mqtt', script: 'mqtt-load.ts', metric: 'bytesPerConnection', unit: 'B/conn', lowerIsBetter: true, restart: true, args: (s) => [...mqttCommon(s), '--workload', 'idle', '--connections', String(sessions), '--pid', String(s.pid)], target: '≥ 90% of aedes (≤ aedes/0.9)' },
   // The reference is plain aedes's QoS 1 pairs, run alternately with the chat (A B A B): this machine's speed
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
     // Seed accounts once (data dirs survive restarts), then run the shared-process workloads.
     for (const s of servers) await startSeeded(s, s.name !== 'aedes' && s.name !== 'mosquitto');
     for (const w of selected.filter((x) => !x.restart)) {
-      for (let rep = 1; rep <= reps; rep++) {
+      for (let rep = 1; rep <= Math.max(reps, w.minReps ?? 0); rep++) {
         for (const s of serversFor(w)) {
           const idle = await waitQuiet();
           log(`${w.id} ${s.name} #${rep} (idle ${idle})`);
@@ -307,7 +309,8 @@ function resultsMarkdown(meta: Record<string, string>, ws: Workload[], sum: Summ
   L.push('# Parley benchmark results', '');
   L.push(`- Date: ${meta.date}`, `- Machine: ${meta.machine}`, `- Node: ${meta.node}`, `- Parley commit: ${meta.commit}`);
   L.push(`- Peers: Prosody ${meta.prosody}, ejabberd ${meta.ejabberd}, Mosquitto ${meta.mosquitto}, aedes ${meta.aedes} (plain)`);
-  L.push(`- Settings: ${reps} runs per server and workload, alternating servers; ${warmup} s warm-up + ${duration} s measured per throughput run; ${sessions} idle sessions; server on core 0, generator on core 1.`);
+  const more = ws.filter((w) => (w.minReps ?? 0) > reps).map((w) => `${w.minReps} for ${w.id}`);
+  L.push(`- Settings: ${reps} runs per server and workload${more.length ? ` (${more.join(', ')})` : ''}, alternating servers; ${warmup} s warm-up + ${duration} s measured per throughput run; ${sessions} idle sessions; server on core 0, generator on core 1.`);
   L.push('- Each cell: median (min–max). Ratio = Parley median / peer median (for memory and latency, lower is better: a ratio < 1 means Parley is better).', '');
   for (const w of ws) {
     const row = sum[w.id] ?? {};
