@@ -85,9 +85,9 @@ function cpuTimes(): { idle: number; total: number } {
   return { idle, total: line.reduce((a, b) => a + b, 0) };
 }
 
-/** Wait (at most maxMs) until the machine is mostly idle over one second; returns the idle fraction seen. */
 /**
- * Wait until the machine is at least `want` idle over one second, at most `maxMs`.
+ * Wait until the machine is at least `want` idle over one second, at most `maxMs`;
+ * returns the idle fraction seen.
  * A peer that could not keep up with a fixed-rate run goes on working off its
  * backlog on the server core after the generator stopped: ejabberd, delivering
  * ~260 of 2,000 msgs/s, had ~10,000 messages queued. With a 15 s cap that work
