@@ -25,9 +25,15 @@ export class Address {
     // stanza's `to` is parsed, and the same few JIDs come back all the time.
     const hit = parsed.get(input);
     if (hit !== undefined) return hit;
-    const addr = Address.parseUncached(input);
+    // The input is often a slice of a whole chunk of XML read from a socket
+    // (an attribute value), and a V8 sliced string keeps its parent alive: a
+    // cached key, or an Address field sliced from it, would pin that chunk for
+    // as long as the entry lives. Cache and parse a copy of its own instead
+    // (JSON round trip: exact for every string, lone surrogates included).
+    const key = JSON.parse(JSON.stringify(input)) as string;
+    const addr = Address.parseUncached(key);
     if (parsed.size >= PARSE_CACHE) parsed.clear();
-    parsed.set(input, addr);
+    parsed.set(key, addr);
     return addr;
   }
 

@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { Address } from '../address.ts';
 import { BrokerError } from '../errors.ts';
@@ -157,5 +161,34 @@ describe('Address', function () {
     it('withResource validates the resource', () => {
       assert.throws(() => Address.parse('a@b').withResource('x\u0000'), BrokerError);
     });
+  });
+});
+
+describe('Address parse cache', function () {
+  this.timeout(60_000);
+
+  it('does not keep alive the text a JID was sliced from', async () => {
+    // A child with --expose-gc: 2,000 JIDs, each sliced from its own 100 KB
+    // string (as an attribute value is from a chunk read off a socket), go
+    // through the cache. Pinned, the big strings would be ~200 MB.
+    const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+    const child = `
+      import { Address } from './broker/address.ts';
+      const used = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage().heapUsed; };
+      const before = used();
+      const kept = [];
+      for (let i = 0; i < 2000; i++) {
+        const jid = 'user' + i + '@example.com/resource';
+        const chunk = jid + '"/><body>' + 'x'.repeat(100_000) + '</body>';
+        kept.push(Address.parse(chunk.slice(0, jid.length)));
+      }
+      const grown = used() - before;
+      console.log(JSON.stringify({ grown, last: kept[1999].toString(), hit: Address.parse('user5@example.com/resource') === kept[5] }));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', child], { cwd: repo, timeout: 60_000 });
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { grown: number; last: string; hit: boolean };
+    assert.equal(out.last, 'user1999@example.com/resource');
+    assert.equal(out.hit, true, 'an equal JID is still a cache hit');
+    assert.ok(out.grown < 20 * 1024 * 1024, `heap grew by ${Math.round(out.grown / 1024 / 1024)} MB for 2,000 cached JIDs`);
   });
 });
