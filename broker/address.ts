@@ -25,12 +25,7 @@ export class Address {
     // stanza's `to` is parsed, and the same few JIDs come back all the time.
     const hit = parsed.get(input);
     if (hit !== undefined) return hit;
-    // The input is often a slice of a whole chunk of XML read from a socket
-    // (an attribute value), and a V8 sliced string keeps its parent alive: a
-    // cached key, or an Address field sliced from it, would pin that chunk for
-    // as long as the entry lives. Cache and parse a copy of its own instead
-    // (JSON round trip: exact for every string, lone surrogates included).
-    const key = JSON.parse(JSON.stringify(input)) as string;
+    const key = ownCopy(input);
     const addr = Address.parseUncached(key);
     if (parsed.size >= PARSE_CACHE) parsed.clear();
     parsed.set(key, addr);
@@ -137,10 +132,22 @@ function normDomain(domain: string): string {
   // Nearly every address has this node's domain: check it once.
   const hit = domains.get(domain);
   if (hit !== undefined) return hit;
-  const d = normDomainUncached(domain);
+  const key = ownCopy(domain);
+  const d = normDomainUncached(key);
   if (domains.size >= DOMAIN_CACHE) domains.clear();
-  domains.set(domain, d);
+  domains.set(key, d);
   return d;
+}
+
+/**
+ * A copy of `s` that shares no storage with it. What the caches above keep is
+ * often a slice of a whole chunk of XML read from a socket (an attribute
+ * value), and a V8 sliced string keeps its parent alive: a cached key, or a
+ * part sliced from it, would pin that chunk for as long as the entry lives.
+ * (A JSON round trip is exact for every string, lone surrogates included.)
+ */
+function ownCopy(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
 }
 
 function normDomainUncached(domain: string): string {

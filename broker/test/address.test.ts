@@ -167,7 +167,7 @@ describe('Address', function () {
 describe('Address parse cache', function () {
   this.timeout(60_000);
 
-  it('does not keep alive the text a JID was sliced from', async () => {
+  it('does not keep alive the text a JID or a domain was sliced from', async () => {
     // A child with --expose-gc: 2,000 JIDs, each sliced from its own 100 KB
     // string (as an attribute value is from a chunk read off a socket), go
     // through the cache. Pinned, the big strings would be ~200 MB.
@@ -183,11 +183,21 @@ describe('Address parse cache', function () {
         kept.push(Address.parse(chunk.slice(0, jid.length)));
       }
       const grown = used() - before;
-      console.log(JSON.stringify({ grown, last: kept[1999].toString(), hit: Address.parse('user5@example.com/resource') === kept[5] }));
+      // Address.of's domain cache (1,000 entries) keeps what it is given the same way.
+      const before2 = used();
+      for (let i = 0; i < 900; i++) {
+        const domain = 'host' + i + '.example.com';
+        const chunk = domain + '"/><body>' + 'x'.repeat(100_000) + '</body>';
+        kept.push(Address.of('alice', chunk.slice(0, domain.length)));
+      }
+      const grownOf = used() - before2;
+      console.log(JSON.stringify({ grown, grownOf, last: kept[1999].toString(), lastOf: kept[2899].toString(), hit: Address.parse('user5@example.com/resource') === kept[5] }));
     `;
     const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', child], { cwd: repo, timeout: 60_000 });
-    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { grown: number; last: string; hit: boolean };
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { grown: number; grownOf: number; last: string; lastOf: string; hit: boolean };
     assert.equal(out.last, 'user1999@example.com/resource');
+    assert.equal(out.lastOf, 'alice@host899.example.com');
+    assert.ok(out.grownOf < 10 * 1024 * 1024, `heap grew by ${Math.round(out.grownOf / 1024 / 1024)} MB for 900 cached domains`);
     assert.equal(out.hit, true, 'an equal JID is still a cache hit');
     assert.ok(out.grown < 20 * 1024 * 1024, `heap grew by ${Math.round(out.grown / 1024 / 1024)} MB for 2,000 cached JIDs`);
   });
