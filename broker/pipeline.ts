@@ -63,7 +63,11 @@ export class OriginPipeline {
   }
 
   readonly #stepDone = (): void => {
-    this.#depth--;
+    // With nothing in flight the window's steps are all done: let them go
+    // rather than keep the last MAX_PIPELINE completions of a quiet origin
+    // alive for seconds, which had them copied and promoted by every
+    // young-generation collection.
+    if (--this.#depth === 0) this.#window.length = 0;
   };
 
   /** Starts `step` once every earlier step is done; later steps wait for it. Returns its outcome. */

@@ -108,3 +108,28 @@ describe("OriginPipeline: one origin's steps in order, messages pipelined", () =
     );
   });
 });
+
+describe('OriginPipeline: memory', () => {
+  it('keeps no finished step alive once the origin is idle, only its last completion', async () => {
+    // In process: expose V8's gc() to a fresh context.
+    const { setFlagsFromString } = await import('node:v8');
+    const { runInNewContext } = await import('node:vm');
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const p = new OriginPipeline();
+    const completions: WeakRef<object>[] = [];
+    for (let i = 0; i < 10; i++) {
+      p.pipelined(async (ord) => ord.admit());
+      completions.push(new WeakRef(p.idle as object));
+    }
+    await p.idle;
+    await turn();
+    assert.equal(p.depth, 0);
+    gc();
+    await turn(); // WeakRef targets stay until the job that read them is over
+    gc();
+    const alive = completions.map((w) => w.deref() !== undefined);
+    // The pipeline still holds its tail (`idle`), nothing before it.
+    assert.deepEqual(alive, [...Array(9).fill(false), true]);
+  });
+});

@@ -10,7 +10,7 @@
  * once instead of waiting for the previous record to reach the disk; the
  * store's writes settle in call order (level.ts `Write`), so a conversation's
  * appends still complete in seq order. Anything that reads the last seq from
- * disk first waits for the conversation's writes in flight.
+ * disk first waits for the store's writes in flight (they settle in order).
  *
  * The per-conversation seq key is a high-water mark written only when records
  * are deleted, so seqs are never reused after a prune; the last seq is the
@@ -28,6 +28,12 @@ const SEQ_CACHE = 10_000;
 /** At most this many owner index entries are remembered as present on disk. */
 const INDEX_CACHE = 20_000;
 
+/** A conversation's cached last seq; `used` marks an append since the eviction scan last passed it. */
+interface SeqEntry {
+  seq: number;
+  used: boolean;
+}
+
 /** {@link ArchiveStore} on LevelDB; one instance per store name and database. */
 export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #records: Sub;
@@ -35,12 +41,29 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #owners: Sub;
   readonly #write: Write;
   readonly #lock = new KeyedLock();
-  /** Last seq per conversation; disk stays the truth, this only saves a read per append. */
-  readonly #lastSeq = new Map<string, number>();
+  /**
+   * Last seq per conversation; disk stays the truth, this only saves a read
+   * per append. An entry is updated in place, never deleted and re-added per
+   * append: a long-lived Map rehashes into a new table in the old generation,
+   * and each such dead table kept the young objects it pointed to alive
+   * through young-generation collections (see {@link #lastWrite}).
+   */
+  readonly #lastSeq = new Map<string, SeqEntry>();
   /** Owner index keys (owner + SEP + conversation) known to be on disk; insertion-ordered for eviction. */
   readonly #indexed = new Set<string>();
-  /** The latest write in flight per conversation; it settling means all of the conversation's have. */
-  readonly #inflight = new Map<string, Promise<void>>();
+  /**
+   * The latest write asked for, until it settles. The store's writes settle
+   * in call order (level.ts `Write`), so it settling means every earlier one,
+   * of every conversation, has too. One field rather than a Map entry set and
+   * deleted per append: V8 rehashes a long-lived Map into a new table in the
+   * old generation, and until the next full collection each dead table kept
+   * the young objects it had pointed to (here the writes' promises, and
+   * through them each message's record) alive through young-generation
+   * collections, which copy and promote them. Measured in the chat at 2,000
+   * msgs/s: with this and the pipeline fix (broker/pipeline.ts) a fifth less
+   * promoted per young collection (bench/PROFILE-NOTES.md, eleventh round).
+   */
+  #lastWrite: Promise<void> | undefined;
 
   constructor(sub: MakeSub, write: Write) {
     this.#records = sub('r');
@@ -72,7 +95,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // common case, once per message, with no lock and no wait for the
     // previous record's write.
     const cached = this.#lastSeq.get(conversation);
-    if (cached !== undefined && this.#lock.idle(conversation)) return this.#put(input, text, cached + 1);
+    if (cached !== undefined && this.#lock.idle(conversation)) return this.#put(input, text, cached.seq + 1);
     // Otherwise under the lock, once the conversation's writes in flight have
     // settled (the disk is then the truth); the lock is held only until the
     // seq is taken and the write asked for, not until it is done.
@@ -82,7 +105,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // here would make a busy conversation's appends queue on the lock
       // behind each other's writes for as long as one is always waiting.
       const last = this.#lastSeq.get(conversation);
-      if (last !== undefined) return { done: this.#put(input, text, last + 1) };
+      if (last !== undefined) return { done: this.#put(input, text, last.seq + 1) };
       await this.#settled(conversation);
       return { done: this.#put(input, text, (await this.#readLastSeq(conversation)) + 1) };
     });
@@ -109,32 +132,36 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     }
     this.#cacheSeq(conversation, seq);
     const written = this.#write(ops);
-    this.#inflight.set(conversation, written);
+    this.#lastWrite = written;
     // No named closure here: tsx's keepNames wraps each one in a defineProperty per message.
     return written.then(
       () => {
-        this.#settle(conversation, written);
+        this.#settle(written);
         if (newIndex) for (const key of newIndex) this.#remember(key);
         // The input with its seq, not a parse of the stored text: a second JSON
         // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
         return { ...input, seq };
       },
       (err: unknown) => {
-        this.#settle(conversation, written);
-        if (this.#lastSeq.get(conversation) === seq) this.#lastSeq.delete(conversation);
+        this.#settle(written);
+        if (this.#lastSeq.get(conversation)?.seq === seq) this.#lastSeq.delete(conversation);
         throw err;
       },
     );
   }
 
-  /** Forgets `written` as the conversation's latest write in flight, if it still is. */
-  #settle(conversation: string, written: Promise<void>): void {
-    if (this.#inflight.get(conversation) === written) this.#inflight.delete(conversation);
+  /** Forgets `written` as the latest write in flight, if it still is. */
+  #settle(written: Promise<void>): void {
+    if (this.#lastWrite === written) this.#lastWrite = undefined;
   }
 
-  /** Resolves once every write of `conversation` asked for so far has settled. */
-  async #settled(conversation: string): Promise<void> {
-    await this.#inflight.get(conversation)?.catch(() => undefined);
+  /**
+   * Resolves once every write of `conversation` asked for so far has settled:
+   * waits for all of this store's writes in flight, which settle in call
+   * order. Only disk reads of a last seq and deletions wait here, not appends.
+   */
+  async #settled(_conversation: string): Promise<void> {
+    await this.#lastWrite?.catch(() => undefined);
   }
 
   async query(conversation: string, q: ArchiveQuery = {}): Promise<ArchivePage<T>> {
@@ -170,7 +197,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // a disk read can be older than an append finishing meanwhile, and
     // caching it would hand out a seq twice.
     await this.#settled(conversation);
-    return this.#lastSeq.get(conversation) ?? this.#diskLastSeq(conversation);
+    return this.#lastSeq.get(conversation)?.seq ?? this.#diskLastSeq(conversation);
   }
 
   async conversations(owner: string): Promise<string[]> {
@@ -257,7 +284,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   /** The last seq, cached; call only under the conversation's lock. */
   async #readLastSeq(conversation: string): Promise<number> {
     const cached = this.#lastSeq.get(conversation);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return cached.seq;
     const seq = await this.#diskLastSeq(conversation);
     this.#cacheSeq(conversation, seq);
     return seq;
@@ -277,12 +304,24 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   }
 
   #cacheSeq(conversation: string, seq: number): void {
+    const entry = this.#lastSeq.get(conversation);
+    if (entry !== undefined) {
+      // In place: the entry and its key were allocated once, and only small integers and a flag change.
+      entry.seq = seq;
+      entry.used = true;
+      return;
+    }
+    this.#lastSeq.set(conversation, { seq, used: false });
     // Evicting is always safe: the record carrying the seq is on disk or in
-    // flight, and a seq read from disk waits for the writes in flight.
-    this.#lastSeq.delete(conversation);
-    this.#lastSeq.set(conversation, seq);
-    if (this.#lastSeq.size > SEQ_CACHE) {
-      this.#lastSeq.delete(this.#lastSeq.keys().next().value as string);
+    // flight, and a seq read from disk waits for the writes in flight. Second
+    // chance (clock): an entry used since it was last passed over moves to
+    // the back once instead of going, which keeps busy conversations.
+    while (this.#lastSeq.size > SEQ_CACHE) {
+      const [key, oldest] = this.#lastSeq.entries().next().value as [string, SeqEntry];
+      this.#lastSeq.delete(key);
+      if (!oldest.used) break;
+      oldest.used = false;
+      this.#lastSeq.set(key, oldest);
     }
   }
 }

@@ -81,3 +81,30 @@ describe('embedded storage: LevelDB compaction thread', () => {
     }
   });
 });
+
+describe('embedded storage: archive seq cache', () => {
+  it('hands out the right next seq after more conversations than the cache holds (10,000), busy or not', async function () {
+    this.timeout(60_000);
+    const dir = await mkdtemp(join(tmpdir(), 'parley-seqcache-'));
+    const storage = new EmbeddedStorage({ dir });
+    try {
+      await storage.open();
+      const archive = storage.archive<{ n: number }>('chat');
+      const add = (conversation: string, n: number) => archive.append({ conversation, timestamp: n, owners: ['a'], with: 'a', id: `${n}`, value: { n } });
+      // Two conversations with history, one kept busy while 10,050 others push the cache past its size.
+      for (let n = 1; n <= 3; n++) await Promise.all([add('quiet', n), add('busy', n)]);
+      for (let i = 0; i < 10_050; i += 1_000) {
+        await Promise.all([add('busy', 100 + i), ...Array.from({ length: Math.min(1_000, 10_050 - i) }, (_, k) => add(`c${i + k}`, i + k))]);
+      }
+      // Whether each one was evicted or kept, the next seq follows the last one on disk.
+      assert.equal((await add('quiet', 4)).seq, 4);
+      assert.equal((await add('busy', 5)).seq, 15);
+      assert.equal((await add('c0', 0)).seq, 2);
+      assert.equal((await add('c10049', 0)).seq, 2);
+      assert.deepEqual((await archive.query('busy')).records.map((r) => r.seq), Array.from({ length: 15 }, (_, k) => k + 1));
+    } finally {
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
