@@ -44,7 +44,11 @@ export class ArchiveService {
   async query(a: Address, b: Address, q?: ArchiveQuery): Promise<{ envelopes: Envelope[]; complete: boolean }> {
     const page: ArchivePage<EnvelopeRecord> = await this.store.query(pairConversation(a, b), q);
     return {
-      envelopes: page.records.map((r) => ({ ...fromRecord(r.value, Address.parse), seq: r.seq })),
+      envelopes: page.records.map((r) => {
+        const env = fromRecord(r.value, Address.parse);
+        env.seq = r.seq;
+        return env;
+      }),
       complete: page.complete,
     };
   }

@@ -17,7 +17,7 @@ import type {
   QueueStore,
   Storage,
 } from './types.ts';
-import { checkId, compareKeys, inTimeRange, jsonClone, pad, pageLimit, seqRange } from './util.ts';
+import { checkId, compareKeys, inTimeRange, jsonClone, pad, pageLimit, seqRange, withSeq } from './util.ts';
 
 /** Storage in process memory; nothing survives the process. */
 export class MemoryStorage implements Storage {
@@ -100,7 +100,7 @@ class MemoryArchive<T> implements ArchiveStore<T> {
       this.#timelines.set(body.conversation, timeline);
     }
     // Synchronous from here on: concurrent appends cannot interleave.
-    const record: ArchiveRecord<T> = { ...body, seq: ++timeline.last };
+    const record = withSeq(body, ++timeline.last);
     timeline.records.push(record);
     return jsonClone(record);
   }

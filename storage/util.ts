@@ -3,7 +3,7 @@
  * formats, ordering and what a storable value is.
  */
 
-import type { ArchiveQuery } from './types.ts';
+import type { ArchiveQuery, ArchiveRecord } from './types.ts';
 
 /**
  * Width of zero-padded sequence numbers and queue ids. 16 digits hold
@@ -104,4 +104,13 @@ export class KeyedLock {
   idle(key: string): boolean {
     return !this.#tails.has(key);
   }
+}
+
+/**
+ * An archive record: the appended input and its seq, as a literal. Not
+ * `{ ...input, seq }`: V8 gives such a spread copy with a field added a
+ * hidden class of its own, one per appended message.
+ */
+export function withSeq<T>(input: Omit<ArchiveRecord<T>, 'seq'>, seq: number): ArchiveRecord<T> {
+  return { conversation: input.conversation, seq, timestamp: input.timestamp, owners: input.owners, with: input.with, id: input.id, value: input.value };
 }

@@ -18,7 +18,7 @@
  */
 
 import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore } from '../types.ts';
-import { KeyedLock, checkId, inTimeRange, pad, pageLimit, seqRange } from '../util.ts';
+import { KeyedLock, checkId, inTimeRange, pad, pageLimit, seqRange, withSeq } from '../util.ts';
 import { BATCH, SEP, SEP_END } from './level.ts';
 import type { MakeSub, Op, Sub, Write } from './level.ts';
 
@@ -140,7 +140,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         if (newIndex) for (const key of newIndex) this.#remember(key);
         // The input with its seq, not a parse of the stored text: a second JSON
         // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
-        return { ...input, seq };
+        return withSeq(input, seq);
       },
       (err: unknown) => {
         this.#settle(written);
