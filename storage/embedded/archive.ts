@@ -106,7 +106,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // behind each other's writes for as long as one is always waiting.
       const last = this.#lastSeq.get(conversation);
       if (last !== undefined) return { done: this.#put(input, text, last.seq + 1) };
-      await this.#settled(conversation);
+      await this.#settled();
       return { done: this.#put(input, text, (await this.#readLastSeq(conversation)) + 1) };
     });
     return started.done;
@@ -156,11 +156,11 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   }
 
   /**
-   * Resolves once every write of `conversation` asked for so far has settled:
-   * waits for all of this store's writes in flight, which settle in call
-   * order. Only disk reads of a last seq and deletions wait here, not appends.
+   * Resolves once every write of this store asked for so far has settled
+   * (they settle in call order), so a conversation's are on disk. Only disk
+   * reads of a last seq and deletions wait here, not appends.
    */
-  async #settled(_conversation: string): Promise<void> {
+  async #settled(): Promise<void> {
     await this.#lastWrite?.catch(() => undefined);
   }
 
@@ -196,7 +196,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // flight, so wait for those first. Read without caching: outside the lock
     // a disk read can be older than an append finishing meanwhile, and
     // caching it would hand out a seq twice.
-    await this.#settled(conversation);
+    await this.#settled();
     return this.#lastSeq.get(conversation)?.seq ?? this.#diskLastSeq(conversation);
   }
 
@@ -247,7 +247,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    */
   #deleteWhere(conversation: string, match: (r: ArchiveRecord<T>) => boolean): Promise<number> {
     return this.#lock.run(conversation, async () => {
-      await this.#settled(conversation);
+      await this.#settled();
       const last = await this.#readLastSeq(conversation);
       let removed = 0;
       let ops: Op[] = [];
