@@ -1,6 +1,6 @@
 // Development aid, not part of the runner: start one Parley pinned to core 0 with
 // accounts u1…u1000 / pw, print its ports as JSON, keep it running until SIGINT/SIGTERM.
-//   node --import tsx bench/dev-server.ts [--cpu-prof-dir DIR] [--node-args trace-gc,max-semi-space-size=16] [--stdout FILE]
+//   node --import tsx bench/dev-server.ts [--cpu-prof-dir DIR] [--node-args trace-gc,max-semi-space-size=16] [--stdout FILE (appended to)]
 import { openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ const dir = f.dir ?? '/tmp/parley-bench-dev';
 wipe(dir);
 const s = new ParleyServer(dir, repo, true, f['cpu-prof-dir'], {
   nodeArgs: f['node-args']?.split(',').filter(Boolean).map((a) => `--${a}`),
-  stdoutFd: f.stdout ? openSync(f.stdout, 'w') : undefined,
+  stdoutFd: f.stdout ? openSync(f.stdout, 'a') : undefined,
 });
 await s.start();
 await s.seed(1000);

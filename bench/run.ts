@@ -7,6 +7,8 @@
 //   --only REGEX       only workloads whose id matches
 //   --profile          afterwards, one CPU-profiled Parley chat run (node --cpu-prof), summarised
 //   --no-results-md    do not rewrite bench/RESULTS.md
+//   --max-steal P      repeat a throughput or latency run during which the hypervisor stole more than P % of
+//                      this VM's CPU time (default 5), at most --steal-retries more times (default 3)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -36,6 +38,8 @@ const warmup = num(f, 'warmup', 2);
 const sessions = num(f, 'sessions', 10_000);
 const only = f.only ? new RegExp(f.only) : undefined;
 const USERS = 1000;
+const maxSteal = num(f, 'max-steal', 5);
+const stealRetries = num(f, 'steal-retries', 3);
 
 interface Workload {
   id: string;
@@ -79,10 +83,21 @@ const workloads: Workload[] = [
 
 // ---------- machine state ----------
 
-function cpuTimes(): { idle: number; total: number } {
+/** Whole-machine CPU time from /proc/stat (user nice system idle iowait irq softirq steal ...), in ticks. */
+function cpuTimes(): { idle: number; steal: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const idle = line[3] + line[4];
-  return { idle, total: line.reduce((a, b) => a + b, 0) };
+  return { idle, steal: line[7] ?? 0, total: line.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Percentage of this VM's CPU time the hypervisor gave to someone else
+ * between two `cpuTimes()` readings. On this shared host it reaches 20–40 %
+ * for minutes at a time; a fixed-rate run then measures the host (p50 from
+ * 0.3 to 2 ms, p99 from 2 to 18 ms, for plain aedes as for Parley).
+ */
+function stealPct(a: ReturnType<typeof cpuTimes>, b: ReturnType<typeof cpuTimes>): number {
+  return Math.round(((b.steal - a.steal) / Math.max(1, b.total - a.total)) * 1000) / 10;
 }
 
 /**
@@ -187,7 +202,7 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
 
-  const runs: { workload: string; server: string; rep: number; idleBefore: number; result: Record<string, any> }[] = [];
+  const runs: { workload: string; server: string; rep: number; idleBefore: number; steal?: number; attempts?: number; result: Record<string, any> }[] = [];
   const selected = workloads.filter((w) => !only || only.test(w.id));
   const serversFor = (w: Workload) =>
     servers.filter((s) => s.protocols.includes(w.proto) && (!w.servers || w.servers.includes(s.name)) && (!s.name.endsWith('-nomam') || w.id === 'xmpp-chat-sat'));
@@ -197,12 +212,22 @@ async function main(): Promise<void> {
     for (const w of selected.filter((x) => !x.restart)) {
       for (let rep = 1; rep <= Math.max(reps, w.minReps ?? 0); rep++) {
         for (const s of serversFor(w)) {
-          const idle = await waitQuiet();
-          log(`${w.id} ${s.name} #${rep} (idle ${idle})`);
-          const r = await runGenerator(w.script, w.args(s), (duration + warmup) * 1000 + 120_000);
-          if (!r.ok) log(`  failed: ${r.error}`);
-          else log(`  ${pick(r, w.metric)} ${w.unit}`);
-          runs.push({ workload: w.id, server: s.name, rep, idleBefore: idle, result: r });
+          // A run the hypervisor starved (steal above --max-steal) is run again, a few times at most.
+          for (let attempt = 1; ; attempt++) {
+            const idle = await waitQuiet();
+            log(`${w.id} ${s.name} #${rep} (idle ${idle}${attempt > 1 ? `, attempt ${attempt}` : ''})`);
+            const before = cpuTimes();
+            const r = await runGenerator(w.script, w.args(s), (duration + warmup) * 1000 + 120_000);
+            const steal = stealPct(before, cpuTimes());
+            if (!r.ok) log(`  failed: ${r.error}`);
+            else log(`  ${pick(r, w.metric)} ${w.unit} (steal ${steal} %)`);
+            if (r.ok && steal > maxSteal && attempt <= stealRetries) {
+              log(`  steal ${steal} % > ${maxSteal} %: not kept, run again`);
+              continue;
+            }
+            runs.push({ workload: w.id, server: s.name, rep, idleBefore: idle, steal, attempts: attempt, result: r });
+            break;
+          }
         }
       }
     }
@@ -285,9 +310,9 @@ function machine(): Record<string, string> {
   };
 }
 
-type Summary = Record<string, Record<string, { median: number; min: number; max: number; n: number; p50?: number; p99?: number; extra?: string }>>;
+type Summary = Record<string, Record<string, { median: number; min: number; max: number; n: number; p50?: number; p99?: number; extra?: string; steal?: number }>>;
 
-function summarize(ws: Workload[], runs: { workload: string; server: string; result: Record<string, any> }[], servers: Server[]): Summary {
+function summarize(ws: Workload[], runs: { workload: string; server: string; steal?: number; result: Record<string, any> }[], servers: Server[]): Summary {
   const out: Summary = {};
   for (const w of ws) {
     out[w.id] = {};
@@ -303,6 +328,7 @@ function summarize(ws: Workload[], runs: { workload: string; server: string; res
         p50: median(rs.map((r) => pick(r.result, 'latencyMs.p50'))),
         p99: median(rs.map((r) => pick(r.result, 'latencyMs.p99'))),
         extra: w.metric === 'latencyMs.p99' ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered` : undefined,
+        steal: rs.some((r) => r.steal !== undefined) ? Math.max(...rs.map((r) => r.steal ?? 0)) : undefined,
       };
     }
   }
@@ -318,19 +344,20 @@ function resultsMarkdown(meta: Record<string, string>, ws: Workload[], sum: Summ
   L.push(`- Peers: Prosody ${meta.prosody}, ejabberd ${meta.ejabberd}, Mosquitto ${meta.mosquitto}, aedes ${meta.aedes} (plain)`);
   const more = ws.filter((w) => (w.minReps ?? 0) > reps).map((w) => `${w.minReps} for ${w.id}`);
   L.push(`- Settings: ${reps} runs per server and workload${more.length ? ` (${more.join(', ')})` : ''}, alternating servers; ${warmup} s warm-up + ${duration} s measured per throughput run; ${sessions} idle sessions; server on core 0, generator on core 1.`);
+  L.push(`- A throughput or latency run during which the hypervisor stole more than ${maxSteal} % of the machine's CPU time (/proc/stat) was run again, up to ${stealRetries} times; the last column gives the most stolen in a run that was kept.`);
   L.push('- Each cell: median (min–max). Ratio = Parley median / peer median (for memory and latency, lower is better: a ratio < 1 means Parley is better).', '');
   for (const w of ws) {
     const row = sum[w.id] ?? {};
     const parley = row.parley?.median ?? NaN;
     L.push(`## ${w.id}: ${w.title}`, '');
     L.push(`Target: ${w.target ?? '—'}`, '');
-    L.push(`| server | ${w.unit} median (min–max) | latency p50 / p99 ms | ratio Parley / server |`, '|---|---|---|---|');
+    L.push(`| server | ${w.unit} median (min–max) | latency p50 / p99 ms | ratio Parley / server | most CPU stolen in a kept run |`, '|---|---|---|---|---|');
     for (const [name, v] of Object.entries(row)) {
       const ratio = name === 'parley' ? '—' : fmt(parley / v.median);
       const lat = Number.isFinite(v.p99 ?? NaN) ? `${fmt(v.p50!)} / ${fmt(v.p99!)}` : '—';
-      L.push(`| ${name} | ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)})${v.extra ? `, ${v.extra}` : ''} | ${lat} | ${ratio} |`);
+      L.push(`| ${name} | ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)})${v.extra ? `, ${v.extra}` : ''} | ${lat} | ${ratio} | ${v.steal === undefined ? '—' : `${v.steal} %`} |`);
     }
-    if (w.id === 'mqtt-xmpp-chat' && sum['mqtt-qos1-sat']?.aedes) L.push(`| aedes, mqtt-qos1-sat above (not alternated with the chat) | ${fmt(sum['mqtt-qos1-sat'].aedes.median)} | | ${fmt(parley / sum['mqtt-qos1-sat'].aedes.median)} |`);
+    if (w.id === 'mqtt-xmpp-chat' && sum['mqtt-qos1-sat']?.aedes) L.push(`| aedes, mqtt-qos1-sat above (not alternated with the chat) | ${fmt(sum['mqtt-qos1-sat'].aedes.median)} | | ${fmt(parley / sum['mqtt-qos1-sat'].aedes.median)} | |`);
     L.push('');
   }
   const notes = path.join(here, 'PROFILE-NOTES.md');

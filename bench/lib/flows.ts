@@ -1,6 +1,10 @@
 // Closed-loop (window) and fixed-rate drivers shared by the chat-like workloads.
 // A message body is "<flow> <send time ms>"; the receiver hands it back here.
+import { writeFileSync } from 'node:fs';
 import { now, percentiles, sleep } from './common.ts';
+
+/** PARLEY_BENCH_LAT_DUMP=FILE: write every measured message's send time and latency there (analysis aid). */
+const DUMP = process.env.PARLEY_BENCH_LAT_DUMP;
 
 export interface FlowOptions {
   flows: number;
@@ -23,6 +27,7 @@ export class FlowDriver {
   private received = 0;
   private sent = 0;
   private readonly lat: number[] = [];
+  private readonly sendAt: number[] = [];
   private nextFlow = 0;
   private readonly pending: Int32Array;
 
@@ -47,6 +52,7 @@ export class FlowDriver {
     if (this.measuring) {
       this.received++;
       this.lat.push(n - t);
+      if (DUMP) this.sendAt.push(t);
     }
     if (this.running && this.o.mode === 'window') {
       // one new message once all copies of one message came back
@@ -87,6 +93,11 @@ export class FlowDriver {
     // let in-flight messages land so the next run starts on a quiet server
     const drainUntil = now() + 3000;
     while (now() < drainUntil && this.inflight.some((x) => x > 0)) await sleep(20);
+    if (DUMP) {
+      // raw samples for analysis: send time on the monotonic clock (µs, as V8's --cpu-prof timestamps) and latency (ms)
+      const off = Number(process.hrtime.bigint() / 1000n) - now() * 1000;
+      writeFileSync(DUMP, this.lat.map((l, i) => `${Math.round(this.sendAt[i] * 1000 + off)} ${l.toFixed(3)}`).join('\n') + '\n');
+    }
     const lost = this.inflight.reduce((a, b) => a + b, 0);
     return {
       msgsPerSec: Math.round((received / (t1 - t0)) * 1000),
