@@ -101,6 +101,7 @@ export const configSchema = z.strictObject({
       maxConnectionsPerIp: z.number().int().min(1).default(mqttDefaults.maxConnectionsPerIp),
       maxConnections: z.number().int().min(1).default(mqttDefaults.maxConnections),
       tcpNoDelay: z.boolean().default(mqttDefaults.tcpNoDelay),
+      sharedReadBuffer: z.boolean().default(mqttDefaults.sharedReadBuffer),
     })
     .prefault({}),
   web: z

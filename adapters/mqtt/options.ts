@@ -78,6 +78,12 @@ export interface MqttOptions {
    * interplay with delayed ACKs (fan-in p99 48 ms → 8 ms without it).
    */
   tcpNoDelay: boolean;
+  /**
+   * Plain-TCP sockets read into one shared buffer and hand on pooled copies
+   * (read-buffer.ts), instead of one ArrayBuffer per read, which V8 sweeps
+   * inside every young-generation pause.
+   */
+  sharedReadBuffer: boolean;
 }
 
 /** The defaults, documented in docs/configuration.md (bin/config.ts reads them from here). */
@@ -104,4 +110,5 @@ export const defaultMqttOptions: MqttOptions = {
   maxConnectionsPerIp: 1000,
   maxConnections: 100_000,
   tcpNoDelay: true,
+  sharedReadBuffer: true,
 };

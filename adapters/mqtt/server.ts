@@ -12,6 +12,7 @@ import { authorizeForward, authorizePublish, authorizeSubscribe } from './author
 import { classifyError, type AedesClient, type ConnInfo, type MqttContext } from './context.ts';
 import { CONNACK_UNACCEPTABLE_PROTOCOL, unsupportedProtocolLevel, WireGuard } from './guard.ts';
 import { presenceJson } from './mapping.ts';
+import { readIntoSharedBuffer } from './read-buffer.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
@@ -88,7 +89,8 @@ export class MqttServer {
     this.wire(ctx);
     if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log);
     if (o.tcp) {
-      const srv = net.createServer((s) => this.accept(s, 'tcp'));
+      // pauseOnConnect: nothing reads until the socket that will read owns the handle
+      const srv = net.createServer({ pauseOnConnect: o.sharedReadBuffer }, (s) => this.accept(o.sharedReadBuffer ? readIntoSharedBuffer(s) : s, 'tcp'));
       this.ports.tcp = await listen(srv, o.tcp.host, o.tcp.port);
       this.servers.push(srv);
     }

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { readIntoSharedBuffer } from '../read-buffer.ts';
+
+/** A loopback pair whose server side went through readIntoSharedBuffer (or not, for the control). */
+async function pair(shared = true): Promise<{ server: net.Socket; client: net.Socket; close: () => void }> {
+  const srv = net.createServer({ pauseOnConnect: shared });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as net.AddressInfo;
+  const accepted = once(srv, 'connection');
+  const client = net.connect(port, '127.0.0.1');
+  const [raw] = (await accepted) as [net.Socket];
+  await once(client, 'connect');
+  const server = shared ? readIntoSharedBuffer(raw) : raw;
+  return {
+    server,
+    client,
+    close: () => {
+      client.destroy();
+      server.destroy();
+      srv.close();
+    },
+  };
+}
+
+/** The next chunk the server side reads. */
+const nextChunk = (s: net.Socket): Promise<Buffer> => once(s, 'data').then(([c]) => c as Buffer);
+
+describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => {
+  it('hands on every byte in order, small and large writes alike', async () => {
+    const { server, client, close } = await pair();
+    try {
+      const parts = [1, 2, 3, 100, 4095, 4096, 4097, 65_535, 65_536, 200_000, 7, 1_000_000].map((n) => randomBytes(n));
+      const want = createHash('sha256');
+      for (const p of parts) want.update(p);
+      const total = parts.reduce((a, p) => a + p.length, 0);
+      const got = createHash('sha256');
+      let n = 0;
+      const done = new Promise<void>((resolve) =>
+        server.on('data', (c: Buffer) => {
+          got.update(c);
+          if ((n += c.length) >= total) resolve();
+        }),
+      );
+      for (const p of parts) client.write(p);
+      await done;
+      assert.equal(n, total);
+      assert.equal(got.digest('hex'), want.digest('hex'));
+    } finally {
+      close();
+    }
+  });
+
+  it('small reads share a pooled slab, and a chunk handed on is not overwritten by the next read', async () => {
+    const { server, client, close } = await pair();
+    try {
+      let c = nextChunk(server);
+      client.write('first packet');
+      const a = await c;
+      c = nextChunk(server);
+      client.write('SECOND PACKET');
+      const b = await c;
+      assert.equal(a.toString(), 'first packet');
+      assert.equal(b.toString(), 'SECOND PACKET');
+      // No ArrayBuffer of its own per read: both are slices of Node's 8 KB pool.
+      assert.equal(a.buffer, b.buffer);
+      assert.ok(a.buffer.byteLength >= 8192);
+    } finally {
+      close();
+    }
+  });
+
+  it('control: with Node default reads, each read has an ArrayBuffer of its own', async () => {
+    const { server, client, close } = await pair(false);
+    try {
+      let c = nextChunk(server);
+      client.write('first packet');
+      const a = await c;
+      c = nextChunk(server);
+      client.write('SECOND PACKET');
+      const b = await c;
+      assert.notEqual(a.buffer, b.buffer);
+    } finally {
+      close();
+    }
+  });
+
+  it('stops reading while the consumer does not read, and loses nothing when it does', async () => {
+    const { server, client, close } = await pair();
+    try {
+      // aedes consumes as here: 'readable', then read() until null. Until it reads, the
+      // socket's buffer fills to its high-water mark and push() says stop.
+      let reading = false;
+      const chunks: Buffer[] = [];
+      let n = 0;
+      const data = randomBytes(32 * 1024 * 1024);
+      const done = new Promise<void>((resolve) =>
+        server.on('readable', () => {
+          if (!reading) return;
+          for (let c: Buffer | null; (c = server.read() as Buffer | null) !== null; ) {
+            chunks.push(c);
+            if ((n += c.length) >= data.length) resolve();
+          }
+        }),
+      );
+      client.write(data);
+      await new Promise((r) => setTimeout(r, 300));
+      // The kernel's buffers filled and the rest waits in the client: the server did not read it all into memory.
+      assert.ok(server.readableLength < 1024 * 1024, `server buffered ${server.readableLength} B unread`);
+      assert.ok(client.writableLength > 0, 'the client still holds unsent data');
+      reading = true;
+      server.emit('readable');
+      await done;
+      assert.ok(Buffer.concat(chunks).equals(data));
+    } finally {
+      close();
+    }
+  });
+
+  it('keeps the peer address, writes, end and close', async () => {
+    const { server, client, close } = await pair();
+    try {
+      assert.equal(server.remoteAddress, '127.0.0.1');
+      assert.equal(server.remotePort, client.localPort);
+      const reply = once(client, 'data');
+      server.write('pong');
+      assert.equal(String((await reply)[0]), 'pong');
+      const ended = once(server, 'end');
+      const closed = once(server, 'close');
+      server.resume();
+      client.end();
+      await ended;
+      server.end();
+      await closed;
+    } finally {
+      close();
+    }
+  });
+});
