@@ -3,27 +3,9 @@ import net from 'node:net';
 import { once } from 'node:events';
 import mqttPacket from 'mqtt-packet';
 import { coalesceWrites } from '../coalesce.ts';
+import { socketPair } from './socket-pair.ts';
 
-/** A connected loopback pair: the server side (whose writes we watch) and the client side. */
-async function pair(): Promise<{ server: net.Socket; client: net.Socket; close: () => void }> {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  const accepted = once(srv, 'connection');
-  const client = net.connect(port, '127.0.0.1');
-  const [server] = (await accepted) as [net.Socket];
-  await once(client, 'connect');
-  return {
-    server,
-    client,
-    close: () => {
-      client.destroy();
-      server.destroy();
-      srv.close();
-    },
-  };
-}
+const pair = () => socketPair();
 
 /** Count the write requests the socket hands to its handle (one per syscall). */
 function countWrites(sock: net.Socket): { n: number } {

@@ -3,31 +3,23 @@ import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readIntoSharedBuffer } from '../read-buffer.ts';
+import { socketPair } from './socket-pair.ts';
 
 /** A loopback pair whose server side went through readIntoSharedBuffer (or not, for the control). */
-async function pair(shared = true): Promise<{ server: net.Socket; client: net.Socket; close: () => void }> {
-  const srv = net.createServer({ pauseOnConnect: shared });
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  const accepted = once(srv, 'connection');
-  const client = net.connect(port, '127.0.0.1');
-  const [raw] = (await accepted) as [net.Socket];
-  await once(client, 'connect');
-  const server = shared ? readIntoSharedBuffer(raw) : raw;
-  return {
-    server,
-    client,
-    close: () => {
-      client.destroy();
-      server.destroy();
-      srv.close();
-    },
-  };
-}
+const pair = (shared = true) => socketPair(shared ? { pauseOnConnect: true, adopt: readIntoSharedBuffer } : {});
 
 /** The next chunk the server side reads. */
 const nextChunk = (s: net.Socket): Promise<Buffer> => once(s, 'data').then(([c]) => c as Buffer);
+
+/** Two small writes, each read on its own (the second is sent after the first arrived). */
+async function twoSmallReads(server: net.Socket, client: net.Socket): Promise<[Buffer, Buffer]> {
+  let c = nextChunk(server);
+  client.write('first packet');
+  const a = await c;
+  c = nextChunk(server);
+  client.write('SECOND PACKET');
+  return [a, await c];
+}
 
 describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => {
   it('hands on every byte in order, small and large writes alike', async () => {
@@ -57,12 +49,7 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
   it('small reads share a pooled slab, and a chunk handed on is not overwritten by the next read', async () => {
     const { server, client, close } = await pair();
     try {
-      let c = nextChunk(server);
-      client.write('first packet');
-      const a = await c;
-      c = nextChunk(server);
-      client.write('SECOND PACKET');
-      const b = await c;
+      const [a, b] = await twoSmallReads(server, client);
       assert.equal(a.toString(), 'first packet');
       assert.equal(b.toString(), 'SECOND PACKET');
       // No ArrayBuffer of its own per read: both are slices of Node's 8 KB pool.
@@ -76,12 +63,7 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
   it('control: with Node default reads, each read has an ArrayBuffer of its own', async () => {
     const { server, client, close } = await pair(false);
     try {
-      let c = nextChunk(server);
-      client.write('first packet');
-      const a = await c;
-      c = nextChunk(server);
-      client.write('SECOND PACKET');
-      const b = await c;
+      const [a, b] = await twoSmallReads(server, client);
       assert.notEqual(a.buffer, b.buffer);
     } finally {
       close();
