@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readIntoSharedBuffer } from '../read-buffer.ts';
 import { socketPair } from './socket-pair.ts';
+import { startHarness } from './harness.ts';
 
 /** A loopback pair whose server side went through readIntoSharedBuffer (or not, for the control). */
 const pair = (shared = true) => socketPair(shared ? { pauseOnConnect: true, adopt: readIntoSharedBuffer } : {});
@@ -121,4 +122,30 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
       close();
     }
   });
+
+  for (const sharedReadBuffer of [true, false]) {
+    it(`the MQTT listener with mqtt.sharedReadBuffer ${sharedReadBuffer}: QoS 1 publishes of 5 B to 200 KB arrive whole and in order [MQTT-4.6.0-5]`, async () => {
+      const h = await startHarness({ sharedReadBuffer });
+      try {
+        const reader = await h.login('bob', 'r');
+        await reader.subscribeAsync('data/#', { qos: 1 });
+        const sent = [Buffer.from('hello'), randomBytes(200_000), ...Array.from({ length: 30 }, (_, i) => Buffer.from(`small ${i}`)), randomBytes(70_000)];
+        const got: Buffer[] = [];
+        const all = new Promise<void>((resolve) =>
+          reader.on('message', (_t, payload: Buffer) => {
+            got.push(Buffer.from(payload));
+            if (got.length === sent.length) resolve();
+          }),
+        );
+        const writer = await h.login('alice', 'w');
+        // All at once: the small ones share reads, the large ones span several; delivered in the order sent [MQTT-4.6.0-5]
+        await Promise.all(sent.map((p) => writer.publishAsync('data/x', p, { qos: 1 })));
+        await all;
+        assert.equal(got.length, sent.length);
+        sent.forEach((p, i) => assert.ok(got[i]!.equals(p), `message ${i} (${p.length} B) arrived whole`));
+      } finally {
+        await h.stop();
+      }
+    });
+  }
 });
