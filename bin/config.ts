@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { validateAcl } from '../adapters/mqtt/acl.ts';
 import { defaultMqttOptions } from '../adapters/mqtt/options.ts';
+import { DEFAULT_READ_CACHE_ENTRIES } from '../storage/embedded.ts';
 
 const listener = z.strictObject({ host: z.string().min(1), port: z.number().int().min(0).max(65535) });
 
@@ -39,6 +40,8 @@ export const configSchema = z.strictObject({
       mongodbUrl: z.string().optional(),
       /** embedded: MiB LevelDB buffers before writing a sorted file (its memtable); up to twice this in memory */
       writeBufferMiB: z.number().int().min(1).max(1024).default(32),
+      /** key-value records (accounts, rosters, ...) each store keeps in memory for reads; 0 = none */
+      readCacheEntries: z.number().int().min(0).default(DEFAULT_READ_CACHE_ENTRIES),
     })
     .prefault({}),
   admin: z.strictObject({ socket: z.string().optional() }).prefault({}),

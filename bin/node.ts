@@ -27,7 +27,7 @@ export function makeLogger(cfg: Config): Logger {
 /** The only place that picks concrete backends. */
 export function makeStorage(cfg: Config): Storage {
   if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.mongodbUrl! });
-  return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024 });
+  return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
 
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {

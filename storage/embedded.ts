@@ -46,7 +46,21 @@ export interface EmbeddedStorageOptions {
    * 4 MiB). Up to twice this is held while one buffer is being written out.
    */
   writeBufferSize?: number;
+  /**
+   * Key-value records each key-value store keeps in memory, as stored, for
+   * reads ({@link DEFAULT_READ_CACHE_ENTRIES}; 0 = none). Safe because this
+   * store is the only writer of its directory (LevelDB's lock).
+   */
+  readCacheEntries?: number;
 }
+
+/**
+ * 10,000 records per key-value store (accounts, rosters, ...). A login reads
+ * its account and roster; served from memory they cost no LevelDB lookup,
+ * which on a one-core server takes the core from the event loop
+ * (bench/PROFILE-NOTES.md, thirteenth round). A few hundred bytes each.
+ */
+export const DEFAULT_READ_CACHE_ENTRIES = 10_000;
 
 /**
  * 32 MiB. The archive's keys are spread over every conversation, so each
@@ -86,9 +100,11 @@ export class EmbeddedStorage implements Storage {
   #busy = false;
   /** Every sublevel handed out: abstract-level closes them with the database and does not reopen them. */
   readonly #subs: Sub[] = [];
+  readonly #readCacheEntries: number;
 
   constructor(options: EmbeddedStorageOptions) {
     this.#dir = options.dir;
+    this.#readCacheEntries = options.readCacheEntries ?? DEFAULT_READ_CACHE_ENTRIES;
     const sync = options.sync ?? false;
     // All writes go through batch: it is atomic across sublevels and, unlike
     // the sublevel put/del typings, takes classic-level's `sync` option.
@@ -183,7 +199,7 @@ export class EmbeddedStorage implements Storage {
     // abstract-level 3 leaves sublevels closed after the database is closed
     // and reopened; open them again so store objects outlive the cycle.
     await Promise.all(this.#subs.map((sub) => sub.open()));
-    for (const store of this.#stores.values()) if (store instanceof LevelArchive) store.reset();
+    for (const store of this.#stores.values()) if (store instanceof LevelArchive || store instanceof LevelKeyValue) store.reset();
   }
 
   async close(): Promise<void> {
@@ -198,7 +214,7 @@ export class EmbeddedStorage implements Storage {
   kv<T>(name: string): KeyValueStore<T> {
     return this.#store(
       `kv:${name}`,
-      () => new LevelKeyValue<T>(this.#sub(['kv', subName(name)])(''), this.#write),
+      () => new LevelKeyValue<T>(this.#sub(['kv', subName(name)])(''), this.#write, this.#readCacheEntries),
     );
   }
 
@@ -236,25 +252,70 @@ export class EmbeddedStorage implements Storage {
   }
 }
 
+/**
+ * Records are JSON text. Recently read or written ones are kept, as text
+ * (`null`: no such key), and parsed on every read, so a caller may change
+ * what it got. This instance is the only writer of its sublevel, so what it
+ * keeps is what is on disk, with one care: a read that overlapped a write to
+ * the store does not fill the cache, since it may have read the value from
+ * before that write; a write fills it once it is on disk.
+ */
 class LevelKeyValue<T> implements KeyValueStore<T> {
+  readonly #cache = new Map<string, string | null>();
+  /** writes started to this store, for reads to tell whether one overlapped them */
+  #writes = 0;
+
   constructor(
     private readonly sub: Sub,
     private readonly write: Write,
+    private readonly cacheEntries: number,
   ) {}
 
   async get(key: string): Promise<T | undefined> {
-    const text = await this.sub.get(key);
-    return text === undefined ? undefined : (JSON.parse(text) as T);
+    let text = this.#cache.get(key);
+    if (text === undefined) {
+      const writes = this.#writes;
+      text = (await this.sub.get(key)) ?? null;
+      if (writes === this.#writes) this.#remember(key, text);
+    }
+    return text === null ? undefined : (JSON.parse(text) as T);
   }
 
   async put(key: string, value: T): Promise<void> {
-    await this.write([
-      { type: 'put', sublevel: this.sub, key, value: JSON.stringify(jsonClone(value)) },
-    ]);
+    const text = JSON.stringify(jsonClone(value));
+    await this.#written(key, text, { type: 'put', sublevel: this.sub, key, value: text });
   }
 
   async delete(key: string): Promise<void> {
-    await this.write([{ type: 'del', sublevel: this.sub, key }]);
+    await this.#written(key, null, { type: 'del', sublevel: this.sub, key });
+  }
+
+  /** Forget everything kept (the database was closed and opened again). */
+  reset(): void {
+    this.#cache.clear();
+    this.#writes++;
+  }
+
+  async #written(key: string, text: string | null, op: Op): Promise<void> {
+    this.#writes++;
+    // Until the write is on disk, reads go to disk, as they would without a cache.
+    this.#cache.delete(key);
+    try {
+      await this.write([op]);
+    } finally {
+      this.#writes++;
+    }
+    // Writes complete in the order they were made (the group commit's
+    // promise), so the last to complete is what is on disk.
+    this.#remember(key, text);
+  }
+
+  #remember(key: string, text: string | null): void {
+    if (this.cacheEntries === 0) return;
+    if (!this.#cache.has(key) && this.#cache.size >= this.cacheEntries) {
+      this.#cache.delete(this.#cache.keys().next().value as string); // the oldest kept
+    }
+    this.#cache.set(key, text);
   }
 
   async keys(prefix = ''): Promise<string[]> {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
 import { DEFAULT_WRITE_BUFFER, EmbeddedStorage } from '../embedded.ts';
 import { BACKGROUND_NICE } from '../embedded/background.ts';
 import { storageContract } from './contract.ts';
@@ -106,5 +107,111 @@ describe('embedded storage: archive seq cache', () => {
       await storage.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('embedded storage: key-value read cache', () => {
+  type Rec = { n: number; items?: string[] };
+  let dir: string;
+  let storage: EmbeddedStorage | undefined;
+  /** LevelDB lookups made (the real classic-level, counted). */
+  let lookups = 0;
+  const proto = ClassicLevel.prototype as unknown as { _get: (...a: unknown[]) => unknown };
+  const realGet = proto._get;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'parley-kvcache-'));
+    lookups = 0;
+    proto._get = function (this: unknown, ...a: unknown[]) {
+      lookups++;
+      return realGet.apply(this, a);
+    };
+  });
+  afterEach(async () => {
+    proto._get = realGet;
+    await storage?.close();
+    storage = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+  const open = async (readCacheEntries?: number) => {
+    storage = new EmbeddedStorage({ dir, readCacheEntries });
+    await storage.open();
+    return storage.kv<Rec>('t');
+  };
+
+  it('serves a record read or written before from memory, and what was read or written last', async () => {
+    const kv = await open();
+    assert.equal(await kv.get('a'), undefined);
+    assert.equal(await kv.get('a'), undefined);
+    assert.equal(lookups, 1, 'a missing key is looked up once');
+    await kv.put('a', { n: 1 });
+    assert.deepEqual(await kv.get('a'), { n: 1 });
+    await kv.put('a', { n: 2 });
+    assert.deepEqual(await kv.get('a'), { n: 2 });
+    await kv.delete('a');
+    assert.equal(await kv.get('a'), undefined);
+    assert.equal(lookups, 1, 'written records are served from memory');
+  });
+
+  it('hands every caller its own copy', async () => {
+    const kv = await open();
+    await kv.put('a', { n: 1, items: ['x'] });
+    const got = (await kv.get('a'))!;
+    got.items!.push('changed by the caller');
+    got.n = 99;
+    assert.deepEqual(await kv.get('a'), { n: 1, items: ['x'] });
+  });
+
+  it('keeps at most readCacheEntries records, and none with 0', async () => {
+    let kv = await open(2);
+    for (const k of ['a', 'b', 'c']) await kv.put(k, { n: 1 });
+    lookups = 0;
+    await kv.get('c');
+    await kv.get('b');
+    assert.equal(lookups, 0);
+    await kv.get('a'); // the oldest, dropped when c came
+    assert.equal(lookups, 1);
+    await storage!.close();
+    kv = await open(0);
+    lookups = 0;
+    await kv.get('a');
+    await kv.get('a');
+    assert.equal(lookups, 2);
+  });
+
+  it('reads overlapping writes never leave an old value behind', async () => {
+    const kv = await open();
+    await kv.put('k', { n: 0 });
+    let final = 0;
+    // Reads and writes of one key, started together in many orders: after each
+    // round, a read gives the last write, as on disk.
+    for (let round = 1; round <= 200; round++) {
+      const ops: Promise<unknown>[] = [];
+      const order = [...Array(6).keys()].sort(() => Math.random() - 0.5);
+      let last = -1;
+      for (const i of order) {
+        if (i % 2 === 0) ops.push(kv.get('k'));
+        else {
+          last = round * 10 + i;
+          ops.push(kv.put('k', { n: last }));
+        }
+        if (Math.random() < 0.3) await new Promise((r) => setImmediate(r));
+      }
+      await Promise.all(ops);
+      assert.deepEqual(await kv.get('k'), { n: last }, `round ${round}`);
+      final = last;
+    }
+    await storage!.close();
+    const again = await open();
+    assert.deepEqual(await again.get('k'), { n: final }, 'on disk as in memory');
+  });
+
+  it('forgets what it kept when the database is closed and opened again', async () => {
+    const kv = await open();
+    await kv.put('a', { n: 1 });
+    await storage!.close();
+    await storage!.open();
+    lookups = 0;
+    assert.deepEqual(await kv.get('a'), { n: 1 });
+    assert.equal(lookups, 1);
   });
 });
