@@ -33,6 +33,7 @@ import { lowerNewThreads, threadIds } from './embedded/background.ts';
 import { sublevel } from './embedded/level.ts';
 import type { Db, MakeSub, Op, Sub, Write } from './embedded/level.ts';
 import { LevelQueue } from './embedded/queue.ts';
+import { ReadCache } from './embedded/read-cache.ts';
 
 /** Options of {@link EmbeddedStorage}. */
 export interface EmbeddedStorageOptions {
@@ -199,7 +200,7 @@ export class EmbeddedStorage implements Storage {
     // abstract-level 3 leaves sublevels closed after the database is closed
     // and reopened; open them again so store objects outlive the cycle.
     await Promise.all(this.#subs.map((sub) => sub.open()));
-    for (const store of this.#stores.values()) if (store instanceof LevelArchive || store instanceof LevelKeyValue) store.reset();
+    for (const store of this.#stores.values()) if (store instanceof LevelArchive || store instanceof LevelKeyValue || store instanceof LevelQueue) store.reset();
   }
 
   async close(): Promise<void> {
@@ -228,7 +229,7 @@ export class EmbeddedStorage implements Storage {
   queue<T>(name: string): QueueStore<T> {
     return this.#store(
       `q:${name}`,
-      () => new LevelQueue<T>(this.#sub(['q', subName(name)]), this.#write),
+      () => new LevelQueue<T>(this.#sub(['q', subName(name)]), this.#write, this.#readCacheEntries),
     );
   }
 
@@ -252,70 +253,35 @@ export class EmbeddedStorage implements Storage {
   }
 }
 
-/**
- * Records are JSON text. Recently read or written ones are kept, as text
- * (`null`: no such key), and parsed on every read, so a caller may change
- * what it got. This instance is the only writer of its sublevel, so what it
- * keeps is what is on disk, with one care: a read that overlapped a write to
- * the store does not fill the cache, since it may have read the value from
- * before that write; a write fills it once it is on disk.
- */
+/** Records are JSON text; recently read or written ones are kept in memory ({@link ReadCache}), and parsed on every read, so a caller may change what it got. */
 class LevelKeyValue<T> implements KeyValueStore<T> {
-  readonly #cache = new Map<string, string | null>();
-  /** writes started to this store, for reads to tell whether one overlapped them */
-  #writes = 0;
+  readonly #cache: ReadCache;
 
   constructor(
     private readonly sub: Sub,
     private readonly write: Write,
-    private readonly cacheEntries: number,
-  ) {}
+    cacheEntries: number,
+  ) {
+    this.#cache = new ReadCache(cacheEntries);
+  }
 
   async get(key: string): Promise<T | undefined> {
-    let text = this.#cache.get(key);
-    if (text === undefined) {
-      const writes = this.#writes;
-      text = (await this.sub.get(key)) ?? null;
-      if (writes === this.#writes) this.#remember(key, text);
-    }
+    const text = this.#cache.get(key) ?? (await this.#cache.read(key, () => this.sub.get(key)));
     return text === null ? undefined : (JSON.parse(text) as T);
   }
 
   async put(key: string, value: T): Promise<void> {
     const text = JSON.stringify(jsonClone(value));
-    await this.#written(key, text, { type: 'put', sublevel: this.sub, key, value: text });
+    await this.#cache.write(key, text, () => this.write([{ type: 'put', sublevel: this.sub, key, value: text }]));
   }
 
   async delete(key: string): Promise<void> {
-    await this.#written(key, null, { type: 'del', sublevel: this.sub, key });
+    await this.#cache.write(key, null, () => this.write([{ type: 'del', sublevel: this.sub, key }]));
   }
 
   /** Forget everything kept (the database was closed and opened again). */
   reset(): void {
-    this.#cache.clear();
-    this.#writes++;
-  }
-
-  async #written(key: string, text: string | null, op: Op): Promise<void> {
-    this.#writes++;
-    // Until the write is on disk, reads go to disk, as they would without a cache.
-    this.#cache.delete(key);
-    try {
-      await this.write([op]);
-    } finally {
-      this.#writes++;
-    }
-    // Writes complete in the order they were made (the group commit's
-    // promise), so the last to complete is what is on disk.
-    this.#remember(key, text);
-  }
-
-  #remember(key: string, text: string | null): void {
-    if (this.cacheEntries === 0) return;
-    if (!this.#cache.has(key) && this.#cache.size >= this.cacheEntries) {
-      this.#cache.delete(this.#cache.keys().next().value as string); // the oldest kept
-    }
-    this.#cache.set(key, text);
+    this.#cache.reset();
   }
 
   async keys(prefix = ''): Promise<string[]> {

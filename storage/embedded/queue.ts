@@ -8,6 +8,7 @@ import type { QueueItem, QueueStore } from '../types.ts';
 import { KeyedLock, checkId, jsonClone, pad } from '../util.ts';
 import { BATCH, SEP, SEP_END } from './level.ts';
 import type { MakeSub, Op, Sub, Write } from './level.ts';
+import { ReadCache } from './read-cache.ts';
 
 interface QueueMeta {
   /** highest id ever given; ids are never reused, even after clear */
@@ -22,11 +23,19 @@ export class LevelQueue<T> implements QueueStore<T> {
   readonly #meta: Sub;
   readonly #write: Write;
   readonly #lock = new KeyedLock();
+  /** the per-owner records, kept in memory: a login asks for its queue, and most are empty */
+  readonly #metaCache: ReadCache;
 
-  constructor(sub: MakeSub, write: Write) {
+  constructor(sub: MakeSub, write: Write, cacheEntries: number) {
     this.#items = sub('i');
     this.#meta = sub('m');
     this.#write = write;
+    this.#metaCache = new ReadCache(cacheEntries);
+  }
+
+  /** Forget what is kept (the database was closed and opened again). */
+  reset(): void {
+    this.#metaCache.reset();
   }
 
   async push(owner: string, value: T): Promise<string> {
@@ -35,14 +44,10 @@ export class LevelQueue<T> implements QueueStore<T> {
     return this.#lock.run(owner, async () => {
       const meta = await this.#readMeta(owner);
       const id = pad(meta.last + 1);
-      await this.#write([
+      const next = JSON.stringify({ last: meta.last + 1, count: meta.count + 1 });
+      await this.#writeWithMeta(owner, next, [
         { type: 'put', sublevel: this.#items, key: owner + SEP + id, value: text },
-        {
-          type: 'put',
-          sublevel: this.#meta,
-          key: owner,
-          value: JSON.stringify({ last: meta.last + 1, count: meta.count + 1 }),
-        },
+        { type: 'put', sublevel: this.#meta, key: owner, value: next },
       ]);
       return id;
     });
@@ -51,6 +56,8 @@ export class LevelQueue<T> implements QueueStore<T> {
   async list(owner: string, limit?: number): Promise<QueueItem<T>[]> {
     checkId('owner', owner);
     const out: QueueItem<T>[] = [];
+    // The count and the items are written in one batch: none counted, none there (no iterator needed).
+    if ((await this.#readMeta(owner)).count === 0) return out;
     const range = {
       gte: owner + SEP,
       lt: owner + SEP_END,
@@ -72,13 +79,9 @@ export class LevelQueue<T> implements QueueStore<T> {
       if (present.length === 0) return;
       const meta = await this.#readMeta(owner);
       const ops: Op[] = present.map((key): Op => ({ type: 'del', sublevel: this.#items, key }));
-      ops.push({
-        type: 'put',
-        sublevel: this.#meta,
-        key: owner,
-        value: JSON.stringify({ ...meta, count: meta.count - present.length }),
-      });
-      await this.#write(ops);
+      const next = JSON.stringify({ ...meta, count: meta.count - present.length });
+      ops.push({ type: 'put', sublevel: this.#meta, key: owner, value: next });
+      await this.#writeWithMeta(owner, next, ops);
     });
   }
 
@@ -97,13 +100,9 @@ export class LevelQueue<T> implements QueueStore<T> {
       // leaves the count matching the items left. `last` is kept so ids stay
       // increasing and a stale id list never hits a newer item.
       const flush = async (count: number): Promise<void> => {
-        ops.push({
-          type: 'put',
-          sublevel: this.#meta,
-          key: owner,
-          value: JSON.stringify({ last: meta.last, count }),
-        });
-        await this.#write(ops);
+        const next = JSON.stringify({ last: meta.last, count });
+        ops.push({ type: 'put', sublevel: this.#meta, key: owner, value: next });
+        await this.#writeWithMeta(owner, next, ops);
         ops = [];
       };
       for await (const key of this.#items.keys({ gte: owner + SEP, lt: owner + SEP_END })) {
@@ -116,7 +115,12 @@ export class LevelQueue<T> implements QueueStore<T> {
   }
 
   async #readMeta(owner: string): Promise<QueueMeta> {
-    const text = await this.#meta.get(owner);
-    return text === undefined ? { last: 0, count: 0 } : (JSON.parse(text) as QueueMeta);
+    const text = this.#metaCache.get(owner) ?? (await this.#metaCache.read(owner, () => this.#meta.get(owner)));
+    return text === null ? { last: 0, count: 0 } : (JSON.parse(text) as QueueMeta);
+  }
+
+  /** A batch that writes owner's record as `meta`, kept once it is on disk. */
+  #writeWithMeta(owner: string, meta: string, ops: Op[]): Promise<void> {
+    return this.#metaCache.write(owner, meta, () => this.#write(ops));
   }
 }

@@ -116,18 +116,27 @@ describe('embedded storage: key-value read cache', () => {
   let storage: EmbeddedStorage | undefined;
   /** LevelDB lookups made (the real classic-level, counted). */
   let lookups = 0;
-  const proto = ClassicLevel.prototype as unknown as { _get: (...a: unknown[]) => unknown };
+  const proto = ClassicLevel.prototype as unknown as { _get: (...a: unknown[]) => unknown; _iterator: (...a: unknown[]) => unknown };
   const realGet = proto._get;
+  const realIterator = proto._iterator;
+  /** LevelDB iterators opened. */
+  let iterators = 0;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'parley-kvcache-'));
     lookups = 0;
+    iterators = 0;
     proto._get = function (this: unknown, ...a: unknown[]) {
       lookups++;
       return realGet.apply(this, a);
     };
+    proto._iterator = function (this: unknown, ...a: unknown[]) {
+      iterators++;
+      return realIterator.apply(this, a);
+    };
   });
   afterEach(async () => {
     proto._get = realGet;
+    proto._iterator = realIterator;
     await storage?.close();
     storage = undefined;
     await rm(dir, { recursive: true, force: true });
@@ -213,5 +222,43 @@ describe('embedded storage: key-value read cache', () => {
     lookups = 0;
     assert.deepEqual(await kv.get('a'), { n: 1 });
     assert.equal(lookups, 1);
+  });
+
+  it('a queue with nothing in it is listed from memory, with no LevelDB lookup or iterator', async () => {
+    await open();
+    const q = storage!.queue<string>('offline');
+    assert.deepEqual(await q.list('alice'), []);
+    lookups = 0;
+    iterators = 0;
+    assert.deepEqual(await q.list('alice'), []);
+    assert.equal(await q.count('alice'), 0);
+    assert.deepEqual([lookups, iterators], [0, 0]);
+    const id = await q.push('alice', 'hello');
+    assert.deepEqual(await q.list('alice'), [{ id, value: 'hello' }]);
+    await q.remove('alice', [id]);
+    iterators = 0;
+    assert.deepEqual(await q.list('alice'), []);
+    assert.equal(iterators, 0);
+  });
+
+  it('a queue listed while items are pushed and removed never hides what is on disk', async () => {
+    await open();
+    const q = storage!.queue<number>('offline');
+    for (let round = 0; round < 100; round++) {
+      const ops: Promise<unknown>[] = [];
+      for (let i = 0; i < 4; i++) {
+        ops.push(i % 2 === 0 ? q.push('bob', round * 10 + i) : q.list('bob'));
+        if (Math.random() < 0.5) await new Promise((r) => setImmediate(r));
+      }
+      await Promise.all(ops);
+      const items = await q.list('bob');
+      assert.deepEqual(items.map((x) => x.value), [round * 10, round * 10 + 2], `round ${round}`);
+      assert.equal(await q.count('bob'), 2);
+      const removing = q.remove('bob', items.map((x) => x.id));
+      const during = q.list('bob');
+      await removing;
+      assert.ok((await during).length === 0 || (await during).length === 2);
+      assert.deepEqual(await q.list('bob'), [], `round ${round}, after remove`);
+    }
   });
 });
