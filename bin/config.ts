@@ -40,7 +40,7 @@ export const configSchema = z.strictObject({
       mongodbUrl: z.string().optional(),
       /** embedded: MiB LevelDB buffers before writing a sorted file (its memtable); up to twice this in memory */
       writeBufferMiB: z.number().int().min(1).max(1024).default(32),
-      /** key-value records (accounts, rosters, ...) each store keeps in memory for reads; 0 = none */
+      /** embedded: records each key-value store (accounts, rosters, ...) and per-user counts each queue keep in memory for reads; 0 = none */
       readCacheEntries: z.number().int().min(0).default(DEFAULT_READ_CACHE_ENTRIES),
     })
     .prefault({}),

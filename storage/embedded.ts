@@ -48,16 +48,18 @@ export interface EmbeddedStorageOptions {
    */
   writeBufferSize?: number;
   /**
-   * Key-value records each key-value store keeps in memory, as stored, for
-   * reads ({@link DEFAULT_READ_CACHE_ENTRIES}; 0 = none). Safe because this
-   * store is the only writer of its directory (LevelDB's lock).
+   * Records each key-value store, and per-user counts each queue, keeps in
+   * memory, as stored, for reads ({@link DEFAULT_READ_CACHE_ENTRIES}; 0 =
+   * none). Safe because this store is the only writer of its directory
+   * (LevelDB's lock).
    */
   readCacheEntries?: number;
 }
 
 /**
- * 10,000 records per key-value store (accounts, rosters, ...). A login reads
- * its account and roster; served from memory they cost no LevelDB lookup,
+ * 10,000 records per key-value store (accounts, rosters, ...) and per-user
+ * counts per queue. A login reads its account and roster and lists its
+ * offline queue; served from memory they cost no LevelDB work,
  * which on a one-core server takes the core from the event loop
  * (bench/PROFILE-NOTES.md, thirteenth round). A few hundred bytes each.
  */
@@ -266,7 +268,7 @@ class LevelKeyValue<T> implements KeyValueStore<T> {
   }
 
   async get(key: string): Promise<T | undefined> {
-    const text = this.#cache.get(key) ?? (await this.#cache.read(key, () => this.sub.get(key)));
+    const text = await this.#cache.read(key, () => this.sub.get(key));
     return text === null ? undefined : (JSON.parse(text) as T);
   }
 

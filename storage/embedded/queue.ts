@@ -115,7 +115,7 @@ export class LevelQueue<T> implements QueueStore<T> {
   }
 
   async #readMeta(owner: string): Promise<QueueMeta> {
-    const text = this.#metaCache.get(owner) ?? (await this.#metaCache.read(owner, () => this.#meta.get(owner)));
+    const text = await this.#metaCache.read(owner, () => this.#meta.get(owner));
     return text === null ? { last: 0, count: 0 } : (JSON.parse(text) as QueueMeta);
   }
 

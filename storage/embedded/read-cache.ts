@@ -14,11 +14,6 @@ export class ReadCache {
 
   constructor(private readonly entries: number) {}
 
-  /** The record kept for key, or undefined if none is. */
-  get(key: string): string | null | undefined {
-    return this.#kept.get(key);
-  }
-
   /** Read key through `load` (the disk) unless kept; keeps what it read if no write overlapped. */
   async read(key: string, load: () => Promise<string | undefined>): Promise<string | null> {
     const kept = this.#kept.get(key);

@@ -148,4 +148,27 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
       }
     });
   }
+
+  it('the MQTT listener reads through the shared buffer by default, and as Node does with the option off', async () => {
+    const slabs = async (opts: { sharedReadBuffer?: boolean }): Promise<[ArrayBufferLike, ArrayBufferLike]> => {
+      const h = await startHarness(opts);
+      try {
+        const writer = await h.login('alice', 'w');
+        // The server side of the one connection: what aedes reads from.
+        const [sock] = [...(h.server as unknown as { sockets: Set<net.Socket> }).sockets];
+        const chunks: Buffer[] = [];
+        sock!.on('data', (c: Buffer) => chunks.push(c));
+        await writer.publishAsync('data/x', 'one', { qos: 1 }); // PUBACK back: each PUBLISH is a read of its own
+        await writer.publishAsync('data/x', 'two', { qos: 1 });
+        assert.equal(chunks.length, 2);
+        return [chunks[0]!.buffer, chunks[1]!.buffer];
+      } finally {
+        await h.stop();
+      }
+    };
+    const [a, b] = await slabs({});
+    assert.equal(a, b, 'default: both reads are slices of one pooled slab');
+    const [c, d] = await slabs({ sharedReadBuffer: false });
+    assert.notEqual(c, d, 'off: each read has an ArrayBuffer of its own');
+  });
 });
