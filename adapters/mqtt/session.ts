@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Address, OriginPipeline, type CloseReason, type Envelope, type Ordered, type Session } from '../../broker/index.ts';
+import { Address, isStorableMessage, OriginPipeline, type CloseReason, type Envelope, type Ordered, type Session } from '../../broker/index.ts';
 import type { AedesClient, MqttContext } from './context.ts';
 import { chatJson, presenceJson, type PresenceCommand } from './mapping.ts';
 import { chatTopic, presenceTopic, topicMatches } from './topics.ts';
@@ -127,13 +127,24 @@ export class MqttSession implements Session {
   // ---- Session ----
 
   deliver(env: Envelope): void | Promise<void> {
-    if (this.client.closed) return;
+    if (this.client.closed) {
+      // The connection is gone but the core has not yet heard (the unbind is
+      // queued behind this session's steps): a message it would have stored
+      // for an offline user waits in the offline queue instead of being lost [XEP-0160].
+      if (env.kind === 'message' && isStorableMessage(env)) return this.keepOffline(env);
+      return;
+    }
     if (env.kind === 'message') return this.deliverMessage(env);
     if (env.kind === 'presence') return this.deliverPresence(env);
     if (env.type === 'get' || env.type === 'set') {
       // An MQTT device answers no IQ [RFC6120 8.4]
       this.ctx.broker.router.bounce(env, 'service-unavailable').catch((err) => this.ctx.log.error({ err }, 'bounce failed'));
     }
+  }
+
+  private async keepOffline(env: Envelope): Promise<void> {
+    if (await this.ctx.broker.offline.enqueue(env)) return;
+    await this.ctx.broker.router.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
   }
 
   close(reason: CloseReason): void {

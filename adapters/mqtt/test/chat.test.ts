@@ -119,4 +119,25 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     await sleepMs(100);
     assert.deepEqual(seen, []);
   });
+
+  it('a message routed while the connection is gone but the session not yet unbound waits offline, and arrives once on reconnect [XEP-0160]', async () => {
+    let dev = await h.login('alice', 'dev1', { clean: false });
+    await dev.subscribeAsync('chat/alice', { qos: 1 });
+    await eventually(() => assert.equal(aliceSession()?.priority, 0));
+    const bob = await online(h.broker, 'bob', 'phone');
+    // Close the device's aedes client; the core hears of it only after this tick, so the
+    // message below is routed to a session whose connection is already gone.
+    const clients = Object.values((h.server.aedes as unknown as { clients: Record<string, { close(): void }> }).clients);
+    assert.equal(clients.length, 1);
+    clients[0]!.close();
+    await message(h.broker, bob, 'alice@localhost', { body: 'in the gap', id: 'g1' });
+    await eventually(() => assert.equal(aliceSession(), undefined));
+    assert.equal(await h.broker.offline.count(Address.parse('alice@localhost')), 1, 'kept in the offline queue');
+    dev = await h.login('alice', 'dev1', { clean: false });
+    const got = collect(dev, 'chat/alice');
+    await dev.subscribeAsync('chat/alice', { qos: 1 });
+    await eventually(() => assert.equal(got.length, 1));
+    await sleepMs(100);
+    assert.deepEqual(got.map((p) => JSON.parse(p).body), ['in the gap'], 'once');
+  });
 });
