@@ -143,8 +143,13 @@ export class MqttSession implements Session {
   }
 
   private async keepOffline(env: Envelope): Promise<void> {
-    if (await this.ctx.broker.offline.enqueue(env)) return;
-    await this.ctx.broker.router.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
+    const broker = this.ctx.broker;
+    // Another device of the user had it too (every available device gets every
+    // message): queuing it would hand it to that device a second time.
+    const others = (await broker.router.messageTargets(this.address)).filter((t) => t.resource !== this.address.resource);
+    if (others.length > 0) return;
+    if (await broker.offline.enqueue(env)) return;
+    await broker.router.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
   }
 
   close(reason: CloseReason): void {

@@ -140,4 +140,17 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     await sleepMs(100);
     assert.deepEqual(got.map((p) => JSON.parse(p).body), ['in the gap'], 'once');
   });
+
+  it('…but not when another device of the user had it too: it is not queued for a second delivery', async () => {
+    const dev = await h.login('alice', 'dev1', { clean: false });
+    await dev.subscribeAsync('chat/alice', { qos: 1 });
+    await eventually(() => assert.equal(aliceSession()?.priority, 0));
+    const phone = await online(h.broker, 'alice', 'phone');
+    const bob = await online(h.broker, 'bob', 'phone');
+    Object.values((h.server.aedes as unknown as { clients: Record<string, { close(): void }> }).clients)[0]!.close();
+    await message(h.broker, bob, 'alice@localhost', { body: 'to both', id: 'b2' });
+    await eventually(() => assert.equal(aliceSession(), undefined));
+    assert.deepEqual(phone.got('message').map((m) => m.body), ['to both']);
+    assert.equal(await h.broker.offline.count(Address.parse('alice@localhost')), 0);
+  });
 });
