@@ -1,4 +1,4 @@
-// Lint: typescript-eslint plus the layer rule of DESIGN.md §2, enforced with
+// Lint: typescript-eslint plus the layer rule of docs/architecture.md "Layers", enforced with
 // import-x/no-restricted-paths so a wrong import fails CI instead of review.
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';

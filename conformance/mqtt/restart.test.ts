@@ -1,6 +1,6 @@
 // Black-box: MQTT state survives kill -9 of the node: persistent sessions and
 // their QoS 1 queues, retained messages, wills, and chat messages the core
-// queued for an offline device [MQTT-4.1], DESIGN.md §1.3 (nothing acknowledged is lost).
+// queued for an offline device [MQTT-4.1], docs/architecture.md principle 3 (nothing acknowledged is lost).
 import assert from 'node:assert/strict';
 import { uniqueName } from '../helpers.ts';
 import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';

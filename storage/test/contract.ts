@@ -1,5 +1,5 @@
 /**
- * The one contract every storage backend passes (STYLE.md "Backends"). Each
+ * The one contract every storage backend passes (docs/architecture.md "Principles": one contract for every backend). Each
  * backend's test file only says how to make, reopen and clean up a store.
  */
 

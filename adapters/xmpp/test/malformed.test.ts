@@ -2,7 +2,7 @@
  * Malformed input and the exact answer (Mosquitto 13-malformed-publish style):
  * each row sends one bad input at one stage of the stream and asserts what the
  * client sees on the wire — a stream error element then `</stream:stream>`, a
- * stanza error, a SASL failure, or nothing at all. DESIGN.md §1.8: bad input
+ * stanza error, a SASL failure, or nothing at all. docs/architecture.md, principle 8: bad input
  * gets a precise protocol answer and nothing else breaks.
  */
 import assert from 'node:assert/strict';
