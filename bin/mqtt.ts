@@ -24,7 +24,7 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string
   const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
   if (!tcp && !tlsListener) return { stop: async () => {} };
   if (cfg.storage.backend !== 'embedded') {
-    // TODO: aedes-persistence-mongodb with the cluster (docs/architecture.md "Storage"); until then MQTT state stays local.
+    // TODO: aedes-persistence-mongodb with the cluster (docs/architecture.md "MQTT"); until then MQTT state stays local.
     broker.log.warn({ dir: path.join(cfg.dataDir, 'mqtt') }, 'mqtt state is kept on local disk, not in mongodb');
   }
   const dir = path.join(cfg.dataDir, 'mqtt');
