@@ -44,7 +44,13 @@ export const configSchema = z.strictObject({
       readCacheEntries: z.number().int().min(0).default(DEFAULT_READ_CACHE_ENTRIES),
     })
     .prefault({}),
-  admin: z.strictObject({ socket: z.string().optional() }).prefault({}),
+  admin: z
+    .strictObject({
+      socket: z.string().optional(),
+      /** the longest request line the admin socket reads; a longer one is answered too-large and the socket closed */
+      maxRequestBytes: z.number().int().min(1024).default(64 * 1024),
+    })
+    .prefault({}),
   memory: z
     .strictObject({
       /** after a burst, at the first idle second, run V8's memory-pressure collection (bin/reclaim.ts) */
