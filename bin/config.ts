@@ -44,7 +44,13 @@ export const configSchema = z.strictObject({
       readCacheEntries: z.number().int().min(0).default(DEFAULT_READ_CACHE_ENTRIES),
     })
     .prefault({}),
-  admin: z.strictObject({ socket: z.string().optional() }).prefault({}),
+  admin: z
+    .strictObject({
+      socket: z.string().optional(),
+      /** the longest request line the admin socket reads; a longer one is answered too-large and the socket closed */
+      maxRequestBytes: z.number().int().min(1024).default(64 * 1024),
+    })
+    .prefault({}),
   memory: z
     .strictObject({
       /** after a burst, at the first idle second, run V8's memory-pressure collection (bin/reclaim.ts) */
@@ -117,6 +123,17 @@ export const configSchema = z.strictObject({
       pingIntervalMs: z.number().int().min(0).default(60_000),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
       maxBodySize: z.number().int().min(1024).default(512 * 1024),
+      maxSockets: z.number().int().min(1).default(10_000),
+      maxSocketsPerIp: z.number().int().min(1).default(2_000),
+      tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
+      headersTimeoutMs: z.number().int().min(100).default(20_000),
+      requestTimeoutMs: z.number().int().min(0).default(30_000),
+      bodyTimeoutMs: z.number().int().min(0).default(10_000),
+      keepAliveTimeoutMs: z.number().int().min(100).default(5_000),
+      /** `/metrics` wants `Authorization: Bearer <token>` [RFC6750] when set */
+      metricsToken: z.string().regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'a bearer token (RFC 6750 b64token characters)').min(16).optional(),
+      /** a listener of its own for /metrics (and health); null = on the HTTP(S) listeners */
+      metrics: listener.nullable().default(null),
       bosh: z
         .strictObject({
           maxWait: z.number().int().min(1).max(300).default(60),
@@ -192,6 +209,8 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
   const aclErrors = validateAcl(cfg.mqtt.acl);
   if (aclErrors.length) throw new ConfigError(aclErrors.map((e) => `mqtt.${e}`).join('\n'));
+  // Node refuses a headers timeout longer than the whole-request one
+  if (cfg.web.requestTimeoutMs > 0 && cfg.web.headersTimeoutMs > cfg.web.requestTimeoutMs) throw new ConfigError('web.headersTimeoutMs: must not exceed web.requestTimeoutMs');
   if (cfg.mqtt.minKeepaliveSeconds > cfg.mqtt.maxKeepaliveSeconds) throw new ConfigError('mqtt.minKeepaliveSeconds: must not exceed mqtt.maxKeepaliveSeconds');
   cfg.dataDir = path.resolve(cfg.dataDir);
   return cfg;

@@ -64,7 +64,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
   const mqtt = await startMqtt(cfg, broker, { cert: cert.cert, key: cert.key });
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, { cert: cert.cert, key: cert.key });
   const socket = adminSocketPath(cfg);
-  const admin = await startAdminServer(broker, socket);
+  const admin = await startAdminServer(broker, socket, cfg.admin.maxRequestBytes);
   log.info({ domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   const reclaimer = cfg.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: cfg.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined;
   let stopping: Promise<void> | undefined;

@@ -3,7 +3,7 @@ import { Address, type Broker } from '../../broker/index.ts';
 import type { PromMetrics } from './metrics.ts';
 import { serveFiles, staticFile } from './pages.ts';
 import { RateSampler } from './rates.ts';
-import type { WebServer } from './server.ts';
+import { isSecure, type WebServer } from './server.ts';
 
 export interface AdminOptions {
   /** accounts allowed on the admin page: `alice` or `alice@domain` (config key `admins`) */
@@ -61,9 +61,10 @@ function deny(res: http.ServerResponse, status: 401 | 403, text: string): void {
  * only loopback clients are asked for a password (no password in clear
  * across a network; the same rule as PLAIN only over TLS).
  */
-async function authorize(req: http.IncomingMessage, res: http.ServerResponse, url: URL, broker: Broker, admins: Set<string>): Promise<boolean> {
+async function authorize(req: http.IncomingMessage, res: http.ServerResponse, broker: Broker, admins: Set<string>): Promise<boolean> {
   const ip = req.socket.remoteAddress ?? 'unknown';
-  if (url.protocol !== 'https:' && !isLoopback(ip)) {
+  // TLS is the socket's: an `https://` request target on the plain port is still plain [RFC9112 3.2.2]
+  if (!isSecure(req) && !isLoopback(ip)) {
     deny(res, 403, 'the admin page needs HTTPS from this address');
     return false;
   }
@@ -111,7 +112,7 @@ export function installAdminRoutes(web: WebServer, broker: Broker, metrics: Prom
   const page = serveFiles('/admin', 'index.html', { 'index.html': staticFile('admin.html'), 'admin.js': staticFile('admin.js') });
   web.route('/admin', async (req, res, url) => {
     // `/admin` only redirects to `/admin/`, so that the login is asked for there.
-    if (url.pathname !== '/admin' && !(await authorize(req, res, url, broker, admins))) return true;
+    if (url.pathname !== '/admin' && !(await authorize(req, res, broker, admins))) return true;
     if (url.pathname === '/admin/api/stats') {
       const body = JSON.stringify(await stats(broker, metrics, sampler));
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(body);
