@@ -1,4 +1,4 @@
-import { existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Broker } from '../broker/index.ts';
 
@@ -8,7 +8,9 @@ export type AdminRequest =
   | { cmd: 'user.remove'; username: string }
   | { cmd: 'user.passwd'; username: string; password: string }
   | { cmd: 'user.list' }
-  | { cmd: 'status' };
+  | { cmd: 'status' }
+  /** a running node only (bin/node.ts): serve the certificate files again */
+  | { cmd: 'tls.reload' };
 
 export type AdminResponse = { ok: true; result?: unknown } | { ok: false; error: string };
 
@@ -40,6 +42,8 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
         uptimeMs: Date.now() - broker.startedAt,
         metrics: broker.metrics.snapshot(),
       };
+    case 'tls.reload':
+      throw new Error('no node is running (the certificate is read at start)');
   }
 }
 
@@ -47,7 +51,11 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
  * The admin socket: a Unix socket only the node's user can reach. The CLI
  * talks to a running node through it, so the store is never opened twice.
  */
-export async function startAdminServer(broker: Broker, socketPath: string): Promise<net.Server> {
+export async function startAdminServer(
+  broker: Broker,
+  socketPath: string,
+  node: { reloadTls?: () => Promise<unknown> } = {},
+): Promise<net.Server> {
   if (existsSync(socketPath)) {
     // A stale socket from a killed node: remove it if nobody answers.
     const alive = await new Promise<boolean>((resolve) => {
@@ -78,7 +86,7 @@ export async function startAdminServer(broker: Broker, socketPath: string): Prom
           sock.write(JSON.stringify({ ok: false, error: 'bad request' }) + '\n');
           continue;
         }
-        runAdmin(broker, req).then(
+        (req?.cmd === 'tls.reload' && node.reloadTls ? node.reloadTls() : runAdmin(broker, req)).then(
           (result) => sock.write(JSON.stringify({ ok: true, result }) + '\n'),
           (err: Error) => sock.write(JSON.stringify({ ok: false, error: err.message }) + '\n'),
         );
@@ -90,6 +98,8 @@ export async function startAdminServer(broker: Broker, socketPath: string): Prom
     server.once('error', reject);
     server.listen({ path: socketPath, readableAll: false, writableAll: false }, () => resolve());
   });
+  // Whoever can connect can add users and reset passwords: owner only, whatever the umask was.
+  chmodSync(socketPath, 0o600);
   return server;
 }
 
