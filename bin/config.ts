@@ -46,7 +46,7 @@ export const configSchema = z.strictObject({
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
   tls: z
     .strictObject({
-      /** PEM files; absent: a self-signed certificate is generated in dataDir on first start */
+      /** PEM files; absent: a local CA (tls/ca.pem) and a certificate it signed are generated in dataDir on first start (bin/certs.ts) */
       cert: z.string().optional(),
       key: z.string().optional(),
       /** OpenSSL cipher list (TLS 1.2 suites and TLS 1.3 suites in one string); the default has forward-secret key exchange only */
