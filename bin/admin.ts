@@ -1,4 +1,4 @@
-import { existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { z } from 'zod';
 import { BrokerError, type Broker } from '../broker/index.ts';
@@ -9,7 +9,9 @@ export type AdminRequest =
   | { cmd: 'user.remove'; username: string }
   | { cmd: 'user.passwd'; username: string; password: string }
   | { cmd: 'user.list' }
-  | { cmd: 'status' };
+  | { cmd: 'status' }
+  /** a running node only (bin/node.ts): serve the certificate files again */
+  | { cmd: 'tls.reload' };
 
 /** `code`: what went wrong, for programs; `error`: for people. */
 export type AdminResponse = { ok: true; result?: unknown } | { ok: false; error: string; code?: AdminErrorCode };
@@ -26,8 +28,9 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('user.passwd'), username, password }),
   z.object({ cmd: z.literal('user.list') }),
   z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('tls.reload') }),
 ]);
-const COMMANDS = new Set(['user.add', 'user.remove', 'user.passwd', 'user.list', 'status']);
+const COMMANDS = new Set(['user.add', 'user.remove', 'user.passwd', 'user.list', 'status', 'tls.reload']);
 
 /** Default bound on one request line of the admin socket (config `admin.maxRequestBytes`). */
 export const DEFAULT_ADMIN_MAX_REQUEST_BYTES = 64 * 1024;
@@ -81,6 +84,8 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
         uptimeMs: Date.now() - broker.startedAt,
         metrics: broker.metrics.snapshot(),
       };
+    case 'tls.reload':
+      throw new Error('no node is running (the certificate is read at start)');
   }
 }
 
@@ -88,7 +93,12 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
  * The admin socket: a Unix socket only the node's user can reach. The CLI
  * talks to a running node through it, so the store is never opened twice.
  */
-export async function startAdminServer(broker: Broker, socketPath: string, maxRequestBytes = DEFAULT_ADMIN_MAX_REQUEST_BYTES): Promise<net.Server> {
+export async function startAdminServer(
+  broker: Broker,
+  socketPath: string,
+  node: { reloadTls?: () => Promise<unknown>; maxRequestBytes?: number } = {},
+): Promise<net.Server> {
+  const maxRequestBytes = node.maxRequestBytes ?? DEFAULT_ADMIN_MAX_REQUEST_BYTES;
   if (existsSync(socketPath)) {
     // A stale socket from a killed node: remove it if nobody answers.
     const alive = await new Promise<boolean>((resolve) => {
@@ -126,12 +136,16 @@ export async function startAdminServer(broker: Broker, socketPath: string, maxRe
           answer({ ok: false, error: parsed.error, code: parsed.code });
           continue;
         }
-        runAdmin(broker, parsed.req).then(
+        const req = parsed.req;
+        const reload = req.cmd === 'tls.reload' && node.reloadTls;
+        (reload ? reload() : runAdmin(broker, req)).then(
           (result) => answer({ ok: true, result }),
           (err: unknown) => {
             if (err instanceof BrokerError) return answer({ ok: false, error: err.message, code: err.condition });
-            broker.log.error({ err, cmd: parsed.req.cmd }, 'admin command failed');
-            answer({ ok: false, error: `internal error running ${parsed.req.cmd}`, code: 'internal-error' });
+            // A certificate that does not load is the operator's to read; the old one stays in use.
+            if (reload) return answer({ ok: false, error: (err as Error)?.message ?? String(err), code: 'tls-reload-failed' });
+            broker.log.error({ err, cmd: req.cmd }, 'admin command failed');
+            answer({ ok: false, error: `internal error running ${req.cmd}`, code: 'internal-error' });
           },
         );
       }
@@ -144,6 +158,8 @@ export async function startAdminServer(broker: Broker, socketPath: string, maxRe
     server.once('error', reject);
     server.listen({ path: socketPath, readableAll: false, writableAll: false }, () => resolve());
   });
+  // Whoever can connect can add users and reset passwords: owner only, whatever the umask was.
+  chmodSync(socketPath, 0o600);
   return server;
 }
 

@@ -6,6 +6,23 @@ import { validateAcl } from '../adapters/mqtt/acl.ts';
 import { defaultMqttOptions } from '../adapters/mqtt/options.ts';
 import { DEFAULT_READ_CACHE_ENTRIES } from '../storage/embedded.ts';
 
+/**
+ * Forward-secret suites only: TLS 1.3 (always ephemeral) and ECDHE with AEAD
+ * for TLS 1.2, no static-RSA key exchange (a stolen key would decrypt every
+ * recorded session) and no DHE (Node sets no DH parameters) [RFC7525 4.2].
+ */
+export const DEFAULT_TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 const listener = z.strictObject({ host: z.string().min(1), port: z.number().int().min(0).max(65535) });
 
 const mqttDefaults = defaultMqttOptions;
@@ -29,9 +46,13 @@ export const configSchema = z.strictObject({
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
   tls: z
     .strictObject({
-      /** PEM files; absent: a self-signed certificate is generated in dataDir on first start */
+      /** PEM files; absent: a local CA (tls/ca.pem) and a certificate it signed are generated in dataDir on first start (bin/certs.ts) */
       cert: z.string().optional(),
       key: z.string().optional(),
+      /** OpenSSL cipher list (TLS 1.2 suites and TLS 1.3 suites in one string); the default has forward-secret key exchange only */
+      ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
+      /** oldest protocol version accepted (TLS 1.0 and 1.1 are never) */
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
     })
     .prefault({}),
   storage: z

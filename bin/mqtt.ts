@@ -1,3 +1,4 @@
+import type { SecureContextOptions } from 'node:tls';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import aedesPersistenceLevel from 'aedes-persistence-level';
@@ -20,7 +21,7 @@ export interface RunningMqtt {
  * database in `<dataDir>/mqtt`, which survives kill -9 the way the embedded
  * store does (written to the log before it is acknowledged).
  */
-export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string; key: string }): Promise<RunningMqtt> {
+export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextOptions): Promise<RunningMqtt> {
   const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
   if (!tcp && !tlsListener) return { stop: async () => {} };
   if (cfg.storage.backend !== 'embedded') {
@@ -28,7 +29,7 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string
     broker.log.warn({ dir: path.join(cfg.dataDir, 'mqtt') }, 'mqtt state is kept on local disk, not in mongodb');
   }
   const dir = path.join(cfg.dataDir, 'mqtt');
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
   await db.open(); // fail fast when another process holds the database
   const persistence = aedesPersistenceLevel(db) as object;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
 import type { MqttServer } from '../adapters/mqtt/index.ts';
 import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
 import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
@@ -15,7 +16,7 @@ export async function startWeb(
   broker: Broker,
   xmpp: XmppServer,
   mqtt: MqttServer | undefined,
-  tls: { cert: string; key: string },
+  tls: SecureContextOptions,
 ): Promise<WebServer> {
   const { bosh, ...webOpts } = cfg.web;
   const web = new WebServer(broker, { ...webOpts, tls });

@@ -1,7 +1,7 @@
 // First: mqtt-packet (loaded by aedes below) must find `debug` already quieted.
 import { loadedTooEarly } from './quiet-debug.ts';
 import net from 'node:net';
-import tls from 'node:tls';
+import tls, { type SecureContextOptions } from 'node:tls';
 import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes';
 import { createWebSocketStream, type WebSocket } from 'ws';
 import { Address, closeReason, snippet, type Broker } from '../../broker/index.ts';
@@ -102,6 +102,12 @@ export class MqttServer {
     }
     this.sys = new SysStats(ctx.aedes, ctx.stats, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
     this.sys.start(o.sysIntervalMs);
+  }
+
+  /** New certificate or TLS policy (reload, SIGHUP) for the next handshakes; connected clients keep theirs. */
+  setTls(certificate: SecureContextOptions): void {
+    this.opts.certificate = certificate;
+    for (const srv of this.servers) if (srv instanceof tls.Server) srv.setSecureContext(certificate);
   }
 
   /** Close listeners and clients (their sessions unbind, their wills fire), then aedes. */

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
-import { TLSSocket } from 'node:tls';
+import tls, { TLSSocket, type SecureContextOptions } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Broker } from '../../broker/index.ts';
 import { defaultWebOptions, type WebOptions } from './options.ts';
@@ -262,6 +262,12 @@ export class WebServer {
   /** Open HTTP(S) sockets now (WebSockets included). */
   get sockets(): number {
     return this.socketCount;
+  }
+
+  /** New certificate or TLS policy (reload, SIGHUP) for the next HTTPS handshakes; open connections keep theirs. */
+  setTls(options: SecureContextOptions): void {
+    this.opts.tls = options;
+    for (const srv of this.servers) if (srv instanceof tls.Server) srv.setSecureContext(options);
   }
 
   async stop(): Promise<void> {
