@@ -10,6 +10,11 @@ import path from 'node:path';
 import { ConfigError, merge, readConfigFile, validateConfig } from '../../bin/config.ts';
 import { check, type FuzzTarget } from '../target.ts';
 
+// The yaml package reports unresolved tags and the like through
+// process.emitWarning; thousands of them would flood the terminal and slow
+// the loop. This is the worker thread's own process object.
+process.emitWarning = () => {};
+
 const dir = mkdtempSync(path.join(os.tmpdir(), 'parley-fuzz-config-'));
 const yamlFile = path.join(dir, 'parley.yaml');
 const jsonFile = path.join(dir, 'parley.json');
