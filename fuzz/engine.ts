@@ -274,7 +274,12 @@ class Coverage {
 
 // --------------------------------------------------------------- corpus ----
 
-function readDir(dir: string): Buffer[] {
+const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
+
+/** Committed corpus files by content hash. */
+const committed = new Map<string, string>();
+
+function readDir(dir: string, remember = false): Buffer[] {
   let names: string[];
   try {
     names = readdirSync(dir).sort();
@@ -285,12 +290,13 @@ function readDir(dir: string): Buffer[] {
   for (const n of names) {
     const f = path.join(dir, n);
     if (n.startsWith('.') || !statSync(f).isFile()) continue;
-    out.push(readFileSync(f));
+    const data = readFileSync(f);
+    if (remember) committed.set(sha1(data), f);
+    out.push(data);
   }
   return out;
 }
 
-const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 /**
  * What makes two findings the same: for a contract violation, the check that
@@ -363,9 +369,13 @@ async function main(o: EngineOptions): Promise<void> {
       const isNew = !crashes.has(signature);
       crashes.add(signature);
       if (isNew) {
-        mkdirSync(o.crashDir, { recursive: true });
-        const file = path.join(o.crashDir, `crash-${sha1(input).slice(0, 16)}`);
-        writeFileSync(file, input);
+        // A committed reproducer is reported, not copied again.
+        let file = committed.get(sha1(input));
+        if (!file) {
+          mkdirSync(o.crashDir, { recursive: true });
+          file = path.join(o.crashDir, `crash-${sha1(input).slice(0, 16)}`);
+          writeFileSync(file, input);
+        }
         send({ type: 'crash', signature, message, file, input: JSON.stringify(input.toString('latin1').slice(0, 400)), fresh: isNew });
       }
       return false;
@@ -376,7 +386,7 @@ async function main(o: EngineOptions): Promise<void> {
   const stats = () => ({ execs, corpus: corpus.length, features: seen.size, coveredBlocks: cov.blocks.size, totalBlocks: cov.known.size, ms: Date.now() - t0 });
 
   // Replay: the committed seeds (and crash reproducers), then the working corpus.
-  const seeds = [...readDir(o.seedDir), ...readDir(o.workDir)];
+  const seeds = [...readDir(o.seedDir, true), ...readDir(o.workDir)];
   if (seeds.length === 0) seeds.push(Buffer.alloc(0));
   for (const s of seeds) if (run(s.subarray(0, target.maxLen))) corpus.push(s);
   if (corpus.length === 0) corpus.push(seeds[0]);

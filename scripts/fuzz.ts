@@ -121,7 +121,7 @@ function runWorker(args: Args, name: string, seconds: number, res: Result, attem
     worker.on('message', (m: EngineMessage) => {
       if (m.type === 'crash') {
         res.crashes.push(`${m.signature} (input ${m.file})`);
-        console.log(`  [${name}] CRASH ${m.signature}\n    ${m.message.split('\n').join('\n    ')}\n    input saved to ${path.relative(ROOT, m.file)}: ${m.input}`);
+        console.log(`  [${name}] CRASH ${m.signature}\n    ${m.message.split('\n').join('\n    ')}\n    input: ${path.relative(ROOT, m.file)}: ${m.input}`);
       } else {
         res.execs = m.execs;
         res.corpus = m.corpus;
