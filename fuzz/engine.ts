@@ -47,9 +47,33 @@ export interface EngineOptions {
 }
 
 export type EngineMessage =
-  | { type: 'stats'; execs: number; corpus: number; features: number; coveredBlocks: number; totalBlocks: number; ms: number }
-  | { type: 'crash'; signature: string; message: string; file: string; input: string; fresh: boolean }
-  | { type: 'done'; execs: number; corpus: number; features: number; coveredBlocks: number; totalBlocks: number; ms: number; crashes: number };
+  | {
+      type: 'stats';
+      execs: number;
+      corpus: number;
+      features: number;
+      coveredBlocks: number;
+      totalBlocks: number;
+      ms: number;
+    }
+  | {
+      type: 'crash';
+      signature: string;
+      message: string;
+      file: string;
+      input: string;
+      fresh: boolean;
+    }
+  | {
+      type: 'done';
+      execs: number;
+      corpus: number;
+      features: number;
+      coveredBlocks: number;
+      totalBlocks: number;
+      ms: number;
+      crashes: number;
+    };
 
 const HEADER = 8;
 
@@ -66,11 +90,58 @@ function rnd(n: number): number {
 
 // ------------------------------------------------------------- mutators ----
 
-const INTERESTING = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x0a, 0x0d, 0x20, 0x3c, 0x3e, 0x26, 0x27, 0x22, 0x2f, 0x3a, 0x3d, 0x7b, 0x7d, 0x5b, 0x5d, 0xc0, 0xe0, 0xef, 0xf0, 0xf4, 0xf8];
-const NUMBERS = ['0', '-1', '1', '127', '128', '255', '256', '65535', '65536', '2147483648', '4294967296', '9007199254740992', '1e308', 'NaN', '0x10', '1.5'];
+const INTERESTING = [
+  0x00, 0x01, 0x7f, 0x80, 0xff, 0x0a, 0x0d, 0x20, 0x3c, 0x3e, 0x26, 0x27, 0x22, 0x2f, 0x3a, 0x3d,
+  0x7b, 0x7d, 0x5b, 0x5d, 0xc0, 0xe0, 0xef, 0xf0, 0xf4, 0xf8,
+];
+const NUMBERS = [
+  '0',
+  '-1',
+  '1',
+  '127',
+  '128',
+  '255',
+  '256',
+  '65535',
+  '65536',
+  '2147483648',
+  '4294967296',
+  '9007199254740992',
+  '1e308',
+  'NaN',
+  '0x10',
+  '1.5',
+];
 /** Unicode that normalisation, case mapping and UTF-8 decoding treat specially. */
-const UNICODE = ['\u0130', '\u212a', '\u2126', '\u1e9e', '\u00df', '\ufb01', '\u0345', '\u03f4', '\u2460', '\uff21', '\u200b', '\u202e', '\u0301', '\u1100\u1161', '\ufeff', '\ufffd', '\u{1f600}', '\u{10ffff}', '\u0000'];
-const BAD_UTF8 = [Buffer.from([0xc0, 0x80]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from([0xe2, 0x82]), Buffer.from([0xff]), Buffer.from([0xf0, 0x9f, 0x98])];
+const UNICODE = [
+  '\u0130',
+  '\u212a',
+  '\u2126',
+  '\u1e9e',
+  '\u00df',
+  '\ufb01',
+  '\u0345',
+  '\u03f4',
+  '\u2460',
+  '\uff21',
+  '\u200b',
+  '\u202e',
+  '\u0301',
+  '\u1100\u1161',
+  '\ufeff',
+  '\ufffd',
+  '\u{1f600}',
+  '\u{10ffff}',
+  '\u0000',
+];
+const BAD_UTF8 = [
+  Buffer.from([0xc0, 0x80]),
+  Buffer.from([0xed, 0xa0, 0x80]),
+  Buffer.from([0xf4, 0x90, 0x80, 0x80]),
+  Buffer.from([0xe2, 0x82]),
+  Buffer.from([0xff]),
+  Buffer.from([0xf0, 0x9f, 0x98]),
+];
 
 function pickToken(dict: Buffer[]): Buffer {
   const r = rnd(10);
@@ -128,7 +199,11 @@ function mutateOnce(b: Buffer, dict: Buffer[], corpus: Buffer[], maxLen: number)
       const n = 1 + rnd(Math.min(len - p, 256));
       const times = 1 + rnd(rnd(8) === 0 ? 64 : 3);
       const piece = b.subarray(p, p + n);
-      return Buffer.concat([b.subarray(0, p + n), ...Array.from({ length: times }, () => piece), b.subarray(p + n)]);
+      return Buffer.concat([
+        b.subarray(0, p + n),
+        ...Array.from({ length: times }, () => piece),
+        b.subarray(p + n),
+      ]);
     }
     case 8: {
       // crossover: a prefix of this, a suffix of another
@@ -150,7 +225,11 @@ function mutateOnce(b: Buffer, dict: Buffer[], corpus: Buffer[], maxLen: number)
       const runs = [...s.matchAll(/-?\d+/g)];
       if (!runs.length) break;
       const m = runs[rnd(runs.length)];
-      return Buffer.concat([b.subarray(0, m.index), Buffer.from(NUMBERS[rnd(NUMBERS.length)]), b.subarray(m.index! + m[0].length)]);
+      return Buffer.concat([
+        b.subarray(0, m.index),
+        Buffer.from(NUMBERS[rnd(NUMBERS.length)]),
+        b.subarray(m.index! + m[0].length),
+      ]);
     }
     case 11: // truncate
       if (!len) break;
@@ -179,7 +258,21 @@ interface ScriptCoverage {
 }
 
 function bucket(count: number): number {
-  return count === 1 ? 0 : count === 2 ? 1 : count === 3 ? 2 : count < 8 ? 3 : count < 16 ? 4 : count < 32 ? 5 : count < 128 ? 6 : 7;
+  return count === 1
+    ? 0
+    : count === 2
+      ? 1
+      : count === 3
+        ? 2
+        : count < 8
+          ? 3
+          : count < 16
+            ? 4
+            : count < 32
+              ? 5
+              : count < 128
+                ? 6
+                : 7;
 }
 
 class Coverage {
@@ -240,14 +333,20 @@ class Coverage {
         const fkey = `${si}:${fn.startOffset}`;
         let blocks = this.fnBlocks.get(fkey);
         if (!blocks) this.fnBlocks.set(fkey, (blocks = new Map()));
-        for (const r of inner) if (!blocks.has(r.startOffset * 1e6 + r.endOffset)) blocks.set(r.startOffset * 1e6 + r.endOffset, [r.startOffset, r.endOffset]);
+        for (const r of inner)
+          if (!blocks.has(r.startOffset * 1e6 + r.endOffset))
+            blocks.set(r.startOffset * 1e6 + r.endOffset, [r.startOffset, r.endOffset]);
         this.feature(into, si, fn.startOffset, fn.endOffset, fn.count);
         for (const [, [start, end]] of blocks) {
           // the innermost reported range holding this block gives its count
           let count = fn.count;
           let span = Infinity;
           for (const r of inner) {
-            if (r.startOffset <= start && r.endOffset >= end && r.endOffset - r.startOffset < span) {
+            if (
+              r.startOffset <= start &&
+              r.endOffset >= end &&
+              r.endOffset - r.startOffset < span
+            ) {
               span = r.endOffset - r.startOffset;
               count = r.count;
             }
@@ -259,7 +358,11 @@ class Coverage {
   }
 
   private feature(into: number[], si: number, start: number, end: number, count: number): void {
-    const block = (Math.imul(si, 0x9e3779b1) ^ Math.imul(start, 0x85ebca6b) ^ Math.imul(end + 1, 0xc2b2ae35)) >>> 3;
+    const block =
+      (Math.imul(si, 0x9e3779b1) ^
+        Math.imul(start, 0x85ebca6b) ^
+        Math.imul(end + 1, 0xc2b2ae35)) >>>
+      3;
     this.known.add(block);
     if (count === 0) return;
     this.blocks.add(block);
@@ -297,7 +400,6 @@ function readDir(dir: string, remember = false): Buffer[] {
   return out;
 }
 
-
 /**
  * What makes two findings the same: for a contract violation, the check that
  * failed (its line in the target) and the rule's wording up to the first
@@ -306,7 +408,13 @@ function readDir(dir: string, remember = false): Buffer[] {
 function signatureOf(err: unknown): { signature: string; message: string } {
   const e = err instanceof Error ? err : new Error(String(err));
   const lines = (e.stack ?? '').split('\n').map((l) => l.trim().replace(/^at /, ''));
-  const frame = (l: string) => l.replace(/^.*?\(?file:\/\/[^)]*?\/(?=(?:fuzz|adapters|broker|bin|storage|node_modules)\/)/, '').replace(/\)$/, '');
+  const frame = (l: string) =>
+    l
+      .replace(
+        /^.*?\(?file:\/\/[^)]*?\/(?=(?:fuzz|adapters|broker|bin|storage|node_modules)\/)/,
+        '',
+      )
+      .replace(/\)$/, '');
   let where: string[];
   let what: string;
   if (e.name === 'ContractViolation') {
@@ -316,7 +424,10 @@ function signatureOf(err: unknown): { signature: string; message: string } {
     where = lines.filter((l) => l.includes('file://') && !l.includes('/fuzz/')).slice(0, 2);
     what = e.message.replace(/\d+/g, 'N').slice(0, 100);
   }
-  return { signature: `${e.name}: ${what} @ ${where.map(frame).join(' < ')}`, message: (e.stack ?? e.message).split('\n').slice(0, 8).join('\n') };
+  return {
+    signature: `${e.name}: ${what} @ ${where.map(frame).join(' < ')}`,
+    message: (e.stack ?? e.message).split('\n').slice(0, 8).join('\n'),
+  };
 }
 
 // ----------------------------------------------------------------- main ----
@@ -376,14 +487,28 @@ async function main(o: EngineOptions): Promise<void> {
           file = path.join(o.crashDir, `crash-${sha1(input).slice(0, 16)}`);
           writeFileSync(file, input);
         }
-        send({ type: 'crash', signature, message, file, input: JSON.stringify(input.toString('latin1').slice(0, 400)), fresh: isNew });
+        send({
+          type: 'crash',
+          signature,
+          message,
+          file,
+          input: JSON.stringify(input.toString('latin1').slice(0, 400)),
+          fresh: isNew,
+        });
       }
       return false;
     }
     return fresh;
   };
 
-  const stats = () => ({ execs, corpus: corpus.length, features: seen.size, coveredBlocks: cov.blocks.size, totalBlocks: cov.known.size, ms: Date.now() - t0 });
+  const stats = () => ({
+    execs,
+    corpus: corpus.length,
+    features: seen.size,
+    coveredBlocks: cov.blocks.size,
+    totalBlocks: cov.known.size,
+    ms: Date.now() - t0,
+  });
 
   // Replay: the committed seeds (and crash reproducers), then the working corpus.
   const seeds = [...readDir(o.seedDir, true), ...readDir(o.workDir)];
@@ -397,7 +522,8 @@ async function main(o: EngineOptions): Promise<void> {
     while (Date.now() < deadline) {
       for (let k = 0; k < 64; k++) {
         // Favour recent (deeper) entries a little.
-        const i = rnd(3) === 0 ? corpus.length - 1 - rnd(Math.min(corpus.length, 16)) : rnd(corpus.length);
+        const i =
+          rnd(3) === 0 ? corpus.length - 1 - rnd(Math.min(corpus.length, 16)) : rnd(corpus.length);
         const input = mutate(corpus[i], dict, corpus, target.maxLen);
         if (run(input)) {
           corpus.push(input);

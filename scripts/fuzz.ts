@@ -37,7 +37,15 @@ function parseArgs(argv: string[]): Args {
     .filter((f) => f.endsWith('.ts'))
     .map((f) => f.slice(0, -3))
     .sort();
-  const a: Args = { targets: [], seconds: 60, regress: false, hangMs: 10_000, heapMb: 512, workDir: path.join(os.tmpdir(), 'parley-fuzz'), seed: Date.now() };
+  const a: Args = {
+    targets: [],
+    seconds: 60,
+    regress: false,
+    hangMs: 10_000,
+    heapMb: 512,
+    workDir: path.join(os.tmpdir(), 'parley-fuzz'),
+    seed: Date.now(),
+  };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
     if (v === '--regress') a.regress = true;
@@ -46,7 +54,9 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--work') a.workDir = path.resolve(argv[++i]);
     else if (v === '--seed') a.seed = Number(argv[++i]);
     else if (v === '--help' || v === '-h') {
-      console.log(`usage: npm run fuzz -- [target...] [seconds] [--regress] [--hang-ms N] [--heap-mb N] [--work DIR] [--seed N]\ntargets: ${all.join(', ')}`);
+      console.log(
+        `usage: npm run fuzz -- [target...] [seconds] [--regress] [--hang-ms N] [--heap-mb N] [--work DIR] [--seed N]\ntargets: ${all.join(', ')}`,
+      );
       process.exit(0);
     } else if (/^\d+$/.test(v)) a.seconds = Number(v);
     else if (all.includes(v)) a.targets.push(v);
@@ -73,7 +83,13 @@ interface Result {
 const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 /** One worker run; resolves with its final stats, or with what the watchdog saw when it hung or ran out of heap. */
-function runWorker(args: Args, name: string, seconds: number, res: Result, attempt: number): Promise<'done' | 'restart'> {
+function runWorker(
+  args: Args,
+  name: string,
+  seconds: number,
+  res: Result,
+  attempt: number,
+): Promise<'done' | 'restart'> {
   const maxLen = 1 << 16;
   const shared = new SharedArrayBuffer(8 + maxLen);
   const header = new Int32Array(shared, 0, 2);
@@ -88,7 +104,10 @@ function runWorker(args: Args, name: string, seconds: number, res: Result, attem
     rngSeed: args.seed + attempt * 7919,
     shared,
   };
-  const worker = new Worker(ENGINE, { workerData: opts, resourceLimits: { maxOldGenerationSizeMb: args.heapMb } });
+  const worker = new Worker(ENGINE, {
+    workerData: opts,
+    resourceLimits: { maxOldGenerationSizeMb: args.heapMb },
+  });
   const saveCurrent = (kind: string, why: string): void => {
     const input = Buffer.from(new Uint8Array(shared, 8, Atomics.load(header, 1)));
     const dir = path.join(FUZZ, 'corpus', name);
@@ -96,7 +115,9 @@ function runWorker(args: Args, name: string, seconds: number, res: Result, attem
     const file = path.join(dir, `${kind}-${sha1(input).slice(0, 16)}`);
     writeFileSync(file, input);
     res.crashes.push(`${kind}: ${why} (input ${file}, ${input.length} bytes)`);
-    console.log(`  [${name}] ${kind.toUpperCase()}: ${why}\n    input saved to ${path.relative(ROOT, file)}: ${JSON.stringify(input.toString('latin1').slice(0, 200))}`);
+    console.log(
+      `  [${name}] ${kind.toUpperCase()}: ${why}\n    input saved to ${path.relative(ROOT, file)}: ${JSON.stringify(input.toString('latin1').slice(0, 200))}`,
+    );
   };
   return new Promise((resolve) => {
     let lastExecs = -1;
@@ -121,7 +142,9 @@ function runWorker(args: Args, name: string, seconds: number, res: Result, attem
     worker.on('message', (m: EngineMessage) => {
       if (m.type === 'crash') {
         res.crashes.push(`${m.signature} (input ${m.file})`);
-        console.log(`  [${name}] CRASH ${m.signature}\n    ${m.message.split('\n').join('\n    ')}\n    input: ${path.relative(ROOT, m.file)}: ${m.input}`);
+        console.log(
+          `  [${name}] CRASH ${m.signature}\n    ${m.message.split('\n').join('\n    ')}\n    input: ${path.relative(ROOT, m.file)}: ${m.input}`,
+        );
       } else {
         res.execs = m.execs;
         res.corpus = m.corpus;
@@ -129,7 +152,10 @@ function runWorker(args: Args, name: string, seconds: number, res: Result, attem
         res.coveredBlocks = m.coveredBlocks;
         res.totalBlocks = m.totalBlocks;
         res.ms = m.ms;
-        if (m.type === 'stats') console.log(`  [${name}] ${(m.ms / 1000).toFixed(0)} s: ${m.execs} execs (${Math.round(m.execs / (m.ms / 1000))}/s), corpus ${m.corpus}, features ${m.features}, blocks ${m.coveredBlocks}/${m.totalBlocks}`);
+        if (m.type === 'stats')
+          console.log(
+            `  [${name}] ${(m.ms / 1000).toFixed(0)} s: ${m.execs} execs (${Math.round(m.execs / (m.ms / 1000))}/s), corpus ${m.corpus}, features ${m.features}, blocks ${m.coveredBlocks}/${m.totalBlocks}`,
+          );
       }
     });
     worker.on('error', (err: Error & { code?: string }) => {
@@ -150,10 +176,23 @@ function runWorker(args: Args, name: string, seconds: number, res: Result, attem
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  console.log(args.regress ? `replaying the corpus of ${args.targets.join(', ')}` : `fuzzing ${args.targets.join(', ')} for ${args.seconds} s each (seed ${args.seed}, working corpus in ${args.workDir})`);
+  console.log(
+    args.regress
+      ? `replaying the corpus of ${args.targets.join(', ')}`
+      : `fuzzing ${args.targets.join(', ')} for ${args.seconds} s each (seed ${args.seed}, working corpus in ${args.workDir})`,
+  );
   const results: Result[] = [];
   for (const name of args.targets) {
-    const res: Result = { target: name, execs: 0, corpus: 0, features: 0, coveredBlocks: 0, totalBlocks: 0, ms: 0, crashes: [] };
+    const res: Result = {
+      target: name,
+      execs: 0,
+      corpus: 0,
+      features: 0,
+      coveredBlocks: 0,
+      totalBlocks: 0,
+      ms: 0,
+      crashes: [],
+    };
     const end = Date.now() + args.seconds * 1000;
     let execs = 0;
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -169,8 +208,13 @@ async function main(): Promise<void> {
       `${name}: ${res.execs} execs in ${(res.ms / 1000).toFixed(0)} s, corpus ${res.corpus}, features ${res.features}, blocks covered ${res.coveredBlocks} of ${res.totalBlocks} seen, ${res.crashes.length} finding(s)`,
     );
   }
-  console.log('\n| target | execs | corpus | features | blocks covered / seen | findings |\n| --- | ---: | ---: | ---: | ---: | ---: |');
-  for (const r of results) console.log(`| ${r.target} | ${r.execs} | ${r.corpus} | ${r.features} | ${r.coveredBlocks} / ${r.totalBlocks} | ${r.crashes.length} |`);
+  console.log(
+    '\n| target | execs | corpus | features | blocks covered / seen | findings |\n| --- | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const r of results)
+    console.log(
+      `| ${r.target} | ${r.execs} | ${r.corpus} | ${r.features} | ${r.coveredBlocks} / ${r.totalBlocks} | ${r.crashes.length} |`,
+    );
   process.exitCode = results.some((r) => r.crashes.length) ? 1 : 0;
 }
 

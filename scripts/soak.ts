@@ -35,10 +35,23 @@ const INTERVAL_S = opt('interval', 60);
 const CLIENTS = opt('clients', 6);
 const KEEP = args.includes('--keep');
 /** --skip a,b: leave out bad inputs by name (e.g. one that still crashes the node, to measure the rest) */
-const SKIP = new Set((args.includes('--skip') ? args[args.indexOf('--skip') + 1] : '').split(',').filter(Boolean));
+const SKIP = new Set(
+  (args.includes('--skip') ? args[args.indexOf('--skip') + 1] : '').split(',').filter(Boolean),
+);
 const PASSWORD = 'soak-password';
 
-const stats = { xmppSent: 0, xmppLogins: 0, mqttSent: 0, mqttRecv: 0, mqttConnects: 0, wsSent: 0, wsLogins: 0, drops: 0, badInputs: 0, clientErrors: 0 };
+const stats = {
+  xmppSent: 0,
+  xmppLogins: 0,
+  mqttSent: 0,
+  mqttRecv: 0,
+  mqttConnects: 0,
+  wsSent: 0,
+  wsLogins: 0,
+  drops: 0,
+  badInputs: 0,
+  clientErrors: 0,
+};
 
 // ------------------------------------------------------------------ node ----
 
@@ -76,7 +89,24 @@ async function startNode(): Promise<Node> {
   );
   const proc = spawn(
     process.execPath,
-    [path.join(ROOT, 'bin', 'parley.js'), '--data-dir', dataDir, '--domain', DOMAIN, '--config', cfg, '--host', '127.0.0.1', '--xmpp-port', '0', '--mqtt-port', '0', '--http-port', '0', 'start'],
+    [
+      path.join(ROOT, 'bin', 'parley.js'),
+      '--data-dir',
+      dataDir,
+      '--domain',
+      DOMAIN,
+      '--config',
+      cfg,
+      '--host',
+      '127.0.0.1',
+      '--xmpp-port',
+      '0',
+      '--mqtt-port',
+      '0',
+      '--http-port',
+      '0',
+      'start',
+    ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   process.once('exit', () => proc.kill('SIGKILL'));
@@ -84,7 +114,10 @@ async function startNode(): Promise<Node> {
   let buf = '';
   const tail: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`node not ready in 60 s:\n${tail.join('\n')}`)), 60_000);
+    const t = setTimeout(
+      () => reject(new Error(`node not ready in 60 s:\n${tail.join('\n')}`)),
+      60_000,
+    );
     proc.stdout!.setEncoding('utf8');
     proc.stdout!.on('data', (d: string) => {
       buf += d;
@@ -95,7 +128,12 @@ async function startNode(): Promise<Node> {
         tail.push(line);
         if (tail.length > 50) tail.shift();
         if (!line.startsWith('{')) continue;
-        const rec = JSON.parse(line) as { msg?: string; mqtt?: { tcp?: number }; xmpp?: { tcp?: number }; web?: { http?: number } };
+        const rec = JSON.parse(line) as {
+          msg?: string;
+          mqtt?: { tcp?: number };
+          xmpp?: { tcp?: number };
+          web?: { http?: number };
+        };
         if (rec.msg === 'mqtt listening') node.mqtt = rec.mqtt?.tcp;
         if (rec.msg === 'parley node ready') {
           node.xmpp = rec.xmpp?.tcp;
@@ -105,8 +143,17 @@ async function startNode(): Promise<Node> {
         }
       }
     });
-    proc.stderr!.on('data', (d: Buffer) => tail.push(...String(d).split('\n').filter(Boolean).map((l) => `stderr: ${l}`)));
-    proc.once('exit', (code, sig) => reject(new Error(`node exited (${code ?? sig}) before ready:\n${tail.join('\n')}`)));
+    proc.stderr!.on('data', (d: Buffer) =>
+      tail.push(
+        ...String(d)
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => `stderr: ${l}`),
+      ),
+    );
+    proc.once('exit', (code, sig) =>
+      reject(new Error(`node exited (${code ?? sig}) before ready:\n${tail.join('\n')}`)),
+    );
   });
   // Keep draining the log; its last lines tell why the node died, if it does.
   proc.stdout!.removeAllListeners('data');
@@ -131,7 +178,9 @@ function metricsLag(port: number): Promise<{ p50?: number; p99?: number; max?: n
       res.on('data', (d) => (body += d));
       res.on('end', () => {
         const g = (name: string) => {
-          const m = new RegExp(`^parley_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(body);
+          const m = new RegExp(`^parley_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(
+            body,
+          );
           return m ? Number(m[1]) * 1000 : undefined;
         };
         resolve(res.statusCode === 200 ? { p50: g('p50'), p99: g('p99'), max: g('max') } : {});
@@ -153,7 +202,9 @@ async function xmppLogin(port: number, user: string, resource: string): Promise<
   const { outcome } = await c.auth('SCRAM-SHA-1', user, PASSWORD);
   if (!outcome.includes('<success')) throw new Error(`login ${user}: ${outcome}`);
   await c.openStream();
-  c.send(`<iq type='set' id='b'><bind xmlns='${NS_BIND}'><resource>${resource}</resource></bind></iq><presence/>`);
+  c.send(
+    `<iq type='set' id='b'><bind xmlns='${NS_BIND}'><resource>${resource}</resource></bind></iq><presence/>`,
+  );
   await c.waitFor(/<\/iq>/, 10_000);
   stats.xmppLogins++;
   return c;
@@ -167,7 +218,9 @@ async function xmppUser(port: number, i: number): Promise<void> {
       const life = Date.now() + 5_000 + rnd(40_000);
       while (running && Date.now() < life && !c.closed) {
         const to = users[rnd(users.length)];
-        c.send(`<message to='${to}@${DOMAIN}' type='chat' id='m${rnd(1e9)}'><body>${'x'.repeat(rnd(2000))}</body></message>`);
+        c.send(
+          `<message to='${to}@${DOMAIN}' type='chat' id='m${rnd(1e9)}'><body>${'x'.repeat(rnd(2000))}</body></message>`,
+        );
         stats.xmppSent++;
         await sleep(100 + rnd(400));
         c.unread(); // nothing to assert: the traffic is the point
@@ -187,7 +240,14 @@ async function mqttUser(port: number, i: number): Promise<void> {
   while (running) {
     let c: MqttClient | undefined;
     try {
-      c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: `soak-dev-${i}`, username: users[i], password: PASSWORD, clean: rnd(2) === 0, reconnectPeriod: 0, connectTimeout: 10_000 });
+      c = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+        clientId: `soak-dev-${i}`,
+        username: users[i],
+        password: PASSWORD,
+        clean: rnd(2) === 0,
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+      });
       c.on('error', () => {});
       await new Promise<void>((resolve, reject) => {
         c!.once('connect', () => resolve());
@@ -198,8 +258,17 @@ async function mqttUser(port: number, i: number): Promise<void> {
       await c.subscribeAsync([`chat/${users[i]}`, 'soak/#'], { qos: 1 });
       const life = Date.now() + 5_000 + rnd(40_000);
       while (running && Date.now() < life && c.connected) {
-        if (rnd(2)) c.publish(`chat/${users[rnd(users.length)]}`, JSON.stringify({ body: `m ${rnd(1e9)} ${'y'.repeat(rnd(1000))}` }), { qos: rnd(2) as 0 | 1 });
-        else c.publish(`soak/${rnd(10)}`, Buffer.alloc(rnd(4000), 0x61), { qos: rnd(2) as 0 | 1, retain: rnd(20) === 0 });
+        if (rnd(2))
+          c.publish(
+            `chat/${users[rnd(users.length)]}`,
+            JSON.stringify({ body: `m ${rnd(1e9)} ${'y'.repeat(rnd(1000))}` }),
+            { qos: rnd(2) as 0 | 1 },
+          );
+        else
+          c.publish(`soak/${rnd(10)}`, Buffer.alloc(rnd(4000), 0x61), {
+            qos: rnd(2) as 0 | 1,
+            retain: rnd(20) === 0,
+          });
         stats.mqttSent++;
         await sleep(100 + rnd(400));
       }
@@ -247,10 +316,14 @@ async function wsUser(port: number, i: number): Promise<void> {
       ws.send(open);
       await next(/<stream:features|<features/);
       const scram = new ScramClient('SHA-1', users[i], PASSWORD);
-      ws.send(`<auth xmlns='${NS_SASL}' mechanism='SCRAM-SHA-1'>${Buffer.from(scram.clientFirst()).toString('base64')}</auth>`);
+      ws.send(
+        `<auth xmlns='${NS_SASL}' mechanism='SCRAM-SHA-1'>${Buffer.from(scram.clientFirst()).toString('base64')}</auth>`,
+      );
       const ch = /<challenge[^>]*>([^<]*)<\/challenge>/.exec(await next(/<challenge|<failure/));
       if (!ch) throw new Error('ws auth refused');
-      ws.send(`<response xmlns='${NS_SASL}'>${Buffer.from(scram.clientFinal(Buffer.from(ch[1], 'base64').toString())).toString('base64')}</response>`);
+      ws.send(
+        `<response xmlns='${NS_SASL}'>${Buffer.from(scram.clientFinal(Buffer.from(ch[1], 'base64').toString())).toString('base64')}</response>`,
+      );
       await next(/<success/);
       ws.send(open);
       await next(/<stream:features|<features/);
@@ -259,7 +332,9 @@ async function wsUser(port: number, i: number): Promise<void> {
       stats.wsLogins++;
       const life = Date.now() + 5_000 + rnd(40_000);
       while (running && Date.now() < life && ws.readyState === WebSocket.OPEN) {
-        ws.send(`<message xmlns='jabber:client' to='${users[rnd(users.length)]}@${DOMAIN}' type='chat'><body>w ${'z'.repeat(rnd(1500))}</body></message>`);
+        ws.send(
+          `<message xmlns='jabber:client' to='${users[rnd(users.length)]}@${DOMAIN}' type='chat'><body>w ${'z'.repeat(rnd(1500))}</body></message>`,
+        );
         stats.wsSent++;
         frames.length = 0;
         await sleep(150 + rnd(400));
@@ -276,23 +351,89 @@ async function wsUser(port: number, i: number): Promise<void> {
 }
 
 /** Bad input on every listener: each must end that one connection (or answer 400), never the node. */
-const BAD: { name: string; proto: 'xmpp' | 'mqtt' | 'http' | 'ws'; data: () => Buffer | string }[] = [
-  { name: 'xmpp-unclosed', proto: 'xmpp', data: () => `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}' version='1.0'><message><body></message>` },
-  { name: 'xmpp-comment', proto: 'xmpp', data: () => `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}' version='1.0'><!-- c --><message/>` },
-  { name: 'xmpp-oversize', proto: 'xmpp', data: () => `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}' version='1.0'><message><body>${'a'.repeat(100_000)}</body></message>` },
-  { name: 'xmpp-bad-utf8', proto: 'xmpp', data: () => Buffer.concat([Buffer.from(`<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}'><message><body>`), Buffer.from([0xc0, 0x80, 0xff])]) },
-  { name: 'xmpp-deep', proto: 'xmpp', data: () => `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}'>${'<a>'.repeat(200)}` },
-  { name: 'mqtt-length-5-bytes', proto: 'mqtt', data: () => Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x01]) }, // five remaining-length bytes
-  { name: 'mqtt-publish-before-connect', proto: 'mqtt', data: () => Buffer.from([0x30, 0xff, 0xff, 0x7f]) }, // PUBLISH announcing 2 MB before CONNECT
-  { name: 'mqtt-topic-bad-utf8', proto: 'mqtt', data: () => Buffer.from([0x10, 0x0c, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 0x3c, 0, 0, 0x30, 0x05, 0, 3, 0x61, 0xc0, 0x80]) }, // topic with bad UTF-8
-  { name: 'mqtt-http', proto: 'mqtt', data: () => Buffer.from('GET / HTTP/1.1\r\n\r\n') },
-  { name: 'http-host-space', proto: 'http', data: () => 'GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n' },
-  { name: 'http-bosh-partial', proto: 'http', data: () => `POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\n\r\n<body xmlns='x'><a>` },
-  { name: 'http-garbage', proto: 'http', data: () => 'GARBAGE\r\n\r\n' },
-  { name: 'ws-not-xml', proto: 'ws', data: () => 'not xml at all <<<' },
-  { name: 'ws-raw-stream-header', proto: 'ws', data: () => `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}'>` },
-  { name: 'ws-oversize', proto: 'ws', data: () => `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='${DOMAIN}' version='1.0'/><message>${'b'.repeat(80_000)}</message>` },
-];
+const BAD: { name: string; proto: 'xmpp' | 'mqtt' | 'http' | 'ws'; data: () => Buffer | string }[] =
+  [
+    {
+      name: 'xmpp-unclosed',
+      proto: 'xmpp',
+      data: () =>
+        `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}' version='1.0'><message><body></message>`,
+    },
+    {
+      name: 'xmpp-comment',
+      proto: 'xmpp',
+      data: () =>
+        `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}' version='1.0'><!-- c --><message/>`,
+    },
+    {
+      name: 'xmpp-oversize',
+      proto: 'xmpp',
+      data: () =>
+        `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}' version='1.0'><message><body>${'a'.repeat(100_000)}</body></message>`,
+    },
+    {
+      name: 'xmpp-bad-utf8',
+      proto: 'xmpp',
+      data: () =>
+        Buffer.concat([
+          Buffer.from(
+            `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}'><message><body>`,
+          ),
+          Buffer.from([0xc0, 0x80, 0xff]),
+        ]),
+    },
+    {
+      name: 'xmpp-deep',
+      proto: 'xmpp',
+      data: () =>
+        `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}'>${'<a>'.repeat(200)}`,
+    },
+    {
+      name: 'mqtt-length-5-bytes',
+      proto: 'mqtt',
+      data: () => Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x01]),
+    }, // five remaining-length bytes
+    {
+      name: 'mqtt-publish-before-connect',
+      proto: 'mqtt',
+      data: () => Buffer.from([0x30, 0xff, 0xff, 0x7f]),
+    }, // PUBLISH announcing 2 MB before CONNECT
+    {
+      name: 'mqtt-topic-bad-utf8',
+      proto: 'mqtt',
+      data: () =>
+        Buffer.from([
+          0x10, 0x0c, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 0x3c, 0, 0, 0x30, 0x05, 0, 3, 0x61,
+          0xc0, 0x80,
+        ]),
+    }, // topic with bad UTF-8
+    { name: 'mqtt-http', proto: 'mqtt', data: () => Buffer.from('GET / HTTP/1.1\r\n\r\n') },
+    {
+      name: 'http-host-space',
+      proto: 'http',
+      data: () => 'GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n',
+    },
+    {
+      name: 'http-bosh-partial',
+      proto: 'http',
+      data: () =>
+        `POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\n\r\n<body xmlns='x'><a>`,
+    },
+    { name: 'http-garbage', proto: 'http', data: () => 'GARBAGE\r\n\r\n' },
+    { name: 'ws-not-xml', proto: 'ws', data: () => 'not xml at all <<<' },
+    {
+      name: 'ws-raw-stream-header',
+      proto: 'ws',
+      data: () =>
+        `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${DOMAIN}'>`,
+    },
+    {
+      name: 'ws-oversize',
+      proto: 'ws',
+      data: () =>
+        `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='${DOMAIN}' version='1.0'/><message>${'b'.repeat(80_000)}</message>`,
+    },
+  ];
 
 /** The last bad inputs sent, to name the likely culprit when the node dies. */
 const recentBad: string[] = [];
@@ -354,24 +495,36 @@ async function pingMs(node: Node): Promise<number> {
 // ----------------------------------------------------------------- main ----
 
 async function main(): Promise<void> {
-  console.log(`soak: ${MINUTES} min, ${CLIENTS} users each on XMPP/TCP, MQTT and WebSocket, bad input on every listener, a sample every ${INTERVAL_S} s`);
+  console.log(
+    `soak: ${MINUTES} min, ${CLIENTS} users each on XMPP/TCP, MQTT and WebSocket, bad input on every listener, a sample every ${INTERVAL_S} s`,
+  );
   const node = await startNode();
   const pid = node.proc.pid!;
   let died: string | undefined;
   node.proc.once('exit', (code, sig) => (died = `node exited (${code ?? sig}) during the soak`));
-  await addUsers({ dataDir: node.dataDir } as never, Object.fromEntries(users.map((u) => [u, PASSWORD])));
-  console.log(`node pid ${pid}: xmpp ${node.xmpp}, mqtt ${node.mqtt}, http ${node.http}; data ${node.dataDir}; RSS at start ${rssMiB(pid).toFixed(0)} MiB`);
+  await addUsers(
+    { dataDir: node.dataDir } as never,
+    Object.fromEntries(users.map((u) => [u, PASSWORD])),
+  );
+  console.log(
+    `node pid ${pid}: xmpp ${node.xmpp}, mqtt ${node.mqtt}, http ${node.http}; data ${node.dataDir}; RSS at start ${rssMiB(pid).toFixed(0)} MiB`,
+  );
 
   const workers: Promise<void>[] = [];
-  for (let i = 0; i < CLIENTS; i++) workers.push(xmppUser(node.xmpp, i), mqttUser(node.mqtt, i), wsUser(node.http, i));
+  for (let i = 0; i < CLIENTS; i++)
+    workers.push(xmppUser(node.xmpp, i), mqttUser(node.mqtt, i), wsUser(node.http, i));
   const kinds = BAD.filter((b) => !SKIP.has(b.name));
   workers.push(badInput(node, kinds), badInput(node, kinds));
 
   const samples: number[] = [];
   const t0 = Date.now();
   const end = t0 + MINUTES * 60_000;
-  console.log('\n| min | RSS MiB | max RSS MiB (interval) | lag p50 / p99 / max ms (/metrics) | ping ms | xmpp sent | mqtt sent / recv | ws sent | logins x/m/w | drops | bad inputs | client errors |');
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log(
+    '\n| min | RSS MiB | max RSS MiB (interval) | lag p50 / p99 / max ms (/metrics) | ping ms | xmpp sent | mqtt sent / recv | ws sent | logins x/m/w | drops | bad inputs | client errors |',
+  );
+  console.log(
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
   while (Date.now() < end && !died) {
     // RSS every 5 s for the verdict; one printed row per interval.
     const rowEnd = Math.min(end, Date.now() + INTERVAL_S * 1000);
@@ -405,11 +558,17 @@ async function main(): Promise<void> {
   const lastMax = Math.max(...samples.slice(-third));
   const bound = firstMax * 1.2 + 32;
   const plateau = lastMax <= bound;
-  console.log(`\nRSS samples: ${samples.length} (every 5 s); first third max ${firstMax.toFixed(0)} MiB, last third max ${lastMax.toFixed(0)} MiB, bound ${bound.toFixed(0)} MiB`);
+  console.log(
+    `\nRSS samples: ${samples.length} (every 5 s); first third max ${firstMax.toFixed(0)} MiB, last third max ${lastMax.toFixed(0)} MiB, bound ${bound.toFixed(0)} MiB`,
+  );
   if (died) {
-    console.log(`VERDICT: FAIL: ${died}\nlast bad inputs sent:\n  ${recentBad.join('\n  ')}\nlast node log lines:\n  ${node.tail.slice(-12).join('\n  ')}`);
-  }
-  else console.log(`VERDICT: ${plateau ? 'PASS: RSS plateaued' : 'FAIL: RSS kept growing'}; node alive after ${stats.badInputs} bad inputs and ${stats.drops} dropped connections`);
+    console.log(
+      `VERDICT: FAIL: ${died}\nlast bad inputs sent:\n  ${recentBad.join('\n  ')}\nlast node log lines:\n  ${node.tail.slice(-12).join('\n  ')}`,
+    );
+  } else
+    console.log(
+      `VERDICT: ${plateau ? 'PASS: RSS plateaued' : 'FAIL: RSS kept growing'}; node alive after ${stats.badInputs} bad inputs and ${stats.drops} dropped connections`,
+    );
 
   node.proc.kill('SIGTERM');
   await Promise.race([new Promise((r) => node.proc.once('exit', r)), sleep(10_000)]);

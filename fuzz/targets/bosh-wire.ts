@@ -9,14 +9,22 @@
  *   bosh-session.ts does, parse without a well-formedness or namespace error
  *   (re-serialisation must not change what a stanza means).
  */
-import { BOSH_VERSION, lowerVersion, parseRequest, streamHeader, uintAttr, xboshAttr } from '../../adapters/xmpp/bosh-wire.ts';
+import {
+  BOSH_VERSION,
+  lowerVersion,
+  parseRequest,
+  streamHeader,
+  uintAttr,
+  xboshAttr,
+} from '../../adapters/xmpp/bosh-wire.ts';
 import { StreamParser, type ParseFailure } from '../../adapters/xmpp/parser.ts';
 import { check, type FuzzTarget } from '../target.ts';
 
 const limits = { maxStanzaSize: 4096, maxDepth: 8 };
 
 export const target: FuzzTarget = {
-  about: 'BOSH <body/> parser: never throws, rid/ack checked, payloads re-parse cleanly behind the stream header',
+  about:
+    'BOSH <body/> parser: never throws, rid/ack checked, payloads re-parse cleanly behind the stream header',
   cover: ['/adapters/xmpp/bosh-wire.ts', '/adapters/xmpp/parser.ts', '/saxes/', '/ltx/'],
   dict: [
     "<body xmlns='http://jabber.org/protocol/httpbind'",
@@ -86,7 +94,13 @@ export const target: FuzzTarget = {
     );
     p.write(streamHeader({ to: a.to ?? 'localhost', version, lang: a['xml:lang'], from: a.from }));
     p.write(b.payloads.join(''));
-    check(failed === undefined, `payloads re-parsed behind the stream header fail with ${failed}: ${why}\n${b.payloads.join('')}`);
-    check(stanzas === b.payloads.length, `${b.payloads.length} payloads re-parsed as ${stanzas} stanzas`);
+    check(
+      failed === undefined,
+      `payloads re-parsed behind the stream header fail with ${failed}: ${why}\n${b.payloads.join('')}`,
+    );
+    check(
+      stanzas === b.payloads.length,
+      `${b.payloads.length} payloads re-parsed as ${stanzas} stanzas`,
+    );
   },
 };

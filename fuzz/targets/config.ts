@@ -80,10 +80,16 @@ export const target: FuzzTarget = {
     writeFileSync(file, data);
     try {
       const raw = readConfigFile(file);
-      check(raw !== null && typeof raw === 'object' && !Array.isArray(raw), 'readConfigFile returned a non-mapping');
+      check(
+        raw !== null && typeof raw === 'object' && !Array.isArray(raw),
+        'readConfigFile returned a non-mapping',
+      );
       const cfg = validateConfig(merge(raw, flags));
       check(typeof cfg.domain === 'string' && cfg.domain.length > 0, 'domain');
-      check(Number.isInteger(cfg.xmpp.maxStanzaSize) && cfg.xmpp.maxStanzaSize >= 1024, 'xmpp.maxStanzaSize');
+      check(
+        Number.isInteger(cfg.xmpp.maxStanzaSize) && cfg.xmpp.maxStanzaSize >= 1024,
+        'xmpp.maxStanzaSize',
+      );
       check(Array.isArray(cfg.mqtt.acl), 'mqtt.acl');
       check(path.isAbsolute(cfg.dataDir), 'dataDir not absolute');
       check(cfg.mqtt.minKeepaliveSeconds <= cfg.mqtt.maxKeepaliveSeconds, 'keepalive bounds');

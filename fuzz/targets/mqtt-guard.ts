@@ -15,7 +15,10 @@ import { check, splitPoints, type FuzzTarget } from '../target.ts';
 
 const MAX = 256;
 
-function feed(data: Buffer, cuts: number[]): { failure?: string; packets: number; pushes: boolean[] } {
+function feed(
+  data: Buffer,
+  cuts: number[],
+): { failure?: string; packets: number; pushes: boolean[] } {
   const g = new WireGuard(MAX);
   const pushes: boolean[] = [];
   let at = 0;
@@ -26,7 +29,11 @@ function feed(data: Buffer, cuts: number[]): { failure?: string; packets: number
     check(held <= MAX + 4, `guard holds ${held} bytes for one check (max packet ${MAX})`);
   }
   const f = g.failure;
-  if (f) check(f.kind === 'policy-violation' || f.kind === 'protocol-error', `unknown failure kind ${f.kind}`);
+  if (f)
+    check(
+      f.kind === 'policy-violation' || f.kind === 'protocol-error',
+      `unknown failure kind ${f.kind}`,
+    );
   return { failure: f && `${f.kind}: ${f.text}`, packets: g.packets, pushes };
 }
 
@@ -34,7 +41,9 @@ export const target: FuzzTarget = {
   about: 'MQTT wire guard: never throws, bounded buffering, same verdict however the bytes are cut',
   cover: ['/adapters/mqtt/guard.ts'],
   dict: [
-    Buffer.from([0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00]), // CONNECT
+    Buffer.from([
+      0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00,
+    ]), // CONNECT
     Buffer.from([0x30, 0x05, 0x00, 0x01, 0x61, 0x68, 0x69]), // PUBLISH a "hi"
     Buffer.from([0x32, 0x07, 0x00, 0x01, 0x61, 0x00, 0x01, 0x68, 0x69]), // PUBLISH QoS 1
     Buffer.from([0x34, 0x05, 0x00, 0x01, 0x61, 0x00, 0x00]), // PUBLISH QoS 2, id 0
@@ -62,10 +71,23 @@ export const target: FuzzTarget = {
     );
     for (const r of [whole, cut, bytes]) {
       const firstFalse = r.pushes.indexOf(false);
-      check(firstFalse === -1 || r.pushes.slice(firstFalse).every((p) => !p), 'push() answered true after a refusal');
-      check((firstFalse !== -1) === (r.failure !== undefined), 'push() result and failure disagree');
+      check(
+        firstFalse === -1 || r.pushes.slice(firstFalse).every((p) => !p),
+        'push() answered true after a refusal',
+      );
+      check(
+        (firstFalse !== -1) === (r.failure !== undefined),
+        'push() result and failure disagree',
+      );
     }
-    check(whole.failure === bytes.failure && whole.failure === cut.failure, `verdict depends on chunking: whole "${whole.failure}", cut "${cut.failure}", bytewise "${bytes.failure}"`);
-    if (!whole.failure) check(whole.packets === bytes.packets && whole.packets === cut.packets, `packet count depends on chunking: ${whole.packets} / ${cut.packets} / ${bytes.packets}`);
+    check(
+      whole.failure === bytes.failure && whole.failure === cut.failure,
+      `verdict depends on chunking: whole "${whole.failure}", cut "${cut.failure}", bytewise "${bytes.failure}"`,
+    );
+    if (!whole.failure)
+      check(
+        whole.packets === bytes.packets && whole.packets === cut.packets,
+        `packet count depends on chunking: ${whole.packets} / ${cut.packets} / ${bytes.packets}`,
+      );
   },
 };

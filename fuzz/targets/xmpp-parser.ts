@@ -12,7 +12,12 @@ import type { Element } from '@xmpp/xml';
 import { StreamParser, type ParseFailure } from '../../adapters/xmpp/parser.ts';
 import { check, splitPoints, type FuzzTarget } from '../target.ts';
 
-const CONDITIONS = new Set<ParseFailure>(['not-well-formed', 'restricted-xml', 'policy-violation', 'bad-namespace-prefix']);
+const CONDITIONS = new Set<ParseFailure>([
+  'not-well-formed',
+  'restricted-xml',
+  'policy-violation',
+  'bad-namespace-prefix',
+]);
 
 interface Outcome {
   opened?: string;
@@ -28,7 +33,12 @@ function depth(e: Element): number {
   return d + 1;
 }
 
-function parse(data: Buffer, cuts: number[] | undefined, release: boolean, limits: { maxStanzaSize: number; maxDepth: number }): Outcome {
+function parse(
+  data: Buffer,
+  cuts: number[] | undefined,
+  release: boolean,
+  limits: { maxStanzaSize: number; maxDepth: number },
+): Outcome {
   const out: Outcome = { stanzas: [], closed: 0, events: 0 };
   const p = new StreamParser(
     {
@@ -69,7 +79,8 @@ function parse(data: Buffer, cuts: number[] | undefined, release: boolean, limit
 }
 
 export const target: FuzzTarget = {
-  about: 'XMPP stream parser: never throws, fails once with a stream error condition, chunking/release-invariant',
+  about:
+    'XMPP stream parser: never throws, fails once with a stream error condition, chunking/release-invariant',
   cover: ['/adapters/xmpp/parser.ts', '/saxes/', '/ltx/'],
   dict: [
     "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
@@ -120,18 +131,36 @@ export const target: FuzzTarget = {
     let out = 0;
     for (const s of a.stanzas) out += s.length;
     // Escaping can grow a character into 6 (" → &quot;) and each stanza gains its xmlns.
-    check(out <= data.length * 6 + a.stanzas.length * 64, `output ${out} chars from ${data.length} bytes`);
+    check(
+      out <= data.length * 6 + a.stanzas.length * 64,
+      `output ${out} chars from ${data.length} bytes`,
+    );
     // Large limits: the whole input at once, and cut up with releases between writes, must agree.
     const big = { maxStanzaSize: 1 << 20, maxDepth: 64 };
     const whole = parse(data, undefined, false, big);
     const cut = parse(data, cuts, true, big);
     if (whole.failed === undefined && cut.failed === undefined) {
-      check(whole.opened === cut.opened, `stream header differs when chunked: ${whole.opened} / ${cut.opened}`);
+      check(
+        whole.opened === cut.opened,
+        `stream header differs when chunked: ${whole.opened} / ${cut.opened}`,
+      );
       check(whole.closed === cut.closed, 'stream close differs when chunked');
-      check(whole.stanzas.length === cut.stanzas.length, `${whole.stanzas.length} stanzas whole, ${cut.stanzas.length} chunked`);
-      for (let i = 0; i < whole.stanzas.length; i++) check(whole.stanzas[i] === cut.stanzas[i], `stanza ${i} differs when chunked:\n${whole.stanzas[i]}\n${cut.stanzas[i]}`);
+      check(
+        whole.stanzas.length === cut.stanzas.length,
+        `${whole.stanzas.length} stanzas whole, ${cut.stanzas.length} chunked`,
+      );
+      for (let i = 0; i < whole.stanzas.length; i++)
+        check(
+          whole.stanzas[i] === cut.stanzas[i],
+          `stanza ${i} differs when chunked:\n${whole.stanzas[i]}\n${cut.stanzas[i]}`,
+        );
     } else {
-      check((whole.failed === undefined) === (cut.failed === undefined) || whole.failed === 'policy-violation' || cut.failed === 'policy-violation', `failure depends on chunking: whole ${whole.failed}, chunked ${cut.failed}`);
+      check(
+        (whole.failed === undefined) === (cut.failed === undefined) ||
+          whole.failed === 'policy-violation' ||
+          cut.failed === 'policy-violation',
+        `failure depends on chunking: whole ${whole.failed}, chunked ${cut.failed}`,
+      );
     }
   },
 };
