@@ -1,5 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Level } from 'level';
+import type { Logger } from '../broker/index.ts';
+import { ownerOf, type RetainedMessage, type RetainedStore } from '../adapters/mqtt/index.ts';
 
 /** Key prefixes of aedes-persistence-level under which a client's session state lives (its asyncPersistence.js). */
 const CLIENT_PREFIXES = ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:', 'will:'];
@@ -69,4 +71,62 @@ export async function answerStatelessClients(persistence: object, db: Level<stri
   write('putWill', client);
   write('outgoingEnqueue', (args) => [(args[0] as Target).clientId]);
   write('outgoingEnqueueCombi', (args) => ((args[0] as Target[] | undefined) ?? []).map((s) => s.clientId));
+}
+
+/** Key prefix of retained messages in the MQTT database (the index's store, adapters/mqtt/retained.ts). */
+const RETAINED = 'parley-retained:';
+/** aedes-persistence-level's own retained keys, from before the index: moved once at start. */
+const OLD_RETAINED = 'retained:';
+
+/** A retained message's value: [qos u8][owner length u16][owner utf8][payload]. */
+function encodeRetained(m: RetainedMessage): Buffer {
+  const owner = Buffer.from(m.owner, 'utf8');
+  const head = Buffer.alloc(3);
+  head[0] = m.qos;
+  head.writeUInt16BE(owner.length, 1);
+  return Buffer.concat([head, owner, m.payload]);
+}
+
+function decodeRetained(topic: string, v: Buffer): RetainedMessage {
+  const n = v.readUInt16BE(1);
+  return { topic, qos: (v[0] & 3) as 0 | 1 | 2, owner: v.toString('utf8', 3, 3 + n), payload: v.subarray(3 + n) };
+}
+
+/**
+ * Retained messages in the MQTT LevelDB database, one key per topic, read one
+ * by one by the index (never scanned per SUBSCRIBE). Messages stored by
+ * aedes-persistence-level under its own keys (an older data directory) are
+ * moved here once, with an unknown owner (counted in the total only).
+ */
+export async function levelRetainedStore(persistence: object, db: Level<string, Buffer>, log: Logger): Promise<RetainedStore> {
+  const old = persistence as { createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer; qos?: number; clientId?: string }> };
+  const range = (prefix: string) => ({ gte: prefix, lt: `${prefix.slice(0, -1)};` });
+  let found = false;
+  for await (const _key of db.keys({ ...range(OLD_RETAINED), limit: 1 })) found = true;
+  if (found) {
+    let moved = 0;
+    for (const pattern of ['#', '$SYS/#']) {
+      for await (const p of old.createRetainedStream(pattern)) {
+        if (!p.payload?.length) continue;
+        await db.put(RETAINED + p.topic, encodeRetained({ topic: p.topic, payload: Buffer.from(p.payload), qos: Math.min(p.qos ?? 0, 2) as 0 | 1 | 2, owner: ownerOf(p.clientId) }));
+        moved++;
+      }
+    }
+    await db.clear(range(OLD_RETAINED));
+    log.info({ moved }, 'retained messages moved to the indexed store');
+  }
+  return {
+    async *scan() {
+      for await (const [key, v] of db.iterator(range(RETAINED))) {
+        const m = decodeRetained(key.slice(RETAINED.length), v);
+        yield { topic: m.topic, owner: m.owner, bytes: m.payload.length };
+      }
+    },
+    async get(topic) {
+      const v = await db.get(RETAINED + topic);
+      return v === undefined ? undefined : decodeRetained(topic, v);
+    },
+    put: (m) => db.put(RETAINED + m.topic, encodeRetained(m)),
+    del: (topic) => db.del(RETAINED + topic),
+  };
 }

@@ -14,6 +14,8 @@ import { CONNACK_UNACCEPTABLE_PROTOCOL, unsupportedProtocolLevel, WireGuard } fr
 import { presenceJson } from './mapping.ts';
 import { readIntoSharedBuffer } from './read-buffer.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
+import { boundOutbound, markFanout } from './outbound.ts';
+import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
 import { SysStats } from './sys.ts';
@@ -61,7 +63,7 @@ export class MqttServer {
       log: this.broker.log.child({ adapter: 'mqtt' }),
       infos: new WeakMap(),
       sessions: new WeakMap(),
-      stats: { received: 0, sent: 0, denied: 0 },
+      stats: { received: 0, sent: 0, denied: 0, dropped: 0 },
     } as Omit<MqttContext, 'aedes'> as MqttContext;
     ctx.aedes = await Aedes.createBroker({
       persistence: answerCleanSessionAcks(o.persistence),
@@ -84,6 +86,11 @@ export class MqttServer {
         done(null);
       },
     });
+    markFanout(ctx.aedes);
+    // Retained messages through an index by topic, with limits (retained.ts).
+    ctx.retained = new RetainedIndex(o.retainedStore ?? new MemoryRetainedStore(), o, ctx.log);
+    await ctx.retained.load();
+    ctx.retained.install((ctx.aedes as unknown as { persistence: object }).persistence);
     this.ctx = ctx;
     if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
     this.wire(ctx);
@@ -95,12 +102,18 @@ export class MqttServer {
       this.servers.push(srv);
     }
     if (o.tls && o.certificate) {
-      const srv = tls.createServer({ ...o.certificate }, (s) => this.accept(s, 'tls'));
+      // TLS from the first byte: MQTT has no STARTTLS, so no plaintext read before the handshake can leak into the session.
+      // A handshake that does not finish in time is aborted (tlsClientError).
+      const srv = tls.createServer({ ...o.certificate, handshakeTimeout: o.tlsHandshakeTimeoutMs }, (s) => this.accept(s, 'tls', true));
+      // Counted at TCP accept, before the handshake: pending handshakes count against the limits too.
+      srv.on('connection', (raw: net.Socket) => {
+        if (!this.admit(raw)) raw.destroy();
+      });
       srv.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed'));
       this.ports.tls = await listen(srv, o.tls.host, o.tls.port);
       this.servers.push(srv);
     }
-    this.sys = new SysStats(ctx.aedes, ctx.stats, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
+    this.sys = new SysStats(ctx.aedes, ctx.stats, ctx.retained, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
     this.sys.start(o.sysIntervalMs);
   }
 
@@ -143,23 +156,51 @@ export class MqttServer {
     this.accept(stream as unknown as net.Socket, info.secure ? 'wss' : 'ws');
   }
 
-  private accept(sock: net.Socket, transport: ConnInfo['transport']): void {
+  /**
+   * Count a new connection against maxConnections and maxConnectionsPerIp
+   * (false: over a limit, not counted); it is uncounted when it closes.
+   */
+  private admit(sock: net.Socket): boolean {
+    const ip = sock.remoteAddress ?? 'unknown';
+    if (this.sockets.size >= this.opts.maxConnections || (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp) {
+      this.ctx?.log.info({ ip }, 'mqtt connection refused: too many connections'); // limits: maxConnections, maxConnectionsPerIp
+      return false;
+    }
+    this.sockets.add(sock);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
+    return true;
+  }
+
+  /** `admitted`: already counted at TCP accept (TLS, before its handshake). */
+  private accept(sock: net.Socket, transport: ConnInfo['transport'], admitted = false): void {
     const ctx = this.ctx;
     if (!ctx) return void sock.destroy();
     const ip = sock.remoteAddress ?? 'unknown';
-    if (this.sockets.size >= this.opts.maxConnections || (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp) {
-      ctx.log.info({ ip }, 'mqtt connection refused: too many connections'); // limits: maxConnections, maxConnectionsPerIp
-      sock.destroy();
-      return;
-    }
+    if (!admitted && !this.admit(sock)) return void sock.destroy();
     if (this.opts.tcpNoDelay) sock.setNoDelay(true);
     if (transport === 'tcp' || transport === 'tls') coalesceWrites(sock);
-    this.sockets.add(sock);
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     this.broker.metrics.connection('mqtt', transport, 1);
     const client = ctx.aedes.handle(sock);
     const info: ConnInfo = { transport, ip, clientId: '', protocolVersion: 4, clean: true, keepalive: 0 };
     ctx.infos.set(client, info);
+    // One slow subscriber only slows itself: a bounded queue of its own (outbound.ts).
+    boundOutbound(client, this.opts, {
+      dropped: (first) => {
+        ctx.stats.dropped++;
+        if (first) ctx.log.info({ ip, client: info.clientId }, 'mqtt subscriber too slow: QoS 0 messages dropped (maxQueuedMessages, maxQueuedBytes)');
+      },
+      overflow: (text) => {
+        info.closeKind ??= 'policy-violation';
+        info.closeText ??= text;
+        ctx.log.info({ ip, client: info.clientId, text }, 'mqtt subscriber too slow; connection closed');
+      },
+    });
     // Listening after aedes' 'readable' listener: 'data' then only reports what aedes reads.
     const guard = new WireGuard(this.opts.maxPacketSize);
     let first = true;
@@ -180,10 +221,6 @@ export class MqttServer {
       sock.destroy();
     });
     sock.once('close', () => {
-      this.sockets.delete(sock);
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
       const kind = info.closeKind ?? ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
       this.broker.metrics.connection('mqtt', transport, -1);
       this.broker.metrics.closed('mqtt', kind);
@@ -222,7 +259,9 @@ export class MqttServer {
         for (const s of subs) if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
       });
     });
-    a.on('unsubscribe', (_topics: string[], client: Client) => {
+    a.on('unsubscribe', (topics: string[], client: Client) => {
+      const filters = ctx.infos.get(client)?.filters;
+      if (filters) for (const t of topics) filters.delete(t);
       const session = ctx.sessions.get(client);
       if (session) session.enqueue(() => session.subscriptionsChanged());
     });
