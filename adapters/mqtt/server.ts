@@ -109,7 +109,10 @@ export class MqttServer {
       srv.on('connection', (raw: net.Socket) => {
         if (!this.admit(raw)) raw.destroy();
       });
-      srv.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed'));
+      srv.on('tlsClientError', (err, sock) => {
+        ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed');
+        sock.destroy(); // Node leaves the socket open after a handshake timeout once this event has a listener
+      });
       this.ports.tls = await listen(srv, o.tls.host, o.tls.port);
       this.servers.push(srv);
     }
