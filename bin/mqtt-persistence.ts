@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Level } from 'level';
 import type { Logger } from '../broker/index.ts';
-import { ownerOf, type RetainedMessage, type RetainedStore } from '../adapters/mqtt/index.ts';
+import { ownerOf, type RetainedMessage, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
 
 /** Key prefixes of aedes-persistence-level under which a client's session state lives (its asyncPersistence.js). */
 const CLIENT_PREFIXES = ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:', 'will:'];
@@ -128,5 +128,47 @@ export async function levelRetainedStore(persistence: object, db: Level<string, 
     },
     put: (m) => db.put(RETAINED + m.topic, encodeRetained(m)),
     del: (topic) => db.del(RETAINED + topic),
+  };
+}
+
+/**
+ * Persistent-session state of aedes-persistence-level by account: every key
+ * of a client id `{user}/{client id}` (context.ts) under the prefixes of
+ * CLIENT_PREFIXES. Subscriptions go through the persistence (it keeps them
+ * in a trie in memory too); the rest is cleared by key range.
+ */
+export function levelSessionEraser(persistence: object, db: Level<string, Buffer>): SessionEraser {
+  const p = persistence as { cleanSubscriptions(client: { id: string }): Promise<unknown> };
+  /** Client ids with keys, of one account or of all; ids are URI-encoded in keys, so ASCII below 0x7f. */
+  const ids = async (user?: string): Promise<Set<string>> => {
+    const out = new Set<string>();
+    const start = user === undefined ? '' : encodeURIComponent(`${user}/`);
+    for (const prefix of CLIENT_PREFIXES) {
+      for await (const key of db.keys({ gte: prefix + start, lt: `${prefix}${start}\x7f` })) {
+        const end = key.indexOf(':', prefix.length);
+        out.add(decodeURIComponent(key.slice(prefix.length, end === -1 ? undefined : end)));
+      }
+    }
+    return out;
+  };
+  const under = (prefix: string, id: string) => ({ gte: `${prefix}${encodeURIComponent(id)}:`, lt: `${prefix}${encodeURIComponent(id)};` });
+  return {
+    async users() {
+      const users = new Set<string>();
+      for (const id of await ids()) {
+        const slash = id.indexOf('/');
+        if (slash > 0) users.add(id.slice(0, slash));
+      }
+      return [...users];
+    },
+    async erase(user) {
+      const found = [...(await ids(user))];
+      for (const id of found) {
+        await p.cleanSubscriptions({ id });
+        for (const prefix of ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:']) await db.clear(under(prefix, id));
+        await db.del(`will:${encodeURIComponent(id)}`);
+      }
+      return found;
+    },
   };
 }

@@ -2,6 +2,14 @@ import type { SecureContextOptions } from 'node:tls';
 import { defaultAcl, type AclRule } from './acl.ts';
 import type { RetainedStore } from './retained.ts';
 
+/** Persistent MQTT session state by account (client ids `{user}/{client id}`, context.ts). */
+export interface SessionEraser {
+  /** the accounts (local parts) that have stored session state */
+  users(): Promise<string[]>;
+  /** erase every stored session of one account; returns the client ids erased */
+  erase(user: string): Promise<string[]>;
+}
+
 /** A listener address; port 0 picks a free port. */
 export interface MqttListener {
   host: string;
@@ -26,6 +34,12 @@ export interface MqttOptions {
    * in-memory one, which loses everything on restart.
    */
   persistence?: unknown;
+  /**
+   * Finds and erases persistent-session state (subscriptions, QoS 1/2
+   * queues, wills) in the persistence by account; bin/ gives the LevelDB
+   * one. Absent: only what live connections hold is cleared.
+   */
+  sessionEraser?: SessionEraser;
   /** where retained messages are kept (retained.ts); absent means in memory, lost on restart */
   retainedStore?: RetainedStore;
   /** retained messages one account may own; more are delivered but not kept (logged, counted) */

@@ -150,6 +150,11 @@ export class RetainedIndex {
     return topics.length;
   }
 
+  /** Owners with retained messages. */
+  owners(): string[] {
+    return [...this.byOwner.keys()];
+  }
+
   /** Topics of retained messages matching any of the filters, each once: per filter in topic order. */
   match(filters: readonly string[]): string[] {
     const seen = new Set<string>();

@@ -41,6 +41,7 @@ export class MqttServer {
   private readonly pending = new Set<Promise<void>>();
   private ctx?: MqttContext;
   private sys?: SysStats;
+  private offRemoved?: () => void;
 
   constructor(broker: Broker, opts: Partial<MqttOptions> = {}) {
     this.broker = broker;
@@ -92,6 +93,9 @@ export class MqttServer {
     await ctx.retained.load();
     ctx.retained.install((ctx.aedes as unknown as { persistence: object }).persistence);
     this.ctx = ctx;
+    // A removed account leaves no MQTT state for the next account of that name (issue 20, item 9).
+    this.offRemoved = this.broker.hooks.on('account:removed', (username) => this.forgetAccount(username));
+    await this.forgetRemovedAccounts();
     if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
     this.wire(ctx);
     if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log);
@@ -125,6 +129,7 @@ export class MqttServer {
     const ctx = this.ctx;
     if (!ctx) return;
     this.sys?.stop();
+    this.offRemoved?.();
     for (const srv of this.servers) srv.close();
     await new Promise<void>((r) => ctx.aedes.close(() => r()));
     for (const s of this.sockets) s.destroy();
@@ -229,6 +234,61 @@ export class MqttServer {
       this.broker.metrics.closed('mqtt', kind);
       ctx.log.debug({ ip, client: info.clientId, reason: kind, text: info.closeText }, 'mqtt connection closed');
     });
+  }
+
+  /**
+   * Forget everything MQTT keeps for an account: its connections are closed
+   * (wills not published), its persistent sessions (subscriptions, queued
+   * QoS 1/2 messages, stored wills, for every client id) and the retained
+   * messages it published are erased. A new account of the same name then
+   * starts with `sessionPresent` 0 [MQTT-3.2.2-3].
+   */
+  async forgetAccount(username: string): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    let local: string;
+    try {
+      local = Address.of(username, this.broker.domain).local;
+    } catch {
+      return;
+    }
+    const prefix = `${local}/`;
+    const clients = (ctx.aedes as unknown as { clients: Record<string, AedesClient & { will: unknown; _will: unknown }> }).clients;
+    const closing: Promise<void>[] = [];
+    for (const id in clients) {
+      if (!id.startsWith(prefix)) continue;
+      const c = clients[id];
+      c.will = null; // the account is gone: nothing is published in its name
+      c._will = null;
+      const info = infoOf(ctx, c);
+      info.closeKind ??= 'not-authorized';
+      info.closeText ??= 'account removed';
+      closing.push(new Promise<void>((r) => c.close(() => r())));
+    }
+    await Promise.all(closing);
+    const persistence = (ctx.aedes as unknown as { persistence: Record<string, (...a: unknown[]) => Promise<unknown>> }).persistence;
+    let ids: string[];
+    if (this.opts.sessionEraser) ids = await this.opts.sessionEraser.erase(local);
+    else {
+      // No eraser (in-memory persistence): what the ids of the closed connections hold.
+      ids = Object.keys(clients).filter((id) => id.startsWith(prefix));
+      for (const id of ids) {
+        await persistence.cleanSubscriptions({ id }).catch(() => {});
+        await persistence.delWill({ id, brokerId: ctx.aedes.id }).catch(() => {});
+      }
+    }
+    const retained = await ctx.retained.removeOwner(local);
+    ctx.log.info({ user: local, sessions: ids.length, retained }, 'mqtt state of a removed account erased');
+  }
+
+  /** At start: state left by accounts removed while this listener was not running (CLI on a stopped node). */
+  private async forgetRemovedAccounts(): Promise<void> {
+    const ctx = this.ctx!;
+    const users = new Set([...(await this.opts.sessionEraser?.users()) ?? [], ...ctx.retained.owners()]);
+    for (const u of users) {
+      if (u === '' || u.startsWith('@')) continue; // the broker's own, anonymous clients
+      if (!(await this.broker.accounts.exists(u))) await this.forgetAccount(u);
+    }
   }
 
   private track(p: Promise<void>): void {
