@@ -6,7 +6,7 @@ import { Level } from 'level';
 import { MqttServer } from '../adapters/mqtt/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
-import { answerStatelessClients } from './mqtt-persistence.ts';
+import { answerStatelessClients, levelRetainedStore, levelSessionEraser } from './mqtt-persistence.ts';
 
 /** The MQTT side of a running node. */
 export interface RunningMqtt {
@@ -34,7 +34,8 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
   await db.open(); // fail fast when another process holds the database
   const persistence = aedesPersistenceLevel(db) as object;
   await answerStatelessClients(persistence, db);
-  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence });
+  const retainedStore = await levelRetainedStore(persistence, db, broker.log);
+  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db) });
   try {
     await server.start();
   } catch (err) {

@@ -30,6 +30,7 @@ export interface BrokerHooks extends HookSignatures {
   /** initial available presence sent */
   'session:available': [[session: Session], void];
   'session:unbound': [[session: Session, reason: CloseReason], void];
+  'account:removed': [[username: string], void];
 }
 
 export interface BrokerOptions {
