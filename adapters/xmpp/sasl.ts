@@ -42,13 +42,13 @@ const fail = (condition: SaslFailure, text?: string): SaslStep => ({ kind: 'fail
 /**
  * Check a password under the shared login throttle (broker/accounts.ts
  * AuthThrottle): a slot per address and per account is taken first, or the
- * attempt is refused unchecked with temporary-auth-failure [RFC6120 6.5.12];
+ * attempt is refused unchecked with temporary-auth-failure [RFC6120 6.5.11];
  * a wrong password is answered not-authorized [RFC6120 6.5.10] after the
  * delay the failures so far have earned, the slot held meanwhile.
  */
 async function throttled(broker: Broker, ip: string, account: string, check: () => boolean | Promise<boolean>): Promise<SaslStep | undefined> {
   const attempt = broker.throttle.begin(ip, account);
-  if (!attempt) return fail('temporary-auth-failure', 'too many login attempts in progress'); // [RFC6120 6.5.12]
+  if (!attempt) return fail('temporary-auth-failure', 'too many login attempts in progress'); // [RFC6120 6.5.11]
   let ok: boolean;
   try {
     ok = await check();

@@ -1,7 +1,7 @@
 // Black-box: the login throttle (issue 20 item 8). Failed guesses are counted
 // per source address and per target account; a password check takes a slot
 // of both, and past the limit of checks in flight further guesses are
-// refused unchecked [RFC6120 6.5.12]; a success for one account does not
+// refused unchecked [RFC6120 6.5.11]; a success for one account does not
 // forget the failures against another.
 import assert from 'node:assert/strict';
 import { NS_SASL, RawConn, closeAllRaw, startNode, uniqueName, type TestNode } from '../helpers.ts';
@@ -59,7 +59,7 @@ describe('security: login throttle (issue 20 item 8)', function () {
   afterEach(() => closeAllRaw());
   afterEach(async () => node?.dispose());
 
-  it('parallel guesses against one account are refused with temporary-auth-failure past the checks in flight [RFC6120 6.5.12]', async function () {
+  it('parallel guesses against one account are refused with temporary-auth-failure past the checks in flight [RFC6120 6.5.11]', async function () {
     node = await startNode({
       config: 'limits:\n  authFreeFailures: 100\n  authFreeFailuresPerAccount: 1\n  authMaxDelayMs: 3000\n  authMaxInFlightPerAddress: 100\n  authMaxInFlightPerAccount: 2\n',
     });
