@@ -62,15 +62,10 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'user.add':
       await broker.accounts.create(req.username, req.password);
       return undefined;
-    case 'user.remove': {
-      const user = broker.accounts.address(req.username);
-      await broker.accounts.remove(req.username);
-      // Removing an account ends its sessions and drops its data.
-      for (const s of broker.sessions.sessionsOf(user)) s.close({ kind: 'not-authorized', text: 'account removed' });
-      await broker.roster.drop(user.toString());
-      await broker.offline.clear(user);
+    case 'user.remove':
+      // The one removal path: sessions, rosters, requests, queues and the account:removed hook.
+      await broker.removeAccount(req.username);
       return undefined;
-    }
     case 'user.passwd':
       await broker.accounts.setPassword(req.username, req.password);
       return undefined;

@@ -84,12 +84,17 @@ export const configSchema = z.strictObject({
     .strictObject({
       offlineMaxPerUser: z.number().int().min(0).default(1000),
       rosterMaxItems: z.number().int().min(1).default(1000),
+      maxPendingSubscriptions: z.number().int().min(1).default(1000),
+      maxDirectedPresences: z.number().int().min(1).default(1000),
       maxSessionsPerUser: z.number().int().min(1).default(10),
       resourceConflict: z.enum(['replace', 'reject']).default('replace'),
       scramIterations: z.number().int().min(4096).default(4096),
       authFreeFailures: z.number().int().min(0).default(3),
+      authFreeFailuresPerAccount: z.number().int().min(0).default(3),
       authFailureWindowMs: z.number().int().min(1000).default(60_000),
       authMaxDelayMs: z.number().int().min(0).default(5_000),
+      authMaxInFlightPerAddress: z.number().int().min(1).default(32),
+      authMaxInFlightPerAccount: z.number().int().min(1).default(8),
     })
     .prefault({}),
   xmpp: z

@@ -48,7 +48,7 @@ function basicCredentials(req: http.IncomingMessage): { user: string; password: 
   return { user: text.slice(0, colon), password: text.slice(colon + 1) };
 }
 
-function deny(res: http.ServerResponse, status: 401 | 403, text: string): void {
+function deny(res: http.ServerResponse, status: 401 | 403 | 503, text: string): void {
   const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
   if (status === 401) headers['www-authenticate'] = REALM;
   res.writeHead(status, headers).end(`${text}\n`);
@@ -74,17 +74,27 @@ async function authorize(req: http.IncomingMessage, res: http.ServerResponse, br
     return false;
   }
   const local = localpart(broker, cred.user);
-  const ok = local !== undefined && (await broker.accounts.verifyPassword(local, cred.password));
-  if (!ok) {
-    broker.throttle.fail(ip);
+  // The shared login throttle: a slot per address and account, or 503 unchecked when too many checks are in flight.
+  const attempt = broker.throttle.begin(ip, local ?? cred.user);
+  if (!attempt) {
+    deny(res, 503, 'too many login attempts in progress');
+    return false;
+  }
+  let ok: boolean;
+  try {
+    ok = local !== undefined && (await broker.accounts.verifyPassword(local, cred.password));
+  } catch (err) {
+    attempt.cancel();
+    throw err;
+  }
+  if (!ok || local === undefined) {
     broker.log.info({ ip, user: cred.user.slice(0, 64) }, 'admin login failed');
     broker.metrics.error('admin', 'failed login');
-    const delay = broker.throttle.delayFor(ip);
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    await attempt.fail(); // answered more and more slowly, the slot held meanwhile
     deny(res, 401, 'wrong user name or password');
     return false;
   }
-  broker.throttle.succeed(ip);
+  attempt.succeed();
   if (!admins.has(local)) {
     deny(res, 403, admins.size ? `${local} is not an admin` : 'no admin accounts are configured (config key admins)');
     return false;
