@@ -79,6 +79,7 @@ export const configSchema = z.strictObject({
       maxOutboundBuffer: z.number().int().min(1024).default(4 * 1024 * 1024),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
       maxConnections: z.number().int().min(1).default(100_000),
+      tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
     })
     .prefault({}),
   mqtt: z

@@ -121,6 +121,11 @@ export class XmppConnection implements Session, StreamParserEvents {
   private closing = false;
   private headerSent = false;
   private queue: Promise<void> = SETTLED;
+  /**
+   * `<starttls/>` was parsed and TLS is not up yet: nothing else read in
+   * cleartext may be handled [RFC6120 5.4.3.3] (CVE-2011-0411 class).
+   */
+  private tlsRequested = false;
   /** Messages handed to the router and not yet handled (created on the first message). */
   private pipe?: OriginPipeline;
   closeReason?: CloseReason;
@@ -151,7 +156,22 @@ export class XmppConnection implements Session, StreamParserEvents {
   data(chunk: Buffer | string): void {
     if (this.phase === 'closed') return;
     this.touch();
+    if (this.tlsRequested && !this.transportRef.secure) return this.injected(chunk);
     this.parser.write(chunk);
+  }
+
+  /**
+   * Cleartext after `<starttls/>`, before the handshake: a client must wait for
+   * `<proceed/>` and the handshake [RFC6120 5.4.2.3], so only an attacker
+   * injecting commands into the coming TLS session sends anything here
+   * (CVE-2011-0411). Whitespace is dropped; anything else ends the stream, as
+   * Postfix does since that CVE, rather than being silently discarded, so the
+   * injection is visible in the logs and to the client.
+   */
+  private injected(chunk: Buffer | string): void {
+    if (typeof chunk === 'string' ? /^[ \t\r\n]*$/.test(chunk) : chunk.every((b) => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a)) return;
+    this.log.info('cleartext after <starttls/> before the TLS handshake');
+    this.close(closeReason('policy-violation', 'data after <starttls/> before the TLS handshake')); // [RFC6120 5.4.3.3]
   }
 
   /** The transport went away (socket closed or errored). */
@@ -240,14 +260,19 @@ export class XmppConnection implements Session, StreamParserEvents {
   // ---- StreamParserEvents ----
 
   streamOpened(name: string, uri: string, attrs: Record<string, string>): void {
+    if (this.tlsRequested) return this.injected('<stream>');
     this.enqueue(() => this.onOpen(name, uri, attrs));
   }
 
   stanzaParsed(el: Element): void {
+    // [RFC6120 5.4.3.3] anything after <starttls/> in the same cleartext read is an injection
+    if (this.tlsRequested) return this.injected('<stanza>');
+    if (el.name === 'starttls' && el.attrs.xmlns === NS_TLS && !this.transportRef.secure && this.transportRef.canStartTls) this.tlsRequested = true;
     this.enqueue(() => this.onElement(el));
   }
 
   streamClosed(): void {
+    if (this.tlsRequested) return this.injected('</stream>');
     this.enqueue(async () => this.onStreamEnd());
   }
 
@@ -256,9 +281,16 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.close(closeReason(condition, text));
   }
 
-  /** Handle stanzas strictly in order, even when a step is asynchronous. */
+  /**
+   * Handle stanzas strictly in order, even when a step is asynchronous. A step
+   * parsed by a parser that a stream restart (STARTTLS, SASL success) has since
+   * replaced is dropped: nothing read before a restart belongs to the new
+   * stream [RFC6120 5.4.3.3, 6.4.6].
+   */
   private enqueue(fn: () => Promise<void> | void): void {
-    this.queue = this.queue.then(fn).catch((err) => {
+    const parser = this.parser;
+    const step = (): Promise<void> | void => (parser === this.parser && this.phase !== 'closed' ? fn() : undefined);
+    this.queue = this.queue.then(step).catch((err) => {
       this.log.error({ err }, 'stanza handling failed');
       this.close(closeReason('internal-error'));
     });
@@ -341,7 +373,10 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   private async startTls(): Promise<void> {
+    if (this.closing || this.phase === 'closed') return;
     this.send(`<proceed xmlns='${NS_TLS}'/>`); // [RFC6120 5.4.2.3]
+    // [RFC6120 5.4.3.3] nothing of the cleartext stream survives: a fresh parser before the handshake, so no byte read before it can reach the TLS stream
+    this.newParser();
     try {
       await this.transportRef.startTls();
     } catch (err) {
@@ -349,9 +384,9 @@ export class XmppConnection implements Session, StreamParserEvents {
       return this.finish(closeReason('socket-error', 'TLS negotiation failed'));
     }
     // [RFC6120 5.4.3.3] a fresh stream over TLS
+    this.tlsRequested = false;
     this.phase = 'auth';
     this.headerSent = false;
-    this.newParser();
   }
 
   private async sasl(el: Element): Promise<void> {

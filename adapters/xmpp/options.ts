@@ -26,8 +26,10 @@ export interface XmppOptions {
   maxOutboundBuffer: number;
   /** simultaneous connections from one IP address */
   maxConnectionsPerIp: number;
-  /** simultaneous XMPP connections in total */
+  /** simultaneous XMPP connections in total (TCP sockets counted from accept, TLS handshakes included) */
   maxConnections: number;
+  /** a TLS handshake (direct TLS or STARTTLS) not done in this time closes the socket */
+  tlsHandshakeTimeoutMs: number;
 }
 
 export const defaultXmppOptions: XmppOptions = {
@@ -44,4 +46,5 @@ export const defaultXmppOptions: XmppOptions = {
   maxOutboundBuffer: 4 * 1024 * 1024,
   maxConnectionsPerIp: 1000,
   maxConnections: 100_000,
+  tlsHandshakeTimeoutMs: 10_000,
 };
