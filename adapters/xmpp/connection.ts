@@ -48,6 +48,10 @@ export interface Transport {
   bufferedAmount(): number;
   /** upgrade in place; resolves once TLS is up */
   startTls(): Promise<void>;
+  /** stop reading from the client (backpressure, rate limit); bytes wait in the kernel or the client */
+  pause(): void;
+  /** read again */
+  resume(): void;
   /** flush and close */
   end(): void;
 }
@@ -62,6 +66,9 @@ type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
 const SWEEP_MS = 250;
 /** A stream quiet this long lets its parser state go; the next bytes rebuild it (about as costly as parsing a small stanza). */
 const RELEASE_PARSER_MS = 1000;
+/** Why reading is paused: too much parsed and not handled yet, or over the inbound rate. */
+const PAUSE_BACKLOG = 1;
+const PAUSE_RATE = 2;
 /** The settled start of every connection's step chain: one shared promise, not one per idle connection. */
 const SETTLED: Promise<void> = Promise.resolve();
 const deadlines = new (class {
@@ -128,6 +135,19 @@ export class XmppConnection implements Session, StreamParserEvents {
   private tlsRequested = false;
   /** Messages handed to the router and not yet handled (created on the first message). */
   private pipe?: OriginPipeline;
+  /** steps parsed and not yet handled, and the bytes of the reads that carried them (FIFO of reads with steps left) */
+  private pending = 0;
+  private pendingBytes = 0;
+  private readonly reads: { left: number; bytes: number }[] = [];
+  /** why reading is paused (PAUSE_* bits); 0 = reading */
+  private pausedBy = 0;
+  /** inbound token buckets [ejabberd shapers, Prosody limits]; allowed debt is negative */
+  private byteTokens: number;
+  private stanzaTokens: number;
+  private tokensAt = Date.now();
+  /** since when the client has wanted more than its rate without a break (0 = not throttled) */
+  private throttledSince = 0;
+  private rateTimer?: NodeJS.Timeout;
   closeReason?: CloseReason;
 
   constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
@@ -137,6 +157,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.opts = opts;
     this.address = Address.of('', broker.domain);
     this.onClosed = onClosed;
+    this.byteTokens = opts.inboundBytesPerSecond * opts.inboundBurstSeconds;
+    this.stanzaTokens = opts.inboundStanzasPerSecond * opts.inboundBurstSeconds;
     this.newParser();
     this.authDeadline = Date.now() + opts.authTimeoutMs;
     this.touch();
@@ -157,8 +179,80 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (this.phase === 'closed') return;
     this.touch();
     if (this.tlsRequested && !this.transportRef.secure) return this.injected(chunk);
+    const before = this.pending;
     this.parser.write(chunk);
+    const steps = this.pending - before;
+    if (steps > 0) {
+      this.reads.push({ left: steps, bytes: chunk.length });
+      this.pendingBytes += chunk.length;
+    }
+    if ((this.phase as Phase) === 'closed') return; // the chunk may have ended the stream
+    this.spend(chunk.length, steps);
+    this.checkBacklog();
   }
+
+  /**
+   * Token buckets for bytes and stanzas per second: past the rate, reading
+   * pauses until the tokens are back (soft limit); a client that keeps wanting
+   * more for inboundThrottleLimitMs is ended with policy-violation (hard limit)
+   * [RFC6120 4.9.3.13].
+   */
+  private spend(bytes: number, stanzas: number): void {
+    const o = this.opts;
+    if (o.inboundBytesPerSecond <= 0 && o.inboundStanzasPerSecond <= 0) return;
+    const now = Date.now();
+    const dt = (now - this.tokensAt) / 1000;
+    this.tokensAt = now;
+    const debt = (tokens: number, rate: number): number => {
+      if (rate <= 0) return 0;
+      return tokens < 0 ? -tokens / rate : 0;
+    };
+    if (o.inboundBytesPerSecond > 0) this.byteTokens = Math.min(o.inboundBytesPerSecond * o.inboundBurstSeconds, this.byteTokens + dt * o.inboundBytesPerSecond) - bytes;
+    if (o.inboundStanzasPerSecond > 0) this.stanzaTokens = Math.min(o.inboundStanzasPerSecond * o.inboundBurstSeconds, this.stanzaTokens + dt * o.inboundStanzasPerSecond) - stanzas;
+    const wait = Math.max(debt(this.byteTokens, o.inboundBytesPerSecond), debt(this.stanzaTokens, o.inboundStanzasPerSecond));
+    if (wait <= 0) {
+      // Reading with tokens to spare: whatever throttling there was is over.
+      if (!this.rateTimer) this.throttledSince = 0;
+      return;
+    }
+    this.throttledSince ||= now;
+    if (o.inboundThrottleLimitMs > 0 && now - this.throttledSince > o.inboundThrottleLimitMs) {
+      return this.close(closeReason('policy-violation', 'sending faster than allowed for too long')); // [RFC6120 4.9.3.13]
+    }
+    if (this.rateTimer) return;
+    this.setPaused(PAUSE_RATE, true);
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = undefined;
+      if (this.phase === 'closed') return;
+      // A client still over its rate reads again now and is paused again at once: throttledSince stays.
+      this.setPaused(PAUSE_RATE, false);
+    }, Math.ceil(wait * 1000));
+    this.rateTimer.unref?.();
+  }
+
+  /** Pause reading while too much is parsed and not yet handled (like the MQTT adapter's maxInflightInbound). */
+  private checkBacklog(): void {
+    const over = this.pending > this.opts.maxInboundStanzas || this.pendingBytes > this.opts.maxInboundBytes;
+    if (over !== ((this.pausedBy & PAUSE_BACKLOG) !== 0)) this.setPaused(PAUSE_BACKLOG, over);
+  }
+
+  private setPaused(bit: number, on: boolean): void {
+    const was = this.pausedBy;
+    this.pausedBy = on ? was | bit : was & ~bit;
+    if (was === 0 && this.pausedBy !== 0) this.transportRef.pause();
+    else if (was !== 0 && this.pausedBy === 0) this.transportRef.resume();
+  }
+
+  /** One parsed step handled (a bound function: one per connection, not one per step). */
+  private readonly stepDone = (): void => {
+    this.pending--;
+    const head = this.reads[0];
+    if (head && --head.left <= 0) {
+      this.reads.shift();
+      this.pendingBytes -= head.bytes;
+    }
+    if (this.pausedBy & PAUSE_BACKLOG) this.checkBacklog();
+  };
 
   /**
    * Cleartext after `<starttls/>`, before the handshake: a client must wait for
@@ -223,6 +317,8 @@ export class XmppConnection implements Session, StreamParserEvents {
   private finish(reason: CloseReason): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
+    clearTimeout(this.rateTimer);
+    this.rateTimer = undefined;
     this.closeReason = reason;
     deadlines.delete(this);
     this.broker.metrics.connection('xmpp', this.openedAs, -1);
@@ -290,9 +386,11 @@ export class XmppConnection implements Session, StreamParserEvents {
   private enqueue(fn: () => Promise<void> | void): void {
     const parser = this.parser;
     const step = (): Promise<void> | void => (parser === this.parser && this.phase !== 'closed' ? fn() : undefined);
-    this.queue = this.queue.then(step).catch((err) => {
+    this.pending++;
+    this.queue = this.queue.then(step).then(this.stepDone, (err: unknown) => {
       this.log.error({ err }, 'stanza handling failed');
       this.close(closeReason('internal-error'));
+      this.stepDone();
     });
   }
 

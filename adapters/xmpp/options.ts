@@ -30,6 +30,18 @@ export interface XmppOptions {
   maxConnections: number;
   /** a TLS handshake (direct TLS or STARTTLS) not done in this time closes the socket */
   tlsHandshakeTimeoutMs: number;
+  /** stanzas parsed and not yet handled before reading from the client pauses */
+  maxInboundStanzas: number;
+  /** bytes read whose stanzas are not yet handled before reading pauses */
+  maxInboundBytes: number;
+  /** sustained bytes per second read from one stream; past it reading pauses (0 = no limit) */
+  inboundBytesPerSecond: number;
+  /** sustained stanzas per second from one stream; past it reading pauses (0 = no limit) */
+  inboundStanzasPerSecond: number;
+  /** the bursts allowed above those rates, in seconds of the rate */
+  inboundBurstSeconds: number;
+  /** a stream kept over its rate for this long is closed with policy-violation (0 = never) */
+  inboundThrottleLimitMs: number;
 }
 
 export const defaultXmppOptions: XmppOptions = {
@@ -47,4 +59,10 @@ export const defaultXmppOptions: XmppOptions = {
   maxConnectionsPerIp: 1000,
   maxConnections: 100_000,
   tlsHandshakeTimeoutMs: 10_000,
+  maxInboundStanzas: 256,
+  maxInboundBytes: 1024 * 1024,
+  inboundBytesPerSecond: 1024 * 1024,
+  inboundStanzasPerSecond: 2000,
+  inboundBurstSeconds: 2,
+  inboundThrottleLimitMs: 60_000,
 };

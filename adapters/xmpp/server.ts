@@ -36,6 +36,7 @@ class SocketTransport implements Transport {
   private sock: net.Socket;
   private readonly secureContext?: tls.SecureContext;
   private corked = false;
+  private paused = false;
 
   private readonly handshakeTimeoutMs: number;
 
@@ -87,6 +88,16 @@ class SocketTransport implements Transport {
     return this.sock.writableLength;
   }
 
+  pause(): void {
+    this.paused = true;
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.sock.resume();
+  }
+
   end(): void {
     this.sock.end();
     // Do not wait forever for a peer that never closes its side.
@@ -119,6 +130,7 @@ class SocketTransport implements Transport {
     connOf.set(secure, connOf.get(raw)!);
     secure.on('data', onData);
     secure.on('error', onError);
+    if (this.paused) secure.pause();
   }
 }
 
