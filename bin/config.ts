@@ -56,6 +56,7 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       offlineMaxPerUser: z.number().int().min(0).default(1000),
+      offlineMaxBytesPerUser: z.number().int().min(0).default(16 * 1024 * 1024),
       rosterMaxItems: z.number().int().min(1).default(1000),
       maxSessionsPerUser: z.number().int().min(1).default(10),
       resourceConflict: z.enum(['replace', 'reject']).default('replace'),

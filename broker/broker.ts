@@ -47,6 +47,8 @@ export interface BrokerOptions {
 export interface BrokerLimits {
   /** queued offline messages per user before further ones bounce [XEP-0160] */
   offlineMaxPerUser: number;
+  /** characters of stored JSON queued offline per user before further messages bounce [XEP-0160] */
+  offlineMaxBytesPerUser: number;
   /** roster items per user */
   rosterMaxItems: number;
   /** sessions per account */
@@ -63,6 +65,7 @@ export interface BrokerLimits {
 
 export const defaultLimits: BrokerLimits = {
   offlineMaxPerUser: 1000,
+  offlineMaxBytesPerUser: 16 * 1024 * 1024,
   rosterMaxItems: 1000,
   maxSessionsPerUser: 10,
   resourceConflict: 'replace',
@@ -127,7 +130,7 @@ export class Broker {
     });
     this.presence = new PresenceService(this, this.storage.kv<Record<string, EnvelopeRecord>>('pending-subscriptions'));
     this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'), () => this.metrics.archived());
-    this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain);
+    this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain, this.limits.offlineMaxBytesPerUser);
     this.moduleDefs = opts.modules ?? [];
   }
 

@@ -66,6 +66,9 @@ type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
 const SWEEP_MS = 250;
 /** A stream quiet this long lets its parser state go; the next bytes rebuild it (about as costly as parsing a small stanza). */
 const RELEASE_PARSER_MS = 1000;
+/** How often a paced offline flush looks at the transport's buffer. */
+const DRAIN_POLL_MS = 10;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** Why reading is paused: too much parsed and not handled yet, or over the inbound rate. */
 const PAUSE_BACKLOG = 1;
 const PAUSE_RATE = 2;
@@ -284,6 +287,25 @@ export class XmppConnection implements Session, StreamParserEvents {
       return;
     }
     this.send(envelopeXml(env, env.to));
+  }
+
+  /**
+   * A message from the offline queue, paced by the transport: written only
+   * when it fits in half of maxOutboundBuffer (so our own flush never trips
+   * the slow-consumer cut of `deliver`), and confirmed only once the
+   * transport's buffer has drained, i.e. it has left the node. False when the
+   * stream ended first: the queue keeps it [XEP-0160].
+   */
+  async deliverQueued(env: Envelope): Promise<boolean> {
+    const xml = envelopeXml(env, env.to);
+    const room = this.opts.maxOutboundBuffer / 2;
+    const open = (): boolean => this.phase === 'bound' && !this.closing;
+    while (open() && this.transportRef.bufferedAmount() > 0 && this.transportRef.bufferedAmount() + xml.length > room) await sleep(DRAIN_POLL_MS);
+    if (!open()) return false;
+    this.send(xml);
+    // Out of the node (usually at once, into the kernel): delivered, even if the stream ends right after.
+    while (open() && this.transportRef.bufferedAmount() > 0) await sleep(DRAIN_POLL_MS);
+    return this.transportRef.bufferedAmount() === 0;
   }
 
   rosterPush(item: RosterItem, ver: string): void {
