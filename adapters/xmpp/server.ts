@@ -28,6 +28,9 @@ function onClose(this: net.Socket): void {
   connOf.get(this)?.transportClosed('client-closed');
 }
 
+/** A WebSocket frame carrying a TCP-style stream header or footer instead of the RFC 7395 framing. */
+const RAW_STREAM_FRAME = /^\s*<\/?stream:stream[\s>/]/;
+
 /** A TCP socket as an XMPP transport, with in-place STARTTLS. */
 class SocketTransport implements Transport {
   kind: string;
@@ -216,7 +219,10 @@ export class XmppServer {
     ws.on('message', (data, isBinary) => {
       // [RFC7395 3.2] text frames only
       if (isBinary) return conn.close(closeReason('not-well-formed', 'binary frames are not XMPP'));
-      conn.data(translateFrame(data.toString()));
+      const frame = data.toString(); // ws has refused invalid UTF-8 in text frames already (close 1007)
+      // [RFC7395 3.3.2] the stream is opened with <open/> and closed with <close/>, never a raw stream header or footer
+      if (RAW_STREAM_FRAME.test(frame)) return conn.close(closeReason('invalid-namespace', 'use <open/> and <close/> of urn:ietf:params:xml:ns:xmpp-framing'));
+      conn.data(translateFrame(frame));
     });
     ws.on('close', () => conn.transportClosed('client-closed'));
     ws.on('error', () => conn.transportClosed('socket-error'));
