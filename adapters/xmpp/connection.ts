@@ -83,7 +83,15 @@ const deadlines = new (class {
     if (!this.timer) {
       this.timer = setInterval(() => {
         const now = Date.now();
-        for (const conn of this.conns) conn.checkDeadlines(now);
+        for (const conn of this.conns) {
+          try {
+            conn.checkDeadlines(now);
+          } catch (err) {
+            // One connection's failure must not end the sweep for the others, nor the process (issue 20).
+            conn.transportClosed('internal-error');
+            void err;
+          }
+        }
       }, SWEEP_MS);
       this.timer.unref();
     }
