@@ -114,7 +114,7 @@ export interface OwnerPage<T> {
   complete: boolean;
   /** the size of the whole result set (filters only, not after/before), when asked for */
   count?: number;
-  /** ids named in after/before/afterId/beforeId that are not in the owner's archive; nothing else is answered then */
+  /** ids named in after/before/afterId/beforeId/ids that are not in the owner's archive; nothing else is answered then */
   missing?: string[];
 }
 

@@ -189,9 +189,9 @@ export function pageBounds(q: OwnerQuery): { lo: number; hi: number } {
   return { lo, hi };
 }
 
-/** The ids an owner query names as bounds (they must exist in the owner's archive). */
+/** The ids an owner query names: bounds and `ids`, each of which must be in the owner's archive [XEP-0313 query-limit-id]. */
 export function namedIds(q: OwnerQuery): string[] {
-  return [q.after, q.before, q.afterId, q.beforeId].filter((x): x is string => x !== undefined && x !== '');
+  return [...new Set([q.after, q.before, q.afterId, q.beforeId, ...(q.ids ?? [])].filter((x): x is string => x !== undefined && x !== ''))];
 }
 
 /** An owner record: the stored record with its id and archive time. */
