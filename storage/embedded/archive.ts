@@ -67,11 +67,11 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #userIndex: Sub;
   /** owner SEP peer SEP pad(pos) → conversation SEP pad(seq) */
   readonly #peerIndex: Sub;
-  /** owner → number of entries in its archive */
+  /** owner → number of entries in its archive; owner SEP peer → those with that peer */
   readonly #counts: Sub;
   /** 'pos' → the last archive position handed out */
   readonly #high: Sub;
-  /** Entry counts per owner, as last written; disk stays the truth. */
+  /** Entry counts per owner and per (owner, peer), as last written; disk stays the truth. */
   readonly #count = new Map<string, number>();
   /** The last archive position handed out; undefined until read from disk. */
   #pos: number | undefined;
@@ -131,6 +131,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     input.owners.forEach((owner) => checkId('owner', owner));
     const indexed = archivers(input);
     if (indexed.length > 0) checkId('with', input.with);
+    const counted = countKeys(input, indexed);
     // One serialisation: the stored text is the input's JSON with the seq
     // spliced in, so the input is neither cloned nor stringified twice.
     const text = JSON.stringify(input);
@@ -141,7 +142,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // common case, once per message, with no lock and no wait for the
     // previous record's write.
     const cached = this.#lastSeq.get(conversation);
-    if (cached !== undefined && this.#lock.idle(conversation) && this.#indexReady(indexed)) return this.#put(input, text, cached.seq + 1, indexed);
+    if (cached !== undefined && this.#lock.idle(conversation) && this.#indexReady(counted)) return this.#put(input, text, cached.seq + 1, indexed, counted);
     // Otherwise under the lock, once the conversation's writes in flight have
     // settled (the disk is then the truth); the lock is held only until the
     // seq is taken and the write asked for, not until it is done.
@@ -150,14 +151,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // no disk read, so no wait for the writes in flight either. Waiting
       // here would make a busy conversation's appends queue on the lock
       // behind each other's writes for as long as one is always waiting.
-      await this.#prepareIndex(indexed);
+      await this.#prepareIndex(counted);
       const last = this.#lastSeq.get(conversation);
-      if (last !== undefined && this.#indexReady(indexed)) return { done: this.#put(input, text, last.seq + 1, indexed) };
+      if (last !== undefined && this.#indexReady(counted)) return { done: this.#put(input, text, last.seq + 1, indexed, counted) };
       await this.#settled();
       const seq = (await this.#readLastSeq(conversation)) + 1;
       // The index state may have been evicted meanwhile: load it again, then take everything synchronously.
-      while (!this.#indexReady(indexed)) await this.#prepareIndex(indexed);
-      return { done: this.#put(input, text, seq, indexed) };
+      while (!this.#indexReady(counted)) await this.#prepareIndex(counted);
+      return { done: this.#put(input, text, seq, indexed, counted) };
     });
     return started.done;
   }
@@ -168,7 +169,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    * settles; a failed write drops it from the cache again unless a later
    * append took a larger one, so the next append reads the disk.
    */
-  #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number, indexed: string[]): Promise<ArchiveRecord<T>> {
+  #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number, indexed: string[], counted: string[]): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
     const pos = indexed.length > 0 ? nextPos(this.#pos as number, input.timestamp) : undefined;
     // Appended last, so they win over any stray `seq` or `pos` in the input when parsed.
@@ -182,9 +183,11 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       for (const owner of indexed) {
         ops.push({ type: 'put', sublevel: this.#userIndex, key: owner + SEP + p, value: recordKey });
         ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
-        const n = (this.#count.get(owner) as number) + 1;
-        this.#count.set(owner, n);
-        ops.push({ type: 'put', sublevel: this.#counts, key: owner, value: String(n) });
+      }
+      for (const key of counted) {
+        const n = (this.#count.get(key) as number) + 1;
+        this.#count.set(key, n);
+        ops.push({ type: 'put', sublevel: this.#counts, key, value: String(n) });
       }
       ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos) });
     }
@@ -211,13 +214,13 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         this.#settle(written);
         if (this.#lastSeq.get(conversation)?.seq === seq) this.#lastSeq.delete(conversation);
         // The counts are read again from disk (a position is never reused: a gap is harmless).
-        for (const owner of indexed) this.#count.delete(owner);
+        for (const key of counted) this.#count.delete(key);
         throw err;
       },
     );
   }
 
-  /** True when the position and the counts of `owners` are in memory: an append can take its index entries at once. */
+  /** True when the position and the counts (keys of `n`) are in memory: an append can take its index entries at once. */
   #indexReady(owners: string[]): boolean {
     if (owners.length === 0) return true;
     if (this.#pos === undefined) return false;
@@ -351,8 +354,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       complete = keys.length <= limit;
       keys = keys.slice(0, limit);
       if (q.count) {
-        const unfiltered = q.with === undefined && q.start === undefined && q.end === undefined && q.afterId === undefined && q.beforeId === undefined;
-        count = unfiltered ? await this.#loadCount(owner) : await this.#countRange(sub, prefix, filter.lo, filter.hi);
+        // The whole archive, or all with one peer: a stored count. Otherwise the keys in range are counted.
+        const bounded = q.start !== undefined || q.end !== undefined || q.afterId !== undefined || q.beforeId !== undefined;
+        count = bounded ? await this.#countRange(sub, prefix, filter.lo, filter.hi) : await this.#loadCount(q.with === undefined ? owner : owner + SEP + q.with);
       }
     }
     const texts = keys.length === 0 ? [] : await this.#records.getMany(keys);
@@ -432,6 +436,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     return this.#lock.run(MAINT, async () => {
       let removed = 0;
       for await (const [owner, text] of this.#counts.iterator()) {
+        if (owner.includes(SEP)) continue; // a per-peer count
         const n = Number(text);
         if (n <= keep) continue;
         // The oldest entries beyond `keep`, in batches.
@@ -463,7 +468,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       for await (const key of this.#userIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#userIndex, key });
       for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
       ops.push({ type: 'del', sublevel: this.#counts, key: owner });
+      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#counts, key });
       this.#count.delete(owner);
+      for (const key of [...this.#count.keys()]) if (key.startsWith(owner + SEP)) this.#count.delete(key);
       await this.#write(ops);
     });
   }
@@ -484,7 +491,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       const r = JSON.parse(text) as ArchiveRecord<T>;
       if (r.pos !== entries[i].pos) return;
       records.push({ e: entries[i], r });
-      for (const o of archivers(r)) need.add(o);
+      for (const o of archivers(r)) need.add(o).add(o + SEP + peerOf(r, o));
     });
     // The counts are adjusted from memory, synchronously with the ops below.
     for (const o of need) await this.#loadCount(o);
@@ -505,7 +512,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       for (const o of leaving) {
         ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(e.pos) });
         ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos) });
-        counts.set(o, (counts.get(o) ?? 0) + 1);
+        for (const key of [o, o + SEP + peerOf(r, o)]) counts.set(key, (counts.get(key) ?? 0) + 1);
       }
       if (staying.length > 0) {
         ops.push({ type: 'put', sublevel: this.#records, key: recordKey, value: JSON.stringify({ ...r, archivedFor: staying }) });
@@ -582,7 +589,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
           for (const o of archivers(record)) {
             ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(record.pos) });
             ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(record, o) + SEP + pad(record.pos) });
-            dropped.set(o, (dropped.get(o) ?? 0) + 1);
+            for (const key of [o, o + SEP + peerOf(record, o)]) dropped.set(key, (dropped.get(key) ?? 0) + 1);
           }
         }
         removed++;
@@ -659,4 +666,11 @@ export class LevelArchive<T> implements ArchiveStore<T> {
 function entry(owner: string, pos: number, value: string): Entry {
   const sep = value.lastIndexOf(SEP);
   return { owner, pos, conversation: value.slice(0, sep), seq: Number(value.slice(sep + 1)) };
+}
+
+/** The count keys an append raises: each archiving owner's total and its count with the record's peer. */
+function countKeys(input: { owners: string[]; with: string }, indexed: string[]): string[] {
+  const out: string[] = [];
+  for (const owner of indexed) out.push(owner, owner + SEP + peerOf(input, owner));
+  return out;
 }

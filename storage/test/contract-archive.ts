@@ -383,6 +383,9 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.equal(await archive.trimOwners(4), 5 + 6 + 6);
       assert.deepEqual((await owner('alice')).ns, [6, 7, 8, 9]);
       assert.deepEqual((await owner('bob')).count, 4);
+      // The per-peer counts follow too.
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[6], 1]);
+      assert.deepEqual(await owner('bob', { with: 'carol' }).then((p) => [p.ns.length, p.count]), [4, 4]);
       // alice|bob 1..5 were only in alice's and bob's archives: gone from the store.
       assert.deepEqual((await archive.query('alice|bob')).records.map((r) => r.seq), [6]);
       // Counts stay exact for later appends.
@@ -395,6 +398,7 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.equal(await archive.prune(T0 + 4000), 6); // 1..3 of alice's, and bob|carol 1..3
       const a = await owner('alice');
       assert.deepEqual([a.ns, a.count], [[4, 5, 6, 7, 8, 9], 6]);
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[4, 5, 6], 3]);
       assert.equal((await owner('bob')).count, 9);
       assert.equal((await owner('carol')).count, 9);
       assert.equal(await archive.prune(T0 + 4000), 0);
@@ -405,7 +409,8 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       await archive.removeOwner('alice');
       assert.deepEqual(await owner('alice'), { ns: [], complete: true, count: 0, missing: undefined, records: [] });
       assert.equal((await owner('bob')).count, 9);
-      assert.deepEqual((await owner('carol', { with: 'alice' })).ns, []);
+      assert.deepEqual(await owner('carol', { with: 'alice' }).then((p) => [p.ns, p.count]), [[], 0]);
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[], 0]);
       assert.equal((await owner('carol')).count, 9);
       assert.deepEqual(await archive.ownerBounds('alice'), {});
     });
