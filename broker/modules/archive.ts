@@ -21,9 +21,8 @@ export default defineModule({
     maxPerUser: { type: 'number', default: 0, min: 0, doc: 'keep at most this many messages in each user\'s archive, dropping the oldest (0: no limit)' },
     retentionIntervalMinutes: { type: 'number', default: 60, min: 1, doc: 'how often retention runs (when maxAgeDays or maxPerUser is set)' },
   },
-  specs: [
-    { spec: 'XEP-0441', status: 'partial', note: 'preferences stored per user and applied when a message is archived; never wins over always; JIDs kept bare' },
-  ],
+  // The protocols are claimed where they are spoken: module `mam` (XEP-0313, XEP-0441) and the MQTT history topics.
+  specs: [],
   setup(ctx) {
     const { broker, options } = ctx;
     if (!MODES.includes(options.default as ArchiveMode)) throw new Error(`modules.archive.default: must be one of ${MODES.join(', ')}`);

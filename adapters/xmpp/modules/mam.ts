@@ -143,7 +143,7 @@ export default defineModule({
   options: {},
   specs: [
     { spec: 'XEP-0313', status: 'partial', note: 'v2 and #extended (before-id, after-id, ids, flip-page, metadata) on user archives; `with` matches bare JIDs only; no MUC or pubsub archives' },
-    { spec: 'XEP-0441', status: 'partial', note: 'always/never/roster preferences in urn:xmpp:mam:2; listed JIDs are kept as bare JIDs' },
+    { spec: 'XEP-0441', status: 'partial', note: 'always/never/roster preferences in urn:xmpp:mam:2, stored per user, applied when a message is archived (never wins over always); listed JIDs are kept as bare JIDs' },
     { spec: 'XEP-0059', status: 'partial', note: 'after, before (empty = last page), max, first, last, count; no index' },
     { spec: 'XEP-0359', status: 'complete', note: 'stanza-id by the user\'s bare JID on archived messages, live and offline; client-sent ids claiming this server removed; origin-id kept' },
   ],
