@@ -321,6 +321,7 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     await a.send(chat(at(dave), 'kept'));
     await c.send(chat(at(dave), 'dropped'));
     await d.waitFor((e) => e.getChildText('body') === 'dropped', 5000);
+    await d.waitFor((e) => e.getChildText('body') === 'kept', 5000);
     assert.deepEqual((await mam(d, { form: { with: at(alice) } })).bodies, ['kept']);
     assert.equal((await mam(d, { form: { with: at(carol) } })).count, 1);
     const bad = await d.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: NS_MAM, default: 'sometimes' })));
