@@ -211,6 +211,9 @@ export class XmppConnection implements Session, StreamParserEvents {
   private spend(bytes: number, stanzas: number): void {
     const o = this.opts;
     if (o.inboundBytesPerSecond <= 0 && o.inboundStanzasPerSecond <= 0) return;
+    // Nothing read (BOSH marks each request as traffic with an empty chunk): it must not count as
+    // reading below the rate, or a BOSH stream's throttling would start over at every request.
+    if (bytes === 0 && stanzas === 0) return;
     const now = Date.now();
     const dt = (now - this.tokensAt) / 1000;
     this.tokensAt = now;
