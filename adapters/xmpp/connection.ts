@@ -23,11 +23,10 @@ import { envelopeXml, errorReply, toEnvelope } from './stanza.ts';
 import { streamErrorXml } from './stream-errors.ts';
 import { handleIq } from './iq.ts';
 import { rosterItemXml } from './modules/roster.ts';
+import { nonzaRegistry } from './features.ts';
+import { SessionFilters, SessionState, type Outbound } from './session-state.ts';
 
-const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
-const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
-const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
-const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+import { NS_BIND, NS_SASL, NS_TLS } from './ns.ts';
 
 /** What the connection needs from its byte transport (TCP, TLS, later WebSocket). */
 export interface Transport {
@@ -52,7 +51,8 @@ export interface Transport {
   end(): void;
 }
 
-type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
+/** 'detached': the transport is gone but a module (stream management) keeps the session bound for a while. */
+type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'detached' | 'closed';
 
 /**
  * One timer for the deadlines of every connection instead of two or three
@@ -124,6 +124,15 @@ export class XmppConnection implements Session, StreamParserEvents {
   /** Messages handed to the router and not yet handled (created on the first message). */
   private pipe?: OriginPipeline;
   closeReason?: CloseReason;
+  /** Modules' per-session state (created on first use; moves with a resumed session). */
+  private stateRef?: SessionState;
+  /** Modules' per-session stanza filters (created on first use). */
+  private filtersRef?: SessionFilters;
+  /**
+   * Set by a module that may keep this session bound when its transport
+   * goes away (stream management): returns true to keep it ('detached').
+   */
+  keeper?: (reason: CloseReason) => boolean;
 
   constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
     Object.assign(this, sessionDefaults());
@@ -147,6 +156,34 @@ export class XmppConnection implements Session, StreamParserEvents {
     return this.transportRef.kind;
   }
 
+  get state(): SessionState {
+    return (this.stateRef ??= new SessionState());
+  }
+
+  get filters(): SessionFilters {
+    return (this.filtersRef ??= new SessionFilters());
+  }
+
+  /** The account this stream authenticated as ('' before SASL success). */
+  get authenticatedAs(): string {
+    return this.username;
+  }
+
+  /** Bound to a resource and not gone: stanzas can be written to the client now. */
+  get live(): boolean {
+    return this.phase === 'bound';
+  }
+
+  /** Last bytes from the client (ms since the epoch). */
+  get lastActive(): number {
+    return this.lastActivity;
+  }
+
+  /** Settles once every stanza read so far has been handled (messages stored or routed). */
+  async settled(): Promise<void> {
+    if (this.pipe?.depth) await this.pipe.idle;
+  }
+
   /** Bytes from the transport. */
   data(chunk: Buffer | string): void {
     if (this.phase === 'closed') return;
@@ -163,19 +200,23 @@ export class XmppConnection implements Session, StreamParserEvents {
   // ---- Session ----
 
   deliver(env: Envelope): void {
+    if (this.phase === 'detached') {
+      this.filtersRef?.out.run({ xml: envelopeXml(env, env.to), env }); // kept for resumption
+      return;
+    }
     if (this.phase !== 'bound') return;
     if (this.transportRef.bufferedAmount() > this.opts.maxOutboundBuffer) {
       // A client that does not read its socket must not hold the node's memory hostage.
       this.close(closeReason('policy-violation', 'slow consumer: outbound buffer full'));
       return;
     }
-    this.send(envelopeXml(env, env.to));
+    this.sendStanza(envelopeXml(env, env.to), env);
   }
 
   rosterPush(item: RosterItem, ver: string): void {
     if (this.phase !== 'bound') return;
     // [RFC6121 2.1.6] roster push
-    this.send(
+    this.sendStanza(
       `<iq xmlns='jabber:client' type='set' id='push-${randomBytes(6).toString('hex')}' to='${escapeXML(this.address.toString())}'>` +
         `<query xmlns='jabber:iq:roster' ver='${ver}'>${rosterItemXml(item)}</query></iq>`,
     );
@@ -183,6 +224,7 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   /** End the stream, with a stream error when the reason has one [RFC6120 4.9]. */
   close(reason: CloseReason): void {
+    if (this.phase === 'detached') return this.finish(reason); // no transport left to write to
     if (this.phase === 'closed' || this.closing) return;
     this.closing = true;
     if (!this.headerSent) this.sendHeader();
@@ -194,15 +236,48 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   // ---- internals ----
 
+  /** Write raw XML (stream-level elements; stanzas go through {@link sendStanza}). */
   send(xml: string): void {
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.phase === 'detached') return;
     this.broker.metrics.traffic('xmpp', 'out');
     this.transportRef.write(xml);
   }
 
+  /** Write a stanza through the session's outbound filters (Prosody's `stanzas/out`). */
+  sendStanza(xml: string, env?: Envelope): void {
+    const filters = this.filtersRef?.out;
+    if (!filters?.size) return this.send(xml);
+    const out = filters.run({ xml, env });
+    if (out) this.send(out.xml);
+  }
+
+  /** Write what an outbound filter held back and lets go, through the filters after it. */
+  release(after: (o: Outbound) => Outbound | null, out: Outbound): void {
+    const o = this.filtersRef ? this.filtersRef.out.runAfter(after, out) : out;
+    if (o) this.send(o.xml);
+  }
+
   private finish(reason: CloseReason): void {
     if (this.phase === 'closed') return;
+    if (this.phase === 'bound' && this.keeper?.(reason)) {
+      // Kept bound without a transport (stream management [XEP-0198 5]): the
+      // keeper ends it later with endDetached() or hands it to a new stream.
+      this.phase = 'detached';
+      this.closeReason = reason;
+      deadlines.delete(this);
+      this.broker.metrics.connection('xmpp', this.openedAs, -1);
+      this.broker.metrics.closed('xmpp', reason.kind);
+      this.log.debug({ reason: reason.kind }, 'xmpp stream detached; session kept');
+      this.onClosed(this);
+      return;
+    }
+    const wasDetached = this.phase === 'detached';
     this.phase = 'closed';
+    if (wasDetached) {
+      this.closeReason = reason;
+      if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
+      return;
+    }
     this.closeReason = reason;
     deadlines.delete(this);
     this.broker.metrics.connection('xmpp', this.openedAs, -1);
@@ -210,6 +285,43 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.log.debug({ reason: reason.kind, text: reason.text }, 'xmpp stream closed');
     if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
     this.onClosed(this);
+  }
+
+  /** End a detached session for good (its keeper's timeout): unbind, unavailable to contacts. */
+  endDetached(reason: CloseReason): void {
+    if (this.phase === 'detached') this.finish(reason);
+  }
+
+  /**
+   * This freshly authenticated stream takes over `old`, a session of the same
+   * account (stream management resumption [XEP-0198 5]): its address,
+   * presence, roster interest and module state move here and the session
+   * manager swaps one for the other, so contacts see nothing happen. `old`
+   * (detached, or still bound on a dying transport) ends without unbinding.
+   */
+  async takeOver(old: XmppConnection): Promise<void> {
+    this.address = old.address;
+    this.priority = old.priority;
+    this.available = old.available;
+    this.presence = old.presence;
+    this.interested = old.interested;
+    this.directed = old.directed;
+    this.stateRef = old.stateRef;
+    this.phase = 'bound';
+    this.bound = true;
+    this.authDeadline = 0;
+    await this.broker.sessions.replace(old, this);
+    old.retire();
+    if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
+  }
+
+  /** Taken over by another stream: close the transport (if any) without unbinding. */
+  private retire(): void {
+    const wasLive = this.phase !== 'detached' && this.phase !== 'closed';
+    this.bound = false;
+    this.keeper = undefined;
+    if (wasLive) this.close(closeReason('session-taken-over', 'resumed on another stream'));
+    this.phase = 'closed';
   }
 
   private touch(): void {
@@ -282,14 +394,14 @@ export class XmppConnection implements Session, StreamParserEvents {
     const to = attrs.to !== undefined ? Address.tryParse(attrs.to) : Address.of('', this.broker.domain);
     if (!to || !to.isDomain || to.domain !== this.broker.domain) return this.close(closeReason('host-unknown', 'this server does not serve that domain')); // [RFC6120 4.9.3.6]
     if (this.phase === 'header') this.phase = this.mustStartTls() ? 'tls' : 'auth';
-    this.sendFeatures();
+    await this.sendFeatures();
   }
 
   private mustStartTls(): boolean {
     return this.opts.requireTls && !this.transportRef.secure && this.transportRef.canStartTls;
   }
 
-  private sendFeatures(): void {
+  private async sendFeatures(): Promise<void> {
     let f = '<stream:features>';
     if (!this.authenticated) {
       const secure = this.transportRef.secure;
@@ -301,8 +413,11 @@ export class XmppConnection implements Session, StreamParserEvents {
         f += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(secure).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
       }
     } else {
-      f += `<bind xmlns='${NS_BIND}'/><session xmlns='${NS_SESSION}'><optional/></session>`; // [RFC6120 7], RFC3921 session (optional)
-      f += `<ver xmlns='urn:xmpp:features:rosterver'/>`; // [RFC6121 2.6.1]
+      f += `<bind xmlns='${NS_BIND}'/>`; // [RFC6120 7]
+      // Modules add theirs (rosterver, legacy session, stream management, CSI): features.ts
+      const hooks = xmppHooks(this.broker);
+      if (hooks.has('stream:features')) f += (await hooks.fold('stream:features', [], this)).join('');
+      if (this.phase === 'closed') return;
     }
     this.send(`${f}</stream:features>`);
   }
@@ -335,6 +450,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     }
     if (this.phase === 'bind') {
       if (el.name === 'iq' && ns === NS_CLIENT) return this.bindIq(el);
+      const nonza = nonzaRegistry(this.broker).lookup('bind', el); // e.g. resumption [XEP-0198 5]
+      if (nonza) return nonza(this, el);
       return this.close(closeReason('not-authorized', 'bind a resource first'));
     }
     if (this.phase === 'bound') return this.stanza(el);
@@ -453,8 +570,11 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (this.pipe?.depth && el.name !== 'message') await this.pipe.idle;
     const ns = el.attrs.xmlns;
     if (ns !== NS_CLIENT || (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq')) {
+      const nonza = ns !== NS_CLIENT ? nonzaRegistry(this.broker).lookup('bound', el) : undefined;
+      if (nonza) return nonza(this, el); // a module's stream-level element (XEP-0198, XEP-0352)
       return this.close(closeReason('unsupported-stanza-type', `<${el.name}/> is not a stanza`)); // [RFC6120 4.9.3.24]
     }
+    if (this.filtersRef?.in.size && this.filtersRef.in.run(el) === null) return; // Prosody's stanzas/in
     const from = el.attrs.from;
     if (from !== undefined) {
       // [RFC6120 8.1.2.1] a from other than the session's own is spoofing: invalid-from
@@ -506,6 +626,6 @@ export class XmppConnection implements Session, StreamParserEvents {
   replyError(el: Element, err: BrokerError): void {
     if (el.attrs.type === 'error') return;
     if (el.name === 'iq' && el.attrs.type === 'result') return;
-    this.send(errorReply(el, err, this.broker.domain, this.address.toString()));
+    this.sendStanza(errorReply(el, err, this.broker.domain, this.address.toString()));
   }
 }

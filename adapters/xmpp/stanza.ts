@@ -1,9 +1,6 @@
 import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
 import { Address, BrokerError, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
-import { NS_CLIENT } from './parser.ts';
-
-export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
-export const NS_DELAY = 'urn:xmpp:delay';
+import { NS_CLIENT, NS_DELAY, NS_STANZAS } from './ns.ts';
 
 const MESSAGE_TYPES = new Set(['chat', 'error', 'groupchat', 'headline', 'normal']); // [RFC6121 5.2.2]
 const PRESENCE_TYPES = new Set(['error', 'probe', 'subscribe', 'subscribed', 'unavailable', 'unsubscribe', 'unsubscribed']); // [RFC6121 4.7.1]

@@ -1,6 +1,6 @@
 import type { CloseKind } from '../../broker/index.ts';
 
-export const NS_STREAMS_ERR = 'urn:ietf:params:xml:ns:xmpp-streams';
+import { NS_STREAMS_ERR } from './ns.ts';
 
 /**
  * CloseKind → stream error condition [RFC6120 4.9.3]; undefined means close
