@@ -307,6 +307,7 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.interested = old.interested;
     this.directed = old.directed;
     this.stateRef = old.stateRef;
+    this.filtersRef = old.filtersRef; // filters keep their state in slots, not in the stream
     this.phase = 'bound';
     this.bound = true;
     this.authDeadline = 0;
@@ -424,6 +425,7 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   private async onStreamEnd(): Promise<void> {
     if (this.pipe?.depth) await this.pipe.idle;
+    this.keeper = undefined; // a graceful close ends the session: nothing to resume [XEP-0198 5]
     // [RFC6120 4.4] answer the closing tag with ours, then close
     this.close(closeReason('client-closed'));
   }

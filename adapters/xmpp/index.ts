@@ -1,6 +1,7 @@
 // The XMPP adapter's public surface for bin/.
 import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
+import streamManagement from './modules/stream-management.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -9,4 +10,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession];
+export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement];
