@@ -1,6 +1,7 @@
-import { existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import type { Broker } from '../broker/index.ts';
+import { z } from 'zod';
+import { BrokerError, type Broker } from '../broker/index.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
 export type AdminRequest =
@@ -8,9 +9,52 @@ export type AdminRequest =
   | { cmd: 'user.remove'; username: string }
   | { cmd: 'user.passwd'; username: string; password: string }
   | { cmd: 'user.list' }
-  | { cmd: 'status' };
+  | { cmd: 'status' }
+  /** a running node only (bin/node.ts): serve the certificate files again */
+  | { cmd: 'tls.reload' };
 
-export type AdminResponse = { ok: true; result?: unknown } | { ok: false; error: string };
+/** `code`: what went wrong, for programs; `error`: for people. */
+export type AdminResponse = { ok: true; result?: unknown } | { ok: false; error: string; code?: AdminErrorCode };
+
+/** bad-json: not a JSON object; unknown-command: no such `cmd`; bad-request: a field missing or of the wrong type; too-large: line over the bound; otherwise the broker's condition (conflict, item-not-found…) or internal-error */
+export type AdminErrorCode = 'bad-json' | 'unknown-command' | 'bad-request' | 'too-large' | 'internal-error' | string;
+
+const username = z.string().min(1).max(1023);
+const password = z.string().min(1).max(4096);
+/** The requests, checked before anything runs: a wrong shape is a typed error, never a TypeError from inside. */
+const adminRequestSchema = z.discriminatedUnion('cmd', [
+  z.object({ cmd: z.literal('user.add'), username, password }),
+  z.object({ cmd: z.literal('user.remove'), username }),
+  z.object({ cmd: z.literal('user.passwd'), username, password }),
+  z.object({ cmd: z.literal('user.list') }),
+  z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('tls.reload') }),
+]);
+const COMMANDS = new Set(['user.add', 'user.remove', 'user.passwd', 'user.list', 'status', 'tls.reload']);
+
+/** Default bound on one request line of the admin socket (config `admin.maxRequestBytes`). */
+export const DEFAULT_ADMIN_MAX_REQUEST_BYTES = 64 * 1024;
+
+/** Check one request line: the request, or the error to answer. */
+export function parseAdminRequest(line: string): { ok: true; req: AdminRequest } | { ok: false; error: string; code: AdminErrorCode } {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return { ok: false, code: 'bad-json', error: 'bad request: not a JSON object' };
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, code: 'bad-json', error: 'bad request: not a JSON object' };
+  const cmd = (v as { cmd?: unknown }).cmd;
+  if (typeof cmd !== 'string' || !COMMANDS.has(cmd)) {
+    return { ok: false, code: 'unknown-command', error: `unknown command ${JSON.stringify(String(cmd ?? '')).slice(0, 80)}; known: ${[...COMMANDS].join(', ')}` };
+  }
+  const r = adminRequestSchema.safeParse(v);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    return { ok: false, code: 'bad-request', error: `bad request: ${cmd}: ${issue.path.join('.') || '(request)'}: ${issue.message}` };
+  }
+  return { ok: true, req: r.data };
+}
 
 /** Run one admin command against a broker (running node or an opened store). */
 export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unknown> {
@@ -18,15 +62,10 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'user.add':
       await broker.accounts.create(req.username, req.password);
       return undefined;
-    case 'user.remove': {
-      const user = broker.accounts.address(req.username);
-      await broker.accounts.remove(req.username);
-      // Removing an account ends its sessions and drops its data.
-      for (const s of broker.sessions.sessionsOf(user)) s.close({ kind: 'not-authorized', text: 'account removed' });
-      await broker.roster.drop(user.toString());
-      await broker.offline.clear(user);
+    case 'user.remove':
+      // The one removal path: sessions, rosters, requests, queues and the account:removed hook.
+      await broker.removeAccount(req.username);
       return undefined;
-    }
     case 'user.passwd':
       await broker.accounts.setPassword(req.username, req.password);
       return undefined;
@@ -40,6 +79,8 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
         uptimeMs: Date.now() - broker.startedAt,
         metrics: broker.metrics.snapshot(),
       };
+    case 'tls.reload':
+      throw new Error('no node is running (the certificate is read at start)');
   }
 }
 
@@ -47,7 +88,12 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
  * The admin socket: a Unix socket only the node's user can reach. The CLI
  * talks to a running node through it, so the store is never opened twice.
  */
-export async function startAdminServer(broker: Broker, socketPath: string): Promise<net.Server> {
+export async function startAdminServer(
+  broker: Broker,
+  socketPath: string,
+  node: { reloadTls?: () => Promise<unknown>; maxRequestBytes?: number } = {},
+): Promise<net.Server> {
+  const maxRequestBytes = node.maxRequestBytes ?? DEFAULT_ADMIN_MAX_REQUEST_BYTES;
   if (existsSync(socketPath)) {
     // A stale socket from a killed node: remove it if nobody answers.
     const alive = await new Promise<boolean>((resolve) => {
@@ -63,26 +109,43 @@ export async function startAdminServer(broker: Broker, socketPath: string): Prom
   }
   const server = net.createServer((sock) => {
     let buf = '';
+    let closing = false;
+    const answer = (res: AdminResponse) => {
+      if (!sock.destroyed) sock.write(JSON.stringify(res) + '\n');
+    };
+    const tooLarge = () => {
+      closing = true;
+      sock.end(JSON.stringify({ ok: false, code: 'too-large', error: `request longer than ${maxRequestBytes} bytes` }) + '\n');
+    };
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
+      if (closing) return;
       buf += d;
-      if (buf.length > 1_000_000) return sock.destroy();
       let nl: number;
       while ((nl = buf.indexOf('\n')) !== -1) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        let req: AdminRequest;
-        try {
-          req = JSON.parse(line);
-        } catch {
-          sock.write(JSON.stringify({ ok: false, error: 'bad request' }) + '\n');
+        if (Buffer.byteLength(line) > maxRequestBytes) return tooLarge();
+        const parsed = parseAdminRequest(line);
+        if (!parsed.ok) {
+          answer({ ok: false, error: parsed.error, code: parsed.code });
           continue;
         }
-        runAdmin(broker, req).then(
-          (result) => sock.write(JSON.stringify({ ok: true, result }) + '\n'),
-          (err: Error) => sock.write(JSON.stringify({ ok: false, error: err.message }) + '\n'),
+        const req = parsed.req;
+        const reload = req.cmd === 'tls.reload' && node.reloadTls;
+        (reload ? reload() : runAdmin(broker, req)).then(
+          (result) => answer({ ok: true, result }),
+          (err: unknown) => {
+            if (err instanceof BrokerError) return answer({ ok: false, error: err.message, code: err.condition });
+            // A certificate that does not load is the operator's to read; the old one stays in use.
+            if (reload) return answer({ ok: false, error: (err as Error)?.message ?? String(err), code: 'tls-reload-failed' });
+            broker.log.error({ err, cmd: req.cmd }, 'admin command failed');
+            answer({ ok: false, error: `internal error running ${req.cmd}`, code: 'internal-error' });
+          },
         );
       }
+      // A line still unfinished past the bound: answer and close rather than buffer on.
+      if (Buffer.byteLength(buf) > maxRequestBytes) tooLarge();
     });
     sock.on('error', () => {});
   });
@@ -90,6 +153,8 @@ export async function startAdminServer(broker: Broker, socketPath: string): Prom
     server.once('error', reject);
     server.listen({ path: socketPath, readableAll: false, writableAll: false }, () => resolve());
   });
+  // Whoever can connect can add users and reset passwords: owner only, whatever the umask was.
+  chmodSync(socketPath, 0o600);
   return server;
 }
 
@@ -110,7 +175,11 @@ export function adminRequest(socketPath: string, req: AdminRequest): Promise<Adm
       const nl = buf.indexOf('\n');
       if (nl !== -1) {
         sock.end();
-        resolve(JSON.parse(buf.slice(0, nl)));
+        try {
+          resolve(JSON.parse(buf.slice(0, nl)));
+        } catch {
+          reject(new Error('the node answered something that is not JSON'));
+        }
       }
     });
   });

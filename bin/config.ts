@@ -6,6 +6,23 @@ import { validateAcl } from '../adapters/mqtt/acl.ts';
 import { defaultMqttOptions } from '../adapters/mqtt/options.ts';
 import { DEFAULT_READ_CACHE_ENTRIES } from '../storage/embedded.ts';
 
+/**
+ * Forward-secret suites only: TLS 1.3 (always ephemeral) and ECDHE with AEAD
+ * for TLS 1.2, no static-RSA key exchange (a stolen key would decrypt every
+ * recorded session) and no DHE (Node sets no DH parameters) [RFC7525 4.2].
+ */
+export const DEFAULT_TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 const listener = z.strictObject({ host: z.string().min(1), port: z.number().int().min(0).max(65535) });
 
 const mqttDefaults = defaultMqttOptions;
@@ -29,9 +46,13 @@ export const configSchema = z.strictObject({
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
   tls: z
     .strictObject({
-      /** PEM files; absent: a self-signed certificate is generated in dataDir on first start */
+      /** PEM files; absent: a local CA (tls/ca.pem) and a certificate it signed are generated in dataDir on first start (bin/certs.ts) */
       cert: z.string().optional(),
       key: z.string().optional(),
+      /** OpenSSL cipher list (TLS 1.2 suites and TLS 1.3 suites in one string); the default has forward-secret key exchange only */
+      ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
+      /** oldest protocol version accepted (TLS 1.0 and 1.1 are never) */
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
     })
     .prefault({}),
   storage: z
@@ -44,7 +65,13 @@ export const configSchema = z.strictObject({
       readCacheEntries: z.number().int().min(0).default(DEFAULT_READ_CACHE_ENTRIES),
     })
     .prefault({}),
-  admin: z.strictObject({ socket: z.string().optional() }).prefault({}),
+  admin: z
+    .strictObject({
+      socket: z.string().optional(),
+      /** the longest request line the admin socket reads; a longer one is answered too-large and the socket closed */
+      maxRequestBytes: z.number().int().min(1024).default(64 * 1024),
+    })
+    .prefault({}),
   memory: z
     .strictObject({
       /** after a burst, at the first idle second, run V8's memory-pressure collection (bin/reclaim.ts) */
@@ -57,12 +84,17 @@ export const configSchema = z.strictObject({
     .strictObject({
       offlineMaxPerUser: z.number().int().min(0).default(1000),
       rosterMaxItems: z.number().int().min(1).default(1000),
+      maxPendingSubscriptions: z.number().int().min(1).default(1000),
+      maxDirectedPresences: z.number().int().min(1).default(1000),
       maxSessionsPerUser: z.number().int().min(1).default(10),
       resourceConflict: z.enum(['replace', 'reject']).default('replace'),
       scramIterations: z.number().int().min(4096).default(4096),
       authFreeFailures: z.number().int().min(0).default(3),
+      authFreeFailuresPerAccount: z.number().int().min(0).default(3),
       authFailureWindowMs: z.number().int().min(1000).default(60_000),
       authMaxDelayMs: z.number().int().min(0).default(5_000),
+      authMaxInFlightPerAddress: z.number().int().min(1).default(32),
+      authMaxInFlightPerAccount: z.number().int().min(1).default(8),
     })
     .prefault({}),
   xmpp: z
@@ -98,9 +130,16 @@ export const configSchema = z.strictObject({
       minKeepaliveSeconds: z.number().int().min(0).max(65_535).default(mqttDefaults.minKeepaliveSeconds),
       maxKeepaliveSeconds: z.number().int().min(1).max(65_535).default(mqttDefaults.maxKeepaliveSeconds),
       drainTimeoutMs: z.number().int().min(0).default(mqttDefaults.drainTimeoutMs),
+      maxSubscriptionsPerConnection: z.number().int().min(1).default(mqttDefaults.maxSubscriptionsPerConnection),
+      maxQueuedMessages: z.number().int().min(1).default(mqttDefaults.maxQueuedMessages),
+      maxQueuedBytes: z.number().int().min(1024).default(mqttDefaults.maxQueuedBytes),
+      retainedMaxPerUser: z.number().int().min(0).default(mqttDefaults.retainedMaxPerUser),
+      retainedMaxTotal: z.number().int().min(0).default(mqttDefaults.retainedMaxTotal),
+      retainedMaxPayload: z.number().int().min(0).default(mqttDefaults.retainedMaxPayload),
       heartbeatIntervalMs: z.number().int().min(100).default(mqttDefaults.heartbeatIntervalMs),
       sysIntervalMs: z.number().int().min(0).default(mqttDefaults.sysIntervalMs),
       fireStaleWillsOnStart: z.boolean().default(mqttDefaults.fireStaleWillsOnStart),
+      tlsHandshakeTimeoutMs: z.number().int().min(100).default(mqttDefaults.tlsHandshakeTimeoutMs),
       maxConnectionsPerIp: z.number().int().min(1).default(mqttDefaults.maxConnectionsPerIp),
       maxConnections: z.number().int().min(1).default(mqttDefaults.maxConnections),
       tcpNoDelay: z.boolean().default(mqttDefaults.tcpNoDelay),
@@ -117,6 +156,17 @@ export const configSchema = z.strictObject({
       pingIntervalMs: z.number().int().min(0).default(60_000),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
       maxBodySize: z.number().int().min(1024).default(512 * 1024),
+      maxSockets: z.number().int().min(1).default(10_000),
+      maxSocketsPerIp: z.number().int().min(1).default(2_000),
+      tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
+      headersTimeoutMs: z.number().int().min(100).default(20_000),
+      requestTimeoutMs: z.number().int().min(0).default(30_000),
+      bodyTimeoutMs: z.number().int().min(0).default(10_000),
+      keepAliveTimeoutMs: z.number().int().min(100).default(5_000),
+      /** `/metrics` wants `Authorization: Bearer <token>` [RFC6750] when set */
+      metricsToken: z.string().regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'a bearer token (RFC 6750 b64token characters)').min(16).optional(),
+      /** a listener of its own for /metrics (and health); null = on the HTTP(S) listeners */
+      metrics: listener.nullable().default(null),
       bosh: z
         .strictObject({
           maxWait: z.number().int().min(1).max(300).default(60),
@@ -192,6 +242,8 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
   const aclErrors = validateAcl(cfg.mqtt.acl);
   if (aclErrors.length) throw new ConfigError(aclErrors.map((e) => `mqtt.${e}`).join('\n'));
+  // Node refuses a headers timeout longer than the whole-request one
+  if (cfg.web.requestTimeoutMs > 0 && cfg.web.headersTimeoutMs > cfg.web.requestTimeoutMs) throw new ConfigError('web.headersTimeoutMs: must not exceed web.requestTimeoutMs');
   if (cfg.mqtt.minKeepaliveSeconds > cfg.mqtt.maxKeepaliveSeconds) throw new ConfigError('mqtt.minKeepaliveSeconds: must not exceed mqtt.maxKeepaliveSeconds');
   cfg.dataDir = path.resolve(cfg.dataDir);
   return cfg;

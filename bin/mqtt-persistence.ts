@@ -1,5 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Level } from 'level';
+import type { Logger } from '../broker/index.ts';
+import { ownerOf, type RetainedMessage, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
 
 /** Key prefixes of aedes-persistence-level under which a client's session state lives (its asyncPersistence.js). */
 const CLIENT_PREFIXES = ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:', 'will:'];
@@ -69,4 +71,104 @@ export async function answerStatelessClients(persistence: object, db: Level<stri
   write('putWill', client);
   write('outgoingEnqueue', (args) => [(args[0] as Target).clientId]);
   write('outgoingEnqueueCombi', (args) => ((args[0] as Target[] | undefined) ?? []).map((s) => s.clientId));
+}
+
+/** Key prefix of retained messages in the MQTT database (the index's store, adapters/mqtt/retained.ts). */
+const RETAINED = 'parley-retained:';
+/** aedes-persistence-level's own retained keys, from before the index: moved once at start. */
+const OLD_RETAINED = 'retained:';
+
+/** A retained message's value: [qos u8][owner length u16][owner utf8][payload]. */
+function encodeRetained(m: RetainedMessage): Buffer {
+  const owner = Buffer.from(m.owner, 'utf8');
+  const head = Buffer.alloc(3);
+  head[0] = m.qos;
+  head.writeUInt16BE(owner.length, 1);
+  return Buffer.concat([head, owner, m.payload]);
+}
+
+function decodeRetained(topic: string, v: Buffer): RetainedMessage {
+  const n = v.readUInt16BE(1);
+  return { topic, qos: (v[0] & 3) as 0 | 1 | 2, owner: v.toString('utf8', 3, 3 + n), payload: v.subarray(3 + n) };
+}
+
+/**
+ * Retained messages in the MQTT LevelDB database, one key per topic, read one
+ * by one by the index (never scanned per SUBSCRIBE). Messages stored by
+ * aedes-persistence-level under its own keys (an older data directory) are
+ * moved here once, with an unknown owner (counted in the total only).
+ */
+export async function levelRetainedStore(persistence: object, db: Level<string, Buffer>, log: Logger): Promise<RetainedStore> {
+  const old = persistence as { createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer; qos?: number; clientId?: string }> };
+  const range = (prefix: string) => ({ gte: prefix, lt: `${prefix.slice(0, -1)};` });
+  let found = false;
+  for await (const _key of db.keys({ ...range(OLD_RETAINED), limit: 1 })) found = true;
+  if (found) {
+    let moved = 0;
+    for (const pattern of ['#', '$SYS/#']) {
+      for await (const p of old.createRetainedStream(pattern)) {
+        if (!p.payload?.length) continue;
+        await db.put(RETAINED + p.topic, encodeRetained({ topic: p.topic, payload: Buffer.from(p.payload), qos: Math.min(p.qos ?? 0, 2) as 0 | 1 | 2, owner: ownerOf(p.clientId) }));
+        moved++;
+      }
+    }
+    await db.clear(range(OLD_RETAINED));
+    log.info({ moved }, 'retained messages moved to the indexed store');
+  }
+  return {
+    async *scan() {
+      for await (const [key, v] of db.iterator(range(RETAINED))) {
+        const m = decodeRetained(key.slice(RETAINED.length), v);
+        yield { topic: m.topic, owner: m.owner, bytes: m.payload.length };
+      }
+    },
+    async get(topic) {
+      const v = await db.get(RETAINED + topic);
+      return v === undefined ? undefined : decodeRetained(topic, v);
+    },
+    put: (m) => db.put(RETAINED + m.topic, encodeRetained(m)),
+    del: (topic) => db.del(RETAINED + topic),
+  };
+}
+
+/**
+ * Persistent-session state of aedes-persistence-level by account: every key
+ * of a client id `{user}/{client id}` (context.ts) under the prefixes of
+ * CLIENT_PREFIXES. Subscriptions go through the persistence (it keeps them
+ * in a trie in memory too); the rest is cleared by key range.
+ */
+export function levelSessionEraser(persistence: object, db: Level<string, Buffer>): SessionEraser {
+  const p = persistence as { cleanSubscriptions(client: { id: string }): Promise<unknown> };
+  /** Client ids with keys, of one account or of all; ids are URI-encoded in keys, so ASCII below 0x7f. */
+  const ids = async (user?: string): Promise<Set<string>> => {
+    const out = new Set<string>();
+    const start = user === undefined ? '' : encodeURIComponent(`${user}/`);
+    for (const prefix of CLIENT_PREFIXES) {
+      for await (const key of db.keys({ gte: prefix + start, lt: `${prefix}${start}\x7f` })) {
+        const end = key.indexOf(':', prefix.length);
+        out.add(decodeURIComponent(key.slice(prefix.length, end === -1 ? undefined : end)));
+      }
+    }
+    return out;
+  };
+  const under = (prefix: string, id: string) => ({ gte: `${prefix}${encodeURIComponent(id)}:`, lt: `${prefix}${encodeURIComponent(id)};` });
+  return {
+    async users() {
+      const users = new Set<string>();
+      for (const id of await ids()) {
+        const slash = id.indexOf('/');
+        if (slash > 0) users.add(id.slice(0, slash));
+      }
+      return [...users];
+    },
+    async erase(user) {
+      const found = [...(await ids(user))];
+      for (const id of found) {
+        await p.cleanSubscriptions({ id });
+        for (const prefix of ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:']) await db.clear(under(prefix, id));
+        await db.del(`will:${encodeURIComponent(id)}`);
+      }
+      return found;
+    },
+  };
 }

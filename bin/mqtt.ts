@@ -1,3 +1,4 @@
+import type { SecureContextOptions } from 'node:tls';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import aedesPersistenceLevel from 'aedes-persistence-level';
@@ -5,7 +6,7 @@ import { Level } from 'level';
 import { MqttServer } from '../adapters/mqtt/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
-import { answerStatelessClients } from './mqtt-persistence.ts';
+import { answerStatelessClients, levelRetainedStore, levelSessionEraser } from './mqtt-persistence.ts';
 
 /** The MQTT side of a running node. */
 export interface RunningMqtt {
@@ -20,7 +21,7 @@ export interface RunningMqtt {
  * database in `<dataDir>/mqtt`, which survives kill -9 the way the embedded
  * store does (written to the log before it is acknowledged).
  */
-export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string; key: string }): Promise<RunningMqtt> {
+export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextOptions): Promise<RunningMqtt> {
   const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
   if (!tcp && !tlsListener) return { stop: async () => {} };
   if (cfg.storage.backend !== 'embedded') {
@@ -28,12 +29,13 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: { cert: string
     broker.log.warn({ dir: path.join(cfg.dataDir, 'mqtt') }, 'mqtt state is kept on local disk, not in mongodb');
   }
   const dir = path.join(cfg.dataDir, 'mqtt');
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
   await db.open(); // fail fast when another process holds the database
   const persistence = aedesPersistenceLevel(db) as object;
   await answerStatelessClients(persistence, db);
-  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence });
+  const retainedStore = await levelRetainedStore(persistence, db, broker.log);
+  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db) });
   try {
     await server.start();
   } catch (err) {

@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import type net from 'node:net';
 import { pino } from 'pino';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
@@ -9,7 +8,8 @@ import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
-import { loadOrCreateCert } from './certs.ts';
+import { fingerprint256, loadTlsOptions } from './certs.ts';
+import { prepareDataDir } from './datadir.ts';
 import { adminSocketPath, type Config } from './config.ts';
 import { startMqtt } from './mqtt.ts';
 import { startWeb } from './web.ts';
@@ -62,25 +62,40 @@ export interface RunningNode {
   broker: Broker;
   xmpp: XmppServer;
   admin: net.Server;
+  /**
+   * Read the certificate files again (`tls.cert`/`tls.key`, or `<dataDir>/tls/`)
+   * and serve them on every TLS listener from the next handshake on; open
+   * connections keep theirs. On a bad file the old certificate stays.
+   */
+  reloadTls(): Promise<{ fingerprint256: string }>;
   stop(): Promise<void>;
 }
 
 /** config → backends → broker → adapters → admin socket. */
 export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> {
-  mkdirSync(cfg.dataDir, { recursive: true });
+  const socket = adminSocketPath(cfg);
+  prepareDataDir(cfg.dataDir, socket, log);
   for (const name of Object.keys(cfg.modules)) {
     if (!allModules.some((m) => m.name === name)) throw new Error(`modules.${name}: unknown module`);
   }
   const broker = makeBroker(cfg, log, new PromMetrics());
   await broker.start();
-  const cert = await loadOrCreateCert(cfg);
-  if (cert.generated) log.info({ dir: cfg.dataDir }, 'generated a self-signed certificate');
-  const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: { cert: cert.cert, key: cert.key } });
+  const tls = await loadTlsOptions(cfg);
+  if (tls.generated) log.info({ dir: cfg.dataDir, ca: `${cfg.dataDir}/tls/ca.pem` }, 'generated a local CA and a certificate it signed');
+  const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
-  const mqtt = await startMqtt(cfg, broker, { cert: cert.cert, key: cert.key });
-  const web = await startWeb(cfg, broker, xmpp, mqtt.server, { cert: cert.cert, key: cert.key });
-  const socket = adminSocketPath(cfg);
-  const admin = await startAdminServer(broker, socket);
+  const mqtt = await startMqtt(cfg, broker, tls.options);
+  const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options);
+  const reloadTls = async () => {
+    const { options } = await loadTlsOptions(cfg);
+    xmpp.setTls(options);
+    mqtt.server?.setTls(options);
+    web.setTls(options);
+    const fp = fingerprint256(String(options.cert));
+    log.info({ fingerprint256: fp }, 'TLS certificate reloaded');
+    return { fingerprint256: fp };
+  };
+  const admin = await startAdminServer(broker, socket, { reloadTls, maxRequestBytes: cfg.admin.maxRequestBytes });
   log.info({ domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   const reclaimer = cfg.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: cfg.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined;
   let stopping: Promise<void> | undefined;
@@ -88,6 +103,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
     broker,
     xmpp,
     admin,
+    reloadTls,
     stop() {
       stopping ??= (async () => {
         reclaimer?.stop();

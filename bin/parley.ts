@@ -3,6 +3,8 @@ import { Broker } from '../broker/index.ts';
 import { adminRequest, runAdmin, type AdminRequest } from './admin.ts';
 import { adminSocketPath, ConfigError, envOverrides, merge, readConfigFile, validateConfig, type Config } from './config.ts';
 import { makeBroker, makeLogger, startNode } from './node.ts';
+import { installProcessGuard } from './guard.ts';
+import { prepareDataDir } from './datadir.ts';
 import { silentLogger } from '../broker/logger.ts';
 import { availableParallelism } from 'node:os';
 
@@ -77,6 +79,8 @@ function fail(err: unknown): never {
 /** Run an admin command on the running node, or on the store directly when no node runs. */
 async function admin(flags: GlobalFlags, req: AdminRequest): Promise<unknown> {
   const cfg = loadConfig(flags);
+  // Before a password goes through the socket or into the store: a directory others can write in could hold their socket.
+  prepareDataDir(cfg.dataDir, adminSocketPath(cfg), silentLogger);
   const res = await adminRequest(adminSocketPath(cfg), req);
   if (res) {
     if (!res.ok) throw new Error(res.error);
@@ -92,7 +96,11 @@ async function admin(flags: GlobalFlags, req: AdminRequest): Promise<unknown> {
 }
 
 async function readPassword(given: string | undefined): Promise<string> {
-  if (given !== undefined) return given;
+  if (given !== undefined) {
+    // Still accepted (scripts rely on it), but every local user sees the command line.
+    console.error('warning: a password given as an argument is visible to other local users (ps, /proc) and stays in shell history; prefer PARLEY_PASSWORD or stdin');
+    return given;
+  }
   if (process.env.PARLEY_PASSWORD) return process.env.PARLEY_PASSWORD;
   // Read one line from stdin (so passwords stay out of shell history and ps).
   const chunks: Buffer[] = [];
@@ -104,6 +112,11 @@ async function readPassword(given: string | undefined): Promise<string> {
   if (!pw) throw new Error('no password given (argument, PARLEY_PASSWORD or stdin)');
   return pw;
 }
+
+// Everything the node and the CLI write (store, MQTT state, certificate and
+// key, admin socket) is for this user only, whatever umask it was started
+// with; files written explicitly get their mode too (docs/configuration.md).
+process.umask(0o077);
 
 const program = new Command('parley')
   .description('Parley: one broker for XMPP and MQTT')
@@ -156,6 +169,11 @@ program
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
+    // New certificate files without a restart (certbot deploy hooks send SIGHUP); connections stay.
+    process.on('SIGHUP', () => {
+      node.reloadTls().catch((err) => log.error({ err }, 'TLS reload failed: the previous certificate stays'));
+    });
+    installProcessGuard(log, node.broker.metrics);
   });
 
 program
@@ -225,6 +243,21 @@ program
       if (!res) throw new Error('no node is running');
       if (!res.ok) throw new Error(res.error);
       console.log(JSON.stringify(res.result, null, 2));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('reload-tls')
+  .description('make a running node read its certificate files again (as SIGHUP does); connections stay open')
+  .action(async () => {
+    try {
+      const cfg = loadConfig(program.opts());
+      const res = await adminRequest(adminSocketPath(cfg), { cmd: 'tls.reload' });
+      if (!res) throw new Error('no node is running');
+      if (!res.ok) throw new Error(res.error);
+      console.log(`certificate reloaded, SHA-256 fingerprint ${(res.result as { fingerprint256: string }).fingerprint256}`);
     } catch (err) {
       fail(err);
     }

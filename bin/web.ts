@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
 import type { MqttServer } from '../adapters/mqtt/index.ts';
 import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
 import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
@@ -14,7 +16,7 @@ export async function startWeb(
   broker: Broker,
   xmpp: XmppServer,
   mqtt: MqttServer | undefined,
-  tls: { cert: string; key: string },
+  tls: SecureContextOptions,
 ): Promise<WebServer> {
   const { bosh, ...webOpts } = cfg.web;
   const web = new WebServer(broker, { ...webOpts, tls });
@@ -24,9 +26,34 @@ export async function startWeb(
   installChatPage(web, broker);
   web.protocol('xmpp', (ws, info) => xmpp.acceptWebSocket(ws, info)); // [RFC7395]
   if (mqtt) web.protocol('mqtt', (ws, info) => mqtt.acceptWebSocket(ws, info));
-  const boshService = new BoshService(broker, xmpp, { ...bosh, maxBodySize: webOpts.maxBodySize, allowedOrigins: webOpts.allowedOrigins }, web);
+  const boshService = new BoshService(
+    broker,
+    xmpp,
+    { ...bosh, maxBodySize: webOpts.maxBodySize, allowedOrigins: webOpts.allowedOrigins, bodyTimeoutMs: webOpts.bodyTimeoutMs },
+    web,
+  );
   web.route(BOSH_PATH, (req, res, url) => boshService.handle(req, res, url)); // [XEP-0206]
   web.onStop(() => boshService.close());
+  const files = openFilesLimit();
+  if (files !== undefined && webOpts.maxSockets > files / 2) {
+    broker.log.warn(
+      { maxSockets: webOpts.maxSockets, openFilesLimit: files },
+      'web.maxSockets is more than half the open-files limit (ulimit -n): idle HTTP clients could leave no descriptors for XMPP, MQTT and the store',
+    );
+  }
   await web.start();
   return web;
+}
+
+/** The process's soft limit on open files (Linux: /proc/self/limits); undefined when unknown or unlimited. */
+function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const n = Number(line?.split(/\s{2,}/)[1]);
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }

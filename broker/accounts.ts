@@ -150,40 +150,175 @@ export class AccountService {
   }
 }
 
+/** Options of {@link AuthThrottle}; each is a `limits.*` config option (docs/configuration.md). */
+export interface AuthThrottleOptions {
+  /** failed logins from one address (any account) inside the window before failures are answered slowly */
+  freeFailures: number;
+  /** failed logins against one account (from any address) inside the window before failures are answered slowly */
+  freeFailuresPerAccount: number;
+  windowMs: number;
+  maxDelayMs: number;
+  /** password checks from one address at once; more are refused without a check */
+  maxInFlightPerAddress: number;
+  /** password checks for one account at once; more are refused without a check */
+  maxInFlightPerAccount: number;
+}
+
+/** One login attempt holding its slot; exactly one of `fail` / `succeed` ends it. */
+export interface AuthAttempt {
+  /** A wrong password: counted, then resolves after the delay owed, and only then frees the slot. */
+  fail(): Promise<void>;
+  /** The right password: frees the slot and forgets the failures of this account from this address. */
+  succeed(): void;
+  /** Neither (the check could not be made): frees the slot, counts nothing. */
+  cancel(): void;
+}
+
+interface FailureWindow {
+  count: number;
+  first: number;
+}
+
+/** At most this many keys per map (addresses, accounts, pairs); the oldest goes first. */
+const MAX_TRACKED = 100_000;
+
 /**
- * Slows down repeated failed logins from one address: after `freeFailures`
- * failures inside `windowMs`, each further attempt waits longer (doubling, up
- * to `maxDelayMs`). Shared by every protocol.
+ * Slows down password guessing, shared by every protocol (SASL, MQTT
+ * CONNECT, the admin page). Failures are counted per source address and per
+ * target account, each in its own window, so that neither guessing many
+ * accounts from one address nor one account from many addresses goes
+ * unnoticed. Past the free failures of either counter, a failure is answered
+ * after 250 ms, doubling per failure up to `maxDelayMs`, and the attempt keeps
+ * its slot until then.
+ *
+ * Parallel guesses: an attempt takes a slot for its address and its account
+ * before the password is checked; with `maxInFlightPerAddress` or
+ * `maxInFlightPerAccount` slots taken, it is refused at once without a check.
+ * As a slowed failure holds its slot, guesses per address are bounded by
+ * slots / delay however many connections an attacker opens.
+ *
+ * A success forgets only the failures of that account from that address
+ * (both counters are sums of (account, address) pairs): logging into one's
+ * own account does not clear the failures against another.
  */
 export class AuthThrottle {
-  private readonly failures = new Map<string, { count: number; first: number }>();
-  private readonly opts: { freeFailures: number; windowMs: number; maxDelayMs: number };
+  private readonly opts: AuthThrottleOptions;
+  private readonly pairs = new Map<string, FailureWindow>();
+  private readonly byAddress = new Map<string, FailureWindow>();
+  private readonly byAccount = new Map<string, FailureWindow>();
+  private readonly inFlightAddress = new Map<string, number>();
+  private readonly inFlightAccount = new Map<string, number>();
 
-  constructor(opts: { freeFailures: number; windowMs: number; maxDelayMs: number }) {
+  constructor(opts: AuthThrottleOptions) {
     this.opts = opts;
   }
 
-  /** How long to hold the answer to the next attempt from this address. */
-  delayFor(ip: string): number {
-    const f = this.failures.get(ip);
-    if (!f) return 0;
-    if (Date.now() - f.first > this.opts.windowMs) {
-      this.failures.delete(ip);
-      return 0;
-    }
-    const over = f.count - this.opts.freeFailures;
+  /**
+   * Take a slot for a password check of `account` from `ip`; undefined when
+   * too many checks are already in flight (refuse without checking).
+   */
+  begin(ip: string, account: string): AuthAttempt | undefined {
+    const acct = accountKey(account);
+    if ((this.inFlightAddress.get(ip) ?? 0) >= this.opts.maxInFlightPerAddress) return undefined;
+    if ((this.inFlightAccount.get(acct) ?? 0) >= this.opts.maxInFlightPerAccount) return undefined;
+    this.inFlightAddress.set(ip, (this.inFlightAddress.get(ip) ?? 0) + 1);
+    this.inFlightAccount.set(acct, (this.inFlightAccount.get(acct) ?? 0) + 1);
+    let done = false;
+    const release = () => {
+      if (done) return;
+      done = true;
+      decrement(this.inFlightAddress, ip);
+      decrement(this.inFlightAccount, acct);
+    };
+    return {
+      fail: async () => {
+        if (done) return;
+        this.fail(ip, account);
+        const delay = this.delayFor(ip, account);
+        try {
+          if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        } finally {
+          release();
+        }
+      },
+      succeed: () => {
+        if (done) return;
+        this.succeed(ip, account);
+        release();
+      },
+      cancel: release,
+    };
+  }
+
+  /** How long to hold the answer to a failed attempt of `account` from `ip`, given the failures counted so far. */
+  delayFor(ip: string, account: string): number {
+    const overAddress = (this.live(this.byAddress, ip)?.count ?? 0) - this.opts.freeFailures;
+    const overAccount = (this.live(this.byAccount, accountKey(account))?.count ?? 0) - this.opts.freeFailuresPerAccount;
+    const over = Math.max(overAddress, overAccount);
     if (over <= 0) return 0;
-    return Math.min(this.opts.maxDelayMs, 250 * 2 ** (over - 1));
+    return Math.min(this.opts.maxDelayMs, 250 * 2 ** Math.min(over - 1, 30));
   }
 
-  fail(ip: string): void {
-    const f = this.failures.get(ip);
-    if (!f || Date.now() - f.first > this.opts.windowMs) this.failures.set(ip, { count: 1, first: Date.now() });
-    else f.count++;
-    if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value!);
+  /** Count a failed attempt against the address, the account and their pair. */
+  fail(ip: string, account: string): void {
+    const acct = accountKey(account);
+    this.bump(this.byAddress, ip);
+    this.bump(this.byAccount, acct);
+    this.bump(this.pairs, pairKey(acct, ip));
   }
 
-  succeed(ip: string): void {
-    this.failures.delete(ip);
+  /** Forget the failures of this account from this address, and only those. */
+  succeed(ip: string, account: string): void {
+    const acct = accountKey(account);
+    const key = pairKey(acct, ip);
+    const pair = this.live(this.pairs, key);
+    if (!pair) return;
+    this.pairs.delete(key);
+    for (const [map, k] of [[this.byAddress, ip], [this.byAccount, acct]] as const) {
+      const w = this.live(map, k);
+      if (!w) continue;
+      w.count -= pair.count;
+      if (w.count <= 0) map.delete(k);
+    }
   }
+
+  /** Checks in flight (for tests and metrics). */
+  inFlight(): { addresses: number; accounts: number } {
+    let addresses = 0;
+    let accounts = 0;
+    for (const n of this.inFlightAddress.values()) addresses += n;
+    for (const n of this.inFlightAccount.values()) accounts += n;
+    return { addresses, accounts };
+  }
+
+  private live(map: Map<string, FailureWindow>, key: string): FailureWindow | undefined {
+    const w = map.get(key);
+    if (w && Date.now() - w.first > this.opts.windowMs) {
+      map.delete(key);
+      return undefined;
+    }
+    return w;
+  }
+
+  private bump(map: Map<string, FailureWindow>, key: string): void {
+    const w = this.live(map, key);
+    if (w) w.count++;
+    else map.set(key, { count: 1, first: Date.now() });
+    if (map.size > MAX_TRACKED) map.delete(map.keys().next().value!);
+  }
+}
+
+/** Account names as counted: case-folded and bounded (an unknown name is attacker-chosen). */
+function accountKey(account: string): string {
+  return account.slice(0, 1024).toLowerCase();
+}
+
+function pairKey(account: string, ip: string): string {
+  return `${account}\u0000${ip}`;
+}
+
+function decrement(map: Map<string, number>, key: string): void {
+  const n = (map.get(key) ?? 1) - 1;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
 }

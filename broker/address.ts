@@ -120,12 +120,56 @@ function checkLength(part: string, what: string): void {
   if (Buffer.byteLength(part, 'utf8') > MAX_PART_BYTES) throw malformed(`${what} too long`);
 }
 
+/**
+ * Bidirectional formatting controls: they reorder how a JID is displayed
+ * ("alice\u202Eeg.exe" shows as "aliceexe.ge"), so that one account can pass
+ * for another. Refused in every part.
+ */
+const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+/**
+ * Code points the PRECIS IdentifierClass allows [RFC8264 4.2, 9]: printable
+ * ASCII, letters and digits (Ll Lu Lo Lm Nd) and combining marks (Mn Mc).
+ * Everything else is refused: controls, spaces, symbols and punctuation
+ * outside ASCII, format characters (Cf: bidi controls, zero-width joiners,
+ * which are CONTEXTJ and not allowed here), private use, surrogates,
+ * unassigned code points.
+ */
+const IDENTIFIER_CHAR = /^[\u0021-\u007e\p{Ll}\p{Lu}\p{Lo}\p{Lm}\p{Nd}\p{Mn}\p{Mc}]*$/u;
+/** Default-ignorable code points are disallowed in every PRECIS class [RFC8264 9.13]. */
+const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
+/** Letters of right-to-left scripts (an approximation of Bidi_Class R and AL, which JavaScript regexps do not expose). */
+const RTL_LETTER = /[\p{Script=Hebrew}\p{Script=Arabic}\p{Script=Syriac}\p{Script=Thaana}\p{Script=Nko}\p{Script=Samaritan}\p{Script=Mandaic}\p{Script=Adlam}\p{Script=Hanifi_Rohingya}]/u;
+/** Any letter (with RTL_LETTER: a left-to-right one). */
+const LETTER = /\p{L}/u;
+
+/**
+ * The localpart rules of RFC 7622 3.3 with the PRECIS UsernameCaseMapped
+ * profile [RFC8265 3.3] as the target; docs/architecture.md ("Addresses")
+ * says precisely what is implemented and where it differs.
+ */
 function normLocal(local: string): string {
   if (local === '') return '';
   const n = local.normalize('NFKC').toLowerCase();
   if (LOCAL_FORBIDDEN.test(n)) throw malformed('forbidden character in localpart');
+  if (BIDI_CONTROL.test(n)) throw malformed('bidirectional control character in localpart'); // [RFC8264 9.13]
+  if (!IDENTIFIER_CHAR.test(n) || IGNORABLE.test(n)) throw malformed('character not allowed in a localpart'); // [RFC8264 4.2] [RFC8265 3.3]
+  if (RTL_LETTER.test(n)) checkBidiRule(n);
   checkLength(n, 'localpart');
   return n;
+}
+
+/**
+ * A simplified Bidi Rule [RFC5893 2] for a localpart with right-to-left
+ * letters [RFC8265 3.3 rule 5]: it starts with a right-to-left letter and
+ * holds no left-to-right letter, so that its display cannot mix directions.
+ * Digits and marks are allowed after the first character.
+ */
+function checkBidiRule(n: string): void {
+  const chars = [...n];
+  if (!RTL_LETTER.test(chars[0]!)) throw malformed('a right-to-left localpart must start with a right-to-left letter'); // [RFC5893 2 rule 1]
+  for (const c of chars) {
+    if (LETTER.test(c) && !RTL_LETTER.test(c)) throw malformed('left-to-right and right-to-left letters mixed in a localpart'); // [RFC5893 2 rule 2]
+  }
 }
 
 function normDomain(domain: string): string {
@@ -166,6 +210,7 @@ function normResource(resource: string): string {
   if (resource === '') return '';
   const n = resource.normalize('NFC');
   if (CONTROL.test(n)) throw malformed('control character in resource');
+  if (BIDI_CONTROL.test(n)) throw malformed('bidirectional control character in resource'); // [RFC8264 9.13]
   checkLength(n, 'resource');
   return n;
 }

@@ -1,5 +1,6 @@
 import type { Cluster } from '../cluster/types.ts';
 import type { Storage } from '../storage/types.ts';
+import { removeAccount } from './account-removal.ts';
 import { AccountService, AuthThrottle, type AccountRecord } from './accounts.ts';
 import { Address } from './address.ts';
 import { ArchiveService } from './archive.ts';
@@ -48,6 +49,13 @@ export interface BrokerHooks extends HookSignatures {
    */
   'session:available': [[session: Session], void];
   'session:unbound': [[session: Session, reason: CloseReason], void];
+  /**
+   * An account was removed (its localpart); fired by the one removal path
+   * (broker/account-removal.ts) after the core's stores are clean, every
+   * handler awaited. Whatever keeps per-user state outside the core's stores
+   * registers here.
+   */
+  'account:removed': [[username: string], void];
 }
 
 export interface BrokerOptions {
@@ -65,29 +73,44 @@ export interface BrokerOptions {
 export interface BrokerLimits {
   /** queued offline messages per user before further ones bounce [XEP-0160] */
   offlineMaxPerUser: number;
-  /** roster items per user */
+  /** roster items per user, on every path that creates one (roster set, subscribe, approval, pre-approval) [RFC6121 2.3.3] */
   rosterMaxItems: number;
+  /** unanswered inbound subscription requests kept per user; more are refused with resource-constraint */
+  maxPendingSubscriptions: number;
+  /** addresses one session may have sent directed presence to; more are refused with resource-constraint [RFC6121 4.6] */
+  maxDirectedPresences: number;
   /** sessions per account */
   maxSessionsPerUser: number;
   /** 'replace' kicks the old session on a resource conflict; 'reject' refuses the new one */
   resourceConflict: 'replace' | 'reject';
   /** PBKDF2 iterations for new SCRAM keys */
   scramIterations: number;
-  /** failed logins from one address before answers are slowed */
+  /** failed logins from one address (any account) inside the window before failures are answered slowly */
   authFreeFailures: number;
+  /** failed logins against one account (from any address) inside the window before failures are answered slowly */
+  authFreeFailuresPerAccount: number;
   authFailureWindowMs: number;
   authMaxDelayMs: number;
+  /** password checks in flight from one address; more are refused at once */
+  authMaxInFlightPerAddress: number;
+  /** password checks in flight for one account; more are refused at once */
+  authMaxInFlightPerAccount: number;
 }
 
 export const defaultLimits: BrokerLimits = {
   offlineMaxPerUser: 1000,
   rosterMaxItems: 1000,
+  maxPendingSubscriptions: 1000,
+  maxDirectedPresences: 1000,
   maxSessionsPerUser: 10,
   resourceConflict: 'replace',
   scramIterations: 4096,
   authFreeFailures: 3,
+  authFreeFailuresPerAccount: 3,
   authFailureWindowMs: 60_000,
   authMaxDelayMs: 5_000,
+  authMaxInFlightPerAddress: 32,
+  authMaxInFlightPerAccount: 8,
 };
 
 /** Owns hooks, modules, router and services; `start()`/`stop()`. */
@@ -123,8 +146,11 @@ export class Broker {
     this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
     this.throttle = new AuthThrottle({
       freeFailures: this.limits.authFreeFailures,
+      freeFailuresPerAccount: this.limits.authFreeFailuresPerAccount,
       windowMs: this.limits.authFailureWindowMs,
       maxDelayMs: this.limits.authMaxDelayMs,
+      maxInFlightPerAddress: this.limits.authMaxInFlightPerAddress,
+      maxInFlightPerAccount: this.limits.authMaxInFlightPerAccount,
     });
     this.sessions = new SessionManager(
       this.cluster.registry,
@@ -143,7 +169,7 @@ export class Broker {
     this.roster = new RosterService(this.storage.kv('roster'), { maxItems: this.limits.rosterMaxItems }, (user, item, ver) => {
       for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
     });
-    this.presence = new PresenceService(this, this.storage.kv<Record<string, EnvelopeRecord>>('pending-subscriptions'));
+    this.presence = new PresenceService(this, this.storage.kv<EnvelopeRecord>('pending-subscriptions'));
     this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'), () => this.metrics.archived());
     this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain);
     this.moduleDefs = opts.modules ?? [];
@@ -157,6 +183,14 @@ export class Broker {
 
   async userExists(addr: Address): Promise<boolean> {
     return addr.domain === this.domain && !!addr.local && (await this.accounts.exists(addr.local));
+  }
+
+  /**
+   * Remove an account and every trace of it (broker/account-removal.ts, the
+   * one removal path); throws item-not-found for an unknown account.
+   */
+  removeAccount(username: string): Promise<void> {
+    return removeAccount(this, username);
   }
 
   /** Loaded module names and definitions (for disco and the compliance table). */

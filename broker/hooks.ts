@@ -85,6 +85,25 @@ export class HookBus<M extends HookSignatures> {
   }
 
   /**
+   * Run every handler, one after the other, awaiting each; a throwing handler
+   * does not stop the others, and the failures are rethrown together at the
+   * end (for work that must be complete, such as account removal).
+   */
+  async all<K extends keyof M>(name: K, ...args: M[K][0]): Promise<void> {
+    const errors: unknown[] = [];
+    for (const { handler } of [...(this.handlers.get(name) ?? [])]) {
+      try {
+        await handler(...args);
+      } catch (err) {
+        this.failed(name, err);
+        errors.push(err);
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, `${String(name)}: ${errors.length} handlers failed`);
+  }
+
+  /**
    * Thread a value through every handler: the first argument is the value,
    * each handler gets the current one in its place; returning undefined keeps it.
    */

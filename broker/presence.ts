@@ -1,4 +1,5 @@
-import type { KeyValueStore } from '../storage/types.ts';
+import type { KeyValueOp, KeyValueStore } from '../storage/types.ts';
+import { BrokerError } from './errors.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
@@ -15,13 +16,32 @@ const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'u
  */
 export class PresenceService {
   private readonly broker: Broker;
-  /** inbound subscription requests not yet answered: contact → { requester: stanza } [RFC6121 3.1.3] */
-  private readonly pending: KeyValueStore<Record<string, EnvelopeRecord>>;
+  /**
+   * Inbound subscription requests not yet answered [RFC6121 3.1.3], one
+   * record per request under `<contact>/<requester>` (bare JIDs hold no '/'),
+   * so that a request costs one record whatever how many are waiting.
+   */
+  private readonly pending: KeyValueStore<EnvelopeRecord>;
 
-  constructor(broker: Broker, pending: KeyValueStore<Record<string, EnvelopeRecord>>) {
+  constructor(broker: Broker, pending: KeyValueStore<EnvelopeRecord>) {
     this.broker = broker;
     this.pending = pending;
   }
+
+  /** Requests waiting for `owner`'s answer, oldest key first. */
+  async pendingFor(owner: Address): Promise<Envelope[]> {
+    return (await this.pending.entries(`${owner.toString()}/`)).map(([, rec]) => fromRecord(rec, Address.parse));
+  }
+
+  /** Every pending-request key of `user`: the ones waiting for it and the ones it sent to `contacts` (account removal). */
+  async dropPending(user: Address, contacts: Iterable<string>): Promise<void> {
+    const u = user.toString();
+    const ops: KeyValueOp<EnvelopeRecord>[] = (await this.pending.keys(`${u}/`)).map((key) => ({ type: 'del', key }));
+    for (const c of contacts) ops.push({ type: 'del', key: `${c}/${u}` });
+    await this.pending.batch(ops);
+  }
+
+
 
   /** A presence stanza a session sent. `env.from` is the session's full address. */
   async fromSession(session: Session, env: Envelope): Promise<void> {
@@ -39,8 +59,16 @@ export class PresenceService {
     }
     if (type === undefined || type === 'unavailable') {
       // Directed presence [RFC6121 4.6]: remember it for the unavailable on logout.
-      if (type === undefined) (session.directed ??= new Set()).add(env.to.toString());
-      else session.directed?.delete(env.to.toString());
+      if (type === undefined) {
+        const directed = (session.directed ??= new Set());
+        const to = env.to.toString();
+        if (!directed.has(to) && directed.size >= this.broker.limits.maxDirectedPresences) {
+          // Bounded per session: refused with resource-constraint [RFC6120 8.3.3.18], not routed, so
+          // that every recipient of an available presence is sure to get the unavailable [RFC6121 4.6.3].
+          throw new BrokerError('resource-constraint', 'too many directed presences from this session');
+        }
+        directed.add(to);
+      } else session.directed?.delete(env.to.toString());
     }
     await this.broker.router.route(env, session);
   }
@@ -85,6 +113,25 @@ export class PresenceService {
     await this.clearPending(user, contact);
   }
 
+  /**
+   * `gone`'s account was removed and its item dropped from `owner`'s roster:
+   * tell `owner`'s sessions that the subscriptions ended and `gone` is
+   * unavailable [RFC6121 3.2.3, 3.3.3, 4.5.2], as ejabberd does on user removal.
+   */
+  async contactRemoved(owner: Address, gone: Address, item: RosterItem): Promise<void> {
+    if (item.subscription === 'to' || item.subscription === 'both' || item.ask) {
+      await this.deliverToInterested(owner, this.stanza('unsubscribed', gone, owner));
+    }
+    if (item.subscription === 'from' || item.subscription === 'both') {
+      await this.deliverToInterested(owner, this.stanza('unsubscribe', gone, owner));
+    }
+    if (item.subscription === 'to' || item.subscription === 'both') {
+      for (const t of await this.available(owner)) {
+        await this.broker.router.deliverTo(t, { kind: 'presence', type: 'unavailable', from: gone, to: owner, extensions: [] });
+      }
+    }
+  }
+
   private async goAvailable(session: Session, env: Envelope): Promise<void> {
     const initial = !session.available;
     session.available = true;
@@ -111,8 +158,7 @@ export class PresenceService {
       if (other !== session && other.available && other.presence) session.deliver({ ...other.presence, to: session.address });
     }
     // [RFC6121 3.1.3] subscription requests that arrived while offline
-    const pending = (await this.pending.get(user.toString())) ?? {};
-    for (const rec of Object.values(pending)) session.deliver(fromRecord(rec, Address.parse));
+    for (const env of await this.pendingFor(user)) session.deliver(env);
     this.broker.hooks.emit('session:available', session);
   }
 
@@ -152,7 +198,7 @@ export class PresenceService {
     const exists = await this.broker.userExists(contact);
     switch (type) {
       case 'subscribe': {
-        await roster.outboundSubscribe(u, c);
+        await roster.outboundSubscribe(u, c); // throws not-allowed when the user's roster is full [RFC6121 2.3.3]
         if (!exists) {
           // [RFC6121 3.1.3] no such contact: answer unsubscribed on its behalf
           await roster.inboundUnsubscribed(u, c);
@@ -163,17 +209,22 @@ export class PresenceService {
           await roster.outboundSubscribed(c, u, true);
           return this.approved(user, contact);
         }
-        const pending = (await this.pending.get(c)) ?? {};
-        pending[u] = toRecord(this.stanza('subscribe', user, contact, env));
-        await this.pending.put(c, pending);
+        const key = `${c}/${u}`;
+        if ((await this.pending.get(key)) === undefined && (await this.pending.keys(`${c}/`)).length >= this.broker.limits.maxPendingSubscriptions) {
+          // The contact has too many unanswered requests: refuse this one rather than grow without bound
+          // [RFC6120 8.3.3.18]; the user's own item keeps ask until the user cancels it.
+          throw new BrokerError('resource-constraint', 'the contact has too many pending subscription requests');
+        }
+        await this.pending.put(key, toRecord(this.stanza('subscribe', user, contact, env)));
         // [RFC6121 3.1.3] the request goes to every available resource
         for (const t of await this.available(contact)) await this.broker.router.deliverTo(t, this.stanza('subscribe', user, contact, env));
         return;
       }
       case 'subscribed': {
-        // here `user` approves `contact`
-        const hadPending = await this.clearPending(user, contact);
+        // here `user` approves `contact`; the request stays pending if the approval fails (roster full)
+        const hadPending = (await this.pending.get(`${u}/${c}`)) !== undefined;
         const r = await roster.outboundSubscribed(u, c, hadPending);
+        await this.clearPending(user, contact);
         if (r === 'approved' && exists) await this.approved(contact, user);
         return;
       }
@@ -239,11 +290,9 @@ export class PresenceService {
   }
 
   private async clearPending(owner: Address, requester: Address): Promise<boolean> {
-    const pending = await this.pending.get(owner.toString());
-    if (!pending || !(requester.toString() in pending)) return false;
-    delete pending[requester.toString()];
-    if (Object.keys(pending).length === 0) await this.pending.delete(owner.toString());
-    else await this.pending.put(owner.toString(), pending);
+    const key = `${owner.toString()}/${requester.toString()}`;
+    if ((await this.pending.get(key)) === undefined) return false;
+    await this.pending.delete(key);
     return true;
   }
 

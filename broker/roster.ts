@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '../storage/types.ts';
+import type { KeyValueOp, KeyValueStore } from '../storage/types.ts';
 import { BrokerError } from './errors.ts';
 
 /** Subscription states [RFC6121 2.1.2.5]. */
@@ -17,15 +17,33 @@ export interface RosterItem {
   removed?: boolean;
 }
 
-interface RosterDoc {
+/** Per roster: its version [RFC6121 2.6] and how many items it holds (for the size limit). */
+interface RosterMeta {
   ver: number;
-  items: Record<string, RosterItem>;
+  count: number;
 }
+
+/** A record of the roster store: the meta record, an item, or a reverse-index entry. */
+type RosterRecord = RosterMeta | RosterItem | 1;
 
 export interface RosterLimits {
   /** items one roster may hold */
   maxItems: number;
 }
+
+/*
+ * Key layout of the roster store: one record per item, so that a change
+ * writes one item and the small meta record whatever the roster's size.
+ * Bare JIDs contain no '/', so one user's prefix never covers another's.
+ *
+ *   <user>/v              RosterMeta
+ *   <user>/i/<contact>    RosterItem
+ *   <contact>/r/<user>    1: <user>'s roster lists <contact> (for account removal)
+ */
+const metaKey = (user: string) => `${user}/v`;
+const itemPrefix = (user: string) => `${user}/i/`;
+const itemKey = (user: string, contact: string) => `${user}/i/${contact}`;
+const reverseKey = (contact: string, user: string) => `${contact}/r/${user}`;
 
 /**
  * Per-user rosters and the subscription state machine of RFC 6121 §3 and
@@ -33,13 +51,13 @@ export interface RosterLimits {
  * presence stanzas is the PresenceService's job.
  */
 export class RosterService {
-  private readonly store: KeyValueStore<RosterDoc>;
+  private readonly store: KeyValueStore<RosterRecord>;
   private readonly limits: RosterLimits;
   /** serialise read-modify-write per user */
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly onPush: (user: string, item: RosterItem, ver: string) => void;
 
-  constructor(store: KeyValueStore<RosterDoc>, limits: RosterLimits, onPush: (user: string, item: RosterItem, ver: string) => void) {
+  constructor(store: KeyValueStore<RosterRecord>, limits: RosterLimits, onPush: (user: string, item: RosterItem, ver: string) => void) {
     this.store = store;
     this.limits = limits;
     this.onPush = onPush;
@@ -47,12 +65,17 @@ export class RosterService {
 
   /** Whole roster and its version [RFC6121 2.6]. */
   async get(user: string): Promise<{ ver: string; items: RosterItem[] }> {
-    const doc = await this.load(user);
-    return { ver: String(doc.ver), items: Object.values(doc.items) };
+    const [meta, entries] = await Promise.all([this.meta(user), this.store.entries(itemPrefix(user))]);
+    return { ver: String(meta.ver), items: entries.map(([, it]) => it as RosterItem) };
   }
 
   async item(user: string, contact: string): Promise<RosterItem | undefined> {
-    return (await this.load(user)).items[contact];
+    return (await this.store.get(itemKey(user, contact))) as RosterItem | undefined;
+  }
+
+  /** Number of items in the user's roster. */
+  async count(user: string): Promise<number> {
+    return (await this.meta(user)).count;
   }
 
   /** Client roster set: name and groups only; subscription is never set by the client [RFC6121 2.1.2.5]. */
@@ -63,23 +86,17 @@ export class RosterService {
       // A user's own bare JID in the roster is allowed by RFC 6121 but confuses clients; ejabberd refuses it too.
       throw new BrokerError('not-allowed', 'cannot add yourself');
     }
-    await this.mutate(user, (doc) => {
-      const cur = doc.items[contact];
-      if (!cur && Object.keys(doc.items).length >= this.limits.maxItems) {
-        throw new BrokerError('not-allowed', 'roster size limit reached'); // [RFC6121 2.3.3] policy-violation is also allowed
-      }
-      return { ...(cur ?? { jid: contact, subscription: 'none' as const }), name, groups };
-    }, contact);
+    await this.mutate(user, contact, (cur) => ({ ...(cur ?? { jid: contact, subscription: 'none' as const }), name, groups }));
   }
 
   /** Client roster remove; returns the item as it was so the caller can cancel subscriptions [RFC6121 2.5.2]. */
   async remove(user: string, contact: string): Promise<RosterItem> {
     let before: RosterItem | undefined;
-    await this.mutate(user, (doc) => {
-      before = doc.items[contact];
+    await this.mutate(user, contact, (cur) => {
+      before = cur;
       if (!before) throw new BrokerError('item-not-found'); // [RFC6121 2.5.3]
       return undefined;
-    }, contact);
+    });
     return before!;
   }
 
@@ -148,70 +165,120 @@ export class RosterService {
 
   /** Both directions from one read: `from` see the user's presence, `to` are probed [RFC6121 4.2.2]. */
   async presenceContacts(user: string): Promise<{ to: string[]; from: string[] }> {
-    const doc = await this.load(user);
     const to: string[] = [];
     const from: string[] = [];
-    for (const k in doc.items) {
-      const i = doc.items[k]!;
+    for (const [, rec] of await this.store.entries(itemPrefix(user))) {
+      const i = rec as RosterItem;
       if (i.subscription === 'both' || i.subscription === 'to') to.push(i.jid);
       if (i.subscription === 'both' || i.subscription === 'from') from.push(i.jid);
     }
     return { to, from };
   }
 
-  async drop(user: string): Promise<void> {
-    await this.store.delete(user);
+  /** Users whose roster lists `contact` (from the reverse index). */
+  async listedBy(contact: string): Promise<string[]> {
+    const prefix = `${contact}/r/`;
+    return (await this.store.keys(prefix)).map((k) => k.slice(prefix.length));
   }
 
-  private async load(user: string): Promise<RosterDoc> {
-    return (await this.store.get(user)) ?? { ver: 0, items: {} };
+  /**
+   * Delete a user's roster: its items, its version and the reverse-index
+   * entries of its items. Pushes nothing (the account is going away).
+   */
+  async drop(user: string): Promise<void> {
+    await this.locked(user, async () => {
+      const ops: KeyValueOp<RosterRecord>[] = [{ type: 'del', key: metaKey(user) }];
+      for (const [key, rec] of await this.store.entries(itemPrefix(user))) {
+        ops.push({ type: 'del', key }, { type: 'del', key: reverseKey((rec as RosterItem).jid, user) });
+      }
+      // Reverse entries naming this user as contact are removed by whoever removes the items (removeContact).
+      await this.store.batch(ops);
+    });
+  }
+
+  /**
+   * Remove `contact` from `user`'s roster without any subscription
+   * traffic (the contact's account was removed); pushes the removal to the
+   * user's interested resources [RFC6121 2.5.2]. Returns the item as it was.
+   */
+  async removeContact(user: string, contact: string): Promise<RosterItem | undefined> {
+    let before: RosterItem | undefined;
+    await this.mutate(user, contact, (cur) => {
+      before = cur;
+      return cur ? undefined : null;
+    });
+    // A stale reverse entry (no such item) is dropped too.
+    if (!before) await this.store.delete(reverseKey(contact, user));
+    return before;
+  }
+
+  /** Every key of the store that belongs to `user` (for the account-removal check). */
+  async keysOf(user: string): Promise<string[]> {
+    return this.store.keys(`${user}/`);
+  }
+
+  private async meta(user: string): Promise<RosterMeta> {
+    return ((await this.store.get(metaKey(user))) as RosterMeta | undefined) ?? { ver: 0, count: 0 };
   }
 
   /** Apply fn to the item (creating it when `create`); push and bump the version when it changed. */
   private async transition(user: string, contact: string, fn: (it: RosterItem) => RosterItem | undefined, create: boolean): Promise<boolean> {
     let changed = false;
-    await this.mutate(user, (doc) => {
-      const cur = doc.items[contact];
-      if (!cur && !create) return cur;
+    await this.mutate(user, contact, (cur) => {
+      if (!cur && !create) return null;
       const next = fn(cur ?? { jid: contact, groups: [], subscription: 'none' });
       if (!next) return cur ?? null;
       changed = true;
       return next;
-    }, contact);
+    });
     return changed;
   }
 
-  /**
-   * Read-modify-write under a per-user lock. fn returns the new item, undefined
-   * to delete it, or null to leave the roster untouched.
-   */
-  private async mutate(user: string, fn: (doc: RosterDoc) => RosterItem | undefined | null, contact: string): Promise<void> {
+  private async locked(user: string, task: () => Promise<void>): Promise<void> {
     const prev = this.locks.get(user) ?? Promise.resolve();
-    const run = prev.catch(() => {}).then(async () => {
-      const doc = await this.load(user);
-      const next = fn(doc);
-      if (next === null) return;
-      const before = doc.items[contact];
-      // [RFC6121 A.2.1] a transition to the same state changes nothing: no push, no new version
-      if (next === before || (next && before && sameItem(stripUndefined(next), before))) return;
-      doc.ver += 1;
-      let pushed: RosterItem;
-      if (next === undefined) {
-        delete doc.items[contact];
-        pushed = { jid: contact, groups: [], subscription: 'none', removed: true };
-      } else {
-        doc.items[contact] = stripUndefined(next);
-        pushed = doc.items[contact];
-      }
-      await this.store.put(user, doc);
-      this.onPush(user, pushed, String(doc.ver)); // [RFC6121 2.1.6] push to interested resources
-    });
+    const run = prev.catch(() => {}).then(task);
     this.locks.set(user, run);
     try {
       await run;
     } finally {
       if (this.locks.get(user) === run) this.locks.delete(user);
     }
+  }
+
+  /**
+   * Read-modify-write of one item under a per-user lock. fn returns the new
+   * item, undefined to delete it, or null to leave the roster untouched.
+   * Writes the item, the meta record and the reverse entry in one batch: the
+   * cost does not depend on the roster's size. Every path that creates an
+   * item (roster set, subscribe, pre-approval, approval) comes through here,
+   * so the size limit is checked once for all [RFC6121 2.3.3].
+   */
+  private async mutate(user: string, contact: string, fn: (cur: RosterItem | undefined) => RosterItem | undefined | null): Promise<void> {
+    await this.locked(user, async () => {
+      const [meta, before] = await Promise.all([this.meta(user), this.item(user, contact)]);
+      const next = fn(before);
+      if (next === null) return;
+      // [RFC6121 A.2.1] a transition to the same state changes nothing: no push, no new version
+      if (next === before || (next && before && sameItem(stripUndefined(next), before))) return;
+      if (next && !before && meta.count >= this.limits.maxItems) {
+        // [RFC6121 2.3.3] the roster is full: not-allowed, the condition a roster set gets; the same for subscriptions
+        throw new BrokerError('not-allowed', 'roster size limit reached');
+      }
+      const count = meta.count + (next && !before ? 1 : 0) - (!next && before ? 1 : 0);
+      const ver = meta.ver + 1;
+      const ops: KeyValueOp<RosterRecord>[] = [{ type: 'put', key: metaKey(user), value: { ver, count } }];
+      let pushed: RosterItem;
+      if (next === undefined) {
+        ops.push({ type: 'del', key: itemKey(user, contact) }, { type: 'del', key: reverseKey(contact, user) });
+        pushed = { jid: contact, groups: [], subscription: 'none', removed: true };
+      } else {
+        pushed = stripUndefined(next);
+        ops.push({ type: 'put', key: itemKey(user, contact), value: pushed });
+        if (!before) ops.push({ type: 'put', key: reverseKey(contact, user), value: 1 });
+      }
+      await this.store.batch(ops);
+      this.onPush(user, pushed, String(ver)); // [RFC6121 2.1.6] push to interested resources
+    });
   }
 }
 

@@ -4,13 +4,16 @@
 // re-exported here, so suites import from one place.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { client, type Client } from '@xmpp/client';
+import XmppTlsSocket from '@xmpp/tls/lib/Socket.js';
 import { xml, type Element } from '@xmpp/xml';
+import { testCaIfReady, testPki } from './test-ca.ts';
 
 export { xml, type Element };
 
@@ -19,6 +22,7 @@ const BIN = path.join(ROOT, 'bin', 'parley.js');
 
 export * from './wire.ts';
 export * from './matchers.ts';
+export { issueLeaf, otherCa, testCa, testPki } from './test-ca.ts';
 import { rosterGet, rosterItem, type Pred } from './matchers.ts';
 import { DOMAIN, NS_ROSTER, ScramClient, type ScramHash } from './wire.ts';
 
@@ -46,6 +50,8 @@ export interface TestNode {
   dataDir: string;
   /** every stdout/stderr line of the current process (for diagnosis) */
   log: string[];
+  /** pid of the current node process (undefined before the first start) */
+  readonly pid: number | undefined;
   /** SIGKILL, no shutdown at all */
   kill9(): Promise<void>;
   /** SIGTERM and wait for the process to exit */
@@ -66,6 +72,23 @@ export interface StartNodeOptions {
   /** run through this command instead of `node bin/parley.js` (e.g. ['taskset', '-c', '0', 'bin/parley']) */
   launcher?: string[];
   env?: Record<string, string>;
+  /**
+   * Put the suite's test certificate (signed by the test CA every client of
+   * the suite trusts, conformance/test-ca.ts) into `<dataDir>/tls/` unless
+   * one is there. Default true; false lets the node generate its own.
+   */
+  seedTls?: boolean;
+}
+
+/** The suite's certificate into `<dataDir>/tls/`, as the node would have written its own. */
+async function seedTestCertificate(dataDir: string): Promise<void> {
+  const dir = path.join(dataDir, 'tls');
+  if (existsSync(path.join(dir, 'cert.pem')) && existsSync(path.join(dir, 'key.pem'))) return;
+  const { ca, leaf } = await testPki();
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(path.join(dir, 'key.pem'), leaf.key, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'cert.pem'), leaf.cert, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'ca.pem'), ca.cert, { mode: 0o600 });
 }
 
 const liveProcesses = new Set<ChildProcess>();
@@ -87,16 +110,19 @@ function waitExit(proc: ChildProcess, timeoutMs: number): Promise<boolean> {
 export function runCli(
   args: string[],
   timeoutMs = 30_000,
+  opts: { env?: Record<string, string>; input?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...opts.env },
     });
+    if (opts.input !== undefined) p.stdin!.end(opts.input);
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
+    p.stdout!.on('data', (d) => (stdout += d));
+    p.stderr!.on('data', (d) => (stderr += d));
     const t = setTimeout(() => {
       p.kill('SIGKILL');
       reject(new Error(`parley ${args.join(' ')}: timed out`));
@@ -113,12 +139,14 @@ export function runCli(
 export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> {
   const ownDir = !opts.dataDir;
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'parley-conf-'));
-  mkdirSync(dataDir, { recursive: true });
+  // 0700: the node refuses a data directory others can write in (bin/datadir.ts)
+  if (opts.config !== undefined || opts.seedTls !== false) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   let configFile: string | undefined;
   if (opts.config !== undefined) {
     configFile = path.join(dataDir, 'parley.yaml');
     writeFileSync(configFile, opts.config);
   }
+  if (opts.seedTls !== false) await seedTestCertificate(dataDir);
   const baseArgs = [
     '--data-dir',
     dataDir,
@@ -230,6 +258,9 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     ports,
     dataDir,
     log,
+    get pid() {
+      return proc?.pid;
+    },
     async kill9() {
       const p = proc;
       if (!p || p.exitCode !== null || p.signalCode !== null) return;
@@ -242,7 +273,8 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
       await launch();
     },
     async addUser(name: string, password: string) {
-      const r = await runCli([...baseArgs, 'user', 'add', name, password]);
+      // the password through the environment, as docs/configuration.md advises (no warning, not in ps)
+      const r = await runCli([...baseArgs, 'user', 'add', name], 30_000, { env: { PARLEY_PASSWORD: password } });
       if (r.code !== 0)
         throw new Error(`user add ${name} failed (${r.code}): ${r.stderr}${r.stdout}`);
     },
@@ -333,24 +365,17 @@ export interface TestClient {
 
 const openClients = new Set<TestClient>();
 
-// The node's certificate is self-signed; @xmpp/client has no TLS option, so
-// NODE_TLS_REJECT_UNAUTHORIZED=0 is set only while clients connect.
-let insecureDepth = 0;
-let savedTlsEnv: string | undefined;
-async function withInsecureTls<T>(fn: () => Promise<T>): Promise<T> {
-  if (insecureDepth++ === 0) {
-    savedTlsEnv = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
-    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-  }
-  try {
-    return await fn();
-  } finally {
-    if (--insecureDepth === 0) {
-      if (savedTlsEnv === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
-      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = savedTlsEnv;
-    }
-  }
-}
+// @xmpp/client takes no TLS options: every TLS socket it makes (direct TLS,
+// and the STARTTLS upgrade of @xmpp/starttls) comes from @xmpp/tls's
+// Socket.connect(options), which calls tls.connect(options). Give those the
+// suite's test CA (conformance/test-ca.ts) when the caller gave no `ca`:
+// verification stays on, the name is checked, and only the test CA is
+// trusted, so a node serving any other certificate fails the login.
+const xmppTlsConnect = XmppTlsSocket.prototype.connect;
+XmppTlsSocket.prototype.connect = function (this: XmppTlsSocket, options: tls.ConnectionOptions) {
+  const ca = testCaIfReady();
+  return xmppTlsConnect.call(this, ca && options.ca === undefined ? { ...options, ca } : options);
+};
 
 let idCounter = 0;
 export const nextId = (prefix = 'id') =>
@@ -419,7 +444,7 @@ export function createClient(opts: ClientOptions): TestClient {
     closed,
     async start() {
       openClients.add(tc);
-      await withInsecureTls(() => xmpp.start());
+      await xmpp.start();
       tc.jid = xmpp.jid!.toString();
       tc.bare = xmpp.jid!.bare().toString();
     },

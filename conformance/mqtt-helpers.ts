@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { startNode, type TestNode } from './helpers.ts';
+import { testCa } from './test-ca.ts';
 
 export interface MqttPorts {
   mqtt: number;
@@ -63,10 +64,14 @@ export async function addUsers(node: TestNode, users: Record<string, string>): P
 
 const openClients = new Set<MqttClient>();
 
-/** Connect the real `mqtt` client and wait for CONNACK; rejects with the client's error on a refusal. */
-export function mqttConnect(port: number, opts: IClientOptions & { tls?: boolean } = {}): Promise<MqttClient> {
+/**
+ * Connect the real `mqtt` client and wait for CONNACK; rejects with the client's error on a refusal.
+ * With `tls`, the certificate is verified against the suite's test CA (conformance/test-ca.ts) unless `ca` is given.
+ */
+export async function mqttConnect(port: number, opts: IClientOptions & { tls?: boolean } = {}): Promise<MqttClient> {
   const url = `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`;
-  const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, rejectUnauthorized: false, ...opts });
+  const ca = opts.tls ? await testCa() : undefined;
+  const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ca, ...opts });
   openClients.add(c);
   // Messages a server sends right behind the CONNACK (a persistent session's
   // queue, retained messages) can be parsed in the same turn as the CONNACK,
@@ -202,9 +207,11 @@ export class RawMqtt {
     });
   }
 
-  static connect(port: number, opts: { tls?: boolean } = {}): Promise<RawMqtt> {
+  /** With `tls`: verified against the suite's test CA; `tlsOptions` adds or overrides (ca, ciphers, …). */
+  static async connect(port: number, opts: { tls?: boolean; tlsOptions?: tls.ConnectionOptions } = {}): Promise<RawMqtt> {
+    const ca = opts.tls ? await testCa() : undefined;
     return new Promise((resolve, reject) => {
-      const sock = opts.tls ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }) : net.connect({ host: '127.0.0.1', port });
+      const sock = opts.tls ? tls.connect({ host: '127.0.0.1', port, ca, ...opts.tlsOptions }) : net.connect({ host: '127.0.0.1', port });
       sock.once(opts.tls ? 'secureConnect' : 'connect', () => resolve(new RawMqtt(sock)));
       sock.once('error', reject);
     });

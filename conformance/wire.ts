@@ -4,6 +4,7 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
+import { testCa } from './test-ca.ts';
 
 export const DOMAIN = 'localhost';
 export const NS_CLIENT = 'jabber:client';
@@ -93,10 +94,15 @@ export class RawConn {
     this.attach(sock);
   }
 
-  static connect(port: number, opts: { directTls?: boolean } = {}): Promise<RawConn> {
+  /**
+   * directTls: verified against the suite's test CA (conformance/test-ca.ts)
+   * for DOMAIN; `tls` adds or overrides TLS options (ca, ciphers, …).
+   */
+  static async connect(port: number, opts: { directTls?: boolean; tls?: tls.ConnectionOptions } = {}): Promise<RawConn> {
+    const ca = opts.directTls ? await testCa() : undefined;
     return new Promise((resolve, reject) => {
       const sock = opts.directTls
-        ? tls.connect({ host: '127.0.0.1', port, servername: DOMAIN, rejectUnauthorized: false })
+        ? tls.connect({ host: '127.0.0.1', port, servername: DOMAIN, ca, ...opts.tls })
         : net.connect({ host: '127.0.0.1', port });
       sock.once(opts.directTls ? 'secureConnect' : 'connect', () => {
         sock.off('error', reject);
@@ -110,6 +116,11 @@ export class RawConn {
 
   get closed(): boolean {
     return this.closedFlag;
+  }
+
+  /** The socket data flows on now: the TLS socket after STARTTLS or with direct TLS. */
+  get socket(): net.Socket {
+    return this.sock;
   }
 
   private attach(sock: net.Socket): void {
@@ -174,14 +185,19 @@ export class RawConn {
     return this.waitFor(/<\/stream:features>|<stream:features\/>/);
   }
 
-  /** STARTTLS [RFC6120 5.4]: request, wait for proceed, upgrade in place. */
-  async startTls(): Promise<void> {
+  /**
+   * STARTTLS [RFC6120 5.4]: request, wait for proceed, upgrade in place,
+   * verifying the certificate against the suite's test CA for DOMAIN;
+   * `opts` adds or overrides TLS options (ca, ciphers, …).
+   */
+  async startTls(opts: tls.ConnectionOptions = {}): Promise<void> {
+    const ca = await testCa();
     this.send(`<starttls xmlns='${NS_TLS}'/>`);
     await this.waitFor(/<proceed[^>]*\/>/);
     const raw = this.sock;
     raw.removeAllListeners('data');
     raw.removeAllListeners('close');
-    const secure = tls.connect({ socket: raw, servername: DOMAIN, rejectUnauthorized: false });
+    const secure = tls.connect({ socket: raw, servername: DOMAIN, ca, ...opts });
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', () => resolve());
       secure.once('error', reject);

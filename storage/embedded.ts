@@ -26,7 +26,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
-import type { ArchiveStore, KeyValueStore, QueueStore, Storage } from './types.ts';
+import type { ArchiveStore, KeyValueOp, KeyValueStore, QueueStore, Storage } from './types.ts';
 import { jsonClone } from './util.ts';
 import { LevelArchive } from './embedded/archive.ts';
 import { lowerNewThreads, threadIds } from './embedded/background.ts';
@@ -292,6 +292,23 @@ class LevelKeyValue<T> implements KeyValueStore<T> {
     for await (const key of this.sub.keys<Buffer>({ ...range, keyEncoding: 'buffer' }))
       out.push(key.toString('utf8'));
     return out;
+  }
+
+  /** A range read of LevelDB (not the read cache): every write this store made has settled in call order. */
+  async entries(prefix: string): Promise<[string, T][]> {
+    const out: [string, T][] = [];
+    const range = prefix === '' ? {} : prefixRange(prefix);
+    for await (const [key, text] of this.sub.iterator<Buffer, string>({ ...range, keyEncoding: 'buffer' }))
+      out.push([key.toString('utf8'), JSON.parse(text) as T]);
+    return out;
+  }
+
+  /** One LevelDB batch: every op or none. */
+  async batch(ops: KeyValueOp<T>[]): Promise<void> {
+    const texts = ops.map((op): [string, string | null] => [op.key, op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : null]);
+    await this.#cache.writeMany(texts, () =>
+      this.write(texts.map(([key, value]) => (value === null ? { type: 'del', sublevel: this.sub, key } : { type: 'put', sublevel: this.sub, key, value }))),
+    );
   }
 }
 

@@ -12,6 +12,7 @@ import type {
   ArchiveQuery,
   ArchiveRecord,
   ArchiveStore,
+  KeyValueOp,
   KeyValueStore,
   QueueItem,
   QueueStore,
@@ -77,6 +78,16 @@ class MemoryKeyValue<T> implements KeyValueStore<T> {
 
   async keys(prefix = ''): Promise<string[]> {
     return [...this.#data.keys()].filter((k) => k.startsWith(prefix)).sort(compareKeys);
+  }
+
+  async entries(prefix: string): Promise<[string, T][]> {
+    return (await this.keys(prefix)).map((k) => [k, JSON.parse(this.#data.get(k)!) as T]);
+  }
+
+  async batch(ops: KeyValueOp<T>[]): Promise<void> {
+    // Encode every value first, so a bad one fails the batch before any write.
+    const encoded = ops.map((op) => (op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : null));
+    ops.forEach((op, i) => (op.type === 'put' ? this.#data.set(op.key, encoded[i]!) : this.#data.delete(op.key)));
   }
 }
 

@@ -23,6 +23,7 @@ import type {
   ArchiveQuery,
   ArchiveRecord,
   ArchiveStore,
+  KeyValueOp,
   KeyValueStore,
   QueueItem,
   QueueStore,
@@ -189,6 +190,23 @@ class MongoKeyValue<T> implements KeyValueStore<T> {
     // MongoDB already sorts by UTF-8 bytes; sorting again only guards against a
     // non-simple default collation on the collection.
     return docs.map((d) => d._id).sort(compareKeys);
+  }
+
+  async entries(prefix: string): Promise<[string, T][]> {
+    const filter = prefix === '' ? {} : { _id: { $regex: '^' + prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') } };
+    const docs = await this.#coll().find(filter).sort({ _id: 1 }).toArray();
+    return docs.sort((a, b) => compareKeys(a._id, b._id)).map((d) => [d._id, d.value as T]);
+  }
+
+  /** In order, without a transaction (a standalone server has none): a crash may leave a prefix applied. */
+  async batch(ops: KeyValueOp<T>[]): Promise<void> {
+    if (ops.length === 0) return;
+    const writes = ops.map((op) =>
+      op.type === 'put'
+        ? { replaceOne: { filter: { _id: op.key }, replacement: { value: jsonClone(op.value) }, upsert: true } }
+        : { deleteOne: { filter: { _id: op.key } } },
+    );
+    await this.#coll().bulkWrite(writes, { ordered: true });
   }
 }
 

@@ -14,7 +14,22 @@ export interface KeyValueStore<T> {
   delete(key: string): Promise<void>;
   /** Keys in ascending order, optionally only those starting with prefix. */
   keys(prefix?: string): Promise<string[]>;
+  /**
+   * Keys and values in ascending key order, only those starting with prefix.
+   * Lets a caller keep one record per item (a roster item, a pending request)
+   * under a common prefix, so a write costs one record, not the whole set.
+   */
+  entries(prefix: string): Promise<[string, T][]>;
+  /**
+   * Several puts and deletes of this store in one write. Atomic where the
+   * backend can (embedded: one LevelDB batch; memory); MongoDB applies them in
+   * order without a transaction, so a crash may leave a prefix of them.
+   */
+  batch(ops: KeyValueOp<T>[]): Promise<void>;
 }
+
+/** One write of {@link KeyValueStore.batch}. */
+export type KeyValueOp<T> = { type: 'put'; key: string; value: T } | { type: 'del'; key: string };
 
 /** One archived item of a conversation timeline. */
 export interface ArchiveRecord<T = unknown> {

@@ -52,3 +52,12 @@ declare module '@xmpp/client' {
   export { xml } from '@xmpp/xml';
   export function jid(s: string): any;
 }
+
+// The class every TLS socket of @xmpp/client comes from (direct TLS and the
+// STARTTLS upgrade); the conformance suite gives it the test CA.
+declare module '@xmpp/tls/lib/Socket.js' {
+  import type { ConnectionOptions } from 'node:tls';
+  export default class Socket {
+    connect(options: ConnectionOptions): void;
+  }
+}

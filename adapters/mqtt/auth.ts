@@ -92,17 +92,25 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
     info.acl = ClientAcl.for(opts.acl, { clientId: info.clientId });
     return;
   }
-  const ok = secret !== undefined && (await broker.accounts.verifyPassword(username, secret));
-  if (client.closed) throw refusal(5, 'connection closed during authentication');
+  // The shared login throttle (broker/accounts.ts AuthThrottle): a slot per address and account, or
+  // refused unchecked with 3 "server unavailable" [MQTT 3.2.2.3 table 3.1] when too many checks are in flight.
+  const attempt = broker.throttle.begin(info.ip, username);
+  if (!attempt) throw refusal(3, 'too many login attempts in progress');
+  let ok: boolean;
+  try {
+    ok = secret !== undefined && (await broker.accounts.verifyPassword(username, secret));
+  } catch (err) {
+    attempt.cancel();
+    throw err;
+  }
   if (!ok) {
-    broker.throttle.fail(info.ip);
     broker.metrics.login('mqtt', false);
-    // Repeated failures from one address are answered more and more slowly.
-    const delay = broker.throttle.delayFor(info.ip);
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    // Repeated failures are answered more and more slowly, the slot held meanwhile.
+    await attempt.fail();
     throw refusal(4, 'bad user name or password');
   }
-  broker.throttle.succeed(info.ip);
+  attempt.succeed();
+  if (client.closed) throw refusal(5, 'connection closed during authentication');
   broker.metrics.login('mqtt', true);
   const bare = broker.accounts.address(username);
   info.address = reserve(ctx, bare, info.clientId);

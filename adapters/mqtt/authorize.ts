@@ -24,6 +24,8 @@ function sink(packet: PublishPacket): void {
 /** aedes `authorizePublish`: client PUBLISH, and wills (client null after a restart). */
 export function authorizePublish(ctx: MqttContext) {
   return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
+    // The retained index counts a retained message against its publisher's account (retained.ts).
+    if (client && packet.retain) (packet as { clientId?: string }).clientId = client.id;
     // Plain topics are decided synchronously: no promise and no closure per PUBLISH on the hot path.
     let verdict: Verdict | Promise<Verdict>;
     try {
@@ -134,13 +136,25 @@ async function isStoredQos2(ctx: MqttContext, client: Client, packet: PublishPac
 /** aedes `authorizeSubscribe`: a refusal is SUBACK 0x80 for that filter [MQTT-3.9.3-2]. */
 export function authorizeSubscribe(ctx: MqttContext) {
   return (client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void): void => {
+    // Filters held by this connection (granted, or being decided): a bounded set [MQTT-3.9.3-2].
+    const info = infoOf(ctx, client);
+    const held = (info.filters ??= new Set());
+    const added = !held.has(sub.topic);
+    if (added && held.size >= ctx.opts.maxSubscriptionsPerConnection) {
+      if (!info.filtersFull) ctx.log.info({ client: info.clientId, ip: info.ip, max: ctx.opts.maxSubscriptionsPerConnection }, 'mqtt subscription refused: too many on one connection');
+      info.filtersFull = true;
+      return done(null, null); // SUBACK 0x80 for this filter [MQTT-3.9.3-2]
+    }
+    held.add(sub.topic);
     decideSubscribe(ctx, client, sub.topic).then(
       (ok) => {
         if (!ok) ctx.log.debug({ client: client.id, topic: snippet(sub.topic) }, 'mqtt subscription refused');
+        if (!ok && added) held.delete(sub.topic);
         done(null, ok ? sub : null);
       },
       (err) => {
         ctx.log.error({ err }, 'mqtt subscription check failed');
+        if (added) held.delete(sub.topic);
         done(null, null);
       },
     );

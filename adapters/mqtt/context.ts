@@ -2,6 +2,7 @@ import type { Aedes, Client } from 'aedes';
 import { Address, type Broker, type CloseKind, type Logger } from '../../broker/index.ts';
 import { ClientAcl } from './acl.ts';
 import type { MqttOptions } from './options.ts';
+import type { RetainedIndex } from './retained.ts';
 import type { MqttSession } from './session.ts';
 
 /** The aedes client fields the adapter reads besides the typed ones. */
@@ -27,6 +28,10 @@ export interface ConnInfo {
   /** the session address (resource = client id) once authenticated; absent for anonymous clients */
   address?: Address;
   acl?: ClientAcl;
+  /** topic filters this connection holds or is being granted (bounded by maxSubscriptionsPerConnection) */
+  filters?: Set<string>;
+  /** the bound was reached (logged once) */
+  filtersFull?: boolean;
   /** why the connection is ending, once known */
   closeKind?: CloseKind;
   closeText?: string;
@@ -37,6 +42,8 @@ export interface MqttStats {
   received: number;
   sent: number;
   denied: number;
+  /** QoS 0 messages dropped for a subscriber whose queue was full (outbound.ts) */
+  dropped: number;
 }
 
 /** Shared state of one MqttServer, handed to its hook handlers. */
@@ -48,6 +55,8 @@ export interface MqttContext {
   infos: WeakMap<Client, ConnInfo>;
   sessions: WeakMap<Client, MqttSession>;
   stats: MqttStats;
+  /** retained messages by topic (retained.ts) */
+  retained: RetainedIndex;
 }
 
 const ANONYMOUS = '@anonymous';

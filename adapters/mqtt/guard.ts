@@ -15,6 +15,7 @@ export interface GuardFailure {
   text: string;
 }
 
+const CONNECT = 1;
 const PUBLISH = 3;
 const SUBSCRIBE = 8;
 const UNSUBSCRIBE = 10;
@@ -112,7 +113,7 @@ export class WireGuard {
   private inPlace(chunk: Buffer, i: number): number {
     const first = chunk[i];
     const type = first >> 4;
-    if (type === SUBSCRIBE || type === UNSUBSCRIBE || type === PINGREQ || type === DISCONNECT) return -1;
+    if (type === CONNECT || type === SUBSCRIBE || type === UNSUBSCRIBE || type === PINGREQ || type === DISCONNECT) return -1;
     let p = i + 1;
     let len = 0;
     let mult = 1;
@@ -150,7 +151,7 @@ export class WireGuard {
       return this.fail('protocol-error', 'PINGREQ and DISCONNECT have no body [MQTT-4.8.0-1]');
     }
     if (this.type === PUBLISH) return this.collect(Math.min(this.len, 2));
-    if (this.type === SUBSCRIBE || this.type === UNSUBSCRIBE) return this.collect(this.len);
+    if (this.type === SUBSCRIBE || this.type === UNSUBSCRIBE || this.type === CONNECT) return this.collect(this.len);
     this.skip = this.len;
   }
 
@@ -188,6 +189,11 @@ export class WireGuard {
       if (body.length > 2 + topicLen && body.readUInt16BE(2 + topicLen) === 0) return this.fail('protocol-error', 'packet identifier 0 [MQTT-2.3.1-1]');
       return;
     }
+    if (this.type === CONNECT) {
+      const bad = connectStrings(body);
+      if (bad) this.fail('protocol-error', `${bad} is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]`);
+      return;
+    }
     // SUBSCRIBE / UNSUBSCRIBE: packet id, then at least one filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]
     if (body.length < 2 || body.readUInt16BE(0) === 0) return this.fail('protocol-error', 'packet identifier 0 or missing [MQTT-2.3.1-1]');
     if (body.length === 2) return this.fail('protocol-error', 'no topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]');
@@ -201,6 +207,46 @@ export class WireGuard {
       p += 2 + n + (this.type === SUBSCRIBE ? 1 : 0);
     }
   }
+}
+
+/**
+ * The first UTF-8 string field of a CONNECT body that is not well-formed
+ * [MQTT-1.5.3-1]: protocol name, client id, will topic, user name (the will
+ * message and the password are binary). A body too short for its fields is
+ * left to mqtt-packet, which refuses it.
+ */
+function connectStrings(body: Buffer): string | undefined {
+  let p = 0;
+  const str = (): 'ok' | 'bad' | 'short' => {
+    if (p + 2 > body.length) return 'short';
+    const n = body.readUInt16BE(p);
+    if (p + 2 + n > body.length) return 'short';
+    const ok = validString(body, p + 2, p + 2 + n);
+    p += 2 + n;
+    return ok ? 'ok' : 'bad';
+  };
+  if (str() === 'bad') return 'the protocol name';
+  if (p + 4 > body.length) return undefined;
+  const flags = body[p + 1];
+  p += 4; // level, flags, keepalive
+  const checks: [string, boolean][] = [
+    ['the client id [MQTT-3.1.3-4]', true],
+    ['the will topic', (flags & 0x04) !== 0],
+    ['', (flags & 0x04) !== 0], // will message: binary, skipped
+    ['the user name [MQTT-3.1.3-11]', (flags & 0x80) !== 0],
+  ];
+  for (const [what, present] of checks) {
+    if (!present) continue;
+    if (what === '') {
+      if (p + 2 > body.length) return undefined;
+      p += 2 + body.readUInt16BE(p);
+      continue;
+    }
+    const r = str();
+    if (r === 'short') return undefined;
+    if (r === 'bad') return what;
+  }
+  return undefined;
 }
 
 /** Bytes [from, to) are well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]; ASCII is checked inline. */

@@ -1,5 +1,14 @@
 import type { SecureContextOptions } from 'node:tls';
 import { defaultAcl, type AclRule } from './acl.ts';
+import type { RetainedStore } from './retained.ts';
+
+/** Persistent MQTT session state by account (client ids `{user}/{client id}`, context.ts). */
+export interface SessionEraser {
+  /** the accounts (local parts) that have stored session state */
+  users(): Promise<string[]>;
+  /** erase every stored session of one account; returns the client ids erased */
+  erase(user: string): Promise<string[]>;
+}
 
 /** A listener address; port 0 picks a free port. */
 export interface MqttListener {
@@ -25,6 +34,20 @@ export interface MqttOptions {
    * in-memory one, which loses everything on restart.
    */
   persistence?: unknown;
+  /**
+   * Finds and erases persistent-session state (subscriptions, QoS 1/2
+   * queues, wills) in the persistence by account; bin/ gives the LevelDB
+   * one. Absent: only what live connections hold is cleared.
+   */
+  sessionEraser?: SessionEraser;
+  /** where retained messages are kept (retained.ts); absent means in memory, lost on restart */
+  retainedStore?: RetainedStore;
+  /** retained messages one account may own; more are delivered but not kept (logged, counted) */
+  retainedMaxPerUser: number;
+  /** retained messages in total */
+  retainedMaxTotal: number;
+  /** largest payload kept as a retained message, in bytes */
+  retainedMaxPayload: number;
   /** an mqemitter instance (cluster-wide fan-out); absent means aedes' local one */
   mq?: unknown;
   /** let clients without a username connect; they get plain topics under the ACL and never a chat identity */
@@ -54,6 +77,16 @@ export interface MqttOptions {
   minKeepaliveSeconds: number;
   /** largest keepalive a client may ask for, in seconds */
   maxKeepaliveSeconds: number;
+  /**
+   * Messages delivered to one subscriber that its socket has not taken yet
+   * (outbound.ts). Past it a QoS 0 message is dropped for that subscriber and
+   * a QoS 1/2 message closes its connection (policy-violation, slow consumer).
+   */
+  maxQueuedMessages: number;
+  /** the same bound in bytes (topic + payload) */
+  maxQueuedBytes: number;
+  /** topic filters one connection may hold; more get SUBACK 0x80 [MQTT-3.9.3-2] */
+  maxSubscriptionsPerConnection: number;
   /** time a client's socket may stay full before it is dropped as a slow consumer (aedes `drainTimeout`) */
   drainTimeoutMs: number;
   /** aedes broker heartbeat on `$SYS/<id>/heartbeat`; wills of a node silent for 3 beats fire */
@@ -66,6 +99,8 @@ export interface MqttOptions {
    * single node; a cluster leaves it to the heartbeat sweep.
    */
   fireStaleWillsOnStart: boolean;
+  /** time a TLS handshake may take from TCP accept (Node's `handshakeTimeout`); connections are counted from accept */
+  tlsHandshakeTimeoutMs: number;
   /** simultaneous MQTT connections from one IP address */
   maxConnectionsPerIp: number;
   /** simultaneous MQTT connections in total */
@@ -104,9 +139,16 @@ export const defaultMqttOptions: MqttOptions = {
   minKeepaliveSeconds: 0,
   maxKeepaliveSeconds: 65_535,
   drainTimeoutMs: 30_000,
+  maxQueuedMessages: 10_000,
+  maxSubscriptionsPerConnection: 1000,
+  maxQueuedBytes: 16 * 1024 * 1024,
+  retainedMaxPerUser: 1000,
+  retainedMaxTotal: 100_000,
+  retainedMaxPayload: 256 * 1024,
   heartbeatIntervalMs: 60_000,
   sysIntervalMs: 10_000,
   fireStaleWillsOnStart: true,
+  tlsHandshakeTimeoutMs: 10_000,
   maxConnectionsPerIp: 1000,
   maxConnections: 100_000,
   tcpNoDelay: true,

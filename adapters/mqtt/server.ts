@@ -1,7 +1,7 @@
 // First: mqtt-packet (loaded by aedes below) must find `debug` already quieted.
 import { loadedTooEarly } from './quiet-debug.ts';
 import net from 'node:net';
-import tls from 'node:tls';
+import tls, { type SecureContextOptions } from 'node:tls';
 import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes';
 import { createWebSocketStream, type WebSocket } from 'ws';
 import { Address, closeReason, snippet, type Broker } from '../../broker/index.ts';
@@ -14,6 +14,8 @@ import { CONNACK_UNACCEPTABLE_PROTOCOL, unsupportedProtocolLevel, WireGuard } fr
 import { presenceJson } from './mapping.ts';
 import { readIntoSharedBuffer } from './read-buffer.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
+import { boundOutbound, markFanout } from './outbound.ts';
+import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
 import { SysStats } from './sys.ts';
@@ -39,6 +41,7 @@ export class MqttServer {
   private readonly pending = new Set<Promise<void>>();
   private ctx?: MqttContext;
   private sys?: SysStats;
+  private offRemoved?: () => void;
 
   constructor(broker: Broker, opts: Partial<MqttOptions> = {}) {
     this.broker = broker;
@@ -61,7 +64,7 @@ export class MqttServer {
       log: this.broker.log.child({ adapter: 'mqtt' }),
       infos: new WeakMap(),
       sessions: new WeakMap(),
-      stats: { received: 0, sent: 0, denied: 0 },
+      stats: { received: 0, sent: 0, denied: 0, dropped: 0 },
     } as Omit<MqttContext, 'aedes'> as MqttContext;
     ctx.aedes = await Aedes.createBroker({
       persistence: answerCleanSessionAcks(o.persistence),
@@ -84,7 +87,15 @@ export class MqttServer {
         done(null);
       },
     });
+    markFanout(ctx.aedes);
+    // Retained messages through an index by topic, with limits (retained.ts).
+    ctx.retained = new RetainedIndex(o.retainedStore ?? new MemoryRetainedStore(), o, ctx.log);
+    await ctx.retained.load();
+    ctx.retained.install((ctx.aedes as unknown as { persistence: object }).persistence);
     this.ctx = ctx;
+    // A removed account leaves no MQTT state for the next account of that name (issue 20, item 9).
+    this.offRemoved = this.broker.hooks.on('account:removed', (username) => this.forgetAccount(username));
+    await this.forgetRemovedAccounts();
     if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
     this.wire(ctx);
     if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log);
@@ -95,13 +106,28 @@ export class MqttServer {
       this.servers.push(srv);
     }
     if (o.tls && o.certificate) {
-      const srv = tls.createServer({ ...o.certificate }, (s) => this.accept(s, 'tls'));
-      srv.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed'));
+      // TLS from the first byte: MQTT has no STARTTLS, so no plaintext read before the handshake can leak into the session.
+      // A handshake that does not finish in time is aborted (tlsClientError).
+      const srv = tls.createServer({ ...o.certificate, handshakeTimeout: o.tlsHandshakeTimeoutMs }, (s) => this.accept(s, 'tls', true));
+      // Counted at TCP accept, before the handshake: pending handshakes count against the limits too.
+      srv.on('connection', (raw: net.Socket) => {
+        if (!this.admit(raw)) raw.destroy();
+      });
+      srv.on('tlsClientError', (err, sock) => {
+        ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed');
+        sock.destroy(); // Node leaves the socket open after a handshake timeout once this event has a listener
+      });
       this.ports.tls = await listen(srv, o.tls.host, o.tls.port);
       this.servers.push(srv);
     }
-    this.sys = new SysStats(ctx.aedes, ctx.stats, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
+    this.sys = new SysStats(ctx.aedes, ctx.stats, ctx.retained, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
     this.sys.start(o.sysIntervalMs);
+  }
+
+  /** New certificate or TLS policy (reload, SIGHUP) for the next handshakes; connected clients keep theirs. */
+  setTls(certificate: SecureContextOptions): void {
+    this.opts.certificate = certificate;
+    for (const srv of this.servers) if (srv instanceof tls.Server) srv.setSecureContext(certificate);
   }
 
   /** Close listeners and clients (their sessions unbind, their wills fire), then aedes. */
@@ -109,6 +135,7 @@ export class MqttServer {
     const ctx = this.ctx;
     if (!ctx) return;
     this.sys?.stop();
+    this.offRemoved?.();
     for (const srv of this.servers) srv.close();
     await new Promise<void>((r) => ctx.aedes.close(() => r()));
     for (const s of this.sockets) s.destroy();
@@ -143,23 +170,51 @@ export class MqttServer {
     this.accept(stream as unknown as net.Socket, info.secure ? 'wss' : 'ws');
   }
 
-  private accept(sock: net.Socket, transport: ConnInfo['transport']): void {
+  /**
+   * Count a new connection against maxConnections and maxConnectionsPerIp
+   * (false: over a limit, not counted); it is uncounted when it closes.
+   */
+  private admit(sock: net.Socket): boolean {
+    const ip = sock.remoteAddress ?? 'unknown';
+    if (this.sockets.size >= this.opts.maxConnections || (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp) {
+      this.ctx?.log.info({ ip }, 'mqtt connection refused: too many connections'); // limits: maxConnections, maxConnectionsPerIp
+      return false;
+    }
+    this.sockets.add(sock);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
+    return true;
+  }
+
+  /** `admitted`: already counted at TCP accept (TLS, before its handshake). */
+  private accept(sock: net.Socket, transport: ConnInfo['transport'], admitted = false): void {
     const ctx = this.ctx;
     if (!ctx) return void sock.destroy();
     const ip = sock.remoteAddress ?? 'unknown';
-    if (this.sockets.size >= this.opts.maxConnections || (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp) {
-      ctx.log.info({ ip }, 'mqtt connection refused: too many connections'); // limits: maxConnections, maxConnectionsPerIp
-      sock.destroy();
-      return;
-    }
+    if (!admitted && !this.admit(sock)) return void sock.destroy();
     if (this.opts.tcpNoDelay) sock.setNoDelay(true);
     if (transport === 'tcp' || transport === 'tls') coalesceWrites(sock);
-    this.sockets.add(sock);
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     this.broker.metrics.connection('mqtt', transport, 1);
     const client = ctx.aedes.handle(sock);
     const info: ConnInfo = { transport, ip, clientId: '', protocolVersion: 4, clean: true, keepalive: 0 };
     ctx.infos.set(client, info);
+    // One slow subscriber only slows itself: a bounded queue of its own (outbound.ts).
+    boundOutbound(client, this.opts, {
+      dropped: (first) => {
+        ctx.stats.dropped++;
+        if (first) ctx.log.info({ ip, client: info.clientId }, 'mqtt subscriber too slow: QoS 0 messages dropped (maxQueuedMessages, maxQueuedBytes)');
+      },
+      overflow: (text) => {
+        info.closeKind ??= 'policy-violation';
+        info.closeText ??= text;
+        ctx.log.info({ ip, client: info.clientId, text }, 'mqtt subscriber too slow; connection closed');
+      },
+    });
     // Listening after aedes' 'readable' listener: 'data' then only reports what aedes reads.
     const guard = new WireGuard(this.opts.maxPacketSize);
     let first = true;
@@ -180,15 +235,66 @@ export class MqttServer {
       sock.destroy();
     });
     sock.once('close', () => {
-      this.sockets.delete(sock);
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
       const kind = info.closeKind ?? ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
       this.broker.metrics.connection('mqtt', transport, -1);
       this.broker.metrics.closed('mqtt', kind);
       ctx.log.debug({ ip, client: info.clientId, reason: kind, text: info.closeText }, 'mqtt connection closed');
     });
+  }
+
+  /**
+   * Forget everything MQTT keeps for an account: its connections are closed
+   * (wills not published), its persistent sessions (subscriptions, queued
+   * QoS 1/2 messages, stored wills, for every client id) and the retained
+   * messages it published are erased. A new account of the same name then
+   * starts with `sessionPresent` 0 [MQTT-3.2.2-3].
+   */
+  async forgetAccount(username: string): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    let local: string;
+    try {
+      local = Address.of(username, this.broker.domain).local;
+    } catch {
+      return;
+    }
+    const prefix = `${local}/`;
+    const clients = (ctx.aedes as unknown as { clients: Record<string, AedesClient & { will: unknown; _will: unknown }> }).clients;
+    const closing: Promise<void>[] = [];
+    for (const id in clients) {
+      if (!id.startsWith(prefix)) continue;
+      const c = clients[id];
+      c.will = null; // the account is gone: nothing is published in its name
+      c._will = null;
+      const info = infoOf(ctx, c);
+      info.closeKind ??= 'not-authorized';
+      info.closeText ??= 'account removed';
+      closing.push(new Promise<void>((r) => c.close(() => r())));
+    }
+    await Promise.all(closing);
+    const persistence = (ctx.aedes as unknown as { persistence: Record<string, (...a: unknown[]) => Promise<unknown>> }).persistence;
+    let ids: string[];
+    if (this.opts.sessionEraser) ids = await this.opts.sessionEraser.erase(local);
+    else {
+      // No eraser (in-memory persistence): what the ids of the closed connections hold.
+      ids = Object.keys(clients).filter((id) => id.startsWith(prefix));
+      for (const id of ids) {
+        await persistence.cleanSubscriptions({ id }).catch(() => {});
+        await persistence.delWill({ id, brokerId: ctx.aedes.id }).catch(() => {});
+      }
+    }
+    const retained = await ctx.retained.removeOwner(local);
+    ctx.log.info({ user: local, sessions: ids.length, retained }, 'mqtt state of a removed account erased');
+  }
+
+  /** At start: state left by accounts removed while this listener was not running (CLI on a stopped node). */
+  private async forgetRemovedAccounts(): Promise<void> {
+    const ctx = this.ctx!;
+    const users = new Set([...(await this.opts.sessionEraser?.users()) ?? [], ...ctx.retained.owners()]);
+    for (const u of users) {
+      if (u === '' || u.startsWith('@')) continue; // the broker's own, anonymous clients
+      if (!(await this.broker.accounts.exists(u))) await this.forgetAccount(u);
+    }
   }
 
   private track(p: Promise<void>): void {
@@ -222,7 +328,9 @@ export class MqttServer {
         for (const s of subs) if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
       });
     });
-    a.on('unsubscribe', (_topics: string[], client: Client) => {
+    a.on('unsubscribe', (topics: string[], client: Client) => {
+      const filters = ctx.infos.get(client)?.filters;
+      if (filters) for (const t of topics) filters.delete(t);
       const session = ctx.sessions.get(client);
       if (session) session.enqueue(() => session.subscriptionsChanged());
     });

@@ -1,5 +1,6 @@
 import type { Aedes } from 'aedes';
 import type { MqttStats } from './context.ts';
+import type { RetainedIndex } from './retained.ts';
 
 /**
  * Broker statistics on `$SYS/broker/...`, retained, every `intervalMs`, with
@@ -13,6 +14,7 @@ export class SysStats {
   constructor(
     private readonly aedes: Aedes,
     private readonly stats: MqttStats,
+    private readonly retained: Pick<RetainedIndex, 'size' | 'dropped'>,
     private readonly version: string,
   ) {}
 
@@ -39,6 +41,9 @@ export class SysStats {
       '$SYS/broker/messages/received': String(this.stats.received),
       '$SYS/broker/messages/sent': String(this.stats.sent),
       '$SYS/broker/messages/denied': String(this.stats.denied),
+      '$SYS/broker/publish/messages/dropped': String(this.stats.dropped),
+      '$SYS/broker/retained messages/count': String(this.retained.size),
+      '$SYS/broker/retained messages/dropped': String(this.retained.dropped),
     };
   }
 

@@ -3,7 +3,7 @@ import { Address, type Broker } from '../../broker/index.ts';
 import type { PromMetrics } from './metrics.ts';
 import { serveFiles, staticFile } from './pages.ts';
 import { RateSampler } from './rates.ts';
-import type { WebServer } from './server.ts';
+import { isSecure, type WebServer } from './server.ts';
 
 export interface AdminOptions {
   /** accounts allowed on the admin page: `alice` or `alice@domain` (config key `admins`) */
@@ -48,7 +48,7 @@ function basicCredentials(req: http.IncomingMessage): { user: string; password: 
   return { user: text.slice(0, colon), password: text.slice(colon + 1) };
 }
 
-function deny(res: http.ServerResponse, status: 401 | 403, text: string): void {
+function deny(res: http.ServerResponse, status: 401 | 403 | 503, text: string): void {
   const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
   if (status === 401) headers['www-authenticate'] = REALM;
   res.writeHead(status, headers).end(`${text}\n`);
@@ -61,9 +61,10 @@ function deny(res: http.ServerResponse, status: 401 | 403, text: string): void {
  * only loopback clients are asked for a password (no password in clear
  * across a network; the same rule as PLAIN only over TLS).
  */
-async function authorize(req: http.IncomingMessage, res: http.ServerResponse, url: URL, broker: Broker, admins: Set<string>): Promise<boolean> {
+async function authorize(req: http.IncomingMessage, res: http.ServerResponse, broker: Broker, admins: Set<string>): Promise<boolean> {
   const ip = req.socket.remoteAddress ?? 'unknown';
-  if (url.protocol !== 'https:' && !isLoopback(ip)) {
+  // TLS is the socket's: an `https://` request target on the plain port is still plain [RFC9112 3.2.2]
+  if (!isSecure(req) && !isLoopback(ip)) {
     deny(res, 403, 'the admin page needs HTTPS from this address');
     return false;
   }
@@ -73,17 +74,27 @@ async function authorize(req: http.IncomingMessage, res: http.ServerResponse, ur
     return false;
   }
   const local = localpart(broker, cred.user);
-  const ok = local !== undefined && (await broker.accounts.verifyPassword(local, cred.password));
-  if (!ok) {
-    broker.throttle.fail(ip);
+  // The shared login throttle: a slot per address and account, or 503 unchecked when too many checks are in flight.
+  const attempt = broker.throttle.begin(ip, local ?? cred.user);
+  if (!attempt) {
+    deny(res, 503, 'too many login attempts in progress');
+    return false;
+  }
+  let ok: boolean;
+  try {
+    ok = local !== undefined && (await broker.accounts.verifyPassword(local, cred.password));
+  } catch (err) {
+    attempt.cancel();
+    throw err;
+  }
+  if (!ok || local === undefined) {
     broker.log.info({ ip, user: cred.user.slice(0, 64) }, 'admin login failed');
     broker.metrics.error('admin', 'failed login');
-    const delay = broker.throttle.delayFor(ip);
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    await attempt.fail(); // answered more and more slowly, the slot held meanwhile
     deny(res, 401, 'wrong user name or password');
     return false;
   }
-  broker.throttle.succeed(ip);
+  attempt.succeed();
   if (!admins.has(local)) {
     deny(res, 403, admins.size ? `${local} is not an admin` : 'no admin accounts are configured (config key admins)');
     return false;
@@ -111,7 +122,7 @@ export function installAdminRoutes(web: WebServer, broker: Broker, metrics: Prom
   const page = serveFiles('/admin', 'index.html', { 'index.html': staticFile('admin.html'), 'admin.js': staticFile('admin.js') });
   web.route('/admin', async (req, res, url) => {
     // `/admin` only redirects to `/admin/`, so that the login is asked for there.
-    if (url.pathname !== '/admin' && !(await authorize(req, res, url, broker, admins))) return true;
+    if (url.pathname !== '/admin' && !(await authorize(req, res, broker, admins))) return true;
     if (url.pathname === '/admin/api/stats') {
       const body = JSON.stringify(await stats(broker, metrics, sampler));
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(body);

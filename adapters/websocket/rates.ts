@@ -38,8 +38,10 @@ export class RateSampler {
 
   start(intervalMs = 1000): void {
     if (this.timer) return;
-    void this.sample();
-    this.timer = setInterval(() => void this.sample(), intervalMs);
+    // A failed reading skips one sample; it must never be an unhandled rejection (that ends the process).
+    const tick = () => void this.sample().catch(() => {});
+    tick();
+    this.timer = setInterval(tick, intervalMs);
     this.timer.unref();
   }
 

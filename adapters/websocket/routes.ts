@@ -1,27 +1,42 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import { escapeXML } from '@xmpp/xml';
 import type { Broker } from '../../broker/index.ts';
 import type { PromMetrics } from './metrics.ts';
-import type { WebServer } from './server.ts';
+import { isSecure, type Listener, type RouteHandler, type WebServer } from './server.ts';
 
 /** Paths the XMPP endpoints live at; announced by host-meta [XEP-0156]. */
 export const WS_PATH = '/xmpp-websocket';
 export const BOSH_PATH = '/http-bind';
 
 function endpoints(req: http.IncomingMessage, url: URL): { ws: string; bosh: string } {
-  const host = req.headers.host ?? url.host;
-  const secure = url.protocol === 'https:';
+  const host = url.host; // the checked Host header (server.ts requestUrl)
+  const secure = isSecure(req); // the socket's, never the request's scheme
   return { ws: `${secure ? 'wss' : 'ws'}://${host}${WS_PATH}`, bosh: `${secure ? 'https' : 'http'}://${host}${BOSH_PATH}` };
+}
+
+/** SHA-256 of a token, so that comparing two never depends on their lengths or contents' timing. */
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** `Authorization: Bearer <token>` [RFC6750 2.1] equal to `token`, compared in constant time. */
+function bearerOk(req: http.IncomingMessage, token: string): boolean {
+  const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(req.headers.authorization ?? '');
+  return m !== null && timingSafeEqual(digest(m[1]), digest(token));
 }
 
 /** /healthz, /readyz, /metrics and XEP-0156 host-meta. */
 export function installBasicRoutes(web: WebServer, broker: Broker, metrics: PromMetrics | undefined): void {
+  // Health goes with /metrics when that has a listener of its own, for probes that only reach it.
+  const both = (prefix: string, handler: RouteHandler) => {
+    web.route(prefix, handler);
+    if (web.opts.metrics) web.route(prefix, handler, 'metrics');
+  };
   // Process up: for liveness probes.
-  web.route('/healthz', (_req, res) => {
+  both('/healthz', (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
   });
   // Store (and cluster) reachable: for load balancers.
-  web.route('/readyz', async (_req, res) => {
+  both('/readyz', async (_req, res) => {
     let store = false;
     try {
       store = await broker.storage.ping();
@@ -38,10 +53,21 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, store, cluster }) + '\n');
   });
   if (metrics) {
-    web.route('/metrics', async (_req, res) => {
-      const { contentType, body } = await metrics.render();
-      res.writeHead(200, { 'content-type': contentType }).end(body);
-    });
+    const token = web.opts.metricsToken;
+    const where: Listener = web.opts.metrics ? 'metrics' : 'main';
+    web.route(
+      '/metrics',
+      async (req, res) => {
+        if (token !== undefined && !bearerOk(req, token)) {
+          // [RFC6750 3] no or wrong token
+          res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="parley metrics"', 'cache-control': 'no-store' }).end('bearer token required\n');
+          return;
+        }
+        const { contentType, body } = await metrics.render();
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body);
+      },
+      where,
+    );
   }
   // [XEP-0156 3] connection discovery, XRD and JSON
   web.route('/.well-known/host-meta', (req, res, url) => {

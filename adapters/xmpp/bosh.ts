@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
+import { TLSSocket } from 'node:tls';
 import type { Broker, Logger } from '../../broker/index.ts';
 import { BoshSession, type BoshStream } from './bosh-session.ts';
 import {
@@ -34,6 +35,8 @@ export interface BoshOptions {
   maxBodySize: number;
   /** Origin values allowed (CORS); empty = any */
   allowedOrigins: string[];
+  /** a request body must be read within this after its headers, ms; then HTTP 408 and policy-violation */
+  bodyTimeoutMs: number;
 }
 
 export const defaultBoshOptions: BoshOptions = {
@@ -44,6 +47,7 @@ export const defaultBoshOptions: BoshOptions = {
   polling: 2,
   maxBodySize: 512 * 1024,
   allowedOrigins: [],
+  bodyTimeoutMs: 10_000,
 };
 
 /** Per-IP accounting shared with the WebSocket transports (WebServer.acquire/release). */
@@ -81,14 +85,14 @@ export class BoshService {
   }
 
   /** A route handler: `web.route('/http-bind', (req, res, url) => bosh.handle(req, res, url))`. */
-  async handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+  async handle(req: http.IncomingMessage, res: http.ServerResponse, _url?: URL): Promise<void> {
     const origin = req.headers.origin;
     const allowed = this.opts.allowedOrigins;
     if (origin && allowed.length > 0 && !allowed.includes(origin)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('origin not allowed\n');
       return;
     }
-    // CORS, so a page from another origin can use the endpoint
+    // CORS, so a page from another origin can use the endpoint; with a list set only its origins are echoed, never '*'
     const cors: Record<string, string> = origin ? { 'access-control-allow-origin': allowed.length ? origin : '*', vary: 'Origin' } : {};
     if (req.method === 'OPTIONS') {
       res.writeHead(204, { ...cors, 'access-control-allow-methods': 'POST, OPTIONS', 'access-control-allow-headers': 'Content-Type', 'access-control-max-age': '86400' }).end();
@@ -99,26 +103,37 @@ export class BoshService {
       res.writeHead(405, { ...cors, allow: 'POST, OPTIONS', 'content-type': 'text/plain' }).end('BOSH endpoint (XEP-0206): POST a <body/>\n');
       return;
     }
+    // Called later by the session (from its timers): it must never throw out of them.
     const reply: Reply = (xml, status, contentType) => {
-      if (res.writableEnded || res.destroyed) return; // the client went away: the response stays buffered for a repeat
-      res.writeHead(status, { ...cors, 'content-type': contentType, 'content-length': Buffer.byteLength(xml), 'cache-control': 'no-store' }).end(xml);
+      if (res.writableEnded || res.destroyed || res.headersSent) return; // the client went away: the response stays buffered for a repeat
+      try {
+        res.writeHead(status, { ...cors, 'content-type': contentType, 'content-length': Buffer.byteLength(xml), 'cache-control': 'no-store' }).end(xml);
+      } catch (err) {
+        this.log.warn({ err }, 'BOSH reply failed');
+        res.destroy();
+      }
     };
-    const body = await readBody(req, this.opts.maxBodySize);
+    const body = await readBody(req, this.opts.maxBodySize, this.opts.bodyTimeoutMs);
     if (body === undefined) return; // aborted
-    if (body.tooLarge) {
+    if (body.cut) {
       // The body was cut: its session cannot go on with a hole in its rid sequence.
-      this.log.info({ ip: req.socket.remoteAddress, limit: this.opts.maxBodySize }, 'BOSH body too large');
-      const tooLarge: Reply = (xml, _status, contentType) => {
+      const tooLarge = body.cut === 'too-large';
+      this.log.info({ ip: req.socket.remoteAddress, limit: tooLarge ? this.opts.maxBodySize : this.opts.bodyTimeoutMs }, tooLarge ? 'BOSH body too large' : 'BOSH body too slow');
+      const cut: Reply = (xml, _status, contentType) => {
+        if (res.headersSent || res.destroyed) return;
         res.once('finish', () => req.destroy());
-        res.writeHead(413, { ...cors, 'content-type': contentType, connection: 'close' }).end(xml);
+        res.writeHead(tooLarge ? 413 : 408, { ...cors, 'content-type': contentType, connection: 'close' }).end(xml);
       };
       const sid = /\bsid=(["'])([^"']+)\1/.exec(body.text)?.[2];
       const session = sid !== undefined ? this.sessions.get(sid) : undefined;
-      if (session) session.abort('policy-violation', 'request body too large', tooLarge);
-      else tooLarge(terminateXml('policy-violation'), 413, DEFAULT_CONTENT_TYPE);
+      const text = tooLarge ? 'request body too large' : 'request body not received in time';
+      // [XEP-0124 §17.2 policy-violation] with 413 / 408 [RFC9110 15.5.14, 15.5.9]
+      if (session) session.abort('policy-violation', text, cut);
+      else cut(terminateXml('policy-violation'), tooLarge ? 413 : 408, DEFAULT_CONTENT_TYPE);
       return;
     }
-    this.dispatch(body.text, req.socket.remoteAddress ?? 'unknown', url.protocol === 'https:', reply);
+    // TLS is the socket's, never the request target's scheme: PLAIN is offered only over a real TLS socket [RFC6120 6.4.1]
+    this.dispatch(body.text, req.socket.remoteAddress ?? 'unknown', req.socket instanceof TLSSocket, reply);
   }
 
   /** End every session (the listener stops) [XEP-0124 §17.2 system-shutdown]. */
@@ -209,27 +224,36 @@ export class BoshService {
   }
 }
 
-/** The request body, at most `limit` bytes; undefined if the client went away. */
-function readBody(req: http.IncomingMessage, limit: number): Promise<{ text: string; tooLarge: boolean } | undefined> {
+type Body = { text: string; cut?: 'too-large' | 'too-slow' };
+
+/**
+ * The request body, at most `limit` bytes, read within `timeoutMs`;
+ * undefined if the client went away. A cut body keeps its first bytes: they
+ * name the session to end.
+ */
+function readBody(req: http.IncomingMessage, limit: number, timeoutMs: number): Promise<Body | undefined> {
   return new Promise((resolve) => {
     const declaredTooLarge = Number(req.headers['content-length']) > limit;
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    const finish = (v: { text: string; tooLarge: boolean } | undefined): void => {
+    const head = () => Buffer.concat(chunks).toString('utf8', 0, Math.min(size, 4096));
+    // A body dribbled byte by byte would hold the socket and the session's request slot.
+    const timer = timeoutMs > 0 ? setTimeout(() => finish({ text: head(), cut: 'too-slow' }), timeoutMs) : undefined;
+    const finish = (v: Body | undefined): void => {
       if (done) return;
       done = true;
+      clearTimeout(timer);
       resolve(v);
     };
     req.on('data', (c: Buffer) => {
       if (done) return;
       size += c.length;
       chunks.push(c);
-      // Keep the first bytes: they name the session to end.
-      if (declaredTooLarge || size > limit) finish({ text: Buffer.concat(chunks).toString('utf8', 0, 4096), tooLarge: true });
+      if (declaredTooLarge || size > limit) finish({ text: head(), cut: 'too-large' });
     });
     // [XEP-0124 §5] Content-Type is ignored; the body is UTF-8
-    req.on('end', () => finish({ text: Buffer.concat(chunks).toString('utf8'), tooLarge: false }));
+    req.on('end', () => finish({ text: Buffer.concat(chunks).toString('utf8') }));
     req.on('close', () => finish(undefined));
     req.on('error', () => finish(undefined));
   });

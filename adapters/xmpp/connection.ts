@@ -494,7 +494,7 @@ export class XmppConnection implements Session, StreamParserEvents {
       this.mechanism = createMechanism(mech, this.broker, (authzid) => {
         const a = Address.tryParse(authzid);
         return a && a.domain === this.broker.domain && a.isBare ? a.local : undefined;
-      });
+      }, this.transportRef.remoteAddress);
       step = await this.mechanism!.step(data);
     } else if (el.name === 'response' && this.mechanism) {
       step = await this.mechanism.step(data ?? Buffer.alloc(0));
@@ -507,13 +507,11 @@ export class XmppConnection implements Session, StreamParserEvents {
       return;
     }
     this.mechanism = undefined;
-    const ip = this.transportRef.remoteAddress;
+    // The login throttle is applied by the mechanism, around the password check (sasl.ts).
     if (step.kind === 'failure') {
-      this.broker.throttle.fail(ip);
       this.broker.metrics.login('xmpp', false);
       return this.saslFailure(step.condition, step.text);
     }
-    this.broker.throttle.succeed(ip);
     this.broker.metrics.login('xmpp', true);
     this.username = this.broker.accounts.address(step.username).local;
     this.authenticated = true;
@@ -525,9 +523,6 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   private async saslFailure(condition: string, text?: string): Promise<void> {
-    // Repeated failures from one address are answered more and more slowly.
-    const delay = this.broker.throttle.delayFor(this.transportRef.remoteAddress);
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     if (this.phase === 'closed') return;
     const t = text ? `<text xml:lang='en'>${escapeXMLText(text)}</text>` : '';
     this.send(`<failure xmlns='${NS_SASL}'><${condition}/>${t}</failure>`);

@@ -29,20 +29,47 @@ export function offeredMechanisms(secure: boolean): string[] {
   return secure ? ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'] : ['SCRAM-SHA-256', 'SCRAM-SHA-1'];
 }
 
-export function createMechanism(name: string, broker: Broker, localpartOf: (authzid: string) => string | undefined): SaslMechanism | undefined {
-  if (name === 'PLAIN') return new Plain(broker, localpartOf);
-  if (name === 'SCRAM-SHA-1') return new Scram('SHA-1', broker, localpartOf);
-  if (name === 'SCRAM-SHA-256') return new Scram('SHA-256', broker, localpartOf);
+/** `ip`: the client's address, for the shared login throttle. */
+export function createMechanism(name: string, broker: Broker, localpartOf: (authzid: string) => string | undefined, ip = 'unknown'): SaslMechanism | undefined {
+  if (name === 'PLAIN') return new Plain(broker, localpartOf, ip);
+  if (name === 'SCRAM-SHA-1') return new Scram('SHA-1', broker, localpartOf, ip);
+  if (name === 'SCRAM-SHA-256') return new Scram('SHA-256', broker, localpartOf, ip);
   return undefined;
 }
 
 const fail = (condition: SaslFailure, text?: string): SaslStep => ({ kind: 'failure', condition, text });
+
+/**
+ * Check a password under the shared login throttle (broker/accounts.ts
+ * AuthThrottle): a slot per address and per account is taken first, or the
+ * attempt is refused unchecked with temporary-auth-failure [RFC6120 6.5.11];
+ * a wrong password is answered not-authorized [RFC6120 6.5.10] after the
+ * delay the failures so far have earned, the slot held meanwhile.
+ */
+async function throttled(broker: Broker, ip: string, account: string, check: () => boolean | Promise<boolean>): Promise<SaslStep | undefined> {
+  const attempt = broker.throttle.begin(ip, account);
+  if (!attempt) return fail('temporary-auth-failure', 'too many login attempts in progress'); // [RFC6120 6.5.11]
+  let ok: boolean;
+  try {
+    ok = await check();
+  } catch (err) {
+    attempt.cancel();
+    throw err;
+  }
+  if (ok) {
+    attempt.succeed();
+    return undefined;
+  }
+  await attempt.fail();
+  return fail('not-authorized'); // [RFC6120 6.5.10]
+}
 
 /** PLAIN [RFC4616]: authzid NUL authcid NUL passwd. */
 class Plain implements SaslMechanism {
   constructor(
     private readonly broker: Broker,
     private readonly localpartOf: (authzid: string) => string | undefined,
+    private readonly ip: string,
   ) {}
 
   async step(data: Buffer | null): Promise<SaslStep> {
@@ -52,8 +79,8 @@ class Plain implements SaslMechanism {
     const [authzid, authcid, password] = parts;
     if (!authcid || !password) return fail('not-authorized');
     if (authzid && this.localpartOf(authzid) !== authcid.toLowerCase()) return fail('invalid-authzid'); // [RFC6120 6.4.6]
-    if (!(await this.broker.accounts.verifyPassword(authcid, password))) return fail('not-authorized');
-    return { kind: 'success', username: authcid };
+    const refused = await throttled(this.broker, this.ip, authcid, () => this.broker.accounts.verifyPassword(authcid, password));
+    return refused ?? { kind: 'success', username: authcid };
   }
 }
 
@@ -90,6 +117,7 @@ class Scram implements SaslMechanism {
     private readonly hash: ScramHash,
     private readonly broker: Broker,
     private readonly localpartOf: (authzid: string) => string | undefined,
+    private readonly ip: string,
   ) {}
 
   async step(data: Buffer | null): Promise<SaslStep> {
@@ -151,15 +179,19 @@ class Scram implements SaslMechanism {
     if (!c || !r || !p) return fail('malformed-request');
     if (Buffer.from(c, 'base64').toString('utf8') !== this.gs2) return fail('malformed-request', 'channel binding mismatch');
     if (r !== this.nonce) return fail('malformed-request', 'nonce mismatch');
-    if (!this.storedKey || !this.serverKey) return fail('not-authorized');
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
-    const clientSignature = hmac(this.hash, this.storedKey, authMessage);
-    const proof = Buffer.from(p, 'base64');
-    if (proof.length !== clientSignature.length) return fail('not-authorized');
-    const clientKey = Buffer.alloc(proof.length);
-    for (let i = 0; i < proof.length; i++) clientKey[i] = proof[i] ^ clientSignature[i];
-    if (!timingSafeEqual(digest(this.hash, clientKey), this.storedKey)) return fail('not-authorized');
-    const serverSignature = hmac(this.hash, this.serverKey, authMessage);
+    const refused = await throttled(this.broker, this.ip, this.username, () => {
+      // An unknown user is a failed guess like a wrong proof.
+      if (!this.storedKey || !this.serverKey) return false;
+      const clientSignature = hmac(this.hash, this.storedKey, authMessage);
+      const proof = Buffer.from(p, 'base64');
+      if (proof.length !== clientSignature.length) return false;
+      const clientKey = Buffer.alloc(proof.length);
+      for (let i = 0; i < proof.length; i++) clientKey[i] = proof[i] ^ clientSignature[i];
+      return timingSafeEqual(digest(this.hash, clientKey), this.storedKey);
+    });
+    if (refused) return refused;
+    const serverSignature = hmac(this.hash, this.serverKey!, authMessage);
     return { kind: 'success', username: this.username, data: Buffer.from(`v=${serverSignature.toString('base64')}`) };
   }
 }

@@ -34,15 +34,20 @@ class SocketTransport implements Transport {
   secure: boolean;
   readonly remoteAddress: string;
   private sock: net.Socket;
-  private readonly secureContext?: tls.SecureContext;
+  private readonly currentContext: () => tls.SecureContext | undefined;
   private corked = false;
 
-  constructor(sock: net.Socket, secure: boolean, secureContext: tls.SecureContext | undefined) {
+  /** currentContext: the server's context when the upgrade happens (a reloaded certificate applies to the next STARTTLS) */
+  constructor(sock: net.Socket, secure: boolean, currentContext: () => tls.SecureContext | undefined) {
     this.sock = sock;
     this.secure = secure;
     this.kind = secure ? 'tls' : 'tcp';
     this.remoteAddress = sock.remoteAddress ?? 'unknown';
-    this.secureContext = secureContext;
+    this.currentContext = currentContext;
+  }
+
+  private get secureContext(): tls.SecureContext | undefined {
+    return this.currentContext();
   }
 
   get canStartTls(): boolean {
@@ -117,7 +122,8 @@ export class XmppServer {
   private readonly servers: net.Server[] = [];
   private readonly conns = new Set<XmppConnection>();
   private readonly perIp = new Map<string, number>();
-  private readonly ctx?: tls.SecureContext;
+  private ctx?: tls.SecureContext;
+  private readonly currentContext = (): tls.SecureContext | undefined => this.ctx;
   /** bound ports, after start() */
   readonly ports: { tcp?: number; directTls?: number } = {};
 
@@ -141,6 +147,16 @@ export class XmppServer {
       this.ports.directTls = await listen(srv, directTls.host, directTls.port);
       this.servers.push(srv);
     }
+  }
+
+  /**
+   * New certificate or TLS policy (reload, SIGHUP): the next handshakes,
+   * direct TLS and STARTTLS alike, use it; established sessions keep theirs.
+   */
+  setTls(options: tls.SecureContextOptions): void {
+    this.ctx = tls.createSecureContext(options);
+    this.opts.tls = options;
+    for (const srv of this.servers) if (srv instanceof tls.Server) srv.setSecureContext(options);
   }
 
   async stop(): Promise<void> {
@@ -190,7 +206,7 @@ export class XmppServer {
 
   private accept(sock: net.Socket, secure: boolean): void {
     sock.setNoDelay(true);
-    const transport = new SocketTransport(sock, secure, this.ctx);
+    const transport = new SocketTransport(sock, secure, this.currentContext);
     const ip = transport.remoteAddress;
     const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetTcp);
     this.conns.add(conn);

@@ -201,4 +201,37 @@ describe('Address parse cache', function () {
     assert.equal(out.hit, true, 'an equal JID is still a cache hit');
     assert.ok(out.grown < 20 * 1024 * 1024, `heap grew by ${Math.round(out.grown / 1024 / 1024)} MB for 2,000 cached JIDs`);
   });
+
+  describe('localpart: PRECIS IdentifierClass rules [RFC8264 4.2] [RFC8265 3.3]', function () {
+    it('refuses bidirectional controls in the localpart and the resource [RFC8264 9.13]', function () {
+      for (const c of ['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u200e', '\u200f', '\u061c']) {
+        malformed(`al${c}ice@example.com`);
+        malformed(`alice@example.com/ph${c}one`);
+        assert.throws(() => Address.of(`x${c}`, 'example.com'), BrokerError);
+      }
+    });
+
+    it('refuses default-ignorable, format, symbol and space characters outside ASCII [RFC8264 9.13, 4.2]', function () {
+      for (const c of ['\u200b', '\u200d', '\u00ad', '\u2060', '\ufeff', '\u2603', '\u00a0', '\u3000', '\ue000', '\u2014'])
+        malformed(`a${c}b@example.com`);
+    });
+
+    it('keeps letters, digits, marks and printable ASCII, case-folded', function () {
+      for (const [input, local] of [
+        ['Alice.Smith-1_2@example.com', 'alice.smith-1_2'],
+        ['JÜRGEN@example.com', 'jürgen'],
+        ['ｆｕｌｌ@example.com', 'full'], // width mapping through NFKC
+        ['中文@example.com', '中文'],
+        ['שלום@example.com', 'שלום'],
+        ['مرحبا1@example.com', 'مرحبا1'],
+        ['a+b!#$%*=?^`{|}~@example.com', 'a+b!#$%*=?^`{|}~'],
+      ] as const) assert.equal(Address.parse(input).local, local, input);
+    });
+
+    it('a right-to-left localpart must start with a right-to-left letter and hold no left-to-right letter [RFC5893 2]', function () {
+      malformed('שלוםabc@example.com');
+      malformed('abcשלום@example.com');
+      malformed('1שלום@example.com');
+    });
+  });
 });

@@ -375,4 +375,59 @@ describe('RosterService', function () {
       assert.deepEqual((await roster.get(U)).items, []);
     });
   });
+
+  describe('storage cost and limits (issue 20 item 11)', () => {
+    it('a change writes one item and the version record, whatever the size of the roster', async () => {
+      const storage = new MemoryStorage();
+      const kv = storage.kv<unknown>('roster');
+      let written = 0;
+      const counting = {
+        get: (k: string) => kv.get(k),
+        keys: (p?: string) => kv.keys(p),
+        entries: (p: string) => kv.entries(p),
+        delete: (k: string) => kv.delete(k),
+        put: (k: string, v: unknown) => ((written += JSON.stringify(v).length), kv.put(k, v)),
+        batch: (ops: Parameters<typeof kv.batch>[0]) => {
+          for (const op of ops) if (op.type === 'put') written += JSON.stringify(op.value).length;
+          return kv.batch(ops);
+        },
+      };
+      const roster = new RosterService(counting as never, { maxItems: 5000 }, () => {});
+      for (let i = 0; i < 2000; i++) await roster.set(U, `c${i}@example.com`, `Contact ${i}`, ['Friends']);
+      written = 0;
+      await roster.set(U, 'one-more@example.com', 'One more', ['Friends']);
+      assert.ok(written < 300, `one roster set on a roster of 2,000 items wrote ${written} bytes`);
+      const { ver, items } = await roster.get(U);
+      assert.equal(items.length, 2001);
+      assert.equal(ver, '2001');
+      assert.equal(await roster.count(U), 2001);
+    });
+
+    it('the size limit holds on every path that creates an item: set, subscribe, pre-approval, approval [RFC6121 2.3.3]', async () => {
+      const { roster } = setup(2);
+      await roster.set(U, 'a@example.com', undefined, []);
+      await roster.outboundSubscribe(U, 'b@example.com');
+      const full = (e: unknown) => e instanceof BrokerError && e.condition === 'not-allowed';
+      await assert.rejects(roster.set(U, 'c@example.com', undefined, []), full);
+      await assert.rejects(roster.outboundSubscribe(U, 'c@example.com'), full);
+      await assert.rejects(roster.outboundSubscribed(U, 'c@example.com', false), full);
+      await assert.rejects(roster.outboundSubscribed(U, 'c@example.com', true), full);
+      // changing an existing item is not creating one
+      await roster.set(U, 'a@example.com', 'A', []);
+      await roster.remove(U, 'a@example.com');
+      await roster.set(U, 'c@example.com', undefined, []);
+      assert.deepEqual((await roster.get(U)).items.map((i) => i.jid).sort(), ['b@example.com', 'c@example.com']);
+    });
+
+    it('keys named like Object.prototype members are ordinary contacts, and listedBy finds every roster of a contact', async () => {
+      const { roster } = setup();
+      for (const c of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) await roster.set(U, c, undefined, []);
+      assert.equal((await roster.get(U)).items.length, 4);
+      assert.equal(await roster.item(U, 'valueOf'), undefined);
+      await roster.set('other@example.com', 'constructor', undefined, []);
+      assert.deepEqual((await roster.listedBy('constructor')).sort(), ['other@example.com', U]);
+      await roster.drop(U);
+      assert.deepEqual(await roster.listedBy('constructor'), ['other@example.com']);
+    });
+  });
 });

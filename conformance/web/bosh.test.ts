@@ -12,6 +12,7 @@ import {
   sleep,
   startNode,
   stopAllClients,
+  testCa,
   uniqueName,
   xml,
   xmppClient,
@@ -530,6 +531,7 @@ describe('BOSH [XEP-0124, XEP-0206]', function () {
         wait: 1,
         'xmpp:version': '1.0',
       });
+      const ca = await testCa();
       const raw = await new Promise<string>((resolve, reject) => {
         const req = https.request(
           {
@@ -537,7 +539,7 @@ describe('BOSH [XEP-0124, XEP-0206]', function () {
             port: node.ports.https,
             path: '/http-bind',
             method: 'POST',
-            rejectUnauthorized: false,
+            ca, // the suite's test CA: verification on
           },
           (res) => {
             let data = '';

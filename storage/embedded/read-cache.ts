@@ -41,6 +41,20 @@ export class ReadCache {
     return result;
   }
 
+  /** Like {@link write} for several keys written in one batch. */
+  async writeMany<R>(texts: [key: string, text: string | null][], run: () => Promise<R>): Promise<R> {
+    this.#writes++;
+    for (const [key] of texts) this.#kept.delete(key);
+    let result: R;
+    try {
+      result = await run();
+    } finally {
+      this.#writes++;
+    }
+    for (const [key, text] of texts) this.#keep(key, text);
+    return result;
+  }
+
   /** Forget everything (the database was closed and opened again). */
   reset(): void {
     this.#kept.clear();

@@ -127,6 +127,41 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         assert.deepEqual(await kv.keys('c'), []);
       });
 
+      it('entries returns keys and values of one prefix in ascending key order', async function () {
+        const kv = storage.kv<{ n: number }>('roster');
+        for (const [k, n] of [['u1/i/b', 2], ['u1/i/a', 1], ['u1/v', 0], ['u10/i/a', 9], ['u1/i/é', 3]] as const)
+          await kv.put(k, { n });
+        assert.deepEqual(await kv.entries('u1/i/'), [
+          ['u1/i/a', { n: 1 }],
+          ['u1/i/b', { n: 2 }],
+          ['u1/i/é', { n: 3 }],
+        ]);
+        assert.deepEqual(await kv.entries('u2/'), []);
+        // Keys that are Object.prototype names are ordinary keys.
+        await kv.put('__proto__', { n: 5 });
+        await kv.put('constructor', { n: 6 });
+        assert.deepEqual(await kv.get('__proto__'), { n: 5 });
+        assert.deepEqual(await kv.entries('c'), [['constructor', { n: 6 }]]);
+      });
+
+      it('batch applies puts and deletes together, and reads see them at once', async function () {
+        const kv = storage.kv<number>('roster');
+        await kv.put('gone', 1);
+        await kv.batch([
+          { type: 'put', key: 'a', value: 1 },
+          { type: 'put', key: 'b', value: 2 },
+          { type: 'del', key: 'gone' },
+          { type: 'put', key: 'a', value: 3 },
+        ]);
+        assert.equal(await kv.get('a'), 3);
+        assert.equal(await kv.get('b'), 2);
+        assert.equal(await kv.get('gone'), undefined);
+        assert.deepEqual(await kv.keys(), ['a', 'b']);
+        await kv.batch([]);
+        await assert.rejects(kv.batch([{ type: 'put', key: 'c', value: undefined as unknown as number }]));
+        assert.equal(await kv.get('c'), undefined);
+      });
+
       it('stores of different names and kinds are separate', async function () {
         await storage.kv<number>('one').put('k', 1);
         await storage.kv<number>('two').put('k', 2);

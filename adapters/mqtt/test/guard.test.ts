@@ -79,4 +79,21 @@ describe('mqtt wire guard', () => {
     assert.equal(unsupportedProtocolLevel(connect(6)), true);
     assert.equal(unsupportedProtocolLevel(connect(0)), true);
   });
+
+  it('closes on a CONNECT whose client id, will topic or user name is not well-formed UTF-8 [MQTT-1.5.3-1]', () => {
+    const bad = Buffer.from([0xc3, 0x28]);
+    const connect = (o: { id?: Buffer | string; will?: Buffer | string; user?: Buffer | string }) => {
+      const flags = 0x02 | (o.will !== undefined ? 0x04 : 0) | (o.user !== undefined ? 0x80 : 0);
+      const parts = [str('MQTT'), Buffer.from([4, flags, 0, 60]), str(o.id ?? 'c')];
+      if (o.will !== undefined) parts.push(str(o.will), str('bye'));
+      if (o.user !== undefined) parts.push(str(o.user));
+      return packet(0x10, Buffer.concat(parts));
+    };
+    assert.equal(feed(connect({ id: 'ok', will: 'w/t', user: 'kim' })).failure, undefined);
+    assert.match(feed(connect({ id: bad })).failure!.text, /client id/);
+    assert.match(feed(connect({ will: bad })).failure!.text, /will topic/);
+    assert.match(feed(connect({ user: bad })).failure!.text, /user name/);
+    assert.match(feed(connect({ user: Buffer.from('a\0b') })).failure!.text, /user name/);
+    assert.equal(feed(connect({ will: 'w', user: Buffer.from([0xe2, 0x82, 0xac]) })).failure, undefined); // U+20AC is fine
+  });
 });

@@ -1,0 +1,106 @@
+import { Address } from './address.ts';
+import type { Broker } from './broker.ts';
+import { closeReason } from './errors.ts';
+import type { RosterItem } from './roster.ts';
+
+/**
+ * Account removal, in one place. A removed account must leave nothing that
+ * the next account of the same name would inherit: not its credentials, not
+ * its place in other users' rosters, not its pending requests, queued
+ * messages or sessions. Whatever lives outside the core's stores (MQTT
+ * sessions, subscriptions and wills in aedes' own store) is cleaned by the
+ * handlers of the `account:removed` hook, which the removal awaits.
+ */
+
+/** What the removal learned before the stores were cleaned. */
+export interface RemovalContext {
+  /** the removed user's own roster items, as they were */
+  ownItems: RosterItem[];
+  /** users whose roster listed the removed user */
+  listedBy: string[];
+}
+
+/**
+ * What account removal does to one store of `Storage`, named `kind:name` as
+ * `Storage.kv/archive/queue(name)` opens it. Every store the core or a module
+ * opens must have an entry in {@link PER_USER_STORES} or {@link SHARED_STORES}:
+ * broker/test/account-removal.test.ts starts a broker with every module and
+ * fails on a store that has neither, so a new per-user store cannot be
+ * forgotten by the removal path.
+ */
+export interface UserStoreCleanup {
+  /** what is removed, or why it is kept */
+  what: string;
+  clean(broker: Broker, user: Address, ctx: RemovalContext): Promise<void>;
+}
+
+/** Stores that hold no per-user data (none today): `kind:name` → why. */
+export const SHARED_STORES: ReadonlyMap<string, string> = new Map();
+
+/** Every per-user store and how removal cleans it, in the order it is done. */
+export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<string, UserStoreCleanup>([
+  [
+    'kv:accounts',
+    {
+      what: 'the account record (SCRAM keys); removed before anything else, so no new login can start',
+      clean: async () => {}, // done first by removeAccount itself
+    },
+  ],
+  [
+    'kv:pending-subscriptions',
+    {
+      what: 'subscription requests waiting for the user, and those the user sent to others',
+      clean: (broker, user, ctx) => broker.presence.dropPending(user, [...ctx.ownItems.map((i) => i.jid), ...ctx.listedBy]),
+    },
+  ],
+  [
+    'kv:roster',
+    {
+      what: "the user's roster; its item in every other roster was removed before (pushed as subscription='remove')",
+      clean: (broker, user) => broker.roster.drop(user.toString()),
+    },
+  ],
+  [
+    'queue:offline',
+    {
+      what: 'messages waiting for the user',
+      clean: (broker, user) => broker.offline.clear(user),
+    },
+  ],
+  [
+    'archive:chat',
+    {
+      what:
+        'kept: a one-to-one timeline belongs to both parties, and the other party keeps its history. ' +
+        'Nothing serves the archive to clients today; a reader must show a user only records newer than ' +
+        "its account (AccountRecord.created), so that a new account of the same name never sees the old one's",
+      clean: async () => {},
+    },
+  ],
+]);
+
+/**
+ * Remove an account and every trace of it: credentials, sessions (closed with
+ * `not-authorized`, text "account removed"), its item in every other roster
+ * (with a roster push and `unsubscribed` / `unsubscribe` / `unavailable`
+ * presence to those users, as ejabberd's remove_user does), its roster,
+ * pending requests both ways, offline queue; then the `account:removed`
+ * hook, every handler awaited. Throws item-not-found for an unknown account.
+ */
+export async function removeAccount(broker: Broker, username: string): Promise<void> {
+  const user = broker.accounts.address(username);
+  await broker.accounts.remove(username);
+  const u = user.toString();
+  const reason = closeReason('not-authorized', 'account removed');
+  for (const s of broker.sessions.sessionsOf(user)) {
+    await broker.sessions.unbind(s, reason);
+    s.close(reason);
+  }
+  const ctx: RemovalContext = { ownItems: (await broker.roster.get(u)).items, listedBy: await broker.roster.listedBy(u) };
+  for (const owner of ctx.listedBy) {
+    const before = await broker.roster.removeContact(owner, u);
+    if (before) await broker.presence.contactRemoved(Address.parse(owner), user, before);
+  }
+  for (const cleanup of PER_USER_STORES.values()) await cleanup.clean(broker, user, ctx);
+  await broker.hooks.all('account:removed', user.local);
+}
