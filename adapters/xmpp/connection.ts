@@ -24,7 +24,7 @@ import { streamErrorXml } from './stream-errors.ts';
 import { handleIq } from './iq.ts';
 import { rosterItemXml } from './modules/roster.ts';
 import { nonzaRegistry } from './features.ts';
-import { SessionFilters, SessionState, type Outbound } from './session-state.ts';
+import { SessionFilters, SessionState, type Outbound, type Slot } from './session-state.ts';
 
 import { NS_BIND, NS_SASL, NS_TLS } from './ns.ts';
 
@@ -158,6 +158,11 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   get state(): SessionState {
     return (this.stateRef ??= new SessionState());
+  }
+
+  /** A module's state on this session, without creating the state holder (for checks on every session). */
+  peek<T>(slot: Slot<T>): T | undefined {
+    return this.stateRef?.get(slot);
   }
 
   get filters(): SessionFilters {

@@ -2,6 +2,9 @@
 import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
 import streamManagement from './modules/stream-management.ts';
+import carbons from './modules/carbons.ts';
+import csi from './modules/csi.ts';
+import serverPing from './modules/server-ping.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -10,4 +13,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement];
+export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, carbons, csi, serverPing];

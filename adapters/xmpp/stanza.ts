@@ -38,7 +38,9 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
         const core = ns === undefined || ns === NS_CLIENT;
         if (core && c.name === 'show') {
           const show = c.getText();
-          if (!SHOW_VALUES.has(show)) throw new BrokerError('bad-request', 'invalid show value');
+          // An empty <show/> is plain availability, as Prosody and ejabberd take it (docs/leniency.md)
+          if (show.trim() === '') continue;
+          if (!SHOW_VALUES.has(show)) throw new BrokerError('bad-request', 'invalid show value'); // [RFC6121 4.7.2.1]
           env.show = show;
         } else if (core && c.name === 'status' && env.status === undefined && !c.attrs['xml:lang']) env.status = c.getText();
         else if (core && c.name === 'priority') {

@@ -238,7 +238,7 @@ export default defineModule({
     ctx.onUnload(
       broker.hooks.on('session:unbound', async (session) => {
         if (!(session instanceof XmppConnection)) return;
-        const sm = session.state.has(smSlot) ? session.state.get(smSlot)! : undefined;
+        const sm = session.peek(smSlot);
         if (!sm || sm.conn !== session) return;
         clearTimeout(sm.expiry);
         if (sm.id) byId.delete(sm.id);
