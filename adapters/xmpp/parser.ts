@@ -31,7 +31,7 @@ const QUIET = /^[ \t\n]*$/;
 
 /** The replayed header and the prefix declarations of almost every stream, one of each for all of them. */
 const USUAL_REOPEN = `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}'>`;
-const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze({ stream: NS_STREAM });
+const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze(Object.assign(Object.create(null) as Record<string, string>, { stream: NS_STREAM }));
 
 type Saxes = SaxesParser<{ xmlns: true; position: true }>;
 
@@ -280,7 +280,8 @@ function usedPrefixes(e: Element, into: Set<string> | undefined): Set<string> | 
 
 function prefixDecls(attrs: Record<string, string>): Record<string, string> | undefined {
   let out: Record<string, string> | undefined;
-  for (const k in attrs) if (k.startsWith('xmlns:')) (out ??= {})[k.slice(6)] = attrs[k];
+  // Keyed by prefixes the client chose: no prototype, so a prefix named `constructor` is just a prefix.
+  for (const k in attrs) if (k.startsWith('xmlns:')) (out ??= Object.create(null) as Record<string, string>)[k.slice(6)] = attrs[k];
   return out;
 }
 

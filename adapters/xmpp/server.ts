@@ -146,6 +146,11 @@ class SocketTransport implements Transport {
 export class XmppServer {
   readonly opts: XmppOptions;
   private readonly broker: Broker;
+  /** A failed accept (EMFILE…): logged and counted; the listener keeps accepting. */
+  private readonly acceptFailed = (err: Error): void => {
+    this.broker.log.error({ err }, 'accept failed');
+    this.broker.metrics.error('accept', err.message);
+  };
   private readonly servers: net.Server[] = [];
   private readonly conns = new Set<XmppConnection>();
   /** TCP sockets per address, on both listeners, counted at accept (before any TLS handshake) */
@@ -172,7 +177,7 @@ export class XmppServer {
         if (this.admit(s)) this.accept(s, false);
         else this.refuse(s);
       });
-      this.ports.tcp = await listen(srv, tcp.host, tcp.port);
+      this.ports.tcp = await listen(srv, tcp.host, tcp.port, this.acceptFailed);
       this.servers.push(srv);
     }
     if (directTls && this.ctx) {
@@ -189,7 +194,7 @@ export class XmppServer {
         this.broker.log.debug({ err: err.message }, 'direct TLS handshake failed');
         s.destroy(); // a handshake timeout only reports: with this listener Node leaves the socket open
       });
-      this.ports.directTls = await listen(srv, directTls.host, directTls.port);
+      this.ports.directTls = await listen(srv, directTls.host, directTls.port, this.acceptFailed);
       this.servers.push(srv);
     }
   }

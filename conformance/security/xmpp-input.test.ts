@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { WebSocket } from 'ws';
+import { BoshClient, parseStrict } from '../web/bosh-client.ts';
 import { NS_CLIENT, NS_STREAM, closeAllRaw, rawLogin, startNode, uniqueName, type RawConn, type TestNode } from '../helpers.ts';
 
 const PW = 'utf8 pw';
@@ -71,5 +72,22 @@ describe('security: XMPP input encoding and framing', function () {
     assert.match(all, /<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'/);
     assert.match(all, /<invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/);
     assert.match(all, /<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'\/>/);
+  });
+
+  it('over BOSH a body with invalid UTF-8 ends the session with bad-request, nothing delivered [XEP-0124 §17.2] [RFC6120 11.6]', async () => {
+    const url = `http://127.0.0.1:${node.ports.http}/http-bind`;
+    const c = new BoshClient(url);
+    const created = await c.create();
+    assert.ok(c.sid, created.text);
+    // the next request's <body> with a presence whose text holds 0xFF
+    const head = c.next().replace(/\/>$/, '>');
+    const body = Buffer.concat([Buffer.from(`${head}<presence xmlns='${NS_CLIENT}'><status>bad `), Buffer.from([0xff]), Buffer.from(' end</status></presence></body>')]);
+    const r = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/xml; charset=utf-8' } });
+    const reply = parseStrict(await r.text());
+    assert.equal(reply.attrs.type, 'terminate');
+    assert.equal(reply.attrs.condition, 'bad-request');
+    // the session is gone: its next request is item-not-found [XEP-0124 §17.2]
+    const after = await c.send();
+    assert.equal(after.body.attrs.condition, 'item-not-found');
   });
 });
