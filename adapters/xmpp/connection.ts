@@ -26,7 +26,7 @@ import { rosterItemXml } from './modules/roster.ts';
 import { nonzaRegistry } from './features.ts';
 import { SessionFilters, SessionState, type Outbound, type Slot } from './session-state.ts';
 
-import { NS_BIND, NS_SASL, NS_TLS } from './ns.ts';
+import { NS_BIND, NS_ROSTER, NS_SASL, NS_TLS } from './ns.ts';
 
 /** What the connection needs from its byte transport (TCP, TLS, later WebSocket). */
 export interface Transport {
@@ -366,8 +366,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (this.phase !== 'bound') return;
     // [RFC6121 2.1.6] roster push
     this.sendStanza(
-      `<iq xmlns='jabber:client' type='set' id='push-${randomBytes(6).toString('hex')}' to='${escapeXML(this.address.toString())}'>` +
-        `<query xmlns='jabber:iq:roster' ver='${ver}'>${rosterItemXml(item)}</query></iq>`,
+      `<iq xmlns='${NS_CLIENT}' type='set' id='push-${randomBytes(6).toString('hex')}' to='${escapeXML(this.address.toString())}'>` +
+        `<query xmlns='${NS_ROSTER}' ver='${ver}'>${rosterItemXml(item)}</query></iq>`,
     );
   }
 

@@ -1,10 +1,7 @@
 import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
-import { Address, BrokerError, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
+import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
 import { NS_CLIENT, NS_DELAY, NS_STANZAS } from './ns.ts';
 
-const MESSAGE_TYPES = new Set(['chat', 'error', 'groupchat', 'headline', 'normal']); // [RFC6121 5.2.2]
-const PRESENCE_TYPES = new Set(['error', 'probe', 'subscribe', 'subscribed', 'unavailable', 'unsubscribe', 'unsubscribed']); // [RFC6121 4.7.1]
-const SHOW_VALUES = new Set(['away', 'chat', 'dnd', 'xa']); // [RFC6121 4.7.2.1]
 
 /**
  * Element → Envelope for a stanza a client sent. `from` is stamped by the
