@@ -9,10 +9,18 @@ import { discoFeature } from './basics.ts';
 /** Carbons on for this session [XEP-0280 4]. */
 const enabled = new Slot<boolean>('carbons');
 
-/** Does an extension (serialised child) with this name and namespace ride on the message? */
-function hasChild(env: Envelope, name: string, ns: string): boolean {
-  const re = new RegExp(`^<${name}\\s[^>]*xmlns=(["'])${ns.replace(/[.:/]/g, '\\$&')}\\1`);
-  return env.extensions.some((x) => re.test(x));
+/** Matches a serialised child with this name and namespace. */
+function child(name: string, ns: string): RegExp {
+  return new RegExp(`^<${name}\\s[^>]*xmlns=(["'])${ns.replace(/[.:/]/g, '\\$&')}\\1`);
+}
+const PRIVATE = child('private', NS_CARBONS);
+const NO_COPY = child('no-copy', NS_HINTS);
+const RECEIVED = child('received', NS_CARBONS);
+const SENT = child('sent', NS_CARBONS);
+
+/** Does an extension matching `re` ride on the message? */
+function hasChild(env: Envelope, re: RegExp): boolean {
+  return env.extensions.length > 0 && env.extensions.some((x) => re.test(x));
 }
 
 const IM_PAYLOADS = [NS_CHATSTATES, 'urn:xmpp:receipts', 'urn:xmpp:chat-markers:0'];
@@ -24,9 +32,9 @@ export function eligible(env: Envelope): boolean {
   if (type !== 'chat' && !(type === 'normal' && env.body !== undefined)) {
     if (type !== 'normal' || !env.extensions.some((x) => IM_PAYLOADS.some((ns) => x.includes(ns)))) return false;
   }
-  if (hasChild(env, 'private', NS_CARBONS) || hasChild(env, 'no-copy', NS_HINTS)) return false;
+  if (hasChild(env, PRIVATE) || hasChild(env, NO_COPY)) return false;
   // Never a copy of a copy.
-  return !hasChild(env, 'received', NS_CARBONS) && !hasChild(env, 'sent', NS_CARBONS);
+  return !hasChild(env, RECEIVED) && !hasChild(env, SENT);
 }
 
 /** The copy for `to`: the original, forwarded [XEP-0297], inside `<sent/>` or `<received/>` from the user's bare JID. */
@@ -69,6 +77,20 @@ export default defineModule({
   setup(ctx) {
     const { broker } = ctx;
     const iq = iqRegistry(broker);
+    // Sessions with carbons on, per account (local part: one domain): the
+    // message hooks return at once for the users who have none, which is
+    // every message of a user whose clients never asked for carbons.
+    const users = new Map<string, number>();
+    const count = (local: string, by: 1 | -1) => {
+      const n = (users.get(local) ?? 0) + by;
+      if (n > 0) users.set(local, n);
+      else users.delete(local);
+    };
+    ctx.onUnload(
+      broker.hooks.on('session:unbound', (s) => {
+        if (s instanceof XmppConnection && s.peek(enabled)) count(s.address.local, -1);
+      }),
+    );
     // [XEP-0280 4] enable / disable, per session
     for (const [name, on] of [
       ['enable', true],
@@ -77,6 +99,7 @@ export default defineModule({
       ctx.onUnload(
         iq.register(ctx.name, { type: 'set', ns: NS_CARBONS, name }, (req) => {
           if (!req.to.equals(req.from.bare()) && !req.to.isDomain) return undefined;
+          if (!!req.conn.peek(enabled) !== on) count(req.conn.address.local, on ? 1 : -1);
           req.conn.state.set(enabled, on);
           return 'empty';
         }),
@@ -87,14 +110,14 @@ export default defineModule({
     // [XEP-0280 5] sent: the sender's other resources see what it sent
     ctx.onUnload(
       broker.hooks.on('message:route', (env, origin) => {
-        if (!origin || !eligible(env)) return;
+        if (!origin || !users.has(origin.address.local) || !eligible(env)) return;
         for (const s of carbonSessions(broker, origin)) s.deliver(copy('sent', env, s));
       }),
     );
     // [XEP-0280 5] received: a message to one full JID, copied to the user's other resources
     ctx.onUnload(
       broker.hooks.on('message:delivered', (env, session) => {
-        if (env.to.isBare || !env.to.equals(session.address) || !eligible(env)) return;
+        if (env.to.isBare || !users.has(session.address.local) || !env.to.equals(session.address) || !eligible(env)) return;
         for (const s of carbonSessions(broker, session)) s.deliver(copy('received', env, s));
       }),
     );
