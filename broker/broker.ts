@@ -23,8 +23,6 @@ export interface BrokerHooks extends HookSignatures {
   'route:filter': [[env: Envelope | null, origin: Session | undefined], Envelope | null];
   /** a message to the server's own address; true when handled */
   'message:host': [[env: Envelope], boolean];
-  /** an IQ nobody delivered; true when handled */
-  'iq:unhandled': [[env: Envelope], boolean];
   /**
    * Message lifecycle (protocol-neutral; docs/extending.md). Before routing:
    * a message a session (or a service) hands to the router, before any

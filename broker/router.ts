@@ -251,7 +251,7 @@ export class Router {
       // IQ to a full JID: the server delivers it or answers for the absent entity [RFC6121 8.5.3.1]
       if (await this.deliverFull(env.to, env)) return;
     }
-    const handled = await this.broker.hooks.run('iq:unhandled', env);
-    if (!handled) await this.bounce(env, 'service-unavailable'); // [RFC6120 8.4]
+    // IQs to the server and to accounts are answered by the adapter's keyed handlers before they get here.
+    await this.bounce(env, 'service-unavailable'); // [RFC6120 8.4]
   }
 }

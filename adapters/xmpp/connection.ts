@@ -727,7 +727,6 @@ export class XmppConnection implements Session, StreamParserEvents {
       `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'><bind xmlns='${NS_BIND}'><jid>${escapeXMLText(full.toString())}</jid></bind></iq>`,
     );
     if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
-    xmppHooks(this.broker).emit('xmpp:bound', this);
   }
 
   private async stanza(el: Element): Promise<void> {
