@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
+import { Element, escapeXML } from '@xmpp/xml';
 import {
   Address,
   BrokerError,
@@ -18,7 +18,9 @@ import {
 import { xmppHooks } from './hooks.ts';
 import type { XmppOptions } from './options.ts';
 import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure, type StreamParserEvents } from './parser.ts';
-import { createMechanism, offeredMechanisms, type SaslMechanism, type SaslStep } from './sasl.ts';
+import { offeredMechanisms } from './sasl.ts';
+import { reserveResource, bindResultXml } from './stream-bind.ts';
+import { SaslNegotiation, type SaslOutcome } from './stream-sasl.ts';
 import { envelopeXml, errorReply, toEnvelope } from './stanza.ts';
 import { streamErrorXml } from './stream-errors.ts';
 import { handleIq } from './iq.ts';
@@ -129,8 +131,8 @@ export class XmppConnection implements Session, StreamParserEvents {
   private phase: Phase = 'header';
   private authenticated = false;
   private username = '';
-  private mechanism?: SaslMechanism;
-  private authFailures = 0;
+  /** SASL in progress (created at the first SASL element, dropped after success) */
+  private saslRef?: SaslNegotiation;
   private bound = false;
   /** deadlines checked by the shared sweep (0 = none) */
   private lastActivity = 0;
@@ -601,7 +603,7 @@ export class XmppConnection implements Session, StreamParserEvents {
     const ns = el.attrs.xmlns;
     if (this.phase === 'tls') {
       if (el.name === 'starttls' && ns === NS_TLS) return this.startTls();
-      if (el.name === 'auth' && ns === NS_SASL) return this.saslFailure('encryption-required', 'STARTTLS first'); // [RFC6120 6.5.4]
+      if (el.name === 'auth' && ns === NS_SASL) return this.saslOutcome(this.saslNegotiation.failure('encryption-required', 'STARTTLS first')); // [RFC6120 6.5.4]
       return this.close(closeReason('not-authorized', 'STARTTLS required'));
     }
     if (this.phase === 'auth') {
@@ -641,91 +643,39 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.headerSent = false;
   }
 
+  private get saslNegotiation(): SaslNegotiation {
+    return (this.saslRef ??= new SaslNegotiation(this.broker, this.opts.maxAuthAttempts));
+  }
+
   private async sasl(el: Element): Promise<void> {
-    const text = el.getText().trim();
-    if (el.name === 'abort') {
-      this.mechanism = undefined;
-      return this.saslFailure('aborted'); // [RFC6120 6.4.4]
-    }
-    let data: Buffer | null = null;
-    if (text && text !== '=') {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return this.saslFailure('incorrect-encoding'); // [RFC6120 6.5.5]
-      data = Buffer.from(text, 'base64');
-    } else if (text === '=') data = Buffer.alloc(0); // [RFC6120 6.4.2] empty initial response
-    let step: SaslStep;
-    if (el.name === 'auth') {
-      const mech = el.attrs.mechanism ?? '';
-      if (!offeredMechanisms(this.transportRef.secure).includes(mech)) {
-        const plainNoTls = mech === 'PLAIN' && !this.transportRef.secure;
-        return this.saslFailure(plainNoTls ? 'encryption-required' : 'invalid-mechanism'); // [RFC6120 6.5.4, 6.5.7]
-      }
-      this.mechanism = createMechanism(mech, this.broker, (authzid) => {
-        const a = Address.tryParse(authzid);
-        return a && a.domain === this.broker.domain && a.isBare ? a.local : undefined;
-      }, this.transportRef.remoteAddress);
-      step = await this.mechanism!.step(data);
-    } else if (el.name === 'response' && this.mechanism) {
-      step = await this.mechanism.step(data ?? Buffer.alloc(0));
-    } else {
-      return this.saslFailure('malformed-request');
-    }
+    const outcome = await this.saslNegotiation.handle(el, this.transportRef);
     if (this.phase === 'closed') return;
-    if (step.kind === 'challenge') {
-      this.send(`<challenge xmlns='${NS_SASL}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`);
-      return;
-    }
-    this.mechanism = undefined;
-    // The login throttle is applied by the mechanism, around the password check (sasl.ts).
-    if (step.kind === 'failure') {
-      this.broker.metrics.login('xmpp', false);
-      return this.saslFailure(step.condition, step.text);
-    }
-    this.broker.metrics.login('xmpp', true);
-    this.username = this.broker.accounts.address(step.username).local;
+    this.saslOutcome(outcome);
+  }
+
+  /** Send what SASL answered and move on: restart the stream after success [RFC6120 6.4.6], close after too many failures [6.4.5]. */
+  private saslOutcome(outcome: SaslOutcome): void {
+    if (this.phase === 'closed') return;
+    this.send(outcome.xml);
+    if (outcome.kind === 'failure' && outcome.tooMany) this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
+    if (outcome.kind !== 'success') return;
+    this.username = outcome.username;
     this.authenticated = true;
-    this.send(`<success xmlns='${NS_SASL}'>${step.data ? step.data.toString('base64') : ''}</success>`);
-    // [RFC6120 6.4.6] stream restart after success
+    this.saslRef = undefined;
     this.phase = 'bind';
     this.headerSent = false;
     this.newParser();
   }
 
-  private async saslFailure(condition: string, text?: string): Promise<void> {
-    if (this.phase === 'closed') return;
-    const t = text ? `<text xml:lang='en'>${escapeXMLText(text)}</text>` : '';
-    this.send(`<failure xmlns='${NS_SASL}'><${condition}/>${t}</failure>`);
-    if (condition !== 'aborted' && ++this.authFailures >= this.opts.maxAuthAttempts) {
-      // [RFC6120 6.4.5] too many retries: close with policy-violation
-      this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
-    }
-  }
-
   private async bindIq(el: Element): Promise<void> {
-    const type = el.attrs.type;
-    const child = el.getChildElements()[0];
-    const ownBare = Address.of(this.username, this.broker.domain);
-    const reply = (err: BrokerError) => this.send(errorReply(el, err, this.broker.domain, ownBare.toString()));
-    if (!el.attrs.id) return reply(new BrokerError('bad-request', 'iq without id'));
-    if (type !== 'set' || !child || !child.is('bind', NS_BIND)) return reply(new BrokerError('not-authorized', 'bind a resource first'));
-    let full: Address;
-    try {
-      const requested = child.getChildText('resource')?.trim() || undefined;
-      full = this.broker.sessions.reserve(ownBare, requested);
-    } catch (err) {
-      if (err instanceof BrokerError) {
-        // [RFC6120 7.7.2.1] a resource that fails Resourceprep is bad-request
-        return reply(err.condition === 'jid-malformed' ? new BrokerError('bad-request', err.text) : err);
-      }
-      throw err;
-    }
-    this.address = full;
+    const r = reserveResource(this.broker, el, this.username);
+    if ('error' in r) return this.send(errorReply(el, r.error, this.broker.domain, Address.of(this.username, this.broker.domain).toString()));
+    this.address = r.full;
     this.phase = 'bound';
     this.bound = true;
     this.authDeadline = 0;
     await this.broker.sessions.bind(this);
-    this.send(
-      `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'><bind xmlns='${NS_BIND}'><jid>${escapeXMLText(full.toString())}</jid></bind></iq>`,
-    );
+    this.send(bindResultXml(el.attrs.id!, r.full));
     if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
   }
 
