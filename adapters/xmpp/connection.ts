@@ -4,6 +4,7 @@ import {
   Address,
   BrokerError,
   closeReason,
+  isStorableMessage,
   OriginPipeline,
   sessionDefaults,
   snippet,
@@ -336,7 +337,13 @@ export class XmppConnection implements Session, StreamParserEvents {
       this.filtersRef?.out.run({ xml: envelopeXml(env, env.to), env }); // kept for resumption
       return;
     }
-    if (this.phase !== 'bound') return;
+    if (this.phase !== 'bound') {
+      // Closed while the message was on its way (its record being written): not silently lost.
+      if (this.phase === 'closed' && isStorableMessage(env) && !env.delay) {
+        this.broker.router.stranded(env, this).catch((err) => this.log.error({ err }, 'stranded message'));
+      }
+      return;
+    }
     if (this.transportRef.bufferedAmount() > this.opts.maxOutboundBuffer) {
       // A client that does not read its socket must not hold the node's memory hostage.
       this.close(closeReason('policy-violation', 'slow consumer: outbound buffer full'));
