@@ -2,6 +2,7 @@
 // with a window per direction or a fixed offered rate. One JSON line out.
 //   --port P [--host 127.0.0.1] [--domain localhost] [--pairs 100] [--mode window|rate]
 //   [--window 4] [--rate 2000] [--warmup 2] [--duration 8] [--user-prefix u] [--password pw]
+//   [--sm N]: enable stream management [XEP-0198] and send <r/> after every N messages (and answer the server's)
 import { num, parseFlags, pool, run, str } from './lib/common.ts';
 import { FlowDriver } from './lib/flows.ts';
 import { chatStanza, XmppClient } from './lib/xmpp.ts';
@@ -27,6 +28,8 @@ run(async () => {
       presence: true,
     }),
   );
+  const smEvery = num(f, 'sm', 0);
+  if (smEvery > 0) await Promise.all(clients.map((c) => c.enableSm(smEvery)));
   const to = clients.map((_, i) => `${prefix}${(i ^ 1) + 1}@${domain}`);
   const driver = new FlowDriver({
     flows: n,
@@ -35,10 +38,10 @@ run(async () => {
     rate: num(f, 'rate', 2000),
     warmupMs: num(f, 'warmup', 2) * 1000,
     durationMs: num(f, 'duration', 8) * 1000,
-    send: (flow, body) => clients[flow].write(chatStanza(to[flow], body)),
+    send: (flow, body) => clients[flow].sendChat(chatStanza(to[flow], body)),
   });
   for (const c of clients) c.chatMode((b) => driver.receive(b));
   const r = await driver.run();
   for (const c of clients) c.destroy();
-  return { workload: 'xmpp-chat', pairs, ...r };
+  return { workload: smEvery > 0 ? 'xmpp-chat-sm' : 'xmpp-chat', pairs, sm: smEvery, ...r };
 });

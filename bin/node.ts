@@ -39,8 +39,24 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
     cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
     log,
     limits: cfg.limits,
-    modules: allModules.map((def) => ({ def, options: cfg.modules[def.name] })),
+    modules: enabledModules(cfg),
   });
+}
+
+/**
+ * The modules this config turns on, with their options (like Prosody's
+ * `modules_enabled`): each module is on unless `modules.<name>.enabled` is
+ * false, or off by default (`enabledByDefault: false`) unless it is true.
+ * A module another enabled one depends on cannot be turned off.
+ */
+export function enabledModules(cfg: Config): { def: (typeof allModules)[number]; options: Record<string, unknown> }[] {
+  const out = [];
+  for (const def of allModules) {
+    const { enabled, ...options } = cfg.modules[def.name] ?? {};
+    if (enabled !== undefined && typeof enabled !== 'boolean') throw new Error(`modules.${def.name}.enabled: expected a boolean`);
+    if (enabled ?? def.enabledByDefault ?? true) out.push({ def, options });
+  }
+  return out;
 }
 
 export interface RunningNode {

@@ -23,12 +23,28 @@ export interface BrokerHooks extends HookSignatures {
   'route:filter': [[env: Envelope | null, origin: Session | undefined], Envelope | null];
   /** a message to the server's own address; true when handled */
   'message:host': [[env: Envelope], boolean];
-  /** an IQ nobody delivered; true when handled */
-  'iq:unhandled': [[env: Envelope], boolean];
-  /** a message was appended to the timeline (or passed through when not storable) */
+  /**
+   * Message lifecycle (protocol-neutral; docs/extending.md). Before routing:
+   * a message a session (or a service) hands to the router, before any
+   * check; `origin` is the sending session, when there is one.
+   */
+  'message:route': [[env: Envelope, origin: Session | undefined], void];
+  /** a message was handed to one local session (each delivery; not replays from storage) */
+  'message:delivered': [[env: Envelope, session: Session], void];
+  /**
+   * No session takes a storable message: 'queued' when a module stored it
+   * for later, 'full' when it would but may not; no answer (no module)
+   * bounces it with service-unavailable [RFC6121 8.5.2.1.1, 8.5.2.2.1].
+   */
+  'message:offline': [[env: Envelope], 'queued' | 'full'];
+  /** a message was appended to the timeline: `env.seq` is set (and, with an archive module, its archive id) */
   'message:stored': [[env: Envelope], void];
   'session:bound': [[session: Session], void];
-  /** initial available presence sent */
+  /**
+   * The session now takes messages to its bare address: initial available
+   * presence, or an MQTT device that subscribed to its chat topic (the
+   * offline module hands over what waited).
+   */
   'session:available': [[session: Session], void];
   'session:unbound': [[session: Session, reason: CloseReason], void];
   /**

@@ -96,6 +96,10 @@ export type CloseKind =
   | 'connection-timeout'
   | 'system-shutdown'
   | 'session-taken-over'
+  /** a stream-management session kept for resumption was not resumed in time [XEP-0198 5] */
+  | 'resume-timeout'
+  /** the client did not answer the server's ping in time [XEP-0199 4.1] */
+  | 'ping-timeout'
   | 'protocol-error'
   | 'internal-error';
 

@@ -4,6 +4,7 @@ export { type ArchivedMessage, type ArchiveMode, type ArchivePrefs, type UserArc
 export { Broker, defaultLimits, type BrokerHooks, type BrokerLimits, type BrokerOptions } from './broker.ts';
 export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorCondition, type ErrorType } from './errors.ts';
 export { isStorableMessage, type Envelope, type EnvelopeKind } from './envelope.ts';
+export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
 export { CounterMetrics, type Metrics } from './metrics.ts';

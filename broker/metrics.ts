@@ -15,6 +15,8 @@ export interface Metrics {
   closed(protocol: string, reason: string): void;
   /** a stanza (XMPP) or packet (MQTT) read from or written to a client */
   traffic(protocol: string, direction: 'in' | 'out'): void;
+  /** client state indication [XEP-0352]: a stanza held for an inactive client, or flushed when it is active again */
+  csi(event: 'held' | 'flushed' | 'superseded'): void;
   /** ms from acceptance by the broker to hand-over to a local session */
   deliveryLatency(ms: number): void;
   /** one storage call */
@@ -63,6 +65,9 @@ export class CounterMetrics implements Metrics {
     let t = this.trafficBy.get(protocol);
     if (!t) this.trafficBy.set(protocol, (t = { in: 0, out: 0 }));
     t[direction]++;
+  }
+  csi(event: 'held' | 'flushed' | 'superseded'): void {
+    this.inc(`csi.${event}`);
   }
   deliveryLatency(_ms: number): void {}
   storeOp(op: string, _ms: number, ok: boolean): void {

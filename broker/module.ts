@@ -23,6 +23,8 @@ export interface SpecClaim {
 
 /** What a module's setup gets: its options and a scope that is undone on unload. */
 export interface ModuleContext<O extends Record<string, OptionSpec>> {
+  /** the module's name (owner of what it registers, in error messages) */
+  name: string;
   broker: Broker;
   options: OptionValues<O>;
   log: Logger;
@@ -37,6 +39,8 @@ export interface ModuleDefinition<O extends Record<string, OptionSpec> = Record<
   /** one line for the docs */
   description: string;
   depends?: string[];
+  /** loaded unless the config says `modules.<name>.enabled: false` (default true); false: only when enabled */
+  enabledByDefault?: boolean;
   options: O;
   specs: SpecClaim[];
   setup(ctx: ModuleContext<O>): void | Promise<void>;
@@ -121,6 +125,7 @@ export class LoadedModule {
 
   context(broker: Broker, options: Record<string, unknown>, log: Logger): ModuleContext<any> {
     return {
+      name: this.def.name,
       broker,
       options,
       log,

@@ -6,8 +6,8 @@ import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './enve
 import type { RosterItem } from './roster.ts';
 import type { Session } from './session.ts';
 import type { Target } from './router.ts';
+import { SUBSCRIPTION_TYPES } from './vocabulary.ts';
 
-const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 
 /**
  * Presence [RFC6121 4] and subscriptions [RFC6121 3]. Both parties live on

@@ -61,6 +61,7 @@ export class Router {
     // No filter registered (the default): no fold, no extra await per stanza.
     const env = this.broker.hooks.has('route:filter') ? await this.broker.hooks.fold('route:filter', input, origin) : input;
     if (!env) return;
+    if (env.kind === 'message' && this.broker.hooks.has('message:route')) this.broker.hooks.emit('message:route', env, origin);
     this.broker.metrics.routed(env.kind);
     if (ord && env.kind !== 'message') await ord.after;
     if (env.to.domain !== this.broker.domain) {
@@ -119,6 +120,7 @@ export class Router {
       // Synchronous for a local session: no promise per delivery.
       t.local.deliver(env);
       this.broker.metrics.delivered(env);
+      if (env.kind === 'message' && this.broker.hooks.has('message:delivered')) this.broker.hooks.emit('message:delivered', env, t.local);
       if (env.timestamp !== undefined && !env.delay) this.broker.metrics.deliveryLatency(Date.now() - env.timestamp);
       return undefined;
     }
@@ -198,8 +200,10 @@ export class Router {
     if (!env.to.isBare) {
       const t = (await this.targets(env.to)).find((x) => x.resource === env.to.resource);
       if (t) {
-        if (storable) await this.broker.archive.appendChat(env);
-        this.broker.hooks.emit('message:stored', env);
+        if (storable) {
+          await this.broker.archive.appendChat(env);
+          this.broker.hooks.emit('message:stored', env);
+        }
         return this.deliverTo(t, env);
       }
       // [RFC6121 8.5.3.2.1] no such resource: chat/normal as if to the bare JID; groupchat errors; headline dropped.
@@ -213,7 +217,7 @@ export class Router {
 
   /** A message to a bare address, stored if storable: to every available device, else offline. */
   private async afterStored(env: Envelope, type: string, storable: boolean): Promise<void> {
-    this.broker.hooks.emit('message:stored', env);
+    if (storable) this.broker.hooks.emit('message:stored', env);
     const targets = this.messageTargetsNow(env.to) ?? (await this.messageTargets(env.to));
     if (targets.length > 0) {
       // Every available device gets every message (multi-device principle).
@@ -224,11 +228,40 @@ export class Router {
       return;
     }
     if (type === 'headline' || !storable) return; // [RFC6121 8.5.2.2.1] headline / chat states: dropped
-    if (await this.broker.offline.enqueue(env)) {
-      this.broker.metrics.offlineQueued();
-      return;
-    }
-    await this.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
+    return this.undeliverable(env);
+  }
+
+  /**
+   * A storable message handed to a session that is gone (it closed while the
+   * message was being stored, or it ended with the message unacknowledged):
+   * to the user's other devices that did not have it, else the offline path
+   * ({@link undeliverable}). Nothing is dropped silently. `hadIt` says
+   * whether another device already got it; by default, one addressed to the
+   * bare JID went to every available device, one to the gone full JID to
+   * none [RFC6121 8.5.3.2.1].
+   */
+  async stranded(env: Envelope, gone: Session, hadIt?: (s: Session) => boolean): Promise<void> {
+    const bare = gone.address.bare();
+    const moved: Envelope = { ...env, to: bare };
+    const others = (await this.messageTargets(bare)).filter((t) => t.local && t.local !== gone);
+    if (others.length === 0) return this.undeliverable(moved);
+    const had = hadIt ?? (() => env.to.isBare);
+    for (const t of others) if (!had(t.local!)) t.local!.deliver(moved);
+  }
+
+  /**
+   * A storable message no session takes: whatever module handles
+   * 'message:offline' (the offline module) keeps it for later; with none
+   * loaded, offline storage is off and the sender gets service-unavailable
+   * [RFC6121 8.5.2.1.1, 8.5.2.2.1]. Adapters and modules that find a message
+   * stranded (a connection that closed under it, a stream-management session
+   * that timed out) hand it here, never to storage directly.
+   */
+  async undeliverable(env: Envelope): Promise<void> {
+    const outcome = await this.broker.hooks.run('message:offline', env);
+    if (outcome === 'queued') return;
+    if (outcome === 'full') return this.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
+    return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.2.1] no offline storage
   }
 
   private async iq(env: Envelope): Promise<void> {
@@ -236,7 +269,7 @@ export class Router {
       // IQ to a full JID: the server delivers it or answers for the absent entity [RFC6121 8.5.3.1]
       if (await this.deliverFull(env.to, env)) return;
     }
-    const handled = await this.broker.hooks.run('iq:unhandled', env);
-    if (!handled) await this.bounce(env, 'service-unavailable'); // [RFC6120 8.4]
+    // IQs to the server and to accounts are answered by the adapter's keyed handlers before they get here.
+    await this.bounce(env, 'service-unavailable'); // [RFC6120 8.4]
   }
 }

@@ -93,6 +93,23 @@ export class SessionManager {
     this.events.unbound(session, reason);
   }
 
+  /**
+   * `next` takes `old`'s place under the same full address (a resumed
+   * stream [XEP-0198 5]): no unbind, no bind event, so contacts see no
+   * presence change. `next` must already carry old's address and state.
+   */
+  async replace(old: Session, next: Session): Promise<void> {
+    const user = old.address.bare().toString();
+    const sessions = this.local.get(user);
+    if (!sessions || sessions.get(old.address.resource) !== old) throw new BrokerError('item-not-found', 'session to resume is gone');
+    sessions.set(old.address.resource, next);
+    this.byId.delete(old.id);
+    this.byId.set(next.id, next);
+    await this.registry.remove(user, old.address.resource, old.id);
+    await this.registry.put(this.entry(next));
+    this.log.debug({ jid: next.address.toString() }, 'session resumed on a new stream');
+  }
+
   /** Keep the cluster registry in step after priority/availability changes. */
   async update(session: Session): Promise<void> {
     if (this.byId.get(session.id) === session) await this.registry.put(this.entry(session));

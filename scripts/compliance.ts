@@ -14,11 +14,13 @@ for (const m of allModules) {
   for (const s of m.specs) rows.push(`| ${s.spec} | ${s.section ?? 'all'} | ${s.status} | module \`${m.name}\` | ${s.note ?? ''} |`);
 }
 rows.sort();
+const moduleRows = allModules.map((m) => `| \`${m.name}\` | ${m.enabledByDefault === false ? 'off' : 'on'} | ${(m.depends ?? []).join(', ')} | ${m.description} |`);
 const optionRows: string[] = [];
 for (const m of allModules) {
   for (const [k, o] of Object.entries(m.options as Record<string, OptionSpec>)) {
     optionRows.push(`| \`modules.${m.name}.${k}\` | ${o.type} | \`${JSON.stringify(o.default)}\` | ${o.doc} |`);
   }
+  optionRows.push(`| \`modules.${m.name}.enabled\` | boolean | \`${m.enabledByDefault !== false}\` | load this module |`);
 }
 const text = `# Compliance
 
@@ -29,6 +31,14 @@ CI fails when this file is stale. Do not edit by hand.
 | spec | section | status | where | note |
 |---|---|---|---|---|
 ${rows.join('\n')}
+
+## Modules
+
+Each loads unless \`modules.<name>.enabled\` says otherwise (docs/configuration.md).
+
+| module | default | depends on | what |
+|---|---|---|---|
+${moduleRows.join('\n')}
 
 ## Module options
 

@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { BrokerError, type Address, type Envelope } from '../../broker/index.ts';
+import { BrokerError, SHOW_VALUES, SUBSCRIPTION_TYPES, type Address, type Envelope } from '../../broker/index.ts';
 
 /**
  * MQTT payloads ↔ core envelopes, for the two topic trees the core owns.
@@ -8,8 +8,6 @@ import { BrokerError, type Address, type Envelope } from '../../broker/index.ts'
  */
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-const SHOWS = new Set(['away', 'chat', 'dnd', 'xa']); // [RFC6121 4.7.2.1]
-const SUBSCRIPTION = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 
 function text(payload: Buffer): string {
   try {
@@ -127,12 +125,12 @@ export function parsePresence(payload: Buffer): PresenceCommand {
     const word = s.toLowerCase();
     if (word === '' || word === 'online' || word === 'available') return { kind: 'available' };
     if (word === 'offline' || word === 'unavailable') return { kind: 'unavailable' };
-    if (SHOWS.has(word)) return { kind: 'available', show: word };
+    if (SHOW_VALUES.has(word)) return { kind: 'available', show: word };
     throw new BrokerError('bad-request', 'presence must be online, offline, away, chat, dnd, xa or a JSON object');
   }
   const type = optString(o, 'type', 16);
   if (type !== undefined) {
-    if (!SUBSCRIPTION.has(type)) throw new BrokerError('bad-request', '"type" must be subscribe, subscribed, unsubscribe or unsubscribed');
+    if (!SUBSCRIPTION_TYPES.has(type)) throw new BrokerError('bad-request', '"type" must be subscribe, subscribed, unsubscribe or unsubscribed');
     const to = optString(o, 'to', 3071);
     if (!to) throw new BrokerError('bad-request', 'a subscription needs "to"');
     return { kind: 'subscription', type, to };
@@ -140,7 +138,7 @@ export function parsePresence(payload: Buffer): PresenceCommand {
   const status = optString(o, 'status');
   if (o.available === false) return { kind: 'unavailable', status };
   const show = optString(o, 'show', 8);
-  if (show !== undefined && !SHOWS.has(show)) throw new BrokerError('bad-request', '"show" must be away, chat, dnd or xa');
+  if (show !== undefined && !SHOW_VALUES.has(show)) throw new BrokerError('bad-request', '"show" must be away, chat, dnd or xa');
   const p = o.priority;
   if (p !== undefined && (typeof p !== 'number' || !Number.isInteger(p))) throw new BrokerError('bad-request', '"priority" must be an integer');
   return { kind: 'available', show, status, priority: p as number | undefined };

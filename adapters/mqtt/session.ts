@@ -98,7 +98,7 @@ export class MqttSession implements Session {
     if (this.hidden || !this.available) return;
     await this.sendPresence({ kind: 'available', show: this.presence?.show, status: this.presence?.status });
     // Messages queued while nothing could receive them [XEP-0160].
-    if (now) await this.ctx.broker.offline.flush(this.address, (env) => this.deliver(env));
+    if (now) await this.ctx.broker.hooks.run('session:available', this);
   }
 
   /** A PUBLISH on presence/{me}. */
@@ -148,8 +148,7 @@ export class MqttSession implements Session {
     // message): queuing it would hand it to that device a second time.
     const others = (await broker.router.messageTargets(this.address)).filter((t) => t.resource !== this.address.resource);
     if (others.length > 0) return;
-    if (await broker.offline.enqueue(env)) return;
-    await broker.router.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]
+    await broker.router.undeliverable(env); // offline storage if loaded, else an error to the sender
   }
 
   close(reason: CloseReason): void {

@@ -104,6 +104,7 @@ export class PromMetrics extends CounterMetrics {
         };
       })(),
     });
+    fromCounts('counter', 'parley_csi_stanzas_total', 'stanzas held for inactive clients, flushed when active, or superseded while held [XEP-0352]', 'csi.', ['event']);
     fromCounts('counter', 'parley_store_errors_total', 'failed storage calls', 'store.errors.', ['op']);
     fromCounts('counter', 'parley_errors_total', 'errors listed on the admin page, by source', 'errors.', ['source']);
     // Observed per delivery and per storage call: counted in plain arrays (histogram.ts).

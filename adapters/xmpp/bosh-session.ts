@@ -1,8 +1,8 @@
 import { closeReason, type CloseKind, type CloseReason, type Logger } from '../../broker/index.ts';
 import { BoshTransport, type BoshSink } from './bosh-transport.ts';
 import { bodyXml, LEGACY_STATUS, streamHeader, terminateXml, type BoshRequest, type Reply, type TerminalCondition } from './bosh-wire.ts';
+import { NS_SASL } from './ns.ts';
 
-const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 /** Responses kept for retransmission when the client acknowledges [XEP-0124 §14.3]; without acks, 'requests' of them. */
 const MAX_UNACKED = 32;
 

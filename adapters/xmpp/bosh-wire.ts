@@ -1,10 +1,9 @@
 import { escapeXML, type Element } from '@xmpp/xml';
-import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure, type StreamParserLimits } from './parser.ts';
+import { StreamParser, type ParseFailure, type StreamParserLimits } from './parser.ts';
+import { NS_CLIENT, NS_HTTPBIND, NS_STREAM, NS_XBOSH } from './ns.ts';
 
-/** The BOSH wrapper namespace [XEP-0124 §6]. */
-export const NS_HTTPBIND = 'http://jabber.org/protocol/httpbind';
-/** XMPP-specific BOSH attributes: version, restart, restartlogic [XEP-0206 §3-5]. */
-export const NS_XBOSH = 'urn:xmpp:xbosh';
+/** The BOSH wrapper namespace [XEP-0124 §6] and XMPP-specific BOSH attributes [XEP-0206 §3-5]. */
+export { NS_HTTPBIND, NS_XBOSH };
 /** The highest BOSH version implemented [XEP-0124 §7.2 'ver']. */
 export const BOSH_VERSION = '1.11';
 /** Without a 'content' attribute in the session request [XEP-0124 §7.1]. */

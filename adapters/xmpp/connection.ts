@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
+import { Element, escapeXML } from '@xmpp/xml';
 import {
   Address,
   BrokerError,
   closeReason,
+  isStorableMessage,
   OriginPipeline,
   sessionDefaults,
   snippet,
@@ -18,16 +19,17 @@ import {
 import { xmppHooks } from './hooks.ts';
 import type { XmppOptions } from './options.ts';
 import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure, type StreamParserEvents } from './parser.ts';
-import { createMechanism, offeredMechanisms, type SaslMechanism, type SaslStep } from './sasl.ts';
+import { offeredMechanisms } from './sasl.ts';
+import { reserveResource, bindResultXml } from './stream-bind.ts';
+import { SaslNegotiation, type SaslOutcome } from './stream-sasl.ts';
 import { envelopeXml, errorReply, toEnvelope } from './stanza.ts';
 import { streamErrorXml } from './stream-errors.ts';
 import { handleIq } from './iq.ts';
 import { rosterItemXml } from './modules/roster.ts';
+import { nonzaRegistry } from './features.ts';
+import { SessionFilters, SessionState, type Outbound, type Slot } from './session-state.ts';
 
-const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
-const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
-const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
-const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+import { NS_BIND, NS_ROSTER, NS_SASL, NS_TLS } from './ns.ts';
 
 /** What the connection needs from its byte transport (TCP, TLS, later WebSocket). */
 export interface Transport {
@@ -56,7 +58,8 @@ export interface Transport {
   end(): void;
 }
 
-type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'closed';
+/** 'detached': the transport is gone but a module (stream management) keeps the session bound for a while. */
+type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'detached' | 'closed';
 
 /**
  * One timer for the deadlines of every connection instead of two or three
@@ -129,8 +132,8 @@ export class XmppConnection implements Session, StreamParserEvents {
   private phase: Phase = 'header';
   private authenticated = false;
   private username = '';
-  private mechanism?: SaslMechanism;
-  private authFailures = 0;
+  /** SASL in progress (created at the first SASL element, dropped after success) */
+  private saslRef?: SaslNegotiation;
   private bound = false;
   /** deadlines checked by the shared sweep (0 = none) */
   private lastActivity = 0;
@@ -160,6 +163,15 @@ export class XmppConnection implements Session, StreamParserEvents {
   private throttledSince = 0;
   private rateTimer?: NodeJS.Timeout;
   closeReason?: CloseReason;
+  /** Modules' per-session state (created on first use; moves with a resumed session). */
+  private stateRef?: SessionState;
+  /** Modules' per-session stanza filters (created on first use). */
+  private filtersRef?: SessionFilters;
+  /**
+   * Set by a module that may keep this session bound when its transport
+   * goes away (stream management): returns true to keep it ('detached').
+   */
+  keeper?: (reason: CloseReason) => boolean;
 
   constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
     Object.assign(this, sessionDefaults());
@@ -183,6 +195,39 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   get transport(): string {
     return this.transportRef.kind;
+  }
+
+  get state(): SessionState {
+    return (this.stateRef ??= new SessionState());
+  }
+
+  /** A module's state on this session, without creating the state holder (for checks on every session). */
+  peek<T>(slot: Slot<T>): T | undefined {
+    return this.stateRef?.get(slot);
+  }
+
+  get filters(): SessionFilters {
+    return (this.filtersRef ??= new SessionFilters());
+  }
+
+  /** The account this stream authenticated as ('' before SASL success). */
+  get authenticatedAs(): string {
+    return this.username;
+  }
+
+  /** Bound to a resource and not gone: stanzas can be written to the client now. */
+  get live(): boolean {
+    return this.phase === 'bound';
+  }
+
+  /** Last bytes from the client (ms since the epoch). */
+  get lastActive(): number {
+    return this.lastActivity;
+  }
+
+  /** Settles once every stanza read so far has been handled (messages stored or routed). */
+  async settled(): Promise<void> {
+    if (this.pipe?.depth) await this.pipe.idle;
   }
 
   /** Bytes from the transport. */
@@ -291,13 +336,23 @@ export class XmppConnection implements Session, StreamParserEvents {
   // ---- Session ----
 
   deliver(env: Envelope): void {
-    if (this.phase !== 'bound') return;
+    if (this.phase === 'detached') {
+      this.filtersRef?.out.run({ xml: envelopeXml(env, env.to), env }); // kept for resumption
+      return;
+    }
+    if (this.phase !== 'bound') {
+      // Closed while the message was on its way (its record being written): not silently lost.
+      if (this.phase === 'closed' && isStorableMessage(env) && !env.delay) {
+        this.broker.router.stranded(env, this).catch((err) => this.log.error({ err }, 'stranded message'));
+      }
+      return;
+    }
     if (this.transportRef.bufferedAmount() > this.opts.maxOutboundBuffer) {
       // A client that does not read its socket must not hold the node's memory hostage.
       this.close(closeReason('policy-violation', 'slow consumer: outbound buffer full'));
       return;
     }
-    this.send(envelopeXml(env, env.to));
+    this.sendStanza(envelopeXml(env, env.to), env);
   }
 
   /**
@@ -313,7 +368,7 @@ export class XmppConnection implements Session, StreamParserEvents {
     const open = (): boolean => this.phase === 'bound' && !this.closing;
     while (open() && this.transportRef.bufferedAmount() > 0 && this.transportRef.bufferedAmount() + xml.length > room) await sleep(DRAIN_POLL_MS);
     if (!open()) return false;
-    this.send(xml);
+    this.sendStanza(xml, env); // through the session's filters: stream management counts and keeps it
     // Out of the node (usually at once, into the kernel): delivered, even if the stream ends right after.
     while (open() && this.transportRef.bufferedAmount() > 0) await sleep(DRAIN_POLL_MS);
     return this.transportRef.bufferedAmount() === 0;
@@ -322,14 +377,15 @@ export class XmppConnection implements Session, StreamParserEvents {
   rosterPush(item: RosterItem, ver: string): void {
     if (this.phase !== 'bound') return;
     // [RFC6121 2.1.6] roster push
-    this.send(
-      `<iq xmlns='jabber:client' type='set' id='push-${randomBytes(6).toString('hex')}' to='${escapeXML(this.address.toString())}'>` +
-        `<query xmlns='jabber:iq:roster' ver='${ver}'>${rosterItemXml(item)}</query></iq>`,
+    this.sendStanza(
+      `<iq xmlns='${NS_CLIENT}' type='set' id='push-${randomBytes(6).toString('hex')}' to='${escapeXML(this.address.toString())}'>` +
+        `<query xmlns='${NS_ROSTER}' ver='${ver}'>${rosterItemXml(item)}</query></iq>`,
     );
   }
 
   /** End the stream, with a stream error when the reason has one [RFC6120 4.9]. */
   close(reason: CloseReason): void {
+    if (this.phase === 'detached') return this.finish(reason); // no transport left to write to
     if (this.phase === 'closed' || this.closing) return;
     this.closing = true;
     if (!this.headerSent) this.sendHeader();
@@ -341,17 +397,50 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   // ---- internals ----
 
+  /** Write raw XML (stream-level elements; stanzas go through {@link sendStanza}). */
   send(xml: string): void {
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.phase === 'detached') return;
     this.broker.metrics.traffic('xmpp', 'out');
     this.transportRef.write(xml);
   }
 
+  /** Write a stanza through the session's outbound filters (Prosody's `stanzas/out`). */
+  sendStanza(xml: string, env?: Envelope): void {
+    const filters = this.filtersRef?.out;
+    if (!filters?.size) return this.send(xml);
+    const out = filters.run({ xml, env });
+    if (out) this.send(out.xml);
+  }
+
+  /** Write what an outbound filter held back and lets go, through the filters after it. */
+  release(after: (o: Outbound) => Outbound | null, out: Outbound): void {
+    const o = this.filtersRef ? this.filtersRef.out.runAfter(after, out) : out;
+    if (o) this.send(o.xml);
+  }
+
   private finish(reason: CloseReason): void {
     if (this.phase === 'closed') return;
-    this.phase = 'closed';
     clearTimeout(this.rateTimer);
     this.rateTimer = undefined;
+    if (this.phase === 'bound' && this.keeper?.(reason)) {
+      // Kept bound without a transport (stream management [XEP-0198 5]): the
+      // keeper ends it later with endDetached() or hands it to a new stream.
+      this.phase = 'detached';
+      this.closeReason = reason;
+      deadlines.delete(this);
+      this.broker.metrics.connection('xmpp', this.openedAs, -1);
+      this.broker.metrics.closed('xmpp', reason.kind);
+      this.log.debug({ reason: reason.kind }, 'xmpp stream detached; session kept');
+      this.onClosed(this);
+      return;
+    }
+    const wasDetached = this.phase === 'detached';
+    this.phase = 'closed';
+    if (wasDetached) {
+      this.closeReason = reason;
+      if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
+      return;
+    }
     this.closeReason = reason;
     deadlines.delete(this);
     this.broker.metrics.connection('xmpp', this.openedAs, -1);
@@ -359,6 +448,44 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.log.debug({ reason: reason.kind, text: reason.text }, 'xmpp stream closed');
     if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
     this.onClosed(this);
+  }
+
+  /** End a detached session for good (its keeper's timeout): unbind, unavailable to contacts. */
+  endDetached(reason: CloseReason): void {
+    if (this.phase === 'detached') this.finish(reason);
+  }
+
+  /**
+   * This freshly authenticated stream takes over `old`, a session of the same
+   * account (stream management resumption [XEP-0198 5]): its address,
+   * presence, roster interest and module state move here and the session
+   * manager swaps one for the other, so contacts see nothing happen. `old`
+   * (detached, or still bound on a dying transport) ends without unbinding.
+   */
+  async takeOver(old: XmppConnection): Promise<void> {
+    this.address = old.address;
+    this.priority = old.priority;
+    this.available = old.available;
+    this.presence = old.presence;
+    this.interested = old.interested;
+    this.directed = old.directed;
+    this.stateRef = old.stateRef;
+    this.filtersRef = old.filtersRef; // filters keep their state in slots, not in the stream
+    this.phase = 'bound';
+    this.bound = true;
+    this.authDeadline = 0;
+    await this.broker.sessions.replace(old, this);
+    old.retire();
+    if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
+  }
+
+  /** Taken over by another stream: close the transport (if any) without unbinding. */
+  private retire(): void {
+    const wasLive = this.phase !== 'detached' && this.phase !== 'closed';
+    this.bound = false;
+    this.keeper = undefined;
+    if (wasLive) this.close(closeReason('session-taken-over', 'resumed on another stream'));
+    this.phase = 'closed';
   }
 
   private touch(): void {
@@ -445,14 +572,14 @@ export class XmppConnection implements Session, StreamParserEvents {
     const to = attrs.to !== undefined ? Address.tryParse(attrs.to) : Address.of('', this.broker.domain);
     if (!to || !to.isDomain || to.domain !== this.broker.domain) return this.close(closeReason('host-unknown', 'this server does not serve that domain')); // [RFC6120 4.9.3.6]
     if (this.phase === 'header') this.phase = this.mustStartTls() ? 'tls' : 'auth';
-    this.sendFeatures();
+    await this.sendFeatures();
   }
 
   private mustStartTls(): boolean {
     return this.opts.requireTls && !this.transportRef.secure && this.transportRef.canStartTls;
   }
 
-  private sendFeatures(): void {
+  private async sendFeatures(): Promise<void> {
     let f = '<stream:features>';
     if (!this.authenticated) {
       const secure = this.transportRef.secure;
@@ -464,14 +591,18 @@ export class XmppConnection implements Session, StreamParserEvents {
         f += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(secure).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
       }
     } else {
-      f += `<bind xmlns='${NS_BIND}'/><session xmlns='${NS_SESSION}'><optional/></session>`; // [RFC6120 7], RFC3921 session (optional)
-      f += `<ver xmlns='urn:xmpp:features:rosterver'/>`; // [RFC6121 2.6.1]
+      f += `<bind xmlns='${NS_BIND}'/>`; // [RFC6120 7]
+      // Modules add theirs (rosterver, legacy session, stream management, CSI): features.ts
+      const hooks = xmppHooks(this.broker);
+      if (hooks.has('stream:features')) f += (await hooks.fold('stream:features', [], this)).join('');
+      if (this.phase === 'closed') return;
     }
     this.send(`${f}</stream:features>`);
   }
 
   private async onStreamEnd(): Promise<void> {
     if (this.pipe?.depth) await this.pipe.idle;
+    this.keeper = undefined; // a graceful close ends the session: nothing to resume [XEP-0198 5]
     // [RFC6120 4.4] answer the closing tag with ours, then close
     this.close(closeReason('client-closed'));
   }
@@ -482,7 +613,7 @@ export class XmppConnection implements Session, StreamParserEvents {
     const ns = el.attrs.xmlns;
     if (this.phase === 'tls') {
       if (el.name === 'starttls' && ns === NS_TLS) return this.startTls();
-      if (el.name === 'auth' && ns === NS_SASL) return this.saslFailure('encryption-required', 'STARTTLS first'); // [RFC6120 6.5.4]
+      if (el.name === 'auth' && ns === NS_SASL) return this.saslOutcome(this.saslNegotiation.failure('encryption-required', 'STARTTLS first')); // [RFC6120 6.5.4]
       return this.close(closeReason('not-authorized', 'STARTTLS required'));
     }
     if (this.phase === 'auth') {
@@ -498,6 +629,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     }
     if (this.phase === 'bind') {
       if (el.name === 'iq' && ns === NS_CLIENT) return this.bindIq(el);
+      const nonza = nonzaRegistry(this.broker).lookup('bind', el); // e.g. resumption [XEP-0198 5]
+      if (nonza) return nonza(this, el);
       return this.close(closeReason('not-authorized', 'bind a resource first'));
     }
     if (this.phase === 'bound') return this.stanza(el);
@@ -520,93 +653,40 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.headerSent = false;
   }
 
+  private get saslNegotiation(): SaslNegotiation {
+    return (this.saslRef ??= new SaslNegotiation(this.broker, this.opts.maxAuthAttempts));
+  }
+
   private async sasl(el: Element): Promise<void> {
-    const text = el.getText().trim();
-    if (el.name === 'abort') {
-      this.mechanism = undefined;
-      return this.saslFailure('aborted'); // [RFC6120 6.4.4]
-    }
-    let data: Buffer | null = null;
-    if (text && text !== '=') {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return this.saslFailure('incorrect-encoding'); // [RFC6120 6.5.5]
-      data = Buffer.from(text, 'base64');
-    } else if (text === '=') data = Buffer.alloc(0); // [RFC6120 6.4.2] empty initial response
-    let step: SaslStep;
-    if (el.name === 'auth') {
-      const mech = el.attrs.mechanism ?? '';
-      if (!offeredMechanisms(this.transportRef.secure).includes(mech)) {
-        const plainNoTls = mech === 'PLAIN' && !this.transportRef.secure;
-        return this.saslFailure(plainNoTls ? 'encryption-required' : 'invalid-mechanism'); // [RFC6120 6.5.4, 6.5.7]
-      }
-      this.mechanism = createMechanism(mech, this.broker, (authzid) => {
-        const a = Address.tryParse(authzid);
-        return a && a.domain === this.broker.domain && a.isBare ? a.local : undefined;
-      }, this.transportRef.remoteAddress);
-      step = await this.mechanism!.step(data);
-    } else if (el.name === 'response' && this.mechanism) {
-      step = await this.mechanism.step(data ?? Buffer.alloc(0));
-    } else {
-      return this.saslFailure('malformed-request');
-    }
+    const outcome = await this.saslNegotiation.handle(el, this.transportRef);
     if (this.phase === 'closed') return;
-    if (step.kind === 'challenge') {
-      this.send(`<challenge xmlns='${NS_SASL}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`);
-      return;
-    }
-    this.mechanism = undefined;
-    // The login throttle is applied by the mechanism, around the password check (sasl.ts).
-    if (step.kind === 'failure') {
-      this.broker.metrics.login('xmpp', false);
-      return this.saslFailure(step.condition, step.text);
-    }
-    this.broker.metrics.login('xmpp', true);
-    this.username = this.broker.accounts.address(step.username).local;
+    this.saslOutcome(outcome);
+  }
+
+  /** Send what SASL answered and move on: restart the stream after success [RFC6120 6.4.6], close after too many failures [6.4.5]. */
+  private saslOutcome(outcome: SaslOutcome): void {
+    if (this.phase === 'closed') return;
+    this.send(outcome.xml);
+    if (outcome.kind === 'failure' && outcome.tooMany) this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
+    if (outcome.kind !== 'success') return;
+    this.username = outcome.username;
     this.authenticated = true;
-    this.send(`<success xmlns='${NS_SASL}'>${step.data ? step.data.toString('base64') : ''}</success>`);
-    // [RFC6120 6.4.6] stream restart after success
+    this.saslRef = undefined;
     this.phase = 'bind';
     this.headerSent = false;
     this.newParser();
   }
 
-  private async saslFailure(condition: string, text?: string): Promise<void> {
-    if (this.phase === 'closed') return;
-    const t = text ? `<text xml:lang='en'>${escapeXMLText(text)}</text>` : '';
-    this.send(`<failure xmlns='${NS_SASL}'><${condition}/>${t}</failure>`);
-    if (condition !== 'aborted' && ++this.authFailures >= this.opts.maxAuthAttempts) {
-      // [RFC6120 6.4.5] too many retries: close with policy-violation
-      this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
-    }
-  }
-
   private async bindIq(el: Element): Promise<void> {
-    const type = el.attrs.type;
-    const child = el.getChildElements()[0];
-    const ownBare = Address.of(this.username, this.broker.domain);
-    const reply = (err: BrokerError) => this.send(errorReply(el, err, this.broker.domain, ownBare.toString()));
-    if (!el.attrs.id) return reply(new BrokerError('bad-request', 'iq without id'));
-    if (type !== 'set' || !child || !child.is('bind', NS_BIND)) return reply(new BrokerError('not-authorized', 'bind a resource first'));
-    let full: Address;
-    try {
-      const requested = child.getChildText('resource')?.trim() || undefined;
-      full = this.broker.sessions.reserve(ownBare, requested);
-    } catch (err) {
-      if (err instanceof BrokerError) {
-        // [RFC6120 7.7.2.1] a resource that fails Resourceprep is bad-request
-        return reply(err.condition === 'jid-malformed' ? new BrokerError('bad-request', err.text) : err);
-      }
-      throw err;
-    }
-    this.address = full;
+    const r = reserveResource(this.broker, el, this.username);
+    if ('error' in r) return this.send(errorReply(el, r.error, this.broker.domain, Address.of(this.username, this.broker.domain).toString()));
+    this.address = r.full;
     this.phase = 'bound';
     this.bound = true;
     this.authDeadline = 0;
     await this.broker.sessions.bind(this);
-    this.send(
-      `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'><bind xmlns='${NS_BIND}'><jid>${escapeXMLText(full.toString())}</jid></bind></iq>`,
-    );
+    this.send(bindResultXml(el.attrs.id!, r.full));
     if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
-    xmppHooks(this.broker).emit('xmpp:bound', this);
   }
 
   private async stanza(el: Element): Promise<void> {
@@ -614,8 +694,11 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (this.pipe?.depth && el.name !== 'message') await this.pipe.idle;
     const ns = el.attrs.xmlns;
     if (ns !== NS_CLIENT || (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq')) {
+      const nonza = ns !== NS_CLIENT ? nonzaRegistry(this.broker).lookup('bound', el) : undefined;
+      if (nonza) return nonza(this, el); // a module's stream-level element (XEP-0198, XEP-0352)
       return this.close(closeReason('unsupported-stanza-type', `<${el.name}/> is not a stanza`)); // [RFC6120 4.9.3.24]
     }
+    if (this.filtersRef?.in.size && this.filtersRef.in.run(el) === null) return; // Prosody's stanzas/in
     const from = el.attrs.from;
     if (from !== undefined) {
       // [RFC6120 8.1.2.1] a from other than the session's own is spoofing: invalid-from
@@ -667,6 +750,6 @@ export class XmppConnection implements Session, StreamParserEvents {
   replyError(el: Element, err: BrokerError): void {
     if (el.attrs.type === 'error') return;
     if (el.name === 'iq' && el.attrs.type === 'result') return;
-    this.send(errorReply(el, err, this.broker.domain, this.address.toString()));
+    this.sendStanza(errorReply(el, err, this.broker.domain, this.address.toString()));
   }
 }

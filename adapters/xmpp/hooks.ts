@@ -24,13 +24,10 @@ export interface DiscoInfo {
 
 /** Hooks of the XMPP adapter, typed like the core's. */
 export interface XmppHooks extends HookSignatures {
-  iq: [[req: IqRequest], IqAnswer];
   /** fold: disco#info of the domain or of an account's bare JID [XEP-0030] */
   'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
   /** fold: extra stream features after authentication, as XML strings */
   'stream:features': [[features: string[], conn: XmppConnection], string[]];
-  /** a connection bound a resource */
-  'xmpp:bound': [[conn: XmppConnection], void];
 }
 
 const buses = new WeakMap<Broker, HookBus<XmppHooks>>();

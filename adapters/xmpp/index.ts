@@ -1,6 +1,10 @@
 // The XMPP adapter's public surface for bin/.
 import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
+import streamManagement from './modules/stream-management.ts';
+import carbons from './modules/carbons.ts';
+import csi from './modules/csi.ts';
+import serverPing from './modules/server-ping.ts';
 import mam from './modules/mam.ts';
 
 export { XmppServer } from './server.ts';
@@ -10,4 +14,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing];

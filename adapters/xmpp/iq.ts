@@ -2,16 +2,18 @@ import type { Element } from '@xmpp/xml';
 import { escapeXML } from '@xmpp/xml';
 import { Address, BrokerError, type Broker, type Envelope } from '../../broker/index.ts';
 import type { XmppConnection } from './connection.ts';
-import { xmppHooks } from './hooks.ts';
-import { NS_CLIENT } from './parser.ts';
+import type { IqRequest } from './hooks.ts';
+import { answerFromClient, iqRegistry } from './iq-registry.ts';
+import { NS_CLIENT } from './ns.ts';
 
 const IQ_TYPES = new Set(['get', 'set', 'result', 'error']);
 
 /**
  * IQ semantics [RFC6120 8.2.3]: id required, a known type, exactly one child
  * for get/set. Requests to the server, to the sender's account or to another
- * account's bare JID are answered by XMPP modules through the `iq` hook;
- * requests to a full JID are routed.
+ * account's bare JID are answered by the module registered for their type and
+ * payload (iq-registry.ts), else service-unavailable [RFC6120 8.4]; requests
+ * to a full JID are routed.
  */
 export async function handleIq(broker: Broker, conn: XmppConnection, el: Element, env: Envelope): Promise<void> {
   const type = el.attrs.type ?? '';
@@ -26,22 +28,19 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
   const local = to.domain === broker.domain && to.isBare;
   if (type === 'result' || type === 'error') {
     if (!local) await broker.router.route(env, conn);
-    return; // answers to our pushes and pings end here
+    else answerFromClient(conn, el); // answers to our pings; answers to roster pushes end here
+    return;
   }
   if (!local) return broker.router.route(env, conn);
   if (to.local && !to.equals(conn.address.bare()) && !(await broker.userExists(to))) {
     return conn.replyError(el, new BrokerError('service-unavailable')); // [RFC6121 8.5.1]
   }
+  const req: IqRequest = { conn, stanza: el, child: children[0], type: type as 'get' | 'set', from: conn.address, to };
   let answer;
   try {
-    answer = await xmppHooks(broker).request('iq', {
-      conn,
-      stanza: el,
-      child: children[0],
-      type: type as 'get' | 'set',
-      from: conn.address,
-      to,
-    });
+    // One lookup by (type, payload namespace, name) [iq-registry.ts]
+    const keyed = iqRegistry(broker).lookup(type, children[0]);
+    answer = keyed ? await keyed(req) : undefined;
   } catch (err) {
     if (err instanceof BrokerError) return conn.replyError(el, err);
     broker.log.error({ err, ns: children[0].attrs.xmlns }, 'iq handler failed');
@@ -50,7 +49,7 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
   if (answer === undefined) return conn.replyError(el, new BrokerError('service-unavailable')); // [RFC6120 8.4] nobody handled it
   const from = el.attrs.to === undefined ? '' : ` from='${escapeXML(to.toString())}'`;
   const head = `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'${from} to='${escapeXML(conn.address.toString())}'`;
-  conn.send(answer === 'empty' ? `${head}/>` : `${head}>${answer.toString()}</iq>`);
+  conn.sendStanza(answer === 'empty' ? `${head}/>` : `${head}>${answer.toString()}</iq>`);
 }
 
 /** Helper for modules: the requester's bare address. */

@@ -2,8 +2,9 @@ import { isUtf8 } from 'node:buffer';
 import { Element, escapeXML } from '@xmpp/xml';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 
-export const NS_STREAM = 'http://etherx.jabber.org/streams';
-export const NS_CLIENT = 'jabber:client';
+import { NS_CLIENT, NS_STREAM } from './ns.ts';
+
+export { NS_CLIENT, NS_STREAM };
 
 /** Stream-level failures the parser detects, named by their stream error condition [RFC6120 4.9.3]. */
 export type ParseFailure = 'not-well-formed' | 'restricted-xml' | 'policy-violation' | 'bad-namespace-prefix';

@@ -1,10 +1,8 @@
 import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
-import { Address, BrokerError, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
-import { NS_CLIENT } from './parser.ts';
+import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
+import { NS_CLIENT, NS_DELAY, NS_SID, NS_STANZAS } from './ns.ts';
 
-export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
-export const NS_DELAY = 'urn:xmpp:delay';
-export const NS_SID = 'urn:xmpp:sid:0';
+export { NS_DELAY, NS_SID, NS_STANZAS };
 
 /** A stanza-id that claims to come from this server (its domain or one of its accounts) [XEP-0359 §5]. */
 function ourStanzaId(c: Element, domain: string): boolean {
@@ -12,10 +10,6 @@ function ourStanzaId(c: Element, domain: string): boolean {
   const by = Address.tryParse(c.attrs.by ?? '');
   return by === undefined || by.domain === domain;
 }
-
-const MESSAGE_TYPES = new Set(['chat', 'error', 'groupchat', 'headline', 'normal']); // [RFC6121 5.2.2]
-const PRESENCE_TYPES = new Set(['error', 'probe', 'subscribe', 'subscribed', 'unavailable', 'unsubscribe', 'unsubscribed']); // [RFC6121 4.7.1]
-const SHOW_VALUES = new Set(['away', 'chat', 'dnd', 'xa']); // [RFC6121 4.7.2.1]
 
 /**
  * Element → Envelope for a stanza a client sent. `from` is stamped by the
@@ -50,7 +44,9 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
         const core = ns === undefined || ns === NS_CLIENT;
         if (core && c.name === 'show') {
           const show = c.getText();
-          if (!SHOW_VALUES.has(show)) throw new BrokerError('bad-request', 'invalid show value');
+          // An empty <show/> is plain availability, as Prosody and ejabberd take it (docs/leniency.md)
+          if (show.trim() === '') continue;
+          if (!SHOW_VALUES.has(show)) throw new BrokerError('bad-request', 'invalid show value'); // [RFC6121 4.7.2.1]
           env.show = show;
         } else if (core && c.name === 'status' && env.status === undefined && !c.attrs['xml:lang']) env.status = c.getText();
         else if (core && c.name === 'priority') {

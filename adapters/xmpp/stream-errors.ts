@@ -1,6 +1,6 @@
 import type { CloseKind } from '../../broker/index.ts';
 
-export const NS_STREAMS_ERR = 'urn:ietf:params:xml:ns:xmpp-streams';
+import { NS_STREAMS_ERR } from './ns.ts';
 
 /**
  * CloseKind → stream error condition [RFC6120 4.9.3]; undefined means close
@@ -23,6 +23,7 @@ const conditions: Partial<Record<CloseKind, string>> = {
   'idle-timeout': 'connection-timeout',
   'auth-timeout': 'connection-timeout',
   'connection-timeout': 'connection-timeout',
+  'ping-timeout': 'connection-timeout', // [RFC6120 4.9.3.4] [XEP-0199 4.1]
   'system-shutdown': 'system-shutdown',
   'internal-error': 'internal-server-error',
   'protocol-error': 'undefined-condition',

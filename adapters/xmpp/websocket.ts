@@ -1,10 +1,11 @@
 import { escapeXML } from '@xmpp/xml';
 import { SaxesParser } from 'saxes';
 import type { WebSocket } from 'ws';
-import { NS_CLIENT, NS_STREAM } from './parser.ts';
+import { NS_CLIENT, NS_FRAMING, NS_STREAM } from './ns.ts';
+
+export { NS_FRAMING };
 import type { Transport } from './connection.ts';
 
-export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
 
 /**
  * XMPP over WebSocket [RFC7395]: one complete element per message, `<open/>`

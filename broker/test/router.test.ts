@@ -355,21 +355,6 @@ for (const [variant, makeRegistry] of registries)
         assert.equal(alice.got('iq').length, 0);
       });
 
-      it("an IQ 'iq:unhandled' claims is not bounced", async () => {
-        broker.hooks.on('iq:unhandled', (env) => env.to.isDomain || undefined);
-        await broker.router.route(
-          {
-            kind: 'iq',
-            type: 'get',
-            from: alice.address,
-            to: jid(DOMAIN),
-            id: 'd',
-            extensions: [],
-          },
-          alice,
-        );
-        assert.equal(alice.got('iq').length, 0);
-      });
     });
 
     describe("'route:filter'", function () {

@@ -1,24 +1,29 @@
 import os from 'node:os';
 import { Element, xml } from '@xmpp/xml';
-import { BrokerError, defineModule } from '../../../broker/index.ts';
-import { xmppHooks, type DiscoInfo } from '../hooks.ts';
+import { BrokerError, defineModule, type Broker } from '../../../broker/index.ts';
+import { addStreamFeature } from '../features.ts';
+import { xmppHooks, type DiscoInfo, type IqRequest } from '../hooks.ts';
+import { iqRegistry } from '../iq-registry.ts';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_SESSION, NS_VERSION } from '../ns.ts';
 
-const NS_PING = 'urn:xmpp:ping';
-const NS_VERSION = 'jabber:iq:version';
-const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
-const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
-const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+/** Adds `feature` to disco#info of the domain (`domainOnly`) or of every target. */
+export function discoFeature(ctx: { broker: Broker; onUnload(fn: () => void): void }, feature: string, domainOnly = true): void {
+  ctx.onUnload(
+    xmppHooks(ctx.broker).on('disco:info', (info, target) =>
+      !domainOnly || target.isDomain ? { ...info, features: [...info.features, feature] } : undefined,
+    ),
+  );
+}
 
 /** XEP-0199: the server answers pings to itself and to its accounts' bare JIDs. */
 export const ping = defineModule({
   name: 'ping',
-  description: 'XMPP Ping',
+  description: 'XMPP Ping (answers; see server-ping for pings the server sends)',
   options: {},
-  specs: [{ spec: 'XEP-0199', status: 'complete' }],
+  specs: [{ spec: 'XEP-0199', section: '4.2-4.3 (client-to-server pings)', status: 'complete' }],
   setup(ctx) {
-    const hooks = xmppHooks(ctx.broker);
-    ctx.onUnload(hooks.on('iq', (req) => (req.type === 'get' && req.child.is('ping', NS_PING) ? 'empty' : undefined)));
-    ctx.onUnload(hooks.on('disco:info', (info) => ({ ...info, features: [...info.features, NS_PING] })));
+    ctx.onUnload(iqRegistry(ctx.broker).register(ctx.name, { type: 'get', ns: NS_PING, name: 'ping' }, () => 'empty'));
+    discoFeature(ctx, NS_PING, false);
   },
 });
 
@@ -31,17 +36,21 @@ export const version = defineModule({
   },
   specs: [{ spec: 'XEP-0092', status: 'complete' }],
   setup(ctx) {
-    const hooks = xmppHooks(ctx.broker);
+    const iq = iqRegistry(ctx.broker);
+    const answer = (req: IqRequest) => {
+      if (!req.to.isDomain) return undefined; // an account's version is its clients' business
+      const q = xml('query', { xmlns: NS_VERSION }, xml('name', {}, 'Parley'), xml('version', {}, '0.1.0'));
+      if (ctx.options.showOs) q.append(xml('os', {}, `${os.type()} ${os.release()}`));
+      return q;
+    };
+    ctx.onUnload(iq.register(ctx.name, { type: 'get', ns: NS_VERSION, name: 'query' }, answer));
     ctx.onUnload(
-      hooks.on('iq', (req) => {
-        if (!req.child.is('query', NS_VERSION) || !req.to.isDomain) return undefined;
-        if (req.type !== 'get') throw new BrokerError('bad-request');
-        const q = xml('query', { xmlns: NS_VERSION }, xml('name', {}, 'Parley'), xml('version', {}, '0.1.0'));
-        if (ctx.options.showOs) q.append(xml('os', {}, `${os.type()} ${os.release()}`));
-        return q;
+      iq.register(ctx.name, { type: 'set', ns: NS_VERSION, name: 'query' }, (req) => {
+        if (!req.to.isDomain) return undefined;
+        throw new BrokerError('bad-request');
       }),
     );
-    ctx.onUnload(hooks.on('disco:info', (info, target) => (target.isDomain ? { ...info, features: [...info.features, NS_VERSION] } : undefined)));
+    discoFeature(ctx, NS_VERSION);
   },
 });
 
@@ -53,24 +62,29 @@ export const disco = defineModule({
   specs: [{ spec: 'XEP-0030', status: 'complete', note: 'no nodes; items are empty' }],
   setup(ctx) {
     const hooks = xmppHooks(ctx.broker);
-    ctx.onUnload(
-      hooks.on('iq', async (req) => {
-        const info = req.child.is('query', NS_DISCO_INFO);
-        const items = req.child.is('query', NS_DISCO_ITEMS);
-        if (!info && !items) return undefined;
-        if (req.type !== 'get') throw new BrokerError('bad-request');
-        if (req.child.attrs.node) throw new BrokerError('item-not-found'); // no nodes
-        if (items) return xml('query', { xmlns: NS_DISCO_ITEMS });
-        const base: DiscoInfo = req.to.isDomain
-          ? { identities: [{ category: 'server', type: 'im', name: 'Parley' }], features: [NS_DISCO_INFO, NS_DISCO_ITEMS] }
-          : { identities: [{ category: 'account', type: 'registered' }], features: [NS_DISCO_INFO] };
-        const result = await hooks.fold('disco:info', base, req.to, req.from);
-        const q = new Element('query', { xmlns: NS_DISCO_INFO });
-        for (const id of result.identities) q.append(xml('identity', { category: id.category, type: id.type, name: id.name }));
-        for (const f of [...new Set(result.features)].sort()) q.append(xml('feature', { var: f }));
-        return q;
-      }),
-    );
+    const iq = iqRegistry(ctx.broker);
+    const info = async (req: IqRequest) => {
+      if (req.child.attrs.node) throw new BrokerError('item-not-found'); // no nodes
+      const base: DiscoInfo = req.to.isDomain
+        ? { identities: [{ category: 'server', type: 'im', name: 'Parley' }], features: [NS_DISCO_INFO, NS_DISCO_ITEMS] }
+        : { identities: [{ category: 'account', type: 'registered' }], features: [NS_DISCO_INFO] };
+      const result = await hooks.fold('disco:info', base, req.to, req.from);
+      const q = new Element('query', { xmlns: NS_DISCO_INFO });
+      for (const id of result.identities) q.append(xml('identity', { category: id.category, type: id.type, name: id.name }));
+      for (const f of [...new Set(result.features)].sort()) q.append(xml('feature', { var: f }));
+      return q;
+    };
+    const items = (req: IqRequest) => {
+      if (req.child.attrs.node) throw new BrokerError('item-not-found');
+      return xml('query', { xmlns: NS_DISCO_ITEMS });
+    };
+    const badRequest = () => {
+      throw new BrokerError('bad-request');
+    };
+    ctx.onUnload(iq.register(ctx.name, { type: 'get', ns: NS_DISCO_INFO, name: 'query' }, info));
+    ctx.onUnload(iq.register(ctx.name, { type: 'get', ns: NS_DISCO_ITEMS, name: 'query' }, items));
+    ctx.onUnload(iq.register(ctx.name, { type: 'set', ns: NS_DISCO_INFO, name: 'query' }, badRequest));
+    ctx.onUnload(iq.register(ctx.name, { type: 'set', ns: NS_DISCO_ITEMS, name: 'query' }, badRequest));
   },
 });
 
@@ -81,7 +95,7 @@ export const legacySession = defineModule({
   options: {},
   specs: [{ spec: 'RFC3921', section: '3 (session establishment)', status: 'complete', note: 'accepted as a no-op, advertised as optional' }],
   setup(ctx) {
-    const hooks = xmppHooks(ctx.broker);
-    ctx.onUnload(hooks.on('iq', (req) => (req.type === 'set' && req.child.is('session', NS_SESSION) ? 'empty' : undefined)));
+    ctx.onUnload(iqRegistry(ctx.broker).register(ctx.name, { type: 'set', ns: NS_SESSION, name: 'session' }, () => 'empty'));
+    ctx.onUnload(addStreamFeature(ctx.broker, () => `<session xmlns='${NS_SESSION}'><optional/></session>`)); // [RFC3921 3], optional per RFC 6121 Appendix E
   },
 });

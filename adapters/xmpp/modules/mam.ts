@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { Element, escapeXML, xml } from '@xmpp/xml';
-import { Address, BrokerError, defineModule, type ArchivedMessage, type ArchiveMode, type UserArchiveQuery } from '../../../broker/index.ts';
+import {
+  Address,
+  BrokerError,
+  defineModule,
+  type ArchivedMessage,
+  type ArchiveMode,
+  type UserArchiveQuery,
+} from '../../../broker/index.ts';
 import { xmppHooks, type IqRequest } from '../hooks.ts';
+import { iqRegistry } from '../iq-registry.ts';
 import { NS_CLIENT } from '../parser.ts';
 import { envelopeXml, NS_DELAY, NS_SID } from '../stanza.ts';
 
@@ -28,12 +36,14 @@ function parseQuery(query: Element): { q: UserArchiveQuery; flip: boolean } {
   const q: UserArchiveQuery = {};
   const form = query.getChild('x', NS_DATA);
   if (form) {
-    if (form.attrs.type !== undefined && form.attrs.type !== 'submit') throw new BrokerError('bad-request', 'the form must be of type submit');
+    if (form.attrs.type !== undefined && form.attrs.type !== 'submit')
+      throw new BrokerError('bad-request', 'the form must be of type submit');
     for (const field of form.getChildren('field')) {
       const name = field.attrs.var as string | undefined;
       const values = field.getChildren('value').map((v) => v.getText());
       const value = values[0];
-      if (name === undefined || !FIELDS.has(name)) throw new BrokerError('feature-not-implemented', `unknown field ${name ?? '(no var)'}`); // [XEP-0313 query-form]
+      if (name === undefined || !FIELDS.has(name))
+        throw new BrokerError('feature-not-implemented', `unknown field ${name ?? '(no var)'}`); // [XEP-0313 query-form]
       if (name === 'ids') {
         q.ids = values;
         continue;
@@ -66,18 +76,21 @@ function parseQuery(query: Element): { q: UserArchiveQuery; flip: boolean } {
   }
   const set = query.getChild('set', NS_RSM);
   if (set) {
-    if (set.getChild('index')) throw new BrokerError('feature-not-implemented', 'RSM index is not supported'); // [XEP-0059 2.4]
+    if (set.getChild('index'))
+      throw new BrokerError('feature-not-implemented', 'RSM index is not supported'); // [XEP-0059 2.4]
     const max = set.getChild('max');
     if (max) {
       const text = max.getText().trim();
-      if (!/^\d{1,9}$/.test(text)) throw new BrokerError('bad-request', 'max must be a non-negative integer');
+      if (!/^\d{1,9}$/.test(text))
+        throw new BrokerError('bad-request', 'max must be a non-negative integer');
       q.max = Number(text);
     }
     const after = set.getChild('after');
     if (after) q.after = after.getText();
     const before = set.getChild('before');
     if (before) q.before = before.getText(); // '' = the last page [XEP-0059 2.5]
-    if (q.after !== undefined && q.before !== undefined) throw new BrokerError('bad-request', 'after and before together');
+    if (q.after !== undefined && q.before !== undefined)
+      throw new BrokerError('bad-request', 'after and before together');
   }
   return { q, flip: query.getChild('flip-page') !== undefined };
 }
@@ -109,19 +122,30 @@ function formXml(): Element {
       field('end', 'text-single'),
       field('before-id', 'text-single'),
       field('after-id', 'text-single'),
-      xml('field', { var: 'ids', type: 'list-multi' }, xml('validate', { xmlns: NS_VALIDATE, datatype: 'xs:string' }, xml('open', {}))),
+      xml(
+        'field',
+        { var: 'ids', type: 'list-multi' },
+        xml('validate', { xmlns: NS_VALIDATE, datatype: 'xs:string' }, xml('open', {})),
+      ),
     ),
   );
 }
 
 function prefsXml(p: { default: ArchiveMode; always: string[]; never: string[] }): Element {
-  const list = (name: string, jids: string[]) => xml(name, {}, ...jids.map((j) => xml('jid', {}, j)));
-  return xml('prefs', { xmlns: NS_MAM, default: p.default }, list('always', p.always), list('never', p.never));
+  const list = (name: string, jids: string[]) =>
+    xml(name, {}, ...jids.map((j) => xml('jid', {}, j)));
+  return xml(
+    'prefs',
+    { xmlns: NS_MAM, default: p.default },
+    list('always', p.always),
+    list('never', p.never),
+  );
 }
 
 function parsePrefs(el: Element): { default: ArchiveMode; always: string[]; never: string[] } {
   const mode = el.attrs.default;
-  if (mode !== 'always' && mode !== 'never' && mode !== 'roster') throw new BrokerError('bad-request', 'default must be always, never or roster'); // [XEP-0441 2.1]
+  if (mode !== 'always' && mode !== 'never' && mode !== 'roster')
+    throw new BrokerError('bad-request', 'default must be always, never or roster'); // [XEP-0441 2.1]
   const jids = (name: string) =>
     (el.getChild(name)?.getChildren('jid') ?? []).map((j) => {
       const a = Address.tryParse(j.getText().trim());
@@ -142,59 +166,97 @@ export default defineModule({
   description: 'Message Archive Management (user archives)',
   options: {},
   specs: [
-    { spec: 'XEP-0313', status: 'partial', note: 'v2 and #extended (before-id, after-id, ids, flip-page, metadata) on user archives; `with` matches bare JIDs only; no MUC or pubsub archives' },
-    { spec: 'XEP-0441', status: 'partial', note: 'always/never/roster preferences in urn:xmpp:mam:2, stored per user, applied when a message is archived (never wins over always); listed JIDs are kept as bare JIDs' },
-    { spec: 'XEP-0059', status: 'partial', note: 'after, before (empty = last page), max, first, last, count; no index' },
-    { spec: 'XEP-0359', status: 'complete', note: 'stanza-id by the user\'s bare JID on archived messages, live and offline; client-sent ids claiming this server removed; origin-id kept' },
+    {
+      spec: 'XEP-0313',
+      status: 'partial',
+      note: 'v2 and #extended (before-id, after-id, ids, flip-page, metadata) on user archives; `with` matches bare JIDs only; no MUC or pubsub archives',
+    },
+    {
+      spec: 'XEP-0441',
+      status: 'partial',
+      note: 'always/never/roster preferences in urn:xmpp:mam:2, stored per user, applied when a message is archived (never wins over always); listed JIDs are kept as bare JIDs',
+    },
+    {
+      spec: 'XEP-0059',
+      status: 'partial',
+      note: 'after, before (empty = last page), max, first, last, count; no index',
+    },
+    {
+      spec: 'XEP-0359',
+      status: 'complete',
+      note: "stanza-id by the user's bare JID on archived messages, live and offline; client-sent ids claiming this server removed; origin-id kept",
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
     const hooks = xmppHooks(broker);
     const own = (req: IqRequest) => {
       // [XEP-0313 security-privacy] a user's archive is the user's alone: forbidden to anyone else
-      if (req.to.isDomain) throw new BrokerError('service-unavailable', 'the server keeps no archive of its own');
-      if (!req.to.equals(req.from.bare())) throw new BrokerError('forbidden', 'only the owner may use an archive');
+      if (req.to.isDomain)
+        throw new BrokerError('service-unavailable', 'the server keeps no archive of its own');
+      if (!req.to.equals(req.from.bare()))
+        throw new BrokerError('forbidden', 'only the owner may use an archive');
     };
-    ctx.onUnload(
-      hooks.on('iq', async (req) => {
-        const el = req.child;
-        if (el.attrs.xmlns !== NS_MAM) return undefined;
-        if (el.name === 'query') {
-          own(req);
-          if (req.type === 'get') return formXml(); // [XEP-0313 query-form]
-          if (el.attrs.node) throw new BrokerError('item-not-found', 'no archive nodes');
-          const { q, flip } = parseQuery(el);
-          const page = await broker.archive.queryUser(req.from, q);
-          const messages = flip ? [...page.messages].reverse() : page.messages; // [XEP-0313 query-paging-flip]
-          const queryId = el.attrs.queryid as string | undefined;
-          for (const m of messages) req.conn.send(resultXml(m, req.from, queryId));
-          // [XEP-0313 query-paging] fin in the result, complete on the last page; [XEP-0059 2.6] first/last of the page as sent, and the count
-          const set = xml('set', { xmlns: NS_RSM });
-          if (messages.length > 0) {
-            set.append(xml('first', {}, messages[0].id));
-            set.append(xml('last', {}, messages[messages.length - 1].id));
-          }
-          set.append(xml('count', {}, String(page.count)));
-          return xml('fin', page.complete ? { xmlns: NS_MAM, complete: 'true' } : { xmlns: NS_MAM }, set);
+    const handle = async (req: IqRequest) => {
+      const el = req.child;
+      if (el.name === 'query') {
+        own(req);
+        if (req.type === 'get') return formXml(); // [XEP-0313 query-form]
+        if (el.attrs.node) throw new BrokerError('item-not-found', 'no archive nodes');
+        const { q, flip } = parseQuery(el);
+        const page = await broker.archive.queryUser(req.from, q);
+        const messages = flip ? [...page.messages].reverse() : page.messages; // [XEP-0313 query-paging-flip]
+        const queryId = el.attrs.queryid as string | undefined;
+        // As stanzas: stream management counts them, CSI lets them through [XEP-0198 4]
+        for (const m of messages) req.conn.sendStanza(resultXml(m, req.from, queryId));
+        // [XEP-0313 query-paging] fin in the result, complete on the last page; [XEP-0059 2.6] first/last of the page as sent, and the count
+        const set = xml('set', { xmlns: NS_RSM });
+        if (messages.length > 0) {
+          set.append(xml('first', {}, messages[0].id));
+          set.append(xml('last', {}, messages[messages.length - 1].id));
         }
-        if (el.name === 'prefs') {
-          own(req);
-          if (req.type === 'get') return prefsXml(await broker.archive.getPrefs(req.from)); // [XEP-0441 2.1]
-          return prefsXml(await broker.archive.setPrefs(req.from, parsePrefs(el))); // [XEP-0441 2.1] the applied preferences
-        }
-        if (el.name === 'metadata') {
-          // [XEP-0313 archive-metadata]
-          own(req);
-          if (req.type !== 'get') throw new BrokerError('bad-request');
-          const b = await broker.archive.metadata(req.from);
-          const md = xml('metadata', { xmlns: NS_MAM });
-          if (b.first) md.append(xml('start', { id: b.first.archiveId, timestamp: new Date(b.first.archivedAt).toISOString() }));
-          if (b.last) md.append(xml('end', { id: b.last.archiveId, timestamp: new Date(b.last.archivedAt).toISOString() }));
-          return md;
-        }
-        return undefined;
-      }),
-    );
+        set.append(xml('count', {}, String(page.count)));
+        return xml(
+          'fin',
+          page.complete ? { xmlns: NS_MAM, complete: 'true' } : { xmlns: NS_MAM },
+          set,
+        );
+      }
+      if (el.name === 'prefs') {
+        own(req);
+        if (req.type === 'get') return prefsXml(await broker.archive.getPrefs(req.from)); // [XEP-0441 2.1]
+        return prefsXml(await broker.archive.setPrefs(req.from, parsePrefs(el))); // [XEP-0441 2.1] the applied preferences
+      }
+      if (el.name === 'metadata') {
+        // [XEP-0313 archive-metadata]
+        own(req);
+        if (req.type !== 'get') throw new BrokerError('bad-request');
+        const b = await broker.archive.metadata(req.from);
+        const md = xml('metadata', { xmlns: NS_MAM });
+        if (b.first)
+          md.append(
+            xml('start', {
+              id: b.first.archiveId,
+              timestamp: new Date(b.first.archivedAt).toISOString(),
+            }),
+          );
+        if (b.last)
+          md.append(
+            xml('end', {
+              id: b.last.archiveId,
+              timestamp: new Date(b.last.archivedAt).toISOString(),
+            }),
+          );
+        return md;
+      }
+      return undefined;
+    };
+    // Keyed IQ handlers (iq-registry.ts): one per payload and type
+    const iq = iqRegistry(broker);
+    for (const name of ['query', 'prefs', 'metadata']) {
+      for (const type of ['get', 'set'] as const)
+        ctx.onUnload(iq.register(ctx.name, { type, ns: NS_MAM, name }, handle));
+    }
     ctx.onUnload(
       hooks.on('disco:info', (info, target, requester) => {
         // [XEP-0313 support] clients look for MAM on their own bare JID

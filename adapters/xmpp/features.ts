@@ -1,0 +1,64 @@
+import type { Element } from '@xmpp/xml';
+import type { Broker } from '../../broker/index.ts';
+import type { XmppConnection } from './connection.ts';
+import { xmppHooks } from './hooks.ts';
+
+/**
+ * Stream features after authentication are a fold (the `stream:features`
+ * hook) that modules add to, each next to the handler of what it offers:
+ * `<bind/>` is the stream code's own; rosterver, the legacy session, stream
+ * management and CSI come from their modules. STARTTLS and SASL, offered
+ * before authentication, stay in the stream code.
+ */
+export function addStreamFeature(broker: Broker, feature: (conn: XmppConnection) => string | undefined): () => void {
+  return xmppHooks(broker).on('stream:features', (features, conn) => {
+    const f = feature(conn);
+    return f === undefined ? undefined : [...features, f];
+  });
+}
+
+/** The stream-level elements a stream accepts: after SASL before binding ('bind') and on a bound stream ('bound'). */
+export type NonzaPhase = 'bind' | 'bound';
+
+export interface NonzaKey {
+  ns: string;
+  name: string;
+  phases: NonzaPhase[];
+}
+
+/** Handles one top-level non-stanza element (XEP-0198 `<r/>`, XEP-0352 `<active/>`, …). Runs in stream order. */
+export type NonzaHandler = (conn: XmppConnection, el: Element) => void | Promise<void>;
+
+/**
+ * Keyed handlers for top-level elements that are not stanzas ("nonzas"):
+ * without one, such an element closes the stream with
+ * unsupported-stanza-type [RFC6120 4.9.3.24], as before. One owner per
+ * element; a second claim fails at module load.
+ */
+export class NonzaRegistry {
+  private readonly handlers = new Map<string, { owner: string; phases: NonzaPhase[]; handler: NonzaHandler }>();
+
+  register(owner: string, key: NonzaKey, handler: NonzaHandler): () => void {
+    const k = `{${key.ns}}${key.name}`;
+    const existing = this.handlers.get(k);
+    if (existing) throw new Error(`<${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`);
+    const entry = { owner, phases: key.phases, handler };
+    this.handlers.set(k, entry);
+    return () => {
+      if (this.handlers.get(k) === entry) this.handlers.delete(k);
+    };
+  }
+
+  lookup(phase: NonzaPhase, el: Element): NonzaHandler | undefined {
+    const e = this.handlers.get(`{${el.attrs.xmlns ?? ''}}${el.name}`);
+    return e && e.phases.includes(phase) ? e.handler : undefined;
+  }
+}
+
+const registries = new WeakMap<Broker, NonzaRegistry>();
+
+export function nonzaRegistry(broker: Broker): NonzaRegistry {
+  let r = registries.get(broker);
+  if (!r) registries.set(broker, (r = new NonzaRegistry()));
+  return r;
+}

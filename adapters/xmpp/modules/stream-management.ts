@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto';
+import type { Element } from '@xmpp/xml';
+import { closeReason, defineModule, isStorableMessage, type Broker, type CloseReason, type Envelope, type Session } from '../../../broker/index.ts';
+import { XmppConnection } from '../connection.ts';
+import { addStreamFeature, nonzaRegistry } from '../features.ts';
+import { NS_SM, NS_STANZAS } from '../ns.ts';
+import { Slot, type Outbound } from '../session-state.ts';
+import { envelopeXml } from '../stanza.ts';
+
+/** h counts modulo 2^32 [XEP-0198 4]. */
+const MOD = 2 ** 32;
+
+/**
+ * How many queued stanzas an `h` from the client acknowledges, given the h
+ * it acknowledged last; counts wrap at 2^32 [XEP-0198 4].
+ */
+export function acknowledged(h: number, lastAcked: number): number {
+  return (((h - lastAcked) % MOD) + MOD) % MOD;
+}
+
+/** A stanza sent and not yet acknowledged. */
+interface Unacked {
+  xml: string;
+  env?: Envelope;
+  /** when it was first sent (the delay stamp on a replay) */
+  at: number;
+}
+
+/** One stream-management session: it outlives its streams while resumable. */
+interface SmSession {
+  /** resumption id (previd); '' when not resumable */
+  id: string;
+  /** the stream that carries it now */
+  conn: XmppConnection;
+  /** stanzas handled from the client, mod 2^32 */
+  inbound: number;
+  /** the last h the client acknowledged, mod 2^32 */
+  acked: number;
+  queue: Unacked[];
+  /** queue length when the server last asked for an ack */
+  requestedAt: number;
+  requestPending: boolean;
+  /** hibernation: ends the session if no stream resumes it in time */
+  expiry?: NodeJS.Timeout;
+  /** taken over by a resumed stream: the old stream's end is not the session's end */
+  movedOn?: boolean;
+}
+
+const smSlot = new Slot<SmSession>('stream-management');
+
+/** Reasons a stream may be lost for that keep a resumable session waiting [XEP-0198 5]. */
+const RESUMABLE_LOSS = new Set(['client-closed', 'socket-error', 'idle-timeout', 'connection-timeout', 'ping-timeout']);
+
+function failed(condition: string, h?: number): string {
+  return `<failed xmlns='${NS_SM}'${h === undefined ? '' : ` h='${h}'`}><${condition} xmlns='${NS_STANZAS}'/></failed>`;
+}
+
+/**
+ * XEP-0198 Stream Management: acks with `h` counting (wrapping at 2^32) and
+ * resumption after a lost connection, on every node-local stream transport
+ * (TCP, TLS, WebSocket). Not offered over BOSH, whose own sessions already
+ * survive lost HTTP requests. `location` is left out (single node). When a
+ * session with unacknowledged messages ends for good, each goes back through
+ * the offline path (or to another resource) once.
+ */
+export default defineModule({
+  name: 'stream-management',
+  description: 'Stream Management: acks and resumption',
+  options: {
+    resumeTimeoutSeconds: { type: 'number', default: 300, min: 1, max: 86_400, doc: 'how long a lost stream\'s session waits to be resumed (`max` in `<enabled/>`)' },
+    maxUnacked: { type: 'number', default: 5000, min: 10, doc: 'stanzas sent to a client and not acknowledged before its stream is closed (policy-violation)' },
+    requestEvery: { type: 'number', default: 10, min: 1, doc: 'ask the client for an ack (`<r/>`) once this many stanzas are unacknowledged' },
+    ackSlack: {
+      type: 'number',
+      default: 8,
+      min: 0,
+      doc: 'a client acknowledging up to this many stanzas more than were sent is clamped, not disconnected (some clients miscount around `<enable/>`)',
+    },
+  },
+  specs: [{ spec: 'XEP-0198', status: 'partial', note: 'acks and resumption on TCP, TLS and WebSocket; not over BOSH; no `location` (single node)' }],
+  setup(ctx) {
+    const { broker, options } = ctx;
+    const log = ctx.log;
+    /** resumable sessions by id */
+    const byId = new Map<string, SmSession>();
+    /** when each session was bound: which other devices already had a bare-JID message */
+    const boundAt = new WeakMap<Session, number>();
+    const nonzas = nonzaRegistry(broker);
+    const offered = (conn: XmppConnection) => conn.transport !== 'bosh';
+
+    ctx.onUnload(addStreamFeature(broker, (conn) => (offered(conn) ? `<sm xmlns='${NS_SM}'/>` : undefined)));
+    ctx.onUnload(broker.hooks.on('session:bound', (s) => void boundAt.set(s, Date.now())));
+
+    /** Count and queue what goes out; ask for an ack now and then. */
+    const outFilter = (sm: SmSession) => (out: Outbound) => {
+      sm.queue.push({ xml: out.xml, env: out.env, at: Date.now() });
+      if (sm.queue.length > options.maxUnacked) {
+        log.info({ jid: sm.conn.address.toString(), n: sm.queue.length }, 'client does not acknowledge; closing');
+        queueMicrotask(() => {
+          sm.id = ''; // not resumable: its unacked stanzas go to the offline path now
+          sm.conn.keeper = undefined;
+          sm.conn.close(closeReason('policy-violation', 'too many unacknowledged stanzas'));
+        });
+        return out;
+      }
+      if (!sm.requestPending && sm.queue.length - sm.requestedAt >= options.requestEvery) {
+        sm.requestPending = true;
+        queueMicrotask(() => {
+          sm.requestPending = false;
+          sm.requestedAt = sm.queue.length;
+          sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
+        });
+      }
+      return out;
+    };
+
+    const keeper = (sm: SmSession) => (reason: CloseReason) => {
+      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) return false;
+      const timer = setTimeout(() => {
+        byId.delete(sm.id);
+        sm.conn.endDetached(closeReason('resume-timeout', 'stream management session expired'));
+      }, options.resumeTimeoutSeconds * 1000);
+      timer.unref();
+      sm.expiry = timer;
+      return true;
+    };
+
+    /** Apply an ack from the client; false when it acknowledges more than was sent beyond the slack. */
+    const ack = (sm: SmSession, h: number): boolean => {
+      let n = acknowledged(h, sm.acked);
+      if (n > sm.queue.length) {
+        if (n - sm.queue.length > options.ackSlack) return false;
+        log.debug({ jid: sm.conn.address.toString(), h, sent: sm.queue.length }, 'client acknowledged more than sent; clamped');
+        n = sm.queue.length;
+      }
+      sm.queue.splice(0, n);
+      sm.requestedAt = Math.max(0, sm.requestedAt - n);
+      sm.acked = h >>> 0;
+      return true;
+    };
+
+    const install = (conn: XmppConnection, sm: SmSession) => {
+      conn.state.set(smSlot, sm);
+      conn.filters.in.add((el) => {
+        sm.inbound = (sm.inbound + 1) % MOD; // [XEP-0198 4] every stanza handled
+        return el;
+      });
+      conn.filters.out.add(outFilter(sm), -100); // after CSI and anything else that holds or drops
+      conn.keeper = keeper(sm);
+    };
+
+    const hOf = (el: Element): number | undefined => {
+      const raw = el.attrs.h;
+      if (raw === undefined || !/^\d{1,10}$/.test(raw)) return undefined;
+      const h = Number(raw);
+      return h < MOD ? h : undefined;
+    };
+
+    // [XEP-0198 3] enable, after binding
+    ctx.onUnload(
+      nonzas.register(ctx.name, { ns: NS_SM, name: 'enable', phases: ['bind', 'bound'] }, (conn, el) => {
+        if (!conn.live) return conn.send(failed('unexpected-request')); // before binding [XEP-0198 3]
+        if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
+        if (conn.state.has(smSlot)) return conn.send(failed('unexpected-request')); // enabled twice
+        const resume = el.attrs.resume === 'true' || el.attrs.resume === '1';
+        const sm: SmSession = { id: resume ? randomBytes(12).toString('base64url') : '', conn, inbound: 0, acked: 0, queue: [], requestedAt: 0, requestPending: false };
+        const max = resume ? ` resume='true' max='${options.resumeTimeoutSeconds}'` : '';
+        // Written before the filters go on: both sides count from <enabled/>.
+        conn.send(`<enabled xmlns='${NS_SM}'${sm.id ? ` id='${sm.id}'` : ''}${max}/>`);
+        if (sm.id) byId.set(sm.id, sm);
+        install(conn, sm);
+      }),
+    );
+
+    // [XEP-0198 4] the client asks: answer once everything before the <r/> is handled (messages stored)
+    ctx.onUnload(
+      nonzas.register(ctx.name, { ns: NS_SM, name: 'r', phases: ['bound'] }, async (conn) => {
+        const sm = conn.state.get(smSlot);
+        if (!sm) return conn.close(closeReason('unsupported-stanza-type', 'stream management is not enabled'));
+        await conn.settled();
+        conn.send(`<a xmlns='${NS_SM}' h='${sm.inbound}'/>`);
+      }),
+    );
+
+    // [XEP-0198 4] the client acknowledges
+    ctx.onUnload(
+      nonzas.register(ctx.name, { ns: NS_SM, name: 'a', phases: ['bound'] }, (conn, el) => {
+        const sm = conn.state.get(smSlot);
+        if (!sm) return conn.close(closeReason('unsupported-stanza-type', 'stream management is not enabled'));
+        const h = hOf(el);
+        if (h === undefined) return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
+        // [XEP-0198 4] an h above what was sent is an error; a few over is tolerated (docs/leniency.md)
+        if (!ack(sm, h)) return conn.close(closeReason('protocol-error', `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`));
+      }),
+    );
+
+    // [XEP-0198 5] resumption, instead of binding
+    ctx.onUnload(
+      nonzas.register(ctx.name, { ns: NS_SM, name: 'resume', phases: ['bind'] }, async (conn, el) => {
+        const sm = byId.get(el.attrs.previd ?? '');
+        const h = hOf(el);
+        if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
+        if (!sm || sm.conn.authenticatedAs === '' || sm.conn.address.local !== conn.authenticatedAs) {
+          return conn.send(failed('item-not-found')); // unknown, expired, or another account's
+        }
+        if (h === undefined) return conn.send(failed('bad-request'));
+        if (!ack(sm, h)) return conn.send(failed('unexpected-request', sm.inbound));
+        clearTimeout(sm.expiry);
+        sm.expiry = undefined;
+        const old = sm.conn;
+        // Keep old's end from reaching this session while it moves.
+        old.keeper = undefined;
+        try {
+          await conn.takeOver(old);
+        } catch (err) {
+          log.info({ err }, 'resumption failed');
+          byId.delete(sm.id);
+          return conn.send(failed('item-not-found'));
+        }
+        sm.conn = conn;
+        conn.keeper = keeper(sm);
+        conn.send(`<resumed xmlns='${NS_SM}' h='${sm.inbound}' previd='${sm.id}'/>`);
+        // [XEP-0198 5] replay what the client has not acknowledged, oldest first, with when it was first sent
+        const replay = sm.queue;
+        sm.queue = [];
+        sm.requestedAt = 0;
+        for (const u of replay) {
+          if (u.env?.kind === 'message' && !u.env.delay) {
+            conn.sendStanza(envelopeXml({ ...u.env, delay: { stamp: u.at, from: broker.domain } }, u.env.to), u.env); // [XEP-0203]
+          } else conn.sendStanza(u.xml, u.env);
+        }
+        log.debug({ jid: conn.address.toString(), replayed: replay.length }, 'stream resumed');
+      }),
+    );
+
+    // The session is over for good (clean close, timeout, not resumable):
+    // what the client did not acknowledge goes where an undelivered message goes.
+    ctx.onUnload(
+      broker.hooks.on('session:unbound', async (session) => {
+        if (!(session instanceof XmppConnection)) return;
+        const sm = session.peek(smSlot);
+        if (!sm || sm.conn !== session) return;
+        clearTimeout(sm.expiry);
+        if (sm.id) byId.delete(sm.id);
+        const unacked = sm.queue;
+        sm.queue = [];
+        for (const u of unacked) {
+          // Presence, IQs and chat states are not kept for later [XEP-0160 3].
+          if (u.env && isStorableMessage(u.env)) await rehome(broker, session, u.env, boundAt, u.env.delay !== undefined);
+        }
+      }),
+    );
+    ctx.onUnload(() => {
+      for (const sm of byId.values()) clearTimeout(sm.expiry);
+      byId.clear();
+    });
+  },
+});
+
+/**
+ * An unacknowledged message of a session that ended: to the user's other
+ * devices that did not have it, else offline (or an error to the sender
+ * when offline storage is off). Once: the ended session's queue is emptied
+ * first. `fromStorage`: it had come from offline storage (delay-stamped), so
+ * no other device had it.
+ */
+function rehome(broker: Broker, dead: Session, env: Envelope, boundAt: WeakMap<Session, number>, fromStorage: boolean): Promise<void> {
+  const moved: Envelope = { ...env, delay: env.delay ?? { stamp: env.timestamp ?? Date.now(), from: broker.domain } };
+  const stamp = env.timestamp ?? 0;
+  // Every available device got a bare-JID message when it was routed; only later ones lack it.
+  return broker.router.stranded(moved, dead, (s) => env.to.isBare && !fromStorage && (boundAt.get(s) ?? 0) <= stamp);
+}

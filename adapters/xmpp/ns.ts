@@ -1,0 +1,34 @@
+// Every XML namespace the XMPP adapter speaks, defined once. Modules and the
+// stream code import from here; nothing else spells a namespace URI.
+
+// RFC 6120 / 6121 (core, IM)
+export const NS_STREAM = 'http://etherx.jabber.org/streams';
+export const NS_CLIENT = 'jabber:client';
+export const NS_STREAMS_ERR = 'urn:ietf:params:xml:ns:xmpp-streams';
+export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+export const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
+export const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
+export const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
+/** RFC 3921 session establishment (legacy) */
+export const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+export const NS_ROSTER = 'jabber:iq:roster';
+export const NS_ROSTERVER = 'urn:xmpp:features:rosterver';
+
+// Transports
+export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
+export const NS_HTTPBIND = 'http://jabber.org/protocol/httpbind';
+export const NS_XBOSH = 'urn:xmpp:xbosh';
+
+// XEPs
+export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+export const NS_VERSION = 'jabber:iq:version';
+export const NS_PING = 'urn:xmpp:ping';
+export const NS_DELAY = 'urn:xmpp:delay';
+export const NS_SID = 'urn:xmpp:sid:0';
+export const NS_FORWARD = 'urn:xmpp:forward:0';
+export const NS_SM = 'urn:xmpp:sm:3';
+export const NS_CARBONS = 'urn:xmpp:carbons:2';
+export const NS_HINTS = 'urn:xmpp:hints';
+export const NS_CSI = 'urn:xmpp:csi:0';
+export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
