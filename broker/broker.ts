@@ -7,6 +7,7 @@ import { ArchiveService } from './archive.ts';
 import type { Envelope, EnvelopeRecord } from './envelope.ts';
 import { closeReason, type CloseReason } from './errors.ts';
 import { HookBus, type HookSignatures } from './hooks.ts';
+import { HostRegistry } from './hosts.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { CounterMetrics, type Metrics } from './metrics.ts';
 import { LoadedModule, orderModules, resolveOptions, type ModuleDefinition } from './module.ts';
@@ -130,6 +131,8 @@ export class Broker {
   readonly presence: PresenceService;
   readonly archive: ArchiveService;
   readonly offline: OfflineQueue;
+  /** service domains served in this node (`conference.{domain}`), see broker/hosts.ts */
+  readonly hosts: HostRegistry;
   readonly startedAt = Date.now();
   private readonly moduleDefs: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   private readonly loaded: LoadedModule[] = [];
@@ -172,6 +175,7 @@ export class Broker {
     this.presence = new PresenceService(this, this.storage.kv<EnvelopeRecord>('pending-subscriptions'));
     this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'), () => this.metrics.archived());
     this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain);
+    this.hosts = new HostRegistry(this.domain);
     this.moduleDefs = opts.modules ?? [];
   }
 
