@@ -837,6 +837,21 @@ export class RoomService {
     return msg;
   }
 
+  /** Content that is not stored (chat states, markers): relayed in the room's order, without a seq. */
+  relay(room: Room, deviceKey: string, m: { id?: string; extensions: string[] }): void {
+    const occ = room.occupantOf(deviceKey);
+    if (!occ) throw new BrokerError('not-acceptable', 'you are not in this room'); // [XEP-0045 7.4]
+    const msg: RoomMessage = {
+      seq: 0,
+      nick: occ.nick,
+      user: occ.user,
+      id: m.id,
+      extensions: m.extensions,
+      timestamp: Date.now(),
+    };
+    this.enqueue(room, { ev: { kind: 'message', room, msg }, recipients: room.devices(), i: 0 });
+  }
+
   /** A private message between occupants [XEP-0045 7.5]. */
   privateMessage(
     room: Room,

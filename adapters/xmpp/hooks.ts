@@ -27,6 +27,8 @@ export interface XmppHooks extends HookSignatures {
   iq: [[req: IqRequest], IqAnswer];
   /** fold: disco#info of the domain or of an account's bare JID [XEP-0030] */
   'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
+  /** fold: disco#items of the domain (service domains such as conference.{domain}) [XEP-0030 4] */
+  'disco:items': [[items: { jid: string; name?: string }[], target: Address, requester: Address], { jid: string; name?: string }[]];
   /** fold: extra stream features after authentication, as XML strings */
   'stream:features': [[features: string[], conn: XmppConnection], string[]];
   /** a connection bound a resource */

@@ -2,6 +2,7 @@
 import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
 import streamManagement from './modules/stream-management.ts';
+import muc from './modules/muc.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -10,4 +11,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement];
+export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, muc];
