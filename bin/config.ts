@@ -83,6 +83,7 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       offlineMaxPerUser: z.number().int().min(0).default(1000),
+      offlineMaxBytesPerUser: z.number().int().min(0).default(16 * 1024 * 1024),
       rosterMaxItems: z.number().int().min(1).default(1000),
       maxPendingSubscriptions: z.number().int().min(1).default(1000),
       maxDirectedPresences: z.number().int().min(1).default(1000),
@@ -111,6 +112,13 @@ export const configSchema = z.strictObject({
       maxOutboundBuffer: z.number().int().min(1024).default(4 * 1024 * 1024),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
       maxConnections: z.number().int().min(1).default(100_000),
+      tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
+      maxInboundStanzas: z.number().int().min(1).default(256),
+      maxInboundBytes: z.number().int().min(1024).default(1024 * 1024),
+      inboundBytesPerSecond: z.number().int().min(0).default(1024 * 1024),
+      inboundStanzasPerSecond: z.number().int().min(0).default(2000),
+      inboundBurstSeconds: z.number().min(0.1).max(3600).default(2),
+      inboundThrottleLimitMs: z.number().int().min(0).default(60_000),
     })
     .prefault({}),
   mqtt: z

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { BrokerError } from './errors.ts';
 
 /**
@@ -199,8 +200,12 @@ function normDomainUncached(domain: string): string {
   if (d.endsWith('.')) d = d.slice(0, -1); // [RFC7622 3.2]
   if (d.length === 0) throw malformed('empty domain');
   checkLength(d, 'domain');
-  const ipv6 = d.startsWith('[') && d.endsWith(']');
-  if (!ipv6 && !d.split('.').every((label) => DOMAIN_LABEL.test(label))) {
+  if (d.startsWith('[') || d.endsWith(']')) {
+    // An IP literal must be a real IPv6 address [RFC7622 3.2, RFC3986 3.2.2]: `a@[<script>]` is not one.
+    if (!(d.startsWith('[') && d.endsWith(']') && isIPv6(d.slice(1, -1)))) throw malformed('invalid IPv6 literal');
+    return d;
+  }
+  if (!d.split('.').every((label) => DOMAIN_LABEL.test(label))) {
     throw malformed('invalid domain');
   }
   return d;

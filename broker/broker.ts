@@ -74,6 +74,8 @@ export interface BrokerOptions {
 export interface BrokerLimits {
   /** queued offline messages per user before further ones bounce [XEP-0160] */
   offlineMaxPerUser: number;
+  /** characters of stored JSON queued offline per user before further messages bounce [XEP-0160] */
+  offlineMaxBytesPerUser: number;
   /** roster items per user, on every path that creates one (roster set, subscribe, approval, pre-approval) [RFC6121 2.3.3] */
   rosterMaxItems: number;
   /** unanswered inbound subscription requests kept per user; more are refused with resource-constraint */
@@ -100,6 +102,7 @@ export interface BrokerLimits {
 
 export const defaultLimits: BrokerLimits = {
   offlineMaxPerUser: 1000,
+  offlineMaxBytesPerUser: 16 * 1024 * 1024,
   rosterMaxItems: 1000,
   maxPendingSubscriptions: 1000,
   maxDirectedPresences: 1000,
@@ -174,7 +177,7 @@ export class Broker {
     });
     this.presence = new PresenceService(this, this.storage.kv<EnvelopeRecord>('pending-subscriptions'));
     this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'), () => this.metrics.archived());
-    this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain);
+    this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain, this.limits.offlineMaxBytesPerUser);
     this.hosts = new HostRegistry(this.domain);
     this.moduleDefs = opts.modules ?? [];
   }

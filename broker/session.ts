@@ -30,6 +30,13 @@ export interface Session {
    * safe; the offline queue waits for it before forgetting the message.
    */
   deliver(env: Envelope): void | Promise<void>;
+  /**
+   * Hand over a message from the offline queue with flow control: resolves
+   * true once it has left the node (written out, the transport's buffer
+   * drained), false when the session ended first; the queue removes only what
+   * resolved true. Sessions without it get `deliver`.
+   */
+  deliverQueued?(env: Envelope): Promise<boolean>;
   /** a roster item changed [RFC6121 2.1.6] */
   rosterPush?(item: RosterItem, ver: string): void;
   close(reason: CloseReason): void;

@@ -159,19 +159,20 @@ class MemoryArchive<T> implements ArchiveStore<T> {
 
 class MemoryQueue<T> implements QueueStore<T> {
   /** per owner: highest id ever given (never reused) and the items in id order */
-  readonly #queues = new Map<string, { last: number; items: Map<string, string> }>();
+  readonly #queues = new Map<string, { last: number; bytes: number; items: Map<string, string> }>();
 
   async push(owner: string, value: T): Promise<string> {
     checkId('owner', owner);
     const text = JSON.stringify(jsonClone(value));
     let queue = this.#queues.get(owner);
     if (queue === undefined) {
-      queue = { last: 0, items: new Map() };
+      queue = { last: 0, bytes: 0, items: new Map() };
       this.#queues.set(owner, queue);
     }
     const id = pad(++queue.last);
     // Ids only grow, so Map insertion order is id order.
     queue.items.set(id, text);
+    queue.bytes += text.length;
     return id;
   }
 
@@ -183,15 +184,28 @@ class MemoryQueue<T> implements QueueStore<T> {
   }
 
   async remove(owner: string, ids: string[]): Promise<void> {
-    const items = this.#queues.get(owner)?.items;
-    for (const id of ids) items?.delete(id);
+    const queue = this.#queues.get(owner);
+    if (!queue) return;
+    for (const id of ids) {
+      const text = queue.items.get(id);
+      if (text === undefined) continue;
+      queue.bytes -= text.length;
+      queue.items.delete(id);
+    }
   }
 
   async count(owner: string): Promise<number> {
     return this.#queues.get(owner)?.items.size ?? 0;
   }
 
+  async bytes(owner: string): Promise<number> {
+    return this.#queues.get(owner)?.bytes ?? 0;
+  }
+
   async clear(owner: string): Promise<void> {
-    this.#queues.get(owner)?.items.clear();
+    const queue = this.#queues.get(owner);
+    if (!queue) return;
+    queue.items.clear();
+    queue.bytes = 0;
   }
 }

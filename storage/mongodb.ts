@@ -296,6 +296,8 @@ interface QueueDoc {
   owner: string;
   id: string;
   value: unknown;
+  /** JSON length of value (absent on documents from before it was kept) */
+  size?: number;
 }
 
 class MongoQueue<T> implements QueueStore<T> {
@@ -314,7 +316,9 @@ class MongoQueue<T> implements QueueStore<T> {
 
   async push(owner: string, value: T): Promise<string> {
     checkId('owner', owner);
-    const doc = { owner, id: '', value: jsonClone(value) };
+    const clone = jsonClone(value);
+    // size: the item's JSON length, summed for the per-owner byte bound
+    const doc = { owner, id: '', value: clone, size: JSON.stringify(clone).length };
     await this.#indexes();
     const counters = this.open('counters') as unknown as Collection<Counter>;
     doc.id = pad(await nextSeq(counters, `queue:${encodeURIComponent(this.name)}:${owner}`));
@@ -340,6 +344,13 @@ class MongoQueue<T> implements QueueStore<T> {
   async count(owner: string): Promise<number> {
     // Counted on the (owner, id) index, without reading documents.
     return this.#coll().countDocuments({ owner });
+  }
+
+  async bytes(owner: string): Promise<number> {
+    const [r] = await this.#coll()
+      .aggregate<{ n: number }>([{ $match: { owner } }, { $group: { _id: null, n: { $sum: '$size' } } }])
+      .toArray();
+    return r?.n ?? 0;
   }
 
   async clear(owner: string): Promise<void> {

@@ -104,6 +104,8 @@ export interface QueueStore<T = unknown> {
   list(owner: string, limit?: number): Promise<QueueItem<T>[]>;
   remove(owner: string, ids: string[]): Promise<void>;
   count(owner: string): Promise<number>;
+  /** Size of an owner's queued items, in characters of their JSON (the per-user byte bound of the offline queue). */
+  bytes(owner: string): Promise<number>;
   clear(owner: string): Promise<void>;
 }
 

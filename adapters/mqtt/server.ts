@@ -35,6 +35,11 @@ export class MqttServer {
   /** bound ports, after start() */
   readonly ports: { tcp?: number; tls?: number } = {};
   private readonly broker: Broker;
+  /** A failed accept (EMFILE…): logged and counted; the listener keeps accepting. */
+  private readonly acceptFailed = (err: Error): void => {
+    this.broker.log.error({ err }, 'accept failed');
+    this.broker.metrics.error('accept', err.message);
+  };
   private readonly servers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
   private readonly perIp = new Map<string, number>();
@@ -102,7 +107,7 @@ export class MqttServer {
     if (o.tcp) {
       // pauseOnConnect: nothing reads until the socket that will read owns the handle
       const srv = net.createServer({ pauseOnConnect: o.sharedReadBuffer }, (s) => this.accept(o.sharedReadBuffer ? readIntoSharedBuffer(s) : s, 'tcp'));
-      this.ports.tcp = await listen(srv, o.tcp.host, o.tcp.port);
+      this.ports.tcp = await listen(srv, o.tcp.host, o.tcp.port, this.acceptFailed);
       this.servers.push(srv);
     }
     if (o.tls && o.certificate) {
@@ -117,7 +122,7 @@ export class MqttServer {
         ctx.log.debug({ err: err.message }, 'mqtt TLS handshake failed');
         sock.destroy(); // Node leaves the socket open after a handshake timeout once this event has a listener
       });
-      this.ports.tls = await listen(srv, o.tls.host, o.tls.port);
+      this.ports.tls = await listen(srv, o.tls.host, o.tls.port, this.acceptFailed);
       this.servers.push(srv);
     }
     this.sys = new SysStats(ctx.aedes, ctx.stats, ctx.retained, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);

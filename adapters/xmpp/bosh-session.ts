@@ -92,6 +92,8 @@ export class BoshSession implements BoshSink {
   private inactivityTimer?: NodeJS.Timeout;
   private readonly arrivals: number[] = [];
   private lastEmptyPollAt?: number;
+  /** the connection is over its inbound bounds: requests wait (unanswered, in `early`) instead of being forwarded */
+  private inputPaused = false;
 
   constructor(p: BoshSessionParams, creation: Reply) {
     this.p = p;
@@ -145,12 +147,32 @@ export class BoshSession implements BoshSink {
     const timer = setTimeout(() => this.gapTimeout(), this.p.wait * 1000);
     timer.unref?.();
     this.early.set(rid, { body, reply, timer });
-    // [XEP-0124 §14.2] forward payloads and answer in rid order, whatever the arrival order
-    for (let next = this.early.get(this.lastRid + 1); next && !this.over; next = this.early.get(this.lastRid + 1)) {
+    this.drainEarly();
+  }
+
+  /**
+   * [XEP-0124 §14.2] forward payloads and answer in rid order, whatever the
+   * arrival order. While the connection is paused (too much unhandled input,
+   * or over its rate) requests stay here unanswered: a client has at most
+   * 'requests' of them open [XEP-0124 §11], so it is held back, and after
+   * 'wait' seconds gets the recoverable error that makes it resend [XEP-0124 §17.3].
+   */
+  private drainEarly(): void {
+    for (let next = this.early.get(this.lastRid + 1); next && !this.over && !this.inputPaused; next = this.early.get(this.lastRid + 1)) {
       clearTimeout(next.timer);
       this.early.delete(next.body.rid);
       this.process(next.body, next.reply);
     }
+  }
+
+  pauseInput(): void {
+    this.inputPaused = true;
+  }
+
+  resumeInput(): void {
+    if (!this.inputPaused) return;
+    this.inputPaused = false;
+    this.drainEarly();
   }
 
   /** A rid already seen [XEP-0124 §14.3]. */

@@ -6,6 +6,9 @@ export interface BoshSink {
   /** characters queued for the next response */
   readonly queuedChars: number;
   output(data: string): void;
+  /** hold further requests' payloads (backpressure) until `resumeInput` */
+  pauseInput(): void;
+  resumeInput(): void;
   streamClosing(errorXml?: string): void;
   streamEnded(): void;
 }
@@ -51,5 +54,13 @@ export class BoshTransport implements Transport {
 
   end(): void {
     this.session.streamEnded();
+  }
+
+  pause(): void {
+    this.session.pauseInput();
+  }
+
+  resume(): void {
+    this.session.resumeInput();
   }
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import { TLSSocket } from 'node:tls';
@@ -132,6 +133,14 @@ export class BoshService {
       else cut(terminateXml('policy-violation'), tooLarge ? 413 : 408, DEFAULT_CONTENT_TYPE);
       return;
     }
+    if (body.badUtf8) {
+      // [XEP-0124 §17.2 bad-request] a body that is not UTF-8 [XEP-0124 §5] [RFC6120 11.6]; its session cannot go on
+      this.log.info({ ip: req.socket.remoteAddress }, 'BOSH body is not UTF-8');
+      const sid = /\bsid=(["'])([^"']+)\1/.exec(body.text)?.[2];
+      const session = sid !== undefined ? this.sessions.get(sid) : undefined;
+      if (session) return session.abort('bad-request', 'request body is not UTF-8', reply);
+      return reply(terminateXml('bad-request'), 400, DEFAULT_CONTENT_TYPE);
+    }
     // TLS is the socket's, never the request target's scheme: PLAIN is offered only over a real TLS socket [RFC6120 6.4.1]
     this.dispatch(body.text, req.socket.remoteAddress ?? 'unknown', req.socket instanceof TLSSocket, reply);
   }
@@ -224,7 +233,7 @@ export class BoshService {
   }
 }
 
-type Body = { text: string; cut?: 'too-large' | 'too-slow' };
+type Body = { text: string; cut?: 'too-large' | 'too-slow'; badUtf8?: boolean };
 
 /**
  * The request body, at most `limit` bytes, read within `timeoutMs`;
@@ -253,7 +262,11 @@ function readBody(req: http.IncomingMessage, limit: number, timeoutMs: number): 
       if (declaredTooLarge || size > limit) finish({ text: head(), cut: 'too-large' });
     });
     // [XEP-0124 §5] Content-Type is ignored; the body is UTF-8
-    req.on('end', () => finish({ text: Buffer.concat(chunks).toString('utf8') }));
+    req.on('end', () => {
+      const buf = Buffer.concat(chunks);
+      // Invalid UTF-8 is refused, not turned into U+FFFD and delivered [RFC6120 11.6]
+      finish({ text: buf.toString('utf8'), badUtf8: !isUtf8(buf) });
+    });
     req.on('close', () => finish(undefined));
     req.on('error', () => finish(undefined));
   });

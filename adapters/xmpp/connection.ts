@@ -47,6 +47,10 @@ export interface Transport {
   bufferedAmount(): number;
   /** upgrade in place; resolves once TLS is up */
   startTls(): Promise<void>;
+  /** stop reading from the client (backpressure, rate limit); bytes wait in the kernel or the client */
+  pause(): void;
+  /** read again */
+  resume(): void;
   /** flush and close */
   end(): void;
 }
@@ -62,6 +66,12 @@ type Phase = 'header' | 'tls' | 'auth' | 'bind' | 'bound' | 'detached' | 'closed
 const SWEEP_MS = 250;
 /** A stream quiet this long lets its parser state go; the next bytes rebuild it (about as costly as parsing a small stanza). */
 const RELEASE_PARSER_MS = 1000;
+/** How often a paced offline flush looks at the transport's buffer. */
+const DRAIN_POLL_MS = 10;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Why reading is paused: too much parsed and not handled yet, or over the inbound rate. */
+const PAUSE_BACKLOG = 1;
+const PAUSE_RATE = 2;
 /** The settled start of every connection's step chain: one shared promise, not one per idle connection. */
 const SETTLED: Promise<void> = Promise.resolve();
 const deadlines = new (class {
@@ -73,7 +83,15 @@ const deadlines = new (class {
     if (!this.timer) {
       this.timer = setInterval(() => {
         const now = Date.now();
-        for (const conn of this.conns) conn.checkDeadlines(now);
+        for (const conn of this.conns) {
+          try {
+            conn.checkDeadlines(now);
+          } catch (err) {
+            // One connection's failure must not end the sweep for the others, nor the process (issue 20).
+            conn.transportClosed('internal-error');
+            void err;
+          }
+        }
       }, SWEEP_MS);
       this.timer.unref();
     }
@@ -121,8 +139,26 @@ export class XmppConnection implements Session, StreamParserEvents {
   private closing = false;
   private headerSent = false;
   private queue: Promise<void> = SETTLED;
+  /**
+   * `<starttls/>` was parsed and TLS is not up yet: nothing else read in
+   * cleartext may be handled [RFC6120 5.4.3.3] (CVE-2011-0411 class).
+   */
+  private tlsRequested = false;
   /** Messages handed to the router and not yet handled (created on the first message). */
   private pipe?: OriginPipeline;
+  /** steps parsed and not yet handled, and the bytes of the reads that carried them (FIFO of reads with steps left) */
+  private pending = 0;
+  private pendingBytes = 0;
+  private readonly reads: { left: number; bytes: number }[] = [];
+  /** why reading is paused (PAUSE_* bits); 0 = reading */
+  private pausedBy = 0;
+  /** inbound token buckets [ejabberd shapers, Prosody limits]; allowed debt is negative */
+  private byteTokens: number;
+  private stanzaTokens: number;
+  private tokensAt = Date.now();
+  /** since when the client has wanted more than its rate without a break (0 = not throttled) */
+  private throttledSince = 0;
+  private rateTimer?: NodeJS.Timeout;
   closeReason?: CloseReason;
   /** Modules' per-session state (created on first use; moves with a resumed session). */
   private stateRef?: SessionState;
@@ -141,6 +177,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.opts = opts;
     this.address = Address.of('', broker.domain);
     this.onClosed = onClosed;
+    this.byteTokens = opts.inboundBytesPerSecond * opts.inboundBurstSeconds;
+    this.stanzaTokens = opts.inboundStanzasPerSecond * opts.inboundBurstSeconds;
     this.newParser();
     this.authDeadline = Date.now() + opts.authTimeoutMs;
     this.touch();
@@ -188,7 +226,94 @@ export class XmppConnection implements Session, StreamParserEvents {
   data(chunk: Buffer | string): void {
     if (this.phase === 'closed') return;
     this.touch();
+    if (this.tlsRequested && !this.transportRef.secure) return this.injected(chunk);
+    const before = this.pending;
     this.parser.write(chunk);
+    const steps = this.pending - before;
+    if (steps > 0) {
+      this.reads.push({ left: steps, bytes: chunk.length });
+      this.pendingBytes += chunk.length;
+    }
+    if ((this.phase as Phase) === 'closed') return; // the chunk may have ended the stream
+    this.spend(chunk.length, steps);
+    this.checkBacklog();
+  }
+
+  /**
+   * Token buckets for bytes and stanzas per second: past the rate, reading
+   * pauses until the tokens are back (soft limit); a client that keeps wanting
+   * more for inboundThrottleLimitMs is ended with policy-violation (hard limit)
+   * [RFC6120 4.9.3.13].
+   */
+  private spend(bytes: number, stanzas: number): void {
+    const o = this.opts;
+    if (o.inboundBytesPerSecond <= 0 && o.inboundStanzasPerSecond <= 0) return;
+    const now = Date.now();
+    const dt = (now - this.tokensAt) / 1000;
+    this.tokensAt = now;
+    const debt = (tokens: number, rate: number): number => {
+      if (rate <= 0) return 0;
+      return tokens < 0 ? -tokens / rate : 0;
+    };
+    if (o.inboundBytesPerSecond > 0) this.byteTokens = Math.min(o.inboundBytesPerSecond * o.inboundBurstSeconds, this.byteTokens + dt * o.inboundBytesPerSecond) - bytes;
+    if (o.inboundStanzasPerSecond > 0) this.stanzaTokens = Math.min(o.inboundStanzasPerSecond * o.inboundBurstSeconds, this.stanzaTokens + dt * o.inboundStanzasPerSecond) - stanzas;
+    const wait = Math.max(debt(this.byteTokens, o.inboundBytesPerSecond), debt(this.stanzaTokens, o.inboundStanzasPerSecond));
+    if (wait <= 0) {
+      // Reading with tokens to spare: whatever throttling there was is over.
+      if (!this.rateTimer) this.throttledSince = 0;
+      return;
+    }
+    this.throttledSince ||= now;
+    if (o.inboundThrottleLimitMs > 0 && now - this.throttledSince > o.inboundThrottleLimitMs) {
+      return this.close(closeReason('policy-violation', 'sending faster than allowed for too long')); // [RFC6120 4.9.3.13]
+    }
+    if (this.rateTimer) return;
+    this.setPaused(PAUSE_RATE, true);
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = undefined;
+      if (this.phase === 'closed') return;
+      // A client still over its rate reads again now and is paused again at once: throttledSince stays.
+      this.setPaused(PAUSE_RATE, false);
+    }, Math.ceil(wait * 1000));
+    this.rateTimer.unref?.();
+  }
+
+  /** Pause reading while too much is parsed and not yet handled (like the MQTT adapter's maxInflightInbound). */
+  private checkBacklog(): void {
+    const over = this.pending > this.opts.maxInboundStanzas || this.pendingBytes > this.opts.maxInboundBytes;
+    if (over !== ((this.pausedBy & PAUSE_BACKLOG) !== 0)) this.setPaused(PAUSE_BACKLOG, over);
+  }
+
+  private setPaused(bit: number, on: boolean): void {
+    const was = this.pausedBy;
+    this.pausedBy = on ? was | bit : was & ~bit;
+    if (was === 0 && this.pausedBy !== 0) this.transportRef.pause();
+    else if (was !== 0 && this.pausedBy === 0) this.transportRef.resume();
+  }
+
+  /** One parsed step handled (a bound function: one per connection, not one per step). */
+  private readonly stepDone = (): void => {
+    this.pending--;
+    const head = this.reads[0];
+    if (head && --head.left <= 0) {
+      this.reads.shift();
+      this.pendingBytes -= head.bytes;
+    }
+    if (this.pausedBy & PAUSE_BACKLOG) this.checkBacklog();
+  };
+
+  /**
+   * Cleartext after `<starttls/>`, before the handshake: a client must wait for
+   * `<proceed/>` and the handshake [RFC6120 5.4.2.3], so only an attacker
+   * injecting commands into the coming TLS session sends anything here
+   * (CVE-2011-0411). Whitespace is dropped; anything else ends the stream, as
+   * Postfix does since that CVE, rather than being silently discarded, so the
+   * injection is visible in the logs and to the client.
+   */
+  private injected(chunk: Buffer | string): void {
+    if (typeof chunk === 'string' ? /^[ \t\r\n]*$/.test(chunk) : chunk.every((b) => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a)) return;
+    this.log.info('cleartext after <starttls/> before the TLS handshake');
+    this.close(closeReason('policy-violation', 'data after <starttls/> before the TLS handshake')); // [RFC6120 5.4.3.3]
   }
 
   /** The transport went away (socket closed or errored). */
@@ -211,6 +336,25 @@ export class XmppConnection implements Session, StreamParserEvents {
       return;
     }
     this.sendStanza(envelopeXml(env, env.to), env);
+  }
+
+  /**
+   * A message from the offline queue, paced by the transport: written only
+   * when it fits in half of maxOutboundBuffer (so our own flush never trips
+   * the slow-consumer cut of `deliver`), and confirmed only once the
+   * transport's buffer has drained, i.e. it has left the node. False when the
+   * stream ended first: the queue keeps it [XEP-0160].
+   */
+  async deliverQueued(env: Envelope): Promise<boolean> {
+    const xml = envelopeXml(env, env.to);
+    const room = this.opts.maxOutboundBuffer / 2;
+    const open = (): boolean => this.phase === 'bound' && !this.closing;
+    while (open() && this.transportRef.bufferedAmount() > 0 && this.transportRef.bufferedAmount() + xml.length > room) await sleep(DRAIN_POLL_MS);
+    if (!open()) return false;
+    this.send(xml);
+    // Out of the node (usually at once, into the kernel): delivered, even if the stream ends right after.
+    while (open() && this.transportRef.bufferedAmount() > 0) await sleep(DRAIN_POLL_MS);
+    return this.transportRef.bufferedAmount() === 0;
   }
 
   rosterPush(item: RosterItem, ver: string): void {
@@ -273,6 +417,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     }
     const wasDetached = this.phase === 'detached';
     this.phase = 'closed';
+    clearTimeout(this.rateTimer);
+    this.rateTimer = undefined;
     if (wasDetached) {
       this.closeReason = reason;
       if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
@@ -353,14 +499,19 @@ export class XmppConnection implements Session, StreamParserEvents {
   // ---- StreamParserEvents ----
 
   streamOpened(name: string, uri: string, attrs: Record<string, string>): void {
+    if (this.tlsRequested) return this.injected('<stream>');
     this.enqueue(() => this.onOpen(name, uri, attrs));
   }
 
   stanzaParsed(el: Element): void {
+    // [RFC6120 5.4.3.3] anything after <starttls/> in the same cleartext read is an injection
+    if (this.tlsRequested) return this.injected('<stanza>');
+    if (el.name === 'starttls' && el.attrs.xmlns === NS_TLS && !this.transportRef.secure && this.transportRef.canStartTls) this.tlsRequested = true;
     this.enqueue(() => this.onElement(el));
   }
 
   streamClosed(): void {
+    if (this.tlsRequested) return this.injected('</stream>');
     this.enqueue(async () => this.onStreamEnd());
   }
 
@@ -369,11 +520,20 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.close(closeReason(condition, text));
   }
 
-  /** Handle stanzas strictly in order, even when a step is asynchronous. */
+  /**
+   * Handle stanzas strictly in order, even when a step is asynchronous. A step
+   * parsed by a parser that a stream restart (STARTTLS, SASL success) has since
+   * replaced is dropped: nothing read before a restart belongs to the new
+   * stream [RFC6120 5.4.3.3, 6.4.6].
+   */
   private enqueue(fn: () => Promise<void> | void): void {
-    this.queue = this.queue.then(fn).catch((err) => {
+    const parser = this.parser;
+    const step = (): Promise<void> | void => (parser === this.parser && this.phase !== 'closed' ? fn() : undefined);
+    this.pending++;
+    this.queue = this.queue.then(step).then(this.stepDone, (err: unknown) => {
       this.log.error({ err }, 'stanza handling failed');
       this.close(closeReason('internal-error'));
+      this.stepDone();
     });
   }
 
@@ -460,7 +620,10 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   private async startTls(): Promise<void> {
+    if (this.closing || this.phase === 'closed') return;
     this.send(`<proceed xmlns='${NS_TLS}'/>`); // [RFC6120 5.4.2.3]
+    // [RFC6120 5.4.3.3] nothing of the cleartext stream survives: a fresh parser before the handshake, so no byte read before it can reach the TLS stream
+    this.newParser();
     try {
       await this.transportRef.startTls();
     } catch (err) {
@@ -468,9 +631,9 @@ export class XmppConnection implements Session, StreamParserEvents {
       return this.finish(closeReason('socket-error', 'TLS negotiation failed'));
     }
     // [RFC6120 5.4.3.3] a fresh stream over TLS
+    this.tlsRequested = false;
     this.phase = 'auth';
     this.headerSent = false;
-    this.newParser();
   }
 
   private async sasl(el: Element): Promise<void> {

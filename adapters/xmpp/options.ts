@@ -26,8 +26,22 @@ export interface XmppOptions {
   maxOutboundBuffer: number;
   /** simultaneous connections from one IP address */
   maxConnectionsPerIp: number;
-  /** simultaneous XMPP connections in total */
+  /** simultaneous XMPP connections in total (TCP sockets counted from accept, TLS handshakes included) */
   maxConnections: number;
+  /** a TLS handshake (direct TLS or STARTTLS) not done in this time closes the socket */
+  tlsHandshakeTimeoutMs: number;
+  /** stanzas parsed and not yet handled before reading from the client pauses */
+  maxInboundStanzas: number;
+  /** bytes read whose stanzas are not yet handled before reading pauses */
+  maxInboundBytes: number;
+  /** sustained bytes per second read from one stream; past it reading pauses (0 = no limit) */
+  inboundBytesPerSecond: number;
+  /** sustained stanzas per second from one stream; past it reading pauses (0 = no limit) */
+  inboundStanzasPerSecond: number;
+  /** the bursts allowed above those rates, in seconds of the rate */
+  inboundBurstSeconds: number;
+  /** a stream kept over its rate for this long is closed with policy-violation (0 = never) */
+  inboundThrottleLimitMs: number;
 }
 
 export const defaultXmppOptions: XmppOptions = {
@@ -44,4 +58,11 @@ export const defaultXmppOptions: XmppOptions = {
   maxOutboundBuffer: 4 * 1024 * 1024,
   maxConnectionsPerIp: 1000,
   maxConnections: 100_000,
+  tlsHandshakeTimeoutMs: 10_000,
+  maxInboundStanzas: 256,
+  maxInboundBytes: 1024 * 1024,
+  inboundBytesPerSecond: 1024 * 1024,
+  inboundStanzasPerSecond: 2000,
+  inboundBurstSeconds: 2,
+  inboundThrottleLimitMs: 60_000,
 };

@@ -1,4 +1,4 @@
-import { StringDecoder } from 'node:string_decoder';
+import { isUtf8 } from 'node:buffer';
 import { Element, escapeXML } from '@xmpp/xml';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 
@@ -31,7 +31,7 @@ const QUIET = /^[ \t\n]*$/;
 
 /** The replayed header and the prefix declarations of almost every stream, one of each for all of them. */
 const USUAL_REOPEN = `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}'>`;
-const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze({ stream: NS_STREAM });
+const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze(Object.assign(Object.create(null) as Record<string, string>, { stream: NS_STREAM }));
 
 type Saxes = SaxesParser<{ xmlns: true; position: true }>;
 
@@ -53,8 +53,8 @@ type Saxes = SaxesParser<{ xmlns: true; position: true }>;
 export class StreamParser {
   /** undefined while released */
   private sax?: Saxes;
-  /** only while a chunk ended inside a multi-byte character */
-  private decoder?: StringDecoder;
+  /** only while a chunk ended inside a multi-byte character; fatal: invalid UTF-8 throws */
+  private decoder?: TextDecoder;
   private readonly ev: StreamParserEvents;
   private readonly limits: StreamParserLimits;
   private depth = 0;
@@ -106,6 +106,8 @@ export class StreamParser {
   write(chunk: Buffer | string): void {
     if (this.failed || this.closed) return;
     const text = typeof chunk === 'string' ? chunk : this.decode(chunk);
+    // [RFC6120 11.6] a stream is UTF-8: bytes that are not are not-well-formed [4.9.3.13], never U+FFFD
+    if (text === undefined) return this.fail('not-well-formed', 'invalid UTF-8');
     if (!this.sax && QUIET.test(text)) return this.idleWhitespace(text);
     const sax = (this.sax ??= this.resume());
     for (let i = 0; i < text.length && !this.failed; i += SLICE) {
@@ -133,13 +135,17 @@ export class StreamParser {
     return true;
   }
 
-  /** A UTF-8 decoder is only needed to carry a character split between chunks. */
-  private decode(chunk: Buffer): string {
+  /** A UTF-8 decoder is only needed to carry a character split between chunks; undefined for invalid UTF-8. */
+  private decode(chunk: Buffer): string | undefined {
     const split = chunk.length > 0 && chunk[chunk.length - 1] >= 0x80; // an ASCII byte ends every character
-    if (!split && !this.decoder) return chunk.toString('utf8');
-    const text = (this.decoder ??= new StringDecoder('utf8')).write(chunk);
-    if (!split) this.decoder = undefined;
-    return text;
+    if (!split && !this.decoder) return isUtf8(chunk) ? chunk.toString('utf8') : undefined;
+    try {
+      const text = (this.decoder ??= new TextDecoder('utf-8', { fatal: true })).decode(chunk, { stream: split });
+      if (!split) this.decoder = undefined;
+      return text;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Whitespace since the last stanza, -1 unless the stream is between stanzas with only that seen since. */
@@ -274,7 +280,8 @@ function usedPrefixes(e: Element, into: Set<string> | undefined): Set<string> | 
 
 function prefixDecls(attrs: Record<string, string>): Record<string, string> | undefined {
   let out: Record<string, string> | undefined;
-  for (const k in attrs) if (k.startsWith('xmlns:')) (out ??= {})[k.slice(6)] = attrs[k];
+  // Keyed by prefixes the client chose: no prototype, so a prefix named `constructor` is just a prefix.
+  for (const k in attrs) if (k.startsWith('xmlns:')) (out ??= Object.create(null) as Record<string, string>)[k.slice(6)] = attrs[k];
   return out;
 }
 

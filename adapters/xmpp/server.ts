@@ -28,6 +28,9 @@ function onClose(this: net.Socket): void {
   connOf.get(this)?.transportClosed('client-closed');
 }
 
+/** A WebSocket frame carrying a TCP-style stream header or footer instead of the RFC 7395 framing. */
+const RAW_STREAM_FRAME = /^\s*<\/?stream:stream[\s>/]/;
+
 /** A TCP socket as an XMPP transport, with in-place STARTTLS. */
 class SocketTransport implements Transport {
   kind: string;
@@ -36,14 +39,18 @@ class SocketTransport implements Transport {
   private sock: net.Socket;
   private readonly currentContext: () => tls.SecureContext | undefined;
   private corked = false;
+  private paused = false;
+
+  private readonly handshakeTimeoutMs: number;
 
   /** currentContext: the server's context when the upgrade happens (a reloaded certificate applies to the next STARTTLS) */
-  constructor(sock: net.Socket, secure: boolean, currentContext: () => tls.SecureContext | undefined) {
+  constructor(sock: net.Socket, secure: boolean, currentContext: () => tls.SecureContext | undefined, handshakeTimeoutMs: number) {
     this.sock = sock;
     this.secure = secure;
     this.kind = secure ? 'tls' : 'tcp';
     this.remoteAddress = sock.remoteAddress ?? 'unknown';
     this.currentContext = currentContext;
+    this.handshakeTimeoutMs = handshakeTimeoutMs;
   }
 
   private get secureContext(): tls.SecureContext | undefined {
@@ -89,6 +96,16 @@ class SocketTransport implements Transport {
     return this.sock.writableLength;
   }
 
+  pause(): void {
+    this.paused = true;
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.sock.resume();
+  }
+
   end(): void {
     this.sock.end();
     // Do not wait forever for a peer that never closes its side.
@@ -100,18 +117,28 @@ class SocketTransport implements Transport {
     raw.removeAllListeners('data');
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.secureContext });
     await new Promise<void>((resolve, reject) => {
+      // A half-done handshake holds a socket and TLS state: bounded like direct TLS (option tlsHandshakeTimeoutMs).
+      const timer = setTimeout(() => {
+        reject(new Error('TLS handshake timed out'));
+        secure.destroy();
+      }, this.handshakeTimeoutMs);
       secure.once('secure', () => {
+        clearTimeout(timer);
         this.sock = secure;
         this.secure = true;
         this.kind = 'starttls';
         resolve();
       });
-      secure.once('error', reject);
+      secure.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
     });
     // The TLS socket carries the data from now on; the raw one still reports the close.
     connOf.set(secure, connOf.get(raw)!);
     secure.on('data', onData);
     secure.on('error', onError);
+    if (this.paused) secure.pause();
   }
 }
 
@@ -119,9 +146,19 @@ class SocketTransport implements Transport {
 export class XmppServer {
   readonly opts: XmppOptions;
   private readonly broker: Broker;
+  /** A failed accept (EMFILE…): logged and counted; the listener keeps accepting. */
+  private readonly acceptFailed = (err: Error): void => {
+    this.broker.log.error({ err }, 'accept failed');
+    this.broker.metrics.error('accept', err.message);
+  };
   private readonly servers: net.Server[] = [];
   private readonly conns = new Set<XmppConnection>();
+  /** TCP sockets per address, on both listeners, counted at accept (before any TLS handshake) */
   private readonly perIp = new Map<string, number>();
+  /** TCP sockets open on both listeners, handshakes included */
+  private sockets = 0;
+  /** connections over WebSocket and BOSH (not in `sockets`) */
+  private others = 0;
   private ctx?: tls.SecureContext;
   private readonly currentContext = (): tls.SecureContext | undefined => this.ctx;
   /** bound ports, after start() */
@@ -136,15 +173,28 @@ export class XmppServer {
   async start(): Promise<void> {
     const { tcp, directTls } = this.opts;
     if (tcp) {
-      const srv = net.createServer((s) => this.accept(s, false));
-      this.ports.tcp = await listen(srv, tcp.host, tcp.port);
+      const srv = net.createServer((s) => {
+        if (this.admit(s)) this.accept(s, false);
+        else this.refuse(s);
+      });
+      this.ports.tcp = await listen(srv, tcp.host, tcp.port, this.acceptFailed);
       this.servers.push(srv);
     }
     if (directTls && this.ctx) {
       // tls.createServer ignores `secureContext`; key and cert must be passed themselves.
-      const srv = tls.createServer({ ...this.opts.tls }, (s) => this.accept(s, true));
-      srv.on('tlsClientError', (err) => this.broker.log.debug({ err: err.message }, 'direct TLS handshake failed'));
-      this.ports.directTls = await listen(srv, directTls.host, directTls.port);
+      // handshakeTimeout: a half-done handshake is closed after tlsHandshakeTimeoutMs (Node's default is 120 s)
+      const srv = tls.createServer({ ...this.opts.tls, handshakeTimeout: this.opts.tlsHandshakeTimeoutMs }, (s) => this.accept(s, true));
+      // Counted at accept, before the handshake: a handshake costs memory and CPU, so the limits apply to it.
+      srv.on('connection', (raw: net.Socket) => {
+        if (this.admit(raw)) return;
+        this.broker.log.info({ ip: raw.remoteAddress }, 'direct TLS connection refused: too many connections');
+        raw.destroy(); // no stream error can be sent before TLS
+      });
+      srv.on('tlsClientError', (err, s) => {
+        this.broker.log.debug({ err: err.message }, 'direct TLS handshake failed');
+        s.destroy(); // a handshake timeout only reports: with this listener Node leaves the socket open
+      });
+      this.ports.directTls = await listen(srv, directTls.host, directTls.port, this.acceptFailed);
       this.servers.push(srv);
     }
   }
@@ -174,49 +224,80 @@ export class XmppServer {
    * counted and closed with the others; the caller applied its per-IP limit.
    */
   acceptTransport(transport: Transport): XmppConnection {
-    const conn = new XmppConnection(this.broker, transport, this.opts, (c) => this.conns.delete(c));
+    const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetOther);
     this.conns.add(conn);
-    if (this.conns.size > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
+    this.others++;
+    if (this.total() > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
     return conn;
   }
 
   /** XMPP over WebSocket [RFC7395]; the web listener has already applied its per-IP limit. */
   acceptWebSocket(ws: WebSocket, info: { ip: string; secure: boolean }): void {
     const transport = new WebSocketTransport(ws, info.ip, info.secure);
-    const conn = new XmppConnection(this.broker, transport, this.opts, (c) => this.conns.delete(c));
+    const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetOther);
     this.conns.add(conn);
+    this.others++;
     ws.on('message', (data, isBinary) => {
       // [RFC7395 3.2] text frames only
       if (isBinary) return conn.close(closeReason('not-well-formed', 'binary frames are not XMPP'));
-      conn.data(translateFrame(data.toString()));
+      const frame = data.toString(); // ws has refused invalid UTF-8 in text frames already (close 1007)
+      // [RFC7395 3.3.2] the stream is opened with <open/> and closed with <close/>, never a raw stream header or footer
+      if (RAW_STREAM_FRAME.test(frame)) return conn.close(closeReason('invalid-namespace', 'use <open/> and <close/> of urn:ietf:params:xml:ns:xmpp-framing'));
+      conn.data(translateFrame(frame));
     });
     ws.on('close', () => conn.transportClosed('client-closed'));
     ws.on('error', () => conn.transportClosed('socket-error'));
-    if (this.conns.size > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
+    if (this.total() > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
   }
 
-  /** One callback for every TCP connection, not a closure each. */
-  private readonly forgetTcp = (c: XmppConnection): void => {
+  /** Every XMPP connection and TCP socket, a TLS handshake in progress included (limit maxConnections). */
+  private total(): number {
+    return this.sockets + this.others;
+  }
+
+  private readonly forgetOther = (c: XmppConnection): void => {
     this.conns.delete(c);
-    const ip = c.transportRef.remoteAddress;
-    const n = (this.perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(ip);
-    else this.perIp.set(ip, n);
+    this.others--;
   };
 
-  private accept(sock: net.Socket, secure: boolean): void {
+  /** One callback for every TCP connection, not a closure each; the socket's slot is released when it closes (forgetSocket). */
+  private readonly forgetTcp = (c: XmppConnection): void => {
+    this.conns.delete(c);
+  };
+
+  /**
+   * A TCP socket accepted on either listener, counted at once, before any TLS
+   * handshake (direct TLS or STARTTLS), until it closes: limits
+   * maxConnectionsPerIp and maxConnections. False when over a limit.
+   */
+  private admit(raw: net.Socket): boolean {
+    const ip = raw.remoteAddress ?? 'unknown';
+    this.sockets++;
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    raw.once('close', () => {
+      this.sockets--;
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
+    return this.total() <= this.opts.maxConnections && (this.perIp.get(ip) ?? 0) <= this.opts.maxConnectionsPerIp;
+  }
+
+  /** Over a limit on the plain listener: the stream error can still be sent in the clear. */
+  private refuse(sock: net.Socket): void {
+    const conn = this.accept(sock, false);
+    conn.close(closeReason('policy-violation', 'too many connections')); // limits: maxConnections, maxConnectionsPerIp
+  }
+
+  private accept(sock: net.Socket, secure: boolean): XmppConnection {
     sock.setNoDelay(true);
-    const transport = new SocketTransport(sock, secure, this.currentContext);
-    const ip = transport.remoteAddress;
+    const transport = new SocketTransport(sock, secure, this.currentContext, this.opts.tlsHandshakeTimeoutMs);
     const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetTcp);
     this.conns.add(conn);
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     connOf.set(sock, conn);
     sock.on('data', onData);
     sock.on('error', onError);
     sock.on('close', onClose);
-    if (this.conns.size > this.opts.maxConnections || (this.perIp.get(ip) ?? 0) > this.opts.maxConnectionsPerIp) {
-      conn.close(closeReason('policy-violation', 'too many connections')); // limits: maxConnections, maxConnectionsPerIp
-    }
+    return conn;
   }
 }

@@ -57,6 +57,15 @@ export class WebSocketTransport implements Transport {
     return Promise.reject(new Error('no STARTTLS on WebSocket'));
   }
 
+  /** Backpressure: ws pauses its underlying socket; frames wait in the kernel and the client. */
+  pause(): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.pause();
+  }
+
+  resume(): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.resume();
+  }
+
   end(): void {
     if (this.closed) return;
     this.closed = true;

@@ -50,10 +50,19 @@ describe('Address', function () {
       ['alice@example..com', 'empty domain label [RFC7622 3.2]'],
       ['alice@-example.com', 'label starting with a hyphen [RFC5890]'],
       ['alice@.', 'only a dot'],
+      ['a@[x]', 'bracketed domain that is no IPv6 address [RFC7622 3.2] (found by fuzz/targets jid)'],
+      ['a@[<script>]', 'markup in a bracketed domain [RFC7622 3.2]'],
+      ['a@[]', 'empty IP literal [RFC7622 3.2]'],
+      ['a@[ ]', 'space in an IP literal [RFC7622 3.2]'],
+      ['a@[::1', 'unbalanced bracket [RFC7622 3.2]'],
+      ['a@::1]', 'unbalanced bracket [RFC7622 3.2]'],
     ];
     for (const [input, why] of bad) {
       it(`${JSON.stringify(input)} → jid-malformed (${why})`, () => malformed(input));
     }
+    it('an IPv6 literal domain is accepted [RFC7622 3.2]', () => {
+      assert.equal(Address.parse('a@[::1]/r').domain, '[::1]');
+    });
   });
 
   describe('normalisation [RFC7622 3.2-3.4]', function () {

@@ -15,6 +15,8 @@ interface QueueMeta {
   last: number;
   /** items currently queued */
   count: number;
+  /** characters of their JSON (absent in records written before it was kept: counted from 0) */
+  bytes?: number;
 }
 
 /** {@link QueueStore} on LevelDB; one instance per store name and database. */
@@ -44,7 +46,7 @@ export class LevelQueue<T> implements QueueStore<T> {
     return this.#lock.run(owner, async () => {
       const meta = await this.#readMeta(owner);
       const id = pad(meta.last + 1);
-      const next = JSON.stringify({ last: meta.last + 1, count: meta.count + 1 });
+      const next = JSON.stringify({ last: meta.last + 1, count: meta.count + 1, bytes: (meta.bytes ?? 0) + text.length });
       await this.#writeWithMeta(owner, next, [
         { type: 'put', sublevel: this.#items, key: owner + SEP + id, value: text },
         { type: 'put', sublevel: this.#meta, key: owner, value: next },
@@ -73,13 +75,14 @@ export class LevelQueue<T> implements QueueStore<T> {
     checkId('owner', owner);
     await this.#lock.run(owner, async () => {
       const keys = [...new Set(ids)].map((id) => owner + SEP + id);
-      // Only ids that exist may lower the count.
-      const found = await this.#items.hasMany(keys);
-      const present = keys.filter((_, i) => found[i]);
+      // Only ids that exist may lower the count (and their size the byte total).
+      const found = await this.#items.getMany(keys);
+      const present = keys.filter((_, i) => found[i] !== undefined);
       if (present.length === 0) return;
+      const size = found.reduce((n: number, v) => n + (v === undefined ? 0 : v.length), 0);
       const meta = await this.#readMeta(owner);
       const ops: Op[] = present.map((key): Op => ({ type: 'del', sublevel: this.#items, key }));
-      const next = JSON.stringify({ ...meta, count: meta.count - present.length });
+      const next = JSON.stringify({ ...meta, count: meta.count - present.length, bytes: Math.max(0, (meta.bytes ?? 0) - size) });
       ops.push({ type: 'put', sublevel: this.#meta, key: owner, value: next });
       await this.#writeWithMeta(owner, next, ops);
     });
@@ -88,6 +91,11 @@ export class LevelQueue<T> implements QueueStore<T> {
   async count(owner: string): Promise<number> {
     checkId('owner', owner);
     return (await this.#readMeta(owner)).count;
+  }
+
+  async bytes(owner: string): Promise<number> {
+    checkId('owner', owner);
+    return (await this.#readMeta(owner)).bytes ?? 0;
   }
 
   async clear(owner: string): Promise<void> {
@@ -100,7 +108,7 @@ export class LevelQueue<T> implements QueueStore<T> {
       // leaves the count matching the items left. `last` is kept so ids stay
       // increasing and a stale id list never hits a newer item.
       const flush = async (count: number): Promise<void> => {
-        const next = JSON.stringify({ last: meta.last, count });
+        const next = JSON.stringify({ last: meta.last, count, bytes: count === 0 ? 0 : meta.bytes });
         ops.push({ type: 'put', sublevel: this.#meta, key: owner, value: next });
         await this.#writeWithMeta(owner, next, ops);
         ops = [];

@@ -232,6 +232,20 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         assert.equal(await queue.count('alice'), 3);
       });
 
+      it('bytes sums the JSON size of what is queued, through push, remove and clear', async function () {
+        const queue = storage.queue<{ body: string }>('offline');
+        assert.equal(await queue.bytes('alice'), 0);
+        const a = await queue.push('alice', { body: 'x'.repeat(100) });
+        await queue.push('alice', { body: 'y'.repeat(50) });
+        const size = (n: number) => JSON.stringify({ body: 'x'.repeat(n) }).length;
+        assert.equal(await queue.bytes('alice'), size(100) + size(50));
+        await queue.remove('alice', [a, a, 'no-such-id']);
+        assert.equal(await queue.bytes('alice'), size(50));
+        assert.equal(await queue.bytes('bob'), 0);
+        await queue.clear('alice');
+        assert.equal(await queue.bytes('alice'), 0);
+      });
+
       it('clear empties one owner and ids keep increasing afterwards', async function () {
         const queue = storage.queue<number>('offline');
         const before = [await queue.push('alice', 1), await queue.push('alice', 2)];

@@ -51,6 +51,8 @@ export class FakeTransport implements Transport {
   ended = false;
   /** what bufferedAmount() reports, to simulate a slow reader */
   buffered = 0;
+  /** the connection asked to stop reading (backpressure, rate limit) */
+  paused = false;
   private readonly onWrite: () => void;
 
   constructor(onWrite: () => void, remoteAddress?: string) {
@@ -82,6 +84,14 @@ export class FakeTransport implements Transport {
 
   bufferedAmount(): number {
     return this.buffered;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
   }
 
   startTls(): Promise<void> {

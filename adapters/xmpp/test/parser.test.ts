@@ -329,3 +329,20 @@ describe('xmpp StreamParser', function () {
     }
   });
 });
+
+describe('xmpp StreamParser: prototype-named prefixes (issue 20 item 14 class)', function () {
+  for (const prefix of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    it(`a prefix named ${prefix} declared deep in a stanza stays bound to its own namespace, never to an Object.prototype member`, () => {
+      const { parser, rec } = make();
+      parser.write(HEADER.replace('<stream:stream ', "<stream:stream xmlns:foo='urn:foo' "));
+      // declared on a grandchild: the child's prefixes are looked up in the stanza's and the header's declarations
+      parser.write(`<message to='a@localhost'><x><z xmlns:${prefix}='urn:test'><${prefix}:y/></z></x></message>`);
+      assert.deepEqual(conditions(rec), []);
+      assert.equal(rec.stanzas.length, 1);
+      const xml = rec.stanzas[0].toString(); // throws if an attribute became a function
+      assert.ok(!xml.includes('native code'), xml);
+      const child = rec.stanzas[0].getChildElements()[0];
+      for (const v of Object.values(child.attrs)) assert.equal(typeof v, 'string');
+    });
+  }
+});
