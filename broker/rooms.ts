@@ -100,6 +100,8 @@ export interface RoomMessage {
   /** XMPP payloads kept as sent (opaque to the core) */
   extensions?: string[];
   timestamp: number;
+  /** the sending device (live messages only; not stored) */
+  origin?: string;
 }
 
 /**
@@ -564,23 +566,9 @@ export class RoomService {
       await this.changeNick(room, key, nick);
       return { room, occupant: room.occupantOf(key)!, created: false, update: true };
     }
+    this.admit(room, user, nick, req.password);
     const aff = room.affiliation(user);
-    if (aff === 'outcast') throw new BrokerError('forbidden', 'you are banned from this room'); // [XEP-0045 7.2.7]
-    if (room.config.membersOnly && aff === 'none')
-      throw new BrokerError('registration-required', 'members only'); // [XEP-0045 7.2.6]
-    const moderatorLike = aff === 'owner' || aff === 'admin';
-    if (room.config.password && !moderatorLike && req.password !== room.config.password) {
-      throw new BrokerError('not-authorized', 'password required'); // [XEP-0045 7.2.5]
-    }
     const holder = room.occupants.get(nick);
-    if (holder && holder.user !== user) throw new BrokerError('conflict', 'nick in use'); // [XEP-0045 7.2.8]
-    for (const [u, n] of room.nicks)
-      if (n === nick && u !== user)
-        throw new BrokerError('conflict', 'nick reserved by another member'); // [XEP-0045 7.2.8]
-    const limit = this.limitOf(room);
-    if (!holder && limit > 0 && room.occupants.size >= limit && !moderatorLike) {
-      throw new BrokerError('service-unavailable', 'room is full'); // [XEP-0045 7.2.9]
-    }
     const device: Device = {
       address: req.device,
       key,
@@ -629,6 +617,32 @@ export class RoomService {
       ready,
     });
     return { room, occupant: occ, created, update: false };
+  }
+
+  /**
+   * May `user` enter `room` as `nick` (with this password)? Throws the
+   * error a join would get [XEP-0045 7.2.5-7.2.9]; a room that does not
+   * exist admits anyone (the join creates it).
+   */
+  admit(room: Room | undefined, user: string, nickIn: string, password?: string): void {
+    const nick = this.checkNick(nickIn);
+    if (!room) return;
+    const aff = room.affiliation(user);
+    if (aff === 'outcast') throw new BrokerError('forbidden', 'you are banned from this room'); // [XEP-0045 7.2.7]
+    if (room.config.membersOnly && aff === 'none') throw new BrokerError('registration-required', 'members only'); // [XEP-0045 7.2.6]
+    const moderatorLike = aff === 'owner' || aff === 'admin';
+    if (room.config.password && !moderatorLike && password !== room.config.password) {
+      throw new BrokerError('not-authorized', 'password required'); // [XEP-0045 7.2.5]
+    }
+    const holder = room.occupants.get(nick);
+    if (holder && holder.user !== user) throw new BrokerError('conflict', 'nick in use'); // [XEP-0045 7.2.8]
+    for (const [u, n] of room.nicks) {
+      if (n === nick && u !== user) throw new BrokerError('conflict', 'nick reserved by another member'); // [XEP-0045 7.2.8]
+    }
+    const limit = this.limitOf(room);
+    if (!holder && limit > 0 && room.occupants.size >= limit && !moderatorLike) {
+      throw new BrokerError('service-unavailable', 'room is full'); // [XEP-0045 7.2.9]
+    }
   }
 
   /** What history a joining device gets: the room's default, narrowed by what it asked for. */
@@ -823,7 +837,7 @@ export class RoomService {
       id: m.id ?? `${timestamp}`,
       value,
     });
-    const msg: RoomMessage = { ...value, seq: rec.seq };
+    const msg: RoomMessage = { ...value, seq: rec.seq, origin: deviceKey };
     // Appends settle in call order, so fan-outs are queued in seq order.
     room.lastSeq = Math.max(room.lastSeq, rec.seq);
     room.messages++;
