@@ -2,6 +2,7 @@ import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'ae
 import { Address, BrokerError, snippet, type Envelope, type Ordered } from '../../broker/index.ts';
 import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
+import { allowHistorySubscribe, decideHistoryPublish } from './history.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
 import { decideRoomSubscribe, roomPublish, roomTopic } from './rooms.ts';
 import type { MqttSession } from './session.ts';
@@ -67,6 +68,8 @@ function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishP
   if (!who.acl?.canWrite(topic)) return 'denied';
   const rt = roomTopic(topic);
   if (rt) return decideRoom(ctx, client, rt, packet);
+  const history = decideHistoryPublish(ctx, client, who.address, packet); // history/ is the core's (history.ts)
+  if (history !== undefined) return history;
   const r = reserved(topic);
   if (!r) return 'pass';
   if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
@@ -179,6 +182,8 @@ async function decideSubscribe(ctx: MqttContext, client: Client, filter: string)
   const rt = roomTopic(filter);
   if (rt) return decideRoomSubscribe(ctx, ctx.sessions.get(client), rt); // literal room topics only; no wildcards under rooms/
   if (filter.startsWith('rooms/') || filter === 'rooms') return false;
+  const history = allowHistorySubscribe(filter, info.address);
+  if (history !== undefined) return history;
   const r = reserved(filter);
   if (!r) return true;
   // chat/+, chat/#, presence/+: accepted; the core only ever hands this identity its own messages

@@ -3,6 +3,7 @@ import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
 import streamManagement from './modules/stream-management.ts';
 import muc from './modules/muc.ts';
+import mam from './modules/mam.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -11,4 +12,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, muc];
+export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, mam, muc];
