@@ -121,7 +121,7 @@ export default defineModule({
     defaultArchive: {
       type: 'boolean',
       default: true,
-      doc: 'new rooms serve their timeline to members (XEP-0313 on the room, MQTT history)',
+      doc: 'new rooms serve their timeline to members through XEP-0313 on the room (history on join is sent either way)',
     },
   },
   specs: [],
