@@ -221,7 +221,7 @@ export default defineModule({
   name: 'muc',
   description:
     'XEP-0045 Multi-User Chat on the rooms core, with MAM on rooms (XEP-0313), self-ping (XEP-0410)',
-  depends: ['rooms', 'disco'],
+  depends: ['disco'], // and the rooms module loaded before it (bin/node.ts order); without it this module serves nothing
   options: {},
   specs: [
     {
