@@ -1,7 +1,14 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { z } from 'zod';
-import { BrokerError, type Broker } from '../broker/index.ts';
+import {
+  Address,
+  BrokerError,
+  roomService,
+  type Affiliation,
+  type Broker,
+  type Room,
+} from '../broker/index.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
 export type AdminRequest =
@@ -11,13 +18,37 @@ export type AdminRequest =
   | { cmd: 'user.list' }
   | { cmd: 'status' }
   /** a running node only (bin/node.ts): serve the certificate files again */
-  | { cmd: 'tls.reload' };
+  | { cmd: 'tls.reload' }
+  /** rooms (a running node with groupchat on; docs/groupchat.md) */
+  | { cmd: 'room.list' }
+  | { cmd: 'room.info'; room: string }
+  | {
+      cmd: 'room.create';
+      room: string;
+      owner?: string;
+      persistent?: boolean;
+      membersOnly?: boolean;
+      public?: boolean;
+      name?: string;
+      description?: string;
+    }
+  | { cmd: 'room.destroy'; room: string; reason?: string; alternate?: string }
+  | {
+      cmd: 'room.set-affiliation';
+      room: string;
+      jid: string;
+      affiliation: Affiliation;
+      reason?: string;
+    }
+  | { cmd: 'room.kick'; room: string; nick: string; reason?: string };
 
 /** `code`: what went wrong, for programs; `error`: for people. */
-export type AdminResponse = { ok: true; result?: unknown } | { ok: false; error: string; code?: AdminErrorCode };
+export type AdminResponse =
+  { ok: true; result?: unknown } | { ok: false; error: string; code?: AdminErrorCode };
 
 /** bad-json: not a JSON object; unknown-command: no such `cmd`; bad-request: a field missing or of the wrong type; too-large: line over the bound; otherwise the broker's condition (conflict, item-not-found…) or internal-error */
-export type AdminErrorCode = 'bad-json' | 'unknown-command' | 'bad-request' | 'too-large' | 'internal-error' | string;
+export type AdminErrorCode =
+  'bad-json' | 'unknown-command' | 'bad-request' | 'too-large' | 'internal-error' | string;
 
 const username = z.string().min(1).max(1023);
 const password = z.string().min(1).max(4096);
@@ -29,29 +60,84 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('user.list') }),
   z.object({ cmd: z.literal('status') }),
   z.object({ cmd: z.literal('tls.reload') }),
+  z.object({ cmd: z.literal('room.list') }),
+  z.object({ cmd: z.literal('room.info'), room: username }),
+  z.object({
+    cmd: z.literal('room.create'),
+    room: username,
+    owner: username.optional(),
+    persistent: z.boolean().optional(),
+    membersOnly: z.boolean().optional(),
+    public: z.boolean().optional(),
+    name: z.string().max(4096).optional(),
+    description: z.string().max(65536).optional(),
+  }),
+  z.object({
+    cmd: z.literal('room.destroy'),
+    room: username,
+    reason: z.string().max(4096).optional(),
+    alternate: username.optional(),
+  }),
+  z.object({
+    cmd: z.literal('room.set-affiliation'),
+    room: username,
+    jid: username,
+    affiliation: z.enum(['owner', 'admin', 'member', 'outcast', 'none']),
+    reason: z.string().max(4096).optional(),
+  }),
+  z.object({
+    cmd: z.literal('room.kick'),
+    room: username,
+    nick: z.string().min(1).max(1023),
+    reason: z.string().max(4096).optional(),
+  }),
 ]);
-const COMMANDS = new Set(['user.add', 'user.remove', 'user.passwd', 'user.list', 'status', 'tls.reload']);
+const COMMANDS = new Set([
+  'user.add',
+  'user.remove',
+  'user.passwd',
+  'user.list',
+  'status',
+  'tls.reload',
+  'room.list',
+  'room.info',
+  'room.create',
+  'room.destroy',
+  'room.set-affiliation',
+  'room.kick',
+]);
 
 /** Default bound on one request line of the admin socket (config `admin.maxRequestBytes`). */
 export const DEFAULT_ADMIN_MAX_REQUEST_BYTES = 64 * 1024;
 
 /** Check one request line: the request, or the error to answer. */
-export function parseAdminRequest(line: string): { ok: true; req: AdminRequest } | { ok: false; error: string; code: AdminErrorCode } {
+export function parseAdminRequest(
+  line: string,
+): { ok: true; req: AdminRequest } | { ok: false; error: string; code: AdminErrorCode } {
   let v: unknown;
   try {
     v = JSON.parse(line);
   } catch {
     return { ok: false, code: 'bad-json', error: 'bad request: not a JSON object' };
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, code: 'bad-json', error: 'bad request: not a JSON object' };
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return { ok: false, code: 'bad-json', error: 'bad request: not a JSON object' };
   const cmd = (v as { cmd?: unknown }).cmd;
   if (typeof cmd !== 'string' || !COMMANDS.has(cmd)) {
-    return { ok: false, code: 'unknown-command', error: `unknown command ${JSON.stringify(String(cmd ?? '')).slice(0, 80)}; known: ${[...COMMANDS].join(', ')}` };
+    return {
+      ok: false,
+      code: 'unknown-command',
+      error: `unknown command ${JSON.stringify(String(cmd ?? '')).slice(0, 80)}; known: ${[...COMMANDS].join(', ')}`,
+    };
   }
   const r = adminRequestSchema.safeParse(v);
   if (!r.success) {
     const issue = r.error.issues[0];
-    return { ok: false, code: 'bad-request', error: `bad request: ${cmd}: ${issue.path.join('.') || '(request)'}: ${issue.message}` };
+    return {
+      ok: false,
+      code: 'bad-request',
+      error: `bad request: ${cmd}: ${issue.path.join('.') || '(request)'}: ${issue.message}`,
+    };
   }
   return { ok: true, req: r.data };
 }
@@ -81,6 +167,77 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
       };
     case 'tls.reload':
       throw new Error('no node is running (the certificate is read at start)');
+    case 'room.list':
+    case 'room.info':
+    case 'room.create':
+    case 'room.destroy':
+    case 'room.set-affiliation':
+    case 'room.kick':
+      return runRoomAdmin(broker, req);
+  }
+}
+
+/** A room's summary for operators: occupants, devices, message count since start. */
+function roomSummary(r: Room) {
+  return {
+    room: r.jid.toString(),
+    name: r.config.name,
+    occupants: r.occupants.size,
+    devices: r.deviceCount(),
+    persistent: r.config.persistent,
+    public: r.config.public,
+    membersOnly: r.config.membersOnly,
+    lastSeq: r.lastSeq,
+    messagesSinceStart: r.messages,
+  };
+}
+
+/** Room commands, as the operator (who acts with an owner's rights in every room). */
+async function runRoomAdmin(
+  broker: Broker,
+  req: Extract<AdminRequest, { cmd: `room.${string}` }>,
+): Promise<unknown> {
+  const svc = roomService(broker);
+  if (!svc)
+    throw new BrokerError(
+      'service-unavailable',
+      'room commands need a running node with groupchat on (modules.rooms.host)',
+    );
+  if (req.cmd === 'room.list') return svc.list().map(roomSummary);
+  const local = svc.roomLocal(req.room.includes('@') ? Address.parse(req.room).local : req.room);
+  const bare = (j: string) =>
+    (j.includes('@') ? Address.parse(j) : Address.of(j, broker.domain)).bare().toString();
+  if (req.cmd === 'room.create') {
+    const config: Record<string, unknown> = {};
+    for (const k of ['persistent', 'membersOnly', 'public', 'name', 'description'] as const)
+      if (req[k] !== undefined) config[k] = req[k];
+    return roomSummary(await svc.create(local, req.owner ? bare(req.owner) : '', config));
+  }
+  const room = svc.get(local);
+  if (!room) throw new BrokerError('item-not-found', `no room ${local}@${svc.host}`);
+  switch (req.cmd) {
+    case 'room.info':
+      return {
+        ...roomSummary(room),
+        config: { ...room.config, password: room.config.password ? '(set)' : '' },
+        subject: room.subject,
+        affiliations: Object.fromEntries(room.affiliations),
+        occupants: [...room.occupants.values()].map((o) => ({
+          nick: o.nick,
+          user: o.user,
+          role: o.role,
+          devices: [...o.devices.keys()],
+        })),
+      };
+    case 'room.destroy':
+      await svc.destroy(room, 'operator', req.reason, req.alternate);
+      return undefined;
+    case 'room.set-affiliation':
+      await svc.setAffiliation(room, 'operator', bare(req.jid), req.affiliation, req.reason);
+      return undefined;
+    case 'room.kick':
+      svc.setRole(room, 'operator', req.nick, 'none', req.reason);
+      return undefined;
   }
 }
 
@@ -115,7 +272,13 @@ export async function startAdminServer(
     };
     const tooLarge = () => {
       closing = true;
-      sock.end(JSON.stringify({ ok: false, code: 'too-large', error: `request longer than ${maxRequestBytes} bytes` }) + '\n');
+      sock.end(
+        JSON.stringify({
+          ok: false,
+          code: 'too-large',
+          error: `request longer than ${maxRequestBytes} bytes`,
+        }) + '\n',
+      );
     };
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
@@ -136,11 +299,21 @@ export async function startAdminServer(
         (reload ? reload() : runAdmin(broker, req)).then(
           (result) => answer({ ok: true, result }),
           (err: unknown) => {
-            if (err instanceof BrokerError) return answer({ ok: false, error: err.message, code: err.condition });
+            if (err instanceof BrokerError)
+              return answer({ ok: false, error: err.message, code: err.condition });
             // A certificate that does not load is the operator's to read; the old one stays in use.
-            if (reload) return answer({ ok: false, error: (err as Error)?.message ?? String(err), code: 'tls-reload-failed' });
+            if (reload)
+              return answer({
+                ok: false,
+                error: (err as Error)?.message ?? String(err),
+                code: 'tls-reload-failed',
+              });
             broker.log.error({ err, cmd: req.cmd }, 'admin command failed');
-            answer({ ok: false, error: `internal error running ${req.cmd}`, code: 'internal-error' });
+            answer({
+              ok: false,
+              error: `internal error running ${req.cmd}`,
+              code: 'internal-error',
+            });
           },
         );
       }
@@ -159,7 +332,10 @@ export async function startAdminServer(
 }
 
 /** Send one request to a running node; undefined when no node listens. */
-export function adminRequest(socketPath: string, req: AdminRequest): Promise<AdminResponse | undefined> {
+export function adminRequest(
+  socketPath: string,
+  req: AdminRequest,
+): Promise<AdminResponse | undefined> {
   return new Promise((resolve, reject) => {
     if (!existsSync(socketPath)) return resolve(undefined);
     const sock = net.connect(socketPath);

@@ -84,6 +84,24 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
       clean: async () => {}, // done by forgetUser
     },
   ],
+  [
+    'kv:rooms',
+    {
+      what:
+        "persistent rooms' records: the user's affiliations and registered nicks in every room, and its occupancy, " +
+        "are dropped by the rooms module's 'account:removed' handler (RoomService.removeUser); rooms it created stay with their other owners",
+      clean: async () => {}, // the rooms module's account:removed handler
+    },
+  ],
+  [
+    'archive:rooms',
+    {
+      what:
+        "kept: a room's timeline belongs to the room, and the user's messages stay in its history for the other members " +
+        '(as in ejabberd and Prosody); they carry the nick and the bare address the user had',
+      clean: async () => {},
+    },
+  ],
 ]);
 
 /**

@@ -7,6 +7,7 @@ import { ArchiveService, type ArchivePrefs } from './archive.ts';
 import type { Envelope, EnvelopeRecord } from './envelope.ts';
 import { closeReason, type CloseReason } from './errors.ts';
 import { HookBus, type HookSignatures } from './hooks.ts';
+import { HostRegistry } from './hosts.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { CounterMetrics, type Metrics } from './metrics.ts';
 import { LoadedModule, orderModules, resolveOptions, type ModuleDefinition } from './module.ts';
@@ -131,6 +132,8 @@ export class Broker {
   readonly presence: PresenceService;
   readonly archive: ArchiveService;
   readonly offline: OfflineQueue;
+  /** service domains served in this node (`conference.{domain}`), see broker/hosts.ts */
+  readonly hosts: HostRegistry;
   readonly startedAt = Date.now();
   private readonly moduleDefs: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   private readonly loaded: LoadedModule[] = [];
@@ -178,6 +181,7 @@ export class Broker {
       async (user, contact) => (await this.roster.item(user, contact)) !== undefined,
     );
     this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain, this.limits.offlineMaxBytesPerUser);
+    this.hosts = new HostRegistry(this.domain);
     this.moduleDefs = opts.modules ?? [];
   }
 

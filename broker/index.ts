@@ -6,6 +6,7 @@ export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorC
 export { isStorableMessage, type Envelope, type EnvelopeKind } from './envelope.ts';
 export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
+export { HostRegistry, type HostHandler } from './hosts.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
 export { CounterMetrics, type Metrics } from './metrics.ts';
 export { defineModule, type ModuleContext, type ModuleDefinition, type OptionSpec, type SpecClaim } from './module.ts';
@@ -15,3 +16,22 @@ export { MAX_PIPELINE, OriginPipeline } from './pipeline.ts';
 export { sessionDefaults, type Session } from './session.ts';
 export { SessionManager } from './session-manager.ts';
 export { digest, hmac, saltedPassword, type ScramCredential, type ScramHash } from './accounts.ts';
+export {
+  AFFILIATIONS,
+  ROLES,
+  Room,
+  RoomService,
+  roomService,
+  type Actor,
+  type Affiliation,
+  type Device,
+  type DevicePresence,
+  type JoinRequest,
+  type Occupant,
+  type Reason,
+  type Role,
+  type RoomConfig,
+  type RoomEvent,
+  type RoomMessage,
+  type RoomRenderer,
+} from './rooms.ts';

@@ -6,6 +6,8 @@ export type OptionSpec =
   | { type: 'number'; default: number; min?: number; max?: number; doc: string }
   | { type: 'boolean'; default: boolean; doc: string }
   | { type: 'string'; default: string; doc: string }
+  /** a string, or null to turn the feature off (`modules.rooms.host: null`) */
+  | { type: 'string'; default: string | null; nullable: true; doc: string }
   | { type: 'strings'; default: string[]; doc: string };
 
 type OptionValue<S extends OptionSpec> = S['default'];
@@ -81,6 +83,7 @@ export function resolveOptions<O extends Record<string, OptionSpec>>(
         if (typeof v !== 'boolean') throw new Error(`${path}: expected a boolean`);
         break;
       case 'string':
+        if (v === null && 'nullable' in spec) break;
         if (typeof v !== 'string') throw new Error(`${path}: expected a string`);
         break;
       case 'strings':

@@ -66,6 +66,9 @@ export class Router {
     if (ord && env.kind !== 'message') await ord.after;
     if (env.to.domain !== this.broker.domain) {
       if (ord && env.kind === 'message') await ord.after;
+      // A service domain of this node (broker/hosts.ts): its module answers.
+      const host = this.broker.hosts.get(env.to.domain);
+      if (host) return host(env, origin);
       // No server-to-server federation yet [RFC6120 8.3.3.16].
       return this.bounce(env, 'remote-server-not-found');
     }

@@ -4,6 +4,7 @@ import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
 import { allowHistorySubscribe, decideHistoryPublish } from './history.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
+import { decideRoomSubscribe, roomPublish, roomTopic } from './rooms.ts';
 import type { MqttSession } from './session.ts';
 import { isLiteral, reserved, SINK_TOPIC, type Reserved } from './topics.ts';
 
@@ -65,12 +66,22 @@ function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishP
   if (topic.startsWith('$')) return 'denied';
   const who: Pick<ConnInfo, 'address' | 'acl'> = client ? infoOf(ctx, client) : identityOf((packet as { clientId?: string }).clientId ?? '', ctx.broker.domain, ctx.opts.acl);
   if (!who.acl?.canWrite(topic)) return 'denied';
+  const rt = roomTopic(topic);
+  if (rt) return decideRoom(ctx, client, rt, packet);
   const history = decideHistoryPublish(ctx, client, who.address, packet); // history/ is the core's (history.ts)
   if (history !== undefined) return history;
   const r = reserved(topic);
   if (!r) return 'pass';
   if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
   return decideReserved(ctx, client, who.address, r, packet);
+}
+
+/** The rooms/ tree belongs to the core: consumed, never routed by aedes (rooms.ts). */
+async function decideRoom(ctx: MqttContext, client: Client | null, rt: ReturnType<typeof roomTopic>, packet: PublishPacket): Promise<Verdict> {
+  const session = client && !client.closed ? ctx.sessions.get(client) : undefined;
+  if (!session || !rt) return 'consumed';
+  await session.run(() => roomPublish(ctx, session, rt, packet.payload as Buffer));
+  return 'consumed';
 }
 
 async function decideReserved(ctx: MqttContext, client: Client | null, address: Address, r: Reserved, packet: PublishPacket): Promise<Verdict> {
@@ -168,6 +179,9 @@ async function decideSubscribe(ctx: MqttContext, client: Client, filter: string)
   const info = infoOf(ctx, client);
   if (filter.startsWith('$') && !filter.startsWith('$SYS/')) return false; // only $SYS of the '$' topics is readable
   if (!info.acl?.canSubscribe(filter)) return false;
+  const rt = roomTopic(filter);
+  if (rt) return decideRoomSubscribe(ctx, ctx.sessions.get(client), rt); // literal room topics only; no wildcards under rooms/
+  if (filter.startsWith('rooms/') || filter === 'rooms') return false;
   const history = allowHistorySubscribe(filter, info.address);
   if (history !== undefined) return history;
   const r = reserved(filter);
@@ -196,7 +210,7 @@ export function authorizeForward(ctx: MqttContext) {
     const info = ctx.infos.get(client);
     if (!info?.acl) return null;
     // chat/ and presence/ packets only ever come from the core, addressed to this client.
-    if (!reserved(packet.topic) && !info.acl.canRead(packet.topic)) return null;
+    if (!reserved(packet.topic) && !roomTopic(packet.topic) && !info.acl.canRead(packet.topic)) return null;
     ctx.stats.sent++;
     ctx.broker.metrics.traffic('mqtt', 'out'); // PUBLISH packets sent to clients
     return packet;

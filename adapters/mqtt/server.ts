@@ -4,7 +4,7 @@ import net from 'node:net';
 import tls, { type SecureContextOptions } from 'node:tls';
 import { Aedes, type Client, type ConnackPacket, type Subscription } from 'aedes';
 import { createWebSocketStream, type WebSocket } from 'ws';
-import { Address, closeReason, snippet, type Broker } from '../../broker/index.ts';
+import { Address, closeReason, roomService, snippet, type Broker } from '../../broker/index.ts';
 import { validateAcl } from './acl.ts';
 import { coalesceWrites } from './coalesce.ts';
 import { authenticate, infoOf, preConnect } from './auth.ts';
@@ -16,6 +16,7 @@ import { readIntoSharedBuffer } from './read-buffer.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
 import { boundOutbound, markFanout } from './outbound.ts';
 import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
+import { rejoinRestored, renderRoomEvent, roomSubscribed, roomTopic, roomUnsubscribed } from './rooms.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
 import { StoredSessions } from './stored-sessions.ts';
@@ -48,6 +49,7 @@ export class MqttServer {
   private ctx?: MqttContext;
   private sys?: SysStats;
   private offRemoved?: () => void;
+  private offRenderer?: () => void;
 
   constructor(broker: Broker, opts: Partial<MqttOptions> = {}) {
     this.broker = broker;
@@ -109,6 +111,8 @@ export class MqttServer {
     await ctx.retained.load();
     ctx.retained.install((ctx.aedes as unknown as { persistence: object }).persistence);
     this.ctx = ctx;
+    const svc = roomService(this.broker);
+    if (svc) this.offRenderer = svc.setRenderer('mqtt', renderRoomEvent);
     // A removed account leaves no MQTT state for the next account of that name (issue 20, item 9).
     this.offRemoved = this.broker.hooks.on('account:removed', (username) => this.forgetAccount(username));
     await this.forgetRemovedAccounts();
@@ -152,6 +156,7 @@ export class MqttServer {
     if (!ctx) return;
     this.sys?.stop();
     this.offRemoved?.();
+    this.offRenderer?.();
     for (const srv of this.servers) srv.close();
     await new Promise<void>((r) => ctx.aedes.close(() => r()));
     for (const s of this.sockets) s.destroy();
@@ -327,7 +332,10 @@ export class MqttServer {
       // From here on the client may receive packets: bind and say available [RFC6121 4.2].
       const session = new MqttSession(ctx, client as AedesClient, info.address, info.transport);
       ctx.sessions.set(client, session);
-      session.enqueue(() => session.start());
+      session.enqueue(async () => {
+        await session.start();
+        await rejoinRestored(ctx, session, client);
+      });
     });
     a.on('clientDisconnect', (client: Client) => {
       const session = ctx.sessions.get(client);
@@ -343,13 +351,23 @@ export class MqttServer {
       session.enqueue(async () => {
         await session.subscriptionsChanged();
         for (const s of subs) if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
+        for (const s of subs) {
+          const rt = roomTopic(s.topic);
+          if ((s.qos as number) !== 128 && rt && rt !== 'invalid') await roomSubscribed(ctx, session, rt); // join after the SUBACK
+        }
       });
     });
     a.on('unsubscribe', (topics: string[], client: Client) => {
       const filters = ctx.infos.get(client)?.filters;
       if (filters) for (const t of topics) filters.delete(t);
       const session = ctx.sessions.get(client);
-      if (session) session.enqueue(() => session.subscriptionsChanged());
+      if (session) {
+        for (const t of topics) {
+          const rt = roomTopic(t);
+          if (rt && rt !== 'invalid') roomUnsubscribed(ctx, session, rt); // leave
+        }
+        session.enqueue(() => session.subscriptionsChanged());
+      }
     });
     a.on('keepaliveTimeout', (client: Client) => {
       infoOf(ctx, client).closeKind ??= 'idle-timeout'; // [MQTT-3.1.2-24]

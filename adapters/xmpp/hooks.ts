@@ -26,6 +26,8 @@ export interface DiscoInfo {
 export interface XmppHooks extends HookSignatures {
   /** fold: disco#info of the domain or of an account's bare JID [XEP-0030] */
   'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
+  /** fold: disco#items of the domain (service domains such as conference.{domain}) [XEP-0030 4] */
+  'disco:items': [[items: { jid: string; name?: string }[], target: Address, requester: Address], { jid: string; name?: string }[]];
   /** fold: extra stream features after authentication, as XML strings */
   'stream:features': [[features: string[], conn: XmppConnection], string[]];
 }

@@ -5,6 +5,7 @@ import streamManagement from './modules/stream-management.ts';
 import carbons from './modules/carbons.ts';
 import csi from './modules/csi.ts';
 import serverPing from './modules/server-ping.ts';
+import muc from './modules/muc.ts';
 import mam from './modules/mam.ts';
 
 export { XmppServer } from './server.ts';
@@ -14,4 +15,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, muc];

@@ -32,3 +32,19 @@ export const NS_CARBONS = 'urn:xmpp:carbons:2';
 export const NS_HINTS = 'urn:xmpp:hints';
 export const NS_CSI = 'urn:xmpp:csi:0';
 export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
+
+// Groupchat (XEP-0045 and friends)
+export const NS_MUC = 'http://jabber.org/protocol/muc';
+export const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
+export const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
+export const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
+export const NS_MUC_ROOMINFO = 'http://jabber.org/protocol/muc#roominfo';
+export const NS_MUC_ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
+export const NS_MUC_REGISTER = 'http://jabber.org/protocol/muc#register';
+export const NS_DATA = 'jabber:x:data';
+export const NS_REGISTER = 'jabber:iq:register';
+export const NS_CONFERENCE = 'jabber:x:conference';
+export const NS_MAM = 'urn:xmpp:mam:2';
+export const NS_RSM = 'http://jabber.org/protocol/rsm';
+export const NS_VCARD = 'vcard-temp';
+export const NS_VCARD_UPDATE = 'vcard-temp:x:update';

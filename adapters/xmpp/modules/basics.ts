@@ -59,7 +59,7 @@ export const disco = defineModule({
   name: 'disco',
   description: 'Service Discovery',
   options: {},
-  specs: [{ spec: 'XEP-0030', status: 'complete', note: 'no nodes; items are empty' }],
+  specs: [{ spec: 'XEP-0030', status: 'complete', note: 'no nodes; the domain\'s items are the service domains modules add (conference.{domain})' }],
   setup(ctx) {
     const hooks = xmppHooks(ctx.broker);
     const iq = iqRegistry(ctx.broker);
@@ -74,9 +74,12 @@ export const disco = defineModule({
       for (const f of [...new Set(result.features)].sort()) q.append(xml('feature', { var: f }));
       return q;
     };
-    const items = (req: IqRequest) => {
+    const items = async (req: IqRequest) => {
       if (req.child.attrs.node) throw new BrokerError('item-not-found');
-      return xml('query', { xmlns: NS_DISCO_ITEMS });
+      const q = xml('query', { xmlns: NS_DISCO_ITEMS });
+      const list = req.to.isDomain ? await hooks.fold('disco:items', [], req.to, req.from) : [];
+      for (const it of list) q.append(xml('item', { jid: it.jid, name: it.name }));
+      return q;
     };
     const badRequest = () => {
       throw new BrokerError('bad-request');

@@ -13,12 +13,11 @@ import { iqRegistry } from '../iq-registry.ts';
 import { NS_CLIENT } from '../parser.ts';
 import { envelopeXml, NS_DELAY, NS_SID } from '../stanza.ts';
 
-export const NS_MAM = 'urn:xmpp:mam:2';
+import { NS_DATA, NS_FORWARD, NS_MAM, NS_RSM } from '../ns.ts';
+
+export { NS_MAM };
 const NS_MAM_EXTENDED = 'urn:xmpp:mam:2#extended';
-const NS_RSM = 'http://jabber.org/protocol/rsm';
-const NS_DATA = 'jabber:x:data';
 const NS_VALIDATE = 'http://jabber.org/protocol/xdata-validate';
-const NS_FORWARD = 'urn:xmpp:forward:0';
 
 /** [XEP-0082] a DateTime: date, time with optional fraction, Z or an offset. */
 const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;

@@ -1,0 +1,179 @@
+// Black-box: one room, XMPP clients (@xmpp/client) and MQTT devices (mqtt.js)
+// in it together: each sees the other's messages, joins and leaves; the
+// room's rules (members-only, bans, passwords) hold on MQTT too.
+import assert from 'node:assert/strict';
+import { stopAllClients, uniqueName, xml, xmppClient, type TestClient } from '../helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  grantedQos,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
+import {
+  MUC,
+  NS_MUC_ADMIN,
+  NS_MUC_OWNER,
+  fromOccupant,
+  isGroupchat,
+  join,
+  say,
+  submitForm,
+} from '../muc-helpers.ts';
+
+const PW = 'rooms-pw';
+const ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
+
+describe('MQTT rooms/ and XMPP MUC in one room', function () {
+  this.timeout(30_000);
+  let node: MqttTestNode;
+  const human = uniqueName('rh');
+  const dev = uniqueName('rd');
+  const other = uniqueName('ro');
+  let x: TestClient;
+
+  before(async function () {
+    this.timeout(60_000);
+    node = await startMqttNode();
+    await addUsers(node, { [human]: PW, [dev]: PW, [other]: PW });
+    x = await xmppClient({ port: node.ports.xmpp, username: human, password: PW, resource: 'pc' });
+  });
+  after(async () => {
+    await endAllMqtt();
+    await stopAllClients();
+    await node?.dispose();
+  });
+
+  const device = (username = dev, clientId = `c-${Math.random().toString(36).slice(2)}`) =>
+    mqttConnect(node.mqttPorts().mqtt, { username, password: PW, clientId });
+
+  it('a device subscribes (joins with its user name as nick), XMPP sees it join; messages flow both ways with the room seq; unsubscribe leaves', async () => {
+    await join(x, 'mixed', 'human');
+    const d = await device();
+    const presence = collect(d, 'rooms/mixed/presence');
+    assert.deepEqual(await grantedQos(d, ['rooms/mixed/presence', 'rooms/mixed'], 1), [1, 1]);
+    const joined = await x.waitFor(fromOccupant('mixed', dev));
+    assert.equal(joined.attrs.type, undefined);
+    // XMPP → MQTT, with the stanza-id as seq
+    const echo = await say(x, 'mixed', 'hello device');
+    const got = JSON.parse((await nextMessage(d, 'rooms/mixed')).payload);
+    assert.equal(got.body, 'hello device');
+    assert.equal(got.nick, 'human');
+    assert.equal(String(got.seq), echo.getChild('stanza-id', 'urn:xmpp:sid:0')!.attrs.id);
+    // MQTT → XMPP, and the device does not get its own message back
+    const own = collect(d, 'rooms/mixed');
+    await d.publishAsync('rooms/mixed', JSON.stringify({ body: 'hello human' }), { qos: 1 });
+    const m = await x.waitFor(isGroupchat('mixed', 'hello human'));
+    assert.equal(m.attrs.from, `mixed@${MUC}/${dev}`);
+    assert.ok(m.getChild('stanza-id', 'urn:xmpp:sid:0'));
+    await sleepMs(200);
+    assert.deepEqual(own, [], 'no echo unless asked');
+    // presence of occupants as JSON
+    await sleepMs(100);
+    const pres = presence.map((p) => JSON.parse(p));
+    assert.ok(
+      pres.some((p) => p.nick === 'human' && p.available === true),
+      JSON.stringify(pres),
+    );
+    assert.ok(pres.some((p) => p.nick === dev && p.self === true));
+    // unsubscribe = leave
+    await d.unsubscribeAsync('rooms/mixed');
+    const left = await x.waitFor(fromOccupant('mixed', dev, 'unavailable'));
+    assert.ok(left);
+  });
+
+  it('a nick and echo given on rooms/{room}/join; XMPP leaves show on rooms/{room}/presence; disconnect leaves', async () => {
+    await join(x, 'nicked', 'human');
+    const d = await device();
+    await d.publishAsync('rooms/nicked/join', JSON.stringify({ nick: 'Sensor 7', echo: true }), {
+      qos: 1,
+    });
+    await grantedQos(d, ['rooms/nicked', 'rooms/nicked/presence'], 1);
+    await x.waitFor(fromOccupant('nicked', 'Sensor 7'));
+    const next = nextMessage(d, 'rooms/nicked'); // delivered before the PUBACK
+    await d.publishAsync('rooms/nicked', 'plain text reading 21.5', { qos: 1 });
+    const mine = JSON.parse((await next).payload);
+    assert.equal(mine.body, 'plain text reading 21.5');
+    assert.equal(mine.nick, 'Sensor 7');
+    const pres = collect(d, 'rooms/nicked/presence');
+    await x.send(xml('presence', { to: `nicked@${MUC}/human`, type: 'unavailable' }));
+    await x.waitFor(fromOccupant('nicked', 'human', 'unavailable'));
+    await sleepMs(200);
+    assert.ok(
+      pres.map((p) => JSON.parse(p)).some((p) => p.nick === 'human' && p.available === false),
+      pres.join('\n'),
+    );
+    await join(x, 'nicked', 'human');
+    d.end(true);
+    await x.waitFor(fromOccupant('nicked', 'Sensor 7', 'unavailable'));
+  });
+
+  it('members-only, bans and passwords are enforced on SUBSCRIBE (SUBACK 0x80); the password goes on rooms/{room}/join', async () => {
+    await join(x, 'guarded', 'human');
+    await x.request(
+      xml(
+        'iq',
+        { type: 'set', to: `guarded@${MUC}` },
+        xml(
+          'query',
+          { xmlns: NS_MUC_OWNER },
+          submitForm(ROOMCONFIG, {
+            'muc#roomconfig_roomsecret': 'pw1',
+            'muc#roomconfig_passwordprotectedroom': '1',
+          }),
+        ),
+      ),
+    );
+    const d = await device();
+    assert.deepEqual(await grantedQos(d, ['rooms/guarded'], 1), [128], 'no password');
+    await d.publishAsync('rooms/guarded/join', JSON.stringify({ password: 'pw1' }), { qos: 1 });
+    assert.deepEqual(await grantedQos(d, ['rooms/guarded'], 1), [1], 'with the password');
+    await x.waitFor(fromOccupant('guarded', dev));
+    // a ban takes the device out and keeps it out
+    await x.request(
+      xml(
+        'iq',
+        { type: 'set', to: `guarded@${MUC}` },
+        xml(
+          'query',
+          { xmlns: NS_MUC_ADMIN },
+          xml('item', { jid: `${dev}@localhost`, affiliation: 'outcast' }),
+        ),
+      ),
+    );
+    await x.waitFor(fromOccupant('guarded', dev, 'unavailable'));
+    const d2 = await device();
+    await d2.publishAsync('rooms/guarded/join', JSON.stringify({ password: 'pw1' }), { qos: 1 });
+    assert.deepEqual(await grantedQos(d2, ['rooms/guarded'], 1), [128], 'banned');
+    // members-only: a non-member device can neither join nor read presence
+    await join(x, 'members', 'human');
+    await x.request(
+      xml(
+        'iq',
+        { type: 'set', to: `members@${MUC}` },
+        xml(
+          'query',
+          { xmlns: NS_MUC_OWNER },
+          submitForm(ROOMCONFIG, { 'muc#roomconfig_membersonly': '1' }),
+        ),
+      ),
+    );
+    const o = await device(other);
+    assert.deepEqual(
+      await grantedQos(o, ['rooms/members', 'rooms/members/presence', 'rooms/+', 'rooms/#'], 1),
+      [128, 128, 128, 128],
+    );
+    // a message published there by a non-occupant is refused on its chat topic
+    await o.subscribeAsync(`chat/${other}`, { qos: 1 });
+    const next = nextMessage(o, `chat/${other}`); // answered before the PUBACK
+    await o.publishAsync('rooms/members', 'let me in', { qos: 1 });
+    const err = JSON.parse((await next).payload);
+    assert.equal(err.type, 'error');
+    assert.equal(err.error.condition, 'not-acceptable');
+    await x.expectNone(isGroupchat('members', 'let me in'), 200);
+  });
+});
