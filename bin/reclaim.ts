@@ -39,6 +39,12 @@ export interface ReclaimOptions {
   growthBytes?: number;
   /** at most one reclaim per this many ms */
   minGapMs?: number;
+  /**
+   * The event loop's busy fraction since the previous call (0..1); default:
+   * Node's event-loop utilization. Tests pass their own, so that whether a
+   * period is a burst does not depend on how loaded the test machine is.
+   */
+  utilization?: () => number;
 }
 
 export interface Reclaimer {
@@ -85,10 +91,16 @@ export function startReclaimer(log: Logger, opts: ReclaimOptions = {}): Reclaime
   let runs = 0;
   let running = false;
   let last = performance.eventLoopUtilization();
+  const utilization =
+    opts.utilization ??
+    (() => {
+      const now = performance.eventLoopUtilization();
+      const elu = performance.eventLoopUtilization(now, last).utilization;
+      last = now;
+      return elu;
+    });
   const timer = setInterval(() => {
-    const now = performance.eventLoopUtilization();
-    const elu = performance.eventLoopUtilization(now, last).utilization;
-    last = now;
+    const elu = utilization();
     if (running) return;
     if (elu >= busyElu) burst = true;
     // Steady light load never reclaims: it is never a burst followed by an idle second.
