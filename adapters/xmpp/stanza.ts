@@ -57,9 +57,10 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
 }
 
 /** The error child of a stanza [RFC6120 8.3.2]. */
-export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string): string {
+export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string, app?: { name: string; ns: string }): string {
   let s = `<error type='${type}'><${condition} xmlns='${NS_STANZAS}'/>`;
   if (text) s += `<text xmlns='${NS_STANZAS}'>${escapeXMLText(text)}</text>`;
+  if (app) s += `<${app.name} xmlns='${escapeXML(app.ns)}'/>`; // [RFC6120 8.3.4] application-specific condition
   return `${s}</error>`;
 }
 
@@ -103,6 +104,6 @@ export function errorReply(el: Element, err: BrokerError, serverFrom: string, cl
     const child = el.getChildElements()[0];
     if (child) s += child.toString();
   }
-  s += errorXml(err.condition, err.type, err.text);
+  s += errorXml(err.condition, err.type, err.text, err.app);
   return `${s}</${el.name}>`;
 }
