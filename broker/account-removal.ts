@@ -68,6 +68,16 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:pep',
+    {
+      what: "the user's PEP nodes and items (avatars, nickname, OMEMO keys, bookmarks) and private XML storage, all under the key prefix `<bare JID>/`",
+      clean: async (broker, user) => {
+        const store = broker.storage.kv('pep');
+        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+      },
+    },
+  ],
+  [
     'archive:chat',
     {
       what:

@@ -31,6 +31,12 @@ export interface XmppHooks extends HookSignatures {
   iq: [[req: IqRequest], IqAnswer];
   /** fold: disco#info of the domain or of an account's bare JID [XEP-0030] */
   'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
+  /**
+   * A session's entity capabilities became known or changed [XEP-0115]:
+   * `features` is what its client supports now, `previous` what was known
+   * before (undefined at first). PEP sends last items and notifications by it.
+   */
+  'caps:changed': [[conn: XmppConnection, features: ReadonlySet<string>, previous: ReadonlySet<string> | undefined], void];
   /** fold: extra stream features after authentication, as XML strings */
   'stream:features': [[features: string[], conn: XmppConnection], string[]];
 }

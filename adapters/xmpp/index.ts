@@ -5,6 +5,8 @@ import streamManagement from './modules/stream-management.ts';
 import carbons from './modules/carbons.ts';
 import csi from './modules/csi.ts';
 import serverPing from './modules/server-ping.ts';
+import caps from './modules/caps.ts';
+import pep from './modules/pep.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -13,4 +15,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, carbons, csi, serverPing];
+export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, carbons, csi, serverPing, caps, pep];
