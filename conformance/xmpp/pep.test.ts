@@ -221,6 +221,52 @@ describe('XEP-0163 PEP, XEP-0115 caps', function () {
     assert.equal((await c.request(itemsGet(A, nodeName))).attrs.type, 'result', 'open now');
   });
 
+  it('bookmarks set with XEP-0402 read through XEP-0048 private storage, and back (with notifications) [XEP-0402 compat, XEP-0048, XEP-0049]', async () => {
+    const a = await login(alice, 'compat', [BOOKMARKS2]);
+    const NS_PRIVATE = 'jabber:iq:private';
+    const room = `compat@conference.${DOMAIN}`;
+    const pub = await a.request(
+      publish(BOOKMARKS2, room, xml('conference', { xmlns: BOOKMARKS2, name: 'Compat', autojoin: 'true' }, xml('nick', {}, 'ali')), {
+        'pubsub#access_model': 'whitelist',
+        'pubsub#max_items': 'max',
+        'pubsub#persist_items': 'true',
+        'pubsub#send_last_published_item': 'never',
+      }),
+    );
+    assert.equal(pub.attrs.type, 'result', pub.toString());
+    const got = await a.request(xml('iq', { type: 'get' }, xml('query', { xmlns: NS_PRIVATE }, xml('storage', { xmlns: 'storage:bookmarks' }))));
+    const conf = got.getChild('query', NS_PRIVATE)!.getChild('storage', 'storage:bookmarks')!.getChildren('conference').find((c) => c.attrs.jid === room);
+    assert.ok(conf, got.toString());
+    assert.equal(conf.attrs.name, 'Compat');
+    assert.equal(conf.attrs.autojoin, 'true');
+    assert.equal(conf.getChildText('nick'), 'ali');
+    a.drain();
+    // back: an old client replaces the list through private storage
+    const other = `other@conference.${DOMAIN}`;
+    const set = await a.request(
+      xml('iq', { type: 'set' }, xml('query', { xmlns: NS_PRIVATE }, xml('storage', { xmlns: 'storage:bookmarks' }, xml('conference', { jid: other, name: 'Other', autojoin: 'false' }, xml('nick', {}, 'al2'))))),
+    );
+    assert.equal(set.attrs.type, 'result', set.toString());
+    const n = await a.waitFor((e) => event(e, BOOKMARKS2)?.getChild('item')?.attrs.id === other, 3000, 'XEP-0402 notification of the converted bookmark');
+    assert.equal(event(n, BOOKMARKS2)!.getChild('item')!.getChild('conference', BOOKMARKS2)!.getChildText('nick'), 'al2');
+    await a.waitFor((e) => event(e, BOOKMARKS2)?.getChild('retract')?.attrs.id === room, 3000, 'retraction of the bookmark the list dropped');
+    const items = await a.request(itemsGet(A, BOOKMARKS2));
+    assert.deepEqual(items.getChild('pubsub')!.getChild('items')!.getChildren('item').map((i) => i.attrs.id), [other]);
+  });
+
+  it('private XML storage: round trip, empty when unset, refused for another account [XEP-0049 2, 3]', async () => {
+    const NS_PRIVATE = 'jabber:iq:private';
+    const a = await login(alice, 'priv');
+    const empty = await a.request(xml('iq', { type: 'get' }, xml('query', { xmlns: NS_PRIVATE }, xml('prefs', { xmlns: 'urn:example:prefs' }))));
+    assert.equal(empty.getChild('query')!.getChild('prefs', 'urn:example:prefs')!.children.length, 0);
+    await a.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_PRIVATE }, xml('prefs', { xmlns: 'urn:example:prefs' }, xml('color', {}, 'blue')))));
+    const back = await a.request(xml('iq', { type: 'get' }, xml('query', { xmlns: NS_PRIVATE }, xml('prefs', { xmlns: 'urn:example:prefs' }))));
+    assert.equal(back.getChild('query')!.getChild('prefs')!.getChildText('color'), 'blue');
+    const b = await login(bob, 'priv');
+    const no = await b.request(xml('iq', { type: 'get', to: A }, xml('query', { xmlns: NS_PRIVATE }, xml('prefs', { xmlns: 'urn:example:prefs' }))));
+    assert.equal(stanzaError(no).condition, 'forbidden');
+  });
+
   describe('malformed and forbidden requests', () => {
     const table: { what: string; by: () => string; req: () => Element; condition: string; type: string; app?: string; cite: string }[] = [
       {

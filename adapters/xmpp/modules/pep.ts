@@ -104,6 +104,8 @@ export class PepService {
   readonly store: ReturnType<Broker['storage']['kv']>;
   readonly limits: { maxItems: number; maxItemBytes: number; maxNodes: number };
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** per node: what other views (XEP-0048 bookmarks) keep of an item, computed when it is published */
+  readonly views = new Map<string, (payload: Element) => Record<string, string> | undefined>();
   /** called after an item was published, retracted, a node purged or deleted */
   private readonly notifyFn: (owner: Address, node: string, config: NodeConfig, event: string) => Promise<void>;
 
@@ -293,7 +295,8 @@ export class PepService {
         }
       }
       const rec: ItemRecord = { payload: text, publisher: owner.toString(), ts: Date.now() };
-      if (view) rec.view = view;
+      const v = view ?? this.views.get(node)?.(payload);
+      if (v) rec.view = v;
       const ops: { type: 'put' | 'del'; key: string; value?: PepValue }[] = [];
       if (meta.config.persist) {
         const ids = meta.ids.filter((x) => x !== itemId);
