@@ -89,7 +89,7 @@ export function envelopeXml(env: Envelope, to: Address): string {
     // [XEP-0203] when and where it was delayed
     s += `<delay xmlns='${NS_DELAY}'${attr('from', env.delay.from)} stamp='${stamp(env.delay.stamp)}'>${env.delay.reason ? escapeXMLText(env.delay.reason) : ''}</delay>`;
   }
-  if (env.type === 'error' && env.error) s += errorXml(env.error.condition, env.error.type, env.error.text);
+  if (env.type === 'error' && env.error) s += errorXml(env.error.condition, env.error.type, env.error.text, env.error.app);
   return `${s}</${env.kind}>`;
 }
 
