@@ -78,6 +78,13 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:blocking',
+    {
+      what: "the user's block list (XEP-0191); other users' lists that name the user are theirs and kept",
+      clean: (broker, user) => broker.storage.kv('blocking').delete(user.toString()),
+    },
+  ],
+  [
     'archive:chat',
     {
       what:

@@ -8,6 +8,7 @@ import serverPing from './modules/server-ping.ts';
 import caps from './modules/caps.ts';
 import pep from './modules/pep.ts';
 import privateStorage from './modules/private.ts';
+import blocking from './modules/blocking.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -16,4 +17,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage];
+export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking];

@@ -40,3 +40,5 @@ export const NS_PUBSUB_ERRORS = 'http://jabber.org/protocol/pubsub#errors';
 export const NS_PRIVATE = 'jabber:iq:private';
 export const NS_BOOKMARKS = 'storage:bookmarks';
 export const NS_BOOKMARKS2 = 'urn:xmpp:bookmarks:1';
+export const NS_BLOCKING = 'urn:xmpp:blocking';
+export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
