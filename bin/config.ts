@@ -141,6 +141,8 @@ export const configSchema = z.strictObject({
       maxSubscriptionsPerConnection: z.number().int().min(1).default(mqttDefaults.maxSubscriptionsPerConnection),
       maxQueuedMessages: z.number().int().min(1).default(mqttDefaults.maxQueuedMessages),
       maxQueuedBytes: z.number().int().min(1024).default(mqttDefaults.maxQueuedBytes),
+      maxOfflineQueuePerClient: z.number().int().min(1).default(mqttDefaults.maxOfflineQueuePerClient),
+      maxPersistentSessionsPerUser: z.number().int().min(1).default(mqttDefaults.maxPersistentSessionsPerUser),
       retainedMaxPerUser: z.number().int().min(0).default(mqttDefaults.retainedMaxPerUser),
       retainedMaxTotal: z.number().int().min(0).default(mqttDefaults.retainedMaxTotal),
       retainedMaxPayload: z.number().int().min(0).default(mqttDefaults.retainedMaxPayload),

@@ -27,7 +27,7 @@ type Target = { id?: string; clientId?: string };
  * lookup of clean sessions is answered for every backend in
  * adapters/mqtt/persistence.ts.)
  */
-export async function answerStatelessClients(persistence: object, db: Level<string, Buffer>): Promise<void> {
+export async function answerStatelessClients(persistence: object, db: Level<string, Buffer>): Promise<(clientId: string) => boolean> {
   const stateful = new Set<string>();
   for await (const key of db.keys()) {
     const prefix = CLIENT_PREFIXES.find((p) => key.startsWith(p));
@@ -71,6 +71,7 @@ export async function answerStatelessClients(persistence: object, db: Level<stri
   write('putWill', client);
   write('outgoingEnqueue', (args) => [(args[0] as Target).clientId]);
   write('outgoingEnqueueCombi', (args) => ((args[0] as Target[] | undefined) ?? []).map((s) => s.clientId));
+  return (id) => stateful.has(id);
 }
 
 /** Key prefix of retained messages in the MQTT database (the index's store, adapters/mqtt/retained.ts). */
@@ -137,7 +138,7 @@ export async function levelRetainedStore(persistence: object, db: Level<string, 
  * CLIENT_PREFIXES. Subscriptions go through the persistence (it keeps them
  * in a trie in memory too); the rest is cleared by key range.
  */
-export function levelSessionEraser(persistence: object, db: Level<string, Buffer>): SessionEraser {
+export function levelSessionEraser(persistence: object, db: Level<string, Buffer>, mayHaveState: (clientId: string) => boolean = () => true): SessionEraser {
   const p = persistence as { cleanSubscriptions(client: { id: string }): Promise<unknown> };
   /** Client ids with keys, of one account or of all; ids are URI-encoded in keys, so ASCII below 0x7f. */
   const ids = async (user?: string): Promise<Set<string>> => {
@@ -153,6 +154,21 @@ export function levelSessionEraser(persistence: object, db: Level<string, Buffer
   };
   const under = (prefix: string, id: string) => ({ gte: `${prefix}${encodeURIComponent(id)}:`, lt: `${prefix}${encodeURIComponent(id)};` });
   return {
+    async sessionIds() {
+      // a persistent session is what a client finds again: subscriptions or queued messages (a will alone is not one)
+      const out = new Set<string>();
+      for (const prefix of ['subscriptions:', 'outgoing:']) {
+        for await (const key of db.keys({ gte: prefix, lt: `${prefix.slice(0, -1)};` })) {
+          const end = key.indexOf(':', prefix.length);
+          out.add(decodeURIComponent(key.slice(prefix.length, end === -1 ? undefined : end)));
+        }
+      }
+      return [...out];
+    },
+    async clearQueue(id) {
+      if (!mayHaveState(id)) return; // never stored anything: no disk access on every clean-session login
+      for (const prefix of ['outgoing:', 'outgoing-id:']) await db.clear(under(prefix, id));
+    },
     async users() {
       const users = new Set<string>();
       for (const id of await ids()) {

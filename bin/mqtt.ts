@@ -33,9 +33,9 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
   const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
   await db.open(); // fail fast when another process holds the database
   const persistence = aedesPersistenceLevel(db) as object;
-  await answerStatelessClients(persistence, db);
+  const mayHaveState = await answerStatelessClients(persistence, db);
   const retainedStore = await levelRetainedStore(persistence, db, broker.log);
-  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db) });
+  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db, mayHaveState) });
   try {
     await server.start();
   } catch (err) {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
 import { Broker, type Logger } from '../broker/index.ts';
 import offline from '../broker/modules/offline.ts';
+import archive from '../broker/modules/archive.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
@@ -18,7 +19,7 @@ import { startReclaimer } from './reclaim.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
-export const allModules = [offline, ...xmppModules];
+export const allModules = [offline, archive, ...xmppModules];
 
 export function makeLogger(cfg: Config): Logger {
   return pino({ level: cfg.log.level, base: { node: cfg.nodeId } }) as unknown as Logger;

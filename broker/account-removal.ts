@@ -88,10 +88,17 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     'archive:chat',
     {
       what:
-        'kept: a one-to-one timeline belongs to both parties, and the other party keeps its history. ' +
-        'Nothing serves the archive to clients today; a reader must show a user only records newer than ' +
-        "its account (AccountRecord.created), so that a new account of the same name never sees the old one's",
-      clean: async () => {},
+        "the user's own archive (its MAM/history view: index entries and counts); a one-to-one " +
+        'message stays in the other party\'s archive while that party archives it, so the other side keeps its history, ' +
+        'and a new account of the same name starts with an empty archive',
+      clean: (broker, user) => broker.archive.forgetUser(user),
+    },
+  ],
+  [
+    'kv:archive-prefs',
+    {
+      what: 'archive preferences [XEP-0441] (removed with the archive view above)',
+      clean: async () => {}, // done by forgetUser
     },
   ],
 ]);

@@ -3,7 +3,7 @@ import type { Storage } from '../storage/types.ts';
 import { removeAccount } from './account-removal.ts';
 import { AccountService, AuthThrottle, type AccountRecord } from './accounts.ts';
 import { Address } from './address.ts';
-import { ArchiveService } from './archive.ts';
+import { ArchiveService, type ArchivePrefs } from './archive.ts';
 import type { Envelope, EnvelopeRecord } from './envelope.ts';
 import { closeReason, type CloseReason } from './errors.ts';
 import { HookBus, type HookSignatures } from './hooks.ts';
@@ -177,7 +177,12 @@ export class Broker {
       for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
     });
     this.presence = new PresenceService(this, this.storage.kv<EnvelopeRecord>('pending-subscriptions'));
-    this.archive = new ArchiveService(this.storage.archive<EnvelopeRecord>('chat'), () => this.metrics.archived());
+    this.archive = new ArchiveService(
+      this.storage.archive<EnvelopeRecord>('chat'),
+      () => this.metrics.archived(),
+      this.storage.kv<ArchivePrefs>('archive-prefs'),
+      async (user, contact) => (await this.roster.item(user, contact)) !== undefined,
+    );
     this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain, this.limits.offlineMaxBytesPerUser);
     this.moduleDefs = opts.modules ?? [];
   }

@@ -27,6 +27,12 @@ export interface Envelope {
   extensions: string[];
   /** per-conversation sequence number, assigned when appended to the timeline */
   seq?: number;
+  /**
+   * Set when appended to users' own archives: the archive id and the bare
+   * JIDs whose archive lists it (a recipient among them is told the id,
+   * XEP-0359 stanza-id / MQTT archiveId).
+   */
+  archive?: { id: string; owners: string[] };
   /** milliseconds since the epoch when the broker accepted it */
   timestamp?: number;
   /** set when delivered from storage: original time and who delayed it [XEP-0203] */
@@ -76,6 +82,7 @@ function copyOptional(src: Omit<Envelope, 'from' | 'to'>, dst: Omit<Envelope, 'f
   if (src.status !== undefined) dst.status = src.status;
   if (src.priority !== undefined) dst.priority = src.priority;
   if (src.seq !== undefined) dst.seq = src.seq;
+  if (src.archive !== undefined) dst.archive = src.archive;
   if (src.timestamp !== undefined) dst.timestamp = src.timestamp;
   if (src.delay !== undefined) dst.delay = src.delay;
   if (src.error !== undefined) dst.error = src.error;

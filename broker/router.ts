@@ -255,6 +255,24 @@ export class Router {
   }
 
   /**
+   * A storable message handed to a session that is gone (it closed while the
+   * message was being stored, or it ended with the message unacknowledged):
+   * to the user's other devices that did not have it, else the offline path
+   * ({@link undeliverable}). Nothing is dropped silently. `hadIt` says
+   * whether another device already got it; by default, one addressed to the
+   * bare JID went to every available device, one to the gone full JID to
+   * none [RFC6121 8.5.3.2.1].
+   */
+  async stranded(env: Envelope, gone: Session, hadIt?: (s: Session) => boolean): Promise<void> {
+    const bare = gone.address.bare();
+    const moved: Envelope = { ...env, to: bare };
+    const others = (await this.messageTargets(bare)).filter((t) => t.local && t.local !== gone);
+    if (others.length === 0) return this.undeliverable(moved);
+    const had = hadIt ?? (() => env.to.isBare);
+    for (const t of others) if (!had(t.local!)) t.local!.deliver(moved);
+  }
+
+  /**
    * A storable message no session takes: whatever module handles
    * 'message:offline' (the offline module) keeps it for later; with none
    * loaded, offline storage is off and the sender gets service-unavailable

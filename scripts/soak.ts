@@ -570,10 +570,11 @@ async function main(): Promise<void> {
       `VERDICT: ${plateau ? 'PASS: RSS plateaued' : 'FAIL: RSS kept growing'}; node alive after ${stats.badInputs} bad inputs and ${stats.drops} dropped connections`,
     );
 
+  const failed = !!died || !plateau; // decided before our own SIGTERM, whose exit would set `died`
   node.proc.kill('SIGTERM');
   await Promise.race([new Promise((r) => node.proc.once('exit', r)), sleep(10_000)]);
   if (!KEEP) rmSync(node.dataDir, { recursive: true, force: true });
-  process.exit(died || !plateau ? 1 : 0);
+  process.exit(failed ? 1 : 0);
 }
 
 await main();

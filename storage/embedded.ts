@@ -15,7 +15,11 @@
  *   !kv!<name>!<key>                          value (JSON)
  *   !ar!<name>!r!<conversation>\0<seq:16>     ArchiveRecord (JSON)
  *   !ar!<name>!s!<conversation>               seq high-water mark, written when records are deleted
- *   !ar!<name>!o!<owner>\0<conversation>      '' (owner index)
+ *   !ar!<name>!o!<owner>\0<conversation>      '' (owner → conversations)
+ *   !ar!<name>!u!<owner>\0<pos:16>            <conversation>\0<seq:16> (the owner's archive, XEP-0313)
+ *   !ar!<name>!w!<owner>\0<peer>\0<pos:16>    <conversation>\0<seq:16> (the same, by peer: `with`)
+ *   !ar!<name>!n!<owner>[\0<peer>]            entries in the owner's archive [with that peer]
+ *   !ar!<name>!h!pos                          the last archive position handed out
  *   !q!<name>!i!<owner>\0<id:16>              value (JSON)
  *   !q!<name>!m!<owner>                       { last, count }
  *

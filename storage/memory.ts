@@ -13,12 +13,15 @@ import type {
   ArchiveRecord,
   ArchiveStore,
   KeyValueOp,
+  OwnerBounds,
+  OwnerPage,
+  OwnerQuery,
   KeyValueStore,
   QueueItem,
   QueueStore,
   Storage,
 } from './types.ts';
-import { checkId, compareKeys, inTimeRange, jsonClone, pad, pageLimit, seqRange, withSeq } from './util.ts';
+import { archivers, checkId, compareKeys, filterBounds, inTimeRange, jsonClone, namedIds, nextPos, ownerRecord, pad, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange, withSeq } from './util.ts';
 
 /** Storage in process memory; nothing survives the process. */
 export class MemoryStorage implements Storage {
@@ -98,12 +101,25 @@ interface Timeline<T> {
   records: ArchiveRecord<T>[];
 }
 
+/** An entry of an owner's archive. */
+interface OwnerEntry {
+  pos: number;
+  conversation: string;
+  seq: number;
+  peer: string;
+}
+
 class MemoryArchive<T> implements ArchiveStore<T> {
   readonly #timelines = new Map<string, Timeline<T>>();
+  /** per owner, ascending by pos */
+  readonly #owners = new Map<string, OwnerEntry[]>();
+  #pos = 0;
 
   async append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
     checkId('conversation', input.conversation);
     input.owners.forEach((owner) => checkId('owner', owner));
+    const indexed = archivers(input);
+    if (indexed.length > 0) checkId('with', input.with);
     const body = jsonClone(input);
     let timeline = this.#timelines.get(body.conversation);
     if (timeline === undefined) {
@@ -111,8 +127,16 @@ class MemoryArchive<T> implements ArchiveStore<T> {
       this.#timelines.set(body.conversation, timeline);
     }
     // Synchronous from here on: concurrent appends cannot interleave.
-    const record = withSeq(body, ++timeline.last);
+    const pos = indexed.length > 0 ? (this.#pos = nextPos(this.#pos, body.timestamp)) : undefined;
+    const record = withSeq(body, ++timeline.last, pos);
     timeline.records.push(record);
+    if (pos !== undefined) {
+      for (const owner of indexed) {
+        let list = this.#owners.get(owner);
+        if (list === undefined) this.#owners.set(owner, (list = []));
+        list.push({ pos, conversation: body.conversation, seq: record.seq, peer: peerOf(body, owner) });
+      }
+    }
     return jsonClone(record);
   }
 
@@ -124,6 +148,37 @@ class MemoryArchive<T> implements ArchiveStore<T> {
     );
     if (q.reverse) matches.reverse();
     return { records: jsonClone(matches.slice(0, limit)), complete: matches.length <= limit };
+  }
+
+  async queryOwner(owner: string, q: OwnerQuery = {}): Promise<OwnerPage<T>> {
+    checkId('owner', owner);
+    const list = this.#owners.get(owner) ?? [];
+    const has = (id: string) => {
+      const pos = parseArchiveId(id);
+      return pos !== undefined && list.some((e) => e.pos === pos);
+    };
+    const missing = namedIds(q).filter((id) => !has(id));
+    if (missing.length > 0) return { records: [], complete: true, missing };
+    const filter = filterBounds(q);
+    const page = pageBounds(q);
+    const ids = q.ids === undefined ? undefined : new Set(q.ids.map(parseArchiveId));
+    const matching = list.filter((e) => e.pos >= filter.lo && e.pos <= filter.hi && (q.with === undefined || e.peer === q.with) && (ids === undefined || ids.has(e.pos)));
+    const inPage = matching.filter((e) => e.pos >= page.lo && e.pos <= page.hi);
+    if (q.reverse) inPage.reverse();
+    const limit = pageLimit(q);
+    const records = inPage.slice(0, limit).map((e) => {
+      const r = this.#timelines.get(e.conversation)?.records.find((x) => x.seq === e.seq) as ArchiveRecord<T>;
+      return ownerRecord(jsonClone(r));
+    });
+    const out: OwnerPage<T> = { records, complete: inPage.length <= limit };
+    if (q.count) out.count = matching.length;
+    return out;
+  }
+
+  async ownerBounds(owner: string): Promise<OwnerBounds> {
+    const list = this.#owners.get(owner) ?? [];
+    const at = (e: OwnerEntry) => ({ archiveId: String(e.pos), archivedAt: posTime(e.pos) });
+    return list.length === 0 ? {} : { first: at(list[0]), last: at(list[list.length - 1]) };
   }
 
   async lastSeq(conversation: string): Promise<number> {
@@ -139,20 +194,61 @@ class MemoryArchive<T> implements ArchiveStore<T> {
   }
 
   async prune(olderThan: number): Promise<number> {
-    return this.#deleteWhere((r) => r.timestamp < olderThan);
+    // The archive time, as the persistent backends walk their owner index by it.
+    const cutoff = Math.floor(olderThan) * 1000;
+    return this.#deleteWhere((r) => r.pos !== undefined && r.pos < cutoff);
+  }
+
+  async trimOwners(max: number): Promise<number> {
+    const keep = Math.max(0, Math.floor(max));
+    let removed = 0;
+    for (const [owner, list] of this.#owners) {
+      const excess = list.slice(0, Math.max(0, list.length - keep));
+      for (const e of excess) {
+        const timeline = this.#timelines.get(e.conversation);
+        const r = timeline?.records.find((x) => x.seq === e.seq);
+        if (!timeline || !r) continue;
+        const staying = archivers(r).filter((o) => o !== owner);
+        if (staying.length > 0) r.archivedFor = staying;
+        else timeline.records = timeline.records.filter((x) => x !== r);
+        removed++;
+      }
+      this.#owners.set(owner, list.slice(excess.length));
+    }
+    return removed;
+  }
+
+  async forgetOwner(owner: string): Promise<number> {
+    let removed = 0;
+    for (const e of this.#owners.get(owner) ?? []) {
+      const timeline = this.#timelines.get(e.conversation);
+      const r = timeline?.records.find((x) => x.seq === e.seq);
+      if (!timeline || !r) continue;
+      const staying = archivers(r).filter((o) => o !== owner);
+      if (staying.length > 0) r.archivedFor = staying;
+      else timeline.records = timeline.records.filter((x) => x !== r);
+      removed++;
+    }
+    this.#owners.delete(owner);
+    return removed;
   }
 
   async removeOwner(owner: string): Promise<void> {
     this.#deleteWhere((r) => r.owners.includes(owner));
+    this.#owners.delete(owner);
   }
 
   #deleteWhere(match: (r: ArchiveRecord<T>) => boolean): number {
     let removed = 0;
+    const gone = new Set<number>();
     for (const timeline of this.#timelines.values()) {
       const kept = timeline.records.filter((r) => !match(r));
+      for (const r of timeline.records) if (r.pos !== undefined && !kept.includes(r)) gone.add(r.pos);
       removed += timeline.records.length - kept.length;
       timeline.records = kept;
     }
+    // Every owner's entries of the deleted records.
+    for (const [owner, list] of this.#owners) this.#owners.set(owner, list.filter((e) => !gone.has(e.pos)));
     return removed;
   }
 }

@@ -6,8 +6,11 @@
  * Collections (store names are percent-encoded):
  *
  *   kv.<name>       { _id: key, value }
- *   archive.<name>  { conversation, seq, timestamp, owners, with, id, value }
- *                   indexes: (conversation, seq) unique, (owners, conversation), (timestamp)
+ *   archive.<name>  { conversation, seq, timestamp, owners, with, id, value, pos?, archivedFor?, ix? }
+ *                   ix: [{ o: owner, w: peer }] per owner whose archive lists the record
+ *                   indexes: (conversation, seq) unique, (owners, conversation), (timestamp),
+ *                   (ix.o, pos), (ix.o, ix.w, pos), (pos)
+ *   counters        { _id: 'archive-pos:<name>', seq }: the archive position, one per store
  *   queue.<name>    { owner, id, value }, index (owner, id) unique
  *   counters        { _id: 'archive:<name>:<conversation>' | 'queue:<name>:<owner>', seq }
  *
@@ -25,11 +28,14 @@ import type {
   ArchiveStore,
   KeyValueOp,
   KeyValueStore,
+  OwnerBounds,
+  OwnerPage,
+  OwnerQuery,
   QueueItem,
   QueueStore,
   Storage,
 } from './types.ts';
-import { checkId, compareKeys, jsonClone, pad, pageLimit, seqRange } from './util.ts';
+import { archivers, checkId, compareKeys, filterBounds, jsonClone, namedIds, ownerRecord, pad, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange } from './util.ts';
 
 /** Options of {@link MongoStorage}. */
 export interface MongoStorageOptions {
@@ -76,6 +82,18 @@ async function nextSeq(counters: Collection<Counter>, id: string): Promise<numbe
   const doc = await counters.findOneAndUpdate(
     { _id: id },
     { $inc: { seq: 1 } },
+    { upsert: true, returnDocument: 'after' },
+  );
+  if (doc === null) throw new Error(`counter ${id} was not returned by findOneAndUpdate`);
+  return doc.seq;
+}
+
+/** The next archive position of a store: max(last + 1, timestamp × 1000), atomic across nodes (storage/util.ts nextPos). */
+async function nextPos(counters: Collection<Counter>, id: string, timestamp: number): Promise<number> {
+  const t = Number.isFinite(timestamp) && timestamp > 0 ? Math.floor(timestamp) * 1000 : 0;
+  const doc = await counters.findOneAndUpdate(
+    { _id: id },
+    [{ $set: { seq: { $max: [{ $add: [{ $ifNull: ['$seq', 0] }, 1] }, t] } } }],
     { upsert: true, returnDocument: 'after' },
   );
   if (doc === null) throw new Error(`counter ${id} was not returned by findOneAndUpdate`);
@@ -223,6 +241,10 @@ class MongoArchive<T> implements ArchiveStore<T> {
         { key: { conversation: 1, seq: 1 }, unique: true },
         { key: { owners: 1, conversation: 1 } },
         { key: { timestamp: 1 } },
+        // [XEP-0313] an owner's archive is read from its own index entries only.
+        { key: { 'ix.o': 1, pos: 1 } },
+        { key: { 'ix.o': 1, 'ix.w': 1, pos: 1 } },
+        { key: { pos: 1 } },
       ]),
     );
   }
@@ -240,6 +262,7 @@ class MongoArchive<T> implements ArchiveStore<T> {
   async append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
     checkId('conversation', input.conversation);
     input.owners.forEach((owner) => checkId('owner', owner));
+    const indexed = archivers(input);
     const body = jsonClone(input);
     await this.#indexes();
     const counters = this.open('counters') as unknown as Collection<Counter>;
@@ -247,9 +270,61 @@ class MongoArchive<T> implements ArchiveStore<T> {
       ...body,
       seq: await nextSeq(counters, this.#counterId(body.conversation)),
     };
+    const doc: Document = { ...record };
+    if (indexed.length > 0) {
+      // The position: one more than the last, at least timestamp × 1000, atomic across nodes.
+      record.pos = await nextPos(counters, `archive-pos:${encodeURIComponent(this.name)}`, body.timestamp);
+      doc.pos = record.pos;
+      doc.ix = indexed.map((o) => ({ o, w: peerOf(body, o) }));
+    }
     // insertOne adds _id to the object it is given: give it a copy.
-    await this.#coll().insertOne({ ...record });
+    await this.#coll().insertOne(doc as ArchiveRecord<T>);
     return record;
+  }
+
+  async queryOwner(owner: string, q: OwnerQuery = {}): Promise<OwnerPage<T>> {
+    checkId('owner', owner);
+    await this.#indexes();
+    const coll = this.#coll() as unknown as Collection<Document>;
+    const missing: string[] = [];
+    for (const id of namedIds(q)) {
+      const pos = parseArchiveId(id);
+      if (pos === undefined || (await coll.findOne({ 'ix.o': owner, pos }, { projection: { _id: 1 } })) === null) missing.push(id);
+    }
+    if (missing.length > 0) return { records: [], complete: true, missing };
+    const filter = filterBounds(q);
+    const page = pageBounds(q);
+    const limit = pageLimit(q);
+    const base: Document = q.with === undefined ? { 'ix.o': owner } : { ix: { $elemMatch: { o: owner, w: q.with } } };
+    const ids = q.ids?.map(parseArchiveId).filter((p): p is number => p !== undefined);
+    const posFilter = (lo: number, hi: number): Document => (ids === undefined ? { $gte: lo, $lte: hi } : { $gte: lo, $lte: hi, $in: ids });
+    const docs =
+      page.lo > page.hi || limit === 0
+        ? []
+        : await coll
+            .find({ ...base, pos: posFilter(page.lo, page.hi) }, { projection: { _id: 0, ix: 0 } })
+            .sort({ pos: q.reverse ? -1 : 1 })
+            .limit(limit + 1)
+            .toArray();
+    const out: OwnerPage<T> = {
+      records: docs.slice(0, limit).map((d) => ownerRecord(d as unknown as ArchiveRecord<T>)),
+      complete: docs.length <= limit && !(limit === 0 && (await coll.countDocuments({ ...base, pos: posFilter(page.lo, page.hi) }, { limit: 1 })) > 0),
+    };
+    // Counted on the (ix.o[, ix.w], pos) index: the cost follows the size of the result set.
+    if (q.count) out.count = filter.lo > filter.hi ? 0 : await coll.countDocuments({ ...base, pos: posFilter(filter.lo, filter.hi) });
+    return out;
+  }
+
+  async ownerBounds(owner: string): Promise<OwnerBounds> {
+    await this.#indexes();
+    const coll = this.#coll() as unknown as Collection<Document>;
+    const at = (d: Document | null) => (d === null ? undefined : { archiveId: String(d.pos), archivedAt: posTime(d.pos as number) });
+    const first = at(await coll.findOne({ 'ix.o': owner }, { sort: { pos: 1 }, projection: { pos: 1 } }));
+    const last = at(await coll.findOne({ 'ix.o': owner }, { sort: { pos: -1 }, projection: { pos: 1 } }));
+    const out: OwnerBounds = {};
+    if (first) out.first = first;
+    if (last) out.last = last;
+    return out;
   }
 
   async query(conversation: string, q: ArchiveQuery = {}): Promise<ArchivePage<T>> {
@@ -283,7 +358,40 @@ class MongoArchive<T> implements ArchiveStore<T> {
 
   async prune(olderThan: number): Promise<number> {
     await this.#indexes();
-    return (await this.#coll().deleteMany({ timestamp: { $lt: olderThan } })).deletedCount;
+    // By archive time (pos / 1000), on the pos index.
+    return (await this.#coll().deleteMany({ pos: { $lt: Math.floor(olderThan) * 1000 } })).deletedCount;
+  }
+
+  async trimOwners(max: number): Promise<number> {
+    await this.#indexes();
+    const keep = Math.max(0, Math.floor(max));
+    const coll = this.#coll() as unknown as Collection<Document>;
+    // Owners over the limit: one aggregation over the (ix.o, pos) index, run by the retention timer, not per message.
+    const over = await coll
+      .aggregate<{ _id: string; n: number }>([{ $unwind: '$ix' }, { $group: { _id: '$ix.o', n: { $sum: 1 } } }, { $match: { n: { $gt: keep } } }])
+      .toArray();
+    let removed = 0;
+    for (const { _id: owner, n } of over) {
+      const oldest = await coll.find({ 'ix.o': owner }, { projection: { pos: 1 } }).sort({ pos: 1 }).limit(n - keep).toArray();
+      const positions = oldest.map((d) => d.pos as number);
+      if (positions.length === 0) continue;
+      const r = await coll.updateMany({ pos: { $in: positions } }, { $pull: { ix: { o: owner } } } as Document);
+      // archivedFor follows ix; records no owner archives any more leave the store.
+      await coll.updateMany({ pos: { $in: positions } }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
+      await coll.deleteMany({ pos: { $in: positions }, ix: { $size: 0 } });
+      removed += r.modifiedCount;
+    }
+    return removed;
+  }
+
+  async forgetOwner(owner: string): Promise<number> {
+    await this.#indexes();
+    const coll = this.#coll() as unknown as Collection<Document>;
+    const r = await coll.updateMany({ 'ix.o': owner }, { $pull: { ix: { o: owner } } } as Document);
+    // archivedFor follows ix; records no owner archives any more leave the store.
+    await coll.updateMany({ archivedFor: owner }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
+    await coll.deleteMany({ owners: owner, ix: { $size: 0 } });
+    return r.modifiedCount;
   }
 
   async removeOwner(owner: string): Promise<void> {

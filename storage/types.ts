@@ -47,6 +47,20 @@ export interface ArchiveRecord<T = unknown> {
   id: string;
   /** the serialised envelope */
   value: T;
+  /**
+   * Owners whose own archive (the per-user view, {@link ArchiveStore.queryOwner})
+   * lists this record; absent means every owner. A subset of `owners`: an
+   * owner whose archiving preferences refuse the message keeps no entry.
+   */
+  archivedFor?: string[];
+  /**
+   * The record's archive id as a number, set by the store when at least one
+   * owner archives it: unique within the store (so within each owner's
+   * archive), increasing in append order, and at least `timestamp × 1000`
+   * (docs/architecture.md, "Archive ids"). Its decimal form is the id clients
+   * see (XEP-0359 stanza-id, XEP-0313 result id, MQTT `archiveId`).
+   */
+  pos?: number;
 }
 
 export interface ArchiveQuery {
@@ -70,6 +84,61 @@ export interface ArchivePage<T> {
   complete: boolean;
 }
 
+/**
+ * A query of one owner's archive (XEP-0313 user archive). The filters narrow
+ * the result set (and its `count`); `after`/`before` only page through it
+ * (XEP-0059). Ids are archive ids (decimal {@link ArchiveRecord.pos}).
+ */
+export interface OwnerQuery {
+  /** only records whose peer (the other party, or the sender in a one-owner archive) is this bare JID */
+  with?: string;
+  /** only records archived at or after this time (ms; the archive time is pos / 1000) */
+  start?: number;
+  /** only records archived at or before this time (ms) */
+  end?: number;
+  /** filter: only records after this id (exclusive) */
+  afterId?: string;
+  /** filter: only records before this id (exclusive) */
+  beforeId?: string;
+  /** filter: only these ids */
+  ids?: string[];
+  /** page: records after this id, oldest first */
+  after?: string;
+  /** page: records before this id; with `reverse` the newest of them first */
+  before?: string;
+  /** at most this many records (default 100) */
+  limit?: number;
+  /** newest first */
+  reverse?: boolean;
+  /** compute {@link OwnerPage.count} (its cost: docs/architecture.md) */
+  count?: boolean;
+}
+
+/** A record of an owner's archive, with its archive id. */
+export interface OwnerRecord<T> extends ArchiveRecord<T> {
+  /** decimal archive id */
+  archiveId: string;
+  /** the archive time: pos / 1000, in ms */
+  archivedAt: number;
+}
+
+export interface OwnerPage<T> {
+  /** in iteration order: oldest first, newest first with `reverse` */
+  records: OwnerRecord<T>[];
+  /** true when no more records match beyond this page, in the direction of the query */
+  complete: boolean;
+  /** the size of the whole result set (filters only, not after/before), when asked for */
+  count?: number;
+  /** ids named in after/before/afterId/beforeId/ids that are not in the owner's archive; nothing else is answered then */
+  missing?: string[];
+}
+
+/** The oldest and newest record of an owner's archive (XEP-0313 metadata). */
+export interface OwnerBounds {
+  first?: { archiveId: string; archivedAt: number };
+  last?: { archiveId: string; archivedAt: number };
+}
+
 /** Append-only timelines with a per-conversation sequence. */
 export interface ArchiveStore<T = unknown> {
   /**
@@ -85,10 +154,35 @@ export interface ArchiveStore<T = unknown> {
   lastSeq(conversation: string): Promise<number>;
   /** Conversations an owner takes part in. */
   conversations(owner: string): Promise<string[]>;
-  /** Delete records older than the timestamp; returns how many. */
+  /**
+   * One owner's archive, from its owner index: never reads another owner's
+   * entries (they are only read to find the records the page shows).
+   */
+  queryOwner(owner: string, query?: OwnerQuery): Promise<OwnerPage<T>>;
+  /** The oldest and newest entry of an owner's archive. */
+  ownerBounds(owner: string): Promise<OwnerBounds>;
+  /**
+   * Delete records archived before the time (the archive time, pos / 1000);
+   * returns how many. Walks each owner's index from its oldest entry, so the
+   * cost follows what is removed plus one seek per owner. Records that no
+   * owner archives are not stored (broker/archive.ts), so none is missed.
+   */
   prune(olderThan: number): Promise<number>;
-  /** Delete every record an owner takes part in (account removal). */
+  /**
+   * Keep at most `max` entries in each owner's archive, dropping the oldest;
+   * a record leaves the store once no owner archives it. Returns how many
+   * entries were dropped.
+   */
+  trimOwners(max: number): Promise<number>;
+  /** Delete every record an owner takes part in, from every owner's archive. */
   removeOwner(owner: string): Promise<void>;
+  /**
+   * Account removal: the owner's archive view goes (its index entries and
+   * counts; `conversations` still names the records' parties); a record stays while another owner
+   * archives it (the other party keeps its history) and leaves the store
+   * otherwise. Returns how many entries were dropped.
+   */
+  forgetOwner(owner: string): Promise<number>;
 }
 
 export interface QueueItem<T> {

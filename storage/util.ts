@@ -3,7 +3,7 @@
  * formats, ordering and what a storable value is.
  */
 
-import type { ArchiveQuery, ArchiveRecord } from './types.ts';
+import type { ArchiveQuery, ArchiveRecord, OwnerQuery, OwnerRecord } from './types.ts';
 
 /**
  * Width of zero-padded sequence numbers and queue ids. 16 digits hold
@@ -111,6 +111,91 @@ export class KeyedLock {
  * `{ ...input, seq }`: V8 gives such a spread copy with a field added a
  * hidden class of its own, one per appended message.
  */
-export function withSeq<T>(input: Omit<ArchiveRecord<T>, 'seq'>, seq: number): ArchiveRecord<T> {
-  return { conversation: input.conversation, seq, timestamp: input.timestamp, owners: input.owners, with: input.with, id: input.id, value: input.value };
+export function withSeq<T>(input: Omit<ArchiveRecord<T>, 'seq'>, seq: number, pos?: number): ArchiveRecord<T> {
+  const r: ArchiveRecord<T> = { conversation: input.conversation, seq, timestamp: input.timestamp, owners: input.owners, with: input.with, id: input.id, value: input.value };
+  if (input.archivedFor !== undefined) r.archivedFor = input.archivedFor;
+  if (pos !== undefined) r.pos = pos;
+  return r;
+}
+
+/**
+ * The next archive position: one more than the last, and at least the
+ * record's timestamp in ms × 1000, so ids sort by archive time and a time
+ * bound is an id bound (docs/architecture.md, "Archive ids").
+ */
+export function nextPos(last: number, timestamp: number): number {
+  const t = Number.isFinite(timestamp) && timestamp > 0 ? Math.floor(timestamp) * 1000 : 0;
+  const pos = Math.max(last + 1, t);
+  if (!Number.isSafeInteger(pos)) throw new RangeError('archive position out of range');
+  return pos;
+}
+
+/** The archive time (ms) of a position. */
+export function posTime(pos: number): number {
+  return Math.floor(pos / 1000);
+}
+
+/** A client-supplied archive id as a position, or undefined when it cannot be one. */
+export function parseArchiveId(id: string): number | undefined {
+  if (!/^[1-9]\d{0,15}$/.test(id)) return undefined;
+  const n = Number(id);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** The owners whose archive lists a record: `archivedFor`, else every owner; each once. */
+export function archivers(record: { owners: string[]; archivedFor?: string[] }): string[] {
+  const list = record.archivedFor ?? record.owners;
+  const out = [...new Set(list)];
+  for (const o of out) {
+    checkId('owner', o);
+    if (!record.owners.includes(o)) throw new TypeError('archivedFor must be a subset of owners');
+  }
+  return out;
+}
+
+/**
+ * The peer of a record in one owner's archive, for the `with` filter: the
+ * other party of a two-owner record (the owner itself for a note to self),
+ * else the record's `with` (the sender, in a room's archive).
+ */
+export function peerOf(record: { owners: string[]; with: string }, owner: string): string {
+  if (record.owners.length >= 2) return record.owners.find((o) => o !== owner) ?? owner;
+  return record.with;
+}
+
+/**
+ * The inclusive position bounds of an owner query's filters (start, end,
+ * afterId, beforeId), or undefined when an id is not a position at all.
+ */
+export function filterBounds(q: OwnerQuery): { lo: number; hi: number } {
+  let lo = 1;
+  let hi = Number.MAX_SAFE_INTEGER;
+  if (q.start !== undefined) lo = Math.max(lo, Math.ceil(q.start) * 1000);
+  if (q.end !== undefined) hi = Math.min(hi, Math.floor(q.end) * 1000 + 999);
+  const a = q.afterId === undefined ? undefined : parseArchiveId(q.afterId);
+  if (a !== undefined) lo = Math.max(lo, a + 1);
+  const b = q.beforeId === undefined ? undefined : parseArchiveId(q.beforeId);
+  if (b !== undefined) hi = Math.min(hi, b - 1);
+  return { lo, hi };
+}
+
+/** The bounds of the page: the filter bounds narrowed by after/before. */
+export function pageBounds(q: OwnerQuery): { lo: number; hi: number } {
+  let { lo, hi } = filterBounds(q);
+  const a = q.after === undefined ? undefined : parseArchiveId(q.after);
+  if (a !== undefined) lo = Math.max(lo, a + 1);
+  const b = q.before === undefined ? undefined : parseArchiveId(q.before);
+  if (b !== undefined) hi = Math.min(hi, b - 1);
+  return { lo, hi };
+}
+
+/** The ids an owner query names: bounds and `ids`, each of which must be in the owner's archive [XEP-0313 query-limit-id]. */
+export function namedIds(q: OwnerQuery): string[] {
+  return [...new Set([q.after, q.before, q.afterId, q.beforeId, ...(q.ids ?? [])].filter((x): x is string => x !== undefined && x !== ''))];
+}
+
+/** An owner record: the stored record with its id and archive time. */
+export function ownerRecord<T>(record: ArchiveRecord<T>): OwnerRecord<T> {
+  const pos = record.pos as number;
+  return { ...record, archiveId: String(pos), archivedAt: posTime(pos) };
 }

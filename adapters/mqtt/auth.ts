@@ -115,6 +115,12 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
   const bare = broker.accounts.address(username);
   info.address = reserve(ctx, bare, info.clientId);
   info.acl = ClientAcl.for(opts.acl, { username: bare.local, clientId: info.clientId });
+  // A persistent session is kept while the client is away: at most maxPersistentSessionsPerUser client ids per account.
+  // 0x05 rather than 0x03: waiting does not help, only ending sessions (a clean-session CONNECT with their ids) does,
+  // and clients retry 0x03 at once [MQTT 3.2.2.3].
+  if (!info.clean && ctx.stored && !ctx.stored.admit(client.id)) {
+    throw refusal(5, `more than ${opts.maxPersistentSessionsPerUser} persistent sessions for this account`);
+  }
   // [MQTT-3.1.4-2] a connection with the same client id is closed by aedes; record why.
   const old = (ctx.aedes as unknown as { clients: Record<string, Client> }).clients[client.id];
   if (old && old !== client) {

@@ -2,6 +2,7 @@ import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'ae
 import { Address, BrokerError, snippet, type Envelope, type Ordered } from '../../broker/index.ts';
 import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
+import { allowHistorySubscribe, decideHistoryPublish } from './history.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
 import type { MqttSession } from './session.ts';
 import { isLiteral, reserved, SINK_TOPIC, type Reserved } from './topics.ts';
@@ -64,6 +65,8 @@ function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishP
   if (topic.startsWith('$')) return 'denied';
   const who: Pick<ConnInfo, 'address' | 'acl'> = client ? infoOf(ctx, client) : identityOf((packet as { clientId?: string }).clientId ?? '', ctx.broker.domain, ctx.opts.acl);
   if (!who.acl?.canWrite(topic)) return 'denied';
+  const history = decideHistoryPublish(ctx, client, who.address, packet); // history/ is the core's (history.ts)
+  if (history !== undefined) return history;
   const r = reserved(topic);
   if (!r) return 'pass';
   if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
@@ -165,6 +168,8 @@ async function decideSubscribe(ctx: MqttContext, client: Client, filter: string)
   const info = infoOf(ctx, client);
   if (filter.startsWith('$') && !filter.startsWith('$SYS/')) return false; // only $SYS of the '$' topics is readable
   if (!info.acl?.canSubscribe(filter)) return false;
+  const history = allowHistorySubscribe(filter, info.address);
+  if (history !== undefined) return history;
   const r = reserved(filter);
   if (!r) return true;
   // chat/+, chat/#, presence/+: accepted; the core only ever hands this identity its own messages

@@ -3,6 +3,7 @@ import { Address, type Broker, type CloseKind, type Logger } from '../../broker/
 import { ClientAcl } from './acl.ts';
 import type { MqttOptions } from './options.ts';
 import type { RetainedIndex } from './retained.ts';
+import type { StoredSessions } from './stored-sessions.ts';
 import type { MqttSession } from './session.ts';
 
 /** The aedes client fields the adapter reads besides the typed ones. */
@@ -42,7 +43,7 @@ export interface MqttStats {
   received: number;
   sent: number;
   denied: number;
-  /** QoS 0 messages dropped for a subscriber whose queue was full (outbound.ts) */
+  /** QoS 0 messages dropped for a subscriber whose queue was full (outbound.ts), QoS 1/2 ones for an offline session whose stored queue was full (stored-sessions.ts) */
   dropped: number;
 }
 
@@ -57,6 +58,8 @@ export interface MqttContext {
   stats: MqttStats;
   /** retained messages by topic (retained.ts) */
   retained: RetainedIndex;
+  /** bounds of persistent sessions (stored-sessions.ts) */
+  stored?: StoredSessions;
 }
 
 const ANONYMOUS = '@anonymous';

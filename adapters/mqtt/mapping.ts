@@ -101,6 +101,8 @@ export function chatJson(env: Envelope): string {
   if (env.subject !== undefined) out.subject = env.subject;
   if (env.thread !== undefined) out.thread = env.thread;
   if (env.delay) out.delayed = true; // came from the offline queue [XEP-0203]
+  // The id in the recipient's own archive: a device asks history/request/{me} for what came after it.
+  if (env.archive !== undefined && env.archive.owners.includes(env.to.bare().toString())) out.archiveId = env.archive.id;
   return JSON.stringify(out);
 }
 

@@ -8,6 +8,10 @@ export interface SessionEraser {
   users(): Promise<string[]>;
   /** erase every stored session of one account; returns the client ids erased */
   erase(user: string): Promise<string[]>;
+  /** client ids with a stored persistent session (subscriptions or queued messages), once at start */
+  sessionIds?(): Promise<string[]>;
+  /** remove the stored QoS 1/2 queue of one client id (its session ends [MQTT-3.1.2-6]) */
+  clearQueue?(clientId: string): Promise<void>;
 }
 
 /** A listener address; port 0 picks a free port. */
@@ -85,6 +89,17 @@ export interface MqttOptions {
   maxQueuedMessages: number;
   /** the same bound in bytes (topic + payload) */
   maxQueuedBytes: number;
+  /**
+   * QoS 1/2 messages stored for one persistent session (clean session 0)
+   * while it is offline; past it new ones are dropped for that client and
+   * counted (Mosquitto's `max_queued_messages`), the oldest kept.
+   */
+  maxOfflineQueuePerClient: number;
+  /**
+   * Client ids with a persistent session one account may hold; a CONNECT
+   * with clean session 0 for one more id is refused with CONNACK 0x05.
+   */
+  maxPersistentSessionsPerUser: number;
   /** topic filters one connection may hold; more get SUBACK 0x80 [MQTT-3.9.3-2] */
   maxSubscriptionsPerConnection: number;
   /** time a client's socket may stay full before it is dropped as a slow consumer (aedes `drainTimeout`) */
@@ -141,6 +156,8 @@ export const defaultMqttOptions: MqttOptions = {
   drainTimeoutMs: 30_000,
   maxQueuedMessages: 10_000,
   maxSubscriptionsPerConnection: 1000,
+  maxOfflineQueuePerClient: 1000,
+  maxPersistentSessionsPerUser: 100,
   maxQueuedBytes: 16 * 1024 * 1024,
   retainedMaxPerUser: 1000,
   retainedMaxTotal: 100_000,

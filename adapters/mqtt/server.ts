@@ -18,6 +18,7 @@ import { boundOutbound, markFanout } from './outbound.ts';
 import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
+import { StoredSessions } from './stored-sessions.ts';
 import { SysStats } from './sys.ts';
 import { isLiteral, reserved } from './topics.ts';
 import { fireStaleWills } from './wills.ts';
@@ -71,8 +72,18 @@ export class MqttServer {
       sessions: new WeakMap(),
       stats: { received: 0, sent: 0, denied: 0, dropped: 0 },
     } as Omit<MqttContext, 'aedes'> as MqttContext;
+    // Persistent sessions: stored queues and sessions per account bounded, a clean session discards the queue (stored-sessions.ts).
+    ctx.stored = new StoredSessions(o, o.sessionEraser, (id) => !!(ctx.aedes as unknown as { clients: Record<string, unknown> } | undefined)?.clients[id], {
+      dropped: (id, first) => {
+        ctx.stats.dropped++;
+        if (first) ctx.log.info({ client: id, max: o.maxOfflineQueuePerClient }, 'mqtt offline queue full: QoS 1/2 messages dropped for this client (maxOfflineQueuePerClient)');
+      },
+    }, ctx.log);
+    await ctx.stored.load();
+    const persistence = answerCleanSessionAcks(o.persistence);
+    if (persistence) ctx.stored.install(persistence as object);
     ctx.aedes = await Aedes.createBroker({
-      persistence: answerCleanSessionAcks(o.persistence),
+      persistence,
       mq: o.mq,
       concurrency: o.concurrency,
       heartbeatInterval: o.heartbeatIntervalMs,
@@ -288,6 +299,7 @@ export class MqttServer {
         await persistence.delWill({ id, brokerId: ctx.aedes.id }).catch(() => {});
       }
     }
+    ctx.stored?.forgetUser(local);
     const retained = await ctx.retained.removeOwner(local);
     ctx.log.info({ user: local, sessions: ids.length, retained }, 'mqtt state of a removed account erased');
   }

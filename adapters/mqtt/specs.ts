@@ -6,5 +6,6 @@ export const mqttSpecs: { spec: string; section?: string; status: 'complete' | '
   { spec: 'MQTT 3.1.1', section: '3.1.2.5 will, 3.1.2.4 clean session', status: 'complete', where: 'aedes + adapters/mqtt/wills.ts', note: 'wills of a killed node fire at restart' },
   { spec: 'MQTT 3.1.1', section: '4.7 topic names and filters', status: 'complete', where: 'adapters/mqtt/topics.ts, guard.ts' },
   { spec: 'MQTT 3.1.1', section: '4.8 error handling', status: 'complete', where: 'adapters/mqtt/guard.ts', note: 'malformed packets close only that connection' },
+  { spec: 'Parley history topics', status: 'complete', where: 'adapters/mqtt/history.ts', note: 'history/request/{me} → history/response/{me}: pages of the user archive, same ids as XEP-0313 (docs/mqtt-mapping.md §9a)' },
   { spec: 'MQTT 5', status: 'partial', where: 'adapters/mqtt/auth.ts', note: 'not supported: CONNACK 0x01 unacceptable protocol version' },
 ];

@@ -4,6 +4,7 @@ import {
   Address,
   BrokerError,
   closeReason,
+  isStorableMessage,
   OriginPipeline,
   sessionDefaults,
   snippet,
@@ -255,6 +256,9 @@ export class XmppConnection implements Session, StreamParserEvents {
   private spend(bytes: number, stanzas: number): void {
     const o = this.opts;
     if (o.inboundBytesPerSecond <= 0 && o.inboundStanzasPerSecond <= 0) return;
+    // Nothing read (BOSH marks each request as traffic with an empty chunk): it must not count as
+    // reading below the rate, or a BOSH stream's throttling would start over at every request.
+    if (bytes === 0 && stanzas === 0) return;
     const now = Date.now();
     const dt = (now - this.tokensAt) / 1000;
     this.tokensAt = now;
@@ -336,7 +340,13 @@ export class XmppConnection implements Session, StreamParserEvents {
       this.filtersRef?.out.run({ xml: envelopeXml(env, env.to), env }); // kept for resumption
       return;
     }
-    if (this.phase !== 'bound') return;
+    if (this.phase !== 'bound') {
+      // Closed while the message was on its way (its record being written): not silently lost.
+      if (this.phase === 'closed' && isStorableMessage(env) && !env.delay) {
+        this.broker.router.stranded(env, this).catch((err) => this.log.error({ err }, 'stranded message'));
+      }
+      return;
+    }
     if (this.transportRef.bufferedAmount() > this.opts.maxOutboundBuffer) {
       // A client that does not read its socket must not hold the node's memory hostage.
       this.close(closeReason('policy-violation', 'slow consumer: outbound buffer full'));

@@ -24,11 +24,6 @@ export interface DiscoInfo {
 
 /** Hooks of the XMPP adapter, typed like the core's. */
 export interface XmppHooks extends HookSignatures {
-  /**
-   * Deprecated: IQ handlers register by key (iq-registry.ts). Still asked,
-   * after the keyed handlers, for modules not yet moved; remove once none is left.
-   */
-  iq: [[req: IqRequest], IqAnswer];
   /** fold: disco#info of the domain or of an account's bare JID [XEP-0030] */
   'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
   /**

@@ -5,6 +5,7 @@ import streamManagement from './modules/stream-management.ts';
 import carbons from './modules/carbons.ts';
 import csi from './modules/csi.ts';
 import serverPing from './modules/server-ping.ts';
+import mam from './modules/mam.ts';
 import caps from './modules/caps.ts';
 import pep from './modules/pep.ts';
 import privateStorage from './modules/private.ts';
@@ -17,4 +18,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking];

@@ -2,7 +2,7 @@ import type { Element } from '@xmpp/xml';
 import { escapeXML } from '@xmpp/xml';
 import { Address, BrokerError, type Broker, type Envelope } from '../../broker/index.ts';
 import type { XmppConnection } from './connection.ts';
-import { xmppHooks, type IqRequest } from './hooks.ts';
+import type { IqRequest } from './hooks.ts';
 import { answerFromClient, iqRegistry } from './iq-registry.ts';
 import { NS_CLIENT } from './ns.ts';
 
@@ -38,11 +38,9 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
   const req: IqRequest = { conn, stanza: el, child: children[0], type: type as 'get' | 'set', from: conn.address, to };
   let answer;
   try {
-    // One lookup by (type, payload namespace, name); the `iq` hook is the
-    // fallback for handlers not yet keyed (deprecated, see docs/extending.md).
+    // One lookup by (type, payload namespace, name) [iq-registry.ts]
     const keyed = iqRegistry(broker).lookup(type, children[0]);
-    const hooks = xmppHooks(broker);
-    answer = keyed ? await keyed(req) : hooks.has('iq') ? await hooks.request('iq', req) : undefined;
+    answer = keyed ? await keyed(req) : undefined;
   } catch (err) {
     if (err instanceof BrokerError) return conn.replyError(el, err);
     broker.log.error({ err, ns: children[0].attrs.xmlns }, 'iq handler failed');

@@ -25,6 +25,7 @@ export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
 export const NS_VERSION = 'jabber:iq:version';
 export const NS_PING = 'urn:xmpp:ping';
 export const NS_DELAY = 'urn:xmpp:delay';
+export const NS_SID = 'urn:xmpp:sid:0';
 export const NS_FORWARD = 'urn:xmpp:forward:0';
 export const NS_SM = 'urn:xmpp:sm:3';
 export const NS_CARBONS = 'urn:xmpp:carbons:2';

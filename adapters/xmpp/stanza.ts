@@ -1,7 +1,15 @@
 import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
 import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
-import { NS_CLIENT, NS_DELAY, NS_STANZAS } from './ns.ts';
+import { NS_CLIENT, NS_DELAY, NS_SID, NS_STANZAS } from './ns.ts';
 
+export { NS_DELAY, NS_SID, NS_STANZAS };
+
+/** A stanza-id that claims to come from this server (its domain or one of its accounts) [XEP-0359 §5]. */
+function ourStanzaId(c: Element, domain: string): boolean {
+  if (c.name !== 'stanza-id' || c.attrs.xmlns !== NS_SID) return false;
+  const by = Address.tryParse(c.attrs.by ?? '');
+  return by === undefined || by.domain === domain;
+}
 
 /**
  * Element → Envelope for a stanza a client sent. `from` is stamped by the
@@ -25,6 +33,7 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
         if (core && c.name === 'body' && env.body === undefined && !c.attrs['xml:lang']) env.body = c.getText();
         else if (core && c.name === 'subject' && env.subject === undefined && !c.attrs['xml:lang']) env.subject = c.getText();
         else if (core && c.name === 'thread' && env.thread === undefined && !c.attrs.parent) env.thread = c.getText();
+        else if (ourStanzaId(c, from.domain)) continue; // [XEP-0359 §5] only the archive says its own ids
         else env.extensions.push(c.toString());
       }
       break;
@@ -85,6 +94,11 @@ export function envelopeXml(env: Envelope, to: Address): string {
     if (env.priority !== undefined && env.priority !== 0) s += `<priority>${env.priority}</priority>`;
   }
   for (const x of env.extensions) s += x;
+  if (env.archive !== undefined && env.kind === 'message') {
+    // [XEP-0359 §4] the id in the recipient's own archive, said by that archive (the bare JID)
+    const owner = to.bare().toString();
+    if (env.archive.owners.includes(owner)) s += `<stanza-id xmlns='${NS_SID}' by='${escapeXML(owner)}' id='${escapeXML(env.archive.id)}'/>`;
+  }
   if (env.delay) {
     // [XEP-0203] when and where it was delayed
     s += `<delay xmlns='${NS_DELAY}'${attr('from', env.delay.from)} stamp='${stamp(env.delay.stamp)}'>${env.delay.reason ? escapeXMLText(env.delay.reason) : ''}</delay>`;

@@ -93,6 +93,9 @@ describe('account removal reaches every store', function () {
     await broker.presence.fromSession(session(kim), { kind: 'presence', type: 'subscribe', from: kim, to: bob, extensions: [] });
     await broker.presence.fromSession(session(bob), { kind: 'presence', type: 'subscribe', from: bob, to: kim, extensions: [] });
     await broker.offline.enqueue({ kind: 'message', type: 'chat', from: alice, to: kim, body: 'queued', extensions: [] });
+    await broker.archive.appendChat({ kind: 'message', type: 'chat', from: alice, to: kim, body: 'archived', extensions: [] });
+    const chat = storage.archive('chat');
+    assert.equal((await chat.queryOwner('kim@localhost', { count: true })).count, 1);
     assert.equal((await broker.roster.item('alice@localhost', 'kim@localhost'))?.subscription, 'both');
     const kimSession = session(Address.of('kim', domain, 'phone'));
     await broker.sessions.bind(kimSession);
@@ -116,8 +119,9 @@ describe('account removal reaches every store', function () {
       const left = (await storage.kv(store).keys()).filter((k) => k === 'kim' || k.includes('kim@'));
       assert.deepEqual(left, [], `${name} still holds keys of kim`);
     }
-    // The archive is kept on purpose (the other party's history): PER_USER_STORES says why.
-    assert.match(PER_USER_STORES.get('archive:chat')!.what, /^kept/);
+    // kim's own archive is gone; alice keeps her history with kim
+    assert.equal((await chat.queryOwner('kim@localhost', { count: true })).count, 0);
+    assert.equal((await chat.queryOwner('alice@localhost', { count: true })).count, 1);
   });
 });
 

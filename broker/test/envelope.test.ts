@@ -23,6 +23,7 @@ describe('Envelope records (storage and the cluster bus)', () => {
     priority: 5,
     extensions: ['<x xmlns="urn:example"/>'],
     seq: 7,
+    archive: { id: '1700000000000000', owners: ['alice@example.com', 'bob@example.com'] },
     timestamp: 1_700_000_000_000,
     delay: { stamp: 1_700_000_000_000, from: 'example.com', reason: 'offline' },
     error: { condition: 'item-not-found', type: 'cancel', text: 'gone' },

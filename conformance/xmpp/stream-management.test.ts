@@ -18,6 +18,8 @@ import {
   type TestClient,
   type TestNode,
 } from '../helpers.ts';
+import WebSocket from 'ws';
+import { BoshClient } from '../web/bosh-client.ts';
 
 const NS_SM = 'urn:xmpp:sm:3';
 const PW = 'pw-sm';
@@ -165,6 +167,34 @@ describe('XEP-0198 stream management', function () {
     const m = await desk.waitFor(isMessage({ id: 'full1' }), 5000, 'the phone\'s unacked message on the desktop');
     assert.equal(m.getChildText('body'), 'for the phone');
     await desk.expectNone(isMessage({ id: 'full1' }), 500, 'a second copy');
+  });
+
+  it('@xmpp/client over WebSocket: a dropped socket is resumed on a new one, the message sent meanwhile arrives once [XEP-0198 5] [RFC7395]', async () => {
+    (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket; // for @xmpp/client in Node 20
+    const a = await xmppClient({ port: 0, service: `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`, username: alice, password: PW, resource: 'web' });
+    await a.send(presence());
+    await ping(a);
+    const sm = (a.xmpp as unknown as { streamManagement: { enabled: boolean; id: string; on(e: string, f: () => void): void } }).streamManagement;
+    assert.ok(sm.enabled && sm.id, 'stream management enabled over WebSocket');
+    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'wsb' });
+    const resumed = new Promise<void>((r) => sm.on('resumed', r));
+    a.drop();
+    await sleep(200);
+    await b.send(xml('message', { to: `${alice}@localhost/web`, type: 'chat', id: 'ws1' }, xml('body', {}, 'while the socket was gone')));
+    await sleep(200);
+    await (a.xmpp as unknown as { reconnect: { reconnect(): Promise<void> } }).reconnect.reconnect();
+    await resumed;
+    await a.waitFor(isMessage({ id: 'ws1' }), 5000, 'the message sent while the socket was gone');
+    await a.expectNone(isMessage({ id: 'ws1' }), 500, 'a second copy');
+  });
+
+  it('over BOSH stream management is not offered, and <enable/> is refused with feature-not-implemented', async () => {
+    const bosh = new BoshClient(`http://127.0.0.1:${node.ports.http}/http-bind`);
+    await bosh.create();
+    await bosh.login(alice, PW, 'bosh');
+    await bosh.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
+    const failedEl = await bosh.waitFor((el) => el.name === 'failed' && el.attrs.xmlns === NS_SM, 8000, 'failed');
+    assert.ok(failedEl.getChild('feature-not-implemented', 'urn:ietf:params:xml:ns:xmpp-stanzas'));
   });
 
   it('@xmpp/client: resumption after a cut TCP connection, messages in flight both ways: nothing lost, nothing twice', async () => {

@@ -15,10 +15,17 @@
  * The per-conversation seq key is a high-water mark written only when records
  * are deleted, so seqs are never reused after a prune; the last seq is the
  * larger of it and the last record's seq.
+ *
+ * Each owner's archive (XEP-0313 user archive) is an index written in the
+ * same batch as the record: `u` (owner, pos) and `w` (owner, peer, pos), both
+ * pointing at the record's key, and `n` the owner's entry count, so an owner
+ * query reads that owner's keys only and an unfiltered count is one number.
+ * The archive position (pos) is one counter per store, kept in memory and
+ * written to `h` with every append (docs/architecture.md, "Archive ids").
  */
 
-import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore } from '../types.ts';
-import { KeyedLock, checkId, inTimeRange, pad, pageLimit, seqRange, withSeq } from '../util.ts';
+import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery, OwnerRecord } from '../types.ts';
+import { KeyedLock, archivers, checkId, filterBounds, inTimeRange, namedIds, nextPos, ownerRecord, pad, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange, withSeq } from '../util.ts';
 import { BATCH, SEP, SEP_END } from './level.ts';
 import type { MakeSub, Op, Sub, Write } from './level.ts';
 
@@ -27,6 +34,23 @@ const SEQ_CACHE = 10_000;
 
 /** At most this many owner index entries are remembered as present on disk. */
 const INDEX_CACHE = 20_000;
+
+/** At most this many owners keep their entry count cached in memory. */
+const COUNT_CACHE = 20_000;
+
+/** The lock key of maintenance (prune, trim, owner removal): no conversation id contains NUL. */
+const MAINT = '\u0000maintenance';
+
+/** The key of the archive position high-water mark in `h`. */
+const POS_KEY = 'pos';
+
+/** An owner index entry: the owner, its pos and the record's key parts. */
+interface Entry {
+  owner: string;
+  pos: number;
+  conversation: string;
+  seq: number;
+}
 
 /** A conversation's cached last seq; `used` marks an append since the eviction scan last passed it. */
 interface SeqEntry {
@@ -39,6 +63,19 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #records: Sub;
   readonly #seqs: Sub;
   readonly #owners: Sub;
+  /** owner SEP pad(pos) → conversation SEP pad(seq) */
+  readonly #userIndex: Sub;
+  /** owner SEP peer SEP pad(pos) → conversation SEP pad(seq) */
+  readonly #peerIndex: Sub;
+  /** owner → number of entries in its archive; owner SEP peer → those with that peer */
+  readonly #counts: Sub;
+  /** 'pos' → the last archive position handed out */
+  readonly #high: Sub;
+  /** Entry counts per owner and per (owner, peer), as last written; disk stays the truth. */
+  readonly #count = new Map<string, number>();
+  /** The last archive position handed out; undefined until read from disk. */
+  #pos: number | undefined;
+  #posLoading: Promise<void> | undefined;
   readonly #write: Write;
   readonly #lock = new KeyedLock();
   /**
@@ -69,6 +106,10 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     this.#records = sub('r');
     this.#seqs = sub('s');
     this.#owners = sub('o');
+    this.#userIndex = sub('u');
+    this.#peerIndex = sub('w');
+    this.#counts = sub('n');
+    this.#high = sub('h');
     this.#write = write;
   }
 
@@ -79,12 +120,18 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   reset(): void {
     this.#lastSeq.clear();
     this.#indexed.clear();
+    this.#count.clear();
+    this.#pos = undefined;
+    this.#posLoading = undefined;
   }
 
   async append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
     checkId('conversation', conversation);
     input.owners.forEach((owner) => checkId('owner', owner));
+    const indexed = archivers(input);
+    if (indexed.length > 0) checkId('with', input.with);
+    const counted = countKeys(input, indexed);
     // One serialisation: the stored text is the input's JSON with the seq
     // spliced in, so the input is neither cloned nor stringified twice.
     const text = JSON.stringify(input);
@@ -95,7 +142,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // common case, once per message, with no lock and no wait for the
     // previous record's write.
     const cached = this.#lastSeq.get(conversation);
-    if (cached !== undefined && this.#lock.idle(conversation)) return this.#put(input, text, cached.seq + 1);
+    if (cached !== undefined && this.#lock.idle(conversation) && this.#indexReady(counted)) return this.#put(input, text, cached.seq + 1, indexed, counted);
     // Otherwise under the lock, once the conversation's writes in flight have
     // settled (the disk is then the truth); the lock is held only until the
     // seq is taken and the write asked for, not until it is done.
@@ -104,10 +151,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // no disk read, so no wait for the writes in flight either. Waiting
       // here would make a busy conversation's appends queue on the lock
       // behind each other's writes for as long as one is always waiting.
+      await this.#prepareIndex(counted);
       const last = this.#lastSeq.get(conversation);
-      if (last !== undefined) return { done: this.#put(input, text, last.seq + 1) };
+      if (last !== undefined && this.#indexReady(counted)) return { done: this.#put(input, text, last.seq + 1, indexed, counted) };
       await this.#settled();
-      return { done: this.#put(input, text, (await this.#readLastSeq(conversation)) + 1) };
+      const seq = (await this.#readLastSeq(conversation)) + 1;
+      // The index state may have been evicted meanwhile: load it again, then take everything synchronously.
+      while (!this.#indexReady(counted)) await this.#prepareIndex(counted);
+      return { done: this.#put(input, text, seq, indexed, counted) };
     });
     return started.done;
   }
@@ -118,11 +169,28 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    * settles; a failed write drops it from the cache again unless a later
    * append took a larger one, so the next append reads the disk.
    */
-  #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number): Promise<ArchiveRecord<T>> {
+  #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number, indexed: string[], counted: string[]): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
-    // Appended last, so it wins over any stray `seq` in the input when parsed.
-    const value = text.length === 2 ? `{"seq":${seq}}` : `${text.slice(0, -1)},"seq":${seq}}`;
-    const ops: Op[] = [{ type: 'put', sublevel: this.#records, key: conversation + SEP + pad(seq), value }];
+    const pos = indexed.length > 0 ? nextPos(this.#pos as number, input.timestamp) : undefined;
+    // Appended last, so they win over any stray `seq` or `pos` in the input when parsed.
+    const tail = pos === undefined ? `"seq":${seq}}` : `"seq":${seq},"pos":${pos}}`;
+    const value = text.length === 2 ? `{${tail}` : `${text.slice(0, -1)},${tail}`;
+    const recordKey = conversation + SEP + pad(seq);
+    const ops: Op[] = [{ type: 'put', sublevel: this.#records, key: recordKey, value }];
+    if (pos !== undefined) {
+      this.#pos = pos;
+      const p = pad(pos);
+      for (const owner of indexed) {
+        ops.push({ type: 'put', sublevel: this.#userIndex, key: owner + SEP + p, value: recordKey });
+        ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
+      }
+      for (const key of counted) {
+        const n = (this.#count.get(key) as number) + 1;
+        this.#count.set(key, n);
+        ops.push({ type: 'put', sublevel: this.#counts, key, value: String(n) });
+      }
+      ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos) });
+    }
     let newIndex: string[] | undefined;
     for (const owner of input.owners) {
       const key = owner + SEP + conversation;
@@ -140,14 +208,55 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         if (newIndex) for (const key of newIndex) this.#remember(key);
         // The input with its seq, not a parse of the stored text: a second JSON
         // pass per message was a few per cent of a chat's CPU time. [types.ts: may share objects with the input]
-        return withSeq(input, seq);
+        return withSeq(input, seq, pos);
       },
       (err: unknown) => {
         this.#settle(written);
         if (this.#lastSeq.get(conversation)?.seq === seq) this.#lastSeq.delete(conversation);
+        // The counts are read again from disk (a position is never reused: a gap is harmless).
+        for (const key of counted) this.#count.delete(key);
         throw err;
       },
     );
+  }
+
+  /** True when the position and the counts (keys of `n`) are in memory: an append can take its index entries at once. */
+  #indexReady(owners: string[]): boolean {
+    if (owners.length === 0) return true;
+    if (this.#pos === undefined) return false;
+    for (const o of owners) if (!this.#count.has(o)) return false;
+    return true;
+  }
+
+  /** Reads the position high-water mark (once) and the missing counts from disk. */
+  async #prepareIndex(owners: string[]): Promise<void> {
+    if (owners.length === 0) return;
+    if (this.#pos === undefined) {
+      this.#posLoading ??= (async () => {
+        await this.#settled();
+        const v = await this.#high.get(POS_KEY);
+        this.#pos ??= Number(v ?? 0);
+      })().finally(() => (this.#posLoading = undefined));
+      await this.#posLoading;
+    }
+    for (const o of owners) await this.#loadCount(o);
+  }
+
+  /**
+   * An owner's entry count, read from disk once the writes in flight have
+   * settled when it is not cached. Only a read that finds no cached value
+   * caches its own: a count cached meanwhile is newer.
+   */
+  async #loadCount(owner: string): Promise<number> {
+    const cached = this.#count.get(owner);
+    if (cached !== undefined) return cached;
+    await this.#settled();
+    const n = Number((await this.#counts.get(owner)) ?? 0);
+    const now = this.#count.get(owner);
+    if (now !== undefined) return now;
+    this.#count.set(owner, n);
+    if (this.#count.size > COUNT_CACHE) this.#count.delete(this.#count.keys().next().value as string);
+    return n;
   }
 
   /** Forgets `written` as the latest write in flight, if it still is. */
@@ -209,41 +318,277 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     return out;
   }
 
-  async prune(olderThan: number): Promise<number> {
-    let removed = 0;
-    // Walk the conversations that have records, one key each (seek past the
-    // rest of its range), each handled under its own lock. The iterator reads
-    // a snapshot, so the deletes do not disturb it.
-    const keys = this.#records.keys();
+  async queryOwner(owner: string, q: OwnerQuery = {}): Promise<OwnerPage<T>> {
+    checkId('owner', owner);
+    if (q.with !== undefined) checkId('with', q.with);
+    const missing: string[] = [];
+    for (const id of namedIds(q)) {
+      const pos = parseArchiveId(id);
+      if (pos === undefined || (await this.#userIndex.get(owner + SEP + pad(pos))) === undefined) missing.push(id);
+    }
+    if (missing.length > 0) return { records: [], complete: true, missing };
+    const limit = pageLimit(q);
+    const page = pageBounds(q);
+    const filter = filterBounds(q);
+    let keys: string[];
+    let complete: boolean;
+    let count: number | undefined;
+    if (q.ids !== undefined) {
+      // Each named id is looked up in this owner's index (with its peer when filtered).
+      const wanted = [...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined))]
+        .filter((p) => p >= filter.lo && p <= filter.hi)
+        .sort((a, b) => (q.reverse ? b - a : a - b));
+      const found = await (q.with === undefined ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p))) : this.#peerIndex.getMany(wanted.map((p) => owner + SEP + q.with + SEP + pad(p))));
+      const present = wanted.map((p, i) => ({ p, key: found[i] })).filter((x) => x.key !== undefined);
+      count = present.length;
+      const inPage = present.filter((x) => x.p >= page.lo && x.p <= page.hi);
+      keys = inPage.slice(0, limit).map((x) => x.key as string);
+      complete = inPage.length <= limit;
+    } else {
+      const [sub, prefix] = q.with === undefined ? [this.#userIndex, owner + SEP] : [this.#peerIndex, owner + SEP + q.with + SEP];
+      keys = [];
+      if (page.lo <= page.hi) {
+        // One record past the page tells whether the page is complete.
+        keys = await sub.values({ gte: prefix + pad(page.lo), lte: prefix + pad(page.hi), reverse: q.reverse ?? false, limit: limit + 1 }).all();
+      }
+      complete = keys.length <= limit;
+      keys = keys.slice(0, limit);
+      if (q.count) {
+        // The whole archive, or all with one peer: a stored count. Otherwise the keys in range are counted.
+        const bounded = q.start !== undefined || q.end !== undefined || q.afterId !== undefined || q.beforeId !== undefined;
+        count = bounded ? await this.#countRange(sub, prefix, filter.lo, filter.hi) : await this.#loadCount(q.with === undefined ? owner : owner + SEP + q.with);
+      }
+    }
+    const texts = keys.length === 0 ? [] : await this.#records.getMany(keys);
+    const records: OwnerRecord<T>[] = [];
+    for (const text of texts) if (text !== undefined) records.push(ownerRecord(JSON.parse(text) as ArchiveRecord<T>));
+    const out: OwnerPage<T> = { records, complete };
+    if (q.count) out.count = count;
+    return out;
+  }
+
+  /** Keys of `sub` under `prefix` with a pos in [lo, hi], counted without reading values: the cost of a filtered count. */
+  async #countRange(sub: Sub, prefix: string, lo: number, hi: number): Promise<number> {
+    if (lo > hi) return 0;
+    let n = 0;
+    const it = sub.keys({ gte: prefix + pad(lo), lte: prefix + pad(hi) });
     try {
-      for (let key = await keys.next(); key !== undefined; key = await keys.next()) {
-        const conversation = key.slice(0, key.indexOf(SEP));
-        removed += await this.#deleteWhere(conversation, (r) => r.timestamp < olderThan);
-        keys.seek(conversation + SEP_END);
+      for (;;) {
+        const chunk = await it.nextv(1000);
+        if (chunk.length === 0) return n;
+        n += chunk.length;
       }
     } finally {
-      await keys.close();
+      await it.close();
     }
-    return removed;
+  }
+
+  async ownerBounds(owner: string): Promise<OwnerBounds> {
+    checkId('owner', owner);
+    const range = { gte: owner + SEP, lt: owner + SEP_END, limit: 1 };
+    const [first] = await this.#userIndex.keys(range).all();
+    const [last] = await this.#userIndex.keys({ ...range, reverse: true }).all();
+    const at = (key: string | undefined) => {
+      if (key === undefined) return undefined;
+      const pos = Number(key.slice(owner.length + 1));
+      return { archiveId: String(pos), archivedAt: posTime(pos) };
+    };
+    const out: OwnerBounds = {};
+    if (first !== undefined) out.first = at(first);
+    if (last !== undefined) out.last = at(last);
+    return out;
+  }
+
+  async prune(olderThan: number): Promise<number> {
+    const cutoff = Math.floor(olderThan) * 1000;
+    return this.#lock.run(MAINT, async () => {
+      let removed = 0;
+      let batch: Entry[] = [];
+      // Each owner's entries from its oldest, one seek per owner past the cutoff.
+      // The iterator reads a snapshot; entries deleted meanwhile are skipped by #drop.
+      const it = this.#userIndex.iterator();
+      try {
+        for (let next = await it.next(); next !== undefined; next = await it.next()) {
+          const [key, value] = next;
+          const sep = key.indexOf(SEP);
+          const owner = key.slice(0, sep);
+          const pos = Number(key.slice(sep + 1));
+          if (pos >= cutoff) {
+            it.seek(owner + SEP_END);
+            continue;
+          }
+          batch.push(entry(owner, pos, value));
+          if (batch.length >= BATCH) {
+            removed += await this.#drop(batch, false);
+            batch = [];
+          }
+        }
+      } finally {
+        await it.close();
+      }
+      if (batch.length > 0) removed += await this.#drop(batch, false);
+      return removed;
+    });
+  }
+
+  async trimOwners(max: number): Promise<number> {
+    const keep = Math.max(0, Math.floor(max));
+    return this.#lock.run(MAINT, async () => {
+      let removed = 0;
+      for await (const [owner, text] of this.#counts.iterator()) {
+        if (owner.includes(SEP)) continue; // a per-peer count
+        const n = Number(text);
+        if (n <= keep) continue;
+        // The oldest entries beyond `keep`, in batches.
+        let excess = n - keep;
+        while (excess > 0) {
+          const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: owner + SEP_END, limit: Math.min(excess, BATCH) }).all();
+          if (rows.length === 0) break;
+          const dropped = await this.#drop(rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)), true);
+          removed += dropped;
+          excess -= rows.length;
+        }
+      }
+      return removed;
+    });
+  }
+
+  async forgetOwner(owner: string): Promise<number> {
+    checkId('owner', owner);
+    return this.#lock.run(MAINT, async () => {
+      let removed = 0;
+      for (;;) {
+        const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: owner + SEP_END, limit: BATCH }).all();
+        if (rows.length === 0) break;
+        removed += await this.#drop(
+          rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)),
+          true,
+        );
+        // #drop removes the entries it dropped; one whose record was gone already is removed here, so the loop ends.
+        await this.#write(rows.map(([key]) => ({ type: 'del', sublevel: this.#userIndex, key }) as Op));
+      }
+      const ops: Op[] = [];
+      for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
+      ops.push({ type: 'del', sublevel: this.#counts, key: owner });
+      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#counts, key });
+      this.#count.delete(owner);
+      for (const key of [...this.#count.keys()]) if (key.startsWith(owner + SEP)) this.#count.delete(key);
+      await this.#write(ops);
+      return removed;
+    });
   }
 
   async removeOwner(owner: string): Promise<void> {
     checkId('owner', owner);
-    for (const conversation of await this.conversations(owner)) {
-      await this.#deleteWhere(conversation, (r) => r.owners.includes(owner));
-      // Drop the index entry even if it was stale and matched no record.
-      const key = owner + SEP + conversation;
-      this.#indexed.delete(key);
-      await this.#write([{ type: 'del', sublevel: this.#owners, key }]);
-    }
+    await this.#lock.run(MAINT, async () => {
+      for (const conversation of await this.conversations(owner)) {
+        await this.#deleteWhere(conversation, (r) => r.owners.includes(owner));
+        // Drop the index entry even if it was stale and matched no record.
+        const key = owner + SEP + conversation;
+        this.#indexed.delete(key);
+        await this.#write([{ type: 'del', sublevel: this.#owners, key }]);
+      }
+      // Entries whose record was already gone, and the count.
+      const ops: Op[] = [];
+      for await (const key of this.#userIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#userIndex, key });
+      for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
+      ops.push({ type: 'del', sublevel: this.#counts, key: owner });
+      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#counts, key });
+      this.#count.delete(owner);
+      for (const key of [...this.#count.keys()]) if (key.startsWith(owner + SEP)) this.#count.delete(key);
+      await this.#write(ops);
+    });
   }
 
   /**
-   * Deletes a conversation's records matching `match` and the owner index
-   * entries of owners left with no record in it. The first batch also writes
-   * the conversation's seq key (the high-water mark), so seqs are never reused
-   * even when every record is gone. Runs under the conversation's lock so that
-   * an append cannot re-add an index entry this is about to drop.
+   * Removes owner index entries: with `onlyOwner`, each entry leaves its
+   * owner's archive and its record stays while another owner archives it;
+   * otherwise the records go, with every owner's entries. A record that is
+   * gone already (an entry seen in an older snapshot) is skipped. Returns the
+   * number of entries (onlyOwner) or records removed. Runs under MAINT.
+   */
+  async #drop(entries: Entry[], onlyOwner: boolean): Promise<number> {
+    const texts = await this.#records.getMany(entries.map((e) => e.conversation + SEP + pad(e.seq)));
+    const records: { e: Entry; r: ArchiveRecord<T> }[] = [];
+    const need = new Set<string>();
+    texts.forEach((text, i) => {
+      if (text === undefined) return;
+      const r = JSON.parse(text) as ArchiveRecord<T>;
+      if (r.pos !== entries[i].pos) return;
+      records.push({ e: entries[i], r });
+      for (const o of archivers(r)) need.add(o).add(o + SEP + peerOf(r, o));
+    });
+    // The counts are adjusted from memory, synchronously with the ops below.
+    for (const o of need) await this.#loadCount(o);
+    await this.#settled();
+    const ops: Op[] = [];
+    const marks = new Map<string, { seq: number; owners: Set<string> }>();
+    const counts = new Map<string, number>();
+    let removed = 0;
+    const seen = new Set<number>();
+    for (const { e, r } of records) {
+      if (seen.has(e.pos)) continue;
+      seen.add(e.pos);
+      const all = archivers(r);
+      if (onlyOwner && !all.includes(e.owner)) continue;
+      const leaving = onlyOwner ? [e.owner] : all;
+      const staying = all.filter((o) => !leaving.includes(o));
+      const recordKey = e.conversation + SEP + pad(e.seq);
+      for (const o of leaving) {
+        ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(e.pos) });
+        ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos) });
+        for (const key of [o, o + SEP + peerOf(r, o)]) counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      if (staying.length > 0) {
+        ops.push({ type: 'put', sublevel: this.#records, key: recordKey, value: JSON.stringify({ ...r, archivedFor: staying }) });
+      } else {
+        ops.push({ type: 'del', sublevel: this.#records, key: recordKey });
+        const mark = marks.get(e.conversation) ?? { seq: 0, owners: new Set<string>() };
+        mark.seq = Math.max(mark.seq, e.seq);
+        r.owners.forEach((o) => mark.owners.add(o));
+        marks.set(e.conversation, mark);
+      }
+      removed++;
+    }
+    // Seqs are never reused: a conversation's high-water mark covers every deleted record.
+    for (const [conversation, { seq }] of marks) {
+      const old = Number((await this.#seqs.get(conversation)) ?? 0);
+      if (seq > old) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(seq) });
+    }
+    for (const [o, k] of counts) {
+      const n = Math.max(0, (this.#count.get(o) ?? (await this.#loadCount(o))) - k);
+      this.#count.set(o, n);
+      ops.push({ type: 'put', sublevel: this.#counts, key: o, value: String(n) });
+    }
+    if (ops.length > 0) await this.#write(ops);
+    // A conversation left with no record leaves its owners' conversation lists.
+    for (const [conversation, { owners }] of marks) await this.#forgetIfEmpty(conversation, owners);
+    return removed;
+  }
+
+  /** Drops the owner → conversation entries of a conversation with no record left (under its lock, so no append re-adds one meanwhile). */
+  #forgetIfEmpty(conversation: string, owners: Set<string>): Promise<void> {
+    return this.#lock.run(conversation, async () => {
+      await this.#settled();
+      const [any] = await this.#records.keys({ gte: conversation + SEP, lt: conversation + SEP_END, limit: 1 }).all();
+      if (any !== undefined) return;
+      const ops: Op[] = [];
+      for (const owner of owners) {
+        const key = owner + SEP + conversation;
+        this.#indexed.delete(key);
+        ops.push({ type: 'del', sublevel: this.#owners, key });
+      }
+      if (ops.length > 0) await this.#write(ops);
+    });
+  }
+
+  /**
+   * Deletes a conversation's records matching `match`, their entries in their
+   * owners' archives, and the owner → conversation entries of owners left
+   * with no record in it. The first batch also writes the conversation's seq
+   * key (the high-water mark), so seqs are never reused even when every record
+   * is gone. Runs under the conversation's lock so that an append cannot
+   * re-add an index entry this is about to drop.
    */
   #deleteWhere(conversation: string, match: (r: ArchiveRecord<T>) => boolean): Promise<number> {
     return this.#lock.run(conversation, async () => {
@@ -253,6 +598,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       let ops: Op[] = [];
       const touched = new Set<string>();
       const remaining = new Set<string>();
+      const dropped = new Map<string, number>();
       const range = { gte: conversation + SEP, lt: conversation + SEP_END };
       for await (const [key, text] of this.#records.iterator(range)) {
         const record = JSON.parse(text) as ArchiveRecord<T>;
@@ -263,11 +609,26 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         record.owners.forEach((o) => touched.add(o));
         if (removed === 0) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(last) });
         ops.push({ type: 'del', sublevel: this.#records, key });
+        if (record.pos !== undefined) {
+          // The record's entries in its owners' archives go with it.
+          for (const o of archivers(record)) {
+            ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(record.pos) });
+            ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(record, o) + SEP + pad(record.pos) });
+            for (const key of [o, o + SEP + peerOf(record, o)]) dropped.set(key, (dropped.get(key) ?? 0) + 1);
+          }
+        }
         removed++;
         if (ops.length >= BATCH) {
           await this.#write(ops);
           ops = [];
         }
+      }
+      // Counts are adjusted from memory, synchronously with the write asked for below.
+      for (const o of dropped.keys()) await this.#loadCount(o);
+      for (const [o, k] of dropped) {
+        const n = Math.max(0, (this.#count.get(o) ?? 0) - k);
+        this.#count.set(o, n);
+        ops.push({ type: 'put', sublevel: this.#counts, key: o, value: String(n) });
       }
       for (const owner of touched) {
         if (!remaining.has(owner)) {
@@ -324,4 +685,17 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       this.#lastSeq.set(key, oldest);
     }
   }
+}
+
+/** An owner index entry from its key parts and value (conversation SEP pad(seq)). */
+function entry(owner: string, pos: number, value: string): Entry {
+  const sep = value.lastIndexOf(SEP);
+  return { owner, pos, conversation: value.slice(0, sep), seq: Number(value.slice(sep + 1)) };
+}
+
+/** The count keys an append raises: each archiving owner's total and its count with the record's peer. */
+function countKeys(input: { owners: string[]; with: string }, indexed: string[]): string[] {
+  const out: string[] = [];
+  for (const owner of indexed) out.push(owner, owner + SEP + peerOf(input, owner));
+  return out;
 }

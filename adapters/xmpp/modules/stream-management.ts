@@ -264,16 +264,9 @@ export default defineModule({
  * first. `fromStorage`: it had come from offline storage (delay-stamped), so
  * no other device had it.
  */
-async function rehome(broker: Broker, dead: Session, env: Envelope, boundAt: WeakMap<Session, number>, fromStorage: boolean): Promise<void> {
-  const bare = dead.address.bare();
-  const toDead = !env.to.isBare; // [RFC6121 8.5.3.2.1] a full JID that is gone: as if to the bare JID
-  const moved: Envelope = { ...env, to: bare, delay: env.delay ?? { stamp: env.timestamp ?? Date.now(), from: broker.domain } };
-  const others = (await broker.router.messageTargets(bare)).filter((t) => t.local && t.local !== dead);
-  if (others.length === 0) return broker.router.undeliverable(moved);
+function rehome(broker: Broker, dead: Session, env: Envelope, boundAt: WeakMap<Session, number>, fromStorage: boolean): Promise<void> {
+  const moved: Envelope = { ...env, delay: env.delay ?? { stamp: env.timestamp ?? Date.now(), from: broker.domain } };
   const stamp = env.timestamp ?? 0;
-  for (const t of others) {
-    // Every available device got a bare-JID message when it was routed; only later ones lack it.
-    const had = !toDead && !fromStorage && (boundAt.get(t.local!) ?? 0) <= stamp;
-    if (!had) t.local!.deliver(moved);
-  }
+  // Every available device got a bare-JID message when it was routed; only later ones lack it.
+  return broker.router.stranded(moved, dead, (s) => env.to.isBare && !fromStorage && (boundAt.get(s) ?? 0) <= stamp);
 }
