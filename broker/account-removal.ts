@@ -85,6 +85,20 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:vcard',
+    {
+      what: "the user's vCard (XEP-0054)",
+      clean: (broker, user) => broker.storage.kv('vcard').delete(user.toString()),
+    },
+  ],
+  [
+    'kv:last-activity',
+    {
+      what: 'when the user last logged out (XEP-0012)',
+      clean: (broker, user) => broker.storage.kv('last-activity').delete(user.toString()),
+    },
+  ],
+  [
     'archive:chat',
     {
       what:

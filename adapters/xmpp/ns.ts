@@ -43,3 +43,7 @@ export const NS_BOOKMARKS = 'storage:bookmarks';
 export const NS_BOOKMARKS2 = 'urn:xmpp:bookmarks:1';
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
+export const NS_VCARD = 'vcard-temp';
+export const NS_TIME = 'urn:xmpp:time';
+export const NS_LAST = 'jabber:iq:last';
+export const NS_REGISTER = 'jabber:iq:register';
