@@ -142,6 +142,24 @@ describe('XEP-0163 PEP, XEP-0115 caps', function () {
     assert.equal(discoQueries.get(a)! + discoQueries.get(b1)! + discoQueries.get(b2)!, 1, 'one query per ver');
   });
 
+  it('a ver whose hash does not verify is not cached: the next client with it is asked itself, and gets what it asked for [XEP-0115 5.4]', async () => {
+    // a liar shows the ver of [DEVICELIST+notify] but answers with NICK+notify
+    const honest = [NS_DISCO, NS_CAPS, `${AVATAR_META}+notify`];
+    const ver = capsVer(honest);
+    const liar = await xmppClient({ port: node.ports.xmpp, username: carol, password: PW, resource: 'liar' });
+    let liarAsked = 0;
+    liar.xmpp.iqCallee.get(NS_DISCO, 'query', () => {
+      liarAsked++;
+      return xml('query', { xmlns: NS_DISCO }, xml('identity', { category: 'client', type: 'pc', name: 'parley-test' }), xml('feature', { var: `${NICK}+notify` }));
+    });
+    await liar.send(xml('presence', {}, xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: 'https://evil.test', ver })));
+    await ping(liar);
+    for (let i = 0; i < 30 && !liarAsked; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(liarAsked, 1);
+    const b = await login(bob, 'honest', [AVATAR_META]);
+    assert.equal(discoQueries.get(b), 1, 'the honest client was asked: the liar’s answer was not cached');
+  });
+
   it('presence access: a contact reads the avatar metadata, a stranger gets presence-subscription-required [XEP-0060 6.5.9.6, XEP-0084]', async () => {
     const a = await login(alice, 'avatar');
     const meta = xml('metadata', { xmlns: AVATAR_META }, xml('info', { id: 'abc', bytes: '10', type: 'image/png' }));
