@@ -68,6 +68,37 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:pep',
+    {
+      what: "the user's PEP nodes and items (avatars, nickname, OMEMO keys, bookmarks) and private XML storage, all under the key prefix `<bare JID>/`",
+      clean: async (broker, user) => {
+        const store = broker.storage.kv('pep');
+        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+      },
+    },
+  ],
+  [
+    'kv:blocking',
+    {
+      what: "the user's block list (XEP-0191); other users' lists that name the user are theirs and kept",
+      clean: (broker, user) => broker.storage.kv('blocking').delete(user.toString()),
+    },
+  ],
+  [
+    'kv:vcard',
+    {
+      what: "the user's vCard (XEP-0054)",
+      clean: (broker, user) => broker.storage.kv('vcard').delete(user.toString()),
+    },
+  ],
+  [
+    'kv:last-activity',
+    {
+      what: 'when the user last logged out (XEP-0012)',
+      clean: (broker, user) => broker.storage.kv('last-activity').delete(user.toString()),
+    },
+  ],
+  [
     'archive:chat',
     {
       what:

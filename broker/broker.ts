@@ -49,6 +49,12 @@ export interface BrokerHooks extends HookSignatures {
   'session:available': [[session: Session], void];
   'session:unbound': [[session: Session, reason: CloseReason], void];
   /**
+   * A session broadcast available presence (initial or an update), after
+   * contacts and the user's resources got it; `presence` is what was sent
+   * (PEP reads entity capabilities from it).
+   */
+  'presence:available': [[session: Session, presence: Envelope], void];
+  /**
    * An account was removed (its localpart); fired by the one removal path
    * (broker/account-removal.ts) after the core's stores are clean, every
    * handler awaited. Whatever keeps per-user state outside the core's stores

@@ -38,7 +38,7 @@ export interface Envelope {
   /** set when delivered from storage: original time and who delayed it [XEP-0203] */
   delay?: { stamp: number; from: string; reason?: string };
   /** for type=error */
-  error?: { condition: ErrorCondition; type: ErrorType; text?: string };
+  error?: { condition: ErrorCondition; type: ErrorType; text?: string; app?: { name: string; ns: string } };
 }
 
 /** Plain JSON form for storage and the cluster bus. */

@@ -61,13 +61,16 @@ export class BrokerError extends Error {
   readonly condition: ErrorCondition;
   readonly type: ErrorType;
   readonly text?: string;
+  /** an application-specific condition beside the defined one [RFC6120 8.3.4], e.g. pubsub's precondition-not-met */
+  readonly app?: { name: string; ns: string };
 
-  constructor(condition: ErrorCondition, text?: string, type?: ErrorType) {
+  constructor(condition: ErrorCondition, text?: string, type?: ErrorType, app?: { name: string; ns: string }) {
     super(text ? `${condition}: ${text}` : condition);
     this.name = 'BrokerError';
     this.condition = condition;
     this.type = type ?? defaultType[condition];
     this.text = text;
+    if (app) this.app = app;
   }
 }
 

@@ -147,6 +147,7 @@ export class PresenceService {
       for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...presence, to: c });
     }
     for (const t of await this.available(user)) await this.broker.router.deliverTo(t, presence);
+    if (this.broker.hooks.has('presence:available')) this.broker.hooks.emit('presence:available', session, presence);
     if (!initial) return;
     // [RFC6121 4.2.2] probe contacts with to/both; answered locally from the registry.
     for (const contact of contacts.to) {

@@ -32,6 +32,8 @@ export interface Ordered {
  */
 export class Router {
   private readonly broker: Broker;
+  /** synchronous checks before each local delivery (see addDeliveryGuard) */
+  private guards: ((env: Envelope, to: Session) => boolean)[] = [];
 
   constructor(broker: Broker) {
     this.broker = broker;
@@ -40,8 +42,28 @@ export class Router {
       const { resource, env } = msg.payload as { resource: string; env: EnvelopeRecord };
       const e = fromRecord(env, Address.parse);
       const s = this.broker.sessions.get(e.to.bare().withResource(resource));
-      if (s) s.deliver(e);
+      if (s && this.allowed(e, s)) s.deliver(e);
     });
+  }
+
+  /**
+   * Add a synchronous check run before every delivery to a local session,
+   * whatever the kind (messages, presence broadcasts, IQs) and protocol;
+   * false drops the envelope silently. For policy that must hold on every
+   * path, including those that do not pass 'route:filter' (presence
+   * broadcasts): blocking [XEP-0191]. Returns the remover.
+   */
+  addDeliveryGuard(fn: (env: Envelope, to: Session) => boolean): () => void {
+    this.guards = [...this.guards, fn];
+    return () => {
+      this.guards = this.guards.filter((g) => g !== fn);
+    };
+  }
+
+  /** Do the delivery guards let `env` reach `to`? */
+  allowed(env: Envelope, to: Session): boolean {
+    for (const g of this.guards) if (!g(env, to)) return false;
+    return true;
   }
 
   /**
@@ -120,6 +142,7 @@ export class Router {
   /** Hand an envelope to one target; the envelope's `to` is rewritten to the target's full address only for remote hops. */
   deliverTo(t: Target, env: Envelope): Promise<void> | undefined {
     if (t.local) {
+      if (this.guards.length !== 0 && !this.allowed(env, t.local)) return undefined;
       // Synchronous for a local session: no promise per delivery.
       t.local.deliver(env);
       this.broker.metrics.delivered(env);

@@ -28,6 +28,7 @@ declare module '@xmpp/xml' {
   export function xml(name: string, attrs?: Record<string, string | undefined> | null, ...children: (Node | Node[] | null | undefined)[]): Element;
   export function escapeXML(s: string): string;
   export function escapeXMLText(s: string): string;
+  export function unescapeXML(s: string): string;
   export default xml;
 }
 

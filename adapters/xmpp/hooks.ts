@@ -28,6 +28,12 @@ export interface XmppHooks extends HookSignatures {
   'disco:info': [[info: DiscoInfo, target: Address, requester: Address], DiscoInfo];
   /** fold: disco#items of the domain (service domains such as conference.{domain}) [XEP-0030 4] */
   'disco:items': [[items: { jid: string; name?: string }[], target: Address, requester: Address], { jid: string; name?: string }[]];
+  /**
+   * A session's entity capabilities became known or changed [XEP-0115]:
+   * `features` is what its client supports now, `previous` what was known
+   * before (undefined at first). PEP sends last items and notifications by it.
+   */
+  'caps:changed': [[conn: XmppConnection, features: ReadonlySet<string>, previous: ReadonlySet<string> | undefined], void];
   /** fold: extra stream features after authentication, as XML strings */
   'stream:features': [[features: string[], conn: XmppConnection], string[]];
 }

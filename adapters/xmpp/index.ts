@@ -7,6 +7,14 @@ import csi from './modules/csi.ts';
 import serverPing from './modules/server-ping.ts';
 import muc from './modules/muc.ts';
 import mam from './modules/mam.ts';
+import caps from './modules/caps.ts';
+import pep from './modules/pep.ts';
+import privateStorage from './modules/private.ts';
+import blocking from './modules/blocking.ts';
+import vcard from './modules/vcard.ts';
+import entityTime from './modules/entity-time.ts';
+import lastActivity from './modules/last-activity.ts';
+import register from './modules/register.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -15,4 +23,4 @@ export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, muc];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, muc];

@@ -66,9 +66,10 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
 }
 
 /** The error child of a stanza [RFC6120 8.3.2]. */
-export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string): string {
+export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string, app?: { name: string; ns: string }): string {
   let s = `<error type='${type}'><${condition} xmlns='${NS_STANZAS}'/>`;
   if (text) s += `<text xmlns='${NS_STANZAS}'>${escapeXMLText(text)}</text>`;
+  if (app) s += `<${app.name} xmlns='${escapeXML(app.ns)}'/>`; // [RFC6120 8.3.4] application-specific condition
   return `${s}</error>`;
 }
 
@@ -102,7 +103,7 @@ export function envelopeXml(env: Envelope, to: Address): string {
     // [XEP-0203] when and where it was delayed
     s += `<delay xmlns='${NS_DELAY}'${attr('from', env.delay.from)} stamp='${stamp(env.delay.stamp)}'>${env.delay.reason ? escapeXMLText(env.delay.reason) : ''}</delay>`;
   }
-  if (env.type === 'error' && env.error) s += errorXml(env.error.condition, env.error.type, env.error.text);
+  if (env.type === 'error' && env.error) s += errorXml(env.error.condition, env.error.type, env.error.text, env.error.app);
   return `${s}</${env.kind}>`;
 }
 
@@ -117,6 +118,6 @@ export function errorReply(el: Element, err: BrokerError, serverFrom: string, cl
     const child = el.getChildElements()[0];
     if (child) s += child.toString();
   }
-  s += errorXml(err.condition, err.type, err.text);
+  s += errorXml(err.condition, err.type, err.text, err.app);
   return `${s}</${el.name}>`;
 }
