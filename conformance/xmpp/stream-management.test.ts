@@ -22,17 +22,23 @@ import WebSocket from 'ws';
 import { BoshClient } from '../web/bosh-client.ts';
 
 const NS_SM = 'urn:xmpp:sm:3';
+/**
+ * The resume window of the node most tests use: long enough that a resume on
+ * a loaded CI machine (TCP, STARTTLS, SCRAM, then <resume/>) is never late.
+ * The tests of expiry use a second node whose window is 1 s.
+ */
+const RESUME_SECONDS = 20;
 const PW = 'pw-sm';
 
 /** Log in raw, bind `resource`, enable SM (resumable) and send initial presence; returns the connection and the resumption id. */
-async function smLogin(port: number, user: string, resource: string): Promise<{ c: RawConn; id: string }> {
+async function smLogin(port: number, user: string, resource: string, max = RESUME_SECONDS): Promise<{ c: RawConn; id: string }> {
   const c = await rawLogin(port, user, PW, 'SCRAM-SHA-256', resource);
   c.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
   const enabled = await c.waitFor(/<enabled [^>]*\/>/);
   const id = /id='([^']+)'/.exec(enabled)?.[1];
   assert.ok(id, `no id in ${enabled}`);
   assert.ok(!/location=/.test(enabled), 'location is left out (no cluster) [XEP-0198 3]');
-  assert.match(enabled, /max='1'/, 'max is the configured resume timeout');
+  assert.match(enabled, new RegExp(`max='${max}'`), 'max is the configured resume timeout');
   c.send(`<presence/>`);
   return { c, id };
 }
@@ -57,20 +63,25 @@ const bodies = (text: string) => [...text.matchAll(/<body>([^<]*)<\/body>/g)].ma
 describe('XEP-0198 stream management', function () {
   this.timeout(30_000);
   let node: TestNode;
+  let expiring: TestNode;
   const alice = uniqueName('alice');
   const bob = uniqueName('bob');
   const carol = uniqueName('carol');
 
   before(async function () {
     this.timeout(60_000);
-    node = await startNode({ config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1, ackSlack: 2 }\n' });
-    for (const u of [alice, bob, carol]) await node.addUser(u, PW);
+    node = await startNode({ config: `modules:\n  stream-management: { resumeTimeoutSeconds: ${RESUME_SECONDS}, ackSlack: 2 }\n` });
+    expiring = await startNode({ config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1, ackSlack: 2 }\n' });
+    for (const u of [alice, bob, carol]) await Promise.all([node.addUser(u, PW), expiring.addUser(u, PW)]);
   });
   afterEach(async () => {
     closeAllRaw();
     await stopAllClients();
   });
-  after(async () => node?.dispose());
+  after(async () => {
+    await node?.dispose();
+    await expiring?.dispose();
+  });
 
   it('<enable/> → <enabled/>; <r/> is answered with h = stanzas handled, after they are handled [XEP-0198 3, 4]', async () => {
     const { c } = await smLogin(node.ports.xmpp, alice, 'r1');
@@ -129,24 +140,24 @@ describe('XEP-0198 stream management', function () {
   });
 
   it('a resumed id cannot be used by another account, nor after the session expired [XEP-0198 5]', async () => {
-    const { c, id } = await smLogin(node.ports.xmpp, alice, 'exp');
+    const { c, id } = await smLogin(expiring.ports.xmpp, alice, 'exp', 1);
     c.destroy();
     await sleep(100);
-    const other = await rawResume(node.ports.xmpp, bob, id, 0);
+    const other = await rawResume(expiring.ports.xmpp, bob, id, 0);
     assert.match(other.reply, /<failed[\s\S]*item-not-found/);
     await sleep(1600); // resumeTimeoutSeconds: 1
-    const late = await rawResume(node.ports.xmpp, alice, id, 0);
+    const late = await rawResume(expiring.ports.xmpp, alice, id, 0);
     assert.match(late.reply, /<failed[\s\S]*item-not-found/);
   });
 
   it('a session that is never resumed: its unacked message reaches the user once at the next login, from offline storage', async () => {
-    const { c } = await smLogin(node.ports.xmpp, carol, 'gone');
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'b2' });
+    const { c } = await smLogin(expiring.ports.xmpp, carol, 'gone', 1);
+    const b = await xmppClient({ port: expiring.ports.xmpp, username: bob, password: PW, resource: 'b2' });
     await b.send(xml('message', { to: `${carol}@localhost`, type: 'chat', id: 'lost1' }, xml('body', {}, 'do not lose me')));
     await c.waitFor(/do not lose me/);
     c.destroy(); // never acknowledged
     await sleep(1800); // the session expires
-    const again = await xmppClient({ port: node.ports.xmpp, username: carol, password: PW, resource: 'back' });
+    const again = await xmppClient({ port: expiring.ports.xmpp, username: carol, password: PW, resource: 'back' });
     await again.send(presence());
     const m = await again.waitFor(isMessage({ id: 'lost1' }), 5000, 'the unacked message from offline storage');
     assert.equal(m.getChildText('body'), 'do not lose me');
@@ -155,11 +166,11 @@ describe('XEP-0198 stream management', function () {
   });
 
   it('a session that is never resumed: a message to its full JID goes to another device of the user, once', async () => {
-    const desk = await xmppClient({ port: node.ports.xmpp, username: carol, password: PW, resource: 'desk' });
+    const desk = await xmppClient({ port: expiring.ports.xmpp, username: carol, password: PW, resource: 'desk' });
     await desk.send(presence());
     await ping(desk);
-    const { c } = await smLogin(node.ports.xmpp, carol, 'mobile');
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'b3' });
+    const { c } = await smLogin(expiring.ports.xmpp, carol, 'mobile', 1);
+    const b = await xmppClient({ port: expiring.ports.xmpp, username: bob, password: PW, resource: 'b3' });
     await b.send(xml('message', { to: `${carol}@localhost/mobile`, type: 'chat', id: 'full1' }, xml('body', {}, 'for the phone')));
     await c.waitFor(/for the phone/);
     await desk.expectNone(isMessage({ id: 'full1' }), 300, 'a copy before the phone is gone');
