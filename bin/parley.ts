@@ -1,12 +1,13 @@
 import { Command, Option } from 'commander';
 import { Broker } from '../broker/index.ts';
 import { adminRequest, runAdmin, type AdminRequest } from './admin.ts';
-import { adminSocketPath, ConfigError, envOverrides, merge, readConfigFile, validateConfig, type Config } from './config.ts';
-import { makeBroker, makeLogger, startNode } from './node.ts';
+import { adminSocketPath, ConfigError, envOverrides, LISTENERS, merge, readConfigFile, validateConfig, type Config } from './config.ts';
+import { ListenError, makeBroker, makeLogger, startNode } from './node.ts';
 import { installProcessGuard } from './guard.ts';
 import { prepareDataDir } from './datadir.ts';
 import { silentLogger } from '../broker/logger.ts';
 import { availableParallelism } from 'node:os';
+import { PACKAGE } from './version.ts';
 
 interface GlobalFlags {
   config?: string;
@@ -40,33 +41,27 @@ function loadConfig(flags: GlobalFlags): Config {
   if (flags.nodeId) fromFlags.nodeId = flags.nodeId;
   if (flags.logLevel) fromFlags.log = { level: flags.logLevel };
   if (flags.adminSocket) fromFlags.admin = { socket: flags.adminSocket };
+  // Listeners: a port flag sets that field only (the host stays as configured);
+  // --host alone moves every listener the file (or the defaults) enables, never one set to null.
   const host = flags.host;
-  const xp = port(flags.xmppPort, 'xmpp-port');
-  const xsp = port(flags.xmppsPort, 'xmpps-port');
-  if (host || xp !== undefined || xsp !== undefined) {
-    fromFlags.xmpp = {};
-    if (host || xp !== undefined) fromFlags.xmpp.tcp = { host: host ?? '127.0.0.1', port: xp ?? 5222 };
-    if (host || xsp !== undefined) fromFlags.xmpp.directTls = { host: host ?? '127.0.0.1', port: xsp ?? 5223 };
-  }
-  // MQTT listeners: a flag sets the port; --host alone moves a listener the file configured, keeping its port.
-  const mp = port(flags.mqttPort, 'mqtt-port');
-  const msp = port(flags.mqttsPort, 'mqtts-port');
-  const fileMqtt = (merge(file, envOverrides(process.env)).mqtt ?? {}) as Record<string, { host?: string; port?: number } | null | undefined>;
-  const mqttListener = (key: 'tcp' | 'tls', flagPort: number | undefined, dflt: number) => {
-    const given = fileMqtt[key];
-    if (flagPort === undefined && (!host || given === null)) return undefined;
-    return { host: host ?? given?.host ?? '127.0.0.1', port: flagPort ?? given?.port ?? dflt };
+  const given = merge(file, envOverrides(process.env)) as Record<string, Record<string, unknown> | undefined>;
+  const ports: Record<string, number | undefined> = {
+    '--xmpp-port': port(flags.xmppPort, 'xmpp-port'),
+    '--xmpps-port': port(flags.xmppsPort, 'xmpps-port'),
+    '--mqtt-port': port(flags.mqttPort, 'mqtt-port'),
+    '--mqtts-port': port(flags.mqttsPort, 'mqtts-port'),
+    '--http-port': port(flags.httpPort, 'http-port'),
+    '--https-port': port(flags.httpsPort, 'https-port'),
   };
-  const mqttTcp = mqttListener('tcp', mp, 1883);
-  const mqttTls = mqttListener('tls', msp, 8883);
-  const hp = port(flags.httpPort, 'http-port');
-  const hsp = port(flags.httpsPort, 'https-port');
-  if (host || hp !== undefined || hsp !== undefined) {
-    fromFlags.web = {};
-    if (host || hp !== undefined) fromFlags.web.http = { host: host ?? '127.0.0.1', port: hp ?? 5280 };
-    if (host || hsp !== undefined) fromFlags.web.https = { host: host ?? '127.0.0.1', port: hsp ?? 5443 };
+  for (const l of LISTENERS) {
+    if (!l.flag) continue;
+    const p = ports[l.flag];
+    const section = given[l.section];
+    const disabled = section !== undefined && typeof section === 'object' && section !== null && section[l.key] === null;
+    if (p === undefined && (!host || disabled)) continue;
+    fromFlags[l.section] ??= {};
+    fromFlags[l.section][l.key] = { ...(host && { host }), ...(p !== undefined && { port: p }) };
   }
-  if (mqttTcp || mqttTls) fromFlags.mqtt = { ...(mqttTcp && { tcp: mqttTcp }), ...(mqttTls && { tls: mqttTls }) };
   return validateConfig(merge(file, envOverrides(process.env), fromFlags));
 }
 
@@ -120,6 +115,7 @@ process.umask(0o077);
 
 const program = new Command('parley')
   .description('Parley: one broker for XMPP and MQTT')
+  .version(PACKAGE.version)
   .option('-c, --config <file>', 'config file (YAML or JSON)')
   .option('--domain <domain>', 'the XMPP domain served (default localhost)')
   .option('--data-dir <dir>', 'data directory (default ./data)')
@@ -154,6 +150,11 @@ program
     try {
       node = await startNode(cfg, log);
     } catch (err) {
+      if (err instanceof ListenError) {
+        // An operator's mistake, not a bug: one line, no stack.
+        console.error(`parley: ${err.message}`);
+        process.exit(1);
+      }
       log.error({ err }, 'start failed');
       fail(err);
     }

@@ -49,6 +49,8 @@ export interface BrokerOptions {
   /** loaded modules and their options */
   modules?: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   limits?: Partial<BrokerLimits>;
+  /** the software's version, reported to clients (XEP-0092, /healthz); bin/ reads it from package.json */
+  version?: string;
 }
 
 /** Core limits; each is a config option with this default (docs/configuration.md). */
@@ -116,12 +118,15 @@ export class Broker {
   readonly archive: ArchiveService;
   readonly offline: OfflineQueue;
   readonly startedAt = Date.now();
+  /** the software's version (BrokerOptions.version) */
+  readonly version: string;
   private readonly moduleDefs: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   private readonly loaded: LoadedModule[] = [];
   private running = false;
 
   constructor(opts: BrokerOptions) {
     this.domain = Address.of('', opts.domain).domain;
+    this.version = opts.version ?? '0.0.0-dev';
     this.storage = opts.storage;
     this.cluster = opts.cluster;
     this.log = opts.log ?? silentLogger;

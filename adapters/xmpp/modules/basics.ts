@@ -36,7 +36,7 @@ export const version = defineModule({
       hooks.on('iq', (req) => {
         if (!req.child.is('query', NS_VERSION) || !req.to.isDomain) return undefined;
         if (req.type !== 'get') throw new BrokerError('bad-request');
-        const q = xml('query', { xmlns: NS_VERSION }, xml('name', {}, 'Parley'), xml('version', {}, '0.1.0'));
+        const q = xml('query', { xmlns: NS_VERSION }, xml('name', {}, 'Parley'), xml('version', {}, ctx.broker.version));
         if (ctx.options.showOs) q.append(xml('os', {}, `${os.type()} ${os.release()}`));
         return q;
       }),
