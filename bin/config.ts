@@ -48,7 +48,13 @@ export const configSchema = z.strictObject({
   domain: z.string().min(1).default('localhost'),
   dataDir: z.string().min(1).default('./data'),
   nodeId: z.string().min(1).default('node1'),
-  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      /** json: one JSON object a line (for collectors); pretty: one readable line an event; auto: pretty on a terminal, else json */
+      format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    })
+    .prefault({}),
   tls: z
     .strictObject({
       /** PEM files; absent: a local CA (tls/ca.pem) and a certificate it signed are generated in dataDir on first start (bin/certs.ts) */
@@ -229,7 +235,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PARLEY_DOMAIN) o.domain = env.PARLEY_DOMAIN;
   if (env.PARLEY_DATA_DIR) o.dataDir = env.PARLEY_DATA_DIR;
   if (env.PARLEY_NODE_ID) o.nodeId = env.PARLEY_NODE_ID;
-  if (env.PARLEY_LOG_LEVEL) o.log = { level: env.PARLEY_LOG_LEVEL };
+  if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT) o.log = { ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }), ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }) };
   if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', mongodbUrl: env.PARLEY_MONGODB_URL };
   return o;
 }

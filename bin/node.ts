@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { pino } from 'pino';
+import pinoPretty from 'pino-pretty';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
 import { Broker, type Logger } from '../broker/index.ts';
 import offline from '../broker/modules/offline.ts';
@@ -22,8 +23,17 @@ import { PromMetrics } from '../adapters/websocket/index.ts';
 /** Every module a node loads, core ones first. */
 export const allModules = [offline, archive, ...xmppModules];
 
-export function makeLogger(cfg: Config): Logger {
-  return pino({ level: cfg.log.level, base: { node: cfg.nodeId } }) as unknown as Logger;
+/**
+ * JSON lines for log collectors (journald, Loki…), or one readable line per
+ * event (pino-pretty, written synchronously on the main thread: no worker) when
+ * a person watches: `log.format` auto picks pretty when stdout is a terminal.
+ */
+export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === true): Logger {
+  const opts = { level: cfg.log.level, base: { node: cfg.nodeId } };
+  const format = cfg.log.format === 'auto' ? (stdoutIsTty ? 'pretty' : 'json') : cfg.log.format;
+  if (format === 'json') return pino(opts) as unknown as Logger;
+  const stream = pinoPretty({ sync: true, singleLine: true, colorize: stdoutIsTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,node' });
+  return pino(opts, stream) as unknown as Logger;
 }
 
 /** The only place that picks concrete backends. */

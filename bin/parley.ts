@@ -22,6 +22,7 @@ interface GlobalFlags {
   mqttsPort?: string;
   adminSocket?: string;
   logLevel?: string;
+  logFormat?: string;
   nodeId?: string;
 }
 
@@ -39,7 +40,7 @@ function loadConfig(flags: GlobalFlags): Config {
   if (flags.domain) fromFlags.domain = flags.domain;
   if (flags.dataDir) fromFlags.dataDir = flags.dataDir;
   if (flags.nodeId) fromFlags.nodeId = flags.nodeId;
-  if (flags.logLevel) fromFlags.log = { level: flags.logLevel };
+  if (flags.logLevel || flags.logFormat) fromFlags.log = { ...(flags.logLevel && { level: flags.logLevel }), ...(flags.logFormat && { format: flags.logFormat }) };
   if (flags.adminSocket) fromFlags.admin = { socket: flags.adminSocket };
   // Listeners: a port flag sets that field only (the host stays as configured);
   // --host alone moves every listener the file (or the defaults) enables, never one set to null.
@@ -128,7 +129,8 @@ const program = new Command('parley')
   .option('--mqtt-port <port>', 'MQTT port (default 1883; 0 = any free port)')
   .option('--mqtts-port <port>', 'MQTT over TLS port (default 8883; 0 = any free port)')
   .option('--admin-socket <path>', 'admin socket path (default <data-dir>/admin.sock)')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']));
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+  .addOption(new Option('--log-format <format>', 'log lines: JSON, or readable (default: readable on a terminal, else JSON)').choices(['auto', 'json', 'pretty']));
 
 program
   .command('start')
