@@ -1,5 +1,5 @@
 import type { Cluster } from '../cluster/types.ts';
-import type { Storage } from '../storage/types.ts';
+import type { KeyValueStore, Storage } from '../storage/types.ts';
 import { removeAccount } from './account-removal.ts';
 import { AccountService, AuthThrottle, type AccountRecord } from './accounts.ts';
 import { Address } from './address.ts';
@@ -38,6 +38,17 @@ export interface BrokerHooks extends HookSignatures {
    * registers here.
    */
   'account:removed': [[username: string], void];
+}
+
+/** An account's last login (the session bound), kept by the broker. */
+export interface LastLogin {
+  /** ms since the epoch */
+  at: number;
+  protocol: string;
+  transport: string;
+  resource: string;
+  /** the client's address, when the transport knows it */
+  address?: string;
 }
 
 export interface BrokerOptions {
@@ -117,6 +128,12 @@ export class Broker {
   readonly presence: PresenceService;
   readonly archive: ArchiveService;
   readonly offline: OfflineQueue;
+  /**
+   * Each account's last login (`parley user info`). A store of its own, not a
+   * field of the account record: a login must never rewrite the record that
+   * holds the SCRAM keys (it could race a password change and undo it).
+   */
+  readonly logins: KeyValueStore<LastLogin>;
   readonly startedAt = Date.now();
   /** the software's version (BrokerOptions.version) */
   readonly version: string;
@@ -132,6 +149,7 @@ export class Broker {
     this.log = opts.log ?? silentLogger;
     this.metrics = opts.metrics ?? new CounterMetrics();
     this.limits = { ...defaultLimits, ...opts.limits };
+    this.logins = this.storage.kv<LastLogin>('last-login');
     this.hooks = new HookBus<BrokerHooks>(this.log, (hook, err) => this.metrics.error('hook', `${hook}: ${(err as Error)?.message ?? err}`));
     this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
     this.throttle = new AuthThrottle({
@@ -148,7 +166,13 @@ export class Broker {
       { resourceConflict: this.limits.resourceConflict, maxSessionsPerUser: this.limits.maxSessionsPerUser },
       this.log,
       {
-        bound: (s) => this.hooks.emit('session:bound', s),
+        bound: (s) => {
+          // Not awaited: the login does not wait for it; the write queue keeps its order with a later removal's delete.
+          this.logins
+            .put(s.address.local, { at: Date.now(), protocol: s.protocol, transport: s.transport, resource: s.address.resource, ...(s.remoteAddress && { address: s.remoteAddress }) })
+            .catch((err) => this.log.warn({ err }, 'last login not recorded'));
+          this.hooks.emit('session:bound', s);
+        },
         unbound: (s, r) => {
           this.presence.sessionEnded(s).catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
           this.hooks.emit('session:unbound', s, r);
