@@ -39,6 +39,13 @@ export interface ReclaimOptions {
   growthBytes?: number;
   /** at most one reclaim per this many ms */
   minGapMs?: number;
+  /**
+   * The event loop's busy fraction over the period just ended; default
+   * `performance.eventLoopUtilization`. Tests give their own, so that what
+   * counts as a burst, light load or idle is theirs to say, not the
+   * machine's (a loaded CI host makes any period look busy).
+   */
+  utilization?: () => number;
 }
 
 export interface Reclaimer {
@@ -85,10 +92,16 @@ export function startReclaimer(log: Logger, opts: ReclaimOptions = {}): Reclaime
   let runs = 0;
   let running = false;
   let last = performance.eventLoopUtilization();
+  const utilization =
+    opts.utilization ??
+    (() => {
+      const now = performance.eventLoopUtilization();
+      const u = performance.eventLoopUtilization(now, last).utilization;
+      last = now;
+      return u;
+    });
   const timer = setInterval(() => {
-    const now = performance.eventLoopUtilization();
-    const elu = performance.eventLoopUtilization(now, last).utilization;
-    last = now;
+    const elu = utilization();
     if (running) return;
     if (elu >= busyElu) burst = true;
     // Steady light load never reclaims: it is never a burst followed by an idle second.
