@@ -1,14 +1,19 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { z } from 'zod';
+import { envelopeXml } from '../adapters/xmpp/index.ts';
 import {
   Address,
   BrokerError,
+  closeReason,
   roomService,
   type Affiliation,
   type Broker,
+  type Envelope,
   type Room,
+  type Session,
 } from '../broker/index.ts';
+import { backupStore } from './backup.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
 export type AdminRequest =
@@ -40,7 +45,18 @@ export type AdminRequest =
       affiliation: Affiliation;
       reason?: string;
     }
-  | { cmd: 'room.kick'; room: string; nick: string; reason?: string };
+  | { cmd: 'room.kick'; room: string; nick: string; reason?: string }
+  /** is a node answering (the CLI's first question) */
+  | { cmd: 'ping' }
+  | { cmd: 'user.info'; username: string }
+  | { cmd: 'session.list'; user?: string }
+  | { cmd: 'session.kick'; jid: string; reason?: string }
+  | { cmd: 'announce'; text: string; subject?: string; allUsers?: boolean }
+  | { cmd: 'offline.show'; username: string; limit?: number }
+  | { cmd: 'archive.purge'; before: number }
+  | { cmd: 'archive.export'; username: string; after?: string; max?: number }
+  /** a consistent copy of the embedded store into a new directory (bin/backup.ts) */
+  | { cmd: 'backup'; dir: string };
 
 /** `code`: what went wrong, for programs; `error`: for people. */
 export type AdminResponse =
@@ -91,6 +107,15 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
     nick: z.string().min(1).max(1023),
     reason: z.string().max(4096).optional(),
   }),
+  z.object({ cmd: z.literal('ping') }),
+  z.object({ cmd: z.literal('user.info'), username }),
+  z.object({ cmd: z.literal('session.list'), user: username.optional() }),
+  z.object({ cmd: z.literal('session.kick'), jid: z.string().min(1).max(3071), reason: z.string().max(1024).optional() }),
+  z.object({ cmd: z.literal('announce'), text: z.string().min(1).max(64 * 1024), subject: z.string().max(1024).optional(), allUsers: z.boolean().optional() }),
+  z.object({ cmd: z.literal('offline.show'), username, limit: z.number().int().min(1).max(10_000).optional() }),
+  z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0) }),
+  z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
+  z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
 ]);
 const COMMANDS = new Set([
   'user.add',
@@ -105,6 +130,15 @@ const COMMANDS = new Set([
   'room.destroy',
   'room.set-affiliation',
   'room.kick',
+  'ping',
+  'user.info',
+  'session.list',
+  'session.kick',
+  'announce',
+  'offline.show',
+  'archive.purge',
+  'archive.export',
+  'backup',
 ]);
 
 /** Default bound on one request line of the admin socket (config `admin.maxRequestBytes`). */
@@ -158,15 +192,46 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'user.list':
       return broker.accounts.list();
     case 'status':
-      return {
-        domain: broker.domain,
-        node: broker.cluster.bus.nodeId,
-        sessions: broker.sessions.count(),
-        uptimeMs: Date.now() - broker.startedAt,
-        metrics: broker.metrics.snapshot(),
-      };
+      return status(broker);
     case 'tls.reload':
       throw new Error('no node is running (the certificate is read at start)');
+    case 'ping':
+      return { version: broker.version };
+    case 'user.info':
+      return userInfo(broker, req.username);
+    case 'session.list':
+      return broker.sessions
+        .all()
+        .filter((s) => req.user === undefined || s.address.local === req.user || s.address.bare().toString() === req.user)
+        .map((s) => sessionView(broker, s));
+    case 'session.kick':
+      return kick(broker, req.jid, req.reason);
+    case 'announce':
+      return announce(broker, req.text, req.subject, req.allUsers === true);
+    case 'offline.show': {
+      const user = await existingUser(broker, req.username);
+      const envs = await broker.offline.peek(user, req.limit ?? 100);
+      return { user: user.toString(), count: await broker.offline.count(user), messages: envs.map(messageView) };
+    }
+    case 'archive.purge':
+      // Retention on demand: every archive, messages archived before the time [XEP-0313 does not say how long a server keeps them].
+      return { removed: await broker.archive.prune(req.before) };
+    case 'archive.export': {
+      const user = await existingUser(broker, req.username);
+      const page = await broker.archive.queryUser(user, { ...(req.after !== undefined && { after: req.after }), max: req.max ?? 100 });
+      return {
+        user: user.toString(),
+        count: page.count,
+        complete: page.complete,
+        // `id`: the archive id (XEP-0359 stanza-id, what `after` pages by); the client's own id stays in `xml`
+        messages: page.messages.map((m) => ({ ...messageView(m.env), id: m.id, stamp: m.stamp, xml: envelopeXml(m.env, m.env.to) })),
+      };
+    }
+    case 'backup': {
+      const storage = broker.storage as { backup?: (dir: string) => Promise<{ records: number }> };
+      if (!storage.backup) throw new BrokerError('feature-not-implemented', `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`);
+      return backupStore(storage.backup.bind(storage), req.dir, { domain: broker.domain, version: broker.version });
+    }
     case 'room.list':
     case 'room.info':
     case 'room.create':
@@ -239,6 +304,139 @@ async function runRoomAdmin(
       svc.setRole(room, 'operator', req.nick, 'none', req.reason);
       return undefined;
   }
+}
+
+/** A node's state and counters for `parley status` (the broker's counts, CounterMetrics.snapshot). */
+async function status(broker: Broker) {
+  const counts = broker.metrics.snapshot();
+  const pick = (prefix: string) => {
+    const out: Record<string, number> = Object.create(null);
+    for (const [k, v] of Object.entries(counts)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
+    return out;
+  };
+  const byProtocol: Record<string, number> = Object.create(null);
+  for (const s of broker.sessions.all()) byProtocol[s.protocol] = (byProtocol[s.protocol] ?? 0) + 1;
+  const mem = process.memoryUsage();
+  return {
+    version: broker.version,
+    domain: broker.domain,
+    node: broker.cluster.bus.nodeId,
+    pid: process.pid,
+    uptimeMs: Date.now() - broker.startedAt,
+    sessions: broker.sessions.count(),
+    sessionsByProtocol: { ...byProtocol },
+    users: { accounts: (await broker.accounts.list()).length, online: broker.sessions.users().length },
+    memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+    connections: { ...pick('connections.') },
+    logins: { ...pick('login.') },
+    messages: { routed: { ...pick('routed.') }, delivered: { ...pick('delivered.') }, offlineQueued: counts['offline.queued'] ?? 0, archived: counts.archived ?? 0 },
+    traffic: { ...pick('traffic.') },
+    /** every counter, by its dotted name (what /metrics shows, without the histograms) */
+    metrics: counts,
+  };
+}
+
+async function existingUser(broker: Broker, username: string): Promise<Address> {
+  const user = broker.accounts.address(username);
+  if (!(await broker.accounts.exists(username))) throw new BrokerError('item-not-found', `no user ${username}`);
+  return user;
+}
+
+async function userInfo(broker: Broker, username: string) {
+  const user = await existingUser(broker, username);
+  const account = await broker.accounts.get(username);
+  const roster = await broker.roster.get(user.toString());
+  const last = await broker.logins.get(user.local);
+  return {
+    user: user.toString(),
+    created: account?.created,
+    rosterSize: roster.items.length,
+    sessions: broker.sessions.sessionsOf(user).map((s) => sessionView(broker, s)),
+    offline: await broker.offline.count(user),
+    lastLogin: last ?? null,
+  };
+}
+
+function sessionView(broker: Broker, s: Session) {
+  return {
+    jid: s.address.toString(),
+    user: s.address.bare().toString(),
+    resource: s.address.resource,
+    protocol: s.protocol,
+    transport: s.transport,
+    address: s.remoteAddress ?? null,
+    since: broker.sessions.since(s) ?? null,
+    available: s.available,
+    priority: s.priority,
+  };
+}
+
+function messageView(env: Envelope) {
+  return {
+    from: env.from.toString(),
+    to: env.to.toString(),
+    type: env.type ?? 'normal',
+    ...(env.id !== undefined && { id: env.id }),
+    ...(env.subject !== undefined && { subject: env.subject }),
+    ...(env.body !== undefined && { body: env.body }),
+    ...(env.timestamp !== undefined && { timestamp: env.timestamp }),
+  };
+}
+
+/** End one session (a full JID) or every session of an account (a bare JID or a username). */
+async function kick(broker: Broker, jid: string, reason?: string) {
+  let addr: Address;
+  try {
+    addr = jid.includes('@') ? Address.parse(jid) : broker.accounts.address(jid);
+  } catch {
+    throw new BrokerError('jid-malformed', `not a JID: ${jid}`);
+  }
+  if (addr.domain !== broker.domain) throw new BrokerError('item-not-found', `${jid} is not of ${broker.domain}`);
+  const sessions = addr.resource ? [broker.sessions.get(addr)].filter((s): s is Session => s !== undefined) : broker.sessions.sessionsOf(addr);
+  if (sessions.length === 0) throw new BrokerError('item-not-found', `no session of ${jid}`);
+  // XMPP: a <policy-violation/> stream error with the text [RFC6120 4.9.3.18]; MQTT: the connection closed.
+  const why = closeReason('policy-violation', reason ?? 'kicked by the administrator');
+  for (const s of sessions) {
+    await broker.sessions.unbind(s, why);
+    s.close(why);
+  }
+  return { kicked: sessions.map((s) => s.address.toString()) };
+}
+
+/**
+ * A message from the server's domain [XEP-0133 4.23 "Send Announcement to
+ * Online Users"]: a headline to every session online now; with `allUsers`,
+ * users not online get a normal message through their offline queue
+ * [XEP-0160] (a headline is never stored, RFC6121 8.5.2.1.1).
+ */
+async function announce(broker: Broker, text: string, subject: string | undefined, allUsers: boolean) {
+  const from = Address.parse(broker.domain);
+  const make = (to: Address, type: string): Envelope => ({
+    kind: 'message',
+    type,
+    from,
+    to,
+    body: text,
+    ...(subject !== undefined && { subject }),
+    extensions: [],
+    timestamp: Date.now(),
+  });
+  let sessions = 0;
+  for (const s of broker.sessions.all()) {
+    await s.deliver(make(s.address, 'headline'));
+    sessions++;
+  }
+  let queued = 0;
+  let full = 0;
+  if (allUsers) {
+    for (const username of await broker.accounts.list()) {
+      const user = broker.accounts.address(username);
+      if (broker.sessions.sessionsOf(user).length > 0) continue;
+      if (await broker.offline.enqueue(make(user, 'normal'))) queued++;
+      else full++;
+    }
+  }
+  return { sessions, queued, queueFull: full };
 }
 
 /**

@@ -23,7 +23,12 @@ export const DEFAULT_TLS_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-const listener = z.strictObject({ host: z.string().min(1), port: z.number().int().min(0).max(65535) });
+const listenPort = z.number().int().min(0).max(65535);
+/**
+ * A listener `{host, port}`: each field defaults on its own, so
+ * `xmpp: {tcp: {port: 5333}}` keeps the default host; `null` disables it.
+ */
+const listener = (port: number) => z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort.default(port) }).nullable().prefault({});
 
 const mqttDefaults = defaultMqttOptions;
 /** One MQTT access rule (adapters/mqtt/acl.ts); `%u` username, `%c` client id. */
@@ -43,7 +48,13 @@ export const configSchema = z.strictObject({
   domain: z.string().min(1).default('localhost'),
   dataDir: z.string().min(1).default('./data'),
   nodeId: z.string().min(1).default('node1'),
-  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      /** json: one JSON object a line (for collectors); pretty: one readable line an event; auto: pretty on a terminal, else json */
+      format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    })
+    .prefault({}),
   tls: z
     .strictObject({
       /** PEM files; absent: a local CA (tls/ca.pem) and a certificate it signed are generated in dataDir on first start (bin/certs.ts) */
@@ -100,8 +111,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   xmpp: z
     .strictObject({
-      tcp: listener.nullable().default({ host: '127.0.0.1', port: 5222 }),
-      directTls: listener.nullable().default({ host: '127.0.0.1', port: 5223 }),
+      tcp: listener(5222),
+      directTls: listener(5223),
       requireTls: z.boolean().default(true),
       maxStanzaSize: z.number().int().min(1024).default(256 * 1024),
       maxDepth: z.number().int().min(4).max(1000).default(32),
@@ -123,8 +134,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   mqtt: z
     .strictObject({
-      tcp: listener.nullable().default({ host: '127.0.0.1', port: 1883 }),
-      tls: listener.nullable().default({ host: '127.0.0.1', port: 8883 }),
+      tcp: listener(1883),
+      tls: listener(8883),
       allowAnonymous: z.boolean().default(mqttDefaults.allowAnonymous),
       acl: z.array(aclRule).default(mqttDefaults.acl),
       deniedPublish: z.enum(['drop', 'disconnect']).default(mqttDefaults.deniedPublish),
@@ -158,8 +169,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   web: z
     .strictObject({
-      http: listener.nullable().default({ host: '127.0.0.1', port: 5280 }),
-      https: listener.nullable().default({ host: '127.0.0.1', port: 5443 }),
+      http: listener(5280),
+      https: listener(5443),
       maxMessageSize: z.number().int().min(1024).default(256 * 1024 + 4096),
       allowedOrigins: z.array(z.string()).default([]),
       idleTimeoutMs: z.number().int().min(0).default(600_000),
@@ -176,7 +187,7 @@ export const configSchema = z.strictObject({
       /** `/metrics` wants `Authorization: Bearer <token>` [RFC6750] when set */
       metricsToken: z.string().regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'a bearer token (RFC 6750 b64token characters)').min(16).optional(),
       /** a listener of its own for /metrics (and health); null = on the HTTP(S) listeners */
-      metrics: listener.nullable().default(null),
+      metrics: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort }).nullable().default(null),
       bosh: z
         .strictObject({
           maxWait: z.number().int().min(1).max(300).default(60),
@@ -226,7 +237,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PARLEY_DOMAIN) o.domain = env.PARLEY_DOMAIN;
   if (env.PARLEY_DATA_DIR) o.dataDir = env.PARLEY_DATA_DIR;
   if (env.PARLEY_NODE_ID) o.nodeId = env.PARLEY_NODE_ID;
-  if (env.PARLEY_LOG_LEVEL) o.log = { level: env.PARLEY_LOG_LEVEL };
+  if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT) o.log = { ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }), ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }) };
   if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', mongodbUrl: env.PARLEY_MONGODB_URL };
   return o;
 }
@@ -257,6 +268,27 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   if (cfg.mqtt.minKeepaliveSeconds > cfg.mqtt.maxKeepaliveSeconds) throw new ConfigError('mqtt.minKeepaliveSeconds: must not exceed mqtt.maxKeepaliveSeconds');
   cfg.dataDir = path.resolve(cfg.dataDir);
   return cfg;
+}
+
+/** Every listener: what it is called, its config key and the flag that sets its port (messages at start). */
+export const LISTENERS = [
+  { name: 'XMPP c2s (STARTTLS)', section: 'xmpp', key: 'tcp', flag: '--xmpp-port' },
+  { name: 'XMPP direct TLS', section: 'xmpp', key: 'directTls', flag: '--xmpps-port' },
+  { name: 'MQTT', section: 'mqtt', key: 'tcp', flag: '--mqtt-port' },
+  { name: 'MQTT over TLS', section: 'mqtt', key: 'tls', flag: '--mqtts-port' },
+  { name: 'HTTP', section: 'web', key: 'http', flag: '--http-port' },
+  { name: 'HTTPS', section: 'web', key: 'https', flag: '--https-port' },
+  { name: 'metrics', section: 'web', key: 'metrics', flag: undefined },
+] as const;
+
+/** The listeners this config enables, with their address. */
+export function enabledListeners(cfg: Config): { name: string; key: string; flag?: string; host: string; port: number }[] {
+  const out = [];
+  for (const l of LISTENERS) {
+    const v = (cfg[l.section] as unknown as Record<string, { host: string; port: number } | null>)[l.key];
+    if (v) out.push({ name: l.name, key: `${l.section}.${l.key}`, flag: l.flag, host: v.host, port: v.port });
+  }
+  return out;
 }
 
 export function adminSocketPath(cfg: Config): string {

@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { pino } from 'pino';
+import pinoPretty from 'pino-pretty';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
 import { Broker, type Logger } from '../broker/index.ts';
 import offline from '../broker/modules/offline.ts';
@@ -12,18 +13,28 @@ import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
 import { prepareDataDir } from './datadir.ts';
-import { adminSocketPath, type Config } from './config.ts';
+import { adminSocketPath, enabledListeners, type Config } from './config.ts';
 import { startMqtt } from './mqtt.ts';
 import { startWeb } from './web.ts';
 import { instrumentStorage } from './instrument.ts';
 import { startReclaimer } from './reclaim.ts';
+import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
 export const allModules = [offline, archive, rooms, ...xmppModules];
 
-export function makeLogger(cfg: Config): Logger {
-  return pino({ level: cfg.log.level, base: { node: cfg.nodeId } }) as unknown as Logger;
+/**
+ * JSON lines for log collectors (journald, Loki…), or one readable line per
+ * event (pino-pretty, written synchronously on the main thread: no worker) when
+ * a person watches: `log.format` auto picks pretty when stdout is a terminal.
+ */
+export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === true): Logger {
+  const opts = { level: cfg.log.level, base: { node: cfg.nodeId } };
+  const format = cfg.log.format === 'auto' ? (stdoutIsTty ? 'pretty' : 'json') : cfg.log.format;
+  if (format === 'json') return pino(opts) as unknown as Logger;
+  const stream = pinoPretty({ sync: true, singleLine: true, colorize: stdoutIsTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,node' });
+  return pino(opts, stream) as unknown as Logger;
 }
 
 /** The only place that picks concrete backends. */
@@ -40,6 +51,7 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
     cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
     log,
     limits: cfg.limits,
+    version: PACKAGE.version,
     modules: enabledModules(cfg),
   });
 }
@@ -73,8 +85,39 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+/**
+ * A listener could not bind (port taken, or below 1024 without the right):
+ * the message names the listener, its config key and flag, for one line on
+ * stderr instead of a stack trace.
+ */
+export class ListenError extends Error {}
+
+const LISTEN_CODES: Record<string, string> = {
+  EADDRINUSE: 'the address is in use (another process listens there)',
+  EACCES: 'permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'the address is not one of this machine\'s',
+};
+
+function listenError(cfg: Config, err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  const why = e?.code ? LISTEN_CODES[e.code] : undefined;
+  if (!why || e.syscall !== 'listen' || typeof e.port !== 'number') return err;
+  const l = enabledListeners(cfg).find((x) => x.port === e.port && (!e.address || x.host === e.address)) ?? enabledListeners(cfg).find((x) => x.port === e.port);
+  if (!l) return err;
+  const change = l.flag ? `set ${l.key}.port in the config or ${l.flag}` : `set ${l.key}.port in the config`;
+  return new ListenError(`cannot listen on ${l.host}:${l.port} for the ${l.name} listener: ${why}; ${change} (0 = any free port), or ${l.key}: null to disable it`);
+}
+
 /** config → backends → broker → adapters → admin socket. */
 export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> {
+  try {
+    return await startNodeUnchecked(cfg, log);
+  } catch (err) {
+    throw listenError(cfg, err);
+  }
+}
+
+async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode> {
   const socket = adminSocketPath(cfg);
   prepareDataDir(cfg.dataDir, socket, log);
   for (const name of Object.keys(cfg.modules)) {
@@ -98,7 +141,7 @@ export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> 
     return { fingerprint256: fp };
   };
   const admin = await startAdminServer(broker, socket, { reloadTls, maxRequestBytes: cfg.admin.maxRequestBytes });
-  log.info({ domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
+  log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   const reclaimer = cfg.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: cfg.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined;
   let stopping: Promise<void> | undefined;
   return {

@@ -40,9 +40,10 @@ export interface ReclaimOptions {
   /** at most one reclaim per this many ms */
   minGapMs?: number;
   /**
-   * The event loop's busy fraction since the previous call (0..1); default:
-   * Node's event-loop utilization. Tests pass their own, so that whether a
-   * period is a burst does not depend on how loaded the test machine is.
+   * The event loop's busy fraction over the period just ended; default
+   * `performance.eventLoopUtilization`. Tests give their own, so that what
+   * counts as a burst, light load or idle is theirs to say, not the
+   * machine's (a loaded CI host makes any period look busy).
    */
   utilization?: () => number;
 }
@@ -95,9 +96,9 @@ export function startReclaimer(log: Logger, opts: ReclaimOptions = {}): Reclaime
     opts.utilization ??
     (() => {
       const now = performance.eventLoopUtilization();
-      const elu = performance.eventLoopUtilization(now, last).utilization;
+      const u = performance.eventLoopUtilization(now, last).utilization;
       last = now;
-      return elu;
+      return u;
     });
   const timer = setInterval(() => {
     const elu = utilization();

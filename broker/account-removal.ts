@@ -109,6 +109,13 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:last-login',
+    {
+      what: "the account's last login (time, protocol, transport, address)",
+      clean: (broker, user) => broker.logins.delete(user.local),
+    },
+  ],
+  [
     'kv:archive-prefs',
     {
       what: 'archive preferences [XEP-0441] (removed with the archive view above)',

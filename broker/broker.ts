@@ -1,5 +1,5 @@
 import type { Cluster } from '../cluster/types.ts';
-import type { Storage } from '../storage/types.ts';
+import type { KeyValueStore, Storage } from '../storage/types.ts';
 import { removeAccount } from './account-removal.ts';
 import { AccountService, AuthThrottle, type AccountRecord } from './accounts.ts';
 import { Address } from './address.ts';
@@ -63,6 +63,17 @@ export interface BrokerHooks extends HookSignatures {
   'account:removed': [[username: string], void];
 }
 
+/** An account's last login (the session bound), kept by the broker. */
+export interface LastLogin {
+  /** ms since the epoch */
+  at: number;
+  protocol: string;
+  transport: string;
+  resource: string;
+  /** the client's address, when the transport knows it */
+  address?: string;
+}
+
 export interface BrokerOptions {
   domain: string;
   storage: Storage;
@@ -72,6 +83,8 @@ export interface BrokerOptions {
   /** loaded modules and their options */
   modules?: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   limits?: Partial<BrokerLimits>;
+  /** the software's version, reported to clients (XEP-0092, /healthz); bin/ reads it from package.json */
+  version?: string;
 }
 
 /** Core limits; each is a config option with this default (docs/configuration.md). */
@@ -140,18 +153,28 @@ export class Broker {
   readonly offline: OfflineQueue;
   /** service domains served in this node (`conference.{domain}`), see broker/hosts.ts */
   readonly hosts: HostRegistry;
+  /**
+   * Each account's last login (`parley user info`). A store of its own, not a
+   * field of the account record: a login must never rewrite the record that
+   * holds the SCRAM keys (it could race a password change and undo it).
+   */
+  readonly logins: KeyValueStore<LastLogin>;
   readonly startedAt = Date.now();
+  /** the software's version (BrokerOptions.version) */
+  readonly version: string;
   private readonly moduleDefs: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   private readonly loaded: LoadedModule[] = [];
   private running = false;
 
   constructor(opts: BrokerOptions) {
     this.domain = Address.of('', opts.domain).domain;
+    this.version = opts.version ?? '0.0.0-dev';
     this.storage = opts.storage;
     this.cluster = opts.cluster;
     this.log = opts.log ?? silentLogger;
     this.metrics = opts.metrics ?? new CounterMetrics();
     this.limits = { ...defaultLimits, ...opts.limits };
+    this.logins = this.storage.kv<LastLogin>('last-login');
     this.hooks = new HookBus<BrokerHooks>(this.log, (hook, err) => this.metrics.error('hook', `${hook}: ${(err as Error)?.message ?? err}`));
     this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
     this.throttle = new AuthThrottle({
@@ -168,7 +191,13 @@ export class Broker {
       { resourceConflict: this.limits.resourceConflict, maxSessionsPerUser: this.limits.maxSessionsPerUser },
       this.log,
       {
-        bound: (s) => this.hooks.emit('session:bound', s),
+        bound: (s) => {
+          // Not awaited: the login does not wait for it; the write queue keeps its order with a later removal's delete.
+          this.logins
+            .put(s.address.local, { at: Date.now(), protocol: s.protocol, transport: s.transport, resource: s.address.resource, ...(s.remoteAddress && { address: s.remoteAddress }) })
+            .catch((err) => this.log.warn({ err }, 'last login not recorded'));
+          this.hooks.emit('session:bound', s);
+        },
         unbound: (s, r) => {
           this.presence.sessionEnded(s).catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
           this.hooks.emit('session:unbound', s, r);

@@ -1,7 +1,7 @@
 // The core's public surface: adapters import from here only.
 export { Address } from './address.ts';
 export { type ArchivedMessage, type ArchiveMode, type ArchivePrefs, type UserArchivePage, type UserArchiveQuery } from './archive.ts';
-export { Broker, defaultLimits, type BrokerHooks, type BrokerLimits, type BrokerOptions } from './broker.ts';
+export { Broker, defaultLimits, type BrokerHooks, type BrokerLimits, type BrokerOptions, type LastLogin } from './broker.ts';
 export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorCondition, type ErrorType } from './errors.ts';
 export { isStorableMessage, type Envelope, type EnvelopeKind } from './envelope.ts';
 export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';

@@ -85,6 +85,11 @@ export class OfflineQueue {
     return total;
   }
 
+  /** The queued messages, oldest first, left in the queue (`parley offline show`). */
+  async peek(user: Address, limit = 100): Promise<Envelope[]> {
+    return (await this.store.list(user.bare().toString(), limit)).map((item) => fromRecord(item.value, Address.parse));
+  }
+
   clear(user: Address): Promise<void> {
     return this.store.clear(user.bare().toString());
   }

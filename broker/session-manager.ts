@@ -24,6 +24,8 @@ export interface SessionEvents {
 export class SessionManager {
   private readonly local = new Map<string, Map<string, Session>>();
   private readonly byId = new Map<string, Session>();
+  /** bind time of each local session, by session id */
+  private readonly boundAt = new Map<string, number>();
   private readonly registry: SessionRegistry;
   private readonly nodeId: string;
   private readonly opts: SessionManagerOptions;
@@ -75,6 +77,7 @@ export class SessionManager {
     if (!sessions) this.local.set(user, (sessions = new Map()));
     sessions.set(session.address.resource, session);
     this.byId.set(session.id, session);
+    this.boundAt.set(session.id, Date.now());
     await this.registry.put(this.entry(session));
     this.log.debug({ jid: session.address.toString(), protocol: session.protocol }, 'session bound');
     this.events.bound(session);
@@ -88,6 +91,7 @@ export class SessionManager {
     sessions.delete(session.address.resource);
     if (sessions.size === 0) this.local.delete(user);
     this.byId.delete(session.id);
+    this.boundAt.delete(session.id);
     await this.registry.remove(user, session.address.resource, session.id);
     this.log.debug({ jid: session.address.toString(), reason: reason.kind }, 'session unbound');
     this.events.unbound(session, reason);
@@ -132,6 +136,11 @@ export class SessionManager {
 
   all(): Session[] {
     return [...this.byId.values()];
+  }
+
+  /** When a local session was bound (ms since the epoch), for `parley session list`. */
+  since(session: Session): number | undefined {
+    return this.boundAt.get(session.id);
   }
 
   count(): number {

@@ -14,6 +14,8 @@ export interface Session {
   readonly protocol: 'xmpp' | 'mqtt';
   /** tcp, tls, ws, wss, bosh… */
   readonly transport: string;
+  /** the client's IP address, when the transport knows it (`parley session list`) */
+  readonly remoteAddress?: string;
   /** presence priority [RFC6121 4.7.2.3]; negative means "never deliver bare-JID messages" */
   priority: number;
   /** sent available presence (and not unavailable since) */

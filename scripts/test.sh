@@ -9,17 +9,36 @@ cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund >/dev/null
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server (Debian package)…"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-fi
+# Another package manager (unattended-upgrades, a second test run) may hold the apt/dpkg lock: apt-get
+# waits for it up to 10 minutes (DPkg::Lock::Timeout, apt >= 1.9.11). If the install still fails, stop
+# here and say what to run, rather than go on and fail later with a missing browser.
+# `apt-get update` does not wait for the lists lock (DPkg::Lock::Timeout is the dpkg lock only): retry it.
+apt_update() {
+  local SUDO=$1 i err
+  for ((i = 0; i < 120; i++)); do
+    if err=$($SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1 >/dev/null); then return 0; fi
+    case "$err" in *"Could not get lock"* | *"Unable to lock"*) ;; *) echo "$err" >&2; return 1 ;; esac
+    [ "$i" = 0 ] && echo "waiting for another apt/dpkg process to release its lock…"
+    sleep 5
+  done
+  echo "$err" >&2
+  return 1
+}
+apt_install() {
+  local pkg=$1 SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  echo "installing $pkg (Debian package; waits for the apt/dpkg lock if another process holds it)…"
+  if ! { apt_update "$SUDO" &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$pkg" >/dev/null; }; then
+    echo "FAILED: could not install $pkg. If another apt/dpkg process holds the lock, wait for it; then run:" >&2
+    echo "  ${SUDO:+sudo }apt-get update && ${SUDO:+sudo }apt-get install -y $pkg" >&2
+    echo "and npm test again." >&2
+    exit 1
+  fi
+}
+if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server; fi
 # Debian's Chromium for conformance/web/browser.test.ts (playwright-core drives it; no browser is ever downloaded).
-if [ ! -x /usr/bin/chromium ]; then
-  echo "installing chromium (Debian package)…"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
-fi
+if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 
 failed_checks=0
 step() {

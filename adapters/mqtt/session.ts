@@ -36,6 +36,11 @@ export class MqttSession implements Session {
   private requestedPriority = 0;
   private bound = false;
 
+  /** the client's IP address (`parley session list`) */
+  get remoteAddress(): string | undefined {
+    return (this.client as { conn?: { remoteAddress?: string } }).conn?.remoteAddress;
+  }
+
   constructor(ctx: MqttContext, client: AedesClient, address: Address, transport: string) {
     this.ctx = ctx;
     this.client = client;

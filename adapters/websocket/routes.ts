@@ -33,7 +33,7 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
   };
   // Process up: for liveness probes.
   both('/healthz', (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-parley-version': broker.version }).end('ok\n');
   });
   // Store (and cluster) reachable: for load balancers.
   both('/readyz', async (_req, res) => {

@@ -125,6 +125,10 @@ export class XmppConnection implements Session, StreamParserEvents {
   interested = false;
   directed?: Set<string>;
   readonly transportRef: Transport;
+  /** the client's IP address (`parley session list`) */
+  get remoteAddress(): string {
+    return this.transportRef.remoteAddress;
+  }
   private readonly broker: Broker;
   private readonly opts: XmppOptions;
   private logger?: Logger;

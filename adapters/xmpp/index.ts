@@ -21,6 +21,8 @@ export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
 export { XmppConnection, type Transport } from './connection.ts';
 export { defaultXmppOptions, type XmppOptions } from './options.ts';
 export { xmppHooks, type XmppHooks } from './hooks.ts';
+/** Envelope → stanza XML (bin/: `parley archive export --format xml`) */
+export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
 export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, muc];

@@ -19,7 +19,8 @@ import { FakeSession } from './helpers.ts';
 
 /** Methods of a Storage that open a store; anything else but the lifecycle is a new kind the removal must learn. */
 const STORE_KINDS = new Set(['kv', 'archive', 'queue']);
-const LIFECYCLE = new Set(['constructor', 'open', 'close', 'ping']);
+// backup: a copy of the whole store (bin/backup.ts), no store of its own
+const LIFECYCLE = new Set(['constructor', 'open', 'close', 'ping', 'backup']);
 
 /** Wraps a storage so that every store opened through it is recorded as `kind:name`. */
 function recording(storage: Storage, opened: Set<string>): Storage {

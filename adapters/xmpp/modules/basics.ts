@@ -39,7 +39,7 @@ export const version = defineModule({
     const iq = iqRegistry(ctx.broker);
     const answer = (req: IqRequest) => {
       if (!req.to.isDomain) return undefined; // an account's version is its clients' business
-      const q = xml('query', { xmlns: NS_VERSION }, xml('name', {}, 'Parley'), xml('version', {}, '0.1.0'));
+      const q = xml('query', { xmlns: NS_VERSION }, xml('name', {}, 'Parley'), xml('version', {}, ctx.broker.version));
       if (ctx.options.showOs) q.append(xml('os', {}, `${os.type()} ${os.release()}`));
       return q;
     };
