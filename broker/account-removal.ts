@@ -2,6 +2,7 @@ import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { closeReason } from './errors.ts';
 import type { RosterItem } from './roster.ts';
+import { removeUserUploads } from './upload.ts';
 
 /**
  * Account removal, in one place. A removed account must leave nothing that
@@ -122,6 +123,13 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
         "persistent rooms' records: the user's affiliations and registered nicks in every room, and its occupancy, " +
         "are dropped by the rooms module's 'account:removed' handler (RoomService.removeUser); rooms it created stay with their other owners",
       clean: async () => {}, // the rooms module's account:removed handler
+    },
+  ],
+  [
+    'kv:upload',
+    {
+      what: "the user's uploaded files (XEP-0363, deleted from the blob store), its unused slots and its daily volume counters",
+      clean: (broker, user) => removeUserUploads(broker, user.toString()),
     },
   ],
   [

@@ -60,3 +60,5 @@ export const NS_BLOCKING = 'urn:xmpp:blocking';
 export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
 export const NS_TIME = 'urn:xmpp:time';
 export const NS_LAST = 'jabber:iq:last';
+/** [XEP-0363] HTTP File Upload */
+export const NS_HTTP_UPLOAD = 'urn:xmpp:http:upload:0';
