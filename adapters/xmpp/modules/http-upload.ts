@@ -11,7 +11,6 @@ import { NS_CLIENT, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_HTTP_UPLOAD, NS_P
 export default defineModule({
   name: 'http-upload',
   description: 'HTTP File Upload (XEP-0363): the upload.{domain} service that hands out slots',
-  depends: ['upload'],
   options: {},
   specs: [
     {
