@@ -3,40 +3,17 @@
 // the node's HTTPS listener, verified against the suite's test CA.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import type { Element } from '@xmpp/xml';
-import { runCli, startNode, stopAllClients, testCa, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
+import { httpsCall } from '../upload-helpers.ts';
+import { runCli, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
 
 const NS = 'urn:xmpp:http:upload:0';
 const STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const PW = 'pw-upload';
 const MAX = 4096;
 
-interface Res {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-/** One HTTPS request to a slot URL, sent to 127.0.0.1 but verified as the URL's host. */
-async function call(method: string, url: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<Res> {
-  const u = new URL(url);
-  const ca = await testCa();
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { method, host: '127.0.0.1', servername: u.hostname, port: u.port, path: u.pathname + u.search, headers: { host: u.host, ...headers }, ca, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const call = httpsCall;
 
 function errorOf(r: Element): { type: string; condition: string; app?: Element } {
   const e = r.getChild('error')!;
