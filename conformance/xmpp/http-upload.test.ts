@@ -186,3 +186,40 @@ describe('XEP-0363 HTTP File Upload', function () {
     assert.ok(existsSync(path.join(node.dataDir, 'upload.key')));
   });
 });
+
+describe('XEP-0363 expiry and CORS with web.allowedOrigins', function () {
+  this.timeout(30_000);
+  let node: TestNode;
+  const dave = uniqueName('dave');
+
+  before(async function () {
+    this.timeout(60_000);
+    // maxAgeDays 0.00002 ≈ 1.7 s, purged every second
+    node = await startNode({ config: "web:\n  allowedOrigins: ['https://chat.example']\nmodules:\n  upload:\n    maxAgeDays: 0.00002\n    purgeIntervalSeconds: 1\n" });
+    await node.addUser(dave, PW);
+  });
+  afterEach(() => stopAllClients());
+  after(async () => node?.dispose());
+
+  it('a GET of an expired file is 404 and the file is gone from disk', async () => {
+    const c = await xmppClient({ port: node.ports.xmpp, username: dave, password: PW });
+    const r = await c.request(xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: NS, filename: 'old.txt', size: '3', 'content-type': 'text/plain' })));
+    const s = r.getChild('slot', NS)!;
+    const put = s.getChild('put')!.attrs.url as string;
+    const get = s.getChild('get')!.attrs.url as string;
+    assert.equal((await call('PUT', put, 'abc', { 'content-type': 'text/plain' })).status, 201);
+    assert.equal((await call('GET', get)).status, 200);
+    // CORS follows web.allowedOrigins: a listed origin is echoed, another is refused
+    const ok = await call('OPTIONS', put, undefined, { origin: 'https://chat.example', 'access-control-request-method': 'PUT' });
+    assert.equal(ok.headers['access-control-allow-origin'], 'https://chat.example');
+    assert.equal((await call('GET', get, undefined, { origin: 'https://evil.example' })).status, 403);
+    const deadline = Date.now() + 15_000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 500));
+      status = (await call('GET', get)).status;
+    }
+    assert.equal(status, 404);
+    assert.deepEqual(readdirSync(path.join(node.dataDir, 'upload')), []);
+  });
+});
