@@ -25,7 +25,14 @@ export default defineModule({
     purgeIntervalSeconds: { type: 'number', default: 3600, min: 1, doc: 'how often expired files and unused slots are purged' },
     baseUrl: { type: 'string', default: '', doc: "start of slot URLs, e.g. `https://files.example.org` behind a proxy; empty: `https://{domain}:<https port>`" },
   },
-  specs: [],
+  specs: [
+    {
+      spec: 'RFC9110',
+      section: '14 (range requests on /upload/)',
+      status: 'partial',
+      note: 'one byte range per request (206, 416 with the length, If-Range by ETag); a multi-range request gets the whole file (200), as the RFC allows',
+    },
+  ],
   setup(ctx) {
     const { broker, options: o } = ctx;
     const backend = uploadBackend(broker);
