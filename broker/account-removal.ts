@@ -133,6 +133,16 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:push',
+    {
+      what: "the user's push registrations (XEP-0357 app server JIDs, nodes and publish-options secrets), under `<bare JID>/`",
+      clean: async (broker, user) => {
+        const store = broker.storage.kv('push');
+        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+      },
+    },
+  ],
+  [
     'archive:rooms',
     {
       what:
