@@ -151,6 +151,8 @@ describe('XEP-0363 HTTP File Upload', function () {
     assert.equal((await call('PUT', forged, '0123456789')).status, 403, 'bad signature');
     assert.equal((await call('PUT', put.replace(/a\.bin$/, 'b.bin'), '0123456789')).status, 403, 'the token does not authorize another file');
     assert.equal((await call('PUT', put, '012345678901')).status, 413, 'more bytes than the slot');
+    assert.equal((await call('PUT', put, '0123456789', { 'content-length': '99999999999999' })).status, 413, 'a huge Content-Length is refused before any body');
+    assert.equal((await call('PUT', put, '0123456789', { 'transfer-encoding': 'chunked' })).status, 411, 'no length: refused');
     assert.equal((await call('PUT', put, '0123456789', { 'content-type': 'text/html' })).status, 415, 'other content type');
     assert.equal((await call('GET', get)).status, 404, 'nothing stored yet');
     assert.equal((await call('PUT', put, '0123456789')).status, 201);
