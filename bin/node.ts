@@ -2,10 +2,11 @@ import type net from 'node:net';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
-import { Broker, type Logger } from '../broker/index.ts';
+import { Broker, setUploadBackend, uploadService, type Logger } from '../broker/index.ts';
 import offline from '../broker/modules/offline.ts';
 import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
+import upload from '../broker/modules/upload.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
@@ -16,13 +17,14 @@ import { prepareDataDir } from './datadir.ts';
 import { adminSocketPath, enabledListeners, type Config } from './config.ts';
 import { startMqtt } from './mqtt.ts';
 import { startWeb } from './web.ts';
+import { uploadBackendFor } from './upload.ts';
 import { instrumentStorage } from './instrument.ts';
 import { startReclaimer } from './reclaim.ts';
 import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
-export const allModules = [offline, archive, rooms, ...xmppModules];
+export const allModules = [offline, archive, rooms, upload, ...xmppModules];
 
 /**
  * JSON lines for log collectors (journald, Loki…), or one readable line per
@@ -44,7 +46,7 @@ export function makeStorage(cfg: Config): Storage {
 }
 
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {
-  return new Broker({
+  const broker = new Broker({
     domain: cfg.domain,
     storage: metrics ? instrumentStorage(makeStorage(cfg), metrics) : makeStorage(cfg),
     metrics,
@@ -54,6 +56,8 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
     version: PACKAGE.version,
     modules: enabledModules(cfg),
   });
+  setUploadBackend(broker, uploadBackendFor(cfg.dataDir)); // account removal deletes files even with uploads off
+  return broker;
 }
 
 /**
@@ -131,6 +135,11 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options);
+  const upload = uploadService(broker);
+  if (upload && !upload.baseUrl) {
+    if (web.ports.https) upload.baseUrl = `https://${cfg.domain}:${web.ports.https}`; // [XEP-0363 5] HTTPS URLs
+    else log.warn('modules.upload: no HTTPS listener and no baseUrl; slots cannot be handed out');
+  }
   const reloadTls = async () => {
     const { options } = await loadTlsOptions(cfg);
     xmpp.setTls(options);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
 import type { MqttServer } from '../adapters/mqtt/index.ts';
-import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
+import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, installUploadRoutes, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
 import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
@@ -24,6 +24,7 @@ export async function startWeb(
   installBasicRoutes(web, broker, metrics);
   if (metrics) installAdminRoutes(web, broker, metrics, { admins: cfg.admins });
   installChatPage(web, broker);
+  installUploadRoutes(web, broker, { allowedOrigins: webOpts.allowedOrigins }); // [XEP-0363]
   web.protocol('xmpp', (ws, info) => xmpp.acceptWebSocket(ws, info)); // [RFC7395]
   if (mqtt) web.protocol('mqtt', (ws, info) => mqtt.acceptWebSocket(ws, info));
   const boshService = new BoshService(

@@ -2,6 +2,7 @@ import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { closeReason } from './errors.ts';
 import type { RosterItem } from './roster.ts';
+import { removeUserUploads } from './upload.ts';
 
 /**
  * Account removal, in one place. A removed account must leave nothing that
@@ -129,6 +130,23 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
         "persistent rooms' records: the user's affiliations and registered nicks in every room, and its occupancy, " +
         "are dropped by the rooms module's 'account:removed' handler (RoomService.removeUser); rooms it created stay with their other owners",
       clean: async () => {}, // the rooms module's account:removed handler
+    },
+  ],
+  [
+    'kv:upload',
+    {
+      what: "the user's uploaded files (XEP-0363, deleted from the blob store), its unused slots and its daily volume counters",
+      clean: (broker, user) => removeUserUploads(broker, user.toString()),
+    },
+  ],
+  [
+    'kv:push',
+    {
+      what: "the user's push registrations (XEP-0357 app server JIDs, nodes and publish-options secrets), under `<bare JID>/`",
+      clean: async (broker, user) => {
+        const store = broker.storage.kv('push');
+        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+      },
     },
   ],
   [

@@ -1,5 +1,5 @@
 import type { Address } from './address.ts';
-import type { ErrorCondition, ErrorType } from './errors.ts';
+import type { AppCondition, ErrorCondition, ErrorType } from './errors.ts';
 
 export type EnvelopeKind = 'message' | 'presence' | 'iq';
 
@@ -38,7 +38,7 @@ export interface Envelope {
   /** set when delivered from storage: original time and who delayed it [XEP-0203] */
   delay?: { stamp: number; from: string; reason?: string };
   /** for type=error */
-  error?: { condition: ErrorCondition; type: ErrorType; text?: string; app?: { name: string; ns: string } };
+  error?: { condition: ErrorCondition; type: ErrorType; text?: string; app?: AppCondition };
 }
 
 /** Plain JSON form for storage and the cluster bus. */

@@ -57,14 +57,28 @@ const defaultType: Record<ErrorCondition, ErrorType> = {
 };
 
 /** A request failed in a way the client should be told about. */
+/**
+ * An application-specific error condition [RFC6120 8.3.4]: an element with
+ * optional attributes and text children (XEP-0363's
+ * `<file-too-large><max-file-size>…</max-file-size></file-too-large>`,
+ * `<retry stamp='…'/>`).
+ */
+export interface AppCondition {
+  name: string;
+  ns: string;
+  attrs?: Record<string, string>;
+  /** child elements with text content, in order */
+  children?: [name: string, text: string][];
+}
+
 export class BrokerError extends Error {
   readonly condition: ErrorCondition;
   readonly type: ErrorType;
   readonly text?: string;
   /** an application-specific condition beside the defined one [RFC6120 8.3.4], e.g. pubsub's precondition-not-met */
-  readonly app?: { name: string; ns: string };
+  readonly app?: AppCondition;
 
-  constructor(condition: ErrorCondition, text?: string, type?: ErrorType, app?: { name: string; ns: string }) {
+  constructor(condition: ErrorCondition, text?: string, type?: ErrorType, app?: AppCondition) {
     super(text ? `${condition}: ${text}` : condition);
     this.name = 'BrokerError';
     this.condition = condition;

@@ -213,3 +213,24 @@ export interface Storage {
   archive<T>(name: string): ArchiveStore<T>;
   queue<T>(name: string): QueueStore<T>;
 }
+
+/**
+ * Where uploaded files live (XEP-0363, docs/upload.md). Embedded: files on
+ * disk under `<dataDir>/upload/` (storage/blobs-disk.ts); a GridFS or an
+ * S3-compatible store implements the same four calls. Files are streamed:
+ * no call holds a whole file in memory.
+ */
+export interface BlobStore {
+  /**
+   * Store the stream under `id`, refusing to overwrite (rejects with code
+   * 'EEXIST') and stopping with code 'E2BIG' after `maxBytes`. The file is
+   * visible to {@link open} only once the whole stream was written.
+   */
+  write(id: string, data: NodeJS.ReadableStream, maxBytes: number): Promise<{ bytes: number }>;
+  /** Size of a stored file, or undefined. */
+  stat(id: string): Promise<{ bytes: number } | undefined>;
+  /** A stream of bytes `start`..`end` inclusive (the whole file without them). */
+  open(id: string, range?: { start: number; end: number }): NodeJS.ReadableStream;
+  /** Remove a file; no error when it does not exist. */
+  remove(id: string): Promise<void>;
+}

@@ -3,6 +3,7 @@ import { Address, BrokerError, snippet, type Envelope, type Ordered } from '../.
 import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
 import { allowHistorySubscribe, decideHistoryPublish } from './history.ts';
+import { allowUploadSubscribe, decideUploadPublish } from './upload.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
 import { decideRoomSubscribe, roomPublish, roomTopic } from './rooms.ts';
 import type { MqttSession } from './session.ts';
@@ -70,6 +71,8 @@ function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishP
   if (rt) return decideRoom(ctx, client, rt, packet);
   const history = decideHistoryPublish(ctx, client, who.address, packet); // history/ is the core's (history.ts)
   if (history !== undefined) return history;
+  const upload = decideUploadPublish(ctx, client, who.address, packet); // upload/ is the core's (upload.ts)
+  if (upload !== undefined) return upload;
   const r = reserved(topic);
   if (!r) return 'pass';
   if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
@@ -184,6 +187,8 @@ async function decideSubscribe(ctx: MqttContext, client: Client, filter: string)
   if (filter.startsWith('rooms/') || filter === 'rooms') return false;
   const history = allowHistorySubscribe(filter, info.address);
   if (history !== undefined) return history;
+  const upload = allowUploadSubscribe(filter, info.address);
+  if (upload !== undefined) return upload;
   const r = reserved(filter);
   if (!r) return true;
   // chat/+, chat/#, presence/+: accepted; the core only ever hands this identity its own messages

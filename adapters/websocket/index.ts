@@ -6,3 +6,4 @@ export { installBasicRoutes, WS_PATH, BOSH_PATH } from './routes.ts';
 export { installAdminRoutes, type AdminOptions, type AdminStats } from './admin.ts';
 export { installChatPage } from './pages.ts';
 export { RateSampler, type RateSample } from './rates.ts';
+export { installUploadRoutes, UPLOAD_PATH } from './upload.ts';

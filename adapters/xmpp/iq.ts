@@ -28,7 +28,9 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
   const local = to.domain === broker.domain && to.isBare;
   if (type === 'result' || type === 'error') {
     if (!local) await broker.router.route(env, conn);
-    else answerFromClient(conn, el); // answers to our pings; answers to roster pushes end here
+    // answers to our pings end here; others to an account (an app server answering a push publish [XEP-0357])
+    // go through the router, whose 'route:filter' hands them to the module that asked; the rest stop there
+    else if (!answerFromClient(conn, el)) await broker.router.route(env, conn);
     return;
   }
   if (!local) return broker.router.route(env, conn);

@@ -60,3 +60,9 @@ export const NS_BLOCKING = 'urn:xmpp:blocking';
 export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
 export const NS_TIME = 'urn:xmpp:time';
 export const NS_LAST = 'jabber:iq:last';
+/** [XEP-0363] HTTP File Upload */
+export const NS_HTTP_UPLOAD = 'urn:xmpp:http:upload:0';
+/** [XEP-0357] Push Notifications */
+export const NS_PUSH = 'urn:xmpp:push:0';
+export const NS_PUSH_SUMMARY = 'urn:xmpp:push:summary';
+export const NS_PUBSUB_PUBLISH_OPTIONS = 'http://jabber.org/protocol/pubsub#publish-options';

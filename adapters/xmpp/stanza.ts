@@ -1,5 +1,5 @@
 import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
-import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType } from '../../broker/index.ts';
+import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType, type AppCondition } from '../../broker/index.ts';
 import { NS_CLIENT, NS_DELAY, NS_SID, NS_STANZAS } from './ns.ts';
 
 export { NS_DELAY, NS_SID, NS_STANZAS };
@@ -66,10 +66,16 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
 }
 
 /** The error child of a stanza [RFC6120 8.3.2]. */
-export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string, app?: { name: string; ns: string }): string {
+export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string, app?: AppCondition): string {
   let s = `<error type='${type}'><${condition} xmlns='${NS_STANZAS}'/>`;
   if (text) s += `<text xmlns='${NS_STANZAS}'>${escapeXMLText(text)}</text>`;
-  if (app) s += `<${app.name} xmlns='${escapeXML(app.ns)}'/>`; // [RFC6120 8.3.4] application-specific condition
+  if (app) {
+    // [RFC6120 8.3.4] application-specific condition
+    s += `<${app.name} xmlns='${escapeXML(app.ns)}'`;
+    for (const [k, v] of Object.entries(app.attrs ?? {})) s += attr(k, v);
+    if (!app.children?.length) s += '/>';
+    else s += `>${app.children.map(([n, t]) => `<${n}>${escapeXMLText(t)}</${n}>`).join('')}</${app.name}>`;
+  }
   return `${s}</error>`;
 }
 

@@ -16,6 +16,9 @@ import { PER_USER_STORES, SHARED_STORES } from '../account-removal.ts';
 import { Address } from '../address.ts';
 import { Broker } from '../broker.ts';
 import { FakeSession } from './helpers.ts';
+import { Readable } from 'node:stream';
+import { DiskBlobStore } from '../../storage/blobs-disk.ts';
+import { setUploadBackend, uploadService } from '../upload.ts';
 
 /** Methods of a Storage that open a store; anything else but the lifecycle is a new kind the removal must learn. */
 const STORE_KINDS = new Set(['kv', 'archive', 'queue']);
@@ -56,6 +59,7 @@ describe('account removal reaches every store', function () {
       limits: { scramIterations: 4096 },
       modules: allModules.map((def) => ({ def })),
     });
+    setUploadBackend(broker, { blobs: new DiskBlobStore(join(dir, 'upload')), secret: Buffer.alloc(32, 7) });
     await broker.start();
   });
   after(async () => {
@@ -98,6 +102,15 @@ describe('account removal reaches every store', function () {
     const chat = storage.archive('chat');
     assert.equal((await chat.queryOwner('kim@localhost', { count: true })).count, 1);
     assert.equal((await broker.roster.item('alice@localhost', 'kim@localhost'))?.subscription, 'both');
+    // kim uploaded a file (XEP-0363) and holds an unused slot
+    const up = uploadService(broker)!;
+    up.baseUrl = 'https://localhost:1';
+    const token = (u: string) => new URL(u).pathname.split('/')[2];
+    const put = (await up.requestSlot('kim@localhost', { filename: 'a.txt', size: 3 })).put;
+    await up.requestSlot('kim@localhost', { filename: 'b.txt', size: 3 });
+    const file = (await up.resolve(token(put), 'a.txt'))!;
+    await up.blobs.write(file.id, Readable.from([Buffer.from('abc')]), 3);
+    await up.markStored(file.id, file.rec);
     const kimSession = session(Address.of('kim', domain, 'phone'));
     await broker.sessions.bind(kimSession);
     let hooked: string | undefined;
@@ -120,6 +133,8 @@ describe('account removal reaches every store', function () {
       const left = (await storage.kv(store).keys()).filter((k) => k === 'kim' || k.includes('kim@'));
       assert.deepEqual(left, [], `${name} still holds keys of kim`);
     }
+    assert.deepEqual(await storage.kv('upload').keys(), [], "kim's files, slots and counters are gone");
+    assert.equal(await up.blobs.stat(file.id), undefined, "kim's file is deleted");
     // kim's own archive is gone; alice keeps her history with kim
     assert.equal((await chat.queryOwner('kim@localhost', { count: true })).count, 0);
     assert.equal((await chat.queryOwner('alice@localhost', { count: true })).count, 1);

@@ -73,15 +73,15 @@ describe('XMPP server services', function () {
     assert.equal(new Set(features).size, features.length, 'duplicate features [XEP-0030 3.1]');
   });
 
-  it('disco#items of the server: its service domains, here the chatrooms [XEP-0030 4.1] [XEP-0045 6.1]', async () => {
+  it('disco#items of the server: its service domains, here the chatrooms and file upload [XEP-0030 4.1] [XEP-0045 6.1] [XEP-0363 3]', async () => {
     const r = await c.request(
       xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: NS_DISCO_ITEMS })),
     );
     assert.equal(r.attrs.type, 'result', r.toString());
     const items = r.getChild('query', NS_DISCO_ITEMS)!.getChildElements();
     assert.deepEqual(
-      items.map((i) => i.attrs.jid),
-      [`conference.${DOMAIN}`],
+      items.map((i) => i.attrs.jid).sort(),
+      [`conference.${DOMAIN}`, `upload.${DOMAIN}`],
     );
   });
 
