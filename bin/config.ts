@@ -181,7 +181,7 @@ export const configSchema = z.strictObject({
       maxSocketsPerIp: z.number().int().min(1).default(2_000),
       tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
       headersTimeoutMs: z.number().int().min(100).default(20_000),
-      requestTimeoutMs: z.number().int().min(0).default(30_000),
+      requestTimeoutMs: z.number().int().min(0).default(600_000),
       bodyTimeoutMs: z.number().int().min(0).default(10_000),
       keepAliveTimeoutMs: z.number().int().min(100).default(5_000),
       /** `/metrics` wants `Authorization: Bearer <token>` [RFC6750] when set */

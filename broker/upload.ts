@@ -24,6 +24,8 @@ export interface UploadLimits {
   slotTtlMs: number;
   /** stored files are deleted this long after upload; 0 = kept until the account goes */
   maxAgeMs: number;
+  /** an upload that sends no byte for this long is cut */
+  stallMs: number;
 }
 
 /** What bin/ provides: where the bytes go and the signing key. */

@@ -53,7 +53,7 @@ export const defaultWebOptions: WebOptions = {
   maxSocketsPerIp: 2_000,
   tlsHandshakeTimeoutMs: 10_000,
   headersTimeoutMs: 20_000,
-  requestTimeoutMs: 30_000,
+  requestTimeoutMs: 600_000,
   bodyTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
   metricsToken: undefined,

@@ -1,3 +1,4 @@
+import { Transform } from 'node:stream';
 import type http from 'node:http';
 import { uploadService, validFilename, type UploadRecord, type UploadService } from '../../broker/index.ts';
 import { isSecure, type WebServer } from './server.ts';
@@ -72,14 +73,37 @@ async function put(svc: UploadService, req: http.IncomingMessage, res: http.Serv
   const type = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   // [XEP-0363 5] and its content type, when one was given
   if (type !== undefined && type !== '' && type !== rec.contentType.toLowerCase()) return plain(res, 415, cors, `this slot is for ${rec.contentType}`);
+  // A body that stops arriving is cut after modules.upload.stallTimeoutSeconds without a byte: the
+  // whole-request bound (web.requestTimeoutMs) is long enough for a big file on a slow link, so a
+  // stalled one must not sit there. The watch passes every chunk on and restarts the clock.
+  const cut = () => {
+    watch.destroy(Object.assign(new Error('upload stalled'), { code: 'ESTALLED' }));
+    req.destroy();
+  };
+  let stall = setTimeout(cut, svc.limits.stallMs);
+  const watch = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      clearTimeout(stall);
+      stall = setTimeout(cut, svc.limits.stallMs);
+      cb(null, chunk);
+    },
+  });
+  req.on('error', (err) => watch.destroy(err));
+  // a client that goes away mid-upload: the watch must not wait for an end that never comes
+  req.on('close', () => {
+    if (!req.complete) watch.destroy(Object.assign(new Error('upload aborted'), { code: 'ECONNRESET' }));
+  });
+  req.pipe(watch);
   try {
-    await svc.blobs.write(id, req, rec.size);
+    await svc.blobs.write(id, watch, rec.size);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return plain(res, 409, cors, 'this slot was already used');
     if (code === 'E2BIG') return plain(res, 413, cors, `this slot is for exactly ${rec.size} bytes`);
-    if (req.destroyed || req.readableAborted) return; // the client went away mid-upload
+    if (req.destroyed || req.readableAborted) return; // the client went away mid-upload, or stalled
     throw err;
+  } finally {
+    clearTimeout(stall);
   }
   const stored = await svc.blobs.stat(id);
   if (!stored || stored.bytes !== rec.size) {

@@ -21,6 +21,7 @@ export default defineModule({
     dailyBytes: { type: 'number', default: 1073741824, min: 0, doc: 'bytes one user may request per UTC day (0 = unlimited); more: resource-constraint with retry at midnight UTC' },
     allowedTypes: { type: 'strings', default: [], doc: "content types accepted (`image/*` or exact, e.g. `application/pdf`); empty = any; others: not-allowed" },
     slotTtlSeconds: { type: 'number', default: 300, min: 1, doc: 'how long a slot\'s PUT URL works' },
+    stallTimeoutSeconds: { type: 'number', default: 30, min: 1, doc: 'an upload that sends no byte for this long is cut (a stalled or slow-body client); the whole upload is bounded by web.requestTimeoutMs' },
     maxAgeDays: { type: 'number', default: 30, min: 0, doc: 'files are deleted this many days after upload (0 = kept until the account is removed)' },
     purgeIntervalSeconds: { type: 'number', default: 3600, min: 1, doc: 'how often expired files and unused slots are purged' },
     baseUrl: { type: 'string', default: '', doc: "start of slot URLs, e.g. `https://files.example.org` behind a proxy; empty: `https://{domain}:<https port>`" },
@@ -45,6 +46,7 @@ export default defineModule({
       allowedTypes: o.allowedTypes,
       slotTtlMs: o.slotTtlSeconds * 1000,
       maxAgeMs: o.maxAgeDays * 86_400_000,
+      stallMs: o.stallTimeoutSeconds * 1000,
     });
     svc.baseUrl = o.baseUrl.replace(/\/+$/, '');
     setUploadService(broker, svc);

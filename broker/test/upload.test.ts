@@ -32,6 +32,7 @@ describe('upload core', () => {
       allowedTypes: ['image/*'],
       slotTtlMs: 60_000,
       maxAgeMs: 86_400_000,
+      stallMs: 30_000,
     });
     svc.baseUrl = 'https://localhost:5443';
   });

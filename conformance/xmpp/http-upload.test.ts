@@ -3,10 +3,11 @@
 // the node's HTTPS listener, verified against the suite's test CA.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import type { Element } from '@xmpp/xml';
 import { httpsCall } from '../upload-helpers.ts';
-import { runCli, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
+import { runCli, startNode, stopAllClients, testCa, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
 
 const NS = 'urn:xmpp:http:upload:0';
 const STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
@@ -223,5 +224,44 @@ describe('XEP-0363 expiry and CORS with web.allowedOrigins', function () {
     }
     assert.equal(status, 404);
     assert.deepEqual(readdirSync(path.join(node.dataDir, 'upload')), []);
+  });
+});
+
+describe('XEP-0363 a stalled upload is cut', function () {
+  this.timeout(30_000);
+  let node: TestNode;
+  const carol = uniqueName('carol');
+
+  before(async function () {
+    this.timeout(60_000);
+    node = await startNode({ config: 'modules:\n  upload:\n    stallTimeoutSeconds: 1\n' });
+    await node.addUser(carol, PW);
+  });
+  afterEach(() => stopAllClients());
+  after(async () => node?.dispose());
+
+  it('a PUT that stops sending is closed after stallTimeoutSeconds, nothing is stored, and the slot can be used again (slow-body attack)', async () => {
+    const c = await xmppClient({ port: node.ports.xmpp, username: carol, password: PW });
+    const r = await c.request(xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: NS, filename: 'big.bin', size: '1000', 'content-type': 'application/octet-stream' })));
+    const s = r.getChild('slot', NS)!;
+    const put = s.getChild('put')!.attrs.url as string;
+    const get = s.getChild('get')!.attrs.url as string;
+    const u = new URL(put);
+    const caPem = await testCa();
+    const started = Date.now();
+    const closed = await new Promise<string>((resolve) => {
+      const req = https.request(
+        { host: '127.0.0.1', servername: 'localhost', port: u.port, path: u.pathname, method: 'PUT', ca: [caPem], headers: { 'content-length': '1000', 'content-type': 'application/octet-stream' } },
+        (res) => resolve(`answered ${res.statusCode}`),
+      );
+      req.on('error', (err) => resolve(`closed: ${err.message}`));
+      req.write(Buffer.alloc(100, 7)); // then nothing more
+    });
+    const waited = Date.now() - started;
+    assert.match(closed, /closed|answered 4\d\d/, closed);
+    assert.ok(waited >= 900 && waited < 15_000, `cut after ${waited} ms`);
+    assert.equal((await call('GET', get)).status, 404, 'nothing stored');
+    const again = await call('PUT', put, Buffer.alloc(1000, 1), { 'content-type': 'application/octet-stream' });
+    assert.equal(again.status, 201, again.body.toString());
   });
 });
