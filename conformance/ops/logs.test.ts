@@ -45,18 +45,26 @@ function runUntilReady(dataDir: string, extra: string[], tty = false): Promise<s
       p.kill('SIGKILL');
       reject(new Error(`not ready:\n${out}`));
     }, 40_000);
+    let stopping = false;
     p.stdout!.on('data', (d) => {
       out += d;
-      if (out.includes('parley node ready')) {
+      if (!stopping && out.includes('parley node ready')) {
+        stopping = true; // more output may follow the ready line: stop once
         clearTimeout(t);
+        p.once('exit', () => resolve(out));
         // under script(1) the node is script's child: signal it, and script ends with it
         if (tty) {
           const kids = spawnSync('pgrep', ['-P', String(p.pid)], { encoding: 'utf8' })
             .stdout.split('\n')
             .filter(Boolean);
-          for (const k of kids) process.kill(Number(k), 'SIGTERM');
+          for (const k of kids) {
+            try {
+              process.kill(Number(k), 'SIGTERM');
+            } catch {
+              // already gone (a helper process of script's that ended meanwhile)
+            }
+          }
         } else p.kill('SIGTERM');
-        p.once('exit', () => resolve(out));
       }
     });
     p.once('exit', (code) => {
