@@ -9,16 +9,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { client, type Client } from '@xmpp/client';
 import XmppTlsSocket from '@xmpp/tls/lib/Socket.js';
 import { xml, type Element } from '@xmpp/xml';
+import { BIN, ROOT, ZERO_PORTS } from './node-args.ts';
 import { testCaIfReady, testPki } from './test-ca.ts';
 
 export { xml, type Element };
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin', 'parley.js');
 
 export * from './wire.ts';
 export * from './matchers.ts';
@@ -169,18 +167,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
           ...baseArgs,
           '--host',
           '127.0.0.1',
-          '--xmpp-port',
-          '0',
-          '--xmpps-port',
-          '0',
-          '--mqtt-port',
-          '0',
-          '--mqtts-port',
-          '0',
-          '--http-port',
-          '0',
-          '--https-port',
-          '0',
+          ...ZERO_PORTS,
           '--log-level',
           opts.logLevel ?? 'info',
           'start',
