@@ -2,6 +2,7 @@
 // process, real @xmpp/client sessions and stanza matchers. The wire-level
 // tools (constants, SCRAM client, raw socket) live in wire.ts and are
 // re-exported here, so suites import from one place.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -532,6 +533,27 @@ export async function ping(c: TestClient): Promise<void> {
 }
 
 export { sleep };
+
+/**
+ * A new user of `node` asks the node's version [XEP-0092], and /healthz is
+ * fetched: asserts both say `version`; returns the /healthz response.
+ */
+export async function assertReportsVersion(
+  node: TestNode,
+  version: string,
+  resource: string,
+): Promise<Response> {
+  const user = uniqueName('ver');
+  await node.addUser(user, 'pw');
+  const c = await xmppClient({ port: node.ports.xmpp, username: user, password: 'pw', resource });
+  const r = await c.request(
+    xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:version' })),
+  );
+  assert.equal(r.getChild('query')?.getChildText('version'), version, r.toString());
+  const h = await fetch(`http://127.0.0.1:${node.ports.http}/healthz`);
+  assert.equal(h.headers.get('x-parley-version'), version);
+  return h;
+}
 
 /**
  * Make a and b mutually subscribed through the protocol itself (subscribe /
