@@ -573,3 +573,21 @@ export async function befriend(a: TestClient, b: TestClient): Promise<void> {
   if (item?.attrs.subscription !== 'both')
     throw new Error(`befriend ${a.bare} and ${b.bare} failed: ${r.toString()}`);
 }
+
+/**
+ * A setup step: log users a and b of `node` in (resource `setup`), make them
+ * mutual contacts with befriend, and stop every client again.
+ */
+export async function makeFriends(
+  node: TestNode,
+  a: string,
+  b: string,
+  password: string,
+): Promise<void> {
+  const login = (username: string) =>
+    xmppClient({ port: node.ports.xmpp, username, password, resource: 'setup' });
+  const ca = await login(a);
+  const cb = await login(b);
+  await befriend(ca, cb);
+  await stopAllClients();
+}
