@@ -7,24 +7,9 @@ import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, ZERO_PORTS } from '../conformance/node-args.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LAUNCHER = path.join(ROOT, 'bin', 'parley');
-const PORTS = [
-  '--xmpp-port',
-  '0',
-  '--xmpps-port',
-  '0',
-  '--mqtt-port',
-  '0',
-  '--mqtts-port',
-  '0',
-  '--http-port',
-  '0',
-  '--https-port',
-  '0',
-];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function rssKiB(pid: number): number {
@@ -42,7 +27,7 @@ async function once(
   const dir = inPlace ? seed : mkdtempSync(path.join(os.tmpdir(), 'parley-startup-'));
   if (!inPlace) cpSync(seed, dir, { recursive: true });
   const t0 = performance.now();
-  const p = spawn(LAUNCHER, ['--data-dir', dir, ...PORTS, '--log-format', 'json', 'start'], {
+  const p = spawn(LAUNCHER, ['--data-dir', dir, ...ZERO_PORTS, '--log-format', 'json', 'start'], {
     env: { ...process.env, PARLEY_RUNTIME: runtime },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

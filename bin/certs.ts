@@ -49,7 +49,14 @@ export async function loadOrCreateCert(cfg: Config): Promise<NodeCertificate> {
 /** A CA and a server certificate it signed (SAN: the domain, 127.0.0.1 and ::1). */
 export async function generateCaAndLeaf(domain: string): Promise<{ ca: { cert: string; private: string }; leaf: { cert: string; private: string } }> {
   const notAfterDate = new Date(Date.now() + 10 * YEAR_MS);
-  const ca = await selfsigned.generate([{ name: 'commonName', value: `Parley local CA for ${domain}` }], {
+  const ca = await generateCa(`Parley local CA for ${domain}`, notAfterDate);
+  const leaf = await issueServerCert(ca, domain, notAfterDate);
+  return { ca, leaf };
+}
+
+/** A CA that may sign server certificates only (no intermediate below it); the test suite makes its own with this too. */
+export async function generateCa(commonName: string, notAfterDate: Date): Promise<{ cert: string; private: string }> {
+  return selfsigned.generate([{ name: 'commonName', value: commonName }], {
     keySize: 2048,
     algorithm: 'sha256',
     notAfterDate,
@@ -58,8 +65,12 @@ export async function generateCaAndLeaf(domain: string): Promise<{ ca: { cert: s
       { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     ],
   });
+}
+
+/** A server certificate signed by `ca` for `name`, 127.0.0.1 and ::1. */
+export async function issueServerCert(ca: { cert: string; private: string }, name: string, notAfterDate: Date): Promise<{ cert: string; private: string }> {
   // RSA: the suites every client has (ECDHE-RSA and TLS 1.3), with a key exchange that is forward-secret.
-  const leaf = await selfsigned.generate([{ name: 'commonName', value: domain }], {
+  return selfsigned.generate([{ name: 'commonName', value: name }], {
     keySize: 2048,
     algorithm: 'sha256',
     notAfterDate,
@@ -71,14 +82,13 @@ export async function generateCaAndLeaf(domain: string): Promise<{ ca: { cert: s
       {
         name: 'subjectAltName',
         altNames: [
-          { type: 2, value: domain },
+          { type: 2, value: name },
           { type: 7, ip: '127.0.0.1' },
           { type: 7, ip: '::1' },
         ],
       },
     ],
   });
-  return { ca, leaf };
 }
 
 /**

@@ -2,6 +2,7 @@
 // process, real @xmpp/client sessions and stanza matchers. The wire-level
 // tools (constants, SCRAM client, raw socket) live in wire.ts and are
 // re-exported here, so suites import from one place.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,16 +10,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { client, type Client } from '@xmpp/client';
 import XmppTlsSocket from '@xmpp/tls/lib/Socket.js';
 import { xml, type Element } from '@xmpp/xml';
+import { BIN, ROOT, ZERO_PORTS } from './node-args.ts';
 import { testCaIfReady, testPki } from './test-ca.ts';
 
 export { xml, type Element };
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin', 'parley.js');
 
 export * from './wire.ts';
 export * from './matchers.ts';
@@ -169,18 +168,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
           ...baseArgs,
           '--host',
           '127.0.0.1',
-          '--xmpp-port',
-          '0',
-          '--xmpps-port',
-          '0',
-          '--mqtt-port',
-          '0',
-          '--mqtts-port',
-          '0',
-          '--http-port',
-          '0',
-          '--https-port',
-          '0',
+          ...ZERO_PORTS,
           '--log-level',
           opts.logLevel ?? 'info',
           'start',
@@ -547,6 +535,27 @@ export async function ping(c: TestClient): Promise<void> {
 export { sleep };
 
 /**
+ * A new user of `node` asks the node's version [XEP-0092], and /healthz is
+ * fetched: asserts both say `version`; returns the /healthz response.
+ */
+export async function assertReportsVersion(
+  node: TestNode,
+  version: string,
+  resource: string,
+): Promise<Response> {
+  const user = uniqueName('ver');
+  await node.addUser(user, 'pw');
+  const c = await xmppClient({ port: node.ports.xmpp, username: user, password: 'pw', resource });
+  const r = await c.request(
+    xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:version' })),
+  );
+  assert.equal(r.getChild('query')?.getChildText('version'), version, r.toString());
+  const h = await fetch(`http://127.0.0.1:${node.ports.http}/healthz`);
+  assert.equal(h.headers.get('x-parley-version'), version);
+  return h;
+}
+
+/**
  * Make a and b mutually subscribed through the protocol itself (subscribe /
  * subscribed both ways, RFC 6121 3.1), waiting for the server after each step.
  */
@@ -563,4 +572,22 @@ export async function befriend(a: TestClient, b: TestClient): Promise<void> {
   const item = rosterItem(r, b.bare);
   if (item?.attrs.subscription !== 'both')
     throw new Error(`befriend ${a.bare} and ${b.bare} failed: ${r.toString()}`);
+}
+
+/**
+ * A setup step: log users a and b of `node` in (resource `setup`), make them
+ * mutual contacts with befriend, and stop every client again.
+ */
+export async function makeFriends(
+  node: TestNode,
+  a: string,
+  b: string,
+  password: string,
+): Promise<void> {
+  const login = (username: string) =>
+    xmppClient({ port: node.ports.xmpp, username, password, resource: 'setup' });
+  const ca = await login(a);
+  const cb = await login(b);
+  await befriend(ca, cb);
+  await stopAllClients();
 }

@@ -1,5 +1,5 @@
 // Helpers for the groupchat conformance tests (XEP-0045 with @xmpp/client).
-import { xml, type Element, type TestClient } from './helpers.ts';
+import { xml, xmppClient, type Element, type TestClient, type TestNode } from './helpers.ts';
 
 export const MUC = 'conference.localhost';
 export const NS_MUC = 'http://jabber.org/protocol/muc';
@@ -12,6 +12,7 @@ export const NS_RSM = 'http://jabber.org/protocol/rsm';
 export const NS_SID = 'urn:xmpp:sid:0';
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+export const ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 
 /** Status codes of a presence's muc#user x. */
 export function codes(el: Element): number[] {
@@ -123,4 +124,38 @@ export function submitForm(formType: string, fields: Record<string, string | str
       xml('field', { var: k }, ...(Array.isArray(v) ? v : [v]).map((x) => xml('value', {}, x))),
     ),
   );
+}
+
+/** The owner's room configuration [XEP-0045 10.2]: an iq set to room@MUC submitting a muc#roomconfig form. */
+export function roomConfig(room: string, fields: Record<string, string | string[]>): Element {
+  return xml(
+    'iq',
+    { type: 'set', to: `${room}@${MUC}` },
+    xml('query', { xmlns: NS_MUC_OWNER }, submitForm(ROOMCONFIG, fields)),
+  );
+}
+
+/**
+ * Add each user (one password) to the node, then log each in with @xmpp/client
+ * in turn; with `presence`, each then sends its initial presence.
+ */
+export async function loginAll(
+  node: TestNode,
+  users: string[],
+  password: string,
+  opts: { resource?: string; presence?: boolean } = {},
+): Promise<TestClient[]> {
+  for (const n of users) await node.addUser(n, password);
+  const clients: TestClient[] = [];
+  for (const n of users)
+    clients.push(
+      await xmppClient({
+        port: node.ports.xmpp,
+        username: n,
+        password,
+        resource: opts.resource ?? 'pc',
+      }),
+    );
+  if (opts.presence) for (const c of clients) await c.send(xml('presence'));
+  return clients;
 }

@@ -3,7 +3,7 @@
 // into each node's `<dataDir>/tls/` before it starts. Every TLS client of the
 // suite trusts this CA and only it, with verification on: a node serving
 // another certificate, or one for another name, fails the handshake.
-import selfsigned from 'selfsigned';
+import { generateCa, issueServerCert } from '../bin/certs.ts';
 
 /** The suite's XMPP domain (wire.ts DOMAIN). */
 const DOMAIN = 'localhost';
@@ -16,41 +16,18 @@ export interface TestPem {
 let caPem: string | undefined;
 let pending: Promise<{ ca: TestPem; leaf: TestPem }> | undefined;
 
-/** A CA (10 days) and a leaf it signed for `names`; the CA's key is kept for more leaves. */
+/** Ten days: long enough for any run of the suite. */
+const notAfter = () => new Date(Date.now() + 10 * 24 * 3600 * 1000);
+
+/** A CA (10 days) whose key is kept for more leaves; issued as the node issues its own (bin/certs.ts). */
 async function makeCa(cn: string): Promise<TestPem> {
-  const ca = await selfsigned.generate([{ name: 'commonName', value: cn }], {
-    keySize: 2048,
-    algorithm: 'sha256',
-    notAfterDate: new Date(Date.now() + 10 * 24 * 3600 * 1000),
-    extensions: [
-      { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    ],
-  });
+  const ca = await generateCa(cn, notAfter());
   return { cert: ca.cert, key: ca.private };
 }
 
 /** A server certificate signed by `ca` for DOMAIN (or `name`), 127.0.0.1 and ::1. */
 export async function issueLeaf(ca: TestPem, name = DOMAIN): Promise<TestPem> {
-  const leaf = await selfsigned.generate([{ name: 'commonName', value: name }], {
-    keySize: 2048,
-    algorithm: 'sha256',
-    notAfterDate: new Date(Date.now() + 10 * 24 * 3600 * 1000),
-    ca: { key: ca.key, cert: ca.cert },
-    extensions: [
-      { name: 'basicConstraints', cA: false, critical: true },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: name },
-          { type: 7, ip: '127.0.0.1' },
-          { type: 7, ip: '::1' },
-        ],
-      },
-    ],
-  });
+  const leaf = await issueServerCert({ cert: ca.cert, private: ca.key }, name, notAfter());
   return { cert: leaf.cert, key: leaf.private };
 }
 

@@ -17,16 +17,14 @@ import {
 import {
   MUC,
   NS_MUC_ADMIN,
-  NS_MUC_OWNER,
   fromOccupant,
   isGroupchat,
   join,
   say,
-  submitForm,
+  roomConfig,
 } from '../muc-helpers.ts';
 
 const PW = 'rooms-pw';
-const ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 
 describe('MQTT rooms/ and XMPP MUC in one room', function () {
   this.timeout(30_000);
@@ -115,18 +113,10 @@ describe('MQTT rooms/ and XMPP MUC in one room', function () {
   it('members-only, bans and passwords are enforced on SUBSCRIBE (SUBACK 0x80); the password goes on rooms/{room}/join', async () => {
     await join(x, 'guarded', 'human');
     await x.request(
-      xml(
-        'iq',
-        { type: 'set', to: `guarded@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, {
-            'muc#roomconfig_roomsecret': 'pw1',
-            'muc#roomconfig_passwordprotectedroom': '1',
-          }),
-        ),
-      ),
+      roomConfig('guarded', {
+        'muc#roomconfig_roomsecret': 'pw1',
+        'muc#roomconfig_passwordprotectedroom': '1',
+      }),
     );
     const d = await device();
     assert.deepEqual(await grantedQos(d, ['rooms/guarded'], 1), [128], 'no password');
@@ -151,17 +141,7 @@ describe('MQTT rooms/ and XMPP MUC in one room', function () {
     assert.deepEqual(await grantedQos(d2, ['rooms/guarded'], 1), [128], 'banned');
     // members-only: a non-member device can neither join nor read presence
     await join(x, 'members', 'human');
-    await x.request(
-      xml(
-        'iq',
-        { type: 'set', to: `members@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, { 'muc#roomconfig_membersonly': '1' }),
-        ),
-      ),
-    );
+    await x.request(roomConfig('members', { 'muc#roomconfig_membersonly': '1' }));
     const o = await device(other);
     assert.deepEqual(
       await grantedQos(o, ['rooms/members', 'rooms/members/presence', 'rooms/+', 'rooms/#'], 1),

@@ -134,18 +134,24 @@ describe('parley CLI: the daily commands', function () {
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
     return schema.parse(JSON.parse(r.stdout));
   };
+  /** Log `user` in with @xmpp/client (port: this node's unless given); with `presence`, it then sends its initial presence. */
+  const login = async (
+    user: string,
+    resource: string,
+    presence = false,
+    port = node.ports.xmpp,
+  ) => {
+    const c = await xmppClient({ port, username: user, password: PW, resource });
+    if (presence) await c.send(xml('presence'));
+    return c;
+  };
 
   before(async function () {
     this.timeout(120_000);
     tmp = mkdtempSync(path.join(os.tmpdir(), 'parley-ops-'));
     node = await startNode();
     for (const u of [alice, bob, carol]) await node.addUser(u, PW);
-    a = await xmppClient({
-      port: node.ports.xmpp,
-      username: alice,
-      password: PW,
-      resource: 'desk',
-    });
+    a = await login(alice, 'desk');
   });
   after(async () => {
     await stopAllClients();
@@ -273,13 +279,7 @@ describe('parley CLI: the daily commands', function () {
     assert.equal(m.from, DOMAIN);
     assert.equal(m.type, 'normal');
     // and the user gets it at the next login, from the server [XEP-0160]
-    const c = await xmppClient({
-      port: node.ports.xmpp,
-      username: carol,
-      password: PW,
-      resource: 'late',
-    });
-    await c.send(xml('presence'));
+    const c = await login(carol, 'late', true);
     const delivered = await c.waitFor(isMessageWith('new terms of use'));
     assert.equal(delivered.attrs.from, DOMAIN);
     await c.stop();
@@ -310,13 +310,7 @@ describe('parley CLI: the daily commands', function () {
   });
 
   it('archive export --format json|xml: the user archive, oldest first [XEP-0313]; purge --before', async () => {
-    const b = await xmppClient({
-      port: node.ports.xmpp,
-      username: bob,
-      password: PW,
-      resource: 'arch',
-    });
-    await b.send(xml('presence'));
+    const b = await login(bob, 'arch', true);
     const bodies = ['one', 'two & <three>', 'four'];
     for (const body of bodies) {
       await a.send(chat(b.jid, body));
@@ -453,13 +447,7 @@ describe('parley CLI: the daily commands', function () {
   it('backup DIR while the node serves, restore DIR into a fresh data directory: accounts, rosters, offline messages and archive come back', async () => {
     const erin = uniqueName('erin');
     await node.addUser(erin, PW);
-    const b = await xmppClient({
-      port: node.ports.xmpp,
-      username: bob,
-      password: PW,
-      resource: 'bk',
-    });
-    await b.send(xml('presence'));
+    const b = await login(bob, 'bk', true);
     await a.send(chat(b.jid, 'archived before the backup'));
     await b.waitFor(isMessageWith('archived before the backup'));
     await a.send(chat(`${erin}@${DOMAIN}`, 'waiting for erin'));
@@ -507,12 +495,7 @@ describe('parley CLI: the daily commands', function () {
       const ex = await json(ArchiveExport, ['archive', 'export', bob], fresh);
       assert.ok(ex.messages.some((m) => m.body === 'archived before the backup'));
       // the restored node serves the restored accounts: log in, read the roster, get the offline message
-      const a2 = await xmppClient({
-        port: node2.ports.xmpp,
-        username: alice,
-        password: PW,
-        resource: 'again',
-      });
+      const a2 = await login(alice, 'again', false, node2.ports.xmpp);
       const roster = await a2.request(
         xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })),
       );
@@ -523,13 +506,7 @@ describe('parley CLI: the daily commands', function () {
           .map((i) => i.attrs.jid),
         [`${bob}@${DOMAIN}`],
       );
-      const e2 = await xmppClient({
-        port: node2.ports.xmpp,
-        username: erin,
-        password: PW,
-        resource: 'r',
-      });
-      await e2.send(xml('presence'));
+      const e2 = await login(erin, 'r', true, node2.ports.xmpp);
       await e2.waitFor(isMessageWith('waiting for erin'));
       const lastLogin = await json(UserInfo, ['user', 'info', erin], fresh);
       assert.equal(lastLogin.lastLogin?.resource, 'r');
@@ -537,12 +514,7 @@ describe('parley CLI: the daily commands', function () {
       await stopAllClients();
       await node2.stop();
     }
-    a = await xmppClient({
-      port: node.ports.xmpp,
-      username: alice,
-      password: PW,
-      resource: 'desk',
-    });
+    a = await login(alice, 'desk');
   });
 
   it('with the node stopped: user info keeps the last login, backup opens the store itself', async () => {

@@ -6,28 +6,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'bin', 'parley.js');
-const PORTS = [
-  '--xmpp-port',
-  '0',
-  '--xmpps-port',
-  '0',
-  '--mqtt-port',
-  '0',
-  '--mqtts-port',
-  '0',
-  '--http-port',
-  '0',
-  '--https-port',
-  '0',
-];
+import { BIN, ROOT, ZERO_PORTS } from '../node-args.ts';
 
 /** Start a node, collect stdout until the ready line, stop it; `tty` runs it under script(1) so stdout is a terminal. */
 function runUntilReady(dataDir: string, extra: string[], tty = false): Promise<string> {
-  const args = [BIN, '--data-dir', dataDir, ...PORTS, ...extra, 'start'];
+  const args = [BIN, '--data-dir', dataDir, ...ZERO_PORTS, ...extra, 'start'];
   const p = tty
     ? spawn(
         'script',

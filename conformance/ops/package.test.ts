@@ -21,15 +21,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  DOMAIN,
-  startNode,
-  stopAllClients,
-  uniqueName,
-  xml,
-  xmppClient,
-  type TestNode,
-} from '../helpers.ts';
+import { assertReportsVersion, startNode, stopAllClients, type TestNode } from '../helpers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TEST_VERSION = '9.9.9-pack-test';
@@ -151,20 +143,7 @@ describe('SLOW: npm pack → npm install -g into a temporary prefix → a workin
     });
 
     it(`serves XMPP, reports ${TEST_VERSION} [XEP-0092] and on /healthz, stops on SIGTERM`, async () => {
-      const user = uniqueName('pack');
-      await node.addUser(user, 'pw');
-      const c = await xmppClient({
-        port: node.ports.xmpp,
-        username: user,
-        password: 'pw',
-        resource: 'p',
-      });
-      const r = await c.request(
-        xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:version' })),
-      );
-      assert.equal(r.getChild('query')?.getChildText('version'), TEST_VERSION, r.toString());
-      const h = await fetch(`http://127.0.0.1:${node.ports.http}/healthz`);
-      assert.equal(h.headers.get('x-parley-version'), TEST_VERSION);
+      await assertReportsVersion(node, TEST_VERSION, 'p');
       await stopAllClients();
       const pid = node.pid!;
       await node.stop();

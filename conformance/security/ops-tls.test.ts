@@ -9,52 +9,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import {
-  DOMAIN,
-  RawConn,
   closeAllRaw,
   issueLeaf,
   ping,
   runCli,
   stopAllClients,
-  testCa,
   testPki,
   uniqueName,
   xmppClient,
   startNode,
   type TestNode,
 } from '../helpers.ts';
+import { handshake, starttlsHandshake } from './tls-helpers.ts';
 import { addUsers, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
 
 const PW = 'tls-pw';
-
-/** A TLS handshake with the node's port; resolves with the peer certificate's SHA-256 fingerprint or rejects with the TLS error. */
-async function handshake(port: number, opts: tls.ConnectionOptions = {}): Promise<string> {
-  const ca = await testCa();
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, servername: DOMAIN, ca, ...opts });
-    s.once('secureConnect', () => {
-      const fp = s.getPeerCertificate().fingerprint256;
-      s.destroy();
-      resolve(fp);
-    });
-    s.once('error', (err) => {
-      s.destroy();
-      reject(err);
-    });
-  });
-}
-
-/** STARTTLS on the c2s port [RFC6120 5.4]; resolves with the peer certificate's fingerprint. */
-async function starttlsHandshake(port: number, opts: tls.ConnectionOptions = {}): Promise<string> {
-  const c = await RawConn.connect(port);
-  try {
-    await c.openStream();
-    await c.startTls(opts);
-    return (c.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
-  } finally {
-    c.destroy();
-  }
-}
 
 /** Only a static-RSA key exchange, TLS 1.2: what a client without forward secrecy offers. */
 const STATIC_RSA: tls.ConnectionOptions = { ciphers: 'AES128-SHA256', maxVersion: 'TLSv1.2' };

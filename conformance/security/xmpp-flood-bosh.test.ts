@@ -5,40 +5,12 @@
 // rate while others are still answered; a stream kept over its rate gets
 // policy-violation inside a remote-stream-error terminate [XEP-0206 §6].
 import assert from 'node:assert/strict';
-import { NS_CLIENT, RawConn, closeAllRaw, rawLogin, startNode, uniqueName, type TestNode } from '../helpers.ts';
+import { closeAllRaw, rawLogin, startNode, uniqueName, type TestNode } from '../helpers.ts';
+import { deafRecipient, message, ping, sleep, stanzasIn } from './flood-helpers.ts';
 import { addUsers } from '../mqtt-helpers.ts';
 import { BoshClient, NS_HTTPBIND, type BoshResponse } from '../web/bosh-client.ts';
 
 const PW = 'flood web pw';
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const BODY = 'x'.repeat(2048);
-
-/** One sample of the node's /metrics. */
-async function metric(node: TestNode, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${node.ports.http}/metrics`)).text();
-  const re = new RegExp(`^${name}${labels ? `\\{[^}]*${labels}[^}]*\\}` : '(?:\\{[^}]*\\})?'} (\\S+)$`, 'm');
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
-}
-
-const stanzasIn = (node: TestNode) => metric(node, 'parley_stanzas_total', 'protocol="xmpp",direction="in"');
-const message = (to: string) => `<message xmlns='${NS_CLIENT}' type='chat' to='${to}@localhost'><body>${BODY}</body></message>`;
-
-async function ping(c: RawConn, id: string): Promise<number> {
-  const t0 = Date.now();
-  c.send(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
-  await c.waitFor(new RegExp(`id='${id}'`), 10_000);
-  return Date.now() - t0;
-}
-
-/** A recipient that stops reading its socket after saying it is available. */
-async function deafRecipient(node: TestNode, user: string): Promise<RawConn> {
-  const rcpt = await rawLogin(node.ports.xmpp, user, PW, 'PLAIN', 'sink');
-  rcpt.send(`<presence/>`);
-  await sleep(200);
-  rcpt.socket.pause();
-  return rcpt;
-}
 
 describe('security: XMPP inbound flood over BOSH', function () {
   this.timeout(60_000);
@@ -74,7 +46,7 @@ describe('security: XMPP inbound flood over BOSH', function () {
     }
 
     it('requests past the rate are held and answered with the recoverable error of XEP-0124 §17.3; resent, they are taken at the rate; others still get answers', async () => {
-      await deafRecipient(node, sink);
+      await deafRecipient(node, sink, PW);
       const by = await rawLogin(node.ports.xmpp, bystander, PW, 'PLAIN', 'by');
       const b = await boshLogin(sender);
       const payload = message(sink).repeat(PER_REQUEST);

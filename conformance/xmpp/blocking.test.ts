@@ -4,7 +4,7 @@
 // direction, and unblocking restores them.
 import assert from 'node:assert/strict';
 import type { Element } from '@xmpp/xml';
-import { befriend, DOMAIN, isMessage, ping, presence, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestClient } from '../helpers.ts';
+import { makeFriends, DOMAIN, isMessage, ping, presence, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestClient } from '../helpers.ts';
 import { addUsers, collect, endAllMqtt, mqttConnect, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
 
 const PW = 'pw-block';
@@ -35,10 +35,7 @@ describe('XEP-0191 blocking (XMPP and MQTT)', function () {
     this.timeout(60_000);
     node = await startMqttNode();
     await addUsers(node, { [alice]: PW, [bob]: PW });
-    const a = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'setup' });
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'setup' });
-    await befriend(a, b);
-    await stopAllClients();
+    await makeFriends(node, alice, bob, PW);
   });
   afterEach(async () => {
     await endAllMqtt();

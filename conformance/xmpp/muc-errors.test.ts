@@ -7,7 +7,6 @@ import {
   stopAllClients,
   uniqueName,
   xml,
-  xmppClient,
   type Element,
   type TestClient,
   type TestNode,
@@ -20,12 +19,12 @@ import {
   NS_MUC_OWNER,
   errorCondition,
   join,
+  loginAll,
   say,
-  submitForm,
+  roomConfig,
 } from '../muc-helpers.ts';
 
 const PW = 'err-pw';
-const ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 const CONFIG = `
 modules:
   rooms:
@@ -44,23 +43,7 @@ describe('XEP-0045 malformed and forbidden requests', function () {
   before(async function () {
     this.timeout(60_000);
     node = await startNode({ config: CONFIG });
-    for (const n of Object.values(names)) await node.addUser(n, PW);
-    owner = await xmppClient({
-      port: node.ports.xmpp,
-      username: names.o,
-      password: PW,
-      resource: 'r',
-    });
-    part = await xmppClient({
-      port: node.ports.xmpp,
-      username: names.p,
-      password: PW,
-      resource: 'r',
-    });
-    outsider = await xmppClient({
-      port: node.ports.xmpp,
-      username: names.x,
-      password: PW,
+    [owner, part, outsider] = await loginAll(node, [names.o, names.p, names.x], PW, {
       resource: 'r',
     });
     await join(owner, 'table', 'owner');
@@ -73,12 +56,7 @@ describe('XEP-0045 malformed and forbidden requests', function () {
   });
 
   const room = `table@${MUC}`;
-  const cfg = (fields: Record<string, string>) =>
-    xml(
-      'iq',
-      { type: 'set', to: room },
-      xml('query', { xmlns: NS_MUC_OWNER }, submitForm(ROOMCONFIG, fields)),
-    );
+  const cfg = (fields: Record<string, string>) => roomConfig('table', fields);
   const adminSet = (attrs: Record<string, string>) =>
     xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', attrs)));
 

@@ -25,14 +25,14 @@ import {
   errorCondition,
   fromOccupant,
   join,
+  loginAll,
   joinError,
   mucItem,
   say,
-  submitForm,
+  roomConfig,
 } from '../muc-helpers.ts';
 
 const PW = 'mod-pw';
-const ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 
 const admin = (to: string, ...items: ReturnType<typeof xml>[]) =>
   xml('iq', { type: 'set', to: `${to}@${MUC}` }, xml('query', { xmlns: NS_MUC_ADMIN }, ...items));
@@ -50,11 +50,7 @@ describe('XEP-0045 moderation, MUC MAM, persistence', function () {
   before(async function () {
     this.timeout(60_000);
     node = await startNode();
-    for (const n of Object.values(names)) await node.addUser(n, PW);
-    a = await login(names.a);
-    b = await login(names.b);
-    c = await login(names.c);
-    for (const x of [a, b, c]) await x.send(xml('presence'));
+    [a, b, c] = await loginAll(node, [names.a, names.b, names.c], PW, { presence: true });
   });
   after(async () => {
     await stopAllClients();
@@ -245,17 +241,7 @@ describe('XEP-0045 moderation, MUC MAM, persistence', function () {
   it('a members-only room cannot be read by a non-member: join, MAM, occupant list all refused [XEP-0045 7.2.6, XEP-0313]', async () => {
     await join(a, 'closed', 'alice');
     await say(a, 'closed', 'secret');
-    await a.request(
-      xml(
-        'iq',
-        { type: 'set', to: `closed@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, { 'muc#roomconfig_membersonly': '1' }),
-        ),
-      ),
-    );
+    await a.request(roomConfig('closed', { 'muc#roomconfig_membersonly': '1' }));
     assert.equal(await joinError(c, 'closed', 'carol'), 'registration-required');
     const mam = await c.request(
       xml('iq', { type: 'set', to: `closed@${MUC}` }, xml('query', { xmlns: NS_MAM })),
@@ -271,18 +257,10 @@ describe('XEP-0045 moderation, MUC MAM, persistence', function () {
   it('a persistent room keeps config, affiliations, subject and history across a restart', async () => {
     await join(a, 'lasting', 'alice');
     await a.request(
-      xml(
-        'iq',
-        { type: 'set', to: `lasting@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, {
-            'muc#roomconfig_persistentroom': '1',
-            'muc#roomconfig_roomname': 'Lasting',
-          }),
-        ),
-      ),
+      roomConfig('lasting', {
+        'muc#roomconfig_persistentroom': '1',
+        'muc#roomconfig_roomname': 'Lasting',
+      }),
     );
     await a.request(admin('lasting', xml('item', { jid: b.bare, affiliation: 'admin' })));
     await a.send(

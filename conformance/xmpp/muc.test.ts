@@ -28,14 +28,14 @@ import {
   fromOccupant,
   isGroupchat,
   join,
+  loginAll,
   joinError,
   mucItem,
   say,
-  submitForm,
+  roomConfig,
 } from '../muc-helpers.ts';
 
 const PW = 'muc-pw';
-const ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 
 describe('XEP-0045 groupchat lifecycle', function () {
   this.timeout(30_000);
@@ -48,26 +48,7 @@ describe('XEP-0045 groupchat lifecycle', function () {
   before(async function () {
     this.timeout(60_000);
     node = await startNode();
-    for (const n of Object.values(names)) await node.addUser(n, PW);
-    a = await xmppClient({
-      port: node.ports.xmpp,
-      username: names.a,
-      password: PW,
-      resource: 'pc',
-    });
-    b = await xmppClient({
-      port: node.ports.xmpp,
-      username: names.b,
-      password: PW,
-      resource: 'pc',
-    });
-    c = await xmppClient({
-      port: node.ports.xmpp,
-      username: names.c,
-      password: PW,
-      resource: 'pc',
-    });
-    for (const x of [a, b, c]) await x.send(xml('presence'));
+    [a, b, c] = await loginAll(node, [names.a, names.b, names.c], PW, { presence: true });
   });
   after(async () => {
     await stopAllClients();
@@ -172,19 +153,11 @@ describe('XEP-0045 groupchat lifecycle', function () {
       'unlimited by default',
     );
     const set = await a.request(
-      xml(
-        'iq',
-        { type: 'set', to: `configured@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, {
-            'muc#roomconfig_passwordprotectedroom': '1',
-            'muc#roomconfig_roomsecret': 'sesame',
-            'muc#roomconfig_roomdesc': 'the remark',
-          }),
-        ),
-      ),
+      roomConfig('configured', {
+        'muc#roomconfig_passwordprotectedroom': '1',
+        'muc#roomconfig_roomsecret': 'sesame',
+        'muc#roomconfig_roomdesc': 'the remark',
+      }),
     );
     assert.equal(set.attrs.type, 'result', set.toString());
     const cfg = await a.waitFor(
@@ -211,17 +184,7 @@ describe('XEP-0045 groupchat lifecycle', function () {
       'the remark',
     );
     // members-only: bob (not a member) is taken out with 322; carol cannot enter
-    await a.request(
-      xml(
-        'iq',
-        { type: 'set', to: `configured@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, { 'muc#roomconfig_membersonly': '1' }),
-        ),
-      ),
-    );
+    await a.request(roomConfig('configured', { 'muc#roomconfig_membersonly': '1' }));
     const out = await b.waitFor(fromOccupant('configured', 'bob', 'unavailable'));
     assert.deepEqual(codes(out), [110, 322]);
     assert.equal(
@@ -353,17 +316,7 @@ describe('XEP-0045 groupchat lifecycle', function () {
 
   it('public rooms are listed in the service items; a hidden room is not [XEP-0045 6.3]', async () => {
     await join(a, 'hidden', 'alice');
-    await a.request(
-      xml(
-        'iq',
-        { type: 'set', to: `hidden@${MUC}` },
-        xml(
-          'query',
-          { xmlns: NS_MUC_OWNER },
-          submitForm(ROOMCONFIG, { 'muc#roomconfig_publicroom': '0' }),
-        ),
-      ),
-    );
+    await a.request(roomConfig('hidden', { 'muc#roomconfig_publicroom': '0' }));
     const items = await c.request(
       xml('iq', { type: 'get', to: MUC }, xml('query', { xmlns: NS_DISCO_ITEMS })),
     );

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { Element } from '@xmpp/xml';
-import { befriend, DOMAIN, ping, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
+import { makeFriends, DOMAIN, ping, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
 
 const PW = 'pw-pep';
 const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
@@ -88,10 +88,7 @@ describe('XEP-0163 PEP, XEP-0115 caps', function () {
     this.timeout(60_000);
     node = await startNode({ config: 'modules:\n  pep: { maxItemBytes: 4096, maxItemsPerNode: 5 }\n' });
     for (const u of [alice, bob, carol]) await node.addUser(u, PW);
-    const a = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'setup' });
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'setup' });
-    await befriend(a, b);
-    await stopAllClients();
+    await makeFriends(node, alice, bob, PW);
   });
   afterEach(async () => stopAllClients());
   after(async () => node?.dispose());

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import {
   DOMAIN,
-  befriend,
+  makeFriends,
   closeAllRaw,
   isPresence,
   ping,
@@ -50,10 +50,7 @@ describe('XMPP presence [RFC6121 4]', function () {
     // session for the resume timeout [XEP-0198 5]: one second here.
     node = await startNode({ config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1 }\n' });
     await Promise.all([pa, pb, pc].map((u) => node.addUser(u, PW)));
-    const a = await login(pa, 'setup');
-    const b = await login(pb, 'setup');
-    await befriend(a, b);
-    await stopAllClients();
+    await makeFriends(node, pa, pb, PW);
   });
   afterEach(stopAllClients);
   after(async () => {

@@ -1,7 +1,7 @@
 // Black-box XEP-0054 vcard-temp, XEP-0202 entity time, XEP-0012 last
 // activity and XEP-0077 password change / account removal, over @xmpp/client.
 import assert from 'node:assert/strict';
-import { befriend, DOMAIN, ping, presence, sleep, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import { makeFriends, DOMAIN, ping, presence, sleep, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
 
 const PW = 'pw-profile';
 
@@ -18,10 +18,7 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     this.timeout(60_000);
     node = await startNode({ config: 'modules:\n  vcard: { maxBytes: 2048 }\n' });
     for (const u of [alice, bob, carol]) await node.addUser(u, PW);
-    const a = await login(alice, 'setup');
-    const b = await login(bob, 'setup');
-    await befriend(a, b);
-    await stopAllClients();
+    await makeFriends(node, alice, bob, PW);
   });
   afterEach(async () => stopAllClients());
   after(async () => node?.dispose());
