@@ -355,33 +355,36 @@ type RootOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: 
  * followed by the key), without abstract-level resolving the sublevel of
  * every op of the batch.
  *
- * An op that a later op of the group overwrites (same key) is left out: a
- * batch is applied in order and atomically, so the result is the same, and
- * a group of busy conversations' appends rewrites the same few keys (an
- * owner's counts, the archive position) once per message. Every dropped op
- * is LevelDB work saved on the node's core: the encoding here, the log
- * record, the memtable entry and its compaction.
+ * A put marked `rewritten` that a later such put of the group overwrites
+ * (same key) is left out: a batch is applied in order and atomically, so the
+ * result is the same, and a group of busy conversations' appends rewrites
+ * the same few keys (an owner's counts, the archive position) once per
+ * message. Every dropped op is LevelDB work saved on the node's core: the
+ * encoding here, the log record, the memtable entry and its compaction. Only
+ * marked puts are looked up, so records and index entries cost no hashing.
  */
 function rootOps(group: { ops: Op[] }[]): RootOp[] {
-  const out: RootOp[] = [];
+  const out: (RootOp | undefined)[] = [];
+  let last: Map<string, number> | undefined;
+  let dropped = 0;
   for (const g of group) {
     for (const op of g.ops) {
       const key = op.sublevel.prefix + op.key;
-      out.push(op.type === 'put' ? { type: 'put', key, value: op.value } : { type: 'del', key });
+      if (op.type === 'del') {
+        out.push({ type: 'del', key });
+        continue;
+      }
+      if (op.rewritten) {
+        last ??= new Map();
+        const earlier = last.get(key);
+        if (earlier !== undefined) {
+          out[earlier] = undefined;
+          dropped++;
+        }
+        last.set(key, out.length);
+      }
+      out.push({ type: 'put', key, value: op.value });
     }
   }
-  if (out.length < 2) return out;
-  // From the end: the first occurrence of a key seen is its last op.
-  const seen = new Set<string>();
-  let kept = out.length;
-  const live: (RootOp | undefined)[] = out;
-  for (let i = out.length - 1; i >= 0; i--) {
-    const key = out[i].key;
-    if (seen.has(key)) {
-      live[i] = undefined;
-      kept--;
-    } else seen.add(key);
-  }
-  if (kept === out.length) return out;
-  return live.filter((op): op is RootOp => op !== undefined);
+  return dropped === 0 ? (out as RootOp[]) : out.filter((op): op is RootOp => op !== undefined);
 }
