@@ -80,8 +80,13 @@ export class Router {
    */
   async route(input: Envelope, origin?: Session, ord?: Ordered): Promise<void> {
     input.timestamp ??= Date.now();
-    // No filter registered (the default): no fold, no extra await per stanza.
-    const env = this.broker.hooks.has('route:filter') ? await this.broker.hooks.fold('route:filter', input, origin) : input;
+    // No filter registered: no fold; filters that answer at once (blocking with
+    // both lists cached): no extra await per stanza either.
+    let env: Envelope | null = input;
+    if (this.broker.hooks.has('route:filter')) {
+      const folded = this.broker.hooks.foldNow('route:filter', input, origin);
+      env = folded instanceof Promise ? await folded : folded;
+    }
     if (!env) return;
     if (env.kind === 'message' && this.broker.hooks.has('message:route')) this.broker.hooks.emit('message:route', env, origin);
     this.broker.metrics.routed(env.kind);

@@ -187,9 +187,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       for (const key of counted) {
         const n = (this.#count.get(key) as number) + 1;
         this.#count.set(key, n);
-        ops.push({ type: 'put', sublevel: this.#counts, key, value: String(n) });
+        ops.push({ type: 'put', sublevel: this.#counts, key, value: String(n), rewritten: true });
       }
-      ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos) });
+      ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos), rewritten: true });
     }
     let newIndex: string[] | undefined;
     for (const owner of input.owners) {

@@ -14,7 +14,14 @@ export type Sub = ReturnType<typeof sublevel>;
 
 /** One operation of an atomic batch, possibly across sublevels. */
 export type Op =
-  | { type: 'put'; sublevel: Sub; key: string; value: string }
+  | {
+      type: 'put';
+      sublevel: Sub;
+      key: string;
+      value: string;
+      /** A key rewritten by nearly every write (a counter, a high-water mark): a group commit writes only its last put. */
+      rewritten?: boolean;
+    }
   | { type: 'del'; sublevel: Sub; key: string };
 
 /**

@@ -91,29 +91,38 @@ export default defineModule({
       error,
     });
 
+    /** The filter's answer for `env`, given the block lists of its addressee's and its sender's users. */
+    const verdict = (env: Envelope, origin: Session | undefined, toList: Set<string> | undefined, fromList: Set<string> | undefined): null | undefined => {
+      if (fromList && matches(fromList, env.to)) {
+        // [XEP-0191 3.5] the user tries to reach an entity it blocked: not-acceptable with <blocked/>
+        if (env.kind !== 'presence' && origin) {
+          origin.deliver(reply(env, { condition: 'not-acceptable', type: 'cancel', app: { name: 'blocked', ns: NS_BLOCKING_ERRORS } }));
+        }
+        return null;
+      }
+      if (toList && matches(toList, env.from)) {
+        // [XEP-0191 3.4] presence: dropped silently; messages and IQ get/set: service-unavailable
+        if (env.kind !== 'presence' && origin) origin.deliver(reply(env, { condition: 'service-unavailable', type: 'cancel' }));
+        return null;
+      }
+      return undefined;
+    };
+
     ctx.onUnload(
       broker.hooks.on(
         'route:filter',
-        async (env, origin) => {
+        (env, origin) => {
           if (!env || env.type === 'error' || (env.kind === 'iq' && env.type === 'result')) return undefined;
           const from = env.from;
           const to = env.to;
           if (!to.local && !from.local) return undefined;
-          const toList = to.local && to.domain === broker.domain ? await load(to.bare().toString()) : undefined;
-          const fromList = from.local && from.domain === broker.domain ? await load(from.bare().toString()) : undefined;
-          if (fromList && matches(fromList, to)) {
-            // [XEP-0191 3.5] the user tries to reach an entity it blocked: not-acceptable with <blocked/>
-            if (env.kind !== 'presence' && origin) {
-              origin.deliver(reply(env, { condition: 'not-acceptable', type: 'cancel', app: { name: 'blocked', ns: NS_BLOCKING_ERRORS } }));
-            }
-            return null;
-          }
-          if (toList && matches(toList, from)) {
-            // [XEP-0191 3.4] presence: dropped silently; messages and IQ get/set: service-unavailable
-            if (env.kind !== 'presence' && origin) origin.deliver(reply(env, { condition: 'service-unavailable', type: 'cancel' }));
-            return null;
-          }
-          return undefined;
+          const toUser = to.local && to.domain === broker.domain ? to.bare().toString() : undefined;
+          const fromUser = from.local && from.domain === broker.domain ? from.bare().toString() : undefined;
+          // Both lists cached (a logged-in user's is): decided at once, no promise per stanza.
+          const toList = toUser === undefined ? undefined : cache.get(toUser);
+          const fromList = fromUser === undefined ? undefined : cache.get(fromUser);
+          if ((toUser === undefined || toList) && (fromUser === undefined || fromList)) return verdict(env, origin, toList, fromList);
+          return (async () => verdict(env, origin, toUser === undefined ? undefined : await load(toUser), fromUser === undefined ? undefined : await load(fromUser)))();
         },
         100,
       ),
