@@ -1,3 +1,5 @@
+// Over 600 lines: the CLI's command definitions (commander) in one place, so `parley completion` can walk them
+// and every command's flags and --json output sit side by side. Next split: one file per command group.
 import { Command, Option } from 'commander';
 import { Broker, BrokerError } from '../broker/index.ts';
 import { adminRequest, runAdmin, type AdminRequest } from './admin.ts';

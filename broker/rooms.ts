@@ -1,3 +1,6 @@
+// Over 600 lines, one service on purpose: rooms, occupants, affiliations, roles and the per-room timeline
+// share one in-memory room state and its ordering (fan-out slices keep each device's copies in room order).
+// Next split: moderation (roles, affiliations) and persistence into files of their own (issue 22).
 import type { ArchiveStore, KeyValueStore } from '../storage/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';

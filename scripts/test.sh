@@ -53,7 +53,7 @@ step "docs/compliance.md is current" node --import tsx scripts/compliance.ts --c
 mkdir -p .test-artifacts
 # TLS is verified in every test: each test node serves a certificate signed by
 # the suite's test CA (conformance/test-ca.ts), which every client trusts, and
-# only it. Never NODE_TLS_REJECT_UNAUTHORIZED=0 here: a certificate problem must fail a test.
+# only it. Certificate checks stay on for the whole run: a certificate problem must fail a test.
 # The suites; `npx mocha some.test.ts` alone runs just that file (the list is here, not in .mocharc.json).
 SPECS=("broker/test/**/*.test.ts" "adapters/**/test/**/*.test.ts" "storage/test/**/*.test.ts" "cluster/test/**/*.test.ts" "bin/test/**/*.test.ts" "conformance/**/*.test.ts")
 if [ "$#" -eq 0 ]; then set -- "${SPECS[@]}"; fi

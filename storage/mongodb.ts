@@ -237,7 +237,7 @@ class MongoArchive<T> implements ArchiveStore<T> {
   ) {
     this.#indexes = once(() =>
       this.#coll().createIndexes([
-        // [DESIGN §5] queries by conversation + seq never scan other conversations.
+        // [docs/architecture.md "User archives"] queries by conversation + seq never scan other conversations.
         { key: { conversation: 1, seq: 1 }, unique: true },
         { key: { owners: 1, conversation: 1 } },
         { key: { timestamp: 1 } },

@@ -55,7 +55,7 @@ for (const [variant, makeRegistry] of registries)
       await broker.stop();
     });
 
-    describe('store, then sync [DESIGN 1.1, 1.2]', function () {
+    describe('store, then sync [docs/architecture.md principles 1, 2]', function () {
       it('every chat message is archived with its seq before it is delivered', async () => {
         const bob = await online(broker, 'bob', 'pc');
         const atDelivery: Promise<{ envelopes: Envelope[] }>[] = [];
@@ -142,7 +142,7 @@ for (const [variant, makeRegistry] of registries)
       });
     });
 
-    describe('offline queue [XEP-0160, DESIGN 1.5]', function () {
+    describe('offline queue [XEP-0160, docs/architecture.md principle 5]', function () {
       it('a message to a user with no session is queued, then delivered with a delay stamp on initial presence [XEP-0203]', async () => {
         await message(broker, alice, BOB, { body: 'one', id: 'o1' });
         await message(broker, alice, BOB, { body: 'two', id: 'o2', type: 'normal' });
@@ -213,7 +213,7 @@ for (const [variant, makeRegistry] of registries)
     });
 
     describe('bare JID delivery [RFC6121 8.5.2]', function () {
-      it('every available session with non-negative priority gets it; negative and unavailable ones do not [RFC6121 8.5.2.1.1, DESIGN 1.4]', async () => {
+      it('every available session with non-negative priority gets it; negative and unavailable ones do not [RFC6121 8.5.2.1.1, docs/architecture.md principle 4]', async () => {
         const high = await online(broker, 'bob', 'high', { priority: 5 });
         const zero = await online(broker, 'bob', 'zero', { priority: 0 });
         const neg = await online(broker, 'bob', 'neg', { priority: -1 });

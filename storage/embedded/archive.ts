@@ -1,3 +1,5 @@
+// Over 600 lines, one store on purpose: records, the per-owner indexes and counts must be written in the
+// same LevelDB batch, under one lock, so they are one class. Next split: retention (prune/trim) into its own file.
 /**
  * The embedded archive: records keyed by conversation and zero-padded seq, so
  * a conversation is one contiguous key range, and an owner index.

@@ -1,6 +1,6 @@
 /**
  * The embedded store across processes: a write acknowledged before kill -9
- * is still there on reopen [DESIGN §1.3 "Nothing acknowledged is lost"], a
+ * is still there on reopen [docs/architecture.md principle 3, "Nothing acknowledged is lost"], a
  * directory held by a running process cannot be opened twice, and instances
  * taking turns on one directory never reuse a seq.
  */

@@ -1,3 +1,6 @@
+// Over 600 lines, one module on purpose: XEP-0163 PEP with the XEP-0060 subset it needs (publish-options,
+// items, retract, configure, delete) shares one node store and one notification path. Next split: node
+// configuration forms into a file of their own.
 import { randomBytes } from 'node:crypto';
 import { Element, escapeXML, xml } from '@xmpp/xml';
 import { Address, BrokerError, defineModule, type Broker } from '../../../broker/index.ts';

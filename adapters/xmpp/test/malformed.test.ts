@@ -300,7 +300,7 @@ describe('xmpp malformed input (wire harness)', function () {
   });
 
   describe('nothing else breaks', function () {
-    it('after a bad client is closed, a second client in the same broker still chats normally [DESIGN 1.8]', async () => {
+    it('after a bad client is closed, a second client in the same broker still chats normally [docs/architecture.md principle 8]', async () => {
       const bad = (await h.user('carol', 'carol-pw', 'bad')).client;
       const alice = await client('bound');
       await alice.available();
@@ -332,7 +332,7 @@ describe('xmpp malformed input (wire harness)', function () {
       );
     });
 
-    it('what one client sends cannot make another client receive XML it would reject [RFC6120 11.1, DESIGN 1.8]', async () => {
+    it('what one client sends cannot make another client receive XML it would reject [RFC6120 11.1, docs/architecture.md principle 8]', async () => {
       // A prefixed extension whose prefix is declared on the stanza (namespace-well-formed input).
       const alice = await client('bound');
       alice.send(
