@@ -280,6 +280,42 @@ export class ArchiveService {
     };
   }
 
+  /**
+   * The newest message with content (a body, or a tombstone) of the
+   * conversation of `a` and `b` that its sender called `id` (its id, or its
+   * XEP-0359 origin-id), among the conversation's last `window` records; only
+   * that conversation is read. Receipts, markers and retractions are not
+   * candidates: they are about another message.
+   */
+  async findById(a: Address, b: Address, id: string, window: number): Promise<Envelope[]> {
+    const page = await this.store.query(pairConversation(a, b), { reverse: true, limit: window });
+    const out: Envelope[] = [];
+    for (const r of page.records) {
+      const v = r.value;
+      if (v.id !== id && v.chat?.originId !== id) continue;
+      if (v.body === undefined && v.chat?.retracted === undefined) continue;
+      const env = fromRecord(v, Address.parse);
+      env.seq = r.seq;
+      out.push(env);
+    }
+    return out;
+  }
+
+  /**
+   * Replace an archived message by a tombstone [XEP-0424 5]: its content goes
+   * (body, subject, payloads), its place, seq and archive id in both parties'
+   * archives stay. False when the record is gone (retention).
+   */
+  tombstone(original: Envelope, retracted: { stamp: number; by?: string; reason?: string }): Promise<boolean> {
+    if (original.seq === undefined) return Promise.resolve(false);
+    const rec: EnvelopeRecord = { kind: 'message', from: original.from.toString(), to: original.to.toString(), extensions: [], seq: original.seq };
+    if (original.type !== undefined) rec.type = original.type;
+    if (original.id !== undefined) rec.id = original.id;
+    if (original.timestamp !== undefined) rec.timestamp = original.timestamp;
+    rec.chat = { retracted, ...(original.chat?.originId !== undefined ? { originId: original.chat.originId } : {}) };
+    return this.store.setValue(pairConversation(original.from, original.to), original.seq, rec);
+  }
+
   lastSeq(a: Address, b: Address): Promise<number> {
     return this.store.lastSeq(pairConversation(a, b));
   }
