@@ -48,3 +48,4 @@ export {
   type UploadBackend,
   type UploadRecord,
 } from './upload.ts';
+export { UnreadService, unreadService, type DisplayedSource, type UnreadCounts } from './modules/unread.ts';
