@@ -74,7 +74,7 @@ export default defineModule({
   options: {},
   specs: [
     { spec: 'XEP-0280', status: 'complete', note: 'bare-JID messages reach every available resource as originals, not as carbons' },
-    { spec: 'XEP-0334', section: 'no-copy', status: 'partial', note: 'no-copy is honoured by carbons; other hints are ignored' },
+    { spec: 'XEP-0334', status: 'complete', note: 'no-copy honoured by carbons; store, no-store and no-permanent-store by the core (docs/conversations.md)' },
   ],
   setup(ctx) {
     const { broker } = ctx;
