@@ -73,10 +73,25 @@ export function chatMetaXml(c: ChatMeta): string {
     const r = c.retracted;
     s += `<retracted xmlns='${NS_RETRACT}' stamp='${new Date(r.stamp).toISOString()}'>`;
     // [XEP-0425 4] a moderator's retraction says who and why
-    if (r.by !== undefined) s += `<moderated xmlns='${NS_MODERATE}'${attr('by', r.by)}>${r.reason ? `<reason>${escapeXML(r.reason)}</reason>` : ''}</moderated>`;
+    if (r.by !== undefined) s += `<moderated xmlns='${NS_MODERATE}'${attr('by', r.by)}/>`;
+    if (r.reason) s += `<reason>${escapeXML(r.reason)}</reason>`;
     s += '</retracted>';
     // The tombstone keeps no payload but the id clients know the message by [XEP-0359].
     if (c.originId !== undefined) s += `<origin-id xmlns='${NS_SID}'${attr('id', c.originId)}/>`;
   }
   return s;
+}
+
+/**
+ * Puts the elements {@link readChatChild} took off a message back among its
+ * payloads, for code that relays payloads as they came (rooms keep a
+ * message's payloads opaque: markers, receipts and corrections in a room
+ * reach the occupants as sent).
+ */
+export function restoreChatMeta(env: Envelope): void {
+  if (env.chat === undefined) return;
+  const { retracted: _dropped, ...rest } = env.chat;
+  const xml = chatMetaXml(rest);
+  if (xml) env.extensions = [...env.extensions, xml];
+  delete env.chat;
 }
