@@ -103,17 +103,18 @@ export class UnreadService {
     });
   }
 
-  /** A message was archived: the recipient's count follows (a retraction recounts). */
-  async stored(env: Envelope): Promise<void> {
+  /**
+   * A message was archived: the recipient's count follows (a retraction
+   * recounts). Synchronous, with no promise, for every message of a user
+   * whose counts nobody asked for.
+   */
+  stored(env: Envelope): void | Promise<void> {
     if (env.kind !== 'message' || !env.to.local || env.to.domain !== this.broker.domain) return;
     const user = env.to.bare().toString();
-    const peer = env.from.bare().toString();
     const counts = this.cache.get(user);
     if (!counts || (env.archive !== undefined && !env.archive.owners.includes(user))) return;
-    if (env.chat?.retract !== undefined) {
-      await this.locked(env.to, async () => this.recount(user, peer, counts));
-      return;
-    }
+    const peer = env.from.bare().toString();
+    if (env.chat?.retract !== undefined) return this.locked(env.to, async () => this.recount(user, peer, counts));
     if (!countable(env, user)) return;
     const entry = counts.get(peer) ?? { seq: 0, count: 0 };
     if (entry.count >= this.maxCount) return;
@@ -247,7 +248,12 @@ export default defineModule({
         svc.displayedMessage(env.from, env.to, m.id).catch(fail);
       }),
     );
-    ctx.onUnload(broker.hooks.on('message:stored', (env) => void svc.stored(env).catch(fail)));
+    ctx.onUnload(
+      broker.hooks.on('message:stored', (env) => {
+        const p = svc.stored(env);
+        if (p) p.catch(fail);
+      }),
+    );
     ctx.onUnload(broker.hooks.on('account:removed', (username) => svc.forget(broker.accounts.address(username))));
   },
 });
