@@ -115,9 +115,10 @@ export function envelopeXml(env: Envelope, to: Address): string {
 
 /**
  * An error reply to a stanza the client sent [RFC6120 8.3.1]: from and to
- * swapped, the same id, the original payload for IQs.
+ * swapped, the same id, the original payload for IQs. No `clientTo` before
+ * authentication (the client has no address yet).
  */
-export function errorReply(el: Element, err: BrokerError, serverFrom: string, clientTo: string): string {
+export function errorReply(el: Element, err: BrokerError, serverFrom: string, clientTo: string | undefined): string {
   const from = el.attrs.to ?? serverFrom;
   let s = `<${el.name} xmlns='${NS_CLIENT}'${attr('from', from)}${attr('to', clientTo)} type='error'${attr('id', el.attrs.id)}>`;
   if (el.name === 'iq') {
