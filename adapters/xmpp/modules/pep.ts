@@ -109,6 +109,8 @@ export class PepService {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** per node: what other views (XEP-0048 bookmarks) keep of an item, computed when it is published */
   readonly views = new Map<string, (payload: Element) => Record<string, string> | undefined>();
+  /** called after an item was published, outside the account's write lock (XEP-0398 conversions may publish again) */
+  readonly published = new Set<(owner: Address, node: string, id: string, payload: Element) => Promise<void>>();
   /** called after an item was published, retracted, a node purged or deleted */
   private readonly notifyFn: (owner: Address, node: string, config: NodeConfig, event: string) => Promise<void>;
 
@@ -260,7 +262,7 @@ export class PepService {
    * does not exist [XEP-0163 3, XEP-0060 7.1.4]; on an existing node the
    * options are preconditions [XEP-0060 7.1.5]. Returns the item id.
    */
-  publish(
+  async publish(
     owner: Address,
     node: string,
     id: string | undefined,
@@ -271,7 +273,7 @@ export class PepService {
     const text = payload.toString();
     if (Buffer.byteLength(text) > this.limits.maxItemBytes) throw perr('not-acceptable', 'payload-too-big'); // [XEP-0060 7.1.3.4]
     const itemId = id || randomBytes(8).toString('hex');
-    return this.locked(owner, async () => {
+    await this.locked(owner, async () => {
       let meta = await this.meta(owner, node);
       if (!meta) {
         let config: NodeConfig;
@@ -313,8 +315,9 @@ export class PepService {
       await this.store.batch(ops as Parameters<typeof this.store.batch>[0]);
       const event = `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'><item id='${escapeXML(itemId)}'>${text}</item></items></event>`;
       await this.notifyFn(owner, node, meta.config, event);
-      return itemId;
     });
+    for (const fn of this.published) await fn(owner, node, itemId, payload);
+    return itemId;
   }
 
   /** Retract items [XEP-0060 7.2]; item-not-found when the node or an item does not exist. */
