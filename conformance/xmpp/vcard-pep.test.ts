@@ -39,6 +39,7 @@ describe('XEP-0153, XEP-0398, XEP-0292: avatars and vCards across vcard-temp and
   let node: TestNode;
   const alice = uniqueName('alice');
   const bob = uniqueName('bob');
+  const carol = uniqueName('carol');
   const A = `${alice}@${DOMAIN}`;
   const login = (user: string, resource: string) => xmppClient({ port: node.ports.xmpp, username: user, password: PW, resource });
 
@@ -51,7 +52,7 @@ describe('XEP-0153, XEP-0398, XEP-0292: avatars and vCards across vcard-temp and
   before(async function () {
     this.timeout(60_000);
     node = await startNode();
-    for (const u of [alice, bob]) await node.addUser(u, PW);
+    for (const u of [alice, bob, carol]) await node.addUser(u, PW);
     await makeFriends(node, alice, bob, PW);
   });
   afterEach(async () => stopAllClients());
@@ -64,7 +65,7 @@ describe('XEP-0153, XEP-0398, XEP-0292: avatars and vCards across vcard-temp and
     assert.ok(features.includes('urn:xmpp:pep-vcard-conversion:0'), features.join(' '));
   });
 
-  it('presence carries the avatar hash the server knows, replacing the client\'s: none, then a vCard PHOTO [XEP-0153 3.2, 4.1]', async () => {
+  it('presence without a hash gets the one the server knows: none, then a vCard PHOTO; a client\'s own is kept [XEP-0153 3.2, 4.1]', async () => {
     const b = await login(bob, 'p');
     await b.send(presence());
     await ping(b);
@@ -74,17 +75,19 @@ describe('XEP-0153, XEP-0398, XEP-0292: avatars and vCards across vcard-temp and
     const bytes = image('first');
     const set = await a.request(vcardSet(xml('FN', {}, 'Alice'), photo(bytes)));
     assert.equal(set.attrs.type, 'result', set.toString());
-    const lying = xml('presence', {}, xml('x', { xmlns: NS_UPDATE }, xml('photo', {}, 'f'.repeat(40))));
-    const second = await seenByBob(a, b, lying);
+    const notReady = xml('presence', {}, xml('x', { xmlns: NS_UPDATE })); // [XEP-0153 4.1] an <x/> without <photo/>: filled in
+    const second = await seenByBob(a, b, notReady);
     assert.equal(photoHashIn(second), sha1(bytes), second.toString());
+    const own = xml('presence', {}, xml('x', { xmlns: NS_UPDATE }, xml('photo', {}, 'f'.repeat(40))));
+    assert.equal(photoHashIn(await seenByBob(a, b, own)), 'f'.repeat(40), "a client's own <photo/> is left alone, as Prosody does");
   });
 
-  it('a vCard PHOTO becomes a XEP-0084 avatar a contact can read; FN and NICKNAME become the vCard4 node [XEP-0398 4.1, XEP-0292 4]', async () => {
+  it('a vCard PHOTO becomes a XEP-0084 avatar anyone can read, as the vCard; FN and NICKNAME become the vCard4 node [XEP-0398 4.1, XEP-0292 4]', async () => {
     const a = await login(alice, 'v');
     const bytes = image('second');
     const set = await a.request(vcardSet(xml('FN', {}, 'Alice Liddell'), xml('NICKNAME', {}, 'ali'), photo(bytes, 'image/jpeg')));
     assert.equal(set.attrs.type, 'result');
-    const b = await login(bob, 'v');
+    const b = await login(carol, 'v'); // not a contact: the nodes a conversion creates are open, like the vCard
     const meta = firstItem(await b.request(itemsGet(A, AVATAR_META)))!;
     assert.equal(meta.attrs.id, sha1(bytes));
     const info = meta.getChild('metadata', AVATAR_META)!.getChild('info')!;

@@ -22,14 +22,16 @@ import {
 } from './vcard-convert.ts';
 
 const NS_CONVERSION = 'urn:xmpp:pep-vcard-conversion:0';
+/** Nodes a conversion creates are open, like the vCard anyone may read (Prosody's node_defaults); existing nodes keep their configuration. */
+const OPEN = new Map([['pubsub#access_model', ['open']]]);
 
 /**
  * vCard and PEP profiles kept in step, as Prosody's mod_vcard_legacy:
  *
  * - XEP-0153: every available presence an XMPP session sends carries
  *   `<x xmlns='vcard-temp:x:update'><photo>hash</photo></x>` with the
- *   account's current avatar hash (`<photo/>`: none), replacing what the
- *   client put there.
+ *   account's current avatar hash (`<photo/>`: none), unless the client
+ *   put a `<photo/>` there itself (left alone, as Prosody does).
  * - XEP-0398: a vcard-temp PHOTO is published as a XEP-0084 avatar (data,
  *   then metadata); a XEP-0084 metadata item (with its data item) becomes
  *   the vcard-temp PHOTO; `<metadata/>` or a vCard without the PHOTO it had
@@ -51,7 +53,7 @@ export default defineModule({
     hashCacheSeconds: { type: 'number', default: 60, min: 0, doc: 'how long a cached avatar hash is trusted (changes made on other cluster nodes show after at most this long)' },
   },
   specs: [
-    { spec: 'XEP-0153', status: 'complete', note: 'the server puts the hash in every available presence of XMPP sessions (replacing the client\'s), as Prosody' },
+    { spec: 'XEP-0153', status: 'complete', note: "the server adds the hash to available presence of XMPP sessions that carry none, as Prosody" },
     { spec: 'XEP-0398', status: 'complete', note: 'on writes: vcard-temp PHOTO ↔ XEP-0084 data and metadata; retracting or deleting the avatar nodes is not converted' },
     { spec: 'XEP-0292', status: 'partial', note: 'the urn:xmpp:vcard4 PEP node stored and served; FN and NICKNAME converted both ways, PHOTO from vcard-temp; other properties not converted' },
   ],
@@ -92,8 +94,11 @@ export default defineModule({
     ctx.onUnload(
       broker.hooks.on('presence:outgoing', async (presence, session) => {
         if (session.protocol !== 'xmpp') return undefined;
+        const i = presence.extensions.findIndex((x) => x.includes(NS_VCARD_UPDATE) && parseStored(x)?.attrs.xmlns === NS_VCARD_UPDATE);
+        const theirs = i === -1 ? undefined : parseStored(presence.extensions[i]!);
+        if (theirs?.getChild('photo')) return undefined; // the client's own hash is left alone, as Prosody does [XEP-0153 4.1]
         const hash = await currentHash(session.address.bare());
-        const extensions = presence.extensions.filter((x) => !(x.includes(NS_VCARD_UPDATE) && parseStored(x)?.attrs.xmlns === NS_VCARD_UPDATE));
+        const extensions = presence.extensions.filter((_, j) => j !== i);
         extensions.push(`<x xmlns='${NS_VCARD_UPDATE}'>${hash ? `<photo>${escapeXML(hash)}</photo>` : '<photo/>'}</x>`);
         return { ...presence, extensions };
       }),
@@ -108,8 +113,9 @@ export default defineModule({
         const a = avatarPayloads(photo);
         const meta = await pep.meta(owner, NS_AVATAR_METADATA);
         if (meta?.ids[meta.ids.length - 1] !== a.id) {
-          await pep.publish(owner, NS_AVATAR_DATA, a.id, a.data, undefined); // [XEP-0084 4.1] data before metadata
-          await pep.publish(owner, NS_AVATAR_METADATA, a.id, a.metadata, undefined);
+          const dataMeta = await pep.meta(owner, NS_AVATAR_DATA);
+          await pep.publish(owner, NS_AVATAR_DATA, a.id, a.data, dataMeta ? undefined : OPEN); // [XEP-0084 4.1] data before metadata
+          await pep.publish(owner, NS_AVATAR_METADATA, a.id, a.metadata, meta ? undefined : OPEN);
         }
       } else if (previous && vcardPhoto(previous)) {
         await pep.publish(owner, NS_AVATAR_METADATA, 'current', xml('metadata', { xmlns: NS_AVATAR_METADATA }), undefined); // [XEP-0084 4.5] no avatar any more
@@ -120,7 +126,7 @@ export default defineModule({
       const prevRec = v4meta?.ids.length ? await pep.item(owner, NODE_VCARD4, v4meta.ids[v4meta.ids.length - 1]!) : undefined;
       const v4 = vcard4From(vcard, prevRec ? parseStored(prevRec.payload) : undefined);
       if (prevRec?.payload === v4.toString()) return;
-      await pep.publish(owner, NODE_VCARD4, 'current', v4, undefined); // [XEP-0292 3] item id 'current'
+      await pep.publish(owner, NODE_VCARD4, 'current', v4, v4meta ? undefined : OPEN); // [XEP-0292 3] item id 'current'
     };
 
     // ---- PEP → vcard-temp [XEP-0398, XEP-0292] ----
