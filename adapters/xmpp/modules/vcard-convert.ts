@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import * as xmlLib from '@xmpp/xml';
 import { xml, type Element } from '@xmpp/xml';
-import { NS_CLIENT, NS_VCARD } from '../ns.ts';
+import { NS_VCARD } from '../ns.ts';
+import { parseStored } from '../stanza.ts';
 
 /**
  * Conversions between vcard-temp (XEP-0054), XEP-0084 avatars and vCard4
@@ -15,21 +15,7 @@ export const NS_VCARD4 = 'urn:ietf:params:xml:ns:vcard-4.0';
 /** the XEP-0292 PEP node */
 export const NODE_VCARD4 = 'urn:xmpp:vcard4';
 
-interface LtxParser {
-  on(e: string, fn: (x: Element) => void): void;
-  write(s: string): void;
-}
-const Parser = (xmlLib as unknown as { Parser: new () => LtxParser }).Parser;
-
-/** Stored XML (well-formed when it was stored) back into an element. */
-export function parseStored(text: string): Element | undefined {
-  let out: Element | undefined;
-  const p = new Parser();
-  p.on('element', (el: Element) => (out ??= el));
-  p.on('error', () => {});
-  p.write(`<w xmlns='${NS_CLIENT}'>${text}</w>`);
-  return out;
-}
+export { parseStored };
 
 /** An image: its MIME type and bytes. */
 export interface Photo {
