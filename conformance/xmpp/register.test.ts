@@ -82,12 +82,14 @@ describe('XEP-0077 in-band registration of new accounts', function () {
     assert.equal(stanzaError(reconnect).condition, 'resource-constraint', 'reconnecting does not reset the count');
   });
 
-  it('a taken name is conflict, the XEP-0004 form registers, <remove/> before login is registration-required [XEP-0077 3.1, 3.2, 4]', async () => {
+  it('a taken name is conflict, a too long one not-acceptable, the XEP-0004 form registers, <remove/> before login is registration-required [XEP-0077 3.1, 3.2, 4]', async () => {
     const { c } = await unauthenticated(node.ports.xmpp, '127.0.0.3');
     const existing = uniqueName('exists');
     await node.addUser(existing, PW);
     const conflict = await c.iq('set', fields(existing.toUpperCase(), PW));
     assert.equal(stanzaError(conflict).condition, 'conflict');
+    const long = await c.iq('set', fields('a'.repeat(65), PW)); // maxUsernameLength 64
+    assert.equal(stanzaError(long).condition, 'not-acceptable');
     const remove = await c.iq('set', `<query xmlns='${NS_REGISTER}'><remove/></query>`);
     assert.equal(stanzaError(remove).condition, 'registration-required');
     const user = uniqueName('formuser');
