@@ -124,6 +124,17 @@ describe('XEP-0153, XEP-0398, XEP-0292: avatars and vCards across vcard-temp and
     assert.equal(photoHashIn(await seenByBob(a, b, presence({ status: 'no avatar' }))), '');
   });
 
+  it('deleting the avatar metadata node removes the vCard PHOTO [XEP-0398 4.2, XEP-0060 8.4]', async () => {
+    const a = await login(alice, 'z');
+    const bytes = image('fourth');
+    assert.equal((await a.request(vcardSet(xml('FN', {}, 'Alice Liddell'), photo(bytes)))).attrs.type, 'result');
+    const getPhoto = async () => (await a.request(xml('iq', { type: 'get' }, xml('vCard', { xmlns: NS_VCARD })))).getChild('vCard', NS_VCARD)!.getChild('PHOTO');
+    assert.ok(await getPhoto(), 'the PHOTO is there');
+    const del = await a.request(xml('iq', { type: 'set' }, xml('pubsub', { xmlns: `${NS_PUBSUB}#owner` }, xml('delete', { node: AVATAR_META }))));
+    assert.equal(del.attrs.type, 'result', del.toString());
+    assert.equal(await getPhoto(), undefined);
+  });
+
   it('a vCard4 published to PEP sets vcard-temp FN and NICKNAME, keeping the rest [XEP-0292 4]', async () => {
     const a = await login(alice, 'y');
     const card = xml('vcard', { xmlns: NS_VCARD4 }, xml('fn', {}, xml('text', {}, 'Alice P. Liddell')), xml('nickname', {}, xml('text', {}, 'alp')), xml('note', {}, xml('text', {}, 'kept')));

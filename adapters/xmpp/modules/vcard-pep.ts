@@ -54,7 +54,7 @@ export default defineModule({
   },
   specs: [
     { spec: 'XEP-0153', status: 'complete', note: "the server adds the hash to available presence of XMPP sessions that carry none, as Prosody" },
-    { spec: 'XEP-0398', status: 'complete', note: 'on writes: vcard-temp PHOTO ↔ XEP-0084 data and metadata; retracting or deleting the avatar nodes is not converted' },
+    { spec: 'XEP-0398', status: 'complete', note: 'on writes: vcard-temp PHOTO ↔ XEP-0084 data and metadata (publish, retract, purge, delete)' },
     { spec: 'XEP-0292', status: 'partial', note: 'the urn:xmpp:vcard4 PEP node stored and served; FN and NICKNAME converted both ways, PHOTO from vcard-temp; other properties not converted' },
   ],
   setup(ctx) {
@@ -165,6 +165,17 @@ export default defineModule({
     ctx.onUnload(() => void vcards.changed.delete(onVcardSet));
     pep.published.add(onPublished);
     ctx.onUnload(() => void pep.published.delete(onPublished));
+
+    // Items retracted, the node purged or deleted: the current avatar is what is left, or none [XEP-0084 4.5]
+    const onEmptied = async (owner: Address, node: string): Promise<void> => {
+      if (node !== NS_AVATAR_METADATA) return;
+      forget(owner);
+      const meta = await pep.meta(owner, NS_AVATAR_METADATA);
+      const last = meta?.ids.length ? await pep.item(owner, NS_AVATAR_METADATA, meta.ids[meta.ids.length - 1]!) : undefined;
+      await onPublished(owner, node, '', (last && parseStored(last.payload)) || xml('metadata', { xmlns: NS_AVATAR_METADATA }));
+    };
+    pep.emptied.add(onEmptied);
+    ctx.onUnload(() => void pep.emptied.delete(onEmptied));
     discoFeature(ctx, NS_CONVERSION); // [XEP-0398 3]
   },
 });
