@@ -3,6 +3,7 @@
 // logs in with @xmpp/client. Per-address limits use other loopback sources
 // (127.0.0.2…) on the same node.
 import assert from 'node:assert/strict';
+import { NS_FRAMING, parseFrame, RawWs } from '../web/web-helpers.ts';
 import { closeAllRaw, DOMAIN, rawUnauthenticated as unauthenticated, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type Element, type TestNode } from '../helpers.ts';
 
 const NS_REGISTER = 'jabber:iq:register';
@@ -112,6 +113,21 @@ describe('XEP-0077 in-band registration of new accounts', function () {
     c.send(`<iq type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>`);
     await c.waitFor(/not-authorized/);
     await c.waitClosed();
+  });
+
+  it('not over an unencrypted stream: no feature on plain WebSocket, and policy-violation [XEP-0077 3.1]', async () => {
+    const r = await RawWs.connect(`ws://127.0.0.1:${node.ports.http}/xmpp-websocket`);
+    try {
+      r.send(`<open xmlns='${NS_FRAMING}' to='${DOMAIN}' version='1.0'/>`);
+      assert.equal(parseFrame(await r.next()).name, 'open');
+      assert.doesNotMatch(await r.next(), FEATURE);
+      r.send(`<iq xmlns='jabber:client' type='set' id='w1'>${fields(uniqueName('cleartext'), PW)}</iq>`);
+      const answer = await r.next();
+      assert.match(answer, /type=['"]error['"]/);
+      assert.match(answer, /<policy-violation /);
+    } finally {
+      r.terminate();
+    }
   });
 
   it('a logged-in user changes the password only to one the policy accepts [XEP-0077 3.3]', async () => {
