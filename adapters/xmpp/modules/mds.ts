@@ -41,15 +41,17 @@ export default defineModule({
     const fail = (err: unknown) => ctx.log.warn({ err }, 'mds: update failed');
 
     // A client's publish [XEP-0490 4]: item id = the conversation's bare JID, payload <displayed><stanza-id by=me/></displayed>
-    pep.published.set(NS_MDS, (owner, id, payload) => {
+    const onPublished = async (owner: Address, node: string, id: string, payload: Element): Promise<void> => {
+      if (node !== NS_MDS) return;
       const peer = Address.tryParse(id);
       const sid = payload.name === 'displayed' && payload.attrs.xmlns === NS_MDS ? payload.getChild('stanza-id', NS_SID) : undefined;
       if (!peer?.local || !peer.isBare || !sid?.attrs.id) return;
       // The archive id is the owner's own [XEP-0359 by]; anything else names no message of this archive.
       if (sid.attrs.by !== undefined && Address.tryParse(sid.attrs.by)?.equals(owner) !== true) return;
       unread.displayedArchiveId(owner, peer, sid.attrs.id as string).catch(fail);
-    });
-    ctx.onUnload(() => void pep.published.delete(NS_MDS));
+    };
+    pep.published.add(onPublished);
+    ctx.onUnload(() => void pep.published.delete(onPublished));
 
     // A displayed marker from a device: the node follows, and the user's XMPP clients hear it.
     ctx.onUnload(
