@@ -10,6 +10,7 @@ import upload from '../broker/modules/upload.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
+import { RedisStorage } from '../storage/redis/index.ts';
 import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
@@ -41,7 +42,8 @@ export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === t
 
 /** The only place that picks concrete backends. */
 export function makeStorage(cfg: Config): Storage {
-  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.mongodbUrl! });
+  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.url! });
+  if (cfg.storage.backend === 'redis') return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
 
