@@ -131,6 +131,8 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
   }
   const broker = makeBroker(cfg, log, new PromMetrics());
   await broker.start();
+  const storageCheck = (broker.storage as { serverWarnings?: () => Promise<string[]> }).serverWarnings;
+  for (const warning of (await storageCheck?.()) ?? []) log.warn({ backend: cfg.storage.backend }, warning);
   const tls = await loadTlsOptions(cfg);
   if (tls.generated) log.info({ dir: cfg.dataDir, ca: `${cfg.dataDir}/tls/ca.pem` }, 'generated a local CA and a certificate it signed');
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });

@@ -104,6 +104,29 @@ export class RedisStorage implements Storage {
     }
   }
 
+  /**
+   * What is unsafe in the server's settings for a store (docs/operations.md,
+   * "Storage backends"): AOF off, or an eviction policy that may drop data.
+   * Nothing when the server does not let us read its settings (CONFIG GET
+   * refused by an ACL or a managed service).
+   */
+  async serverWarnings(): Promise<string[]> {
+    const client = this.#conn();
+    const get = async (name: string): Promise<string | undefined> => {
+      try {
+        return ((await client.config('GET', name)) as string[])[1];
+      } catch {
+        return undefined;
+      }
+    };
+    const out: string[] = [];
+    const aof = await get('appendonly');
+    if (aof !== undefined && aof !== 'yes') out.push('redis: appendonly is off, a restart of the server loses what was written since its last snapshot; set appendonly yes');
+    const policy = await get('maxmemory-policy');
+    if (policy !== undefined && policy !== 'noeviction') out.push(`redis: maxmemory-policy is ${policy}, the server may drop stored accounts and messages when full; set noeviction`);
+    return out;
+  }
+
   kv<T>(name: string): KeyValueStore<T> {
     return this.#store(`kv:${name}`, () => new RedisKeyValue<T>(this.#conn, `${this.#prefix}kv:${enc(name)}`, `${this.#prefix}kvi:${enc(name)}`));
   }

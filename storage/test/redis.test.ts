@@ -112,6 +112,25 @@ describe('storage: redis shared by two nodes, and kill -9 of the server', functi
     await waitFor(() => s.ping());
     assert.equal(await s.kv('accounts').get('k7'), 7);
   });
+
+  // Last: turning AOF off and on starts a rewrite, which a kill -9 must not meet.
+  it('serverWarnings names AOF off and an eviction policy, and nothing on a safe server', async function () {
+    const s = await node();
+    assert.deepEqual(await s.serverWarnings(), []);
+    const admin = new Redis(server.url);
+    try {
+      await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+      await admin.config('SET', 'appendonly', 'no');
+      const warnings = await s.serverWarnings();
+      assert.equal(warnings.length, 2, warnings.join('\n'));
+      assert.match(warnings[0], /appendonly is off/);
+      assert.match(warnings[1], /maxmemory-policy is allkeys-lru/);
+    } finally {
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'appendonly', 'yes');
+      await admin.quit();
+    }
+  });
 });
 
 async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
