@@ -3,7 +3,9 @@
 // messages survive kill -9 of the node, and are served by a node with a data
 // directory of its own that shares the Redis server [MQTT-4.1.0-1].
 import assert from 'node:assert/strict';
-import { uniqueName } from '../helpers.ts';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { runCli, uniqueName } from '../helpers.ts';
 import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
 import { startRedis, type TestRedis } from '../redis-server.ts';
 
@@ -38,10 +40,12 @@ describe('MQTT: state on the Redis store', function () {
     await keeper.subscribeAsync('public/keep', { qos: 1 });
     await keeper.endAsync();
     const pub = await as(first, v, 'publisher');
-    // PUBACK: the node has the messages [MQTT-4.3.2-2].
-    await pub.publishAsync('public/keep', 'q1-a', { qos: 1 });
-    await pub.publishAsync('public/keep', 'q1-b', { qos: 1 });
-    await pub.publishAsync('public/state', 'retained-v1', { qos: 1, retain: true });
+    // Published with QoS 2: its PUBREC comes once the message is queued and
+    // retained [MQTT-4.3.3-2]. (aedes writes a QoS 1 PUBACK before it
+    // publishes, so a kill -9 right after a PUBACK can lose the message.)
+    await pub.publishAsync('public/keep', 'q1-a', { qos: 2 });
+    await pub.publishAsync('public/keep', 'q1-b', { qos: 2 });
+    await pub.publishAsync('public/state', 'retained-v1', { qos: 2, retain: true });
     await first.kill9();
     await endAllMqtt();
 
@@ -68,5 +72,41 @@ describe('MQTT: state on the Redis store', function () {
     const again = collect(keeper, 'public/keep');
     await sleepMs(300);
     assert.deepEqual(again, []);
+  });
+
+  it('removing the account erases its sessions, queue and will from Redis; the new account of the name starts clean [MQTT-3.2.2-3]', async () => {
+    const node = nodes[nodes.length - 1];
+    const w = uniqueName('mw');
+    await addUsers(node, { [w]: PW });
+    const dev = await as(node, w, 'dev', { clean: false, will: { topic: `wills/${w}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+    await dev.subscribeAsync('public/erase', { qos: 1 });
+    await dev.endAsync();
+    const pub = await as(node, v, 'publisher3');
+    await pub.publishAsync('public/erase', 'queued', { qos: 1 });
+    const redisKeys = async () => {
+      const client = new Redis(redis.url);
+      try {
+        const found: string[] = [];
+        let cursor = '0';
+        do {
+          const [next, keys] = await client.scan(cursor, 'MATCH', `parley:mqtt:*${encodeURIComponent(`${w}/`)}*`, 'COUNT', 1000);
+          cursor = next;
+          found.push(...keys);
+        } while (cursor !== '0');
+        const members = (await client.smembers('parley:mqtt:clients')).filter((id) => id.startsWith(`${w}/`));
+        return [...found, ...members];
+      } finally {
+        await client.quit();
+      }
+    };
+    assert.ok((await redisKeys()).length > 0, 'the session is in Redis');
+    const r = await runCli(['--data-dir', node.dataDir, '--config', path.join(node.dataDir, 'parley.yaml'), 'user', 'remove', w]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await redisKeys(), []);
+    await addUsers(node, { [w]: PW });
+    const back = await as(node, w, 'dev', { clean: false });
+    const got = collect(back, 'public/erase');
+    await sleepMs(300);
+    assert.deepEqual(got, [], 'nothing of the old account is delivered');
   });
 });
