@@ -42,7 +42,11 @@ export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === t
 
 /** The only place that picks concrete backends. */
 export function makeStorage(cfg: Config): Storage {
-  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.url! });
+  if (cfg.storage.backend === 'mongodb') {
+    // modules.archive.maxAgeDays as a TTL index too: MongoDB deletes what the retention timer would.
+    const days = Number((cfg.modules.archive as { maxAgeDays?: unknown } | undefined)?.maxAgeDays ?? 0);
+    return new MongoStorage({ url: cfg.storage.url!, archiveMaxAgeDays: Number.isFinite(days) && days > 0 ? days : 0 });
+  }
   if (cfg.storage.backend === 'redis') return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
