@@ -145,6 +145,15 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     return { records: records.slice(0, limit), complete: records.length <= limit };
   }
 
+  /** Overwrites the value of one record in place (XEP-0424 tombstones); false when there is no such record. */
+  async setValue(conversation: string, seq: number, value: T): Promise<boolean> {
+    checkId('conversation', conversation);
+    await this.#indexes();
+    // One document on the (conversation, seq) unique index; pos and ix stay.
+    const res = await (this.#coll() as unknown as Collection<Document>).updateOne({ conversation, seq }, { $set: { value: jsonClone(value) } });
+    return res.matchedCount > 0;
+  }
+
   async lastSeq(conversation: string): Promise<number> {
     const counters = this.open('counters') as unknown as Collection<Counter>;
     return (await counters.findOne({ _id: this.#counterId(conversation) }))?.seq ?? 0;
