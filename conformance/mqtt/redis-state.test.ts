@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { runCli, uniqueName } from '../helpers.ts';
 import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
-import { startRedis, type TestRedis } from '../redis-server.ts';
+import { redisKeys, startRedis, type TestRedis } from '../redis-server.ts';
 
 describe('MQTT: state on the Redis store', function () {
   this.timeout(60_000);
@@ -83,26 +83,16 @@ describe('MQTT: state on the Redis store', function () {
     await dev.endAsync();
     const pub = await as(node, v, 'publisher3');
     await pub.publishAsync('public/erase', 'queued', { qos: 1 });
-    const redisKeys = async () => {
+    const stateOf = async () => {
       const client = new Redis(redis.url);
-      try {
-        const found: string[] = [];
-        let cursor = '0';
-        do {
-          const [next, keys] = await client.scan(cursor, 'MATCH', `parley:mqtt:*${encodeURIComponent(`${w}/`)}*`, 'COUNT', 1000);
-          cursor = next;
-          found.push(...keys);
-        } while (cursor !== '0');
-        const members = (await client.smembers('parley:mqtt:clients')).filter((id) => id.startsWith(`${w}/`));
-        return [...found, ...members];
-      } finally {
-        await client.quit();
-      }
+      const members = (await client.smembers('parley:mqtt:clients')).filter((id) => id.startsWith(`${w}/`));
+      await client.quit();
+      return [...(await redisKeys(redis.url, `parley:mqtt:*${encodeURIComponent(`${w}/`)}*`)), ...members];
     };
-    assert.ok((await redisKeys()).length > 0, 'the session is in Redis');
+    assert.ok((await stateOf()).length > 0, 'the session is in Redis');
     const r = await runCli(['--data-dir', node.dataDir, '--config', path.join(node.dataDir, 'parley.yaml'), 'user', 'remove', w]);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(await redisKeys(), []);
+    assert.deepEqual(await stateOf(), []);
     await addUsers(node, { [w]: PW });
     const back = await as(node, w, 'dev', { clean: false });
     const got = collect(back, 'public/erase');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
+import { redisKeys, startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 import { RedisStorage } from '../redis/index.ts';
 import { storageContract } from './contract.ts';
 import { chat, type Msg } from './contract-archive.ts';
@@ -29,13 +29,10 @@ describe('storage contract: redis (a real redis-server on a free loopback port)'
         return storage;
       },
       cleanup: async () => {
+        const keys = await redisKeys(server.url, `${prefix}*`);
+        if (keys.length === 0) return;
         const client = new Redis(server.url);
-        let cursor = '0';
-        do {
-          const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-          cursor = next;
-          if (keys.length > 0) await client.del(...keys);
-        } while (cursor !== '0');
+        await client.del(...keys);
         await client.quit();
       },
     };
