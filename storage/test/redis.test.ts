@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { redisKeys, startRedis, type TestRedis } from '../../conformance/redis-server.ts';
+import { freePort, redisKeys, startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 import { RedisStorage } from '../redis/index.ts';
 import { storageContract } from './contract.ts';
 import { chat, type Msg } from './contract-archive.ts';
@@ -66,6 +66,17 @@ describe('storage: redis shared by two nodes, and kill -9 of the server', functi
     opened.push(s);
     return s;
   }
+
+  it('open says which server and why when it cannot connect (and not the password)', async function () {
+    const port = await freePort();
+    const s = new RedisStorage({ url: `redis://:secret-pw@127.0.0.1:${port}` });
+    await assert.rejects(s.open(), (err: Error) => {
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`));
+      assert.doesNotMatch(err.message, /secret-pw/);
+      return true;
+    });
+    assert.equal(await s.ping(), false);
+  });
 
   it('two nodes appending to one conversation at once get distinct seqs and archive ids, with no gap', async function () {
     const [a, b] = [await node(), await node()];
