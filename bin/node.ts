@@ -7,6 +7,8 @@ import offline from '../broker/modules/offline.ts';
 import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
 import upload from '../broker/modules/upload.ts';
+import recall from '../broker/modules/recall.ts';
+import unread from '../broker/modules/unread.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
@@ -25,7 +27,7 @@ import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
-export const allModules = [offline, archive, rooms, upload, ...xmppModules];
+export const allModules = [offline, archive, rooms, upload, recall, unread, ...xmppModules];
 
 /**
  * JSON lines for log collectors (journald, Loki…), or one readable line per

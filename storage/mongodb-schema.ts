@@ -62,7 +62,7 @@ export interface QuerySpec {
 export const QUERIES: QuerySpec[] = [
   { where: 'kv.get/put/delete/batch', kind: 'kv', filter: ['_id'] },
   { where: 'kv.keys/entries (anchored prefix regex)', kind: 'kv', filter: ['_id'], sort: ['_id'] },
-  { where: 'archive.query', kind: 'archive', filter: ['conversation', 'seq'], sort: ['seq'] },
+  { where: 'archive.query, setValue', kind: 'archive', filter: ['conversation', 'seq'], sort: ['seq'] },
   { where: 'archive.queryOwner (ids named, page, count)', kind: 'archive', filter: ['ix.o', 'pos'], sort: ['pos'] },
   { where: 'archive.queryOwner with', kind: 'archive', filter: ['ix.o', 'ix.w', 'pos'], sort: ['pos'] },
   { where: 'archive.ownerBounds, forgetOwner, trimOwners (the oldest)', kind: 'archive', filter: ['ix.o'], sort: ['pos'] },

@@ -150,6 +150,16 @@ export interface ArchiveStore<T = unknown> {
   append(record: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>>;
   /** Records of one conversation; never scans other conversations. */
   query(conversation: string, query?: ArchiveQuery): Promise<ArchivePage<T>>;
+  /**
+   * Overwrite the value of one record in place, for tombstones (XEP-0424
+   * message retraction: the content goes, the message keeps its place). The
+   * record keeps its seq, pos, owners, `with`, `id` and index entries, so its
+   * archive id and every count stay as they were. Resolves to false when the
+   * conversation holds no record with that seq (never appended, or gone to
+   * retention). One record, one write: a key-value backend (Redis) writes the
+   * record's serialised form again under its key.
+   */
+  setValue(conversation: string, seq: number, value: T): Promise<boolean>;
   /** Highest seq of the conversation, 0 when empty. */
   lastSeq(conversation: string): Promise<number>;
   /** Conversations an owner takes part in. */

@@ -1,5 +1,6 @@
 import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
 import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType, type AppCondition } from '../../broker/index.ts';
+import { chatMetaXml, readChatChild } from './chat-meta.ts';
 import { NS_CLIENT, NS_DELAY, NS_SID, NS_STANZAS } from './ns.ts';
 
 export { NS_DELAY, NS_SID, NS_STANZAS };
@@ -34,6 +35,7 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
         else if (core && c.name === 'subject' && env.subject === undefined && !c.attrs['xml:lang']) env.subject = c.getText();
         else if (core && c.name === 'thread' && env.thread === undefined && !c.attrs.parent) env.thread = c.getText();
         else if (ourStanzaId(c, from.domain)) continue; // [XEP-0359 §5] only the archive says its own ids
+        else if (!core && readChatChild(env, c)) continue; // receipts, markers, retraction, correction: env.chat
         else env.extensions.push(c.toString());
       }
       break;
@@ -94,6 +96,7 @@ export function envelopeXml(env: Envelope, to: Address): string {
     if (env.subject !== undefined) s += `<subject>${escapeXMLText(env.subject)}</subject>`;
     if (env.body !== undefined) s += `<body>${escapeXMLText(env.body)}</body>`;
     if (env.thread !== undefined) s += `<thread>${escapeXMLText(env.thread)}</thread>`;
+    if (env.chat !== undefined) s += chatMetaXml(env.chat);
   } else if (env.kind === 'presence') {
     if (env.show !== undefined) s += `<show>${env.show}</show>`;
     if (env.status !== undefined) s += `<status>${escapeXMLText(env.status)}</status>`;

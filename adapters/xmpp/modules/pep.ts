@@ -109,6 +109,8 @@ export class PepService {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** per node: what other views (XEP-0048 bookmarks) keep of an item, computed when it is published */
   readonly views = new Map<string, (payload: Element) => Record<string, string> | undefined>();
+  /** per node: called after an item was stored and notified (XEP-0490 positions move the unread counts) */
+  readonly published = new Map<string, (owner: Address, id: string, payload: Element) => void>();
   /** called after an item was published, retracted, a node purged or deleted */
   private readonly notifyFn: (owner: Address, node: string, config: NodeConfig, event: string) => Promise<void>;
 
@@ -313,6 +315,7 @@ export class PepService {
       await this.store.batch(ops as Parameters<typeof this.store.batch>[0]);
       const event = `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'><item id='${escapeXML(itemId)}'>${text}</item></items></event>`;
       await this.notifyFn(owner, node, meta.config, event);
+      this.published.get(node)?.(owner, itemId, payload);
       return itemId;
     });
   }
