@@ -1,7 +1,7 @@
 /**
  * Storage interfaces. The broker imports only this file; bin/ picks a backend
- * (embedded by default, mongodb for clusters). Every backend passes the one
- * contract suite in storage/test/contract.ts.
+ * (embedded by default; redis or mongodb for clusters). Every backend passes
+ * the one contract suite in storage/test/contract.ts.
  *
  * Values are plain JSON-serialisable data. Keys are strings.
  */
@@ -22,7 +22,7 @@ export interface KeyValueStore<T> {
   entries(prefix: string): Promise<[string, T][]>;
   /**
    * Several puts and deletes of this store in one write. Atomic where the
-   * backend can (embedded: one LevelDB batch; memory); MongoDB applies them in
+   * backend can (embedded: one LevelDB batch; redis: one MULTI; memory); MongoDB applies them in
    * order without a transaction, so a crash may leave a prefix of them.
    */
   batch(ops: KeyValueOp<T>[]): Promise<void>;
