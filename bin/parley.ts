@@ -193,7 +193,7 @@ program
     log.info({ gc, cpus: availableParallelism(), semiSpaceMiB: semi ? Number(semi.split('=')[1]) : 'default' }, 'garbage collection threads');
     let node;
     try {
-      node = await startNode(cfg, log);
+      node = await startNode(cfg, log, { loadConfig: () => loadConfig(program.opts()) });
     } catch (err) {
       if (err instanceof ListenError) {
         // An operator's mistake, not a bug: one line, no stack.
@@ -215,9 +215,9 @@ program
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
-    // New certificate files without a restart (certbot deploy hooks send SIGHUP); connections stay.
+    // `parley reload` as a signal (systemctl reload, certbot deploy hooks): the configuration and the certificate files; connections stay.
     process.on('SIGHUP', () => {
-      node.reloadTls().catch((err) => log.error({ err }, 'TLS reload failed: the previous certificate stays'));
+      node.reload().catch((err) => log.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed: nothing was changed'));
     });
     installProcessGuard(log, node.broker.metrics);
   });
@@ -322,6 +322,20 @@ user
     }),
   );
 user
+  .command('roster <username>')
+  .description("an account's roster: contacts, subscription states, groups (XEP-0133 get user roster)")
+  .action(
+    action(async (username: string) => {
+      const r = (await admin(program.opts(), { cmd: 'user.roster', username })) as {
+        user: string;
+        items: { jid: string; name?: string; subscription: string; groups: string[]; ask?: boolean }[];
+      };
+      output(r, () => {
+        for (const i of r.items) console.log([i.jid, i.subscription + (i.ask ? ' (asked)' : ''), i.name ?? '', i.groups.join(',')].join('\t'));
+      });
+    }),
+  );
+user
   .command('import <file>')
   .description('create accounts from a CSV (username,password per line) or JSON file ([{username, password}]); existing ones are left alone')
   .action(
@@ -394,6 +408,20 @@ program
     action(async () => {
       const st = await live({ cmd: 'status' });
       output(st, () => console.log(JSON.stringify(st, null, 2)));
+    }),
+  );
+
+program
+  .command('reload')
+  .description('make a running node read its configuration and certificate files again (as SIGHUP does); says which changed keys were applied and which need a restart')
+  .action(
+    action(async () => {
+      const r = (await live({ cmd: 'reload' })) as { applied: string[]; restartNeeded: string[]; tls: { fingerprint256: string } };
+      output(r, () => {
+        console.log(r.applied.length ? `applied: ${r.applied.join(', ')}` : 'no live setting changed');
+        if (r.restartNeeded.length) console.log(`need a restart (old values stay until then): ${r.restartNeeded.join(', ')}`);
+        console.log(`certificate SHA-256 fingerprint ${r.tls.fingerprint256}`);
+      });
     }),
   );
 
@@ -485,13 +513,16 @@ function parseBefore(v: string): number {
 const archive = program.command('archive').description('message archives (XEP-0313)');
 archive
   .command('purge')
-  .description('retention on demand: delete every archived message older than a date, from every archive')
+  .description('retention on demand: delete every archived message older than a date, from every archive or from one account\'s')
   .requiredOption('--before <date>', 'a date (2026-01-31), ISO time, or an age (30d, 12h)')
+  .option('--user <username>', "only this account's archive (the other party keeps its copy)")
   .action(
-    action(async (opts: { before: string }) => {
+    action(async (opts: { before: string; user?: string }) => {
       const before = parseBefore(opts.before);
-      const r = (await admin(program.opts(), { cmd: 'archive.purge', before })) as { removed: number };
-      output({ ...r, before: new Date(before).toISOString() }, () => console.log(`${r.removed} archived messages before ${new Date(before).toISOString()} deleted`));
+      const r = (await admin(program.opts(), { cmd: 'archive.purge', before, ...(opts.user !== undefined && { user: opts.user }) })) as { removed: number; user?: string };
+      output({ ...r, before: new Date(before).toISOString() }, () =>
+        console.log(`${r.removed} archived messages before ${new Date(before).toISOString()} deleted${r.user ? ` from the archive of ${r.user}` : ''}`),
+      );
     }),
   );
 archive

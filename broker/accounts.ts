@@ -55,13 +55,18 @@ export async function deriveCredential(hash: ScramHash, password: string, iterat
 export class AccountService {
   private readonly store: KeyValueStore<AccountRecord>;
   private readonly domain: string;
-  private readonly iterations: number;
+  private iterations: number;
   private readonly known = new Map<string, number>();
 
   constructor(store: KeyValueStore<AccountRecord>, domain: string, iterations = 4096) {
     this.store = store;
     this.domain = domain;
     this.iterations = iterations;
+  }
+
+  /** PBKDF2 iterations for keys derived from now on (`parley reload`); existing keys keep theirs. */
+  setIterations(n: number): void {
+    this.iterations = n;
   }
 
   /** Normalise a username into a bare address of this domain; throws jid-malformed. */

@@ -384,13 +384,15 @@ class MongoArchive<T> implements ArchiveStore<T> {
     return removed;
   }
 
-  async forgetOwner(owner: string): Promise<number> {
+  async forgetOwner(owner: string, before?: number): Promise<number> {
     await this.#indexes();
     const coll = this.#coll() as unknown as Collection<Document>;
-    const r = await coll.updateMany({ 'ix.o': owner }, { $pull: { ix: { o: owner } } } as Document);
+    // With `before`: the owner's entries archived before the time only (per-user retention).
+    const when = before === undefined ? {} : { pos: { $lt: Math.floor(before) * 1000 } };
+    const r = await coll.updateMany({ 'ix.o': owner, ...when }, { $pull: { ix: { o: owner } } } as Document);
     // archivedFor follows ix; records no owner archives any more leave the store.
-    await coll.updateMany({ archivedFor: owner }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
-    await coll.deleteMany({ owners: owner, ix: { $size: 0 } });
+    await coll.updateMany({ archivedFor: owner, ...when }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
+    await coll.deleteMany({ owners: owner, ix: { $size: 0 }, ...when });
     return r.modifiedCount;
   }
 

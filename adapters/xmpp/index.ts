@@ -17,6 +17,7 @@ import vcard from './modules/vcard.ts';
 import entityTime from './modules/entity-time.ts';
 import lastActivity from './modules/last-activity.ts';
 import register from './modules/register.ts';
+import adhoc from './modules/adhoc.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -27,4 +28,4 @@ export { xmppHooks, type XmppHooks } from './hooks.ts';
 export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, muc, httpUpload, push];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, adhoc, muc, httpUpload, push];
