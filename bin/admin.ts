@@ -337,6 +337,40 @@ export function adminDispatcher(broker: Broker, node: NodeControl = {}): (req: A
 }
 
 /**
+ * What the admin page may run (`POST /admin/api/command`): accounts,
+ * sessions, announcements, offline queues, status and rooms. Not what reaches
+ * the file system or the whole configuration (backup, restore, archive export
+ * and purge, reload): an admin account is an XMPP account, not the node's
+ * operating-system user, and those stay with whoever can reach the socket.
+ */
+export const WEB_COMMANDS: ReadonlySet<AdminRequest['cmd']> = new Set([
+  'user.add',
+  'user.remove',
+  'user.passwd',
+  'user.list',
+  'user.info',
+  'user.roster',
+  'session.list',
+  'session.kick',
+  'announce',
+  'offline.show',
+  'status',
+  'room.list',
+  'room.info',
+] as const);
+
+/** The admin page's API: one request line, the socket's parsing and dispatch, the page's commands only. */
+export function webAdminCommand(broker: Broker, node: NodeControl = {}): (body: string) => Promise<AdminResponse> {
+  const dispatch = adminDispatcher(broker, node);
+  return async (body) => {
+    const parsed = parseAdminRequest(body);
+    if (!parsed.ok) return { ok: false, error: parsed.error, code: parsed.code };
+    if (!WEB_COMMANDS.has(parsed.req.cmd)) return { ok: false, code: 'forbidden', error: `${parsed.req.cmd} is not offered on the admin page; use the parley command on the server` };
+    return dispatch(parsed.req);
+  };
+}
+
+/**
  * The admin socket: a Unix socket only the node's user can reach. The CLI
  * talks to a running node through it, so the store is never opened twice.
  */

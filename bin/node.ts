@@ -12,7 +12,7 @@ import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import type { Storage } from '../storage/types.ts';
-import { startAdminServer } from './admin.ts';
+import { startAdminServer, type NodeControl } from './admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
 import { prepareDataDir } from './datadir.ts';
 import { adminSocketPath, enabledListeners, type Config } from './config.ts';
@@ -172,7 +172,8 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
-  const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options);
+  const control: NodeControl = { maxRequestBytes: cfg.admin.maxRequestBytes };
+  const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
   const upload = uploadService(broker);
   if (upload && !upload.baseUrl) {
     if (web.ports.https) upload.baseUrl = `https://${cfg.domain}:${web.ports.https}`; // [XEP-0363 5] HTTPS URLs
@@ -208,7 +209,8 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     if (plan.restartNeeded.length) log.warn({ keys: plan.restartNeeded }, 'changed keys that need a restart keep their old value');
     return report;
   };
-  const admin = await startAdminServer(broker, socket, { reloadTls, reload, maxRequestBytes: cfg.admin.maxRequestBytes });
+  Object.assign(control, { reloadTls, reload });
+  const admin = await startAdminServer(broker, socket, control);
   log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   let stopping: Promise<void> | undefined;
   return {
