@@ -11,7 +11,7 @@ import {
   type Broker,
   type Room,
 } from '../broker/index.ts';
-import { backupStore } from './backup.ts';
+import { backupStore, mqttBackupOf } from './backup.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
 export type AdminRequest =
@@ -231,7 +231,7 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'backup': {
       const storage = broker.storage as { backup?: (dir: string) => Promise<{ records: number }> };
       if (!storage.backup) throw new BrokerError('feature-not-implemented', `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`);
-      return backupStore(storage.backup.bind(storage), req.dir, { domain: broker.domain, version: broker.version });
+      return backupStore(storage.backup.bind(storage), req.dir, { domain: broker.domain, version: broker.version }, mqttBackupOf(broker));
     }
     case 'room.list':
     case 'room.info':

@@ -6,6 +6,7 @@ import { Level } from 'level';
 import { MqttServer } from '../adapters/mqtt/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
+import { copyLevel, setMqttBackup } from './backup.ts';
 import { answerStatelessClients, levelRetainedStore, levelSessionEraser } from './mqtt-persistence.ts';
 
 /** The MQTT side of a running node. */
@@ -43,6 +44,8 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
     await db.close();
     throw err;
   }
+  // `parley backup`: a copy from one iterator, LevelDB's snapshot, while the node serves (bin/backup.ts)
+  setMqttBackup(broker, (target) => copyLevel(db, target));
   broker.log.info({ mqtt: server.ports }, 'mqtt listening');
   return {
     server,

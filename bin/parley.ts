@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { restoreStore } from './backup.ts';
+import { offlineMqttBackup, restoreStore, setMqttBackup } from './backup.ts';
 import { completionScript } from './completion.ts';
 import { PACKAGE } from './version.ts';
 
@@ -114,6 +114,8 @@ async function withAdmin<T>(flags: GlobalFlags, fn: (run: RunAdmin, live: boolea
     }, true);
   }
   const broker: Broker = makeBroker({ ...cfg, modules: {} }, silentLogger);
+  const mqttBackup = offlineMqttBackup(cfg.dataDir);
+  if (mqttBackup) setMqttBackup(broker, mqttBackup); // `backup` with no node running copies the MQTT database too
   await broker.storage.open();
   try {
     return await fn(async (req) => {
@@ -597,7 +599,10 @@ program
       await store.open();
       await store.close();
       const r = restoreStore(path.resolve(dir), cfg.dataDir);
-      output(r, () => console.log(`restored ${r.manifest.records} records (backup of ${r.manifest.createdAt})${r.replaced ? `; the previous store is in ${r.replaced}` : ''}`));
+      output(r, () => {
+        const mqtt = r.manifest.mqttRecords !== undefined ? ` and ${r.manifest.mqttRecords} MQTT records` : '';
+        console.log(`restored ${r.manifest.records} records${mqtt} (backup of ${r.manifest.createdAt})${r.replaced ? `; the previous store is in ${r.replaced}` : ''}${r.mqttReplaced ? `, the previous MQTT state in ${r.mqttReplaced}` : ''}`);
+      });
     }),
   );
 
