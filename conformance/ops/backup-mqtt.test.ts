@@ -8,8 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { runCli, uniqueName } from '../helpers.ts';
+import { uniqueName } from '../helpers.ts';
 import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import { cliJson } from './cli-json.ts';
 
 const ACL = `  acl:
     - { effect: allow, topic: 'public/#', access: readwrite }
@@ -28,11 +29,7 @@ describe('parley backup/restore: MQTT retained messages and persistent sessions'
   const pub = uniqueName('mpub');
   const sub = uniqueName('msub');
   const PW = 'mqtt-backup-pw';
-  const json = async <T extends z.ZodType>(schema: T, args: string[], dataDir: string): Promise<z.infer<T>> => {
-    const r = await runCli(['--data-dir', dataDir, '--json', ...args]);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return schema.parse(JSON.parse(r.stdout));
-  };
+  const json = <T extends z.ZodType>(schema: T, args: string[], dataDir: string) => cliJson(schema, dataDir, args);
   /** The state to keep: a retained message, and a persistent session with two QoS 1 messages queued while it is away. */
   const seed = async (port: number, tag: string) => {
     const p = await mqttConnect(port, { username: pub, password: PW, clientId: `p-${tag}` });

@@ -8,13 +8,13 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { closeAllRaw, rawLogin, runCli, startNode, uniqueName, type TestNode } from '../helpers.ts';
+import { cliFailure, Failure } from './cli-json.ts';
 
 const Reload = z.strictObject({
   applied: z.array(z.string()),
   restartNeeded: z.array(z.string()),
   tls: z.strictObject({ fingerprint256: z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/) }),
 });
-const Failure = z.strictObject({ ok: z.literal(false), error: z.string(), code: z.string().optional() });
 
 describe('parley reload: the configuration without a restart', function () {
   this.timeout(90_000);
@@ -103,8 +103,6 @@ describe('parley reload: the configuration without a restart', function () {
   });
 
   it('with no node running: no-node', async () => {
-    const r = await runCli(['--data-dir', path.join(node.dataDir, 'nowhere'), '--json', 'reload']);
-    assert.equal(r.code, 1);
-    assert.equal(Failure.parse(JSON.parse(r.stdout)).code, 'no-node');
+    assert.equal(await cliFailure(path.join(node.dataDir, 'nowhere'), ['reload']), 'no-node');
   });
 });

@@ -4,7 +4,8 @@
 // against a schema, the effect checked in what the users' archives return.
 import assert from 'node:assert/strict';
 import { z } from 'zod';
-import { DOMAIN, runCli, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import { DOMAIN, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import { cliFailure, cliJson } from './cli-json.ts';
 
 const Purge = z.strictObject({ removed: z.number().int(), before: z.string(), user: z.string().optional() });
 const Export = z.object({ user: z.string(), count: z.number().int(), messages: z.array(z.object({ body: z.string().optional() })) });
@@ -20,7 +21,6 @@ const Roster = z.strictObject({
     }),
   ),
 });
-const Failure = z.strictObject({ ok: z.literal(false), error: z.string(), code: z.string().optional() });
 
 describe('parley archive purge --user and user roster', function () {
   this.timeout(90_000);
@@ -28,12 +28,7 @@ describe('parley archive purge --user and user roster', function () {
   const alice = uniqueName('ret-a');
   const bob = uniqueName('ret-b');
   const PW = 'ret-pw';
-  const cli = (args: string[]) => runCli(['--data-dir', node.dataDir, '--json', ...args]);
-  const json = async <T extends z.ZodType>(schema: T, args: string[]): Promise<z.infer<T>> => {
-    const r = await cli(args);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return schema.parse(JSON.parse(r.stdout));
-  };
+  const json = <T extends z.ZodType>(schema: T, args: string[]) => cliJson(schema, node.dataDir, args);
 
   before(async () => {
     node = await startNode();
@@ -67,16 +62,13 @@ describe('parley archive purge --user and user roster', function () {
       (await json(Export, ['archive', 'export', bob])).messages.map((m) => m.body),
       ['kept by bob 1', 'kept by bob 2'],
     );
-    const missing = await cli(['archive', 'purge', '--before', tomorrow, '--user', 'nobody-here']);
-    assert.equal(missing.code, 1);
-    assert.equal(Failure.parse(JSON.parse(missing.stdout)).code, 'item-not-found');
+    assert.equal(await cliFailure(node.dataDir, ['archive', 'purge', '--before', tomorrow, '--user', 'nobody-here']), 'item-not-found');
   });
 
   it('user roster --json: contacts, subscription, name, groups; item-not-found for no such user', async () => {
     const r = await json(Roster, ['user', 'roster', alice]);
     assert.deepEqual(r, { user: `${alice}@${DOMAIN}`, items: [{ jid: `${bob}@${DOMAIN}`, name: 'Bob', subscription: 'none', groups: ['Work'] }] });
-    const missing = await cli(['user', 'roster', 'nobody-here']);
-    assert.equal(Failure.parse(JSON.parse(missing.stdout)).code, 'item-not-found');
+    assert.equal(await cliFailure(node.dataDir, ['user', 'roster', 'nobody-here']), 'item-not-found');
   });
 
   it('with the node stopped: purge --user opens the store itself', async () => {
