@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { closeAllRaw, rawLogin, runCli, startNode, uniqueName, type TestNode } from '../helpers.ts';
+import { closeAllRaw, DOMAIN, rawLogin, runCli, startNode, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
 import { cliFailure, Failure } from './cli-json.ts';
 
 const Reload = z.strictObject({
@@ -20,6 +20,7 @@ describe('parley reload: the configuration without a restart', function () {
   this.timeout(90_000);
   let node: TestNode;
   const user = uniqueName('rl');
+  const boss = uniqueName('boss');
   const PW = 'reload-pw';
   /** The node's config file (startNode passed it with --config), with `log` lines under `log:`. */
   const config = (rest: string, log = '  level: info\n') => writeFileSync(path.join(node.dataDir, 'parley.yaml'), `log:\n${log}${rest}`);
@@ -33,6 +34,7 @@ describe('parley reload: the configuration without a restart', function () {
     // no --log-level flag: the file's log.level is the one in force (flags would win over it)
     node = await startNode({ config: 'log:\n  level: info\n', logLevel: null });
     await node.addUser(user, PW);
+    await node.addUser(boss, PW);
   });
   after(async () => {
     closeAllRaw();
@@ -40,7 +42,7 @@ describe('parley reload: the configuration without a restart', function () {
   });
 
   it('reload --json: live keys applied (limits, log level, admins), a listener or stanza size change reported as needing a restart', async () => {
-    config('limits:\n  maxSessionsPerUser: 1\nadmins: [root]\nxmpp:\n  maxStanzaSize: 100000\n', '  level: info\n  format: json\n');
+    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 100000\n`, '  level: info\n  format: json\n');
     const r = await reload();
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const rep = Reload.parse(r.json);
@@ -52,6 +54,11 @@ describe('parley reload: the configuration without a restart', function () {
     assert.match(second.text, /<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
     first.send('</stream:stream>');
     second.send('</stream:stream>');
+    // the new admin sees the XEP-0133 commands at once [XEP-0050 2.2]
+    const c = await xmppClient({ port: node.ports.xmpp, username: boss, password: PW, resource: 'adm' });
+    const items = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items', node: 'http://jabber.org/protocol/commands' })));
+    assert.ok(items.getChild('query')!.getChildren('item').length > 0, items.toString());
+    await c.stop();
     // the same file again: nothing new applied, the restart-only keys still reported (they keep their old value)
     const again = Reload.parse((await reload()).json);
     assert.deepEqual(again.applied, []);
@@ -61,7 +68,7 @@ describe('parley reload: the configuration without a restart', function () {
   it('log.level applies from the next line: debug lines appear after reload', async () => {
     const debugLines = () => node.log.filter((l) => l.includes('"level":20')).length;
     assert.equal(debugLines(), 0);
-    config('limits:\n  maxSessionsPerUser: 1\nadmins: [root]\nxmpp:\n  maxStanzaSize: 100000\n', '  level: debug\n  format: json\n');
+    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 100000\n`, '  level: debug\n  format: json\n');
     const rep = Reload.parse((await reload()).json);
     assert.deepEqual(rep.applied, ['log.level']);
     const c = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'dbg');
