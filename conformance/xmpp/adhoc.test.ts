@@ -88,6 +88,9 @@ describe('XEP-0050 ad-hoc commands, XEP-0133 service administration', function (
     const cinfo = await admin.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info', node: `${NS_ADMIN}#add-user` })));
     const id = cinfo.getChild('query')!.getChild('identity')!;
     assert.deepEqual([id.attrs.category, id.attrs.type], ['automation', 'command-node']);
+    const linfo = await admin.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info', node: NS_COMMANDS })));
+    const lid = linfo.getChild('query')!.getChild('identity')!;
+    assert.deepEqual([lid.attrs.category, lid.attrs.type], ['automation', 'command-list']);
   });
 
   it('add-user: an admin adds an account in two stages; the new user logs in [XEP-0133 4.1]', async () => {
@@ -115,7 +118,7 @@ describe('XEP-0050 ad-hoc commands, XEP-0133 service administration', function (
     assert.equal(stanzaError(direct).condition, 'forbidden');
   });
 
-  it('get-online-users-list and get-user-roster answer result forms [XEP-0133 4.20, 4.8]', async () => {
+  it('get-online-users-list, get-user-roster and the counts answer result forms [XEP-0133 4.20, 4.8, 4.13, 4.15]', async () => {
     await user.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:roster' }, xml('item', { jid: `${root}@${DOMAIN}`, name: 'The Admin' }))));
     const online = completed(await run(admin, 'get-online-users-list', {}));
     const jids = online.getChild('x', NS_DATA)!.getChildren('field').find((f) => f.attrs.var === 'onlineuserjids')!.getChildren('value').map((v) => v.getText());
@@ -125,6 +128,10 @@ describe('XEP-0050 ad-hoc commands, XEP-0133 service administration', function (
     assert.deepEqual([item.attrs.jid, item.attrs.name, item.attrs.subscription], [`${root}@${DOMAIN}`, 'The Admin', 'none']);
     const none = await run(admin, 'get-user-roster', { accountjid: `nobody-${uniqueName('z')}@${DOMAIN}` });
     assert.equal(stanzaError(none).condition, 'item-not-found');
+    // [XEP-0133 4.13, 4.15] the counts
+    const value = (res: Element, v: string) => Number(completed(res).getChild('x', NS_DATA)!.getChildren('field').find((f) => f.attrs.var === v)!.getChildText('value'));
+    assert.ok(value(await run(admin, 'get-registered-users-num', {}), 'registeredusersnum') >= 3);
+    assert.equal(value(await run(admin, 'get-online-users-num', {}), 'onlineusersnum'), jids.length);
   });
 
   it('announce: a headline from the server reaches the online user [XEP-0133 4.23]', async () => {

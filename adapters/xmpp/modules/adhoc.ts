@@ -36,6 +36,10 @@ function many(f: Fields, name: string): string[] {
   return v;
 }
 
+/** A result form with one number [XEP-0133 4.13, 4.15]. */
+const numberResult = (v: string, label: string, n: number) =>
+  xml('x', { xmlns: NS_DATA, type: 'result' }, hidden(), xml('field', { var: v, type: 'text-single', label }, xml('value', {}, String(n))));
+
 /** The XEP-0133 subset Parley offers, by node. */
 const COMMANDS: Record<string, AdminCommand> = {
   // [XEP-0133 4.1]
@@ -97,6 +101,24 @@ const COMMANDS: Record<string, AdminCommand> = {
       }
       const result = xml('x', { xmlns: NS_DATA, type: 'result' }, hidden(), xml('field', { var: 'accountjid', type: 'jid-single' }, xml('value', {}, r.user)), query);
       return { note: `${r.items.length} contacts`, result };
+    },
+  },
+  // [XEP-0133 4.13]
+  [`${NS_ADMIN}#get-registered-users-num`]: {
+    name: 'Get Number of Registered Users',
+    fields: () => [],
+    async run(broker) {
+      const n = (await adminOps.listUsers(broker)).length;
+      return { note: `${n} registered users`, result: numberResult('registeredusersnum', 'The number of registered users', n) };
+    },
+  },
+  // [XEP-0133 4.15]
+  [`${NS_ADMIN}#get-online-users-num`]: {
+    name: 'Get Number of Online Users',
+    fields: () => [],
+    async run(broker) {
+      const n = broker.sessions.users().length;
+      return { note: `${n} users online`, result: numberResult('onlineusersnum', 'The number of online users', n) };
     },
   },
   // [XEP-0133 4.20]
@@ -173,7 +195,7 @@ export default defineModule({
   },
   specs: [
     { spec: 'XEP-0050', status: 'complete', note: 'single-stage commands (form, then submit); actions execute, complete and cancel' },
-    { spec: 'XEP-0133', status: 'partial', note: 'add-user, delete-user, end-user-session, change-user-password, get-user-roster, get-online-users-list, announce' },
+    { spec: 'XEP-0133', status: 'partial', note: 'add-user, delete-user, end-user-session, change-user-password, get-user-roster, get-registered-users-num, get-online-users-num, get-online-users-list, announce' },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -196,7 +218,8 @@ export default defineModule({
     // [XEP-0050 2.3] a command node's identity and features
     ctx.onUnload(
       hooks.on('disco:node-info', (info, target, requester, node) => {
-        if (node === NS_COMMANDS && target.isDomain) return { identities: [], features: [NS_COMMANDS] };
+        // the list's own node: identity automation/command-list [XEP-0030 registry]
+        if (node === NS_COMMANDS && target.isDomain) return { identities: [{ category: 'automation', type: 'command-list', name: 'Commands' }], features: [NS_COMMANDS] };
         if (!COMMANDS[node] || !forAdmin(target, requester)) return info;
         return { identities: [{ category: 'automation', type: 'command-node', name: COMMANDS[node].name }], features: [NS_COMMANDS, NS_DATA] };
       }),
