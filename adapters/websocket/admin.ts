@@ -137,6 +137,15 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(JSON.stringify(body));
 }
 
+/** The host[:port] of an Origin header; undefined for `null` or anything that is not a URL. */
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return undefined;
+  }
+}
+
 /** HTTP status of an admin API error code; the body says the rest (`{ok:false, code, error}`). */
 const STATUS: Record<string, number> = {
   'bad-json': 400,
@@ -166,8 +175,9 @@ async function command(req: http.IncomingMessage, res: http.ServerResponse, url:
     return json(res, 405, { ok: false, code: 'bad-request', error: 'POST a JSON command' });
   }
   if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return json(res, 415, { ok: false, code: 'bad-request', error: 'content-type must be application/json' });
+  // The host only, not the scheme: behind a proxy that ends TLS the page is https:// and this socket plain.
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== `${isSecure(req) ? 'https' : 'http'}://${url.host}`) return json(res, 403, { ok: false, code: 'forbidden', error: 'cross-origin command refused' });
+  if (origin !== undefined && originHost(origin) !== url.host) return json(res, 403, { ok: false, code: 'forbidden', error: 'cross-origin command refused' });
   const max = opts.maxCommandBytes ?? 64 * 1024;
   const chunks: Buffer[] = [];
   let size = 0;
