@@ -21,7 +21,7 @@ import { startWeb } from './web.ts';
 import { uploadBackendFor } from './upload.ts';
 import { instrumentStorage } from './instrument.ts';
 import { startReclaimer } from './reclaim.ts';
-import { planReload, type ReloadReport } from './reload.ts';
+import { planReload, XMPP_LIVE_KEYS, type ReloadReport } from './reload.ts';
 import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
@@ -199,6 +199,8 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     if (changed('log.level')) setLogLevel(log, plan.effective.log.level);
     if (changed('limits')) broker.setLimits({ ...broker.limits, ...plan.effective.limits });
     if (changed('admins')) setAdmins(broker, plan.effective.admins);
+    // XMPP limits and rates: every connection reads the listener's options object at its next check
+    for (const k of XMPP_LIVE_KEYS) if (changed(`xmpp.${k}`)) (xmpp.opts as unknown as Record<string, unknown>)[k] = plan.effective.xmpp[k];
     if (changed('memory')) {
       reclaimer?.stop();
       reclaimer = startReclaim(plan.effective);

@@ -22,9 +22,35 @@ export interface ReloadReport {
  * is applied where it is read, from the next use on: the log level at the
  * next line, certificates and TLS settings at the next handshake, limits at
  * the next check, admins at the next admin request or ad-hoc command, the
- * memory reclaimer at once.
+ * memory reclaimer at once, XMPP limits and rates at the next check of
+ * each connection (every connection reads the listener's one options object).
  */
-export const LIVE_KEYS = ['log.level', 'tls', 'limits', 'admins', 'memory'] as const;
+/**
+ * XMPP options every connection reads from the listener's shared options at
+ * each use (the next stanza, stream, login or sweep): sizes, rates, timeouts
+ * and connection caps. Not `requireTls` (a security posture is a restart's
+ * decision), nor the listeners or `tlsHandshakeTimeoutMs` (set on the
+ * listening sockets).
+ */
+export const XMPP_LIVE_KEYS = [
+  'maxStanzaSize',
+  'maxDepth',
+  'authTimeoutMs',
+  'idleTimeoutMs',
+  'keepaliveIntervalMs',
+  'maxAuthAttempts',
+  'maxOutboundBuffer',
+  'maxConnectionsPerIp',
+  'maxConnections',
+  'maxInboundStanzas',
+  'maxInboundBytes',
+  'inboundBytesPerSecond',
+  'inboundStanzasPerSecond',
+  'inboundBurstSeconds',
+  'inboundThrottleLimitMs',
+] as const;
+
+export const LIVE_KEYS = ['log.level', 'tls', 'limits', 'admins', 'memory', ...XMPP_LIVE_KEYS.map((k) => `xmpp.${k}`)] as const;
 
 export function isLive(key: string): boolean {
   return LIVE_KEYS.some((k) => key === k || key.startsWith(`${k}.`));

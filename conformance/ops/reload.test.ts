@@ -41,13 +41,13 @@ describe('parley reload: the configuration without a restart', function () {
     await node?.dispose();
   });
 
-  it('reload --json: live keys applied (limits, log level, admins), a listener or stanza size change reported as needing a restart', async () => {
-    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 100000\n`, '  level: info\n  format: json\n');
+  it('reload --json: live keys applied (limits, admins, XMPP stanza size) and in force on the wire; an MQTT packet size or log format change reported as needing a restart', async () => {
+    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 4096\nmqtt:\n  maxPacketSize: 100000\n`, '  level: info\n  format: json\n');
     const r = await reload();
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const rep = Reload.parse(r.json);
-    assert.deepEqual(rep.applied.sort(), ['admins', 'limits.maxSessionsPerUser']);
-    assert.deepEqual(rep.restartNeeded.sort(), ['log.format', 'xmpp.maxStanzaSize']);
+    assert.deepEqual(rep.applied.sort(), ['admins', 'limits.maxSessionsPerUser', 'xmpp.maxStanzaSize']);
+    assert.deepEqual(rep.restartNeeded.sort(), ['log.format', 'mqtt.maxPacketSize']);
     // the new limit holds at the next bind: a second session is refused [RFC6120 7.6.2.1 resource-constraint]
     const first = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'one');
     const second = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'two');
@@ -59,16 +59,20 @@ describe('parley reload: the configuration without a restart', function () {
     const items = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items', node: 'http://jabber.org/protocol/commands' })));
     assert.ok(items.getChild('query')!.getChildren('item').length > 0, items.toString());
     await c.stop();
+    // the smaller stanza size holds for the next stanza: policy-violation [RFC6120 4.9.3.14]
+    const big = await rawLogin(node.ports.xmpp, boss, PW, 'SCRAM-SHA-256', 'big');
+    big.send(`<message to='${user}@${DOMAIN}' type='chat'><body>${'x'.repeat(8000)}</body></message>`);
+    await big.waitFor(/<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/);
     // the same file again: nothing new applied, the restart-only keys still reported (they keep their old value)
     const again = Reload.parse((await reload()).json);
     assert.deepEqual(again.applied, []);
-    assert.deepEqual(again.restartNeeded.sort(), ['log.format', 'xmpp.maxStanzaSize']);
+    assert.deepEqual(again.restartNeeded.sort(), ['log.format', 'mqtt.maxPacketSize']);
   });
 
   it('log.level applies from the next line: debug lines appear after reload', async () => {
     const debugLines = () => node.log.filter((l) => l.includes('"level":20')).length;
     assert.equal(debugLines(), 0);
-    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 100000\n`, '  level: debug\n  format: json\n');
+    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 4096\nmqtt:\n  maxPacketSize: 100000\n`, '  level: debug\n  format: json\n');
     const rep = Reload.parse((await reload()).json);
     assert.deepEqual(rep.applied, ['log.level']);
     const c = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'dbg');
