@@ -189,8 +189,8 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
   };
   const reloadTls = async () => serveTls((await loadTlsOptions(cfg)).options);
   const startReclaim = (c: Config) => (c.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: c.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined);
-  let reclaimer = startReclaim(cfg);
-  const reload = async (): Promise<ReloadReport> => {
+  let reclaimer: ReturnType<typeof startReclaim>;
+  const reloadNow = async (): Promise<ReloadReport> => {
     const next = opts.loadConfig ? opts.loadConfig() : cfg; // throws ConfigError: nothing changes
     const plan = planReload(cfg, next);
     const tls = await loadTlsOptions(plan.effective); // a certificate that does not load: nothing changes either
@@ -211,9 +211,17 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     if (plan.restartNeeded.length) log.warn({ keys: plan.restartNeeded }, 'changed keys that need a restart keep their old value');
     return report;
   };
+  // One reload at a time (a SIGHUP and a `parley reload` together): each plans from what the previous one left.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ReloadReport> => {
+    const run = reloading.then(reloadNow, reloadNow);
+    reloading = run.catch(() => {});
+    return run;
+  };
   Object.assign(control, { reloadTls, reload });
   const admin = await startAdminServer(broker, socket, control);
   log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
+  reclaimer = startReclaim(cfg);
   let stopping: Promise<void> | undefined;
   return {
     broker,
