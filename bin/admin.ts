@@ -56,6 +56,8 @@ export type AdminRequest =
   | { cmd: 'announce'; text: string; subject?: string; allUsers?: boolean }
   | { cmd: 'offline.show'; username: string; limit?: number }
   | { cmd: 'archive.purge'; before: number; user?: string }
+  /** the retention policy (modules.archive.maxAgeDays / maxPerUser) applied now */
+  | { cmd: 'archive.retain'; maxAgeDays: number; maxPerUser: number }
   | { cmd: 'archive.export'; username: string; after?: string; max?: number }
   /** a consistent copy of the embedded store into a new directory (bin/backup.ts) */
   | { cmd: 'backup'; dir: string };
@@ -118,6 +120,7 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('announce'), text: z.string().min(1).max(64 * 1024), subject: z.string().max(1024).optional(), allUsers: z.boolean().optional() }),
   z.object({ cmd: z.literal('offline.show'), username, limit: z.number().int().min(1).max(10_000).optional() }),
   z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0), user: username.optional() }),
+  z.object({ cmd: z.literal('archive.retain'), maxAgeDays: z.number().min(0), maxPerUser: z.number().int().min(0) }),
   z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
 ]);
@@ -143,6 +146,7 @@ const COMMANDS = new Set([
   'announce',
   'offline.show',
   'archive.purge',
+  'archive.retain',
   'archive.export',
   'backup',
 ]);
@@ -217,6 +221,8 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
       return adminOps.offlineShow(broker, req.username, req.limit);
     case 'archive.purge':
       return adminOps.purgeArchive(broker, req.before, req.user);
+    case 'archive.retain':
+      return adminOps.applyRetention(broker, { maxAgeDays: req.maxAgeDays, maxPerUser: req.maxPerUser });
     case 'archive.export': {
       const user = await adminOps.existingUser(broker, req.username);
       const page = await broker.archive.queryUser(user, { ...(req.after !== undefined && { after: req.after }), max: req.max ?? 100 });

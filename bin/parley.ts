@@ -528,6 +528,27 @@ archive
     }),
   );
 archive
+  .command('retain')
+  .description('apply the retention policy now (modules.archive.maxAgeDays and maxPerUser of the configuration, or the flags), not at the next timer')
+  .option('--max-age-days <days>', 'instead of modules.archive.maxAgeDays (0: no age bound)')
+  .option('--max-per-user <n>', 'instead of modules.archive.maxPerUser (0: no count bound)')
+  .action(
+    action(async (opts: { maxAgeDays?: string; maxPerUser?: string }) => {
+      const configured = loadConfig(program.opts()).modules.archive ?? {};
+      const pick = (flag: string | undefined, key: string, name: string) => {
+        const v = flag !== undefined ? Number(flag) : (configured[key] ?? 0);
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${name}: a number, 0 or more`);
+        return v;
+      };
+      const policy = { maxAgeDays: pick(opts.maxAgeDays, 'maxAgeDays', '--max-age-days'), maxPerUser: Math.floor(pick(opts.maxPerUser, 'maxPerUser', '--max-per-user')) };
+      const r = (await admin(program.opts(), { cmd: 'archive.retain', ...policy })) as { aged: number; trimmed: number; maxAgeDays: number; maxPerUser: number };
+      output(r, () => {
+        if (!r.maxAgeDays && !r.maxPerUser) console.log('no retention policy (modules.archive.maxAgeDays and maxPerUser are 0): nothing to do');
+        else console.log(`${r.aged} archived messages older than ${r.maxAgeDays || '-'} days and ${r.trimmed} beyond ${r.maxPerUser || '-'} per user deleted`);
+      });
+    }),
+  );
+archive
   .command('export <username>')
   .description("an account's archive, oldest first, as JSON or as XML (XEP-0313 results), to stdout or a file")
   .addOption(new Option('--format <format>', 'json or xml').choices(['json', 'xml']).default('json'))

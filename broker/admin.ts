@@ -227,6 +227,18 @@ export async function purgeArchive(broker: Broker, before: number, user?: string
   return { removed: await broker.archive.pruneUser(addr, before), user: addr.toString() };
 }
 
+/**
+ * The archive's retention policy now rather than at the module's next timer
+ * (`modules.archive.maxAgeDays`, `maxPerUser`; 0 = no bound): messages
+ * archived longer ago than the age leave every archive, then each archive
+ * keeps its newest `maxPerUser`.
+ */
+export async function applyRetention(broker: Broker, policy: { maxAgeDays: number; maxPerUser: number }) {
+  const aged = policy.maxAgeDays > 0 ? await broker.archive.prune(Date.now() - policy.maxAgeDays * 86_400_000) : 0;
+  const trimmed = policy.maxPerUser > 0 ? await broker.archive.trim(policy.maxPerUser) : 0;
+  return { aged, trimmed, ...policy };
+}
+
 // ---- the node ----
 
 /** A node's state and counters for `parley status` (the broker's counts, CounterMetrics.snapshot). */

@@ -1,8 +1,10 @@
 // Per-user retention on demand (`parley archive purge --before DATE --user
-// USER`) and an account's roster (`parley user roster`, XEP-0133 "get user
+// USER`), the retention policy applied now (`parley archive retain`) and an account's roster (`parley user roster`, XEP-0133 "get user
 // roster"), against a running node and a stopped one; `--json` checked
 // against a schema, the effect checked in what the users' archives return.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 import { DOMAIN, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
 import { cliFailure, cliJson } from './cli-json.ts';
@@ -22,7 +24,7 @@ const Roster = z.strictObject({
   ),
 });
 
-describe('parley archive purge --user and user roster', function () {
+describe('parley archive purge --user, archive retain and user roster', function () {
   this.timeout(90_000);
   let node: TestNode;
   const alice = uniqueName('ret-a');
@@ -71,10 +73,35 @@ describe('parley archive purge --user and user roster', function () {
     assert.equal(await cliFailure(node.dataDir, ['user', 'roster', 'nobody-here']), 'item-not-found');
   });
 
+  it('archive retain: the retention policy applied now, from the flags or the configuration [XEP-0313]', async () => {
+    const Retain = z.strictObject({ aged: z.number().int(), trimmed: z.number().int(), maxAgeDays: z.number(), maxPerUser: z.number().int() });
+    // no policy configured: nothing happens
+    assert.deepEqual(await json(Retain, ['archive', 'retain']), { aged: 0, trimmed: 0, maxAgeDays: 0, maxPerUser: 0 });
+    // one more message for bob (he has the two alice purged from her side): then the newest one per archive stays
+    const a = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'r2' });
+    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'r2' });
+    await b.send(xml('presence'));
+    await a.send(xml('message', { to: `${bob}@${DOMAIN}`, type: 'chat', id: uniqueName('m') }, xml('body', {}, 'the newest')));
+    await b.waitFor((el) => el.name === 'message' && el.getChildText('body') === 'the newest');
+    await a.stop();
+    await b.stop();
+    // the policy from a configuration file; a flag overrides it
+    const cfg = path.join(node.dataDir, 'retain.yaml');
+    writeFileSync(cfg, 'modules:\n  archive:\n    maxPerUser: 1\n');
+    const off = await json(Retain, ['--config', cfg, 'archive', 'retain', '--max-per-user', '0']);
+    assert.deepEqual([off.trimmed, off.maxPerUser], [0, 0]);
+    const r = await json(Retain, ['--config', cfg, 'archive', 'retain']);
+    assert.equal(r.maxPerUser, 1);
+    assert.equal(r.trimmed, 2); // bob's two older ones; alice had only the newest
+    assert.deepEqual((await json(Export, ['archive', 'export', bob])).messages.map((m) => m.body), ['the newest']);
+    assert.deepEqual((await json(Export, ['archive', 'export', alice])).messages.map((m) => m.body), ['the newest']);
+    assert.equal(await cliFailure(node.dataDir, ['archive', 'retain', '--max-per-user', 'many']), undefined);
+  });
+
   it('with the node stopped: purge --user opens the store itself', async () => {
     await node.stop();
     const r = await json(Purge, ['archive', 'purge', '--before', new Date(Date.now() + 86_400_000).toISOString(), '--user', bob]);
-    assert.equal(r.removed, 2);
+    assert.equal(r.removed, 1);
     assert.equal((await json(Export, ['archive', 'export', bob])).messages.length, 0);
     await node.restart();
   });
