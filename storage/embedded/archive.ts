@@ -20,10 +20,19 @@
  *
  * Each owner's archive (XEP-0313 user archive) is an index written in the
  * same batch as the record: `u` (owner, pos) and `w` (owner, peer, pos), both
- * pointing at the record's key, and `n` the owner's entry count, so an owner
- * query reads that owner's keys only and an unfiltered count is one number.
- * The archive position (pos) is one counter per store, kept in memory and
- * written to `h` with every append (docs/architecture.md, "Archive ids").
+ * pointing at the record's key, so an owner query reads that owner's keys
+ * only. The archive position (pos) is one counter per store, kept in memory
+ * and written to `h` with every append (docs/architecture.md, "Archive ids").
+ *
+ * Entry counts (an owner's, and per peer) are kept in memory and saved in `n`
+ * as checkpoints, `<count>@<pos>`: the count is that number plus the index
+ * entries after that pos, which a load counts (at most {@link CHECKPOINT} or
+ * so). A checkpoint is written every {@link CHECKPOINT} appends of a key, by
+ * deletions, and when a count is first loaded, not with every append: writing
+ * four counts per message was a third of an append's CPU time
+ * (bench/PROFILE-NOTES.md, fifteenth round). A plain `<count>` (no `@`) was
+ * written by earlier versions with every append, so it is exact as found: the
+ * first load turns it into a checkpoint at the current position.
  */
 
 import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery, OwnerRecord } from '../types.ts';
@@ -40,6 +49,9 @@ const INDEX_CACHE = 20_000;
 /** At most this many owners keep their entry count cached in memory. */
 const COUNT_CACHE = 20_000;
 
+/** A count's checkpoint is saved after this many appends to it: a load counts at most about this many index keys. */
+const CHECKPOINT = 500;
+
 /** The lock key of maintenance (prune, trim, owner removal): no conversation id contains NUL. */
 const MAINT = '\u0000maintenance';
 
@@ -52,6 +64,12 @@ interface Entry {
   pos: number;
   conversation: string;
   seq: number;
+}
+
+/** A count in memory: exact, with the appends counted since its last checkpoint was asked for. */
+interface Count {
+  n: number;
+  unsaved: number;
 }
 
 /** A conversation's cached last seq; `used` marks an append since the eviction scan last passed it. */
@@ -69,12 +87,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #userIndex: Sub;
   /** owner SEP peer SEP pad(pos) → conversation SEP pad(seq) */
   readonly #peerIndex: Sub;
-  /** owner → number of entries in its archive; owner SEP peer → those with that peer */
+  /** owner → checkpoint of its entry count, `<count>@<pos>`; owner SEP peer → of those with that peer */
   readonly #counts: Sub;
   /** 'pos' → the last archive position handed out */
   readonly #high: Sub;
-  /** Entry counts per owner and per (owner, peer), as last written; disk stays the truth. */
-  readonly #count = new Map<string, number>();
+  /** Entry counts per owner and per (owner, peer); disk (checkpoint and index) stays the truth. */
+  readonly #count = new Map<string, Count>();
   /** The last archive position handed out; undefined until read from disk. */
   #pos: number | undefined;
   #posLoading: Promise<void> | undefined;
@@ -187,9 +205,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
       }
       for (const key of counted) {
-        const n = (this.#count.get(key) as number) + 1;
-        this.#count.set(key, n);
-        ops.push({ type: 'put', sublevel: this.#counts, key, value: String(n), rewritten: true });
+        const c = this.#count.get(key) as Count;
+        c.n++;
+        if (++c.unsaved < CHECKPOINT) continue;
+        // Includes this append's entry: it is in the same batch.
+        c.unsaved = 0;
+        ops.push({ type: 'put', sublevel: this.#counts, key, value: `${c.n}@${pos}`, rewritten: true });
       }
       ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos), rewritten: true });
     }
@@ -233,15 +254,19 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   /** Reads the position high-water mark (once) and the missing counts from disk. */
   async #prepareIndex(owners: string[]): Promise<void> {
     if (owners.length === 0) return;
-    if (this.#pos === undefined) {
-      this.#posLoading ??= (async () => {
-        await this.#settled();
-        const v = await this.#high.get(POS_KEY);
-        this.#pos ??= Number(v ?? 0);
-      })().finally(() => (this.#posLoading = undefined));
-      await this.#posLoading;
-    }
+    await this.#preparePos();
     for (const o of owners) await this.#loadCount(o);
+  }
+
+  /** Reads the position high-water mark from disk, once. */
+  async #preparePos(): Promise<void> {
+    if (this.#pos !== undefined) return;
+    this.#posLoading ??= (async () => {
+      await this.#settled();
+      const v = await this.#high.get(POS_KEY);
+      this.#pos ??= Number(v ?? 0);
+    })().finally(() => (this.#posLoading = undefined));
+    await this.#posLoading;
   }
 
   /**
@@ -251,14 +276,54 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    */
   async #loadCount(owner: string): Promise<number> {
     const cached = this.#count.get(owner);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return cached.n;
+    await this.#preparePos();
     await this.#settled();
-    const n = Number((await this.#counts.get(owner)) ?? 0);
+    const text = await this.#counts.get(owner);
+    const at = text === undefined ? -1 : text.indexOf('@');
+    let n: number;
+    let tail = 0;
+    if (text !== undefined && at === -1) {
+      // Written by an earlier version with every append: exact.
+      n = Number(text);
+    } else {
+      const saved = text === undefined ? 0 : Number(text.slice(0, at));
+      const since = text === undefined ? 0 : Number(text.slice(at + 1));
+      tail = await this.#countAfter(owner, since);
+      n = saved + tail;
+    }
     const now = this.#count.get(owner);
-    if (now !== undefined) return now;
-    this.#count.set(owner, n);
+    if (now !== undefined) return now.n;
+    if (text === undefined || at === -1 || tail >= CHECKPOINT) {
+      // A checkpoint at the last position handed out: every entry this count
+      // holds has a pos up to it, every later one a larger pos (no append of
+      // this key is asked for while it is not cached). Asked for now, so it is
+      // on disk before any later append's entries; trimOwners finds every
+      // owner by it.
+      this.#lastWrite = this.#write([{ type: 'put', sublevel: this.#counts, key: owner, value: `${n}@${this.#pos as number}`, rewritten: true }]);
+      tail = 0;
+    }
+    this.#count.set(owner, { n, unsaved: tail });
     if (this.#count.size > COUNT_CACHE) this.#count.delete(this.#count.keys().next().value as string);
     return n;
+  }
+
+  /** The index entries of a count key (an owner, or owner SEP peer) with a pos after `pos`. */
+  #countAfter(key: string, pos: number): Promise<number> {
+    const sep = key.indexOf(SEP);
+    return sep === -1 ? this.#countRange(this.#userIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER) : this.#countRange(this.#peerIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** A checkpoint of `key`'s count as it is in memory now (maintenance writes it with its deletions). */
+  #checkpoint(key: string, n: number): Op {
+    const c = this.#count.get(key);
+    if (c !== undefined) {
+      c.n = n;
+      c.unsaved = 0;
+    } else {
+      this.#count.set(key, { n, unsaved: 0 });
+    }
+    return { type: 'put', sublevel: this.#counts, key, value: `${n}@${this.#pos as number}` };
   }
 
   /** Forgets `written` as the latest write in flight, if it still is. */
@@ -437,9 +502,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     const keep = Math.max(0, Math.floor(max));
     return this.#lock.run(MAINT, async () => {
       let removed = 0;
-      for await (const [owner, text] of this.#counts.iterator()) {
+      for await (const owner of this.#counts.keys()) {
         if (owner.includes(SEP)) continue; // a per-peer count
-        const n = Number(text);
+        const n = await this.#loadCount(owner);
         if (n <= keep) continue;
         // The oldest entries beyond `keep`, in batches.
         let excess = n - keep;
@@ -558,9 +623,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       if (seq > old) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(seq) });
     }
     for (const [o, k] of counts) {
-      const n = Math.max(0, (this.#count.get(o) ?? (await this.#loadCount(o))) - k);
-      this.#count.set(o, n);
-      ops.push({ type: 'put', sublevel: this.#counts, key: o, value: String(n) });
+      const n = Math.max(0, (this.#count.get(o)?.n ?? (await this.#loadCount(o))) - k);
+      ops.push(this.#checkpoint(o, n));
     }
     if (ops.length > 0) await this.#write(ops);
     // A conversation left with no record leaves its owners' conversation lists.
@@ -628,9 +692,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // Counts are adjusted from memory, synchronously with the write asked for below.
       for (const o of dropped.keys()) await this.#loadCount(o);
       for (const [o, k] of dropped) {
-        const n = Math.max(0, (this.#count.get(o) ?? 0) - k);
-        this.#count.set(o, n);
-        ops.push({ type: 'put', sublevel: this.#counts, key: o, value: String(n) });
+        const n = Math.max(0, (this.#count.get(o)?.n ?? 0) - k);
+        ops.push(this.#checkpoint(o, n));
       }
       for (const owner of touched) {
         if (!remaining.has(owner)) {
