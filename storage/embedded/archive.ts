@@ -19,9 +19,14 @@
  * larger of it and the last record's seq.
  *
  * Each owner's archive (XEP-0313 user archive) is an index written in the
- * same batch as the record: `u` (owner, pos) and `w` (owner, peer, pos), both
+ * same batch as the record: `u` (owner, pos) and the per-peer view, both
  * pointing at the record's key, so an owner query reads that owner's keys
- * only. The archive position (pos) is one counter per store, kept in memory
+ * only. The per-peer view of a one-to-one record both parties archive is one
+ * entry for the two, `v` (pair, pos) with the pair's owners in order, since
+ * each one's peer is the other; any other record's is `w` (owner, peer, pos)
+ * per archiving owner (a record only one party archives, a note to self, a
+ * room's). A `with` query merges the two ranges by pos. Versions up to
+ * 7b800a2 wrote `w` for every entry, which the merge reads as it is. The archive position (pos) is one counter per store, kept in memory
  * and written to `h` with every append (docs/architecture.md, "Archive ids").
  *
  * Entry counts (an owner's, and per peer) are kept in memory and saved in `n`
@@ -87,6 +92,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #userIndex: Sub;
   /** owner SEP peer SEP pad(pos) → conversation SEP pad(seq) */
   readonly #peerIndex: Sub;
+  /** first owner SEP second owner SEP pad(pos) → conversation SEP pad(seq): a one-to-one record both archive */
+  readonly #pairIndex: Sub;
   /** owner → checkpoint of its entry count, `<count>@<pos>`; owner SEP peer → of those with that peer */
   readonly #counts: Sub;
   /** 'pos' → the last archive position handed out */
@@ -128,6 +135,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     this.#owners = sub('o');
     this.#userIndex = sub('u');
     this.#peerIndex = sub('w');
+    this.#pairIndex = sub('v');
     this.#counts = sub('n');
     this.#high = sub('h');
     this.#write = write;
@@ -200,10 +208,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     if (pos !== undefined) {
       this.#pos = pos;
       const p = pad(pos);
+      const pair = sharedPair(input, indexed);
       for (const owner of indexed) {
         ops.push({ type: 'put', sublevel: this.#userIndex, key: owner + SEP + p, value: recordKey });
-        ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
+        if (pair === undefined) ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
       }
+      if (pair !== undefined) ops.push({ type: 'put', sublevel: this.#pairIndex, key: pair + p, value: recordKey });
       for (const key of counted) {
         const c = this.#count.get(key) as Count;
         c.n++;
@@ -311,7 +321,32 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   /** The index entries of a count key (an owner, or owner SEP peer) with a pos after `pos`. */
   #countAfter(key: string, pos: number): Promise<number> {
     const sep = key.indexOf(SEP);
-    return sep === -1 ? this.#countRange(this.#userIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER) : this.#countRange(this.#peerIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER);
+    if (sep === -1) return this.#countRange(this.#userIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER);
+    return this.#countPeer(key.slice(0, sep), key.slice(sep + 1), pos + 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** An owner's entries with a peer and a pos in [lo, hi]: its `w` keys and, with another owner, the pair's `v` keys. */
+  async #countPeer(owner: string, peer: string, lo: number, hi: number): Promise<number> {
+    const own = await this.#countRange(this.#peerIndex, owner + SEP + peer + SEP, lo, hi);
+    return owner === peer ? own : own + (await this.#countRange(this.#pairIndex, pairPrefix(owner, peer), lo, hi));
+  }
+
+  /**
+   * The record keys of an owner's entries with a peer and a pos in [lo, hi],
+   * in pos order (descending with `reverse`), at most `limit`: the `w` and
+   * `v` ranges, each read up to `limit` keys, merged.
+   */
+  async #peerKeys(owner: string, peer: string, lo: number, hi: number, reverse: boolean, limit: number): Promise<string[]> {
+    const read = async (sub: Sub, prefix: string) => {
+      const rows = await sub.iterator({ gte: prefix + pad(lo), lte: prefix + pad(hi), reverse, limit }).all();
+      return rows.map(([key, value]) => ({ pos: Number(key.slice(prefix.length)), value }));
+    };
+    const own = await read(this.#peerIndex, owner + SEP + peer + SEP);
+    if (owner === peer) return own.map((x) => x.value);
+    const shared = await read(this.#pairIndex, pairPrefix(owner, peer));
+    if (own.length === 0 || shared.length === 0) return (own.length === 0 ? shared : own).map((x) => x.value);
+    const merged = [...own, ...shared].sort(reverse ? (a, b) => b.pos - a.pos : (a, b) => a.pos - b.pos);
+    return merged.slice(0, limit).map((x) => x.value);
   }
 
   /** A checkpoint of `key`'s count as it is in memory now (maintenance writes it with its deletions). */
@@ -405,25 +440,30 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       const wanted = [...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined))]
         .filter((p) => p >= filter.lo && p <= filter.hi)
         .sort((a, b) => (q.reverse ? b - a : a - b));
-      const found = await (q.with === undefined ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p))) : this.#peerIndex.getMany(wanted.map((p) => owner + SEP + q.with + SEP + pad(p))));
+      const found = await (q.with === undefined ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p))) : this.#peerMany(owner, q.with, wanted));
       const present = wanted.map((p, i) => ({ p, key: found[i] })).filter((x) => x.key !== undefined);
       count = present.length;
       const inPage = present.filter((x) => x.p >= page.lo && x.p <= page.hi);
       keys = inPage.slice(0, limit).map((x) => x.key as string);
       complete = inPage.length <= limit;
     } else {
-      const [sub, prefix] = q.with === undefined ? [this.#userIndex, owner + SEP] : [this.#peerIndex, owner + SEP + q.with + SEP];
+      const peer = q.with;
       keys = [];
       if (page.lo <= page.hi) {
         // One record past the page tells whether the page is complete.
-        keys = await sub.values({ gte: prefix + pad(page.lo), lte: prefix + pad(page.hi), reverse: q.reverse ?? false, limit: limit + 1 }).all();
+        const prefix = owner + SEP;
+        keys =
+          peer === undefined
+            ? await this.#userIndex.values({ gte: prefix + pad(page.lo), lte: prefix + pad(page.hi), reverse: q.reverse ?? false, limit: limit + 1 }).all()
+            : await this.#peerKeys(owner, peer, page.lo, page.hi, q.reverse ?? false, limit + 1);
       }
       complete = keys.length <= limit;
       keys = keys.slice(0, limit);
       if (q.count) {
         // The whole archive, or all with one peer: a stored count. Otherwise the keys in range are counted.
         const bounded = q.start !== undefined || q.end !== undefined || q.afterId !== undefined || q.beforeId !== undefined;
-        count = bounded ? await this.#countRange(sub, prefix, filter.lo, filter.hi) : await this.#loadCount(q.with === undefined ? owner : owner + SEP + q.with);
+        if (!bounded) count = await this.#loadCount(peer === undefined ? owner : owner + SEP + peer);
+        else count = peer === undefined ? await this.#countRange(this.#userIndex, owner + SEP, filter.lo, filter.hi) : await this.#countPeer(owner, peer, filter.lo, filter.hi);
       }
     }
     const texts = keys.length === 0 ? [] : await this.#records.getMany(keys);
@@ -432,6 +472,15 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     const out: OwnerPage<T> = { records, complete };
     if (q.count) out.count = count;
     return out;
+  }
+
+  /** The record keys of an owner's entries with a peer at the given positions (undefined: none there). */
+  async #peerMany(owner: string, peer: string, positions: number[]): Promise<(string | undefined)[]> {
+    const own = await this.#peerIndex.getMany(positions.map((p) => owner + SEP + peer + SEP + pad(p)));
+    if (owner === peer) return own;
+    const prefix = pairPrefix(owner, peer);
+    const shared = await this.#pairIndex.getMany(positions.map((p) => prefix + pad(p)));
+    return own.map((key, i) => key ?? shared[i]);
   }
 
   /** Keys of `sub` under `prefix` with a pos in [lo, hi], counted without reading values: the cost of a filtered count. */
@@ -606,6 +655,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos) });
         for (const key of [o, o + SEP + peerOf(r, o)]) counts.set(key, (counts.get(key) ?? 0) + 1);
       }
+      const pair = sharedPair(r, all);
+      if (pair !== undefined) {
+        // The shared entry goes; an owner who keeps the record keeps its view with the peer as a `w` entry.
+        ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(e.pos) });
+        for (const o of staying) ops.push({ type: 'put', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos), value: recordKey });
+      }
       if (staying.length > 0) {
         ops.push({ type: 'put', sublevel: this.#records, key: recordKey, value: JSON.stringify({ ...r, archivedFor: staying }) });
       } else {
@@ -677,11 +732,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         ops.push({ type: 'del', sublevel: this.#records, key });
         if (record.pos !== undefined) {
           // The record's entries in its owners' archives go with it.
-          for (const o of archivers(record)) {
+          const all = archivers(record);
+          for (const o of all) {
             ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(record.pos) });
             ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(record, o) + SEP + pad(record.pos) });
             for (const key of [o, o + SEP + peerOf(record, o)]) dropped.set(key, (dropped.get(key) ?? 0) + 1);
           }
+          const pair = sharedPair(record, all);
+          if (pair !== undefined) ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(record.pos) });
         }
         removed++;
         if (ops.length >= BATCH) {
@@ -756,6 +814,22 @@ export class LevelArchive<T> implements ArchiveStore<T> {
 function entry(owner: string, pos: number, value: string): Entry {
   const sep = value.lastIndexOf(SEP);
   return { owner, pos, conversation: value.slice(0, sep), seq: Number(value.slice(sep + 1)) };
+}
+
+/**
+ * The `v` key prefix of a one-to-one record both of whose owners archive it
+ * (`archiving`: its archivers), else undefined: the record then has a `w`
+ * entry per archiving owner.
+ */
+function sharedPair(record: { owners: string[] }, archiving: string[]): string | undefined {
+  const { owners } = record;
+  if (owners.length !== 2 || archiving.length !== 2 || owners[0] === owners[1]) return undefined;
+  return pairPrefix(owners[0], owners[1]);
+}
+
+/** The `v` key prefix of two distinct owners, the same whichever is named first. */
+function pairPrefix(a: string, b: string): string {
+  return a < b ? a + SEP + b + SEP : b + SEP + a + SEP;
 }
 
 /** The count keys an append raises: each archiving owner's total and its count with the record's peer. */
