@@ -5,7 +5,7 @@
 // figure to compare on a machine other work is loading, where a rate moves
 // with the neighbours.
 //   node --import tsx bench/ab.ts --a /path/to/checkout-a --b /path/to/checkout-b
-//     [--rounds 3] [--duration 5] [--warmup 1] [--args "--mode window --window 4"] (xmpp-chat.ts flags)
+//     [--rounds 3] [--duration 5] [--warmup 1] [--rate R (fixed offered rate; default: closed loop, window 4)] [--sm N]
 // PARLEY_BENCH_CONFIG (YAML appended to each server's config) applies to both.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -16,7 +16,7 @@ import { GENERATOR_CORE, ParleyServer, wipe } from './servers.ts';
 const f = parseFlags();
 const here = path.dirname(fileURLToPath(import.meta.url));
 const rounds = num(f, 'rounds', 3);
-const extra = (f.args ?? '--mode window --window 4').split(' ').filter(Boolean);
+const extra = [...(f.rate ? ['--mode', 'rate', '--rate', f.rate] : ['--mode', 'window', '--window', '4']), ...(f.sm ? ['--sm', f.sm] : [])];
 const sides = (['a', 'b'] as const).map((k) => {
   const repo = path.resolve(f[k] ?? path.join(here, '..'));
   const dir = `/tmp/parley-ab-${process.pid}-${k}`;
