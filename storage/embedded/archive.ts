@@ -33,11 +33,11 @@
  * as checkpoints, `<count>@<pos>`: the count is that number plus the index
  * entries after that pos, which a load counts (at most {@link CHECKPOINT} or
  * so). A checkpoint is written every {@link CHECKPOINT} appends of a key, by
- * deletions, and when a count is first loaded, not with every append: writing
+ * deletions, and by the first append after a load that found none, not with every append: writing
  * four counts per message was a third of an append's CPU time
  * (bench/PROFILE-NOTES.md, fifteenth round). A plain `<count>` (no `@`) was
  * written by earlier versions with every append, so it is exact as found: the
- * first load turns it into a checkpoint at the current position.
+ * next append writes a checkpoint in its place.
  */
 
 import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery, OwnerRecord } from '../types.ts';
@@ -75,6 +75,8 @@ interface Entry {
 interface Count {
   n: number;
   unsaved: number;
+  /** its key holds a checkpoint (not nothing, nor an earlier version's plain count): else the next append writes one */
+  saved: boolean;
 }
 
 /** A conversation's cached last seq; `used` marks an append since the eviction scan last passed it. */
@@ -236,9 +238,10 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       for (const key of counted) {
         const c = this.#count.get(key) as Count;
         c.n++;
-        if (++c.unsaved < CHECKPOINT) continue;
+        if (++c.unsaved < CHECKPOINT && c.saved) continue;
         // Includes this append's entry: it is in the same batch.
         c.unsaved = 0;
+        c.saved = true;
         ops.push({ type: 'put', sublevel: this.#counts, key, value: `${c.n}@${pos}`, rewritten: true });
       }
       ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos), rewritten: true });
@@ -323,16 +326,10 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     }
     const now = this.#count.get(owner);
     if (now !== undefined) return now.n;
-    if (text === undefined || at === -1 || tail >= CHECKPOINT) {
-      // A checkpoint at the last position handed out: every entry this count
-      // holds has a pos up to it, every later one a larger pos (no append of
-      // this key is asked for while it is not cached). Asked for now, so it is
-      // on disk before any later append's entries; trimOwners finds every
-      // owner by it.
-      this.#lastWrite = this.#write([{ type: 'put', sublevel: this.#counts, key: owner, value: `${n}@${this.#pos as number}`, rewritten: true }]);
-      tail = 0;
-    }
-    this.#count.set(owner, { n, unsaved: tail });
+    // No key, or a plain count: the next append writes a checkpoint in its own
+    // batch (a plain count stays exact until then, and trimOwners finds every
+    // owner with entries by its key). Nothing is written on a read.
+    this.#count.set(owner, { n, unsaved: tail, saved: text !== undefined && at !== -1 });
     if (this.#count.size > COUNT_CACHE) this.#count.delete(this.#count.keys().next().value as string);
     return n;
   }
@@ -374,8 +371,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     if (c !== undefined) {
       c.n = n;
       c.unsaved = 0;
+      c.saved = true;
     } else {
-      this.#count.set(key, { n, unsaved: 0 });
+      this.#count.set(key, { n, unsaved: 0, saved: true });
     }
     return { type: 'put', sublevel: this.#counts, key, value: `${n}@${this.#pos as number}` };
   }
