@@ -21,7 +21,7 @@ const sides = (['a', 'b'] as const).map((k) => {
   const repo = path.resolve(f[k] ?? path.join(here, '..'));
   const dir = `/tmp/parley-ab-${process.pid}-${k}`;
   wipe(dir);
-  return { k, repo, server: new ParleyServer(dir, repo, true) };
+  return { k, repo, dir, server: new ParleyServer(dir, repo, true) };
 });
 
 function chat(s: ParleyServer): Promise<Record<string, any>> {
@@ -47,4 +47,5 @@ try {
   }
 } finally {
   for (const s of sides) await s.server.stop();
+  for (const s of sides) wipe(s.dir);
 }
