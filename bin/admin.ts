@@ -6,7 +6,9 @@ import {
   Address,
   BrokerError,
   closeReason,
+  purgeUploads,
   roomService,
+  uploadService,
   type Affiliation,
   type Broker,
   type Envelope,
@@ -55,6 +57,8 @@ export type AdminRequest =
   | { cmd: 'offline.show'; username: string; limit?: number }
   | { cmd: 'archive.purge'; before: number }
   | { cmd: 'archive.export'; username: string; after?: string; max?: number }
+  /** uploaded files: with neither field, what the expiry rule picks; else every file (and slot) matching both */
+  | { cmd: 'upload.purge'; before?: number; user?: string }
   /** a consistent copy of the embedded store into a new directory (bin/backup.ts) */
   | { cmd: 'backup'; dir: string };
 
@@ -115,6 +119,7 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('offline.show'), username, limit: z.number().int().min(1).max(10_000).optional() }),
   z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0) }),
   z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
+  z.object({ cmd: z.literal('upload.purge'), before: z.number().int().min(0).optional(), user: username.optional() }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
 ]);
 const COMMANDS = new Set([
@@ -138,6 +143,7 @@ const COMMANDS = new Set([
   'offline.show',
   'archive.purge',
   'archive.export',
+  'upload.purge',
   'backup',
 ]);
 
@@ -227,6 +233,8 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
         messages: page.messages.map((m) => ({ ...messageView(m.env), id: m.id, stamp: m.stamp, xml: envelopeXml(m.env, m.env.to) })),
       };
     }
+    case 'upload.purge':
+      return purgeUploadsCmd(broker, req.before, req.user);
     case 'backup': {
       const storage = broker.storage as { backup?: (dir: string) => Promise<{ records: number }> };
       if (!storage.backup) throw new BrokerError('feature-not-implemented', `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`);
@@ -334,6 +342,20 @@ async function status(broker: Broker) {
     /** every counter, by its dotted name (what /metrics shows, without the histograms) */
     metrics: counts,
   };
+}
+
+/** `parley upload purge` (docs/upload.md): the expiry rule, or every file before a time and/or of one user. */
+async function purgeUploadsCmd(broker: Broker, before: number | undefined, username: string | undefined): Promise<{ removed: number; bytes: number }> {
+  if (before === undefined && username === undefined) {
+    const svc = uploadService(broker);
+    // offline the store has no upload options: the expiry rule needs the running node's
+    if (!svc) throw new BrokerError('service-unavailable', 'the expiry purge needs a running node with uploads on; give --before or --user to purge without one');
+    const r = await svc.purge();
+    return { removed: r.files, bytes: r.bytes };
+  }
+  const owner = username === undefined ? undefined : broker.accounts.address(username).toString();
+  const r = await purgeUploads(broker, (v) => before === undefined || v.created < before, owner);
+  return { removed: r.files, bytes: r.bytes };
 }
 
 async function existingUser(broker: Broker, username: string): Promise<Address> {
