@@ -3,6 +3,7 @@ import httpUpload from './modules/http-upload.ts';
 import push from './modules/push.ts';
 import externalServices from './modules/external-services.ts';
 import contactInfo from './modules/contact-info.ts';
+import proxy65 from './modules/proxy65.ts';
 import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
 import streamManagement from './modules/stream-management.ts';
@@ -29,4 +30,4 @@ export { xmppHooks, type XmppHooks } from './hooks.ts';
 export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, muc, httpUpload, push, externalServices, contactInfo];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, muc, httpUpload, push, externalServices, contactInfo, proxy65];
