@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { link, mkdir, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -61,5 +61,25 @@ export class DiskBlobStore implements BlobStore {
 
   async remove(id: string): Promise<void> {
     await rm(this.file(id), { force: true });
+  }
+
+  /** Temporary files a crash left (`<id>.part-…`), older than `olderThanMs`. */
+  async sweep(olderThanMs = 86_400_000, now = Date.now()): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return 0;
+    }
+    let n = 0;
+    for (const name of names) {
+      if (!/^[A-Za-z0-9_-]{16,64}\.part-/.test(name)) continue;
+      const file = path.join(this.dir, name);
+      const s = await stat(file).catch(() => undefined);
+      if (!s || now - s.mtimeMs < olderThanMs) continue;
+      await unlink(file).catch(() => {});
+      n++;
+    }
+    return n;
   }
 }
