@@ -77,8 +77,12 @@ run(async () => {
       const put = /<put[^>]*\burl=(['"])(.*?)\1/.exec(answer)?.[2];
       const get = /<get[^>]*\burl=(['"])(.*?)\1/.exec(answer)?.[2];
       if (!put || !get) throw new Error(`no slot: ${answer.slice(0, 300)}`);
+      // [XEP-0363 5] headers the service puts in the slot (Prosody: Authorization) go with the PUT
+      const putHeaders: Record<string, string> = {};
+      const putEl = /<put[\s\S]*?(?:\/>|<\/put>)/.exec(answer)?.[0] ?? '';
+      for (const h of putEl.matchAll(/<header[^>]*\bname=(['"])(Authorization|Cookie|Expires)\1[^>]*>([^<]*)<\/header>/gi)) putHeaders[h[2].toLowerCase()] = unescape(h[3]);
       let t = now();
-      const p = await call('PUT', unescape(put), body(size), { 'content-type': 'application/octet-stream', 'content-length': String(size) });
+      const p = await call('PUT', unescape(put), body(size), { ...putHeaders, 'content-type': 'application/octet-stream', 'content-length': String(size) });
       putMs += now() - t;
       if (p.status !== 201 && p.status !== 200) throw new Error(`PUT answered ${p.status}`);
       t = now();
