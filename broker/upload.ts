@@ -180,7 +180,7 @@ export class UploadService {
   /** Delete unused slots past their expiry, files older than maxAge, day counters older than yesterday. */
   async purge(now = Date.now()): Promise<{ files: number; bytes: number }> {
     const maxAge = this.limits.maxAgeMs;
-    const r = await purgeUploads(this.broker, (v) => (v.stored ? maxAge > 0 && now - v.created > maxAge : now > v.expires + 60_000));
+    const r = await purgeUploads(this.broker, (v) => (v.stored ? maxAge > 0 && now - v.created > maxAge : now > v.expires + 60_000), undefined, this.backend.blobs);
     const n = r.files;
     const yesterday = new Date(now - DAY).toISOString().slice(0, 10);
     const old = (await this.kv.keys('d/')).filter((k) => k.slice(k.lastIndexOf('/') + 1) < yesterday);
@@ -197,9 +197,13 @@ export class UploadService {
  * blob first, then its records. For the purge timer and `parley upload
  * purge`; works with uploads off (only the backend is needed).
  */
-export async function purgeUploads(broker: Broker, match: (rec: UploadRecord) => boolean, owner?: string): Promise<{ files: number; bytes: number }> {
+export async function purgeUploads(
+  broker: Broker,
+  match: (rec: UploadRecord) => boolean,
+  owner?: string,
+  blobs: BlobStore | undefined = backends.get(broker)?.blobs,
+): Promise<{ files: number; bytes: number }> {
   const kv = broker.storage.kv('upload');
-  const blobs = backends.get(broker)?.blobs;
   const ids = owner ? (await kv.keys(`u/${owner}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1)) : (await kv.keys('f/')).map((k) => k.slice(2));
   let files = 0;
   let bytes = 0;
