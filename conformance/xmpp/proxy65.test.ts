@@ -148,7 +148,7 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     await p.r.closed;
   });
 
-  it('hostile input: wrong version, no acceptable method, UDP ASSOCIATE, IPv4 address, a hash that is not SHA-1 hex [RFC1928 3, 6]', async () => {
+  it('hostile input: wrong version, no acceptable method, UDP ASSOCIATE, IPv4 address, a hash that is not SHA-1 hex, over 64 KiB before activation [RFC1928 3, 6]', async () => {
     const v4 = await tcpConnect(port);
     v4.sock.write(Buffer.from([4, 1, 0, 80, 127, 0, 0, 1, 0]));
     await v4.rest();
@@ -169,6 +169,13 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
       assert.deepEqual([...reply], [5, code], `request ${req.subarray(0, 5).toString('hex')}`);
       s.sock.destroy();
     }
+    // more than 64 KiB before activation: closed, not buffered
+    const eager = await socksConnect(port, streamHash(nextId('sid'), a.jid, b.jid));
+    open.push(eager.r);
+    const sent = Date.now();
+    eager.r.sock.write(Buffer.alloc(70 * 1024));
+    await eager.r.rest(8000);
+    assert.ok(Date.now() - sent < 3000, 'closed for the bytes, not by the 5 s activation timeout');
   });
 
   it('connections per IP are capped at accept; a silent connection is closed after the handshake timeout, an unactivated one after the activation timeout', async () => {
