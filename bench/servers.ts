@@ -157,7 +157,7 @@ export class ParleyServer implements Server {
   }
 }
 
-/** Prosody 0.12 from Debian: internal storage, mod_mam (archive everything), mod_offline. */
+/** Prosody 0.12 from Debian: internal storage, mod_mam (archive everything), mod_offline, mod_pep (in Debian's default config too). */
 export class ProsodyServer implements Server {
   readonly name: string;
   readonly protocols: ('xmpp' | 'mqtt')[] = ['xmpp'];
@@ -202,7 +202,7 @@ https_ports = { ${this.ports.https} }
 https_interfaces = { "127.0.0.1" }
 https_ssl = { certificate = "${this.cert.cert}", key = "${this.cert.key}" }
 admin_socket = "${d}/admin.sock"
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "presence", "message", "iq", "offline", ${this.mam ? '"mam", ' : ''}"admin_shell" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "presence", "message", "iq", "offline", "pep", ${this.mam ? '"mam", ' : ''}"admin_shell" }
 modules_disabled = { "s2s" }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = false

@@ -7,9 +7,12 @@ import offline from '../broker/modules/offline.ts';
 import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
 import upload from '../broker/modules/upload.ts';
+import recall from '../broker/modules/recall.ts';
+import unread from '../broker/modules/unread.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
+import { RedisStorage } from '../storage/redis/index.ts';
 import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
@@ -24,7 +27,7 @@ import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
-export const allModules = [offline, archive, rooms, upload, ...xmppModules];
+export const allModules = [offline, archive, rooms, upload, recall, unread, ...xmppModules];
 
 /**
  * JSON lines for log collectors (journald, Loki…), or one readable line per
@@ -41,7 +44,12 @@ export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === t
 
 /** The only place that picks concrete backends. */
 export function makeStorage(cfg: Config): Storage {
-  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.mongodbUrl! });
+  if (cfg.storage.backend === 'mongodb') {
+    // modules.archive.maxAgeDays as a TTL index too: MongoDB deletes what the retention timer would.
+    const days = Number((cfg.modules.archive as { maxAgeDays?: unknown } | undefined)?.maxAgeDays ?? 0);
+    return new MongoStorage({ url: cfg.storage.url!, archiveMaxAgeDays: Number.isFinite(days) && days > 0 ? days : 0 });
+  }
+  if (cfg.storage.backend === 'redis') return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
 
@@ -130,6 +138,8 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
   }
   const broker = makeBroker(cfg, log, new PromMetrics());
   await broker.start();
+  const storageCheck = (broker.storage as { serverWarnings?: () => Promise<string[]> }).serverWarnings;
+  for (const warning of (await storageCheck?.()) ?? []) log.warn({ backend: cfg.storage.backend }, warning);
   const tls = await loadTlsOptions(cfg);
   if (tls.generated) log.info({ dir: cfg.dataDir, ca: `${cfg.dataDir}/tls/ca.pem` }, 'generated a local CA and a certificate it signed');
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });

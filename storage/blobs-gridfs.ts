@@ -15,6 +15,11 @@ import type { BlobStore } from './types.ts';
  * (the rename fails, the new upload is deleted, the caller gets EEXIST).
  * Uploads that a crash left behind keep their temporary name
  * (`<id>.part-<oid>`) or chunks without a file; {@link sweep} removes them.
+ *
+ * Every query has an index (not in mongodb-schema.ts's QUERIES, whose kinds
+ * are the store's own collections): files by `filename` (the unique
+ * `parley_filename_unique` made here), chunks by `files_id` (GridFS' own
+ * `files_id_1_n_1`); the sweep's files by `_id` range (the `_id` index).
  */
 export class GridFsBlobStore implements BlobStore {
   private readonly db: () => Db;

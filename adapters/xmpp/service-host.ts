@@ -1,7 +1,8 @@
-import xmlLib, { escapeXML, type Element } from '@xmpp/xml';
+import { escapeXML, type Element } from '@xmpp/xml';
 import { BrokerError, type AppCondition, type Broker, type Envelope, type ErrorType } from '../../broker/index.ts';
 import { xmppHooks } from './hooks.ts';
-import { NS_CLIENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './ns.ts';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './ns.ts';
+import { parseStored } from './stanza.ts';
 
 /**
  * A service domain such as `upload.{domain}` or `proxy.{domain}`: IQs to
@@ -29,18 +30,6 @@ export interface ServiceDomain {
   handlers: Record<string, ServiceIqHandler>;
   /** the wire form of a module's own error (type, application condition) */
   mapError?: (err: BrokerError) => { type?: ErrorType; app?: AppCondition } | undefined;
-}
-
-const Parser = (xmlLib as unknown as { Parser: new () => { on(e: string, fn: (x: Element) => void): void; write(s: string): void } }).Parser;
-
-/** The first child element of a stanza's payload. */
-export function firstChild(parts: string[]): Element | undefined {
-  let out: Element | undefined;
-  const p = new Parser();
-  p.on('element', (el: Element) => (out ??= el));
-  p.on('error', () => {});
-  p.write(`<w xmlns='${NS_CLIENT}'>${parts.join('')}</w>`);
-  return out;
 }
 
 /** `get {ns}name` for a handler table. */
@@ -86,7 +75,7 @@ export function serveDomain(broker: Broker, svc: ServiceDomain): () => void {
       // only this server's accounts use its services
       if (env.from.domain !== broker.domain || !env.from.local) throw new BrokerError('not-allowed', `only accounts of ${broker.domain} may use this service`);
       if (env.to.local || env.to.resource) throw new BrokerError('service-unavailable');
-      const child = firstChild(env.extensions);
+      const child = parseStored(env.extensions);
       if (!child) throw new BrokerError('bad-request');
       const h = handlers[`${env.type} {${child.attrs.xmlns ?? ''}}${child.name}`];
       if (!h) throw new BrokerError('service-unavailable'); // [RFC6120 8.4]
