@@ -34,6 +34,12 @@ export interface Socks5Limits {
 }
 
 /** not-found: no connection presented the hash; one-side: only one did */
+/** For the metrics: a connection accepted, and one closed with its reason (`refused` at accept: never opened). */
+export interface Socks5Events {
+  opened(): void;
+  closed(reason: string): void;
+}
+
 export type ActivateResult = 'ok' | 'not-found' | 'one-side' | 'too-many-streams';
 
 /** Bytes a client may send before its stream is activated (kept, relayed after activation). */
@@ -56,6 +62,8 @@ class Conn {
   activated = false;
   timer?: NodeJS.Timeout;
   holds = 0;
+  /** why it was closed, for the metrics; unset: the client closed it */
+  reason?: string;
 
   constructor(sock: net.Socket) {
     this.sock = sock;
@@ -79,11 +87,11 @@ export class Socks5Proxy {
   private readonly waiting = new Map<string, Conn[]>();
   private readonly users = new Map<string, UserState>();
   private pending = 0;
-  /** counters for tests and logs */
-  readonly stats = { refused: 0, timedOut: 0, badHandshake: 0, relayed: 0 };
+  private readonly events?: Socks5Events;
 
-  constructor(limits: Socks5Limits) {
+  constructor(limits: Socks5Limits, events?: Socks5Events) {
     this.limits = limits;
+    this.events = events;
     this.server = net.createServer((sock) => this.accept(sock));
     this.server.on('error', () => {});
   }
@@ -115,19 +123,17 @@ export class Socks5Proxy {
     const ip = sock.remoteAddress ?? '?';
     const fromIp = this.perIp.get(ip) ?? 0;
     if (fromIp >= this.limits.maxConnectionsPerIp || this.pending >= this.limits.maxPending) {
-      this.stats.refused++;
+      this.events?.closed('refused');
       sock.destroy(); // before reading a byte
       return;
     }
+    this.events?.opened();
     this.perIp.set(ip, fromIp + 1);
     this.pending++;
     const c = new Conn(sock);
     this.conns.add(c);
     sock.setNoDelay(true);
-    c.timer = setTimeout(() => {
-      this.stats.timedOut++;
-      sock.destroy();
-    }, this.limits.handshakeTimeoutMs);
+    c.timer = setTimeout(() => this.kill(c, 'handshake-timeout'), this.limits.handshakeTimeoutMs);
     let buf: Buffer = Buffer.alloc(0);
     let stage: 'greeting' | 'request' | 'done' = 'greeting';
     const onData = (chunk: Buffer) => {
@@ -176,10 +182,7 @@ export class Socks5Proxy {
       ok.set([5, 0, 0, 3, len]);
       buf.copy(ok, 5, 5, 5 + len + 2);
       sock.write(ok);
-      c.timer = setTimeout(() => {
-        this.stats.timedOut++;
-        sock.destroy();
-      }, this.limits.activationTimeoutMs);
+      c.timer = setTimeout(() => this.kill(c, 'activation-timeout'), this.limits.activationTimeoutMs);
       // bytes before activation are kept (bounded), never relayed early
       sock.on('data', (d: Buffer) => this.keepEarly(c, d));
       sock.resume();
@@ -192,20 +195,25 @@ export class Socks5Proxy {
   private keepEarly(c: Conn, d: Buffer): void {
     c.earlyBytes += d.length;
     if (c.earlyBytes > MAX_EARLY_BYTES) {
-      c.sock.destroy();
+      this.kill(c, 'early-bytes');
       return;
     }
     c.early.push(d);
   }
 
+  private kill(c: Conn, reason: string): void {
+    c.reason ??= reason;
+    c.sock.destroy();
+  }
+
   private bad(c: Conn, destroy = true): void {
-    this.stats.badHandshake++;
+    c.reason ??= 'bad-handshake';
     if (destroy) c.sock.destroy();
   }
 
   /** A SOCKS5 failure reply, then close [RFC1928 6]. */
   private reply(c: Conn, code: number): void {
-    this.stats.badHandshake++;
+    c.reason ??= 'refused-request';
     c.sock.end(Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
     c.sock.resume(); // read to the client's close; the handshake timer ends it otherwise
   }
@@ -222,7 +230,8 @@ export class Socks5Proxy {
       if (list?.length) this.waiting.set(c.hash, list);
       else this.waiting.delete(c.hash);
     }
-    c.peer?.sock.destroy(); // one side gone: the stream is over
+    this.events?.closed(c.reason ?? 'ended');
+    if (c.peer) this.kill(c.peer, 'ended'); // one side gone: the stream is over
   }
 
   /**
@@ -238,7 +247,6 @@ export class Socks5Proxy {
     this.waiting.delete(hash);
     u.streams++;
     this.users.set(user, u);
-    this.stats.relayed++;
     const [a, b] = list;
     let bytes = 0;
     let ended = false;
@@ -258,15 +266,12 @@ export class Socks5Proxy {
       from.sock.removeAllListeners('data');
       from.sock.on('close', end);
       if (this.limits.idleTimeoutMs > 0) {
-        from.sock.setTimeout(this.limits.idleTimeoutMs, () => {
-          this.stats.timedOut++;
-          from.sock.destroy();
-        });
+        from.sock.setTimeout(this.limits.idleTimeoutMs, () => this.kill(from, 'idle-timeout'));
       }
       const send = (d: Buffer) => {
         bytes += d.length;
         if (this.limits.maxBytesPerStream > 0 && bytes > this.limits.maxBytesPerStream) {
-          from.sock.destroy(); // past the stream's byte cap: both sides close
+          this.kill(from, 'byte-cap'); // past the stream's byte cap: both sides close
           return;
         }
         if (!to.sock.write(d)) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { DOMAIN, nextId, stanzaError, startNode, stopAllClients, uniqueName, xml, xmppClient, type Element, type TestClient, type TestNode } from '../helpers.ts';
 import { socksConnect, streamHash, tcpConnect, type ByteReader } from '../socks5-client.ts';
+import { metric, scrape } from '../web/web-helpers.ts';
 
 const NS = 'http://jabber.org/protocol/bytestreams';
 const PROXY = `proxy.${DOMAIN}`;
@@ -195,5 +196,13 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     const fresh = await socksConnect(port, streamHash(nextId('sid'), a.jid, b.jid));
     open.push(fresh.r);
     assert.equal(fresh.code, 0);
+    // each close is counted with its reason on /metrics
+    const m = await scrape(`http://127.0.0.1:${node.ports.http}`);
+    const closed = (reason: string) => metric(m, 'parley_connections_closed_total', { protocol: 'socks5', reason });
+    assert.ok(closed('refused') >= 1, 'refused at accept');
+    assert.ok(closed('handshake-timeout') >= 5);
+    assert.ok(closed('activation-timeout') >= 1);
+    assert.ok(closed('byte-cap') >= 1 && closed('early-bytes') >= 1 && closed('refused-request') >= 3);
+    assert.ok(metric(m, 'parley_connections', { protocol: 'socks5' }) >= 1, 'the open one');
   });
 });

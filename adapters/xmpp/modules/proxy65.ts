@@ -50,6 +50,13 @@ export default defineModule({
       maxStreamsPerUser: o.maxStreamsPerUser,
       maxBytesPerStream: o.maxBytesPerStream,
       bandwidthPerUser: o.bandwidthPerUser,
+    }, {
+      // parley_connections{protocol="socks5"} and parley_connections_closed_total{protocol="socks5",reason}
+      opened: () => broker.metrics.connection('socks5', 'tcp', 1),
+      closed: (reason) => {
+        if (reason !== 'refused') broker.metrics.connection('socks5', 'tcp', -1);
+        broker.metrics.closed('socks5', reason);
+      },
     });
     let port: number;
     try {
