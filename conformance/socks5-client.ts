@@ -74,13 +74,13 @@ export async function tcpConnect(port: number): Promise<ByteReader> {
 }
 
 /** Greeting (no authentication) and CONNECT with `hash` [RFC1928 3, 4]; returns the reader and the reply code. */
-export async function socksConnect(port: number, hash: string): Promise<{ r: ByteReader; code: number }> {
+export async function socksConnect(port: number, hash: string, dstPort = 0): Promise<{ r: ByteReader; code: number }> {
   const r = await tcpConnect(port);
   r.sock.write(Buffer.from([5, 1, 0]));
   const method = await r.read(2);
   if (method[0] !== 5 || method[1] !== 0) throw new Error(`method reply ${method.toString('hex')}`);
   const addr = Buffer.from(hash, 'latin1');
-  r.sock.write(Buffer.concat([Buffer.from([5, 1, 0, 3, addr.length]), addr, Buffer.from([0, 0])]));
+  r.sock.write(Buffer.concat([Buffer.from([5, 1, 0, 3, addr.length]), addr, Buffer.from([dstPort >> 8, dstPort & 255])]));
   const head = await r.read(5);
   if (head[1] !== 0) return { r, code: head[1] };
   await r.read(head[4] + 2); // BND.ADDR, BND.PORT

@@ -164,6 +164,7 @@ export class Socks5Proxy {
       if (buf[3] !== 3) return this.reply(c, 8); // [RFC1928 6] address type not supported
       const len = buf[4];
       if (buf.length < 5 + len + 2) return;
+      // lenient (docs/leniency.md): the hash in either case, DST.PORT not checked (XEP-0065 says 0)
       const hash = buf.subarray(5, 5 + len).toString('latin1').toLowerCase();
       const rest = buf.subarray(5 + len + 2);
       stage = 'done';

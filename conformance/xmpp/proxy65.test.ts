@@ -135,6 +135,18 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     assert.equal(again.attrs.type, 'result', 'once the first stream ended, the second activates');
   });
 
+  it('lenient: a CONNECT with a port other than 0 and the hash in upper case pairs with the lower-case one (docs/leniency.md)', async () => {
+    const sid = nextId('sid');
+    const hash = streamHash(sid, c.jid, b.jid);
+    const t = await socksConnect(port, hash.toUpperCase(), 7777);
+    const r = await socksConnect(port, hash);
+    open.push(t.r, r.r);
+    assert.deepEqual([t.code, r.code], [0, 0]);
+    assert.equal((await activate(c, sid, b.jid)).attrs.type, 'result');
+    r.r.sock.write('x');
+    assert.equal((await t.r.read(1)).toString(), 'x');
+  });
+
   it('bandwidth per user: 3.5 MiB at 2 MiB/s (one second of burst) takes at least 0.6 s; past maxBytesPerStream both sides close', async () => {
     const p = await pair(c, a);
     assert.equal((await p.activate()).attrs.type, 'result');
