@@ -473,12 +473,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     });
   }
 
-  async forgetOwner(owner: string): Promise<number> {
+  async forgetOwner(owner: string, before?: number): Promise<number> {
     checkId('owner', owner);
+    // Per-user retention: the entries archived before the time, from the owner's oldest (the index is by pos).
+    const end = before === undefined ? owner + SEP_END : owner + SEP + pad(Math.max(0, Math.floor(before)) * 1000);
     return this.#lock.run(MAINT, async () => {
       let removed = 0;
       for (;;) {
-        const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: owner + SEP_END, limit: BATCH }).all();
+        const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: end, limit: BATCH }).all();
         if (rows.length === 0) break;
         removed += await this.#drop(
           rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)),
@@ -487,6 +489,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         // #drop removes the entries it dropped; one whose record was gone already is removed here, so the loop ends.
         await this.#write(rows.map(([key]) => ({ type: 'del', sublevel: this.#userIndex, key }) as Op));
       }
+      if (before !== undefined) return removed;
       const ops: Op[] = [];
       for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
       ops.push({ type: 'del', sublevel: this.#counts, key: owner });
