@@ -64,9 +64,17 @@ interface Workload {
   target?: string;
   /** at least this many runs, whatever --reps says (the p99 at a fixed rate varies more from run to run than a throughput) */
   minReps?: number;
+  /** more figures shown beside the metric (medians): a path into the result JSON and its unit */
+  more?: { path: string; unit: string }[];
 }
 
 const T = () => ['--warmup', String(warmup), '--duration', String(duration)];
+const uploadArgs = (s: Server, bytes: number) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--ca', s.caFile ?? '', '--size', String(bytes), '--duration', String(duration)];
+const uploadMore = [
+  { path: 'downloadMBps', unit: 'MB/s down' },
+  { path: 'rssGrowthMiB', unit: 'MiB server RSS growth' },
+  { path: 'rssPeakMiB', unit: 'MiB server RSS peak' },
+];
 const mqttCommon = (s: Server) => ['--port', String(s.ports.mqtt), ...(s.mqttAuth ? ['--auth'] : []), '--users', String(USERS)];
 
 const workloads: Workload[] = [
@@ -89,6 +97,9 @@ const workloads: Workload[] = [
   // The reference is plain aedes's QoS 1 pairs, run alternately with the chat (A B A B): this machine's speed
   // moves by up to 3× within minutes, so a ratio to a figure measured at another time says little.
   { id: 'mqtt-xmpp-chat', title: 'MQTT device ↔ XMPP user through chat/{user}, 100 pairs, QoS 1, closed loop (window 4); aedes: its QoS 1 pairs (as mqtt-qos1-sat), run alternately', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley', 'aedes'], args: (s) => (s.name === 'aedes' ? [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()] : [...mqttCommon(s), '--workload', 'chat', '--pairs', '100', '--window', '4', '--xmpp-port', String(s.ports.xmpp), ...T()]), target: '≥ 50% of aedes QoS 1 pairs' },
+  // XEP-0363 against Prosody's mod_http_file_share: the same slot, PUT and GET over HTTPS (RSS shows whether files are streamed)
+  { id: 'upload-1mb', title: 'XEP-0363 upload then download of 1 MB files over HTTPS, one client, back to back', proto: 'xmpp', script: 'upload.ts', metric: 'uploadMBps', unit: 'MB/s up', servers: ['parley', 'prosody'], more: uploadMore, args: (s) => uploadArgs(s, 1_000_000), target: 'state the figures; RSS flat (streamed)' },
+  { id: 'upload-50mb', title: 'XEP-0363 upload then download of 50 MB files over HTTPS, one client, back to back', proto: 'xmpp', script: 'upload.ts', metric: 'uploadMBps', unit: 'MB/s up', servers: ['parley', 'prosody'], more: uploadMore, args: (s) => uploadArgs(s, 50_000_000), target: 'state the figures; RSS growth far below 50 MB (streamed)' },
 ];
 
 // ---------- machine state ----------
@@ -167,12 +178,14 @@ function median(xs: number[]): number {
 
 // ---------- peers ----------
 
-function installPeers(): void {
+/** Install the peers the selected workloads compare with (all three when any workload names no servers). */
+function installPeers(ws: Workload[]): void {
+  const wanted = (name: string) => ws.some((w) => !w.servers || w.servers.includes(name));
   const missing = [
     ['prosody', 'prosody'],
     ['ejabberdctl', 'ejabberd'],
     ['mosquitto', 'mosquitto'],
-  ].filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
+  ].filter(([bin, pkg]) => wanted(pkg) && spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
   if (!missing.length) return;
   console.error(`installing ${missing.map((m) => m[1]).join(', ')} from Debian`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -186,7 +199,8 @@ const log = (...a: unknown[]) => console.error(`[bench ${new Date().toISOString(
 
 async function main(): Promise<void> {
   const peers = f.peers === 'true';
-  if (peers) installPeers();
+  const selected = workloads.filter((w) => !only || only.test(w.id));
+  if (peers) installPeers(selected);
   const help = spawnSync(process.execPath, [path.join(repo, 'bin/parley.js'), '--help'], { encoding: 'utf8' }).stdout;
   const parleyMqtt = help.includes('--mqtt-port') && existsSync(path.join(repo, 'bin/mqtt.ts'));
   wipe(work);
@@ -215,12 +229,13 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
 
   const runs: { workload: string; server: string; rep: number; idleBefore: number; steal?: number; attempts?: number; result: Record<string, any> }[] = [];
-  const selected = workloads.filter((w) => !only || only.test(w.id));
   const serversFor = (w: Workload) =>
     servers.filter((s) => s.protocols.includes(w.proto) && (!w.servers || w.servers.includes(s.name)) && (!s.name.endsWith('-nomam') || w.id === 'xmpp-chat-sat'));
+  // only the servers some selected workload runs on (--only upload starts Parley and Prosody, not ejabberd)
+  const used = servers.filter((s) => selected.some((w) => serversFor(w).includes(s)));
   try {
     // Seed accounts once (data dirs survive restarts), then run the shared-process workloads.
-    for (const s of servers) await startSeeded(s, s.name !== 'aedes' && s.name !== 'mosquitto');
+    for (const s of used) await startSeeded(s, s.name !== 'aedes' && s.name !== 'mosquitto');
     for (const w of selected.filter((x) => !x.restart)) {
       for (let rep = 1; rep <= Math.max(reps, w.minReps ?? 0); rep++) {
         for (const s of serversFor(w)) {
@@ -265,7 +280,7 @@ async function main(): Promise<void> {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     mkdirSync(path.join(here, 'results'), { recursive: true });
     const meta = machine();
-    const summary = summarize(selected, runs, servers);
+    const summary = summarize(selected, runs, used);
     writeFileSync(path.join(here, 'results', `run-${stamp}.json`), JSON.stringify({ meta, settings: { reps, duration, warmup, sessions, peers }, summary, runs }, null, 1));
     const md = resultsMarkdown(meta, selected, summary, profile);
     writeFileSync(path.join(here, 'results', `run-${stamp}.md`), md);
@@ -339,7 +354,10 @@ function summarize(ws: Workload[], runs: { workload: string; server: string; ste
         n: vals.length,
         p50: median(rs.map((r) => pick(r.result, 'latencyMs.p50'))),
         p99: median(rs.map((r) => pick(r.result, 'latencyMs.p99'))),
-        extra: w.metric === 'latencyMs.p99' ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered` : undefined,
+        extra:
+          w.metric === 'latencyMs.p99'
+            ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered`
+            : w.more?.map((m) => `${fmt(median(rs.map((r) => pick(r.result, m.path))))} ${m.unit}`).join(', '),
         steal: rs.some((r) => r.steal !== undefined) ? Math.max(...rs.map((r) => r.steal ?? 0)) : undefined,
       };
     }

@@ -78,9 +78,10 @@ export function makeStorage(cfg: Config): Storage {
 }
 
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {
+  const storage = makeStorage(cfg);
   const broker = new Broker({
     domain: cfg.domain,
-    storage: metrics ? instrumentStorage(makeStorage(cfg), metrics) : makeStorage(cfg),
+    storage: metrics ? instrumentStorage(storage, metrics) : storage,
     metrics,
     cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
     log,
@@ -88,7 +89,7 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
     version: PACKAGE.version,
     modules: enabledModules(cfg),
   });
-  setUploadBackend(broker, uploadBackendFor(cfg.dataDir)); // account removal deletes files even with uploads off
+  setUploadBackend(broker, uploadBackendFor(cfg.dataDir, storage)); // account removal deletes files even with uploads off
   setAdmins(broker, cfg.admins); // the admin page and XEP-0133 commands ask isAdmin
   return broker;
 }

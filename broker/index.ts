@@ -42,6 +42,7 @@ export {
   UploadRefused,
   UploadService,
   uploadService,
+  purgeUploads,
   validFilename,
   type Slot,
   type SlotRequest,

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Dependencies: npm packages (no install scripts download anything), redis-server and chromium from Debian.
+# Dependencies: npm packages (no install scripts download anything), redis-server, chromium and coturn from Debian.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund >/dev/null
 fi
@@ -39,6 +39,8 @@ apt_install() {
 if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server; fi
 # Debian's Chromium for conformance/web/browser.test.ts (playwright-core drives it; no browser is ever downloaded).
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+# Debian's coturn for conformance/xmpp/extdisco.test.ts (TURN credentials from XEP-0215 tried on a real TURN server).
+if ! command -v turnserver >/dev/null 2>&1; then apt_install coturn; fi
 
 failed_checks=0
 step() {

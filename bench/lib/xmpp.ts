@@ -165,6 +165,13 @@ export class XmppClient {
     this.sock.write(s);
   }
 
+  /** Send an IQ with this id and wait for the answer (result or error) with the same id; returns its XML. */
+  async request(stanza: string, id: string, ms = 30_000): Promise<string> {
+    this.write(stanza);
+    const m = await this.waitFor(new RegExp(`<iq[^>]*\\bid=['"]${id}['"][^>]*(?:/>|>[\\s\\S]*?</iq>)`), ms);
+    return m[0];
+  }
+
   /** Switch to body scanning (after login). */
   chatMode(onBody: (body: string) => void): void {
     this.onBody = onBody;
