@@ -33,6 +33,7 @@ export {
   type RoomConfig,
   type RoomEvent,
   type RoomMessage,
+  type RoomProfile,
   type RoomRenderer,
 } from './rooms.ts';
 export {

@@ -150,7 +150,11 @@ export type RoomEvent =
       extensions: string[];
       type?: string;
     }
-  | { kind: 'status'; room: Room; reasons: Reason[] };
+  | { kind: 'status'; room: Room; reasons: Reason[] }
+  /** the room's avatar is set or changed: renderers show `room.avatarHash` */
+  | { kind: 'avatar'; room: Room }
+  /** a visitor asks for voice [XEP-0045 7.13]; sent to the moderators' devices */
+  | { kind: 'voice-request'; room: Room; nick: string; user: string; jid: string };
 
 /** Renders room events for one protocol's devices; must not block (deliver is non-blocking). */
 export type RoomRenderer = (session: Session, device: Device, ev: RoomEvent) => void;
@@ -171,6 +175,14 @@ export interface RoomRecord {
   createdAt: number;
   /** seqs up to this belong to an earlier room of the same name */
   firstSeq: number;
+  /** hash of the room's avatar ('' = a profile without a photo); absent = no profile set */
+  avatarHash?: string;
+}
+
+/** A room's profile (the XMPP adapter's vcard-temp payload, opaque to the core), kept in the `roomprofiles` store. */
+export interface RoomProfile {
+  data: string;
+  hash: string;
 }
 
 export interface RoomsOptions {
@@ -189,6 +201,8 @@ export interface RoomsOptions {
   maxHistory: number;
   /** deliveries per slice; the event loop gets a turn between slices */
   fanoutSlice: number;
+  /** seconds between two voice requests of one user in one room */
+  voiceRequestInterval: number;
   /** config of new rooms */
   defaults: RoomConfig;
 }
@@ -238,6 +252,8 @@ export class Room {
   /** full address → nick */
   readonly byDevice = new Map<string, string>();
   subject?: RoomSubject;
+  /** hash of the room's avatar ('' = a profile without a photo); undefined = none set */
+  avatarHash?: string;
   creator: string;
   createdAt: number;
   firstSeq = 0;
@@ -247,6 +263,8 @@ export class Room {
   messages = 0;
   readonly queue: Job[] = [];
   pumping = false;
+  /** user → time of its last voice request (ms), for the request interval */
+  readonly voiceRequests = new Map<string, number>();
 
   constructor(local: string, host: string, config: RoomConfig, creator: string, createdAt: number) {
     this.local = local;
@@ -307,6 +325,7 @@ export class Room {
       creator: this.creator,
       createdAt: this.createdAt,
       firstSeq: this.firstSeq,
+      avatarHash: this.avatarHash,
     };
   }
 }
@@ -347,6 +366,7 @@ export class RoomService {
   private readonly broker: Broker;
   private readonly store: KeyValueStore<RoomRecord>;
   private readonly timeline: ArchiveStore<TimelineValue>;
+  private readonly profiles: KeyValueStore<RoomProfile>;
   private readonly rooms = new Map<string, Room>();
   private readonly renderers = new Map<string, RoomRenderer>();
   /** rooms each device is in: full address → room locals */
@@ -359,10 +379,12 @@ export class RoomService {
     store: KeyValueStore<RoomRecord>,
     timeline: ArchiveStore<TimelineValue>,
     opts: RoomsOptions,
+    profiles: KeyValueStore<RoomProfile>,
   ) {
     this.broker = broker;
     this.store = store;
     this.timeline = timeline;
+    this.profiles = profiles;
     this.opts = opts;
   }
 
@@ -385,6 +407,7 @@ export class RoomService {
       for (const [u, a] of rec.affiliations) room.affiliations.set(u, a);
       for (const [u, n] of rec.nicks) room.nicks.set(u, n);
       room.subject = rec.subject;
+      room.avatarHash = rec.avatarHash;
       room.firstSeq = rec.firstSeq;
       room.lastSeq = Math.max(rec.firstSeq, await this.timeline.lastSeq(room.conversation));
       this.rooms.set(key, room);
@@ -466,6 +489,7 @@ export class RoomService {
       // A new room of an old name does not show the old one's timeline.
       room.firstSeq = room.lastSeq = await this.timeline.lastSeq(room.conversation);
       if (creator) room.affiliations.set(creator, 'owner');
+      await this.profiles.delete(local); // an earlier room's of the same name, if any
       this.rooms.set(local, room);
       await this.save(room);
       return room;
@@ -607,6 +631,9 @@ export class RoomService {
         recipients: [...others, device],
         i: 0,
       });
+    // The room's avatar, as Prosody sends it to each new occupant session [XEP-0153 on the room JID].
+    if (room.avatarHash !== undefined)
+      this.enqueue(room, { ev: { kind: 'avatar', room }, recipients: [device], i: 0 });
     // History up to the last message fanned out before this join, then the subject [XEP-0045 7.2.14, 7.2.15].
     const upTo = room.lastSeq;
     const ready = this.historyFor(room, req.history, upTo).then((msgs) => [
@@ -798,6 +825,10 @@ export class RoomService {
     if (room.occupants.size > 0 || room.config.persistent || room.gone) return;
     room.gone = true;
     this.rooms.delete(room.local);
+    if (room.avatarHash !== undefined)
+      this.profiles.delete(room.local).catch((err: unknown) => {
+        this.broker.log.error({ err, room: room.jid.toString() }, 'room profile removal failed');
+      });
   }
 
   // ---- messages ----
@@ -952,6 +983,37 @@ export class RoomService {
     this.broadcastPresence(room, target, { reasons: [], reason, actor: actorNick });
   }
 
+  /**
+   * A visitor of a moderated room asks for voice [XEP-0045 7.13]: the request
+   * goes to the moderators' devices (a moderator approves with a role
+   * change, {@link setRole}). Errors as ejabberd: not-acceptable when not in
+   * the room, not-allowed when the occupant has voice, resource-constraint
+   * within `voiceRequestInterval` of the user's last request.
+   */
+  requestVoice(room: Room, deviceKey: string): void {
+    const occ = room.occupantOf(deviceKey);
+    if (!occ) throw new BrokerError('not-acceptable', 'you are not in this room'); // [XEP-0045 7.4]
+    if (occ.role !== 'visitor')
+      throw new BrokerError('not-allowed', 'only visitors request voice'); // [XEP-0045 7.13]
+    const now = Date.now();
+    const window = this.opts.voiceRequestInterval * 1000;
+    for (const [u, t] of room.voiceRequests) if (now - t >= window) room.voiceRequests.delete(u);
+    if (room.voiceRequests.has(occ.user))
+      throw new BrokerError(
+        'resource-constraint',
+        `one voice request per ${this.opts.voiceRequestInterval} s`,
+      );
+    room.voiceRequests.set(occ.user, now);
+    const moderators: Device[] = [];
+    for (const o of room.occupants.values())
+      if (o.role === 'moderator') moderators.push(...o.devices.values());
+    this.enqueue(room, {
+      ev: { kind: 'voice-request', room, nick: occ.nick, user: occ.user, jid: deviceKey },
+      recipients: moderators,
+      i: 0,
+    });
+  }
+
   /** Take an occupant out with a reason code (kick 307, ban 301, 321, 322, 332). */
   private remove(
     room: Room,
@@ -1046,6 +1108,28 @@ export class RoomService {
     this.maybeDispose(room);
   }
 
+  /** The room's profile (vcard-temp XML for XMPP), when one was set. */
+  async profile(room: Room): Promise<RoomProfile | undefined> {
+    if (room.avatarHash === undefined) return undefined;
+    return this.profiles.get(room.local);
+  }
+
+  /**
+   * Set the room's profile and avatar hash (owners only [XEP-0054 3.2 on a
+   * room, as Prosody's vcard_muc]); every occupant's devices are told the new
+   * hash. `undefined` data removes it.
+   */
+  async setProfile(room: Room, actor: Actor, p: RoomProfile | undefined): Promise<void> {
+    if (this.actorAffiliation(room, actor) !== 'owner')
+      throw new BrokerError('forbidden', "only owners set the room's profile");
+    if (p) await this.profiles.put(room.local, p);
+    else await this.profiles.delete(room.local);
+    room.avatarHash = p?.hash;
+    await this.save(room);
+    if (!room.gone)
+      this.enqueue(room, { ev: { kind: 'avatar', room }, recipients: room.devices(), i: 0 });
+  }
+
   /** Register (reserve) a nick for a user [XEP-0045 7.10]; members-only rooms make the user a member. */
   async registerNick(room: Room, user: string, nick: string): Promise<void> {
     const n = this.checkNick(nick);
@@ -1071,6 +1155,7 @@ export class RoomService {
     room.gone = true;
     this.rooms.delete(room.local);
     await this.store.delete(room.local);
+    await this.profiles.delete(room.local);
   }
 
   /** An account was removed: its affiliations, nicks and occupancies go. */

@@ -20,6 +20,8 @@ import {
   type Session,
 } from '../../../broker/index.ts';
 import { xmppHooks } from '../hooks.ts';
+import { avatarUpdate, roomVcard, setRoomVcard } from './muc-avatar.ts';
+import { handleVoiceForm, isVoiceForm, voiceRequestMessage } from './muc-voice.ts';
 import {
   NS_CLIENT,
   NS_CONFERENCE,
@@ -225,15 +227,22 @@ export default defineModule({
   description:
     'XEP-0045 Multi-User Chat on the rooms core, with MAM on rooms (XEP-0313), self-ping (XEP-0410)',
   depends: ['disco'], // and the rooms module loaded before it (bin/node.ts order); without it this module serves nothing
-  options: {},
+  options: {
+    vcardMaxBytes: {
+      type: 'number',
+      default: 128 * 1024,
+      min: 256,
+      doc: "largest room vCard (the room's avatar, photo included) in bytes of XML; larger: not-acceptable",
+    },
+  },
   specs: [
     {
       spec: 'XEP-0045',
       status: 'partial',
       note:
         'instant rooms unlocked at once, config form, join/leave/nick change with status codes 100 104 110 170 201 210 301 303 307 321 322 332, passwords, members-only, bans, history, ' +
-        'roles and voice, kick, ban, affiliation lists, destroy, mediated invites and declines, private messages, multi-session nicks, nick registration; ' +
-        'not: voice requests, room-level vCard forwarding to occupants',
+        'roles and voice, voice requests, kick, ban, affiliation lists, destroy, mediated invites and declines, private messages, multi-session nicks, nick registration, ' +
+        'room vCard and avatar hash (muc#roominfo_avatarhash, XEP-0153 presence from the room); not: vCards of occupants through the room',
     },
     {
       spec: 'XEP-0249',
@@ -262,7 +271,7 @@ export default defineModule({
     const { broker } = ctx;
     const svc = roomService(broker);
     if (!svc) return; // modules.rooms.host: null
-    const muc = new Muc(broker, svc);
+    const muc = new Muc(broker, svc, ctx.options.vcardMaxBytes);
     ctx.onUnload(svc.setRenderer('xmpp', (s, d, ev) => muc.render(s, d, ev)));
     ctx.onUnload(broker.hosts.register(ctx.name, svc.host, (env) => muc.handle(env)));
     ctx.onUnload(
@@ -278,10 +287,12 @@ export default defineModule({
 class Muc {
   private readonly broker: Broker;
   private readonly svc: RoomService;
+  private readonly vcardMaxBytes: number;
 
-  constructor(broker: Broker, svc: RoomService) {
+  constructor(broker: Broker, svc: RoomService, vcardMaxBytes: number) {
     this.broker = broker;
     this.svc = svc;
+    this.vcardMaxBytes = vcardMaxBytes;
   }
 
   // ---- rendering room events as stanzas ----
@@ -342,6 +353,13 @@ class Muc {
           body: ev.body,
           extensions: [...ev.extensions, `<x xmlns='${NS_MUC_USER}'/>`],
         });
+        return;
+      case 'avatar':
+        // [XEP-0153] the room's avatar hash in a presence from the room's bare JID, as Prosody's vcard_muc
+        s.deliver({ kind: 'presence', from: room.jid, to: d.address, extensions: [avatarUpdate(room)] });
+        return;
+      case 'voice-request':
+        s.deliver(voiceRequestMessage(ev, d.address)); // [XEP-0045 8.6]
         return;
       case 'status':
         s.deliver({
@@ -483,6 +501,8 @@ class Muc {
       });
       return;
     }
+    const form = find(ext, 'x', NS_DATA);
+    if (isVoiceForm(form)) return handleVoiceForm(this.svc, room, env, form); // [XEP-0045 7.13, 8.6]
     const x = find(ext, 'x', NS_MUC_USER);
     const invite = x?.getChild('invite');
     const decline = x?.getChild('decline');
@@ -626,7 +646,10 @@ class Muc {
           `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
         );
       case `get {${NS_VCARD}}vCard`:
-        return this.result(env, `<vCard xmlns='${NS_VCARD}'/>`);
+        return this.result(env, await roomVcard(this.svc, room, user));
+      case `set {${NS_VCARD}}vCard`:
+        await setRoomVcard(this.svc, room, user, child, this.vcardMaxBytes);
+        return this.result(env);
       default:
         throw new BrokerError('service-unavailable'); // [RFC6120 8.4]
     }
@@ -698,12 +721,14 @@ class Muc {
       'muc_unlocked',
     ];
     if (c.archive) features.push(NS_MAM);
+    if (room.avatarHash !== undefined) features.push(NS_VCARD); // [XEP-0054] the room has a vCard
     const readable = room.mayRead(user) || room.occupantsOf(user).length > 0;
     let form = `<x xmlns='${NS_DATA}' type='result'>${field('hidden', 'FORM_TYPE', NS_MUC_ROOMINFO)}`;
     form += field('text-single', 'muc#roominfo_description', c.description, 'Description');
     form += field('text-single', 'muc#roomconfig_roomname', c.name, 'Name');
     form += field('boolean', 'muc#roominfo_changesubject', b(c.changeSubject));
     form += field('text-single', 'muc#maxhistoryfetch', String(c.historyLength));
+    if (room.avatarHash) form += field('text-multi', 'muc#roominfo_avatarhash', room.avatarHash); // as Prosody
     if (readable) {
       // Members-only rooms show their subject and head count to those who may read them.
       form += field('text-single', 'muc#roominfo_subject', room.subject?.text ?? '', 'Subject');
