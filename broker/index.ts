@@ -36,6 +36,7 @@ export {
   type RoomProfile,
   type RoomRenderer,
 } from './rooms.ts';
+export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
 export {
   removeUserUploads,
   setUploadBackend,

@@ -5,6 +5,7 @@ import type { ArchiveStore, KeyValueStore } from '../storage/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { BrokerError } from './errors.ts';
+import { queryRoomArchive, type RoomArchivePage, type RoomArchiveQuery } from './room-archive.ts';
 import type { Session } from './session.ts';
 
 /**
@@ -734,6 +735,14 @@ export class RoomService {
       messages: page.records.map((r) => ({ ...r.value, seq: r.seq })),
       complete: page.complete,
     };
+  }
+
+  /** XEP-0313 on the room: filters (nick, user, time, ids), RSM paging and the count (broker/room-archive.ts). */
+  archive(room: Room, q: RoomArchiveQuery): Promise<RoomArchivePage> {
+    return queryRoomArchive(this.timeline, room, {
+      ...q,
+      limit: Math.min(q.limit, this.opts.maxHistory),
+    });
   }
 
   /** Nick change of the occupant a device belongs to: every device of it moves [XEP-0045 7.6]. */

@@ -21,6 +21,7 @@ import {
 } from '../../../broker/index.ts';
 import { xmppHooks } from '../hooks.ts';
 import { avatarUpdate, roomVcard, setRoomVcard } from './muc-avatar.ts';
+import { parseRoomMamQuery } from './muc-mam.ts';
 import { handleVoiceForm, isVoiceForm, voiceRequestMessage } from './muc-voice.ts';
 import {
   NS_CLIENT,
@@ -258,7 +259,7 @@ export default defineModule({
       spec: 'XEP-0313',
       section: '(on room JIDs)',
       status: 'partial',
-      note: 'MUC MAM: ids are room seqs, RSM after/before/max, start/end; no with filter',
+      note: 'MUC MAM: ids are room seqs; with (an occupant JID: its nick; a real JID where real JIDs are visible), start/end, after-id/before-id, flip-page; RSM after/before/max/count, no index',
     },
     {
       spec: 'XEP-0359',
@@ -643,7 +644,7 @@ class Muc {
       case `get {${NS_MAM}}query`:
         return this.result(
           env,
-          `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
+          `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('jid-single', 'with', undefined)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
         );
       case `get {${NS_VCARD}}vCard`:
         return this.result(env, await roomVcard(this.svc, room, user));
@@ -867,41 +868,11 @@ class Muc {
       throw new BrokerError('service-unavailable', 'this room keeps no archive'); // [XEP-0313 4]
     if (!room.mayRead(user)) throw new BrokerError('forbidden', 'members only'); // members-only rooms: members only
     const queryid = q.attrs.queryid as string | undefined;
-    const f = formFields(q.getChild('x', NS_DATA));
-    const set = q.getChild('set', NS_RSM);
-    const seqOf = (v: string | undefined, what: string): number | undefined => {
-      if (v === undefined || v === '') return undefined;
-      if (!/^\d{1,15}$/.test(v)) throw new BrokerError('item-not-found', `${what}: no such id`); // [XEP-0313 6.1.2]
-      return Number(v);
-    };
-    const time = (k: string): number | undefined => {
-      const v = f.get(k)?.[0];
-      if (v === undefined) return undefined;
-      const t = Date.parse(v);
-      if (Number.isNaN(t)) throw new BrokerError('bad-request', `${k}: not a date`);
-      return t;
-    };
-    const maxText = set?.getChildText('max');
-    const max = maxText != null && /^\d{1,6}$/.test(maxText) ? Number(maxText) : 50;
-    const before = set?.getChild('before');
-    const afterSeq = [
-      seqOf(set?.getChildText('after') ?? undefined, 'after'),
-      seqOf(f.get('after-id')?.[0], 'after-id'),
-    ].filter((x) => x !== undefined) as number[];
-    const beforeSeq = [
-      seqOf(before?.getText() || undefined, 'before'),
-      seqOf(f.get('before-id')?.[0], 'before-id'),
-    ].filter((x) => x !== undefined) as number[];
-    const reverse = !!before;
-    const page = await this.svc.query(room, {
-      afterSeq: afterSeq.length ? Math.max(...afterSeq) : undefined,
-      beforeSeq: beforeSeq.length ? Math.min(...beforeSeq) : undefined,
-      start: time('start'),
-      end: time('end'),
-      limit: Math.min(max, this.svc.opts.maxHistory),
-      reverse,
-    });
-    const msgs = reverse ? [...page.messages].reverse() : page.messages;
+    const { q: query, flip } = parseRoomMamQuery(q, room, user);
+    const page = await this.svc.archive(room, query);
+    // A page is sent oldest first, also when paged backwards; flip-page turns it around [XEP-0313 query-paging-flip]
+    const backwards = query.before !== undefined;
+    const msgs = backwards !== flip ? [...page.messages].reverse() : page.messages;
     const session = this.broker.sessions.get(env.from);
     for (const m of msgs) {
       const inner = this.groupchat(room, m, env.from);
@@ -912,9 +883,11 @@ class Muc {
         '</forwarded></result>';
       session?.deliver({ kind: 'message', from: room.jid, to: env.from, extensions: [fwd] });
     }
-    const rsm = msgs.length
-      ? `<set xmlns='${NS_RSM}'><first>${msgs[0].seq}</first><last>${msgs[msgs.length - 1].seq}</last></set>`
-      : `<set xmlns='${NS_RSM}'/>`;
+    // [XEP-0059 2.6] first and last of the page as sent, and the size of the result set
+    const ends = msgs.length
+      ? `<first>${msgs[0].seq}</first><last>${msgs[msgs.length - 1].seq}</last>`
+      : '';
+    const rsm = `<set xmlns='${NS_RSM}'>${ends}<count>${page.count}</count></set>`;
     // [XEP-0313 5] complete when this page reaches the end in its direction
     const fin = `<fin xmlns='${NS_MAM}'${page.complete ? " complete='true'" : ''}>${rsm}</fin>`;
     session?.deliver({
