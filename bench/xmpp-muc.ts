@@ -60,15 +60,22 @@ run(async () => {
   await sleep(settle);
   const before = pid ? rssKiB(pid) : 0;
   const t0 = Date.now();
-  const sink: { driver?: FlowDriver } = {};
+  const sink: { driver?: FlowDriver; probes: number } = { probes: 0 };
   await pool(n, num(f, 'concurrency', 50), async (i) => {
     const c = clients[i];
     // the self presence by regex, then bodies only (the others' presence is dropped unread)
     c.write(joinStanza(`n${i}`));
     await c.waitFor(SELF, timeoutMs);
-    c.chatMode((b) => sink.driver?.receive(b));
+    c.chatMode((b) => (b === 'probe' ? sink.probes++ : sink.driver?.receive(b)));
   });
   const joinSec = (Date.now() - t0) / 1000;
+  // Every self presence is in, but the room may still be telling the others: a probe reaching every
+  // occupant says its queue is empty, so the measurement does not start behind the joins' fan-out.
+  sender.sendChat(`<message to='${room}' type='groupchat'><body>probe</body></message>`);
+  const until = Date.now() + 600_000;
+  while (sink.probes < n && Date.now() < until) await sleep(50);
+  if (sink.probes < n) throw new Error(`the probe reached ${sink.probes} of ${n} occupants`);
+  const drainSec = (Date.now() - t0) / 1000 - joinSec;
   await sleep(settle);
   const after = pid ? rssKiB(pid) : 0;
   const driver = new FlowDriver({
@@ -92,6 +99,7 @@ run(async () => {
     occupants: n,
     alive,
     joinSec,
+    drainSec,
     deliveriesPerSec: r.msgsPerSec,
     ...(pid
       ? {

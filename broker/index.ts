@@ -28,6 +28,7 @@ export {
   type DevicePresence,
   type JoinRequest,
   type Occupant,
+  type PresenceInterest,
   type Reason,
   type Role,
   type RoomConfig,

@@ -160,6 +160,9 @@ export type RoomEvent =
 /** Renders room events for one protocol's devices; must not block (deliver is non-blocking). */
 export type RoomRenderer = (session: Session, device: Device, ev: RoomEvent) => void;
 
+/** Does this device show occupants' presence at all? (MQTT: only when subscribed to the room's presence topic.) */
+export type PresenceInterest = (session: Session, device: Device, room: Room) => boolean;
+
 export interface RoomSubject {
   text: string;
   nick: string;
@@ -236,6 +239,8 @@ interface Job {
   ready?: Promise<RoomEvent[]>;
   /** several events to the same recipients, in order */
   events?: RoomEvent[];
+  /** builds `events` when the job reaches the head of the queue (a join's view of the room) */
+  lazy?: () => RoomEvent[];
 }
 
 const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
@@ -370,6 +375,7 @@ export class RoomService {
   private readonly profiles: KeyValueStore<RoomProfile>;
   private readonly rooms = new Map<string, Room>();
   private readonly renderers = new Map<string, RoomRenderer>();
+  private readonly interests = new Map<string, PresenceInterest>();
   /** rooms each device is in: full address → room locals */
   private readonly deviceRooms = new Map<string, Set<string>>();
   /** rooms being created or loaded, so two joins do not create one twice */
@@ -417,10 +423,14 @@ export class RoomService {
   }
 
   /** A protocol's renderer (`session.protocol` → renderer); returns the remover. */
-  setRenderer(protocol: string, r: RoomRenderer): () => void {
+  setRenderer(protocol: string, r: RoomRenderer, presence?: PresenceInterest): () => void {
     this.renderers.set(protocol, r);
+    if (presence) this.interests.set(protocol, presence);
+    else this.interests.delete(protocol);
     return () => {
-      if (this.renderers.get(protocol) === r) this.renderers.delete(protocol);
+      if (this.renderers.get(protocol) !== r) return;
+      this.renderers.delete(protocol);
+      this.interests.delete(protocol);
     };
   }
 
@@ -617,11 +627,26 @@ export class RoomService {
     if (!set) this.deviceRooms.set(key, (set = new Set()));
     set.add(room.local);
     // The newcomer first gets everyone else's presence [XEP-0045 7.2.3], then its own with the others' copy of it.
-    const intro: RoomEvent[] = [];
-    for (const o of room.occupants.values())
-      if (o !== occ) intro.push(this.presenceEvent(room, o, { reasons: [] }));
-    if (holder) intro.push(this.presenceEvent(room, occ, { reasons: [], about: key })); // another device of a present occupant
-    this.enqueue(room, { ev: intro[0], events: intro, recipients: [device], i: 0 });
+    // The occupants are taken now; their presence events are built when the job comes up: in a join storm
+    // of a large room the queue would otherwise hold an event of every occupant for every waiting newcomer
+    // (10,000 MQTT devices joining: 4 GB).
+    const joined = occ;
+    const present = [...room.occupants.values()].filter((o) => o !== joined);
+    const intro = (): RoomEvent[] => {
+      const out: RoomEvent[] = [];
+      for (const o of present)
+        if (o.devices.size > 0 && o.role !== 'none')
+          out.push(this.presenceEvent(room, o, { reasons: [] })); // else gone since: its unavailable follows
+      if (holder && joined.devices.has(key))
+        out.push(this.presenceEvent(room, joined, { reasons: [], about: key })); // another device of a present occupant
+      return out;
+    };
+    this.enqueue(room, {
+      ev: { kind: 'status', room, reasons: [] }, // unused: `lazy` gives the events
+      lazy: intro,
+      recipients: [device],
+      i: 0,
+    });
     const reasons: Reason[] = [];
     if (room.config.whois === 'anyone') reasons.push(100); // [XEP-0045 7.2.4]
     if (room.config.archive) reasons.push(170); // [XEP-0045 7.2.12]
@@ -1268,6 +1293,11 @@ export class RoomService {
         );
         return;
       }
+      if (job.lazy) {
+        // A join's view of the room, built only for a device that shows presence at all
+        job.events = this.wantsPresence(room, job.recipients[0]) ? job.lazy() : [];
+        job.lazy = undefined;
+      }
       while (job.i < job.recipients.length && budget > 0) {
         const d = job.recipients[job.i++];
         for (const ev of job.events ?? [job.ev]) this.deliver(d, ev);
@@ -1284,6 +1314,14 @@ export class RoomService {
       }
     }
     room.pumping = false;
+  }
+
+  private wantsPresence(room: Room, d: Device | undefined): boolean {
+    if (!d) return false;
+    const s = this.broker.sessions.getByUser(d.user, d.resource);
+    if (!s) return false;
+    const wants = this.interests.get(s.protocol);
+    return !wants || wants(s, d, room);
   }
 
   private deliver(d: Device, ev: RoomEvent): void {
