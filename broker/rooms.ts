@@ -631,12 +631,14 @@ export class RoomService {
     // of a large room the queue would otherwise hold an event of every occupant for every waiting newcomer
     // (10,000 MQTT devices joining: 4 GB).
     const joined = occ;
-    const present = [...room.occupants.values()].filter((o) => o !== joined);
+    const present: [Occupant, string][] = [];
+    for (const o of room.occupants.values()) if (o !== joined) present.push([o, o.nick]);
     const intro = (): RoomEvent[] => {
       const out: RoomEvent[] = [];
-      for (const o of present)
-        if (o.devices.size > 0 && o.role !== 'none')
-          out.push(this.presenceEvent(room, o, { reasons: [] })); // else gone since: its unavailable follows
+      // Gone or renamed since: the events that say so follow in the queue, so show it as it was or not at all.
+      for (const [o, nick] of present)
+        if (o.devices.size > 0 && o.role !== 'none' && o.nick === nick)
+          out.push(this.presenceEvent(room, o, { reasons: [] }));
       if (holder && joined.devices.has(key))
         out.push(this.presenceEvent(room, joined, { reasons: [], about: key })); // another device of a present occupant
       return out;
