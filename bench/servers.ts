@@ -220,6 +220,12 @@ Component "upload.localhost" "http_file_share"
   http_file_share_daily_quota = 1000*1000*1000*1000
   http_file_share_global_quota = 1000*1000*1000*1000
   http_file_share_expires_after = 3600
+-- groupchat as Parley's defaults: history 20, every room archived (mod_muc_mam), no occupant limit
+Component "conference.localhost" "muc"
+  modules_enabled = { ${this.mam ? '"muc_mam"' : ''} }
+  muc_log_all_rooms = true
+  muc_room_default_history_length = 20
+  max_history_messages = 20
 `,
     );
     this.child = spawn('taskset', ['-c', SERVER_CORE, 'prosody', '--config', this.cfg, '-F'], { stdio: 'ignore' });
@@ -251,9 +257,11 @@ export class EjabberdServer implements Server {
     private readonly certBundle: string,
     /** false: a reference instance without mod_mam */
     private readonly mam = true,
+    /** added to the Erlang node name (bench/run.ts --work) */
+    suffix = '',
   ) {
     this.name = mam ? 'ejabberd' : 'ejabberd-nomam';
-    this.node = mam ? 'ejbench@localhost' : 'ejbenchnomam@localhost';
+    this.node = mam ? `ejbench${suffix}@localhost` : `ejbenchnomam${suffix}@localhost`;
   }
   /**
    * ejabberdctl run directly as the ejabberd user. Run as root it switches
@@ -304,7 +312,12 @@ modules:
   mod_ping: {}
   mod_roster: {}
   mod_offline: { access_max_user_messages: max_user_offline_messages }
-${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}`,
+${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}  mod_muc:
+    access_create: all
+    history_size: 20
+    max_users: 20000
+    default_room_options: { mam: ${this.mam}, max_users: 20000 }
+`,
     );
     writeFileSync(
       `${d}/ctl.cfg`,

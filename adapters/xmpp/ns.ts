@@ -53,6 +53,7 @@ export const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
 export const NS_MUC_ROOMINFO = 'http://jabber.org/protocol/muc#roominfo';
 export const NS_MUC_ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 export const NS_MUC_REGISTER = 'http://jabber.org/protocol/muc#register';
+export const NS_MUC_REQUEST = 'http://jabber.org/protocol/muc#request';
 export const NS_DATA = 'jabber:x:data';
 export const NS_REGISTER = 'jabber:iq:register';
 export const NS_CONFERENCE = 'jabber:x:conference';

@@ -140,7 +140,8 @@ export class XmppClient {
     }
   }
 
-  private waitFor(re: RegExp, ms: number): Promise<RegExpExecArray> {
+  /** Wait for a regex on what arrived since the last match (before chat mode). */
+  waitFor(re: RegExp, ms: number): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.waiter = undefined;
