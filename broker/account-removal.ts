@@ -35,8 +35,10 @@ export interface UserStoreCleanup {
   clean(broker: Broker, user: Address, ctx: RemovalContext): Promise<void>;
 }
 
-/** Stores that hold no per-user data (none today): `kind:name` → why. */
-export const SHARED_STORES: ReadonlyMap<string, string> = new Map();
+/** Stores that hold no per-user data: `kind:name` → why. */
+export const SHARED_STORES: ReadonlyMap<string, string> = new Map([
+  ['kv:roomprofiles', "rooms' own vCards (room avatars), keyed by room; set by owners but the room's data, which stays with its other owners"],
+]);
 
 /** Every per-user store and how removal cleans it, in the order it is done. */
 export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<string, UserStoreCleanup>([
