@@ -68,8 +68,13 @@ export const configSchema = z.strictObject({
     .prefault({}),
   storage: z
     .strictObject({
-      backend: z.enum(['embedded', 'mongodb']).default('embedded'),
+      backend: z.enum(['embedded', 'redis', 'mongodb']).default('embedded'),
+      /** redis: `redis://[user:password@]host:port[/db]` (or `rediss://`); mongodb: `mongodb://…` */
+      url: z.string().min(1).optional(),
+      /** the older name of `url` for mongodb */
       mongodbUrl: z.string().optional(),
+      /** redis: prefix of every key, so that one server can hold several deployments */
+      prefix: z.string().min(1).max(100).default('parley:'),
       /** embedded: MiB LevelDB buffers before writing a sorted file (its memtable); up to twice this in memory */
       writeBufferMiB: z.number().int().min(1).max(1024).default(32),
       /** embedded: records each key-value store (accounts, rosters, ...) and per-user counts each queue keep in memory for reads; 0 = none */
@@ -238,7 +243,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PARLEY_DATA_DIR) o.dataDir = env.PARLEY_DATA_DIR;
   if (env.PARLEY_NODE_ID) o.nodeId = env.PARLEY_NODE_ID;
   if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT) o.log = { ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }), ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }) };
-  if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', mongodbUrl: env.PARLEY_MONGODB_URL };
+  if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', url: env.PARLEY_MONGODB_URL };
   return o;
 }
 
@@ -259,7 +264,8 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   const r = configSchema.safeParse(raw);
   if (!r.success) throw new ConfigError(formatIssues(r.error));
   const cfg = r.data;
-  if (cfg.storage.backend === 'mongodb' && !cfg.storage.mongodbUrl) throw new ConfigError('storage.mongodbUrl: required when storage.backend is mongodb');
+  if (cfg.storage.backend === 'mongodb') cfg.storage.url ??= cfg.storage.mongodbUrl;
+  if (cfg.storage.backend !== 'embedded' && !cfg.storage.url) throw new ConfigError(`storage.url: required when storage.backend is ${cfg.storage.backend}`);
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
   const aclErrors = validateAcl(cfg.mqtt.acl);
   if (aclErrors.length) throw new ConfigError(aclErrors.map((e) => `mqtt.${e}`).join('\n'));

@@ -10,6 +10,7 @@ import upload from '../broker/modules/upload.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
+import { RedisStorage } from '../storage/redis/index.ts';
 import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
@@ -41,7 +42,8 @@ export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === t
 
 /** The only place that picks concrete backends. */
 export function makeStorage(cfg: Config): Storage {
-  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.mongodbUrl! });
+  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.url! });
+  if (cfg.storage.backend === 'redis') return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
 
@@ -129,6 +131,8 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
   }
   const broker = makeBroker(cfg, log, new PromMetrics());
   await broker.start();
+  const storageCheck = (broker.storage as { serverWarnings?: () => Promise<string[]> }).serverWarnings;
+  for (const warning of (await storageCheck?.()) ?? []) log.warn({ backend: cfg.storage.backend }, warning);
   const tls = await loadTlsOptions(cfg);
   if (tls.generated) log.info({ dir: cfg.dataDir, ca: `${cfg.dataDir}/tls/ca.pem` }, 'generated a local CA and a certificate it signed');
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });

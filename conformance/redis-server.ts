@@ -1,0 +1,159 @@
+// A real redis-server for tests (the Debian package, /usr/bin/redis-server):
+// started on a free loopback port with a temporary directory, AOF on, no
+// config file, and stopped (with its directory removed) by the test. Shared by
+// the storage contract suite, the conformance tests of a node on the Redis
+// store and the cluster tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/** A running redis-server. */
+export interface TestRedis {
+  port: number;
+  /** `redis://127.0.0.1:<port>` */
+  url: string;
+  /** its working directory (AOF and RDB files) */
+  dir: string;
+  readonly pid: number | undefined;
+  /** SIGKILL: no shutdown, nothing saved beyond what the AOF already holds */
+  kill9(): Promise<void>;
+  /** start again on the same directory and port (after kill9 or stop) */
+  restart(): Promise<void>;
+  /** SHUTDOWN (saves), waits for the exit */
+  stop(): Promise<void>;
+  /** stop and remove the directory */
+  dispose(): Promise<void>;
+}
+
+export interface TestRedisOptions {
+  /** appendfsync: `always` or `everysec` (default everysec, as in production) */
+  appendfsync?: 'always' | 'everysec' | 'no';
+}
+
+const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+/** A port free on 127.0.0.1 at the time of the call (the kernel's choice). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function waitExit(p: ChildProcess, ms: number): Promise<boolean> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+/** Starts redis-server on 127.0.0.1 and resolves once it accepts connections. */
+export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'parley-redis-'));
+  let port = await freePort();
+  let proc: ChildProcess | undefined;
+
+  const launch = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const args = [
+        '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+        '--appendonly', 'yes', '--appendfsync', opts.appendfsync ?? 'everysec',
+        '--save', '', '--protected-mode', 'yes', '--daemonize', 'no', '--loglevel', 'warning',
+      ];
+      const p = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      proc = p;
+      live.add(p);
+      let out = '';
+      let done = false;
+      const finish = (err?: Error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = setTimeout(() => finish(new Error(`redis-server not ready in time:\n${out}`)), 15_000);
+      p.stdout!.on('data', (d) => (out += d));
+      p.stderr!.on('data', (d) => (out += d));
+      p.once('error', (err) => finish(err));
+      p.once('exit', (code, signal) => {
+        live.delete(p);
+        finish(new Error(`redis-server exited (code ${code}, signal ${signal}):\n${out}`));
+      });
+      // Ready when a PING is answered.
+      const probe = () => {
+        if (done) return;
+        const s = net.connect(port, '127.0.0.1');
+        s.once('connect', () => s.write('PING\r\n'));
+        s.once('data', (d) => {
+          s.destroy();
+          if (String(d).startsWith('+PONG')) finish();
+          else setTimeout(probe, 20);
+        });
+        s.once('error', () => {
+          s.destroy();
+          setTimeout(probe, 20);
+        });
+      };
+      probe();
+    });
+
+  const stop = async (): Promise<void> => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGTERM'); // redis-server shuts down cleanly on SIGTERM (fsyncs the AOF)
+    if (!(await waitExit(p, 10_000))) {
+      p.kill('SIGKILL');
+      await waitExit(p, 5_000);
+    }
+  };
+
+  try {
+    await launch();
+  } catch {
+    // The port was taken between the probe and the bind: once more on another.
+    port = await freePort();
+    await launch();
+  }
+  return {
+    get port() {
+      return port;
+    },
+    get url() {
+      return `redis://127.0.0.1:${port}`;
+    },
+    dir,
+    get pid() {
+      return proc?.pid;
+    },
+    async kill9() {
+      const p = proc;
+      if (!p || p.exitCode !== null || p.signalCode !== null) return;
+      p.kill('SIGKILL');
+      await waitExit(p, 5_000);
+    },
+    async restart() {
+      await stop();
+      await launch();
+    },
+    stop,
+    async dispose() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
