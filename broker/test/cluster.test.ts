@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { redisCluster } from '../../cluster/redis/index.ts';
 import type { RedisBus } from '../../cluster/redis/bus.ts';
-import { startRedis, type TestRedis } from '../../conformance/redis-helpers.ts';
+import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 import { MemoryStorage } from '../../storage/memory.ts';
 import type { Broker } from '../broker.ts';
 import { DOMAIN, eventually, jid, makeBroker, message, online, presence, type FakeSession } from './helpers.ts';

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { RedisBus, redisCluster, encodeFrame, NoReceiverError, BusDownError } from '../redis/index.ts';
 import type { RedisRegistry } from '../redis/registry.ts';
 import type { BusMessage, ClusterLogger, SessionEntry } from '../types.ts';
-import { startRedis, type TestRedis } from '../../conformance/redis-helpers.ts';
+import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 
 const HEARTBEAT = 150;
 
