@@ -14,6 +14,7 @@ import {
   type Session,
 } from '../broker/index.ts';
 import { backupStore } from './backup.ts';
+import { clusterDrain, clusterStatus } from './cluster-admin.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
 export type AdminRequest =
@@ -46,6 +47,9 @@ export type AdminRequest =
       reason?: string;
     }
   | { cmd: 'room.kick'; room: string; nick: string; reason?: string }
+  /** the cluster (docs/cluster.md): nodes, sessions, Redis health; drain a node (this one without `node`) */
+  | { cmd: 'cluster.status' }
+  | { cmd: 'cluster.drain'; node?: string }
   /** is a node answering (the CLI's first question) */
   | { cmd: 'ping' }
   | { cmd: 'user.info'; username: string }
@@ -116,6 +120,8 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0) }),
   z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
+  z.object({ cmd: z.literal('cluster.status') }),
+  z.object({ cmd: z.literal('cluster.drain'), node: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a node id').optional() }),
 ]);
 const COMMANDS = new Set([
   'user.add',
@@ -139,6 +145,8 @@ const COMMANDS = new Set([
   'archive.purge',
   'archive.export',
   'backup',
+  'cluster.status',
+  'cluster.drain',
 ]);
 
 /** Default bound on one request line of the admin socket (config `admin.maxRequestBytes`). */
@@ -195,6 +203,10 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
       return status(broker);
     case 'tls.reload':
       throw new Error('no node is running (the certificate is read at start)');
+    case 'cluster.status':
+      return clusterStatus(broker);
+    case 'cluster.drain':
+      return clusterDrain(broker, req.node, undefined);
     case 'ping':
       return { version: broker.version };
     case 'user.info':
@@ -446,7 +458,7 @@ async function announce(broker: Broker, text: string, subject: string | undefine
 export async function startAdminServer(
   broker: Broker,
   socketPath: string,
-  node: { reloadTls?: () => Promise<unknown>; maxRequestBytes?: number } = {},
+  node: { reloadTls?: () => Promise<unknown>; maxRequestBytes?: number; drain?: () => void } = {},
 ): Promise<net.Server> {
   const maxRequestBytes = node.maxRequestBytes ?? DEFAULT_ADMIN_MAX_REQUEST_BYTES;
   if (existsSync(socketPath)) {
@@ -494,7 +506,8 @@ export async function startAdminServer(
         }
         const req = parsed.req;
         const reload = req.cmd === 'tls.reload' && node.reloadTls;
-        (reload ? reload() : runAdmin(broker, req)).then(
+        const drain = req.cmd === 'cluster.drain' ? () => clusterDrain(broker, req.node, node.drain) : undefined;
+        (reload ? reload() : drain ? drain() : runAdmin(broker, req)).then(
           (result) => answer({ ok: true, result }),
           (err: unknown) => {
             if (err instanceof BrokerError)

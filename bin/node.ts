@@ -8,11 +8,14 @@ import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
 import upload from '../broker/modules/upload.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
+import { redisCluster } from '../cluster/redis/index.ts';
+import type { Cluster } from '../cluster/types.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import { RedisStorage } from '../storage/redis/index.ts';
 import type { Storage } from '../storage/types.ts';
 import { startAdminServer } from './admin.ts';
+import { DRAIN_MESSAGE } from './cluster-admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
 import { prepareDataDir } from './datadir.ts';
 import { adminSocketPath, enabledListeners, type Config } from './config.ts';
@@ -47,12 +50,29 @@ export function makeStorage(cfg: Config): Storage {
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
 
+/** The single-node bus and registry, or the Redis cluster when `cluster.redis` is set (the only place that picks). */
+export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cluster {
+  if (!cfg.cluster) return { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() };
+  const c = redisCluster({
+    url: cfg.cluster.redis,
+    nodeId: cfg.nodeId,
+    prefix: cfg.cluster.prefix,
+    heartbeatMs: cfg.cluster.heartbeatMs,
+    missedBeats: cfg.cluster.missedBeats,
+    cacheUsers: cfg.cluster.registryCacheUsers,
+    version: PACKAGE.version,
+    log: log.child({ component: 'cluster' }),
+  });
+  if (metrics) c.bus.observe(metrics.clusterObserver());
+  return c;
+}
+
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {
   const broker = new Broker({
     domain: cfg.domain,
     storage: metrics ? instrumentStorage(makeStorage(cfg), metrics) : makeStorage(cfg),
     metrics,
-    cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
+    cluster: makeCluster(cfg, log, metrics),
     log,
     limits: cfg.limits,
     version: PACKAGE.version,
@@ -88,6 +108,13 @@ export interface RunningNode {
    * connections keep theirs. On a bad file the old certificate stays.
    */
   reloadTls(): Promise<{ fingerprint256: string }>;
+  /**
+   * Drain (`parley cluster drain`): not ready at once, then after
+   * `cluster.drainGraceMs` the node shuts down as on SIGTERM, through
+   * `onDrained` when set (bin/parley.ts exits there), else `stop()`.
+   */
+  drain(): void;
+  onDrained?: () => void;
   stop(): Promise<void>;
 }
 
@@ -153,15 +180,31 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
     log.info({ fingerprint256: fp }, 'TLS certificate reloaded');
     return { fingerprint256: fp };
   };
-  const admin = await startAdminServer(broker, socket, { reloadTls, maxRequestBytes: cfg.admin.maxRequestBytes });
+  let draining = false;
+  const drain = () => {
+    if (draining) return;
+    draining = true;
+    broker.cluster.bus.drain?.();
+    const graceMs = cfg.cluster?.drainGraceMs ?? 0;
+    log.warn({ graceMs, sessions: broker.sessions.count() }, 'draining: not ready; closing every connection after the grace period');
+    setTimeout(() => (running.onDrained ? running.onDrained() : void running.stop()), graceMs);
+  };
+  broker.cluster.bus.onMessage((m) => {
+    if (m.type === DRAIN_MESSAGE) {
+      log.warn({ by: m.from }, 'drain asked by another node');
+      drain();
+    }
+  });
+  const admin = await startAdminServer(broker, socket, { reloadTls, maxRequestBytes: cfg.admin.maxRequestBytes, drain });
   log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   const reclaimer = cfg.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: cfg.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined;
   let stopping: Promise<void> | undefined;
-  return {
+  const running: RunningNode = {
     broker,
     xmpp,
     admin,
     reloadTls,
+    drain,
     stop() {
       stopping ??= (async () => {
         reclaimer?.stop();
@@ -174,4 +217,5 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
       return stopping;
     },
   };
+  return running;
 }

@@ -56,6 +56,10 @@ export interface ClusterBus {
    * and the dead node stays listed until every handler has settled.
    */
   onNodeDown(handler: (node: string) => void | Promise<void>): void;
+  /** True once this node drains: `/readyz` says not ready, `parley cluster status` shows it. */
+  readonly draining?: boolean;
+  /** Start draining (announced in the heartbeat). */
+  drain?(): void;
   /** Nodes, their sessions and the backend's health (`parley cluster status`); absent on a single node. */
   status?(): Promise<ClusterStatus>;
   /** Counters and timings for /metrics; absent on a single node. */

@@ -203,6 +203,15 @@ export class RedisBus implements ClusterBus {
     observer.connected(this.up);
   }
 
+  get draining(): boolean {
+    return this.membership.state === 'draining';
+  }
+
+  drain(): void {
+    this.membership.state = 'draining';
+    this.membership.beatSoon();
+  }
+
   status(): Promise<ClusterStatus> {
     return this.membership.status();
   }

@@ -1,0 +1,189 @@
+// Black-box, three nodes on loopback joined by a real redis-server (the
+// cluster bus and registry) and sharing the Redis store: 1:1 chat, presence
+// and MQTT ⇄ XMPP with the two parties on different nodes; a node killed
+// with SIGKILL is purged by the others after 3 heartbeats; Redis killed and
+// restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
+import assert from 'node:assert/strict';
+import { isMessage, isPresence, ping, presence, runCli, sleep, stopAllClients, uniqueName, xml, xmppClient, befriend, type TestClient } from '../helpers.ts';
+import { addUsers, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import { startRedis, type TestRedis } from '../redis-server.ts';
+
+const HEARTBEAT_MS = 300;
+const PW = 'pw-cluster';
+
+describe('a cluster of three nodes on Redis', function () {
+  this.timeout(60_000);
+  let redis: TestRedis;
+  const nodes: Record<string, MqttTestNode> = {};
+  const tag = Math.random().toString(36).slice(2, 8);
+
+  /**
+   * Top-level keys after startMqttNode's `mqtt:` block (its YAML is appended
+   * as given): the node's id, the shared store and the cluster.
+   */
+  const clusterYaml = (id: string) =>
+    [
+      `nodeId: ${id}`,
+      `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
+      `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${HEARTBEAT_MS}, drainGraceMs: 300 }`,
+      '',
+    ].join('\n');
+
+  const start = async (id: string) => (nodes[id] = await startMqttNode(clusterYaml(id)));
+  const login = async (node: string, username: string, resource: string): Promise<TestClient> => {
+    const c = await xmppClient({ port: nodes[node].ports.xmpp, username, password: PW, resource });
+    await c.send(presence());
+    await ping(c);
+    return c;
+  };
+  const chat = (to: string, body: string, id?: string) => xml('message', { to, type: 'chat', id }, xml('body', {}, body));
+  const cli = (node: string, ...args: string[]) => runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
+  const readyz = async (node: string) => (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
+  const clusterStatus = async (node: string) => {
+    const r = await cli(node, 'cluster', 'status');
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { connected: boolean; nodes: { id: string; sessions: number; state: string }[] };
+  };
+  async function eventually(check: () => Promise<void> | void, timeout = 10_000): Promise<void> {
+    const end = Date.now() + timeout;
+    for (;;) {
+      try {
+        return await check();
+      } catch (err) {
+        if (Date.now() > end) throw err;
+        await sleep(100);
+      }
+    }
+  }
+
+  before(async function () {
+    this.timeout(120_000);
+    // appendfsync always: what the test wrote before it kills Redis is on disk (everysec may lose the last second).
+    redis = await startRedis({ appendfsync: 'always' });
+    await Promise.all(['n1', 'n2', 'n3'].map(start));
+  });
+  afterEach(async () => {
+    await endAllMqtt();
+    await stopAllClients();
+  });
+  after(async () => {
+    for (const n of Object.values(nodes)) await n.dispose();
+    await redis?.dispose();
+  });
+
+  it('an account created on one node logs in on every node (shared store); cluster status lists the three nodes', async () => {
+    const alice = uniqueName('alice');
+    await addUsers(nodes.n1, { [alice]: PW });
+    for (const n of ['n2', 'n3']) await login(n, alice, n);
+    await eventually(async () => {
+      const st = await clusterStatus('n1');
+      assert.equal(st.connected, true);
+      assert.deepEqual(st.nodes.map((n) => n.id).sort(), ['n1', 'n2', 'n3']);
+      assert.equal(st.nodes.find((n) => n.id === 'n2')?.sessions, 1);
+    });
+  });
+
+  it('/metrics has the cluster gauges: nodes seen, bus messages both ways, bus latency, Redis up', async () => {
+    const m = uniqueName('m');
+    await addUsers(nodes.n1, { [m]: PW });
+    await login('n1', m, 'pc'); // its registry entry goes out to the other nodes
+    await eventually(async () => {
+      const text = (await (await fetch(`http://127.0.0.1:${nodes.n1.ports.http}/metrics`)).text()).split("\n").filter((l) => l.startsWith("parley_cluster")).join("\n");
+      assert.match(text, /^parley_cluster_nodes 3$/m);
+      assert.match(text, /^parley_cluster_redis_up 1$/m);
+      assert.match(text, /^parley_cluster_bus_messages_total\{direction="out"\} [1-9]/m);
+      assert.match(text, /^parley_cluster_bus_messages_total\{direction="in"\} [1-9]/m);
+      assert.match(text, /^parley_cluster_bus_latency_seconds_count [1-9]/m);
+    });
+  });
+
+  it('1:1 chat and presence between users on different nodes [RFC6121 4.2.2, 8.5.2.1.1]', async () => {
+    const [a, b] = [uniqueName('a'), uniqueName('b')];
+    await addUsers(nodes.n1, { [a]: PW, [b]: PW });
+    const ca = await login('n1', a, 'pc');
+    const cb = await login('n2', b, 'phone');
+    await befriend(ca, cb);
+    await cb.send(chat(`${a}@localhost`, 'hello across nodes', 'x1'));
+    const got = await ca.waitFor(isMessage({ from: `${b}@localhost/phone`, type: 'chat' }), 5000, 'message from the other node');
+    assert.equal(got.getChildText('body'), 'hello across nodes');
+    // b's presence change on n2 reaches a on n1
+    await cb.send(presence({ show: 'away' }));
+    const p = await ca.waitFor((el) => isPresence({ from: `${b}@localhost/phone` })(el) && el.getChildText('show') === 'away', 5000, 'away from the other node');
+    assert.ok(p);
+    // a logs in again on n3: b's presence (held on n2) is probed for the new session
+    const ca3 = await login('n3', a, 'laptop');
+    await ca3.waitFor(isPresence({ from: `${b}@localhost/phone` }), 5000, 'b\'s presence at login on a third node');
+  });
+
+  it('MQTT ⇄ XMPP across nodes: an XMPP message reaches the device\'s chat topic on another node, and back', async () => {
+    const [human, device] = [uniqueName('human'), uniqueName('device')];
+    await addUsers(nodes.n1, { [human]: PW, [device]: PW });
+    const dev = await mqttConnect(nodes.n3.mqttPorts().mqtt, { username: device, password: PW, clientId: `dev-${tag}` });
+    await dev.subscribeAsync(`chat/${device}`, { qos: 1 });
+    const h = await login('n1', human, 'desk');
+    const got = nextMessage(dev, `chat/${device}`, 5000);
+    await h.send(chat(`${device}@localhost`, 'lights on', 'm1'));
+    const json = JSON.parse((await got).payload) as { from: string; body: string; seq: number };
+    assert.equal(json.from, `${human}@localhost`);
+    assert.equal(json.body, 'lights on');
+    assert.equal(typeof json.seq, 'number');
+    await dev.publishAsync(`chat/${human}`, JSON.stringify({ body: 'done', id: 'r1' }), { qos: 1 });
+    const back = await h.waitFor(isMessage({ from: `${device}@localhost/dev-${tag}` }), 5000, 'reply from the device');
+    assert.equal(back.getChildText('body'), 'done');
+  });
+
+  it('a node killed with SIGKILL: after 3 heartbeats its contacts see it go, messages to it wait offline, status drops it', async () => {
+    const [a, b] = [uniqueName('a'), uniqueName('b')];
+    await addUsers(nodes.n1, { [a]: PW, [b]: PW });
+    const ca = await login('n1', a, 'pc');
+    const cb = await login('n3', b, 'phone');
+    await befriend(ca, cb);
+    ca.drain();
+    const t0 = Date.now();
+    await nodes.n3.kill9();
+    await ca.waitFor(isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }), 10_000, 'unavailable for the dead node\'s session');
+    assert.ok(Date.now() - t0 >= 3 * HEARTBEAT_MS - 100, 'not before 3 heartbeats');
+    await ca.expectNone(isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }), 3 * HEARTBEAT_MS, 'a second unavailable (only one node reaps)');
+    await ca.send(chat(`${b}@localhost`, 'are you there?', 'k1'));
+    await ping(ca);
+    await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n2']));
+    // b comes back on n2 and gets what waited [XEP-0160]
+    const again = await login('n2', b, 'tablet');
+    const m = await again.waitFor(isMessage({ from: `${a}@localhost/pc` }), 5000, 'the offline message');
+    assert.equal(m.getChildText('body'), 'are you there?');
+    // n3 restarts with the same id and joins again
+    await nodes.n3.restart();
+    await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n2', 'n3']));
+  });
+
+  it('Redis killed and restarted: /readyz says not ready meanwhile; afterwards the nodes are ready and chat crosses again', async () => {
+    const [a, b] = [uniqueName('a'), uniqueName('b')];
+    await addUsers(nodes.n1, { [a]: PW, [b]: PW });
+    const ca = await login('n1', a, 'pc');
+    const cb = await login('n2', b, 'phone');
+    assert.equal(await readyz('n1'), 200);
+    await redis.kill9();
+    await eventually(async () => assert.equal(await readyz('n1'), 503));
+    await redis.restart();
+    await eventually(async () => {
+      assert.equal(await readyz('n1'), 200);
+      assert.equal(await readyz('n2'), 200);
+    }, 20_000);
+    // the sessions that lived through the outage are found again across nodes
+    await ca.send(chat(`${b}@localhost`, 'after the outage', 'o1'));
+    const got = await cb.waitFor(isMessage({ from: `${a}@localhost/pc` }), 10_000, 'a message after Redis came back');
+    assert.equal(got.getChildText('body'), 'after the outage');
+  });
+
+  it('drain: the node stops being ready, closes its clients and exits; they log in elsewhere', async () => {
+    const a = uniqueName('a');
+    await addUsers(nodes.n1, { [a]: PW });
+    const c = await login('n2', a, 'pc');
+    const r = await cli('n1', 'cluster', 'drain', 'n2');
+    assert.equal(r.code, 0, r.stderr);
+    await c.closed;
+    await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n3']));
+    assert.ok(nodes.n2.log.some((l) => l.includes('drain asked by another node')), 'n2 logged the drain');
+    await login('n1', a, 'pc');
+  });
+});
