@@ -37,6 +37,16 @@ export function joinCluster(broker: Broker): void {
     const gone: SessionsGone = { node, sessions };
     await bus.broadcast('sessions-gone', gone).catch(() => {});
   });
+  // Declared dead while cut off (a partition, a long pause): the registry wrote this
+  // node's sessions again; their contacts were told they were gone, so tell them again.
+  bus.onReconnect?.(({ reaped }) => {
+    if (!reaped) return;
+    void (async () => {
+      for (const s of broker.sessions.all()) {
+        await broker.presence.announceAgain(s).catch((err) => broker.log.warn({ err }, 'cluster: presence not announced again'));
+      }
+    })();
+  });
   bus.onMessage((msg) => {
     if (msg.type === 'sessions-gone') {
       const p = msg.payload as SessionsGone;

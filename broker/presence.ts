@@ -66,6 +66,15 @@ export class PresenceService {
   }
 
   /**
+   * Send the session's current presence again to its contacts and the user's
+   * other resources (a node the cluster had declared dead is back: its
+   * contacts were told its sessions were gone).
+   */
+  async announceAgain(session: Session): Promise<void> {
+    if (session.available && session.presence) await this.goAvailable(session, session.presence);
+  }
+
+  /**
    * A session of a node found dead (cluster): it cannot say goodbye, so the
    * node that reaped it tells the contacts that saw it available, and the
    * user's other resources [RFC6121 4.5.2]. Its directed presences died with

@@ -66,9 +66,11 @@ export interface ClusterBus {
   observe?(observer: BusObserver): void;
   /**
    * Called after the backend came back from an outage during which messages
-   * between nodes may have been lost (the registry resynchronises itself).
+   * between nodes may have been lost (the registry resynchronises itself);
+   * `reaped`: the other nodes declared this one dead meanwhile (they told its
+   * users' contacts it was gone).
    */
-  onReconnect?(handler: () => void): void;
+  onReconnect?(handler: (info: { reaped: boolean }) => void): void;
 }
 
 /** One node as the cluster sees it. */

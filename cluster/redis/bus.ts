@@ -64,7 +64,7 @@ export class RedisBus implements ClusterBus {
   private readonly maxBatch: number;
   private readonly handlers: ((msg: BusMessage) => void)[] = [];
   private readonly downHandlers: ((node: string) => void | Promise<void>)[] = [];
-  private readonly reconnectHandlers: (() => void)[] = [];
+  private readonly reconnectHandlers: ((info: { reaped: boolean }) => void)[] = [];
   private readonly observers: BusObserver[] = [];
   private readonly batches = new Map<string, Batch>();
   private flushScheduled = false;
@@ -74,6 +74,7 @@ export class RedisBus implements ClusterBus {
   /** set once a connection was lost; the next time both are ready is a reconnect */
   private lostSinceReady = false;
   private started = false;
+  private lastReaped = 0;
   /** sessions on this node, announced in the heartbeat (set by the registry) */
   localSessions: () => number = () => 0;
 
@@ -194,7 +195,7 @@ export class RedisBus implements ClusterBus {
     this.downHandlers.push(handler);
   }
 
-  onReconnect(handler: () => void): void {
+  onReconnect(handler: (info: { reaped: boolean }) => void): void {
     this.reconnectHandlers.push(handler);
   }
 
@@ -225,11 +226,17 @@ export class RedisBus implements ClusterBus {
     for (const o of this.observers) o.nodes(n);
   }
 
-  /** Tell the reconnect listeners that messages may have been missed. */
-  resynced(): void {
+  /** Tell the reconnect listeners that messages may have been missed (and whether this node was reaped). */
+  resynced(reaped = false): void {
+    if (reaped) {
+      // Learnt twice (our beat found us unlisted, and the reaper's 'node-down'): act once.
+      if (Date.now() - this.lastReaped < this.heartbeatMs * this.missedBeats) return;
+      this.lastReaped = Date.now();
+      this.log.warn({ node: this.nodeId }, 'cluster: this node was declared dead while it could not beat; registering its sessions again');
+    }
     for (const h of this.reconnectHandlers) {
       try {
-        h();
+        h({ reaped });
       } catch (err) {
         this.log.error({ err }, 'cluster: reconnect handler failed');
       }
@@ -313,6 +320,10 @@ export class RedisBus implements ClusterBus {
     }
     const { frame } = d;
     if (frame.from === this.nodeId) return; // our own broadcast, already dispatched locally
+    for (const [type, payload] of frame.messages) {
+      // Reaped while paused (the reaper got there before our next beat): we are alive, say so.
+      if (type === 'node-down' && (payload as { node?: string })?.node === this.nodeId && this.started) this.resynced(true);
+    }
     const latency = Date.now() - frame.sentAt;
     for (const o of this.observers) o.latency(latency);
     for (const [type, payload] of frame.messages) {

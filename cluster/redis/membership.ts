@@ -153,8 +153,7 @@ export class Membership {
     this.lastBeatOk = Date.now();
     if (added === 1 && this.joined) {
       // Reaped while cut off: this node's sessions were purged and contacts told it went away.
-      this.bus.log.warn({ node: this.bus.nodeId }, 'cluster: this node was declared dead while cut off from Redis; registering its sessions again');
-      this.bus.resynced();
+      this.bus.resynced(true);
     }
     this.liveNodes = live;
     this.bus.nodesSeen(live.length);

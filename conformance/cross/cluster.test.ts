@@ -156,6 +156,25 @@ describe('a cluster of three nodes on Redis', function () {
     await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n2', 'n3']));
   });
 
+  it('a node frozen past 3 heartbeats (SIGSTOP) is declared dead; when it resumes it registers its sessions and announces their presence again', async () => {
+    const [a, b] = [uniqueName('a'), uniqueName('b')];
+    await addUsers(nodes.n1, { [a]: PW, [b]: PW });
+    const ca = await login('n1', a, 'pc');
+    const cb = await login('n2', b, 'phone');
+    await befriend(ca, cb);
+    ca.drain();
+    process.kill(nodes.n2.pid!, 'SIGSTOP');
+    try {
+      await ca.waitFor(isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }), 10_000, 'unavailable while n2 is frozen');
+    } finally {
+      process.kill(nodes.n2.pid!, 'SIGCONT');
+    }
+    await ca.waitFor((el) => isPresence({ from: `${b}@localhost/phone` })(el) && !el.attrs.type, 10_000, 'available again once n2 is back');
+    await ca.send(chat(`${b}@localhost`, 'welcome back', 'w1'));
+    const got = await cb.waitFor(isMessage({ from: `${a}@localhost/pc` }), 5000, 'a message to the session that lived through');
+    assert.equal(got.getChildText('body'), 'welcome back');
+  });
+
   it('Redis killed and restarted: /readyz says not ready meanwhile; afterwards the nodes are ready and chat crosses again', async () => {
     const [a, b] = [uniqueName('a'), uniqueName('b')];
     await addUsers(nodes.n1, { [a]: PW, [b]: PW });
