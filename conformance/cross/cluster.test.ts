@@ -4,9 +4,11 @@
 // with SIGKILL is purged by the others after 3 heartbeats; Redis killed and
 // restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { isMessage, isPresence, ping, presence, runCli, sleep, stopAllClients, uniqueName, xml, xmppClient, befriend, type TestClient } from '../helpers.ts';
 import { addUsers, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
 import { startRedis, type TestRedis } from '../redis-server.ts';
+import { adminRequest } from '../../bin/admin.ts';
 
 const HEARTBEAT_MS = 300;
 const PW = 'pw-cluster';
@@ -39,10 +41,18 @@ describe('a cluster of three nodes on Redis', function () {
   const chat = (to: string, body: string, id?: string) => xml('message', { to, type: 'chat', id }, xml('body', {}, body));
   const cli = (node: string, ...args: string[]) => runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
   const readyz = async (node: string) => (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
-  const clusterStatus = async (node: string) => {
+  type Status = { connected: boolean; nodes: { id: string; sessions: number; state: string }[] };
+  /** `parley cluster status --json` (the CLI, a process each time) */
+  const statusByCli = async (node: string) => {
     const r = await cli(node, 'cluster', 'status');
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as { connected: boolean; nodes: { id: string; sessions: number; state: string }[] };
+    return JSON.parse(r.stdout) as Status;
+  };
+  /** the same answer straight from the admin socket, for polling */
+  const clusterStatus = async (node: string) => {
+    const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), { cmd: 'cluster.status' });
+    assert.ok(r?.ok, JSON.stringify(r));
+    return r.result as Status;
   };
   async function eventually(check: () => Promise<void> | void, timeout = 10_000): Promise<void> {
     const end = Date.now() + timeout;
@@ -76,7 +86,7 @@ describe('a cluster of three nodes on Redis', function () {
     await addUsers(nodes.n1, { [alice]: PW });
     for (const n of ['n2', 'n3']) await login(n, alice, n);
     await eventually(async () => {
-      const st = await clusterStatus('n1');
+      const st = await statusByCli('n1');
       assert.equal(st.connected, true);
       assert.deepEqual(st.nodes.map((n) => n.id).sort(), ['n1', 'n2', 'n3']);
       assert.equal(st.nodes.find((n) => n.id === 'n2')?.sessions, 1);
