@@ -42,7 +42,7 @@ describe('broker on a Redis cluster', function () {
     n1 = await node('n1', prefix);
     n2 = await node('n2', prefix);
     n3 = await node('n3', prefix);
-    for (const u of ['alice', 'bob']) await n1.accounts.create(u, `${u}-pw`);
+    for (const u of ['alice', 'bob', 'carol']) await n1.accounts.create(u, `${u}-pw`);
   });
   afterEach(async () => {
     for (const b of [n1, n2, n3]) await b?.stop().catch(() => {});
@@ -111,5 +111,23 @@ describe('broker on a Redis cluster', function () {
     (n2.cluster.bus as RedisBus).abandon();
     await message(n1, alice, BOB, { body: 'in the gap' });
     assert.deepEqual((await n1.offline.peek(jid(BOB))).map((e) => e.body), ['in the gap']);
+  });
+
+  // Last: it kills the suite's redis-server (and starts it again).
+  it('Redis away: local traffic goes on, a message for another node waits offline; back, messages cross again', async () => {
+    const alice = await online(n1, 'alice', 'pc');
+    const carol = await online(n1, 'carol', 'pc');
+    const bob = await online(n2, 'bob', 'phone');
+    await redis.kill9();
+    await eventually(() => assert.equal((n1.cluster.bus as RedisBus).connected, false), 5000);
+    await message(n1, alice, `carol@${DOMAIN}`, { body: 'local' });
+    assert.deepEqual(bodies(carol), ['local']);
+    await message(n1, alice, BOB, { body: 'for later' });
+    assert.deepEqual((await n1.offline.peek(jid(BOB))).map((e) => e.body), ['for later']);
+    assert.deepEqual(bodies(bob), []);
+    await redis.restart();
+    await eventually(async () => assert.ok((await n1.cluster.bus.members()).includes('n2')), 15_000);
+    await message(n1, alice, BOB, { body: 'live again' });
+    await eventually(() => assert.deepEqual(bodies(bob), ['live again']), 5000);
   });
 });
