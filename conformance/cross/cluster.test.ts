@@ -5,7 +5,7 @@
 // restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { isMessage, isPresence, ping, presence, runCli, sleep, stopAllClients, uniqueName, xml, xmppClient, befriend, type TestClient } from '../helpers.ts';
+import { isMessage, isPresence, isStreamError, ping, presence, runCli, sleep, stopAllClients, uniqueName, xml, xmppClient, befriend, type TestClient } from '../helpers.ts';
 import { addUsers, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
 import { startRedis, type TestRedis } from '../redis-server.ts';
 import { adminRequest } from '../../bin/admin.ts';
@@ -204,15 +204,26 @@ describe('a cluster of three nodes on Redis', function () {
     assert.equal(got.getChildText('body'), 'after the outage');
   });
 
-  it('drain: the node stops being ready, closes its clients and exits; they log in elsewhere', async () => {
-    const a = uniqueName('a');
-    await addUsers(nodes.n1, { [a]: PW });
+  it('drain: not ready at once, then XMPP streams end with <system-shutdown/> [RFC6120 4.9.3.22], MQTT clients are disconnected, the node exits; they log in elsewhere', async () => {
+    const [a, d] = [uniqueName('a'), uniqueName('dev')];
+    await addUsers(nodes.n1, { [a]: PW, [d]: PW });
     const c = await login('n2', a, 'pc');
+    const dev = await mqttConnect(nodes.n2.mqttPorts().mqtt, { username: d, password: PW, clientId: `drain-${tag}`, reconnectPeriod: 0 });
+    const devClosed = new Promise<void>((r) => dev.once('close', () => r()));
     const r = await cli('n1', 'cluster', 'drain', 'n2');
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).node, 'n2');
+    // not ready before anything closes (drainGraceMs: 300)
+    assert.equal(await readyz('n2'), 503);
+    await c.waitFor(isStreamError('system-shutdown'), 10_000, 'the stream error of the drain');
     await c.closed;
+    await devClosed;
     await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n3']));
     assert.ok(nodes.n2.log.some((l) => l.includes('drain asked by another node')), 'n2 logged the drain');
     await login('n1', a, 'pc');
+    // an unknown node is refused
+    const bad = await cli('n1', 'cluster', 'drain', 'nope');
+    assert.notEqual(bad.code, 0);
+    assert.equal(JSON.parse(bad.stdout).code, 'item-not-found');
   });
 });
