@@ -119,7 +119,11 @@ export interface ClusterLogger {
   debug(obj: object, msg?: string): void;
 }
 
-/** Atomic per-key counters (sequence numbers across nodes). */
+/**
+ * What the broker gets from bin/: a bus and a registry (cluster/local.ts on
+ * one node, cluster/redis with `cluster.redis`). Sequence numbers are not
+ * here: the shared store assigns them atomically (docs/cluster.md).
+ */
 export interface Cluster {
   bus: ClusterBus;
   registry: SessionRegistry;
