@@ -84,11 +84,13 @@ export class PresenceService {
     if (!e.available) return;
     const user = Address.parse(e.user);
     const unavailable: Envelope = { kind: 'presence', type: 'unavailable', from: user.withResource(e.resource), to: user, extensions: [] };
+    const sends: Promise<void>[] = [];
     for (const contact of await this.broker.roster.contacts(e.user, 'from')) {
       const c = Address.parse(contact);
-      for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...unavailable, to: c });
+      for (const t of await this.available(c)) this.send(sends, t, { ...unavailable, to: c });
     }
-    for (const t of await this.available(user)) await this.broker.router.deliverTo(t, unavailable);
+    for (const t of await this.available(user)) this.send(sends, t, unavailable);
+    await Promise.all(sends);
   }
 
   /** Requests waiting for `owner`'s answer, oldest key first. */
@@ -204,12 +206,14 @@ export class PresenceService {
     await this.broker.sessions.update(session);
     const user = session.address.bare();
     const contacts = await this.broker.roster.presenceContacts(user.toString());
+    const sends: Promise<void>[] = [];
     // [RFC6121 4.2.2] to contacts with from/both and to the user's own available resources
     for (const contact of contacts.from) {
       const c = Address.parse(contact);
-      for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...presence, to: c });
+      for (const t of await this.available(c)) this.send(sends, t, { ...presence, to: c });
     }
-    for (const t of await this.available(user)) await this.broker.router.deliverTo(t, presence);
+    for (const t of await this.available(user)) this.send(sends, t, presence);
+    await Promise.all(sends);
     if (this.broker.hooks.has('presence:available')) this.broker.hooks.emit('presence:available', session, presence);
     if (!initial) return;
     // [RFC6121 4.2.2] probe contacts with to/both; answered locally from the registry.
@@ -238,15 +242,17 @@ export class PresenceService {
     const user = session.address.bare();
     const unavailable: Envelope = { ...env, type: 'unavailable', from: session.address, to: user };
     const sent = new Set<string>();
+    const sends: Promise<void>[] = [];
     if (wasAvailable) {
       for (const contact of await this.broker.roster.contacts(user.toString(), 'from')) {
         sent.add(contact);
         const c = Address.parse(contact);
-        for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...unavailable, to: c });
+        for (const t of await this.available(c)) this.send(sends, t, { ...unavailable, to: c });
       }
       for (const t of await this.available(user)) {
-        if (t.local !== session) await this.broker.router.deliverTo(t, unavailable);
+        if (t.local !== session) this.send(sends, t, unavailable);
       }
+      await Promise.all(sends);
     }
     // [RFC6121 4.6.3] directed presence recipients hear the unavailable too
     for (const to of session.directed ?? []) {
@@ -374,6 +380,16 @@ export class PresenceService {
     for (const t of await this.broker.router.targets(user)) {
       if (!t.local || t.local.interested) await this.broker.router.deliverTo(t, env);
     }
+  }
+
+  /**
+   * Deliver without waiting for a remote hop, so that a broadcast to contacts
+   * on other nodes leaves as one bus frame per node; the caller awaits
+   * `pending` once (the local deliveries are done at once).
+   */
+  private send(pending: Promise<void>[], t: Target, env: Envelope): void {
+    const p = this.broker.router.deliverTo(t, env);
+    if (p) pending.push(p);
   }
 
   private async available(user: Address): Promise<Target[]> {

@@ -75,6 +75,8 @@ export class RedisBus implements ClusterBus {
   private lostSinceReady = false;
   private started = false;
   private lastReaped = 0;
+  /** the subscriber holds both channels (set after each (re)subscription) */
+  private subscribed = false;
   /** sessions on this node, announced in the heartbeat (set by the registry) */
   localSessions: () => number = () => 0;
 
@@ -101,10 +103,25 @@ export class RedisBus implements ClusterBus {
     this.sub = new Redis(this.url, { ...common, connectionName: `parley:${this.nodeId}:sub` });
     for (const c of [this.pub, this.sub]) {
       c.on('error', (err: Error) => this.log.debug({ err: err.message }, 'cluster: redis connection error'));
-      c.on('ready', () => this.connectionChanged());
-      c.on('close', () => this.connectionChanged());
+      c.on('close', () => {
+        if (c === this.sub) this.subscribed = false;
+        this.connectionChanged();
+      });
       c.on('end', () => this.connectionChanged());
     }
+    this.pub.on('ready', () => this.connectionChanged());
+    // Up only once the channels are subscribed again: a delta published before that would be
+    // missed, and a registry answer cached in that window would stay wrong.
+    this.sub.on('ready', () => {
+      if (!this.started) return;
+      this.sub.subscribe(this.channel(this.nodeId), this.broadcastChannel).then(
+        () => {
+          this.subscribed = true;
+          this.connectionChanged();
+        },
+        () => {},
+      );
+    });
     this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.receive(channel, message));
     this.membership = new Membership(this);
   }
@@ -132,6 +149,7 @@ export class RedisBus implements ClusterBus {
       await this.pub.connect();
       await this.sub.connect();
       await this.sub.subscribe(this.channel(this.nodeId), this.broadcastChannel);
+      this.subscribed = true;
     } catch (err) {
       this.pub.disconnect();
       this.sub.disconnect();
@@ -244,7 +262,7 @@ export class RedisBus implements ClusterBus {
   }
 
   private connectionChanged(): void {
-    const up = this.pub.status === 'ready' && this.sub.status === 'ready';
+    const up = this.pub.status === 'ready' && this.sub.status === 'ready' && this.subscribed;
     if (up === this.up) return;
     this.up = up;
     for (const o of this.observers) o.connected(up);

@@ -142,6 +142,8 @@ export class Membership {
   }
 
   private async beat(): Promise<void> {
+    // A node that cannot hear its channel is not live: it does not beat (others may reap it).
+    if (!this.bus.connected) return;
     let res: [number, number, string[], string[]];
     try {
       res = (await this.bus.pub.eval(HEARTBEAT, 2, ...this.keys, this.bus.nodeId, this.info(), this.deadMs)) as typeof res;
