@@ -126,8 +126,11 @@ describe('broker on a Redis cluster', function () {
     assert.deepEqual((await n1.offline.peek(jid(BOB))).map((e) => e.body), ['for later']);
     assert.deepEqual(bodies(bob), []);
     await redis.restart();
-    // Both back (subscribed again): until then a message between them would take the offline path too.
-    await eventually(() => assert.ok([n1, n2].every((b) => (b.cluster.bus as RedisBus).connected)), 15_000);
+    // Both back and n2's sessions written again: until then a message between them takes the offline path too.
+    await eventually(async () => {
+      assert.ok([n1, n2].every((b) => (b.cluster.bus as RedisBus).connected));
+      assert.deepEqual((await n1.cluster.registry.lookup(BOB)).map((e) => e.node), ['n2']);
+    }, 15_000);
     await message(n1, alice, BOB, { body: 'live again' });
     await eventually(() => assert.deepEqual(bodies(bob), ['live again']), 5000);
   });

@@ -47,7 +47,12 @@ if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end
 return out
 `;
 
-type Delta = { op: 'put'; e: SessionEntry } | { op: 'del'; u: string; r: string; s: string } | { op: 'purge'; node: string };
+type Delta =
+  | { op: 'put'; e: SessionEntry }
+  | { op: 'del'; u: string; r: string; s: string }
+  | { op: 'purge'; node: string }
+  /** a node wrote all its sessions again: its entries are exactly these */
+  | { op: 'sync'; node: string; entries: SessionEntry[] };
 
 export interface RedisRegistryOptions {
   /** users whose entries are cached (besides this node's own); the oldest cached go first */
@@ -191,10 +196,11 @@ export class RedisRegistry implements SessionRegistry {
 
   /** Apply a change to the cache (and to loads in flight, after their answer). */
   private apply(d: Delta): void {
-    if (d.op === 'purge') {
+    if (d.op === 'purge' || d.op === 'sync') {
       if (d.node === this.bus.nodeId) return; // our own sessions are ours to say
       for (const l of this.loading.values()) l.deltas.push(d);
       for (const m of this.cache.values()) for (const [r, e] of m) if (e.node === d.node) m.delete(r);
+      if (d.op === 'sync') for (const e of d.entries) this.cache.get(e.user)?.set(e.resource, e);
       return;
     }
     const user = d.op === 'put' ? d.e.user : d.u;
@@ -238,20 +244,21 @@ export class RedisRegistry implements SessionRegistry {
     this.cache.clear();
     this.dirty = false;
     const me = this.bus.nodeId;
+    const mine: SessionEntry[] = [];
+    for (const m of this.own.values()) for (const e of m.values()) mine.push(e);
     try {
-      const stale = (await this.bus.pub.eval(BY_NODE, 1, this.nodeKey(me), this.bus.key('s', ''), '1')) as string[];
-      const tx = this.bus.pub.multi();
-      for (const m of this.own.values()) {
-        for (const e of m.values()) {
-          tx.hset(this.userKey(e.user), e.resource, JSON.stringify(e));
-          tx.hset(this.nodeKey(me), `${e.user}\n${e.resource}`, e.sessionId);
-        }
+      // One transaction: nobody reads this node's sessions half written.
+      const tx = this.bus.pub.multi().eval(BY_NODE, 1, this.nodeKey(me), this.bus.key('s', ''), '1');
+      for (const e of mine) {
+        tx.hset(this.userKey(e.user), e.resource, JSON.stringify(e));
+        tx.hset(this.nodeKey(me), `${e.user}\n${e.resource}`, e.sessionId);
       }
-      await tx.exec();
-      // Other nodes' caches: whatever they had of ours is replaced.
-      await this.bus.broadcastRemote('reg', { op: 'purge', node: me });
-      for (const m of this.own.values()) for (const e of m.values()) await this.bus.broadcastRemote('reg', { op: 'put', e });
-      this.bus.log.info({ sessions: this.ownCount, replaced: stale.length }, 'cluster: registry written again after the outage');
+      const res = await tx.exec();
+      const failed = res?.find(([err]) => err);
+      if (!res || failed) throw failed?.[0] ?? new Error('transaction aborted');
+      // Other nodes' caches: whatever they had of ours is replaced, in one delta.
+      await this.bus.broadcastRemote('reg', { op: 'sync', node: me, entries: mine } satisfies Delta);
+      this.bus.log.info({ sessions: mine.length, replaced: (res[0][1] as string[]).length }, 'cluster: registry written again after the outage');
     } catch (err) {
       this.dirty = true;
       this.bus.log.warn({ err: (err as Error)?.message }, 'cluster: registry resync failed; retrying at the next reconnect');
