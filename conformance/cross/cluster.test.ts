@@ -142,6 +142,22 @@ describe('a cluster of three nodes on Redis', function () {
     assert.equal(back.getChildText('body'), 'done');
   });
 
+  it('one conversation written from two nodes at once: every message has its own seq, from one counter in the store (no clock decides)', async () => {
+    const [u, device] = [uniqueName('u'), uniqueName('device')];
+    await addUsers(nodes.n1, { [u]: PW, [device]: PW });
+    const dev = await mqttConnect(nodes.n3.mqttPorts().mqtt, { username: device, password: PW, clientId: `seq-${tag}` });
+    await dev.subscribeAsync(`chat/${device}`, { qos: 1 });
+    const seqs: number[] = [];
+    dev.on('message', (_t, payload) => seqs.push((JSON.parse(payload.toString()) as { seq: number }).seq));
+    const [c1, c2] = [await login('n1', u, 'one'), await login('n2', u, 'two')];
+    const N = 20;
+    await Promise.all([c1, c2].map((c, k) => Promise.all(Array.from({ length: N }, (_, i) => c.send(chat(`${device}@localhost`, `m${k}-${i}`))))));
+    await eventually(() => assert.equal(seqs.length, 2 * N));
+    const sorted = [...seqs].sort((x, y) => x - y);
+    assert.equal(new Set(seqs).size, 2 * N, `distinct: ${seqs.join(',')}`);
+    assert.equal(sorted[2 * N - 1] - sorted[0], 2 * N - 1, `one counter, no gaps: ${sorted.join(',')}`);
+  });
+
   it('a node killed with SIGKILL: after 3 heartbeats its contacts see it go, messages to it wait offline, status drops it', async () => {
     const [a, b] = [uniqueName('a'), uniqueName('b')];
     await addUsers(nodes.n1, { [a]: PW, [b]: PW });
