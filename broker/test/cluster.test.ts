@@ -95,7 +95,7 @@ describe('broker on a Redis cluster', function () {
     const alice = await online(n1, 'alice', 'pc');
     const bob = await online(n2, 'bob', 'phone');
     await friends(alice, n1, bob, n2);
-    (n2.cluster.bus as RedisBus).abandon();
+    await (n2.cluster.bus as RedisBus).abandon();
     await eventually(() => assert.ok(presences(alice).includes(`unavailable ${BOB}/phone`), presences(alice).join(', ')), 5000);
     assert.equal(presences(alice).filter((p) => p === `unavailable ${BOB}/phone`).length, 1, 'told once');
     assert.deepEqual(await n1.cluster.registry.lookup(BOB), []);
@@ -108,7 +108,7 @@ describe('broker on a Redis cluster', function () {
     const alice = await online(n1, 'alice', 'pc');
     await online(n2, 'bob', 'phone');
     await n1.cluster.registry.lookup(BOB);
-    (n2.cluster.bus as RedisBus).abandon();
+    await (n2.cluster.bus as RedisBus).abandon();
     await message(n1, alice, BOB, { body: 'in the gap' });
     assert.deepEqual((await n1.offline.peek(jid(BOB))).map((e) => e.body), ['in the gap']);
   });

@@ -175,9 +175,9 @@ export class RedisBus implements ClusterBus {
    * Drop both connections without leaving the cluster, as a process killed
    * with SIGKILL would: the other nodes find it dead by its heartbeats.
    */
-  abandon(): void {
+  async abandon(): Promise<void> {
     this.started = false;
-    this.membership.halt();
+    await this.membership.halt();
     this.sub.disconnect();
     this.pub.disconnect();
   }

@@ -108,11 +108,12 @@ export class Membership {
     this.timer.unref();
   }
 
-  /** Stop beating, say nothing (RedisBus.abandon). */
-  halt(): void {
+  /** Stop beating, say nothing (RedisBus.abandon); settles once no beat is in flight. */
+  async halt(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
     this.joined = false;
+    await this.beating;
   }
 
   async leave(): Promise<void> {
