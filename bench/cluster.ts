@@ -42,6 +42,13 @@ async function commands(r: Redis): Promise<number> {
   return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
 }
 
+/** Calls per command (INFO commandstats), to see where Redis' work goes. */
+async function commandStats(r: Redis): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const m of (await r.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) out.set(m[1], Number(m[2]));
+  return out;
+}
+
 async function main(): Promise<void> {
   wipe(DIR);
   const redis = await startRedis({ appendfsync: 'everysec' });
@@ -61,11 +68,14 @@ async function main(): Promise<void> {
       await servers[0].seed(pairs * 2);
       const ports = servers.map((s) => s.ports.xmpp!);
       const c0 = await commands(probe);
+      const s0 = await commandStats(probe);
       const sat = await chat(ports, ['--mode', 'window', '--window', '4']);
       const c1 = await commands(probe);
+      const s1 = await commandStats(probe);
+      const per = [...s1].map(([k, v]) => [k, Math.round(((v - (s0.get(k) ?? 0)) / Math.max(1, sat.received)) * 100) / 100] as const).filter(([, v]) => v >= 0.05).sort((x, y) => y[1] - x[1]);
       const fixed = await chat(ports, ['--mode', 'rate', '--rate', String(rate)]);
       const perMsg = (c1 - c0) / Math.max(1, sat.received ?? 1);
-      const line = { nodes: k, pairs, msgsPerSec: sat.msgsPerSec, p99AtRate: fixed.latencyMs?.p99, rate, redisCommandsPerMsg: Math.round(perMsg * 100) / 100 };
+      const line = { nodes: k, pairs, msgsPerSec: sat.msgsPerSec, p99AtRate: fixed.latencyMs?.p99, rate, redisCommandsPerMsg: Math.round(perMsg * 100) / 100, perCommand: Object.fromEntries(per) };
       console.log(JSON.stringify(line));
       rows.push(`| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} | ${line.redisCommandsPerMsg} |`);
       for (const s of servers) await s.stop();
