@@ -5,6 +5,9 @@
 //   --duration S       measured seconds per throughput run (default 8); --warmup S (default 2)
 //   --sessions N       idle sessions/connections for the memory workloads (default 10000)
 //   --only REGEX       only workloads whose id matches
+//   --servers REGEX    only servers whose name matches (e.g. 'parley|^prosody$')
+//   --work DIR         scratch directory, wiped first (default /tmp/parley-bench)
+//   --quiet-wait S     wait at most S seconds for the machine to be 80 % idle before a run (default 120)
 //   --profile          afterwards, one CPU-profiled Parley chat run (node --cpu-prof), summarised
 //   --no-results-md    do not rewrite bench/RESULTS.md
 //   --max-steal P      repeat a throughput or latency run during which the hypervisor stole more than P % of
@@ -31,12 +34,14 @@ import { summarizeProfile } from './profile-summary.ts';
 const f = parseFlags();
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..');
-const work = '/tmp/parley-bench';
+const work = f.work ?? '/tmp/parley-bench';
 const reps = num(f, 'reps', 3);
 const duration = num(f, 'duration', 8);
 const warmup = num(f, 'warmup', 2);
 const sessions = num(f, 'sessions', 10_000);
 const only = f.only ? new RegExp(f.only) : undefined;
+const serverFilter = f.servers ? new RegExp(f.servers) : undefined;
+const quietWaitMs = num(f, 'quiet-wait', 120) * 1000;
 const USERS = 1000;
 const maxSteal = num(f, 'max-steal', 5);
 const stealRetries = num(f, 'steal-retries', 3);
@@ -71,6 +76,9 @@ const workloads: Workload[] = [
   { id: 'xmpp-idle-tls', title: `XMPP idle authenticated sessions (${sessions}, STARTTLS)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS), '--tls'], target: 'state the figure' },
   { id: 'xmpp-login-scram', title: 'XMPP login rate, SCRAM-SHA-1, plaintext (20 concurrent)', proto: 'xmpp', script: 'xmpp-login.ts', metric: 'loginsPerSec', unit: 'logins/s', args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'SCRAM-SHA-1', '--users', '200', ...T()], target: '≥ 2× Prosody' },
   { id: 'xmpp-login-plain', title: 'XMPP login rate, PLAIN over STARTTLS (20 concurrent)', proto: 'xmpp', script: 'xmpp-login.ts', metric: 'loginsPerSec', unit: 'logins/s', args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'PLAIN', '--users', '200', ...T()], target: '≥ 2× Prosody' },
+  { id: 'xmpp-pep-fanout', title: 'XMPP PEP publish to 100 contacts with +notify caps (publisher window 4)', proto: 'xmpp', script: 'xmpp-pep.ts', metric: 'notificationsPerSec', unit: 'notifications/s', servers: ['parley', 'prosody'], args: (s) => ['--port', String(s.ports.xmpp), '--workload', 'fanout', '--contacts', '100', '--window', '4', ...T()], target: 'state the figure, beside Prosody' },
+  { id: 'xmpp-pep-login-5', title: 'XMPP login rate with 5 PEP nodes to send (caps +notify for all 5; done when the 5 last items arrived), SCRAM-SHA-1, 20 concurrent', proto: 'xmpp', script: 'xmpp-pep.ts', metric: 'loginsPerSec', unit: 'logins/s', servers: ['parley', 'prosody'], args: (s) => ['--port', String(s.ports.xmpp), '--workload', 'login', '--nodes', '5', '--users', '200', ...T()], target: 'compare with xmpp-pep-login-0' },
+  { id: 'xmpp-pep-login-0', title: 'XMPP login rate, the same without PEP (plain presence, ping), SCRAM-SHA-1, 20 concurrent', proto: 'xmpp', script: 'xmpp-pep.ts', metric: 'loginsPerSec', unit: 'logins/s', servers: ['parley', 'prosody'], args: (s) => ['--port', String(s.ports.xmpp), '--workload', 'login', '--nodes', '0', '--users', '200', ...T()], target: 'reference for xmpp-pep-login-5' },
   { id: 'mqtt-fanin-10', title: 'MQTT QoS 0 fan-in, 10 publishers → 1 subscriber (window 50 each)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'fanin', '--publishers', '10', '--window', '50', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-fanin-100', title: 'MQTT QoS 0 fan-in, 100 publishers → 1 subscriber (window 5 each)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'fanin', '--publishers', '100', '--window', '5', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-qos1-sat', title: 'MQTT QoS 1, 100 pairs, closed loop (window 4)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()], target: '≥ 90% of aedes' },
@@ -109,7 +117,7 @@ function stealPct(a: ReturnType<typeof cpuTimes>, b: ReturnType<typeof cpuTimes>
  * ~260 of 2,000 msgs/s, had ~10,000 messages queued. With a 15 s cap that work
  * ran into the next server's run (idle 0.34 before it, p99 275 ms).
  */
-async function waitQuiet(maxMs = 120_000, want = 0.8): Promise<number> {
+async function waitQuiet(maxMs = quietWaitMs, want = 0.8): Promise<number> {
   const until = Date.now() + maxMs;
   let idle = 0;
   do {
@@ -188,6 +196,7 @@ async function main(): Promise<void> {
   if (peers) servers.push(new ProsodyServer(`${work}/prosody-nomam`, cert, false), new EjabberdServer(`${work}/ejabberd-nomam`, cert.bundle, false));
   servers.push(new AedesServer(repo));
   if (peers) servers.push(new MosquittoServer(`${work}/mosquitto`));
+  if (serverFilter) servers.splice(0, servers.length, ...servers.filter((s) => serverFilter.test(s.name)));
   const started = new Set<Server>();
   const stopAll = async () => {
     for (const s of [...started]) {
@@ -262,7 +271,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ ok: true, results: `bench/results/run-${stamp}.json`, summary }));
   } finally {
     await stopAll();
-    if (peers) spawnSync('epmd', ['-kill'], { stdio: 'ignore' }); // started by ejabberdctl
+    if (servers.some((s) => s instanceof EjabberdServer)) spawnSync('epmd', ['-kill'], { stdio: 'ignore' }); // started by ejabberdctl
   }
 }
 

@@ -146,7 +146,7 @@ export class ParleyServer implements Server {
   }
 }
 
-/** Prosody 0.12 from Debian: internal storage, mod_mam (archive everything), mod_offline. */
+/** Prosody 0.12 from Debian: internal storage, mod_mam (archive everything), mod_offline, mod_pep (in Debian's default config too). */
 export class ProsodyServer implements Server {
   readonly name: string;
   readonly protocols: ('xmpp' | 'mqtt')[] = ['xmpp'];
@@ -186,7 +186,7 @@ component_ports = { }
 http_ports = { }
 https_ports = { }
 admin_socket = "${d}/admin.sock"
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "presence", "message", "iq", "offline", ${this.mam ? '"mam", ' : ''}"admin_shell" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "presence", "message", "iq", "offline", "pep", ${this.mam ? '"mam", ' : ''}"admin_shell" }
 modules_disabled = { "s2s" }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = false

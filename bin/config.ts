@@ -258,7 +258,7 @@ export function readConfigFile(file: string): Record<string, unknown> {
   }
 }
 
-/** Environment variables: PARLEY_DOMAIN, PARLEY_DATA_DIR, PARLEY_LOG_LEVEL, PARLEY_MONGODB_URL… */
+/** Environment variables: PARLEY_DOMAIN, PARLEY_DATA_DIR, PARLEY_LOG_LEVEL, PARLEY_MONGODB_URL, PARLEY_REDIS_URL… */
 export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const o: Record<string, any> = {};
   if (env.PARLEY_DOMAIN) o.domain = env.PARLEY_DOMAIN;
@@ -267,6 +267,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PARLEY_CLUSTER_REDIS) o.cluster = { redis: env.PARLEY_CLUSTER_REDIS };
   if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT) o.log = { ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }), ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }) };
   if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', url: env.PARLEY_MONGODB_URL };
+  if (env.PARLEY_REDIS_URL) o.storage = { backend: 'redis', url: env.PARLEY_REDIS_URL };
   return o;
 }
 

@@ -80,7 +80,7 @@ const RETAINED = 'parley-retained:';
 const OLD_RETAINED = 'retained:';
 
 /** A retained message's value: [qos u8][owner length u16][owner utf8][payload]. */
-function encodeRetained(m: RetainedMessage): Buffer {
+export function encodeRetained(m: RetainedMessage): Buffer {
   const owner = Buffer.from(m.owner, 'utf8');
   const head = Buffer.alloc(3);
   head[0] = m.qos;
@@ -88,7 +88,7 @@ function encodeRetained(m: RetainedMessage): Buffer {
   return Buffer.concat([head, owner, m.payload]);
 }
 
-function decodeRetained(topic: string, v: Buffer): RetainedMessage {
+export function decodeRetained(topic: string, v: Buffer): RetainedMessage {
   const n = v.readUInt16BE(1);
   return { topic, qos: (v[0] & 3) as 0 | 1 | 2, owner: v.toString('utf8', 3, 3 + n), payload: v.subarray(3 + n) };
 }

@@ -3,10 +3,11 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
-import { MqttServer } from '../adapters/mqtt/index.ts';
+import { MqttServer, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
 import { answerStatelessClients, levelRetainedStore, levelSessionEraser } from './mqtt-persistence.ts';
+import { redisMqttState } from './mqtt-redis.ts';
 
 /** The MQTT side of a running node. */
 export interface RunningMqtt {
@@ -15,16 +16,22 @@ export interface RunningMqtt {
   stop(): Promise<void>;
 }
 
+/** The aedes persistence and the stores around it, with what closes them. */
+interface MqttState {
+  persistence: object;
+  retainedStore: RetainedStore;
+  sessionEraser: SessionEraser;
+  close(): Promise<void>;
+}
+
 /**
- * Pick the MQTT backends and start the listeners: aedes state (retained
- * messages, persistent sessions, QoS 1/2 queues, wills) goes to a LevelDB
- * database in `<dataDir>/mqtt`, which survives kill -9 the way the embedded
- * store does (written to the log before it is acknowledged).
+ * aedes state (retained messages, persistent sessions, QoS 1/2 queues,
+ * wills) in a LevelDB database in `<dataDir>/mqtt`, which survives kill -9
+ * the way the embedded store does (written to the log before it is
+ * acknowledged).
  */
-export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextOptions): Promise<RunningMqtt> {
-  const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
-  if (!tcp && !tlsListener) return { stop: async () => {} };
-  if (cfg.storage.backend !== 'embedded') {
+async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
+  if (cfg.storage.backend === 'mongodb') {
     // TODO: aedes-persistence-mongodb with the cluster (docs/architecture.md "MQTT"); until then MQTT state stays local.
     broker.log.warn({ dir: path.join(cfg.dataDir, 'mqtt') }, 'mqtt state is kept on local disk, not in mongodb');
   }
@@ -35,12 +42,26 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
   const persistence = aedesPersistenceLevel(db) as object;
   const mayHaveState = await answerStatelessClients(persistence, db);
   const retainedStore = await levelRetainedStore(persistence, db, broker.log);
-  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db, mayHaveState) });
+  return { persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db, mayHaveState), close: () => db.close() };
+}
+
+/**
+ * Pick the MQTT backends and start the listeners: with `storage.backend:
+ * redis` the state goes to the same Redis server (bin/mqtt-redis.ts), so a
+ * persistent session resumes on any node sharing it; else to LevelDB.
+ */
+export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextOptions): Promise<RunningMqtt> {
+  const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
+  if (!tcp && !tlsListener) return { stop: async () => {} };
+  const state: MqttState =
+    cfg.storage.backend === 'redis' ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient) : await levelMqttState(cfg, broker);
+  const { persistence, retainedStore, sessionEraser } = state;
+  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser });
   try {
     await server.start();
   } catch (err) {
     await server.stop().catch(() => {});
-    await db.close();
+    await state.close();
     throw err;
   }
   broker.log.info({ mqtt: server.ports }, 'mqtt listening');
@@ -48,7 +69,7 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
     server,
     async stop() {
       await server.stop();
-      await db.close();
+      await state.close();
     },
   };
 }

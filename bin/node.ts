@@ -7,6 +7,8 @@ import offline from '../broker/modules/offline.ts';
 import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
 import upload from '../broker/modules/upload.ts';
+import recall from '../broker/modules/recall.ts';
+import unread from '../broker/modules/unread.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { redisCluster } from '../cluster/redis/index.ts';
 import type { Cluster } from '../cluster/types.ts';
@@ -28,7 +30,7 @@ import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
 /** Every module a node loads, core ones first. */
-export const allModules = [offline, archive, rooms, upload, ...xmppModules];
+export const allModules = [offline, archive, rooms, upload, recall, unread, ...xmppModules];
 
 /**
  * JSON lines for log collectors (journald, Loki…), or one readable line per
@@ -45,7 +47,11 @@ export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === t
 
 /** The only place that picks concrete backends. */
 export function makeStorage(cfg: Config): Storage {
-  if (cfg.storage.backend === 'mongodb') return new MongoStorage({ url: cfg.storage.url! });
+  if (cfg.storage.backend === 'mongodb') {
+    // modules.archive.maxAgeDays as a TTL index too: MongoDB deletes what the retention timer would.
+    const days = Number((cfg.modules.archive as { maxAgeDays?: unknown } | undefined)?.maxAgeDays ?? 0);
+    return new MongoStorage({ url: cfg.storage.url!, archiveMaxAgeDays: Number.isFinite(days) && days > 0 ? days : 0 });
+  }
   if (cfg.storage.backend === 'redis') return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }

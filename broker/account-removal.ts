@@ -110,6 +110,16 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     },
   ],
   [
+    'kv:unread',
+    {
+      what: "the user's last displayed position per conversation (unread counts, XEP-0490), under the key prefix `<bare JID>/`",
+      clean: async (broker, user) => {
+        const store = broker.storage.kv('unread');
+        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+      },
+    },
+  ],
+  [
     'kv:last-login',
     {
       what: "the account's last login (time, protocol, transport, address)",

@@ -57,6 +57,7 @@ export class AccountService {
   private readonly domain: string;
   private readonly iterations: number;
   private readonly known = new Map<string, number>();
+  private readonly creating = new Set<string>();
 
   constructor(store: KeyValueStore<AccountRecord>, domain: string, iterations = 4096) {
     this.store = store;
@@ -101,11 +102,24 @@ export class AccountService {
     return this.store.get(local);
   }
 
+  /**
+   * Create an account; conflict when it exists. Two creations of one name at
+   * once on this node: the second gets conflict rather than overwriting the
+   * first's password after both found the name free (in-band registration
+   * makes this reachable from the network). Across cluster nodes the store
+   * has no put-if-absent; docs/security.md.
+   */
   async create(username: string, password: string): Promise<void> {
     const local = this.address(username).local;
     if (password.length === 0) throw new BrokerError('not-acceptable', 'empty password');
-    if (await this.store.get(local)) throw new BrokerError('conflict', `user ${local} exists`);
-    await this.store.put(local, await this.record(local, password));
+    if (this.creating.has(local)) throw new BrokerError('conflict', `user ${local} exists`);
+    this.creating.add(local);
+    try {
+      if (await this.store.get(local)) throw new BrokerError('conflict', `user ${local} exists`);
+      await this.store.put(local, await this.record(local, password));
+    } finally {
+      this.creating.delete(local);
+    }
   }
 
   async setPassword(username: string, password: string): Promise<void> {

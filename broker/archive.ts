@@ -280,6 +280,87 @@ export class ArchiveService {
     };
   }
 
+  /**
+   * The newest message with content (a body, or a tombstone) of the
+   * conversation of `a` and `b` that its sender called `id` (its id, or its
+   * XEP-0359 origin-id), among the conversation's last `window` records; only
+   * that conversation is read. Receipts, markers and retractions are not
+   * candidates: they are about another message.
+   */
+  async findById(a: Address, b: Address, id: string, window: number): Promise<Envelope[]> {
+    const page = await this.store.query(pairConversation(a, b), { reverse: true, limit: window });
+    const out: Envelope[] = [];
+    for (const r of page.records) {
+      const v = r.value;
+      if (v.id !== id && v.chat?.originId !== id) continue;
+      if (v.body === undefined && v.chat?.retracted === undefined) continue;
+      const env = fromRecord(v, Address.parse);
+      env.seq = r.seq;
+      if (r.pos !== undefined) env.archive = { id: String(r.pos), owners: r.archivedFor ?? r.owners };
+      out.push(env);
+    }
+    return out;
+  }
+
+  /** A message of the user's own archive by its archive id, with its seq; undefined when it is not in that archive. */
+  async byArchiveId(user: Address, id: string): Promise<Envelope | undefined> {
+    const page = await this.store.queryOwner(user.bare().toString(), { ids: [id], limit: 1 });
+    const r = page.records[0];
+    if (page.missing || r === undefined) return undefined;
+    const env = fromRecord(r.value, Address.parse);
+    env.seq = r.seq;
+    env.archive = { id: r.archiveId, owners: r.archivedFor ?? r.owners };
+    return env;
+  }
+
+  /** The peers (bare JIDs) of the one-to-one conversations a user takes part in. */
+  async peers(user: Address): Promise<string[]> {
+    const me = user.bare().toString();
+    const out: string[] = [];
+    for (const c of await this.store.conversations(me)) {
+      if (!c.startsWith('chat:')) continue;
+      // A localpart may hold '|': cut by the user's own JID, not by splitting.
+      const rest = c.slice(5);
+      if (rest === `${me}|${me}`) out.push(me);
+      else if (rest.startsWith(`${me}|`)) out.push(rest.slice(me.length + 1));
+      else if (rest.endsWith(`|${me}`)) out.push(rest.slice(0, -(me.length + 1)));
+    }
+    return out;
+  }
+
+  /**
+   * Records of the conversation of `user` and `peer` after `afterSeq` that
+   * `user`'s archive lists, oldest first, at most `limit` read: the
+   * conversation's own range only.
+   */
+  async after(user: Address, peer: Address, afterSeq: number, limit: number): Promise<{ envelopes: Envelope[]; complete: boolean }> {
+    const me = user.bare().toString();
+    const page = await this.store.query(pairConversation(user, peer), { afterSeq, limit });
+    const envelopes: Envelope[] = [];
+    for (const r of page.records) {
+      if (r.archivedFor !== undefined && !r.archivedFor.includes(me)) continue;
+      const env = fromRecord(r.value, Address.parse);
+      env.seq = r.seq;
+      envelopes.push(env);
+    }
+    return { envelopes, complete: page.complete };
+  }
+
+  /**
+   * Replace an archived message by a tombstone [XEP-0424 5]: its content goes
+   * (body, subject, payloads), its place, seq and archive id in both parties'
+   * archives stay. False when the record is gone (retention).
+   */
+  tombstone(original: Envelope, retracted: { stamp: number; by?: string; reason?: string }): Promise<boolean> {
+    if (original.seq === undefined) return Promise.resolve(false);
+    const rec: EnvelopeRecord = { kind: 'message', from: original.from.toString(), to: original.to.toString(), extensions: [], seq: original.seq };
+    if (original.type !== undefined) rec.type = original.type;
+    if (original.id !== undefined) rec.id = original.id;
+    if (original.timestamp !== undefined) rec.timestamp = original.timestamp;
+    rec.chat = { retracted, ...(original.chat?.originId !== undefined ? { originId: original.chat.originId } : {}) };
+    return this.store.setValue(pairConversation(original.from, original.to), original.seq, rec);
+  }
+
   lastSeq(a: Address, b: Address): Promise<number> {
     return this.store.lastSeq(pairConversation(a, b));
   }

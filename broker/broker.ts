@@ -56,6 +56,12 @@ export interface BrokerHooks extends HookSignatures {
    */
   'presence:available': [[session: Session, presence: Envelope], void];
   /**
+   * fold: an available presence a session sends (broadcast or directed),
+   * before it goes anywhere; a handler returns it rewritten (Prosody's
+   * `pre-presence`: the XEP-0153 avatar hash is put in here).
+   */
+  'presence:outgoing': [[presence: Envelope, session: Session], Envelope];
+  /**
    * An account was removed (its localpart); fired by the one removal path
    * (broker/account-removal.ts) after the core's stores are clean, every
    * handler awaited. Whatever keeps per-user state outside the core's stores

@@ -39,6 +39,38 @@ export interface Envelope {
   delay?: { stamp: number; from: string; reason?: string };
   /** for type=error */
   error?: { condition: ErrorCondition; type: ErrorType; text?: string; app?: AppCondition };
+  /** what a message says about the conversation, read off the wire by its adapter (docs/conversations.md) */
+  chat?: ChatMeta;
+}
+
+/** A chat marker [XEP-0333]. */
+export type MarkerType = 'received' | 'displayed' | 'acknowledged';
+
+/**
+ * Conversation meaning, protocol-neutral: the XMPP adapter reads it from
+ * (and writes it back as) the XEP elements named here, the MQTT adapter from
+ * and to JSON keys on `chat/` (docs/mqtt-mapping.md). Ids name the other
+ * message by its sender's id (the `id` attribute, or its XEP-0359 origin-id).
+ */
+export interface ChatMeta {
+  /** [XEP-0184] the sender asks for a delivery receipt */
+  request?: boolean;
+  /** [XEP-0184] a delivery receipt for the message with this id */
+  receipt?: string;
+  /** [XEP-0333] the sender asks for chat markers */
+  markable?: boolean;
+  /** [XEP-0333] a chat marker for the message with this id */
+  marker?: { type: MarkerType; id: string };
+  /** [XEP-0424] retraction of the sender's own message with this id */
+  retract?: string;
+  /** [XEP-0308] correction of the sender's last message with this id: the body is the new text */
+  replace?: string;
+  /** [XEP-0359] the sender's origin-id (kept on the wire as well) */
+  originId?: string;
+  /** [XEP-0334] the storage hint (kept on the wire as well) */
+  hint?: 'store' | 'no-store' | 'no-permanent-store';
+  /** a tombstone in the archive [XEP-0424]: when the message was retracted, and by which moderator [XEP-0425] */
+  retracted?: { stamp: number; by?: string; reason?: string };
 }
 
 /** Plain JSON form for storage and the cluster bus. */
@@ -86,13 +118,29 @@ function copyOptional(src: Omit<Envelope, 'from' | 'to'>, dst: Omit<Envelope, 'f
   if (src.timestamp !== undefined) dst.timestamp = src.timestamp;
   if (src.delay !== undefined) dst.delay = src.delay;
   if (src.error !== undefined) dst.error = src.error;
+  if (src.chat !== undefined) dst.chat = src.chat;
 }
 
-/** Message types that carry conversation content and go to the timeline/offline queue. */
+/**
+ * Messages that go to the offline queue (and, unless {@link isArchivable}
+ * says otherwise, to the timeline): chat/normal ones with a body or subject,
+ * receipts, chat markers, retractions and corrections, as Prosody's mod_mam
+ * decides; never chat states alone [XEP-0085 5.6]. XEP-0334 hints win:
+ * `no-store` keeps it out of every store, `store` puts it in [XEP-0334 4].
+ */
 export function isStorableMessage(env: Envelope): boolean {
   if (env.kind !== 'message') return false;
   const type = env.type ?? 'normal';
   if (type !== 'chat' && type !== 'normal') return false;
-  // Chat states and receipts alone are not stored [XEP-0160 3], [XEP-0085 5.6]
-  return env.body !== undefined || env.subject !== undefined;
+  const c = env.chat;
+  if (c === undefined) return env.body !== undefined || env.subject !== undefined;
+  if (c.hint === 'no-store') return false; // [XEP-0334 4.2]
+  if (c.hint === 'store') return true; // [XEP-0334 4.4]
+  if (env.body !== undefined || env.subject !== undefined) return true;
+  return c.receipt !== undefined || c.request === true || c.marker !== undefined || c.markable === true || c.retract !== undefined || c.replace !== undefined;
+}
+
+/** A storable message that also goes to the timeline (the archive): not one hinted `no-permanent-store` [XEP-0334 4.1]. */
+export function isArchivable(env: Envelope): boolean {
+  return isStorableMessage(env) && env.chat?.hint !== 'no-permanent-store';
 }

@@ -3,7 +3,7 @@ export { Address } from './address.ts';
 export { type ArchivedMessage, type ArchiveMode, type ArchivePrefs, type UserArchivePage, type UserArchiveQuery } from './archive.ts';
 export { Broker, defaultLimits, type BrokerHooks, type BrokerLimits, type BrokerOptions, type LastLogin } from './broker.ts';
 export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorCondition, type ErrorType, type AppCondition } from './errors.ts';
-export { isStorableMessage, type Envelope, type EnvelopeKind } from './envelope.ts';
+export { isArchivable, isStorableMessage, type ChatMeta, type Envelope, type EnvelopeKind, type MarkerType } from './envelope.ts';
 export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { HostRegistry, type HostHandler } from './hosts.ts';
@@ -48,3 +48,4 @@ export {
   type UploadBackend,
   type UploadRecord,
 } from './upload.ts';
+export { UnreadService, unreadService, type DisplayedSource, type UnreadCounts } from './modules/unread.ts';

@@ -117,6 +117,7 @@ export class PresenceService {
       const contact = env.to.bare();
       return this.subscription(type, user, contact, { ...env, from: user, to: contact });
     }
+    if (type === undefined && this.broker.hooks.has('presence:outgoing')) env = await this.broker.hooks.fold('presence:outgoing', env, session);
     if (env.to.equals(session.address.bare()) && !type) env = { ...env, to: session.address }; // presence to self = broadcast
     const broadcast = env.to.equals(session.address) || (env.to.isDomain && env.to.domain === this.broker.domain);
     if (broadcast && (type === undefined || type === 'unavailable')) {

@@ -1,6 +1,6 @@
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
-import { isStorableMessage, toRecord, fromRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
+import { isArchivable, isStorableMessage, toRecord, fromRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
 import type { Session } from './session.ts';
 import type { SessionEntry } from '../cluster/types.ts';
@@ -237,7 +237,7 @@ export class Router {
   /** {@link message} for a pipelined origin (see {@link route}). */
   private async orderedMessage(env: Envelope, ord: Ordered): Promise<void> {
     // The common case: stored, to a bare address of a user known to exist.
-    if (!(env.to.local && env.to.isBare && isStorableMessage(env) && this.broker.knownUser(env.to))) {
+    if (!(env.to.local && env.to.isBare && isArchivable(env) && this.broker.knownUser(env.to))) {
       await ord.after;
       return this.message(env);
     }
@@ -248,7 +248,7 @@ export class Router {
     } finally {
       await ord.after;
     }
-    return this.afterStored(env, env.type ?? 'normal', true);
+    return this.afterStored(env, env.type ?? 'normal', true, true);
   }
 
   private async message(env: Envelope): Promise<void> {
@@ -266,10 +266,12 @@ export class Router {
       return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.2.1]
     }
     const storable = isStorableMessage(env);
+    // [XEP-0334 4.1] no-permanent-store: delivered or queued offline, never archived
+    const archived = storable && isArchivable(env);
     if (!env.to.isBare) {
       const t = (await this.targets(env.to)).find((x) => x.resource === env.to.resource);
       if (t) {
-        if (storable) {
+        if (archived) {
           await this.broker.archive.appendChat(env);
           this.broker.hooks.emit('message:stored', env);
         }
@@ -280,13 +282,13 @@ export class Router {
       if (type === 'headline') return;
     }
     if (type === 'groupchat') return this.bounce(env, 'service-unavailable'); // [RFC6121 8.5.2.1.1]
-    if (storable) await this.broker.archive.appendChat(env); // store, then sync
-    return this.afterStored(env, type, storable);
+    if (archived) await this.broker.archive.appendChat(env); // store, then sync
+    return this.afterStored(env, type, storable, archived);
   }
 
-  /** A message to a bare address, stored if storable: to every available device, else offline. */
-  private async afterStored(env: Envelope, type: string, storable: boolean): Promise<void> {
-    if (storable) this.broker.hooks.emit('message:stored', env);
+  /** A message to a bare address, archived if archivable: to every available device, else offline if storable. */
+  private async afterStored(env: Envelope, type: string, storable: boolean, archived: boolean): Promise<void> {
+    if (archived) this.broker.hooks.emit('message:stored', env);
     const targets = this.messageTargetsNow(env.to) ?? (await this.messageTargets(env.to));
     if (targets.length > 0) {
       // Every available device gets every message (multi-device principle); one bus message per other node.

@@ -23,8 +23,8 @@ export interface MqttTestNode extends TestNode {
  * Start a node with MQTT on free ports. `mqttConfig` is YAML for the keys
  * under `mqtt:` (indented by the caller with two spaces), e.g. limits or ACL.
  */
-export async function startMqttNode(mqttConfig = '', opts: { dataDir?: string } = {}): Promise<MqttTestNode> {
-  const config = `mqtt:\n  tcp: { host: 127.0.0.1, port: 0 }\n  tls: { host: 127.0.0.1, port: 0 }\n${mqttConfig}`;
+export async function startMqttNode(mqttConfig = '', opts: { dataDir?: string; /** more top-level YAML, e.g. a storage section */ config?: string } = {}): Promise<MqttTestNode> {
+  const config = `mqtt:\n  tcp: { host: 127.0.0.1, port: 0 }\n  tls: { host: 127.0.0.1, port: 0 }\n${mqttConfig}\n${opts.config ?? ''}`;
   const node = (await startNode({ config, dataDir: opts.dataDir })) as MqttTestNode;
   node.mqttPorts = () => {
     for (const line of node.log) {

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 
 /** A running redis-server. */
 export interface TestRedis {
@@ -156,4 +157,21 @@ export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Every key of the server matching a glob pattern (SCAN), for assertions and clean-up. */
+export async function redisKeys(url: string, pattern: string): Promise<string[]> {
+  const client = new Redis(url);
+  try {
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+    return found;
+  } finally {
+    await client.quit();
+  }
 }

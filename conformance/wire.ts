@@ -5,6 +5,8 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { testCa } from './test-ca.ts';
+import { Element } from '@xmpp/xml';
+import { SaxesParser } from 'saxes';
 
 export const DOMAIN = 'localhost';
 export const NS_CLIENT = 'jabber:client';
@@ -77,6 +79,30 @@ export class ScramClient {
   }
 }
 
+/** Parse one element strictly (a BOSH response, an IQ read off a raw stream) into ltx Elements (qualified names and declarations kept). */
+export function parseStrict(text: string): Element {
+  const sax = new SaxesParser({ xmlns: true });
+  const stack: Element[] = [];
+  let root: Element | undefined;
+  sax.on('error', (err) => {
+    throw new Error(`response is not namespace-well-formed XML (${err.message}): ${text}`);
+  });
+  sax.on('opentag', (tag) => {
+    const attrs = Object.fromEntries(Object.entries(tag.attributes).map(([k, a]) => [k, a.value]));
+    const el = new Element(tag.name, attrs);
+    if (stack.length) stack[stack.length - 1].cnode(el);
+    else root = el;
+    stack.push(el);
+  });
+  sax.on('text', (t) => {
+    if (stack.length) stack[stack.length - 1].t(t);
+  });
+  sax.on('closetag', () => void stack.pop());
+  sax.write(text).close();
+  if (!root) throw new Error(`no element in response: ${text}`);
+  return root;
+}
+
 // --------------------------------------------------------------- raw ------
 
 /** A plain socket speaking XML by hand, for assertions on exact wire bytes. */
@@ -98,12 +124,14 @@ export class RawConn {
    * directTls: verified against the suite's test CA (conformance/test-ca.ts)
    * for DOMAIN; `tls` adds or overrides TLS options (ca, ciphers, …).
    */
-  static async connect(port: number, opts: { directTls?: boolean; tls?: tls.ConnectionOptions } = {}): Promise<RawConn> {
+  static async connect(port: number, opts: { directTls?: boolean; tls?: tls.ConnectionOptions; localAddress?: string } = {}): Promise<RawConn> {
     const ca = opts.directTls ? await testCa() : undefined;
+    // localAddress: another loopback source (127.0.0.2…) for per-address limits
+    const localAddress = opts.localAddress;
     return new Promise((resolve, reject) => {
       const sock = opts.directTls
-        ? tls.connect({ host: '127.0.0.1', port, servername: DOMAIN, ca, ...opts.tls })
-        : net.connect({ host: '127.0.0.1', port });
+        ? tls.connect({ host: '127.0.0.1', port, servername: DOMAIN, ca, ...opts.tls, ...(localAddress ? { localAddress } : {}) } as tls.ConnectionOptions)
+        : net.connect({ host: '127.0.0.1', port, localAddress });
       sock.once(opts.directTls ? 'secureConnect' : 'connect', () => {
         sock.off('error', reject);
         const c = new RawConn(sock);
@@ -246,6 +274,16 @@ export class RawConn {
     };
   }
 
+  private iqSeq = 0;
+
+  /** Send an IQ get/set (`payload` as XML text) and return its answer, parsed. */
+  async iq(type: 'get' | 'set', payload: string, timeoutMs = 10_000): Promise<Element> {
+    const id = `raw-iq-${++this.iqSeq}`;
+    this.send(`<iq type='${type}' id='${id}'>${payload}</iq>`);
+    const text = await this.waitFor(new RegExp(`<iq[^>]*id=['"]${id}['"][^>]*(/>|>[\\s\\S]*?</iq>)`), timeoutMs);
+    return parseStrict(text.slice(text.lastIndexOf('<iq')));
+  }
+
   /** Resolves when the server closed the connection. */
   waitClosed(timeoutMs = 3000): Promise<void> {
     if (this.closedFlag) return Promise.resolve();
@@ -294,4 +332,13 @@ export async function rawLogin(
   );
   await c.waitFor(/<\/iq>/);
   return c;
+}
+
+/** A raw stream through STARTTLS, not authenticated (from `localAddress`); the features offered after TLS. */
+export async function rawUnauthenticated(port: number, localAddress?: string): Promise<{ c: RawConn; features: string }> {
+  const c = await RawConn.connect(port, { localAddress });
+  await c.openStream();
+  await c.startTls();
+  const features = await c.openStream();
+  return { c, features };
 }

@@ -181,6 +181,14 @@ class MemoryArchive<T> implements ArchiveStore<T> {
     return list.length === 0 ? {} : { first: at(list[0]), last: at(list[list.length - 1]) };
   }
 
+  async setValue(conversation: string, seq: number, value: T): Promise<boolean> {
+    checkId('conversation', conversation);
+    const record = this.#timelines.get(conversation)?.records.find((r) => r.seq === seq);
+    if (record === undefined) return false;
+    record.value = jsonClone(value);
+    return true;
+  }
+
   async lastSeq(conversation: string): Promise<number> {
     return this.#timelines.get(conversation)?.last ?? 0;
   }

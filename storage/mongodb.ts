@@ -1,18 +1,13 @@
 /**
- * The MongoDB backend, for clusters: every node shares one database, so the
- * archive's seq and the queue ids come from atomic counters in MongoDB
- * (`findOneAndUpdate` + `$inc`), never from a node's memory.
+ * The MongoDB backend, for large deployments: every node shares one
+ * database, so the archive's seq and the queue ids come from atomic counters
+ * in MongoDB (`findOneAndUpdate` + `$inc`), never from a node's memory.
+ * Collections, indexes, the query → index list and the schema migrations:
+ * storage/mongodb-schema.ts; archives: storage/mongodb-archive.ts.
  *
- * Collections (store names are percent-encoded):
- *
- *   kv.<name>       { _id: key, value }
- *   archive.<name>  { conversation, seq, timestamp, owners, with, id, value, pos?, archivedFor?, ix? }
- *                   ix: [{ o: owner, w: peer }] per owner whose archive lists the record
- *                   indexes: (conversation, seq) unique, (owners, conversation), (timestamp),
- *                   (ix.o, pos), (ix.o, ix.w, pos), (pos)
- *   counters        { _id: 'archive-pos:<name>', seq }: the archive position, one per store
- *   queue.<name>    { owner, id, value }, index (owner, id) unique
- *   counters        { _id: 'archive:<name>:<conversation>' | 'queue:<name>:<owner>', seq }
+ * Writes are acknowledged by a majority of the replica set by default
+ * (`w: majority`, journaled), so an acknowledged message survives the loss
+ * of the primary; a `w` in the connection string wins.
  *
  * A failure between taking a seq and inserting the record leaves a gap in
  * that conversation's seqs: they stay strictly increasing, which is the
@@ -21,21 +16,10 @@
 
 import { MongoClient } from 'mongodb';
 import type { Collection, Db, Document } from 'mongodb';
-import type {
-  ArchivePage,
-  ArchiveQuery,
-  ArchiveRecord,
-  ArchiveStore,
-  KeyValueOp,
-  KeyValueStore,
-  OwnerBounds,
-  OwnerPage,
-  OwnerQuery,
-  QueueItem,
-  QueueStore,
-  Storage,
-} from './types.ts';
-import { archivers, checkId, compareKeys, filterBounds, jsonClone, namedIds, ownerRecord, pad, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange } from './util.ts';
+import type { ArchiveStore, KeyValueOp, KeyValueStore, QueueItem, QueueStore, Storage } from './types.ts';
+import { checkId, compareKeys, jsonClone, pad } from './util.ts';
+import { MongoArchive } from './mongodb-archive.ts';
+import { INDEXES, migrate } from './mongodb-schema.ts';
 
 /** Options of {@link MongoStorage}. */
 export interface MongoStorageOptions {
@@ -43,18 +27,25 @@ export interface MongoStorageOptions {
   url: string;
   /** Database name; defaults to the one in the URL, else `parley`. */
   dbName?: string;
+  /** Delete archived records this many days after their archive time, by a TTL index in MongoDB; 0 (default) keeps them. */
+  archiveMaxAgeDays?: number;
 }
 
-interface Counter {
+/** The write concern: majority unless the connection string names one. */
+export function writeConcernOf(url: string): { writeConcern?: { w: 'majority'; journal: true } } {
+  return /[?&]w=/.test(url) ? {} : { writeConcern: { w: 'majority', journal: true } };
+}
+
+export interface Counter {
   _id: string;
   seq: number;
 }
 
 /** Hands out a collection of the open database; stores outlive a close/open cycle. */
-type Open = (collection: string) => Collection<Document>;
+export type Open = (collection: string) => Collection<Document>;
 
 /** Collection names may not contain `$` or NUL: percent-encode store names. */
-function collectionName(kind: string, name: string): string {
+export function collectionName(kind: string, name: string): string {
   return `${kind}.${encodeURIComponent(name)}`;
 }
 
@@ -65,7 +56,7 @@ function dbNameOf(url: string): string | undefined {
 }
 
 /** Creates a collection's indexes once, retrying on the next call after a failure. */
-function once(task: () => Promise<unknown>): () => Promise<void> {
+export function once(task: () => Promise<unknown>): () => Promise<void> {
   let done: Promise<void> | undefined;
   return () =>
     (done ??= task().then(
@@ -78,7 +69,7 @@ function once(task: () => Promise<unknown>): () => Promise<void> {
 }
 
 /** Atomically takes the next value of a counter; atomic across nodes. */
-async function nextSeq(counters: Collection<Counter>, id: string): Promise<number> {
+export async function nextSeq(counters: Collection<Counter>, id: string): Promise<number> {
   const doc = await counters.findOneAndUpdate(
     { _id: id },
     { $inc: { seq: 1 } },
@@ -89,7 +80,7 @@ async function nextSeq(counters: Collection<Counter>, id: string): Promise<numbe
 }
 
 /** The next archive position of a store: max(last + 1, timestamp × 1000), atomic across nodes (storage/util.ts nextPos). */
-async function nextPos(counters: Collection<Counter>, id: string, timestamp: number): Promise<number> {
+export async function nextPos(counters: Collection<Counter>, id: string, timestamp: number): Promise<number> {
   const t = Number.isFinite(timestamp) && timestamp > 0 ? Math.floor(timestamp) * 1000 : 0;
   const doc = await counters.findOneAndUpdate(
     { _id: id },
@@ -105,6 +96,7 @@ export class MongoStorage implements Storage {
   readonly name = 'mongodb';
   readonly #url: string;
   readonly #dbName: string;
+  readonly #ttlDays: number;
   #client: MongoClient | undefined;
   #db: Db | undefined;
   readonly #stores = new Map<string, unknown>();
@@ -112,13 +104,21 @@ export class MongoStorage implements Storage {
   constructor(options: MongoStorageOptions) {
     this.#url = options.url;
     this.#dbName = options.dbName ?? dbNameOf(options.url) ?? 'parley';
+    this.#ttlDays = options.archiveMaxAgeDays ?? 0;
   }
 
   async open(): Promise<void> {
     if (this.#client !== undefined) return;
     // ignoreUndefined: values are JSON, where an undefined field is absent, not null.
-    const client = new MongoClient(this.#url, { ignoreUndefined: true });
+    const client = new MongoClient(this.#url, { ignoreUndefined: true, ...writeConcernOf(this.#url) });
     await client.connect();
+    try {
+      // The schema this code writes: migrations run once, in order (storage/mongodb-schema.ts).
+      await migrate(client.db(this.#dbName));
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
     this.#client = client;
     this.#db = client.db(this.#dbName);
   }
@@ -147,7 +147,7 @@ export class MongoStorage implements Storage {
   }
 
   archive<T>(name: string): ArchiveStore<T> {
-    return this.#store(`ar:${name}`, () => new MongoArchive<T>(this.#open, name));
+    return this.#store(`ar:${name}`, () => new MongoArchive<T>(this.#open, name, this.#ttlDays));
   }
 
   queue<T>(name: string): QueueStore<T> {
@@ -228,178 +228,6 @@ class MongoKeyValue<T> implements KeyValueStore<T> {
   }
 }
 
-class MongoArchive<T> implements ArchiveStore<T> {
-  readonly #indexes: () => Promise<void>;
-
-  constructor(
-    private readonly open: Open,
-    private readonly name: string,
-  ) {
-    this.#indexes = once(() =>
-      this.#coll().createIndexes([
-        // [docs/architecture.md "User archives"] queries by conversation + seq never scan other conversations.
-        { key: { conversation: 1, seq: 1 }, unique: true },
-        { key: { owners: 1, conversation: 1 } },
-        { key: { timestamp: 1 } },
-        // [XEP-0313] an owner's archive is read from its own index entries only.
-        { key: { 'ix.o': 1, pos: 1 } },
-        { key: { 'ix.o': 1, 'ix.w': 1, pos: 1 } },
-        { key: { pos: 1 } },
-      ]),
-    );
-  }
-
-  #coll(): Collection<ArchiveRecord<T>> {
-    return this.open(collectionName('archive', this.name)) as unknown as Collection<
-      ArchiveRecord<T>
-    >;
-  }
-
-  #counterId(conversation: string): string {
-    return `archive:${encodeURIComponent(this.name)}:${conversation}`;
-  }
-
-  async append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
-    checkId('conversation', input.conversation);
-    input.owners.forEach((owner) => checkId('owner', owner));
-    const indexed = archivers(input);
-    const body = jsonClone(input);
-    await this.#indexes();
-    const counters = this.open('counters') as unknown as Collection<Counter>;
-    const record: ArchiveRecord<T> = {
-      ...body,
-      seq: await nextSeq(counters, this.#counterId(body.conversation)),
-    };
-    const doc: Document = { ...record };
-    if (indexed.length > 0) {
-      // The position: one more than the last, at least timestamp × 1000, atomic across nodes.
-      record.pos = await nextPos(counters, `archive-pos:${encodeURIComponent(this.name)}`, body.timestamp);
-      doc.pos = record.pos;
-      doc.ix = indexed.map((o) => ({ o, w: peerOf(body, o) }));
-    }
-    // insertOne adds _id to the object it is given: give it a copy.
-    await this.#coll().insertOne(doc as ArchiveRecord<T>);
-    return record;
-  }
-
-  async queryOwner(owner: string, q: OwnerQuery = {}): Promise<OwnerPage<T>> {
-    checkId('owner', owner);
-    await this.#indexes();
-    const coll = this.#coll() as unknown as Collection<Document>;
-    const missing: string[] = [];
-    for (const id of namedIds(q)) {
-      const pos = parseArchiveId(id);
-      if (pos === undefined || (await coll.findOne({ 'ix.o': owner, pos }, { projection: { _id: 1 } })) === null) missing.push(id);
-    }
-    if (missing.length > 0) return { records: [], complete: true, missing };
-    const filter = filterBounds(q);
-    const page = pageBounds(q);
-    const limit = pageLimit(q);
-    const base: Document = q.with === undefined ? { 'ix.o': owner } : { ix: { $elemMatch: { o: owner, w: q.with } } };
-    const ids = q.ids?.map(parseArchiveId).filter((p): p is number => p !== undefined);
-    const posFilter = (lo: number, hi: number): Document => (ids === undefined ? { $gte: lo, $lte: hi } : { $gte: lo, $lte: hi, $in: ids });
-    const docs =
-      page.lo > page.hi || limit === 0
-        ? []
-        : await coll
-            .find({ ...base, pos: posFilter(page.lo, page.hi) }, { projection: { _id: 0, ix: 0 } })
-            .sort({ pos: q.reverse ? -1 : 1 })
-            .limit(limit + 1)
-            .toArray();
-    const out: OwnerPage<T> = {
-      records: docs.slice(0, limit).map((d) => ownerRecord(d as unknown as ArchiveRecord<T>)),
-      complete: docs.length <= limit && !(limit === 0 && (await coll.countDocuments({ ...base, pos: posFilter(page.lo, page.hi) }, { limit: 1 })) > 0),
-    };
-    // Counted on the (ix.o[, ix.w], pos) index: the cost follows the size of the result set.
-    if (q.count) out.count = filter.lo > filter.hi ? 0 : await coll.countDocuments({ ...base, pos: posFilter(filter.lo, filter.hi) });
-    return out;
-  }
-
-  async ownerBounds(owner: string): Promise<OwnerBounds> {
-    await this.#indexes();
-    const coll = this.#coll() as unknown as Collection<Document>;
-    const at = (d: Document | null) => (d === null ? undefined : { archiveId: String(d.pos), archivedAt: posTime(d.pos as number) });
-    const first = at(await coll.findOne({ 'ix.o': owner }, { sort: { pos: 1 }, projection: { pos: 1 } }));
-    const last = at(await coll.findOne({ 'ix.o': owner }, { sort: { pos: -1 }, projection: { pos: 1 } }));
-    const out: OwnerBounds = {};
-    if (first) out.first = first;
-    if (last) out.last = last;
-    return out;
-  }
-
-  async query(conversation: string, q: ArchiveQuery = {}): Promise<ArchivePage<T>> {
-    const { lo, hi } = seqRange(q);
-    const limit = pageLimit(q);
-    if (lo > hi) return { records: [], complete: true };
-    const timestamp: Document = {};
-    if (q.start !== undefined) timestamp.$gte = q.start;
-    if (q.end !== undefined) timestamp.$lte = q.end;
-    const filter: Document = { conversation, seq: { $gte: lo, $lte: hi } };
-    if (Object.keys(timestamp).length > 0) filter.timestamp = timestamp;
-    const records = (await this.#coll()
-      .find(filter, { projection: { _id: 0 } })
-      .sort({ seq: q.reverse ? -1 : 1 })
-      // One record past the page tells whether the page is complete.
-      .limit(limit + 1)
-      .toArray()) as ArchiveRecord<T>[];
-    return { records: records.slice(0, limit), complete: records.length <= limit };
-  }
-
-  async lastSeq(conversation: string): Promise<number> {
-    const counters = this.open('counters') as unknown as Collection<Counter>;
-    return (await counters.findOne({ _id: this.#counterId(conversation) }))?.seq ?? 0;
-  }
-
-  async conversations(owner: string): Promise<string[]> {
-    await this.#indexes();
-    const found = await this.#coll().distinct('conversation', { owners: owner });
-    return (found as string[]).sort(compareKeys);
-  }
-
-  async prune(olderThan: number): Promise<number> {
-    await this.#indexes();
-    // By archive time (pos / 1000), on the pos index.
-    return (await this.#coll().deleteMany({ pos: { $lt: Math.floor(olderThan) * 1000 } })).deletedCount;
-  }
-
-  async trimOwners(max: number): Promise<number> {
-    await this.#indexes();
-    const keep = Math.max(0, Math.floor(max));
-    const coll = this.#coll() as unknown as Collection<Document>;
-    // Owners over the limit: one aggregation over the (ix.o, pos) index, run by the retention timer, not per message.
-    const over = await coll
-      .aggregate<{ _id: string; n: number }>([{ $unwind: '$ix' }, { $group: { _id: '$ix.o', n: { $sum: 1 } } }, { $match: { n: { $gt: keep } } }])
-      .toArray();
-    let removed = 0;
-    for (const { _id: owner, n } of over) {
-      const oldest = await coll.find({ 'ix.o': owner }, { projection: { pos: 1 } }).sort({ pos: 1 }).limit(n - keep).toArray();
-      const positions = oldest.map((d) => d.pos as number);
-      if (positions.length === 0) continue;
-      const r = await coll.updateMany({ pos: { $in: positions } }, { $pull: { ix: { o: owner } } } as Document);
-      // archivedFor follows ix; records no owner archives any more leave the store.
-      await coll.updateMany({ pos: { $in: positions } }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
-      await coll.deleteMany({ pos: { $in: positions }, ix: { $size: 0 } });
-      removed += r.modifiedCount;
-    }
-    return removed;
-  }
-
-  async forgetOwner(owner: string): Promise<number> {
-    await this.#indexes();
-    const coll = this.#coll() as unknown as Collection<Document>;
-    const r = await coll.updateMany({ 'ix.o': owner }, { $pull: { ix: { o: owner } } } as Document);
-    // archivedFor follows ix; records no owner archives any more leave the store.
-    await coll.updateMany({ archivedFor: owner }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
-    await coll.deleteMany({ owners: owner, ix: { $size: 0 } });
-    return r.modifiedCount;
-  }
-
-  async removeOwner(owner: string): Promise<void> {
-    await this.#indexes();
-    await this.#coll().deleteMany({ owners: owner });
-  }
-}
-
 interface QueueDoc {
   owner: string;
   id: string;
@@ -415,7 +243,7 @@ class MongoQueue<T> implements QueueStore<T> {
     private readonly open: Open,
     private readonly name: string,
   ) {
-    this.#indexes = once(() => this.#coll().createIndex({ owner: 1, id: 1 }, { unique: true }));
+    this.#indexes = once(() => this.#coll().createIndexes(INDEXES.queue.map((i) => ({ ...i }))));
   }
 
   #coll(): Collection<QueueDoc> {

@@ -1,7 +1,7 @@
 /**
  * Storage interfaces. The broker imports only this file; bin/ picks a backend
- * (embedded by default, mongodb for clusters). Every backend passes the one
- * contract suite in storage/test/contract.ts.
+ * (embedded by default; redis or mongodb for clusters). Every backend passes
+ * the one contract suite in storage/test/contract.ts.
  *
  * Values are plain JSON-serialisable data. Keys are strings.
  */
@@ -22,7 +22,7 @@ export interface KeyValueStore<T> {
   entries(prefix: string): Promise<[string, T][]>;
   /**
    * Several puts and deletes of this store in one write. Atomic where the
-   * backend can (embedded: one LevelDB batch; memory); MongoDB applies them in
+   * backend can (embedded: one LevelDB batch; redis: one MULTI; memory); MongoDB applies them in
    * order without a transaction, so a crash may leave a prefix of them.
    */
   batch(ops: KeyValueOp<T>[]): Promise<void>;
@@ -150,6 +150,16 @@ export interface ArchiveStore<T = unknown> {
   append(record: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>>;
   /** Records of one conversation; never scans other conversations. */
   query(conversation: string, query?: ArchiveQuery): Promise<ArchivePage<T>>;
+  /**
+   * Overwrite the value of one record in place, for tombstones (XEP-0424
+   * message retraction: the content goes, the message keeps its place). The
+   * record keeps its seq, pos, owners, `with`, `id` and index entries, so its
+   * archive id and every count stay as they were. Resolves to false when the
+   * conversation holds no record with that seq (never appended, or gone to
+   * retention). One record, one write: a key-value backend (Redis) writes the
+   * record's serialised form again under its key.
+   */
+  setValue(conversation: string, seq: number, value: T): Promise<boolean>;
   /** Highest seq of the conversation, 0 when empty. */
   lastSeq(conversation: string): Promise<number>;
   /** Conversations an owner takes part in. */

@@ -4,6 +4,7 @@ import { infoOf } from './auth.ts';
 import { identityOf, type ConnInfo, type MqttContext } from './context.ts';
 import { allowHistorySubscribe, decideHistoryPublish } from './history.ts';
 import { allowUploadSubscribe, decideUploadPublish } from './upload.ts';
+import { allowUnreadSubscribe, decideUnreadPublish } from './unread.ts';
 import { chatEnvelope, parsePresence } from './mapping.ts';
 import { decideRoomSubscribe, roomPublish, roomTopic } from './rooms.ts';
 import type { MqttSession } from './session.ts';
@@ -73,6 +74,8 @@ function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishP
   if (history !== undefined) return history;
   const upload = decideUploadPublish(ctx, client, who.address, packet); // upload/ is the core's (upload.ts)
   if (upload !== undefined) return upload;
+  const unread = decideUnreadPublish(topic); // unread/ is the core's (unread.ts)
+  if (unread !== undefined) return unread;
   const r = reserved(topic);
   if (!r) return 'pass';
   if (!who.address || r.user === undefined) return 'denied'; // anonymous clients have no chat identity
@@ -189,6 +192,8 @@ async function decideSubscribe(ctx: MqttContext, client: Client, filter: string)
   if (history !== undefined) return history;
   const upload = allowUploadSubscribe(filter, info.address);
   if (upload !== undefined) return upload;
+  const unread = allowUnreadSubscribe(filter, info.address);
+  if (unread !== undefined) return unread;
   const r = reserved(filter);
   if (!r) return true;
   // chat/+, chat/#, presence/+: accepted; the core only ever hands this identity its own messages

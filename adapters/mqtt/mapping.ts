@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { BrokerError, SHOW_VALUES, SUBSCRIPTION_TYPES, type Address, type Envelope } from '../../broker/index.ts';
+import { BrokerError, SHOW_VALUES, SUBSCRIPTION_TYPES, type Address, type ChatMeta, type Envelope } from '../../broker/index.ts';
 
 /**
  * MQTT payloads ↔ core envelopes, for the two topic trees the core owns.
@@ -49,22 +49,32 @@ function randomId(): string {
   return idPool.toString('hex', idOffset - 8, idOffset);
 }
 
+const MARKER_KEYS = ['received', 'displayed', 'acknowledged'] as const;
+
 /**
  * A PUBLISH on `chat/{user}` as a one-to-one message: the payload is the
  * body as UTF-8 text, or a JSON object `{ "body": "…", "id"?, "type"?,
- * "thread"?, "subject"? }`. Throws BrokerError('bad-request').
+ * "thread"?, "subject"?, "markable"? }`, or one about another message:
+ * a chat marker `{ "displayed" | "received" | "acknowledged": "<id>" }`
+ * [XEP-0333], a retraction `{ "retract": "<id>" }` [XEP-0424], a correction
+ * `{ "replace": "<id>", "body": "…" }` [XEP-0308] (docs/mqtt-mapping.md).
+ * Throws BrokerError('bad-request').
  */
 export function chatEnvelope(from: Address, to: Address, payload: Buffer): Envelope {
   const s = text(payload);
   const o = jsonObject(s);
-  let body = s;
+  let body: string | undefined = s;
   let id: string | undefined;
   let type = 'chat';
   let thread: string | undefined;
   let subject: string | undefined;
+  let chat: ChatMeta | undefined;
   if (o) {
-    if (typeof o.body !== 'string') throw new BrokerError('bad-request', 'a JSON payload needs a string "body"');
-    body = o.body;
+    chat = chatMetaOf(o);
+    const about = chat !== undefined && (chat.marker !== undefined || chat.retract !== undefined);
+    if (o.body === undefined && about) body = undefined;
+    else if (typeof o.body !== 'string') throw new BrokerError('bad-request', 'a JSON payload needs a string "body"');
+    else body = o.body;
     id = optString(o, 'id', 256);
     thread = optString(o, 'thread', 256);
     subject = optString(o, 'subject');
@@ -72,11 +82,51 @@ export function chatEnvelope(from: Address, to: Address, payload: Buffer): Envel
     if (t !== undefined && t !== 'chat' && t !== 'normal') throw new BrokerError('bad-request', '"type" must be "chat" or "normal"');
     type = t ?? type;
   }
-  if (body.length === 0) throw new BrokerError('bad-request', 'empty message');
-  const env: Envelope = { kind: 'message', type, from, to, id: id ?? `mqtt-${randomId()}`, body, extensions: [] };
+  if (body !== undefined && body.length === 0) throw new BrokerError('bad-request', 'empty message');
+  const env: Envelope = { kind: 'message', type, from, to, id: id ?? `mqtt-${randomId()}`, extensions: [] };
+  if (body !== undefined) env.body = body;
   if (thread !== undefined) env.thread = thread;
   if (subject !== undefined) env.subject = subject;
+  if (chat !== undefined) env.chat = chat;
   return env;
+}
+
+/** The conversation keys of a JSON payload (at most one marker, one retraction or one correction). */
+function chatMetaOf(o: Record<string, unknown>): ChatMeta | undefined {
+  const c: ChatMeta = {};
+  let about = 0;
+  for (const type of MARKER_KEYS) {
+    const id = optString(o, type, 256);
+    if (id !== undefined) {
+      c.marker = { type, id };
+      about++;
+    }
+  }
+  const retract = optString(o, 'retract', 256);
+  if (retract !== undefined) {
+    c.retract = retract;
+    about++;
+  }
+  const replace = optString(o, 'replace', 256);
+  if (replace !== undefined) {
+    if (typeof o.body !== 'string') throw new BrokerError('bad-request', 'a correction ("replace") needs the new "body"');
+    c.replace = replace;
+    about++;
+  }
+  if (about > 1) throw new BrokerError('bad-request', 'at most one of "received", "displayed", "acknowledged", "retract", "replace"');
+  if (c.marker !== undefined && o.body !== undefined) throw new BrokerError('bad-request', 'a chat marker has no "body"');
+  if (o.markable !== undefined) {
+    if (typeof o.markable !== 'boolean') throw new BrokerError('bad-request', '"markable" must be a boolean');
+    if (o.markable) c.markable = true;
+  }
+  return Object.keys(c).length > 0 ? c : undefined;
+}
+
+/** Does a message carry something a device is shown: a body, a subject, or a marker, receipt, retraction or correction? */
+export function showable(env: Envelope): boolean {
+  if (env.body !== undefined || env.subject !== undefined) return true;
+  const c = env.chat;
+  return c !== undefined && (c.marker !== undefined || c.receipt !== undefined || c.retract !== undefined || c.retracted !== undefined);
 }
 
 /** The JSON a device gets on `chat/{me}` for a message (or for an error about one it sent). */
@@ -100,6 +150,15 @@ export function chatJson(env: Envelope): string {
   if (env.type && env.type !== 'chat') out.type = env.type;
   if (env.subject !== undefined) out.subject = env.subject;
   if (env.thread !== undefined) out.thread = env.thread;
+  const c = env.chat;
+  if (c !== undefined) {
+    if (c.markable) out.markable = true;
+    if (c.marker) out[c.marker.type] = c.marker.id; // [XEP-0333]
+    if (c.receipt !== undefined) out.receipt = c.receipt; // [XEP-0184]
+    if (c.retract !== undefined) out.retract = c.retract; // [XEP-0424]
+    if (c.replace !== undefined) out.replace = c.replace; // [XEP-0308]
+    if (c.retracted) out.retracted = { timestamp: c.retracted.stamp, ...(c.retracted.by !== undefined ? { by: c.retracted.by } : {}) };
+  }
   if (env.delay) out.delayed = true; // came from the offline queue [XEP-0203]
   // The id in the recipient's own archive: a device asks history/request/{me} for what came after it.
   if (env.archive !== undefined && env.archive.owners.includes(env.to.bare().toString())) out.archiveId = env.archive.id;

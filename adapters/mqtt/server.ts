@@ -20,6 +20,7 @@ import { rejoinRestored, renderRoomEvent, roomSubscribed, roomTopic, roomUnsubsc
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
 import { StoredSessions } from './stored-sessions.ts';
+import { followUnread, unreadSnapshot } from './unread.ts';
 import { SysStats } from './sys.ts';
 import { isLiteral, reserved } from './topics.ts';
 import { fireStaleWills } from './wills.ts';
@@ -50,6 +51,7 @@ export class MqttServer {
   private sys?: SysStats;
   private offRemoved?: () => void;
   private offRenderer?: () => void;
+  private offUnread?: () => void;
 
   constructor(broker: Broker, opts: Partial<MqttOptions> = {}) {
     this.broker = broker;
@@ -115,6 +117,7 @@ export class MqttServer {
     if (svc) this.offRenderer = svc.setRenderer('mqtt', renderRoomEvent);
     // A removed account leaves no MQTT state for the next account of that name (issue 20, item 9).
     this.offRemoved = this.broker.hooks.on('account:removed', (username) => this.forgetAccount(username));
+    this.offUnread = followUnread(ctx); // unread/{me} (unread.ts)
     await this.forgetRemovedAccounts();
     if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
     this.wire(ctx);
@@ -157,6 +160,7 @@ export class MqttServer {
     this.sys?.stop();
     this.offRemoved?.();
     this.offRenderer?.();
+    this.offUnread?.();
     for (const srv of this.servers) srv.close();
     await new Promise<void>((r) => ctx.aedes.close(() => r()));
     for (const s of this.sockets) s.destroy();
@@ -351,6 +355,7 @@ export class MqttServer {
       session.enqueue(async () => {
         await session.subscriptionsChanged();
         for (const s of subs) if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
+        for (const s of subs) await unreadSnapshot(ctx, session, s);
         for (const s of subs) {
           const rt = roomTopic(s.topic);
           if ((s.qos as number) !== 128 && rt && rt !== 'invalid') await roomSubscribed(ctx, session, rt); // join after the SUBACK

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Address, isStorableMessage, OriginPipeline, type CloseReason, type Envelope, type Ordered, type Session } from '../../broker/index.ts';
 import type { AedesClient, MqttContext } from './context.ts';
-import { chatJson, presenceJson, type PresenceCommand } from './mapping.ts';
+import { chatJson, presenceJson, showable, type PresenceCommand } from './mapping.ts';
 import { chatTopic, presenceTopic, topicMatches } from './topics.ts';
 
 /**
@@ -189,7 +189,7 @@ export class MqttSession implements Session {
   }
 
   private deliverMessage(env: Envelope): void | Promise<void> {
-    if (env.type !== 'error' && env.body === undefined && env.subject === undefined) return; // chat states alone: nothing to show
+    if (env.type !== 'error' && !showable(env)) return; // chat states alone: nothing to show
     if (env.type === 'groupchat') return; // rooms/{room} is not mapped yet
     const topic = chatTopic(this.address.local);
     const qos = this.subscribedQos(topic);

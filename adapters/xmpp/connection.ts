@@ -27,7 +27,7 @@ import { reserveResource, bindResultXml } from './stream-bind.ts';
 import { SaslNegotiation, type SaslOutcome } from './stream-sasl.ts';
 import { envelopeXml, errorReply, toEnvelope } from './stanza.ts';
 import { streamErrorXml } from './stream-errors.ts';
-import { handleIq } from './iq.ts';
+import { handleIq, handlePreAuthIq } from './iq.ts';
 import { rosterItemXml } from './modules/roster.ts';
 import { nonzaRegistry } from './features.ts';
 import { SessionFilters, SessionState, type Outbound, type Slot } from './session-state.ts';
@@ -596,6 +596,10 @@ export class XmppConnection implements Session, StreamParserEvents {
       if (!this.mustStartTls()) {
         // [RFC6120 5.3.1] with TLS mandatory, nothing but STARTTLS is offered before it
         f += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(secure).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
+        // Modules' features before authentication (XEP-0077 <register/>): features.ts
+        const hooks = xmppHooks(this.broker);
+        if (hooks.has('stream:features:unauthenticated')) f += (await hooks.fold('stream:features:unauthenticated', [], this)).join('');
+        if (this.phase === 'closed') return;
       }
     } else {
       f += `<bind xmlns='${NS_BIND}'/>`; // [RFC6120 7]
@@ -632,6 +636,8 @@ export class XmppConnection implements Session, StreamParserEvents {
         return this.startTls();
       }
       if (ns === NS_SASL) return this.sasl(el);
+      // A module's pre-authentication IQ (XEP-0077 registration), else [RFC6120 4.9.3.12]
+      if (el.name === 'iq' && ns === NS_CLIENT && (await handlePreAuthIq(this.broker, this, el))) return;
       return this.close(closeReason('not-authorized', 'authenticate first')); // [RFC6120 4.9.3.12]
     }
     if (this.phase === 'bind') {

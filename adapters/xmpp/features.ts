@@ -8,10 +8,16 @@ import { xmppHooks } from './hooks.ts';
  * hook) that modules add to, each next to the handler of what it offers:
  * `<bind/>` is the stream code's own; rosterver, the legacy session, stream
  * management and CSI come from their modules. STARTTLS and SASL, offered
- * before authentication, stay in the stream code.
+ * before authentication, stay in the stream code; a module may add a feature
+ * there too (`phase: 'unauthenticated'`, XEP-0077 `<register/>`), offered
+ * only once STARTTLS is not required any more.
  */
-export function addStreamFeature(broker: Broker, feature: (conn: XmppConnection) => string | undefined): () => void {
-  return xmppHooks(broker).on('stream:features', (features, conn) => {
+export function addStreamFeature(
+  broker: Broker,
+  feature: (conn: XmppConnection) => string | undefined,
+  phase: 'authenticated' | 'unauthenticated' = 'authenticated',
+): () => void {
+  return xmppHooks(broker).on(phase === 'authenticated' ? 'stream:features' : 'stream:features:unauthenticated', (features, conn) => {
     const f = feature(conn);
     return f === undefined ? undefined : [...features, f];
   });

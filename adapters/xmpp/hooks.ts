@@ -14,6 +14,14 @@ export interface IqRequest {
   to: Address;
 }
 
+/** An IQ get/set to the server on a stream that has not authenticated yet (XEP-0077 registration). */
+export interface PreAuthIqRequest {
+  conn: XmppConnection;
+  stanza: Element;
+  child: Element;
+  type: 'get' | 'set';
+}
+
 /** A payload element for the result, or 'empty' for an empty result. Throw BrokerError for an error. */
 export type IqAnswer = Element | 'empty';
 
@@ -36,6 +44,8 @@ export interface XmppHooks extends HookSignatures {
   'caps:changed': [[conn: XmppConnection, features: ReadonlySet<string>, previous: ReadonlySet<string> | undefined], void];
   /** fold: extra stream features after authentication, as XML strings */
   'stream:features': [[features: string[], conn: XmppConnection], string[]];
+  /** fold: extra stream features before authentication, next to SASL (XEP-0077 `<register/>`) */
+  'stream:features:unauthenticated': [[features: string[], conn: XmppConnection], string[]];
 }
 
 const buses = new WeakMap<Broker, HookBus<XmppHooks>>();

@@ -8,12 +8,15 @@ import carbons from './modules/carbons.ts';
 import csi from './modules/csi.ts';
 import serverPing from './modules/server-ping.ts';
 import muc from './modules/muc.ts';
+import mucModerationRetract from './modules/muc-moderation-retract.ts';
 import mam from './modules/mam.ts';
 import caps from './modules/caps.ts';
 import pep from './modules/pep.ts';
 import privateStorage from './modules/private.ts';
 import blocking from './modules/blocking.ts';
+import mds from './modules/mds.ts';
 import vcard from './modules/vcard.ts';
+import vcardPep from './modules/vcard-pep.ts';
 import entityTime from './modules/entity-time.ts';
 import lastActivity from './modules/last-activity.ts';
 import register from './modules/register.ts';
@@ -27,4 +30,4 @@ export { xmppHooks, type XmppHooks } from './hooks.ts';
 export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, privateStorage, blocking, vcard, entityTime, lastActivity, register, muc, httpUpload, push];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, mds, privateStorage, blocking, vcard, vcardPep, entityTime, lastActivity, register, muc, mucModerationRetract, httpUpload, push];

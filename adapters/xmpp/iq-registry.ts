@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Element } from '@xmpp/xml';
 import type { Broker } from '../../broker/index.ts';
 import type { XmppConnection } from './connection.ts';
-import type { IqAnswer, IqRequest } from './hooks.ts';
+import type { IqAnswer, IqRequest, PreAuthIqRequest } from './hooks.ts';
 import { Slot } from './session-state.ts';
 
 /** What an IQ handler is registered for: the IQ type and its payload's namespace and name. */
@@ -19,6 +19,12 @@ export interface IqKey {
  */
 export type IqHandler = (req: IqRequest) => IqAnswer | undefined | Promise<IqAnswer | undefined>;
 
+/**
+ * Answers an IQ a client sends before authenticating (XEP-0077 in-band
+ * registration): same answers as {@link IqHandler}; there is no account yet.
+ */
+export type PreAuthIqHandler = (req: PreAuthIqRequest) => IqAnswer | Promise<IqAnswer>;
+
 function keyOf(type: string, ns: string | undefined, name: string): string {
   return `${type} {${ns ?? ''}}${name}`;
 }
@@ -31,6 +37,7 @@ function keyOf(type: string, ns: string | undefined, name: string): string {
  */
 export class IqRegistry {
   private readonly handlers = new Map<string, { owner: string; handler: IqHandler }>();
+  private readonly preAuth = new Map<string, { owner: string; handler: PreAuthIqHandler }>();
 
   /** Register; returns the remover (for ctx.onUnload). Throws when another module owns the key. */
   register(owner: string, key: IqKey, handler: IqHandler): () => void {
@@ -44,6 +51,30 @@ export class IqRegistry {
     return () => {
       if (this.handlers.get(k) === entry) this.handlers.delete(k);
     };
+  }
+
+  /**
+   * Register a handler for IQs sent before SASL succeeds, to the server
+   * (XEP-0077 in-band registration). Only keys registered here are taken
+   * from an unauthenticated stream; any other stanza there still ends the
+   * stream with not-authorized [RFC6120 4.9.3.12]. Returns the remover.
+   */
+  registerPreAuth(owner: string, key: IqKey, handler: PreAuthIqHandler): () => void {
+    const k = keyOf(key.type, key.ns, key.name);
+    const existing = this.preAuth.get(k);
+    if (existing) {
+      throw new Error(`pre-authentication IQ ${key.type} <${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`);
+    }
+    const entry = { owner, handler };
+    this.preAuth.set(k, entry);
+    return () => {
+      if (this.preAuth.get(k) === entry) this.preAuth.delete(k);
+    };
+  }
+
+  /** The pre-authentication handler for a request's type and payload, if any. */
+  lookupPreAuth(type: string, payload: Element): PreAuthIqHandler | undefined {
+    return this.preAuth.get(keyOf(type, payload.attrs.xmlns, payload.name))?.handler;
   }
 
   /** The handler for a request's type and payload, if any. */

@@ -2,9 +2,10 @@ import type { Element } from '@xmpp/xml';
 import { escapeXML } from '@xmpp/xml';
 import { Address, BrokerError, type Broker, type Envelope } from '../../broker/index.ts';
 import type { XmppConnection } from './connection.ts';
-import type { IqRequest } from './hooks.ts';
+import type { IqAnswer, IqRequest, PreAuthIqRequest } from './hooks.ts';
 import { answerFromClient, iqRegistry } from './iq-registry.ts';
 import { NS_CLIENT } from './ns.ts';
+import { errorReply } from './stanza.ts';
 
 const IQ_TYPES = new Set(['get', 'set', 'result', 'error']);
 
@@ -52,6 +53,36 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
   const from = el.attrs.to === undefined ? '' : ` from='${escapeXML(to.toString())}'`;
   const head = `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}'${from} to='${escapeXML(conn.address.toString())}'`;
   conn.sendStanza(answer === 'empty' ? `${head}/>` : `${head}>${answer.toString()}</iq>`);
+}
+
+/**
+ * An IQ on a stream that has not authenticated: answered when a module
+ * registered a pre-authentication handler for its type and payload and it
+ * is addressed to the server (no `to`, or the domain); the answer has no
+ * `to`, as the client has no address yet. False when nobody takes it (the
+ * stream then ends with not-authorized, as for any other stanza before
+ * authentication [RFC6120 4.9.3.12]).
+ */
+export async function handlePreAuthIq(broker: Broker, conn: XmppConnection, el: Element): Promise<boolean> {
+  const type = el.attrs.type;
+  const children = el.getChildElements();
+  if ((type !== 'get' && type !== 'set') || children.length !== 1 || !el.attrs.id) return false;
+  if (el.attrs.to !== undefined && el.attrs.to !== broker.domain) return false;
+  if (el.attrs.from !== undefined) return false; // no address to claim yet [RFC6120 8.1.2.1]
+  const handler = iqRegistry(broker).lookupPreAuth(type, children[0]);
+  if (!handler) return false;
+  const req: PreAuthIqRequest = { conn, stanza: el, child: children[0], type };
+  let answer: IqAnswer;
+  try {
+    answer = await handler(req);
+  } catch (err) {
+    if (!(err instanceof BrokerError)) broker.log.error({ err, ns: children[0].attrs.xmlns }, 'pre-authentication iq handler failed');
+    conn.sendStanza(errorReply(el, err instanceof BrokerError ? err : new BrokerError('internal-server-error'), broker.domain, undefined));
+    return true;
+  }
+  const head = `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}' from='${escapeXML(broker.domain)}'`;
+  conn.sendStanza(answer === 'empty' ? `${head}/>` : `${head}>${answer.toString()}</iq>`);
+  return true;
 }
 
 /** Helper for modules: the requester's bare address. */

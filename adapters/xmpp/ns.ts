@@ -32,6 +32,18 @@ export const NS_CARBONS = 'urn:xmpp:carbons:2';
 export const NS_HINTS = 'urn:xmpp:hints';
 export const NS_CSI = 'urn:xmpp:csi:0';
 export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
+/** [XEP-0184] Message Delivery Receipts */
+export const NS_RECEIPTS = 'urn:xmpp:receipts';
+/** [XEP-0333] Chat Markers */
+export const NS_MARKERS = 'urn:xmpp:chat-markers:0';
+/** [XEP-0424] Message Retraction */
+export const NS_RETRACT = 'urn:xmpp:message-retract:1';
+/** [XEP-0425] Moderated Message Retraction */
+export const NS_MODERATE = 'urn:xmpp:message-moderate:1';
+/** [XEP-0308] Last Message Correction */
+export const NS_CORRECT = 'urn:xmpp:message-correct:0';
+/** [XEP-0490] Message Displayed Synchronization (a PEP node) */
+export const NS_MDS = 'urn:xmpp:mds:displayed:0';
 
 // Groupchat (XEP-0045 and friends)
 export const NS_MUC = 'http://jabber.org/protocol/muc';

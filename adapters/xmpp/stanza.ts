@@ -1,5 +1,6 @@
-import { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
+import xmlLib, { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
 import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType, type AppCondition } from '../../broker/index.ts';
+import { chatMetaXml, readChatChild } from './chat-meta.ts';
 import { NS_CLIENT, NS_DELAY, NS_SID, NS_STANZAS } from './ns.ts';
 
 export { NS_DELAY, NS_SID, NS_STANZAS };
@@ -34,6 +35,7 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
         else if (core && c.name === 'subject' && env.subject === undefined && !c.attrs['xml:lang']) env.subject = c.getText();
         else if (core && c.name === 'thread' && env.thread === undefined && !c.attrs.parent) env.thread = c.getText();
         else if (ourStanzaId(c, from.domain)) continue; // [XEP-0359 §5] only the archive says its own ids
+        else if (!core && readChatChild(env, c)) continue; // receipts, markers, retraction, correction: env.chat
         else env.extensions.push(c.toString());
       }
       break;
@@ -94,6 +96,7 @@ export function envelopeXml(env: Envelope, to: Address): string {
     if (env.subject !== undefined) s += `<subject>${escapeXMLText(env.subject)}</subject>`;
     if (env.body !== undefined) s += `<body>${escapeXMLText(env.body)}</body>`;
     if (env.thread !== undefined) s += `<thread>${escapeXMLText(env.thread)}</thread>`;
+    if (env.chat !== undefined) s += chatMetaXml(env.chat);
   } else if (env.kind === 'presence') {
     if (env.show !== undefined) s += `<show>${env.show}</show>`;
     if (env.status !== undefined) s += `<status>${escapeXMLText(env.status)}</status>`;
@@ -115,9 +118,10 @@ export function envelopeXml(env: Envelope, to: Address): string {
 
 /**
  * An error reply to a stanza the client sent [RFC6120 8.3.1]: from and to
- * swapped, the same id, the original payload for IQs.
+ * swapped, the same id, the original payload for IQs. No `clientTo` before
+ * authentication (the client has no address yet).
  */
-export function errorReply(el: Element, err: BrokerError, serverFrom: string, clientTo: string): string {
+export function errorReply(el: Element, err: BrokerError, serverFrom: string, clientTo: string | undefined): string {
   const from = el.attrs.to ?? serverFrom;
   let s = `<${el.name} xmlns='${NS_CLIENT}'${attr('from', from)}${attr('to', clientTo)} type='error'${attr('id', el.attrs.id)}>`;
   if (el.name === 'iq') {
@@ -126,4 +130,20 @@ export function errorReply(el: Element, err: BrokerError, serverFrom: string, cl
   }
   s += errorXml(err.condition, err.type, err.text, err.app);
   return `${s}</${el.name}>`;
+}
+
+const Parser = (xmlLib as unknown as { Parser: new () => { on(e: string, fn: (x: Element) => void): void; write(s: string): void } }).Parser;
+
+/**
+ * The first element of serialised XML the node wrote itself (an envelope's
+ * extensions, a stored vCard or PEP payload), parsed back; undefined when
+ * there is none.
+ */
+export function parseStored(parts: string | string[]): Element | undefined {
+  let out: Element | undefined;
+  const p = new Parser();
+  p.on('element', (el: Element) => (out ??= el));
+  p.on('error', () => {});
+  p.write(`<w xmlns='${NS_CLIENT}'>${typeof parts === 'string' ? parts : parts.join('')}</w>`);
+  return out;
 }

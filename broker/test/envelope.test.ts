@@ -27,6 +27,7 @@ describe('Envelope records (storage and the cluster bus)', () => {
     timestamp: 1_700_000_000_000,
     delay: { stamp: 1_700_000_000_000, from: 'example.com', reason: 'offline' },
     error: { condition: 'item-not-found', type: 'cancel', text: 'gone' },
+    chat: { markable: true, marker: { type: 'displayed', id: 'm0' }, originId: 'm1' },
   };
 
   it('keeps every field, with the addresses as strings, and comes back equal', () => {

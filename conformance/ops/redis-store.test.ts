@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import {
   DOMAIN,
   isMessage,
@@ -16,6 +15,7 @@ import {
   presence,
   rosterGet,
   rosterItem,
+  sleep,
   startNode,
   stopAllClients,
   uniqueName,
@@ -23,7 +23,7 @@ import {
   xmppClient,
   type TestNode,
 } from '../helpers.ts';
-import { startRedis, type TestRedis } from '../redis-server.ts';
+import { redisKeys, startRedis, type TestRedis } from '../redis-server.ts';
 
 const PW = 'redis-store-pw';
 const NS_MAM = 'urn:xmpp:mam:2';
@@ -89,12 +89,29 @@ describe('a node on the Redis store (storage.backend: redis)', function () {
     await again.expectNone((e) => isMessage({ type: 'chat' })(e) && e.getChildText('body') === body, 300, 'the offline message a second time');
 
     // The data is under the configured prefix in Redis.
-    const client = new Redis(redis.url);
-    try {
-      const [, keys] = await client.scan('0', 'MATCH', 'conf:kv:*', 'COUNT', 1000);
-      assert.ok(keys.length > 0, 'kv keys under conf:');
-    } finally {
-      await client.quit();
-    }
+    assert.ok((await redisKeys(redis.url, 'conf:kv:*')).length > 0, 'kv keys under conf:');
+  });
+
+  it('/readyz says the store is away while redis-server is down, and the node serves again once it is back (ioredis reconnects)', async function () {
+    const node = nodes[nodes.length - 1];
+    const ready = async () => {
+      const r = await fetch(`http://127.0.0.1:${node.ports.http}/readyz`);
+      return { status: r.status, body: (await r.json()) as { ready: boolean; store: boolean } };
+    };
+    const before = await ready();
+    assert.deepEqual([before.status, before.body.store], [200, true]);
+    await redis.kill9();
+    let away = await ready();
+    for (let i = 0; i < 50 && away.status === 200; i++) away = (await sleep(100), await ready());
+    assert.equal(away.status, 503);
+    assert.equal(away.body.store, false);
+    await redis.restart();
+    let back = await ready();
+    for (let i = 0; i < 100 && back.status !== 200; i++) back = (await sleep(100), await ready());
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+    // What was stored before the restart is there (AOF): bob logs in and has his roster.
+    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW });
+    const roster = await b.request(rosterGet());
+    assert.equal(rosterItem(roster, `${alice}@${DOMAIN}`)?.attrs.subscription, 'both', roster.toString());
   });
 });

@@ -2,9 +2,10 @@
 // request is a hand-written <body/>, every response is parsed strictly
 // (namespace-aware: an undeclared prefix such as stream: fails the test).
 import { randomInt } from 'node:crypto';
-import { Element } from '@xmpp/xml';
-import { SaxesParser } from 'saxes';
-import { DOMAIN, NS_BIND, NS_SASL, NS_STREAM, ScramClient } from '../helpers.ts';
+import type { Element } from '@xmpp/xml';
+import { DOMAIN, NS_BIND, NS_SASL, NS_STREAM, parseStrict, ScramClient } from '../helpers.ts';
+
+export { parseStrict };
 
 export const NS_HTTPBIND = 'http://jabber.org/protocol/httpbind';
 export const NS_XBOSH = 'urn:xmpp:xbosh';
@@ -15,30 +16,6 @@ export interface BoshResponse {
   text: string;
   /** the parsed <body/> (undefined when the response is not XML) */
   body: Element;
-}
-
-/** Parse one response strictly into ltx Elements (qualified names and declarations kept). */
-export function parseStrict(text: string): Element {
-  const sax = new SaxesParser({ xmlns: true });
-  const stack: Element[] = [];
-  let root: Element | undefined;
-  sax.on('error', (err) => {
-    throw new Error(`response is not namespace-well-formed XML (${err.message}): ${text}`);
-  });
-  sax.on('opentag', (tag) => {
-    const attrs = Object.fromEntries(Object.entries(tag.attributes).map(([k, a]) => [k, a.value]));
-    const el = new Element(tag.name, attrs);
-    if (stack.length) stack[stack.length - 1].cnode(el);
-    else root = el;
-    stack.push(el);
-  });
-  sax.on('text', (t) => {
-    if (stack.length) stack[stack.length - 1].t(t);
-  });
-  sax.on('closetag', () => void stack.pop());
-  sax.write(text).close();
-  if (!root) throw new Error(`no element in response: ${text}`);
-  return root;
 }
 
 /** POST a text body to the BOSH endpoint. */

@@ -3,9 +3,9 @@
 // presence access, bookmarks with whitelist, items/max_items/retract/delete,
 // node configuration, and the malformed/forbidden request table.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import type { Element } from '@xmpp/xml';
 import { makeFriends, DOMAIN, ping, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
+import { capsVer } from '../caps-helpers.ts';
 
 const PW = 'pw-pep';
 const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
@@ -50,13 +50,6 @@ const appError = (el: Element) =>
     .getChild('error')
     ?.getChildElements()
     .find((c) => c.getNS() === NS_ERRORS)?.name;
-
-/** [XEP-0115 5.1] the ver of one identity and a feature list (no forms). */
-function capsVer(features: string[]): string {
-  let s = 'client/pc//parley-test<';
-  for (const f of [...features].sort()) s += `${f}<`;
-  return createHash('sha1').update(s).digest('base64');
-}
 
 describe('XEP-0163 PEP, XEP-0115 caps', function () {
   this.timeout(30_000);

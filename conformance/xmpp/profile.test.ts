@@ -1,7 +1,7 @@
 // Black-box XEP-0054 vcard-temp, XEP-0202 entity time, XEP-0012 last
 // activity and XEP-0077 password change / account removal, over @xmpp/client.
 import assert from 'node:assert/strict';
-import { makeFriends, DOMAIN, ping, presence, sleep, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import { closeAllRaw, makeFriends, DOMAIN, ping, rawUnauthenticated, presence, sleep, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
 
 const PW = 'pw-profile';
 
@@ -20,7 +20,10 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     for (const u of [alice, bob, carol]) await node.addUser(u, PW);
     await makeFriends(node, alice, bob, PW);
   });
-  afterEach(async () => stopAllClients());
+  afterEach(async () => {
+    closeAllRaw();
+    await stopAllClients();
+  });
   after(async () => node?.dispose());
 
   it('vCard: the owner sets it, anyone reads it, nobody else sets it, size bounded [XEP-0054 3.1, 3.2]', async () => {
@@ -82,5 +85,14 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     assert.equal(removed.attrs.type, 'result');
     await Promise.race([c2.closed, sleep(5000).then(() => assert.fail('the session was not closed'))]);
     await assert.rejects(login(user, 'gone', 'new-secret'), 'the account is gone');
+  });
+
+  it('in-band registration is off by default: no stream feature, not-allowed before login [XEP-0077 3.1]', async () => {
+    const { c, features } = await rawUnauthenticated(node.ports.xmpp);
+    assert.doesNotMatch(features, /iq-register/);
+    const form = await c.iq('get', "<query xmlns='jabber:iq:register'/>");
+    assert.equal(stanzaError(form).condition, 'not-allowed');
+    const set = await c.iq('set', `<query xmlns='jabber:iq:register'><username>${uniqueName('nope')}</username><password>long-enough-pw</password></query>`);
+    assert.equal(stanzaError(set).condition, 'not-allowed');
   });
 });

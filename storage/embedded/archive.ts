@@ -301,6 +301,24 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     return { records, complete: true };
   }
 
+  async setValue(conversation: string, seq: number, value: T): Promise<boolean> {
+    checkId('conversation', conversation);
+    // Under the conversation's lock, after the writes in flight: the record read is the one on disk.
+    return this.#lock.run(conversation, async () => {
+      await this.#settled();
+      const key = conversation + SEP + pad(seq);
+      const text = await this.#records.get(key);
+      if (text === undefined) return false;
+      const record = JSON.parse(text) as ArchiveRecord<T>;
+      record.value = value;
+      // One put of the record alone: its index entries point at its key, which stays.
+      const written = this.#write([{ type: 'put', sublevel: this.#records, key, value: JSON.stringify(record) }]);
+      this.#lastWrite = written;
+      await written.finally(() => this.#settle(written));
+      return true;
+    });
+  }
+
   async lastSeq(conversation: string): Promise<number> {
     checkId('conversation', conversation);
     // The last seq on disk: the cache may hold a seq whose write is still in

@@ -155,6 +155,26 @@ export class ArchiveRetention<T> {
     return applied;
   }
 
+  /**
+   * Rewrites one record (a tombstone's new value): false when the
+   * conversation has no record with that seq. Guarded like every rewrite.
+   */
+  async rewrite(conversation: string, seq: number, change: (r: ArchiveRecord<T>) => ArchiveRecord<T>): Promise<boolean> {
+    const ref = member(conversation, seq);
+    const key = this.k.conv(conversation);
+    let [l] = await this.#load([ref]);
+    for (let attempt = 0; l !== undefined && attempt <= RETRIES; attempt++) {
+      const next = JSON.stringify(change(l.record));
+      const cmds: Cmd[] = [['ZREMRANGEBYSCORE', key, seq, seq], ['ZADD', key, seq, next]];
+      const args: (string | number)[] = [seq, l.json];
+      for (const c of cmds) args.push(c.length, ...c);
+      if (Number(await GUARDED.run(this.conn(), [key], args)) === 1) return true;
+      [l] = await this.#load([ref]);
+    }
+    if (l === undefined) return false;
+    throw new Error(`archive record ${seq} of a conversation kept changing while it was rewritten`);
+  }
+
   async prune(olderThan: number): Promise<number> {
     // By archive time (position / 1000), walking the store's position index from its oldest entry.
     const cutoff = Math.floor(olderThan) * 1000;

@@ -71,6 +71,17 @@ export class RedisArchive<T> implements ArchiveStore<T> {
     return { records: found.slice(0, limit).map((j) => JSON.parse(j) as ArchiveRecord<T>), complete: found.length <= limit };
   }
 
+  /**
+   * Overwrites the value of one record in place (XEP-0424 tombstones): its
+   * seq, position, owners and index entries stay. False when the
+   * conversation has no record with that seq.
+   */
+  async setValue(conversation: string, seq: number, value: T): Promise<boolean> {
+    checkId('conversation', conversation);
+    const clone = jsonClone(value);
+    return this.#retention.rewrite(conversation, seq, (r) => ({ ...r, value: clone }));
+  }
+
   async lastSeq(conversation: string): Promise<number> {
     return Number((await this.conn().hget(this.#k.seqs, conversation)) ?? 0);
   }

@@ -72,13 +72,16 @@ export class RedisStorage implements Storage {
       for (const s of ALL_SCRIPTS) client.script('LOAD', s.lua).catch(() => {});
     });
     // Errors surface on the commands; the connection retries with backoff.
-    client.on('error', () => {});
+    let last: Error | undefined;
+    client.on('error', (err: Error) => (last = err));
     try {
       await client.connect();
       await Promise.all(ALL_SCRIPTS.map((s) => client.script('LOAD', s.lua)));
     } catch (err) {
       client.disconnect();
-      throw err;
+      // Where, without the URL's password, and why (the socket's error, not ioredis' "Connection is closed").
+      const where = `${client.options.host ?? '?'}:${client.options.port ?? '?'}`;
+      throw new Error(`redis store: cannot use the server at ${where}: ${(last ?? (err as Error)).message}`, { cause: err });
     }
     this.#client = client;
   }

@@ -33,24 +33,33 @@ export class Script {
 }
 
 /**
+ * Lua: fields and their values in a hash, flat [field, value…], read in
+ * chunks of 500 (unpack's limit); a field without a value is left out.
+ */
+const WITH_VALUES = `
+local function with_values(fields, hash)
+  local out = {}
+  for i = 1, #fields, 500 do
+    local chunk = {}
+    for j = i, math.min(i + 499, #fields) do chunk[#chunk + 1] = fields[j] end
+    local vs = redis.call('HMGET', hash, unpack(chunk))
+    for j = 1, #chunk do
+      if vs[j] then
+        out[#out + 1] = chunk[j]
+        out[#out + 1] = vs[j]
+      end
+    end
+  end
+  return out
+end`;
+
+/**
  * kv entries: keys of a prefix (KEYS[1] the lex index, ARGV its range) and
  * their values (KEYS[2] the hash), read at one instant. Flat [k, v, k, v…].
  */
 export const KV_ENTRIES = new Script(`
-local ks = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
-local out = {}
-for i = 1, #ks, 500 do
-  local chunk = {}
-  for j = i, math.min(i + 499, #ks) do chunk[#chunk + 1] = ks[j] end
-  local vs = redis.call('HMGET', KEYS[2], unpack(chunk))
-  for j = 1, #chunk do
-    if vs[j] then
-      out[#out + 1] = chunk[j]
-      out[#out + 1] = vs[j]
-    end
-  end
-end
-return out
+${WITH_VALUES}
+return with_values(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2]), KEYS[2])
 `);
 
 /**
@@ -69,20 +78,8 @@ return sid
 
 /** Queue list: the first ARGV[1] ids (-1: all) and their items, flat [id, item…]. KEYS: id list, items hash. */
 export const QUEUE_LIST = new Script(`
-local ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]))
-local out = {}
-for i = 1, #ids, 500 do
-  local chunk = {}
-  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
-  local vs = redis.call('HMGET', KEYS[2], unpack(chunk))
-  for j = 1, #chunk do
-    if vs[j] then
-      out[#out + 1] = chunk[j]
-      out[#out + 1] = vs[j]
-    end
-  end
-end
-return out
+${WITH_VALUES}
+return with_values(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1])), KEYS[2])
 `);
 
 /**

@@ -430,6 +430,25 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.equal(await archive.forgetOwner('nobody'), 0);
     });
 
+    it('setValue replaces one record\'s value in place: same seq, id and counts in every archive [XEP-0424 tombstone]', async function () {
+      const archive = storage.archive<Msg>('mam');
+      const id3 = await idOf(3);
+      assert.equal(await archive.setValue('alice|bob', 3, { body: 'retracted' }), true);
+      const a = await owner('alice');
+      assert.deepEqual([a.ns, a.count], [[1, 2, 3, 4, 5, 6, 7, 8, 9], 9]);
+      const three = a.records[2];
+      assert.deepEqual([three.archiveId, three.seq, three.value], [id3, 3, { body: 'retracted' }]);
+      const b = await owner('bob', { ids: [id3] });
+      assert.deepEqual(b.records.map((r) => r.value), [{ body: 'retracted' }]);
+      assert.deepEqual((await archive.query('alice|bob', { afterSeq: 2, limit: 1 })).records.map((r) => [r.seq, r.pos, r.value]), [[3, Number(id3), { body: 'retracted' }]]);
+      // The other conversations are untouched; a seq that was never appended is no record.
+      assert.deepEqual((await archive.query('bob|carol', { afterSeq: 2, limit: 1 })).records[0].value, { body: 'hello 3' });
+      assert.equal(await archive.setValue('alice|bob', 99, { body: 'x' }), false);
+      assert.equal(await archive.setValue('nobody|else', 1, { body: 'x' }), false);
+      // The next append of the conversation goes on after the rewritten record.
+      assert.equal((await archive.append(chat('alice|bob', 10))).seq, 7);
+    });
+
     it('ids and counts survive a reopen, and ids never go back', async function () {
       if (!reopen) this.skip();
       const before = await owner('alice');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
+import { freePort, redisKeys, startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 import { RedisStorage } from '../redis/index.ts';
 import { storageContract } from './contract.ts';
 import { chat, type Msg } from './contract-archive.ts';
@@ -29,13 +29,10 @@ describe('storage contract: redis (a real redis-server on a free loopback port)'
         return storage;
       },
       cleanup: async () => {
+        const keys = await redisKeys(server.url, `${prefix}*`);
+        if (keys.length === 0) return;
         const client = new Redis(server.url);
-        let cursor = '0';
-        do {
-          const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-          cursor = next;
-          if (keys.length > 0) await client.del(...keys);
-        } while (cursor !== '0');
+        await client.del(...keys);
         await client.quit();
       },
     };
@@ -69,6 +66,17 @@ describe('storage: redis shared by two nodes, and kill -9 of the server', functi
     opened.push(s);
     return s;
   }
+
+  it('open says which server and why when it cannot connect (and not the password)', async function () {
+    const port = await freePort();
+    const s = new RedisStorage({ url: `redis://:secret-pw@127.0.0.1:${port}` });
+    await assert.rejects(s.open(), (err: Error) => {
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`));
+      assert.doesNotMatch(err.message, /secret-pw/);
+      return true;
+    });
+    assert.equal(await s.ping(), false);
+  });
 
   it('two nodes appending to one conversation at once get distinct seqs and archive ids, with no gap', async function () {
     const [a, b] = [await node(), await node()];

@@ -30,9 +30,11 @@ export function eligible(env: Envelope): boolean {
   if (env.kind !== 'message') return false;
   const type = env.type ?? 'normal';
   if (type !== 'chat' && !(type === 'normal' && env.body !== undefined)) {
-    if (type !== 'normal' || !env.extensions.some((x) => IM_PAYLOADS.some((ns) => x.includes(ns)))) return false;
+    const c = env.chat;
+    const im = c !== undefined && (c.receipt !== undefined || c.marker !== undefined || c.request === true || c.markable === true || c.retract !== undefined);
+    if (type !== 'normal' || !(im || env.extensions.some((x) => IM_PAYLOADS.some((ns) => x.includes(ns))))) return false;
   }
-  if (hasChild(env, PRIVATE) || hasChild(env, NO_COPY)) return false;
+  if (hasChild(env, PRIVATE) || hasChild(env, NO_COPY)) return false; // [XEP-0334 4.3] no-copy
   // Never a copy of a copy.
   return !hasChild(env, RECEIVED) && !hasChild(env, SENT);
 }
@@ -72,7 +74,7 @@ export default defineModule({
   options: {},
   specs: [
     { spec: 'XEP-0280', status: 'complete', note: 'bare-JID messages reach every available resource as originals, not as carbons' },
-    { spec: 'XEP-0334', section: 'no-copy', status: 'partial', note: 'no-copy is honoured by carbons; other hints are ignored' },
+    { spec: 'XEP-0334', status: 'complete', note: 'no-copy honoured by carbons; store, no-store and no-permanent-store by the core (docs/conversations.md)' },
   ],
   setup(ctx) {
     const { broker } = ctx;

@@ -16,7 +16,10 @@ const csiSlot = new Slot<CsiState>('csi');
 /** A body-less message whose only payload is a chat state [XEP-0085]. */
 function onlyChatState(out: Outbound): boolean {
   const env = out.env!;
-  return env.body === undefined && env.subject === undefined && env.extensions.length > 0 && env.extensions.every((x) => x.includes(NS_CHATSTATES));
+  if (env.body !== undefined || env.subject !== undefined || env.extensions.length === 0) return false;
+  // A marker or receipt riding along (env.chat, chat-meta.ts) is not a chat state: it goes at once.
+  if (env.chat !== undefined && Object.keys(env.chat).some((k) => k !== 'hint' && k !== 'originId')) return false;
+  return env.extensions.every((x) => x.includes(NS_CHATSTATES));
 }
 
 function makeFilter(broker: Broker, state: CsiState) {

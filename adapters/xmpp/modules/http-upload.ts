@@ -1,7 +1,8 @@
-import xmlLib, { escapeXML, type Element } from '@xmpp/xml';
+import { escapeXML } from '@xmpp/xml';
 import { BrokerError, defineModule, UploadRefused, uploadService, type AppCondition, type Broker, type Envelope, type UploadService } from '../../../broker/index.ts';
 import { xmppHooks } from '../hooks.ts';
-import { NS_CLIENT, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_HTTP_UPLOAD, NS_PING } from '../ns.ts';
+import { parseStored } from '../stanza.ts';
+import { NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_HTTP_UPLOAD, NS_PING } from '../ns.ts';
 
 /**
  * XEP-0363 HTTP File Upload over XMPP: the `upload.{domain}` service domain
@@ -31,17 +32,6 @@ export default defineModule({
     );
   },
 });
-
-const Parser = (xmlLib as unknown as { Parser: new () => { on(e: string, fn: (x: Element) => void): void; write(s: string): void } }).Parser;
-
-function firstChild(parts: string[]): Element | undefined {
-  let out: Element | undefined;
-  const p = new Parser();
-  p.on('element', (el: Element) => (out ??= el));
-  p.on('error', () => {});
-  p.write(`<w xmlns='${NS_CLIENT}'>${parts.join('')}</w>`);
-  return out;
-}
 
 function reply(broker: Broker, env: Envelope, payload?: string): Promise<void> {
   return broker.router.route({ kind: 'iq', type: 'result', from: env.to, to: env.from, id: env.id, extensions: payload ? [payload] : [] });
@@ -80,7 +70,7 @@ async function handle(broker: Broker, svc: UploadService, env: Envelope): Promis
     // only this domain's accounts may upload [XEP-0363 4]
     if (env.from.domain !== broker.domain || !env.from.local) throw new BrokerError('not-allowed', 'only accounts of this server may upload');
     if (env.to.local || env.to.resource) throw new BrokerError('service-unavailable');
-    const child = firstChild(env.extensions);
+    const child = parseStored(env.extensions);
     if (!child) throw new BrokerError('bad-request');
     const key = `${env.type} {${child.attrs.xmlns ?? ''}}${child.name}`;
     switch (key) {

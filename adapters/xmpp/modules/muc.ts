@@ -19,6 +19,8 @@ import {
   type RoomService,
   type Session,
 } from '../../../broker/index.ts';
+import { restoreChatMeta } from '../chat-meta.ts';
+import { roomFeatures } from './muc-moderation-retract.ts';
 import { xmppHooks } from '../hooks.ts';
 import {
   NS_CLIENT,
@@ -61,7 +63,7 @@ interface LtxParser {
 const Parser = (xmlLib as unknown as { Parser: new () => LtxParser }).Parser;
 
 /** Parse serialised payloads (an envelope's extensions) back into elements. */
-function parseAll(parts: string[]): Element[] {
+export function parseAll(parts: string[]): Element[] {
   if (!parts.length) return [];
   const out: Element[] = [];
   const p = new Parser();
@@ -383,6 +385,7 @@ class Muc {
       if (env.from.domain !== this.broker.domain || !env.from.local) return; // only this domain's users reach here
       if (env.kind === 'iq') return await this.iq(env);
       if (env.kind === 'presence') return await this.presence(env);
+      restoreChatMeta(env); // a room relays payloads as sent (chat-meta.ts)
       return await this.message(env);
     } catch (err) {
       if (err instanceof BrokerError)
@@ -698,6 +701,7 @@ class Muc {
       'muc_unlocked',
     ];
     if (c.archive) features.push(NS_MAM);
+    features.push(...roomFeatures(this.broker)); // muc-moderation-retract.ts [XEP-0425]
     const readable = room.mayRead(user) || room.occupantsOf(user).length > 0;
     let form = `<x xmlns='${NS_DATA}' type='result'>${field('hidden', 'FORM_TYPE', NS_MUC_ROOMINFO)}`;
     form += field('text-single', 'muc#roominfo_description', c.description, 'Description');

@@ -109,6 +109,10 @@ export class PepService {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** per node: what other views (XEP-0048 bookmarks) keep of an item, computed when it is published */
   readonly views = new Map<string, (payload: Element) => Record<string, string> | undefined>();
+  /** called after an item was published, outside the account's write lock (XEP-0398 conversions may publish again) */
+  readonly published = new Set<(owner: Address, node: string, id: string, payload: Element) => Promise<void>>();
+  /** called after items were retracted or a node purged or deleted, outside the lock */
+  readonly emptied = new Set<(owner: Address, node: string) => Promise<void>>();
   /** called after an item was published, retracted, a node purged or deleted */
   private readonly notifyFn: (owner: Address, node: string, config: NodeConfig, event: string) => Promise<void>;
 
@@ -260,7 +264,7 @@ export class PepService {
    * does not exist [XEP-0163 3, XEP-0060 7.1.4]; on an existing node the
    * options are preconditions [XEP-0060 7.1.5]. Returns the item id.
    */
-  publish(
+  async publish(
     owner: Address,
     node: string,
     id: string | undefined,
@@ -271,7 +275,7 @@ export class PepService {
     const text = payload.toString();
     if (Buffer.byteLength(text) > this.limits.maxItemBytes) throw perr('not-acceptable', 'payload-too-big'); // [XEP-0060 7.1.3.4]
     const itemId = id || randomBytes(8).toString('hex');
-    return this.locked(owner, async () => {
+    await this.locked(owner, async () => {
       let meta = await this.meta(owner, node);
       if (!meta) {
         let config: NodeConfig;
@@ -313,13 +317,14 @@ export class PepService {
       await this.store.batch(ops as Parameters<typeof this.store.batch>[0]);
       const event = `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'><item id='${escapeXML(itemId)}'>${text}</item></items></event>`;
       await this.notifyFn(owner, node, meta.config, event);
-      return itemId;
     });
+    for (const fn of this.published) await fn(owner, node, itemId, payload);
+    return itemId;
   }
 
   /** Retract items [XEP-0060 7.2]; item-not-found when the node or an item does not exist. */
-  retract(owner: Address, node: string, ids: string[], notify: boolean): Promise<void> {
-    return this.locked(owner, async () => {
+  async retract(owner: Address, node: string, ids: string[], notify: boolean): Promise<void> {
+    await this.locked(owner, async () => {
       const meta = await this.meta(owner, node);
       if (!meta) throw perr('item-not-found', undefined, 'no such node'); // [XEP-0060 7.2.3]
       for (const id of ids) if (!meta.ids.includes(id)) throw perr('item-not-found', undefined, `no item ${id}`); // [XEP-0060 7.2.3]
@@ -333,11 +338,12 @@ export class PepService {
         await this.notifyFn(owner, node, meta.config, `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'>${retracts}</items></event>`);
       }
     });
+    for (const fn of this.emptied) await fn(owner, node);
   }
 
   /** Delete a node and its items [XEP-0060 8.4]; `purge` keeps the node [XEP-0060 8.5]. */
-  remove(owner: Address, node: string, purge: boolean): Promise<void> {
-    return this.locked(owner, async () => {
+  async remove(owner: Address, node: string, purge: boolean): Promise<void> {
+    await this.locked(owner, async () => {
       const meta = await this.meta(owner, node);
       if (!meta) throw perr('item-not-found', undefined, 'no such node'); // [XEP-0060 8.4.3.2]
       const ops: { type: 'put' | 'del'; key: string; value?: PepValue }[] = meta.ids.map((id) => ({ type: 'del', key: this.itemKey(owner, node, id) }));
@@ -346,6 +352,7 @@ export class PepService {
       const what = purge ? 'purge' : 'delete';
       await this.notifyFn(owner, node, meta.config, `<event xmlns='${NS_PUBSUB_EVENT}'><${what} node='${escapeXML(node)}'/></event>`);
     });
+    for (const fn of this.emptied) await fn(owner, node);
   }
 
   /** Change a node's configuration [XEP-0060 8.2]. */

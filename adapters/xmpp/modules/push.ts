@@ -32,6 +32,15 @@ interface BurstState {
   sending: boolean;
 }
 
+/**
+ * A message worth waking a phone for: stored, with a body or subject.
+ * Receipts and chat markers are stored too, but push nothing, as Prosody's
+ * mod_cloud_notify decides.
+ */
+function important(env: Envelope): boolean {
+  return isStorableMessage(env) && (env.body !== undefined || env.subject !== undefined);
+}
+
 /** The error type of an IQ error: set by our router, or in the `<error/>` child a client sent. */
 function errorType(env: Envelope): string | undefined {
   if (env.error) return env.error.type;
@@ -168,7 +177,7 @@ export default defineModule({
       broker.hooks.on(
         'message:offline',
         (env) => {
-          if (isStorableMessage(env)) notifyAll(env).catch((err) => log.warn({ err }, 'push: notify failed'));
+          if (important(env)) notifyAll(env).catch((err) => log.warn({ err }, 'push: notify failed'));
           return undefined; // the offline module stores it
         },
         10,
@@ -177,7 +186,7 @@ export default defineModule({
     ctx.onUnload(
       broker.hooks.on('message:delivered', (env, session) => {
         // a detached stream-management session takes the message into its queue: the phone may be asleep
-        if (!(session instanceof XmppConnection) || session.live || !isStorableMessage(env)) return;
+        if (!(session instanceof XmppConnection) || session.live || !important(env)) return;
         if (!asleep(session.address)) return;
         notifyAll(env).catch((err) => log.warn({ err }, 'push: notify failed'));
       }),
