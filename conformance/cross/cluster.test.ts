@@ -25,6 +25,8 @@ describe('a cluster of three nodes on Redis', function () {
    */
   const clusterYaml = (id: string) =>
     [
+      // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
+      '  heartbeatIntervalMs: 200',
       `nodeId: ${id}`,
       `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
       `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${HEARTBEAT_MS}, drainGraceMs: 300 }`,
@@ -156,6 +158,30 @@ describe('a cluster of three nodes on Redis', function () {
     const sorted = [...seqs].sort((x, y) => x - y);
     assert.equal(new Set(seqs).size, 2 * N, `distinct: ${seqs.join(',')}`);
     assert.equal(sorted[2 * N - 1] - sorted[0], 2 * N - 1, `one counter, no gaps: ${sorted.join(',')}`);
+  });
+
+  it('MQTT wills with the state shared: never fired while their node lives, fired once by another node after it is killed', async () => {
+    const [holder, watcher] = [uniqueName('will'), uniqueName('watch')];
+    await addUsers(nodes.n1, { [holder]: PW, [watcher]: PW });
+    const topic = `wills/${tag}/${holder}`;
+    // Plain topics do not cross nodes yet: a watcher on each node that may fire it.
+    const got: string[] = [];
+    for (const n of ['n1', 'n2']) {
+      const w = await mqttConnect(nodes[n].mqttPorts().mqtt, { username: watcher, password: PW, clientId: `watch-${n}-${tag}` });
+      await w.subscribeAsync(topic, { qos: 1 });
+      w.on('message', (t, payload) => t === topic && got.push(`${n}:${payload}`));
+    }
+    await mqttConnect(nodes.n3.mqttPorts().mqtt, { username: holder, password: PW, clientId: `holder-${tag}`, will: { topic, payload: Buffer.from('gone'), qos: 1, retain: false }, reconnectPeriod: 0 });
+    // n1's and n2's aedes never hear n3's aedes heartbeat; 4 of their sweeps (every 4 × 200 ms) must leave the live client's will alone
+    await sleep(3500);
+    assert.deepEqual(got, [], 'a will of a client alive on another node fired');
+    await nodes.n3.kill9();
+    await eventually(() => assert.equal(got.length, 1), 15_000);
+    assert.match(got[0], /^n[12]:gone$/);
+    await sleep(1000);
+    assert.equal(got.length, 1, `fired once: ${got.join(', ')}`);
+    await nodes.n3.restart();
+    await eventually(async () => assert.ok((await clusterStatus('n1')).nodes.some((n) => n.id === 'n3')));
   });
 
   it('a node killed with SIGKILL: after 3 heartbeats its contacts see it go, messages to it wait offline, status drops it', async () => {
