@@ -7,9 +7,10 @@
 //   --only REGEX       only workloads whose id matches
 //   --servers REGEX    only servers whose name matches (e.g. 'parley|^prosody$')
 //   --work DIR         scratch directory, wiped first (default /tmp/parley-bench)
-//   --quiet-wait S     wait at most S seconds for the machine to be 80 % idle before a run (default 120)
 //   --profile          afterwards, one CPU-profiled Parley chat run (node --cpu-prof), summarised
 //   --no-results-md    do not rewrite bench/RESULTS.md
+//   --quiet-wait S     before each run, wait at most S seconds for the machine to be 80 % idle (default 120; 0: do
+//                      not wait, for A/B runs on a shared machine that compare server CPU per message, not rates)
 //   --max-steal P      repeat a throughput or latency run during which the hypervisor stole more than P % of
 //                      this VM's CPU time (default 5), at most --steal-retries more times (default 3)
 import { spawn, spawnSync } from 'node:child_process';
@@ -69,9 +70,9 @@ const T = () => ['--warmup', String(warmup), '--duration', String(duration)];
 const mqttCommon = (s: Server) => ['--port', String(s.ports.mqtt), ...(s.mqttAuth ? ['--auth'] : []), '--users', String(USERS)];
 
 const workloads: Workload[] = [
-  { id: 'xmpp-chat-sat', title: 'XMPP 1:1 chat, 100 pairs, closed loop (window 4 per direction)', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', ...T()], target: '≥ 2× ejabberd, ≥ 3× Prosody' },
-  { id: 'xmpp-chat-sm', title: 'XMPP 1:1 chat with stream management, <r/> every 5 stanzas, 100 pairs, closed loop (window 4); compare with xmpp-chat-sat', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley'], args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', '--sm', '5', ...T()], target: '≥ 85% of xmpp-chat-sat (SM costs ≤ 15 %)' },
-  { id: 'xmpp-chat-2000', title: 'XMPP 1:1 chat, 100 pairs, 2,000 msgs/s offered', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 5, args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: 'p99 < 5 ms' },
+  { id: 'xmpp-chat-sat', title: 'XMPP 1:1 chat, 100 pairs, closed loop (window 4 per direction)', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', '--pid', String(s.pid), ...T()], target: '≥ 2× ejabberd, ≥ 3× Prosody' },
+  { id: 'xmpp-chat-sm', title: 'XMPP 1:1 chat with stream management, <r/> every 5 stanzas, 100 pairs, closed loop (window 4); compare with xmpp-chat-sat', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley'], args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', '--sm', '5', '--pid', String(s.pid), ...T()], target: '≥ 85% of xmpp-chat-sat (SM costs ≤ 15 %)' },
+  { id: 'xmpp-chat-2000', title: 'XMPP 1:1 chat, 100 pairs, 2,000 msgs/s offered', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 5, args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'rate', '--rate', '2000', '--pid', String(s.pid), ...T()], target: 'p99 < 5 ms' },
   { id: 'xmpp-idle-plain', title: `XMPP idle authenticated sessions (${sessions}, plaintext, bound + presence)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS)], target: '≤ 12 KB (12,288 B)' },
   { id: 'xmpp-idle-tls', title: `XMPP idle authenticated sessions (${sessions}, STARTTLS)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS), '--tls'], target: 'state the figure' },
   { id: 'xmpp-login-scram', title: 'XMPP login rate, SCRAM-SHA-1, plaintext (20 concurrent)', proto: 'xmpp', script: 'xmpp-login.ts', metric: 'loginsPerSec', unit: 'logins/s', args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'SCRAM-SHA-1', '--users', '200', ...T()], target: '≥ 2× Prosody' },
@@ -118,6 +119,7 @@ function stealPct(a: ReturnType<typeof cpuTimes>, b: ReturnType<typeof cpuTimes>
  * ran into the next server's run (idle 0.34 before it, p99 275 ms).
  */
 async function waitQuiet(maxMs = quietWaitMs, want = 0.8): Promise<number> {
+  if (maxMs <= 0) return NaN;
   const until = Date.now() + maxMs;
   let idle = 0;
   do {
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
             const r = await runGenerator(w.script, w.args(s), (duration + warmup) * 1000 + 120_000);
             const steal = stealPct(before, cpuTimes());
             if (!r.ok) log(`  failed: ${r.error}`);
-            else log(`  ${pick(r, w.metric)} ${w.unit} (steal ${steal} %)`);
+            else log(`  ${pick(r, w.metric)} ${w.unit}${r.serverCpuUsPerMsg === undefined ? '' : `, server ${r.serverCpuUsPerMsg} µs CPU/msg`} (steal ${steal} %)`);
             if (r.ok && steal > maxSteal && attempt <= stealRetries) {
               log(`  steal ${steal} % > ${maxSteal} %: not kept, run again`);
               continue;

@@ -2,6 +2,7 @@
 // with a window per direction or a fixed offered rate. One JSON line out.
 //   --port P [--host 127.0.0.1] [--domain localhost] [--pairs 100] [--mode window|rate]
 //   [--window 4] [--rate 2000] [--warmup 2] [--duration 8] [--user-prefix u] [--password pw]
+//   [--pid PID]: report the server's CPU time per message (serverCpuUsPerMsg, /proc; all its threads)
 //   [--sm N]: enable stream management [XEP-0198] and send <r/> after every N messages (and answer the server's)
 //   [--ports P1,P2,...]: several nodes of a cluster, client i on Pi mod k (with 2 nodes every pair crosses nodes; bench/cluster.ts)
 import { num, parseFlags, pool, run, str } from './lib/common.ts';
@@ -41,6 +42,7 @@ run(async () => {
     warmupMs: num(f, 'warmup', 2) * 1000,
     durationMs: num(f, 'duration', 8) * 1000,
     send: (flow, body) => clients[flow].sendChat(chatStanza(to[flow], body)),
+    serverPid: f.pid ? num(f, 'pid', 0) : undefined,
   });
   for (const c of clients) c.chatMode((b) => driver.receive(b));
   const r = await driver.run();

@@ -4,16 +4,14 @@ import { z } from 'zod';
 import { envelopeXml } from '../adapters/xmpp/index.ts';
 import {
   Address,
+  adminOps,
   BrokerError,
-  closeReason,
   roomService,
   type Affiliation,
   type Broker,
-  type Envelope,
   type Room,
-  type Session,
 } from '../broker/index.ts';
-import { backupStore } from './backup.ts';
+import { backupStore, mqttBackupOf } from './backup.ts';
 import { clusterDrain, clusterStatus } from './cluster-admin.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
@@ -22,7 +20,11 @@ export type AdminRequest =
   | { cmd: 'user.remove'; username: string }
   | { cmd: 'user.passwd'; username: string; password: string }
   | { cmd: 'user.list' }
+  /** an account's roster [XEP-0133 4.8] */
+  | { cmd: 'user.roster'; username: string }
   | { cmd: 'status' }
+  /** a running node only (bin/reload.ts): read the config file again, apply what can be applied live */
+  | { cmd: 'reload' }
   /** a running node only (bin/node.ts): serve the certificate files again */
   | { cmd: 'tls.reload' }
   /** rooms (a running node with groupchat on; docs/groupchat.md) */
@@ -57,7 +59,9 @@ export type AdminRequest =
   | { cmd: 'session.kick'; jid: string; reason?: string }
   | { cmd: 'announce'; text: string; subject?: string; allUsers?: boolean }
   | { cmd: 'offline.show'; username: string; limit?: number }
-  | { cmd: 'archive.purge'; before: number }
+  | { cmd: 'archive.purge'; before: number; user?: string }
+  /** the retention policy (modules.archive.maxAgeDays / maxPerUser) applied now */
+  | { cmd: 'archive.retain'; maxAgeDays: number; maxPerUser: number }
   | { cmd: 'archive.export'; username: string; after?: string; max?: number }
   /** a consistent copy of the embedded store into a new directory (bin/backup.ts) */
   | { cmd: 'backup'; dir: string };
@@ -78,7 +82,9 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('user.remove'), username }),
   z.object({ cmd: z.literal('user.passwd'), username, password }),
   z.object({ cmd: z.literal('user.list') }),
+  z.object({ cmd: z.literal('user.roster'), username }),
   z.object({ cmd: z.literal('status') }),
+  z.object({ cmd: z.literal('reload') }),
   z.object({ cmd: z.literal('tls.reload') }),
   z.object({ cmd: z.literal('room.list') }),
   z.object({ cmd: z.literal('room.info'), room: username }),
@@ -117,7 +123,8 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('session.kick'), jid: z.string().min(1).max(3071), reason: z.string().max(1024).optional() }),
   z.object({ cmd: z.literal('announce'), text: z.string().min(1).max(64 * 1024), subject: z.string().max(1024).optional(), allUsers: z.boolean().optional() }),
   z.object({ cmd: z.literal('offline.show'), username, limit: z.number().int().min(1).max(10_000).optional() }),
-  z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0) }),
+  z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0), user: username.optional() }),
+  z.object({ cmd: z.literal('archive.retain'), maxAgeDays: z.number().min(0), maxPerUser: z.number().int().min(0) }),
   z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
   z.object({ cmd: z.literal('cluster.status') }),
@@ -128,7 +135,9 @@ const COMMANDS = new Set([
   'user.remove',
   'user.passwd',
   'user.list',
+  'user.roster',
   'status',
+  'reload',
   'tls.reload',
   'room.list',
   'room.info',
@@ -143,6 +152,7 @@ const COMMANDS = new Set([
   'announce',
   'offline.show',
   'archive.purge',
+  'archive.retain',
   'archive.export',
   'backup',
   'cluster.status',
@@ -184,25 +194,27 @@ export function parseAdminRequest(
   return { ok: true, req: r.data };
 }
 
-/** Run one admin command against a broker (running node or an opened store). */
+/** Run one admin command against a broker (running node or an opened store); the operations are broker/admin.ts's. */
 export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unknown> {
   switch (req.cmd) {
     case 'user.add':
-      await broker.accounts.create(req.username, req.password);
+      await adminOps.addUser(broker, req.username, req.password);
       return undefined;
     case 'user.remove':
-      // The one removal path: sessions, rosters, requests, queues and the account:removed hook.
-      await broker.removeAccount(req.username);
+      await adminOps.removeUser(broker, req.username);
       return undefined;
     case 'user.passwd':
-      await broker.accounts.setPassword(req.username, req.password);
+      await adminOps.setPassword(broker, req.username, req.password);
       return undefined;
     case 'user.list':
-      return broker.accounts.list();
+      return adminOps.listUsers(broker);
+    case 'user.roster':
+      return adminOps.userRoster(broker, req.username);
     case 'status':
-      return status(broker);
+      return adminOps.nodeStatus(broker);
     case 'tls.reload':
-      throw new Error('no node is running (the certificate is read at start)');
+    case 'reload':
+      throw new BrokerError('service-unavailable', 'no node is running (the configuration is read at start)');
     case 'cluster.status':
       return clusterStatus(broker);
     case 'cluster.drain':
@@ -210,39 +222,34 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'ping':
       return { version: broker.version };
     case 'user.info':
-      return userInfo(broker, req.username);
+      return adminOps.userInfo(broker, req.username);
     case 'session.list':
-      return broker.sessions
-        .all()
-        .filter((s) => req.user === undefined || s.address.local === req.user || s.address.bare().toString() === req.user)
-        .map((s) => sessionView(broker, s));
+      return adminOps.listSessions(broker, req.user);
     case 'session.kick':
-      return kick(broker, req.jid, req.reason);
+      return adminOps.kick(broker, req.jid, req.reason);
     case 'announce':
-      return announce(broker, req.text, req.subject, req.allUsers === true);
-    case 'offline.show': {
-      const user = await existingUser(broker, req.username);
-      const envs = await broker.offline.peek(user, req.limit ?? 100);
-      return { user: user.toString(), count: await broker.offline.count(user), messages: envs.map(messageView) };
-    }
+      return adminOps.announce(broker, req.text, req.subject, req.allUsers === true);
+    case 'offline.show':
+      return adminOps.offlineShow(broker, req.username, req.limit);
     case 'archive.purge':
-      // Retention on demand: every archive, messages archived before the time [XEP-0313 does not say how long a server keeps them].
-      return { removed: await broker.archive.prune(req.before) };
+      return adminOps.purgeArchive(broker, req.before, req.user);
+    case 'archive.retain':
+      return adminOps.applyRetention(broker, { maxAgeDays: req.maxAgeDays, maxPerUser: req.maxPerUser });
     case 'archive.export': {
-      const user = await existingUser(broker, req.username);
+      const user = await adminOps.existingUser(broker, req.username);
       const page = await broker.archive.queryUser(user, { ...(req.after !== undefined && { after: req.after }), max: req.max ?? 100 });
       return {
         user: user.toString(),
         count: page.count,
         complete: page.complete,
         // `id`: the archive id (XEP-0359 stanza-id, what `after` pages by); the client's own id stays in `xml`
-        messages: page.messages.map((m) => ({ ...messageView(m.env), id: m.id, stamp: m.stamp, xml: envelopeXml(m.env, m.env.to) })),
+        messages: page.messages.map((m) => ({ ...adminOps.messageView(m.env), id: m.id, stamp: m.stamp, xml: envelopeXml(m.env, m.env.to) })),
       };
     }
     case 'backup': {
       const storage = broker.storage as { backup?: (dir: string) => Promise<{ records: number }> };
       if (!storage.backup) throw new BrokerError('feature-not-implemented', `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`);
-      return backupStore(storage.backup.bind(storage), req.dir, { domain: broker.domain, version: broker.version });
+      return backupStore(storage.backup.bind(storage), req.dir, { domain: broker.domain, version: broker.version }, mqttBackupOf(broker));
     }
     case 'room.list':
     case 'room.info':
@@ -318,149 +325,79 @@ async function runRoomAdmin(
   }
 }
 
-/** A node's state and counters for `parley status` (the broker's counts, CounterMetrics.snapshot). */
-async function status(broker: Broker) {
-  const counts = broker.metrics.snapshot();
-  const pick = (prefix: string) => {
-    const out: Record<string, number> = Object.create(null);
-    for (const [k, v] of Object.entries(counts)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
-    return out;
-  };
-  const byProtocol: Record<string, number> = Object.create(null);
-  for (const s of broker.sessions.all()) byProtocol[s.protocol] = (byProtocol[s.protocol] ?? 0) + 1;
-  const mem = process.memoryUsage();
-  return {
-    version: broker.version,
-    domain: broker.domain,
-    node: broker.cluster.bus.nodeId,
-    pid: process.pid,
-    uptimeMs: Date.now() - broker.startedAt,
-    sessions: broker.sessions.count(),
-    sessionsByProtocol: { ...byProtocol },
-    users: { accounts: (await broker.accounts.list()).length, online: broker.sessions.users().length },
-    memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
-    connections: { ...pick('connections.') },
-    logins: { ...pick('login.') },
-    messages: { routed: { ...pick('routed.') }, delivered: { ...pick('delivered.') }, offlineQueued: counts['offline.queued'] ?? 0, archived: counts.archived ?? 0 },
-    traffic: { ...pick('traffic.') },
-    /** every counter, by its dotted name (what /metrics shows, without the histograms) */
-    metrics: counts,
-  };
-}
-
-async function existingUser(broker: Broker, username: string): Promise<Address> {
-  const user = broker.accounts.address(username);
-  if (!(await broker.accounts.exists(username))) throw new BrokerError('item-not-found', `no user ${username}`);
-  return user;
-}
-
-async function userInfo(broker: Broker, username: string) {
-  const user = await existingUser(broker, username);
-  const account = await broker.accounts.get(username);
-  const roster = await broker.roster.get(user.toString());
-  const last = await broker.logins.get(user.local);
-  return {
-    user: user.toString(),
-    created: account?.created,
-    rosterSize: roster.items.length,
-    sessions: broker.sessions.sessionsOf(user).map((s) => sessionView(broker, s)),
-    offline: await broker.offline.count(user),
-    lastLogin: last ?? null,
-  };
-}
-
-function sessionView(broker: Broker, s: Session) {
-  return {
-    jid: s.address.toString(),
-    user: s.address.bare().toString(),
-    resource: s.address.resource,
-    protocol: s.protocol,
-    transport: s.transport,
-    address: s.remoteAddress ?? null,
-    since: broker.sessions.since(s) ?? null,
-    available: s.available,
-    priority: s.priority,
-  };
-}
-
-function messageView(env: Envelope) {
-  return {
-    from: env.from.toString(),
-    to: env.to.toString(),
-    type: env.type ?? 'normal',
-    ...(env.id !== undefined && { id: env.id }),
-    ...(env.subject !== undefined && { subject: env.subject }),
-    ...(env.body !== undefined && { body: env.body }),
-    ...(env.timestamp !== undefined && { timestamp: env.timestamp }),
-  };
-}
-
-/** End one session (a full JID) or every session of an account (a bare JID or a username). */
-async function kick(broker: Broker, jid: string, reason?: string) {
-  let addr: Address;
-  try {
-    addr = jid.includes('@') ? Address.parse(jid) : broker.accounts.address(jid);
-  } catch {
-    throw new BrokerError('jid-malformed', `not a JID: ${jid}`);
-  }
-  if (addr.domain !== broker.domain) throw new BrokerError('item-not-found', `${jid} is not of ${broker.domain}`);
-  const sessions = addr.resource ? [broker.sessions.get(addr)].filter((s): s is Session => s !== undefined) : broker.sessions.sessionsOf(addr);
-  if (sessions.length === 0) throw new BrokerError('item-not-found', `no session of ${jid}`);
-  // XMPP: a <policy-violation/> stream error with the text [RFC6120 4.9.3.18]; MQTT: the connection closed.
-  const why = closeReason('policy-violation', reason ?? 'kicked by the administrator');
-  for (const s of sessions) {
-    await broker.sessions.unbind(s, why);
-    s.close(why);
-  }
-  return { kicked: sessions.map((s) => s.address.toString()) };
+/** What only a running node can do, beyond the broker's operations (bin/node.ts). */
+export interface NodeControl {
+  /** serve the certificate files again */
+  reloadTls?: () => Promise<unknown>;
+  /** read the configuration again and apply what can be applied live (bin/reload.ts) */
+  reload?: () => Promise<unknown>;
+  /** start draining this node (`parley cluster drain`, bin/node.ts) */
+  drain?: () => void;
+  maxRequestBytes?: number;
 }
 
 /**
- * A message from the server's domain [XEP-0133 4.23 "Send Announcement to
- * Online Users"]: a headline to every session online now; with `allUsers`,
- * users not online get a normal message through their offline queue
- * [XEP-0160] (a headline is never stored, RFC6121 8.5.2.1.1).
+ * One checked request → its answer: the dispatch the admin socket and the
+ * admin page (`POST /admin/api/command`) share, so both speak the same API
+ * with the same errors.
  */
-async function announce(broker: Broker, text: string, subject: string | undefined, allUsers: boolean) {
-  const from = Address.parse(broker.domain);
-  const make = (to: Address, type: string): Envelope => ({
-    kind: 'message',
-    type,
-    from,
-    to,
-    body: text,
-    ...(subject !== undefined && { subject }),
-    extensions: [],
-    timestamp: Date.now(),
-  });
-  let sessions = 0;
-  for (const s of broker.sessions.all()) {
-    await s.deliver(make(s.address, 'headline'));
-    sessions++;
-  }
-  let queued = 0;
-  let full = 0;
-  if (allUsers) {
-    for (const username of await broker.accounts.list()) {
-      const user = broker.accounts.address(username);
-      if (broker.sessions.sessionsOf(user).length > 0) continue;
-      if (await broker.offline.enqueue(make(user, 'normal'))) queued++;
-      else full++;
+export function adminDispatcher(broker: Broker, node: NodeControl = {}): (req: AdminRequest) => Promise<AdminResponse> {
+  return async (req) => {
+    const special = req.cmd === 'tls.reload' ? node.reloadTls : req.cmd === 'reload' ? node.reload : undefined;
+    try {
+      if (req.cmd === 'cluster.drain') return { ok: true, result: await clusterDrain(broker, req.node, node.drain) };
+      return { ok: true, result: await (special ? special() : runAdmin(broker, req)) };
+    } catch (err) {
+      if (err instanceof BrokerError) return { ok: false, error: err.message, code: err.condition };
+      // A certificate or a config that does not load is the operator's to read; the old one stays in use.
+      if (special) return { ok: false, error: (err as Error)?.message ?? String(err), code: req.cmd === 'reload' ? 'reload-failed' : 'tls-reload-failed' };
+      broker.log.error({ err, cmd: req.cmd }, 'admin command failed');
+      return { ok: false, error: `internal error running ${req.cmd}`, code: 'internal-error' };
     }
-  }
-  return { sessions, queued, queueFull: full };
+  };
+}
+
+/**
+ * What the admin page may run (`POST /admin/api/command`): accounts,
+ * sessions, announcements, offline queues, status and rooms. Not what reaches
+ * the file system or the whole configuration (backup, restore, archive export
+ * and purge, reload): an admin account is an XMPP account, not the node's
+ * operating-system user, and those stay with whoever can reach the socket.
+ */
+export const WEB_COMMANDS: ReadonlySet<AdminRequest['cmd']> = new Set([
+  'user.add',
+  'user.remove',
+  'user.passwd',
+  'user.list',
+  'user.info',
+  'user.roster',
+  'session.list',
+  'session.kick',
+  'announce',
+  'offline.show',
+  'status',
+  'room.list',
+  'room.info',
+] as const);
+
+/** The admin page's API: one request line, the socket's parsing and dispatch, the page's commands only. */
+export function webAdminCommand(broker: Broker, node: NodeControl = {}): (body: string) => Promise<AdminResponse> {
+  const dispatch = adminDispatcher(broker, node);
+  return async (body) => {
+    const parsed = parseAdminRequest(body);
+    if (!parsed.ok) return { ok: false, error: parsed.error, code: parsed.code };
+    if (!WEB_COMMANDS.has(parsed.req.cmd)) return { ok: false, code: 'forbidden', error: `${parsed.req.cmd} is not offered on the admin page; use the parley command on the server` };
+    return dispatch(parsed.req);
+  };
 }
 
 /**
  * The admin socket: a Unix socket only the node's user can reach. The CLI
  * talks to a running node through it, so the store is never opened twice.
  */
-export async function startAdminServer(
-  broker: Broker,
-  socketPath: string,
-  node: { reloadTls?: () => Promise<unknown>; maxRequestBytes?: number; drain?: () => void } = {},
-): Promise<net.Server> {
+export async function startAdminServer(broker: Broker, socketPath: string, node: NodeControl = {}): Promise<net.Server> {
   const maxRequestBytes = node.maxRequestBytes ?? DEFAULT_ADMIN_MAX_REQUEST_BYTES;
+  const dispatch = adminDispatcher(broker, node);
   if (existsSync(socketPath)) {
     // A stale socket from a killed node: remove it if nobody answers.
     const alive = await new Promise<boolean>((resolve) => {
@@ -482,13 +419,7 @@ export async function startAdminServer(
     };
     const tooLarge = () => {
       closing = true;
-      sock.end(
-        JSON.stringify({
-          ok: false,
-          code: 'too-large',
-          error: `request longer than ${maxRequestBytes} bytes`,
-        }) + '\n',
-      );
+      sock.end(JSON.stringify({ ok: false, code: 'too-large', error: `request longer than ${maxRequestBytes} bytes` }) + '\n');
     };
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
@@ -504,29 +435,7 @@ export async function startAdminServer(
           answer({ ok: false, error: parsed.error, code: parsed.code });
           continue;
         }
-        const req = parsed.req;
-        const reload = req.cmd === 'tls.reload' && node.reloadTls;
-        const drain = req.cmd === 'cluster.drain' ? () => clusterDrain(broker, req.node, node.drain) : undefined;
-        (reload ? reload() : drain ? drain() : runAdmin(broker, req)).then(
-          (result) => answer({ ok: true, result }),
-          (err: unknown) => {
-            if (err instanceof BrokerError)
-              return answer({ ok: false, error: err.message, code: err.condition });
-            // A certificate that does not load is the operator's to read; the old one stays in use.
-            if (reload)
-              return answer({
-                ok: false,
-                error: (err as Error)?.message ?? String(err),
-                code: 'tls-reload-failed',
-              });
-            broker.log.error({ err, cmd: req.cmd }, 'admin command failed');
-            answer({
-              ok: false,
-              error: `internal error running ${req.cmd}`,
-              code: 'internal-error',
-            });
-          },
-        );
+        void dispatch(parsed.req).then(answer);
       }
       // A line still unfinished past the bound: answer and close rather than buffer on.
       if (Buffer.byteLength(buf) > maxRequestBytes) tooLarge();

@@ -6,6 +6,7 @@ import { Level } from 'level';
 import { MqttServer, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
+import { copyLevel, setMqttBackup } from './backup.ts';
 import { answerStatelessClients, levelRetainedStore, levelSessionEraser } from './mqtt-persistence.ts';
 import { redisMqttState } from './mqtt-redis.ts';
 
@@ -21,6 +22,8 @@ interface MqttState {
   persistence: object;
   retainedStore: RetainedStore;
   sessionEraser: SessionEraser;
+  /** the local database, for `parley backup`; absent when the state lives in Redis (its own backups cover it) */
+  db?: Level<string, Buffer>;
   close(): Promise<void>;
 }
 
@@ -42,7 +45,7 @@ async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
   const persistence = aedesPersistenceLevel(db) as object;
   const mayHaveState = await answerStatelessClients(persistence, db);
   const retainedStore = await levelRetainedStore(persistence, db, broker.log);
-  return { persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db, mayHaveState), close: () => db.close() };
+  return { persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db, mayHaveState), db, close: () => db.close() };
 }
 
 /**
@@ -66,6 +69,9 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
     await state.close();
     throw err;
   }
+  // `parley backup`: a copy from one iterator, LevelDB's snapshot, while the node serves (bin/backup.ts)
+  const { db } = state;
+  if (db) setMqttBackup(broker, (target) => copyLevel(db, target));
   broker.log.info({ mqtt: server.ports }, 'mqtt listening');
   return {
     server,

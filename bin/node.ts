@@ -2,7 +2,8 @@ import type net from 'node:net';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
-import { Broker, setUploadBackend, uploadService, type Logger } from '../broker/index.ts';
+import type { SecureContextOptions } from 'node:tls';
+import { Broker, setAdmins, setUploadBackend, uploadService, type Logger } from '../broker/index.ts';
 import offline from '../broker/modules/offline.ts';
 import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
@@ -16,7 +17,7 @@ import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import { RedisStorage } from '../storage/redis/index.ts';
 import type { Storage } from '../storage/types.ts';
-import { startAdminServer } from './admin.ts';
+import { startAdminServer, type NodeControl } from './admin.ts';
 import { DRAIN_MESSAGE } from './cluster-admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
 import { prepareDataDir } from './datadir.ts';
@@ -26,6 +27,7 @@ import { startWeb } from './web.ts';
 import { uploadBackendFor } from './upload.ts';
 import { instrumentStorage } from './instrument.ts';
 import { startReclaimer } from './reclaim.ts';
+import { planReload, XMPP_LIVE_KEYS, type ReloadReport } from './reload.ts';
 import { PACKAGE } from './version.ts';
 import { PromMetrics } from '../adapters/websocket/index.ts';
 
@@ -38,11 +40,33 @@ export const allModules = [offline, archive, rooms, upload, recall, unread, ...x
  * a person watches: `log.format` auto picks pretty when stdout is a terminal.
  */
 export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === true): Logger {
-  const opts = { level: cfg.log.level, base: { node: cfg.nodeId } };
+  // Children (a module's, a connection's) copy the level when made: keep weak references so a reload reaches them.
+  const children = new Set<WeakRef<pino.Logger>>();
+  let made = 0;
+  const onChild = (child: pino.Logger) => {
+    children.add(new WeakRef(child));
+    if (++made % 1024 === 0) for (const r of children) if (!r.deref()) children.delete(r);
+  };
+  const opts = { level: cfg.log.level, base: { node: cfg.nodeId }, onChild };
   const format = cfg.log.format === 'auto' ? (stdoutIsTty ? 'pretty' : 'json') : cfg.log.format;
-  if (format === 'json') return pino(opts) as unknown as Logger;
-  const stream = pinoPretty({ sync: true, singleLine: true, colorize: stdoutIsTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,node' });
-  return pino(opts, stream) as unknown as Logger;
+  const stream = format === 'json' ? undefined : pinoPretty({ sync: true, singleLine: true, colorize: stdoutIsTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,node' });
+  const root = stream ? pino(opts, stream) : pino(opts);
+  levelSetters.set(root as unknown as Logger, (level) => {
+    root.level = level;
+    for (const r of children) {
+      const c = r.deref();
+      if (c) c.level = level;
+      else children.delete(r);
+    }
+  });
+  return root as unknown as Logger;
+}
+
+const levelSetters = new WeakMap<Logger, (level: string) => void>();
+
+/** Change the level of a logger made by makeLogger and of every child it made (`parley reload`). */
+export function setLogLevel(log: Logger, level: string): void {
+  levelSetters.get(log)?.(level);
 }
 
 /** The only place that picks concrete backends. */
@@ -85,6 +109,7 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
     modules: enabledModules(cfg),
   });
   setUploadBackend(broker, uploadBackendFor(cfg.dataDir)); // account removal deletes files even with uploads off
+  setAdmins(broker, cfg.admins); // the admin page and XEP-0133 commands ask isAdmin
   return broker;
 }
 
@@ -114,6 +139,13 @@ export interface RunningNode {
    * connections keep theirs. On a bad file the old certificate stays.
    */
   reloadTls(): Promise<{ fingerprint256: string }>;
+  /**
+   * Read the configuration again (bin/reload.ts): apply the log level,
+   * certificates and TLS settings, limits, admins and the memory reclaimer;
+   * report the other changed keys as needing a restart. A configuration
+   * that does not validate, or certificates that do not load, change nothing.
+   */
+  reload(): Promise<ReloadReport>;
   /**
    * Drain (`parley cluster drain`): not ready at once, then after
    * `cluster.drainGraceMs` the node shuts down as on SIGTERM, through
@@ -148,15 +180,21 @@ function listenError(cfg: Config, err: unknown): unknown {
 }
 
 /** config → backends → broker → adapters → admin socket. */
-export async function startNode(cfg: Config, log: Logger): Promise<RunningNode> {
+export async function startNode(cfg: Config, log: Logger, opts: NodeOptions = {}): Promise<RunningNode> {
   try {
-    return await startNodeUnchecked(cfg, log);
+    return await startNodeUnchecked(cfg, log, opts);
   } catch (err) {
     throw listenError(cfg, err);
   }
 }
 
-async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode> {
+export interface NodeOptions {
+  /** read the configuration again as at start (file, environment, flags); without it, reload keeps the running one */
+  loadConfig?: () => Config;
+}
+
+async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptions): Promise<RunningNode> {
+  let cfg = startCfg;
   const socket = adminSocketPath(cfg);
   prepareDataDir(cfg.dataDir, socket, log);
   for (const name of Object.keys(cfg.modules)) {
@@ -171,14 +209,14 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
-  const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options);
+  const control: NodeControl = { maxRequestBytes: cfg.admin.maxRequestBytes };
+  const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
   const upload = uploadService(broker);
   if (upload && !upload.baseUrl) {
     if (web.ports.https) upload.baseUrl = `https://${cfg.domain}:${web.ports.https}`; // [XEP-0363 5] HTTPS URLs
     else log.warn('modules.upload: no HTTPS listener and no baseUrl; slots cannot be handed out');
   }
-  const reloadTls = async () => {
-    const { options } = await loadTlsOptions(cfg);
+  const serveTls = (options: SecureContextOptions) => {
     xmpp.setTls(options);
     mqtt.server?.setTls(options);
     web.setTls(options);
@@ -201,15 +239,48 @@ async function startNodeUnchecked(cfg: Config, log: Logger): Promise<RunningNode
       drain();
     }
   });
-  const admin = await startAdminServer(broker, socket, { reloadTls, maxRequestBytes: cfg.admin.maxRequestBytes, drain });
+  const reloadTls = async () => serveTls((await loadTlsOptions(cfg)).options);
+  const startReclaim = (c: Config) => (c.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: c.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined);
+  let reclaimer: ReturnType<typeof startReclaim>;
+  const reloadNow = async (): Promise<ReloadReport> => {
+    const next = opts.loadConfig ? opts.loadConfig() : cfg; // throws ConfigError: nothing changes
+    const plan = planReload(cfg, next);
+    const tls = await loadTlsOptions(plan.effective); // a certificate that does not load: nothing changes either
+    const fp = serveTls(tls.options);
+    const changed = (prefix: string) => plan.applied.some((k) => k === prefix || k.startsWith(`${prefix}.`));
+    if (changed('log.level')) setLogLevel(log, plan.effective.log.level);
+    if (changed('limits')) broker.setLimits({ ...broker.limits, ...plan.effective.limits });
+    if (changed('admins')) setAdmins(broker, plan.effective.admins);
+    // XMPP limits and rates: every connection reads the listener's options object at its next check
+    for (const k of XMPP_LIVE_KEYS) if (changed(`xmpp.${k}`)) (xmpp.opts as unknown as Record<string, unknown>)[k] = plan.effective.xmpp[k];
+    if (changed('memory')) {
+      reclaimer?.stop();
+      reclaimer = startReclaim(plan.effective);
+    }
+    cfg = plan.effective;
+    const report = { applied: plan.applied, restartNeeded: plan.restartNeeded, tls: fp };
+    log.info(report, 'configuration reloaded');
+    if (plan.restartNeeded.length) log.warn({ keys: plan.restartNeeded }, 'changed keys that need a restart keep their old value');
+    return report;
+  };
+  // One reload at a time (a SIGHUP and a `parley reload` together): each plans from what the previous one left.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (): Promise<ReloadReport> => {
+    const run = reloading.then(reloadNow, reloadNow);
+    reloading = run.catch(() => {});
+    return run;
+  };
+  Object.assign(control, { reloadTls, reload, drain });
+  const admin = await startAdminServer(broker, socket, control);
   log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
-  const reclaimer = cfg.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: cfg.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined;
+  reclaimer = startReclaim(cfg);
   let stopping: Promise<void> | undefined;
   const running: RunningNode = {
     broker,
     xmpp,
     admin,
     reloadTls,
+    reload,
     drain,
     stop() {
       stopping ??= (async () => {

@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { restoreStore } from './backup.ts';
+import { offlineMqttBackup, restoreStore, setMqttBackup } from './backup.ts';
 import { completionScript } from './completion.ts';
 import { PACKAGE } from './version.ts';
 import type { ClusterStatus } from '../cluster/types.ts';
@@ -116,6 +116,8 @@ async function withAdmin<T>(flags: GlobalFlags, fn: (run: RunAdmin, live: boolea
   }
   // The store only: this process is no cluster node (no bus, no heartbeat).
   const broker: Broker = makeBroker({ ...cfg, modules: {}, cluster: null }, silentLogger);
+  const mqttBackup = offlineMqttBackup(cfg.dataDir);
+  if (mqttBackup) setMqttBackup(broker, mqttBackup); // `backup` with no node running copies the MQTT database too
   await broker.storage.open();
   try {
     return await fn(async (req) => {
@@ -195,7 +197,7 @@ program
     log.info({ gc, cpus: availableParallelism(), semiSpaceMiB: semi ? Number(semi.split('=')[1]) : 'default' }, 'garbage collection threads');
     let node;
     try {
-      node = await startNode(cfg, log);
+      node = await startNode(cfg, log, { loadConfig: () => loadConfig(program.opts()) });
     } catch (err) {
       if (err instanceof ListenError) {
         // An operator's mistake, not a bug: one line, no stack.
@@ -218,9 +220,9 @@ program
     node.onDrained = () => shutdown('drain');
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
-    // New certificate files without a restart (certbot deploy hooks send SIGHUP); connections stay.
+    // `parley reload` as a signal (systemctl reload, certbot deploy hooks): the configuration and the certificate files; connections stay.
     process.on('SIGHUP', () => {
-      node.reloadTls().catch((err) => log.error({ err }, 'TLS reload failed: the previous certificate stays'));
+      node.reload().catch((err) => log.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed: nothing was changed'));
     });
     installProcessGuard(log, node.broker.metrics);
   });
@@ -325,6 +327,20 @@ user
     }),
   );
 user
+  .command('roster <username>')
+  .description("an account's roster: contacts, subscription states, groups (XEP-0133 get user roster)")
+  .action(
+    action(async (username: string) => {
+      const r = (await admin(program.opts(), { cmd: 'user.roster', username })) as {
+        user: string;
+        items: { jid: string; name?: string; subscription: string; groups: string[]; ask?: boolean }[];
+      };
+      output(r, () => {
+        for (const i of r.items) console.log([i.jid, i.subscription + (i.ask ? ' (asked)' : ''), i.name ?? '', i.groups.join(',')].join('\t'));
+      });
+    }),
+  );
+user
   .command('import <file>')
   .description('create accounts from a CSV (username,password per line) or JSON file ([{username, password}]); existing ones are left alone')
   .action(
@@ -397,6 +413,20 @@ program
     action(async () => {
       const st = await live({ cmd: 'status' });
       output(st, () => console.log(JSON.stringify(st, null, 2)));
+    }),
+  );
+
+program
+  .command('reload')
+  .description('make a running node read its configuration and certificate files again (as SIGHUP does); says which changed keys were applied and which need a restart')
+  .action(
+    action(async () => {
+      const r = (await live({ cmd: 'reload' })) as { applied: string[]; restartNeeded: string[]; tls: { fingerprint256: string } };
+      output(r, () => {
+        console.log(r.applied.length ? `applied: ${r.applied.join(', ')}` : 'no live setting changed');
+        if (r.restartNeeded.length) console.log(`need a restart (old values stay until then): ${r.restartNeeded.join(', ')}`);
+        console.log(`certificate SHA-256 fingerprint ${r.tls.fingerprint256}`);
+      });
     }),
   );
 
@@ -513,13 +543,37 @@ function parseBefore(v: string): number {
 const archive = program.command('archive').description('message archives (XEP-0313)');
 archive
   .command('purge')
-  .description('retention on demand: delete every archived message older than a date, from every archive')
+  .description('retention on demand: delete every archived message older than a date, from every archive or from one account\'s')
   .requiredOption('--before <date>', 'a date (2026-01-31), ISO time, or an age (30d, 12h)')
+  .option('--user <username>', "only this account's archive (the other party keeps its copy)")
   .action(
-    action(async (opts: { before: string }) => {
+    action(async (opts: { before: string; user?: string }) => {
       const before = parseBefore(opts.before);
-      const r = (await admin(program.opts(), { cmd: 'archive.purge', before })) as { removed: number };
-      output({ ...r, before: new Date(before).toISOString() }, () => console.log(`${r.removed} archived messages before ${new Date(before).toISOString()} deleted`));
+      const r = (await admin(program.opts(), { cmd: 'archive.purge', before, ...(opts.user !== undefined && { user: opts.user }) })) as { removed: number; user?: string };
+      output({ ...r, before: new Date(before).toISOString() }, () =>
+        console.log(`${r.removed} archived messages before ${new Date(before).toISOString()} deleted${r.user ? ` from the archive of ${r.user}` : ''}`),
+      );
+    }),
+  );
+archive
+  .command('retain')
+  .description('apply the retention policy now (modules.archive.maxAgeDays and maxPerUser of the configuration, or the flags), not at the next timer')
+  .option('--max-age-days <days>', 'instead of modules.archive.maxAgeDays (0: no age bound)')
+  .option('--max-per-user <n>', 'instead of modules.archive.maxPerUser (0: no count bound)')
+  .action(
+    action(async (opts: { maxAgeDays?: string; maxPerUser?: string }) => {
+      const configured = loadConfig(program.opts()).modules.archive ?? {};
+      const pick = (flag: string | undefined, key: string, name: string) => {
+        const v = flag !== undefined ? Number(flag) : (configured[key] ?? 0);
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${name}: a number, 0 or more`);
+        return v;
+      };
+      const policy = { maxAgeDays: pick(opts.maxAgeDays, 'maxAgeDays', '--max-age-days'), maxPerUser: Math.floor(pick(opts.maxPerUser, 'maxPerUser', '--max-per-user')) };
+      const r = (await admin(program.opts(), { cmd: 'archive.retain', ...policy })) as { aged: number; trimmed: number; maxAgeDays: number; maxPerUser: number };
+      output(r, () => {
+        if (!r.maxAgeDays && !r.maxPerUser) console.log('no retention policy (modules.archive.maxAgeDays and maxPerUser are 0): nothing to do');
+        else console.log(`${r.aged} archived messages older than ${r.maxAgeDays || '-'} days and ${r.trimmed} beyond ${r.maxPerUser || '-'} per user deleted`);
+      });
     }),
   );
 archive
@@ -594,7 +648,10 @@ program
       await store.open();
       await store.close();
       const r = restoreStore(path.resolve(dir), cfg.dataDir);
-      output(r, () => console.log(`restored ${r.manifest.records} records (backup of ${r.manifest.createdAt})${r.replaced ? `; the previous store is in ${r.replaced}` : ''}`));
+      output(r, () => {
+        const mqtt = r.manifest.mqttRecords !== undefined ? ` and ${r.manifest.mqttRecords} MQTT records` : '';
+        console.log(`restored ${r.manifest.records} records${mqtt} (backup of ${r.manifest.createdAt})${r.replaced ? `; the previous store is in ${r.replaced}` : ''}${r.mqttReplaced ? `, the previous MQTT state in ${r.mqttReplaced}` : ''}`);
+      });
     }),
   );
 

@@ -4,6 +4,7 @@ import type { MqttServer } from '../adapters/mqtt/index.ts';
 import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, installUploadRoutes, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
 import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
 import type { Broker } from '../broker/index.ts';
+import { webAdminCommand, type NodeControl } from './admin.ts';
 import type { Config } from './config.ts';
 
 /**
@@ -17,12 +18,15 @@ export async function startWeb(
   xmpp: XmppServer,
   mqtt: MqttServer | undefined,
   tls: SecureContextOptions,
+  /** what the admin page's API may ask of the node beyond the broker (filled in once the node has it) */
+  control: NodeControl = {},
 ): Promise<WebServer> {
   const { bosh, ...webOpts } = cfg.web;
   const web = new WebServer(broker, { ...webOpts, tls });
   const metrics = broker.metrics instanceof PromMetrics ? broker.metrics : undefined;
   installBasicRoutes(web, broker, metrics);
-  if (metrics) installAdminRoutes(web, broker, metrics, { admins: cfg.admins });
+  // The admins are the broker's (bin/node.ts setAdmins, reloadable); the page's API is the admin socket's dispatch.
+  if (metrics) installAdminRoutes(web, broker, metrics, { command: webAdminCommand(broker, control), maxCommandBytes: cfg.admin.maxRequestBytes });
   installChatPage(web, broker);
   installUploadRoutes(web, broker, { allowedOrigins: webOpts.allowedOrigins }); // [XEP-0363]
   web.protocol('xmpp', (ws, info) => xmpp.acceptWebSocket(ws, info)); // [RFC7395]

@@ -55,7 +55,7 @@ export async function deriveCredential(hash: ScramHash, password: string, iterat
 export class AccountService {
   private readonly store: KeyValueStore<AccountRecord>;
   private readonly domain: string;
-  private readonly iterations: number;
+  private iterations: number;
   private readonly known = new Map<string, number>();
   private readonly creating = new Set<string>();
 
@@ -63,6 +63,11 @@ export class AccountService {
     this.store = store;
     this.domain = domain;
     this.iterations = iterations;
+  }
+
+  /** PBKDF2 iterations for keys derived from now on (`parley reload`); existing keys keep theirs. */
+  setIterations(n: number): void {
+    this.iterations = n;
   }
 
   /** Normalise a username into a bare address of this domain; throws jid-malformed. */

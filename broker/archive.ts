@@ -370,6 +370,14 @@ export class ArchiveService {
     return this.store.prune(olderThan);
   }
 
+  /**
+   * Retention by age for one user: messages archived before the time leave
+   * that user's archive; the other party keeps its copy while it archives it.
+   */
+  pruneUser(user: Address, olderThan: number): Promise<number> {
+    return this.store.forgetOwner(user.bare().toString(), olderThan);
+  }
+
   /** Retention by count: each user keeps the newest `max` messages. */
   trim(max: number): Promise<number> {
     return this.store.trimOwners(max);

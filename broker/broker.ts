@@ -175,6 +175,8 @@ export class Broker {
   readonly startedAt = Date.now();
   /** the software's version (BrokerOptions.version) */
   readonly version: string;
+  /** the option objects the services read their limits from, changed in place by setLimits */
+  private readonly limitViews: ReturnType<typeof limitViews>;
   private readonly moduleDefs: { def: ModuleDefinition<any>; options?: Record<string, unknown> }[];
   private readonly loaded: LoadedModule[] = [];
   private running = false;
@@ -187,21 +189,15 @@ export class Broker {
     this.log = opts.log ?? silentLogger;
     this.metrics = opts.metrics ?? new CounterMetrics();
     this.limits = { ...defaultLimits, ...opts.limits };
+    this.limitViews = limitViews(this.limits);
     this.logins = this.storage.kv<LastLogin>('last-login');
     this.hooks = new HookBus<BrokerHooks>(this.log, (hook, err) => this.metrics.error('hook', `${hook}: ${(err as Error)?.message ?? err}`));
     this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
-    this.throttle = new AuthThrottle({
-      freeFailures: this.limits.authFreeFailures,
-      freeFailuresPerAccount: this.limits.authFreeFailuresPerAccount,
-      windowMs: this.limits.authFailureWindowMs,
-      maxDelayMs: this.limits.authMaxDelayMs,
-      maxInFlightPerAddress: this.limits.authMaxInFlightPerAddress,
-      maxInFlightPerAccount: this.limits.authMaxInFlightPerAccount,
-    });
+    this.throttle = new AuthThrottle(this.limitViews.throttle);
     this.sessions = new SessionManager(
       this.cluster.registry,
       this.cluster.bus.nodeId,
-      { resourceConflict: this.limits.resourceConflict, maxSessionsPerUser: this.limits.maxSessionsPerUser },
+      this.limitViews.sessions,
       this.log,
       {
         bound: (s) => {
@@ -218,7 +214,7 @@ export class Broker {
       },
     );
     this.router = new Router(this);
-    this.roster = new RosterService(this.storage.kv('roster'), { maxItems: this.limits.rosterMaxItems }, (user, item, ver) => {
+    this.roster = new RosterService(this.storage.kv('roster'), this.limitViews.roster, (user, item, ver) => {
       for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
       pushRosterToOtherNodes(this, user, item, ver).catch((err) => this.log.warn({ err }, 'roster push to other nodes failed'));
     });
@@ -251,6 +247,21 @@ export class Broker {
    */
   removeAccount(username: string): Promise<void> {
     return removeAccount(this, username);
+  }
+
+  /**
+   * New limits on a running broker (`parley reload`): every service reads
+   * them from the next check on; nothing already admitted is undone (a queue
+   * over a lowered bound keeps its messages and takes no more).
+   */
+  setLimits(next: BrokerLimits): void {
+    Object.assign(this.limits, next);
+    const v = limitViews(this.limits);
+    Object.assign(this.limitViews.throttle, v.throttle);
+    Object.assign(this.limitViews.sessions, v.sessions);
+    Object.assign(this.limitViews.roster, v.roster);
+    this.offline.setLimits(this.limits.offlineMaxPerUser, this.limits.offlineMaxBytesPerUser);
+    this.accounts.setIterations(this.limits.scramIterations);
   }
 
   /** Loaded module names and definitions (for disco and the compliance table). */
@@ -295,4 +306,20 @@ export class Broker {
     await this.storage.close();
     this.log.info('broker stopped');
   }
+}
+
+/** The limits as the option objects the services are built with (and setLimits updates in place). */
+function limitViews(l: BrokerLimits) {
+  return {
+    throttle: {
+      freeFailures: l.authFreeFailures,
+      freeFailuresPerAccount: l.authFreeFailuresPerAccount,
+      windowMs: l.authFailureWindowMs,
+      maxDelayMs: l.authMaxDelayMs,
+      maxInFlightPerAddress: l.authMaxInFlightPerAddress,
+      maxInFlightPerAccount: l.authMaxInFlightPerAccount,
+    },
+    sessions: { resourceConflict: l.resourceConflict, maxSessionsPerUser: l.maxSessionsPerUser },
+    roster: { maxItems: l.rosterMaxItems },
+  };
 }

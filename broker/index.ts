@@ -48,4 +48,7 @@ export {
   type UploadBackend,
   type UploadRecord,
 } from './upload.ts';
+/** The operator's operations, shared by the CLI's admin socket, the admin page and XEP-0133 ad-hoc commands. */
+export * as adminOps from './admin.ts';
+export { isAdmin, setAdmins } from './admin.ts';
 export { UnreadService, unreadService, type DisplayedSource, type UnreadCounts } from './modules/unread.ts';

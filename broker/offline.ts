@@ -12,9 +12,15 @@ const REMOVE_BATCH = 16;
  */
 export class OfflineQueue {
   private readonly store: QueueStore<EnvelopeRecord>;
-  private readonly maxPerUser: number;
-  private readonly maxBytesPerUser: number;
+  private maxPerUser: number;
+  private maxBytesPerUser: number;
   private readonly domain: string;
+
+  /** New bounds from the next enqueue on (`parley reload`). */
+  setLimits(maxPerUser: number, maxBytesPerUser = Infinity): void {
+    this.maxPerUser = maxPerUser;
+    this.maxBytesPerUser = maxBytesPerUser;
+  }
 
   constructor(store: QueueStore<EnvelopeRecord>, maxPerUser: number, domain: string, maxBytesPerUser = Infinity) {
     this.store = store;

@@ -67,7 +67,8 @@ export interface StartNodeOptions {
   dataDir?: string;
   /** YAML text; written to <dataDir>/parley.yaml and passed with --config */
   config?: string;
-  logLevel?: string;
+  /** `--log-level`; null: no flag (the config file's log.level applies) */
+  logLevel?: string | null;
   /** run through this command instead of `node bin/parley.js` (e.g. ['taskset', '-c', '0', 'bin/parley']) */
   launcher?: string[];
   env?: Record<string, string>;
@@ -169,8 +170,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
           '--host',
           '127.0.0.1',
           ...ZERO_PORTS,
-          '--log-level',
-          opts.logLevel ?? 'info',
+          ...(opts.logLevel === null ? [] : ['--log-level', opts.logLevel ?? 'info']),
           'start',
         ],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },

@@ -17,8 +17,13 @@
  *   !ar!<name>!s!<conversation>               seq high-water mark, written when records are deleted
  *   !ar!<name>!o!<owner>\0<conversation>      '' (owner → conversations)
  *   !ar!<name>!u!<owner>\0<pos:16>            <conversation>\0<seq:16> (the owner's archive, XEP-0313)
- *   !ar!<name>!w!<owner>\0<peer>\0<pos:16>    <conversation>\0<seq:16> (the same, by peer: `with`)
- *   !ar!<name>!n!<owner>[\0<peer>]            entries in the owner's archive [with that peer]
+ *   !ar!<name>!v!<a>\0<b>\0<pos:16>           <conversation>\0<seq:16> (by peer, `with`: a one-to-one record both
+ *                                             owners a < b archive, one entry for the two)
+ *   !ar!<name>!w!<owner>\0<peer>\0<pos:16>    <conversation>\0<seq:16> (by peer, any other record: one per
+ *                                             archiving owner; versions up to 7b800a2 wrote only these)
+ *   !ar!<name>!n!<owner>[\0<peer>]            <count>@<pos>: entries in the owner's archive [with that peer] are
+ *                                             <count> plus the index entries after <pos> (a plain <count>,
+ *                                             written by versions up to 7b800a2 with every append, is exact)
  *   !ar!<name>!h!pos                          the last archive position handed out
  *   !q!<name>!i!<owner>\0<id:16>              value (JSON)
  *   !q!<name>!m!<owner>                       { last, count }

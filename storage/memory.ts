@@ -226,9 +226,12 @@ class MemoryArchive<T> implements ArchiveStore<T> {
     return removed;
   }
 
-  async forgetOwner(owner: string): Promise<number> {
+  async forgetOwner(owner: string, before?: number): Promise<number> {
     let removed = 0;
-    for (const e of this.#owners.get(owner) ?? []) {
+    const all = this.#owners.get(owner) ?? [];
+    const cutoff = before === undefined ? Infinity : Math.floor(before) * 1000;
+    const leaving = all.filter((e) => e.pos < cutoff);
+    for (const e of leaving) {
       const timeline = this.#timelines.get(e.conversation);
       const r = timeline?.records.find((x) => x.seq === e.seq);
       if (!timeline || !r) continue;
@@ -237,7 +240,8 @@ class MemoryArchive<T> implements ArchiveStore<T> {
       else timeline.records = timeline.records.filter((x) => x !== r);
       removed++;
     }
-    this.#owners.delete(owner);
+    if (before === undefined) this.#owners.delete(owner);
+    else this.#owners.set(owner, all.filter((e) => e.pos >= cutoff));
     return removed;
   }
 

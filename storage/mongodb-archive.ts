@@ -196,13 +196,15 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     return r.modifiedCount;
   }
 
-  async forgetOwner(owner: string): Promise<number> {
+  async forgetOwner(owner: string, before?: number): Promise<number> {
     await this.#indexes();
     const coll = this.#coll() as unknown as Collection<Document>;
     let removed = 0;
+    // With `before` (ms): only the entries archived before it (positions are ms × 1000), per-user retention.
+    const when = before === undefined ? {} : { pos: { $lt: Math.floor(before) * 1000 } };
     // In batches of positions from the (ix.o, pos) index; the updates go by the pos index.
     for (;;) {
-      const batch = await coll.find({ 'ix.o': owner }, { projection: { pos: 1 } }).sort({ pos: 1 }).limit(1000).toArray();
+      const batch = await coll.find({ 'ix.o': owner, ...when }, { projection: { pos: 1 } }).sort({ pos: 1 }).limit(1000).toArray();
       if (batch.length === 0) break;
       const n = await this.#dropEntries(coll, owner, batch.map((d) => d.pos as number));
       removed += n;

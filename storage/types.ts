@@ -190,9 +190,11 @@ export interface ArchiveStore<T = unknown> {
    * Account removal: the owner's archive view goes (its index entries and
    * counts; `conversations` still names the records' parties); a record stays while another owner
    * archives it (the other party keeps its history) and leaves the store
-   * otherwise. Returns how many entries were dropped.
+   * otherwise. Returns how many entries were dropped. With `before` (ms),
+   * only the entries archived before that time go (per-user retention,
+   * `parley archive purge --user`); the counts and the rest stay.
    */
-  forgetOwner(owner: string): Promise<number>;
+  forgetOwner(owner: string, before?: number): Promise<number>;
 }
 
 export interface QueueItem<T> {

@@ -1,15 +1,24 @@
 import type http from 'node:http';
-import { Address, type Broker } from '../../broker/index.ts';
+import { adminOps, isAdmin, setAdmins, type Broker } from '../../broker/index.ts';
 import type { PromMetrics } from './metrics.ts';
 import { serveFiles, staticFile } from './pages.ts';
 import { RateSampler } from './rates.ts';
 import { isSecure, type WebServer } from './server.ts';
 
 export interface AdminOptions {
-  /** accounts allowed on the admin page: `alice` or `alice@domain` (config key `admins`) */
-  admins: string[];
+  /** accounts allowed on the admin page: `alice` or `alice@domain`; absent: the broker's list (config `admins`, bin/node.ts setAdmins) */
+  admins?: string[];
+  /**
+   * The admin API (`POST /admin/api/command`): one request of the admin
+   * socket's protocol as JSON text → its answer. bin/ passes the socket's own
+   * dispatch, limited to the commands the page may run (docs/web.md).
+   */
+  command?: (body: string) => Promise<{ ok: boolean; error?: string; code?: string; result?: unknown }>;
+  /** the longest command body read (config admin.maxRequestBytes) */
+  maxCommandBytes?: number;
 }
 
+/** One second of `RateSampler` data, as the page charts it. */
 /** What `/admin/api/stats` answers; admin.js draws it. */
 export interface AdminStats {
   node: { domain: string; startedAt: number; now: number };
@@ -28,15 +37,7 @@ const REALM = 'Basic realm="Parley admin", charset="UTF-8"';
 
 const isLoopback = (ip: string) => ip === '::1' || /^(::ffff:)?127\./.test(ip);
 
-/** The local part of `name` when it is an account of this domain, else undefined. */
-function localpart(broker: Broker, name: string): string | undefined {
-  try {
-    const a = name.includes('@') ? Address.parse(name) : broker.accounts.address(name);
-    return a.domain === broker.domain && a.local && !a.resource ? a.local : undefined;
-  } catch {
-    return undefined;
-  }
-}
+const localpart = adminOps.accountLocalpart;
 
 /** `Authorization: Basic base64(user:password)` [RFC7617 2]; undefined when absent or malformed. */
 function basicCredentials(req: http.IncomingMessage): { user: string; password: string } | undefined {
@@ -61,7 +62,7 @@ function deny(res: http.ServerResponse, status: 401 | 403 | 503, text: string): 
  * only loopback clients are asked for a password (no password in clear
  * across a network; the same rule as PLAIN only over TLS).
  */
-async function authorize(req: http.IncomingMessage, res: http.ServerResponse, broker: Broker, admins: Set<string>): Promise<boolean> {
+async function authorize(req: http.IncomingMessage, res: http.ServerResponse, broker: Broker): Promise<boolean> {
   const ip = req.socket.remoteAddress ?? 'unknown';
   // TLS is the socket's: an `https://` request target on the plain port is still plain [RFC9112 3.2.2]
   if (!isSecure(req) && !isLoopback(ip)) {
@@ -95,8 +96,8 @@ async function authorize(req: http.IncomingMessage, res: http.ServerResponse, br
     return false;
   }
   attempt.succeed();
-  if (!admins.has(local)) {
-    deny(res, 403, admins.size ? `${local} is not an admin` : 'no admin accounts are configured (config key admins)');
+  if (!isAdmin(broker, local)) {
+    deny(res, 403, adminOps.adminCount(broker) ? `${local} is not an admin` : 'no admin accounts are configured (config key admins)');
     return false;
   }
   return true;
@@ -108,13 +109,8 @@ async function authorize(req: http.IncomingMessage, res: http.ServerResponse, br
  * JSON it polls. Everything under /admin needs an admin login. The numbers
  * come from the registry /metrics renders, sampled once a second.
  */
-export function installAdminRoutes(web: WebServer, broker: Broker, metrics: PromMetrics, opts: AdminOptions): RateSampler {
-  const admins = new Set<string>();
-  for (const name of opts.admins) {
-    const local = localpart(broker, name);
-    if (local) admins.add(local);
-    else broker.log.warn({ admin: name }, `admins: ${name} is not an account name of ${broker.domain}; ignored`);
-  }
+export function installAdminRoutes(web: WebServer, broker: Broker, metrics: PromMetrics, opts: AdminOptions = {}): RateSampler {
+  if (opts.admins) setAdmins(broker, opts.admins);
   const sampler = new RateSampler(metrics.registry);
   sampler.start();
   web.onStop(() => sampler.stop());
@@ -122,15 +118,76 @@ export function installAdminRoutes(web: WebServer, broker: Broker, metrics: Prom
   const page = serveFiles('/admin', 'index.html', { 'index.html': staticFile('admin.html'), 'admin.js': staticFile('admin.js') });
   web.route('/admin', async (req, res, url) => {
     // `/admin` only redirects to `/admin/`, so that the login is asked for there.
-    if (url.pathname !== '/admin' && !(await authorize(req, res, broker, admins))) return true;
+    if (url.pathname !== '/admin' && !(await authorize(req, res, broker))) return true;
     if (url.pathname === '/admin/api/stats') {
       const body = JSON.stringify(await stats(broker, metrics, sampler));
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(body);
       return true;
     }
+    if (url.pathname === '/admin/api/command') {
+      await command(req, res, url, opts);
+      return true;
+    }
     return page(req, res, url);
   });
   return sampler;
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(JSON.stringify(body));
+}
+
+/** The host[:port] of an Origin header; undefined for `null` or anything that is not a URL. */
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return undefined;
+  }
+}
+
+/** HTTP status of an admin API error code; the body says the rest (`{ok:false, code, error}`). */
+const STATUS: Record<string, number> = {
+  'bad-json': 400,
+  'bad-request': 400,
+  'jid-malformed': 400,
+  'not-acceptable': 400,
+  'unknown-command': 400,
+  'too-large': 413,
+  forbidden: 403,
+  'not-allowed': 403,
+  'item-not-found': 404,
+  conflict: 409,
+  'service-unavailable': 503,
+};
+
+/**
+ * `POST /admin/api/command`: the admin socket's request as JSON. Only JSON
+ * (a cross-site form cannot send it without a preflight this server never
+ * allows) and, when the browser says where it comes from, only from this
+ * origin [RFC6454 7.3]: an admin's browser cannot be made to run a command
+ * by another site.
+ */
+async function command(req: http.IncomingMessage, res: http.ServerResponse, url: URL, opts: AdminOptions): Promise<void> {
+  if (!opts.command) return json(res, 404, { ok: false, code: 'unknown-command', error: 'no admin API on this listener' });
+  if (req.method !== 'POST') {
+    res.setHeader('allow', 'POST');
+    return json(res, 405, { ok: false, code: 'bad-request', error: 'POST a JSON command' });
+  }
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return json(res, 415, { ok: false, code: 'bad-request', error: 'content-type must be application/json' });
+  // The host only, not the scheme: behind a proxy that ends TLS the page is https:// and this socket plain.
+  const origin = req.headers.origin;
+  if (origin !== undefined && originHost(origin) !== url.host) return json(res, 403, { ok: false, code: 'forbidden', error: 'cross-origin command refused' });
+  const max = opts.maxCommandBytes ?? 64 * 1024;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > max) return json(res, 413, { ok: false, code: 'too-large', error: `request longer than ${max} bytes` });
+    chunks.push(c);
+  }
+  const answer = await opts.command(Buffer.concat(chunks).toString('utf8'));
+  json(res, answer.ok ? 200 : (STATUS[answer.code ?? ''] ?? 500), answer);
 }
 
 async function stats(broker: Broker, metrics: PromMetrics, sampler: RateSampler): Promise<AdminStats> {

@@ -12,6 +12,14 @@ export interface RateSample {
   stanzasOut: number;
   /** open connections at that moment (sum of parley_connections) */
   connections: number;
+  /** per protocol (xmpp, mqtt): stanzas/packets in and out that second, open connections at its end */
+  byProtocol: Record<string, ProtocolSample>;
+}
+
+export interface ProtocolSample {
+  in: number;
+  out: number;
+  connections: number;
 }
 
 type Totals = Omit<RateSample, 't'>;
@@ -57,8 +65,13 @@ export class RateSampler {
     this.last = cur;
     if (!prev) return; // the first reading is the baseline
     // A counter never goes down; if one does (registry reset), count from zero.
-    const d = (k: keyof Totals) => Math.max(0, cur[k] - prev[k]);
-    this.push({ t: now, messages: d('messages'), stanzasIn: d('stanzasIn'), stanzasOut: d('stanzasOut'), connections: cur.connections });
+    const d = (k: 'messages' | 'stanzasIn' | 'stanzasOut') => Math.max(0, cur[k] - prev[k]);
+    const byProtocol: Record<string, ProtocolSample> = {};
+    for (const [p, c] of Object.entries(cur.byProtocol)) {
+      const b = prev.byProtocol[p] ?? { in: 0, out: 0 };
+      byProtocol[p] = { in: Math.max(0, c.in - b.in), out: Math.max(0, c.out - b.out), connections: c.connections };
+    }
+    this.push({ t: now, messages: d('messages'), stanzasIn: d('stanzasIn'), stanzasOut: d('stanzasOut'), connections: cur.connections, byProtocol });
   }
 
   push(s: RateSample): void {
@@ -81,11 +94,16 @@ export class RateSampler {
     const sum = (vs: { value: number; labels: Record<string, unknown> }[], match: Record<string, string>) =>
       vs.filter((v) => Object.entries(match).every(([k, want]) => v.labels[k] === want)).reduce((n, v) => n + v.value, 0);
     const [messages, stanzas, connections] = await Promise.all([values('parley_messages_total'), values('parley_stanzas_total'), values('parley_connections')]);
+    const byProtocol: Record<string, ProtocolSample> = {};
+    const of = (p: string) => (byProtocol[p] ??= { in: 0, out: 0, connections: 0 });
+    for (const v of stanzas) if (v.labels.direction === 'in' || v.labels.direction === 'out') of(String(v.labels.protocol))[v.labels.direction] += v.value;
+    for (const v of connections) of(String(v.labels.protocol)).connections += v.value;
     return {
       messages: sum(messages, { event: 'routed', kind: 'message' }),
       stanzasIn: sum(stanzas, { direction: 'in' }),
       stanzasOut: sum(stanzas, { direction: 'out' }),
       connections: sum(connections, {}),
+      byProtocol,
     };
   }
 }

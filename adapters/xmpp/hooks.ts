@@ -37,6 +37,17 @@ export interface XmppHooks extends HookSignatures {
   /** fold: disco#items of the domain (service domains such as conference.{domain}) [XEP-0030 4] */
   'disco:items': [[items: { jid: string; name?: string }[], target: Address, requester: Address], { jid: string; name?: string }[]];
   /**
+   * fold: disco#items of a node of the domain or an account [XEP-0030 4.2]
+   * (`http://jabber.org/protocol/commands`, XEP-0050 2.2); undefined when no
+   * module knows the node (item-not-found).
+   */
+  'disco:node-items': [
+    [items: { jid: string; node?: string; name?: string }[] | undefined, target: Address, requester: Address, node: string],
+    { jid: string; node?: string; name?: string }[] | undefined,
+  ];
+  /** fold: disco#info of a node [XEP-0030 3.2] (an ad-hoc command, XEP-0050 2.3); undefined: item-not-found */
+  'disco:node-info': [[info: DiscoInfo | undefined, target: Address, requester: Address, node: string], DiscoInfo | undefined];
+  /**
    * A session's entity capabilities became known or changed [XEP-0115]:
    * `features` is what its client supports now, `previous` what was known
    * before (undefined at first). PEP sends last items and notifications by it.

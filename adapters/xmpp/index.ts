@@ -20,6 +20,7 @@ import vcardPep from './modules/vcard-pep.ts';
 import entityTime from './modules/entity-time.ts';
 import lastActivity from './modules/last-activity.ts';
 import register from './modules/register.ts';
+import adhoc from './modules/adhoc.ts';
 
 export { XmppServer } from './server.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
@@ -30,4 +31,4 @@ export { xmppHooks, type XmppHooks } from './hooks.ts';
 export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, mds, privateStorage, blocking, vcard, vcardPep, entityTime, lastActivity, register, muc, mucModerationRetract, httpUpload, push];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, mds, privateStorage, blocking, vcard, vcardPep, entityTime, lastActivity, register, adhoc, muc, mucModerationRetract, httpUpload, push];

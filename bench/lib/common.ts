@@ -48,6 +48,22 @@ export function rssKiB(pid: number): number {
   return Number(m[1]);
 }
 
+/**
+ * CPU time (user + system, all threads) a process has used, in µs, from
+ * /proc/PID/stat: a server's cost per message that other load on the machine
+ * changes far less than a wall-clock rate does.
+ */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) in parentheses: utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / CLK_TCK;
+}
+
+/** Clock ticks per second of /proc times (USER_HZ: 100 on Linux). */
+const CLK_TCK = 100;
+
 /** Loopback source addresses 127.0.0.2…, so 10,000 connections do not exhaust one address's ports or per-IP limits. */
 export function sourceAddress(i: number, spread: number): string {
   return `127.0.0.${2 + (i % spread)}`;

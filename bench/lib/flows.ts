@@ -1,7 +1,7 @@
 // Closed-loop (window) and fixed-rate drivers shared by the chat-like workloads.
 // A message body is "<flow> <send time ms>"; the receiver hands it back here.
 import { writeFileSync } from 'node:fs';
-import { now, percentiles, sleep } from './common.ts';
+import { cpuMicros, now, percentiles, sleep } from './common.ts';
 
 /** PARLEY_BENCH_LAT_DUMP=FILE: write every measured message's send time and latency there (analysis aid). */
 const DUMP = process.env.PARLEY_BENCH_LAT_DUMP;
@@ -17,6 +17,18 @@ export interface FlowOptions {
   /** how many receipts one message produces (fan-out) */
   copies?: number;
   send: (flow: number, body: string) => void;
+  /** the server's pid: its CPU time over the measured window is reported per message received */
+  serverPid?: number;
+}
+
+/** The server's CPU time in µs; NaN when there is none to read (no pid, or it is gone). */
+function serverCpu(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    return cpuMicros(pid);
+  } catch {
+    return NaN;
+  }
 }
 
 export class FlowDriver {
@@ -84,8 +96,10 @@ export class FlowDriver {
     await sleep(o.warmupMs);
     this.measuring = true;
     const t0 = now();
+    const cpu0 = serverCpu(o.serverPid);
     await sleep(o.durationMs);
     const t1 = now();
+    const cpu1 = serverCpu(o.serverPid);
     this.measuring = false;
     const received = this.received;
     this.running = false;
@@ -108,6 +122,9 @@ export class FlowDriver {
       window: o.mode === 'window' ? o.window : undefined,
       offeredRate: o.mode === 'rate' ? o.rate : undefined,
       measuredSec: Math.round(t1 - t0) / 1000,
+      // Server CPU (all its threads) per message received in the measured window, and the share of one core it used.
+      serverCpuUsPerMsg: o.serverPid && received > 0 ? Math.round(((cpu1 - cpu0) / received) * 10) / 10 : undefined,
+      serverCpuShare: o.serverPid ? Math.round(((cpu1 - cpu0) / ((t1 - t0) * 1000)) * 100) / 100 : undefined,
     };
   }
 }

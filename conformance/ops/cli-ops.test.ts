@@ -25,6 +25,7 @@ import {
   type TestClient,
   type TestNode,
 } from '../helpers.ts';
+import { cliJson, Failure } from './cli-json.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PW = 'ops-pw';
@@ -103,11 +104,6 @@ const Backup = z.object({
   domain: z.string(),
   version: z.string(),
 });
-const Failure = z.strictObject({
-  ok: z.literal(false),
-  error: z.string(),
-  code: z.string().optional(),
-});
 
 const chat = (to: string, body: string) =>
   xml('message', { to, type: 'chat', id: uniqueName('m') }, xml('body', {}, body));
@@ -125,15 +121,8 @@ describe('parley CLI: the daily commands', function () {
   let a: TestClient;
 
   /** `parley --data-dir <node> --json …`, parsed with the schema. */
-  const json = async <T extends z.ZodType>(
-    schema: T,
-    args: string[],
-    dataDir = node.dataDir,
-  ): Promise<z.infer<T>> => {
-    const r = await runCli(['--data-dir', dataDir, '--json', ...args]);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return schema.parse(JSON.parse(r.stdout));
-  };
+  const json = <T extends z.ZodType>(schema: T, args: string[], dataDir = node.dataDir) =>
+    cliJson(schema, dataDir, args);
   /** Log `user` in with @xmpp/client (port: this node's unless given); with `presence`, it then sends its initial presence. */
   const login = async (
     user: string,

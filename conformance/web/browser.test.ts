@@ -1,16 +1,19 @@
 // A real browser: Debian's Chromium driven by playwright-core (never a
 // downloaded browser) opens the chat page, logs in over XMPP-over-WebSocket
 // with the @xmpp/client browser bundle and chats with a TCP user; opens the
-// admin page and watches the connection count move. Screenshots go to
-// .test-artifacts/. scripts/test.sh installs the `chromium` package when
+// admin page and watches the connection count move; manages accounts,
+// sessions and rooms from the admin page and checks each action on the wire.
+// Screenshots go to .test-artifacts/. scripts/test.sh installs the `chromium` package when
 // /usr/bin/chromium is missing.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import mqtt from 'mqtt';
 import WebSocket from 'ws';
-import { DOMAIN, isMessage, ping, presence, sleep, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import { createClient, DOMAIN, isMessage, ping, presence, sleep, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import { join, MUC, say } from '../muc-helpers.ts';
 import { addUsers } from '../mqtt-helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -144,5 +147,91 @@ describe('in Chromium: the chat page and the admin page', function () {
     await peer.stop();
     await page.waitForFunction((n) => Number(document.getElementById('conn-total')?.textContent) === n, before, { timeout: 6000 });
     assert.deepEqual(problems, []);
+  });
+
+  it('admin page: add an account (it logs in), its detail (roster, sessions, offline count), kick, reset password, remove; rooms and per-protocol charts', async () => {
+    const { page, problems } = await open({ httpCredentials: { username: admin, password: PW } });
+    await page.goto(`${base}/admin/`);
+    const toast = (re: RegExp) => page.waitForFunction((src) => new RegExp(src).test(document.getElementById('toast')?.textContent ?? ''), re.source, { timeout: 10_000 });
+
+    // add: the form → user.add over the admin API; the new account logs in over TCP
+    const fresh = uniqueName('fresh');
+    await page.fill('#new-username', fresh);
+    await page.fill('#new-password', 'first-pw');
+    await page.click('#add-button');
+    await toast(new RegExp(`account ${fresh} added`));
+    const f = await xmppClient({ port: node.ports.xmpp, username: fresh, password: 'first-pw', resource: 'laptop' });
+    await f.send(presence());
+    await f.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:roster' }, xml('item', { jid: `${alice}@${DOMAIN}`, name: 'Alice' }))));
+    // an offline message waits for bob
+    await f.send(xml('message', { to: `${bob}@${DOMAIN}`, type: 'chat' }, xml('body', {}, 'for later')));
+
+    // the same name again: the API's conflict, shown on the page
+    await page.fill('#new-username', fresh);
+    await page.fill('#new-password', 'x');
+    await page.click('#add-button');
+    await toast(/exists/);
+
+    // detail of bob: one offline message
+    await page.fill('#account-filter', bob);
+    await page.click(`#accounts tr[data-user="${bob}"] button[data-action="details"]`);
+    await page.waitForFunction(() => document.getElementById('detail-offline')?.textContent === '1', null, { timeout: 10_000 });
+
+    // detail of the new account: its roster and its session
+    await page.fill('#account-filter', fresh);
+    await page.click(`#accounts tr[data-user="${fresh}"] button[data-action="details"]`);
+    await page.waitForFunction((u) => document.getElementById('detail-user')?.textContent === u, `${fresh}@${DOMAIN}`, { timeout: 10_000 });
+    assert.equal(await page.textContent('#detail-roster-size'), '1');
+    assert.equal(await page.textContent('#detail-session-count'), '1');
+    assert.match((await page.textContent('#detail-roster')) ?? '', new RegExp(`${alice}@${DOMAIN}.*Alice.*none`));
+    assert.match((await page.textContent('#detail-sessions')) ?? '', new RegExp(`${fresh}@${DOMAIN}/laptop`));
+
+    // rooms: alice in a room, three messages; MQTT over WebSocket for the per-protocol charts
+    const a = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'muc' });
+    const room = uniqueName('lobby');
+    await join(a, room, 'alice');
+    for (const body of ['one', 'two', 'three']) await say(a, room, body);
+    const m = await mqtt.connectAsync(`ws://127.0.0.1:${node.ports.http}/mqtt`, { username: bob, password: PW, reconnectPeriod: 0, protocolVersion: 4 });
+    const row = `#rooms tr[data-room="${room}@${MUC}"]`;
+    await page.waitForSelector(row, { timeout: 10_000 });
+    assert.equal(await page.textContent(`${row} .occupants`), '1');
+    assert.equal(await page.textContent(`${row} .messages`), '3');
+    await page.waitForSelector('#proto-conn polyline[data-series="mqtt"]', { timeout: 10_000 });
+    await page.waitForSelector('#proto-traffic polyline[data-series="xmpp"]', { timeout: 10_000 });
+    await page.locator('#sessions tr', { hasText: `${fresh}@${DOMAIN}/laptop` }).waitFor({ timeout: 10_000 });
+    await shot(page, 'admin-manage.png');
+    await m.endAsync();
+
+    // kick from the detail: the client gets the policy-violation stream error and is closed [RFC6120 4.9.3.18]
+    await page.click(`#detail-sessions tr[data-jid="${fresh}@${DOMAIN}/laptop"] button[data-action="kick"]`);
+    await f.closed;
+    assert.ok(f.errors.some((e) => (e as { condition?: string }).condition === 'policy-violation'), `no policy-violation stream error: ${f.errors.join('; ')}`);
+    await toast(/kicked/);
+
+    // reset the password: the old one fails, the new one logs in
+    await page.fill('#reset-value', 'second-pw');
+    await page.click('#reset-password button[type="submit"]');
+    await toast(/password of .* changed/);
+    await assert.rejects(createClient({ port: node.ports.xmpp, username: fresh, password: 'first-pw' }).start());
+    await (await xmppClient({ port: node.ports.xmpp, username: fresh, password: 'second-pw' })).stop();
+
+    // remove, after the confirmation dialog: the account cannot log in and leaves the list
+    page.once('dialog', (d) => void d.accept());
+    await page.click('#remove-user');
+    await toast(/removed/);
+    await assert.rejects(createClient({ port: node.ports.xmpp, username: fresh, password: 'second-pw' }).start());
+    await page.waitForFunction((u) => !document.querySelector(`#accounts tr[data-user="${u}"]`), fresh, { timeout: 10_000 });
+
+    // the page's API runs only the page's commands, JSON only, same origin only
+    const cmd = (data: unknown, headers: Record<string, string> = {}) =>
+      page.request.post(`${base}/admin/api/command`, { data: JSON.stringify(data), headers: { 'content-type': 'application/json', ...headers } });
+    const backup = await cmd({ cmd: 'backup', dir: '/tmp/x' });
+    assert.equal(backup.status(), 403);
+    assert.equal((await backup.json()).code, 'forbidden');
+    assert.equal((await cmd({ cmd: 'user.list' }, { origin: 'http://evil.example' })).status(), 403);
+    assert.equal((await page.request.post(`${base}/admin/api/command`, { form: { cmd: 'user.list' } })).status(), 415);
+    assert.equal((await cmd({ cmd: 'user.info', username: 'nobody-at-all' })).status(), 404);
+    // the one failed request the page made is the conflict it was meant to get
+    assert.deepEqual(problems.filter((p) => !/status of 409 \(Conflict\)/.test(p)), []);
   });
 });

@@ -19,11 +19,25 @@
  * larger of it and the last record's seq.
  *
  * Each owner's archive (XEP-0313 user archive) is an index written in the
- * same batch as the record: `u` (owner, pos) and `w` (owner, peer, pos), both
- * pointing at the record's key, and `n` the owner's entry count, so an owner
- * query reads that owner's keys only and an unfiltered count is one number.
- * The archive position (pos) is one counter per store, kept in memory and
- * written to `h` with every append (docs/architecture.md, "Archive ids").
+ * same batch as the record: `u` (owner, pos) and the per-peer view, both
+ * pointing at the record's key, so an owner query reads that owner's keys
+ * only. The per-peer view of a one-to-one record both parties archive is one
+ * entry for the two, `v` (pair, pos) with the pair's owners in order, since
+ * each one's peer is the other; any other record's is `w` (owner, peer, pos)
+ * per archiving owner (a record only one party archives, a note to self, a
+ * room's). A `with` query merges the two ranges by pos. Versions up to
+ * 7b800a2 wrote `w` for every entry, which the merge reads as it is. The archive position (pos) is one counter per store, kept in memory
+ * and written to `h` with every append (docs/architecture.md, "Archive ids").
+ *
+ * Entry counts (an owner's, and per peer) are kept in memory and saved in `n`
+ * as checkpoints, `<count>@<pos>`: the count is that number plus the index
+ * entries after that pos, which a load counts (at most {@link CHECKPOINT} or
+ * so). A checkpoint is written every {@link CHECKPOINT} appends of a key, by
+ * deletions, and by the first append after a load that found none, not with every append: writing
+ * four counts per message was a third of an append's CPU time
+ * (bench/PROFILE-NOTES.md, fifteenth round). A plain `<count>` (no `@`) was
+ * written by earlier versions with every append, so it is exact as found: the
+ * next append writes a checkpoint in its place.
  */
 
 import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery, OwnerRecord } from '../types.ts';
@@ -40,6 +54,9 @@ const INDEX_CACHE = 20_000;
 /** At most this many owners keep their entry count cached in memory. */
 const COUNT_CACHE = 20_000;
 
+/** A count's checkpoint is saved after this many appends to it: a load counts at most about this many index keys. */
+const CHECKPOINT = 500;
+
 /** The lock key of maintenance (prune, trim, owner removal): no conversation id contains NUL. */
 const MAINT = '\u0000maintenance';
 
@@ -52,6 +69,14 @@ interface Entry {
   pos: number;
   conversation: string;
   seq: number;
+}
+
+/** A count in memory: exact, with the appends counted since its last checkpoint was asked for. */
+interface Count {
+  n: number;
+  unsaved: number;
+  /** its key holds a checkpoint (not nothing, nor an earlier version's plain count): else the next append writes one */
+  saved: boolean;
 }
 
 /** A conversation's cached last seq; `used` marks an append since the eviction scan last passed it. */
@@ -69,12 +94,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   readonly #userIndex: Sub;
   /** owner SEP peer SEP pad(pos) → conversation SEP pad(seq) */
   readonly #peerIndex: Sub;
-  /** owner → number of entries in its archive; owner SEP peer → those with that peer */
+  /** first owner SEP second owner SEP pad(pos) → conversation SEP pad(seq): a one-to-one record both archive */
+  readonly #pairIndex: Sub;
+  /** owner → checkpoint of its entry count, `<count>@<pos>`; owner SEP peer → of those with that peer */
   readonly #counts: Sub;
   /** 'pos' → the last archive position handed out */
   readonly #high: Sub;
-  /** Entry counts per owner and per (owner, peer), as last written; disk stays the truth. */
-  readonly #count = new Map<string, number>();
+  /** Entry counts per owner and per (owner, peer); disk (checkpoint and index) stays the truth. */
+  readonly #count = new Map<string, Count>();
   /** The last archive position handed out; undefined until read from disk. */
   #pos: number | undefined;
   #posLoading: Promise<void> | undefined;
@@ -110,6 +137,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     this.#owners = sub('o');
     this.#userIndex = sub('u');
     this.#peerIndex = sub('w');
+    this.#pairIndex = sub('v');
     this.#counts = sub('n');
     this.#high = sub('h');
     this.#write = write;
@@ -127,17 +155,29 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     this.#posLoading = undefined;
   }
 
-  async append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
+  /**
+   * Not an async function: the common case returns the write's own promise,
+   * with no second promise adopting it (a few microtask steps per message).
+   * A bad input still rejects rather than throws.
+   */
+  append(input: Omit<ArchiveRecord<T>, 'seq'>): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
-    checkId('conversation', conversation);
-    input.owners.forEach((owner) => checkId('owner', owner));
-    const indexed = archivers(input);
-    if (indexed.length > 0) checkId('with', input.with);
-    const counted = countKeys(input, indexed);
-    // One serialisation: the stored text is the input's JSON with the seq
-    // spliced in, so the input is neither cloned nor stringified twice.
-    const text = JSON.stringify(input);
-    if (text === undefined || text[0] !== '{') throw new TypeError('archive records must be JSON objects');
+    let indexed: string[];
+    let counted: string[];
+    let text: string | undefined;
+    try {
+      checkId('conversation', conversation);
+      for (const owner of input.owners) checkId('owner', owner);
+      indexed = archivers(input);
+      if (indexed.length > 0) checkId('with', input.with);
+      counted = countKeys(input, indexed);
+      // One serialisation: the stored text is the input's JSON with the seq
+      // spliced in, so the input is neither cloned nor stringified twice.
+      text = JSON.stringify(input);
+      if (text === undefined || text[0] !== '{') throw new TypeError('archive records must be JSON objects');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // Seqs are handed out per conversation in call order. With the last seq
     // cached and nothing of this conversation waiting on the lock (a disk
     // read of its last seq, a deletion), the next seq is known at once: the
@@ -145,9 +185,16 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // previous record's write.
     const cached = this.#lastSeq.get(conversation);
     if (cached !== undefined && this.#lock.idle(conversation) && this.#indexReady(counted)) return this.#put(input, text, cached.seq + 1, indexed, counted);
-    // Otherwise under the lock, once the conversation's writes in flight have
-    // settled (the disk is then the truth); the lock is held only until the
-    // seq is taken and the write asked for, not until it is done.
+    return this.#appendLocked(input, text, indexed, counted);
+  }
+
+  /**
+   * An append under the conversation's lock, once the conversation's writes
+   * in flight have settled (the disk is then the truth); the lock is held
+   * only until the seq is taken and the write asked for, not until it is done.
+   */
+  async #appendLocked(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, indexed: string[], counted: string[]): Promise<ArchiveRecord<T>> {
+    const { conversation } = input;
     const started = await this.#lock.run(conversation, async () => {
       // Cached by an earlier holder (the cache is the last seq handed out):
       // no disk read, so no wait for the writes in flight either. Waiting
@@ -182,14 +229,20 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     if (pos !== undefined) {
       this.#pos = pos;
       const p = pad(pos);
+      const pair = sharedPair(input, indexed);
       for (const owner of indexed) {
         ops.push({ type: 'put', sublevel: this.#userIndex, key: owner + SEP + p, value: recordKey });
-        ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
+        if (pair === undefined) ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
       }
+      if (pair !== undefined) ops.push({ type: 'put', sublevel: this.#pairIndex, key: pair + p, value: recordKey });
       for (const key of counted) {
-        const n = (this.#count.get(key) as number) + 1;
-        this.#count.set(key, n);
-        ops.push({ type: 'put', sublevel: this.#counts, key, value: String(n), rewritten: true });
+        const c = this.#count.get(key) as Count;
+        c.n++;
+        if (++c.unsaved < CHECKPOINT && c.saved) continue;
+        // Includes this append's entry: it is in the same batch.
+        c.unsaved = 0;
+        c.saved = true;
+        ops.push({ type: 'put', sublevel: this.#counts, key, value: `${c.n}@${pos}`, rewritten: true });
       }
       ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos), rewritten: true });
     }
@@ -233,15 +286,19 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   /** Reads the position high-water mark (once) and the missing counts from disk. */
   async #prepareIndex(owners: string[]): Promise<void> {
     if (owners.length === 0) return;
-    if (this.#pos === undefined) {
-      this.#posLoading ??= (async () => {
-        await this.#settled();
-        const v = await this.#high.get(POS_KEY);
-        this.#pos ??= Number(v ?? 0);
-      })().finally(() => (this.#posLoading = undefined));
-      await this.#posLoading;
-    }
+    await this.#preparePos();
     for (const o of owners) await this.#loadCount(o);
+  }
+
+  /** Reads the position high-water mark from disk, once. */
+  async #preparePos(): Promise<void> {
+    if (this.#pos !== undefined) return;
+    this.#posLoading ??= (async () => {
+      await this.#settled();
+      const v = await this.#high.get(POS_KEY);
+      this.#pos ??= Number(v ?? 0);
+    })().finally(() => (this.#posLoading = undefined));
+    await this.#posLoading;
   }
 
   /**
@@ -251,14 +308,74 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    */
   async #loadCount(owner: string): Promise<number> {
     const cached = this.#count.get(owner);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return cached.n;
+    await this.#preparePos();
     await this.#settled();
-    const n = Number((await this.#counts.get(owner)) ?? 0);
+    const text = await this.#counts.get(owner);
+    const at = text === undefined ? -1 : text.indexOf('@');
+    let n: number;
+    let tail = 0;
+    if (text !== undefined && at === -1) {
+      // Written by an earlier version with every append: exact.
+      n = Number(text);
+    } else {
+      const saved = text === undefined ? 0 : Number(text.slice(0, at));
+      const since = text === undefined ? 0 : Number(text.slice(at + 1));
+      tail = await this.#countAfter(owner, since);
+      n = saved + tail;
+    }
     const now = this.#count.get(owner);
-    if (now !== undefined) return now;
-    this.#count.set(owner, n);
+    if (now !== undefined) return now.n;
+    // No key, or a plain count: the next append writes a checkpoint in its own
+    // batch (a plain count stays exact until then, and trimOwners finds every
+    // owner with entries by its key). Nothing is written on a read.
+    this.#count.set(owner, { n, unsaved: tail, saved: text !== undefined && at !== -1 });
     if (this.#count.size > COUNT_CACHE) this.#count.delete(this.#count.keys().next().value as string);
     return n;
+  }
+
+  /** The index entries of a count key (an owner, or owner SEP peer) with a pos after `pos`. */
+  #countAfter(key: string, pos: number): Promise<number> {
+    const sep = key.indexOf(SEP);
+    if (sep === -1) return this.#countRange(this.#userIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER);
+    return this.#countPeer(key.slice(0, sep), key.slice(sep + 1), pos + 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** An owner's entries with a peer and a pos in [lo, hi]: its `w` keys and, with another owner, the pair's `v` keys. */
+  async #countPeer(owner: string, peer: string, lo: number, hi: number): Promise<number> {
+    const own = await this.#countRange(this.#peerIndex, owner + SEP + peer + SEP, lo, hi);
+    return owner === peer ? own : own + (await this.#countRange(this.#pairIndex, pairPrefix(owner, peer), lo, hi));
+  }
+
+  /**
+   * The record keys of an owner's entries with a peer and a pos in [lo, hi],
+   * in pos order (descending with `reverse`), at most `limit`: the `w` and
+   * `v` ranges, each read up to `limit` keys, merged.
+   */
+  async #peerKeys(owner: string, peer: string, lo: number, hi: number, reverse: boolean, limit: number): Promise<string[]> {
+    const read = async (sub: Sub, prefix: string) => {
+      const rows = await sub.iterator({ gte: prefix + pad(lo), lte: prefix + pad(hi), reverse, limit }).all();
+      return rows.map(([key, value]) => ({ pos: Number(key.slice(prefix.length)), value }));
+    };
+    const own = await read(this.#peerIndex, owner + SEP + peer + SEP);
+    if (owner === peer) return own.map((x) => x.value);
+    const shared = await read(this.#pairIndex, pairPrefix(owner, peer));
+    if (own.length === 0 || shared.length === 0) return (own.length === 0 ? shared : own).map((x) => x.value);
+    const merged = [...own, ...shared].sort(reverse ? (a, b) => b.pos - a.pos : (a, b) => a.pos - b.pos);
+    return merged.slice(0, limit).map((x) => x.value);
+  }
+
+  /** A checkpoint of `key`'s count as it is in memory now (maintenance writes it with its deletions). */
+  #checkpoint(key: string, n: number): Op {
+    const c = this.#count.get(key);
+    if (c !== undefined) {
+      c.n = n;
+      c.unsaved = 0;
+      c.saved = true;
+    } else {
+      this.#count.set(key, { n, unsaved: 0, saved: true });
+    }
+    return { type: 'put', sublevel: this.#counts, key, value: `${n}@${this.#pos as number}` };
   }
 
   /** Forgets `written` as the latest write in flight, if it still is. */
@@ -358,25 +475,30 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       const wanted = [...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined))]
         .filter((p) => p >= filter.lo && p <= filter.hi)
         .sort((a, b) => (q.reverse ? b - a : a - b));
-      const found = await (q.with === undefined ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p))) : this.#peerIndex.getMany(wanted.map((p) => owner + SEP + q.with + SEP + pad(p))));
+      const found = await (q.with === undefined ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p))) : this.#peerMany(owner, q.with, wanted));
       const present = wanted.map((p, i) => ({ p, key: found[i] })).filter((x) => x.key !== undefined);
       count = present.length;
       const inPage = present.filter((x) => x.p >= page.lo && x.p <= page.hi);
       keys = inPage.slice(0, limit).map((x) => x.key as string);
       complete = inPage.length <= limit;
     } else {
-      const [sub, prefix] = q.with === undefined ? [this.#userIndex, owner + SEP] : [this.#peerIndex, owner + SEP + q.with + SEP];
+      const peer = q.with;
       keys = [];
       if (page.lo <= page.hi) {
         // One record past the page tells whether the page is complete.
-        keys = await sub.values({ gte: prefix + pad(page.lo), lte: prefix + pad(page.hi), reverse: q.reverse ?? false, limit: limit + 1 }).all();
+        const prefix = owner + SEP;
+        keys =
+          peer === undefined
+            ? await this.#userIndex.values({ gte: prefix + pad(page.lo), lte: prefix + pad(page.hi), reverse: q.reverse ?? false, limit: limit + 1 }).all()
+            : await this.#peerKeys(owner, peer, page.lo, page.hi, q.reverse ?? false, limit + 1);
       }
       complete = keys.length <= limit;
       keys = keys.slice(0, limit);
       if (q.count) {
         // The whole archive, or all with one peer: a stored count. Otherwise the keys in range are counted.
         const bounded = q.start !== undefined || q.end !== undefined || q.afterId !== undefined || q.beforeId !== undefined;
-        count = bounded ? await this.#countRange(sub, prefix, filter.lo, filter.hi) : await this.#loadCount(q.with === undefined ? owner : owner + SEP + q.with);
+        if (!bounded) count = await this.#loadCount(peer === undefined ? owner : owner + SEP + peer);
+        else count = peer === undefined ? await this.#countRange(this.#userIndex, owner + SEP, filter.lo, filter.hi) : await this.#countPeer(owner, peer, filter.lo, filter.hi);
       }
     }
     const texts = keys.length === 0 ? [] : await this.#records.getMany(keys);
@@ -385,6 +507,15 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     const out: OwnerPage<T> = { records, complete };
     if (q.count) out.count = count;
     return out;
+  }
+
+  /** The record keys of an owner's entries with a peer at the given positions (undefined: none there). */
+  async #peerMany(owner: string, peer: string, positions: number[]): Promise<(string | undefined)[]> {
+    const own = await this.#peerIndex.getMany(positions.map((p) => owner + SEP + peer + SEP + pad(p)));
+    if (owner === peer) return own;
+    const prefix = pairPrefix(owner, peer);
+    const shared = await this.#pairIndex.getMany(positions.map((p) => prefix + pad(p)));
+    return own.map((key, i) => key ?? shared[i]);
   }
 
   /** Keys of `sub` under `prefix` with a pos in [lo, hi], counted without reading values: the cost of a filtered count. */
@@ -455,9 +586,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     const keep = Math.max(0, Math.floor(max));
     return this.#lock.run(MAINT, async () => {
       let removed = 0;
-      for await (const [owner, text] of this.#counts.iterator()) {
+      for await (const owner of this.#counts.keys()) {
         if (owner.includes(SEP)) continue; // a per-peer count
-        const n = Number(text);
+        const n = await this.#loadCount(owner);
         if (n <= keep) continue;
         // The oldest entries beyond `keep`, in batches.
         let excess = n - keep;
@@ -473,12 +604,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     });
   }
 
-  async forgetOwner(owner: string): Promise<number> {
+  async forgetOwner(owner: string, before?: number): Promise<number> {
     checkId('owner', owner);
+    // Per-user retention: the entries archived before the time, from the owner's oldest (the index is by pos).
+    const end = before === undefined ? owner + SEP_END : owner + SEP + pad(Math.max(0, Math.floor(before)) * 1000);
     return this.#lock.run(MAINT, async () => {
       let removed = 0;
       for (;;) {
-        const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: owner + SEP_END, limit: BATCH }).all();
+        const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: end, limit: BATCH }).all();
         if (rows.length === 0) break;
         removed += await this.#drop(
           rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)),
@@ -487,6 +620,7 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         // #drop removes the entries it dropped; one whose record was gone already is removed here, so the loop ends.
         await this.#write(rows.map(([key]) => ({ type: 'del', sublevel: this.#userIndex, key }) as Op));
       }
+      if (before !== undefined) return removed;
       const ops: Op[] = [];
       for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
       ops.push({ type: 'del', sublevel: this.#counts, key: owner });
@@ -559,6 +693,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos) });
         for (const key of [o, o + SEP + peerOf(r, o)]) counts.set(key, (counts.get(key) ?? 0) + 1);
       }
+      const pair = sharedPair(r, all);
+      if (pair !== undefined) {
+        // The shared entry goes; an owner who keeps the record keeps its view with the peer as a `w` entry.
+        ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(e.pos) });
+        for (const o of staying) ops.push({ type: 'put', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos), value: recordKey });
+      }
       if (staying.length > 0) {
         ops.push({ type: 'put', sublevel: this.#records, key: recordKey, value: JSON.stringify({ ...r, archivedFor: staying }) });
       } else {
@@ -576,9 +716,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       if (seq > old) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(seq) });
     }
     for (const [o, k] of counts) {
-      const n = Math.max(0, (this.#count.get(o) ?? (await this.#loadCount(o))) - k);
-      this.#count.set(o, n);
-      ops.push({ type: 'put', sublevel: this.#counts, key: o, value: String(n) });
+      const n = Math.max(0, (this.#count.get(o)?.n ?? (await this.#loadCount(o))) - k);
+      ops.push(this.#checkpoint(o, n));
     }
     if (ops.length > 0) await this.#write(ops);
     // A conversation left with no record leaves its owners' conversation lists.
@@ -631,11 +770,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         ops.push({ type: 'del', sublevel: this.#records, key });
         if (record.pos !== undefined) {
           // The record's entries in its owners' archives go with it.
-          for (const o of archivers(record)) {
+          const all = archivers(record);
+          for (const o of all) {
             ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(record.pos) });
             ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(record, o) + SEP + pad(record.pos) });
             for (const key of [o, o + SEP + peerOf(record, o)]) dropped.set(key, (dropped.get(key) ?? 0) + 1);
           }
+          const pair = sharedPair(record, all);
+          if (pair !== undefined) ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(record.pos) });
         }
         removed++;
         if (ops.length >= BATCH) {
@@ -646,9 +788,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // Counts are adjusted from memory, synchronously with the write asked for below.
       for (const o of dropped.keys()) await this.#loadCount(o);
       for (const [o, k] of dropped) {
-        const n = Math.max(0, (this.#count.get(o) ?? 0) - k);
-        this.#count.set(o, n);
-        ops.push({ type: 'put', sublevel: this.#counts, key: o, value: String(n) });
+        const n = Math.max(0, (this.#count.get(o)?.n ?? 0) - k);
+        ops.push(this.#checkpoint(o, n));
       }
       for (const owner of touched) {
         if (!remaining.has(owner)) {
@@ -711,6 +852,22 @@ export class LevelArchive<T> implements ArchiveStore<T> {
 function entry(owner: string, pos: number, value: string): Entry {
   const sep = value.lastIndexOf(SEP);
   return { owner, pos, conversation: value.slice(0, sep), seq: Number(value.slice(sep + 1)) };
+}
+
+/**
+ * The `v` key prefix of a one-to-one record both of whose owners archive it
+ * (`archiving`: its archivers), else undefined: the record then has a `w`
+ * entry per archiving owner.
+ */
+function sharedPair(record: { owners: string[] }, archiving: string[]): string | undefined {
+  const { owners } = record;
+  if (owners.length !== 2 || archiving.length !== 2 || owners[0] === owners[1]) return undefined;
+  return pairPrefix(owners[0], owners[1]);
+}
+
+/** The `v` key prefix of two distinct owners, the same whichever is named first. */
+function pairPrefix(a: string, b: string): string {
+  return a < b ? a + SEP + b + SEP : b + SEP + a + SEP;
 }
 
 /** The count keys an append raises: each archiving owner's total and its count with the record's peer. */

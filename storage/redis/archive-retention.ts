@@ -225,11 +225,13 @@ export class ArchiveRetention<T> {
     return removed;
   }
 
-  async forgetOwner(owner: string): Promise<number> {
+  async forgetOwner(owner: string, before?: number): Promise<number> {
     const redis = this.conn();
     let removed = 0;
+    // With `before` (ms): only the entries archived before it (positions are ms × 1000), per-user retention.
+    const upTo = before === undefined ? '+inf' : `(${Math.floor(before) * 1000}`;
     for (;;) {
-      const refs = await redis.zrange(this.k.owner(owner), 0, CHUNK - 1);
+      const refs = await redis.zrangebyscore(this.k.owner(owner), '-inf', upTo, 'LIMIT', 0, CHUNK);
       if (refs.length === 0) break;
       const loaded = await this.#load(refs);
       const stale = refs.filter((_, i) => loaded[i] === undefined);
@@ -238,7 +240,7 @@ export class ArchiveRetention<T> {
       removed += done;
       if (done + stale.length === 0) break;
     }
-    await redis.srem(this.k.owners, owner);
+    if (before === undefined) await redis.srem(this.k.owners, owner);
     return removed;
   }
 

@@ -169,7 +169,7 @@ export class RedisArchive<T> implements ArchiveStore<T> {
     return this.#retention.removeOwner(owner);
   }
 
-  forgetOwner(owner: string): Promise<number> {
-    return this.#retention.forgetOwner(owner);
+  forgetOwner(owner: string, before?: number): Promise<number> {
+    return this.#retention.forgetOwner(owner, before);
   }
 }

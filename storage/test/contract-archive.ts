@@ -449,6 +449,21 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.equal((await archive.append(chat('alice|bob', 10))).seq, 7);
     });
 
+    it('forgetOwner with a time (per-user retention) drops only that owner\'s older entries; the others keep theirs', async function () {
+      const archive = storage.archive<Msg>('mam');
+      assert.equal(await archive.forgetOwner('alice', T0 + 4000), 3); // alice's 1..3
+      const a = await owner('alice');
+      assert.deepEqual([a.ns, a.count], [[4, 5, 6, 7, 8, 9], 6]);
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[4, 5, 6], 3]);
+      // bob still has the records alice let go
+      assert.equal((await owner('bob')).count, 15);
+      assert.equal((await owner('carol')).count, 12);
+      assert.equal(await archive.forgetOwner('alice', T0 + 4000), 0);
+      // the later entries and the counts stay right for later appends
+      await archive.append(chat('alice|bob', 30));
+      assert.equal((await owner('alice')).count, 7);
+    });
+
     it('ids and counts survive a reopen, and ids never go back', async function () {
       if (!reopen) this.skip();
       const before = await owner('alice');

@@ -23,10 +23,26 @@ describe('RateSampler (admin page rates)', () => {
     m.connection('xmpp', 'ws', 1);
     m.connection('mqtt', 'tcp', 1);
     await s.sample(2000);
-    assert.deepEqual(s.samples(), [{ t: 2000, messages: 2, stanzasIn: 2, stanzasOut: 1, connections: 2 }]);
+    assert.deepEqual(s.samples(), [
+      {
+        t: 2000,
+        messages: 2,
+        stanzasIn: 2,
+        stanzasOut: 1,
+        connections: 2,
+        byProtocol: { xmpp: { in: 1, out: 1, connections: 1 }, mqtt: { in: 1, out: 0, connections: 1 } },
+      },
+    ]);
     m.connection('mqtt', 'tcp', -1);
     await s.sample(3000);
-    assert.deepEqual(s.samples()[1], { t: 3000, messages: 0, stanzasIn: 0, stanzasOut: 0, connections: 1 });
+    assert.deepEqual(s.samples()[1], {
+      t: 3000,
+      messages: 0,
+      stanzasIn: 0,
+      stanzasOut: 0,
+      connections: 1,
+      byProtocol: { xmpp: { in: 0, out: 0, connections: 1 }, mqtt: { in: 0, out: 0, connections: 0 } },
+    });
   });
 
   it('keeps the last `capacity` samples, oldest first', async () => {

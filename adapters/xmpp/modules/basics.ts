@@ -59,26 +59,34 @@ export const disco = defineModule({
   name: 'disco',
   description: 'Service Discovery',
   options: {},
-  specs: [{ spec: 'XEP-0030', status: 'complete', note: 'no nodes; the domain\'s items are the service domains modules add (conference.{domain})' }],
+  specs: [{ spec: 'XEP-0030', status: 'complete', note: 'nodes only where a module answers them (ad-hoc commands); the domain\'s items are the service domains modules add (conference.{domain})' }],
   setup(ctx) {
     const hooks = xmppHooks(ctx.broker);
     const iq = iqRegistry(ctx.broker);
     const info = async (req: IqRequest) => {
-      if (req.child.attrs.node) throw new BrokerError('item-not-found'); // no nodes
+      const node = req.child.attrs.node as string | undefined;
       const base: DiscoInfo = req.to.isDomain
         ? { identities: [{ category: 'server', type: 'im', name: 'Parley' }], features: [NS_DISCO_INFO, NS_DISCO_ITEMS] }
         : { identities: [{ category: 'account', type: 'registered' }], features: [NS_DISCO_INFO] };
-      const result = await hooks.fold('disco:info', base, req.to, req.from);
+      // A node only a module knows (an ad-hoc command); none: item-not-found [XEP-0030 3.2]
+      const result = node ? await hooks.fold('disco:node-info', undefined, req.to, req.from, node) : await hooks.fold('disco:info', base, req.to, req.from);
+      if (!result) throw new BrokerError('item-not-found');
       const q = new Element('query', { xmlns: NS_DISCO_INFO });
       for (const id of result.identities) q.append(xml('identity', { category: id.category, type: id.type, name: id.name }));
       for (const f of [...new Set(result.features)].sort()) q.append(xml('feature', { var: f }));
+      if (node) q.attrs.node = node;
       return q;
     };
     const items = async (req: IqRequest) => {
-      if (req.child.attrs.node) throw new BrokerError('item-not-found');
-      const q = xml('query', { xmlns: NS_DISCO_ITEMS });
-      const list = req.to.isDomain ? await hooks.fold('disco:items', [], req.to, req.from) : [];
-      for (const it of list) q.append(xml('item', { jid: it.jid, name: it.name }));
+      const node = req.child.attrs.node as string | undefined;
+      const list: { jid: string; node?: string; name?: string }[] | undefined = node
+        ? await hooks.fold('disco:node-items', undefined, req.to, req.from, node)
+        : req.to.isDomain
+          ? await hooks.fold('disco:items', [], req.to, req.from)
+          : [];
+      if (!list) throw new BrokerError('item-not-found');
+      const q = xml('query', { xmlns: NS_DISCO_ITEMS, ...(node && { node }) });
+      for (const it of list) q.append(xml('item', { jid: it.jid, node: it.node, name: it.name }));
       return q;
     };
     const badRequest = () => {

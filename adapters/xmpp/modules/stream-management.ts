@@ -172,13 +172,17 @@ export default defineModule({
       }),
     );
 
-    // [XEP-0198 4] the client asks: answer once everything before the <r/> is handled (messages stored)
+    // [XEP-0198 4] the client asks: answer once everything before the <r/> is handled (messages stored).
+    // The count is taken now and the answer waits beside the stream, not in it: the stanzas after the
+    // <r/> are handled meanwhile (a client asking every few stanzas kept its stream stalled on each
+    // batch's disk write, bench/PROFILE-NOTES.md, fifteenth round). An <a/> is no stanza (not counted),
+    // so it may follow stanzas written after the <r/> came; the <a/>s keep their order.
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'r', phases: ['bound'] }, async (conn) => {
+      nonzas.register(ctx.name, { ns: NS_SM, name: 'r', phases: ['bound'] }, (conn) => {
         const sm = conn.state.get(smSlot);
         if (!sm) return conn.close(closeReason('unsupported-stanza-type', 'stream management is not enabled'));
-        await conn.settled();
-        conn.send(`<a xmlns='${NS_SM}' h='${sm.inbound}'/>`);
+        const h = sm.inbound;
+        void conn.settled().then(() => conn.send(`<a xmlns='${NS_SM}' h='${h}'/>`));
       }),
     );
 
