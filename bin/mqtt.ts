@@ -93,7 +93,8 @@ type Will = { brokerId: string };
  * the wills of nodes the cluster lists as live are never handed to that
  * sweep (nor any while the cluster's membership is unknown: Redis away), and
  * a starting node fires only its previous run's. A dead node's wills fire
- * once the cluster no longer lists it (docs/cluster.md "MQTT wills").
+ * once the cluster no longer lists it, on one node: the live one first by id
+ * (docs/cluster.md "MQTT wills").
  */
 function clusterWills(broker: Broker, persistence: object, nodeId: string): { brokerId: string } {
   const p = persistence as { streamWill(brokers?: Record<string, number>): AsyncIterable<Will> };
@@ -104,7 +105,12 @@ function clusterWills(broker: Broker, persistence: object, nodeId: string): { br
       if (live.length === 0) return; // membership unknown: fire nothing rather than a live client's will
       // Its own id stays: aedes' sweep leaves its own wills alone, and the start fires the previous run's.
       const alive = new Set(live.filter((id) => id !== nodeId).map((id) => `parley-${id}`));
-      for await (const will of original(brokers)) if (!alive.has(will.brokerId)) yield will;
+      // A dead node's wills: fired by one node only (the live one first by id), not by every node's sweep.
+      const firesForTheDead = [...live].sort()[0] === nodeId;
+      const own = `parley-${nodeId}`;
+      for await (const will of original(brokers)) {
+        if (will.brokerId === own || (firesForTheDead && !alive.has(will.brokerId))) yield will;
+      }
     })();
   return { brokerId: `parley-${nodeId}` };
 }
