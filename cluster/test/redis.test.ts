@@ -9,6 +9,7 @@ import { RedisBus, redisCluster, encodeFrame, NoReceiverError, BusDownError } fr
 import type { RedisRegistry } from '../redis/registry.ts';
 import type { BusMessage, ClusterLogger, SessionEntry } from '../types.ts';
 import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
+import { clusterContract } from './contract.ts';
 
 const HEARTBEAT = 150;
 
@@ -34,6 +35,24 @@ async function eventually(check: () => void | Promise<void>, timeout = 5000): Pr
 
 function entry(user: string, resource: string, node: string, sessionId = `${node}-${user}-${resource}`): SessionEntry {
   return { user, resource, node, sessionId, protocol: 'xmpp', priority: 0, available: true };
+}
+
+{
+  let server: TestRedis | undefined;
+  const prefixes: string[] = [];
+  clusterContract(
+    'redis',
+    async () => {
+      server ??= await startRedis();
+      const prefix = `k${Math.random().toString(36).slice(2, 8)}`;
+      prefixes.push(prefix);
+      return redisCluster({ url: server.url, nodeId: 'n1', heartbeatMs: HEARTBEAT, prefix });
+    },
+    async () => {},
+  );
+  after(async () => {
+    await server?.dispose();
+  });
 }
 
 describe('cluster/redis', function () {
