@@ -11,7 +11,7 @@
  *   rest        JSON: [[type, payload], ...]
  *
  * A node accepts frames of its own version only. A frame of another version
- * (a rolling upgrade across a wire change) is refused, counted and logged
+ * (a rolling upgrade across a wire change) is refused and logged
  * once per sender and version; the heartbeat announces each node's version,
  * so `parley cluster status` shows the mix. Within a version, unknown
  * message types are ignored by the receiver, so a version may add types.
