@@ -4,6 +4,9 @@
 //   --workload fanout  --subscribers 1000       QoS 0, 1 publisher → N subscribers (deliveries/s)
 //   --workload idle    --connections 10000 --pid SERVER_PID   broker RSS delta / connections
 //   --workload chat    --pairs 100 --xmpp-port P   MQTT device ↔ XMPP user through chat/{user} (Parley only)
+//   --workload room    --occupants 10000 [--room fanout] [--pid SERVER_PID] [--mode rate --rate 10]
+//                      Parley only: 1 device → N devices in one groupchat room (rooms/{room}), a message done
+//                      at its last copy; send → last delivery, deliveries/s, RSS per occupant device
 // Common: --port P [--host 127.0.0.1] [--auth] (username u<n>, password pw) [--users 1000]
 //   [--window 4] [--warmup 2] [--duration 8]. One JSON line out.
 import { num, parseFlags, pool, rssKiB, run, sleep, sourceAddress, str } from './lib/common.ts';
@@ -80,6 +83,46 @@ async function fanout(): Promise<Record<string, unknown>> {
   return { workload: 'mqtt-fanout', subscribers: n, qos: 0, deliveriesPerSec: r.msgsPerSec, ...r };
 }
 
+async function room(): Promise<Record<string, unknown>> {
+  const n = num(f, 'occupants', 10_000);
+  const pid = num(f, 'pid', 0);
+  const settle = num(f, 'settle', 3) * 1000;
+  const topic = `rooms/${str(f, 'room', 'fanout')}`;
+  // Device i is u((i % users) + 1)/c<i> (at most 10 per account, Parley's default session limit): ten
+  // devices of one user share its nick (multi-session), and each gets every message but its own device's.
+  // Device 0 sends (its SUBSCRIBE creates the room); devices 1…n-1 receive.
+  const pub = await connect(0, 20);
+  await pub.subscribe(topic, 0);
+  // --concurrency: logins in flight, spread over 20 source addresses (Parley's login throttle counts per address)
+  const subs = await pool(n - 1, num(f, 'concurrency', 40), (i) => connect(i + 1, 20));
+  await sleep(settle);
+  const before = pid ? rssKiB(pid) : 0;
+  const t0 = Date.now();
+  const sink: { d?: FlowDriver; probes: number } = { probes: 0 };
+  for (const s of subs)
+    s.onPublish = (_t, p) => {
+      const m = JSON.parse(p.toString()) as { body?: string; delayed?: boolean };
+      if (m.body === 'probe') sink.probes++;
+      else if (m.body !== undefined && !m.delayed) sink.d?.receive(m.body);
+    };
+  await pool(n - 1, 100, (i) => subs[i].subscribe(topic, 0, 120_000));
+  const joinSec = (Date.now() - t0) / 1000;
+  // A SUBACK comes before the room has told everyone of the join: a probe reaching every device
+  // says the room's queue is empty, so the measurement does not start behind the joins' fan-out.
+  pub.publish(topic, 'probe', 0);
+  const until = Date.now() + 600_000;
+  while (sink.probes < n - 1 && Date.now() < until) await sleep(50);
+  if (sink.probes < n - 1) throw new Error(`the probe reached ${sink.probes} of ${n - 1} devices`);
+  const drainSec = (Date.now() - t0) / 1000 - joinSec;
+  await sleep(settle);
+  const after = pid ? rssKiB(pid) : 0;
+  const d = new FlowDriver({ flows: 1, ...driverOpts(), copies: n - 1, lastCopy: true, send: (_flow, body) => pub.publish(topic, body, 0) });
+  sink.d = d;
+  const r = await d.run();
+  for (const c of [...subs, pub]) c.destroy();
+  return { workload: 'mqtt-room-fanout', occupants: n, joinSec, drainSec, deliveriesPerSec: r.msgsPerSec, ...(pid ? { rssBeforeKiB: before, rssAfterKiB: after, bytesPerOccupant: Math.round(((after - before) * 1024) / n) } : {}), ...r };
+}
+
 async function idle(): Promise<Record<string, unknown>> {
   const pid = num(f, 'pid', 0);
   if (!pid) throw new Error('--pid required');
@@ -132,7 +175,7 @@ async function chat(): Promise<Record<string, unknown>> {
   return { workload: 'mqtt-xmpp-chat', pairs: n, qos: 1, ...r };
 }
 
-const workloads: Record<string, () => Promise<Record<string, unknown>>> = { fanin, qos1, fanout, idle, chat };
+const workloads: Record<string, () => Promise<Record<string, unknown>>> = { fanin, qos1, fanout, idle, chat, room };
 const fn = workloads[workload];
 if (!fn) throw new Error(`unknown --workload ${workload}`);
-run(fn, 600_000);
+run(fn, 900_000);

@@ -11,6 +11,7 @@
 //   --no-results-md    do not rewrite bench/RESULTS.md
 //   --quiet-wait S     before each run, wait at most S seconds for the machine to be 80 % idle (default 120; 0: do
 //                      not wait, for A/B runs on a shared machine that compare server CPU per message, not rates)
+//   --occupants N      occupants of the groupchat fan-out workloads (default 1000)
 //   --max-steal P      repeat a throughput or latency run during which the hypervisor stole more than P % of
 //                      this VM's CPU time (default 5), at most --steal-retries more times (default 3)
 import { spawn, spawnSync } from 'node:child_process';
@@ -35,6 +36,7 @@ import { summarizeProfile } from './profile-summary.ts';
 const f = parseFlags();
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..');
+/** --work DIR: where the servers' data go (wiped first); another directory lets two runs share a machine */
 const work = f.work ?? '/tmp/parley-bench';
 const reps = num(f, 'reps', 3);
 const duration = num(f, 'duration', 8);
@@ -43,6 +45,9 @@ const sessions = num(f, 'sessions', 10_000);
 const only = f.only ? new RegExp(f.only) : undefined;
 const serverFilter = f.servers ? new RegExp(f.servers) : undefined;
 const quietWaitMs = num(f, 'quiet-wait', 120) * 1000;
+const occupants = num(f, 'occupants', 1000);
+/** ejabberd's Erlang node names get the --work directory's name, so two runs' nodes differ */
+const nodeSuffix = f.work ? path.basename(f.work).replace(/[^A-Za-z0-9]/g, '') : '';
 const USERS = 1000;
 const maxSteal = num(f, 'max-steal', 5);
 const stealRetries = num(f, 'steal-retries', 3);
@@ -64,9 +69,17 @@ interface Workload {
   target?: string;
   /** at least this many runs, whatever --reps says (the p99 at a fixed rate varies more from run to run than a throughput) */
   minReps?: number;
+  /** more figures shown beside the metric (medians): a path into the result JSON and its unit */
+  more?: { path: string; unit: string }[];
 }
 
 const T = () => ['--warmup', String(warmup), '--duration', String(duration)];
+const uploadArgs = (s: Server, bytes: number) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--ca', s.caFile ?? '', '--size', String(bytes), '--duration', String(duration)];
+const uploadMore = [
+  { path: 'downloadMBps', unit: 'MB/s down' },
+  { path: 'rssGrowthMiB', unit: 'MiB server RSS growth' },
+  { path: 'rssPeakMiB', unit: 'MiB server RSS peak' },
+];
 const mqttCommon = (s: Server) => ['--port', String(s.ports.mqtt), ...(s.mqttAuth ? ['--auth'] : []), '--users', String(USERS)];
 
 const workloads: Workload[] = [
@@ -86,9 +99,16 @@ const workloads: Workload[] = [
   { id: 'mqtt-qos1-2000', title: 'MQTT QoS 1, 100 pairs, 2,000 msgs/s offered', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 7, args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: '≥ 90% of aedes (latency ≤ aedes/0.9)' },
   { id: 'mqtt-fanout-1000', title: 'MQTT QoS 0 fan-out, 1 publisher → 1,000 subscribers (window 8)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'deliveries/s', args: (s) => [...mqttCommon(s), '--workload', 'fanout', '--subscribers', '1000', '--window', '8', ...T()], target: '≥ 90% of aedes' },
   { id: 'mqtt-idle', title: `MQTT idle connections (${sessions})`, proto: 'mqtt', script: 'mqtt-load.ts', metric: 'bytesPerConnection', unit: 'B/conn', lowerIsBetter: true, restart: true, args: (s) => [...mqttCommon(s), '--workload', 'idle', '--connections', String(sessions), '--pid', String(s.pid)], target: '≥ 90% of aedes (≤ aedes/0.9)' },
+  // Groupchat (XEP-0045): a fresh server per run (1,000 joins, memory per occupant measured over them); rooms with
+  // history (20) and archive on everywhere (bench/servers.ts).
+  { id: 'muc-fanout-sat', title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, closed loop (4 messages in flight, a message done at its last copy)`, proto: 'xmpp', script: 'xmpp-muc.ts', metric: 'deliveriesPerSec', unit: 'deliveries/s', restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--occupants', String(occupants), '--users', String(USERS), '--mode', 'window', '--window', '4', ...T()], target: '≥ 2× ejabberd' },
+  { id: 'muc-fanout-10', title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, 10 msgs/s offered: send → last delivery`, proto: 'xmpp', script: 'xmpp-muc.ts', metric: 'latencyMs.p99', unit: 'ms p99 to the last occupant', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--occupants', String(occupants), '--users', String(USERS), '--mode', 'rate', '--rate', '10', ...T()], target: 'p99 < 50 ms; memory per occupant reported' },
   // The reference is plain aedes's QoS 1 pairs, run alternately with the chat (A B A B): this machine's speed
   // moves by up to 3× within minutes, so a ratio to a figure measured at another time says little.
   { id: 'mqtt-xmpp-chat', title: 'MQTT device ↔ XMPP user through chat/{user}, 100 pairs, QoS 1, closed loop (window 4); aedes: its QoS 1 pairs (as mqtt-qos1-sat), run alternately', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley', 'aedes'], args: (s) => (s.name === 'aedes' ? [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()] : [...mqttCommon(s), '--workload', 'chat', '--pairs', '100', '--window', '4', '--xmpp-port', String(s.ports.xmpp), ...T()]), target: '≥ 50% of aedes QoS 1 pairs' },
+  // XEP-0363 against Prosody's mod_http_file_share: the same slot, PUT and GET over HTTPS (RSS shows whether files are streamed)
+  { id: 'upload-1mb', title: 'XEP-0363 upload then download of 1 MB files over HTTPS, one client, back to back', proto: 'xmpp', script: 'upload.ts', metric: 'uploadMBps', unit: 'MB/s up', servers: ['parley', 'prosody'], more: uploadMore, args: (s) => uploadArgs(s, 1_000_000), target: 'state the figures; RSS flat (streamed)' },
+  { id: 'upload-50mb', title: 'XEP-0363 upload then download of 50 MB files over HTTPS, one client, back to back', proto: 'xmpp', script: 'upload.ts', metric: 'uploadMBps', unit: 'MB/s up', servers: ['parley', 'prosody'], more: uploadMore, args: (s) => uploadArgs(s, 50_000_000), target: 'state the figures; RSS growth far below 50 MB (streamed)' },
 ];
 
 // ---------- machine state ----------
@@ -167,12 +187,14 @@ function median(xs: number[]): number {
 
 // ---------- peers ----------
 
-function installPeers(): void {
+/** Install the peers the selected workloads compare with (all three when any workload names no servers). */
+function installPeers(ws: Workload[]): void {
+  const wanted = (name: string) => ws.some((w) => !w.servers || w.servers.includes(name));
   const missing = [
     ['prosody', 'prosody'],
     ['ejabberdctl', 'ejabberd'],
     ['mosquitto', 'mosquitto'],
-  ].filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
+  ].filter(([bin, pkg]) => wanted(pkg) && spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
   if (!missing.length) return;
   console.error(`installing ${missing.map((m) => m[1]).join(', ')} from Debian`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -186,16 +208,17 @@ const log = (...a: unknown[]) => console.error(`[bench ${new Date().toISOString(
 
 async function main(): Promise<void> {
   const peers = f.peers === 'true';
-  if (peers) installPeers();
+  const selected = workloads.filter((w) => !only || only.test(w.id));
+  if (peers) installPeers(selected);
   const help = spawnSync(process.execPath, [path.join(repo, 'bin/parley.js'), '--help'], { encoding: 'utf8' }).stdout;
   const parleyMqtt = help.includes('--mqtt-port') && existsSync(path.join(repo, 'bin/mqtt.ts'));
   wipe(work);
   mkdirSync(work, { recursive: true, mode: 0o755 });
   const cert = makeCert(`${work}/cert`);
   const servers: Server[] = [new ParleyServer(`${work}/parley`, repo, parleyMqtt)];
-  if (peers) servers.push(new ProsodyServer(`${work}/prosody`, cert), new EjabberdServer(`${work}/ejabberd`, cert.bundle));
+  if (peers) servers.push(new ProsodyServer(`${work}/prosody`, cert), new EjabberdServer(`${work}/ejabberd`, cert.bundle, true, nodeSuffix));
   // references without message archiving, for the saturating chat workload only
-  if (peers) servers.push(new ProsodyServer(`${work}/prosody-nomam`, cert, false), new EjabberdServer(`${work}/ejabberd-nomam`, cert.bundle, false));
+  if (peers) servers.push(new ProsodyServer(`${work}/prosody-nomam`, cert, false), new EjabberdServer(`${work}/ejabberd-nomam`, cert.bundle, false, nodeSuffix));
   servers.push(new AedesServer(repo));
   if (peers) servers.push(new MosquittoServer(`${work}/mosquitto`));
   if (serverFilter) servers.splice(0, servers.length, ...servers.filter((s) => serverFilter.test(s.name)));
@@ -215,12 +238,13 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
 
   const runs: { workload: string; server: string; rep: number; idleBefore: number; steal?: number; attempts?: number; result: Record<string, any> }[] = [];
-  const selected = workloads.filter((w) => !only || only.test(w.id));
   const serversFor = (w: Workload) =>
     servers.filter((s) => s.protocols.includes(w.proto) && (!w.servers || w.servers.includes(s.name)) && (!s.name.endsWith('-nomam') || w.id === 'xmpp-chat-sat'));
+  // only the servers some selected workload runs on (--only upload starts Parley and Prosody, not ejabberd)
+  const used = servers.filter((s) => selected.some((w) => serversFor(w).includes(s)));
   try {
     // Seed accounts once (data dirs survive restarts), then run the shared-process workloads.
-    for (const s of servers) await startSeeded(s, s.name !== 'aedes' && s.name !== 'mosquitto');
+    for (const s of used) await startSeeded(s, s.name !== 'aedes' && s.name !== 'mosquitto');
     for (const w of selected.filter((x) => !x.restart)) {
       for (let rep = 1; rep <= Math.max(reps, w.minReps ?? 0); rep++) {
         for (const s of serversFor(w)) {
@@ -265,7 +289,7 @@ async function main(): Promise<void> {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     mkdirSync(path.join(here, 'results'), { recursive: true });
     const meta = machine();
-    const summary = summarize(selected, runs, servers);
+    const summary = summarize(selected, runs, used);
     writeFileSync(path.join(here, 'results', `run-${stamp}.json`), JSON.stringify({ meta, settings: { reps, duration, warmup, sessions, peers }, summary, runs }, null, 1));
     const md = resultsMarkdown(meta, selected, summary, profile);
     writeFileSync(path.join(here, 'results', `run-${stamp}.md`), md);
@@ -273,7 +297,8 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ ok: true, results: `bench/results/run-${stamp}.json`, summary }));
   } finally {
     await stopAll();
-    if (servers.some((s) => s instanceof EjabberdServer)) spawnSync('epmd', ['-kill'], { stdio: 'ignore' }); // started by ejabberdctl
+    // epmd was started by ejabberdctl; with a --work of its own another run may still need it
+    if (servers.some((s) => s instanceof EjabberdServer) && !f.work) spawnSync('epmd', ['-kill'], { stdio: 'ignore' });
   }
 }
 
@@ -339,7 +364,14 @@ function summarize(ws: Workload[], runs: { workload: string; server: string; ste
         n: vals.length,
         p50: median(rs.map((r) => pick(r.result, 'latencyMs.p50'))),
         p99: median(rs.map((r) => pick(r.result, 'latencyMs.p99'))),
-        extra: w.metric === 'latencyMs.p99' ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered` : undefined,
+        extra:
+          [
+            w.metric === 'latencyMs.p99' ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered` : '',
+            ...(w.more ?? []).map((m) => `${fmt(median(rs.map((r) => pick(r.result, m.path))))} ${m.unit}`),
+            rs.some((r) => r.result.bytesPerOccupant !== undefined) ? `${fmt(median(rs.map((r) => pick(r.result, 'bytesPerOccupant'))))} B/occupant` : '',
+          ]
+            .filter(Boolean)
+            .join(', ') || undefined,
         steal: rs.some((r) => r.steal !== undefined) ? Math.max(...rs.map((r) => r.steal ?? 0)) : undefined,
       };
     }

@@ -13,6 +13,8 @@ export const GENERATOR_CORE = '1';
 export interface Ports {
   xmpp?: number;
   mqtt?: number;
+  /** HTTPS with an XEP-0363 upload service at upload.localhost */
+  https?: number;
 }
 
 export interface Server {
@@ -22,6 +24,8 @@ export interface Server {
   readonly mqttAuth: boolean;
   ports: Ports;
   pid: number;
+  /** the CA (or self-signed certificate) its HTTPS listener's certificate checks against, when it has one */
+  caFile?: string;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** accounts u1…uN with password pw, created the server's own way */
@@ -98,8 +102,14 @@ export class ParleyServer implements Server {
   ) {
     this.protocols = mqtt ? ['xmpp', 'mqtt'] : ['xmpp'];
     mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, 'parley.yaml'), `xmpp: { requireTls: false }\n${process.env.PARLEY_BENCH_CONFIG ?? ''}\n`);
+    // uploads: no quota or daily volume, so the upload workloads can run as long as they like
+    writeFileSync(
+      path.join(dir, 'parley.yaml'),
+      `xmpp: { requireTls: false }\nmodules: { upload: { quotaBytes: 0, dailyBytes: 0, maxAgeDays: 1 } }\n${process.env.PARLEY_BENCH_CONFIG ?? ''}\n`,
+    );
+    this.caFile = path.join(dir, 'data', 'tls', 'ca.pem'); // the local CA the node generates on first start
   }
+  caFile: string;
   async start(): Promise<void> {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
     // The launcher picks the Node flags (one core here: --single-threaded-gc) and execs node: same pid.
@@ -109,7 +119,8 @@ export class ParleyServer implements Server {
     args.push('--host', '127.0.0.1', '--xmpp-port', String(this.ports.xmpp), '--xmpps-port', String(await freePort()));
     if (this.mqtt) args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
     // --host alone would put HTTP and HTTPS on 5280 and 5443: a second server, or anything else there, would collide
-    args.push('--http-port', String(await freePort()), '--https-port', String(await freePort()));
+    this.ports.https = await freePort();
+    args.push('--http-port', String(await freePort()), '--https-port', String(this.ports.https));
     args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', process.env.PARLEY_BENCH_LOG ?? 'warn', 'start');
     this.child = spawn('taskset', args, {
       stdio: ['ignore', this.dev.stdoutFd ?? 'ignore', 'inherit'],
@@ -165,9 +176,12 @@ export class ProsodyServer implements Server {
   private get cfg(): string {
     return path.join(this.dir, 'prosody.cfg.lua');
   }
+  get caFile(): string {
+    return this.cert.cert; // self-signed
+  }
   async start(): Promise<void> {
     mkdirSync(path.join(this.dir, 'data'), { recursive: true });
-    this.ports = { xmpp: await freePort() };
+    this.ports = { xmpp: await freePort(), https: await freePort() };
     const d = this.dir;
     writeFileSync(
       this.cfg,
@@ -184,7 +198,9 @@ c2s_direct_tls_ports = { }
 s2s_ports = { }
 component_ports = { }
 http_ports = { }
-https_ports = { }
+https_ports = { ${this.ports.https} }
+https_interfaces = { "127.0.0.1" }
+https_ssl = { certificate = "${this.cert.cert}", key = "${this.cert.key}" }
 admin_socket = "${d}/admin.sock"
 modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "presence", "message", "iq", "offline", "pep", ${this.mam ? '"mam", ' : ''}"admin_shell" }
 modules_disabled = { "s2s" }
@@ -198,6 +214,18 @@ max_archive_query_results = 50
 ssl = { certificate = "${this.cert.cert}", key = "${this.cert.key}" }
 VirtualHost "localhost"
   ssl = { certificate = "${this.cert.cert}", key = "${this.cert.key}" }
+-- XEP-0363 for the upload workloads: 60 MB files, no daily or global quota to speak of
+Component "upload.localhost" "http_file_share"
+  http_file_share_size_limit = 60*1000*1000
+  http_file_share_daily_quota = 1000*1000*1000*1000
+  http_file_share_global_quota = 1000*1000*1000*1000
+  http_file_share_expires_after = 3600
+-- groupchat as Parley's defaults: history 20, every room archived (mod_muc_mam), no occupant limit
+Component "conference.localhost" "muc"
+  modules_enabled = { ${this.mam ? '"muc_mam"' : ''} }
+  muc_log_all_rooms = true
+  muc_room_default_history_length = 20
+  max_history_messages = 20
 `,
     );
     this.child = spawn('taskset', ['-c', SERVER_CORE, 'prosody', '--config', this.cfg, '-F'], { stdio: 'ignore' });
@@ -229,9 +257,11 @@ export class EjabberdServer implements Server {
     private readonly certBundle: string,
     /** false: a reference instance without mod_mam */
     private readonly mam = true,
+    /** added to the Erlang node name (bench/run.ts --work) */
+    suffix = '',
   ) {
     this.name = mam ? 'ejabberd' : 'ejabberd-nomam';
-    this.node = mam ? 'ejbench@localhost' : 'ejbenchnomam@localhost';
+    this.node = mam ? `ejbench${suffix}@localhost` : `ejbenchnomam${suffix}@localhost`;
   }
   /**
    * ejabberdctl run directly as the ejabberd user. Run as root it switches
@@ -282,7 +312,12 @@ modules:
   mod_ping: {}
   mod_roster: {}
   mod_offline: { access_max_user_messages: max_user_offline_messages }
-${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}`,
+${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}  mod_muc:
+    access_create: all
+    history_size: 20
+    max_users: 20000
+    default_room_options: { mam: ${this.mam}, max_users: 20000 }
+`,
     );
     writeFileSync(
       `${d}/ctl.cfg`,
@@ -389,7 +424,7 @@ export function makeCert(dir: string): { cert: string; key: string; bundle: stri
   const key = path.join(dir, 'key.pem');
   const bundle = path.join(dir, 'bundle.pem');
   if (!existsSync(cert)) {
-    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=localhost']);
+    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,DNS:upload.localhost']);
   }
   writeFileSync(bundle, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
   for (const p of [dir, cert, key, bundle]) chownSync(p, 0, 0);

@@ -63,6 +63,8 @@ export type AdminRequest =
   /** the retention policy (modules.archive.maxAgeDays / maxPerUser) applied now */
   | { cmd: 'archive.retain'; maxAgeDays: number; maxPerUser: number }
   | { cmd: 'archive.export'; username: string; after?: string; max?: number }
+  /** uploaded files: with neither field, what the expiry rule picks; else every file (and slot) matching both */
+  | { cmd: 'upload.purge'; before?: number; user?: string }
   /** a consistent copy of the embedded store into a new directory (bin/backup.ts) */
   | { cmd: 'backup'; dir: string };
 
@@ -126,6 +128,7 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0), user: username.optional() }),
   z.object({ cmd: z.literal('archive.retain'), maxAgeDays: z.number().min(0), maxPerUser: z.number().int().min(0) }),
   z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
+  z.object({ cmd: z.literal('upload.purge'), before: z.number().int().min(0).optional(), user: username.optional() }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
   z.object({ cmd: z.literal('cluster.status') }),
   z.object({ cmd: z.literal('cluster.drain'), node: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a node id').optional() }),
@@ -154,6 +157,7 @@ const COMMANDS = new Set([
   'archive.purge',
   'archive.retain',
   'archive.export',
+  'upload.purge',
   'backup',
   'cluster.status',
   'cluster.drain',
@@ -246,6 +250,8 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
         messages: page.messages.map((m) => ({ ...adminOps.messageView(m.env), id: m.id, stamp: m.stamp, xml: envelopeXml(m.env, m.env.to) })),
       };
     }
+    case 'upload.purge':
+      return adminOps.purgeUploadFiles(broker, req.before, req.user);
     case 'backup': {
       const storage = broker.storage as { backup?: (dir: string) => Promise<{ records: number }> };
       if (!storage.backup) throw new BrokerError('feature-not-implemented', `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`);

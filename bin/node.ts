@@ -98,9 +98,10 @@ export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cl
 }
 
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {
+  const storage = makeStorage(cfg);
   const broker = new Broker({
     domain: cfg.domain,
-    storage: metrics ? instrumentStorage(makeStorage(cfg), metrics) : makeStorage(cfg),
+    storage: metrics ? instrumentStorage(storage, metrics) : storage,
     metrics,
     cluster: makeCluster(cfg, log, metrics),
     log,
@@ -108,7 +109,7 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
     version: PACKAGE.version,
     modules: enabledModules(cfg),
   });
-  setUploadBackend(broker, uploadBackendFor(cfg.dataDir)); // account removal deletes files even with uploads off
+  setUploadBackend(broker, uploadBackendFor(cfg.dataDir, storage)); // account removal deletes files even with uploads off
   setAdmins(broker, cfg.admins); // the admin page and XEP-0133 commands ask isAdmin
   return broker;
 }

@@ -540,6 +540,20 @@ function parseBefore(v: string): number {
   return t;
 }
 
+const upload = program.command('upload').description('uploaded files (XEP-0363, docs/upload.md)');
+upload
+  .command('purge')
+  .description('delete uploaded files: with no option, those past modules.upload.maxAgeDays and unused slots (needs a running node); with --before and/or --user, every file matching both')
+  .option('--before <date>', 'files uploaded before a date (2026-01-31), ISO time, or an age (30d, 12h)')
+  .option('--user <username>', "only this account's files")
+  .action(
+    action(async (opts: { before?: string; user?: string }) => {
+      const before = opts.before === undefined ? undefined : parseBefore(opts.before);
+      const r = (await admin(program.opts(), { cmd: 'upload.purge', ...(before !== undefined && { before }), ...(opts.user !== undefined && { user: opts.user }) })) as { removed: number; bytes: number };
+      const what = [before !== undefined && `before ${new Date(before).toISOString()}`, opts.user && `of ${opts.user}`].filter(Boolean).join(' ') || 'expired';
+      output({ ...r, ...(before !== undefined && { before: new Date(before).toISOString() }), ...(opts.user && { user: opts.user }) }, () => console.log(`${r.removed} files (${r.bytes} bytes) ${what} deleted`));
+    }),
+  );
 const archive = program.command('archive').description('message archives (XEP-0313)');
 archive
   .command('purge')

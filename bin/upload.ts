@@ -3,14 +3,17 @@ import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { UploadBackend } from '../broker/index.ts';
 import { DiskBlobStore } from '../storage/blobs-disk.ts';
+import { MongoStorage } from '../storage/mongodb.ts';
+import type { Storage } from '../storage/types.ts';
 
 /**
  * The upload service's backend (docs/upload.md): files under
- * `<dataDir>/upload/`, and the key that signs slot URLs in
+ * `<dataDir>/upload/`, or in GridFS with `storage.backend: mongodb` (every
+ * node of a cluster then serves every file), and the key that signs slot URLs in
  * `<dataDir>/upload.key` (32 random bytes, mode 0600, made on first start;
  * deleting it invalidates every URL handed out).
  */
-export function uploadBackendFor(dataDir: string): UploadBackend {
+export function uploadBackendFor(dataDir: string, storage?: Storage): UploadBackend {
   const keyFile = path.join(dataDir, 'upload.key');
   let secret: Buffer;
   try {
@@ -22,5 +25,6 @@ export function uploadBackendFor(dataDir: string): UploadBackend {
     secret = randomBytes(32);
     writeFileSync(keyFile, secret, { mode: 0o600, flag: 'wx' });
   }
-  return { blobs: new DiskBlobStore(path.join(dataDir, 'upload')), secret };
+  const blobs = storage instanceof MongoStorage ? storage.blobs('upload') : new DiskBlobStore(path.join(dataDir, 'upload'));
+  return { blobs, secret };
 }

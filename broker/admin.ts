@@ -10,6 +10,7 @@ import type { Broker } from './broker.ts';
 import type { Envelope } from './envelope.ts';
 import { BrokerError, closeReason } from './errors.ts';
 import type { Session } from './session.ts';
+import { purgeUploads, uploadService } from './upload.ts';
 
 // ---- who is an admin (config `admins`; reloadable) ----
 
@@ -237,6 +238,24 @@ export async function applyRetention(broker: Broker, policy: { maxAgeDays: numbe
   const aged = policy.maxAgeDays > 0 ? await broker.archive.prune(Date.now() - policy.maxAgeDays * 86_400_000) : 0;
   const trimmed = policy.maxPerUser > 0 ? await broker.archive.trim(policy.maxPerUser) : 0;
   return { aged, trimmed, ...policy };
+}
+
+/**
+ * `parley upload purge` (docs/upload.md): with neither bound, what the
+ * expiry timer would delete (the running node's options decide); else every
+ * file and slot created before `before` and/or of one account.
+ */
+export async function purgeUploadFiles(broker: Broker, before: number | undefined, username: string | undefined): Promise<{ removed: number; bytes: number }> {
+  if (before === undefined && username === undefined) {
+    const svc = uploadService(broker);
+    // offline the store has no upload options: the expiry rule needs the running node's
+    if (!svc) throw new BrokerError('service-unavailable', 'the expiry purge needs a running node with uploads on; give --before or --user to purge without one');
+    const r = await svc.purge();
+    return { removed: r.files, bytes: r.bytes };
+  }
+  const owner = username === undefined ? undefined : broker.accounts.address(username).toString();
+  const r = await purgeUploads(broker, (v) => before === undefined || v.created < before, owner);
+  return { removed: r.files, bytes: r.bytes };
 }
 
 // ---- the node ----

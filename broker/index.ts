@@ -28,13 +28,16 @@ export {
   type DevicePresence,
   type JoinRequest,
   type Occupant,
+  type PresenceInterest,
   type Reason,
   type Role,
   type RoomConfig,
   type RoomEvent,
   type RoomMessage,
+  type RoomProfile,
   type RoomRenderer,
 } from './rooms.ts';
+export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
 export {
   removeUserUploads,
   setUploadBackend,
@@ -42,6 +45,7 @@ export {
   UploadRefused,
   UploadService,
   uploadService,
+  purgeUploads,
   validFilename,
   type Slot,
   type SlotRequest,

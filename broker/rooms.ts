@@ -5,6 +5,7 @@ import type { ArchiveStore, KeyValueStore } from '../storage/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { BrokerError } from './errors.ts';
+import { queryRoomArchive, type RoomArchivePage, type RoomArchiveQuery } from './room-archive.ts';
 import type { Session } from './session.ts';
 
 /**
@@ -150,10 +151,17 @@ export type RoomEvent =
       extensions: string[];
       type?: string;
     }
-  | { kind: 'status'; room: Room; reasons: Reason[] };
+  | { kind: 'status'; room: Room; reasons: Reason[] }
+  /** the room's avatar is set or changed: renderers show `room.avatarHash` */
+  | { kind: 'avatar'; room: Room }
+  /** a visitor asks for voice [XEP-0045 7.13]; sent to the moderators' devices */
+  | { kind: 'voice-request'; room: Room; nick: string; user: string; jid: string };
 
 /** Renders room events for one protocol's devices; must not block (deliver is non-blocking). */
 export type RoomRenderer = (session: Session, device: Device, ev: RoomEvent) => void;
+
+/** Does this device show occupants' presence at all? (MQTT: only when subscribed to the room's presence topic.) */
+export type PresenceInterest = (session: Session, device: Device, room: Room) => boolean;
 
 export interface RoomSubject {
   text: string;
@@ -171,6 +179,14 @@ export interface RoomRecord {
   createdAt: number;
   /** seqs up to this belong to an earlier room of the same name */
   firstSeq: number;
+  /** hash of the room's avatar ('' = a profile without a photo); absent = no profile set */
+  avatarHash?: string;
+}
+
+/** A room's profile (the XMPP adapter's vcard-temp payload, opaque to the core), kept in the `roomprofiles` store. */
+export interface RoomProfile {
+  data: string;
+  hash: string;
 }
 
 export interface RoomsOptions {
@@ -189,6 +205,8 @@ export interface RoomsOptions {
   maxHistory: number;
   /** deliveries per slice; the event loop gets a turn between slices */
   fanoutSlice: number;
+  /** seconds between two voice requests of one user in one room */
+  voiceRequestInterval: number;
   /** config of new rooms */
   defaults: RoomConfig;
 }
@@ -221,6 +239,8 @@ interface Job {
   ready?: Promise<RoomEvent[]>;
   /** several events to the same recipients, in order */
   events?: RoomEvent[];
+  /** builds `events` when the job reaches the head of the queue (a join's view of the room) */
+  lazy?: () => RoomEvent[];
 }
 
 const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
@@ -238,6 +258,8 @@ export class Room {
   /** full address → nick */
   readonly byDevice = new Map<string, string>();
   subject?: RoomSubject;
+  /** hash of the room's avatar ('' = a profile without a photo); undefined = none set */
+  avatarHash?: string;
   creator: string;
   createdAt: number;
   firstSeq = 0;
@@ -247,6 +269,8 @@ export class Room {
   messages = 0;
   readonly queue: Job[] = [];
   pumping = false;
+  /** user → time of its last voice request (ms), for the request interval */
+  readonly voiceRequests = new Map<string, number>();
 
   constructor(local: string, host: string, config: RoomConfig, creator: string, createdAt: number) {
     this.local = local;
@@ -307,6 +331,7 @@ export class Room {
       creator: this.creator,
       createdAt: this.createdAt,
       firstSeq: this.firstSeq,
+      avatarHash: this.avatarHash,
     };
   }
 }
@@ -347,8 +372,10 @@ export class RoomService {
   private readonly broker: Broker;
   private readonly store: KeyValueStore<RoomRecord>;
   private readonly timeline: ArchiveStore<TimelineValue>;
+  private readonly profiles: KeyValueStore<RoomProfile>;
   private readonly rooms = new Map<string, Room>();
   private readonly renderers = new Map<string, RoomRenderer>();
+  private readonly interests = new Map<string, PresenceInterest>();
   /** rooms each device is in: full address → room locals */
   private readonly deviceRooms = new Map<string, Set<string>>();
   /** rooms being created or loaded, so two joins do not create one twice */
@@ -359,10 +386,12 @@ export class RoomService {
     store: KeyValueStore<RoomRecord>,
     timeline: ArchiveStore<TimelineValue>,
     opts: RoomsOptions,
+    profiles: KeyValueStore<RoomProfile>,
   ) {
     this.broker = broker;
     this.store = store;
     this.timeline = timeline;
+    this.profiles = profiles;
     this.opts = opts;
   }
 
@@ -385,6 +414,7 @@ export class RoomService {
       for (const [u, a] of rec.affiliations) room.affiliations.set(u, a);
       for (const [u, n] of rec.nicks) room.nicks.set(u, n);
       room.subject = rec.subject;
+      room.avatarHash = rec.avatarHash;
       room.firstSeq = rec.firstSeq;
       room.lastSeq = Math.max(rec.firstSeq, await this.timeline.lastSeq(room.conversation));
       this.rooms.set(key, room);
@@ -393,10 +423,14 @@ export class RoomService {
   }
 
   /** A protocol's renderer (`session.protocol` → renderer); returns the remover. */
-  setRenderer(protocol: string, r: RoomRenderer): () => void {
+  setRenderer(protocol: string, r: RoomRenderer, presence?: PresenceInterest): () => void {
     this.renderers.set(protocol, r);
+    if (presence) this.interests.set(protocol, presence);
+    else this.interests.delete(protocol);
     return () => {
-      if (this.renderers.get(protocol) === r) this.renderers.delete(protocol);
+      if (this.renderers.get(protocol) !== r) return;
+      this.renderers.delete(protocol);
+      this.interests.delete(protocol);
     };
   }
 
@@ -466,6 +500,7 @@ export class RoomService {
       // A new room of an old name does not show the old one's timeline.
       room.firstSeq = room.lastSeq = await this.timeline.lastSeq(room.conversation);
       if (creator) room.affiliations.set(creator, 'owner');
+      await this.profiles.delete(local); // an earlier room's of the same name, if any
       this.rooms.set(local, room);
       await this.save(room);
       return room;
@@ -592,11 +627,28 @@ export class RoomService {
     if (!set) this.deviceRooms.set(key, (set = new Set()));
     set.add(room.local);
     // The newcomer first gets everyone else's presence [XEP-0045 7.2.3], then its own with the others' copy of it.
-    const intro: RoomEvent[] = [];
-    for (const o of room.occupants.values())
-      if (o !== occ) intro.push(this.presenceEvent(room, o, { reasons: [] }));
-    if (holder) intro.push(this.presenceEvent(room, occ, { reasons: [], about: key })); // another device of a present occupant
-    this.enqueue(room, { ev: intro[0], events: intro, recipients: [device], i: 0 });
+    // The occupants are taken now; their presence events are built when the job comes up: in a join storm
+    // of a large room the queue would otherwise hold an event of every occupant for every waiting newcomer
+    // (10,000 MQTT devices joining: 4 GB).
+    const joined = occ;
+    const present: [Occupant, string][] = [];
+    for (const o of room.occupants.values()) if (o !== joined) present.push([o, o.nick]);
+    const intro = (): RoomEvent[] => {
+      const out: RoomEvent[] = [];
+      // Gone or renamed since: the events that say so follow in the queue, so show it as it was or not at all.
+      for (const [o, nick] of present)
+        if (o.devices.size > 0 && o.role !== 'none' && o.nick === nick)
+          out.push(this.presenceEvent(room, o, { reasons: [] }));
+      if (holder && joined.devices.has(key))
+        out.push(this.presenceEvent(room, joined, { reasons: [], about: key })); // another device of a present occupant
+      return out;
+    };
+    this.enqueue(room, {
+      ev: { kind: 'status', room, reasons: [] }, // unused: `lazy` gives the events
+      lazy: intro,
+      recipients: [device],
+      i: 0,
+    });
     const reasons: Reason[] = [];
     if (room.config.whois === 'anyone') reasons.push(100); // [XEP-0045 7.2.4]
     if (room.config.archive) reasons.push(170); // [XEP-0045 7.2.12]
@@ -607,6 +659,9 @@ export class RoomService {
         recipients: [...others, device],
         i: 0,
       });
+    // The room's avatar, as Prosody sends it to each new occupant session [XEP-0153 on the room JID].
+    if (room.avatarHash !== undefined)
+      this.enqueue(room, { ev: { kind: 'avatar', room }, recipients: [device], i: 0 });
     // History up to the last message fanned out before this join, then the subject [XEP-0045 7.2.14, 7.2.15].
     const upTo = room.lastSeq;
     const ready = this.historyFor(room, req.history, upTo).then((msgs) => [
@@ -709,6 +764,14 @@ export class RoomService {
     };
   }
 
+  /** XEP-0313 on the room: filters (nick, user, time, ids), RSM paging and the count (broker/room-archive.ts). */
+  archive(room: Room, q: RoomArchiveQuery): Promise<RoomArchivePage> {
+    return queryRoomArchive(this.timeline, room, {
+      ...q,
+      limit: Math.min(q.limit, this.opts.maxHistory),
+    });
+  }
+
   /** Nick change of the occupant a device belongs to: every device of it moves [XEP-0045 7.6]. */
   async changeNick(room: Room, deviceKey: string, newNick: string): Promise<void> {
     const occ = room.occupantOf(deviceKey);
@@ -798,6 +861,10 @@ export class RoomService {
     if (room.occupants.size > 0 || room.config.persistent || room.gone) return;
     room.gone = true;
     this.rooms.delete(room.local);
+    if (room.avatarHash !== undefined)
+      this.profiles.delete(room.local).catch((err: unknown) => {
+        this.broker.log.error({ err, room: room.jid.toString() }, 'room profile removal failed');
+      });
   }
 
   // ---- messages ----
@@ -952,6 +1019,37 @@ export class RoomService {
     this.broadcastPresence(room, target, { reasons: [], reason, actor: actorNick });
   }
 
+  /**
+   * A visitor of a moderated room asks for voice [XEP-0045 7.13]: the request
+   * goes to the moderators' devices (a moderator approves with a role
+   * change, {@link setRole}). Errors as ejabberd: not-acceptable when not in
+   * the room, not-allowed when the occupant has voice, resource-constraint
+   * within `voiceRequestInterval` of the user's last request.
+   */
+  requestVoice(room: Room, deviceKey: string): void {
+    const occ = room.occupantOf(deviceKey);
+    if (!occ) throw new BrokerError('not-acceptable', 'you are not in this room'); // [XEP-0045 7.4]
+    if (occ.role !== 'visitor')
+      throw new BrokerError('not-allowed', 'only visitors request voice'); // [XEP-0045 7.13]
+    const now = Date.now();
+    const window = this.opts.voiceRequestInterval * 1000;
+    for (const [u, t] of room.voiceRequests) if (now - t >= window) room.voiceRequests.delete(u);
+    if (room.voiceRequests.has(occ.user))
+      throw new BrokerError(
+        'resource-constraint',
+        `one voice request per ${this.opts.voiceRequestInterval} s`,
+      );
+    room.voiceRequests.set(occ.user, now);
+    const moderators: Device[] = [];
+    for (const o of room.occupants.values())
+      if (o.role === 'moderator') moderators.push(...o.devices.values());
+    this.enqueue(room, {
+      ev: { kind: 'voice-request', room, nick: occ.nick, user: occ.user, jid: deviceKey },
+      recipients: moderators,
+      i: 0,
+    });
+  }
+
   /** Take an occupant out with a reason code (kick 307, ban 301, 321, 322, 332). */
   private remove(
     room: Room,
@@ -1046,6 +1144,28 @@ export class RoomService {
     this.maybeDispose(room);
   }
 
+  /** The room's profile (vcard-temp XML for XMPP), when one was set. */
+  async profile(room: Room): Promise<RoomProfile | undefined> {
+    if (room.avatarHash === undefined) return undefined;
+    return this.profiles.get(room.local);
+  }
+
+  /**
+   * Set the room's profile and avatar hash (owners only [XEP-0054 3.2 on a
+   * room, as Prosody's vcard_muc]); every occupant's devices are told the new
+   * hash. `undefined` data removes it.
+   */
+  async setProfile(room: Room, actor: Actor, p: RoomProfile | undefined): Promise<void> {
+    if (this.actorAffiliation(room, actor) !== 'owner')
+      throw new BrokerError('forbidden', "only owners set the room's profile");
+    if (p) await this.profiles.put(room.local, p);
+    else await this.profiles.delete(room.local);
+    room.avatarHash = p?.hash;
+    await this.save(room);
+    if (!room.gone)
+      this.enqueue(room, { ev: { kind: 'avatar', room }, recipients: room.devices(), i: 0 });
+  }
+
   /** Register (reserve) a nick for a user [XEP-0045 7.10]; members-only rooms make the user a member. */
   async registerNick(room: Room, user: string, nick: string): Promise<void> {
     const n = this.checkNick(nick);
@@ -1071,6 +1191,7 @@ export class RoomService {
     room.gone = true;
     this.rooms.delete(room.local);
     await this.store.delete(room.local);
+    await this.profiles.delete(room.local);
   }
 
   /** An account was removed: its affiliations, nicks and occupancies go. */
@@ -1174,6 +1295,11 @@ export class RoomService {
         );
         return;
       }
+      if (job.lazy) {
+        // A join's view of the room, built only for a device that shows presence at all
+        job.events = this.wantsPresence(room, job.recipients[0]) ? job.lazy() : [];
+        job.lazy = undefined;
+      }
       while (job.i < job.recipients.length && budget > 0) {
         const d = job.recipients[job.i++];
         for (const ev of job.events ?? [job.ev]) this.deliver(d, ev);
@@ -1190,6 +1316,14 @@ export class RoomService {
       }
     }
     room.pumping = false;
+  }
+
+  private wantsPresence(room: Room, d: Device | undefined): boolean {
+    if (!d) return false;
+    const s = this.broker.sessions.getByUser(d.user, d.resource);
+    if (!s) return false;
+    const wants = this.interests.get(s.protocol);
+    return !wants || wants(s, d, room);
   }
 
   private deliver(d: Device, ev: RoomEvent): void {

@@ -178,20 +178,47 @@ export class UploadService {
   }
 
   /** Delete unused slots past their expiry, files older than maxAge, day counters older than yesterday. */
-  async purge(now = Date.now()): Promise<number> {
-    let n = 0;
-    for (const [key, v] of (await this.kv.entries('f/')) as [string, UploadRecord][]) {
-      const stale = v.stored ? this.limits.maxAgeMs > 0 && now - v.created > this.limits.maxAgeMs : now > v.expires + 60_000;
-      if (!stale) continue;
-      await this.removeFile(key.slice(2), v);
-      n++;
-    }
+  async purge(now = Date.now()): Promise<{ files: number; bytes: number }> {
+    const maxAge = this.limits.maxAgeMs;
+    const r = await purgeUploads(this.broker, (v) => (v.stored ? maxAge > 0 && now - v.created > maxAge : now > v.expires + 60_000), undefined, this.backend.blobs);
+    const n = r.files;
     const yesterday = new Date(now - DAY).toISOString().slice(0, 10);
     const old = (await this.kv.keys('d/')).filter((k) => k.slice(k.lastIndexOf('/') + 1) < yesterday);
     await this.kv.batch(old.map((key) => ({ type: 'del' as const, key })));
-    if (n) this.broker.log.info({ files: n }, 'upload: purged expired files and slots');
-    return n;
+    const swept = (await this.backend.blobs.sweep?.()) ?? 0; // halves a crash left, older than a day
+    if (swept) this.broker.log.info({ swept }, 'upload: removed what interrupted uploads left');
+    if (n) this.broker.log.info({ files: n, bytes: r.bytes }, 'upload: purged expired files and slots');
+    return r;
   }
+}
+
+/**
+ * Delete every file and slot `match` picks (of one owner's, when given):
+ * blob first, then its records. For the purge timer and `parley upload
+ * purge`; works with uploads off (only the backend is needed).
+ */
+export async function purgeUploads(
+  broker: Broker,
+  match: (rec: UploadRecord) => boolean,
+  owner?: string,
+  blobs: BlobStore | undefined = backends.get(broker)?.blobs,
+): Promise<{ files: number; bytes: number }> {
+  const kv = broker.storage.kv('upload');
+  const ids = owner ? (await kv.keys(`u/${owner}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1)) : (await kv.keys('f/')).map((k) => k.slice(2));
+  let files = 0;
+  let bytes = 0;
+  for (const id of ids) {
+    const rec = (await kv.get(`f/${id}`)) as UploadRecord | undefined;
+    if (!rec || !match(rec)) continue;
+    await blobs?.remove(id);
+    await kv.batch([
+      { type: 'del', key: `f/${id}` },
+      { type: 'del', key: `u/${rec.owner}/${id}` },
+    ]);
+    files++;
+    if (rec.stored) bytes += rec.size;
+  }
+  return { files, bytes };
 }
 
 const backends = new WeakMap<Broker, UploadBackend>();

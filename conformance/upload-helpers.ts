@@ -1,5 +1,6 @@
 // HTTPS requests to the URLs of XEP-0363 slots, verified against the suite's test CA.
 import https from 'node:https';
+import { xml, type Element } from '@xmpp/xml';
 import { testCa } from './test-ca.ts';
 
 export interface HttpResult {
@@ -25,4 +26,20 @@ export async function httpsCall(method: string, url: string, body?: Buffer | str
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** What an XMPP client needs to ask for a slot (a TestClient's request). */
+interface Requester {
+  request(el: Element): Promise<Element>;
+}
+
+/** A slot from upload.localhost and the PUT of `data` to it [XEP-0363 4, 5]; returns the GET URL. */
+export async function uploadFile(c: Requester, filename: string, data: Buffer, contentType = 'application/octet-stream'): Promise<string> {
+  const NS = 'urn:xmpp:http:upload:0';
+  const r = await c.request(xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: NS, filename, size: String(data.length), 'content-type': contentType })));
+  const slot = r.getChild('slot', NS);
+  if (!slot) throw new Error(`no slot: ${r.toString()}`);
+  const put = await httpsCall('PUT', slot.getChild('put')!.attrs.url as string, data, { 'content-type': contentType });
+  if (put.status !== 201) throw new Error(`PUT answered ${put.status}: ${put.body.toString()}`);
+  return slot.getChild('get')!.attrs.url as string;
 }

@@ -16,6 +16,7 @@
 
 import { MongoClient } from 'mongodb';
 import type { Collection, Db, Document } from 'mongodb';
+import { GridFsBlobStore } from './blobs-gridfs.ts';
 import type { ArchiveStore, KeyValueOp, KeyValueStore, QueueItem, QueueStore, Storage } from './types.ts';
 import { checkId, compareKeys, jsonClone, pad } from './util.ts';
 import { MongoArchive } from './mongodb-archive.ts';
@@ -152,6 +153,14 @@ export class MongoStorage implements Storage {
 
   queue<T>(name: string): QueueStore<T> {
     return this.#store(`q:${name}`, () => new MongoQueue<T>(this.#open, name));
+  }
+
+  /** Uploaded files in GridFS, bucket `name` (storage/blobs-gridfs.ts); usable once open. */
+  blobs(name = 'upload'): GridFsBlobStore {
+    return this.#store(`blobs:${name}`, () => new GridFsBlobStore(() => {
+      if (this.#db === undefined) throw new Error('MongoStorage is not open');
+      return this.#db;
+    }, name));
   }
 
   readonly #open: Open = (collection) => {

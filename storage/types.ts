@@ -228,9 +228,10 @@ export interface Storage {
 
 /**
  * Where uploaded files live (XEP-0363, docs/upload.md). Embedded: files on
- * disk under `<dataDir>/upload/` (storage/blobs-disk.ts); a GridFS or an
- * S3-compatible store implements the same four calls. Files are streamed:
- * no call holds a whole file in memory.
+ * disk under `<dataDir>/upload/` (storage/blobs-disk.ts); MongoDB: GridFS
+ * (storage/blobs-gridfs.ts); an S3-compatible store implements the same
+ * four calls. Files are streamed: no call holds a whole file in memory.
+ * Every store passes storage/test/contract-blobs.ts.
  */
 export interface BlobStore {
   /**
@@ -245,4 +246,10 @@ export interface BlobStore {
   open(id: string, range?: { start: number; end: number }): NodeJS.ReadableStream;
   /** Remove a file; no error when it does not exist. */
   remove(id: string): Promise<void>;
+  /**
+   * Remove what interrupted writes left behind (a crash mid-upload), older
+   * than `olderThanMs`; returns how many. Optional: a store whose writes
+   * leave nothing (an S3 multipart upload with a lifecycle rule) omits it.
+   */
+  sweep?(olderThanMs?: number): Promise<number>;
 }

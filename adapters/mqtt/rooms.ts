@@ -271,6 +271,11 @@ export async function roomPublish(
   }
 }
 
+/** A device sees occupants' presence only when subscribed to the room's presence topic. */
+export function presenceShown(session: Session, _d: Device, room: Room): boolean {
+  return (session as MqttSession).subscribedQos(roomPresenceTopic(room.local)) >= 0;
+}
+
 /** Room events as MQTT publishes to one device (registered as the room service's 'mqtt' renderer). */
 export function renderRoomEvent(session: Session, d: Device, ev: RoomEvent): void {
   const s = session as MqttSession;
@@ -280,7 +285,7 @@ export function renderRoomEvent(session: Session, d: Device, ev: RoomEvent): voi
       const m = ev.msg;
       if (m.seq === 0 && m.body === undefined && m.subject === undefined) return; // chat states: nothing to show
       if (!ev.history && m.origin === d.key && !d.echo) return; // the sender asked not to get its own back
-      publishTo(s, roomMessageTopic(room.local), messageJson(room, m, !!ev.history));
+      publishTo(s, roomMessageTopic(room.local), messagePayload(room, m, !!ev.history));
       return;
     }
     case 'subject':
@@ -343,6 +348,20 @@ export function renderRoomEvent(session: Session, d: Device, ev: RoomEvent): voi
   }
 }
 
+/**
+ * A live message's payload is the same for every device of the room: encoded
+ * once per message, not once per delivery (a 10,000-device room). History
+ * copies are one device's, encoded as they come.
+ */
+const livePayloads = new WeakMap<RoomMessage, Buffer>();
+
+function messagePayload(room: Room, m: RoomMessage, delayed: boolean): Buffer {
+  if (delayed) return Buffer.from(messageJson(room, m, true));
+  let b = livePayloads.get(m);
+  if (!b) livePayloads.set(m, (b = Buffer.from(messageJson(room, m, false))));
+  return b;
+}
+
 function messageJson(room: Room, m: RoomMessage, delayed: boolean): string {
   const out: Record<string, unknown> = {
     room: room.jid.toString(),
@@ -358,7 +377,7 @@ function messageJson(room: Room, m: RoomMessage, delayed: boolean): string {
   return JSON.stringify(out);
 }
 
-function publishTo(s: MqttSession, topic: string, payload: string): void {
+function publishTo(s: MqttSession, topic: string, payload: string | Buffer): void {
   const qos = s.subscribedQos(topic);
   if (qos < 0) return;
   void s.publish(topic, payload, qos);

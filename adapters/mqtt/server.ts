@@ -16,7 +16,7 @@ import { readIntoSharedBuffer } from './read-buffer.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
 import { boundOutbound, markFanout } from './outbound.ts';
 import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
-import { rejoinRestored, renderRoomEvent, roomSubscribed, roomTopic, roomUnsubscribed } from './rooms.ts';
+import { presenceShown, rejoinRestored, renderRoomEvent, roomSubscribed, roomTopic, roomUnsubscribed } from './rooms.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
 import { StoredSessions } from './stored-sessions.ts';
@@ -115,7 +115,7 @@ export class MqttServer {
     ctx.retained.install((ctx.aedes as unknown as { persistence: object }).persistence);
     this.ctx = ctx;
     const svc = roomService(this.broker);
-    if (svc) this.offRenderer = svc.setRenderer('mqtt', renderRoomEvent);
+    if (svc) this.offRenderer = svc.setRenderer('mqtt', renderRoomEvent, presenceShown);
     // A removed account leaves no MQTT state for the next account of that name (issue 20, item 9).
     this.offRemoved = this.broker.hooks.on('account:removed', (username) => this.forgetAccount(username));
     this.offUnread = followUnread(ctx); // unread/{me} (unread.ts)

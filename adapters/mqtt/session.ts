@@ -178,10 +178,12 @@ export class MqttSession implements Session {
   }
 
   /** Publish to this client alone; persistent sessions keep QoS 1/2 copies until acknowledged. */
-  publish(topic: string, payload: string, qos: number, retain = false): Promise<void> {
+  publish(topic: string, payload: string | Buffer, qos: number, retain = false): Promise<void> {
     return new Promise((resolve) => {
       // aedes calls back once a QoS 1/2 copy is in the session's outgoing store (or written, for QoS 0).
-      this.client.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: Math.min(qos, 2) as 0 | 1 | 2, retain, dup: false }, (err) => {
+      // A Buffer is shared as it is (a room's message to every device: encoded once).
+      const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+      this.client.publish({ cmd: 'publish', topic, payload: bytes, qos: Math.min(qos, 2) as 0 | 1 | 2, retain, dup: false }, (err) => {
         if (err) this.ctx.log.debug({ err: err.message, jid: this.address.toString() }, 'mqtt delivery failed');
         resolve();
       });

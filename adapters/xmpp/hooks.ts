@@ -28,6 +28,8 @@ export type IqAnswer = Element | 'empty';
 export interface DiscoInfo {
   identities: { category: string; type: string; name?: string }[];
   features: string[];
+  /** XEP-0128 extended information: data forms of type result, one per FORM_TYPE (XEP-0157 serverinfo) */
+  forms?: Element[];
 }
 
 /** Hooks of the XMPP adapter, typed like the core's. */

@@ -1,6 +1,9 @@
 // The XMPP adapter's public surface for bin/.
 import httpUpload from './modules/http-upload.ts';
 import push from './modules/push.ts';
+import externalServices from './modules/external-services.ts';
+import contactInfo from './modules/contact-info.ts';
+import proxy65 from './modules/proxy65.ts';
 import roster from './modules/roster.ts';
 import { disco, legacySession, ping, version } from './modules/basics.ts';
 import streamManagement from './modules/stream-management.ts';
@@ -31,4 +34,4 @@ export { xmppHooks, type XmppHooks } from './hooks.ts';
 export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, mds, privateStorage, blocking, vcard, vcardPep, entityTime, lastActivity, register, adhoc, muc, mucModerationRetract, httpUpload, push];
+export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, mds, privateStorage, blocking, vcard, vcardPep, entityTime, lastActivity, register, adhoc, muc, mucModerationRetract, httpUpload, push, externalServices, contactInfo, proxy65];

@@ -53,6 +53,7 @@ export const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
 export const NS_MUC_ROOMINFO = 'http://jabber.org/protocol/muc#roominfo';
 export const NS_MUC_ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 export const NS_MUC_REGISTER = 'http://jabber.org/protocol/muc#register';
+export const NS_MUC_REQUEST = 'http://jabber.org/protocol/muc#request';
 export const NS_DATA = 'jabber:x:data';
 export const NS_REGISTER = 'jabber:iq:register';
 export const NS_CONFERENCE = 'jabber:x:conference';
@@ -78,3 +79,9 @@ export const NS_HTTP_UPLOAD = 'urn:xmpp:http:upload:0';
 export const NS_PUSH = 'urn:xmpp:push:0';
 export const NS_PUSH_SUMMARY = 'urn:xmpp:push:summary';
 export const NS_PUBSUB_PUBLISH_OPTIONS = 'http://jabber.org/protocol/pubsub#publish-options';
+/** [XEP-0215] External Service Discovery (STUN/TURN) */
+export const NS_EXTDISCO = 'urn:xmpp:extdisco:2';
+/** [XEP-0157] Contact Addresses for XMPP Services: the FORM_TYPE of the serverinfo form */
+export const NS_SERVERINFO = 'http://jabber.org/network/serverinfo';
+/** [XEP-0065] SOCKS5 Bytestreams */
+export const NS_BYTESTREAMS = 'http://jabber.org/protocol/bytestreams';

@@ -16,6 +16,8 @@ export interface FlowOptions {
   durationMs: number;
   /** how many receipts one message produces (fan-out) */
   copies?: number;
+  /** fan-out: one latency per message, send → its last copy (else one per copy) */
+  lastCopy?: boolean;
   send: (flow: number, body: string) => void;
   /** the server's pid: its CPU time over the measured window is reported per message received */
   serverPid?: number;
@@ -42,6 +44,10 @@ export class FlowDriver {
   private readonly sendAt: number[] = [];
   private nextFlow = 0;
   private readonly pending: Int32Array;
+  /** copies seen per message in flight (lastCopy), by its send stamp */
+  private readonly copiesSeen = new Map<string, number>();
+  /** messages whose last copy arrived while measuring */
+  private completed = 0;
 
   constructor(o: FlowOptions) {
     this.o = o;
@@ -61,10 +67,21 @@ export class FlowDriver {
     const t = Number(body.slice(sp + 1));
     const n = now();
     this.inflight[flow]--;
+    let last = true;
+    if (this.o.lastCopy && (this.o.copies ?? 1) > 1) {
+      const key = body.slice(sp + 1);
+      const seen = (this.copiesSeen.get(key) ?? 0) + 1;
+      last = seen >= (this.o.copies ?? 1);
+      if (last) this.copiesSeen.delete(key);
+      else this.copiesSeen.set(key, seen);
+    }
     if (this.measuring) {
       this.received++;
-      this.lat.push(n - t);
-      if (DUMP) this.sendAt.push(t);
+      if (last) {
+        this.completed++;
+        this.lat.push(n - t);
+        if (DUMP) this.sendAt.push(t);
+      }
     }
     if (this.running && this.o.mode === 'window') {
       // one new message once all copies of one message came back
@@ -116,6 +133,7 @@ export class FlowDriver {
     return {
       msgsPerSec: Math.round((received / (t1 - t0)) * 1000),
       received,
+      ...(this.o.lastCopy ? { messagesCompleted: this.completed } : {}),
       latencyMs: percentiles(this.lat),
       undrained: lost,
       mode: o.mode,

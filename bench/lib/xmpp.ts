@@ -140,7 +140,8 @@ export class XmppClient {
     }
   }
 
-  private waitFor(re: RegExp, ms: number): Promise<RegExpExecArray> {
+  /** Wait for a regex on what arrived since the last match (before chat mode). */
+  waitFor(re: RegExp, ms: number): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.waiter = undefined;
@@ -163,6 +164,13 @@ export class XmppClient {
 
   write(s: string): void {
     this.sock.write(s);
+  }
+
+  /** Send an IQ with this id and wait for the answer (result or error) with the same id; returns its XML. */
+  async request(stanza: string, id: string, ms = 30_000): Promise<string> {
+    this.write(stanza);
+    const m = await this.waitFor(new RegExp(`<iq[^>]*\\bid=['"]${id}['"][^>]*(?:/>|>[\\s\\S]*?</iq>)`), ms);
+    return m[0];
   }
 
   /** Switch to body scanning (after login). */

@@ -4,6 +4,7 @@ import {
   RoomService,
   setRoomService,
   type RoomConfig,
+  type RoomProfile,
   type RoomRecord,
 } from '../rooms.ts';
 
@@ -75,6 +76,12 @@ export default defineModule({
       default: 256,
       min: 1,
       doc: 'deliveries of a room event per turn of the event loop; a large room yields between slices',
+    },
+    voiceRequestInterval: {
+      type: 'number',
+      default: 1800,
+      min: 0,
+      doc: 'seconds between two voice requests of one user in one room (as ejabberd); sooner: resource-constraint',
     },
     defaultPersistent: {
       type: 'boolean',
@@ -158,8 +165,10 @@ export default defineModule({
         passwordMaxBytes: o.passwordMaxBytes,
         maxHistory: o.maxHistory,
         fanoutSlice: o.fanoutSlice,
+        voiceRequestInterval: o.voiceRequestInterval,
         defaults,
       },
+      broker.storage.kv<RoomProfile>('roomprofiles'),
     );
     const n = await service.restore();
     if (n) ctx.log.info({ rooms: n }, 'persistent rooms restored');

@@ -74,11 +74,11 @@ describe('upload core', () => {
     const f = (await svc.resolve(token(s1.put), 'kept.png'))!;
     await svc.blobs.write(f.id, Readable.from([Buffer.from('abc')]), 3);
     await svc.markStored(f.id, f.rec);
-    assert.equal(await svc.purge(T0 + 30_000), 0);
-    assert.equal(await svc.purge(T0 + 10 * 60_000), 1, 'the unused slot');
+    assert.deepEqual(await svc.purge(T0 + 30_000), { files: 0, bytes: 0 });
+    assert.deepEqual(await svc.purge(T0 + 10 * 60_000), { files: 1, bytes: 0 }, 'the unused slot (no bytes stored)');
     assert.equal(await svc.resolve(token(s2.put), 'unused.png'), undefined);
     assert.ok(await svc.blobs.stat(f.id));
-    assert.equal(await svc.purge(T0 + 86_400_000 + 1), 1, 'the file');
+    assert.deepEqual(await svc.purge(T0 + 86_400_000 + 1), { files: 1, bytes: 3 }, 'the file');
     assert.equal(await svc.blobs.stat(f.id), undefined);
     assert.deepEqual(await svc.kv.keys('u/'), []);
   });

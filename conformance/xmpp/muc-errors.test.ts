@@ -18,6 +18,7 @@ import {
   NS_MUC_ADMIN,
   NS_MUC_OWNER,
   errorCondition,
+  fromOccupant,
   join,
   loginAll,
   say,
@@ -35,19 +36,45 @@ modules:
 describe('XEP-0045 malformed and forbidden requests', function () {
   this.timeout(30_000);
   let node: TestNode;
-  const names = { o: uniqueName('eo'), p: uniqueName('ep'), x: uniqueName('ex') };
+  const names = {
+    o: uniqueName('eo'),
+    p: uniqueName('ep'),
+    x: uniqueName('ex'),
+    m: uniqueName('em'),
+    a: uniqueName('ea'),
+  };
   let owner: TestClient;
   let part: TestClient;
   let outsider: TestClient;
+  let member: TestClient;
+  let admin: TestClient;
 
   before(async function () {
     this.timeout(60_000);
     node = await startNode({ config: CONFIG });
-    [owner, part, outsider] = await loginAll(node, [names.o, names.p, names.x], PW, {
-      resource: 'r',
-    });
+    [owner, part, outsider, member, admin] = await loginAll(
+      node,
+      [names.o, names.p, names.x, names.m, names.a],
+      PW,
+      { resource: 'r' },
+    );
     await join(owner, 'table', 'owner');
     await join(part, 'table', 'part');
+    for (const [who, aff] of [
+      [names.m, 'member'],
+      [names.a, 'admin'],
+    ]) {
+      const res = await owner.request(adminSet({ jid: `${who}@localhost`, affiliation: aff }));
+      assert.equal(res.attrs.type, 'result', res.toString());
+    }
+    await join(member, 'table', 'member');
+    await join(admin, 'table', 'admin');
+    // the member reserves a nick [XEP-0045 7.10]; the outsider was in a room it left
+    const reg = await member.request(registerNick('reserved'));
+    assert.equal(reg.attrs.type, 'result', reg.toString());
+    await join(outsider, 'left', 'gone');
+    await outsider.send(xml('presence', { to: `left@${MUC}/gone`, type: 'unavailable' }));
+    await outsider.waitFor(fromOccupant('left', 'gone', 'unavailable'));
   });
   after(async () => {
     await stopAllClients();
@@ -59,6 +86,20 @@ describe('XEP-0045 malformed and forbidden requests', function () {
   const cfg = (fields: Record<string, string>) => roomConfig('table', fields);
   const adminSet = (attrs: Record<string, string>) =>
     xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', attrs)));
+  const registerNick = (nick: string) =>
+    xml(
+      'iq',
+      { type: 'set', to: room },
+      xml(
+        'query',
+        { xmlns: 'jabber:iq:register' },
+        xml(
+          'x',
+          { xmlns: 'jabber:x:data', type: 'submit' },
+          xml('field', { var: 'muc#register_roomnick' }, xml('value', {}, nick)),
+        ),
+      ),
+    );
 
   type Row = { what: string; who: () => TestClient; stanza: () => Element; error: string };
   const rows: Row[] = [
@@ -114,6 +155,120 @@ describe('XEP-0045 malformed and forbidden requests', function () {
       who: () => part,
       stanza: () => adminSet({ jid: `${names.x}@localhost`, affiliation: 'member' }),
       error: 'forbidden',
+    },
+    {
+      what: 'affiliation change by a member [XEP-0045 9.1]',
+      who: () => member,
+      stanza: () => adminSet({ jid: `${names.x}@localhost`, affiliation: 'member' }),
+      error: 'forbidden',
+    },
+    {
+      what: 'ban by a member [XEP-0045 9.1]',
+      who: () => member,
+      stanza: () => adminSet({ jid: `${names.p}@localhost`, affiliation: 'outcast' }),
+      error: 'forbidden',
+    },
+    {
+      what: 'voice revoked by a participant [XEP-0045 8.4]',
+      who: () => member,
+      stanza: () => adminSet({ nick: 'part', role: 'visitor' }),
+      error: 'forbidden',
+    },
+    {
+      what: 'an admin makes someone an owner [XEP-0045 10.3]',
+      who: () => admin,
+      stanza: () => adminSet({ jid: `${names.x}@localhost`, affiliation: 'owner' }),
+      error: 'not-allowed',
+    },
+    {
+      what: 'an admin kicks an owner [XEP-0045 8.2]',
+      who: () => admin,
+      stanza: () => adminSet({ nick: 'owner', role: 'none' }),
+      error: 'not-allowed',
+    },
+    {
+      what: 'a member asks for the admin list [XEP-0045 9.5]',
+      who: () => member,
+      stanza: () =>
+        xml(
+          'iq',
+          { type: 'get', to: room },
+          xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { affiliation: 'admin' })),
+        ),
+      error: 'forbidden',
+    },
+    {
+      what: 'config submitted by an admin (owners only) [XEP-0045 10.2]',
+      who: () => admin,
+      stanza: () => cfg({ 'muc#roomconfig_roomname': 'mine now' }),
+      error: 'forbidden',
+    },
+    {
+      what: 'destroy by an admin (owners only) [XEP-0045 10.9]',
+      who: () => admin,
+      stanza: () =>
+        xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_OWNER }, xml('destroy'))),
+      error: 'forbidden',
+    },
+    {
+      what: 'destroy naming a malformed alternate venue [XEP-0045 10.9]',
+      who: () => owner,
+      stanza: () =>
+        xml(
+          'iq',
+          { type: 'set', to: room },
+          xml('query', { xmlns: NS_MUC_OWNER }, xml('destroy', { jid: '@@bad' })),
+        ),
+      error: 'jid-malformed',
+    },
+    {
+      what: 'affiliation change for a malformed JID [XEP-0045 9.1]',
+      who: () => owner,
+      stanza: () => adminSet({ jid: 'a@b@c', affiliation: 'member' }),
+      error: 'jid-malformed',
+    },
+    {
+      what: 'admin item with neither role nor affiliation [XEP-0045 8, 9]',
+      who: () => owner,
+      stanza: () => adminSet({ nick: 'part' }),
+      error: 'bad-request',
+    },
+    {
+      what: 'config: negative max occupants [XEP-0045 10.2]',
+      who: () => owner,
+      stanza: () => cfg({ 'muc#roomconfig_maxusers': '-5' }),
+      error: 'not-acceptable',
+    },
+    {
+      what: 'config: room name past nameMaxBytes (1024) [XEP-0045 10.2]',
+      who: () => owner,
+      stanza: () => cfg({ 'muc#roomconfig_roomname': 'n'.repeat(1025) }),
+      error: 'not-acceptable',
+    },
+    {
+      what: 'config: wrong FORM_TYPE [XEP-0045 10.2]',
+      who: () => owner,
+      stanza: () =>
+        xml(
+          'iq',
+          { type: 'set', to: room },
+          xml(
+            'query',
+            { xmlns: NS_MUC_OWNER },
+            xml(
+              'x',
+              { xmlns: 'jabber:x:data', type: 'submit' },
+              xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'urn:example:other')),
+            ),
+          ),
+        ),
+      error: 'not-acceptable',
+    },
+    {
+      what: 'nick registration with a nick another member reserved [XEP-0045 7.10]',
+      who: () => part,
+      stanza: () => registerNick('reserved'),
+      error: 'conflict',
     },
     {
       what: 'kick of an occupant that is not there [XEP-0045 8.2]',
@@ -228,6 +383,33 @@ describe('XEP-0045 malformed and forbidden requests', function () {
       error: 'not-acceptable',
     },
     {
+      what: 'groupchat to a temporary room gone with its last occupant',
+      who: () => outsider,
+      stanza: () => xml('message', { to: `left@${MUC}`, type: 'groupchat' }, xml('body', {}, 'hi')),
+      error: 'item-not-found',
+    },
+    {
+      what: 'invite to a malformed JID [XEP-0045 7.8.2]',
+      who: () => owner,
+      stanza: () =>
+        xml(
+          'message',
+          { to: room },
+          xml(
+            'x',
+            { xmlns: 'http://jabber.org/protocol/muc#user' },
+            xml('invite', { to: 'a@b@c' }),
+          ),
+        ),
+      error: 'jid-malformed',
+    },
+    {
+      what: 'a normal message to the room that is neither invite, decline nor voice request',
+      who: () => part,
+      stanza: () => xml('message', { to: room, type: 'normal' }, xml('body', {}, 'hi')),
+      error: 'bad-request',
+    },
+    {
       what: 'invite by a participant where invites are off [XEP-0045 7.8.2]',
       who: () => part,
       stanza: () =>
@@ -269,6 +451,21 @@ describe('XEP-0045 malformed and forbidden requests', function () {
       what: 'join with a nick of 1,100 characters (over 1023 bytes) [RFC7622 3.4]',
       to: () => `${room}/${'n'.repeat(1100)}`,
       error: 'jid-malformed',
+    },
+    {
+      what: 'join with a nick of 1,000 two-byte characters (2,000 bytes) [RFC7622 3.4]',
+      to: () => `${room}/${'é'.repeat(1000)}`,
+      error: 'jid-malformed',
+    },
+    {
+      what: 'join with a nick of spaces only [XEP-0045 7.2.1]',
+      to: () => `${room}/   `,
+      error: 'jid-malformed',
+    },
+    {
+      what: 'join with a nick another member reserved [XEP-0045 7.2.8]',
+      to: () => `${room}/reserved`,
+      error: 'conflict',
     },
     { what: 'join without a nick [XEP-0045 7.2.1]', to: () => room, error: 'jid-malformed' },
     {

@@ -74,6 +74,7 @@ export const disco = defineModule({
       const q = new Element('query', { xmlns: NS_DISCO_INFO });
       for (const id of result.identities) q.append(xml('identity', { category: id.category, type: id.type, name: id.name }));
       for (const f of [...new Set(result.features)].sort()) q.append(xml('feature', { var: f }));
+      for (const form of result.forms ?? []) q.append(form); // [XEP-0128 2] after the features
       if (node) q.attrs.node = node;
       return q;
     };

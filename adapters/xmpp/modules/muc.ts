@@ -22,6 +22,9 @@ import {
 import { restoreChatMeta } from '../chat-meta.ts';
 import { roomFeatures } from './muc-moderation-retract.ts';
 import { xmppHooks } from '../hooks.ts';
+import { avatarUpdate, roomVcard, setRoomVcard } from './muc-avatar.ts';
+import { parseRoomMamQuery } from './muc-mam.ts';
+import { handleVoiceForm, isVoiceForm, voiceRequestMessage } from './muc-voice.ts';
 import {
   NS_CLIENT,
   NS_CONFERENCE,
@@ -227,15 +230,22 @@ export default defineModule({
   description:
     'XEP-0045 Multi-User Chat on the rooms core, with MAM on rooms (XEP-0313), self-ping (XEP-0410)',
   depends: ['disco'], // and the rooms module loaded before it (bin/node.ts order); without it this module serves nothing
-  options: {},
+  options: {
+    vcardMaxBytes: {
+      type: 'number',
+      default: 128 * 1024,
+      min: 256,
+      doc: "largest room vCard (the room's avatar, photo included) in bytes of XML; larger: not-acceptable",
+    },
+  },
   specs: [
     {
       spec: 'XEP-0045',
       status: 'partial',
       note:
         'instant rooms unlocked at once, config form, join/leave/nick change with status codes 100 104 110 170 201 210 301 303 307 321 322 332, passwords, members-only, bans, history, ' +
-        'roles and voice, kick, ban, affiliation lists, destroy, mediated invites and declines, private messages, multi-session nicks, nick registration; ' +
-        'not: voice requests, room-level vCard forwarding to occupants',
+        'roles and voice, voice requests, kick, ban, affiliation lists, destroy, mediated invites and declines, private messages, multi-session nicks, nick registration, ' +
+        'room vCard and avatar hash (muc#roominfo_avatarhash, XEP-0153 presence from the room); not: vCards of occupants through the room',
     },
     {
       spec: 'XEP-0249',
@@ -251,7 +261,7 @@ export default defineModule({
       spec: 'XEP-0313',
       section: '(on room JIDs)',
       status: 'partial',
-      note: 'MUC MAM: ids are room seqs, RSM after/before/max, start/end; no with filter',
+      note: 'MUC MAM: ids are room seqs; with (an occupant JID: its nick; a real JID where real JIDs are visible), start/end, after-id/before-id, flip-page; RSM after/before/max/count, no index',
     },
     {
       spec: 'XEP-0359',
@@ -264,7 +274,7 @@ export default defineModule({
     const { broker } = ctx;
     const svc = roomService(broker);
     if (!svc) return; // modules.rooms.host: null
-    const muc = new Muc(broker, svc);
+    const muc = new Muc(broker, svc, ctx.options.vcardMaxBytes);
     ctx.onUnload(svc.setRenderer('xmpp', (s, d, ev) => muc.render(s, d, ev)));
     ctx.onUnload(broker.hosts.register(ctx.name, svc.host, (env) => muc.handle(env)));
     ctx.onUnload(
@@ -280,10 +290,12 @@ export default defineModule({
 class Muc {
   private readonly broker: Broker;
   private readonly svc: RoomService;
+  private readonly vcardMaxBytes: number;
 
-  constructor(broker: Broker, svc: RoomService) {
+  constructor(broker: Broker, svc: RoomService, vcardMaxBytes: number) {
     this.broker = broker;
     this.svc = svc;
+    this.vcardMaxBytes = vcardMaxBytes;
   }
 
   // ---- rendering room events as stanzas ----
@@ -344,6 +356,13 @@ class Muc {
           body: ev.body,
           extensions: [...ev.extensions, `<x xmlns='${NS_MUC_USER}'/>`],
         });
+        return;
+      case 'avatar':
+        // [XEP-0153] the room's avatar hash in a presence from the room's bare JID, as Prosody's vcard_muc
+        s.deliver({ kind: 'presence', from: room.jid, to: d.address, extensions: [avatarUpdate(room)] });
+        return;
+      case 'voice-request':
+        s.deliver(voiceRequestMessage(ev, d.address)); // [XEP-0045 8.6]
         return;
       case 'status':
         s.deliver({
@@ -486,6 +505,8 @@ class Muc {
       });
       return;
     }
+    const form = find(ext, 'x', NS_DATA);
+    if (isVoiceForm(form)) return handleVoiceForm(this.svc, room, env, form); // [XEP-0045 7.13, 8.6]
     const x = find(ext, 'x', NS_MUC_USER);
     const invite = x?.getChild('invite');
     const decline = x?.getChild('decline');
@@ -626,10 +647,13 @@ class Muc {
       case `get {${NS_MAM}}query`:
         return this.result(
           env,
-          `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
+          `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('jid-single', 'with', undefined)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
         );
       case `get {${NS_VCARD}}vCard`:
-        return this.result(env, `<vCard xmlns='${NS_VCARD}'/>`);
+        return this.result(env, await roomVcard(this.svc, room, user));
+      case `set {${NS_VCARD}}vCard`:
+        await setRoomVcard(this.svc, room, user, child, this.vcardMaxBytes);
+        return this.result(env);
       default:
         throw new BrokerError('service-unavailable'); // [RFC6120 8.4]
     }
@@ -702,12 +726,14 @@ class Muc {
     ];
     if (c.archive) features.push(NS_MAM);
     features.push(...roomFeatures(this.broker)); // muc-moderation-retract.ts [XEP-0425]
+    if (room.avatarHash !== undefined) features.push(NS_VCARD); // [XEP-0054] the room has a vCard
     const readable = room.mayRead(user) || room.occupantsOf(user).length > 0;
     let form = `<x xmlns='${NS_DATA}' type='result'>${field('hidden', 'FORM_TYPE', NS_MUC_ROOMINFO)}`;
     form += field('text-single', 'muc#roominfo_description', c.description, 'Description');
     form += field('text-single', 'muc#roomconfig_roomname', c.name, 'Name');
     form += field('boolean', 'muc#roominfo_changesubject', b(c.changeSubject));
     form += field('text-single', 'muc#maxhistoryfetch', String(c.historyLength));
+    if (room.avatarHash) form += field('text-multi', 'muc#roominfo_avatarhash', room.avatarHash); // as Prosody
     if (readable) {
       // Members-only rooms show their subject and head count to those who may read them.
       form += field('text-single', 'muc#roominfo_subject', room.subject?.text ?? '', 'Subject');
@@ -846,41 +872,11 @@ class Muc {
       throw new BrokerError('service-unavailable', 'this room keeps no archive'); // [XEP-0313 4]
     if (!room.mayRead(user)) throw new BrokerError('forbidden', 'members only'); // members-only rooms: members only
     const queryid = q.attrs.queryid as string | undefined;
-    const f = formFields(q.getChild('x', NS_DATA));
-    const set = q.getChild('set', NS_RSM);
-    const seqOf = (v: string | undefined, what: string): number | undefined => {
-      if (v === undefined || v === '') return undefined;
-      if (!/^\d{1,15}$/.test(v)) throw new BrokerError('item-not-found', `${what}: no such id`); // [XEP-0313 6.1.2]
-      return Number(v);
-    };
-    const time = (k: string): number | undefined => {
-      const v = f.get(k)?.[0];
-      if (v === undefined) return undefined;
-      const t = Date.parse(v);
-      if (Number.isNaN(t)) throw new BrokerError('bad-request', `${k}: not a date`);
-      return t;
-    };
-    const maxText = set?.getChildText('max');
-    const max = maxText != null && /^\d{1,6}$/.test(maxText) ? Number(maxText) : 50;
-    const before = set?.getChild('before');
-    const afterSeq = [
-      seqOf(set?.getChildText('after') ?? undefined, 'after'),
-      seqOf(f.get('after-id')?.[0], 'after-id'),
-    ].filter((x) => x !== undefined) as number[];
-    const beforeSeq = [
-      seqOf(before?.getText() || undefined, 'before'),
-      seqOf(f.get('before-id')?.[0], 'before-id'),
-    ].filter((x) => x !== undefined) as number[];
-    const reverse = !!before;
-    const page = await this.svc.query(room, {
-      afterSeq: afterSeq.length ? Math.max(...afterSeq) : undefined,
-      beforeSeq: beforeSeq.length ? Math.min(...beforeSeq) : undefined,
-      start: time('start'),
-      end: time('end'),
-      limit: Math.min(max, this.svc.opts.maxHistory),
-      reverse,
-    });
-    const msgs = reverse ? [...page.messages].reverse() : page.messages;
+    const { q: query, flip } = parseRoomMamQuery(q, room, user);
+    const page = await this.svc.archive(room, query);
+    // A page is sent oldest first, also when paged backwards; flip-page turns it around [XEP-0313 query-paging-flip]
+    const backwards = query.before !== undefined;
+    const msgs = backwards !== flip ? [...page.messages].reverse() : page.messages;
     const session = this.broker.sessions.get(env.from);
     for (const m of msgs) {
       const inner = this.groupchat(room, m, env.from);
@@ -891,9 +887,11 @@ class Muc {
         '</forwarded></result>';
       session?.deliver({ kind: 'message', from: room.jid, to: env.from, extensions: [fwd] });
     }
-    const rsm = msgs.length
-      ? `<set xmlns='${NS_RSM}'><first>${msgs[0].seq}</first><last>${msgs[msgs.length - 1].seq}</last></set>`
-      : `<set xmlns='${NS_RSM}'/>`;
+    // [XEP-0059 2.6] first and last of the page as sent, and the size of the result set
+    const ends = msgs.length
+      ? `<first>${msgs[0].seq}</first><last>${msgs[msgs.length - 1].seq}</last>`
+      : '';
+    const rsm = `<set xmlns='${NS_RSM}'>${ends}<count>${page.count}</count></set>`;
     // [XEP-0313 5] complete when this page reaches the end in its direction
     const fin = `<fin xmlns='${NS_MAM}'${page.complete ? " complete='true'" : ''}>${rsm}</fin>`;
     session?.deliver({

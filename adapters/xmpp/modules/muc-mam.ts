@@ -1,0 +1,111 @@
+import type { Element } from '@xmpp/xml';
+import { Address, BrokerError, type Room, type RoomArchiveQuery } from '../../../broker/index.ts';
+import { NS_DATA, NS_MAM, NS_RSM } from '../ns.ts';
+
+/**
+ * XEP-0313 queries on a room JID (docs/groupchat.md, "MUC MAM"): the form
+ * (with, start, end, after-id, before-id) and the RSM set (max, after,
+ * before, empty before = last page) [XEP-0059], parsed into the core's
+ * room archive query. Ids are room seqs.
+ */
+
+/** [XEP-0082] a DateTime: date, time with optional fraction, Z or an offset. */
+const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+const FIELDS = new Set(['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id']);
+/** Page size when the client names none. */
+const DEFAULT_MAX = 50;
+
+function dateTime(value: string, field: string): number {
+  const ms = DATETIME.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(ms)) throw new BrokerError('bad-request', `${field}: not an XEP-0082 DateTime`);
+  return ms;
+}
+
+/** A room seq named by the client; anything else cannot be in the archive [XEP-0313 6.1.2]. */
+function seq(v: string, what: string): number {
+  if (!/^[1-9]\d{0,14}$/.test(v.trim()))
+    throw new BrokerError('item-not-found', `${what}: no such id`);
+  return Number(v.trim());
+}
+
+/**
+ * May `user` filter by real JIDs? Only where it may see them: a
+ * non-anonymous room, or its admins and owners, or one of its moderators
+ * [XEP-0045 7.2.4]. Otherwise a `with` on a real JID would tell who is behind
+ * a nick.
+ */
+function seesRealJids(room: Room, user: string): boolean {
+  if (room.config.whois === 'anyone') return true;
+  const aff = room.affiliation(user);
+  if (aff === 'owner' || aff === 'admin') return true;
+  return room.occupantsOf(user).some((o) => o.role === 'moderator');
+}
+
+export function parseRoomMamQuery(
+  query: Element,
+  room: Room,
+  user: string,
+): { q: RoomArchiveQuery; flip: boolean } {
+  const q: RoomArchiveQuery = { limit: DEFAULT_MAX };
+  const form = query.getChild('x', NS_DATA);
+  if (form) {
+    if (form.attrs.type !== undefined && form.attrs.type !== 'submit')
+      throw new BrokerError('bad-request', 'the form must be of type submit');
+    for (const f of form.getChildren('field')) {
+      const name = f.attrs.var as string | undefined;
+      if (name === undefined || !FIELDS.has(name))
+        throw new BrokerError('feature-not-implemented', `unknown field ${name ?? '(no var)'}`); // [XEP-0313 query-form]
+      const value = f.getChildText('value') ?? '';
+      if (value === '') continue;
+      switch (name) {
+        case 'FORM_TYPE':
+          if (value !== NS_MAM) throw new BrokerError('bad-request', `FORM_TYPE must be ${NS_MAM}`);
+          break;
+        case 'with': {
+          const jid = Address.tryParse(value);
+          if (!jid) throw new BrokerError('jid-malformed', 'with: not a JID');
+          if (jid.bare().equals(room.jid)) {
+            // [XEP-0313 filter-jid] in a MUC archive, an occupant JID room@service/nick: that nick's messages
+            if (jid.resource) q.nick = jid.resource;
+          } else {
+            if (!seesRealJids(room, user))
+              throw new BrokerError('forbidden', 'real JIDs are not shown in this room'); // [XEP-0045 7.2.4]
+            q.user = jid.bare().toString();
+          }
+          break;
+        }
+        case 'start':
+          q.start = dateTime(value, 'start');
+          break;
+        case 'end':
+          q.end = dateTime(value, 'end');
+          break;
+        case 'after-id':
+          q.afterId = seq(value, 'after-id');
+          break;
+        case 'before-id':
+          q.beforeId = seq(value, 'before-id');
+          break;
+      }
+    }
+  }
+  const set = query.getChild('set', NS_RSM);
+  if (set) {
+    if (set.getChild('index'))
+      throw new BrokerError('feature-not-implemented', 'RSM index is not supported'); // [XEP-0059 2.4]
+    const max = set.getChild('max');
+    if (max) {
+      const t = max.getText().trim();
+      if (!/^\d{1,9}$/.test(t))
+        throw new BrokerError('bad-request', 'max must be a non-negative integer');
+      q.limit = Number(t);
+    }
+    const after = set.getChild('after');
+    const before = set.getChild('before');
+    if (after && before) throw new BrokerError('bad-request', 'after and before together');
+    if (after) q.after = seq(after.getText(), 'after');
+    if (before)
+      q.before = before.getText().trim() === '' ? 'last' : seq(before.getText(), 'before'); // [XEP-0059 2.5]
+  }
+  return { q, flip: query.getChild('flip-page') !== undefined }; // [XEP-0313 query-paging-flip]
+}
