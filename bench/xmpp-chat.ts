@@ -4,6 +4,7 @@
 //   [--window 4] [--rate 2000] [--warmup 2] [--duration 8] [--user-prefix u] [--password pw]
 //   [--pid PID]: report the server's CPU time per message (serverCpuUsPerMsg, /proc; all its threads)
 //   [--sm N]: enable stream management [XEP-0198] and send <r/> after every N messages (and answer the server's)
+//   [--ports P1,P2,...]: several nodes of a cluster, client i on Pi mod k (with 2 nodes every pair crosses nodes; bench/cluster.ts)
 import { num, parseFlags, pool, run, str } from './lib/common.ts';
 import { FlowDriver } from './lib/flows.ts';
 import { chatStanza, XmppClient } from './lib/xmpp.ts';
@@ -16,10 +17,11 @@ run(async () => {
   const prefix = str(f, 'user-prefix', 'u');
   const n = pairs * 2;
   // client i talks to its partner i^1; flow i is the direction i → i^1
+  const ports = f.ports ? f.ports.split(',').map(Number) : [num(f, 'port', 5222)];
   const clients = await pool(n, 50, (i) =>
     XmppClient.login({
       host: str(f, 'host', '127.0.0.1'),
-      port: num(f, 'port', 5222),
+      port: ports[i % ports.length],
       domain,
       user: `${prefix}${i + 1}`,
       password: str(f, 'password', 'pw'),

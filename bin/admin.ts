@@ -12,6 +12,7 @@ import {
   type Room,
 } from '../broker/index.ts';
 import { backupStore, mqttBackupOf } from './backup.ts';
+import { clusterDrain, clusterStatus } from './cluster-admin.ts';
 
 /** Requests the admin socket understands (one JSON object per line). */
 export type AdminRequest =
@@ -48,6 +49,9 @@ export type AdminRequest =
       reason?: string;
     }
   | { cmd: 'room.kick'; room: string; nick: string; reason?: string }
+  /** the cluster (docs/cluster.md): nodes, sessions, Redis health; drain a node (this one without `node`) */
+  | { cmd: 'cluster.status' }
+  | { cmd: 'cluster.drain'; node?: string }
   /** is a node answering (the CLI's first question) */
   | { cmd: 'ping' }
   | { cmd: 'user.info'; username: string }
@@ -126,6 +130,8 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
   z.object({ cmd: z.literal('upload.purge'), before: z.number().int().min(0).optional(), user: username.optional() }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
+  z.object({ cmd: z.literal('cluster.status') }),
+  z.object({ cmd: z.literal('cluster.drain'), node: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a node id').optional() }),
 ]);
 const COMMANDS = new Set([
   'user.add',
@@ -153,6 +159,8 @@ const COMMANDS = new Set([
   'archive.export',
   'upload.purge',
   'backup',
+  'cluster.status',
+  'cluster.drain',
 ]);
 
 /** Default bound on one request line of the admin socket (config `admin.maxRequestBytes`). */
@@ -211,6 +219,10 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'tls.reload':
     case 'reload':
       throw new BrokerError('service-unavailable', 'no node is running (the configuration is read at start)');
+    case 'cluster.status':
+      return clusterStatus(broker);
+    case 'cluster.drain':
+      return clusterDrain(broker, req.node, undefined);
     case 'ping':
       return { version: broker.version };
     case 'user.info':
@@ -325,6 +337,8 @@ export interface NodeControl {
   reloadTls?: () => Promise<unknown>;
   /** read the configuration again and apply what can be applied live (bin/reload.ts) */
   reload?: () => Promise<unknown>;
+  /** start draining this node (`parley cluster drain`, bin/node.ts) */
+  drain?: () => void;
   maxRequestBytes?: number;
 }
 
@@ -337,6 +351,7 @@ export function adminDispatcher(broker: Broker, node: NodeControl = {}): (req: A
   return async (req) => {
     const special = req.cmd === 'tls.reload' ? node.reloadTls : req.cmd === 'reload' ? node.reload : undefined;
     try {
+      if (req.cmd === 'cluster.drain') return { ok: true, result: await clusterDrain(broker, req.node, node.drain) };
       return { ok: true, result: await (special ? special() : runAdmin(broker, req)) };
     } catch (err) {
       if (err instanceof BrokerError) return { ok: false, error: err.message, code: err.condition };

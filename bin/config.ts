@@ -81,6 +81,28 @@ export const configSchema = z.strictObject({
       readCacheEntries: z.number().int().min(0).default(DEFAULT_READ_CACHE_ENTRIES),
     })
     .prefault({}),
+  /**
+   * Clustering (docs/cluster.md): `redis` set turns it on. Every node of a
+   * cluster names the same Redis and the same shared store, and its own
+   * `nodeId` (--node-id).
+   */
+  cluster: z
+    .strictObject({
+      /** `redis://[user:password@]host:port[/db]` or `rediss://`: the bus, the session registry and membership */
+      redis: z.string().min(1),
+      /** prefix of the cluster's Redis keys and channels, so that one Redis can hold several clusters */
+      prefix: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1 to 64 of A-Z a-z 0-9 . _ -').default('parley'),
+      /** ms between heartbeats */
+      heartbeatMs: z.number().int().min(50).max(600_000).default(5000),
+      /** heartbeats a node may miss before the others declare it dead */
+      missedBeats: z.number().int().min(2).max(100).default(3),
+      /** users whose sessions a node keeps cached (besides its own); the oldest cached go first */
+      registryCacheUsers: z.number().int().min(0).default(100_000),
+      /** drain: ms a draining node stays up, not ready, before it closes its connections (time for the load balancer to notice) */
+      drainGraceMs: z.number().int().min(0).max(600_000).default(2000),
+    })
+    .nullable()
+    .default(null),
   admin: z
     .strictObject({
       socket: z.string().optional(),
@@ -242,6 +264,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PARLEY_DOMAIN) o.domain = env.PARLEY_DOMAIN;
   if (env.PARLEY_DATA_DIR) o.dataDir = env.PARLEY_DATA_DIR;
   if (env.PARLEY_NODE_ID) o.nodeId = env.PARLEY_NODE_ID;
+  if (env.PARLEY_CLUSTER_REDIS) o.cluster = { redis: env.PARLEY_CLUSTER_REDIS };
   if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT) o.log = { ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }), ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }) };
   if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', url: env.PARLEY_MONGODB_URL };
   if (env.PARLEY_REDIS_URL) o.storage = { backend: 'redis', url: env.PARLEY_REDIS_URL };
@@ -267,6 +290,11 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   const cfg = r.data;
   if (cfg.storage.backend === 'mongodb') cfg.storage.url ??= cfg.storage.mongodbUrl;
   if (cfg.storage.backend !== 'embedded' && !cfg.storage.url) throw new ConfigError(`storage.url: required when storage.backend is ${cfg.storage.backend}`);
+  if (cfg.cluster && cfg.storage.backend === 'embedded') {
+    // Every node must see the same accounts, rosters, archives and queues.
+    throw new ConfigError('cluster: a cluster needs a shared store; set storage.backend to redis or mongodb (the embedded store belongs to one node)');
+  }
+  if (cfg.cluster && !/^[A-Za-z0-9._-]{1,64}$/.test(cfg.nodeId)) throw new ConfigError('nodeId: 1 to 64 of A-Z a-z 0-9 . _ - in a cluster');
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
   const aclErrors = validateAcl(cfg.mqtt.acl);
   if (aclErrors.length) throw new ConfigError(aclErrors.map((e) => `mqtt.${e}`).join('\n'));

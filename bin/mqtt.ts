@@ -59,7 +59,9 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
   const state: MqttState =
     cfg.storage.backend === 'redis' ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient) : await levelMqttState(cfg, broker);
   const { persistence, retainedStore, sessionEraser } = state;
-  const server = new MqttServer(broker, { ...limits, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser });
+  // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id.
+  const shared = cfg.storage.backend === 'redis' && cfg.cluster ? clusterWills(broker, persistence, cfg.nodeId) : {};
+  const server = new MqttServer(broker, { ...limits, ...shared, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser });
   try {
     await server.start();
   } catch (err) {
@@ -78,4 +80,37 @@ export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextO
       await state.close();
     },
   };
+}
+
+type Will = { brokerId: string };
+
+/**
+ * Wills with the MQTT state shared between cluster nodes. aedes keeps each
+ * will under its broker's id and, every 4 heartbeats, fires those of the
+ * brokers it has not heard on `$SYS/+/heartbeat`; it hears only its own
+ * node's, so it would fire the wills of clients alive on every other node.
+ * Here each node's aedes id is `parley-<node id>` (stable across restarts),
+ * the wills of nodes the cluster lists as live are never handed to that
+ * sweep (nor any while the cluster's membership is unknown: Redis away), and
+ * a starting node fires only its previous run's. A dead node's wills fire
+ * once the cluster no longer lists it, on one node: the live one first by id
+ * (docs/cluster.md "MQTT wills").
+ */
+function clusterWills(broker: Broker, persistence: object, nodeId: string): { brokerId: string } {
+  const p = persistence as { streamWill(brokers?: Record<string, number>): AsyncIterable<Will> };
+  const original = p.streamWill.bind(persistence);
+  p.streamWill = (brokers) =>
+    (async function* () {
+      const live = await broker.cluster.bus.members();
+      if (live.length === 0) return; // membership unknown: fire nothing rather than a live client's will
+      // Its own id stays: aedes' sweep leaves its own wills alone, and the start fires the previous run's.
+      const alive = new Set(live.filter((id) => id !== nodeId).map((id) => `parley-${id}`));
+      // A dead node's wills: fired by one node only (the live one first by id), not by every node's sweep.
+      const firesForTheDead = [...live].sort()[0] === nodeId;
+      const own = `parley-${nodeId}`;
+      for await (const will of original(brokers)) {
+        if (will.brokerId === own || (firesForTheDead && !alive.has(will.brokerId))) yield will;
+      }
+    })();
+  return { brokerId: `parley-${nodeId}` };
 }

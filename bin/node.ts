@@ -11,11 +11,14 @@ import upload from '../broker/modules/upload.ts';
 import recall from '../broker/modules/recall.ts';
 import unread from '../broker/modules/unread.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
+import { redisCluster } from '../cluster/redis/index.ts';
+import type { Cluster } from '../cluster/types.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import { RedisStorage } from '../storage/redis/index.ts';
 import type { Storage } from '../storage/types.ts';
 import { startAdminServer, type NodeControl } from './admin.ts';
+import { DRAIN_MESSAGE } from './cluster-admin.ts';
 import { fingerprint256, loadTlsOptions } from './certs.ts';
 import { prepareDataDir } from './datadir.ts';
 import { adminSocketPath, enabledListeners, type Config } from './config.ts';
@@ -77,13 +80,30 @@ export function makeStorage(cfg: Config): Storage {
   return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
 }
 
+/** The single-node bus and registry, or the Redis cluster when `cluster.redis` is set (the only place that picks). */
+export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cluster {
+  if (!cfg.cluster) return { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() };
+  const c = redisCluster({
+    url: cfg.cluster.redis,
+    nodeId: cfg.nodeId,
+    prefix: cfg.cluster.prefix,
+    heartbeatMs: cfg.cluster.heartbeatMs,
+    missedBeats: cfg.cluster.missedBeats,
+    cacheUsers: cfg.cluster.registryCacheUsers,
+    version: PACKAGE.version,
+    log: log.child({ component: 'cluster' }),
+  });
+  if (metrics) c.bus.observe(metrics.clusterObserver());
+  return c;
+}
+
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {
   const storage = makeStorage(cfg);
   const broker = new Broker({
     domain: cfg.domain,
     storage: metrics ? instrumentStorage(storage, metrics) : storage,
     metrics,
-    cluster: { bus: new LocalBus(cfg.nodeId), registry: new LocalRegistry() },
+    cluster: makeCluster(cfg, log, metrics),
     log,
     limits: cfg.limits,
     version: PACKAGE.version,
@@ -127,6 +147,13 @@ export interface RunningNode {
    * that does not validate, or certificates that do not load, change nothing.
    */
   reload(): Promise<ReloadReport>;
+  /**
+   * Drain (`parley cluster drain`): not ready at once, then after
+   * `cluster.drainGraceMs` the node shuts down as on SIGTERM, through
+   * `onDrained` when set (bin/parley.ts exits there), else `stop()`.
+   */
+  drain(): void;
+  onDrained?: () => void;
   stop(): Promise<void>;
 }
 
@@ -198,6 +225,21 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     log.info({ fingerprint256: fp }, 'TLS certificate reloaded');
     return { fingerprint256: fp };
   };
+  let draining = false;
+  const drain = () => {
+    if (draining) return;
+    draining = true;
+    broker.cluster.bus.drain?.();
+    const graceMs = cfg.cluster?.drainGraceMs ?? 0;
+    log.warn({ graceMs, sessions: broker.sessions.count() }, 'draining: not ready; closing every connection after the grace period');
+    setTimeout(() => (running.onDrained ? running.onDrained() : void running.stop()), graceMs);
+  };
+  broker.cluster.bus.onMessage((m) => {
+    if (m.type === DRAIN_MESSAGE) {
+      log.warn({ by: m.from }, 'drain asked by another node');
+      drain();
+    }
+  });
   const reloadTls = async () => serveTls((await loadTlsOptions(cfg)).options);
   const startReclaim = (c: Config) => (c.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: c.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined);
   let reclaimer: ReturnType<typeof startReclaim>;
@@ -229,17 +271,18 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     reloading = run.catch(() => {});
     return run;
   };
-  Object.assign(control, { reloadTls, reload });
+  Object.assign(control, { reloadTls, reload, drain });
   const admin = await startAdminServer(broker, socket, control);
   log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
   reclaimer = startReclaim(cfg);
   let stopping: Promise<void> | undefined;
-  return {
+  const running: RunningNode = {
     broker,
     xmpp,
     admin,
     reloadTls,
     reload,
+    drain,
     stop() {
       stopping ??= (async () => {
         reclaimer?.stop();
@@ -252,4 +295,5 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
       return stopping;
     },
   };
+  return running;
 }

@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { offlineMqttBackup, restoreStore, setMqttBackup } from './backup.ts';
 import { completionScript } from './completion.ts';
 import { PACKAGE } from './version.ts';
+import type { ClusterStatus } from '../cluster/types.ts';
 
 interface GlobalFlags {
   config?: string;
@@ -113,7 +114,8 @@ async function withAdmin<T>(flags: GlobalFlags, fn: (run: RunAdmin, live: boolea
       return res.result;
     }, true);
   }
-  const broker: Broker = makeBroker({ ...cfg, modules: {} }, silentLogger);
+  // The store only: this process is no cluster node (no bus, no heartbeat).
+  const broker: Broker = makeBroker({ ...cfg, modules: {}, cluster: null }, silentLogger);
   const mqttBackup = offlineMqttBackup(cfg.dataDir);
   if (mqttBackup) setMqttBackup(broker, mqttBackup); // `backup` with no node running copies the MQTT database too
   await broker.storage.open();
@@ -215,6 +217,7 @@ program
         },
       );
     };
+    node.onDrained = () => shutdown('drain');
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
     // `parley reload` as a signal (systemctl reload, certbot deploy hooks): the configuration and the certificate files; connections stay.
@@ -434,6 +437,31 @@ program
     action(async () => {
       const r = (await live({ cmd: 'tls.reload' })) as { fingerprint256: string };
       output(r, () => console.log(`certificate reloaded, SHA-256 fingerprint ${r.fingerprint256}`));
+    }),
+  );
+
+const cluster = program.command('cluster').description('the cluster of a running node (docs/cluster.md)');
+cluster
+  .command('status')
+  .description('nodes, sessions per node, heartbeats and Redis health')
+  .action(
+    action(async () => {
+      const st = (await live({ cmd: 'cluster.status' })) as ClusterStatus & { clustered: boolean };
+      output(st, () => {
+        if (!st.clustered) console.log(`single node ${st.node} (no cluster configured)`);
+        else console.log(`cluster via ${st.backend}: ${st.connected ? 'connected' : 'NOT CONNECTED'}${Object.entries(st.health).map(([k, v]) => ` ${k}=${v}`).join('')}`);
+        console.log(['node', 'state', 'sessions', 'last beat', 'wire', 'version'].join('\t'));
+        for (const n of st.nodes) console.log([n.id + (n.id === st.node ? ' *' : ''), n.state, n.sessions, `${n.lastBeatAgoMs} ms ago`, n.wire, n.version].join('\t'));
+      });
+    }),
+  );
+cluster
+  .command('drain [node]')
+  .description('drain a node (this one by default): not ready at once, then its clients are disconnected to reconnect elsewhere, unacknowledged messages go to offline storage, and it exits')
+  .action(
+    action(async (node?: string) => {
+      const r = (await live({ cmd: 'cluster.drain', ...(node && { node }) })) as { node: string };
+      output(r, () => console.log(`node ${r.node} is draining`));
     }),
   );
 

@@ -1,4 +1,4 @@
-import type { Cluster } from '../cluster/types.ts';
+import type { Cluster, SessionEntry } from '../cluster/types.ts';
 import type { KeyValueStore, Storage } from '../storage/types.ts';
 import { removeAccount } from './account-removal.ts';
 import { AccountService, AuthThrottle, type AccountRecord } from './accounts.ts';
@@ -6,6 +6,7 @@ import { Address } from './address.ts';
 import { ArchiveService, type ArchivePrefs } from './archive.ts';
 import type { Envelope, EnvelopeRecord } from './envelope.ts';
 import { closeReason, type CloseReason } from './errors.ts';
+import { joinCluster, pushRosterToOtherNodes } from './cluster-events.ts';
 import { HookBus, type HookSignatures } from './hooks.ts';
 import { HostRegistry } from './hosts.ts';
 import { silentLogger, type Logger } from './logger.ts';
@@ -67,6 +68,12 @@ export interface BrokerHooks extends HookSignatures {
    * registers here.
    */
   'account:removed': [[username: string], void];
+  /**
+   * Cluster: a node was found dead and its sessions purged (fired on every
+   * node, docs/cluster.md); state a node keeps in memory about sessions of
+   * other nodes (room occupants) drops them here.
+   */
+  'node:down': [[node: string, sessions: SessionEntry[]], void];
 }
 
 /** An account's last login (the session bound), kept by the broker. */
@@ -209,6 +216,7 @@ export class Broker {
     this.router = new Router(this);
     this.roster = new RosterService(this.storage.kv('roster'), this.limitViews.roster, (user, item, ver) => {
       for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
+      pushRosterToOtherNodes(this, user, item, ver).catch((err) => this.log.warn({ err }, 'roster push to other nodes failed'));
     });
     this.presence = new PresenceService(this, this.storage.kv<EnvelopeRecord>('pending-subscriptions'));
     this.archive = new ArchiveService(
@@ -220,6 +228,7 @@ export class Broker {
     this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain, this.limits.offlineMaxBytesPerUser);
     this.hosts = new HostRegistry(this.domain);
     this.moduleDefs = opts.modules ?? [];
+    joinCluster(this);
   }
 
   /** True when the address is an account of this domain. */

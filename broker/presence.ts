@@ -7,6 +7,14 @@ import type { RosterItem } from './roster.ts';
 import type { Session } from './session.ts';
 import type { Target } from './router.ts';
 import { SUBSCRIPTION_TYPES } from './vocabulary.ts';
+import type { SessionEntry } from '../cluster/types.ts';
+
+/** The 'probe' bus message: `to` wants the presence of `user`'s sessions on the receiving node (all, or `resources`). */
+interface RemoteProbe {
+  user: string;
+  resources: string[];
+  to: string;
+}
 
 
 /**
@@ -26,6 +34,63 @@ export class PresenceService {
   constructor(broker: Broker, pending: KeyValueStore<EnvelopeRecord>) {
     this.broker = broker;
     this.pending = pending;
+    broker.cluster.bus.onMessage((msg) => {
+      if (msg.type === 'probe') this.answerRemoteProbe(msg.payload as RemoteProbe).catch((err) => broker.log.warn({ err }, 'cross-node presence probe failed'));
+    });
+  }
+
+  /**
+   * Ask the nodes of `targets` that are not this one for those sessions'
+   * current presence, to be sent to `to`: the presence of a session lives
+   * with its session, on its node (one bus message per node).
+   */
+  private probeRemote(owner: Address, targets: Target[], to: Address): Promise<unknown> {
+    const byNode = new Map<string, RemoteProbe>();
+    for (const t of targets) {
+      if (t.local) continue;
+      let p = byNode.get(t.node);
+      if (!p) byNode.set(t.node, (p = { user: owner.bare().toString(), resources: [], to: to.toString() }));
+      p.resources.push(t.resource);
+    }
+    return Promise.all([...byNode].map(([node, p]) => this.broker.cluster.bus.send(node, 'probe', p).catch(() => {})));
+  }
+
+  private async answerRemoteProbe(p: RemoteProbe): Promise<void> {
+    const to = Address.parse(p.to);
+    for (const resource of p.resources) {
+      const s = this.broker.sessions.getByUser(p.user, resource);
+      if (!s?.available || !s.presence) continue;
+      if (to.isBare) for (const t of await this.available(to)) await this.broker.router.deliverTo(t, { ...s.presence, to });
+      else await this.broker.router.deliverFull(to, { ...s.presence, to });
+    }
+  }
+
+  /**
+   * Send the session's current presence again to its contacts and the user's
+   * other resources (a node the cluster had declared dead is back: its
+   * contacts were told its sessions were gone).
+   */
+  async announceAgain(session: Session): Promise<void> {
+    if (session.available && session.presence) await this.goAvailable(session, session.presence);
+  }
+
+  /**
+   * A session of a node found dead (cluster): it cannot say goodbye, so the
+   * node that reaped it tells the contacts that saw it available, and the
+   * user's other resources [RFC6121 4.5.2]. Its directed presences died with
+   * its node and are not known here.
+   */
+  async remoteSessionGone(e: SessionEntry): Promise<void> {
+    if (!e.available) return;
+    const user = Address.parse(e.user);
+    const unavailable: Envelope = { kind: 'presence', type: 'unavailable', from: user.withResource(e.resource), to: user, extensions: [] };
+    const sends: Promise<void>[] = [];
+    for (const contact of await this.broker.roster.contacts(e.user, 'from')) {
+      const c = Address.parse(contact);
+      for (const t of await this.available(c)) this.send(sends, t, { ...unavailable, to: c });
+    }
+    for (const t of await this.available(user)) this.send(sends, t, unavailable);
+    await Promise.all(sends);
   }
 
   /** Requests waiting for `owner`'s answer, oldest key first. */
@@ -142,23 +207,29 @@ export class PresenceService {
     await this.broker.sessions.update(session);
     const user = session.address.bare();
     const contacts = await this.broker.roster.presenceContacts(user.toString());
+    const sends: Promise<void>[] = [];
     // [RFC6121 4.2.2] to contacts with from/both and to the user's own available resources
     for (const contact of contacts.from) {
       const c = Address.parse(contact);
-      for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...presence, to: c });
+      for (const t of await this.available(c)) this.send(sends, t, { ...presence, to: c });
     }
-    for (const t of await this.available(user)) await this.broker.router.deliverTo(t, presence);
+    for (const t of await this.available(user)) this.send(sends, t, presence);
+    await Promise.all(sends);
     if (this.broker.hooks.has('presence:available')) this.broker.hooks.emit('presence:available', session, presence);
     if (!initial) return;
     // [RFC6121 4.2.2] probe contacts with to/both; answered locally from the registry.
     for (const contact of contacts.to) {
-      for (const t of await this.available(Address.parse(contact))) {
+      const c = Address.parse(contact);
+      const targets = await this.available(c);
+      for (const t of targets) {
         if (t.local?.presence) session.deliver({ ...t.local.presence, to: session.address });
       }
+      await this.probeRemote(c, targets, session.address);
     }
     for (const other of this.broker.sessions.sessionsOf(user)) {
       if (other !== session && other.available && other.presence) session.deliver({ ...other.presence, to: session.address });
     }
+    await this.probeRemote(user, await this.available(user), session.address);
     // [RFC6121 3.1.3] subscription requests that arrived while offline
     for (const env of await this.pendingFor(user)) session.deliver(env);
     this.broker.hooks.emit('session:available', session);
@@ -172,15 +243,17 @@ export class PresenceService {
     const user = session.address.bare();
     const unavailable: Envelope = { ...env, type: 'unavailable', from: session.address, to: user };
     const sent = new Set<string>();
+    const sends: Promise<void>[] = [];
     if (wasAvailable) {
       for (const contact of await this.broker.roster.contacts(user.toString(), 'from')) {
         sent.add(contact);
         const c = Address.parse(contact);
-        for (const t of await this.available(c)) await this.broker.router.deliverTo(t, { ...unavailable, to: c });
+        for (const t of await this.available(c)) this.send(sends, t, { ...unavailable, to: c });
       }
       for (const t of await this.available(user)) {
-        if (t.local !== session) await this.broker.router.deliverTo(t, unavailable);
+        if (t.local !== session) this.send(sends, t, unavailable);
       }
+      await Promise.all(sends);
     }
     // [RFC6121 4.6.3] directed presence recipients hear the unavailable too
     for (const to of session.directed ?? []) {
@@ -260,24 +333,29 @@ export class PresenceService {
   private async approved(subscriber: Address, owner: Address): Promise<void> {
     await this.broker.roster.inboundSubscribed(subscriber.toString(), owner.toString());
     await this.deliverToInterested(subscriber, this.stanza('subscribed', owner, subscriber));
-    for (const t of await this.available(owner)) {
+    const owners = await this.available(owner);
+    for (const t of owners) {
       if (!t.local?.presence) continue;
       for (const s of await this.available(subscriber)) {
         await this.broker.router.deliverTo(s, { ...t.local.presence, to: subscriber });
       }
     }
+    await this.probeRemote(owner, owners, subscriber);
   }
 
   /** Answer a probe on behalf of `owner` if `prober` is subscribed [RFC6121 4.3.2]. */
   private async answerProbe(prober: Address, owner: Address, replyTo: Address): Promise<void> {
     const item = await this.broker.roster.item(owner.toString(), prober.toString());
     if (!item || (item.subscription !== 'from' && item.subscription !== 'both')) return;
-    const avail = (await this.available(owner)).filter((t) => t.local?.presence);
-    if (avail.length === 0) {
+    const all = await this.available(owner);
+    const avail = all.filter((t) => t.local?.presence);
+    const remote = all.filter((t) => !t.local);
+    if (avail.length === 0 && remote.length === 0) {
       await this.broker.router.deliverFull(replyTo, { kind: 'presence', type: 'unavailable', from: owner, to: replyTo, extensions: [] });
       return;
     }
     for (const t of avail) await this.broker.router.deliverFull(replyTo, { ...t.local!.presence!, to: replyTo });
+    await this.probeRemote(owner, remote, replyTo);
   }
 
   /** Unavailable from each of `from`'s available resources to `to`'s sessions. */
@@ -303,6 +381,16 @@ export class PresenceService {
     for (const t of await this.broker.router.targets(user)) {
       if (!t.local || t.local.interested) await this.broker.router.deliverTo(t, env);
     }
+  }
+
+  /**
+   * Deliver without waiting for a remote hop, so that a broadcast to contacts
+   * on other nodes leaves as one bus frame per node; the caller awaits
+   * `pending` once (the local deliveries are done at once).
+   */
+  private send(pending: Promise<void>[], t: Target, env: Envelope): void {
+    const p = this.broker.router.deliverTo(t, env);
+    if (p) pending.push(p);
   }
 
   private async available(user: Address): Promise<Target[]> {

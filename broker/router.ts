@@ -14,6 +14,12 @@ export interface Target {
   local?: Session;
 }
 
+/** What the 'deliver' bus message carries: one envelope for some sessions of the receiving node. */
+interface RemoteDelivery {
+  resources: string[];
+  env: EnvelopeRecord;
+}
+
 /**
  * Pipelining of one origin's messages (see {@link Router.route}): the origin
  * may hand over its next message once this one has its place in the
@@ -38,12 +44,29 @@ export class Router {
   constructor(broker: Broker) {
     this.broker = broker;
     broker.cluster.bus.onMessage((msg) => {
-      if (msg.type !== 'deliver') return;
-      const { resource, env } = msg.payload as { resource: string; env: EnvelopeRecord };
-      const e = fromRecord(env, Address.parse);
-      const s = this.broker.sessions.get(e.to.bare().withResource(resource));
-      if (s && this.allowed(e, s)) s.deliver(e);
+      if (msg.type === 'deliver') this.fromNode(msg.payload as RemoteDelivery);
     });
+  }
+
+  /**
+   * An envelope another node routed to sessions here ('deliver', one per
+   * node with the recipients grouped). A storable message whose sessions all
+   * went away meanwhile (the sender's view was a moment old) takes the
+   * offline path here: nothing is dropped silently.
+   */
+  private fromNode(p: RemoteDelivery): void {
+    const e = fromRecord(p.env, Address.parse);
+    const bare = e.to.bare().toString();
+    let reached = 0;
+    for (const resource of p.resources) {
+      const local = this.broker.sessions.getByUser(bare, resource);
+      if (!local) continue;
+      reached++;
+      this.deliverTo({ node: this.broker.cluster.bus.nodeId, resource, priority: local.priority, available: local.available, local }, e);
+    }
+    if (reached === 0 && e.kind === 'message' && isStorableMessage(e) && e.type !== 'headline') {
+      this.undeliverable({ ...e, to: e.to.bare() }).catch((err) => this.broker.log.error({ err }, 'offline hand-over of a message for a session gone failed'));
+    }
   }
 
   /**
@@ -155,7 +178,22 @@ export class Router {
       if (env.timestamp !== undefined && !env.delay) this.broker.metrics.deliveryLatency(Date.now() - env.timestamp);
       return undefined;
     }
-    return this.broker.cluster.bus.send(t.node, 'deliver', { resource: t.resource, env: toRecord(env) });
+    return this.toNode(t.node, [t.resource], env);
+  }
+
+  /**
+   * One envelope to sessions of one other node, in one bus message. When the
+   * bus cannot take it (Redis away, the node gone before it was reaped), a
+   * storable message takes the offline path instead of being lost
+   * (docs/cluster.md "Failures"); anything else is dropped, as for a session
+   * that closed.
+   */
+  private toNode(node: string, resources: string[], env: Envelope): Promise<void> {
+    const payload: RemoteDelivery = { resources, env: toRecord(env) };
+    return this.broker.cluster.bus.send(node, 'deliver', payload).catch((err) => {
+      this.broker.log.debug({ err: (err as Error)?.message, node }, 'cross-node delivery failed');
+      if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline') return this.undeliverable({ ...env, to: env.to.bare() });
+    });
   }
 
   /** Deliver to a full address, if that session exists. */
@@ -253,11 +291,18 @@ export class Router {
     if (archived) this.broker.hooks.emit('message:stored', env);
     const targets = this.messageTargetsNow(env.to) ?? (await this.messageTargets(env.to));
     if (targets.length > 0) {
-      // Every available device gets every message (multi-device principle).
+      // Every available device gets every message (multi-device principle); one bus message per other node.
+      let remote: Map<string, string[]> | undefined;
       for (const t of targets) {
-        const remote = this.deliverTo(t, env);
-        if (remote) await remote;
+        if (t.local) this.deliverTo(t, env);
+        else {
+          remote ??= new Map();
+          const list = remote.get(t.node);
+          if (list) list.push(t.resource);
+          else remote.set(t.node, [t.resource]);
+        }
       }
+      if (remote) await Promise.all([...remote].map(([node, resources]) => this.toNode(node, resources, env)));
       return;
     }
     if (type === 'headline' || !storable) return; // [RFC6121 8.5.2.2.1] headline / chat states: dropped

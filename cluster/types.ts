@@ -50,11 +50,80 @@ export interface ClusterBus {
   onMessage(handler: (msg: BusMessage) => void): void;
   /** Live nodes. */
   members(): Promise<string[]>;
-  /** Called with the id of a node found dead. */
-  onNodeDown(handler: (node: string) => void): void;
+  /**
+   * Called with the id of a node found dead. With several nodes, only the one
+   * node that takes the reap lock runs the handlers (cluster/redis/membership.ts),
+   * and the dead node stays listed until every handler has settled.
+   */
+  onNodeDown(handler: (node: string) => void | Promise<void>): void;
+  /** True once this node drains: `/readyz` says not ready, `parley cluster status` shows it. */
+  readonly draining?: boolean;
+  /** Start draining (announced in the heartbeat). */
+  drain?(): void;
+  /** Nodes, their sessions and the backend's health (`parley cluster status`); absent on a single node. */
+  status?(): Promise<ClusterStatus>;
+  /** Counters and timings for /metrics; absent on a single node. */
+  observe?(observer: BusObserver): void;
+  /**
+   * Called after the backend came back from an outage during which messages
+   * between nodes may have been lost (the registry resynchronises itself);
+   * `reaped`: the other nodes declared this one dead meanwhile (they told its
+   * users' contacts it was gone).
+   */
+  onReconnect?(handler: (info: { reaped: boolean }) => void): void;
 }
 
-/** Atomic per-key counters (sequence numbers across nodes). */
+/** One node as the cluster sees it. */
+export interface NodeStatus {
+  id: string;
+  /** ms since its last heartbeat, by the backend's clock */
+  lastBeatAgoMs: number;
+  /** its local sessions at its last heartbeat */
+  sessions: number;
+  /** the bus wire version it speaks */
+  wire: number;
+  /** its software version */
+  version: string;
+  startedAt: number;
+  state: 'up' | 'draining';
+}
+
+export interface ClusterStatus {
+  /** this node */
+  node: string;
+  backend: string;
+  /** the backend is reachable from this node */
+  connected: boolean;
+  /** the backend's own health figures (Redis: version, memory, clients) */
+  health: Record<string, string | number>;
+  nodes: NodeStatus[];
+}
+
+/** What a bus reports to /metrics. */
+export interface BusObserver {
+  /** a bus message (not a frame) sent or received */
+  message(direction: 'in' | 'out'): void;
+  /** ms from publish on one node to receipt on another */
+  latency(ms: number): void;
+  /** live nodes seen at a heartbeat */
+  nodes(count: number): void;
+  /** the backend's reachability changed */
+  connected(up: boolean): void;
+}
+
+/** The logging calls a cluster backend makes (pino's shape); cluster/ imports nothing of the broker. */
+export interface ClusterLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+/**
+ * What the broker gets from bin/: a bus and a registry (cluster/local.ts on
+ * one node, cluster/redis with `cluster.redis`). Sequence numbers are not
+ * here: the shared store assigns them atomically (docs/cluster.md).
+ */
 export interface Cluster {
   bus: ClusterBus;
   registry: SessionRegistry;

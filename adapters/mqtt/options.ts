@@ -54,6 +54,12 @@ export interface MqttOptions {
   retainedMaxPayload: number;
   /** an mqemitter instance (cluster-wide fan-out); absent means aedes' local one */
   mq?: unknown;
+  /**
+   * aedes' broker id, stable across restarts (a cluster node's id), under
+   * which wills are kept; absent: a random one per start. With it, the wills
+   * fired at start are exactly those of this node's previous run.
+   */
+  brokerId?: string;
   /** let clients without a username connect; they get plain topics under the ACL and never a chat identity */
   allowAnonymous: boolean;
   /** access rules for plain topics and `$SYS` (acl.ts) */

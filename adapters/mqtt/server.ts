@@ -89,6 +89,7 @@ export class MqttServer {
     ctx.aedes = await Aedes.createBroker({
       persistence,
       mq: o.mq,
+      ...(o.brokerId && { id: o.brokerId }),
       concurrency: o.concurrency,
       heartbeatInterval: o.heartbeatIntervalMs,
       connectTimeout: o.connectTimeoutMs,
@@ -121,7 +122,7 @@ export class MqttServer {
     await this.forgetRemovedAccounts();
     if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
     this.wire(ctx);
-    if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log);
+    if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log, o.brokerId);
     if (o.tcp) {
       // pauseOnConnect: nothing reads until the socket that will read owns the handle
       const srv = net.createServer({ pauseOnConnect: o.sharedReadBuffer }, (s) => this.accept(o.sharedReadBuffer ? readIntoSharedBuffer(s) : s, 'tcp'));

@@ -12,13 +12,18 @@ interface WillStore {
  * (it was killed with clients connected), right at start. aedes would do the
  * same only after 4 heartbeats, because it cannot tell a restarted node from
  * a live peer. Each will still goes through authorizePublish (client null).
+ * With a stable broker id (a cluster node: the MQTT state is shared), only
+ * the wills kept under that id.
  */
-export async function fireStaleWills(aedes: Aedes, log: Logger): Promise<number> {
+export async function fireStaleWills(aedes: Aedes, log: Logger, stableId?: string): Promise<number> {
   const store = (aedes as unknown as { persistence: WillStore }).persistence;
   const authorize = promisify((c: Client | null, p: PublishPacket, cb: (err?: Error | null) => void) => aedes.authorizePublish(c, p, cb));
   const publish = promisify((p: PublishPacket, cb: (err?: Error) => void) => aedes.publish(p, cb));
   let n = 0;
-  for await (const will of store.streamWill({ [aedes.id]: Date.now() })) {
+  // A stable id (a cluster node's): exactly this id's wills, the previous run's (the state is
+  // shared, other brokers' wills are theirs). A random one: every other id's, the earlier runs'.
+  for await (const will of store.streamWill(stableId ? {} : { [aedes.id]: Date.now() })) {
+    if (stableId && will.brokerId !== stableId) continue;
     try {
       await authorize(null, will);
       await publish(will);

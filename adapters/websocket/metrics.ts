@@ -47,6 +47,9 @@ export class PromMetrics extends CounterMetrics {
   readonly recentErrors: RecentError[] = [];
   private readonly latency: HistogramSeries;
   private readonly store: CountingHistogram;
+  /** the cluster bus's figures (a clustered node only; docs/cluster.md) */
+  private readonly cluster = { in: 0, out: 0, nodes: 0, up: 0 };
+  private busLatency: HistogramSeries | undefined;
 
   constructor() {
     super();
@@ -121,6 +124,40 @@ export class PromMetrics extends CounterMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25],
       registers,
     });
+  }
+
+  /**
+   * What the cluster bus reports (`ClusterBus.observe`): the `parley_cluster_*`
+   * series, registered on the first call, so a single node shows none.
+   */
+  clusterObserver(): { message(direction: 'in' | 'out'): void; latency(ms: number): void; nodes(count: number): void; connected(up: boolean): void } {
+    const c = this.cluster;
+    if (!this.busLatency) {
+      const registers = [this.registry];
+      new Counter({
+        name: 'parley_cluster_bus_messages_total', help: 'bus messages sent to and received from other nodes', labelNames: ['direction'], registers,
+        collect(this: Counter) {
+          this.reset();
+          this.inc({ direction: 'in' }, c.in);
+          this.inc({ direction: 'out' }, c.out);
+        },
+      });
+      new Gauge({ name: 'parley_cluster_nodes', help: 'live nodes seen at the last heartbeat, this one included', registers, collect(this: Gauge) { this.set(c.nodes); } });
+      new Gauge({ name: 'parley_cluster_redis_up', help: '1 while the cluster\'s Redis connections are up', registers, collect(this: Gauge) { this.set(c.up); } });
+      this.busLatency = new CountingHistogram({
+        name: 'parley_cluster_bus_latency_seconds',
+        help: 'from publish on one node to receipt on this one (node clocks must agree)',
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+        registers,
+      }).series();
+    }
+    const latency = this.busLatency;
+    return {
+      message: (d) => void c[d]++,
+      latency: (ms) => latency.observe(Math.max(0, ms) / 1000),
+      nodes: (n) => void (c.nodes = n),
+      connected: (up) => void (c.up = up ? 1 : 0),
+    };
   }
 
   override login(protocol: string, ok: boolean): void {

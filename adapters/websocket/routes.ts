@@ -45,7 +45,8 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
     }
     let cluster = false;
     try {
-      cluster = (await broker.cluster.bus.members()).includes(broker.cluster.bus.nodeId);
+      // A draining node is not ready: the load balancer sends it nothing new (docs/cluster.md).
+      cluster = !broker.cluster.bus.draining && (await broker.cluster.bus.members()).includes(broker.cluster.bus.nodeId);
     } catch {
       cluster = false;
     }

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { LocalBus, LocalRegistry } from '../../cluster/local.ts';
-import type { SessionRegistry } from '../../cluster/types.ts';
+import type { Cluster, SessionRegistry } from '../../cluster/types.ts';
 import { MemoryStorage } from '../../storage/memory.ts';
 import type { Storage } from '../../storage/types.ts';
 import { Address } from '../address.ts';
@@ -73,11 +73,12 @@ export async function makeBroker(
   users = ['alice', 'bob', 'carol'],
   storage: Storage = new MemoryStorage(),
   registry: SessionRegistry = new LocalRegistry(),
+  cluster: Cluster = { bus: new LocalBus('n1'), registry },
 ): Promise<Broker> {
   const broker = new Broker({
     domain: DOMAIN,
     storage,
-    cluster: { bus: new LocalBus('n1'), registry },
+    cluster,
     modules: [{ def: offline }],
     limits: { scramIterations: 16, ...limits },
   });

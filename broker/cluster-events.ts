@@ -1,0 +1,69 @@
+import type { SessionEntry } from '../cluster/types.ts';
+import { Address } from './address.ts';
+import type { Broker } from './broker.ts';
+import type { RosterItem } from './roster.ts';
+
+/** The 'roster-push' bus message: a roster change for the user's interested sessions on the receiving node. */
+interface RemoteRosterPush {
+  user: string;
+  item: RosterItem;
+  ver: string;
+}
+
+/** The 'sessions-gone' bus message: a dead node's sessions, after the reaper purged them. */
+interface SessionsGone {
+  node: string;
+  sessions: SessionEntry[];
+}
+
+/**
+ * What a node does for the cluster besides routing (docs/cluster.md): when
+ * the cluster backend declares a node dead (on one node only, the reaper),
+ * purge its sessions from the registry, tell their contacts they are gone,
+ * and tell every node ('sessions-gone' → the `node:down` hook, for state a
+ * node keeps in memory such as room occupants). Roster changes reach the
+ * user's sessions on other nodes. On a single node (cluster/local) none of
+ * this ever fires.
+ */
+export function joinCluster(broker: Broker): void {
+  const { bus, registry } = broker.cluster;
+  bus.onNodeDown(async (node) => {
+    const sessions = await registry.byNode(node);
+    const purged = await registry.purgeNode(node);
+    broker.log.warn({ node, sessions: purged }, 'cluster: sessions of a dead node purged');
+    for (const e of sessions) {
+      await broker.presence.remoteSessionGone(e).catch((err) => broker.log.error({ err, user: e.user }, 'cluster: unavailable presence for a dead node\'s session failed'));
+    }
+    const gone: SessionsGone = { node, sessions };
+    await bus.broadcast('sessions-gone', gone).catch(() => {});
+  });
+  // Declared dead while cut off (a partition, a long pause): the registry wrote this
+  // node's sessions again; their contacts were told they were gone, so tell them again.
+  bus.onReconnect?.(({ reaped }) => {
+    if (!reaped) return;
+    void (async () => {
+      for (const s of broker.sessions.all()) {
+        await broker.presence.announceAgain(s).catch((err) => broker.log.warn({ err }, 'cluster: presence not announced again'));
+      }
+    })();
+  });
+  bus.onMessage((msg) => {
+    if (msg.type === 'sessions-gone') {
+      const p = msg.payload as SessionsGone;
+      broker.hooks.emit('node:down', p.node, p.sessions);
+    } else if (msg.type === 'roster-push') {
+      const p = msg.payload as RemoteRosterPush;
+      for (const s of broker.sessions.sessionsOf(Address.parse(p.user))) if (s.interested) s.rosterPush?.(p.item, p.ver);
+    }
+  });
+}
+
+/** A roster push [RFC6121 2.1.6] for the user's interested sessions on other nodes (one bus message per node). */
+export async function pushRosterToOtherNodes(broker: Broker, user: string, item: RosterItem, ver: string): Promise<void> {
+  const self = broker.cluster.bus.nodeId;
+  const entries = broker.cluster.registry.lookupNow?.(user) ?? (await broker.cluster.registry.lookup(user));
+  const nodes = new Set<string>();
+  for (const e of entries) if (e.node !== self) nodes.add(e.node);
+  const push: RemoteRosterPush = { user, item, ver };
+  for (const node of nodes) await broker.cluster.bus.send(node, 'roster-push', push).catch(() => {});
+}
