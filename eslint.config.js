@@ -8,8 +8,18 @@ const layers = {
     // broker/ knows no wire format and no concrete backend.
     { target: './broker', from: './adapters', message: 'broker/ must not import adapters' },
     { target: './broker', from: './bin', message: 'broker/ must not import bin' },
-    { target: './broker', from: './storage', except: ['./types.ts'], message: 'broker/ imports storage interfaces only' },
-    { target: './broker', from: './cluster', except: ['./types.ts'], message: 'broker/ imports cluster interfaces only' },
+    {
+      target: './broker',
+      from: './storage',
+      except: ['./types.ts'],
+      message: 'broker/ imports storage interfaces only',
+    },
+    {
+      target: './broker',
+      from: './cluster',
+      except: ['./types.ts'],
+      message: 'broker/ imports cluster interfaces only',
+    },
     // adapters import broker only.
     { target: './adapters', from: './storage', message: 'adapters import broker only' },
     { target: './adapters', from: './cluster', message: 'adapters import broker only' },
@@ -23,19 +33,34 @@ const layers = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', 'dist/**', '.test-artifacts/**', 'scratch/**', 'adapters/websocket/static/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'data/**',
+      'dist/**',
+      '.test-artifacts/**',
+      'scratch/**',
+      'adapters/websocket/static/**',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
     plugins: { 'import-x': importX },
     rules: {
       'import-x/no-restricted-paths': ['error', layers],
       'no-console': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/no-explicit-any': 'off',
     },
   },
   // The CLI, scripts, benchmarks and tests may print.
-  { files: ['bin/**', 'scripts/**', 'bench/**', '**/test/**', 'conformance/**'], rules: { 'no-console': 'off' } },
+  {
+    files: ['bin/**', 'scripts/**', 'bench/**', '**/test/**', 'conformance/**'],
+    rules: { 'no-console': 'off' },
+  },
   // Tests compose real backends the way bin/ does.
   { files: ['**/test/**'], rules: { 'import-x/no-restricted-paths': 'off' } },
 );

@@ -7,7 +7,12 @@ import type net from 'node:net';
  * reported there, and without a listener it would end the process. `onError`
  * logs and counts it; the listener goes on accepting when descriptors free up.
  */
-export function listen(srv: net.Server, host: string, port: number, onError?: (err: Error) => void): Promise<number> {
+export function listen(
+  srv: net.Server,
+  host: string,
+  port: number,
+  onError?: (err: Error) => void,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     srv.once('error', reject);
     srv.listen(port, host, () => {

@@ -16,7 +16,10 @@ import { GENERATOR_CORE, ParleyServer, wipe } from './servers.ts';
 const f = parseFlags();
 const here = path.dirname(fileURLToPath(import.meta.url));
 const rounds = num(f, 'rounds', 3);
-const extra = [...(f.rate ? ['--mode', 'rate', '--rate', f.rate] : ['--mode', 'window', '--window', '4']), ...(f.sm ? ['--sm', f.sm] : [])];
+const extra = [
+  ...(f.rate ? ['--mode', 'rate', '--rate', f.rate] : ['--mode', 'window', '--window', '4']),
+  ...(f.sm ? ['--sm', f.sm] : []),
+];
 const sides = (['a', 'b'] as const).map((k) => {
   const repo = path.resolve(f[k] ?? path.join(here, '..'));
   const dir = `/tmp/parley-ab-${process.pid}-${k}`;
@@ -25,9 +28,33 @@ const sides = (['a', 'b'] as const).map((k) => {
 });
 
 function chat(s: ParleyServer): Promise<Record<string, any>> {
-  const args = ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--pairs', '100', '--warmup', String(num(f, 'warmup', 1)), '--duration', String(num(f, 'duration', 5)), ...extra];
+  const args = [
+    '--port',
+    String(s.ports.xmpp),
+    '--pid',
+    String(s.pid),
+    '--pairs',
+    '100',
+    '--warmup',
+    String(num(f, 'warmup', 1)),
+    '--duration',
+    String(num(f, 'duration', 5)),
+    ...extra,
+  ];
   return new Promise((resolve) => {
-    const child = spawn('taskset', ['-c', GENERATOR_CORE, process.execPath, '--import', 'tsx', path.join(here, 'xmpp-chat.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      'taskset',
+      [
+        '-c',
+        GENERATOR_CORE,
+        process.execPath,
+        '--import',
+        'tsx',
+        path.join(here, 'xmpp-chat.ts'),
+        ...args,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('exit', () => resolve(JSON.parse(out.trim().split('\n').pop() || '{"ok":false}')));
@@ -42,7 +69,18 @@ try {
   for (let r = 1; r <= rounds; r++) {
     for (const s of r % 2 ? sides : [...sides].reverse()) {
       const x = await chat(s.server);
-      console.log(JSON.stringify({ side: s.k, round: r, msgsPerSec: x.msgsPerSec, cpuUsPerMsg: x.serverCpuUsPerMsg, cpuShare: x.serverCpuShare, p50: x.latencyMs?.p50, p99: x.latencyMs?.p99, ok: x.ok }));
+      console.log(
+        JSON.stringify({
+          side: s.k,
+          round: r,
+          msgsPerSec: x.msgsPerSec,
+          cpuUsPerMsg: x.serverCpuUsPerMsg,
+          cpuShare: x.serverCpuShare,
+          p50: x.latencyMs?.p50,
+          p99: x.latencyMs?.p99,
+          ok: x.ok,
+        }),
+      );
     }
   }
 } finally {

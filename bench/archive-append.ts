@@ -13,7 +13,9 @@ import { num, parseFlags } from './lib/common.ts';
 
 const f = parseFlags();
 const repo = path.resolve(f.repo ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..'));
-const { EmbeddedStorage } = (await import(pathToFileURL(path.join(repo, 'storage/embedded.ts')).href)) as typeof import('../storage/embedded.ts');
+const { EmbeddedStorage } = (await import(
+  pathToFileURL(path.join(repo, 'storage/embedded.ts')).href
+)) as typeof import('../storage/embedded.ts');
 const records = num(f, 'records', 200_000);
 const chunk = num(f, 'chunk', 50_000);
 const pairs = num(f, 'pairs', 100);
@@ -37,7 +39,16 @@ function input(i: number) {
     owners: [from, to],
     with: from,
     id: `m${i}`,
-    value: { kind: 'message', from: `${from}/chat`, to, extensions: [], type: 'chat', id: `m${i}`, body: `${k} ${(i * 1.37).toFixed(3)}`, timestamp },
+    value: {
+      kind: 'message',
+      from: `${from}/chat`,
+      to,
+      extensions: [],
+      type: 'chat',
+      id: `m${i}`,
+      body: `${k} ${(i * 1.37).toFixed(3)}`,
+      timestamp,
+    },
   };
 }
 
@@ -54,7 +65,11 @@ while (done < records) {
   }
   const c = process.cpuUsage(c0);
   const n = chunk;
-  out.push({ records: done, cpuUsPerAppend: Math.round(((c.user + c.system) / n) * 10) / 10, wallUsPerAppend: Math.round(((performance.now() - t0) * 1000) / n * 10) / 10 });
+  out.push({
+    records: done,
+    cpuUsPerAppend: Math.round(((c.user + c.system) / n) * 10) / 10,
+    wallUsPerAppend: Math.round((((performance.now() - t0) * 1000) / n) * 10) / 10,
+  });
   console.error(JSON.stringify(out[out.length - 1]));
 }
 await storage.close();

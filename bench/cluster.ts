@@ -23,7 +23,23 @@ const DIR = '/tmp/parley-bench-cluster';
 /** One run of bench/xmpp-chat.ts on the generator core; its JSON line. */
 function chat(ports: number[], extra: string[]): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
-    const args = ['-c', GENERATOR_CORE, process.execPath, '--import', 'tsx', path.join(ROOT, 'bench/xmpp-chat.ts'), '--ports', ports.join(','), '--pairs', String(pairs), '--warmup', String(warmup), '--duration', String(duration), ...extra];
+    const args = [
+      '-c',
+      GENERATOR_CORE,
+      process.execPath,
+      '--import',
+      'tsx',
+      path.join(ROOT, 'bench/xmpp-chat.ts'),
+      '--ports',
+      ports.join(','),
+      '--pairs',
+      String(pairs),
+      '--warmup',
+      String(warmup),
+      '--duration',
+      String(duration),
+      ...extra,
+    ];
     const p = spawn('taskset', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
@@ -45,7 +61,8 @@ async function commands(r: Redis): Promise<number> {
 /** Calls per command (INFO commandstats), to see where Redis' work goes. */
 async function commandStats(r: Redis): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (const m of (await r.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) out.set(m[1], Number(m[2]));
+  for (const m of (await r.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+)/g))
+    out.set(m[1], Number(m[2]));
   return out;
 }
 
@@ -60,7 +77,12 @@ async function main(): Promise<void> {
       const servers: ParleyServer[] = [];
       for (let i = 1; i <= k; i++) {
         // ParleyServer reads PARLEY_BENCH_CONFIG when it is made.
-        process.env.PARLEY_BENCH_CONFIG = [`nodeId: n${i}`, "mqtt: { tcp: null, tls: null }", `storage: { backend: redis, url: "${redis.url}", prefix: "${tag}:" }`, `cluster: { redis: "${redis.url}", prefix: ${tag} }`].join('\n');
+        process.env.PARLEY_BENCH_CONFIG = [
+          `nodeId: n${i}`,
+          'mqtt: { tcp: null, tls: null }',
+          `storage: { backend: redis, url: "${redis.url}", prefix: "${tag}:" }`,
+          `cluster: { redis: "${redis.url}", prefix: ${tag} }`,
+        ].join('\n');
         servers.push(new ParleyServer(path.join(DIR, `${tag}-n${i}`), ROOT, false));
       }
       delete process.env.PARLEY_BENCH_CONFIG;
@@ -72,19 +94,40 @@ async function main(): Promise<void> {
       const sat = await chat(ports, ['--mode', 'window', '--window', '4']);
       const c1 = await commands(probe);
       const s1 = await commandStats(probe);
-      const per = [...s1].map(([k, v]) => [k, Math.round(((v - (s0.get(k) ?? 0)) / Math.max(1, sat.received)) * 100) / 100] as const).filter(([, v]) => v >= 0.05).sort((x, y) => y[1] - x[1]);
+      const per = [...s1]
+        .map(
+          ([k, v]) =>
+            [
+              k,
+              Math.round(((v - (s0.get(k) ?? 0)) / Math.max(1, sat.received)) * 100) / 100,
+            ] as const,
+        )
+        .filter(([, v]) => v >= 0.05)
+        .sort((x, y) => y[1] - x[1]);
       const fixed = await chat(ports, ['--mode', 'rate', '--rate', String(rate)]);
       const perMsg = (c1 - c0) / Math.max(1, sat.received ?? 1);
-      const line = { nodes: k, pairs, msgsPerSec: sat.msgsPerSec, p99AtRate: fixed.latencyMs?.p99, rate, redisCommandsPerMsg: Math.round(perMsg * 100) / 100, perCommand: Object.fromEntries(per) };
+      const line = {
+        nodes: k,
+        pairs,
+        msgsPerSec: sat.msgsPerSec,
+        p99AtRate: fixed.latencyMs?.p99,
+        rate,
+        redisCommandsPerMsg: Math.round(perMsg * 100) / 100,
+        perCommand: Object.fromEntries(per),
+      };
       console.log(JSON.stringify(line));
-      rows.push(`| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} | ${line.redisCommandsPerMsg} |`);
+      rows.push(
+        `| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} | ${line.redisCommandsPerMsg} |`,
+      );
       for (const s of servers) await s.stop();
     }
   } finally {
     probe.disconnect();
     await redis.dispose();
   }
-  console.log(`\n| nodes | msgs/s (closed loop, window 4, ${pairs} pairs) | p99 ms at ${rate} msgs/s | Redis commands per message (warmup included) |\n|---|---|---|---|\n${rows.join('\n')}`);
+  console.log(
+    `\n| nodes | msgs/s (closed loop, window 4, ${pairs} pairs) | p99 ms at ${rate} msgs/s | Redis commands per message (warmup included) |\n|---|---|---|---|\n${rows.join('\n')}`,
+  );
 }
 
 main().then(

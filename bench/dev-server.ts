@@ -12,7 +12,10 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dir = f.dir ?? '/tmp/parley-bench-dev';
 wipe(dir);
 const s = new ParleyServer(dir, repo, true, f['cpu-prof-dir'], {
-  nodeArgs: f['node-args']?.split(',').filter(Boolean).map((a) => `--${a}`),
+  nodeArgs: f['node-args']
+    ?.split(',')
+    .filter(Boolean)
+    .map((a) => `--${a}`),
   stdoutFd: f.stdout ? openSync(f.stdout, 'a') : undefined,
 });
 await s.start();

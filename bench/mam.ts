@@ -40,8 +40,21 @@ async function fill(storeDir: string, messages: number, noise: number): Promise<
       // u1 talks with ten contacts, both directions; the noise is between others (never read by u1's queries).
       const other = contacts[k % contacts.length];
       const mine = k < messages;
-      const [from, to] = mine ? (k % 2 ? [u1, other] : [other, u1]) : [contacts[k % 10], contacts[(k + 1) % 10]];
-      const env: Envelope = { kind: 'message', type: 'chat', from: from.withResource('r'), to, id: `b${k}`, body: `message ${k} with a body of ordinary length`, extensions: [], timestamp: t0 + k };
+      const [from, to] = mine
+        ? k % 2
+          ? [u1, other]
+          : [other, u1]
+        : [contacts[k % 10], contacts[(k + 1) % 10]];
+      const env: Envelope = {
+        kind: 'message',
+        type: 'chat',
+        from: from.withResource('r'),
+        to,
+        id: `b${k}`,
+        body: `message ${k} with a body of ordinary length`,
+        extensions: [],
+        timestamp: t0 + k,
+      };
       appends.push(
         archive.appendChat(env).then(() => {
           if (mine && env.archive) ids.push(env.archive.id);
@@ -67,7 +80,17 @@ run(async () => {
     const fillMs = Date.now() - fillStart;
     await server.start();
     await server.seed(11);
-    const c = await XmppClient.login({ host: '127.0.0.1', port: server.ports.xmpp!, domain: DOMAIN, user: 'u1', password: 'pw', resource: 'bench', tls: false, mech: 'SCRAM-SHA-1', presence: true });
+    const c = await XmppClient.login({
+      host: '127.0.0.1',
+      port: server.ports.xmpp!,
+      domain: DOMAIN,
+      user: 'u1',
+      password: 'pw',
+      resource: 'bench',
+      tls: false,
+      mech: 'SCRAM-SHA-1',
+      presence: true,
+    });
     // Our own reader: the page's 50 results, then the IQ result with <fin/>.
     c.sock.removeAllListeners('data');
     let buf = '';
@@ -89,11 +112,19 @@ run(async () => {
       const id = `q${n}`;
       const kind = n % 3;
       const after = ids[Math.floor(Math.random() * (ids.length - 60))];
-      const form = kind === 2 ? `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='with'><value>u${2 + Math.floor(Math.random() * 10)}@${DOMAIN}</value></field></x>` : '';
-      const set = kind === 0 ? `<set xmlns='http://jabber.org/protocol/rsm'><max>50</max><before/></set>` : `<set xmlns='http://jabber.org/protocol/rsm'><max>50</max><after>${after}</after></set>`;
+      const form =
+        kind === 2
+          ? `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='with'><value>u${2 + Math.floor(Math.random() * 10)}@${DOMAIN}</value></field></x>`
+          : '';
+      const set =
+        kind === 0
+          ? `<set xmlns='http://jabber.org/protocol/rsm'><max>50</max><before/></set>`
+          : `<set xmlns='http://jabber.org/protocol/rsm'><max>50</max><after>${after}</after></set>`;
       return new Promise((resolve) => {
         pending = { id, resolve };
-        c.write(`<iq type='set' id='${id}'><query xmlns='urn:xmpp:mam:2' queryid='${id}'>${form}${set}</query></iq>`);
+        c.write(
+          `<iq type='set' id='${id}'><query xmlns='urn:xmpp:mam:2' queryid='${id}'>${form}${set}</query></iq>`,
+        );
       });
     };
     for (let i = 0; i < 50; i++) await ask(-1 - i); // warm-up
@@ -108,10 +139,22 @@ run(async () => {
     const seconds = (now() - start) / 1000;
     c.destroy();
     const p = percentiles(lat);
-    return { ok: true, workload: 'mam-page-50', messages, noise, fillMs, queries, resultsPerQuery: results / queries, queriesPerSec: Math.round(queries / seconds), p50Ms: +p.p50.toFixed(2), p90Ms: +p.p90.toFixed(2), p99Ms: +p.p99.toFixed(2), maxMs: +p.max.toFixed(2) };
+    return {
+      ok: true,
+      workload: 'mam-page-50',
+      messages,
+      noise,
+      fillMs,
+      queries,
+      resultsPerQuery: results / queries,
+      queriesPerSec: Math.round(queries / seconds),
+      p50Ms: +p.p50.toFixed(2),
+      p90Ms: +p.p90.toFixed(2),
+      p99Ms: +p.p99.toFixed(2),
+      maxMs: +p.max.toFixed(2),
+    };
   } finally {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }, 600_000);
-

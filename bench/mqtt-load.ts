@@ -51,7 +51,11 @@ async function fanin(): Promise<Record<string, unknown>> {
   const sub = await connect(0);
   await sub.subscribe('bench/in/+', 0);
   const pubs = await pool(n, 50, (i) => connect(i + 1));
-  const d = new FlowDriver({ flows: n, ...driverOpts(), send: (flow, body) => pubs[flow].publish(`bench/in/${flow}`, body, 0) });
+  const d = new FlowDriver({
+    flows: n,
+    ...driverOpts(),
+    send: (flow, body) => pubs[flow].publish(`bench/in/${flow}`, body, 0),
+  });
   sub.onPublish = (_t, p) => d.receive(p.toString());
   const r = await d.run();
   for (const c of [sub, ...pubs]) c.destroy();
@@ -63,7 +67,11 @@ async function qos1(): Promise<Record<string, unknown>> {
   const subs = await pool(n, 50, (i) => connect(2 * i));
   await Promise.all(subs.map((s, i) => s.subscribe(`bench/p/${i}`, 1)));
   const pubs = await pool(n, 50, (i) => connect(2 * i + 1));
-  const d = new FlowDriver({ flows: n, ...driverOpts(), send: (flow, body) => pubs[flow].publish(`bench/p/${flow}`, body, 1) });
+  const d = new FlowDriver({
+    flows: n,
+    ...driverOpts(),
+    send: (flow, body) => pubs[flow].publish(`bench/p/${flow}`, body, 1),
+  });
   for (const s of subs) s.onPublish = (_t, p) => d.receive(p.toString());
   const r = await d.run();
   for (const c of [...subs, ...pubs]) c.destroy();
@@ -76,7 +84,13 @@ async function fanout(): Promise<Record<string, unknown>> {
   await Promise.all(subs.map((s) => s.subscribe('bench/out', 0)));
   const pub = await connect(0);
   // one flow (the publisher); a message counts as done once all N copies arrived
-  const d = new FlowDriver({ flows: 1, ...driverOpts(), window: num(f, 'window', 4), copies: n, send: (_flow, body) => pub.publish('bench/out', body, 0) });
+  const d = new FlowDriver({
+    flows: 1,
+    ...driverOpts(),
+    window: num(f, 'window', 4),
+    copies: n,
+    send: (_flow, body) => pub.publish('bench/out', body, 0),
+  });
   for (const s of subs) s.onPublish = (_t, p) => d.receive(p.toString());
   const r = await d.run();
   for (const c of [...subs, pub]) c.destroy();
@@ -116,11 +130,31 @@ async function room(): Promise<Record<string, unknown>> {
   const drainSec = (Date.now() - t0) / 1000 - joinSec;
   await sleep(settle);
   const after = pid ? rssKiB(pid) : 0;
-  const d = new FlowDriver({ flows: 1, ...driverOpts(), copies: n - 1, lastCopy: true, send: (_flow, body) => pub.publish(topic, body, 0) });
+  const d = new FlowDriver({
+    flows: 1,
+    ...driverOpts(),
+    copies: n - 1,
+    lastCopy: true,
+    send: (_flow, body) => pub.publish(topic, body, 0),
+  });
   sink.d = d;
   const r = await d.run();
   for (const c of [...subs, pub]) c.destroy();
-  return { workload: 'mqtt-room-fanout', occupants: n, joinSec, drainSec, deliveriesPerSec: r.msgsPerSec, ...(pid ? { rssBeforeKiB: before, rssAfterKiB: after, bytesPerOccupant: Math.round(((after - before) * 1024) / n) } : {}), ...r };
+  return {
+    workload: 'mqtt-room-fanout',
+    occupants: n,
+    joinSec,
+    drainSec,
+    deliveriesPerSec: r.msgsPerSec,
+    ...(pid
+      ? {
+          rssBeforeKiB: before,
+          rssAfterKiB: after,
+          bytesPerOccupant: Math.round(((after - before) * 1024) / n),
+        }
+      : {}),
+    ...r,
+  };
 }
 
 async function idle(): Promise<Record<string, unknown>> {
@@ -137,7 +171,14 @@ async function idle(): Promise<Record<string, unknown>> {
   const after = rssKiB(pid);
   const alive = cs.filter((c) => !c.closed).length;
   for (const c of cs) c.destroy();
-  return { workload: 'mqtt-idle', connections: alive, rssBeforeKiB: before, rssAfterKiB: after, bytesPerConnection: Math.round(((after - before) * 1024) / alive), connectSec };
+  return {
+    workload: 'mqtt-idle',
+    connections: alive,
+    rssBeforeKiB: before,
+    rssAfterKiB: after,
+    bytesPerConnection: Math.round(((after - before) * 1024) / alive),
+    connectSec,
+  };
 }
 
 async function chat(): Promise<Record<string, unknown>> {
@@ -169,13 +210,21 @@ async function chat(): Promise<Record<string, unknown>> {
     },
   });
   for (const x of xs) x.chatMode((b) => d.receive(b));
-  for (const dev of devs) dev.onPublish = (_t, p) => d.receive((JSON.parse(p.toString()) as { body: string }).body);
+  for (const dev of devs)
+    dev.onPublish = (_t, p) => d.receive((JSON.parse(p.toString()) as { body: string }).body);
   const r = await d.run();
   for (const c of [...xs, ...devs]) c.destroy();
   return { workload: 'mqtt-xmpp-chat', pairs: n, qos: 1, ...r };
 }
 
-const workloads: Record<string, () => Promise<Record<string, unknown>>> = { fanin, qos1, fanout, idle, chat, room };
+const workloads: Record<string, () => Promise<Record<string, unknown>>> = {
+  fanin,
+  qos1,
+  fanout,
+  idle,
+  chat,
+  room,
+};
 const fn = workloads[workload];
 if (!fn) throw new Error(`unknown --workload ${workload}`);
 run(fn, 900_000);

@@ -26,12 +26,18 @@ function where(url: string, repo: string): string {
 }
 
 export function summarizeProfile(file: string, repo: string, top = 15): string {
-  const prof = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfNode[]; startTime: number; endTime: number; samples: number[] };
+  const prof = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: ProfNode[];
+    startTime: number;
+    endTime: number;
+    samples: number[];
+  };
   const total = prof.samples.length || 1;
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const label = (n: ProfNode) => `${n.callFrame.functionName || '(anonymous)'} ${where(n.callFrame.url, repo)}:${n.callFrame.lineNumber + 1}`;
+  const label = (n: ProfNode) =>
+    `${n.callFrame.functionName || '(anonymous)'} ${where(n.callFrame.url, repo)}:${n.callFrame.lineNumber + 1}`;
   const self = new Map<string, number>();
   const byFile = new Map<string, number>();
   const incl = new Map<string, number>();
@@ -52,12 +58,20 @@ export function summarizeProfile(file: string, repo: string, top = 15): string {
     }
   }
   const pct = (h: number) => `${((h / total) * 100).toFixed(1).padStart(5)}%`;
-  const lines: string[] = [`${total} samples over ${((prof.endTime - prof.startTime) / 1e6).toFixed(1)} s`, '', 'Self time by function:'];
-  for (const [k, h] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(h)}  ${k}`);
+  const lines: string[] = [
+    `${total} samples over ${((prof.endTime - prof.startTime) / 1e6).toFixed(1)} s`,
+    '',
+    'Self time by function:',
+  ];
+  for (const [k, h] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top))
+    lines.push(`  ${pct(h)}  ${k}`);
   lines.push('', 'Self time by file / package:');
-  for (const [k, h] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(h)}  ${k}`);
+  for (const [k, h] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, top))
+    lines.push(`  ${pct(h)}  ${k}`);
   lines.push('', 'Inclusive time, Parley code (excluding the event loop roots):');
-  const ours = [...incl].filter(([k]) => /\s(adapters|broker|storage|cluster|bin)\//.test(k)).sort((a, b) => b[1] - a[1]);
+  const ours = [...incl]
+    .filter(([k]) => /\s(adapters|broker|storage|cluster|bin)\//.test(k))
+    .sort((a, b) => b[1] - a[1]);
   for (const [k, h] of ours.slice(0, top + 10)) lines.push(`  ${pct(h)}  ${k}`);
   lines.push('', 'Inclusive time, dependencies and runtime:');
   const deps = [...incl].filter(([k]) => /\s(npm:|node:)/.test(k)).sort((a, b) => b[1] - a[1]);
@@ -71,5 +85,12 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.error('usage: profile-summary.ts FILE.cpuprofile [REPO]');
     process.exit(2);
   }
-  console.log(summarizeProfile(file, path.resolve(process.argv[3] ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..'))));
+  console.log(
+    summarizeProfile(
+      file,
+      path.resolve(
+        process.argv[3] ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..'),
+      ),
+    ),
+  );
 }

@@ -40,8 +40,14 @@ run(async () => {
     const archive = new ArchiveService(storage.archive<EnvelopeRecord>('chat'));
     const users = Array.from({ length: 100 }, (_, i) => Address.of(`u${i}`, DOMAIN));
     const env = (k: number): Envelope => ({
-      kind: 'message', type: 'chat', from: users[k % 100].withResource('r'), to: users[(k * 7 + 1) % 100], id: `b${k}`,
-      body: `message ${k} with a body of ordinary length`, extensions: [], timestamp: Date.now(),
+      kind: 'message',
+      type: 'chat',
+      from: users[k % 100].withResource('r'),
+      to: users[(k * 7 + 1) % 100],
+      id: `b${k}`,
+      body: `message ${k} with a body of ordinary length`,
+      extensions: [],
+      timestamp: Date.now(),
     });
     const mem0 = await usedMemory(admin);
     const calls0 = await commandCalls(admin);
@@ -59,14 +65,25 @@ run(async () => {
     }
     // The offline queue: push, list, remove, per user.
     const queue = storage.queue<EnvelopeRecord>('offline');
-    const rec = { kind: 'message', type: 'chat', from: 'u1@localhost/r', to: 'u2@localhost', id: 'x', body: 'offline message of ordinary length', extensions: [] } as unknown as EnvelopeRecord;
+    const rec = {
+      kind: 'message',
+      type: 'chat',
+      from: 'u1@localhost/r',
+      to: 'u2@localhost',
+      id: 'x',
+      body: 'offline message of ordinary length',
+      extensions: [],
+    } as unknown as EnvelopeRecord;
     t = now();
     await pool(messages, concurrency, (k) => queue.push(`u${k % 100}`, rec));
     const pushSeconds = (now() - t) / 1000;
     t = now();
     await pool(100, concurrency, async (u) => {
       const items = await queue.list(`u${u}`);
-      await queue.remove(`u${u}`, items.map((i) => i.id));
+      await queue.remove(
+        `u${u}`,
+        items.map((i) => i.id),
+      );
     });
     const drainSeconds = (now() - t) / 1000;
     await storage.close();

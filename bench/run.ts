@@ -74,48 +74,477 @@ interface Workload {
 }
 
 const T = () => ['--warmup', String(warmup), '--duration', String(duration)];
-const uploadArgs = (s: Server, bytes: number) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--ca', s.caFile ?? '', '--size', String(bytes), '--duration', String(duration)];
+const uploadArgs = (s: Server, bytes: number) => [
+  '--port',
+  String(s.ports.xmpp),
+  '--pid',
+  String(s.pid),
+  '--ca',
+  s.caFile ?? '',
+  '--size',
+  String(bytes),
+  '--duration',
+  String(duration),
+];
 const uploadMore = [
   { path: 'downloadMBps', unit: 'MB/s down' },
   { path: 'rssGrowthMiB', unit: 'MiB server RSS growth' },
   { path: 'rssPeakMiB', unit: 'MiB server RSS peak' },
 ];
-const mqttCommon = (s: Server) => ['--port', String(s.ports.mqtt), ...(s.mqttAuth ? ['--auth'] : []), '--users', String(USERS)];
+const mqttCommon = (s: Server) => [
+  '--port',
+  String(s.ports.mqtt),
+  ...(s.mqttAuth ? ['--auth'] : []),
+  '--users',
+  String(USERS),
+];
 
 const workloads: Workload[] = [
-  { id: 'xmpp-chat-sat', title: 'XMPP 1:1 chat, 100 pairs, closed loop (window 4 per direction)', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', '--pid', String(s.pid), ...T()], target: '≥ 2× ejabberd, ≥ 3× Prosody' },
-  { id: 'xmpp-chat-sm', title: 'XMPP 1:1 chat with stream management, <r/> every 5 stanzas, 100 pairs, closed loop (window 4); compare with xmpp-chat-sat', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley'], args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', '--sm', '5', '--pid', String(s.pid), ...T()], target: '≥ 85% of xmpp-chat-sat (SM costs ≤ 15 %)' },
-  { id: 'xmpp-chat-2000', title: 'XMPP 1:1 chat, 100 pairs, 2,000 msgs/s offered', proto: 'xmpp', script: 'xmpp-chat.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 5, args: (s) => ['--port', String(s.ports.xmpp), '--pairs', '100', '--mode', 'rate', '--rate', '2000', '--pid', String(s.pid), ...T()], target: 'p99 < 5 ms' },
-  { id: 'xmpp-idle-plain', title: `XMPP idle authenticated sessions (${sessions}, plaintext, bound + presence)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS)], target: '≤ 12 KB (12,288 B)' },
-  { id: 'xmpp-idle-tls', title: `XMPP idle authenticated sessions (${sessions}, STARTTLS)`, proto: 'xmpp', script: 'xmpp-idle.ts', metric: 'bytesPerSession', unit: 'B/session', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--sessions', String(sessions), '--users', String(USERS), '--tls'], target: 'state the figure' },
-  { id: 'xmpp-login-scram', title: 'XMPP login rate, SCRAM-SHA-1, plaintext (20 concurrent)', proto: 'xmpp', script: 'xmpp-login.ts', metric: 'loginsPerSec', unit: 'logins/s', args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'SCRAM-SHA-1', '--users', '200', ...T()], target: '≥ 2× Prosody' },
-  { id: 'xmpp-login-plain', title: 'XMPP login rate, PLAIN over STARTTLS (20 concurrent)', proto: 'xmpp', script: 'xmpp-login.ts', metric: 'loginsPerSec', unit: 'logins/s', args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'PLAIN', '--users', '200', ...T()], target: '≥ 2× Prosody' },
-  { id: 'xmpp-pep-fanout', title: 'XMPP PEP publish to 100 contacts with +notify caps (publisher window 4)', proto: 'xmpp', script: 'xmpp-pep.ts', metric: 'notificationsPerSec', unit: 'notifications/s', servers: ['parley', 'prosody'], args: (s) => ['--port', String(s.ports.xmpp), '--workload', 'fanout', '--contacts', '100', '--window', '4', ...T()], target: 'state the figure, beside Prosody' },
-  { id: 'xmpp-pep-login-5', title: 'XMPP login rate with 5 PEP nodes to send (caps +notify for all 5; done when the 5 last items arrived), SCRAM-SHA-1, 20 concurrent', proto: 'xmpp', script: 'xmpp-pep.ts', metric: 'loginsPerSec', unit: 'logins/s', servers: ['parley', 'prosody'], args: (s) => ['--port', String(s.ports.xmpp), '--workload', 'login', '--nodes', '5', '--users', '200', ...T()], target: 'compare with xmpp-pep-login-0' },
-  { id: 'xmpp-pep-login-0', title: 'XMPP login rate, the same without PEP (plain presence, ping), SCRAM-SHA-1, 20 concurrent', proto: 'xmpp', script: 'xmpp-pep.ts', metric: 'loginsPerSec', unit: 'logins/s', servers: ['parley', 'prosody'], args: (s) => ['--port', String(s.ports.xmpp), '--workload', 'login', '--nodes', '0', '--users', '200', ...T()], target: 'reference for xmpp-pep-login-5' },
-  { id: 'mqtt-fanin-10', title: 'MQTT QoS 0 fan-in, 10 publishers → 1 subscriber (window 50 each)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'fanin', '--publishers', '10', '--window', '50', ...T()], target: '≥ 90% of aedes' },
-  { id: 'mqtt-fanin-100', title: 'MQTT QoS 0 fan-in, 100 publishers → 1 subscriber (window 5 each)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'fanin', '--publishers', '100', '--window', '5', ...T()], target: '≥ 90% of aedes' },
-  { id: 'mqtt-qos1-sat', title: 'MQTT QoS 1, 100 pairs, closed loop (window 4)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()], target: '≥ 90% of aedes' },
-  { id: 'mqtt-qos1-2000', title: 'MQTT QoS 1, 100 pairs, 2,000 msgs/s offered', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'latencyMs.p99', unit: 'ms p99', lowerIsBetter: true, minReps: 7, args: (s) => [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--mode', 'rate', '--rate', '2000', ...T()], target: '≥ 90% of aedes (latency ≤ aedes/0.9)' },
-  { id: 'mqtt-fanout-1000', title: 'MQTT QoS 0 fan-out, 1 publisher → 1,000 subscribers (window 8)', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'deliveries/s', args: (s) => [...mqttCommon(s), '--workload', 'fanout', '--subscribers', '1000', '--window', '8', ...T()], target: '≥ 90% of aedes' },
-  { id: 'mqtt-idle', title: `MQTT idle connections (${sessions})`, proto: 'mqtt', script: 'mqtt-load.ts', metric: 'bytesPerConnection', unit: 'B/conn', lowerIsBetter: true, restart: true, args: (s) => [...mqttCommon(s), '--workload', 'idle', '--connections', String(sessions), '--pid', String(s.pid)], target: '≥ 90% of aedes (≤ aedes/0.9)' },
+  {
+    id: 'xmpp-chat-sat',
+    title: 'XMPP 1:1 chat, 100 pairs, closed loop (window 4 per direction)',
+    proto: 'xmpp',
+    script: 'xmpp-chat.ts',
+    metric: 'msgsPerSec',
+    unit: 'msgs/s',
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pairs',
+      '100',
+      '--mode',
+      'window',
+      '--window',
+      '4',
+      '--pid',
+      String(s.pid),
+      ...T(),
+    ],
+    target: '≥ 2× ejabberd, ≥ 3× Prosody',
+  },
+  {
+    id: 'xmpp-chat-sm',
+    title:
+      'XMPP 1:1 chat with stream management, <r/> every 5 stanzas, 100 pairs, closed loop (window 4); compare with xmpp-chat-sat',
+    proto: 'xmpp',
+    script: 'xmpp-chat.ts',
+    metric: 'msgsPerSec',
+    unit: 'msgs/s',
+    servers: ['parley'],
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pairs',
+      '100',
+      '--mode',
+      'window',
+      '--window',
+      '4',
+      '--sm',
+      '5',
+      '--pid',
+      String(s.pid),
+      ...T(),
+    ],
+    target: '≥ 85% of xmpp-chat-sat (SM costs ≤ 15 %)',
+  },
+  {
+    id: 'xmpp-chat-2000',
+    title: 'XMPP 1:1 chat, 100 pairs, 2,000 msgs/s offered',
+    proto: 'xmpp',
+    script: 'xmpp-chat.ts',
+    metric: 'latencyMs.p99',
+    unit: 'ms p99',
+    lowerIsBetter: true,
+    minReps: 5,
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pairs',
+      '100',
+      '--mode',
+      'rate',
+      '--rate',
+      '2000',
+      '--pid',
+      String(s.pid),
+      ...T(),
+    ],
+    target: 'p99 < 5 ms',
+  },
+  {
+    id: 'xmpp-idle-plain',
+    title: `XMPP idle authenticated sessions (${sessions}, plaintext, bound + presence)`,
+    proto: 'xmpp',
+    script: 'xmpp-idle.ts',
+    metric: 'bytesPerSession',
+    unit: 'B/session',
+    lowerIsBetter: true,
+    restart: true,
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pid',
+      String(s.pid),
+      '--sessions',
+      String(sessions),
+      '--users',
+      String(USERS),
+    ],
+    target: '≤ 12 KB (12,288 B)',
+  },
+  {
+    id: 'xmpp-idle-tls',
+    title: `XMPP idle authenticated sessions (${sessions}, STARTTLS)`,
+    proto: 'xmpp',
+    script: 'xmpp-idle.ts',
+    metric: 'bytesPerSession',
+    unit: 'B/session',
+    lowerIsBetter: true,
+    restart: true,
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pid',
+      String(s.pid),
+      '--sessions',
+      String(sessions),
+      '--users',
+      String(USERS),
+      '--tls',
+    ],
+    target: 'state the figure',
+  },
+  {
+    id: 'xmpp-login-scram',
+    title: 'XMPP login rate, SCRAM-SHA-1, plaintext (20 concurrent)',
+    proto: 'xmpp',
+    script: 'xmpp-login.ts',
+    metric: 'loginsPerSec',
+    unit: 'logins/s',
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--mech',
+      'SCRAM-SHA-1',
+      '--users',
+      '200',
+      ...T(),
+    ],
+    target: '≥ 2× Prosody',
+  },
+  {
+    id: 'xmpp-login-plain',
+    title: 'XMPP login rate, PLAIN over STARTTLS (20 concurrent)',
+    proto: 'xmpp',
+    script: 'xmpp-login.ts',
+    metric: 'loginsPerSec',
+    unit: 'logins/s',
+    args: (s) => ['--port', String(s.ports.xmpp), '--mech', 'PLAIN', '--users', '200', ...T()],
+    target: '≥ 2× Prosody',
+  },
+  {
+    id: 'xmpp-pep-fanout',
+    title: 'XMPP PEP publish to 100 contacts with +notify caps (publisher window 4)',
+    proto: 'xmpp',
+    script: 'xmpp-pep.ts',
+    metric: 'notificationsPerSec',
+    unit: 'notifications/s',
+    servers: ['parley', 'prosody'],
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--workload',
+      'fanout',
+      '--contacts',
+      '100',
+      '--window',
+      '4',
+      ...T(),
+    ],
+    target: 'state the figure, beside Prosody',
+  },
+  {
+    id: 'xmpp-pep-login-5',
+    title:
+      'XMPP login rate with 5 PEP nodes to send (caps +notify for all 5; done when the 5 last items arrived), SCRAM-SHA-1, 20 concurrent',
+    proto: 'xmpp',
+    script: 'xmpp-pep.ts',
+    metric: 'loginsPerSec',
+    unit: 'logins/s',
+    servers: ['parley', 'prosody'],
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--workload',
+      'login',
+      '--nodes',
+      '5',
+      '--users',
+      '200',
+      ...T(),
+    ],
+    target: 'compare with xmpp-pep-login-0',
+  },
+  {
+    id: 'xmpp-pep-login-0',
+    title:
+      'XMPP login rate, the same without PEP (plain presence, ping), SCRAM-SHA-1, 20 concurrent',
+    proto: 'xmpp',
+    script: 'xmpp-pep.ts',
+    metric: 'loginsPerSec',
+    unit: 'logins/s',
+    servers: ['parley', 'prosody'],
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--workload',
+      'login',
+      '--nodes',
+      '0',
+      '--users',
+      '200',
+      ...T(),
+    ],
+    target: 'reference for xmpp-pep-login-5',
+  },
+  {
+    id: 'mqtt-fanin-10',
+    title: 'MQTT QoS 0 fan-in, 10 publishers → 1 subscriber (window 50 each)',
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'msgsPerSec',
+    unit: 'msgs/s',
+    args: (s) => [
+      ...mqttCommon(s),
+      '--workload',
+      'fanin',
+      '--publishers',
+      '10',
+      '--window',
+      '50',
+      ...T(),
+    ],
+    target: '≥ 90% of aedes',
+  },
+  {
+    id: 'mqtt-fanin-100',
+    title: 'MQTT QoS 0 fan-in, 100 publishers → 1 subscriber (window 5 each)',
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'msgsPerSec',
+    unit: 'msgs/s',
+    args: (s) => [
+      ...mqttCommon(s),
+      '--workload',
+      'fanin',
+      '--publishers',
+      '100',
+      '--window',
+      '5',
+      ...T(),
+    ],
+    target: '≥ 90% of aedes',
+  },
+  {
+    id: 'mqtt-qos1-sat',
+    title: 'MQTT QoS 1, 100 pairs, closed loop (window 4)',
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'msgsPerSec',
+    unit: 'msgs/s',
+    args: (s) => [
+      ...mqttCommon(s),
+      '--workload',
+      'qos1',
+      '--pairs',
+      '100',
+      '--window',
+      '4',
+      ...T(),
+    ],
+    target: '≥ 90% of aedes',
+  },
+  {
+    id: 'mqtt-qos1-2000',
+    title: 'MQTT QoS 1, 100 pairs, 2,000 msgs/s offered',
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'latencyMs.p99',
+    unit: 'ms p99',
+    lowerIsBetter: true,
+    minReps: 7,
+    args: (s) => [
+      ...mqttCommon(s),
+      '--workload',
+      'qos1',
+      '--pairs',
+      '100',
+      '--mode',
+      'rate',
+      '--rate',
+      '2000',
+      ...T(),
+    ],
+    target: '≥ 90% of aedes (latency ≤ aedes/0.9)',
+  },
+  {
+    id: 'mqtt-fanout-1000',
+    title: 'MQTT QoS 0 fan-out, 1 publisher → 1,000 subscribers (window 8)',
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'msgsPerSec',
+    unit: 'deliveries/s',
+    args: (s) => [
+      ...mqttCommon(s),
+      '--workload',
+      'fanout',
+      '--subscribers',
+      '1000',
+      '--window',
+      '8',
+      ...T(),
+    ],
+    target: '≥ 90% of aedes',
+  },
+  {
+    id: 'mqtt-idle',
+    title: `MQTT idle connections (${sessions})`,
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'bytesPerConnection',
+    unit: 'B/conn',
+    lowerIsBetter: true,
+    restart: true,
+    args: (s) => [
+      ...mqttCommon(s),
+      '--workload',
+      'idle',
+      '--connections',
+      String(sessions),
+      '--pid',
+      String(s.pid),
+    ],
+    target: '≥ 90% of aedes (≤ aedes/0.9)',
+  },
   // Groupchat (XEP-0045): a fresh server per run (1,000 joins, memory per occupant measured over them); rooms with
   // history (20) and archive on everywhere (bench/servers.ts).
-  { id: 'muc-fanout-sat', title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, closed loop (4 messages in flight, a message done at its last copy)`, proto: 'xmpp', script: 'xmpp-muc.ts', metric: 'deliveriesPerSec', unit: 'deliveries/s', restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--occupants', String(occupants), '--users', String(USERS), '--mode', 'window', '--window', '4', ...T()], target: '≥ 2× ejabberd' },
-  { id: 'muc-fanout-10', title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, 10 msgs/s offered: send → last delivery`, proto: 'xmpp', script: 'xmpp-muc.ts', metric: 'latencyMs.p99', unit: 'ms p99 to the last occupant', lowerIsBetter: true, restart: true, args: (s) => ['--port', String(s.ports.xmpp), '--pid', String(s.pid), '--occupants', String(occupants), '--users', String(USERS), '--mode', 'rate', '--rate', '10', ...T()], target: 'p99 < 50 ms; memory per occupant reported' },
+  {
+    id: 'muc-fanout-sat',
+    title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, closed loop (4 messages in flight, a message done at its last copy)`,
+    proto: 'xmpp',
+    script: 'xmpp-muc.ts',
+    metric: 'deliveriesPerSec',
+    unit: 'deliveries/s',
+    restart: true,
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pid',
+      String(s.pid),
+      '--occupants',
+      String(occupants),
+      '--users',
+      String(USERS),
+      '--mode',
+      'window',
+      '--window',
+      '4',
+      ...T(),
+    ],
+    target: '≥ 2× ejabberd',
+  },
+  {
+    id: 'muc-fanout-10',
+    title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, 10 msgs/s offered: send → last delivery`,
+    proto: 'xmpp',
+    script: 'xmpp-muc.ts',
+    metric: 'latencyMs.p99',
+    unit: 'ms p99 to the last occupant',
+    lowerIsBetter: true,
+    restart: true,
+    args: (s) => [
+      '--port',
+      String(s.ports.xmpp),
+      '--pid',
+      String(s.pid),
+      '--occupants',
+      String(occupants),
+      '--users',
+      String(USERS),
+      '--mode',
+      'rate',
+      '--rate',
+      '10',
+      ...T(),
+    ],
+    target: 'p99 < 50 ms; memory per occupant reported',
+  },
   // The reference is plain aedes's QoS 1 pairs, run alternately with the chat (A B A B): this machine's speed
   // moves by up to 3× within minutes, so a ratio to a figure measured at another time says little.
-  { id: 'mqtt-xmpp-chat', title: 'MQTT device ↔ XMPP user through chat/{user}, 100 pairs, QoS 1, closed loop (window 4); aedes: its QoS 1 pairs (as mqtt-qos1-sat), run alternately', proto: 'mqtt', script: 'mqtt-load.ts', metric: 'msgsPerSec', unit: 'msgs/s', servers: ['parley', 'aedes'], args: (s) => (s.name === 'aedes' ? [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()] : [...mqttCommon(s), '--workload', 'chat', '--pairs', '100', '--window', '4', '--xmpp-port', String(s.ports.xmpp), ...T()]), target: '≥ 50% of aedes QoS 1 pairs' },
+  {
+    id: 'mqtt-xmpp-chat',
+    title:
+      'MQTT device ↔ XMPP user through chat/{user}, 100 pairs, QoS 1, closed loop (window 4); aedes: its QoS 1 pairs (as mqtt-qos1-sat), run alternately',
+    proto: 'mqtt',
+    script: 'mqtt-load.ts',
+    metric: 'msgsPerSec',
+    unit: 'msgs/s',
+    servers: ['parley', 'aedes'],
+    args: (s) =>
+      s.name === 'aedes'
+        ? [...mqttCommon(s), '--workload', 'qos1', '--pairs', '100', '--window', '4', ...T()]
+        : [
+            ...mqttCommon(s),
+            '--workload',
+            'chat',
+            '--pairs',
+            '100',
+            '--window',
+            '4',
+            '--xmpp-port',
+            String(s.ports.xmpp),
+            ...T(),
+          ],
+    target: '≥ 50% of aedes QoS 1 pairs',
+  },
   // XEP-0363 against Prosody's mod_http_file_share: the same slot, PUT and GET over HTTPS (RSS shows whether files are streamed)
-  { id: 'upload-1mb', title: 'XEP-0363 upload then download of 1 MB files over HTTPS, one client, back to back', proto: 'xmpp', script: 'upload.ts', metric: 'uploadMBps', unit: 'MB/s up', servers: ['parley', 'prosody'], more: uploadMore, args: (s) => uploadArgs(s, 1_000_000), target: 'state the figures; RSS flat (streamed)' },
-  { id: 'upload-50mb', title: 'XEP-0363 upload then download of 50 MB files over HTTPS, one client, back to back', proto: 'xmpp', script: 'upload.ts', metric: 'uploadMBps', unit: 'MB/s up', servers: ['parley', 'prosody'], more: uploadMore, args: (s) => uploadArgs(s, 50_000_000), target: 'state the figures; RSS growth far below 50 MB (streamed)' },
+  {
+    id: 'upload-1mb',
+    title: 'XEP-0363 upload then download of 1 MB files over HTTPS, one client, back to back',
+    proto: 'xmpp',
+    script: 'upload.ts',
+    metric: 'uploadMBps',
+    unit: 'MB/s up',
+    servers: ['parley', 'prosody'],
+    more: uploadMore,
+    args: (s) => uploadArgs(s, 1_000_000),
+    target: 'state the figures; RSS flat (streamed)',
+  },
+  {
+    id: 'upload-50mb',
+    title: 'XEP-0363 upload then download of 50 MB files over HTTPS, one client, back to back',
+    proto: 'xmpp',
+    script: 'upload.ts',
+    metric: 'uploadMBps',
+    unit: 'MB/s up',
+    servers: ['parley', 'prosody'],
+    more: uploadMore,
+    args: (s) => uploadArgs(s, 50_000_000),
+    target: 'state the figures; RSS growth far below 50 MB (streamed)',
+  },
 ];
 
 // ---------- machine state ----------
 
 /** Whole-machine CPU time from /proc/stat (user nice system idle iowait irq softirq steal ...), in ticks. */
 function cpuTimes(): { idle: number; steal: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
   const idle = line[3] + line[4];
   return { idle, steal: line[7] ?? 0, total: line.reduce((a, b) => a + b, 0) };
 }
@@ -152,9 +581,17 @@ async function waitQuiet(maxMs = quietWaitMs, want = 0.8): Promise<number> {
   return Math.round(idle * 100) / 100;
 }
 
-function runGenerator(script: string, args: string[], limitMs: number): Promise<Record<string, any>> {
+function runGenerator(
+  script: string,
+  args: string[],
+  limitMs: number,
+): Promise<Record<string, any>> {
   return new Promise((resolve) => {
-    const child = spawn('taskset', ['-c', GENERATOR_CORE, process.execPath, '--import', 'tsx', path.join(here, script), ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      'taskset',
+      ['-c', GENERATOR_CORE, process.execPath, '--import', 'tsx', path.join(here, script), ...args],
+      { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -194,34 +631,53 @@ function installPeers(ws: Workload[]): void {
     ['prosody', 'prosody'],
     ['ejabberdctl', 'ejabberd'],
     ['mosquitto', 'mosquitto'],
-  ].filter(([bin, pkg]) => wanted(pkg) && spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
+  ].filter(
+    ([bin, pkg]) => wanted(pkg) && spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0,
+  );
   if (!missing.length) return;
   console.error(`installing ${missing.map((m) => m[1]).join(', ')} from Debian`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  if (spawnSync('apt-get', ['update'], { stdio: 'inherit', env }).status !== 0) throw new Error('apt-get update failed');
-  if (spawnSync('apt-get', ['install', '-y', ...missing.map((m) => m[1])], { stdio: 'inherit', env }).status !== 0) throw new Error('apt-get install failed');
+  if (spawnSync('apt-get', ['update'], { stdio: 'inherit', env }).status !== 0)
+    throw new Error('apt-get update failed');
+  if (
+    spawnSync('apt-get', ['install', '-y', ...missing.map((m) => m[1])], { stdio: 'inherit', env })
+      .status !== 0
+  )
+    throw new Error('apt-get install failed');
 }
 
 // ---------- main ----------
 
-const log = (...a: unknown[]) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const log = (...a: unknown[]) =>
+  console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 async function main(): Promise<void> {
   const peers = f.peers === 'true';
   const selected = workloads.filter((w) => !only || only.test(w.id));
   if (peers) installPeers(selected);
-  const help = spawnSync(process.execPath, [path.join(repo, 'bin/parley.js'), '--help'], { encoding: 'utf8' }).stdout;
+  const help = spawnSync(process.execPath, [path.join(repo, 'bin/parley.js'), '--help'], {
+    encoding: 'utf8',
+  }).stdout;
   const parleyMqtt = help.includes('--mqtt-port') && existsSync(path.join(repo, 'bin/mqtt.ts'));
   wipe(work);
   mkdirSync(work, { recursive: true, mode: 0o755 });
   const cert = makeCert(`${work}/cert`);
   const servers: Server[] = [new ParleyServer(`${work}/parley`, repo, parleyMqtt)];
-  if (peers) servers.push(new ProsodyServer(`${work}/prosody`, cert), new EjabberdServer(`${work}/ejabberd`, cert.bundle, true, nodeSuffix));
+  if (peers)
+    servers.push(
+      new ProsodyServer(`${work}/prosody`, cert),
+      new EjabberdServer(`${work}/ejabberd`, cert.bundle, true, nodeSuffix),
+    );
   // references without message archiving, for the saturating chat workload only
-  if (peers) servers.push(new ProsodyServer(`${work}/prosody-nomam`, cert, false), new EjabberdServer(`${work}/ejabberd-nomam`, cert.bundle, false, nodeSuffix));
+  if (peers)
+    servers.push(
+      new ProsodyServer(`${work}/prosody-nomam`, cert, false),
+      new EjabberdServer(`${work}/ejabberd-nomam`, cert.bundle, false, nodeSuffix),
+    );
   servers.push(new AedesServer(repo));
   if (peers) servers.push(new MosquittoServer(`${work}/mosquitto`));
-  if (serverFilter) servers.splice(0, servers.length, ...servers.filter((s) => serverFilter.test(s.name)));
+  if (serverFilter)
+    servers.splice(0, servers.length, ...servers.filter((s) => serverFilter.test(s.name)));
   const started = new Set<Server>();
   const stopAll = async () => {
     for (const s of [...started]) {
@@ -237,9 +693,22 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
 
-  const runs: { workload: string; server: string; rep: number; idleBefore: number; steal?: number; attempts?: number; result: Record<string, any> }[] = [];
+  const runs: {
+    workload: string;
+    server: string;
+    rep: number;
+    idleBefore: number;
+    steal?: number;
+    attempts?: number;
+    result: Record<string, any>;
+  }[] = [];
   const serversFor = (w: Workload) =>
-    servers.filter((s) => s.protocols.includes(w.proto) && (!w.servers || w.servers.includes(s.name)) && (!s.name.endsWith('-nomam') || w.id === 'xmpp-chat-sat'));
+    servers.filter(
+      (s) =>
+        s.protocols.includes(w.proto) &&
+        (!w.servers || w.servers.includes(s.name)) &&
+        (!s.name.endsWith('-nomam') || w.id === 'xmpp-chat-sat'),
+    );
   // only the servers some selected workload runs on (--only upload starts Parley and Prosody, not ejabberd)
   const used = servers.filter((s) => selected.some((w) => serversFor(w).includes(s)));
   try {
@@ -251,17 +720,30 @@ async function main(): Promise<void> {
           // A run the hypervisor starved (steal above --max-steal) is run again, a few times at most.
           for (let attempt = 1; ; attempt++) {
             const idle = await waitQuiet();
-            log(`${w.id} ${s.name} #${rep} (idle ${idle}${attempt > 1 ? `, attempt ${attempt}` : ''})`);
+            log(
+              `${w.id} ${s.name} #${rep} (idle ${idle}${attempt > 1 ? `, attempt ${attempt}` : ''})`,
+            );
             const before = cpuTimes();
             const r = await runGenerator(w.script, w.args(s), (duration + warmup) * 1000 + 120_000);
             const steal = stealPct(before, cpuTimes());
             if (!r.ok) log(`  failed: ${r.error}`);
-            else log(`  ${pick(r, w.metric)} ${w.unit}${r.serverCpuUsPerMsg === undefined ? '' : `, server ${r.serverCpuUsPerMsg} µs CPU/msg`} (steal ${steal} %)`);
+            else
+              log(
+                `  ${pick(r, w.metric)} ${w.unit}${r.serverCpuUsPerMsg === undefined ? '' : `, server ${r.serverCpuUsPerMsg} µs CPU/msg`} (steal ${steal} %)`,
+              );
             if (r.ok && steal > maxSteal && attempt <= stealRetries) {
               log(`  steal ${steal} % > ${maxSteal} %: not kept, run again`);
               continue;
             }
-            runs.push({ workload: w.id, server: s.name, rep, idleBefore: idle, steal, attempts: attempt, result: r });
+            runs.push({
+              workload: w.id,
+              server: s.name,
+              rep,
+              idleBefore: idle,
+              steal,
+              attempts: attempt,
+              result: r,
+            });
             break;
           }
         }
@@ -290,7 +772,14 @@ async function main(): Promise<void> {
     mkdirSync(path.join(here, 'results'), { recursive: true });
     const meta = machine();
     const summary = summarize(selected, runs, used);
-    writeFileSync(path.join(here, 'results', `run-${stamp}.json`), JSON.stringify({ meta, settings: { reps, duration, warmup, sessions, peers }, summary, runs }, null, 1));
+    writeFileSync(
+      path.join(here, 'results', `run-${stamp}.json`),
+      JSON.stringify(
+        { meta, settings: { reps, duration, warmup, sessions, peers }, summary, runs },
+        null,
+        1,
+      ),
+    );
     const md = resultsMarkdown(meta, selected, summary, profile);
     writeFileSync(path.join(here, 'results', `run-${stamp}.md`), md);
     if (f['no-results-md'] !== 'true') writeFileSync(path.join(here, 'RESULTS.md'), md);
@@ -298,7 +787,8 @@ async function main(): Promise<void> {
   } finally {
     await stopAll();
     // epmd was started by ejabberdctl; with a --work of its own another run may still need it
-    if (servers.some((s) => s instanceof EjabberdServer) && !f.work) spawnSync('epmd', ['-kill'], { stdio: 'ignore' });
+    if (servers.some((s) => s instanceof EjabberdServer) && !f.work)
+      spawnSync('epmd', ['-kill'], { stdio: 'ignore' });
   }
 }
 
@@ -310,12 +800,21 @@ async function profileRun(_cert: unknown): Promise<string> {
   await p.start();
   await sleep(500);
   log('profile: xmpp-chat-sat under --cpu-prof');
-  const r = await runGenerator('xmpp-chat.ts', ['--port', String(p.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', ...T()], 180_000);
+  const r = await runGenerator(
+    'xmpp-chat.ts',
+    ['--port', String(p.ports.xmpp), '--pairs', '100', '--mode', 'window', '--window', '4', ...T()],
+    180_000,
+  );
   await p.stop();
   // tsx's loader runs in a worker thread with a profile of its own: keep the busiest one (the main thread)
   const busy = (file: string) => {
-    const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { callFrame: { functionName: string }; hitCount?: number }[] };
-    return p.nodes.reduce((a, n) => a + (n.callFrame.functionName === '(idle)' ? 0 : (n.hitCount ?? 0)), 0);
+    const p = JSON.parse(readFileSync(file, 'utf8')) as {
+      nodes: { callFrame: { functionName: string }; hitCount?: number }[];
+    };
+    return p.nodes.reduce(
+      (a, n) => a + (n.callFrame.functionName === '(idle)' ? 0 : (n.hitCount ?? 0)),
+      0,
+    );
   };
   const file = readdirSync(dir)
     .filter((x) => x.endsWith('.cpuprofile'))
@@ -332,9 +831,11 @@ async function profileRun(_cert: unknown): Promise<string> {
 
 function machine(): Record<string, string> {
   const cpu = os.cpus();
-  const git = (args: string[]) => spawnSync('git', args, { cwd: repo, encoding: 'utf8' }).stdout.trim();
+  const git = (args: string[]) =>
+    spawnSync('git', args, { cwd: repo, encoding: 'utf8' }).stdout.trim();
   const dirty = git(['status', '--porcelain']).length > 0;
-  const ver = (cmd: string, args: string[], re: RegExp) => re.exec(spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '')?.[1] ?? 'n/a';
+  const ver = (cmd: string, args: string[], re: RegExp) =>
+    re.exec(spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '')?.[1] ?? 'n/a';
   return {
     date: new Date().toISOString(),
     machine: `${os.hostname()}: ${cpu[0]?.model ?? '?'} × ${cpu.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`,
@@ -343,13 +844,33 @@ function machine(): Record<string, string> {
     prosody: ver('dpkg-query', ['-W', '-f=${Version}', 'prosody'], /^(.+)$/),
     ejabberd: ver('dpkg-query', ['-W', '-f=${Version}', 'ejabberd'], /^(.+)$/),
     mosquitto: ver('dpkg-query', ['-W', '-f=${Version}', 'mosquitto'], /^(.+)$/),
-    aedes: JSON.parse(readFileSync(path.join(repo, 'node_modules/aedes/package.json'), 'utf8')).version,
+    aedes: JSON.parse(readFileSync(path.join(repo, 'node_modules/aedes/package.json'), 'utf8'))
+      .version,
   };
 }
 
-type Summary = Record<string, Record<string, { median: number; min: number; max: number; n: number; p50?: number; p99?: number; extra?: string; steal?: number }>>;
+type Summary = Record<
+  string,
+  Record<
+    string,
+    {
+      median: number;
+      min: number;
+      max: number;
+      n: number;
+      p50?: number;
+      p99?: number;
+      extra?: string;
+      steal?: number;
+    }
+  >
+>;
 
-function summarize(ws: Workload[], runs: { workload: string; server: string; steal?: number; result: Record<string, any> }[], servers: Server[]): Summary {
+function summarize(
+  ws: Workload[],
+  runs: { workload: string; server: string; steal?: number; result: Record<string, any> }[],
+  servers: Server[],
+): Summary {
   const out: Summary = {};
   for (const w of ws) {
     out[w.id] = {};
@@ -366,42 +887,82 @@ function summarize(ws: Workload[], runs: { workload: string; server: string; ste
         p99: median(rs.map((r) => pick(r.result, 'latencyMs.p99'))),
         extra:
           [
-            w.metric === 'latencyMs.p99' ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered` : '',
-            ...(w.more ?? []).map((m) => `${fmt(median(rs.map((r) => pick(r.result, m.path))))} ${m.unit}`),
-            rs.some((r) => r.result.bytesPerOccupant !== undefined) ? `${fmt(median(rs.map((r) => pick(r.result, 'bytesPerOccupant'))))} B/occupant` : '',
+            w.metric === 'latencyMs.p99'
+              ? `${median(rs.map((r) => pick(r.result, 'msgsPerSec')))} msgs/s delivered`
+              : '',
+            ...(w.more ?? []).map(
+              (m) => `${fmt(median(rs.map((r) => pick(r.result, m.path))))} ${m.unit}`,
+            ),
+            rs.some((r) => r.result.bytesPerOccupant !== undefined)
+              ? `${fmt(median(rs.map((r) => pick(r.result, 'bytesPerOccupant'))))} B/occupant`
+              : '',
           ]
             .filter(Boolean)
             .join(', ') || undefined,
-        steal: rs.some((r) => r.steal !== undefined) ? Math.max(...rs.map((r) => r.steal ?? 0)) : undefined,
+        steal: rs.some((r) => r.steal !== undefined)
+          ? Math.max(...rs.map((r) => r.steal ?? 0))
+          : undefined,
       };
     }
   }
   return out;
 }
 
-const fmt = (x: number) => (!Number.isFinite(x) ? 'n/a' : x >= 100 ? Math.round(x).toLocaleString('en-US') : String(Math.round(x * 100) / 100));
+const fmt = (x: number) =>
+  !Number.isFinite(x)
+    ? 'n/a'
+    : x >= 100
+      ? Math.round(x).toLocaleString('en-US')
+      : String(Math.round(x * 100) / 100);
 
-function resultsMarkdown(meta: Record<string, string>, ws: Workload[], sum: Summary, profile?: string): string {
+function resultsMarkdown(
+  meta: Record<string, string>,
+  ws: Workload[],
+  sum: Summary,
+  profile?: string,
+): string {
   const L: string[] = [];
   L.push('# Parley benchmark results', '');
-  L.push(`- Date: ${meta.date}`, `- Machine: ${meta.machine}`, `- Node: ${meta.node}`, `- Parley commit: ${meta.commit}`);
-  L.push(`- Peers: Prosody ${meta.prosody}, ejabberd ${meta.ejabberd}, Mosquitto ${meta.mosquitto}, aedes ${meta.aedes} (plain)`);
+  L.push(
+    `- Date: ${meta.date}`,
+    `- Machine: ${meta.machine}`,
+    `- Node: ${meta.node}`,
+    `- Parley commit: ${meta.commit}`,
+  );
+  L.push(
+    `- Peers: Prosody ${meta.prosody}, ejabberd ${meta.ejabberd}, Mosquitto ${meta.mosquitto}, aedes ${meta.aedes} (plain)`,
+  );
   const more = ws.filter((w) => (w.minReps ?? 0) > reps).map((w) => `${w.minReps} for ${w.id}`);
-  L.push(`- Settings: ${reps} runs per server and workload${more.length ? ` (${more.join(', ')})` : ''}, alternating servers; ${warmup} s warm-up + ${duration} s measured per throughput run; ${sessions} idle sessions; server on core 0, generator on core 1.`);
-  L.push(`- A throughput or latency run during which the hypervisor stole more than ${maxSteal} % of the machine's CPU time (/proc/stat) was run again, up to ${stealRetries} times; the last column gives the most stolen in a run that was kept.`);
-  L.push('- Each cell: median (min–max). Ratio = Parley median / peer median (for memory and latency, lower is better: a ratio < 1 means Parley is better).', '');
+  L.push(
+    `- Settings: ${reps} runs per server and workload${more.length ? ` (${more.join(', ')})` : ''}, alternating servers; ${warmup} s warm-up + ${duration} s measured per throughput run; ${sessions} idle sessions; server on core 0, generator on core 1.`,
+  );
+  L.push(
+    `- A throughput or latency run during which the hypervisor stole more than ${maxSteal} % of the machine's CPU time (/proc/stat) was run again, up to ${stealRetries} times; the last column gives the most stolen in a run that was kept.`,
+  );
+  L.push(
+    '- Each cell: median (min–max). Ratio = Parley median / peer median (for memory and latency, lower is better: a ratio < 1 means Parley is better).',
+    '',
+  );
   for (const w of ws) {
     const row = sum[w.id] ?? {};
     const parley = row.parley?.median ?? NaN;
     L.push(`## ${w.id}: ${w.title}`, '');
     L.push(`Target: ${w.target ?? '—'}`, '');
-    L.push(`| server | ${w.unit} median (min–max) | latency p50 / p99 ms | ratio Parley / server | most CPU stolen in a kept run |`, '|---|---|---|---|---|');
+    L.push(
+      `| server | ${w.unit} median (min–max) | latency p50 / p99 ms | ratio Parley / server | most CPU stolen in a kept run |`,
+      '|---|---|---|---|---|',
+    );
     for (const [name, v] of Object.entries(row)) {
       const ratio = name === 'parley' ? '—' : fmt(parley / v.median);
       const lat = Number.isFinite(v.p99 ?? NaN) ? `${fmt(v.p50!)} / ${fmt(v.p99!)}` : '—';
-      L.push(`| ${name} | ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)})${v.extra ? `, ${v.extra}` : ''} | ${lat} | ${ratio} | ${v.steal === undefined ? '—' : `${v.steal} %`} |`);
+      L.push(
+        `| ${name} | ${fmt(v.median)} (${fmt(v.min)}–${fmt(v.max)})${v.extra ? `, ${v.extra}` : ''} | ${lat} | ${ratio} | ${v.steal === undefined ? '—' : `${v.steal} %`} |`,
+      );
     }
-    if (w.id === 'mqtt-xmpp-chat' && sum['mqtt-qos1-sat']?.aedes) L.push(`| aedes, mqtt-qos1-sat above (not alternated with the chat) | ${fmt(sum['mqtt-qos1-sat'].aedes.median)} | | ${fmt(parley / sum['mqtt-qos1-sat'].aedes.median)} | |`);
+    if (w.id === 'mqtt-xmpp-chat' && sum['mqtt-qos1-sat']?.aedes)
+      L.push(
+        `| aedes, mqtt-qos1-sat above (not alternated with the chat) | ${fmt(sum['mqtt-qos1-sat'].aedes.median)} | | ${fmt(parley / sum['mqtt-qos1-sat'].aedes.median)} | |`,
+      );
     L.push('');
   }
   const notes = path.join(here, 'PROFILE-NOTES.md');

@@ -114,14 +114,36 @@ export class ParleyServer implements Server {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
     // The launcher picks the Node flags (one core here: --single-threaded-gc) and execs node: same pid.
     const args = ['-c', SERVER_CORE, path.join(this.repo, 'bin/parley')];
-    const extra = [...(this.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', this.cpuProfDir] : []), ...(this.dev.nodeArgs ?? [])];
-    args.push('--config', path.join(this.dir, 'parley.yaml'), '--data-dir', path.join(this.dir, 'data'));
-    args.push('--host', '127.0.0.1', '--xmpp-port', String(this.ports.xmpp), '--xmpps-port', String(await freePort()));
-    if (this.mqtt) args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
+    const extra = [
+      ...(this.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', this.cpuProfDir] : []),
+      ...(this.dev.nodeArgs ?? []),
+    ];
+    args.push(
+      '--config',
+      path.join(this.dir, 'parley.yaml'),
+      '--data-dir',
+      path.join(this.dir, 'data'),
+    );
+    args.push(
+      '--host',
+      '127.0.0.1',
+      '--xmpp-port',
+      String(this.ports.xmpp),
+      '--xmpps-port',
+      String(await freePort()),
+    );
+    if (this.mqtt)
+      args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
     // --host alone would put HTTP and HTTPS on 5280 and 5443: a second server, or anything else there, would collide
     this.ports.https = await freePort();
     args.push('--http-port', String(await freePort()), '--https-port', String(this.ports.https));
-    args.push('--admin-socket', path.join(this.dir, 'admin.sock'), '--log-level', process.env.PARLEY_BENCH_LOG ?? 'warn', 'start');
+    args.push(
+      '--admin-socket',
+      path.join(this.dir, 'admin.sock'),
+      '--log-level',
+      process.env.PARLEY_BENCH_LOG ?? 'warn',
+      'start',
+    );
     this.child = spawn('taskset', args, {
       stdio: ['ignore', this.dev.stdoutFd ?? 'ignore', 'inherit'],
       cwd: this.repo,
@@ -144,7 +166,13 @@ export class ParleyServer implements Server {
     await new Promise<void>((resolve, reject) => {
       const s = net.connect(path.join(this.dir, 'admin.sock'));
       let got = 0;
-      s.on('connect', () => s.write(users(n).map((u) => JSON.stringify({ cmd: 'user.add', username: u, password: 'pw' }) + '\n').join('')));
+      s.on('connect', () =>
+        s.write(
+          users(n)
+            .map((u) => JSON.stringify({ cmd: 'user.add', username: u, password: 'pw' }) + '\n')
+            .join(''),
+        ),
+      );
       s.on('data', (d) => {
         got += d.toString().split('\n').length - 1;
         if (got >= n) {
@@ -228,7 +256,9 @@ Component "conference.localhost" "muc"
   max_history_messages = 20
 `,
     );
-    this.child = spawn('taskset', ['-c', SERVER_CORE, 'prosody', '--config', this.cfg, '-F'], { stdio: 'ignore' });
+    this.child = spawn('taskset', ['-c', SERVER_CORE, 'prosody', '--config', this.cfg, '-F'], {
+      stdio: 'ignore',
+    });
     this.pid = this.child.pid!;
     await waitPort(this.ports.xmpp!);
   }
@@ -238,7 +268,13 @@ Component "conference.localhost" "muc"
   }
   /** `prosodyctl shell` against the running server, one user:create per line. */
   async seed(n: number): Promise<void> {
-    const out = sh('prosodyctl', ['--config', this.cfg, 'shell'], users(n).map((u) => `user:create("${u}@localhost", "pw")`).join('\n') + '\n');
+    const out = sh(
+      'prosodyctl',
+      ['--config', this.cfg, 'shell'],
+      users(n)
+        .map((u) => `user:create("${u}@localhost", "pw")`)
+        .join('\n') + '\n',
+    );
     const ok = (out.match(/OK: User created|already exists/g) ?? []).length;
     if (ok < n) throw new Error(`prosodyctl created ${ok}/${n} users`);
   }
@@ -271,10 +307,30 @@ export class EjabberdServer implements Server {
    */
   private ctl(...args: string[]): string {
     const d = this.dir;
-    const argv = ['-c', SERVER_CORE, 'ejabberdctl', '-c', `${d}/ctl.cfg`, '-s', `${d}/spool`, '-l', `${d}/logs`, ...args];
-    const asUser = process.getuid?.() === 0 ? { uid: uid('ejabberd'), gid: gid('ejabberd'), cwd: d, env: { ...process.env, HOME: home('ejabberd'), USER: 'ejabberd', LOGNAME: 'ejabberd' } } : {};
+    const argv = [
+      '-c',
+      SERVER_CORE,
+      'ejabberdctl',
+      '-c',
+      `${d}/ctl.cfg`,
+      '-s',
+      `${d}/spool`,
+      '-l',
+      `${d}/logs`,
+      ...args,
+    ];
+    const asUser =
+      process.getuid?.() === 0
+        ? {
+            uid: uid('ejabberd'),
+            gid: gid('ejabberd'),
+            cwd: d,
+            env: { ...process.env, HOME: home('ejabberd'), USER: 'ejabberd', LOGNAME: 'ejabberd' },
+          }
+        : {};
     const r = spawnSync('taskset', argv, { encoding: 'utf8', timeout: 300_000, ...asUser });
-    if (r.status !== 0) throw new Error(`ejabberdctl ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+    if (r.status !== 0)
+      throw new Error(`ejabberdctl ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
     return r.stdout;
   }
   async start(): Promise<void> {
@@ -323,12 +379,19 @@ ${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}  mod_muc:
       `${d}/ctl.cfg`,
       `ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 +S 1:1 +SDio 1"\nERLANG_NODE=${this.node}\nEJABBERD_CONFIG_PATH=${d}/ejabberd.yml\nEJABBERD_PID_PATH=${d}/ejabberd.pid\nERL_MAX_PORTS=32000\n# 10,000 sessions need more than 1,024 descriptors\nulimit -n "$(ulimit -Hn)" 2>/dev/null || true\n`,
     );
-    for (const p of [d, `${d}/spool`, `${d}/logs`, `${d}/ejabberd.yml`, `${d}/ctl.cfg`]) chownSync(p, uid('ejabberd'), gid('ejabberd'));
+    for (const p of [d, `${d}/spool`, `${d}/logs`, `${d}/ejabberd.yml`, `${d}/ctl.cfg`])
+      chownSync(p, uid('ejabberd'), gid('ejabberd'));
     this.ctl('start');
     this.ctl('started');
     await waitPort(this.ports.xmpp!);
     const pids = sh('pgrep', ['-f', this.node]).trim().split('\n');
-    const beam = pids.map(Number).find((p) => existsSync(`/proc/${p}/comm`) && readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('beam'));
+    const beam = pids
+      .map(Number)
+      .find(
+        (p) =>
+          existsSync(`/proc/${p}/comm`) &&
+          readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('beam'),
+      );
     if (!beam) throw new Error('ejabberd beam process not found');
     this.pid = beam;
   }
@@ -345,7 +408,9 @@ ${this.mam ? '  mod_mam: { default: always, db_type: mnesia }\n' : ''}  mod_muc:
     const file = `${this.dir}/users.xml`;
     writeFileSync(
       file,
-      `<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>${users(n)
+      `<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>${users(
+        n,
+      )
         .map((u) => `<user name='${u}' password='pw'/>`)
         .join('')}</host></server-data>\n`,
     );
@@ -370,8 +435,13 @@ export class MosquittoServer implements Server {
   async start(): Promise<void> {
     this.ports = { mqtt: await freePort() };
     const conf = path.join(this.dir, 'mosquitto.conf');
-    writeFileSync(conf, `listener ${this.ports.mqtt} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 1000\n`);
-    this.child = spawn('taskset', ['-c', SERVER_CORE, 'mosquitto', '-c', conf], { stdio: 'ignore' });
+    writeFileSync(
+      conf,
+      `listener ${this.ports.mqtt} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 1000\n`,
+    );
+    this.child = spawn('taskset', ['-c', SERVER_CORE, 'mosquitto', '-c', conf], {
+      stdio: 'ignore',
+    });
     this.pid = this.child.pid!;
     await waitPort(this.ports.mqtt!);
   }
@@ -393,10 +463,24 @@ export class AedesServer implements Server {
   constructor(private readonly repo: string) {}
   async start(): Promise<void> {
     this.ports = { mqtt: await freePort() };
-    this.child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...NODE_FLAGS, '--import', 'tsx', path.join(this.repo, 'bench/aedes-plain.ts'), '--port', String(this.ports.mqtt)], {
-      stdio: 'ignore',
-      cwd: this.repo,
-    });
+    this.child = spawn(
+      'taskset',
+      [
+        '-c',
+        SERVER_CORE,
+        process.execPath,
+        ...NODE_FLAGS,
+        '--import',
+        'tsx',
+        path.join(this.repo, 'bench/aedes-plain.ts'),
+        '--port',
+        String(this.ports.mqtt),
+      ],
+      {
+        stdio: 'ignore',
+        cwd: this.repo,
+      },
+    );
     this.pid = this.child.pid!;
     await waitPort(this.ports.mqtt!);
   }
@@ -424,7 +508,23 @@ export function makeCert(dir: string): { cert: string; key: string; bundle: stri
   const key = path.join(dir, 'key.pem');
   const bundle = path.join(dir, 'bundle.pem');
   if (!existsSync(cert)) {
-    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,DNS:upload.localhost']);
+    sh('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '30',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,DNS:upload.localhost',
+    ]);
   }
   writeFileSync(bundle, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
   for (const p of [dir, cert, key, bundle]) chownSync(p, 0, 0);

@@ -21,7 +21,13 @@ const user = str(f, 'user', 'u1');
 const ca = readFileSync(str(f, 'ca', ''));
 const NS = 'urn:xmpp:http:upload:0';
 
-const unescape = (s: string) => s.replace(/&amp;/g, '&').replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+const unescape = (s: string) =>
+  s
+    .replace(/&amp;/g, '&')
+    .replace(/&apos;/g, "'")
+    .replace(/&quot;/g, '"')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>');
 
 /** `size` bytes in 64 KiB chunks of one buffer: the client holds 64 KiB, not the file. */
 function body(n: number): Readable {
@@ -38,11 +44,25 @@ function body(n: number): Readable {
 }
 
 /** One HTTPS request to 127.0.0.1, verified as the URL's host against --ca; resolves with status and body length. */
-function call(method: 'PUT' | 'GET', url: string, send?: Readable, headers: Record<string, string> = {}): Promise<{ status: number; bytes: number }> {
+function call(
+  method: 'PUT' | 'GET',
+  url: string,
+  send?: Readable,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; bytes: number }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { method, host: '127.0.0.1', port: u.port || 443, servername: u.hostname, path: u.pathname + u.search, headers: { host: u.host, ...headers }, ca, agent: false },
+      {
+        method,
+        host: '127.0.0.1',
+        port: u.port || 443,
+        servername: u.hostname,
+        path: u.pathname + u.search,
+        headers: { host: u.host, ...headers },
+        ca,
+        agent: false,
+      },
       (res) => {
         let bytes = 0;
         res.on('data', (d: Buffer) => (bytes += d.length));
@@ -57,7 +77,17 @@ function call(method: 'PUT' | 'GET', url: string, send?: Readable, headers: Reco
 }
 
 run(async () => {
-  const c = await XmppClient.login({ host: '127.0.0.1', port, domain: 'localhost', user, password: 'pw', resource: 'up', tls: false, mech: 'SCRAM-SHA-1', presence: false });
+  const c = await XmppClient.login({
+    host: '127.0.0.1',
+    port,
+    domain: 'localhost',
+    user,
+    password: 'pw',
+    resource: 'up',
+    tls: false,
+    mech: 'SCRAM-SHA-1',
+    presence: false,
+  });
   let peak = 0;
   const base = pid ? rssKiB(pid) : 0;
   const sampler = setInterval(() => {
@@ -80,15 +110,23 @@ run(async () => {
       // [XEP-0363 5] headers the service puts in the slot (Prosody: Authorization) go with the PUT
       const putHeaders: Record<string, string> = {};
       const putEl = /<put[\s\S]*?(?:\/>|<\/put>)/.exec(answer)?.[0] ?? '';
-      for (const h of putEl.matchAll(/<header[^>]*\bname=(['"])(Authorization|Cookie|Expires)\1[^>]*>([^<]*)<\/header>/gi)) putHeaders[h[2].toLowerCase()] = unescape(h[3]);
+      for (const h of putEl.matchAll(
+        /<header[^>]*\bname=(['"])(Authorization|Cookie|Expires)\1[^>]*>([^<]*)<\/header>/gi,
+      ))
+        putHeaders[h[2].toLowerCase()] = unescape(h[3]);
       let t = now();
-      const p = await call('PUT', unescape(put), body(size), { ...putHeaders, 'content-type': 'application/octet-stream', 'content-length': String(size) });
+      const p = await call('PUT', unescape(put), body(size), {
+        ...putHeaders,
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+      });
       putMs += now() - t;
       if (p.status !== 201 && p.status !== 200) throw new Error(`PUT answered ${p.status}`);
       t = now();
       const g = await call('GET', unescape(get));
       getMs += now() - t;
-      if (g.status !== 200 || g.bytes !== size) throw new Error(`GET answered ${g.status} with ${g.bytes} bytes`);
+      if (g.status !== 200 || g.bytes !== size)
+        throw new Error(`GET answered ${g.status} with ${g.bytes} bytes`);
       files++;
     }
   } finally {

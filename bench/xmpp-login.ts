@@ -53,5 +53,13 @@ run(async () => {
   measuring = false;
   running = false;
   await Promise.race([Promise.all(workers), sleep(5000)]);
-  return { workload: 'xmpp-login', mech, tls: useTls, concurrency: conc, loginsPerSec: Math.round((done / (t1 - t0)) * 1000), logins: done, errors };
+  return {
+    workload: 'xmpp-login',
+    mech,
+    tls: useTls,
+    concurrency: conc,
+    loginsPerSec: Math.round((done / (t1 - t0)) * 1000),
+    logins: done,
+    errors,
+  };
 });

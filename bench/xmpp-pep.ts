@@ -30,7 +30,10 @@ const loginOpts = (user: string, resource: string, i: number): XmppLogin => ({
 
 /** The contact's roster says it and `to` are subscribed to each other's presence. */
 async function mutual(l: PepListener, to: string, i: number): Promise<boolean> {
-  const r = await l.request(`r${i}`, `<iq type='get' id='r${i}'><query xmlns='jabber:iq:roster'/></iq>`);
+  const r = await l.request(
+    `r${i}`,
+    `<iq type='get' id='r${i}'><query xmlns='jabber:iq:roster'/></iq>`,
+  );
   const item = new RegExp(`<item\\b[^>]*jid=['"]${to}['"][^>]*>`).exec(r)?.[0] ?? '';
   return /subscription=['"]both['"]/.test(item);
 }
@@ -59,9 +62,13 @@ async function fanout(): Promise<Record<string, unknown>> {
   let counting = false;
   let received = 0;
   const contacts = await pool(n, 20, async (i) => {
-    const l = new PepListener(await XmppClient.login(loginOpts(`u${i + 2}`, 'sub', i + 1)), features, () => {
-      if (counting) received++;
-    });
+    const l = new PepListener(
+      await XmppClient.login(loginOpts(`u${i + 2}`, 'sub', i + 1)),
+      features,
+      () => {
+        if (counting) received++;
+      },
+    );
     approveAll(l.c);
     l.c.write(presence); // available first: subscription requests go to available resources [RFC6121 3.1.3]
     if (!(await mutual(l, publisherJid, i))) {
@@ -86,7 +93,8 @@ async function fanout(): Promise<Record<string, unknown>> {
     const t0 = Date.now();
     while (total() - before < n && Date.now() - t0 < 2000) await sleep(20);
     if (total() - before >= n) break;
-    if (Date.now() > until) throw new Error(`only ${total() - before}/${n} contacts got a notification`);
+    if (Date.now() > until)
+      throw new Error(`only ${total() - before}/${n} contacts got a notification`);
   }
   let published = 0;
   let running = true;
@@ -95,7 +103,9 @@ async function fanout(): Promise<Record<string, unknown>> {
     while (running) {
       const id = `p${++seq}`;
       pub.c.write(publishIq(id, NS_BENCH, seq));
-      await pub.waitFor(new RegExp(`<iq\\b[^>]*\\bid=['"]${id}['"]`), 30_000).catch(() => undefined);
+      await pub
+        .waitFor(new RegExp(`<iq\\b[^>]*\\bid=['"]${id}['"]`), 30_000)
+        .catch(() => undefined);
       if (measuring) published++;
     }
   };
@@ -110,7 +120,14 @@ async function fanout(): Promise<Record<string, unknown>> {
   await Promise.race([Promise.all(workers), sleep(5000)]);
   for (const l of [pub, ...contacts]) l.c.destroy();
   const secs = (t1 - t0) / 1000;
-  return { workload: 'xmpp-pep-fanout', contacts: n, window, notificationsPerSec: Math.round(received / secs), publishesPerSec: Math.round(published / secs), notifications: received };
+  return {
+    workload: 'xmpp-pep-fanout',
+    contacts: n,
+    window,
+    notificationsPerSec: Math.round(received / secs),
+    publishesPerSec: Math.round(published / secs),
+    notifications: received,
+  };
 }
 
 async function login(): Promise<Record<string, unknown>> {
@@ -184,7 +201,15 @@ async function login(): Promise<Record<string, unknown>> {
   measuring = false;
   running = false;
   await Promise.race([Promise.all(workers), sleep(5000)]);
-  return { workload: 'xmpp-pep-login', nodes: nodes.length, concurrency: conc, loginsPerSec: Math.round((done / (t1 - t0)) * 1000), logins: done, errors, marker: MARKER };
+  return {
+    workload: 'xmpp-pep-login',
+    nodes: nodes.length,
+    concurrency: conc,
+    loginsPerSec: Math.round((done / (t1 - t0)) * 1000),
+    logins: done,
+    errors,
+    marker: MARKER,
+  };
 }
 
 run(() => (str(f, 'workload', 'fanout') === 'login' ? login() : fanout()));

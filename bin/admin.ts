@@ -122,16 +122,55 @@ const adminRequestSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal('ping') }),
   z.object({ cmd: z.literal('user.info'), username }),
   z.object({ cmd: z.literal('session.list'), user: username.optional() }),
-  z.object({ cmd: z.literal('session.kick'), jid: z.string().min(1).max(3071), reason: z.string().max(1024).optional() }),
-  z.object({ cmd: z.literal('announce'), text: z.string().min(1).max(64 * 1024), subject: z.string().max(1024).optional(), allUsers: z.boolean().optional() }),
-  z.object({ cmd: z.literal('offline.show'), username, limit: z.number().int().min(1).max(10_000).optional() }),
-  z.object({ cmd: z.literal('archive.purge'), before: z.number().int().min(0), user: username.optional() }),
-  z.object({ cmd: z.literal('archive.retain'), maxAgeDays: z.number().min(0), maxPerUser: z.number().int().min(0) }),
-  z.object({ cmd: z.literal('archive.export'), username, after: z.string().max(64).optional(), max: z.number().int().min(1).max(1000).optional() }),
-  z.object({ cmd: z.literal('upload.purge'), before: z.number().int().min(0).optional(), user: username.optional() }),
+  z.object({
+    cmd: z.literal('session.kick'),
+    jid: z.string().min(1).max(3071),
+    reason: z.string().max(1024).optional(),
+  }),
+  z.object({
+    cmd: z.literal('announce'),
+    text: z
+      .string()
+      .min(1)
+      .max(64 * 1024),
+    subject: z.string().max(1024).optional(),
+    allUsers: z.boolean().optional(),
+  }),
+  z.object({
+    cmd: z.literal('offline.show'),
+    username,
+    limit: z.number().int().min(1).max(10_000).optional(),
+  }),
+  z.object({
+    cmd: z.literal('archive.purge'),
+    before: z.number().int().min(0),
+    user: username.optional(),
+  }),
+  z.object({
+    cmd: z.literal('archive.retain'),
+    maxAgeDays: z.number().min(0),
+    maxPerUser: z.number().int().min(0),
+  }),
+  z.object({
+    cmd: z.literal('archive.export'),
+    username,
+    after: z.string().max(64).optional(),
+    max: z.number().int().min(1).max(1000).optional(),
+  }),
+  z.object({
+    cmd: z.literal('upload.purge'),
+    before: z.number().int().min(0).optional(),
+    user: username.optional(),
+  }),
   z.object({ cmd: z.literal('backup'), dir: z.string().min(1).max(4096) }),
   z.object({ cmd: z.literal('cluster.status') }),
-  z.object({ cmd: z.literal('cluster.drain'), node: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a node id').optional() }),
+  z.object({
+    cmd: z.literal('cluster.drain'),
+    node: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'a node id')
+      .optional(),
+  }),
 ]);
 const COMMANDS = new Set([
   'user.add',
@@ -218,7 +257,10 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
       return adminOps.nodeStatus(broker);
     case 'tls.reload':
     case 'reload':
-      throw new BrokerError('service-unavailable', 'no node is running (the configuration is read at start)');
+      throw new BrokerError(
+        'service-unavailable',
+        'no node is running (the configuration is read at start)',
+      );
     case 'cluster.status':
       return clusterStatus(broker);
     case 'cluster.drain':
@@ -238,24 +280,44 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
     case 'archive.purge':
       return adminOps.purgeArchive(broker, req.before, req.user);
     case 'archive.retain':
-      return adminOps.applyRetention(broker, { maxAgeDays: req.maxAgeDays, maxPerUser: req.maxPerUser });
+      return adminOps.applyRetention(broker, {
+        maxAgeDays: req.maxAgeDays,
+        maxPerUser: req.maxPerUser,
+      });
     case 'archive.export': {
       const user = await adminOps.existingUser(broker, req.username);
-      const page = await broker.archive.queryUser(user, { ...(req.after !== undefined && { after: req.after }), max: req.max ?? 100 });
+      const page = await broker.archive.queryUser(user, {
+        ...(req.after !== undefined && { after: req.after }),
+        max: req.max ?? 100,
+      });
       return {
         user: user.toString(),
         count: page.count,
         complete: page.complete,
         // `id`: the archive id (XEP-0359 stanza-id, what `after` pages by); the client's own id stays in `xml`
-        messages: page.messages.map((m) => ({ ...adminOps.messageView(m.env), id: m.id, stamp: m.stamp, xml: envelopeXml(m.env, m.env.to) })),
+        messages: page.messages.map((m) => ({
+          ...adminOps.messageView(m.env),
+          id: m.id,
+          stamp: m.stamp,
+          xml: envelopeXml(m.env, m.env.to),
+        })),
       };
     }
     case 'upload.purge':
       return adminOps.purgeUploadFiles(broker, req.before, req.user);
     case 'backup': {
       const storage = broker.storage as { backup?: (dir: string) => Promise<{ records: number }> };
-      if (!storage.backup) throw new BrokerError('feature-not-implemented', `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`);
-      return backupStore(storage.backup.bind(storage), req.dir, { domain: broker.domain, version: broker.version }, mqttBackupOf(broker));
+      if (!storage.backup)
+        throw new BrokerError(
+          'feature-not-implemented',
+          `the ${broker.storage.name} store has no backup here; use the database's own tools (mongodump)`,
+        );
+      return backupStore(
+        storage.backup.bind(storage),
+        req.dir,
+        { domain: broker.domain, version: broker.version },
+        mqttBackupOf(broker),
+      );
     }
     case 'room.list':
     case 'room.info':
@@ -347,16 +409,26 @@ export interface NodeControl {
  * admin page (`POST /admin/api/command`) share, so both speak the same API
  * with the same errors.
  */
-export function adminDispatcher(broker: Broker, node: NodeControl = {}): (req: AdminRequest) => Promise<AdminResponse> {
+export function adminDispatcher(
+  broker: Broker,
+  node: NodeControl = {},
+): (req: AdminRequest) => Promise<AdminResponse> {
   return async (req) => {
-    const special = req.cmd === 'tls.reload' ? node.reloadTls : req.cmd === 'reload' ? node.reload : undefined;
+    const special =
+      req.cmd === 'tls.reload' ? node.reloadTls : req.cmd === 'reload' ? node.reload : undefined;
     try {
-      if (req.cmd === 'cluster.drain') return { ok: true, result: await clusterDrain(broker, req.node, node.drain) };
+      if (req.cmd === 'cluster.drain')
+        return { ok: true, result: await clusterDrain(broker, req.node, node.drain) };
       return { ok: true, result: await (special ? special() : runAdmin(broker, req)) };
     } catch (err) {
       if (err instanceof BrokerError) return { ok: false, error: err.message, code: err.condition };
       // A certificate or a config that does not load is the operator's to read; the old one stays in use.
-      if (special) return { ok: false, error: (err as Error)?.message ?? String(err), code: req.cmd === 'reload' ? 'reload-failed' : 'tls-reload-failed' };
+      if (special)
+        return {
+          ok: false,
+          error: (err as Error)?.message ?? String(err),
+          code: req.cmd === 'reload' ? 'reload-failed' : 'tls-reload-failed',
+        };
       broker.log.error({ err, cmd: req.cmd }, 'admin command failed');
       return { ok: false, error: `internal error running ${req.cmd}`, code: 'internal-error' };
     }
@@ -387,12 +459,20 @@ export const WEB_COMMANDS: ReadonlySet<AdminRequest['cmd']> = new Set([
 ] as const);
 
 /** The admin page's API: one request line, the socket's parsing and dispatch, the page's commands only. */
-export function webAdminCommand(broker: Broker, node: NodeControl = {}): (body: string) => Promise<AdminResponse> {
+export function webAdminCommand(
+  broker: Broker,
+  node: NodeControl = {},
+): (body: string) => Promise<AdminResponse> {
   const dispatch = adminDispatcher(broker, node);
   return async (body) => {
     const parsed = parseAdminRequest(body);
     if (!parsed.ok) return { ok: false, error: parsed.error, code: parsed.code };
-    if (!WEB_COMMANDS.has(parsed.req.cmd)) return { ok: false, code: 'forbidden', error: `${parsed.req.cmd} is not offered on the admin page; use the parley command on the server` };
+    if (!WEB_COMMANDS.has(parsed.req.cmd))
+      return {
+        ok: false,
+        code: 'forbidden',
+        error: `${parsed.req.cmd} is not offered on the admin page; use the parley command on the server`,
+      };
     return dispatch(parsed.req);
   };
 }
@@ -401,7 +481,11 @@ export function webAdminCommand(broker: Broker, node: NodeControl = {}): (body: 
  * The admin socket: a Unix socket only the node's user can reach. The CLI
  * talks to a running node through it, so the store is never opened twice.
  */
-export async function startAdminServer(broker: Broker, socketPath: string, node: NodeControl = {}): Promise<net.Server> {
+export async function startAdminServer(
+  broker: Broker,
+  socketPath: string,
+  node: NodeControl = {},
+): Promise<net.Server> {
   const maxRequestBytes = node.maxRequestBytes ?? DEFAULT_ADMIN_MAX_REQUEST_BYTES;
   const dispatch = adminDispatcher(broker, node);
   if (existsSync(socketPath)) {
@@ -425,7 +509,13 @@ export async function startAdminServer(broker: Broker, socketPath: string, node:
     };
     const tooLarge = () => {
       closing = true;
-      sock.end(JSON.stringify({ ok: false, code: 'too-large', error: `request longer than ${maxRequestBytes} bytes` }) + '\n');
+      sock.end(
+        JSON.stringify({
+          ok: false,
+          code: 'too-large',
+          error: `request longer than ${maxRequestBytes} bytes`,
+        }) + '\n',
+      );
     };
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {

@@ -1,4 +1,12 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { Level } from 'level';
 import { BrokerError, type Broker } from '../broker/index.ts';
@@ -28,8 +36,15 @@ export interface BackupManifest {
 }
 
 /** Copy a LevelDB database record by record into a new one at `dir`, from one iterator (its snapshot). */
-export async function copyLevel(db: Level<string, Buffer>, dir: string): Promise<{ records: number }> {
-  const target = new Level<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
+export async function copyLevel(
+  db: Level<string, Buffer>,
+  dir: string,
+): Promise<{ records: number }> {
+  const target = new Level<Buffer, Buffer>(dir, {
+    keyEncoding: 'buffer',
+    valueEncoding: 'buffer',
+    errorIfExists: true,
+  });
   await target.open();
   let records = 0;
   const it = db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
@@ -85,14 +100,25 @@ export async function backupStore(
   meta: { domain: string; version: string },
   mqtt?: MqttBackup,
 ): Promise<BackupManifest & { dir: string }> {
-  if (!path.isAbsolute(dir)) throw new BrokerError('bad-request', `backup directory must be an absolute path: ${dir}`);
-  if (!emptyOrAbsent(dir)) throw new BrokerError('conflict', `backup directory ${dir} exists and is not empty`);
+  if (!path.isAbsolute(dir))
+    throw new BrokerError('bad-request', `backup directory must be an absolute path: ${dir}`);
+  if (!emptyOrAbsent(dir))
+    throw new BrokerError('conflict', `backup directory ${dir} exists and is not empty`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const { records } = await backup(path.join(dir, 'store'));
   // Two databases, two snapshots a moment apart: each is consistent in itself (an MQTT session never refers to a store record).
   const mqttRecords = mqtt ? (await mqtt(path.join(dir, 'mqtt'))).records : undefined;
-  const manifest: BackupManifest = { format: 1, createdAt: new Date().toISOString(), domain: meta.domain, version: meta.version, records, ...(mqttRecords !== undefined && { mqttRecords }) };
-  writeFileSync(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
+  const manifest: BackupManifest = {
+    format: 1,
+    createdAt: new Date().toISOString(),
+    domain: meta.domain,
+    version: meta.version,
+    records,
+    ...(mqttRecords !== undefined && { mqttRecords }),
+  };
+  writeFileSync(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n', {
+    mode: 0o600,
+  });
   return { ...manifest, dir };
 }
 
@@ -101,11 +127,16 @@ export async function backupStore(
  * the caller checks). The current store, if any, is renamed to
  * `store.before-restore-<time>` rather than deleted.
  */
-export function restoreStore(dir: string, dataDir: string): { manifest: BackupManifest; replaced?: string; mqttReplaced?: string } {
+export function restoreStore(
+  dir: string,
+  dataDir: string,
+): { manifest: BackupManifest; replaced?: string; mqttReplaced?: string } {
   const file = path.join(dir, MANIFEST);
-  if (!existsSync(file) || !existsSync(path.join(dir, 'store'))) throw new Error(`${dir} is not a parley backup (no ${MANIFEST} and store/)`);
+  if (!existsSync(file) || !existsSync(path.join(dir, 'store')))
+    throw new Error(`${dir} is not a parley backup (no ${MANIFEST} and store/)`);
   const manifest = JSON.parse(readFileSync(file, 'utf8')) as BackupManifest;
-  if (manifest.format !== 1) throw new Error(`${file}: unknown backup format ${String(manifest.format)}`);
+  if (manifest.format !== 1)
+    throw new Error(`${file}: unknown backup format ${String(manifest.format)}`);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   /** Put `name` of the backup in place of the data directory's, keeping the old one beside it. */

@@ -18,7 +18,12 @@ const YEAR_MS = 365 * 24 * 3600 * 1000;
 /** The files of the generated certificate, in `<dataDir>/tls/`. */
 export function tlsFiles(cfg: Config): { dir: string; cert: string; key: string; ca: string } {
   const dir = path.join(cfg.dataDir, 'tls');
-  return { dir, cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem'), ca: path.join(dir, 'ca.pem') };
+  return {
+    dir,
+    cert: path.join(dir, 'cert.pem'),
+    key: path.join(dir, 'key.pem'),
+    ca: path.join(dir, 'ca.pem'),
+  };
 }
 
 /**
@@ -32,11 +37,19 @@ export function tlsFiles(cfg: Config): { dir: string; cert: string; key: string;
  */
 export async function loadOrCreateCert(cfg: Config): Promise<NodeCertificate> {
   if (cfg.tls.cert && cfg.tls.key) {
-    return { cert: readFileSync(cfg.tls.cert, 'utf8'), key: readFileSync(cfg.tls.key, 'utf8'), generated: false };
+    return {
+      cert: readFileSync(cfg.tls.cert, 'utf8'),
+      key: readFileSync(cfg.tls.key, 'utf8'),
+      generated: false,
+    };
   }
   const files = tlsFiles(cfg);
   if (existsSync(files.cert) && existsSync(files.key)) {
-    return { cert: readFileSync(files.cert, 'utf8'), key: readFileSync(files.key, 'utf8'), generated: false };
+    return {
+      cert: readFileSync(files.cert, 'utf8'),
+      key: readFileSync(files.key, 'utf8'),
+      generated: false,
+    };
   }
   mkdirSync(files.dir, { recursive: true, mode: 0o700 });
   const { ca, leaf } = await generateCaAndLeaf(cfg.domain);
@@ -47,7 +60,9 @@ export async function loadOrCreateCert(cfg: Config): Promise<NodeCertificate> {
 }
 
 /** A CA and a server certificate it signed (SAN: the domain, 127.0.0.1 and ::1). */
-export async function generateCaAndLeaf(domain: string): Promise<{ ca: { cert: string; private: string }; leaf: { cert: string; private: string } }> {
+export async function generateCaAndLeaf(
+  domain: string,
+): Promise<{ ca: { cert: string; private: string }; leaf: { cert: string; private: string } }> {
   const notAfterDate = new Date(Date.now() + 10 * YEAR_MS);
   const ca = await generateCa(`Parley local CA for ${domain}`, notAfterDate);
   const leaf = await issueServerCert(ca, domain, notAfterDate);
@@ -55,7 +70,10 @@ export async function generateCaAndLeaf(domain: string): Promise<{ ca: { cert: s
 }
 
 /** A CA that may sign server certificates only (no intermediate below it); the test suite makes its own with this too. */
-export async function generateCa(commonName: string, notAfterDate: Date): Promise<{ cert: string; private: string }> {
+export async function generateCa(
+  commonName: string,
+  notAfterDate: Date,
+): Promise<{ cert: string; private: string }> {
   return selfsigned.generate([{ name: 'commonName', value: commonName }], {
     keySize: 2048,
     algorithm: 'sha256',
@@ -68,7 +86,11 @@ export async function generateCa(commonName: string, notAfterDate: Date): Promis
 }
 
 /** A server certificate signed by `ca` for `name`, 127.0.0.1 and ::1. */
-export async function issueServerCert(ca: { cert: string; private: string }, name: string, notAfterDate: Date): Promise<{ cert: string; private: string }> {
+export async function issueServerCert(
+  ca: { cert: string; private: string },
+  name: string,
+  notAfterDate: Date,
+): Promise<{ cert: string; private: string }> {
   // RSA: the suites every client has (ECDHE-RSA and TLS 1.3), with a key exchange that is forward-secret.
   return selfsigned.generate([{ name: 'commonName', value: name }], {
     keySize: 2048,
@@ -96,7 +118,9 @@ export async function issueServerCert(ca: { cert: string; private: string }, nam
  * of `tls.*` (forward-secret suites only by default, TLS 1.2 at least).
  * Re-read on reload, so replaced files take effect without a restart.
  */
-export async function loadTlsOptions(cfg: Config): Promise<{ options: SecureContextOptions; generated: boolean }> {
+export async function loadTlsOptions(
+  cfg: Config,
+): Promise<{ options: SecureContextOptions; generated: boolean }> {
   const c = await loadOrCreateCert(cfg);
   const options = {
     cert: c.cert,

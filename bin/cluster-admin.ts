@@ -8,7 +8,9 @@ export const DRAIN_MESSAGE = 'cluster-drain';
  * `parley cluster status`: the nodes, their sessions and the backend's
  * health; on a single node (no `cluster` config), this node alone.
  */
-export async function clusterStatus(broker: Broker): Promise<ClusterStatus & { clustered: boolean; localSessions: number }> {
+export async function clusterStatus(
+  broker: Broker,
+): Promise<ClusterStatus & { clustered: boolean; localSessions: number }> {
   const bus = broker.cluster.bus;
   const localSessions = broker.sessions.count();
   if (!bus.status) {
@@ -19,7 +21,17 @@ export async function clusterStatus(broker: Broker): Promise<ClusterStatus & { c
       connected: true,
       health: {},
       localSessions,
-      nodes: [{ id: bus.nodeId, lastBeatAgoMs: 0, sessions: localSessions, wire: 0, version: broker.version, startedAt: broker.startedAt, state: 'up' }],
+      nodes: [
+        {
+          id: bus.nodeId,
+          lastBeatAgoMs: 0,
+          sessions: localSessions,
+          wire: 0,
+          version: broker.version,
+          startedAt: broker.startedAt,
+          state: 'up',
+        },
+      ],
     };
   }
   return { clustered: true, localSessions, ...(await bus.status()) };
@@ -29,7 +41,11 @@ export async function clusterStatus(broker: Broker): Promise<ClusterStatus & { c
  * `parley cluster drain [NODE]`: this node (no NODE, or its own id) drains
  * through `drainSelf`; another live node is asked over the bus.
  */
-export async function clusterDrain(broker: Broker, node: string | undefined, drainSelf: (() => void) | undefined): Promise<{ node: string; draining: true }> {
+export async function clusterDrain(
+  broker: Broker,
+  node: string | undefined,
+  drainSelf: (() => void) | undefined,
+): Promise<{ node: string; draining: true }> {
   const bus = broker.cluster.bus;
   const target = node ?? bus.nodeId;
   if (target === bus.nodeId) {
@@ -37,7 +53,8 @@ export async function clusterDrain(broker: Broker, node: string | undefined, dra
     drainSelf();
     return { node: target, draining: true };
   }
-  if (!(await bus.members()).includes(target)) throw new BrokerError('item-not-found', `no live node ${target} in this cluster`);
+  if (!(await bus.members()).includes(target))
+    throw new BrokerError('item-not-found', `no live node ${target} in this cluster`);
   await bus.send(target, DRAIN_MESSAGE, {});
   return { node: target, draining: true };
 }

@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
 
 /** Every command path with its options, from the program itself (so completion never lags behind the CLI). */
-function walk(cmd: Command, prefix: string[] = []): { path: string[]; subcommands: string[]; options: string[] }[] {
+function walk(
+  cmd: Command,
+  prefix: string[] = [],
+): { path: string[]; subcommands: string[]; options: string[] }[] {
   const here = {
     path: prefix,
     subcommands: cmd.commands.map((c) => c.name()),
@@ -18,7 +21,10 @@ export function completionScript(program: Command, shell: 'bash' | 'zsh'): strin
   const nodes = walk(program);
   const globals = nodes[0].options.join(' ');
   const cases = nodes
-    .map((n) => `    "${n.path.join(' ')}") words="${[...n.subcommands, ...(n.path.length ? n.options : [])].join(' ')} ${globals}" ;;`)
+    .map(
+      (n) =>
+        `    "${n.path.join(' ')}") words="${[...n.subcommands, ...(n.path.length ? n.options : [])].join(' ')} ${globals}" ;;`,
+    )
     .join('\n');
   const body = `_parley() {
   local cur path="" w i
@@ -40,7 +46,8 @@ ${cases}
   echo "$words"
 }
 `;
-  if (shell === 'bash') return `# bash completion for parley (parley completion bash)\n${body}complete -F _parley parley\n`;
+  if (shell === 'bash')
+    return `# bash completion for parley (parley completion bash)\n${body}complete -F _parley parley\n`;
   return `#compdef parley
 # zsh completion for parley (parley completion zsh > "\${fpath[1]}/_parley")
 autoload -U +X bashcompinit && bashcompinit

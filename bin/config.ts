@@ -28,7 +28,11 @@ const listenPort = z.number().int().min(0).max(65535);
  * A listener `{host, port}`: each field defaults on its own, so
  * `xmpp: {tcp: {port: 5333}}` keeps the default host; `null` disables it.
  */
-const listener = (port: number) => z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort.default(port) }).nullable().prefault({});
+const listener = (port: number) =>
+  z
+    .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort.default(port) })
+    .nullable()
+    .prefault({});
 
 const mqttDefaults = defaultMqttOptions;
 /** One MQTT access rule (adapters/mqtt/acl.ts); `%u` username, `%c` client id. */
@@ -91,7 +95,10 @@ export const configSchema = z.strictObject({
       /** `redis://[user:password@]host:port[/db]` or `rediss://`: the bus, the session registry and membership */
       redis: z.string().min(1),
       /** prefix of the cluster's Redis keys and channels, so that one Redis can hold several clusters */
-      prefix: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1 to 64 of A-Z a-z 0-9 . _ -').default('parley'),
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9._-]{1,64}$/, '1 to 64 of A-Z a-z 0-9 . _ -')
+        .default('parley'),
       /** ms between heartbeats */
       heartbeatMs: z.number().int().min(50).max(600_000).default(5000),
       /** heartbeats a node may miss before the others declare it dead */
@@ -107,7 +114,11 @@ export const configSchema = z.strictObject({
     .strictObject({
       socket: z.string().optional(),
       /** the longest request line the admin socket reads; a longer one is answered too-large and the socket closed */
-      maxRequestBytes: z.number().int().min(1024).default(64 * 1024),
+      maxRequestBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(64 * 1024),
     })
     .prefault({}),
   memory: z
@@ -121,7 +132,11 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       offlineMaxPerUser: z.number().int().min(0).default(1000),
-      offlineMaxBytesPerUser: z.number().int().min(0).default(16 * 1024 * 1024),
+      offlineMaxBytesPerUser: z
+        .number()
+        .int()
+        .min(0)
+        .default(16 * 1024 * 1024),
       rosterMaxItems: z.number().int().min(1).default(1000),
       maxPendingSubscriptions: z.number().int().min(1).default(1000),
       maxDirectedPresences: z.number().int().min(1).default(1000),
@@ -141,19 +156,35 @@ export const configSchema = z.strictObject({
       tcp: listener(5222),
       directTls: listener(5223),
       requireTls: z.boolean().default(true),
-      maxStanzaSize: z.number().int().min(1024).default(256 * 1024),
+      maxStanzaSize: z
+        .number()
+        .int()
+        .min(1024)
+        .default(256 * 1024),
       maxDepth: z.number().int().min(4).max(1000).default(32),
       authTimeoutMs: z.number().int().min(100).default(30_000),
       idleTimeoutMs: z.number().int().min(0).default(600_000),
       keepaliveIntervalMs: z.number().int().min(0).default(120_000),
       maxAuthAttempts: z.number().int().min(1).default(3),
-      maxOutboundBuffer: z.number().int().min(1024).default(4 * 1024 * 1024),
+      maxOutboundBuffer: z
+        .number()
+        .int()
+        .min(1024)
+        .default(4 * 1024 * 1024),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
       maxConnections: z.number().int().min(1).default(100_000),
       tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
       maxInboundStanzas: z.number().int().min(1).default(256),
-      maxInboundBytes: z.number().int().min(1024).default(1024 * 1024),
-      inboundBytesPerSecond: z.number().int().min(0).default(1024 * 1024),
+      maxInboundBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(1024 * 1024),
+      inboundBytesPerSecond: z
+        .number()
+        .int()
+        .min(0)
+        .default(1024 * 1024),
       inboundStanzasPerSecond: z.number().int().min(0).default(2000),
       inboundBurstSeconds: z.number().min(0.1).max(3600).default(2),
       inboundThrottleLimitMs: z.number().int().min(0).default(60_000),
@@ -168,19 +199,51 @@ export const configSchema = z.strictObject({
       deniedPublish: z.enum(['drop', 'disconnect']).default(mqttDefaults.deniedPublish),
       maxPacketSize: z.number().int().min(64).max(268_435_455).default(mqttDefaults.maxPacketSize),
       maxTopicLevels: z.number().int().min(1).max(100).default(mqttDefaults.maxTopicLevels),
-      maxClientIdLength: z.number().int().min(23).max(65_535).default(mqttDefaults.maxClientIdLength),
-      maxInflightInbound: z.number().int().min(1).max(65_535).default(mqttDefaults.maxInflightInbound),
+      maxClientIdLength: z
+        .number()
+        .int()
+        .min(23)
+        .max(65_535)
+        .default(mqttDefaults.maxClientIdLength),
+      maxInflightInbound: z
+        .number()
+        .int()
+        .min(1)
+        .max(65_535)
+        .default(mqttDefaults.maxInflightInbound),
       maxQueuedBeforeConnack: z.number().int().min(1).default(mqttDefaults.maxQueuedBeforeConnack),
       concurrency: z.number().int().min(1).default(mqttDefaults.concurrency),
       connectTimeoutMs: z.number().int().min(100).default(mqttDefaults.connectTimeoutMs),
-      minKeepaliveSeconds: z.number().int().min(0).max(65_535).default(mqttDefaults.minKeepaliveSeconds),
-      maxKeepaliveSeconds: z.number().int().min(1).max(65_535).default(mqttDefaults.maxKeepaliveSeconds),
+      minKeepaliveSeconds: z
+        .number()
+        .int()
+        .min(0)
+        .max(65_535)
+        .default(mqttDefaults.minKeepaliveSeconds),
+      maxKeepaliveSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(65_535)
+        .default(mqttDefaults.maxKeepaliveSeconds),
       drainTimeoutMs: z.number().int().min(0).default(mqttDefaults.drainTimeoutMs),
-      maxSubscriptionsPerConnection: z.number().int().min(1).default(mqttDefaults.maxSubscriptionsPerConnection),
+      maxSubscriptionsPerConnection: z
+        .number()
+        .int()
+        .min(1)
+        .default(mqttDefaults.maxSubscriptionsPerConnection),
       maxQueuedMessages: z.number().int().min(1).default(mqttDefaults.maxQueuedMessages),
       maxQueuedBytes: z.number().int().min(1024).default(mqttDefaults.maxQueuedBytes),
-      maxOfflineQueuePerClient: z.number().int().min(1).default(mqttDefaults.maxOfflineQueuePerClient),
-      maxPersistentSessionsPerUser: z.number().int().min(1).default(mqttDefaults.maxPersistentSessionsPerUser),
+      maxOfflineQueuePerClient: z
+        .number()
+        .int()
+        .min(1)
+        .default(mqttDefaults.maxOfflineQueuePerClient),
+      maxPersistentSessionsPerUser: z
+        .number()
+        .int()
+        .min(1)
+        .default(mqttDefaults.maxPersistentSessionsPerUser),
       retainedMaxPerUser: z.number().int().min(0).default(mqttDefaults.retainedMaxPerUser),
       retainedMaxTotal: z.number().int().min(0).default(mqttDefaults.retainedMaxTotal),
       retainedMaxPayload: z.number().int().min(0).default(mqttDefaults.retainedMaxPayload),
@@ -198,12 +261,20 @@ export const configSchema = z.strictObject({
     .strictObject({
       http: listener(5280),
       https: listener(5443),
-      maxMessageSize: z.number().int().min(1024).default(256 * 1024 + 4096),
+      maxMessageSize: z
+        .number()
+        .int()
+        .min(1024)
+        .default(256 * 1024 + 4096),
       allowedOrigins: z.array(z.string()).default([]),
       idleTimeoutMs: z.number().int().min(0).default(600_000),
       pingIntervalMs: z.number().int().min(0).default(60_000),
       maxConnectionsPerIp: z.number().int().min(1).default(1000),
-      maxBodySize: z.number().int().min(1024).default(512 * 1024),
+      maxBodySize: z
+        .number()
+        .int()
+        .min(1024)
+        .default(512 * 1024),
       maxSockets: z.number().int().min(1).default(10_000),
       maxSocketsPerIp: z.number().int().min(1).default(2_000),
       tlsHandshakeTimeoutMs: z.number().int().min(100).default(10_000),
@@ -212,9 +283,16 @@ export const configSchema = z.strictObject({
       bodyTimeoutMs: z.number().int().min(0).default(10_000),
       keepAliveTimeoutMs: z.number().int().min(100).default(5_000),
       /** `/metrics` wants `Authorization: Bearer <token>` [RFC6750] when set */
-      metricsToken: z.string().regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'a bearer token (RFC 6750 b64token characters)').min(16).optional(),
+      metricsToken: z
+        .string()
+        .regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'a bearer token (RFC 6750 b64token characters)')
+        .min(16)
+        .optional(),
       /** a listener of its own for /metrics (and health); null = on the HTTP(S) listeners */
-      metrics: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort }).nullable().default(null),
+      metrics: z
+        .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort })
+        .nullable()
+        .default(null),
       bosh: z
         .strictObject({
           maxWait: z.number().int().min(1).max(300).default(60),
@@ -237,7 +315,9 @@ export type Config = z.infer<typeof configSchema>;
 export class ConfigError extends Error {}
 
 function formatIssues(err: z.ZodError): string {
-  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('\n');
+  return err.issues
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('\n');
 }
 
 /** Read a YAML or JSON file into a plain object. */
@@ -265,7 +345,11 @@ export function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PARLEY_DATA_DIR) o.dataDir = env.PARLEY_DATA_DIR;
   if (env.PARLEY_NODE_ID) o.nodeId = env.PARLEY_NODE_ID;
   if (env.PARLEY_CLUSTER_REDIS) o.cluster = { redis: env.PARLEY_CLUSTER_REDIS };
-  if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT) o.log = { ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }), ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }) };
+  if (env.PARLEY_LOG_LEVEL || env.PARLEY_LOG_FORMAT)
+    o.log = {
+      ...(env.PARLEY_LOG_LEVEL && { level: env.PARLEY_LOG_LEVEL }),
+      ...(env.PARLEY_LOG_FORMAT && { format: env.PARLEY_LOG_FORMAT }),
+    };
   if (env.PARLEY_MONGODB_URL) o.storage = { backend: 'mongodb', url: env.PARLEY_MONGODB_URL };
   if (env.PARLEY_REDIS_URL) o.storage = { backend: 'redis', url: env.PARLEY_REDIS_URL };
   return o;
@@ -276,7 +360,15 @@ export function merge(...objs: Record<string, unknown>[]): Record<string, unknow
   const out: Record<string, any> = {};
   for (const o of objs) {
     for (const [k, v] of Object.entries(o)) {
-      if (v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' && !Array.isArray(out[k])) out[k] = merge(out[k], v as Record<string, unknown>);
+      if (
+        v &&
+        typeof v === 'object' &&
+        !Array.isArray(v) &&
+        out[k] &&
+        typeof out[k] === 'object' &&
+        !Array.isArray(out[k])
+      )
+        out[k] = merge(out[k], v as Record<string, unknown>);
       else if (v !== undefined) out[k] = v;
     }
   }
@@ -289,18 +381,24 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   if (!r.success) throw new ConfigError(formatIssues(r.error));
   const cfg = r.data;
   if (cfg.storage.backend === 'mongodb') cfg.storage.url ??= cfg.storage.mongodbUrl;
-  if (cfg.storage.backend !== 'embedded' && !cfg.storage.url) throw new ConfigError(`storage.url: required when storage.backend is ${cfg.storage.backend}`);
+  if (cfg.storage.backend !== 'embedded' && !cfg.storage.url)
+    throw new ConfigError(`storage.url: required when storage.backend is ${cfg.storage.backend}`);
   if (cfg.cluster && cfg.storage.backend === 'embedded') {
     // Every node must see the same accounts, rosters, archives and queues.
-    throw new ConfigError('cluster: a cluster needs a shared store; set storage.backend to redis or mongodb (the embedded store belongs to one node)');
+    throw new ConfigError(
+      'cluster: a cluster needs a shared store; set storage.backend to redis or mongodb (the embedded store belongs to one node)',
+    );
   }
-  if (cfg.cluster && !/^[A-Za-z0-9._-]{1,64}$/.test(cfg.nodeId)) throw new ConfigError('nodeId: 1 to 64 of A-Z a-z 0-9 . _ - in a cluster');
+  if (cfg.cluster && !/^[A-Za-z0-9._-]{1,64}$/.test(cfg.nodeId))
+    throw new ConfigError('nodeId: 1 to 64 of A-Z a-z 0-9 . _ - in a cluster');
   if (!!cfg.tls.cert !== !!cfg.tls.key) throw new ConfigError('tls: cert and key go together');
   const aclErrors = validateAcl(cfg.mqtt.acl);
   if (aclErrors.length) throw new ConfigError(aclErrors.map((e) => `mqtt.${e}`).join('\n'));
   // Node refuses a headers timeout longer than the whole-request one
-  if (cfg.web.requestTimeoutMs > 0 && cfg.web.headersTimeoutMs > cfg.web.requestTimeoutMs) throw new ConfigError('web.headersTimeoutMs: must not exceed web.requestTimeoutMs');
-  if (cfg.mqtt.minKeepaliveSeconds > cfg.mqtt.maxKeepaliveSeconds) throw new ConfigError('mqtt.minKeepaliveSeconds: must not exceed mqtt.maxKeepaliveSeconds');
+  if (cfg.web.requestTimeoutMs > 0 && cfg.web.headersTimeoutMs > cfg.web.requestTimeoutMs)
+    throw new ConfigError('web.headersTimeoutMs: must not exceed web.requestTimeoutMs');
+  if (cfg.mqtt.minKeepaliveSeconds > cfg.mqtt.maxKeepaliveSeconds)
+    throw new ConfigError('mqtt.minKeepaliveSeconds: must not exceed mqtt.maxKeepaliveSeconds');
   cfg.dataDir = path.resolve(cfg.dataDir);
   return cfg;
 }
@@ -317,11 +415,22 @@ export const LISTENERS = [
 ] as const;
 
 /** The listeners this config enables, with their address. */
-export function enabledListeners(cfg: Config): { name: string; key: string; flag?: string; host: string; port: number }[] {
+export function enabledListeners(
+  cfg: Config,
+): { name: string; key: string; flag?: string; host: string; port: number }[] {
   const out = [];
   for (const l of LISTENERS) {
-    const v = (cfg[l.section] as unknown as Record<string, { host: string; port: number } | null>)[l.key];
-    if (v) out.push({ name: l.name, key: `${l.section}.${l.key}`, flag: l.flag, host: v.host, port: v.port });
+    const v = (cfg[l.section] as unknown as Record<string, { host: string; port: number } | null>)[
+      l.key
+    ];
+    if (v)
+      out.push({
+        name: l.name,
+        key: `${l.section}.${l.key}`,
+        flag: l.flag,
+        host: v.host,
+        port: v.port,
+      });
   }
   return out;
 }

@@ -44,7 +44,10 @@ export function prepareDataDir(dataDir: string, adminSocket: string, log: Logger
   const mode = statSync(dataDir).mode;
   if (mode & 0o077) {
     chmodSync(dataDir, 0o700);
-    log.warn({ dir: dataDir, was: octal(mode) }, 'data directory was open to other local users: now 0700');
+    log.warn(
+      { dir: dataDir, was: octal(mode) },
+      'data directory was open to other local users: now 0700',
+    );
   }
   const socketDir = path.dirname(adminSocket);
   if (path.resolve(socketDir) !== path.resolve(dataDir)) {

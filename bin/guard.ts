@@ -16,13 +16,18 @@ import type { Logger, Metrics } from '../broker/index.ts';
  * A bug found this way is still a bug: the count and the log line say where.
  */
 export function processGuard(log: Logger, metrics: Pick<Metrics, 'error'>) {
-  const report = (kind: 'uncaught exception' | 'unhandled rejection', err: unknown, origin?: string) => {
+  const report = (
+    kind: 'uncaught exception' | 'unhandled rejection',
+    err: unknown,
+    origin?: string,
+  ) => {
     const text = err instanceof Error ? err.message : String(err);
     log.error({ err, origin }, `${kind}: the node keeps running`);
     metrics.error('uncaught', `${kind}: ${text.slice(0, 200)}`);
   };
   return {
-    uncaughtException: (err: unknown, origin?: string): void => report('uncaught exception', err, origin),
+    uncaughtException: (err: unknown, origin?: string): void =>
+      report('uncaught exception', err, origin),
     unhandledRejection: (reason: unknown): void => report('unhandled rejection', reason),
   };
 }

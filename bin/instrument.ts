@@ -4,7 +4,11 @@ import type { Storage } from '../storage/types.ts';
 /** Function-valued properties along an object's prototype chain (not Object.prototype's). */
 function methodNames(target: object): string[] {
   const names = new Set<string>();
-  for (let o: object | null = target; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+  for (
+    let o: object | null = target;
+    o && o !== Object.prototype;
+    o = Object.getPrototypeOf(o) as object | null
+  ) {
     for (const name of Object.getOwnPropertyNames(o)) {
       if (name === 'constructor') continue;
       const d = Object.getOwnPropertyDescriptor(o, name);
@@ -57,7 +61,8 @@ export function instrumentStorage(storage: Storage, metrics: Metrics): Storage {
     get(obj, prop, receiver) {
       const v = Reflect.get(obj, prop, receiver);
       if (prop === 'kv' || prop === 'archive' || prop === 'queue') {
-        return (name: string) => timed((v as (n: string) => object).call(obj, name), `${String(prop)}.${name}`, metrics);
+        return (name: string) =>
+          timed((v as (n: string) => object).call(obj, name), `${String(prop)}.${name}`, metrics);
       }
       return typeof v === 'function' ? v.bind(obj) : v;
     },

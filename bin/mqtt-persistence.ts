@@ -1,7 +1,12 @@
 import { Readable } from 'node:stream';
 import type { Level } from 'level';
 import type { Logger } from '../broker/index.ts';
-import { ownerOf, type RetainedMessage, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
+import {
+  ownerOf,
+  type RetainedMessage,
+  type RetainedStore,
+  type SessionEraser,
+} from '../adapters/mqtt/index.ts';
 
 /** Key prefixes of aedes-persistence-level under which a client's session state lives (its asyncPersistence.js). */
 const CLIENT_PREFIXES = ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:', 'will:'];
@@ -27,7 +32,10 @@ type Target = { id?: string; clientId?: string };
  * lookup of clean sessions is answered for every backend in
  * adapters/mqtt/persistence.ts.)
  */
-export async function answerStatelessClients(persistence: object, db: Level<string, Buffer>): Promise<(clientId: string) => boolean> {
+export async function answerStatelessClients(
+  persistence: object,
+  db: Level<string, Buffer>,
+): Promise<(clientId: string) => boolean> {
   const stateful = new Set<string>();
   for await (const key of db.keys()) {
     const prefix = CLIENT_PREFIXES.find((p) => key.startsWith(p));
@@ -70,7 +78,9 @@ export async function answerStatelessClients(persistence: object, db: Level<stri
   write('incomingStorePacket', client);
   write('putWill', client);
   write('outgoingEnqueue', (args) => [(args[0] as Target).clientId]);
-  write('outgoingEnqueueCombi', (args) => ((args[0] as Target[] | undefined) ?? []).map((s) => s.clientId));
+  write('outgoingEnqueueCombi', (args) =>
+    ((args[0] as Target[] | undefined) ?? []).map((s) => s.clientId),
+  );
   return (id) => stateful.has(id);
 }
 
@@ -90,7 +100,12 @@ export function encodeRetained(m: RetainedMessage): Buffer {
 
 export function decodeRetained(topic: string, v: Buffer): RetainedMessage {
   const n = v.readUInt16BE(1);
-  return { topic, qos: (v[0] & 3) as 0 | 1 | 2, owner: v.toString('utf8', 3, 3 + n), payload: v.subarray(3 + n) };
+  return {
+    topic,
+    qos: (v[0] & 3) as 0 | 1 | 2,
+    owner: v.toString('utf8', 3, 3 + n),
+    payload: v.subarray(3 + n),
+  };
 }
 
 /**
@@ -99,8 +114,16 @@ export function decodeRetained(topic: string, v: Buffer): RetainedMessage {
  * aedes-persistence-level under its own keys (an older data directory) are
  * moved here once, with an unknown owner (counted in the total only).
  */
-export async function levelRetainedStore(persistence: object, db: Level<string, Buffer>, log: Logger): Promise<RetainedStore> {
-  const old = persistence as { createRetainedStream(pattern: string): AsyncIterable<{ topic: string; payload: Buffer; qos?: number; clientId?: string }> };
+export async function levelRetainedStore(
+  persistence: object,
+  db: Level<string, Buffer>,
+  log: Logger,
+): Promise<RetainedStore> {
+  const old = persistence as {
+    createRetainedStream(
+      pattern: string,
+    ): AsyncIterable<{ topic: string; payload: Buffer; qos?: number; clientId?: string }>;
+  };
   const range = (prefix: string) => ({ gte: prefix, lt: `${prefix.slice(0, -1)};` });
   let found = false;
   for await (const _key of db.keys({ ...range(OLD_RETAINED), limit: 1 })) found = true;
@@ -109,7 +132,15 @@ export async function levelRetainedStore(persistence: object, db: Level<string, 
     for (const pattern of ['#', '$SYS/#']) {
       for await (const p of old.createRetainedStream(pattern)) {
         if (!p.payload?.length) continue;
-        await db.put(RETAINED + p.topic, encodeRetained({ topic: p.topic, payload: Buffer.from(p.payload), qos: Math.min(p.qos ?? 0, 2) as 0 | 1 | 2, owner: ownerOf(p.clientId) }));
+        await db.put(
+          RETAINED + p.topic,
+          encodeRetained({
+            topic: p.topic,
+            payload: Buffer.from(p.payload),
+            qos: Math.min(p.qos ?? 0, 2) as 0 | 1 | 2,
+            owner: ownerOf(p.clientId),
+          }),
+        );
         moved++;
       }
     }
@@ -138,7 +169,11 @@ export async function levelRetainedStore(persistence: object, db: Level<string, 
  * CLIENT_PREFIXES. Subscriptions go through the persistence (it keeps them
  * in a trie in memory too); the rest is cleared by key range.
  */
-export function levelSessionEraser(persistence: object, db: Level<string, Buffer>, mayHaveState: (clientId: string) => boolean = () => true): SessionEraser {
+export function levelSessionEraser(
+  persistence: object,
+  db: Level<string, Buffer>,
+  mayHaveState: (clientId: string) => boolean = () => true,
+): SessionEraser {
   const p = persistence as { cleanSubscriptions(client: { id: string }): Promise<unknown> };
   /** Client ids with keys, of one account or of all; ids are URI-encoded in keys, so ASCII below 0x7f. */
   const ids = async (user?: string): Promise<Set<string>> => {
@@ -152,7 +187,10 @@ export function levelSessionEraser(persistence: object, db: Level<string, Buffer
     }
     return out;
   };
-  const under = (prefix: string, id: string) => ({ gte: `${prefix}${encodeURIComponent(id)}:`, lt: `${prefix}${encodeURIComponent(id)};` });
+  const under = (prefix: string, id: string) => ({
+    gte: `${prefix}${encodeURIComponent(id)}:`,
+    lt: `${prefix}${encodeURIComponent(id)};`,
+  });
   return {
     async sessionIds() {
       // a persistent session is what a client finds again: subscriptions or queued messages (a will alone is not one)
@@ -181,7 +219,8 @@ export function levelSessionEraser(persistence: object, db: Level<string, Buffer
       const found = [...(await ids(user))];
       for (const id of found) {
         await p.cleanSubscriptions({ id });
-        for (const prefix of ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:']) await db.clear(under(prefix, id));
+        for (const prefix of ['subscriptions:', 'outgoing:', 'outgoing-id:', 'incoming:'])
+          await db.clear(under(prefix, id));
         await db.del(`will:${encodeURIComponent(id)}`);
       }
       return found;

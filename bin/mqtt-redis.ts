@@ -30,7 +30,11 @@ export interface RedisMqttState {
 /** Hash of retained messages (the index's store), value as in the LevelDB one. */
 const RETAINED = 'parley-retained';
 
-export async function redisMqttState(url: string, prefix: string, maxQueue: number): Promise<RedisMqttState> {
+export async function redisMqttState(
+  url: string,
+  prefix: string,
+  maxQueue: number,
+): Promise<RedisMqttState> {
   const keyPrefix = `${prefix}mqtt:`;
   // keyPrefix applies to every key of a command, not to SCAN patterns (added by hand below).
   const conn = new Redis(url, { keyPrefix, lazyConnect: true, connectionName: 'parley-mqtt' });
@@ -59,7 +63,10 @@ export async function redisMqttState(url: string, prefix: string, maxQueue: numb
       .filter((rest) => !rest.includes(':'))
       .map((rest) => decodeURIComponent(rest));
   const withWill = async (): Promise<{ id: string; key: string }[]> =>
-    (await conn.lrange('will', 0, -1)).map((key) => ({ key, id: decodeURIComponent(key.slice(key.lastIndexOf(':') + 1)) }));
+    (await conn.lrange('will', 0, -1)).map((key) => ({
+      key,
+      id: decodeURIComponent(key.slice(key.lastIndexOf(':') + 1)),
+    }));
   const clearQueue = async (id: string): Promise<void> => {
     const list = `outgoing:${encodeURIComponent(id)}`;
     const copies = (await conn.lrange(list, 0, -1)).filter((k) => k.startsWith(`${list}:`));
@@ -72,13 +79,25 @@ export async function redisMqttState(url: string, prefix: string, maxQueue: numb
     },
     clearQueue,
     async users() {
-      const ids = [...(await conn.smembers('clients')), ...(await queued()), ...(await withWill()).map((w) => w.id)];
-      return [...new Set(ids.filter((id) => id.indexOf('/') > 0).map((id) => id.slice(0, id.indexOf('/'))))];
+      const ids = [
+        ...(await conn.smembers('clients')),
+        ...(await queued()),
+        ...(await withWill()).map((w) => w.id),
+      ];
+      return [
+        ...new Set(
+          ids.filter((id) => id.indexOf('/') > 0).map((id) => id.slice(0, id.indexOf('/'))),
+        ),
+      ];
     },
     async erase(user) {
       const mine = (id: string) => id.startsWith(`${user}/`);
       const wills = (await withWill()).filter((w) => mine(w.id));
-      const ids = new Set([...(await conn.smembers('clients')).filter(mine), ...(await queued(`${user}/`)), ...wills.map((w) => w.id)]);
+      const ids = new Set([
+        ...(await conn.smembers('clients')).filter(mine),
+        ...(await queued(`${user}/`)),
+        ...wills.map((w) => w.id),
+      ]);
       for (const id of ids) {
         await p.cleanSubscriptions({ id });
         await clearQueue(id);

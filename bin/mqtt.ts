@@ -7,7 +7,11 @@ import { MqttServer, type RetainedStore, type SessionEraser } from '../adapters/
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
 import { copyLevel, setMqttBackup } from './backup.ts';
-import { answerStatelessClients, levelRetainedStore, levelSessionEraser } from './mqtt-persistence.ts';
+import {
+  answerStatelessClients,
+  levelRetainedStore,
+  levelSessionEraser,
+} from './mqtt-persistence.ts';
 import { redisMqttState } from './mqtt-redis.ts';
 
 /** The MQTT side of a running node. */
@@ -36,7 +40,10 @@ interface MqttState {
 async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
   if (cfg.storage.backend === 'mongodb') {
     // TODO: aedes-persistence-mongodb with the cluster (docs/architecture.md "MQTT"); until then MQTT state stays local.
-    broker.log.warn({ dir: path.join(cfg.dataDir, 'mqtt') }, 'mqtt state is kept on local disk, not in mongodb');
+    broker.log.warn(
+      { dir: path.join(cfg.dataDir, 'mqtt') },
+      'mqtt state is kept on local disk, not in mongodb',
+    );
   }
   const dir = path.join(cfg.dataDir, 'mqtt');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -45,7 +52,13 @@ async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
   const persistence = aedesPersistenceLevel(db) as object;
   const mayHaveState = await answerStatelessClients(persistence, db);
   const retainedStore = await levelRetainedStore(persistence, db, broker.log);
-  return { persistence, retainedStore, sessionEraser: levelSessionEraser(persistence, db, mayHaveState), db, close: () => db.close() };
+  return {
+    persistence,
+    retainedStore,
+    sessionEraser: levelSessionEraser(persistence, db, mayHaveState),
+    db,
+    close: () => db.close(),
+  };
 }
 
 /**
@@ -53,15 +66,33 @@ async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
  * redis` the state goes to the same Redis server (bin/mqtt-redis.ts), so a
  * persistent session resumes on any node sharing it; else to LevelDB.
  */
-export async function startMqtt(cfg: Config, broker: Broker, tls: SecureContextOptions): Promise<RunningMqtt> {
+export async function startMqtt(
+  cfg: Config,
+  broker: Broker,
+  tls: SecureContextOptions,
+): Promise<RunningMqtt> {
   const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
   if (!tcp && !tlsListener) return { stop: async () => {} };
   const state: MqttState =
-    cfg.storage.backend === 'redis' ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient) : await levelMqttState(cfg, broker);
+    cfg.storage.backend === 'redis'
+      ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient)
+      : await levelMqttState(cfg, broker);
   const { persistence, retainedStore, sessionEraser } = state;
   // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id.
-  const shared = cfg.storage.backend === 'redis' && cfg.cluster ? clusterWills(broker, persistence, cfg.nodeId) : {};
-  const server = new MqttServer(broker, { ...limits, ...shared, tcp, tls: tlsListener, certificate: tls, persistence, retainedStore, sessionEraser });
+  const shared =
+    cfg.storage.backend === 'redis' && cfg.cluster
+      ? clusterWills(broker, persistence, cfg.nodeId)
+      : {};
+  const server = new MqttServer(broker, {
+    ...limits,
+    ...shared,
+    tcp,
+    tls: tlsListener,
+    certificate: tls,
+    persistence,
+    retainedStore,
+    sessionEraser,
+  });
   try {
     await server.start();
   } catch (err) {

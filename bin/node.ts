@@ -3,7 +3,13 @@ import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
 import type { SecureContextOptions } from 'node:tls';
-import { Broker, setAdmins, setUploadBackend, uploadService, type Logger } from '../broker/index.ts';
+import {
+  Broker,
+  setAdmins,
+  setUploadBackend,
+  uploadService,
+  type Logger,
+} from '../broker/index.ts';
 import offline from '../broker/modules/offline.ts';
 import rooms from '../broker/modules/rooms.ts';
 import archive from '../broker/modules/archive.ts';
@@ -49,7 +55,16 @@ export function makeLogger(cfg: Config, stdoutIsTty = process.stdout.isTTY === t
   };
   const opts = { level: cfg.log.level, base: { node: cfg.nodeId }, onChild };
   const format = cfg.log.format === 'auto' ? (stdoutIsTty ? 'pretty' : 'json') : cfg.log.format;
-  const stream = format === 'json' ? undefined : pinoPretty({ sync: true, singleLine: true, colorize: stdoutIsTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,node' });
+  const stream =
+    format === 'json'
+      ? undefined
+      : pinoPretty({
+          sync: true,
+          singleLine: true,
+          colorize: stdoutIsTty,
+          translateTime: 'SYS:HH:MM:ss.l',
+          ignore: 'pid,hostname,node',
+        });
   const root = stream ? pino(opts, stream) : pino(opts);
   levelSetters.set(root as unknown as Logger, (level) => {
     root.level = level;
@@ -73,11 +88,21 @@ export function setLogLevel(log: Logger, level: string): void {
 export function makeStorage(cfg: Config): Storage {
   if (cfg.storage.backend === 'mongodb') {
     // modules.archive.maxAgeDays as a TTL index too: MongoDB deletes what the retention timer would.
-    const days = Number((cfg.modules.archive as { maxAgeDays?: unknown } | undefined)?.maxAgeDays ?? 0);
-    return new MongoStorage({ url: cfg.storage.url!, archiveMaxAgeDays: Number.isFinite(days) && days > 0 ? days : 0 });
+    const days = Number(
+      (cfg.modules.archive as { maxAgeDays?: unknown } | undefined)?.maxAgeDays ?? 0,
+    );
+    return new MongoStorage({
+      url: cfg.storage.url!,
+      archiveMaxAgeDays: Number.isFinite(days) && days > 0 ? days : 0,
+    });
   }
-  if (cfg.storage.backend === 'redis') return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
-  return new EmbeddedStorage({ dir: `${cfg.dataDir}/store`, writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024, readCacheEntries: cfg.storage.readCacheEntries });
+  if (cfg.storage.backend === 'redis')
+    return new RedisStorage({ url: cfg.storage.url!, prefix: cfg.storage.prefix });
+  return new EmbeddedStorage({
+    dir: `${cfg.dataDir}/store`,
+    writeBufferSize: cfg.storage.writeBufferMiB * 1024 * 1024,
+    readCacheEntries: cfg.storage.readCacheEntries,
+  });
 }
 
 /** The single-node bus and registry, or the Redis cluster when `cluster.redis` is set (the only place that picks). */
@@ -120,11 +145,14 @@ export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Bro
  * false, or off by default (`enabledByDefault: false`) unless it is true.
  * A module another enabled one depends on cannot be turned off.
  */
-export function enabledModules(cfg: Config): { def: (typeof allModules)[number]; options: Record<string, unknown> }[] {
+export function enabledModules(
+  cfg: Config,
+): { def: (typeof allModules)[number]; options: Record<string, unknown> }[] {
   const out = [];
   for (const def of allModules) {
     const { enabled, ...options } = cfg.modules[def.name] ?? {};
-    if (enabled !== undefined && typeof enabled !== 'boolean') throw new Error(`modules.${def.name}.enabled: expected a boolean`);
+    if (enabled !== undefined && typeof enabled !== 'boolean')
+      throw new Error(`modules.${def.name}.enabled: expected a boolean`);
     if (enabled ?? def.enabledByDefault ?? true) out.push({ def, options });
   }
   return out;
@@ -167,21 +195,31 @@ export class ListenError extends Error {}
 const LISTEN_CODES: Record<string, string> = {
   EADDRINUSE: 'the address is in use (another process listens there)',
   EACCES: 'permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)',
-  EADDRNOTAVAIL: 'the address is not one of this machine\'s',
+  EADDRNOTAVAIL: "the address is not one of this machine's",
 };
 
 function listenError(cfg: Config, err: unknown): unknown {
   const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
   const why = e?.code ? LISTEN_CODES[e.code] : undefined;
   if (!why || e.syscall !== 'listen' || typeof e.port !== 'number') return err;
-  const l = enabledListeners(cfg).find((x) => x.port === e.port && (!e.address || x.host === e.address)) ?? enabledListeners(cfg).find((x) => x.port === e.port);
+  const l =
+    enabledListeners(cfg).find((x) => x.port === e.port && (!e.address || x.host === e.address)) ??
+    enabledListeners(cfg).find((x) => x.port === e.port);
   if (!l) return err;
-  const change = l.flag ? `set ${l.key}.port in the config or ${l.flag}` : `set ${l.key}.port in the config`;
-  return new ListenError(`cannot listen on ${l.host}:${l.port} for the ${l.name} listener: ${why}; ${change} (0 = any free port), or ${l.key}: null to disable it`);
+  const change = l.flag
+    ? `set ${l.key}.port in the config or ${l.flag}`
+    : `set ${l.key}.port in the config`;
+  return new ListenError(
+    `cannot listen on ${l.host}:${l.port} for the ${l.name} listener: ${why}; ${change} (0 = any free port), or ${l.key}: null to disable it`,
+  );
 }
 
 /** config → backends → broker → adapters → admin socket. */
-export async function startNode(cfg: Config, log: Logger, opts: NodeOptions = {}): Promise<RunningNode> {
+export async function startNode(
+  cfg: Config,
+  log: Logger,
+  opts: NodeOptions = {},
+): Promise<RunningNode> {
   try {
     return await startNodeUnchecked(cfg, log, opts);
   } catch (err) {
@@ -194,19 +232,30 @@ export interface NodeOptions {
   loadConfig?: () => Config;
 }
 
-async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptions): Promise<RunningNode> {
+async function startNodeUnchecked(
+  startCfg: Config,
+  log: Logger,
+  opts: NodeOptions,
+): Promise<RunningNode> {
   let cfg = startCfg;
   const socket = adminSocketPath(cfg);
   prepareDataDir(cfg.dataDir, socket, log);
   for (const name of Object.keys(cfg.modules)) {
-    if (!allModules.some((m) => m.name === name)) throw new Error(`modules.${name}: unknown module`);
+    if (!allModules.some((m) => m.name === name))
+      throw new Error(`modules.${name}: unknown module`);
   }
   const broker = makeBroker(cfg, log, new PromMetrics());
   await broker.start();
-  const storageCheck = (broker.storage as { serverWarnings?: () => Promise<string[]> }).serverWarnings;
-  for (const warning of (await storageCheck?.()) ?? []) log.warn({ backend: cfg.storage.backend }, warning);
+  const storageCheck = (broker.storage as { serverWarnings?: () => Promise<string[]> })
+    .serverWarnings;
+  for (const warning of (await storageCheck?.()) ?? [])
+    log.warn({ backend: cfg.storage.backend }, warning);
   const tls = await loadTlsOptions(cfg);
-  if (tls.generated) log.info({ dir: cfg.dataDir, ca: `${cfg.dataDir}/tls/ca.pem` }, 'generated a local CA and a certificate it signed');
+  if (tls.generated)
+    log.info(
+      { dir: cfg.dataDir, ca: `${cfg.dataDir}/tls/ca.pem` },
+      'generated a local CA and a certificate it signed',
+    );
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
@@ -214,7 +263,8 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
   const upload = uploadService(broker);
   if (upload && !upload.baseUrl) {
-    if (web.ports.https) upload.baseUrl = `https://${cfg.domain}:${web.ports.https}`; // [XEP-0363 5] HTTPS URLs
+    if (web.ports.https)
+      upload.baseUrl = `https://${cfg.domain}:${web.ports.https}`; // [XEP-0363 5] HTTPS URLs
     else log.warn('modules.upload: no HTTPS listener and no baseUrl; slots cannot be handed out');
   }
   const serveTls = (options: SecureContextOptions) => {
@@ -231,7 +281,10 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     draining = true;
     broker.cluster.bus.drain?.();
     const graceMs = cfg.cluster?.drainGraceMs ?? 0;
-    log.warn({ graceMs, sessions: broker.sessions.count() }, 'draining: not ready; closing every connection after the grace period');
+    log.warn(
+      { graceMs, sessions: broker.sessions.count() },
+      'draining: not ready; closing every connection after the grace period',
+    );
     setTimeout(() => (running.onDrained ? running.onDrained() : void running.stop()), graceMs);
   };
   broker.cluster.bus.onMessage((m) => {
@@ -241,19 +294,25 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     }
   });
   const reloadTls = async () => serveTls((await loadTlsOptions(cfg)).options);
-  const startReclaim = (c: Config) => (c.memory.reclaimWhenIdle ? startReclaimer(log, { growthBytes: c.memory.reclaimGrowthMiB * 1024 * 1024 }) : undefined);
+  const startReclaim = (c: Config) =>
+    c.memory.reclaimWhenIdle
+      ? startReclaimer(log, { growthBytes: c.memory.reclaimGrowthMiB * 1024 * 1024 })
+      : undefined;
   let reclaimer: ReturnType<typeof startReclaim>;
   const reloadNow = async (): Promise<ReloadReport> => {
     const next = opts.loadConfig ? opts.loadConfig() : cfg; // throws ConfigError: nothing changes
     const plan = planReload(cfg, next);
     const tls = await loadTlsOptions(plan.effective); // a certificate that does not load: nothing changes either
     const fp = serveTls(tls.options);
-    const changed = (prefix: string) => plan.applied.some((k) => k === prefix || k.startsWith(`${prefix}.`));
+    const changed = (prefix: string) =>
+      plan.applied.some((k) => k === prefix || k.startsWith(`${prefix}.`));
     if (changed('log.level')) setLogLevel(log, plan.effective.log.level);
     if (changed('limits')) broker.setLimits({ ...broker.limits, ...plan.effective.limits });
     if (changed('admins')) setAdmins(broker, plan.effective.admins);
     // XMPP limits and rates: every connection reads the listener's options object at its next check
-    for (const k of XMPP_LIVE_KEYS) if (changed(`xmpp.${k}`)) (xmpp.opts as unknown as Record<string, unknown>)[k] = plan.effective.xmpp[k];
+    for (const k of XMPP_LIVE_KEYS)
+      if (changed(`xmpp.${k}`))
+        (xmpp.opts as unknown as Record<string, unknown>)[k] = plan.effective.xmpp[k];
     if (changed('memory')) {
       reclaimer?.stop();
       reclaimer = startReclaim(plan.effective);
@@ -261,7 +320,11 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
     cfg = plan.effective;
     const report = { applied: plan.applied, restartNeeded: plan.restartNeeded, tls: fp };
     log.info(report, 'configuration reloaded');
-    if (plan.restartNeeded.length) log.warn({ keys: plan.restartNeeded }, 'changed keys that need a restart keep their old value');
+    if (plan.restartNeeded.length)
+      log.warn(
+        { keys: plan.restartNeeded },
+        'changed keys that need a restart keep their old value',
+      );
     return report;
   };
   // One reload at a time (a SIGHUP and a `parley reload` together): each plans from what the previous one left.
@@ -273,7 +336,17 @@ async function startNodeUnchecked(startCfg: Config, log: Logger, opts: NodeOptio
   };
   Object.assign(control, { reloadTls, reload, drain });
   const admin = await startAdminServer(broker, socket, control);
-  log.info({ version: PACKAGE.version, domain: cfg.domain, xmpp: xmpp.ports, mqtt: mqtt.server?.ports ?? {}, web: web.ports, admin: socket }, 'parley node ready');
+  log.info(
+    {
+      version: PACKAGE.version,
+      domain: cfg.domain,
+      xmpp: xmpp.ports,
+      mqtt: mqtt.server?.ports ?? {},
+      web: web.ports,
+      admin: socket,
+    },
+    'parley node ready',
+  );
   reclaimer = startReclaim(cfg);
   let stopping: Promise<void> | undefined;
   const running: RunningNode = {

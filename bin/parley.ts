@@ -3,7 +3,16 @@
 import { Command, Option } from 'commander';
 import { Broker, BrokerError } from '../broker/index.ts';
 import { adminRequest, runAdmin, type AdminRequest } from './admin.ts';
-import { adminSocketPath, ConfigError, envOverrides, LISTENERS, merge, readConfigFile, validateConfig, type Config } from './config.ts';
+import {
+  adminSocketPath,
+  ConfigError,
+  envOverrides,
+  LISTENERS,
+  merge,
+  readConfigFile,
+  validateConfig,
+  type Config,
+} from './config.ts';
 import { ListenError, makeBroker, makeLogger, makeStorage, startNode } from './node.ts';
 import { installProcessGuard } from './guard.ts';
 import { prepareDataDir } from './datadir.ts';
@@ -37,7 +46,8 @@ interface GlobalFlags {
 function port(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`--${name}: not a port number`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new ConfigError(`--${name}: not a port number`);
   return n;
 }
 
@@ -48,12 +58,19 @@ function loadConfig(flags: GlobalFlags): Config {
   if (flags.domain) fromFlags.domain = flags.domain;
   if (flags.dataDir) fromFlags.dataDir = flags.dataDir;
   if (flags.nodeId) fromFlags.nodeId = flags.nodeId;
-  if (flags.logLevel || flags.logFormat) fromFlags.log = { ...(flags.logLevel && { level: flags.logLevel }), ...(flags.logFormat && { format: flags.logFormat }) };
+  if (flags.logLevel || flags.logFormat)
+    fromFlags.log = {
+      ...(flags.logLevel && { level: flags.logLevel }),
+      ...(flags.logFormat && { format: flags.logFormat }),
+    };
   if (flags.adminSocket) fromFlags.admin = { socket: flags.adminSocket };
   // Listeners: a port flag sets that field only (the host stays as configured);
   // --host alone moves every listener the file (or the defaults) enables, never one set to null.
   const host = flags.host;
-  const given = merge(file, envOverrides(process.env)) as Record<string, Record<string, unknown> | undefined>;
+  const given = merge(file, envOverrides(process.env)) as Record<
+    string,
+    Record<string, unknown> | undefined
+  >;
   const ports: Record<string, number | undefined> = {
     '--xmpp-port': port(flags.xmppPort, 'xmpp-port'),
     '--xmpps-port': port(flags.xmppsPort, 'xmpps-port'),
@@ -66,7 +83,11 @@ function loadConfig(flags: GlobalFlags): Config {
     if (!l.flag) continue;
     const p = ports[l.flag];
     const section = given[l.section];
-    const disabled = section !== undefined && typeof section === 'object' && section !== null && section[l.key] === null;
+    const disabled =
+      section !== undefined &&
+      typeof section === 'object' &&
+      section !== null &&
+      section[l.key] === null;
     if (p === undefined && (!host || disabled)) continue;
     fromFlags[l.section] ??= {};
     fromFlags[l.section][l.key] = { ...(host && { host }), ...(p !== undefined && { port: p }) };
@@ -88,8 +109,15 @@ function fail(err: unknown): never {
   const code = err instanceof ConfigError ? 2 : 1;
   if (program.opts().json) {
     // Scripts read one JSON object on stdout, success or not.
-    const c = err instanceof ConfigError ? 'invalid-config' : err instanceof AdminCommandError ? err.code : undefined;
-    console.log(JSON.stringify({ ok: false, error: (err as Error).message, ...(c && { code: c }) }));
+    const c =
+      err instanceof ConfigError
+        ? 'invalid-config'
+        : err instanceof AdminCommandError
+          ? err.code
+          : undefined;
+    console.log(
+      JSON.stringify({ ok: false, error: (err as Error).message, ...(c && { code: c }) }),
+    );
   } else if (err instanceof ConfigError) console.error(`invalid configuration:\n${err.message}`);
   else console.error(`error: ${(err as Error).message}`);
   process.exit(code);
@@ -101,7 +129,10 @@ type RunAdmin = (req: AdminRequest) => Promise<unknown>;
  * Run admin commands on the running node (through its socket), or on the
  * store directly when no node runs (opened once for all of them).
  */
-async function withAdmin<T>(flags: GlobalFlags, fn: (run: RunAdmin, live: boolean) => Promise<T>): Promise<T> {
+async function withAdmin<T>(
+  flags: GlobalFlags,
+  fn: (run: RunAdmin, live: boolean) => Promise<T>,
+): Promise<T> {
   const cfg = loadConfig(flags);
   // Before a password goes through the socket or into the store: a directory others can write in could hold their socket.
   prepareDataDir(cfg.dataDir, adminSocketPath(cfg), silentLogger);
@@ -141,7 +172,9 @@ function admin(flags: GlobalFlags, req: AdminRequest): Promise<unknown> {
 async function readPassword(given: string | undefined): Promise<string> {
   if (given !== undefined) {
     // Still accepted (scripts rely on it), but every local user sees the command line.
-    console.error('warning: a password given as an argument is visible to other local users (ps, /proc) and stays in shell history; prefer PARLEY_PASSWORD or stdin');
+    console.error(
+      'warning: a password given as an argument is visible to other local users (ps, /proc) and stays in shell history; prefer PARLEY_PASSWORD or stdin',
+    );
     return given;
   }
   if (process.env.PARLEY_PASSWORD) return process.env.PARLEY_PASSWORD;
@@ -176,8 +209,23 @@ const program = new Command('parley')
   .option('--mqtt-port <port>', 'MQTT port (default 1883; 0 = any free port)')
   .option('--mqtts-port <port>', 'MQTT over TLS port (default 8883; 0 = any free port)')
   .option('--admin-socket <path>', 'admin socket path (default <data-dir>/admin.sock)')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
-  .addOption(new Option('--log-format <format>', 'log lines: JSON, or readable (default: readable on a terminal, else JSON)').choices(['auto', 'json', 'pretty']));
+  .addOption(
+    new Option('--log-level <level>', 'log level').choices([
+      'trace',
+      'debug',
+      'info',
+      'warn',
+      'error',
+      'fatal',
+      'silent',
+    ]),
+  )
+  .addOption(
+    new Option(
+      '--log-format <format>',
+      'log lines: JSON, or readable (default: readable on a terminal, else JSON)',
+    ).choices(['auto', 'json', 'pretty']),
+  );
 
 program
   .command('start')
@@ -194,7 +242,14 @@ program
     const gc = process.execArgv.includes('--single-threaded-gc') ? 'single' : 'parallel';
     // and the young generation's size; V8 takes the last of repeated flags (PARLEY_NODE_ARGS comes after the launcher's)
     const semi = process.execArgv.filter((a) => a.startsWith('--max-semi-space-size=')).pop();
-    log.info({ gc, cpus: availableParallelism(), semiSpaceMiB: semi ? Number(semi.split('=')[1]) : 'default' }, 'garbage collection threads');
+    log.info(
+      {
+        gc,
+        cpus: availableParallelism(),
+        semiSpaceMiB: semi ? Number(semi.split('=')[1]) : 'default',
+      },
+      'garbage collection threads',
+    );
     let node;
     try {
       node = await startNode(cfg, log, { loadConfig: () => loadConfig(program.opts()) });
@@ -222,7 +277,14 @@ program
     process.once('SIGINT', () => shutdown('SIGINT'));
     // `parley reload` as a signal (systemctl reload, certbot deploy hooks): the configuration and the certificate files; connections stay.
     process.on('SIGHUP', () => {
-      node.reload().catch((err) => log.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed: nothing was changed'));
+      node
+        .reload()
+        .catch((err) =>
+          log.error(
+            { err: err instanceof ConfigError ? err.message : err },
+            'reload failed: nothing was changed',
+          ),
+        );
     });
     installProcessGuard(log, node.broker.metrics);
   });
@@ -245,7 +307,9 @@ function output(result: unknown, human: () => void): void {
 }
 
 /** A command's action with its errors reported by fail() (one line, or JSON with --json). */
-function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | void): (...args: A) => Promise<void> {
+function action<A extends unknown[]>(
+  fn: (...args: A) => Promise<void> | void,
+): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);
@@ -264,13 +328,19 @@ async function live(req: AdminRequest): Promise<unknown> {
   return res.result;
 }
 
-const user = program.command('user').description('manage accounts (works with or without a running node)');
+const user = program
+  .command('user')
+  .description('manage accounts (works with or without a running node)');
 user
   .command('add <username> [password]')
   .description('create an account; the password may come from PARLEY_PASSWORD or stdin')
   .action(
     action(async (username: string, password?: string) => {
-      await admin(program.opts(), { cmd: 'user.add', username, password: await readPassword(password) });
+      await admin(program.opts(), {
+        cmd: 'user.add',
+        username,
+        password: await readPassword(password),
+      });
       output({ user: username, added: true }, () => console.log(`user ${username} added`));
     }),
   );
@@ -288,8 +358,14 @@ user
   .description('set a new password')
   .action(
     action(async (username: string, password?: string) => {
-      await admin(program.opts(), { cmd: 'user.passwd', username, password: await readPassword(password) });
-      output({ user: username, passwordChanged: true }, () => console.log(`password of ${username} changed`));
+      await admin(program.opts(), {
+        cmd: 'user.passwd',
+        username,
+        password: await readPassword(password),
+      });
+      output({ user: username, passwordChanged: true }, () =>
+        console.log(`password of ${username} changed`),
+      );
     }),
   );
 user
@@ -320,7 +396,9 @@ user
         console.log(`roster      ${info.rosterSize} contacts`);
         console.log(`offline     ${info.offline} messages queued`);
         const l = info.lastLogin;
-        console.log(`last login  ${l ? `${new Date(l.at).toISOString()} (${l.protocol}/${l.transport}${l.address ? ` from ${l.address}` : ''})` : 'never'}`);
+        console.log(
+          `last login  ${l ? `${new Date(l.at).toISOString()} (${l.protocol}/${l.transport}${l.address ? ` from ${l.address}` : ''})` : 'never'}`,
+        );
         console.log(`sessions    ${info.sessions.length}`);
         for (const s of info.sessions) console.log(`  ${s.jid} ${s.protocol}/${s.transport}`);
       });
@@ -328,25 +406,48 @@ user
   );
 user
   .command('roster <username>')
-  .description("an account's roster: contacts, subscription states, groups (XEP-0133 get user roster)")
+  .description(
+    "an account's roster: contacts, subscription states, groups (XEP-0133 get user roster)",
+  )
   .action(
     action(async (username: string) => {
       const r = (await admin(program.opts(), { cmd: 'user.roster', username })) as {
         user: string;
-        items: { jid: string; name?: string; subscription: string; groups: string[]; ask?: boolean }[];
+        items: {
+          jid: string;
+          name?: string;
+          subscription: string;
+          groups: string[];
+          ask?: boolean;
+        }[];
       };
       output(r, () => {
-        for (const i of r.items) console.log([i.jid, i.subscription + (i.ask ? ' (asked)' : ''), i.name ?? '', i.groups.join(',')].join('\t'));
+        for (const i of r.items)
+          console.log(
+            [
+              i.jid,
+              i.subscription + (i.ask ? ' (asked)' : ''),
+              i.name ?? '',
+              i.groups.join(','),
+            ].join('\t'),
+          );
       });
     }),
   );
 user
   .command('import <file>')
-  .description('create accounts from a CSV (username,password per line) or JSON file ([{username, password}]); existing ones are left alone')
+  .description(
+    'create accounts from a CSV (username,password per line) or JSON file ([{username, password}]); existing ones are left alone',
+  )
   .action(
     action(async (file: string) => {
       const entries = readImportFile(file);
-      const summary = { total: entries.length, added: 0, existing: 0, failed: [] as { username: string; error: string }[] };
+      const summary = {
+        total: entries.length,
+        added: 0,
+        existing: 0,
+        failed: [] as { username: string; error: string }[],
+      };
       const progress = progressReporter('imported', entries.length);
       await withAdmin(program.opts(), async (run) => {
         for (const [i, e] of entries.entries()) {
@@ -361,7 +462,9 @@ user
         }
       });
       output(summary, () => {
-        console.log(`${summary.added} added, ${summary.existing} existed already, ${summary.failed.length} failed (of ${summary.total})`);
+        console.log(
+          `${summary.added} added, ${summary.existing} existed already, ${summary.failed.length} failed (of ${summary.total})`,
+        );
         for (const f of summary.failed) console.log(`  ${f.username}: ${f.error}`);
       });
       if (summary.failed.length) process.exitCode = 1;
@@ -372,16 +475,27 @@ user
 function readImportFile(file: string): { username: string; password: string }[] {
   const text = readFileSync(file, 'utf8');
   if (file.endsWith('.json') || text.trimStart().startsWith('[')) {
-    const list = z.array(z.object({ username: z.string().min(1), password: z.string().min(1) })).safeParse(JSON.parse(text));
-    if (!list.success) throw new Error(`${file}: ${list.error.issues[0].path.join('.')}: ${list.error.issues[0].message}`);
+    const list = z
+      .array(z.object({ username: z.string().min(1), password: z.string().min(1) }))
+      .safeParse(JSON.parse(text));
+    if (!list.success)
+      throw new Error(
+        `${file}: ${list.error.issues[0].path.join('.')}: ${list.error.issues[0].message}`,
+      );
     return list.data;
   }
   const out: { username: string; password: string }[] = [];
   for (const [n, raw] of text.split('\n').entries()) {
     const line = raw.replace(/\r$/, '');
-    if (!line.trim() || line.startsWith('#') || (n === 0 && /^username,password$/i.test(line.trim()))) continue;
+    if (
+      !line.trim() ||
+      line.startsWith('#') ||
+      (n === 0 && /^username,password$/i.test(line.trim()))
+    )
+      continue;
     const comma = line.indexOf(',');
-    if (comma <= 0 || comma === line.length - 1) throw new Error(`${file}:${n + 1}: expected username,password`);
+    if (comma <= 0 || comma === line.length - 1)
+      throw new Error(`${file}:${n + 1}: expected username,password`);
     out.push({ username: line.slice(0, comma).trim(), password: line.slice(comma + 1) });
   }
   return out;
@@ -395,7 +509,9 @@ function progressReporter(what: string, total: number): (done: number) => void {
     if (process.stderr.isTTY) {
       const width = 30;
       const filled = Math.round((done / total) * width);
-      process.stderr.write(`\r${what} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`);
+      process.stderr.write(
+        `\r${what} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`,
+      );
       return;
     }
     const tenth = Math.floor((done / total) * 10);
@@ -418,13 +534,22 @@ program
 
 program
   .command('reload')
-  .description('make a running node read its configuration and certificate files again (as SIGHUP does); says which changed keys were applied and which need a restart')
+  .description(
+    'make a running node read its configuration and certificate files again (as SIGHUP does); says which changed keys were applied and which need a restart',
+  )
   .action(
     action(async () => {
-      const r = (await live({ cmd: 'reload' })) as { applied: string[]; restartNeeded: string[]; tls: { fingerprint256: string } };
+      const r = (await live({ cmd: 'reload' })) as {
+        applied: string[];
+        restartNeeded: string[];
+        tls: { fingerprint256: string };
+      };
       output(r, () => {
-        console.log(r.applied.length ? `applied: ${r.applied.join(', ')}` : 'no live setting changed');
-        if (r.restartNeeded.length) console.log(`need a restart (old values stay until then): ${r.restartNeeded.join(', ')}`);
+        console.log(
+          r.applied.length ? `applied: ${r.applied.join(', ')}` : 'no live setting changed',
+        );
+        if (r.restartNeeded.length)
+          console.log(`need a restart (old values stay until then): ${r.restartNeeded.join(', ')}`);
         console.log(`certificate SHA-256 fingerprint ${r.tls.fingerprint256}`);
       });
     }),
@@ -432,7 +557,9 @@ program
 
 program
   .command('reload-tls')
-  .description('make a running node read its certificate files again (as SIGHUP does); connections stay open')
+  .description(
+    'make a running node read its certificate files again (as SIGHUP does); connections stay open',
+  )
   .action(
     action(async () => {
       const r = (await live({ cmd: 'tls.reload' })) as { fingerprint256: string };
@@ -440,7 +567,9 @@ program
     }),
   );
 
-const cluster = program.command('cluster').description('the cluster of a running node (docs/cluster.md)');
+const cluster = program
+  .command('cluster')
+  .description('the cluster of a running node (docs/cluster.md)');
 cluster
   .command('status')
   .description('nodes, sessions per node, heartbeats and Redis health')
@@ -449,15 +578,34 @@ cluster
       const st = (await live({ cmd: 'cluster.status' })) as ClusterStatus & { clustered: boolean };
       output(st, () => {
         if (!st.clustered) console.log(`single node ${st.node} (no cluster configured)`);
-        else console.log(`cluster via ${st.backend}: ${st.connected ? 'connected' : 'NOT CONNECTED'}${Object.entries(st.health).map(([k, v]) => ` ${k}=${v}`).join('')}`);
+        else
+          console.log(
+            `cluster via ${st.backend}: ${st.connected ? 'connected' : 'NOT CONNECTED'}${Object.entries(
+              st.health,
+            )
+              .map(([k, v]) => ` ${k}=${v}`)
+              .join('')}`,
+          );
         console.log(['node', 'state', 'sessions', 'last beat', 'wire', 'version'].join('\t'));
-        for (const n of st.nodes) console.log([n.id + (n.id === st.node ? ' *' : ''), n.state, n.sessions, `${n.lastBeatAgoMs} ms ago`, n.wire, n.version].join('\t'));
+        for (const n of st.nodes)
+          console.log(
+            [
+              n.id + (n.id === st.node ? ' *' : ''),
+              n.state,
+              n.sessions,
+              `${n.lastBeatAgoMs} ms ago`,
+              n.wire,
+              n.version,
+            ].join('\t'),
+          );
       });
     }),
   );
 cluster
   .command('drain [node]')
-  .description('drain a node (this one by default): not ready at once, then its clients are disconnected to reconnect elsewhere, unacknowledged messages go to offline storage, and it exits')
+  .description(
+    'drain a node (this one by default): not ready at once, then its clients are disconnected to reconnect elsewhere, unacknowledged messages go to offline storage, and it exits',
+  )
   .action(
     action(async (node?: string) => {
       const r = (await live({ cmd: 'cluster.drain', ...(node && { node }) })) as { node: string };
@@ -472,7 +620,10 @@ session
   .option('--user <username>', 'only this account (username or bare JID)')
   .action(
     action(async (opts: { user?: string }) => {
-      const list = (await admin(program.opts(), { cmd: 'session.list', ...(opts.user && { user: opts.user }) })) as {
+      const list = (await admin(program.opts(), {
+        cmd: 'session.list',
+        ...(opts.user && { user: opts.user }),
+      })) as {
         jid: string;
         protocol: string;
         transport: string;
@@ -480,41 +631,70 @@ session
         since: number | null;
       }[];
       output(list, () => {
-        for (const s of list) console.log([s.jid, s.protocol, s.transport, s.address ?? '-', s.since ? new Date(s.since).toISOString() : '-'].join('\t'));
+        for (const s of list)
+          console.log(
+            [
+              s.jid,
+              s.protocol,
+              s.transport,
+              s.address ?? '-',
+              s.since ? new Date(s.since).toISOString() : '-',
+            ].join('\t'),
+          );
       });
     }),
   );
 session
   .command('kick <jid>')
   .description('end a session (full JID) or every session of an account (bare JID or username)')
-  .option('--reason <text>', 'said to the client (XMPP: the text of the policy-violation stream error)')
+  .option(
+    '--reason <text>',
+    'said to the client (XMPP: the text of the policy-violation stream error)',
+  )
   .action(
     action(async (jid: string, opts: { reason?: string }) => {
-      const r = (await live({ cmd: 'session.kick', jid, ...(opts.reason && { reason: opts.reason }) })) as { kicked: string[] };
+      const r = (await live({
+        cmd: 'session.kick',
+        jid,
+        ...(opts.reason && { reason: opts.reason }),
+      })) as { kicked: string[] };
       output(r, () => r.kicked.forEach((j) => console.log(`kicked ${j}`)));
     }),
   );
 
 program
   .command('announce <text>')
-  .description('a message from the server to every online session (XEP-0133); --all-users queues it for the others too')
+  .description(
+    'a message from the server to every online session (XEP-0133); --all-users queues it for the others too',
+  )
   .option('--all-users', 'users not online get it through their offline queue')
   .option('--subject <subject>', 'a subject line')
   .action(
     action(async (text: string, opts: { allUsers?: boolean; subject?: string }) => {
-      const r = (await admin(program.opts(), { cmd: 'announce', text, ...(opts.subject && { subject: opts.subject }), ...(opts.allUsers && { allUsers: true }) })) as {
+      const r = (await admin(program.opts(), {
+        cmd: 'announce',
+        text,
+        ...(opts.subject && { subject: opts.subject }),
+        ...(opts.allUsers && { allUsers: true }),
+      })) as {
         sessions: number;
         queued: number;
         queueFull: number;
       };
-      output(r, () => console.log(`sent to ${r.sessions} sessions${opts.allUsers ? `, queued for ${r.queued} offline users${r.queueFull ? ` (${r.queueFull} queues full)` : ''}` : ''}`));
+      output(r, () =>
+        console.log(
+          `sent to ${r.sessions} sessions${opts.allUsers ? `, queued for ${r.queued} offline users${r.queueFull ? ` (${r.queueFull} queues full)` : ''}` : ''}`,
+        ),
+      );
     }),
   );
 
 const offline = program.command('offline').description('offline message queues');
 offline
   .command('show <username>')
-  .description("the messages waiting in an account's offline queue, oldest first (left in the queue)")
+  .description(
+    "the messages waiting in an account's offline queue, oldest first (left in the queue)",
+  )
   .option('--limit <n>', 'at most this many', '100')
   .action(
     action(async (username: string, opts: { limit: string }) => {
@@ -526,7 +706,10 @@ offline
       };
       output(r, () => {
         console.log(`${r.count} queued`);
-        for (const m of r.messages) console.log(`${m.timestamp ? new Date(m.timestamp).toISOString() : '-'}\t${m.from}\t${m.type}\t${m.body ?? ''}`);
+        for (const m of r.messages)
+          console.log(
+            `${m.timestamp ? new Date(m.timestamp).toISOString() : '-'}\t${m.from}\t${m.type}\t${m.body ?? ''}`,
+          );
       });
     }),
   );
@@ -534,44 +717,83 @@ offline
 /** `2026-01-31`, an ISO time, or an age: `30d`, `12h`, `90m`. */
 function parseBefore(v: string): number {
   const age = /^(\d+)([dhm])$/.exec(v);
-  if (age) return Date.now() - Number(age[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[age[2] as 'd' | 'h' | 'm'];
+  if (age)
+    return (
+      Date.now() -
+      Number(age[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[age[2] as 'd' | 'h' | 'm']
+    );
   const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new Error(`--before: not a date or an age (2026-01-31, 2026-01-31T12:00:00Z, 30d, 12h): ${v}`);
+  if (Number.isNaN(t))
+    throw new Error(
+      `--before: not a date or an age (2026-01-31, 2026-01-31T12:00:00Z, 30d, 12h): ${v}`,
+    );
   return t;
 }
 
 const upload = program.command('upload').description('uploaded files (XEP-0363, docs/upload.md)');
 upload
   .command('purge')
-  .description('delete uploaded files: with no option, those past modules.upload.maxAgeDays and unused slots (needs a running node); with --before and/or --user, every file matching both')
-  .option('--before <date>', 'files uploaded before a date (2026-01-31), ISO time, or an age (30d, 12h)')
+  .description(
+    'delete uploaded files: with no option, those past modules.upload.maxAgeDays and unused slots (needs a running node); with --before and/or --user, every file matching both',
+  )
+  .option(
+    '--before <date>',
+    'files uploaded before a date (2026-01-31), ISO time, or an age (30d, 12h)',
+  )
   .option('--user <username>', "only this account's files")
   .action(
     action(async (opts: { before?: string; user?: string }) => {
       const before = opts.before === undefined ? undefined : parseBefore(opts.before);
-      const r = (await admin(program.opts(), { cmd: 'upload.purge', ...(before !== undefined && { before }), ...(opts.user !== undefined && { user: opts.user }) })) as { removed: number; bytes: number };
-      const what = [before !== undefined && `before ${new Date(before).toISOString()}`, opts.user && `of ${opts.user}`].filter(Boolean).join(' ') || 'expired';
-      output({ ...r, ...(before !== undefined && { before: new Date(before).toISOString() }), ...(opts.user && { user: opts.user }) }, () => console.log(`${r.removed} files (${r.bytes} bytes) ${what} deleted`));
+      const r = (await admin(program.opts(), {
+        cmd: 'upload.purge',
+        ...(before !== undefined && { before }),
+        ...(opts.user !== undefined && { user: opts.user }),
+      })) as { removed: number; bytes: number };
+      const what =
+        [
+          before !== undefined && `before ${new Date(before).toISOString()}`,
+          opts.user && `of ${opts.user}`,
+        ]
+          .filter(Boolean)
+          .join(' ') || 'expired';
+      output(
+        {
+          ...r,
+          ...(before !== undefined && { before: new Date(before).toISOString() }),
+          ...(opts.user && { user: opts.user }),
+        },
+        () => console.log(`${r.removed} files (${r.bytes} bytes) ${what} deleted`),
+      );
     }),
   );
 const archive = program.command('archive').description('message archives (XEP-0313)');
 archive
   .command('purge')
-  .description('retention on demand: delete every archived message older than a date, from every archive or from one account\'s')
+  .description(
+    "retention on demand: delete every archived message older than a date, from every archive or from one account's",
+  )
   .requiredOption('--before <date>', 'a date (2026-01-31), ISO time, or an age (30d, 12h)')
   .option('--user <username>', "only this account's archive (the other party keeps its copy)")
   .action(
     action(async (opts: { before: string; user?: string }) => {
       const before = parseBefore(opts.before);
-      const r = (await admin(program.opts(), { cmd: 'archive.purge', before, ...(opts.user !== undefined && { user: opts.user }) })) as { removed: number; user?: string };
+      const r = (await admin(program.opts(), {
+        cmd: 'archive.purge',
+        before,
+        ...(opts.user !== undefined && { user: opts.user }),
+      })) as { removed: number; user?: string };
       output({ ...r, before: new Date(before).toISOString() }, () =>
-        console.log(`${r.removed} archived messages before ${new Date(before).toISOString()} deleted${r.user ? ` from the archive of ${r.user}` : ''}`),
+        console.log(
+          `${r.removed} archived messages before ${new Date(before).toISOString()} deleted${r.user ? ` from the archive of ${r.user}` : ''}`,
+        ),
       );
     }),
   );
 archive
   .command('retain')
-  .description('apply the retention policy now (modules.archive.maxAgeDays and maxPerUser of the configuration, or the flags), not at the next timer')
+  .description(
+    'apply the retention policy now (modules.archive.maxAgeDays and maxPerUser of the configuration, or the flags), not at the next timer',
+  )
   .option('--max-age-days <days>', 'instead of modules.archive.maxAgeDays (0: no age bound)')
   .option('--max-per-user <n>', 'instead of modules.archive.maxPerUser (0: no count bound)')
   .action(
@@ -579,32 +801,61 @@ archive
       const configured = loadConfig(program.opts()).modules.archive ?? {};
       const pick = (flag: string | undefined, key: string, name: string) => {
         const v = flag !== undefined ? Number(flag) : (configured[key] ?? 0);
-        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${name}: a number, 0 or more`);
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+          throw new Error(`${name}: a number, 0 or more`);
         return v;
       };
-      const policy = { maxAgeDays: pick(opts.maxAgeDays, 'maxAgeDays', '--max-age-days'), maxPerUser: Math.floor(pick(opts.maxPerUser, 'maxPerUser', '--max-per-user')) };
-      const r = (await admin(program.opts(), { cmd: 'archive.retain', ...policy })) as { aged: number; trimmed: number; maxAgeDays: number; maxPerUser: number };
+      const policy = {
+        maxAgeDays: pick(opts.maxAgeDays, 'maxAgeDays', '--max-age-days'),
+        maxPerUser: Math.floor(pick(opts.maxPerUser, 'maxPerUser', '--max-per-user')),
+      };
+      const r = (await admin(program.opts(), { cmd: 'archive.retain', ...policy })) as {
+        aged: number;
+        trimmed: number;
+        maxAgeDays: number;
+        maxPerUser: number;
+      };
       output(r, () => {
-        if (!r.maxAgeDays && !r.maxPerUser) console.log('no retention policy (modules.archive.maxAgeDays and maxPerUser are 0): nothing to do');
-        else console.log(`${r.aged} archived messages older than ${r.maxAgeDays || '-'} days and ${r.trimmed} beyond ${r.maxPerUser || '-'} per user deleted`);
+        if (!r.maxAgeDays && !r.maxPerUser)
+          console.log(
+            'no retention policy (modules.archive.maxAgeDays and maxPerUser are 0): nothing to do',
+          );
+        else
+          console.log(
+            `${r.aged} archived messages older than ${r.maxAgeDays || '-'} days and ${r.trimmed} beyond ${r.maxPerUser || '-'} per user deleted`,
+          );
       });
     }),
   );
 archive
   .command('export <username>')
-  .description("an account's archive, oldest first, as JSON or as XML (XEP-0313 results), to stdout or a file")
-  .addOption(new Option('--format <format>', 'json or xml').choices(['json', 'xml']).default('json'))
+  .description(
+    "an account's archive, oldest first, as JSON or as XML (XEP-0313 results), to stdout or a file",
+  )
+  .addOption(
+    new Option('--format <format>', 'json or xml').choices(['json', 'xml']).default('json'),
+  )
   .option('-o, --output <file>', 'write here instead of stdout')
   .action(
     action(async (username: string, opts: { format: 'json' | 'xml'; output?: string }) => {
-      type Page = { user: string; count: number; complete: boolean; messages: { id: string; stamp: number; xml: string }[] };
+      type Page = {
+        user: string;
+        count: number;
+        complete: boolean;
+        messages: { id: string; stamp: number; xml: string }[];
+      };
       const messages: Page['messages'] = [];
       let owner = username;
       await withAdmin(program.opts(), async (run) => {
         let after: string | undefined;
         let progress: ((n: number) => void) | undefined;
         for (;;) {
-          const page = (await run({ cmd: 'archive.export', username, max: 500, ...(after !== undefined && { after }) })) as Page;
+          const page = (await run({
+            cmd: 'archive.export',
+            username,
+            max: 500,
+            ...(after !== undefined && { after }),
+          })) as Page;
           owner = page.user;
           progress ??= progressReporter('exported', page.count);
           messages.push(...page.messages);
@@ -626,52 +877,87 @@ archive
             '</archive>\n';
       if (opts.output) {
         writeFileSync(opts.output, text, { mode: 0o600 });
-        if (program.opts().json) console.log(JSON.stringify({ user: owner, count: messages.length, file: opts.output, format: opts.format }));
+        if (program.opts().json)
+          console.log(
+            JSON.stringify({
+              user: owner,
+              count: messages.length,
+              file: opts.output,
+              format: opts.format,
+            }),
+          );
         else console.error(`${messages.length} messages written to ${opts.output}`);
       } else process.stdout.write(text);
     }),
   );
 
 function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/'/g, '&apos;')
+    .replace(/"/g, '&quot;');
 }
 
 program
   .command('backup <dir>')
-  .description('copy the embedded store into a new directory, consistent at one instant, while the node runs (or not)')
+  .description(
+    'copy the embedded store into a new directory, consistent at one instant, while the node runs (or not)',
+  )
   .action(
     action(async (dir: string) => {
-      const r = (await admin(program.opts(), { cmd: 'backup', dir: path.resolve(dir) })) as { dir: string; records: number; createdAt: string };
-      output(r, () => console.log(`backup of ${r.records} records written to ${r.dir} (${r.createdAt})`));
+      const r = (await admin(program.opts(), { cmd: 'backup', dir: path.resolve(dir) })) as {
+        dir: string;
+        records: number;
+        createdAt: string;
+      };
+      output(r, () =>
+        console.log(`backup of ${r.records} records written to ${r.dir} (${r.createdAt})`),
+      );
     }),
   );
 
 program
   .command('restore <dir>')
-  .description('put a backup in place of the store (the node must be stopped); the store it replaces is kept beside it')
+  .description(
+    'put a backup in place of the store (the node must be stopped); the store it replaces is kept beside it',
+  )
   .action(
     action(async (dir: string) => {
       const cfg = loadConfig(program.opts());
       prepareDataDir(cfg.dataDir, adminSocketPath(cfg), silentLogger);
       if (await adminRequest(adminSocketPath(cfg), { cmd: 'ping' }).catch(() => undefined)) {
-        throw new AdminCommandError('a node is running on this data directory: stop it first (systemctl stop parley)', 'node-running');
+        throw new AdminCommandError(
+          'a node is running on this data directory: stop it first (systemctl stop parley)',
+          'node-running',
+        );
       }
-      if (cfg.storage.backend !== 'embedded') throw new AdminCommandError(`restore is for the embedded store; the ${cfg.storage.backend} one has its own tools`, 'feature-not-implemented');
+      if (cfg.storage.backend !== 'embedded')
+        throw new AdminCommandError(
+          `restore is for the embedded store; the ${cfg.storage.backend} one has its own tools`,
+          'feature-not-implemented',
+        );
       // LevelDB's lock: no other process (a node started without its admin socket, a CLI command) has the store open.
       const store = makeStorage(cfg);
       await store.open();
       await store.close();
       const r = restoreStore(path.resolve(dir), cfg.dataDir);
       output(r, () => {
-        const mqtt = r.manifest.mqttRecords !== undefined ? ` and ${r.manifest.mqttRecords} MQTT records` : '';
-        console.log(`restored ${r.manifest.records} records${mqtt} (backup of ${r.manifest.createdAt})${r.replaced ? `; the previous store is in ${r.replaced}` : ''}${r.mqttReplaced ? `, the previous MQTT state in ${r.mqttReplaced}` : ''}`);
+        const mqtt =
+          r.manifest.mqttRecords !== undefined ? ` and ${r.manifest.mqttRecords} MQTT records` : '';
+        console.log(
+          `restored ${r.manifest.records} records${mqtt} (backup of ${r.manifest.createdAt})${r.replaced ? `; the previous store is in ${r.replaced}` : ''}${r.mqttReplaced ? `, the previous MQTT state in ${r.mqttReplaced}` : ''}`,
+        );
       });
     }),
   );
 
 program
   .command('completion <shell>')
-  .description('print a completion script: bash (source it, or put it in /etc/bash_completion.d/parley) or zsh (put it as _parley in $fpath)')
+  .description(
+    'print a completion script: bash (source it, or put it in /etc/bash_completion.d/parley) or zsh (put it as _parley in $fpath)',
+  )
   .action(
     action((shell: string) => {
       if (shell !== 'bash' && shell !== 'zsh') throw new Error('completion: bash or zsh');
@@ -679,7 +965,10 @@ program
     }),
   );
 
-program.option('--json', 'machine-readable output: the result as JSON on stdout; errors as {"ok":false,"error","code"}');
+program.option(
+  '--json',
+  'machine-readable output: the result as JSON on stdout; errors as {"ok":false,"error","code"}',
+);
 
 /** A room command on the running node (rooms live in the node). */
 async function roomCmd(req: AdminRequest): Promise<unknown> {
@@ -690,7 +979,9 @@ async function roomCmd(req: AdminRequest): Promise<unknown> {
   return res.result;
 }
 
-const room = program.command('room').description('manage groupchat rooms on a running node (docs/groupchat.md)');
+const room = program
+  .command('room')
+  .description('manage groupchat rooms on a running node (docs/groupchat.md)');
 const show = (v: unknown) => {
   if (v !== undefined) console.log(JSON.stringify(v, null, 2));
 };
@@ -723,13 +1014,36 @@ room
   .option('--hidden', 'not listed in the service items')
   .option('--name <name>', 'natural-language name')
   .option('--description <text>', 'description (remark)')
-  .action(async (r: string, o: { owner?: string; temporary?: boolean; membersOnly?: boolean; hidden?: boolean; name?: string; description?: string }) => {
-    try {
-      show(await roomCmd({ cmd: 'room.create', room: r, owner: o.owner, persistent: !o.temporary, membersOnly: o.membersOnly, public: !o.hidden, name: o.name, description: o.description }));
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(
+    async (
+      r: string,
+      o: {
+        owner?: string;
+        temporary?: boolean;
+        membersOnly?: boolean;
+        hidden?: boolean;
+        name?: string;
+        description?: string;
+      },
+    ) => {
+      try {
+        show(
+          await roomCmd({
+            cmd: 'room.create',
+            room: r,
+            owner: o.owner,
+            persistent: !o.temporary,
+            membersOnly: o.membersOnly,
+            public: !o.hidden,
+            name: o.name,
+            description: o.description,
+          }),
+        );
+      } catch (err) {
+        fail(err);
+      }
+    },
+  );
 room
   .command('destroy <room>')
   .description('destroy a room; occupants are told the reason and the alternate venue')
@@ -737,7 +1051,9 @@ room
   .option('--alternate <jid>', 'a room to go to instead')
   .action(async (r: string, o: { reason?: string; alternate?: string }) => {
     try {
-      show(await roomCmd({ cmd: 'room.destroy', room: r, reason: o.reason, alternate: o.alternate }));
+      show(
+        await roomCmd({ cmd: 'room.destroy', room: r, reason: o.reason, alternate: o.alternate }),
+      );
     } catch (err) {
       fail(err);
     }
@@ -748,7 +1064,15 @@ room
   .option('--reason <text>')
   .action(async (r: string, u: string, a: string, o: { reason?: string }) => {
     try {
-      show(await roomCmd({ cmd: 'room.set-affiliation', room: r, jid: u, affiliation: a as 'none', reason: o.reason }));
+      show(
+        await roomCmd({
+          cmd: 'room.set-affiliation',
+          room: r,
+          jid: u,
+          affiliation: a as 'none',
+          reason: o.reason,
+        }),
+      );
     } catch (err) {
       fail(err);
     }

@@ -117,7 +117,10 @@ export function startReclaimer(log: Logger, opts: ReclaimOptions = {}): Reclaime
       burst = false;
       running = false;
       lastRun = performance.now();
-      log.info({ heapBefore: before, heapAfter: after, ms: Math.round(performance.now() - t0) }, 'reclaimed memory after a burst');
+      log.info(
+        { heapBefore: before, heapAfter: after, ms: Math.round(performance.now() - t0) },
+        'reclaimed memory after a burst',
+      );
       // the collection itself was busy time; do not count it as load
       last = performance.eventLoopUtilization();
     });

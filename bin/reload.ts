@@ -50,19 +50,28 @@ export const XMPP_LIVE_KEYS = [
   'inboundThrottleLimitMs',
 ] as const;
 
-export const LIVE_KEYS = ['log.level', 'tls', 'limits', 'admins', 'memory', ...XMPP_LIVE_KEYS.map((k) => `xmpp.${k}`)] as const;
+export const LIVE_KEYS = [
+  'log.level',
+  'tls',
+  'limits',
+  'admins',
+  'memory',
+  ...XMPP_LIVE_KEYS.map((k) => `xmpp.${k}`),
+] as const;
 
 export function isLive(key: string): boolean {
   return LIVE_KEYS.some((k) => key === k || key.startsWith(`${k}.`));
 }
 
-const isPlain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlain = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Dotted paths of the leaves that differ (a list compares as a whole). */
 export function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
   if (isPlain(a) && isPlain(b)) {
     const out: string[] = [];
-    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) out.push(...changedKeys(a[k], b[k], prefix ? `${prefix}.${k}` : k));
+    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort())
+      out.push(...changedKeys(a[k], b[k], prefix ? `${prefix}.${k}` : k));
     return out;
   }
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || '(root)'];
@@ -87,11 +96,15 @@ function setPath(o: Record<string, unknown>, key: string, value: unknown): void 
  * live keys of `next` taken over; the others keep their running value (a
  * later reload reports them again until the restart).
  */
-export function planReload(running: Config, next: Config): { effective: Config; applied: string[]; restartNeeded: string[] } {
+export function planReload(
+  running: Config,
+  next: Config,
+): { effective: Config; applied: string[]; restartNeeded: string[] } {
   const changed = changedKeys(running, next);
   const applied = changed.filter(isLive);
   const restartNeeded = changed.filter((k) => !isLive(k));
   const effective = structuredClone(running) as Config;
-  for (const k of applied) setPath(effective as unknown as Record<string, unknown>, k, structuredClone(getPath(next, k)));
+  for (const k of applied)
+    setPath(effective as unknown as Record<string, unknown>, k, structuredClone(getPath(next, k)));
   return { effective, applied, restartNeeded };
 }

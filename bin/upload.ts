@@ -25,6 +25,9 @@ export function uploadBackendFor(dataDir: string, storage?: Storage): UploadBack
     secret = randomBytes(32);
     writeFileSync(keyFile, secret, { mode: 0o600, flag: 'wx' });
   }
-  const blobs = storage instanceof MongoStorage ? storage.blobs('upload') : new DiskBlobStore(path.join(dataDir, 'upload'));
+  const blobs =
+    storage instanceof MongoStorage
+      ? storage.blobs('upload')
+      : new DiskBlobStore(path.join(dataDir, 'upload'));
   return { blobs, secret };
 }

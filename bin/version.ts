@@ -14,7 +14,8 @@ function readPackage(): { name: string; version: string } {
     const f = path.join(dir, 'package.json');
     if (existsSync(f)) {
       const pkg = JSON.parse(readFileSync(f, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'parley' && typeof pkg.version === 'string') return { name: pkg.name, version: pkg.version };
+      if (pkg.name === 'parley' && typeof pkg.version === 'string')
+        return { name: pkg.name, version: pkg.version };
     }
     const up = path.dirname(dir);
     if (up === dir) return { name: 'parley', version: '0.0.0-unknown' };

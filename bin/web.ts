@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
 import type { MqttServer } from '../adapters/mqtt/index.ts';
-import { BOSH_PATH, installAdminRoutes, installBasicRoutes, installChatPage, installUploadRoutes, PromMetrics, WebServer } from '../adapters/websocket/index.ts';
+import {
+  BOSH_PATH,
+  installAdminRoutes,
+  installBasicRoutes,
+  installChatPage,
+  installUploadRoutes,
+  PromMetrics,
+  WebServer,
+} from '../adapters/websocket/index.ts';
 import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
 import type { Broker } from '../broker/index.ts';
 import { webAdminCommand, type NodeControl } from './admin.ts';
@@ -26,7 +34,11 @@ export async function startWeb(
   const metrics = broker.metrics instanceof PromMetrics ? broker.metrics : undefined;
   installBasicRoutes(web, broker, metrics);
   // The admins are the broker's (bin/node.ts setAdmins, reloadable); the page's API is the admin socket's dispatch.
-  if (metrics) installAdminRoutes(web, broker, metrics, { command: webAdminCommand(broker, control), maxCommandBytes: cfg.admin.maxRequestBytes });
+  if (metrics)
+    installAdminRoutes(web, broker, metrics, {
+      command: webAdminCommand(broker, control),
+      maxCommandBytes: cfg.admin.maxRequestBytes,
+    });
   installChatPage(web, broker);
   installUploadRoutes(web, broker, { allowedOrigins: webOpts.allowedOrigins }); // [XEP-0363]
   web.protocol('xmpp', (ws, info) => xmpp.acceptWebSocket(ws, info)); // [RFC7395]
@@ -34,7 +46,12 @@ export async function startWeb(
   const boshService = new BoshService(
     broker,
     xmpp,
-    { ...bosh, maxBodySize: webOpts.maxBodySize, allowedOrigins: webOpts.allowedOrigins, bodyTimeoutMs: webOpts.bodyTimeoutMs },
+    {
+      ...bosh,
+      maxBodySize: webOpts.maxBodySize,
+      allowedOrigins: webOpts.allowedOrigins,
+      bodyTimeoutMs: webOpts.bodyTimeoutMs,
+    },
     web,
   );
   web.route(BOSH_PATH, (req, res, url) => boshService.handle(req, res, url)); // [XEP-0206]

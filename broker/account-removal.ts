@@ -37,11 +37,17 @@ export interface UserStoreCleanup {
 
 /** Stores that hold no per-user data: `kind:name` → why. */
 export const SHARED_STORES: ReadonlyMap<string, string> = new Map([
-  ['kv:roomprofiles', "rooms' own vCards (room avatars), keyed by room; set by owners but the room's data, which stays with its other owners"],
+  [
+    'kv:roomprofiles',
+    "rooms' own vCards (room avatars), keyed by room; set by owners but the room's data, which stays with its other owners",
+  ],
 ]);
 
 /** Every per-user store and how removal cleans it, in the order it is done. */
-export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<string, UserStoreCleanup>([
+export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<
+  string,
+  UserStoreCleanup
+>([
   [
     'kv:accounts',
     {
@@ -53,7 +59,8 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     'kv:pending-subscriptions',
     {
       what: 'subscription requests waiting for the user, and those the user sent to others',
-      clean: (broker, user, ctx) => broker.presence.dropPending(user, [...ctx.ownItems.map((i) => i.jid), ...ctx.listedBy]),
+      clean: (broker, user, ctx) =>
+        broker.presence.dropPending(user, [...ctx.ownItems.map((i) => i.jid), ...ctx.listedBy]),
     },
   ],
   [
@@ -76,7 +83,9 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
       what: "the user's PEP nodes and items (avatars, nickname, OMEMO keys, bookmarks) and private XML storage, all under the key prefix `<bare JID>/`",
       clean: async (broker, user) => {
         const store = broker.storage.kv('pep');
-        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+        await store.batch(
+          (await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })),
+        );
       },
     },
   ],
@@ -106,7 +115,7 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
     {
       what:
         "the user's own archive (its MAM/history view: index entries and counts); a one-to-one " +
-        'message stays in the other party\'s archive while that party archives it, so the other side keeps its history, ' +
+        "message stays in the other party's archive while that party archives it, so the other side keeps its history, " +
         'and a new account of the same name starts with an empty archive',
       clean: (broker, user) => broker.archive.forgetUser(user),
     },
@@ -117,7 +126,9 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
       what: "the user's last displayed position per conversation (unread counts, XEP-0490), under the key prefix `<bare JID>/`",
       clean: async (broker, user) => {
         const store = broker.storage.kv('unread');
-        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+        await store.batch(
+          (await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })),
+        );
       },
     },
   ],
@@ -157,7 +168,9 @@ export const PER_USER_STORES: ReadonlyMap<string, UserStoreCleanup> = new Map<st
       what: "the user's push registrations (XEP-0357 app server JIDs, nodes and publish-options secrets), under `<bare JID>/`",
       clean: async (broker, user) => {
         const store = broker.storage.kv('push');
-        await store.batch((await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })));
+        await store.batch(
+          (await store.keys(`${user.toString()}/`)).map((key) => ({ type: 'del' as const, key })),
+        );
       },
     },
   ],
@@ -189,7 +202,10 @@ export async function removeAccount(broker: Broker, username: string): Promise<v
     await broker.sessions.unbind(s, reason);
     s.close(reason);
   }
-  const ctx: RemovalContext = { ownItems: (await broker.roster.get(u)).items, listedBy: await broker.roster.listedBy(u) };
+  const ctx: RemovalContext = {
+    ownItems: (await broker.roster.get(u)).items,
+    listedBy: await broker.roster.listedBy(u),
+  };
   for (const owner of ctx.listedBy) {
     const before = await broker.roster.removeContact(owner, u);
     if (before) await broker.presence.contactRemoved(Address.parse(owner), user, before);

@@ -26,9 +26,20 @@ const nodeHash = (h: ScramHash): string => (h === 'SHA-1' ? 'sha1' : 'sha256');
 const keyLength = (h: ScramHash): number => (h === 'SHA-1' ? 20 : 32);
 
 /** SaltedPassword := Hi(Normalize(password), salt, i) [RFC5802 3]. */
-export async function saltedPassword(hash: ScramHash, password: string, salt: Buffer, iterations: number): Promise<Buffer> {
+export async function saltedPassword(
+  hash: ScramHash,
+  password: string,
+  salt: Buffer,
+  iterations: number,
+): Promise<Buffer> {
   // SASLprep [RFC4013] approximated by NFKC, as most servers do.
-  return pbkdf2Async(Buffer.from(password.normalize('NFKC'), 'utf8'), salt, iterations, keyLength(hash), nodeHash(hash));
+  return pbkdf2Async(
+    Buffer.from(password.normalize('NFKC'), 'utf8'),
+    salt,
+    iterations,
+    keyLength(hash),
+    nodeHash(hash),
+  );
 }
 
 export function hmac(hash: ScramHash, key: Buffer, data: string | Buffer): Buffer {
@@ -39,7 +50,11 @@ export function digest(hash: ScramHash, data: Buffer): Buffer {
   return createHash(nodeHash(hash)).update(data).digest();
 }
 
-export async function deriveCredential(hash: ScramHash, password: string, iterations: number): Promise<ScramCredential> {
+export async function deriveCredential(
+  hash: ScramHash,
+  password: string,
+  iterations: number,
+): Promise<ScramCredential> {
   const salt = randomBytes(16);
   const salted = await saltedPassword(hash, password, salt, iterations);
   const clientKey = hmac(hash, salted, 'Client Key');
@@ -132,7 +147,10 @@ export class AccountService {
     if (password.length === 0) throw new BrokerError('not-acceptable', 'empty password');
     const existing = await this.store.get(local);
     if (!existing) throw new BrokerError('item-not-found', `no user ${local}`);
-    await this.store.put(local, { ...(await this.record(local, password)), created: existing.created });
+    await this.store.put(local, {
+      ...(await this.record(local, password)),
+      created: existing.created,
+    });
   }
 
   async remove(username: string): Promise<void> {
@@ -155,7 +173,12 @@ export class AccountService {
       return false;
     }
     const cred = rec.scram['SHA-256'];
-    const salted = await saltedPassword('SHA-256', password, Buffer.from(cred.salt, 'base64'), cred.iterations);
+    const salted = await saltedPassword(
+      'SHA-256',
+      password,
+      Buffer.from(cred.salt, 'base64'),
+      cred.iterations,
+    );
     const stored = digest('SHA-256', hmac('SHA-256', salted, 'Client Key'));
     return timingSafeEqual(stored, Buffer.from(cred.storedKey, 'base64'));
   }
@@ -272,7 +295,9 @@ export class AuthThrottle {
   /** How long to hold the answer to a failed attempt of `account` from `ip`, given the failures counted so far. */
   delayFor(ip: string, account: string): number {
     const overAddress = (this.live(this.byAddress, ip)?.count ?? 0) - this.opts.freeFailures;
-    const overAccount = (this.live(this.byAccount, accountKey(account))?.count ?? 0) - this.opts.freeFailuresPerAccount;
+    const overAccount =
+      (this.live(this.byAccount, accountKey(account))?.count ?? 0) -
+      this.opts.freeFailuresPerAccount;
     const over = Math.max(overAddress, overAccount);
     if (over <= 0) return 0;
     return Math.min(this.opts.maxDelayMs, 250 * 2 ** Math.min(over - 1, 30));
@@ -293,7 +318,10 @@ export class AuthThrottle {
     const pair = this.live(this.pairs, key);
     if (!pair) return;
     this.pairs.delete(key);
-    for (const [map, k] of [[this.byAddress, ip], [this.byAccount, acct]] as const) {
+    for (const [map, k] of [
+      [this.byAddress, ip],
+      [this.byAccount, acct],
+    ] as const) {
       const w = this.live(map, k);
       if (!w) continue;
       w.count -= pair.count;

@@ -139,7 +139,8 @@ const IDENTIFIER_CHAR = /^[\u0021-\u007e\p{Ll}\p{Lu}\p{Lo}\p{Lm}\p{Nd}\p{Mn}\p{M
 /** Default-ignorable code points are disallowed in every PRECIS class [RFC8264 9.13]. */
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
 /** Letters of right-to-left scripts (an approximation of Bidi_Class R and AL, which JavaScript regexps do not expose). */
-const RTL_LETTER = /[\p{Script=Hebrew}\p{Script=Arabic}\p{Script=Syriac}\p{Script=Thaana}\p{Script=Nko}\p{Script=Samaritan}\p{Script=Mandaic}\p{Script=Adlam}\p{Script=Hanifi_Rohingya}]/u;
+const RTL_LETTER =
+  /[\p{Script=Hebrew}\p{Script=Arabic}\p{Script=Syriac}\p{Script=Thaana}\p{Script=Nko}\p{Script=Samaritan}\p{Script=Mandaic}\p{Script=Adlam}\p{Script=Hanifi_Rohingya}]/u;
 /** Any letter (with RTL_LETTER: a left-to-right one). */
 const LETTER = /\p{L}/u;
 
@@ -153,7 +154,8 @@ function normLocal(local: string): string {
   const n = local.normalize('NFKC').toLowerCase();
   if (LOCAL_FORBIDDEN.test(n)) throw malformed('forbidden character in localpart');
   if (BIDI_CONTROL.test(n)) throw malformed('bidirectional control character in localpart'); // [RFC8264 9.13]
-  if (!IDENTIFIER_CHAR.test(n) || IGNORABLE.test(n)) throw malformed('character not allowed in a localpart'); // [RFC8264 4.2] [RFC8265 3.3]
+  if (!IDENTIFIER_CHAR.test(n) || IGNORABLE.test(n))
+    throw malformed('character not allowed in a localpart'); // [RFC8264 4.2] [RFC8265 3.3]
   if (RTL_LETTER.test(n)) checkBidiRule(n);
   checkLength(n, 'localpart');
   return n;
@@ -167,9 +169,11 @@ function normLocal(local: string): string {
  */
 function checkBidiRule(n: string): void {
   const chars = [...n];
-  if (!RTL_LETTER.test(chars[0]!)) throw malformed('a right-to-left localpart must start with a right-to-left letter'); // [RFC5893 2 rule 1]
+  if (!RTL_LETTER.test(chars[0]!))
+    throw malformed('a right-to-left localpart must start with a right-to-left letter'); // [RFC5893 2 rule 1]
   for (const c of chars) {
-    if (LETTER.test(c) && !RTL_LETTER.test(c)) throw malformed('left-to-right and right-to-left letters mixed in a localpart'); // [RFC5893 2 rule 2]
+    if (LETTER.test(c) && !RTL_LETTER.test(c))
+      throw malformed('left-to-right and right-to-left letters mixed in a localpart'); // [RFC5893 2 rule 2]
   }
 }
 
@@ -202,7 +206,8 @@ function normDomainUncached(domain: string): string {
   checkLength(d, 'domain');
   if (d.startsWith('[') || d.endsWith(']')) {
     // An IP literal must be a real IPv6 address [RFC7622 3.2, RFC3986 3.2.2]: `a@[<script>]` is not one.
-    if (!(d.startsWith('[') && d.endsWith(']') && isIPv6(d.slice(1, -1)))) throw malformed('invalid IPv6 literal');
+    if (!(d.startsWith('[') && d.endsWith(']') && isIPv6(d.slice(1, -1))))
+      throw malformed('invalid IPv6 literal');
     return d;
   }
   if (!d.split('.').every((label) => DOMAIN_LABEL.test(label))) {

@@ -26,14 +26,23 @@ export function setAdmins(broker: Broker, names: readonly string[]): void {
   for (const name of names) {
     const local = accountLocalpart(broker, name);
     if (local) set.add(local);
-    else broker.log.warn({ admin: name }, `admins: ${name} is not an account name of ${broker.domain}; ignored`);
+    else
+      broker.log.warn(
+        { admin: name },
+        `admins: ${name} is not an account name of ${broker.domain}; ignored`,
+      );
   }
   adminLists.set(broker, set);
 }
 
 /** True when `who` (a JID or a localpart) is one of the configured admins. */
 export function isAdmin(broker: Broker, who: Address | string): boolean {
-  const local = typeof who === 'string' ? accountLocalpart(broker, who) : who.domain === broker.domain ? who.local : undefined;
+  const local =
+    typeof who === 'string'
+      ? accountLocalpart(broker, who)
+      : who.domain === broker.domain
+        ? who.local
+        : undefined;
   return local !== undefined && local !== '' && (adminLists.get(broker)?.has(local) ?? false);
 }
 
@@ -57,14 +66,16 @@ export function accountLocalpart(broker: Broker, name: string): string | undefin
 /** A username or a bare JID of this domain → the account's address; item-not-found when it does not exist. */
 export async function existingUser(broker: Broker, username: string): Promise<Address> {
   const local = accountLocalpart(broker, username);
-  if (local === undefined || !(await broker.accounts.exists(local))) throw new BrokerError('item-not-found', `no user ${username}`);
+  if (local === undefined || !(await broker.accounts.exists(local)))
+    throw new BrokerError('item-not-found', `no user ${username}`);
   return broker.accounts.address(local);
 }
 
 /** A username or a bare JID of this domain → its localpart; jid-malformed otherwise. */
 export function usernameOf(broker: Broker, username: string): string {
   const local = accountLocalpart(broker, username);
-  if (local === undefined) throw new BrokerError('jid-malformed', `not an account of ${broker.domain}: ${username}`);
+  if (local === undefined)
+    throw new BrokerError('jid-malformed', `not an account of ${broker.domain}: ${username}`);
   return local;
 }
 
@@ -77,7 +88,11 @@ export async function removeUser(broker: Broker, username: string): Promise<void
   await broker.removeAccount(usernameOf(broker, username));
 }
 
-export async function setPassword(broker: Broker, username: string, password: string): Promise<void> {
+export async function setPassword(
+  broker: Broker,
+  username: string,
+  password: string,
+): Promise<void> {
   await broker.accounts.setPassword(usernameOf(broker, username), password);
 }
 
@@ -136,7 +151,9 @@ export function sessionView(broker: Broker, s: Session) {
 export function listSessions(broker: Broker, user?: string) {
   return broker.sessions
     .all()
-    .filter((s) => user === undefined || s.address.local === user || s.address.bare().toString() === user)
+    .filter(
+      (s) => user === undefined || s.address.local === user || s.address.bare().toString() === user,
+    )
     .map((s) => sessionView(broker, s));
 }
 
@@ -148,8 +165,11 @@ export async function kick(broker: Broker, jid: string, reason?: string) {
   } catch {
     throw new BrokerError('jid-malformed', `not a JID: ${jid}`);
   }
-  if (addr.domain !== broker.domain) throw new BrokerError('item-not-found', `${jid} is not of ${broker.domain}`);
-  const sessions = addr.resource ? [broker.sessions.get(addr)].filter((s): s is Session => s !== undefined) : broker.sessions.sessionsOf(addr);
+  if (addr.domain !== broker.domain)
+    throw new BrokerError('item-not-found', `${jid} is not of ${broker.domain}`);
+  const sessions = addr.resource
+    ? [broker.sessions.get(addr)].filter((s): s is Session => s !== undefined)
+    : broker.sessions.sessionsOf(addr);
   if (sessions.length === 0) throw new BrokerError('item-not-found', `no session of ${jid}`);
   // XMPP: a <policy-violation/> stream error with the text [RFC6120 4.9.3.18]; MQTT: the connection closed.
   const why = closeReason('policy-violation', reason ?? 'kicked by the administrator');
@@ -180,7 +200,12 @@ export function messageView(env: Envelope) {
  * users not online get a normal message through their offline queue
  * [XEP-0160] (a headline is never stored, RFC6121 8.5.2.1.1).
  */
-export async function announce(broker: Broker, text: string, subject: string | undefined, allUsers: boolean) {
+export async function announce(
+  broker: Broker,
+  text: string,
+  subject: string | undefined,
+  allUsers: boolean,
+) {
   const from = Address.parse(broker.domain);
   const make = (to: Address, type: string): Envelope => ({
     kind: 'message',
@@ -213,7 +238,11 @@ export async function announce(broker: Broker, text: string, subject: string | u
 export async function offlineShow(broker: Broker, username: string, limit = 100) {
   const user = await existingUser(broker, username);
   const envs = await broker.offline.peek(user, limit);
-  return { user: user.toString(), count: await broker.offline.count(user), messages: envs.map(messageView) };
+  return {
+    user: user.toString(),
+    count: await broker.offline.count(user),
+    messages: envs.map(messageView),
+  };
 }
 
 /**
@@ -234,8 +263,14 @@ export async function purgeArchive(broker: Broker, before: number, user?: string
  * archived longer ago than the age leave every archive, then each archive
  * keeps its newest `maxPerUser`.
  */
-export async function applyRetention(broker: Broker, policy: { maxAgeDays: number; maxPerUser: number }) {
-  const aged = policy.maxAgeDays > 0 ? await broker.archive.prune(Date.now() - policy.maxAgeDays * 86_400_000) : 0;
+export async function applyRetention(
+  broker: Broker,
+  policy: { maxAgeDays: number; maxPerUser: number },
+) {
+  const aged =
+    policy.maxAgeDays > 0
+      ? await broker.archive.prune(Date.now() - policy.maxAgeDays * 86_400_000)
+      : 0;
   const trimmed = policy.maxPerUser > 0 ? await broker.archive.trim(policy.maxPerUser) : 0;
   return { aged, trimmed, ...policy };
 }
@@ -245,11 +280,19 @@ export async function applyRetention(broker: Broker, policy: { maxAgeDays: numbe
  * expiry timer would delete (the running node's options decide); else every
  * file and slot created before `before` and/or of one account.
  */
-export async function purgeUploadFiles(broker: Broker, before: number | undefined, username: string | undefined): Promise<{ removed: number; bytes: number }> {
+export async function purgeUploadFiles(
+  broker: Broker,
+  before: number | undefined,
+  username: string | undefined,
+): Promise<{ removed: number; bytes: number }> {
   if (before === undefined && username === undefined) {
     const svc = uploadService(broker);
     // offline the store has no upload options: the expiry rule needs the running node's
-    if (!svc) throw new BrokerError('service-unavailable', 'the expiry purge needs a running node with uploads on; give --before or --user to purge without one');
+    if (!svc)
+      throw new BrokerError(
+        'service-unavailable',
+        'the expiry purge needs a running node with uploads on; give --before or --user to purge without one',
+      );
     const r = await svc.purge();
     return { removed: r.files, bytes: r.bytes };
   }
@@ -265,7 +308,8 @@ export async function nodeStatus(broker: Broker) {
   const counts = broker.metrics.snapshot();
   const pick = (prefix: string) => {
     const out: Record<string, number> = Object.create(null);
-    for (const [k, v] of Object.entries(counts)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
+    for (const [k, v] of Object.entries(counts))
+      if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
     return out;
   };
   const byProtocol: Record<string, number> = Object.create(null);
@@ -279,11 +323,19 @@ export async function nodeStatus(broker: Broker) {
     uptimeMs: Date.now() - broker.startedAt,
     sessions: broker.sessions.count(),
     sessionsByProtocol: { ...byProtocol },
-    users: { accounts: (await broker.accounts.list()).length, online: broker.sessions.users().length },
+    users: {
+      accounts: (await broker.accounts.list()).length,
+      online: broker.sessions.users().length,
+    },
     memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
     connections: { ...pick('connections.') },
     logins: { ...pick('login.') },
-    messages: { routed: { ...pick('routed.') }, delivered: { ...pick('delivered.') }, offlineQueued: counts['offline.queued'] ?? 0, archived: counts.archived ?? 0 },
+    messages: {
+      routed: { ...pick('routed.') },
+      delivered: { ...pick('delivered.') },
+      offlineQueued: counts['offline.queued'] ?? 0,
+      archived: counts.archived ?? 0,
+    },
     traffic: { ...pick('traffic.') },
     /** every counter, by its dotted name (what /metrics shows, without the histograms) */
     metrics: counts,

@@ -1,4 +1,11 @@
-import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, KeyValueStore, OwnerQuery } from '../storage/types.ts';
+import type {
+  ArchivePage,
+  ArchiveQuery,
+  ArchiveRecord,
+  ArchiveStore,
+  KeyValueStore,
+  OwnerQuery,
+} from '../storage/types.ts';
 import { Address } from './address.ts';
 import { BrokerError } from './errors.ts';
 import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
@@ -32,7 +39,12 @@ export interface ArchiveSettings {
   maxPrefsJids: number;
 }
 
-export const defaultArchiveSettings: ArchiveSettings = { defaultMode: 'always', defaultPageSize: 50, maxPageSize: 250, maxPrefsJids: 1000 };
+export const defaultArchiveSettings: ArchiveSettings = {
+  defaultMode: 'always',
+  defaultPageSize: 50,
+  maxPageSize: 250,
+  maxPrefsJids: 1000,
+};
 
 /** A query of a user's own archive, in core terms (XEP-0313 form fields and XEP-0059 paging). */
 export interface UserArchiveQuery {
@@ -211,7 +223,8 @@ export class ArchiveService {
   private cachePrefs(user: string, prefs: ArchivePrefs | null): void {
     this.prefsCache.delete(user);
     this.prefsCache.set(user, prefs);
-    if (this.prefsCache.size > PREFS_CACHE) this.prefsCache.delete(this.prefsCache.keys().next().value as string);
+    if (this.prefsCache.size > PREFS_CACHE)
+      this.prefsCache.delete(this.prefsCache.keys().next().value as string);
   }
 
   /** A user's preferences, the server default when none are stored [XEP-0441 2.1]. */
@@ -223,9 +236,16 @@ export class ArchiveService {
   /** Replace a user's preferences [XEP-0441 2.1]; JIDs are kept as bare JIDs. */
   async setPrefs(user: Address, prefs: ArchivePrefs): Promise<ArchivePrefs> {
     const max = this.settings.maxPrefsJids;
-    if (prefs.always.length > max || prefs.never.length > max) throw new BrokerError('not-acceptable', `at most ${max} JIDs per list`);
-    const bare = (list: string[]) => [...new Set(list.map((j) => Address.parse(j).bare().toString()))];
-    const clean: ArchivePrefs = { default: prefs.default, always: bare(prefs.always), never: bare(prefs.never) };
+    if (prefs.always.length > max || prefs.never.length > max)
+      throw new BrokerError('not-acceptable', `at most ${max} JIDs per list`);
+    const bare = (list: string[]) => [
+      ...new Set(list.map((j) => Address.parse(j).bare().toString())),
+    ];
+    const clean: ArchivePrefs = {
+      default: prefs.default,
+      always: bare(prefs.always),
+      never: bare(prefs.never),
+    };
     const owner = user.bare().toString();
     await this.prefsStore?.put(owner, clean);
     this.cachePrefs(owner, clean);
@@ -240,7 +260,8 @@ export class ArchiveService {
   async queryUser(user: Address, q: UserArchiveQuery): Promise<UserArchivePage> {
     const { defaultPageSize, maxPageSize } = this.settings;
     // Each named id is one index read: no more of them than a page holds.
-    if (q.ids !== undefined && q.ids.length > maxPageSize) throw new BrokerError('policy-violation', `at most ${maxPageSize} ids`);
+    if (q.ids !== undefined && q.ids.length > maxPageSize)
+      throw new BrokerError('policy-violation', `at most ${maxPageSize} ids`);
     const limit = Math.min(maxPageSize, Math.max(0, Math.floor(q.max ?? defaultPageSize)));
     const backwards = q.before !== undefined;
     const oq: OwnerQuery = { limit, count: true, reverse: backwards };
@@ -253,7 +274,8 @@ export class ArchiveService {
     if (q.after !== undefined) oq.after = q.after;
     if (q.before) oq.before = q.before;
     const page = await this.store.queryOwner(user.bare().toString(), oq);
-    if (page.missing) throw new BrokerError('item-not-found', `no archived message with id ${page.missing[0]}`);
+    if (page.missing)
+      throw new BrokerError('item-not-found', `no archived message with id ${page.missing[0]}`);
     const messages = page.records.map((r) => {
       const env = fromRecord(r.value, Address.parse);
       env.seq = r.seq;
@@ -268,7 +290,11 @@ export class ArchiveService {
     return this.store.ownerBounds(user.bare().toString());
   }
 
-  async query(a: Address, b: Address, q?: ArchiveQuery): Promise<{ envelopes: Envelope[]; complete: boolean }> {
+  async query(
+    a: Address,
+    b: Address,
+    q?: ArchiveQuery,
+  ): Promise<{ envelopes: Envelope[]; complete: boolean }> {
     const page: ArchivePage<EnvelopeRecord> = await this.store.query(pairConversation(a, b), q);
     return {
       envelopes: page.records.map((r) => {
@@ -296,7 +322,8 @@ export class ArchiveService {
       if (v.body === undefined && v.chat?.retracted === undefined) continue;
       const env = fromRecord(v, Address.parse);
       env.seq = r.seq;
-      if (r.pos !== undefined) env.archive = { id: String(r.pos), owners: r.archivedFor ?? r.owners };
+      if (r.pos !== undefined)
+        env.archive = { id: String(r.pos), owners: r.archivedFor ?? r.owners };
       out.push(env);
     }
     return out;
@@ -333,7 +360,12 @@ export class ArchiveService {
    * `user`'s archive lists, oldest first, at most `limit` read: the
    * conversation's own range only.
    */
-  async after(user: Address, peer: Address, afterSeq: number, limit: number): Promise<{ envelopes: Envelope[]; complete: boolean }> {
+  async after(
+    user: Address,
+    peer: Address,
+    afterSeq: number,
+    limit: number,
+  ): Promise<{ envelopes: Envelope[]; complete: boolean }> {
     const me = user.bare().toString();
     const page = await this.store.query(pairConversation(user, peer), { afterSeq, limit });
     const envelopes: Envelope[] = [];
@@ -351,13 +383,25 @@ export class ArchiveService {
    * (body, subject, payloads), its place, seq and archive id in both parties'
    * archives stay. False when the record is gone (retention).
    */
-  tombstone(original: Envelope, retracted: { stamp: number; by?: string; reason?: string }): Promise<boolean> {
+  tombstone(
+    original: Envelope,
+    retracted: { stamp: number; by?: string; reason?: string },
+  ): Promise<boolean> {
     if (original.seq === undefined) return Promise.resolve(false);
-    const rec: EnvelopeRecord = { kind: 'message', from: original.from.toString(), to: original.to.toString(), extensions: [], seq: original.seq };
+    const rec: EnvelopeRecord = {
+      kind: 'message',
+      from: original.from.toString(),
+      to: original.to.toString(),
+      extensions: [],
+      seq: original.seq,
+    };
     if (original.type !== undefined) rec.type = original.type;
     if (original.id !== undefined) rec.id = original.id;
     if (original.timestamp !== undefined) rec.timestamp = original.timestamp;
-    rec.chat = { retracted, ...(original.chat?.originId !== undefined ? { originId: original.chat.originId } : {}) };
+    rec.chat = {
+      retracted,
+      ...(original.chat?.originId !== undefined ? { originId: original.chat.originId } : {}),
+    };
     return this.store.setValue(pairConversation(original.from, original.to), original.seq, rec);
   }
 

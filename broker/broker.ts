@@ -191,8 +191,14 @@ export class Broker {
     this.limits = { ...defaultLimits, ...opts.limits };
     this.limitViews = limitViews(this.limits);
     this.logins = this.storage.kv<LastLogin>('last-login');
-    this.hooks = new HookBus<BrokerHooks>(this.log, (hook, err) => this.metrics.error('hook', `${hook}: ${(err as Error)?.message ?? err}`));
-    this.accounts = new AccountService(this.storage.kv<AccountRecord>('accounts'), this.domain, this.limits.scramIterations);
+    this.hooks = new HookBus<BrokerHooks>(this.log, (hook, err) =>
+      this.metrics.error('hook', `${hook}: ${(err as Error)?.message ?? err}`),
+    );
+    this.accounts = new AccountService(
+      this.storage.kv<AccountRecord>('accounts'),
+      this.domain,
+      this.limits.scramIterations,
+    );
     this.throttle = new AuthThrottle(this.limitViews.throttle);
     this.sessions = new SessionManager(
       this.cluster.registry,
@@ -203,29 +209,52 @@ export class Broker {
         bound: (s) => {
           // Not awaited: the login does not wait for it; the write queue keeps its order with a later removal's delete.
           this.logins
-            .put(s.address.local, { at: Date.now(), protocol: s.protocol, transport: s.transport, resource: s.address.resource, ...(s.remoteAddress && { address: s.remoteAddress }) })
+            .put(s.address.local, {
+              at: Date.now(),
+              protocol: s.protocol,
+              transport: s.transport,
+              resource: s.address.resource,
+              ...(s.remoteAddress && { address: s.remoteAddress }),
+            })
             .catch((err) => this.log.warn({ err }, 'last login not recorded'));
           this.hooks.emit('session:bound', s);
         },
         unbound: (s, r) => {
-          this.presence.sessionEnded(s).catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
+          this.presence
+            .sessionEnded(s)
+            .catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
           this.hooks.emit('session:unbound', s, r);
         },
       },
     );
     this.router = new Router(this);
-    this.roster = new RosterService(this.storage.kv('roster'), this.limitViews.roster, (user, item, ver) => {
-      for (const s of this.sessions.sessionsOf(Address.parse(user))) if (s.interested) s.rosterPush?.(item, ver);
-      pushRosterToOtherNodes(this, user, item, ver).catch((err) => this.log.warn({ err }, 'roster push to other nodes failed'));
-    });
-    this.presence = new PresenceService(this, this.storage.kv<EnvelopeRecord>('pending-subscriptions'));
+    this.roster = new RosterService(
+      this.storage.kv('roster'),
+      this.limitViews.roster,
+      (user, item, ver) => {
+        for (const s of this.sessions.sessionsOf(Address.parse(user)))
+          if (s.interested) s.rosterPush?.(item, ver);
+        pushRosterToOtherNodes(this, user, item, ver).catch((err) =>
+          this.log.warn({ err }, 'roster push to other nodes failed'),
+        );
+      },
+    );
+    this.presence = new PresenceService(
+      this,
+      this.storage.kv<EnvelopeRecord>('pending-subscriptions'),
+    );
     this.archive = new ArchiveService(
       this.storage.archive<EnvelopeRecord>('chat'),
       () => this.metrics.archived(),
       this.storage.kv<ArchivePrefs>('archive-prefs'),
       async (user, contact) => (await this.roster.item(user, contact)) !== undefined,
     );
-    this.offline = new OfflineQueue(this.storage.queue<EnvelopeRecord>('offline'), this.limits.offlineMaxPerUser, this.domain, this.limits.offlineMaxBytesPerUser);
+    this.offline = new OfflineQueue(
+      this.storage.queue<EnvelopeRecord>('offline'),
+      this.limits.offlineMaxPerUser,
+      this.domain,
+      this.limits.offlineMaxBytesPerUser,
+    );
     this.hosts = new HostRegistry(this.domain);
     this.moduleDefs = opts.modules ?? [];
     joinCluster(this);
@@ -275,7 +304,10 @@ export class Broker {
     await this.cluster.bus.start();
     const byName = new Map(this.moduleDefs.map((m) => [m.def.name, m]));
     // Every option is checked before any module runs, so a bad one starts nothing.
-    const plan = orderModules(this.moduleDefs.map((m) => m.def)).map((def) => ({ def, options: resolveOptions(def, byName.get(def.name)?.options) }));
+    const plan = orderModules(this.moduleDefs.map((m) => m.def)).map((def) => ({
+      def,
+      options: resolveOptions(def, byName.get(def.name)?.options),
+    }));
     try {
       for (const { def, options } of plan) {
         const lm = new LoadedModule(def);
@@ -290,7 +322,14 @@ export class Broker {
       throw err;
     }
     this.running = true;
-    this.log.info({ domain: this.domain, node: this.cluster.bus.nodeId, modules: this.loaded.map((m) => m.def.name) }, 'broker started');
+    this.log.info(
+      {
+        domain: this.domain,
+        node: this.cluster.bus.nodeId,
+        modules: this.loaded.map((m) => m.def.name),
+      },
+      'broker started',
+    );
   }
 
   /** Close every session (system-shutdown), unload modules, close backends. */

@@ -32,7 +32,14 @@ export function joinCluster(broker: Broker): void {
     const purged = await registry.purgeNode(node);
     broker.log.warn({ node, sessions: purged }, 'cluster: sessions of a dead node purged');
     for (const e of sessions) {
-      await broker.presence.remoteSessionGone(e).catch((err) => broker.log.error({ err, user: e.user }, 'cluster: unavailable presence for a dead node\'s session failed'));
+      await broker.presence
+        .remoteSessionGone(e)
+        .catch((err) =>
+          broker.log.error(
+            { err, user: e.user },
+            "cluster: unavailable presence for a dead node's session failed",
+          ),
+        );
     }
     const gone: SessionsGone = { node, sessions };
     await bus.broadcast('sessions-gone', gone).catch(() => {});
@@ -43,7 +50,9 @@ export function joinCluster(broker: Broker): void {
     if (!reaped) return;
     void (async () => {
       for (const s of broker.sessions.all()) {
-        await broker.presence.announceAgain(s).catch((err) => broker.log.warn({ err }, 'cluster: presence not announced again'));
+        await broker.presence
+          .announceAgain(s)
+          .catch((err) => broker.log.warn({ err }, 'cluster: presence not announced again'));
       }
     })();
   });
@@ -53,17 +62,25 @@ export function joinCluster(broker: Broker): void {
       broker.hooks.emit('node:down', p.node, p.sessions);
     } else if (msg.type === 'roster-push') {
       const p = msg.payload as RemoteRosterPush;
-      for (const s of broker.sessions.sessionsOf(Address.parse(p.user))) if (s.interested) s.rosterPush?.(p.item, p.ver);
+      for (const s of broker.sessions.sessionsOf(Address.parse(p.user)))
+        if (s.interested) s.rosterPush?.(p.item, p.ver);
     }
   });
 }
 
 /** A roster push [RFC6121 2.1.6] for the user's interested sessions on other nodes (one bus message per node). */
-export async function pushRosterToOtherNodes(broker: Broker, user: string, item: RosterItem, ver: string): Promise<void> {
+export async function pushRosterToOtherNodes(
+  broker: Broker,
+  user: string,
+  item: RosterItem,
+  ver: string,
+): Promise<void> {
   const self = broker.cluster.bus.nodeId;
-  const entries = broker.cluster.registry.lookupNow?.(user) ?? (await broker.cluster.registry.lookup(user));
+  const entries =
+    broker.cluster.registry.lookupNow?.(user) ?? (await broker.cluster.registry.lookup(user));
   const nodes = new Set<string>();
   for (const e of entries) if (e.node !== self) nodes.add(e.node);
   const push: RemoteRosterPush = { user, item, ver };
-  for (const node of nodes) await broker.cluster.bus.send(node, 'roster-push', push).catch(() => {});
+  for (const node of nodes)
+    await broker.cluster.bus.send(node, 'roster-push', push).catch(() => {});
 }

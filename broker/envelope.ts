@@ -92,19 +92,32 @@ export interface EnvelopeRecord extends Omit<Envelope, 'from' | 'to'> {
  */
 
 export function toRecord(env: Envelope): EnvelopeRecord {
-  const rec: EnvelopeRecord = { kind: env.kind, from: env.from.toString(), to: env.to.toString(), extensions: env.extensions };
+  const rec: EnvelopeRecord = {
+    kind: env.kind,
+    from: env.from.toString(),
+    to: env.to.toString(),
+    extensions: env.extensions,
+  };
   copyOptional(env, rec);
   return rec;
 }
 
 export function fromRecord(rec: EnvelopeRecord, parse: (s: string) => Address): Envelope {
-  const env: Envelope = { kind: rec.kind, from: parse(rec.from), to: parse(rec.to), extensions: rec.extensions };
+  const env: Envelope = {
+    kind: rec.kind,
+    from: parse(rec.from),
+    to: parse(rec.to),
+    extensions: rec.extensions,
+  };
   copyOptional(rec, env);
   return env;
 }
 
 /** The optional fields of an envelope or record, those that are set. */
-function copyOptional(src: Omit<Envelope, 'from' | 'to'>, dst: Omit<Envelope, 'from' | 'to'>): void {
+function copyOptional(
+  src: Omit<Envelope, 'from' | 'to'>,
+  dst: Omit<Envelope, 'from' | 'to'>,
+): void {
   if (src.type !== undefined) dst.type = src.type;
   if (src.id !== undefined) dst.id = src.id;
   if (src.body !== undefined) dst.body = src.body;
@@ -137,7 +150,14 @@ export function isStorableMessage(env: Envelope): boolean {
   if (c.hint === 'no-store') return false; // [XEP-0334 4.2]
   if (c.hint === 'store') return true; // [XEP-0334 4.4]
   if (env.body !== undefined || env.subject !== undefined) return true;
-  return c.receipt !== undefined || c.request === true || c.marker !== undefined || c.markable === true || c.retract !== undefined || c.replace !== undefined;
+  return (
+    c.receipt !== undefined ||
+    c.request === true ||
+    c.marker !== undefined ||
+    c.markable === true ||
+    c.retract !== undefined ||
+    c.replace !== undefined
+  );
 }
 
 /** A storable message that also goes to the timeline (the archive): not one hinted `no-permanent-store` [XEP-0334 4.1]. */

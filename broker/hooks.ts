@@ -100,7 +100,8 @@ export class HookBus<M extends HookSignatures> {
       }
     }
     if (errors.length === 1) throw errors[0];
-    if (errors.length > 1) throw new AggregateError(errors, `${String(name)}: ${errors.length} handlers failed`);
+    if (errors.length > 1)
+      throw new AggregateError(errors, `${String(name)}: ${errors.length} handlers failed`);
   }
 
   /**
@@ -150,7 +151,14 @@ export class HookBus<M extends HookSignatures> {
   }
 
   /** The rest of {@link foldNow} once handler `i` returned the promise `pending`. */
-  private async foldRest<K extends keyof M>(name: K, handlers: Entry[], i: number, pending: Promise<unknown>, acc: M[K][1], rest: unknown[]): Promise<M[K][1]> {
+  private async foldRest<K extends keyof M>(
+    name: K,
+    handlers: Entry[],
+    i: number,
+    pending: Promise<unknown>,
+    acc: M[K][1],
+    rest: unknown[],
+  ): Promise<M[K][1]> {
     try {
       const next = await pending;
       if (next !== undefined) acc = next as M[K][1];

@@ -1,15 +1,49 @@
 // The core's public surface: adapters import from here only.
 export { Address } from './address.ts';
-export { type ArchivedMessage, type ArchiveMode, type ArchivePrefs, type UserArchivePage, type UserArchiveQuery } from './archive.ts';
-export { Broker, defaultLimits, type BrokerHooks, type BrokerLimits, type BrokerOptions, type LastLogin } from './broker.ts';
-export { BrokerError, closeReason, type CloseKind, type CloseReason, type ErrorCondition, type ErrorType, type AppCondition } from './errors.ts';
-export { isArchivable, isStorableMessage, type ChatMeta, type Envelope, type EnvelopeKind, type MarkerType } from './envelope.ts';
+export {
+  type ArchivedMessage,
+  type ArchiveMode,
+  type ArchivePrefs,
+  type UserArchivePage,
+  type UserArchiveQuery,
+} from './archive.ts';
+export {
+  Broker,
+  defaultLimits,
+  type BrokerHooks,
+  type BrokerLimits,
+  type BrokerOptions,
+  type LastLogin,
+} from './broker.ts';
+export {
+  BrokerError,
+  closeReason,
+  type CloseKind,
+  type CloseReason,
+  type ErrorCondition,
+  type ErrorType,
+  type AppCondition,
+} from './errors.ts';
+export {
+  isArchivable,
+  isStorableMessage,
+  type ChatMeta,
+  type Envelope,
+  type EnvelopeKind,
+  type MarkerType,
+} from './envelope.ts';
 export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { HostRegistry, type HostHandler } from './hosts.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
 export { CounterMetrics, type Metrics } from './metrics.ts';
-export { defineModule, type ModuleContext, type ModuleDefinition, type OptionSpec, type SpecClaim } from './module.ts';
+export {
+  defineModule,
+  type ModuleContext,
+  type ModuleDefinition,
+  type OptionSpec,
+  type SpecClaim,
+} from './module.ts';
 export type { RosterItem, Subscription } from './roster.ts';
 export type { Ordered } from './router.ts';
 export { MAX_PIPELINE, OriginPipeline } from './pipeline.ts';
@@ -55,4 +89,9 @@ export {
 /** The operator's operations, shared by the CLI's admin socket, the admin page and XEP-0133 ad-hoc commands. */
 export * as adminOps from './admin.ts';
 export { isAdmin, setAdmins } from './admin.ts';
-export { UnreadService, unreadService, type DisplayedSource, type UnreadCounts } from './modules/unread.ts';
+export {
+  UnreadService,
+  unreadService,
+  type DisplayedSource,
+  type UnreadCounts,
+} from './modules/unread.ts';

@@ -33,7 +33,10 @@ export class CounterMetrics implements Metrics {
    * a Map lookup with a string the caller already has, with no key built per
    * event. snapshot() gives them the same dotted keys as the others.
    */
-  private readonly hot = { routed: new Map<string, number>(), delivered: new Map<string, number>() };
+  private readonly hot = {
+    routed: new Map<string, number>(),
+    delivered: new Map<string, number>(),
+  };
   private readonly trafficBy = new Map<string, { in: number; out: number }>();
 
   protected inc(key: string, by = 1): void {
@@ -78,7 +81,8 @@ export class CounterMetrics implements Metrics {
   }
   snapshot(): Record<string, number> {
     const out = Object.fromEntries(this.c);
-    for (const [family, counts] of Object.entries(this.hot)) for (const [kind, n] of counts) out[`${family}.${kind}`] = n;
+    for (const [family, counts] of Object.entries(this.hot))
+      for (const [kind, n] of counts) out[`${family}.${kind}`] = n;
     for (const [protocol, t] of this.trafficBy) {
       if (t.in) out[`traffic.${protocol}.in`] = t.in;
       if (t.out) out[`traffic.${protocol}.out`] = t.out;

@@ -11,7 +11,9 @@ export type OptionSpec =
   | { type: 'strings'; default: string[]; doc: string };
 
 type OptionValue<S extends OptionSpec> = S['default'];
-export type OptionValues<O extends Record<string, OptionSpec>> = { [K in keyof O]: OptionValue<O[K]> };
+export type OptionValues<O extends Record<string, OptionSpec>> = {
+  [K in keyof O]: OptionValue<O[K]>;
+};
 
 /** A specification a module implements, for docs/compliance.md. */
 export interface SpecClaim {
@@ -36,7 +38,9 @@ export interface ModuleContext<O extends Record<string, OptionSpec>> {
   every(ms: number, fn: () => void): void;
 }
 
-export interface ModuleDefinition<O extends Record<string, OptionSpec> = Record<string, OptionSpec>> {
+export interface ModuleDefinition<
+  O extends Record<string, OptionSpec> = Record<string, OptionSpec>,
+> {
   name: string;
   /** one line for the docs */
   description: string;
@@ -53,7 +57,9 @@ export interface ModuleDefinition<O extends Record<string, OptionSpec> = Record<
  * typed options with defaults and docs, implemented specs, and setup. Docs and
  * the compliance table are generated from these declarations.
  */
-export function defineModule<O extends Record<string, OptionSpec>>(def: ModuleDefinition<O>): ModuleDefinition<O> {
+export function defineModule<O extends Record<string, OptionSpec>>(
+  def: ModuleDefinition<O>,
+): ModuleDefinition<O> {
   return def;
 }
 
@@ -76,8 +82,10 @@ export function resolveOptions<O extends Record<string, OptionSpec>>(
     switch (spec.type) {
       case 'number':
         if (typeof v !== 'number' || Number.isNaN(v)) throw new Error(`${path}: expected a number`);
-        if (spec.min !== undefined && v < spec.min) throw new Error(`${path}: must be >= ${spec.min}`);
-        if (spec.max !== undefined && v > spec.max) throw new Error(`${path}: must be <= ${spec.max}`);
+        if (spec.min !== undefined && v < spec.min)
+          throw new Error(`${path}: must be >= ${spec.min}`);
+        if (spec.max !== undefined && v > spec.max)
+          throw new Error(`${path}: must be <= ${spec.max}`);
         break;
       case 'boolean':
         if (typeof v !== 'boolean') throw new Error(`${path}: expected a boolean`);
@@ -87,7 +95,8 @@ export function resolveOptions<O extends Record<string, OptionSpec>>(
         if (typeof v !== 'string') throw new Error(`${path}: expected a string`);
         break;
       case 'strings':
-        if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw new Error(`${path}: expected a list of strings`);
+        if (!Array.isArray(v) || !v.every((s) => typeof s === 'string'))
+          throw new Error(`${path}: expected a list of strings`);
         break;
     }
     out[key] = v;
@@ -103,7 +112,8 @@ export function orderModules(defs: ModuleDefinition<any>[]): ModuleDefinition<an
   const visit = (d: ModuleDefinition<any>, chain: string[]): void => {
     const s = state.get(d.name);
     if (s === 'done') return;
-    if (s === 'visiting') throw new Error(`module dependency cycle: ${[...chain, d.name].join(' -> ')}`);
+    if (s === 'visiting')
+      throw new Error(`module dependency cycle: ${[...chain, d.name].join(' -> ')}`);
     state.set(d.name, 'visiting');
     for (const dep of d.depends ?? []) {
       const dd = byName.get(dep);

@@ -22,7 +22,12 @@ export class OfflineQueue {
     this.maxBytesPerUser = maxBytesPerUser;
   }
 
-  constructor(store: QueueStore<EnvelopeRecord>, maxPerUser: number, domain: string, maxBytesPerUser = Infinity) {
+  constructor(
+    store: QueueStore<EnvelopeRecord>,
+    maxPerUser: number,
+    domain: string,
+    maxBytesPerUser = Infinity,
+  ) {
     this.store = store;
     this.maxPerUser = maxPerUser;
     this.maxBytesPerUser = maxBytesPerUser;
@@ -57,7 +62,11 @@ export class OfflineQueue {
    * a crash, or a connection cut after a message left the node but before the
    * client read it, delivers it again at the next login rather than never.
    */
-  async flush(user: Address, deliver: (env: Envelope) => void | boolean | Promise<void | boolean>, batch = 100): Promise<number> {
+  async flush(
+    user: Address,
+    deliver: (env: Envelope) => void | boolean | Promise<void | boolean>,
+    batch = 100,
+  ): Promise<number> {
     const owner = user.bare().toString();
     let total = 0;
     const done: string[] = [];
@@ -74,7 +83,11 @@ export class OfflineQueue {
         let stopped = false;
         for (const item of items) {
           const env = fromRecord(item.value, Address.parse);
-          env.delay = { stamp: env.timestamp ?? Date.now(), from: this.domain, reason: 'Offline Storage' };
+          env.delay = {
+            stamp: env.timestamp ?? Date.now(),
+            from: this.domain,
+            reason: 'Offline Storage',
+          };
           if ((await deliver(env)) === false) {
             stopped = true; // the session went away: this one and the rest stay queued
             break;
@@ -93,7 +106,9 @@ export class OfflineQueue {
 
   /** The queued messages, oldest first, left in the queue (`parley offline show`). */
   async peek(user: Address, limit = 100): Promise<Envelope[]> {
-    return (await this.store.list(user.bare().toString(), limit)).map((item) => fromRecord(item.value, Address.parse));
+    return (await this.store.list(user.bare().toString(), limit)).map((item) =>
+      fromRecord(item.value, Address.parse),
+    );
   }
 
   clear(user: Address): Promise<void> {

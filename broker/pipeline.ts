@@ -50,15 +50,18 @@ export class OriginPipeline {
     const done = this.#next.then(() => step({ admit, after }));
     // Done only once the earlier steps are too, even if this one failed early.
     // (Inline arrows: tsx's keepNames would wrap a named closure on every call.)
-    const settled = done.then(
-      () => (admit(), after),
-      () => (admit(), after),
-    ).then(this.#stepDone);
+    const settled = done
+      .then(
+        () => (admit(), after),
+        () => (admit(), after),
+      )
+      .then(this.#stepDone);
     this.#tail = settled;
     this.#window.push(settled);
     if (this.#window.length > MAX_PIPELINE) this.#window.shift();
     // Steps complete in order, so with the bound reached the oldest in flight is the window's first.
-    this.#next = this.#depth >= MAX_PIPELINE ? Promise.all([admitted, this.#window[0]]).then(noop) : admitted;
+    this.#next =
+      this.#depth >= MAX_PIPELINE ? Promise.all([admitted, this.#window[0]]).then(noop) : admitted;
     return { done, next: this.#next };
   }
 

@@ -16,7 +16,6 @@ interface RemoteProbe {
   to: string;
 }
 
-
 /**
  * Presence [RFC6121 4] and subscriptions [RFC6121 3]. Both parties live on
  * this domain, so the server applies the sender's and the receiver's half of
@@ -35,7 +34,10 @@ export class PresenceService {
     this.broker = broker;
     this.pending = pending;
     broker.cluster.bus.onMessage((msg) => {
-      if (msg.type === 'probe') this.answerRemoteProbe(msg.payload as RemoteProbe).catch((err) => broker.log.warn({ err }, 'cross-node presence probe failed'));
+      if (msg.type === 'probe')
+        this.answerRemoteProbe(msg.payload as RemoteProbe).catch((err) =>
+          broker.log.warn({ err }, 'cross-node presence probe failed'),
+        );
     });
   }
 
@@ -49,10 +51,18 @@ export class PresenceService {
     for (const t of targets) {
       if (t.local) continue;
       let p = byNode.get(t.node);
-      if (!p) byNode.set(t.node, (p = { user: owner.bare().toString(), resources: [], to: to.toString() }));
+      if (!p)
+        byNode.set(
+          t.node,
+          (p = { user: owner.bare().toString(), resources: [], to: to.toString() }),
+        );
       p.resources.push(t.resource);
     }
-    return Promise.all([...byNode].map(([node, p]) => this.broker.cluster.bus.send(node, 'probe', p).catch(() => {})));
+    return Promise.all(
+      [...byNode].map(([node, p]) =>
+        this.broker.cluster.bus.send(node, 'probe', p).catch(() => {}),
+      ),
+    );
   }
 
   private async answerRemoteProbe(p: RemoteProbe): Promise<void> {
@@ -60,7 +70,9 @@ export class PresenceService {
     for (const resource of p.resources) {
       const s = this.broker.sessions.getByUser(p.user, resource);
       if (!s?.available || !s.presence) continue;
-      if (to.isBare) for (const t of await this.available(to)) await this.broker.router.deliverTo(t, { ...s.presence, to });
+      if (to.isBare)
+        for (const t of await this.available(to))
+          await this.broker.router.deliverTo(t, { ...s.presence, to });
       else await this.broker.router.deliverFull(to, { ...s.presence, to });
     }
   }
@@ -83,7 +95,13 @@ export class PresenceService {
   async remoteSessionGone(e: SessionEntry): Promise<void> {
     if (!e.available) return;
     const user = Address.parse(e.user);
-    const unavailable: Envelope = { kind: 'presence', type: 'unavailable', from: user.withResource(e.resource), to: user, extensions: [] };
+    const unavailable: Envelope = {
+      kind: 'presence',
+      type: 'unavailable',
+      from: user.withResource(e.resource),
+      to: user,
+      extensions: [],
+    };
     const sends: Promise<void>[] = [];
     for (const contact of await this.broker.roster.contacts(e.user, 'from')) {
       const c = Address.parse(contact);
@@ -95,18 +113,21 @@ export class PresenceService {
 
   /** Requests waiting for `owner`'s answer, oldest key first. */
   async pendingFor(owner: Address): Promise<Envelope[]> {
-    return (await this.pending.entries(`${owner.toString()}/`)).map(([, rec]) => fromRecord(rec, Address.parse));
+    return (await this.pending.entries(`${owner.toString()}/`)).map(([, rec]) =>
+      fromRecord(rec, Address.parse),
+    );
   }
 
   /** Every pending-request key of `user`: the ones waiting for it and the ones it sent to `contacts` (account removal). */
   async dropPending(user: Address, contacts: Iterable<string>): Promise<void> {
     const u = user.toString();
-    const ops: KeyValueOp<EnvelopeRecord>[] = (await this.pending.keys(`${u}/`)).map((key) => ({ type: 'del', key }));
+    const ops: KeyValueOp<EnvelopeRecord>[] = (await this.pending.keys(`${u}/`)).map((key) => ({
+      type: 'del',
+      key,
+    }));
     for (const c of contacts) ops.push({ type: 'del', key: `${c}/${u}` });
     await this.pending.batch(ops);
   }
-
-
 
   /** A presence stanza a session sent. `env.from` is the session's full address. */
   async fromSession(session: Session, env: Envelope): Promise<void> {
@@ -117,11 +138,15 @@ export class PresenceService {
       const contact = env.to.bare();
       return this.subscription(type, user, contact, { ...env, from: user, to: contact });
     }
-    if (type === undefined && this.broker.hooks.has('presence:outgoing')) env = await this.broker.hooks.fold('presence:outgoing', env, session);
+    if (type === undefined && this.broker.hooks.has('presence:outgoing'))
+      env = await this.broker.hooks.fold('presence:outgoing', env, session);
     if (env.to.equals(session.address.bare()) && !type) env = { ...env, to: session.address }; // presence to self = broadcast
-    const broadcast = env.to.equals(session.address) || (env.to.isDomain && env.to.domain === this.broker.domain);
+    const broadcast =
+      env.to.equals(session.address) || (env.to.isDomain && env.to.domain === this.broker.domain);
     if (broadcast && (type === undefined || type === 'unavailable')) {
-      return type === 'unavailable' ? this.goUnavailable(session, env) : this.goAvailable(session, env);
+      return type === 'unavailable'
+        ? this.goUnavailable(session, env)
+        : this.goAvailable(session, env);
     }
     if (type === undefined || type === 'unavailable') {
       // Directed presence [RFC6121 4.6]: remember it for the unavailable on logout.
@@ -131,7 +156,10 @@ export class PresenceService {
         if (!directed.has(to) && directed.size >= this.broker.limits.maxDirectedPresences) {
           // Bounded per session: refused with resource-constraint [RFC6120 8.3.3.18], not routed, so
           // that every recipient of an available presence is sure to get the unavailable [RFC6121 4.6.3].
-          throw new BrokerError('resource-constraint', 'too many directed presences from this session');
+          throw new BrokerError(
+            'resource-constraint',
+            'too many directed presences from this session',
+          );
         }
         directed.add(to);
       } else session.directed?.delete(env.to.toString());
@@ -193,7 +221,13 @@ export class PresenceService {
     }
     if (item.subscription === 'to' || item.subscription === 'both') {
       for (const t of await this.available(owner)) {
-        await this.broker.router.deliverTo(t, { kind: 'presence', type: 'unavailable', from: gone, to: owner, extensions: [] });
+        await this.broker.router.deliverTo(t, {
+          kind: 'presence',
+          type: 'unavailable',
+          from: gone,
+          to: owner,
+          extensions: [],
+        });
       }
     }
   }
@@ -215,7 +249,8 @@ export class PresenceService {
     }
     for (const t of await this.available(user)) this.send(sends, t, presence);
     await Promise.all(sends);
-    if (this.broker.hooks.has('presence:available')) this.broker.hooks.emit('presence:available', session, presence);
+    if (this.broker.hooks.has('presence:available'))
+      this.broker.hooks.emit('presence:available', session, presence);
     if (!initial) return;
     // [RFC6121 4.2.2] probe contacts with to/both; answered locally from the registry.
     for (const contact of contacts.to) {
@@ -227,7 +262,8 @@ export class PresenceService {
       await this.probeRemote(c, targets, session.address);
     }
     for (const other of this.broker.sessions.sessionsOf(user)) {
-      if (other !== session && other.available && other.presence) session.deliver({ ...other.presence, to: session.address });
+      if (other !== session && other.available && other.presence)
+        session.deliver({ ...other.presence, to: session.address });
     }
     await this.probeRemote(user, await this.available(user), session.address);
     // [RFC6121 3.1.3] subscription requests that arrived while offline
@@ -264,7 +300,12 @@ export class PresenceService {
     session.directed?.clear();
   }
 
-  private async subscription(type: string, user: Address, contact: Address, env: Envelope): Promise<void> {
+  private async subscription(
+    type: string,
+    user: Address,
+    contact: Address,
+    env: Envelope,
+  ): Promise<void> {
     const roster = this.broker.roster;
     const u = user.toString();
     const c = contact.toString();
@@ -285,14 +326,21 @@ export class PresenceService {
           return this.approved(user, contact);
         }
         const key = `${c}/${u}`;
-        if ((await this.pending.get(key)) === undefined && (await this.pending.keys(`${c}/`)).length >= this.broker.limits.maxPendingSubscriptions) {
+        if (
+          (await this.pending.get(key)) === undefined &&
+          (await this.pending.keys(`${c}/`)).length >= this.broker.limits.maxPendingSubscriptions
+        ) {
           // The contact has too many unanswered requests: refuse this one rather than grow without bound
           // [RFC6120 8.3.3.18]; the user's own item keeps ask until the user cancels it.
-          throw new BrokerError('resource-constraint', 'the contact has too many pending subscription requests');
+          throw new BrokerError(
+            'resource-constraint',
+            'the contact has too many pending subscription requests',
+          );
         }
         await this.pending.put(key, toRecord(this.stanza('subscribe', user, contact, env)));
         // [RFC6121 3.1.3] the request goes to every available resource
-        for (const t of await this.available(contact)) await this.broker.router.deliverTo(t, this.stanza('subscribe', user, contact, env));
+        for (const t of await this.available(contact))
+          await this.broker.router.deliverTo(t, this.stanza('subscribe', user, contact, env));
         return;
       }
       case 'subscribed': {
@@ -351,10 +399,17 @@ export class PresenceService {
     const avail = all.filter((t) => t.local?.presence);
     const remote = all.filter((t) => !t.local);
     if (avail.length === 0 && remote.length === 0) {
-      await this.broker.router.deliverFull(replyTo, { kind: 'presence', type: 'unavailable', from: owner, to: replyTo, extensions: [] });
+      await this.broker.router.deliverFull(replyTo, {
+        kind: 'presence',
+        type: 'unavailable',
+        from: owner,
+        to: replyTo,
+        extensions: [],
+      });
       return;
     }
-    for (const t of avail) await this.broker.router.deliverFull(replyTo, { ...t.local!.presence!, to: replyTo });
+    for (const t of avail)
+      await this.broker.router.deliverFull(replyTo, { ...t.local!.presence!, to: replyTo });
     await this.probeRemote(owner, remote, replyTo);
   }
 
@@ -364,7 +419,13 @@ export class PresenceService {
     for (const t of await this.available(from)) {
       const full = from.withResource(t.resource);
       for (const s of targets) {
-        await this.broker.router.deliverTo(s, { kind: 'presence', type: 'unavailable', from: full, to, extensions: [] });
+        await this.broker.router.deliverTo(s, {
+          kind: 'presence',
+          type: 'unavailable',
+          from: full,
+          to,
+          extensions: [],
+        });
       }
     }
   }
@@ -398,7 +459,14 @@ export class PresenceService {
   }
 
   private stanza(type: string, from: Address, to: Address, base?: Envelope): Envelope {
-    return { kind: 'presence', type, from, to, extensions: base?.extensions ?? [], status: base?.status };
+    return {
+      kind: 'presence',
+      type,
+      from,
+      to,
+      extensions: base?.extensions ?? [],
+      status: base?.status,
+    };
   }
 }
 

@@ -687,7 +687,8 @@ export class RoomService {
     if (!room) return;
     const aff = room.affiliation(user);
     if (aff === 'outcast') throw new BrokerError('forbidden', 'you are banned from this room'); // [XEP-0045 7.2.7]
-    if (room.config.membersOnly && aff === 'none') throw new BrokerError('registration-required', 'members only'); // [XEP-0045 7.2.6]
+    if (room.config.membersOnly && aff === 'none')
+      throw new BrokerError('registration-required', 'members only'); // [XEP-0045 7.2.6]
     const moderatorLike = aff === 'owner' || aff === 'admin';
     if (room.config.password && !moderatorLike && password !== room.config.password) {
       throw new BrokerError('not-authorized', 'password required'); // [XEP-0045 7.2.5]
@@ -695,7 +696,8 @@ export class RoomService {
     const holder = room.occupants.get(nick);
     if (holder && holder.user !== user) throw new BrokerError('conflict', 'nick in use'); // [XEP-0045 7.2.8]
     for (const [u, n] of room.nicks) {
-      if (n === nick && u !== user) throw new BrokerError('conflict', 'nick reserved by another member'); // [XEP-0045 7.2.8]
+      if (n === nick && u !== user)
+        throw new BrokerError('conflict', 'nick reserved by another member'); // [XEP-0045 7.2.8]
     }
     const limit = this.limitOf(room);
     if (!holder && limit > 0 && room.occupants.size >= limit && !moderatorLike) {
@@ -1029,8 +1031,7 @@ export class RoomService {
   requestVoice(room: Room, deviceKey: string): void {
     const occ = room.occupantOf(deviceKey);
     if (!occ) throw new BrokerError('not-acceptable', 'you are not in this room'); // [XEP-0045 7.4]
-    if (occ.role !== 'visitor')
-      throw new BrokerError('not-allowed', 'only visitors request voice'); // [XEP-0045 7.13]
+    if (occ.role !== 'visitor') throw new BrokerError('not-allowed', 'only visitors request voice'); // [XEP-0045 7.13]
     const now = Date.now();
     const window = this.opts.voiceRequestInterval * 1000;
     for (const [u, t] of room.voiceRequests) if (now - t >= window) room.voiceRequests.delete(u);

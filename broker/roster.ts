@@ -57,7 +57,11 @@ export class RosterService {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly onPush: (user: string, item: RosterItem, ver: string) => void;
 
-  constructor(store: KeyValueStore<RosterRecord>, limits: RosterLimits, onPush: (user: string, item: RosterItem, ver: string) => void) {
+  constructor(
+    store: KeyValueStore<RosterRecord>,
+    limits: RosterLimits,
+    onPush: (user: string, item: RosterItem, ver: string) => void,
+  ) {
     this.store = store;
     this.limits = limits;
     this.onPush = onPush;
@@ -65,7 +69,10 @@ export class RosterService {
 
   /** Whole roster and its version [RFC6121 2.6]. */
   async get(user: string): Promise<{ ver: string; items: RosterItem[] }> {
-    const [meta, entries] = await Promise.all([this.meta(user), this.store.entries(itemPrefix(user))]);
+    const [meta, entries] = await Promise.all([
+      this.meta(user),
+      this.store.entries(itemPrefix(user)),
+    ]);
     return { ver: String(meta.ver), items: entries.map(([, it]) => it as RosterItem) };
   }
 
@@ -79,14 +86,25 @@ export class RosterService {
   }
 
   /** Client roster set: name and groups only; subscription is never set by the client [RFC6121 2.1.2.5]. */
-  async set(user: string, contact: string, name: string | undefined, groups: string[]): Promise<void> {
-    if (new Set(groups).size !== groups.length) throw new BrokerError('bad-request', 'duplicate group'); // [RFC6121 2.3.3]
-    if (groups.some((g) => g.length === 0)) throw new BrokerError('not-acceptable', 'empty group name'); // [RFC6121 2.3.3]
+  async set(
+    user: string,
+    contact: string,
+    name: string | undefined,
+    groups: string[],
+  ): Promise<void> {
+    if (new Set(groups).size !== groups.length)
+      throw new BrokerError('bad-request', 'duplicate group'); // [RFC6121 2.3.3]
+    if (groups.some((g) => g.length === 0))
+      throw new BrokerError('not-acceptable', 'empty group name'); // [RFC6121 2.3.3]
     if (contact === user) {
       // A user's own bare JID in the roster is allowed by RFC 6121 but confuses clients; ejabberd refuses it too.
       throw new BrokerError('not-allowed', 'cannot add yourself');
     }
-    await this.mutate(user, contact, (cur) => ({ ...(cur ?? { jid: contact, subscription: 'none' as const }), name, groups }));
+    await this.mutate(user, contact, (cur) => ({
+      ...(cur ?? { jid: contact, subscription: 'none' as const }),
+      name,
+      groups,
+    }));
   }
 
   /** Client roster remove; returns the item as it was so the caller can cancel subscriptions [RFC6121 2.5.2]. */
@@ -102,7 +120,13 @@ export class RosterService {
 
   /** User sends subscribe to contact [RFC6121 3.1.2]: none→none+ask, from→from+ask. */
   async outboundSubscribe(user: string, contact: string): Promise<void> {
-    await this.transition(user, contact, (it) => (it.subscription === 'to' || it.subscription === 'both' ? undefined : { ...it, ask: true }), true);
+    await this.transition(
+      user,
+      contact,
+      (it) =>
+        it.subscription === 'to' || it.subscription === 'both' ? undefined : { ...it, ask: true },
+      true,
+    );
   }
 
   /** Contact gets a subscribe: true when it is already approved (auto-answer subscribed) [RFC6121 3.1.3]. */
@@ -112,7 +136,11 @@ export class RosterService {
   }
 
   /** Contact approves user's request (contact's roster) [RFC6121 3.1.5]: none→from, to→both. */
-  async outboundSubscribed(contact: string, user: string, pendingIn: boolean): Promise<'approved' | 'preapproved' | 'noop'> {
+  async outboundSubscribed(
+    contact: string,
+    user: string,
+    pendingIn: boolean,
+  ): Promise<'approved' | 'preapproved' | 'noop'> {
     const it = await this.item(contact, user);
     if (it && (it.subscription === 'from' || it.subscription === 'both')) return 'noop';
     if (!pendingIn) {
@@ -120,32 +148,66 @@ export class RosterService {
       await this.transition(contact, user, (i) => ({ ...i, approved: true }), true);
       return 'preapproved';
     }
-    await this.transition(contact, user, (i) => ({ ...i, approved: undefined, subscription: i.subscription === 'to' ? 'both' : 'from' }), true);
+    await this.transition(
+      contact,
+      user,
+      (i) => ({
+        ...i,
+        approved: undefined,
+        subscription: i.subscription === 'to' ? 'both' : 'from',
+      }),
+      true,
+    );
     return 'approved';
   }
 
   /** User's roster on receiving subscribed [RFC6121 3.1.6]: none+ask→to, from+ask→both. Returns true if it changed. */
   async inboundSubscribed(user: string, contact: string): Promise<boolean> {
-    return this.transition(user, contact, (it) => {
-      if (!it.ask) return undefined; // not requested: ignore [RFC6121 3.1.6]
-      return { ...it, ask: undefined, subscription: it.subscription === 'from' ? 'both' : 'to' };
-    }, false);
+    return this.transition(
+      user,
+      contact,
+      (it) => {
+        if (!it.ask) return undefined; // not requested: ignore [RFC6121 3.1.6]
+        return { ...it, ask: undefined, subscription: it.subscription === 'from' ? 'both' : 'to' };
+      },
+      false,
+    );
   }
 
   /** User cancels own subscription to contact [RFC6121 3.3.2]: to→none, both→from. */
   async outboundUnsubscribe(user: string, contact: string): Promise<boolean> {
-    return this.transition(user, contact, (it) => {
-      if (it.subscription === 'none' || it.subscription === 'from') return it.ask ? { ...it, ask: undefined } : undefined;
-      return { ...it, ask: undefined, subscription: it.subscription === 'both' ? 'from' : 'none' };
-    }, false);
+    return this.transition(
+      user,
+      contact,
+      (it) => {
+        if (it.subscription === 'none' || it.subscription === 'from')
+          return it.ask ? { ...it, ask: undefined } : undefined;
+        return {
+          ...it,
+          ask: undefined,
+          subscription: it.subscription === 'both' ? 'from' : 'none',
+        };
+      },
+      false,
+    );
   }
 
   /** Contact's roster on receiving unsubscribe [RFC6121 3.3.3]: from→none, both→to. */
   async inboundUnsubscribe(contact: string, user: string): Promise<boolean> {
-    return this.transition(contact, user, (it) => {
-      if (it.subscription === 'none' || it.subscription === 'to') return it.approved ? { ...it, approved: undefined } : undefined;
-      return { ...it, approved: undefined, subscription: it.subscription === 'both' ? 'to' : 'none' };
-    }, false);
+    return this.transition(
+      contact,
+      user,
+      (it) => {
+        if (it.subscription === 'none' || it.subscription === 'to')
+          return it.approved ? { ...it, approved: undefined } : undefined;
+        return {
+          ...it,
+          approved: undefined,
+          subscription: it.subscription === 'both' ? 'to' : 'none',
+        };
+      },
+      false,
+    );
   }
 
   /** Contact refuses or revokes user's subscription (contact's roster) [RFC6121 3.2.2]: from→none, both→to. */
@@ -189,7 +251,10 @@ export class RosterService {
     await this.locked(user, async () => {
       const ops: KeyValueOp<RosterRecord>[] = [{ type: 'del', key: metaKey(user) }];
       for (const [key, rec] of await this.store.entries(itemPrefix(user))) {
-        ops.push({ type: 'del', key }, { type: 'del', key: reverseKey((rec as RosterItem).jid, user) });
+        ops.push(
+          { type: 'del', key },
+          { type: 'del', key: reverseKey((rec as RosterItem).jid, user) },
+        );
       }
       // Reverse entries naming this user as contact are removed by whoever removes the items (removeContact).
       await this.store.batch(ops);
@@ -218,11 +283,18 @@ export class RosterService {
   }
 
   private async meta(user: string): Promise<RosterMeta> {
-    return ((await this.store.get(metaKey(user))) as RosterMeta | undefined) ?? { ver: 0, count: 0 };
+    return (
+      ((await this.store.get(metaKey(user))) as RosterMeta | undefined) ?? { ver: 0, count: 0 }
+    );
   }
 
   /** Apply fn to the item (creating it when `create`); push and bump the version when it changed. */
-  private async transition(user: string, contact: string, fn: (it: RosterItem) => RosterItem | undefined, create: boolean): Promise<boolean> {
+  private async transition(
+    user: string,
+    contact: string,
+    fn: (it: RosterItem) => RosterItem | undefined,
+    create: boolean,
+  ): Promise<boolean> {
     let changed = false;
     await this.mutate(user, contact, (cur) => {
       if (!cur && !create) return null;
@@ -253,7 +325,11 @@ export class RosterService {
    * item (roster set, subscribe, pre-approval, approval) comes through here,
    * so the size limit is checked once for all [RFC6121 2.3.3].
    */
-  private async mutate(user: string, contact: string, fn: (cur: RosterItem | undefined) => RosterItem | undefined | null): Promise<void> {
+  private async mutate(
+    user: string,
+    contact: string,
+    fn: (cur: RosterItem | undefined) => RosterItem | undefined | null,
+  ): Promise<void> {
     await this.locked(user, async () => {
       const [meta, before] = await Promise.all([this.meta(user), this.item(user, contact)]);
       const next = fn(before);
@@ -266,10 +342,15 @@ export class RosterService {
       }
       const count = meta.count + (next && !before ? 1 : 0) - (!next && before ? 1 : 0);
       const ver = meta.ver + 1;
-      const ops: KeyValueOp<RosterRecord>[] = [{ type: 'put', key: metaKey(user), value: { ver, count } }];
+      const ops: KeyValueOp<RosterRecord>[] = [
+        { type: 'put', key: metaKey(user), value: { ver, count } },
+      ];
       let pushed: RosterItem;
       if (next === undefined) {
-        ops.push({ type: 'del', key: itemKey(user, contact) }, { type: 'del', key: reverseKey(contact, user) });
+        ops.push(
+          { type: 'del', key: itemKey(user, contact) },
+          { type: 'del', key: reverseKey(contact, user) },
+        );
         pushed = { jid: contact, groups: [], subscription: 'none', removed: true };
       } else {
         pushed = stripUndefined(next);

@@ -1,6 +1,13 @@
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
-import { isArchivable, isStorableMessage, toRecord, fromRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
+import {
+  isArchivable,
+  isStorableMessage,
+  toRecord,
+  fromRecord,
+  type Envelope,
+  type EnvelopeRecord,
+} from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
 import type { Session } from './session.ts';
 import type { SessionEntry } from '../cluster/types.ts';
@@ -62,10 +69,21 @@ export class Router {
       const local = this.broker.sessions.getByUser(bare, resource);
       if (!local) continue;
       reached++;
-      this.deliverTo({ node: this.broker.cluster.bus.nodeId, resource, priority: local.priority, available: local.available, local }, e);
+      this.deliverTo(
+        {
+          node: this.broker.cluster.bus.nodeId,
+          resource,
+          priority: local.priority,
+          available: local.available,
+          local,
+        },
+        e,
+      );
     }
     if (reached === 0 && e.kind === 'message' && isStorableMessage(e) && e.type !== 'headline') {
-      this.undeliverable({ ...e, to: e.to.bare() }).catch((err) => this.broker.log.error({ err }, 'offline hand-over of a message for a session gone failed'));
+      this.undeliverable({ ...e, to: e.to.bare() }).catch((err) =>
+        this.broker.log.error({ err }, 'offline hand-over of a message for a session gone failed'),
+      );
     }
   }
 
@@ -111,7 +129,8 @@ export class Router {
       env = folded instanceof Promise ? await folded : folded;
     }
     if (!env) return;
-    if (env.kind === 'message' && this.broker.hooks.has('message:route')) this.broker.hooks.emit('message:route', env, origin);
+    if (env.kind === 'message' && this.broker.hooks.has('message:route'))
+      this.broker.hooks.emit('message:route', env, origin);
     this.broker.metrics.routed(env.kind);
     if (ord && env.kind !== 'message') await ord.after;
     if (env.to.domain !== this.broker.domain) {
@@ -151,14 +170,25 @@ export class Router {
   }
 
   /** Registry entries as targets; with `forMessages`, only those that get messages to the bare address. */
-  private toTargets(entries: readonly SessionEntry[], bare: string, forMessages: boolean): Target[] {
+  private toTargets(
+    entries: readonly SessionEntry[],
+    bare: string,
+    forMessages: boolean,
+  ): Target[] {
     const self = this.broker.cluster.bus.nodeId;
     const out: Target[] = [];
     for (const e of entries) {
       let t: Target | undefined;
       if (e.node === self) {
         const local = this.broker.sessions.getByUser(bare, e.resource);
-        if (local) t = { node: self, resource: e.resource, priority: local.priority, available: local.available, local };
+        if (local)
+          t = {
+            node: self,
+            resource: e.resource,
+            priority: local.priority,
+            available: local.available,
+            local,
+          };
       } else {
         t = { node: e.node, resource: e.resource, priority: e.priority, available: e.available };
       }
@@ -174,8 +204,10 @@ export class Router {
       // Synchronous for a local session: no promise per delivery.
       t.local.deliver(env);
       this.broker.metrics.delivered(env);
-      if (env.kind === 'message' && this.broker.hooks.has('message:delivered')) this.broker.hooks.emit('message:delivered', env, t.local);
-      if (env.timestamp !== undefined && !env.delay) this.broker.metrics.deliveryLatency(Date.now() - env.timestamp);
+      if (env.kind === 'message' && this.broker.hooks.has('message:delivered'))
+        this.broker.hooks.emit('message:delivered', env, t.local);
+      if (env.timestamp !== undefined && !env.delay)
+        this.broker.metrics.deliveryLatency(Date.now() - env.timestamp);
       return undefined;
     }
     return this.toNode(t.node, [t.resource], env);
@@ -192,7 +224,8 @@ export class Router {
     const payload: RemoteDelivery = { resources, env: toRecord(env) };
     return this.broker.cluster.bus.send(node, 'deliver', payload).catch((err) => {
       this.broker.log.debug({ err: (err as Error)?.message, node }, 'cross-node delivery failed');
-      if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline') return this.undeliverable({ ...env, to: env.to.bare() });
+      if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline')
+        return this.undeliverable({ ...env, to: env.to.bare() });
     });
   }
 
@@ -287,7 +320,12 @@ export class Router {
   }
 
   /** A message to a bare address, archived if archivable: to every available device, else offline if storable. */
-  private async afterStored(env: Envelope, type: string, storable: boolean, archived: boolean): Promise<void> {
+  private async afterStored(
+    env: Envelope,
+    type: string,
+    storable: boolean,
+    archived: boolean,
+  ): Promise<void> {
     if (archived) this.broker.hooks.emit('message:stored', env);
     const targets = this.messageTargetsNow(env.to) ?? (await this.messageTargets(env.to));
     if (targets.length > 0) {
@@ -302,7 +340,10 @@ export class Router {
           else remote.set(t.node, [t.resource]);
         }
       }
-      if (remote) await Promise.all([...remote].map(([node, resources]) => this.toNode(node, resources, env)));
+      if (remote)
+        await Promise.all(
+          [...remote].map(([node, resources]) => this.toNode(node, resources, env)),
+        );
       return;
     }
     if (type === 'headline' || !storable) return; // [RFC6121 8.5.2.2.1] headline / chat states: dropped

@@ -32,7 +32,13 @@ export class SessionManager {
   private readonly log: Logger;
   private readonly events: SessionEvents;
 
-  constructor(registry: SessionRegistry, nodeId: string, opts: SessionManagerOptions, log: Logger, events: SessionEvents) {
+  constructor(
+    registry: SessionRegistry,
+    nodeId: string,
+    opts: SessionManagerOptions,
+    log: Logger,
+    events: SessionEvents,
+  ) {
     this.registry = registry;
     this.nodeId = nodeId;
     this.opts = opts;
@@ -52,10 +58,12 @@ export class SessionManager {
    */
   reserve(user: Address, requested: string | undefined): Address {
     const sessions = this.local.get(user.toString());
-    const resource = requested && requested.length > 0 ? requested : SessionManager.generateResource();
+    const resource =
+      requested && requested.length > 0 ? requested : SessionManager.generateResource();
     const full = user.withResource(resource); // throws jid-malformed on a bad resource
     const existing = sessions?.get(full.resource);
-    if (existing && this.opts.resourceConflict === 'reject') throw new BrokerError('conflict', 'resource in use');
+    if (existing && this.opts.resourceConflict === 'reject')
+      throw new BrokerError('conflict', 'resource in use');
     const count = sessions ? sessions.size - (existing ? 1 : 0) : 0;
     if (count >= this.opts.maxSessionsPerUser) {
       throw new BrokerError('resource-constraint', 'too many sessions for this account');
@@ -79,7 +87,10 @@ export class SessionManager {
     this.byId.set(session.id, session);
     this.boundAt.set(session.id, Date.now());
     await this.registry.put(this.entry(session));
-    this.log.debug({ jid: session.address.toString(), protocol: session.protocol }, 'session bound');
+    this.log.debug(
+      { jid: session.address.toString(), protocol: session.protocol },
+      'session bound',
+    );
     this.events.bound(session);
   }
 
@@ -105,7 +116,8 @@ export class SessionManager {
   async replace(old: Session, next: Session): Promise<void> {
     const user = old.address.bare().toString();
     const sessions = this.local.get(user);
-    if (!sessions || sessions.get(old.address.resource) !== old) throw new BrokerError('item-not-found', 'session to resume is gone');
+    if (!sessions || sessions.get(old.address.resource) !== old)
+      throw new BrokerError('item-not-found', 'session to resume is gone');
     sessions.set(old.address.resource, next);
     this.byId.delete(old.id);
     this.byId.set(next.id, next);

@@ -64,7 +64,11 @@ export interface Slot {
 export class UploadRefused extends BrokerError {
   readonly maxFileSize?: number;
   readonly retryAt?: number;
-  constructor(condition: 'not-acceptable' | 'resource-constraint' | 'not-allowed' | 'bad-request', text: string, extra: { maxFileSize?: number; retryAt?: number } = {}) {
+  constructor(
+    condition: 'not-acceptable' | 'resource-constraint' | 'not-allowed' | 'bad-request',
+    text: string,
+    extra: { maxFileSize?: number; retryAt?: number } = {},
+  ) {
     super(condition, text);
     this.maxFileSize = extra.maxFileSize;
     this.retryAt = extra.retryAt;
@@ -82,7 +86,9 @@ export function validFilename(name: string): boolean {
 export function typeAllowed(allowed: string[], type: string): boolean {
   if (!allowed.length) return true;
   const t = type.toLowerCase();
-  return allowed.some((a) => (a.endsWith('/*') ? t.startsWith(a.slice(0, -1).toLowerCase()) : t === a.toLowerCase()));
+  return allowed.some((a) =>
+    a.endsWith('/*') ? t.startsWith(a.slice(0, -1).toLowerCase()) : t === a.toLowerCase(),
+  );
 }
 
 export class UploadService {
@@ -105,39 +111,72 @@ export class UploadService {
   }
 
   private sign(id: string, exp: number, filename: string): string {
-    return createHmac('sha256', this.backend.secret).update(`${id}\n${exp}\n${filename}`).digest('base64url');
+    return createHmac('sha256', this.backend.secret)
+      .update(`${id}\n${exp}\n${filename}`)
+      .digest('base64url');
   }
 
   /** Hand out a slot for `owner` (a bare JID), or throw {@link UploadRefused} [XEP-0363 4]. */
   async requestSlot(owner: string, req: SlotRequest, now = Date.now()): Promise<Slot> {
     const l = this.limits;
-    if (!this.baseUrl) throw new BrokerError('service-unavailable', 'no HTTPS listener for uploads');
-    if (!validFilename(req.filename)) throw new UploadRefused('bad-request', 'filename: one path segment without control characters, at most 255 bytes');
-    if (!Number.isSafeInteger(req.size) || req.size <= 0) throw new UploadRefused('bad-request', 'size: a positive integer');
+    if (!this.baseUrl)
+      throw new BrokerError('service-unavailable', 'no HTTPS listener for uploads');
+    if (!validFilename(req.filename))
+      throw new UploadRefused(
+        'bad-request',
+        'filename: one path segment without control characters, at most 255 bytes',
+      );
+    if (!Number.isSafeInteger(req.size) || req.size <= 0)
+      throw new UploadRefused('bad-request', 'size: a positive integer');
     const contentType = req.contentType || 'application/octet-stream';
-    if (!/^[\w.+-]+\/[\w.+-]+$/.test(contentType)) throw new UploadRefused('bad-request', 'content-type: type/subtype');
+    if (!/^[\w.+-]+\/[\w.+-]+$/.test(contentType))
+      throw new UploadRefused('bad-request', 'content-type: type/subtype');
     if (req.size > l.maxFileSize)
       // [XEP-0363 4] file-too-large with max-file-size
-      throw new UploadRefused('not-acceptable', `File too large. The maximum file size is ${l.maxFileSize} bytes`, { maxFileSize: l.maxFileSize });
-    if (!typeAllowed(l.allowedTypes, contentType)) throw new UploadRefused('not-allowed', `Files of type ${contentType} are not accepted here`); // [XEP-0363 4] not-allowed
-    const mine = (await this.kv.entries(`u/${owner}/`)) as [string, { size: number; created: number }][];
+      throw new UploadRefused(
+        'not-acceptable',
+        `File too large. The maximum file size is ${l.maxFileSize} bytes`,
+        { maxFileSize: l.maxFileSize },
+      );
+    if (!typeAllowed(l.allowedTypes, contentType))
+      throw new UploadRefused('not-allowed', `Files of type ${contentType} are not accepted here`); // [XEP-0363 4] not-allowed
+    const mine = (await this.kv.entries(`u/${owner}/`)) as [
+      string,
+      { size: number; created: number },
+    ][];
     if (l.quotaBytes > 0) {
       const used = mine.reduce((n, [, v]) => n + v.size, 0);
       if (used + req.size > l.quotaBytes) {
         // [XEP-0363 4] resource-constraint; retry when the oldest file expires, if files expire
         const oldest = Math.min(...mine.map(([, v]) => v.created));
         const retryAt = l.maxAgeMs > 0 && mine.length ? oldest + l.maxAgeMs : undefined;
-        throw new UploadRefused('resource-constraint', `Quota reached: ${used} of ${l.quotaBytes} bytes stored`, { retryAt });
+        throw new UploadRefused(
+          'resource-constraint',
+          `Quota reached: ${used} of ${l.quotaBytes} bytes stored`,
+          { retryAt },
+        );
       }
     }
     const day = new Date(now).toISOString().slice(0, 10);
     const dayKey = `d/${owner}/${day}`;
     const today = ((await this.kv.get(dayKey)) as number | undefined) ?? 0;
     if (l.dailyBytes > 0 && today + req.size > l.dailyBytes)
-      throw new UploadRefused('resource-constraint', `Daily upload volume of ${l.dailyBytes} bytes reached`, { retryAt: (Math.floor(now / DAY) + 1) * DAY }); // [XEP-0363 4] retry at the next UTC day
+      throw new UploadRefused(
+        'resource-constraint',
+        `Daily upload volume of ${l.dailyBytes} bytes reached`,
+        { retryAt: (Math.floor(now / DAY) + 1) * DAY },
+      ); // [XEP-0363 4] retry at the next UTC day
     const id = randomBytes(18).toString('base64url'); // 144 random bits: unguessable
     const expires = now + l.slotTtlMs;
-    const rec: UploadRecord = { owner, filename: req.filename, size: req.size, contentType, created: now, expires, stored: false };
+    const rec: UploadRecord = {
+      owner,
+      filename: req.filename,
+      size: req.size,
+      contentType,
+      created: now,
+      expires,
+      stored: false,
+    };
     await this.kv.batch([
       { type: 'put', key: `f/${id}`, value: rec },
       { type: 'put', key: `u/${owner}/${id}`, value: { size: req.size, created: now } },
@@ -152,7 +191,10 @@ export class UploadService {
    * right (constant-time compare); undefined otherwise. The expiry is the
    * caller's to check (it binds PUT, not GET).
    */
-  async resolve(token: string, filename: string): Promise<{ id: string; rec: UploadRecord; slotExpired: boolean } | undefined> {
+  async resolve(
+    token: string,
+    filename: string,
+  ): Promise<{ id: string; rec: UploadRecord; slotExpired: boolean } | undefined> {
     const m = /^([A-Za-z0-9_-]{24})\.([0-9a-z]{1,12})\.([A-Za-z0-9_-]{43})$/.exec(token);
     if (!m) return undefined;
     const [, id, expS, sig] = m;
@@ -180,14 +222,22 @@ export class UploadService {
   /** Delete unused slots past their expiry, files older than maxAge, day counters older than yesterday. */
   async purge(now = Date.now()): Promise<{ files: number; bytes: number }> {
     const maxAge = this.limits.maxAgeMs;
-    const r = await purgeUploads(this.broker, (v) => (v.stored ? maxAge > 0 && now - v.created > maxAge : now > v.expires + 60_000), undefined, this.backend.blobs);
+    const r = await purgeUploads(
+      this.broker,
+      (v) => (v.stored ? maxAge > 0 && now - v.created > maxAge : now > v.expires + 60_000),
+      undefined,
+      this.backend.blobs,
+    );
     const n = r.files;
     const yesterday = new Date(now - DAY).toISOString().slice(0, 10);
-    const old = (await this.kv.keys('d/')).filter((k) => k.slice(k.lastIndexOf('/') + 1) < yesterday);
+    const old = (await this.kv.keys('d/')).filter(
+      (k) => k.slice(k.lastIndexOf('/') + 1) < yesterday,
+    );
     await this.kv.batch(old.map((key) => ({ type: 'del' as const, key })));
     const swept = (await this.backend.blobs.sweep?.()) ?? 0; // halves a crash left, older than a day
     if (swept) this.broker.log.info({ swept }, 'upload: removed what interrupted uploads left');
-    if (n) this.broker.log.info({ files: n, bytes: r.bytes }, 'upload: purged expired files and slots');
+    if (n)
+      this.broker.log.info({ files: n, bytes: r.bytes }, 'upload: purged expired files and slots');
     return r;
   }
 }
@@ -204,7 +254,9 @@ export async function purgeUploads(
   blobs: BlobStore | undefined = backends.get(broker)?.blobs,
 ): Promise<{ files: number; bytes: number }> {
   const kv = broker.storage.kv('upload');
-  const ids = owner ? (await kv.keys(`u/${owner}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1)) : (await kv.keys('f/')).map((k) => k.slice(2));
+  const ids = owner
+    ? (await kv.keys(`u/${owner}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1))
+    : (await kv.keys('f/')).map((k) => k.slice(2));
   let files = 0;
   let bytes = 0;
   for (const id of ids) {

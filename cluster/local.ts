@@ -72,7 +72,8 @@ export class LocalRegistry implements SessionRegistry {
 
   async byNode(node: string): Promise<SessionEntry[]> {
     const out: SessionEntry[] = [];
-    for (const m of this.byUser.values()) for (const e of m.values()) if (e.node === node) out.push({ ...e });
+    for (const m of this.byUser.values())
+      for (const e of m.values()) if (e.node === node) out.push({ ...e });
     return out;
   }
 

@@ -14,13 +14,35 @@ export function capsVer(features: string[]): string {
 }
 
 /** Log in, answer disco#info with `<node>+notify` for each node, send available presence with caps [XEP-0115 4] [XEP-0163 4]. */
-export async function loginWithNotify(port: number, username: string, password: string, resource: string, notify: string[]): Promise<TestClient> {
+export async function loginWithNotify(
+  port: number,
+  username: string,
+  password: string,
+  resource: string,
+  notify: string[],
+): Promise<TestClient> {
   const c = await xmppClient({ port, username, password, resource });
   const features = [NS_DISCO, NS_CAPS, ...notify.map((n) => `${n}+notify`)];
   c.xmpp.iqCallee.get(NS_DISCO, 'query', () =>
-    xml('query', { xmlns: NS_DISCO }, xml('identity', { category: 'client', type: 'pc', name: 'parley-test' }), ...features.map((f) => xml('feature', { var: f }))),
+    xml(
+      'query',
+      { xmlns: NS_DISCO },
+      xml('identity', { category: 'client', type: 'pc', name: 'parley-test' }),
+      ...features.map((f) => xml('feature', { var: f })),
+    ),
   );
-  await c.send(xml('presence', {}, xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: 'https://parley.test', ver: capsVer(features) })));
+  await c.send(
+    xml(
+      'presence',
+      {},
+      xml('c', {
+        xmlns: NS_CAPS,
+        hash: 'sha-1',
+        node: 'https://parley.test',
+        ver: capsVer(features),
+      }),
+    ),
+  );
   await ping(c);
   return c;
 }

@@ -18,7 +18,6 @@ import { testCaIfReady, testPki } from './test-ca.ts';
 
 export { xml, type Element };
 
-
 export * from './wire.ts';
 export * from './matchers.ts';
 export { issueLeaf, otherCa, testCa, testPki } from './test-ca.ts';
@@ -140,7 +139,8 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
   const ownDir = !opts.dataDir;
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'parley-conf-'));
   // 0700: the node refuses a data directory others can write in (bin/datadir.ts)
-  if (opts.config !== undefined || opts.seedTls !== false) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (opts.config !== undefined || opts.seedTls !== false)
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   let configFile: string | undefined;
   if (opts.config !== undefined) {
     configFile = path.join(dataDir, 'parley.yaml');
@@ -262,7 +262,9 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     },
     async addUser(name: string, password: string) {
       // the password through the environment, as docs/configuration.md advises (no warning, not in ps)
-      const r = await runCli([...baseArgs, 'user', 'add', name], 30_000, { env: { PARLEY_PASSWORD: password } });
+      const r = await runCli([...baseArgs, 'user', 'add', name], 30_000, {
+        env: { PARLEY_PASSWORD: password },
+      });
       if (r.code !== 0)
         throw new Error(`user add ${name} failed (${r.code}): ${r.stderr}${r.stdout}`);
     },
@@ -304,7 +306,6 @@ function scramMechanism(hash: ScramHash, onCreate: (m: { scram?: ScramClient }) 
 }
 
 // ---------------------------------------------------------- @xmpp/client ---
-
 
 export interface ClientOptions {
   port: number;

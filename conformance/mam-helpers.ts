@@ -36,7 +36,10 @@ export async function mam(c: TestClient, q: Query = {}): Promise<Page> {
   const children: Element[] = [];
   if (q.form) {
     const fields = [xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, NS_MAM))];
-    for (const [k, v] of Object.entries(q.form)) fields.push(xml('field', { var: k }, ...(Array.isArray(v) ? v : [v]).map((x) => xml('value', {}, x))));
+    for (const [k, v] of Object.entries(q.form))
+      fields.push(
+        xml('field', { var: k }, ...(Array.isArray(v) ? v : [v]).map((x) => xml('value', {}, x))),
+      );
     children.push(xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, ...fields));
   }
   if (q.max !== undefined || q.after !== undefined || q.before !== undefined) {
@@ -47,7 +50,14 @@ export async function mam(c: TestClient, q: Query = {}): Promise<Page> {
     children.push(set);
   }
   if (q.flip) children.push(xml('flip-page', {}));
-  const iq = await c.request(xml('iq', { type: 'set', ...(q.to ? { to: q.to } : {}) }, xml('query', { xmlns: NS_MAM, queryid }, ...children)), 20_000);
+  const iq = await c.request(
+    xml(
+      'iq',
+      { type: 'set', ...(q.to ? { to: q.to } : {}) },
+      xml('query', { xmlns: NS_MAM, queryid }, ...children),
+    ),
+    20_000,
+  );
   const results = c.received
     .filter((e) => e.name === 'message' && e.getChild('result', NS_MAM)?.attrs.queryid === queryid)
     .map((e) => e.getChild('result', NS_MAM) as Element);
@@ -60,11 +70,17 @@ export async function mam(c: TestClient, q: Query = {}): Promise<Page> {
     results,
     ids: results.map((r) => r.attrs.id as string),
     bodies: results.map((r) => inner(r)?.getChildText('body') ?? ''),
-    stamps: results.map((r) => Date.parse(r.getChild('forwarded', NS_FORWARD)?.getChild('delay', NS_DELAY)?.attrs.stamp ?? '')),
+    stamps: results.map((r) =>
+      Date.parse(
+        r.getChild('forwarded', NS_FORWARD)?.getChild('delay', NS_DELAY)?.attrs.stamp ?? '',
+      ),
+    ),
     first: set?.getChildText('first') ?? undefined,
     last: set?.getChildText('last') ?? undefined,
-    count: set?.getChildText('count') === null || set === undefined ? undefined : Number(set.getChildText('count')),
+    count:
+      set?.getChildText('count') === null || set === undefined
+        ? undefined
+        : Number(set.getChildText('count')),
     complete: fin?.attrs.complete === 'true',
   };
 }
-

@@ -23,7 +23,13 @@ export interface MqttTestNode extends TestNode {
  * Start a node with MQTT on free ports. `mqttConfig` is YAML for the keys
  * under `mqtt:` (indented by the caller with two spaces), e.g. limits or ACL.
  */
-export async function startMqttNode(mqttConfig = '', opts: { dataDir?: string; /** more top-level YAML, e.g. a storage section */ config?: string } = {}): Promise<MqttTestNode> {
+export async function startMqttNode(
+  mqttConfig = '',
+  opts: {
+    dataDir?: string;
+    /** more top-level YAML, e.g. a storage section */ config?: string;
+  } = {},
+): Promise<MqttTestNode> {
   const config = `mqtt:\n  tcp: { host: 127.0.0.1, port: 0 }\n  tls: { host: 127.0.0.1, port: 0 }\n${mqttConfig}\n${opts.config ?? ''}`;
   const node = (await startNode({ config, dataDir: opts.dataDir })) as MqttTestNode;
   node.mqttPorts = () => {
@@ -47,7 +53,9 @@ export async function addUsers(node: TestNode, users: Record<string, string>): P
           const c = net.connect(socket);
           let buf = '';
           c.setEncoding('utf8');
-          c.on('connect', () => c.write(JSON.stringify({ cmd: 'user.add', username, password }) + '\n'));
+          c.on('connect', () =>
+            c.write(JSON.stringify({ cmd: 'user.add', username, password }) + '\n'),
+          );
           c.on('data', (d: string) => {
             buf += d;
             if (!buf.includes('\n')) return;
@@ -68,18 +76,37 @@ const openClients = new Set<MqttClient>();
  * Connect the real `mqtt` client and wait for CONNACK; rejects with the client's error on a refusal.
  * With `tls`, the certificate is verified against the suite's test CA (conformance/test-ca.ts) unless `ca` is given.
  */
-export async function mqttConnect(port: number, opts: IClientOptions & { tls?: boolean } = {}): Promise<MqttClient> {
+export async function mqttConnect(
+  port: number,
+  opts: IClientOptions & { tls?: boolean } = {},
+): Promise<MqttClient> {
   const url = `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`;
   const ca = opts.tls ? await testCa() : undefined;
-  const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ca, ...opts });
+  const c = mqtt.connect(url, {
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    protocolVersion: 4,
+    ca,
+    ...opts,
+  });
   openClients.add(c);
   // Messages a server sends right behind the CONNACK (a persistent session's
   // queue, retained messages) can be parsed in the same turn as the CONNACK,
   // before the caller can listen: keep them for nextMessage/collect.
   const early: EarlyMessage[] = [];
   earlyMessages.set(c, early);
-  const keep = (topic: string, payload: Buffer, packet: { qos: number; retain: boolean; dup: boolean }) =>
-    early.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain, dup: packet.dup });
+  const keep = (
+    topic: string,
+    payload: Buffer,
+    packet: { qos: number; retain: boolean; dup: boolean },
+  ) =>
+    early.push({
+      topic,
+      payload: payload.toString(),
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: packet.dup,
+    });
   c.on('message', keep);
   return new Promise((resolve, reject) => {
     c.once('connect', () => {
@@ -101,7 +128,7 @@ const earlyMessages = new WeakMap<MqttClient, EarlyMessage[]>();
 function takeEarly(c: MqttClient, topic: string, max = Infinity): EarlyMessage[] {
   const early = earlyMessages.get(c) ?? [];
   const mine: EarlyMessage[] = [];
-  for (let i = 0; i < early.length && mine.length < max; ) {
+  for (let i = 0; i < early.length && mine.length < max;) {
     if (early[i].topic === topic) mine.push(...early.splice(i, 1));
     else i++;
   }
@@ -139,11 +166,21 @@ export function nextMessage(c: MqttClient, topic: string, timeout = 3000): Promi
       c.off('message', on);
       reject(new Error(`no message on ${topic} within ${timeout} ms`));
     }, timeout);
-    const on = (tp: string, payload: Buffer, packet: { qos: number; retain: boolean; dup: boolean }): void => {
+    const on = (
+      tp: string,
+      payload: Buffer,
+      packet: { qos: number; retain: boolean; dup: boolean },
+    ): void => {
       if (tp !== topic) return;
       clearTimeout(t);
       c.off('message', on);
-      resolve({ topic: tp, payload: payload.toString(), qos: packet.qos, retain: packet.retain, dup: packet.dup });
+      resolve({
+        topic: tp,
+        payload: payload.toString(),
+        qos: packet.qos,
+        retain: packet.retain,
+        dup: packet.dup,
+      });
     };
     c.on('message', on);
   });
@@ -166,7 +203,15 @@ export function packetBytes(p: Record<string, unknown>): Buffer {
 }
 
 /** A CONNECT packet with the usual defaults (MQTT 3.1.1, clean session, keepalive 60). */
-export function connectBytes(o: { clientId?: string; username?: string; password?: string; clean?: boolean; keepalive?: number; protocolVersion?: number; will?: Record<string, unknown> }): Buffer {
+export function connectBytes(o: {
+  clientId?: string;
+  username?: string;
+  password?: string;
+  clean?: boolean;
+  keepalive?: number;
+  protocolVersion?: number;
+  will?: Record<string, unknown>;
+}): Buffer {
   // mqtt-packet refuses to write an empty client id with clean session 0: write clean 1, then clear the flag.
   const forbidden = o.clean === false && !o.clientId;
   const bytes = packetBytes({
@@ -208,10 +253,15 @@ export class RawMqtt {
   }
 
   /** With `tls`: verified against the suite's test CA; `tlsOptions` adds or overrides (ca, ciphers, …). */
-  static async connect(port: number, opts: { tls?: boolean; tlsOptions?: tls.ConnectionOptions } = {}): Promise<RawMqtt> {
+  static async connect(
+    port: number,
+    opts: { tls?: boolean; tlsOptions?: tls.ConnectionOptions } = {},
+  ): Promise<RawMqtt> {
     const ca = opts.tls ? await testCa() : undefined;
     return new Promise((resolve, reject) => {
-      const sock = opts.tls ? tls.connect({ host: '127.0.0.1', port, ca, ...opts.tlsOptions }) : net.connect({ host: '127.0.0.1', port });
+      const sock = opts.tls
+        ? tls.connect({ host: '127.0.0.1', port, ca, ...opts.tlsOptions })
+        : net.connect({ host: '127.0.0.1', port });
       sock.once(opts.tls ? 'secureConnect' : 'connect', () => resolve(new RawMqtt(sock)));
       sock.once('error', reject);
     });
@@ -236,11 +286,21 @@ export class RawMqtt {
         }
         if (this.closed) {
           clearTimeout(t);
-          return reject(new Error(`closed; got ${this.packets.map((p) => p.cmd).join(',') || 'nothing'}`));
+          return reject(
+            new Error(`closed; got ${this.packets.map((p) => p.cmd).join(',') || 'nothing'}`),
+          );
         }
         this.waiters.push(check);
       };
-      const t = setTimeout(() => reject(new Error(`no matching packet in ${timeout} ms; got ${this.packets.map((p) => p.cmd).join(',')}`)), timeout);
+      const t = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no matching packet in ${timeout} ms; got ${this.packets.map((p) => p.cmd).join(',')}`,
+            ),
+          ),
+        timeout,
+      );
       check();
     });
   }
@@ -275,11 +335,16 @@ export class RawMqtt {
  * SUBSCRIBE and return the granted QoS per filter as the SUBACK carried them
  * (0x80 = refused [MQTT-3.9.3-2]); mqtt.js reports a 0x80 as an error.
  */
-export async function grantedQos(c: MqttClient, topics: string[], qos: 0 | 1 | 2 = 0): Promise<number[]> {
+export async function grantedQos(
+  c: MqttClient,
+  topics: string[],
+  qos: 0 | 1 | 2 = 0,
+): Promise<number[]> {
   try {
     return (await c.subscribeAsync(topics, { qos })).map((g) => g.qos);
   } catch (err) {
-    const granted = (err as { packet?: { granted?: (number | { qos: number })[] } }).packet?.granted;
+    const granted = (err as { packet?: { granted?: (number | { qos: number })[] } }).packet
+      ?.granted;
     if (granted) return granted.map((g) => (typeof g === 'number' ? g : g.qos));
     throw err;
   }

@@ -71,9 +71,24 @@ export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis
   const launch = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const args = [
-        '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
-        '--appendonly', 'yes', '--appendfsync', opts.appendfsync ?? 'everysec',
-        '--save', '', '--protected-mode', 'yes', '--daemonize', 'no', '--loglevel', 'warning',
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        opts.appendfsync ?? 'everysec',
+        '--save',
+        '',
+        '--protected-mode',
+        'yes',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
       ];
       const p = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       proc = p;
@@ -87,7 +102,10 @@ export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis
         if (err) reject(err);
         else resolve();
       };
-      const timer = setTimeout(() => finish(new Error(`redis-server not ready in time:\n${out}`)), 15_000);
+      const timer = setTimeout(
+        () => finish(new Error(`redis-server not ready in time:\n${out}`)),
+        15_000,
+      );
       p.stdout!.on('data', (d) => (out += d));
       p.stderr!.on('data', (d) => (out += d));
       p.once('error', (err) => finish(err));

@@ -56,7 +56,10 @@ export class ByteReader {
 
   /** Everything until the socket closes (bytes seen so far included). */
   async rest(timeoutMs = 10_000): Promise<Buffer> {
-    await Promise.race([this.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('socket still open')), timeoutMs))]);
+    await Promise.race([
+      this.closed,
+      new Promise((_, rej) => setTimeout(() => rej(new Error('socket still open')), timeoutMs)),
+    ]);
     const out = this.buf;
     this.buf = Buffer.alloc(0);
     return out;
@@ -74,13 +77,23 @@ export async function tcpConnect(port: number): Promise<ByteReader> {
 }
 
 /** Greeting (no authentication) and CONNECT with `hash` [RFC1928 3, 4]; returns the reader and the reply code. */
-export async function socksConnect(port: number, hash: string, dstPort = 0): Promise<{ r: ByteReader; code: number }> {
+export async function socksConnect(
+  port: number,
+  hash: string,
+  dstPort = 0,
+): Promise<{ r: ByteReader; code: number }> {
   const r = await tcpConnect(port);
   r.sock.write(Buffer.from([5, 1, 0]));
   const method = await r.read(2);
   if (method[0] !== 5 || method[1] !== 0) throw new Error(`method reply ${method.toString('hex')}`);
   const addr = Buffer.from(hash, 'latin1');
-  r.sock.write(Buffer.concat([Buffer.from([5, 1, 0, 3, addr.length]), addr, Buffer.from([dstPort >> 8, dstPort & 255])]));
+  r.sock.write(
+    Buffer.concat([
+      Buffer.from([5, 1, 0, 3, addr.length]),
+      addr,
+      Buffer.from([dstPort >> 8, dstPort & 255]),
+    ]),
+  );
   const head = await r.read(5);
   if (head[1] !== 0) return { r, code: head[1] };
   await r.read(head[4] + 2); // BND.ADDR, BND.PORT

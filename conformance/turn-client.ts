@@ -9,8 +9,22 @@ import os from 'node:os';
 import path from 'node:path';
 
 const MAGIC = 0x2112a442;
-const ATTR = { USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, REALM: 0x0014, NONCE: 0x0015, XOR_RELAYED_ADDRESS: 0x0016, REQUESTED_TRANSPORT: 0x0019 } as const;
-export const STUN = { BINDING: 0x0001, BINDING_OK: 0x0101, ALLOCATE: 0x0003, ALLOCATE_OK: 0x0103, ALLOCATE_ERROR: 0x0113 } as const;
+const ATTR = {
+  USERNAME: 0x0006,
+  MESSAGE_INTEGRITY: 0x0008,
+  ERROR_CODE: 0x0009,
+  REALM: 0x0014,
+  NONCE: 0x0015,
+  XOR_RELAYED_ADDRESS: 0x0016,
+  REQUESTED_TRANSPORT: 0x0019,
+} as const;
+export const STUN = {
+  BINDING: 0x0001,
+  BINDING_OK: 0x0101,
+  ALLOCATE: 0x0003,
+  ALLOCATE_OK: 0x0103,
+  ALLOCATE_ERROR: 0x0113,
+} as const;
 
 export interface StunMessage {
   type: number;
@@ -28,9 +42,18 @@ function attr(type: number, value: Buffer): Buffer {
 }
 
 /** A request; with `auth`, USERNAME, REALM, NONCE and a long-term MESSAGE-INTEGRITY [RFC8489 9.2, 14.5]. */
-export function encode(type: number, attrs: Buffer[], auth?: { username: string; password: string; realm: string; nonce: string }): Buffer {
+export function encode(
+  type: number,
+  attrs: Buffer[],
+  auth?: { username: string; password: string; realm: string; nonce: string },
+): Buffer {
   const body = [...attrs];
-  if (auth) body.push(attr(ATTR.USERNAME, Buffer.from(auth.username)), attr(ATTR.REALM, Buffer.from(auth.realm)), attr(ATTR.NONCE, Buffer.from(auth.nonce)));
+  if (auth)
+    body.push(
+      attr(ATTR.USERNAME, Buffer.from(auth.username)),
+      attr(ATTR.REALM, Buffer.from(auth.realm)),
+      attr(ATTR.NONCE, Buffer.from(auth.nonce)),
+    );
   let payload = Buffer.concat(body);
   const header = Buffer.alloc(20);
   header.writeUInt16BE(type, 0);
@@ -39,8 +62,12 @@ export function encode(type: number, attrs: Buffer[], auth?: { username: string;
   if (auth) {
     // the length counts the MESSAGE-INTEGRITY attribute (24 bytes) that follows [RFC8489 14.5]
     header.writeUInt16BE(payload.length + 24, 2);
-    const key = createHash('md5').update(`${auth.username}:${auth.realm}:${auth.password}`).digest();
-    const mac = createHmac('sha1', key).update(Buffer.concat([header, payload])).digest();
+    const key = createHash('md5')
+      .update(`${auth.username}:${auth.realm}:${auth.password}`)
+      .digest();
+    const mac = createHmac('sha1', key)
+      .update(Buffer.concat([header, payload]))
+      .digest();
     payload = Buffer.concat([payload, attr(ATTR.MESSAGE_INTEGRITY, mac)]);
   }
   header.writeUInt16BE(payload.length, 2);
@@ -51,7 +78,7 @@ export function decode(buf: Buffer): StunMessage {
   const type = buf.readUInt16BE(0);
   const len = buf.readUInt16BE(2);
   const attrs = new Map<number, Buffer>();
-  for (let off = 20; off + 4 <= 20 + len; ) {
+  for (let off = 20; off + 4 <= 20 + len;) {
     const t = buf.readUInt16BE(off);
     const l = buf.readUInt16BE(off + 2);
     attrs.set(t, buf.subarray(off + 4, off + 4 + l));
@@ -91,7 +118,10 @@ export class StunSocket {
       };
       this.waiting.set(key, (m) => done(undefined, m));
       const resend = setInterval(send, 250);
-      const timer = setTimeout(() => done(new Error(`no STUN answer from 127.0.0.1:${this.port}`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`no STUN answer from 127.0.0.1:${this.port}`)),
+        timeoutMs,
+      );
       send();
     });
   }
@@ -106,15 +136,24 @@ export class StunSocket {
  * the unauthenticated request gets 401 with REALM and NONCE, the second
  * carries MESSAGE-INTEGRITY [RFC8656 7.2, RFC8489 9.2.2]. Returns the final answer.
  */
-export async function allocate(port: number, username: string, password: string): Promise<StunMessage> {
+export async function allocate(
+  port: number,
+  username: string,
+  password: string,
+): Promise<StunMessage> {
   const s = new StunSocket(port);
   try {
     const transport = attr(ATTR.REQUESTED_TRANSPORT, Buffer.from([17, 0, 0, 0])); // UDP
     const first = await s.request(encode(STUN.ALLOCATE, [transport]));
-    if (first.error !== 401) throw new Error(`expected 401 to an unauthenticated Allocate, got type ${first.type.toString(16)} error ${first.error}`);
+    if (first.error !== 401)
+      throw new Error(
+        `expected 401 to an unauthenticated Allocate, got type ${first.type.toString(16)} error ${first.error}`,
+      );
     const realm = first.attrs.get(ATTR.REALM)!.toString();
     const nonce = first.attrs.get(ATTR.NONCE)!.toString();
-    return await s.request(encode(STUN.ALLOCATE, [transport], { username, password, realm, nonce }));
+    return await s.request(
+      encode(STUN.ALLOCATE, [transport], { username, password, realm, nonce }),
+    );
   } finally {
     s.close();
   }
@@ -164,9 +203,25 @@ export async function startCoturn(secret: string, realm = 'parley.test'): Promis
     port = await freeUdpPort();
     const p = spawn(
       'turnserver',
-      ['-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1', '--use-auth-secret', `--static-auth-secret=${secret}`, `--realm=${realm}`,
-        '--no-tls', '--no-dtls', '--no-cli', '--no-tcp-relay', `--userdb=${path.join(dir, 'turndb')}`, `--pidfile=${path.join(dir, 'turnserver.pid')}`, '--log-file=stdout', '--simple-log',
-        '--min-port=40000', '--max-port=40999'],
+      [
+        '-n',
+        '--listening-ip=127.0.0.1',
+        `--listening-port=${port}`,
+        '--relay-ip=127.0.0.1',
+        '--use-auth-secret',
+        `--static-auth-secret=${secret}`,
+        `--realm=${realm}`,
+        '--no-tls',
+        '--no-dtls',
+        '--no-cli',
+        '--no-tcp-relay',
+        `--userdb=${path.join(dir, 'turndb')}`,
+        `--pidfile=${path.join(dir, 'turnserver.pid')}`,
+        '--log-file=stdout',
+        '--simple-log',
+        '--min-port=40000',
+        '--max-port=40999',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     p.stdout!.on('data', (d) => log.push(String(d)));
@@ -174,7 +229,8 @@ export async function startCoturn(secret: string, realm = 'parley.test'): Promis
     try {
       const deadline = Date.now() + 10_000;
       for (;;) {
-        if (p.exitCode !== null) throw new Error(`turnserver exited (${p.exitCode}):\n${log.join('')}`);
+        if (p.exitCode !== null)
+          throw new Error(`turnserver exited (${p.exitCode}):\n${log.join('')}`);
         try {
           const r = await binding(port, 500);
           if (r.type === STUN.BINDING_OK) break;

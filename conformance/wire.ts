@@ -124,13 +124,23 @@ export class RawConn {
    * directTls: verified against the suite's test CA (conformance/test-ca.ts)
    * for DOMAIN; `tls` adds or overrides TLS options (ca, ciphers, …).
    */
-  static async connect(port: number, opts: { directTls?: boolean; tls?: tls.ConnectionOptions; localAddress?: string } = {}): Promise<RawConn> {
+  static async connect(
+    port: number,
+    opts: { directTls?: boolean; tls?: tls.ConnectionOptions; localAddress?: string } = {},
+  ): Promise<RawConn> {
     const ca = opts.directTls ? await testCa() : undefined;
     // localAddress: another loopback source (127.0.0.2…) for per-address limits
     const localAddress = opts.localAddress;
     return new Promise((resolve, reject) => {
       const sock = opts.directTls
-        ? tls.connect({ host: '127.0.0.1', port, servername: DOMAIN, ca, ...opts.tls, ...(localAddress ? { localAddress } : {}) } as tls.ConnectionOptions)
+        ? tls.connect({
+            host: '127.0.0.1',
+            port,
+            servername: DOMAIN,
+            ca,
+            ...opts.tls,
+            ...(localAddress ? { localAddress } : {}),
+          } as tls.ConnectionOptions)
         : net.connect({ host: '127.0.0.1', port, localAddress });
       sock.once(opts.directTls ? 'secureConnect' : 'connect', () => {
         sock.off('error', reject);
@@ -280,7 +290,10 @@ export class RawConn {
   async iq(type: 'get' | 'set', payload: string, timeoutMs = 10_000): Promise<Element> {
     const id = `raw-iq-${++this.iqSeq}`;
     this.send(`<iq type='${type}' id='${id}'>${payload}</iq>`);
-    const text = await this.waitFor(new RegExp(`<iq[^>]*id=['"]${id}['"][^>]*(/>|>[\\s\\S]*?</iq>)`), timeoutMs);
+    const text = await this.waitFor(
+      new RegExp(`<iq[^>]*id=['"]${id}['"][^>]*(/>|>[\\s\\S]*?</iq>)`),
+      timeoutMs,
+    );
     return parseStrict(text.slice(text.lastIndexOf('<iq')));
   }
 
@@ -335,7 +348,10 @@ export async function rawLogin(
 }
 
 /** A raw stream through STARTTLS, not authenticated (from `localAddress`); the features offered after TLS. */
-export async function rawUnauthenticated(port: number, localAddress?: string): Promise<{ c: RawConn; features: string }> {
+export async function rawUnauthenticated(
+  port: number,
+  localAddress?: string,
+): Promise<{ c: RawConn; features: string }> {
   const c = await RawConn.connect(port, { localAddress });
   await c.openStream();
   await c.startTls();

@@ -10,7 +10,12 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 rmSync(`${root}/dist`, { recursive: true, force: true });
-execFileSync(process.execPath, [tsc, '-p', `${root}/tsconfig.build.json`], { stdio: 'inherit', cwd: root });
-cpSync(`${root}/adapters/websocket/static`, `${root}/dist/adapters/websocket/static`, { recursive: true });
+execFileSync(process.execPath, [tsc, '-p', `${root}/tsconfig.build.json`], {
+  stdio: 'inherit',
+  cwd: root,
+});
+cpSync(`${root}/adapters/websocket/static`, `${root}/dist/adapters/websocket/static`, {
+  recursive: true,
+});
 writeFileSync(`${root}/dist/.built`, `${new Date().toISOString()}\n`);
 console.error('built dist/');

@@ -9,18 +9,29 @@ import type { OptionSpec } from '../broker/module.ts';
 
 const file = new URL('../docs/compliance.md', import.meta.url);
 const rows: string[] = [];
-for (const c of [...coreSpecs, ...xmppSpecs, ...mqttSpecs]) rows.push(`| ${c.spec} | ${c.section ?? 'all'} | ${c.status} | ${c.where} | ${c.note ?? ''} |`);
+for (const c of [...coreSpecs, ...xmppSpecs, ...mqttSpecs])
+  rows.push(`| ${c.spec} | ${c.section ?? 'all'} | ${c.status} | ${c.where} | ${c.note ?? ''} |`);
 for (const m of allModules) {
-  for (const s of m.specs) rows.push(`| ${s.spec} | ${s.section ?? 'all'} | ${s.status} | module \`${m.name}\` | ${s.note ?? ''} |`);
+  for (const s of m.specs)
+    rows.push(
+      `| ${s.spec} | ${s.section ?? 'all'} | ${s.status} | module \`${m.name}\` | ${s.note ?? ''} |`,
+    );
 }
 rows.sort();
-const moduleRows = allModules.map((m) => `| \`${m.name}\` | ${m.enabledByDefault === false ? 'off' : 'on'} | ${(m.depends ?? []).join(', ')} | ${m.description} |`);
+const moduleRows = allModules.map(
+  (m) =>
+    `| \`${m.name}\` | ${m.enabledByDefault === false ? 'off' : 'on'} | ${(m.depends ?? []).join(', ')} | ${m.description} |`,
+);
 const optionRows: string[] = [];
 for (const m of allModules) {
   for (const [k, o] of Object.entries(m.options as Record<string, OptionSpec>)) {
-    optionRows.push(`| \`modules.${m.name}.${k}\` | ${o.type} | \`${JSON.stringify(o.default)}\` | ${o.doc} |`);
+    optionRows.push(
+      `| \`modules.${m.name}.${k}\` | ${o.type} | \`${JSON.stringify(o.default)}\` | ${o.doc} |`,
+    );
   }
-  optionRows.push(`| \`modules.${m.name}.enabled\` | boolean | \`${m.enabledByDefault !== false}\` | load this module |`);
+  optionRows.push(
+    `| \`modules.${m.name}.enabled\` | boolean | \`${m.enabledByDefault !== false}\` | load this module |`,
+  );
 }
 const text = `# Compliance
 

@@ -50,6 +50,7 @@ step() {
 }
 step "lint (incl. layer rule)" npx eslint .
 step "types" npx tsc --noEmit -p .
+step "formatting (prettier --check; .prettierignore says what is left out)" npx prettier --check .
 step "docs/compliance.md is current" node --import tsx scripts/compliance.ts --check
 
 mkdir -p .test-artifacts
@@ -73,6 +74,6 @@ pending=$(grep -Eo '^ +[0-9]+ pending' .test-artifacts/mocha.log | grep -Eo '[0-
 passing=${passing:-0}; failing=${failing:-0}; pending=${pending:-0}
 failing=$((failing + failed_checks))
 if [ "$mocha_rc" -ne 0 ] && [ "$failing" -eq 0 ]; then failing=1; fi
-passing=$((passing + 3 - failed_checks))
+passing=$((passing + 4 - failed_checks))
 echo "${passing} passed, ${failing} failed, ${pending} skipped"
 [ "$failing" -eq 0 ]

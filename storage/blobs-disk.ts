@@ -22,7 +22,11 @@ export class DiskBlobStore implements BlobStore {
     return path.join(this.dir, id);
   }
 
-  async write(id: string, data: NodeJS.ReadableStream, maxBytes: number): Promise<{ bytes: number }> {
+  async write(
+    id: string,
+    data: NodeJS.ReadableStream,
+    maxBytes: number,
+  ): Promise<{ bytes: number }> {
     const final = this.file(id);
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${final}.part-${process.pid}-${Math.random().toString(36).slice(2)}`;

@@ -37,7 +37,12 @@ export class GridFsBlobStore implements BlobStore {
   }
 
   private files() {
-    return this.db().collection<{ _id: ObjectId; filename: string; length: number; uploadDate: Date }>(`${this.name}.files`);
+    return this.db().collection<{
+      _id: ObjectId;
+      filename: string;
+      length: number;
+      uploadDate: Date;
+    }>(`${this.name}.files`);
   }
 
   private ensureIndex(): Promise<unknown> {
@@ -50,10 +55,15 @@ export class GridFsBlobStore implements BlobStore {
     return this.indexed;
   }
 
-  async write(id: string, data: NodeJS.ReadableStream, maxBytes: number): Promise<{ bytes: number }> {
+  async write(
+    id: string,
+    data: NodeJS.ReadableStream,
+    maxBytes: number,
+  ): Promise<{ bytes: number }> {
     checkId(id);
     await this.ensureIndex();
-    if (await this.files().findOne({ filename: id }, { projection: { _id: 1 } })) throw Object.assign(new Error('exists'), { code: 'EEXIST' });
+    if (await this.files().findOne({ filename: id }, { projection: { _id: 1 } }))
+      throw Object.assign(new Error('exists'), { code: 'EEXIST' });
     const bucket = this.bucket();
     const oid = new ObjectId();
     const upload = bucket.openUploadStreamWithId(oid, `${id}.part-${oid.toHexString()}`);
@@ -68,7 +78,8 @@ export class GridFsBlobStore implements BlobStore {
       await bucket.rename(oid, id);
     } catch (err) {
       await bucket.delete(oid).catch(() => {});
-      if (err instanceof MongoServerError && err.code === 11000) throw Object.assign(new Error('exists'), { code: 'EEXIST' });
+      if (err instanceof MongoServerError && err.code === 11000)
+        throw Object.assign(new Error('exists'), { code: 'EEXIST' });
       throw err;
     }
     return { bytes: limit.counted() };
@@ -83,7 +94,10 @@ export class GridFsBlobStore implements BlobStore {
   open(id: string, range?: { start: number; end: number }): NodeJS.ReadableStream {
     checkId(id);
     // GridFS `end` is exclusive; ours is inclusive (an HTTP byte range)
-    return this.bucket().openDownloadStreamByName(id, range ? { start: range.start, end: range.end + 1 } : {});
+    return this.bucket().openDownloadStreamByName(
+      id,
+      range ? { start: range.start, end: range.end + 1 } : {},
+    );
   }
 
   async remove(id: string): Promise<void> {
@@ -106,7 +120,10 @@ export class GridFsBlobStore implements BlobStore {
     const bucket = this.bucket();
     const cutoff = ObjectId.createFromTime(Math.floor((now - olderThanMs) / 1000));
     let n = 0;
-    for await (const f of this.files().find({ _id: { $lt: cutoff }, filename: /\.part-[0-9a-f]{24}$/ }, { projection: { _id: 1 } })) {
+    for await (const f of this.files().find(
+      { _id: { $lt: cutoff }, filename: /\.part-[0-9a-f]{24}$/ },
+      { projection: { _id: 1 } },
+    )) {
       await bucket.delete(f._id).catch(() => {});
       n++;
     }
@@ -115,7 +132,9 @@ export class GridFsBlobStore implements BlobStore {
       .aggregate<{ _id: ObjectId }>([
         { $match: { files_id: { $lt: cutoff } } },
         { $group: { _id: '$files_id' } },
-        { $lookup: { from: `${this.name}.files`, localField: '_id', foreignField: '_id', as: 'f' } },
+        {
+          $lookup: { from: `${this.name}.files`, localField: '_id', foreignField: '_id', as: 'f' },
+        },
         { $match: { f: { $size: 0 } } },
         { $project: { _id: 1 } },
       ]);

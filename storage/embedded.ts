@@ -223,7 +223,13 @@ export class EmbeddedStorage implements Storage {
     // abstract-level 3 leaves sublevels closed after the database is closed
     // and reopened; open them again so store objects outlive the cycle.
     await Promise.all(this.#subs.map((sub) => sub.open()));
-    for (const store of this.#stores.values()) if (store instanceof LevelArchive || store instanceof LevelKeyValue || store instanceof LevelQueue) store.reset();
+    for (const store of this.#stores.values())
+      if (
+        store instanceof LevelArchive ||
+        store instanceof LevelKeyValue ||
+        store instanceof LevelQueue
+      )
+        store.reset();
   }
 
   async close(): Promise<void> {
@@ -247,10 +253,17 @@ export class EmbeddedStorage implements Storage {
    */
   async backup(dir: string): Promise<{ records: number }> {
     if (this.#db.status !== 'open') throw new Error('the store is not open');
-    const target = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
+    const target = new ClassicLevel<Buffer, Buffer>(dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      errorIfExists: true,
+    });
     await target.open();
     let records = 0;
-    const it = this.#db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    const it = this.#db.iterator<Buffer, Buffer>({
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+    });
     try {
       for (;;) {
         const entries = await it.nextv(1000);
@@ -268,7 +281,12 @@ export class EmbeddedStorage implements Storage {
   kv<T>(name: string): KeyValueStore<T> {
     return this.#store(
       `kv:${name}`,
-      () => new LevelKeyValue<T>(this.#sub(['kv', subName(name)])(''), this.#write, this.#readCacheEntries),
+      () =>
+        new LevelKeyValue<T>(
+          this.#sub(['kv', subName(name)])(''),
+          this.#write,
+          this.#readCacheEntries,
+        ),
     );
   }
 
@@ -325,11 +343,15 @@ class LevelKeyValue<T> implements KeyValueStore<T> {
 
   async put(key: string, value: T): Promise<void> {
     const text = JSON.stringify(jsonClone(value));
-    await this.#cache.write(key, text, () => this.write([{ type: 'put', sublevel: this.sub, key, value: text }]));
+    await this.#cache.write(key, text, () =>
+      this.write([{ type: 'put', sublevel: this.sub, key, value: text }]),
+    );
   }
 
   async delete(key: string): Promise<void> {
-    await this.#cache.write(key, null, () => this.write([{ type: 'del', sublevel: this.sub, key }]));
+    await this.#cache.write(key, null, () =>
+      this.write([{ type: 'del', sublevel: this.sub, key }]),
+    );
   }
 
   /** Forget everything kept (the database was closed and opened again). */
@@ -349,16 +371,28 @@ class LevelKeyValue<T> implements KeyValueStore<T> {
   async entries(prefix: string): Promise<[string, T][]> {
     const out: [string, T][] = [];
     const range = prefix === '' ? {} : prefixRange(prefix);
-    for await (const [key, text] of this.sub.iterator<Buffer, string>({ ...range, keyEncoding: 'buffer' }))
+    for await (const [key, text] of this.sub.iterator<Buffer, string>({
+      ...range,
+      keyEncoding: 'buffer',
+    }))
       out.push([key.toString('utf8'), JSON.parse(text) as T]);
     return out;
   }
 
   /** One LevelDB batch: every op or none. */
   async batch(ops: KeyValueOp<T>[]): Promise<void> {
-    const texts = ops.map((op): [string, string | null] => [op.key, op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : null]);
+    const texts = ops.map((op): [string, string | null] => [
+      op.key,
+      op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : null,
+    ]);
     await this.#cache.writeMany(texts, () =>
-      this.write(texts.map(([key, value]) => (value === null ? { type: 'del', sublevel: this.sub, key } : { type: 'put', sublevel: this.sub, key, value }))),
+      this.write(
+        texts.map(([key, value]) =>
+          value === null
+            ? { type: 'del', sublevel: this.sub, key }
+            : { type: 'put', sublevel: this.sub, key, value },
+        ),
+      ),
     );
   }
 }
@@ -390,7 +424,8 @@ function fillBatch(batch: NativeBatch, group: { ops: Op[] }[]): void {
   let i = 0;
   for (const g of group) {
     for (const op of g.ops) {
-      if (op.type === 'put' && op.rewritten) (last ??= new Map()).set(op.sublevel.prefix + op.key, i);
+      if (op.type === 'put' && op.rewritten)
+        (last ??= new Map()).set(op.sublevel.prefix + op.key, i);
       i++;
     }
   }

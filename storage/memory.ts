@@ -21,7 +21,25 @@ import type {
   QueueStore,
   Storage,
 } from './types.ts';
-import { archivers, checkId, compareKeys, filterBounds, inTimeRange, jsonClone, namedIds, nextPos, ownerRecord, pad, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange, withSeq } from './util.ts';
+import {
+  archivers,
+  checkId,
+  compareKeys,
+  filterBounds,
+  inTimeRange,
+  jsonClone,
+  namedIds,
+  nextPos,
+  ownerRecord,
+  pad,
+  pageBounds,
+  pageLimit,
+  parseArchiveId,
+  peerOf,
+  posTime,
+  seqRange,
+  withSeq,
+} from './util.ts';
 
 /** Storage in process memory; nothing survives the process. */
 export class MemoryStorage implements Storage {
@@ -89,8 +107,12 @@ class MemoryKeyValue<T> implements KeyValueStore<T> {
 
   async batch(ops: KeyValueOp<T>[]): Promise<void> {
     // Encode every value first, so a bad one fails the batch before any write.
-    const encoded = ops.map((op) => (op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : null));
-    ops.forEach((op, i) => (op.type === 'put' ? this.#data.set(op.key, encoded[i]!) : this.#data.delete(op.key)));
+    const encoded = ops.map((op) =>
+      op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : null,
+    );
+    ops.forEach((op, i) =>
+      op.type === 'put' ? this.#data.set(op.key, encoded[i]!) : this.#data.delete(op.key),
+    );
   }
 }
 
@@ -134,7 +156,12 @@ class MemoryArchive<T> implements ArchiveStore<T> {
       for (const owner of indexed) {
         let list = this.#owners.get(owner);
         if (list === undefined) this.#owners.set(owner, (list = []));
-        list.push({ pos, conversation: body.conversation, seq: record.seq, peer: peerOf(body, owner) });
+        list.push({
+          pos,
+          conversation: body.conversation,
+          seq: record.seq,
+          peer: peerOf(body, owner),
+        });
       }
     }
     return jsonClone(record);
@@ -162,12 +189,20 @@ class MemoryArchive<T> implements ArchiveStore<T> {
     const filter = filterBounds(q);
     const page = pageBounds(q);
     const ids = q.ids === undefined ? undefined : new Set(q.ids.map(parseArchiveId));
-    const matching = list.filter((e) => e.pos >= filter.lo && e.pos <= filter.hi && (q.with === undefined || e.peer === q.with) && (ids === undefined || ids.has(e.pos)));
+    const matching = list.filter(
+      (e) =>
+        e.pos >= filter.lo &&
+        e.pos <= filter.hi &&
+        (q.with === undefined || e.peer === q.with) &&
+        (ids === undefined || ids.has(e.pos)),
+    );
     const inPage = matching.filter((e) => e.pos >= page.lo && e.pos <= page.hi);
     if (q.reverse) inPage.reverse();
     const limit = pageLimit(q);
     const records = inPage.slice(0, limit).map((e) => {
-      const r = this.#timelines.get(e.conversation)?.records.find((x) => x.seq === e.seq) as ArchiveRecord<T>;
+      const r = this.#timelines
+        .get(e.conversation)
+        ?.records.find((x) => x.seq === e.seq) as ArchiveRecord<T>;
       return ownerRecord(jsonClone(r));
     });
     const out: OwnerPage<T> = { records, complete: inPage.length <= limit };
@@ -241,7 +276,11 @@ class MemoryArchive<T> implements ArchiveStore<T> {
       removed++;
     }
     if (before === undefined) this.#owners.delete(owner);
-    else this.#owners.set(owner, all.filter((e) => e.pos >= cutoff));
+    else
+      this.#owners.set(
+        owner,
+        all.filter((e) => e.pos >= cutoff),
+      );
     return removed;
   }
 
@@ -255,12 +294,17 @@ class MemoryArchive<T> implements ArchiveStore<T> {
     const gone = new Set<number>();
     for (const timeline of this.#timelines.values()) {
       const kept = timeline.records.filter((r) => !match(r));
-      for (const r of timeline.records) if (r.pos !== undefined && !kept.includes(r)) gone.add(r.pos);
+      for (const r of timeline.records)
+        if (r.pos !== undefined && !kept.includes(r)) gone.add(r.pos);
       removed += timeline.records.length - kept.length;
       timeline.records = kept;
     }
     // Every owner's entries of the deleted records.
-    for (const [owner, list] of this.#owners) this.#owners.set(owner, list.filter((e) => !gone.has(e.pos)));
+    for (const [owner, list] of this.#owners)
+      this.#owners.set(
+        owner,
+        list.filter((e) => !gone.has(e.pos)),
+      );
     return removed;
   }
 }

@@ -7,8 +7,30 @@
  */
 
 import type { Collection, Document } from 'mongodb';
-import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery } from './types.ts';
-import { archivers, checkId, compareKeys, filterBounds, jsonClone, namedIds, ownerRecord, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange } from './util.ts';
+import type {
+  ArchivePage,
+  ArchiveQuery,
+  ArchiveRecord,
+  ArchiveStore,
+  OwnerBounds,
+  OwnerPage,
+  OwnerQuery,
+} from './types.ts';
+import {
+  archivers,
+  checkId,
+  compareKeys,
+  filterBounds,
+  jsonClone,
+  namedIds,
+  ownerRecord,
+  pageBounds,
+  pageLimit,
+  parseArchiveId,
+  peerOf,
+  posTime,
+  seqRange,
+} from './util.ts';
 import { INDEXES, TTL_INDEX } from './mongodb-schema.ts';
 import { collectionName, nextPos, nextSeq, once, type Counter, type Open } from './mongodb.ts';
 
@@ -44,8 +66,13 @@ export class MongoArchive<T> implements ArchiveStore<T> {
       if (existing) await coll.dropIndex(TTL_INDEX);
       return;
     }
-    if (!existing) await coll.createIndex({ at: 1 }, { name: TTL_INDEX, expireAfterSeconds: seconds });
-    else if (existing.expireAfterSeconds !== seconds) await coll.db.command({ collMod: coll.collectionName, index: { name: TTL_INDEX, expireAfterSeconds: seconds } });
+    if (!existing)
+      await coll.createIndex({ at: 1 }, { name: TTL_INDEX, expireAfterSeconds: seconds });
+    else if (existing.expireAfterSeconds !== seconds)
+      await coll.db.command({
+        collMod: coll.collectionName,
+        index: { name: TTL_INDEX, expireAfterSeconds: seconds },
+      });
   }
 
   #coll(): Collection<ArchiveRecord<T>> {
@@ -72,7 +99,11 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     const doc: Document = { ...record };
     if (indexed.length > 0) {
       // The position: one more than the last, at least timestamp × 1000, atomic across nodes.
-      record.pos = await nextPos(counters, `archive-pos:${encodeURIComponent(this.name)}`, body.timestamp);
+      record.pos = await nextPos(
+        counters,
+        `archive-pos:${encodeURIComponent(this.name)}`,
+        body.timestamp,
+      );
       doc.pos = record.pos;
       doc.ix = indexed.map((o) => ({ o, w: peerOf(body, o) }));
     }
@@ -89,15 +120,21 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     const missing: string[] = [];
     for (const id of namedIds(q)) {
       const pos = parseArchiveId(id);
-      if (pos === undefined || (await coll.findOne({ 'ix.o': owner, pos }, { projection: { _id: 1 } })) === null) missing.push(id);
+      if (
+        pos === undefined ||
+        (await coll.findOne({ 'ix.o': owner, pos }, { projection: { _id: 1 } })) === null
+      )
+        missing.push(id);
     }
     if (missing.length > 0) return { records: [], complete: true, missing };
     const filter = filterBounds(q);
     const page = pageBounds(q);
     const limit = pageLimit(q);
-    const base: Document = q.with === undefined ? { 'ix.o': owner } : { ix: { $elemMatch: { o: owner, w: q.with } } };
+    const base: Document =
+      q.with === undefined ? { 'ix.o': owner } : { ix: { $elemMatch: { o: owner, w: q.with } } };
     const ids = q.ids?.map(parseArchiveId).filter((p): p is number => p !== undefined);
-    const posFilter = (lo: number, hi: number): Document => (ids === undefined ? { $gte: lo, $lte: hi } : { $gte: lo, $lte: hi, $in: ids });
+    const posFilter = (lo: number, hi: number): Document =>
+      ids === undefined ? { $gte: lo, $lte: hi } : { $gte: lo, $lte: hi, $in: ids };
     const docs =
       page.lo > page.hi || limit === 0
         ? []
@@ -108,19 +145,34 @@ export class MongoArchive<T> implements ArchiveStore<T> {
             .toArray();
     const out: OwnerPage<T> = {
       records: docs.slice(0, limit).map((d) => ownerRecord(d as unknown as ArchiveRecord<T>)),
-      complete: docs.length <= limit && !(limit === 0 && (await coll.countDocuments({ ...base, pos: posFilter(page.lo, page.hi) }, { limit: 1 })) > 0),
+      complete:
+        docs.length <= limit &&
+        !(
+          limit === 0 &&
+          (await coll.countDocuments({ ...base, pos: posFilter(page.lo, page.hi) }, { limit: 1 })) >
+            0
+        ),
     };
     // Counted on the (ix.o[, ix.w], pos) index: the cost follows the size of the result set.
-    if (q.count) out.count = filter.lo > filter.hi ? 0 : await coll.countDocuments({ ...base, pos: posFilter(filter.lo, filter.hi) });
+    if (q.count)
+      out.count =
+        filter.lo > filter.hi
+          ? 0
+          : await coll.countDocuments({ ...base, pos: posFilter(filter.lo, filter.hi) });
     return out;
   }
 
   async ownerBounds(owner: string): Promise<OwnerBounds> {
     await this.#indexes();
     const coll = this.#coll() as unknown as Collection<Document>;
-    const at = (d: Document | null) => (d === null ? undefined : { archiveId: String(d.pos), archivedAt: posTime(d.pos as number) });
-    const first = at(await coll.findOne({ 'ix.o': owner }, { sort: { pos: 1 }, projection: { pos: 1 } }));
-    const last = at(await coll.findOne({ 'ix.o': owner }, { sort: { pos: -1 }, projection: { pos: 1 } }));
+    const at = (d: Document | null) =>
+      d === null ? undefined : { archiveId: String(d.pos), archivedAt: posTime(d.pos as number) };
+    const first = at(
+      await coll.findOne({ 'ix.o': owner }, { sort: { pos: 1 }, projection: { pos: 1 } }),
+    );
+    const last = at(
+      await coll.findOne({ 'ix.o': owner }, { sort: { pos: -1 }, projection: { pos: 1 } }),
+    );
     const out: OwnerBounds = {};
     if (first) out.first = first;
     if (last) out.last = last;
@@ -150,7 +202,10 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     checkId('conversation', conversation);
     await this.#indexes();
     // One document on the (conversation, seq) unique index; pos and ix stay.
-    const res = await (this.#coll() as unknown as Collection<Document>).updateOne({ conversation, seq }, { $set: { value: jsonClone(value) } });
+    const res = await (this.#coll() as unknown as Collection<Document>).updateOne(
+      { conversation, seq },
+      { $set: { value: jsonClone(value) } },
+    );
     return res.matchedCount > 0;
   }
 
@@ -168,7 +223,8 @@ export class MongoArchive<T> implements ArchiveStore<T> {
   async prune(olderThan: number): Promise<number> {
     await this.#indexes();
     // By archive time (pos / 1000), on the pos index.
-    return (await this.#coll().deleteMany({ pos: { $lt: Math.floor(olderThan) * 1000 } })).deletedCount;
+    return (await this.#coll().deleteMany({ pos: { $lt: Math.floor(olderThan) * 1000 } }))
+      .deletedCount;
   }
 
   async trimOwners(max: number): Promise<number> {
@@ -180,18 +236,34 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     for (const owner of (await coll.distinct('ix.o')) as string[]) {
       const n = await coll.countDocuments({ 'ix.o': owner });
       if (n <= keep) continue;
-      const oldest = await coll.find({ 'ix.o': owner }, { projection: { pos: 1 } }).sort({ pos: 1 }).limit(n - keep).toArray();
-      removed += await this.#dropEntries(coll, owner, oldest.map((d) => d.pos as number));
+      const oldest = await coll
+        .find({ 'ix.o': owner }, { projection: { pos: 1 } })
+        .sort({ pos: 1 })
+        .limit(n - keep)
+        .toArray();
+      removed += await this.#dropEntries(
+        coll,
+        owner,
+        oldest.map((d) => d.pos as number),
+      );
     }
     return removed;
   }
 
   /** Takes records out of one owner's archive (by position); a record no owner archives any more leaves the store. */
-  async #dropEntries(coll: Collection<Document>, owner: string, positions: number[]): Promise<number> {
+  async #dropEntries(
+    coll: Collection<Document>,
+    owner: string,
+    positions: number[],
+  ): Promise<number> {
     if (positions.length === 0) return 0;
-    const r = await coll.updateMany({ pos: { $in: positions } }, { $pull: { ix: { o: owner } } } as Document);
+    const r = await coll.updateMany({ pos: { $in: positions } }, {
+      $pull: { ix: { o: owner } },
+    } as Document);
     // archivedFor follows ix; records no owner archives any more leave the store.
-    await coll.updateMany({ pos: { $in: positions } }, [{ $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } }]);
+    await coll.updateMany({ pos: { $in: positions } }, [
+      { $set: { archivedFor: { $map: { input: '$ix', as: 'e', in: '$$e.o' } } } },
+    ]);
     await coll.deleteMany({ pos: { $in: positions }, ix: { $size: 0 } });
     return r.modifiedCount;
   }
@@ -204,9 +276,17 @@ export class MongoArchive<T> implements ArchiveStore<T> {
     const when = before === undefined ? {} : { pos: { $lt: Math.floor(before) * 1000 } };
     // In batches of positions from the (ix.o, pos) index; the updates go by the pos index.
     for (;;) {
-      const batch = await coll.find({ 'ix.o': owner, ...when }, { projection: { pos: 1 } }).sort({ pos: 1 }).limit(1000).toArray();
+      const batch = await coll
+        .find({ 'ix.o': owner, ...when }, { projection: { pos: 1 } })
+        .sort({ pos: 1 })
+        .limit(1000)
+        .toArray();
       if (batch.length === 0) break;
-      const n = await this.#dropEntries(coll, owner, batch.map((d) => d.pos as number));
+      const n = await this.#dropEntries(
+        coll,
+        owner,
+        batch.map((d) => d.pos as number),
+      );
       removed += n;
       if (n === 0) break;
     }

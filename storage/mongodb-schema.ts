@@ -62,13 +62,41 @@ export interface QuerySpec {
 export const QUERIES: QuerySpec[] = [
   { where: 'kv.get/put/delete/batch', kind: 'kv', filter: ['_id'] },
   { where: 'kv.keys/entries (anchored prefix regex)', kind: 'kv', filter: ['_id'], sort: ['_id'] },
-  { where: 'archive.query, setValue', kind: 'archive', filter: ['conversation', 'seq'], sort: ['seq'] },
-  { where: 'archive.queryOwner (ids named, page, count)', kind: 'archive', filter: ['ix.o', 'pos'], sort: ['pos'] },
-  { where: 'archive.queryOwner with', kind: 'archive', filter: ['ix.o', 'ix.w', 'pos'], sort: ['pos'] },
-  { where: 'archive.ownerBounds, forgetOwner, trimOwners (the oldest)', kind: 'archive', filter: ['ix.o'], sort: ['pos'] },
+  {
+    where: 'archive.query, setValue',
+    kind: 'archive',
+    filter: ['conversation', 'seq'],
+    sort: ['seq'],
+  },
+  {
+    where: 'archive.queryOwner (ids named, page, count)',
+    kind: 'archive',
+    filter: ['ix.o', 'pos'],
+    sort: ['pos'],
+  },
+  {
+    where: 'archive.queryOwner with',
+    kind: 'archive',
+    filter: ['ix.o', 'ix.w', 'pos'],
+    sort: ['pos'],
+  },
+  {
+    where: 'archive.ownerBounds, forgetOwner, trimOwners (the oldest)',
+    kind: 'archive',
+    filter: ['ix.o'],
+    sort: ['pos'],
+  },
   { where: 'archive.trimOwners (owners: distinct ix.o)', kind: 'archive', filter: ['ix.o'] },
-  { where: 'archive.conversations (distinct conversation), removeOwner, forgetOwner (records left)', kind: 'archive', filter: ['owners'] },
-  { where: 'archive.prune, trimOwners and forgetOwner updates (by positions)', kind: 'archive', filter: ['pos'] },
+  {
+    where: 'archive.conversations (distinct conversation), removeOwner, forgetOwner (records left)',
+    kind: 'archive',
+    filter: ['owners'],
+  },
+  {
+    where: 'archive.prune, trimOwners and forgetOwner updates (by positions)',
+    kind: 'archive',
+    filter: ['pos'],
+  },
   { where: 'archive.lastSeq, append (counters)', kind: 'counters', filter: ['_id'] },
   { where: 'queue.list/count/bytes/clear', kind: 'queue', filter: ['owner'], sort: ['id'] },
   { where: 'queue.remove', kind: 'queue', filter: ['owner', 'id'] },
@@ -122,7 +150,8 @@ export const MIGRATIONS: Migration[] = [
     what: 'the indexes of every archive and queue collection',
     async up(db) {
       for (const kind of ['archive', 'queue'] as const) {
-        for (const name of await collectionsOf(db, kind)) await db.collection(name).createIndexes(INDEXES[kind].map((i) => ({ ...i })));
+        for (const name of await collectionsOf(db, kind))
+          await db.collection(name).createIndexes(INDEXES[kind].map((i) => ({ ...i })));
       }
     },
   },
@@ -133,15 +162,28 @@ export const MIGRATIONS: Migration[] = [
       for (const name of await collectionsOf(db, 'queue')) {
         const coll = db.collection(name);
         for (;;) {
-          const docs = await coll.find({ size: { $exists: false } }, { projection: { _id: 1, value: 1 } }).limit(1000).toArray();
+          const docs = await coll
+            .find({ size: { $exists: false } }, { projection: { _id: 1, value: 1 } })
+            .limit(1000)
+            .toArray();
           if (docs.length === 0) break;
-          await coll.bulkWrite(docs.map((d) => ({ updateOne: { filter: { _id: d._id }, update: { $set: { size: jsonLength(d.value) } } } })));
+          await coll.bulkWrite(
+            docs.map((d) => ({
+              updateOne: {
+                filter: { _id: d._id },
+                update: { $set: { size: jsonLength(d.value) } },
+              },
+            })),
+          );
         }
       }
       for (const name of await collectionsOf(db, 'archive')) {
-        await db.collection(name).dropIndex('timestamp_1').catch((err: { codeName?: string }) => {
-          if (err?.codeName !== 'IndexNotFound') throw err;
-        });
+        await db
+          .collection(name)
+          .dropIndex('timestamp_1')
+          .catch((err: { codeName?: string }) => {
+            if (err?.codeName !== 'IndexNotFound') throw err;
+          });
       }
     },
   },
@@ -150,7 +192,9 @@ export const MIGRATIONS: Migration[] = [
     what: 'archive records get `at`, their archive time as a Date, for the TTL index',
     async up(db) {
       for (const name of await collectionsOf(db, 'archive')) {
-        const at: Document = { $toDate: { $ifNull: [{ $floor: { $divide: ['$pos', 1000] } }, '$timestamp'] } };
+        const at: Document = {
+          $toDate: { $ifNull: [{ $floor: { $divide: ['$pos', 1000] } }, '$timestamp'] },
+        };
         await db.collection(name).updateMany({ at: { $exists: false } }, [{ $set: { at } }]);
       }
     },
@@ -165,7 +209,10 @@ export const MIGRATIONS: Migration[] = [
 export async function migrate(db: Db): Promise<{ from: number; to: number }> {
   const meta = db.collection<{ _id: string; version: number }>('meta');
   const from = (await meta.findOne({ _id: 'schema' }))?.version ?? 0;
-  if (from > SCHEMA_VERSION) throw new Error(`the MongoDB database has schema version ${from}, newer than this Parley's ${SCHEMA_VERSION}: run the newer Parley`);
+  if (from > SCHEMA_VERSION)
+    throw new Error(
+      `the MongoDB database has schema version ${from}, newer than this Parley's ${SCHEMA_VERSION}: run the newer Parley`,
+    );
   for (const m of MIGRATIONS) {
     if (m.version <= from) continue;
     await m.up(db);

@@ -17,7 +17,14 @@
 import { MongoClient } from 'mongodb';
 import type { Collection, Db, Document } from 'mongodb';
 import { GridFsBlobStore } from './blobs-gridfs.ts';
-import type { ArchiveStore, KeyValueOp, KeyValueStore, QueueItem, QueueStore, Storage } from './types.ts';
+import type {
+  ArchiveStore,
+  KeyValueOp,
+  KeyValueStore,
+  QueueItem,
+  QueueStore,
+  Storage,
+} from './types.ts';
 import { checkId, compareKeys, jsonClone, pad } from './util.ts';
 import { MongoArchive } from './mongodb-archive.ts';
 import { INDEXES, migrate } from './mongodb-schema.ts';
@@ -81,7 +88,11 @@ export async function nextSeq(counters: Collection<Counter>, id: string): Promis
 }
 
 /** The next archive position of a store: max(last + 1, timestamp × 1000), atomic across nodes (storage/util.ts nextPos). */
-export async function nextPos(counters: Collection<Counter>, id: string, timestamp: number): Promise<number> {
+export async function nextPos(
+  counters: Collection<Counter>,
+  id: string,
+  timestamp: number,
+): Promise<number> {
   const t = Number.isFinite(timestamp) && timestamp > 0 ? Math.floor(timestamp) * 1000 : 0;
   const doc = await counters.findOneAndUpdate(
     { _id: id },
@@ -111,7 +122,10 @@ export class MongoStorage implements Storage {
   async open(): Promise<void> {
     if (this.#client !== undefined) return;
     // ignoreUndefined: values are JSON, where an undefined field is absent, not null.
-    const client = new MongoClient(this.#url, { ignoreUndefined: true, ...writeConcernOf(this.#url) });
+    const client = new MongoClient(this.#url, {
+      ignoreUndefined: true,
+      ...writeConcernOf(this.#url),
+    });
     await client.connect();
     try {
       // The schema this code writes: migrations run once, in order (storage/mongodb-schema.ts).
@@ -157,10 +171,14 @@ export class MongoStorage implements Storage {
 
   /** Uploaded files in GridFS, bucket `name` (storage/blobs-gridfs.ts); usable once open. */
   blobs(name = 'upload'): GridFsBlobStore {
-    return this.#store(`blobs:${name}`, () => new GridFsBlobStore(() => {
-      if (this.#db === undefined) throw new Error('MongoStorage is not open');
-      return this.#db;
-    }, name));
+    return this.#store(
+      `blobs:${name}`,
+      () =>
+        new GridFsBlobStore(() => {
+          if (this.#db === undefined) throw new Error('MongoStorage is not open');
+          return this.#db;
+        }, name),
+    );
   }
 
   readonly #open: Open = (collection) => {
@@ -220,7 +238,8 @@ class MongoKeyValue<T> implements KeyValueStore<T> {
   }
 
   async entries(prefix: string): Promise<[string, T][]> {
-    const filter = prefix === '' ? {} : { _id: { $regex: '^' + prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') } };
+    const filter =
+      prefix === '' ? {} : { _id: { $regex: '^' + prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') } };
     const docs = await this.#coll().find(filter).sort({ _id: 1 }).toArray();
     return docs.sort((a, b) => compareKeys(a._id, b._id)).map((d) => [d._id, d.value as T]);
   }
@@ -230,7 +249,13 @@ class MongoKeyValue<T> implements KeyValueStore<T> {
     if (ops.length === 0) return;
     const writes = ops.map((op) =>
       op.type === 'put'
-        ? { replaceOne: { filter: { _id: op.key }, replacement: { value: jsonClone(op.value) }, upsert: true } }
+        ? {
+            replaceOne: {
+              filter: { _id: op.key },
+              replacement: { value: jsonClone(op.value) },
+              upsert: true,
+            },
+          }
         : { deleteOne: { filter: { _id: op.key } } },
     );
     await this.#coll().bulkWrite(writes, { ordered: true });
@@ -293,7 +318,10 @@ class MongoQueue<T> implements QueueStore<T> {
 
   async bytes(owner: string): Promise<number> {
     const [r] = await this.#coll()
-      .aggregate<{ n: number }>([{ $match: { owner } }, { $group: { _id: null, n: { $sum: '$size' } } }])
+      .aggregate<{ n: number }>([
+        { $match: { owner } },
+        { $group: { _id: null, n: { $sum: '$size' } } },
+      ])
       .toArray();
     return r?.n ?? 0;
   }

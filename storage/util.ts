@@ -111,8 +111,20 @@ export class KeyedLock {
  * `{ ...input, seq }`: V8 gives such a spread copy with a field added a
  * hidden class of its own, one per appended message.
  */
-export function withSeq<T>(input: Omit<ArchiveRecord<T>, 'seq'>, seq: number, pos?: number): ArchiveRecord<T> {
-  const r: ArchiveRecord<T> = { conversation: input.conversation, seq, timestamp: input.timestamp, owners: input.owners, with: input.with, id: input.id, value: input.value };
+export function withSeq<T>(
+  input: Omit<ArchiveRecord<T>, 'seq'>,
+  seq: number,
+  pos?: number,
+): ArchiveRecord<T> {
+  const r: ArchiveRecord<T> = {
+    conversation: input.conversation,
+    seq,
+    timestamp: input.timestamp,
+    owners: input.owners,
+    with: input.with,
+    id: input.id,
+    value: input.value,
+  };
   if (input.archivedFor !== undefined) r.archivedFor = input.archivedFor;
   if (pos !== undefined) r.pos = pos;
   return r;
@@ -191,7 +203,13 @@ export function pageBounds(q: OwnerQuery): { lo: number; hi: number } {
 
 /** The ids an owner query names: bounds and `ids`, each of which must be in the owner's archive [XEP-0313 query-limit-id]. */
 export function namedIds(q: OwnerQuery): string[] {
-  return [...new Set([q.after, q.before, q.afterId, q.beforeId, ...(q.ids ?? [])].filter((x): x is string => x !== undefined && x !== ''))];
+  return [
+    ...new Set(
+      [q.after, q.before, q.afterId, q.beforeId, ...(q.ids ?? [])].filter(
+        (x): x is string => x !== undefined && x !== '',
+      ),
+    ),
+  ];
 }
 
 /** An owner record: the stored record with its id and archive time. */

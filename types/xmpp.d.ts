@@ -25,7 +25,11 @@ declare module '@xmpp/xml' {
     attr(name: string, value?: string): string | Element;
     toString(): string;
   }
-  export function xml(name: string, attrs?: Record<string, string | undefined> | null, ...children: (Node | Node[] | null | undefined)[]): Element;
+  export function xml(
+    name: string,
+    attrs?: Record<string, string | undefined> | null,
+    ...children: (Node | Node[] | null | undefined)[]
+  ): Element;
   export function escapeXML(s: string): string;
   export function escapeXMLText(s: string): string;
   export function unescapeXML(s: string): string;
@@ -41,7 +45,11 @@ declare module '@xmpp/client' {
     stop(): Promise<void>;
     send(el: Element): Promise<void>;
     sendMany(els: Element[]): Promise<void>;
-    iqCaller: { request(el: Element, timeout?: number): Promise<Element>; get(el: Element, to?: string): Promise<Element>; set(el: Element, to?: string): Promise<Element> };
+    iqCaller: {
+      request(el: Element, timeout?: number): Promise<Element>;
+      get(el: Element, to?: string): Promise<Element>;
+      set(el: Element, to?: string): Promise<Element>;
+    };
     jid: { toString(): string; bare(): { toString(): string }; resource: string } | null;
     status: string;
     reconnect: { stop(): void };

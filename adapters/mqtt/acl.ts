@@ -71,13 +71,20 @@ export class ClientAcl {
     let dep = dependence.get(rules);
     if (!dep) {
       dep = {
-        user: rules.some((r) => r.topic.includes('%u') || (r.users ?? []).some((u) => !u.startsWith('$'))),
+        user: rules.some(
+          (r) => r.topic.includes('%u') || (r.users ?? []).some((u) => !u.startsWith('$')),
+        ),
         client: rules.some((r) => r.topic.includes('%c')),
       };
       dependence.set(rules, dep);
     }
     if (dep.client) return new ClientAcl(rules, who);
-    const key = who.username === undefined ? '\0anonymous' : dep.user ? `u:${who.username}` : '\0authenticated';
+    const key =
+      who.username === undefined
+        ? '\0anonymous'
+        : dep.user
+          ? `u:${who.username}`
+          : '\0authenticated';
     let byKey = shared.get(rules);
     if (!byKey) shared.set(rules, (byKey = new Map()));
     let acl = byKey.get(key);
@@ -171,8 +178,13 @@ export function validateAcl(rules: readonly AclRule[]): string[] {
   const errors: string[] = [];
   rules.forEach((r, i) => {
     const levels = r.topic.split('/');
-    const bad = levels.some((l, j) => (l.includes('#') && (l !== '#' || j !== levels.length - 1)) || (l.includes('+') && l !== '+'));
-    if (r.topic.length === 0 || bad) errors.push(`acl.${i}.topic: not a valid MQTT topic filter [MQTT-4.7.1]`);
+    const bad = levels.some(
+      (l, j) =>
+        (l.includes('#') && (l !== '#' || j !== levels.length - 1)) ||
+        (l.includes('+') && l !== '+'),
+    );
+    if (r.topic.length === 0 || bad)
+      errors.push(`acl.${i}.topic: not a valid MQTT topic filter [MQTT-4.7.1]`);
   });
   return errors;
 }

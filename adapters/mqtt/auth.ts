@@ -24,7 +24,14 @@ function refusal(code: Code, text: string): AuthenticateError {
 export function infoOf(ctx: MqttContext, client: Client): ConnInfo {
   let info = ctx.infos.get(client);
   if (!info) {
-    info = { transport: 'tcp', ip: 'unknown', clientId: '', protocolVersion: 4, clean: true, keepalive: 0 };
+    info = {
+      transport: 'tcp',
+      ip: 'unknown',
+      clientId: '',
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 0,
+    };
     ctx.infos.set(client, info);
   }
   return info;
@@ -32,7 +39,11 @@ export function infoOf(ctx: MqttContext, client: Client): ConnInfo {
 
 /** aedes `preConnect`: remember the CONNECT fields, give aedes the namespaced client id. */
 export function preConnect(ctx: MqttContext) {
-  return (client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void => {
+  return (
+    client: Client,
+    packet: ConnectPacket,
+    done: (err: Error | null, ok: boolean) => void,
+  ): void => {
     const info = infoOf(ctx, client);
     info.protocolVersion = packet.protocolVersion ?? 4;
     info.clean = packet.clean !== false;
@@ -61,7 +72,8 @@ export function authenticate(ctx: MqttContext) {
     check(ctx, client, username, password).then(
       () => done(null, true),
       (err: unknown) => {
-        if (err instanceof Error && 'returnCode' in err) return done(err as AuthenticateError, null);
+        if (err instanceof Error && 'returnCode' in err)
+          return done(err as AuthenticateError, null);
         ctx.log.error({ err }, 'mqtt authentication failed unexpectedly');
         done(refusal(3, 'server unavailable'), null);
       },
@@ -69,7 +81,12 @@ export function authenticate(ctx: MqttContext) {
   };
 }
 
-async function check(ctx: MqttContext, client: Client, username: string | undefined, password: Buffer | undefined): Promise<void> {
+async function check(
+  ctx: MqttContext,
+  client: Client,
+  username: string | undefined,
+  password: Buffer | undefined,
+): Promise<void> {
   const { opts, broker } = ctx;
   const info = infoOf(ctx, client);
   // The parser keeps the CONNECT packet for the connection's life: it must not
@@ -84,8 +101,15 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
   if ([...info.clientId].length > maxLen) throw refusal(2, `client id longer than ${maxLen}`);
   // MQTT 3.1.1 cannot tell a client to use another keepalive: refuse, as Mosquitto does.
   const ka = info.keepalive;
-  if ((ka === 0 && opts.minKeepaliveSeconds > 0) || (ka !== 0 && ka < opts.minKeepaliveSeconds) || ka > opts.maxKeepaliveSeconds) {
-    throw refusal(2, `keepalive must be between ${opts.minKeepaliveSeconds} and ${opts.maxKeepaliveSeconds} seconds`);
+  if (
+    (ka === 0 && opts.minKeepaliveSeconds > 0) ||
+    (ka !== 0 && ka < opts.minKeepaliveSeconds) ||
+    ka > opts.maxKeepaliveSeconds
+  ) {
+    throw refusal(
+      2,
+      `keepalive must be between ${opts.minKeepaliveSeconds} and ${opts.maxKeepaliveSeconds} seconds`,
+    );
   }
   if (username === undefined) {
     if (!opts.allowAnonymous) throw refusal(5, 'anonymous clients are not allowed');
@@ -119,7 +143,10 @@ async function check(ctx: MqttContext, client: Client, username: string | undefi
   // 0x05 rather than 0x03: waiting does not help, only ending sessions (a clean-session CONNECT with their ids) does,
   // and clients retry 0x03 at once [MQTT 3.2.2.3].
   if (!info.clean && ctx.stored && !ctx.stored.admit(client.id)) {
-    throw refusal(5, `more than ${opts.maxPersistentSessionsPerUser} persistent sessions for this account`);
+    throw refusal(
+      5,
+      `more than ${opts.maxPersistentSessionsPerUser} persistent sessions for this account`,
+    );
   }
   // [MQTT-3.1.4-2] a connection with the same client id is closed by aedes; record why.
   const old = (ctx.aedes as unknown as { clients: Record<string, Client> }).clients[client.id];

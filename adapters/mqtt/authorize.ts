@@ -27,7 +27,11 @@ function sink(packet: PublishPacket): void {
 
 /** aedes `authorizePublish`: client PUBLISH, and wills (client null after a restart). */
 export function authorizePublish(ctx: MqttContext) {
-  return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
+  return (
+    client: Client | null,
+    packet: PublishPacket,
+    done: (err?: Error | null) => void,
+  ): void => {
     // The retained index counts a retained message against its publisher's account (retained.ts).
     if (client && packet.retain) (packet as { clientId?: string }).clientId = client.id;
     // Plain topics are decided synchronously: no promise and no closure per PUBLISH on the hot path.
@@ -49,24 +53,37 @@ export function authorizePublish(ctx: MqttContext) {
   };
 }
 
-function finishPublish(ctx: MqttContext, client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void, verdict: Verdict): void {
+function finishPublish(
+  ctx: MqttContext,
+  client: Client | null,
+  packet: PublishPacket,
+  done: (err?: Error | null) => void,
+  verdict: Verdict,
+): void {
   if (verdict === 'pass') return done(null);
   if (verdict === 'denied') {
     ctx.stats.denied++;
     ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
     // [MQTT-3.3.5-2] acknowledge and drop, or close the connection (option deniedPublish)
-    if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed) return done(new Error('publish not authorized'));
+    if (ctx.opts.deniedPublish === 'disconnect' && client && !client.closed)
+      return done(new Error('publish not authorized'));
   }
   sink(packet);
   done(null);
 }
 
 /** A plain topic's verdict right away; the core's trees (chat/, presence/) take a promise. */
-function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishPacket): Verdict | Promise<Verdict> {
+function decidePublish(
+  ctx: MqttContext,
+  client: Client | null,
+  packet: PublishPacket,
+): Verdict | Promise<Verdict> {
   const topic = packet.topic;
   // $SYS is the broker's and read-only; other '$' topics are reserved for the broker [MQTT-4.7.2-1].
   if (topic.startsWith('$')) return 'denied';
-  const who: Pick<ConnInfo, 'address' | 'acl'> = client ? infoOf(ctx, client) : identityOf((packet as { clientId?: string }).clientId ?? '', ctx.broker.domain, ctx.opts.acl);
+  const who: Pick<ConnInfo, 'address' | 'acl'> = client
+    ? infoOf(ctx, client)
+    : identityOf((packet as { clientId?: string }).clientId ?? '', ctx.broker.domain, ctx.opts.acl);
   if (!who.acl?.canWrite(topic)) return 'denied';
   const rt = roomTopic(topic);
   if (rt) return decideRoom(ctx, client, rt, packet);
@@ -83,14 +100,25 @@ function decidePublish(ctx: MqttContext, client: Client | null, packet: PublishP
 }
 
 /** The rooms/ tree belongs to the core: consumed, never routed by aedes (rooms.ts). */
-async function decideRoom(ctx: MqttContext, client: Client | null, rt: ReturnType<typeof roomTopic>, packet: PublishPacket): Promise<Verdict> {
+async function decideRoom(
+  ctx: MqttContext,
+  client: Client | null,
+  rt: ReturnType<typeof roomTopic>,
+  packet: PublishPacket,
+): Promise<Verdict> {
   const session = client && !client.closed ? ctx.sessions.get(client) : undefined;
   if (!session || !rt) return 'consumed';
   await session.run(() => roomPublish(ctx, session, rt, packet.payload as Buffer));
   return 'consumed';
 }
 
-async function decideReserved(ctx: MqttContext, client: Client | null, address: Address, r: Reserved, packet: PublishPacket): Promise<Verdict> {
+async function decideReserved(
+  ctx: MqttContext,
+  client: Client | null,
+  address: Address,
+  r: Reserved,
+  packet: PublishPacket,
+): Promise<Verdict> {
   if (r.tree === 'chat') {
     await chat(ctx, client, address, r.user as string, packet);
     return 'consumed';
@@ -105,23 +133,41 @@ async function decideReserved(ctx: MqttContext, client: Client | null, address: 
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
     // Presence has no error channel to the device: log it, acknowledge, drop.
-    ctx.log.debug({ jid: address.toString(), condition: err.condition, text: err.text }, 'presence publish refused');
+    ctx.log.debug(
+      { jid: address.toString(), condition: err.condition, text: err.text },
+      'presence publish refused',
+    );
   }
   return 'consumed';
 }
 
 /** PUBLISH on chat/{user}: one message to the core, stored before the PUBACK/PUBREC goes out. */
-async function chat(ctx: MqttContext, client: Client | null, from: Address, user: string, packet: PublishPacket): Promise<void> {
+async function chat(
+  ctx: MqttContext,
+  client: Client | null,
+  from: Address,
+  user: string,
+  packet: PublishPacket,
+): Promise<void> {
   // [MQTT-4.3.3-2] a QoS 2 retransmission the broker already holds: it was routed the first time.
   if (client && packet.qos === 2 && (await isStoredQos2(ctx, client, packet))) return;
   const session = client ? ctx.sessions.get(client) : undefined;
   // One device's messages enter the conversation in the order it sent them.
   // (An inline arrow, not a named one: tsx's keepNames would wrap a named closure on every message.)
   // Pipelined: the next PUBLISH may start once this one's record is asked for (MqttSession.pipeline).
-  await (session ? session.pipeline((ord) => sendChat(ctx, session, from, user, packet, ord)) : sendChat(ctx, session, from, user, packet));
+  await (session
+    ? session.pipeline((ord) => sendChat(ctx, session, from, user, packet, ord))
+    : sendChat(ctx, session, from, user, packet));
 }
 
-async function sendChat(ctx: MqttContext, session: MqttSession | undefined, from: Address, user: string, packet: PublishPacket, ord?: Ordered): Promise<void> {
+async function sendChat(
+  ctx: MqttContext,
+  session: MqttSession | undefined,
+  from: Address,
+  user: string,
+  packet: PublishPacket,
+  ord?: Ordered,
+): Promise<void> {
   const { broker } = ctx;
   let env: Envelope | undefined;
   try {
@@ -143,8 +189,16 @@ async function sendChat(ctx: MqttContext, session: MqttSession | undefined, from
   }
 }
 
-async function isStoredQos2(ctx: MqttContext, client: Client, packet: PublishPacket): Promise<boolean> {
-  const persistence = (ctx.aedes as unknown as { persistence: { incomingGetPacket(c: Client, p: PublishPacket): Promise<unknown> } }).persistence;
+async function isStoredQos2(
+  ctx: MqttContext,
+  client: Client,
+  packet: PublishPacket,
+): Promise<boolean> {
+  const persistence = (
+    ctx.aedes as unknown as {
+      persistence: { incomingGetPacket(c: Client, p: PublishPacket): Promise<unknown> };
+    }
+  ).persistence;
   try {
     await persistence.incomingGetPacket(client, packet);
     return true;
@@ -155,20 +209,32 @@ async function isStoredQos2(ctx: MqttContext, client: Client, packet: PublishPac
 
 /** aedes `authorizeSubscribe`: a refusal is SUBACK 0x80 for that filter [MQTT-3.9.3-2]. */
 export function authorizeSubscribe(ctx: MqttContext) {
-  return (client: Client, sub: Subscription, done: (err: Error | null, sub?: Subscription | null) => void): void => {
+  return (
+    client: Client,
+    sub: Subscription,
+    done: (err: Error | null, sub?: Subscription | null) => void,
+  ): void => {
     // Filters held by this connection (granted, or being decided): a bounded set [MQTT-3.9.3-2].
     const info = infoOf(ctx, client);
     const held = (info.filters ??= new Set());
     const added = !held.has(sub.topic);
     if (added && held.size >= ctx.opts.maxSubscriptionsPerConnection) {
-      if (!info.filtersFull) ctx.log.info({ client: info.clientId, ip: info.ip, max: ctx.opts.maxSubscriptionsPerConnection }, 'mqtt subscription refused: too many on one connection');
+      if (!info.filtersFull)
+        ctx.log.info(
+          { client: info.clientId, ip: info.ip, max: ctx.opts.maxSubscriptionsPerConnection },
+          'mqtt subscription refused: too many on one connection',
+        );
       info.filtersFull = true;
       return done(null, null); // SUBACK 0x80 for this filter [MQTT-3.9.3-2]
     }
     held.add(sub.topic);
     decideSubscribe(ctx, client, sub.topic).then(
       (ok) => {
-        if (!ok) ctx.log.debug({ client: client.id, topic: snippet(sub.topic) }, 'mqtt subscription refused');
+        if (!ok)
+          ctx.log.debug(
+            { client: client.id, topic: snippet(sub.topic) },
+            'mqtt subscription refused',
+          );
         if (!ok && added) held.delete(sub.topic);
         done(null, ok ? sub : null);
       },
@@ -220,7 +286,8 @@ export function authorizeForward(ctx: MqttContext) {
     const info = ctx.infos.get(client);
     if (!info?.acl) return null;
     // chat/ and presence/ packets only ever come from the core, addressed to this client.
-    if (!reserved(packet.topic) && !roomTopic(packet.topic) && !info.acl.canRead(packet.topic)) return null;
+    if (!reserved(packet.topic) && !roomTopic(packet.topic) && !info.acl.canRead(packet.topic))
+      return null;
     ctx.stats.sent++;
     ctx.broker.metrics.traffic('mqtt', 'out'); // PUBLISH packets sent to clients
     return packet;

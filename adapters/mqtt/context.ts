@@ -83,7 +83,11 @@ export function internalId(username: string | undefined, clientId: string, domai
 }
 
 /** Who an internal id belongs to (wills published after a restart have no live client). */
-export function identityOf(id: string, domain: string, rules: MqttOptions['acl']): Pick<ConnInfo, 'address' | 'acl' | 'clientId'> {
+export function identityOf(
+  id: string,
+  domain: string,
+  rules: MqttOptions['acl'],
+): Pick<ConnInfo, 'address' | 'acl' | 'clientId'> {
   const slash = id.indexOf('/');
   const user = slash === -1 ? ANONYMOUS : id.slice(0, slash);
   const clientId = slash === -1 ? id : id.slice(slash + 1);
@@ -95,11 +99,14 @@ export function identityOf(id: string, domain: string, rules: MqttOptions['acl']
 /** Why an aedes error ended a connection. */
 export function classifyError(err: Error): { kind: CloseKind; text: string } {
   const m = err.message;
-  if (m === 'keep alive timeout') return { kind: 'idle-timeout', text: 'keepalive expired [MQTT-3.1.2-24]' };
+  if (m === 'keep alive timeout')
+    return { kind: 'idle-timeout', text: 'keepalive expired [MQTT-3.1.2-24]' };
   if (m === 'connect did not arrive in time') return { kind: 'connection-timeout', text: m };
-  if (m === 'drain timeout') return { kind: 'policy-violation', text: 'slow consumer: socket did not drain' };
+  if (m === 'drain timeout')
+    return { kind: 'policy-violation', text: 'slow consumer: socket did not drain' };
   if (m.startsWith('maxInflightInbound')) return { kind: 'policy-violation', text: m };
   if (m === 'publish not authorized') return { kind: 'not-authorized', text: m };
-  if ('code' in err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code)) return { kind: 'socket-error', text: err.code };
+  if ('code' in err && typeof err.code === 'string' && /^E[A-Z]+$/.test(err.code))
+    return { kind: 'socket-error', text: err.code };
   return { kind: 'protocol-error', text: m };
 }

@@ -22,7 +22,6 @@ const UNSUBSCRIBE = 10;
 const PINGREQ = 12;
 const DISCONNECT = 14;
 
-
 /** No body being collected (shared, frozen: only `collect` starts a fresh array to push to). */
 const NO_BODY = Object.freeze([]) as unknown as Buffer[];
 
@@ -93,7 +92,8 @@ export class WireGuard {
       this.len += (byte & 0x7f) * this.mult;
       this.mult *= 128;
       if (byte & 0x80) {
-        if (++this.lenByte >= 4) this.fail('protocol-error', 'malformed remaining length [MQTT-2.2.3]');
+        if (++this.lenByte >= 4)
+          this.fail('protocol-error', 'malformed remaining length [MQTT-2.2.3]');
         continue;
       }
       this.lenByte = -1;
@@ -113,7 +113,14 @@ export class WireGuard {
   private inPlace(chunk: Buffer, i: number): number {
     const first = chunk[i];
     const type = first >> 4;
-    if (type === CONNECT || type === SUBSCRIBE || type === UNSUBSCRIBE || type === PINGREQ || type === DISCONNECT) return -1;
+    if (
+      type === CONNECT ||
+      type === SUBSCRIBE ||
+      type === UNSUBSCRIBE ||
+      type === PINGREQ ||
+      type === DISCONNECT
+    )
+      return -1;
     let p = i + 1;
     let len = 0;
     let mult = 1;
@@ -146,12 +153,14 @@ export class WireGuard {
 
   private headerDone(): void {
     this.packets++;
-    if (this.len > this.max) return this.fail('policy-violation', `packet larger than ${this.max} bytes`);
+    if (this.len > this.max)
+      return this.fail('policy-violation', `packet larger than ${this.max} bytes`);
     if ((this.type === PINGREQ || this.type === DISCONNECT) && this.len !== 0) {
       return this.fail('protocol-error', 'PINGREQ and DISCONNECT have no body [MQTT-4.8.0-1]');
     }
     if (this.type === PUBLISH) return this.collect(Math.min(this.len, 2));
-    if (this.type === SUBSCRIBE || this.type === UNSUBSCRIBE || this.type === CONNECT) return this.collect(this.len);
+    if (this.type === SUBSCRIBE || this.type === UNSUBSCRIBE || this.type === CONNECT)
+      return this.collect(this.len);
     this.skip = this.len;
   }
 
@@ -173,7 +182,8 @@ export class WireGuard {
         // topic length known: collect topic (+ packet id at QoS > 0)
         const idLen = (this.flags >> 1) & 3 ? 2 : 0;
         const n = body.readUInt16BE(0) + idLen;
-        if (n > this.skip) return this.fail('protocol-error', 'topic longer than the packet [MQTT-4.8.0-1]');
+        if (n > this.skip)
+          return this.fail('protocol-error', 'topic longer than the packet [MQTT-4.8.0-1]');
         this.type = -PUBLISH; // second stage
         this.body = [body];
         this.have = 2;
@@ -185,24 +195,38 @@ export class WireGuard {
     }
     if (this.type === -PUBLISH) {
       const topicLen = body.readUInt16BE(0);
-      if (!validString(body, 2, 2 + topicLen)) return this.fail('protocol-error', 'topic is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]');
-      if (body.length > 2 + topicLen && body.readUInt16BE(2 + topicLen) === 0) return this.fail('protocol-error', 'packet identifier 0 [MQTT-2.3.1-1]');
+      if (!validString(body, 2, 2 + topicLen))
+        return this.fail(
+          'protocol-error',
+          'topic is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]',
+        );
+      if (body.length > 2 + topicLen && body.readUInt16BE(2 + topicLen) === 0)
+        return this.fail('protocol-error', 'packet identifier 0 [MQTT-2.3.1-1]');
       return;
     }
     if (this.type === CONNECT) {
       const bad = connectStrings(body);
-      if (bad) this.fail('protocol-error', `${bad} is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]`);
+      if (bad)
+        this.fail(
+          'protocol-error',
+          `${bad} is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]`,
+        );
       return;
     }
     // SUBSCRIBE / UNSUBSCRIBE: packet id, then at least one filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]
-    if (body.length < 2 || body.readUInt16BE(0) === 0) return this.fail('protocol-error', 'packet identifier 0 or missing [MQTT-2.3.1-1]');
-    if (body.length === 2) return this.fail('protocol-error', 'no topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]');
+    if (body.length < 2 || body.readUInt16BE(0) === 0)
+      return this.fail('protocol-error', 'packet identifier 0 or missing [MQTT-2.3.1-1]');
+    if (body.length === 2)
+      return this.fail('protocol-error', 'no topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2]');
     let p = 2;
     while (p < body.length) {
       if (p + 2 > body.length) return this.fail('protocol-error', 'truncated topic filter');
       const n = body.readUInt16BE(p);
       if (p + 2 + n > body.length || !validString(body, p + 2, p + 2 + n)) {
-        return this.fail('protocol-error', 'topic filter is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]');
+        return this.fail(
+          'protocol-error',
+          'topic filter is not well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]',
+        );
       }
       p += 2 + n + (this.type === SUBSCRIBE ? 1 : 0);
     }

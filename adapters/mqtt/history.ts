@@ -33,7 +33,12 @@ export function historyResponseTopic(local: string): string {
  * answered and consumed; anything else there is refused (responses come from
  * the core only). Undefined for topics outside the tree.
  */
-export function decideHistoryPublish(ctx: MqttContext, client: Client | null, address: Address | undefined, packet: PublishPacket): Verdict | Promise<Verdict> | undefined {
+export function decideHistoryPublish(
+  ctx: MqttContext,
+  client: Client | null,
+  address: Address | undefined,
+  packet: PublishPacket,
+): Verdict | Promise<Verdict> | undefined {
   const topic = packet.topic;
   if (!isHistoryTopic(topic)) return undefined;
   if (!address || topic !== REQUEST + address.local) return 'denied'; // only one's own history
@@ -43,19 +48,33 @@ export function decideHistoryPublish(ctx: MqttContext, client: Client | null, ad
 }
 
 /** A SUBSCRIBE filter under `history/`: a literal filter only for one's own responses; wildcards see nothing routed there. */
-export function allowHistorySubscribe(filter: string, address: Address | undefined): boolean | undefined {
+export function allowHistorySubscribe(
+  filter: string,
+  address: Address | undefined,
+): boolean | undefined {
   if (!isHistoryTopic(filter)) return undefined;
   if (!address) return false;
   if (!isLiteral(filter)) return true; // nothing in the tree is ever routed through aedes
   return filter === RESPONSE + address.local;
 }
 
-const KEYS = new Set(['id', 'with', 'after', 'before', 'afterId', 'beforeId', 'start', 'end', 'max']);
+const KEYS = new Set([
+  'id',
+  'with',
+  'after',
+  'before',
+  'afterId',
+  'beforeId',
+  'start',
+  'end',
+  'max',
+]);
 
 function str(o: Record<string, unknown>, key: string, max = 64): string | undefined {
   const v = o[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length > max) throw new BrokerError('bad-request', `"${key}" must be a string of at most ${max} characters`);
+  if (typeof v !== 'string' || v.length > max)
+    throw new BrokerError('bad-request', `"${key}" must be a string of at most ${max} characters`);
   return v;
 }
 
@@ -64,12 +83,16 @@ function time(o: Record<string, unknown>, key: string): number | undefined {
   const v = o[key];
   if (v === undefined) return undefined;
   const ms = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : NaN;
-  if (!Number.isFinite(ms)) throw new BrokerError('bad-request', `"${key}" must be ms since the epoch or an ISO 8601 time`);
+  if (!Number.isFinite(ms))
+    throw new BrokerError('bad-request', `"${key}" must be ms since the epoch or an ISO 8601 time`);
   return ms;
 }
 
 /** The request payload as a core query; throws BrokerError('bad-request'). */
-export function parseHistoryRequest(payload: Buffer, domain: string): { requestId?: string; q: UserArchiveQuery } {
+export function parseHistoryRequest(
+  payload: Buffer,
+  domain: string,
+): { requestId?: string; q: UserArchiveQuery } {
   let o: unknown;
   try {
     const text = payload.toString('utf8');
@@ -77,9 +100,11 @@ export function parseHistoryRequest(payload: Buffer, domain: string): { requestI
   } catch {
     throw new BrokerError('bad-request', 'the request must be a JSON object');
   }
-  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new BrokerError('bad-request', 'the request must be a JSON object');
+  if (!o || typeof o !== 'object' || Array.isArray(o))
+    throw new BrokerError('bad-request', 'the request must be a JSON object');
   const r = o as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (!KEYS.has(k)) throw new BrokerError('bad-request', `unknown key "${k}"`);
+  for (const k of Object.keys(r))
+    if (!KEYS.has(k)) throw new BrokerError('bad-request', `unknown key "${k}"`);
   const q: UserArchiveQuery = {};
   const w = str(r, 'with', 3071);
   if (w !== undefined) {
@@ -89,7 +114,8 @@ export function parseHistoryRequest(payload: Buffer, domain: string): { requestI
   }
   const after = str(r, 'after');
   const before = str(r, 'before');
-  if (after !== undefined && before !== undefined) throw new BrokerError('bad-request', '"after" and "before" together');
+  if (after !== undefined && before !== undefined)
+    throw new BrokerError('bad-request', '"after" and "before" together');
   if (after !== undefined) q.after = after;
   if (before !== undefined) q.before = before; // '' = the last page, as XEP-0059
   const afterId = str(r, 'afterId');
@@ -101,7 +127,8 @@ export function parseHistoryRequest(payload: Buffer, domain: string): { requestI
   const end = time(r, 'end');
   if (end !== undefined) q.end = end;
   if (r.max !== undefined) {
-    if (typeof r.max !== 'number' || !Number.isInteger(r.max) || r.max < 0) throw new BrokerError('bad-request', '"max" must be a non-negative integer');
+    if (typeof r.max !== 'number' || !Number.isInteger(r.max) || r.max < 0)
+      throw new BrokerError('bad-request', '"max" must be a non-negative integer');
     q.max = r.max;
   }
   return { requestId: str(r, 'id'), q };
@@ -118,7 +145,12 @@ function requestIdOf(payload: Buffer): string | undefined {
   }
 }
 
-async function answer(ctx: MqttContext, session: NonNullable<ReturnType<MqttContext['sessions']['get']>>, address: Address, payload: Buffer): Promise<void> {
+async function answer(
+  ctx: MqttContext,
+  session: NonNullable<ReturnType<MqttContext['sessions']['get']>>,
+  address: Address,
+  payload: Buffer,
+): Promise<void> {
   const topic = historyResponseTopic(address.local);
   const qos = session.subscribedQos(topic);
   let requestId: string | undefined;
@@ -130,7 +162,9 @@ async function answer(ctx: MqttContext, session: NonNullable<ReturnType<MqttCont
     // Only the requester's own archive: the address is the connection's authenticated user.
     const page = await ctx.broker.archive.queryUser(address, req.q);
     const messages = page.messages.map((m) => {
-      const json = JSON.parse(chatJson({ ...m.env, archive: undefined, delay: undefined })) as Record<string, unknown>;
+      const json = JSON.parse(
+        chatJson({ ...m.env, archive: undefined, delay: undefined }),
+      ) as Record<string, unknown>;
       json.to = m.env.to.bare().toString();
       json.archiveId = m.id;
       json.timestamp = m.stamp;
@@ -145,10 +179,16 @@ async function answer(ctx: MqttContext, session: NonNullable<ReturnType<MqttCont
     body = JSON.stringify(out);
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
-    body = JSON.stringify({ ...(requestId !== undefined ? { id: requestId } : {}), error: { condition: err.condition, text: err.text } });
+    body = JSON.stringify({
+      ...(requestId !== undefined ? { id: requestId } : {}),
+      error: { condition: err.condition, text: err.text },
+    });
   }
   if (qos < 0) {
-    ctx.log.debug({ jid: session.address.toString() }, 'history request from a device not subscribed to its response topic');
+    ctx.log.debug(
+      { jid: session.address.toString() },
+      'history request from a device not subscribed to its response topic',
+    );
     return;
   }
   await session.publish(topic, body, Math.min(qos, 1));

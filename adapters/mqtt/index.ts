@@ -3,7 +3,23 @@
 import './quiet-debug.ts';
 export { MqttServer } from './server.ts';
 export { MqttSession } from './session.ts';
-export { defaultMqttOptions, type MqttListener, type MqttOptions, type SessionEraser } from './options.ts';
+export {
+  defaultMqttOptions,
+  type MqttListener,
+  type MqttOptions,
+  type SessionEraser,
+} from './options.ts';
 export { defaultAcl, ClientAcl, validateAcl, type AclIdentity, type AclRule } from './acl.ts';
-export { chatEnvelope, chatJson, parsePresence, presenceJson, type PresenceCommand } from './mapping.ts';
-export { MemoryRetainedStore, ownerOf, type RetainedMessage, type RetainedStore } from './retained.ts';
+export {
+  chatEnvelope,
+  chatJson,
+  parsePresence,
+  presenceJson,
+  type PresenceCommand,
+} from './mapping.ts';
+export {
+  MemoryRetainedStore,
+  ownerOf,
+  type RetainedMessage,
+  type RetainedStore,
+} from './retained.ts';

@@ -1,5 +1,12 @@
 import { randomFillSync } from 'node:crypto';
-import { BrokerError, SHOW_VALUES, SUBSCRIPTION_TYPES, type Address, type ChatMeta, type Envelope } from '../../broker/index.ts';
+import {
+  BrokerError,
+  SHOW_VALUES,
+  SUBSCRIPTION_TYPES,
+  type Address,
+  type ChatMeta,
+  type Envelope,
+} from '../../broker/index.ts';
 
 /**
  * MQTT payloads ↔ core envelopes, for the two topic trees the core owns.
@@ -22,7 +29,9 @@ function jsonObject(s: string): Record<string, unknown> | undefined {
   if (!s.trimStart().startsWith('{')) return undefined;
   try {
     const v: unknown = JSON.parse(s);
-    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+    return v && typeof v === 'object' && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -31,7 +40,8 @@ function jsonObject(s: string): Record<string, unknown> | undefined {
 function optString(o: Record<string, unknown>, key: string, max = 4096): string | undefined {
   const v = o[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length > max) throw new BrokerError('bad-request', `"${key}" must be a string of at most ${max} characters`);
+  if (typeof v !== 'string' || v.length > max)
+    throw new BrokerError('bad-request', `"${key}" must be a string of at most ${max} characters`);
   return v;
 }
 
@@ -73,17 +83,27 @@ export function chatEnvelope(from: Address, to: Address, payload: Buffer): Envel
     chat = chatMetaOf(o);
     const about = chat !== undefined && (chat.marker !== undefined || chat.retract !== undefined);
     if (o.body === undefined && about) body = undefined;
-    else if (typeof o.body !== 'string') throw new BrokerError('bad-request', 'a JSON payload needs a string "body"');
+    else if (typeof o.body !== 'string')
+      throw new BrokerError('bad-request', 'a JSON payload needs a string "body"');
     else body = o.body;
     id = optString(o, 'id', 256);
     thread = optString(o, 'thread', 256);
     subject = optString(o, 'subject');
     const t = optString(o, 'type', 16);
-    if (t !== undefined && t !== 'chat' && t !== 'normal') throw new BrokerError('bad-request', '"type" must be "chat" or "normal"');
+    if (t !== undefined && t !== 'chat' && t !== 'normal')
+      throw new BrokerError('bad-request', '"type" must be "chat" or "normal"');
     type = t ?? type;
   }
-  if (body !== undefined && body.length === 0) throw new BrokerError('bad-request', 'empty message');
-  const env: Envelope = { kind: 'message', type, from, to, id: id ?? `mqtt-${randomId()}`, extensions: [] };
+  if (body !== undefined && body.length === 0)
+    throw new BrokerError('bad-request', 'empty message');
+  const env: Envelope = {
+    kind: 'message',
+    type,
+    from,
+    to,
+    id: id ?? `mqtt-${randomId()}`,
+    extensions: [],
+  };
   if (body !== undefined) env.body = body;
   if (thread !== undefined) env.thread = thread;
   if (subject !== undefined) env.subject = subject;
@@ -109,14 +129,21 @@ function chatMetaOf(o: Record<string, unknown>): ChatMeta | undefined {
   }
   const replace = optString(o, 'replace', 256);
   if (replace !== undefined) {
-    if (typeof o.body !== 'string') throw new BrokerError('bad-request', 'a correction ("replace") needs the new "body"');
+    if (typeof o.body !== 'string')
+      throw new BrokerError('bad-request', 'a correction ("replace") needs the new "body"');
     c.replace = replace;
     about++;
   }
-  if (about > 1) throw new BrokerError('bad-request', 'at most one of "received", "displayed", "acknowledged", "retract", "replace"');
-  if (c.marker !== undefined && o.body !== undefined) throw new BrokerError('bad-request', 'a chat marker has no "body"');
+  if (about > 1)
+    throw new BrokerError(
+      'bad-request',
+      'at most one of "received", "displayed", "acknowledged", "retract", "replace"',
+    );
+  if (c.marker !== undefined && o.body !== undefined)
+    throw new BrokerError('bad-request', 'a chat marker has no "body"');
   if (o.markable !== undefined) {
-    if (typeof o.markable !== 'boolean') throw new BrokerError('bad-request', '"markable" must be a boolean');
+    if (typeof o.markable !== 'boolean')
+      throw new BrokerError('bad-request', '"markable" must be a boolean');
     if (o.markable) c.markable = true;
   }
   return Object.keys(c).length > 0 ? c : undefined;
@@ -126,7 +153,13 @@ function chatMetaOf(o: Record<string, unknown>): ChatMeta | undefined {
 export function showable(env: Envelope): boolean {
   if (env.body !== undefined || env.subject !== undefined) return true;
   const c = env.chat;
-  return c !== undefined && (c.marker !== undefined || c.receipt !== undefined || c.retract !== undefined || c.retracted !== undefined);
+  return (
+    c !== undefined &&
+    (c.marker !== undefined ||
+      c.receipt !== undefined ||
+      c.retract !== undefined ||
+      c.retracted !== undefined)
+  );
 }
 
 /** The JSON a device gets on `chat/{me}` for a message (or for an error about one it sent). */
@@ -157,11 +190,16 @@ export function chatJson(env: Envelope): string {
     if (c.receipt !== undefined) out.receipt = c.receipt; // [XEP-0184]
     if (c.retract !== undefined) out.retract = c.retract; // [XEP-0424]
     if (c.replace !== undefined) out.replace = c.replace; // [XEP-0308]
-    if (c.retracted) out.retracted = { timestamp: c.retracted.stamp, ...(c.retracted.by !== undefined ? { by: c.retracted.by } : {}) };
+    if (c.retracted)
+      out.retracted = {
+        timestamp: c.retracted.stamp,
+        ...(c.retracted.by !== undefined ? { by: c.retracted.by } : {}),
+      };
   }
   if (env.delay) out.delayed = true; // came from the offline queue [XEP-0203]
   // The id in the recipient's own archive: a device asks history/request/{me} for what came after it.
-  if (env.archive !== undefined && env.archive.owners.includes(env.to.bare().toString())) out.archiveId = env.archive.id;
+  if (env.archive !== undefined && env.archive.owners.includes(env.to.bare().toString()))
+    out.archiveId = env.archive.id;
   return JSON.stringify(out);
 }
 
@@ -185,11 +223,18 @@ export function parsePresence(payload: Buffer): PresenceCommand {
     if (word === '' || word === 'online' || word === 'available') return { kind: 'available' };
     if (word === 'offline' || word === 'unavailable') return { kind: 'unavailable' };
     if (SHOW_VALUES.has(word)) return { kind: 'available', show: word };
-    throw new BrokerError('bad-request', 'presence must be online, offline, away, chat, dnd, xa or a JSON object');
+    throw new BrokerError(
+      'bad-request',
+      'presence must be online, offline, away, chat, dnd, xa or a JSON object',
+    );
   }
   const type = optString(o, 'type', 16);
   if (type !== undefined) {
-    if (!SUBSCRIPTION_TYPES.has(type)) throw new BrokerError('bad-request', '"type" must be subscribe, subscribed, unsubscribe or unsubscribed');
+    if (!SUBSCRIPTION_TYPES.has(type))
+      throw new BrokerError(
+        'bad-request',
+        '"type" must be subscribe, subscribed, unsubscribe or unsubscribed',
+      );
     const to = optString(o, 'to', 3071);
     if (!to) throw new BrokerError('bad-request', 'a subscription needs "to"');
     return { kind: 'subscription', type, to };
@@ -197,18 +242,29 @@ export function parsePresence(payload: Buffer): PresenceCommand {
   const status = optString(o, 'status');
   if (o.available === false) return { kind: 'unavailable', status };
   const show = optString(o, 'show', 8);
-  if (show !== undefined && !SHOW_VALUES.has(show)) throw new BrokerError('bad-request', '"show" must be away, chat, dnd or xa');
+  if (show !== undefined && !SHOW_VALUES.has(show))
+    throw new BrokerError('bad-request', '"show" must be away, chat, dnd or xa');
   const p = o.priority;
-  if (p !== undefined && (typeof p !== 'number' || !Number.isInteger(p))) throw new BrokerError('bad-request', '"priority" must be an integer');
+  if (p !== undefined && (typeof p !== 'number' || !Number.isInteger(p)))
+    throw new BrokerError('bad-request', '"priority" must be an integer');
   return { kind: 'available', show, status, priority: p as number | undefined };
 }
 
 /** The JSON a device gets on `presence/{user}`: one message per resource of that user. */
 export function presenceJson(env: Envelope | undefined, user: Address): string {
   if (!env || env.type === 'unavailable') {
-    return JSON.stringify({ user: user.local, jid: (env?.from ?? user).toString(), available: false, status: env?.status });
+    return JSON.stringify({
+      user: user.local,
+      jid: (env?.from ?? user).toString(),
+      available: false,
+      status: env?.status,
+    });
   }
-  const out: Record<string, unknown> = { user: user.local, jid: env.from.toString(), available: true };
+  const out: Record<string, unknown> = {
+    user: user.local,
+    jid: env.from.toString(),
+    available: true,
+  };
   if (env.show !== undefined) out.show = env.show;
   if (env.status !== undefined) out.status = env.status;
   if (env.priority !== undefined) out.priority = env.priority;

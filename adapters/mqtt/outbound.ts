@@ -30,7 +30,10 @@ import type { Aedes, Client } from 'aedes';
  * subscriber and the offline queue must not outrun the socket.
  */
 
-type Deliver = (packet: { qos: number; topic: string; payload: Buffer | string }, cb: () => void) => void;
+type Deliver = (
+  packet: { qos: number; topic: string; payload: Buffer | string },
+  cb: () => void,
+) => void;
 type DeliverClient = Client & { deliver0: Deliver; deliverQoS: Deliver; conn: { destroy(): void } };
 
 /** Set while mqemitter runs one subscription's handler: the deliver call it makes is fan-out. */
@@ -42,7 +45,10 @@ let fanout = false;
  */
 export function markFanout(aedes: Aedes): void {
   type Fn = (packet: unknown, cb: () => void) => void;
-  const a = aedes as unknown as { subscribe(t: string, f: Fn, d?: () => void): void; unsubscribe(t: string, f: Fn, d?: () => void): void };
+  const a = aedes as unknown as {
+    subscribe(t: string, f: Fn, d?: () => void): void;
+    unsubscribe(t: string, f: Fn, d?: () => void): void;
+  };
   const wrapped = new WeakMap<Fn, Fn>();
   const subscribe = a.subscribe.bind(a);
   const unsubscribe = a.unsubscribe.bind(a);
@@ -77,7 +83,11 @@ export interface OutboundEvents {
 }
 
 /** Give one client a bounded fan-out queue (see the module comment). */
-export function boundOutbound(client: Client, limits: OutboundLimits, events: OutboundEvents): void {
+export function boundOutbound(
+  client: Client,
+  limits: OutboundLimits,
+  events: OutboundEvents,
+): void {
   const c = client as DeliverClient;
   let messages = 0;
   let bytes = 0;

@@ -18,6 +18,7 @@ export function answerCleanSessionAcks<P>(persistence: P): P {
   const p = persistence as P & OutgoingClear;
   if (typeof p?.outgoingClearMessageId !== 'function') return persistence;
   const clear = p.outgoingClearMessageId.bind(p);
-  p.outgoingClearMessageId = (client, packet) => (client.clean ? Promise.resolve(undefined) : clear(client, packet));
+  p.outgoingClearMessageId = (client, packet) =>
+    client.clean ? Promise.resolve(undefined) : clear(client, packet);
   return p;
 }

@@ -20,7 +20,11 @@
  */
 import { createRequire } from 'node:module';
 
-type Debugger = ((...args: unknown[]) => void) & { enabled: boolean; namespace: string; extend?: unknown };
+type Debugger = ((...args: unknown[]) => void) & {
+  enabled: boolean;
+  namespace: string;
+  extend?: unknown;
+};
 type CreateDebug = ((namespace: string) => Debugger) & Record<string | symbol, unknown>;
 
 const QUIET = Symbol.for('parley.quietDebug');

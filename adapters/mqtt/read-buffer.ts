@@ -41,7 +41,10 @@ export function readIntoSharedBuffer(accepted: net.Socket): net.Socket {
     writable: true,
     // false from the callback stops reading until the consumer drains (as a
     // full push does in Node's default mode); Readable's _read restarts it.
-    onread: { buffer: shared, callback: (n: number, buf: Uint8Array) => sock.push(Buffer.from(buf.subarray(0, n))) },
+    onread: {
+      buffer: shared,
+      callback: (n: number, buf: Uint8Array) => sock.push(Buffer.from(buf.subarray(0, n))),
+    },
   } as net.SocketConstructorOpts & { handle: object; onread: net.OnReadOpts });
   return sock;
 }

@@ -42,7 +42,8 @@ export interface RetainedStore {
 export class MemoryRetainedStore implements RetainedStore {
   private readonly map = new Map<string, RetainedMessage>();
   async *scan() {
-    for (const m of this.map.values()) yield { topic: m.topic, owner: m.owner, bytes: m.payload.length };
+    for (const m of this.map.values())
+      yield { topic: m.topic, owner: m.owner, bytes: m.payload.length };
   }
   async get(topic: string) {
     return this.map.get(topic);
@@ -124,7 +125,9 @@ export class RetainedIndex {
   /** A retained PUBLISH: kept (within the limits), replaced, or removed (empty payload) [MQTT-3.3.1-10]. */
   async storeRetained(packet: RetainedPacket): Promise<void> {
     const topic = packet.topic;
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
+    const payload = Buffer.isBuffer(packet.payload)
+      ? packet.payload
+      : Buffer.from(packet.payload ?? '');
     if (payload.length === 0) {
       if (this.remove(topic)) await this.store.del(topic);
       return;
@@ -133,7 +136,10 @@ export class RetainedIndex {
     const refusal = this.refusal(topic, owner, payload.length);
     if (refusal) {
       this.dropped++;
-      this.log.info({ topic: topic.slice(0, 200), owner, limit: refusal }, 'retained message not kept: over a limit (delivered, not retained)');
+      this.log.info(
+        { topic: topic.slice(0, 200), owner, limit: refusal },
+        'retained message not kept: over a limit (delivered, not retained)',
+      );
       return;
     }
     this.add(topic, owner);
@@ -178,7 +184,8 @@ export class RetainedIndex {
       (async function* () {
         for (const topic of topics) {
           const m = await store.get(topic);
-          if (m) yield { cmd: 'publish', topic: m.topic, payload: m.payload, qos: m.qos, retain: true };
+          if (m)
+            yield { cmd: 'publish', topic: m.topic, payload: m.payload, qos: m.qos, retain: true };
         }
       })(),
     );
@@ -191,7 +198,8 @@ export class RetainedIndex {
     const existing = this.find(topic);
     if (existing?.entry?.owner === owner) return '';
     if (!existing?.entry && this.limited >= this.limits.retainedMaxTotal) return 'retainedMaxTotal';
-    if (owner !== '' && (this.byOwner.get(owner)?.size ?? 0) >= this.limits.retainedMaxPerUser) return 'retainedMaxPerUser';
+    if (owner !== '' && (this.byOwner.get(owner)?.size ?? 0) >= this.limits.retainedMaxPerUser)
+      return 'retainedMaxPerUser';
     return '';
   }
 

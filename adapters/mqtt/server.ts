@@ -16,7 +16,14 @@ import { readIntoSharedBuffer } from './read-buffer.ts';
 import { defaultMqttOptions, type MqttOptions } from './options.ts';
 import { boundOutbound, markFanout } from './outbound.ts';
 import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
-import { presenceShown, rejoinRestored, renderRoomEvent, roomSubscribed, roomTopic, roomUnsubscribed } from './rooms.ts';
+import {
+  presenceShown,
+  rejoinRestored,
+  renderRoomEvent,
+  roomSubscribed,
+  roomTopic,
+  roomUnsubscribed,
+} from './rooms.ts';
 import { MqttSession } from './session.ts';
 import { answerCleanSessionAcks } from './persistence.ts';
 import { StoredSessions } from './stored-sessions.ts';
@@ -77,12 +84,23 @@ export class MqttServer {
       stats: { received: 0, sent: 0, denied: 0, dropped: 0 },
     } as Omit<MqttContext, 'aedes'> as MqttContext;
     // Persistent sessions: stored queues and sessions per account bounded, a clean session discards the queue (stored-sessions.ts).
-    ctx.stored = new StoredSessions(o, o.sessionEraser, (id) => !!(ctx.aedes as unknown as { clients: Record<string, unknown> } | undefined)?.clients[id], {
-      dropped: (id, first) => {
-        ctx.stats.dropped++;
-        if (first) ctx.log.info({ client: id, max: o.maxOfflineQueuePerClient }, 'mqtt offline queue full: QoS 1/2 messages dropped for this client (maxOfflineQueuePerClient)');
+    ctx.stored = new StoredSessions(
+      o,
+      o.sessionEraser,
+      (id) =>
+        !!(ctx.aedes as unknown as { clients: Record<string, unknown> } | undefined)?.clients[id],
+      {
+        dropped: (id, first) => {
+          ctx.stats.dropped++;
+          if (first)
+            ctx.log.info(
+              { client: id, max: o.maxOfflineQueuePerClient },
+              'mqtt offline queue full: QoS 1/2 messages dropped for this client (maxOfflineQueuePerClient)',
+            );
+        },
       },
-    }, ctx.log);
+      ctx.log,
+    );
     await ctx.stored.load();
     const persistence = answerCleanSessionAcks(o.persistence);
     if (persistence) ctx.stored.install(persistence as object);
@@ -117,22 +135,33 @@ export class MqttServer {
     const svc = roomService(this.broker);
     if (svc) this.offRenderer = svc.setRenderer('mqtt', renderRoomEvent, presenceShown);
     // A removed account leaves no MQTT state for the next account of that name (issue 20, item 9).
-    this.offRemoved = this.broker.hooks.on('account:removed', (username) => this.forgetAccount(username));
+    this.offRemoved = this.broker.hooks.on('account:removed', (username) =>
+      this.forgetAccount(username),
+    );
     this.offUnread = followUnread(ctx); // unread/{me} (unread.ts)
     await this.forgetRemovedAccounts();
-    if (loadedTooEarly.length) ctx.log.warn({ modules: loadedTooEarly }, 'mqtt-packet was loaded before its debug loggers could be quieted');
+    if (loadedTooEarly.length)
+      ctx.log.warn(
+        { modules: loadedTooEarly },
+        'mqtt-packet was loaded before its debug loggers could be quieted',
+      );
     this.wire(ctx);
     if (o.fireStaleWillsOnStart) await fireStaleWills(ctx.aedes, ctx.log, o.brokerId);
     if (o.tcp) {
       // pauseOnConnect: nothing reads until the socket that will read owns the handle
-      const srv = net.createServer({ pauseOnConnect: o.sharedReadBuffer }, (s) => this.accept(o.sharedReadBuffer ? readIntoSharedBuffer(s) : s, 'tcp'));
+      const srv = net.createServer({ pauseOnConnect: o.sharedReadBuffer }, (s) =>
+        this.accept(o.sharedReadBuffer ? readIntoSharedBuffer(s) : s, 'tcp'),
+      );
       this.ports.tcp = await listen(srv, o.tcp.host, o.tcp.port, this.acceptFailed);
       this.servers.push(srv);
     }
     if (o.tls && o.certificate) {
       // TLS from the first byte: MQTT has no STARTTLS, so no plaintext read before the handshake can leak into the session.
       // A handshake that does not finish in time is aborted (tlsClientError).
-      const srv = tls.createServer({ ...o.certificate, handshakeTimeout: o.tlsHandshakeTimeoutMs }, (s) => this.accept(s, 'tls', true));
+      const srv = tls.createServer(
+        { ...o.certificate, handshakeTimeout: o.tlsHandshakeTimeoutMs },
+        (s) => this.accept(s, 'tls', true),
+      );
       // Counted at TCP accept, before the handshake: pending handshakes count against the limits too.
       srv.on('connection', (raw: net.Socket) => {
         if (!this.admit(raw)) raw.destroy();
@@ -144,14 +173,20 @@ export class MqttServer {
       this.ports.tls = await listen(srv, o.tls.host, o.tls.port, this.acceptFailed);
       this.servers.push(srv);
     }
-    this.sys = new SysStats(ctx.aedes, ctx.stats, ctx.retained, `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`);
+    this.sys = new SysStats(
+      ctx.aedes,
+      ctx.stats,
+      ctx.retained,
+      `parley (aedes ${(ctx.aedes as unknown as { version: string }).version})`,
+    );
     this.sys.start(o.sysIntervalMs);
   }
 
   /** New certificate or TLS policy (reload, SIGHUP) for the next handshakes; connected clients keep theirs. */
   setTls(certificate: SecureContextOptions): void {
     this.opts.certificate = certificate;
-    for (const srv of this.servers) if (srv instanceof tls.Server) srv.setSecureContext(certificate);
+    for (const srv of this.servers)
+      if (srv instanceof tls.Server) srv.setSecureContext(certificate);
   }
 
   /** Close listeners and clients (their sessions unbind, their wills fire), then aedes. */
@@ -165,7 +200,9 @@ export class MqttServer {
     for (const srv of this.servers) srv.close();
     await new Promise<void>((r) => ctx.aedes.close(() => r()));
     for (const s of this.sockets) s.destroy();
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+    await Promise.all(
+      this.servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))),
+    );
     this.servers.length = 0;
     // Let the unbinds the closes started reach the core, and the wills they fired reach the store.
     for (let i = 0; i < 100 && this.pending.size > 0; i++) await Promise.all([...this.pending]);
@@ -202,7 +239,10 @@ export class MqttServer {
    */
   private admit(sock: net.Socket): boolean {
     const ip = sock.remoteAddress ?? 'unknown';
-    if (this.sockets.size >= this.opts.maxConnections || (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp) {
+    if (
+      this.sockets.size >= this.opts.maxConnections ||
+      (this.perIp.get(ip) ?? 0) >= this.opts.maxConnectionsPerIp
+    ) {
       this.ctx?.log.info({ ip }, 'mqtt connection refused: too many connections'); // limits: maxConnections, maxConnectionsPerIp
       return false;
     }
@@ -227,18 +267,32 @@ export class MqttServer {
     if (transport === 'tcp' || transport === 'tls') coalesceWrites(sock);
     this.broker.metrics.connection('mqtt', transport, 1);
     const client = ctx.aedes.handle(sock);
-    const info: ConnInfo = { transport, ip, clientId: '', protocolVersion: 4, clean: true, keepalive: 0 };
+    const info: ConnInfo = {
+      transport,
+      ip,
+      clientId: '',
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 0,
+    };
     ctx.infos.set(client, info);
     // One slow subscriber only slows itself: a bounded queue of its own (outbound.ts).
     boundOutbound(client, this.opts, {
       dropped: (first) => {
         ctx.stats.dropped++;
-        if (first) ctx.log.info({ ip, client: info.clientId }, 'mqtt subscriber too slow: QoS 0 messages dropped (maxQueuedMessages, maxQueuedBytes)');
+        if (first)
+          ctx.log.info(
+            { ip, client: info.clientId },
+            'mqtt subscriber too slow: QoS 0 messages dropped (maxQueuedMessages, maxQueuedBytes)',
+          );
       },
       overflow: (text) => {
         info.closeKind ??= 'policy-violation';
         info.closeText ??= text;
-        ctx.log.info({ ip, client: info.clientId, text }, 'mqtt subscriber too slow; connection closed');
+        ctx.log.info(
+          { ip, client: info.clientId, text },
+          'mqtt subscriber too slow; connection closed',
+        );
       },
     });
     // Listening after aedes' 'readable' listener: 'data' then only reports what aedes reads.
@@ -257,14 +311,22 @@ export class MqttServer {
       if (ok) return;
       info.closeKind ??= guard.failure!.kind;
       info.closeText ??= guard.failure!.text;
-      ctx.log.info({ ip, client: info.clientId, text: guard.failure!.text }, 'bad mqtt packet; connection closed');
+      ctx.log.info(
+        { ip, client: info.clientId, text: guard.failure!.text },
+        'bad mqtt packet; connection closed',
+      );
       sock.destroy();
     });
     sock.once('close', () => {
-      const kind = info.closeKind ?? ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
+      const kind =
+        info.closeKind ??
+        ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
       this.broker.metrics.connection('mqtt', transport, -1);
       this.broker.metrics.closed('mqtt', kind);
-      ctx.log.debug({ ip, client: info.clientId, reason: kind, text: info.closeText }, 'mqtt connection closed');
+      ctx.log.debug(
+        { ip, client: info.clientId, reason: kind, text: info.closeText },
+        'mqtt connection closed',
+      );
     });
   }
 
@@ -285,7 +347,11 @@ export class MqttServer {
       return;
     }
     const prefix = `${local}/`;
-    const clients = (ctx.aedes as unknown as { clients: Record<string, AedesClient & { will: unknown; _will: unknown }> }).clients;
+    const clients = (
+      ctx.aedes as unknown as {
+        clients: Record<string, AedesClient & { will: unknown; _will: unknown }>;
+      }
+    ).clients;
     const closing: Promise<void>[] = [];
     for (const id in clients) {
       if (!id.startsWith(prefix)) continue;
@@ -298,7 +364,9 @@ export class MqttServer {
       closing.push(new Promise<void>((r) => c.close(() => r())));
     }
     await Promise.all(closing);
-    const persistence = (ctx.aedes as unknown as { persistence: Record<string, (...a: unknown[]) => Promise<unknown>> }).persistence;
+    const persistence = (
+      ctx.aedes as unknown as { persistence: Record<string, (...a: unknown[]) => Promise<unknown>> }
+    ).persistence;
     let ids: string[];
     if (this.opts.sessionEraser) ids = await this.opts.sessionEraser.erase(local);
     else {
@@ -311,13 +379,19 @@ export class MqttServer {
     }
     ctx.stored?.forgetUser(local);
     const retained = await ctx.retained.removeOwner(local);
-    ctx.log.info({ user: local, sessions: ids.length, retained }, 'mqtt state of a removed account erased');
+    ctx.log.info(
+      { user: local, sessions: ids.length, retained },
+      'mqtt state of a removed account erased',
+    );
   }
 
   /** At start: state left by accounts removed while this listener was not running (CLI on a stopped node). */
   private async forgetRemovedAccounts(): Promise<void> {
     const ctx = this.ctx!;
-    const users = new Set([...(await this.opts.sessionEraser?.users()) ?? [], ...ctx.retained.owners()]);
+    const users = new Set([
+      ...((await this.opts.sessionEraser?.users()) ?? []),
+      ...ctx.retained.owners(),
+    ]);
     for (const u of users) {
       if (u === '' || u.startsWith('@')) continue; // the broker's own, anonymous clients
       if (!(await this.broker.accounts.exists(u))) await this.forgetAccount(u);
@@ -346,8 +420,12 @@ export class MqttServer {
       const session = ctx.sessions.get(client);
       if (!session) return;
       const info = infoOf(ctx, client);
-      const kind = info.closeKind ?? ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
-      const text = info.closeText ?? (kind === 'socket-error' ? 'connection lost without DISCONNECT' : undefined);
+      const kind =
+        info.closeKind ??
+        ((client as AedesClient)._disconnected ? 'client-closed' : 'socket-error');
+      const text =
+        info.closeText ??
+        (kind === 'socket-error' ? 'connection lost without DISCONNECT' : undefined);
       this.track(session.run(() => session.end(closeReason(kind, text))).catch(() => {}));
     });
     a.on('subscribe', (subs: Subscription[], client: Client) => {
@@ -355,11 +433,13 @@ export class MqttServer {
       if (!session) return;
       session.enqueue(async () => {
         await session.subscriptionsChanged();
-        for (const s of subs) if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
+        for (const s of subs)
+          if ((s.qos as number) !== 128) await this.presenceSnapshot(session, s);
         for (const s of subs) await unreadSnapshot(ctx, session, s);
         for (const s of subs) {
           const rt = roomTopic(s.topic);
-          if ((s.qos as number) !== 128 && rt && rt !== 'invalid') await roomSubscribed(ctx, session, rt); // join after the SUBACK
+          if ((s.qos as number) !== 128 && rt && rt !== 'invalid')
+            await roomSubscribed(ctx, session, rt); // join after the SUBACK
         }
       });
     });
@@ -383,11 +463,16 @@ export class MqttServer {
       const c = classifyError(err);
       info.closeKind ??= c.kind;
       info.closeText ??= c.text;
-      ctx.log.debug({ client: info.clientId, ip: info.ip, err: snippet(err.message) }, 'mqtt client error');
+      ctx.log.debug(
+        { client: info.clientId, ip: info.ip, err: snippet(err.message) },
+        'mqtt client error',
+      );
     };
     a.on('clientError', onError);
     // Persistence failures surface here; without a listener they would end the whole node.
-    (a as unknown as NodeJS.EventEmitter).on('error', (err: Error) => ctx.log.error({ err }, 'mqtt broker error'));
+    (a as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
+      ctx.log.error({ err }, 'mqtt broker error'),
+    );
     a.on('connectionError', onError);
   }
 
@@ -399,11 +484,14 @@ export class MqttServer {
     const r = reserved(sub.topic);
     if (!r || r.tree !== 'presence' || r.user === undefined || !isLiteral(sub.topic)) return;
     const user = Address.of(r.user, this.broker.domain);
-    const online = (await this.broker.router.targets(user)).filter((t) => t.available && t.local?.presence);
+    const online = (await this.broker.router.targets(user)).filter(
+      (t) => t.available && t.local?.presence,
+    );
     if (online.length === 0) {
       session.publish(sub.topic, presenceJson(undefined, user), Math.min(sub.qos, 1), true);
       return;
     }
-    for (const t of online) session.publish(sub.topic, presenceJson(t.local!.presence, user), Math.min(sub.qos, 1), true);
+    for (const t of online)
+      session.publish(sub.topic, presenceJson(t.local!.presence, user), Math.min(sub.qos, 1), true);
   }
 }

@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { Address, isStorableMessage, OriginPipeline, type CloseReason, type Envelope, type Ordered, type Session } from '../../broker/index.ts';
+import {
+  Address,
+  isStorableMessage,
+  OriginPipeline,
+  type CloseReason,
+  type Envelope,
+  type Ordered,
+  type Session,
+} from '../../broker/index.ts';
 import type { AedesClient, MqttContext } from './context.ts';
 import { chatJson, presenceJson, showable, type PresenceCommand } from './mapping.ts';
 import { chatTopic, presenceTopic, topicMatches } from './topics.ts';
@@ -70,7 +78,9 @@ export class MqttSession implements Session {
   }
 
   private logged<T>(p: Promise<T>): Promise<T> {
-    p.catch((err: unknown) => this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'));
+    p.catch((err: unknown) =>
+      this.ctx.log.error({ err, jid: this.address.toString() }, 'mqtt session step failed'),
+    );
     return p;
   }
 
@@ -101,7 +111,11 @@ export class MqttSession implements Session {
     if (now === this.chatSubscribed || !this.bound) return;
     this.chatSubscribed = now;
     if (this.hidden || !this.available) return;
-    await this.sendPresence({ kind: 'available', show: this.presence?.show, status: this.presence?.status });
+    await this.sendPresence({
+      kind: 'available',
+      show: this.presence?.show,
+      status: this.presence?.status,
+    });
     // Messages queued while nothing could receive them [XEP-0160].
     if (now) await this.ctx.broker.hooks.run('session:available', this);
   }
@@ -111,17 +125,29 @@ export class MqttSession implements Session {
     if (!this.bound) return;
     if (cmd.kind === 'subscription') {
       const to = cmd.to.includes('@') ? cmd.to : `${cmd.to}@${this.ctx.broker.domain}`;
-      const env: Envelope = { kind: 'presence', type: cmd.type, from: this.address, to: Address.parse(to), extensions: [] };
+      const env: Envelope = {
+        kind: 'presence',
+        type: cmd.type,
+        from: this.address,
+        to: Address.parse(to),
+        extensions: [],
+      };
       return this.ctx.broker.presence.fromSession(this, env);
     }
     this.hidden = cmd.kind === 'unavailable';
-    if (cmd.kind === 'available' && cmd.priority !== undefined) this.requestedPriority = Math.max(0, cmd.priority);
+    if (cmd.kind === 'available' && cmd.priority !== undefined)
+      this.requestedPriority = Math.max(0, cmd.priority);
     return this.sendPresence(cmd);
   }
 
   private async sendPresence(cmd: PresenceCommand): Promise<void> {
     if (cmd.kind === 'subscription') return;
-    const env: Envelope = { kind: 'presence', from: this.address, to: this.address.bare(), extensions: [] };
+    const env: Envelope = {
+      kind: 'presence',
+      from: this.address,
+      to: this.address.bare(),
+      extensions: [],
+    };
     if (cmd.kind === 'unavailable') env.type = 'unavailable';
     else env.priority = this.chatSubscribed ? this.requestedPriority : -1;
     if (cmd.kind === 'available' && cmd.show) env.show = cmd.show;
@@ -143,7 +169,9 @@ export class MqttSession implements Session {
     if (env.kind === 'presence') return this.deliverPresence(env);
     if (env.type === 'get' || env.type === 'set') {
       // An MQTT device answers no IQ [RFC6120 8.4]
-      this.ctx.broker.router.bounce(env, 'service-unavailable').catch((err) => this.ctx.log.error({ err }, 'bounce failed'));
+      this.ctx.broker.router
+        .bounce(env, 'service-unavailable')
+        .catch((err) => this.ctx.log.error({ err }, 'bounce failed'));
     }
   }
 
@@ -151,7 +179,9 @@ export class MqttSession implements Session {
     const broker = this.ctx.broker;
     // Another device of the user had it too (every available device gets every
     // message): queuing it would hand it to that device a second time.
-    const others = (await broker.router.messageTargets(this.address)).filter((t) => t.resource !== this.address.resource);
+    const others = (await broker.router.messageTargets(this.address)).filter(
+      (t) => t.resource !== this.address.resource,
+    );
     if (others.length > 0) return;
     await broker.router.undeliverable(env); // offline storage if loaded, else an error to the sender
   }
@@ -183,10 +213,24 @@ export class MqttSession implements Session {
       // aedes calls back once a QoS 1/2 copy is in the session's outgoing store (or written, for QoS 0).
       // A Buffer is shared as it is (a room's message to every device: encoded once).
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
-      this.client.publish({ cmd: 'publish', topic, payload: bytes, qos: Math.min(qos, 2) as 0 | 1 | 2, retain, dup: false }, (err) => {
-        if (err) this.ctx.log.debug({ err: err.message, jid: this.address.toString() }, 'mqtt delivery failed');
-        resolve();
-      });
+      this.client.publish(
+        {
+          cmd: 'publish',
+          topic,
+          payload: bytes,
+          qos: Math.min(qos, 2) as 0 | 1 | 2,
+          retain,
+          dup: false,
+        },
+        (err) => {
+          if (err)
+            this.ctx.log.debug(
+              { err: err.message, jid: this.address.toString() },
+              'mqtt delivery failed',
+            );
+          resolve();
+        },
+      );
     });
   }
 
@@ -196,7 +240,10 @@ export class MqttSession implements Session {
     const topic = chatTopic(this.address.local);
     const qos = this.subscribedQos(topic);
     if (qos < 0) {
-      this.ctx.log.debug({ jid: this.address.toString(), id: env.id }, 'message for an mqtt session without chat subscription');
+      this.ctx.log.debug(
+        { jid: this.address.toString(), id: env.id },
+        'message for an mqtt session without chat subscription',
+      );
       return;
     }
     return this.publish(topic, chatJson(env), qos);

@@ -58,7 +58,13 @@ export class StoredSessions {
   private readonly log: Logger;
   private p?: Record<string, Fn>;
 
-  constructor(limits: StoredSessionLimits, store: SessionEraser | undefined, connected: (id: string) => boolean, events: StoredSessionEvents, log: Logger) {
+  constructor(
+    limits: StoredSessionLimits,
+    store: SessionEraser | undefined,
+    connected: (id: string) => boolean,
+    events: StoredSessionEvents,
+    log: Logger,
+  ) {
     this.limits = limits;
     this.store = store;
     this.connected = connected;
@@ -162,7 +168,9 @@ export class StoredSessions {
       c = (async () => {
         let n = 0;
         try {
-          const stream = (this.p!.outgoingStream as unknown as (c: { id: string }) => AsyncIterable<unknown>)({ id });
+          const stream = (
+            this.p!.outgoingStream as unknown as (c: { id: string }) => AsyncIterable<unknown>
+          )({ id });
           for await (const _ of stream) n++;
         } catch (err) {
           this.log.warn({ err, client: id }, 'mqtt: could not count a stored queue');

@@ -31,7 +31,9 @@ export class SysStats {
 
   /** The current values, by topic (also what tests read). */
   values(): Record<string, string> {
-    const clients = Object.values((this.aedes as unknown as { clients: Record<string, { subscriptions: object }> }).clients);
+    const clients = Object.values(
+      (this.aedes as unknown as { clients: Record<string, { subscriptions: object }> }).clients,
+    );
     const subscriptions = clients.reduce((n, c) => n + Object.keys(c.subscriptions).length, 0);
     return {
       '$SYS/broker/version': this.version,
@@ -50,7 +52,10 @@ export class SysStats {
   private publishAll(): void {
     if (this.aedes.closed) return;
     for (const [topic, value] of Object.entries(this.values())) {
-      this.aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(value), qos: 0, retain: true, dup: false }, () => {});
+      this.aedes.publish(
+        { cmd: 'publish', topic, payload: Buffer.from(value), qos: 0, retain: true, dup: false },
+        () => {},
+      );
     }
   }
 }

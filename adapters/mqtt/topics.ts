@@ -75,7 +75,9 @@ export function reserved(topic: string): Reserved | undefined {
 /** True when a filter could match some topic of a reserved tree. */
 export function touchesReserved(filter: string): boolean {
   const first = filter.split('/')[0];
-  return first === '#' || first === '+' || first === 'chat' || first === 'presence' || first === 'rooms';
+  return (
+    first === '#' || first === '+' || first === 'chat' || first === 'presence' || first === 'rooms'
+  );
 }
 
 /** The chat topic of a user (local part, already normalised). */

@@ -31,7 +31,10 @@ export function decideUnreadPublish(topic: string): 'denied' | undefined {
 }
 
 /** A SUBSCRIBE under `unread/`: a literal filter only for one's own counts; wildcards see nothing routed. */
-export function allowUnreadSubscribe(filter: string, address: Address | undefined): boolean | undefined {
+export function allowUnreadSubscribe(
+  filter: string,
+  address: Address | undefined,
+): boolean | undefined {
   if (!isUnreadTopic(filter)) return undefined;
   if (!address) return false;
   if (!isLiteral(filter)) return true; // nothing in the tree is ever routed through aedes
@@ -44,7 +47,11 @@ export function unreadJson(counts: UnreadCounts): string {
 }
 
 /** After a SUBSCRIBE that covers the client's own unread topic: the current counts, to that client alone. */
-export async function unreadSnapshot(ctx: MqttContext, session: MqttSession, sub: Subscription): Promise<void> {
+export async function unreadSnapshot(
+  ctx: MqttContext,
+  session: MqttSession,
+  sub: Subscription,
+): Promise<void> {
   const topic = unreadTopic(session.address.local);
   if ((sub.qos as number) === 128 || !topicMatches(sub.topic, topic)) return;
   const svc = unreadService(ctx.broker);

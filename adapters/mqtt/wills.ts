@@ -3,7 +3,9 @@ import type { Aedes, Client, PublishPacket } from 'aedes';
 import type { Logger } from '../../broker/index.ts';
 
 interface WillStore {
-  streamWill(brokers?: Record<string, number>): AsyncIterable<PublishPacket & { clientId: string; brokerId: string }>;
+  streamWill(
+    brokers?: Record<string, number>,
+  ): AsyncIterable<PublishPacket & { clientId: string; brokerId: string }>;
   delWill(client: { id: string; brokerId: string }): Promise<unknown>;
 }
 
@@ -15,9 +17,16 @@ interface WillStore {
  * With a stable broker id (a cluster node: the MQTT state is shared), only
  * the wills kept under that id.
  */
-export async function fireStaleWills(aedes: Aedes, log: Logger, stableId?: string): Promise<number> {
+export async function fireStaleWills(
+  aedes: Aedes,
+  log: Logger,
+  stableId?: string,
+): Promise<number> {
   const store = (aedes as unknown as { persistence: WillStore }).persistence;
-  const authorize = promisify((c: Client | null, p: PublishPacket, cb: (err?: Error | null) => void) => aedes.authorizePublish(c, p, cb));
+  const authorize = promisify(
+    (c: Client | null, p: PublishPacket, cb: (err?: Error | null) => void) =>
+      aedes.authorizePublish(c, p, cb),
+  );
   const publish = promisify((p: PublishPacket, cb: (err?: Error) => void) => aedes.publish(p, cb));
   let n = 0;
   // A stable id (a cluster node's): exactly this id's wills, the previous run's (the state is

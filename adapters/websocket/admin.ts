@@ -13,7 +13,9 @@ export interface AdminOptions {
    * socket's protocol as JSON text → its answer. bin/ passes the socket's own
    * dispatch, limited to the commands the page may run (docs/web.md).
    */
-  command?: (body: string) => Promise<{ ok: boolean; error?: string; code?: string; result?: unknown }>;
+  command?: (
+    body: string,
+  ) => Promise<{ ok: boolean; error?: string; code?: string; result?: unknown }>;
   /** the longest command body read (config admin.maxRequestBytes) */
   maxCommandBytes?: number;
 }
@@ -23,7 +25,11 @@ export interface AdminOptions {
 export interface AdminStats {
   node: { domain: string; startedAt: number; now: number };
   /** open connections by protocol, and by protocol and transport (parley_connections) */
-  connections: { total: number; byProtocol: Record<string, number>; byTransport: { protocol: string; transport: string; count: number }[] };
+  connections: {
+    total: number;
+    byProtocol: Record<string, number>;
+    byTransport: { protocol: string; transport: string; count: number }[];
+  };
   sessions: number;
   /** bare JIDs with at least one session on this node, sorted */
   users: string[];
@@ -40,7 +46,9 @@ const isLoopback = (ip: string) => ip === '::1' || /^(::ffff:)?127\./.test(ip);
 const localpart = adminOps.accountLocalpart;
 
 /** `Authorization: Basic base64(user:password)` [RFC7617 2]; undefined when absent or malformed. */
-function basicCredentials(req: http.IncomingMessage): { user: string; password: string } | undefined {
+function basicCredentials(
+  req: http.IncomingMessage,
+): { user: string; password: string } | undefined {
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? '');
   if (!m) return undefined;
   const text = Buffer.from(m[1], 'base64').toString('utf8');
@@ -50,7 +58,10 @@ function basicCredentials(req: http.IncomingMessage): { user: string; password: 
 }
 
 function deny(res: http.ServerResponse, status: 401 | 403 | 503, text: string): void {
-  const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'text/plain; charset=utf-8',
+    'cache-control': 'no-store',
+  };
   if (status === 401) headers['www-authenticate'] = REALM;
   res.writeHead(status, headers).end(`${text}\n`);
 }
@@ -62,7 +73,11 @@ function deny(res: http.ServerResponse, status: 401 | 403 | 503, text: string): 
  * only loopback clients are asked for a password (no password in clear
  * across a network; the same rule as PLAIN only over TLS).
  */
-async function authorize(req: http.IncomingMessage, res: http.ServerResponse, broker: Broker): Promise<boolean> {
+async function authorize(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  broker: Broker,
+): Promise<boolean> {
   const ip = req.socket.remoteAddress ?? 'unknown';
   // TLS is the socket's: an `https://` request target on the plain port is still plain [RFC9112 3.2.2]
   if (!isSecure(req) && !isLoopback(ip)) {
@@ -97,7 +112,13 @@ async function authorize(req: http.IncomingMessage, res: http.ServerResponse, br
   }
   attempt.succeed();
   if (!isAdmin(broker, local)) {
-    deny(res, 403, adminOps.adminCount(broker) ? `${local} is not an admin` : 'no admin accounts are configured (config key admins)');
+    deny(
+      res,
+      403,
+      adminOps.adminCount(broker)
+        ? `${local} is not an admin`
+        : 'no admin accounts are configured (config key admins)',
+    );
     return false;
   }
   return true;
@@ -109,19 +130,33 @@ async function authorize(req: http.IncomingMessage, res: http.ServerResponse, br
  * JSON it polls. Everything under /admin needs an admin login. The numbers
  * come from the registry /metrics renders, sampled once a second.
  */
-export function installAdminRoutes(web: WebServer, broker: Broker, metrics: PromMetrics, opts: AdminOptions = {}): RateSampler {
+export function installAdminRoutes(
+  web: WebServer,
+  broker: Broker,
+  metrics: PromMetrics,
+  opts: AdminOptions = {},
+): RateSampler {
   if (opts.admins) setAdmins(broker, opts.admins);
   const sampler = new RateSampler(metrics.registry);
   sampler.start();
   web.onStop(() => sampler.stop());
 
-  const page = serveFiles('/admin', 'index.html', { 'index.html': staticFile('admin.html'), 'admin.js': staticFile('admin.js') });
+  const page = serveFiles('/admin', 'index.html', {
+    'index.html': staticFile('admin.html'),
+    'admin.js': staticFile('admin.js'),
+  });
   web.route('/admin', async (req, res, url) => {
     // `/admin` only redirects to `/admin/`, so that the login is asked for there.
     if (url.pathname !== '/admin' && !(await authorize(req, res, broker))) return true;
     if (url.pathname === '/admin/api/stats') {
       const body = JSON.stringify(await stats(broker, metrics, sampler));
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(body);
+      res
+        .writeHead(200, {
+          'content-type': 'application/json',
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+        })
+        .end(body);
       return true;
     }
     if (url.pathname === '/admin/api/command') {
@@ -134,7 +169,13 @@ export function installAdminRoutes(web: WebServer, broker: Broker, metrics: Prom
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(JSON.stringify(body));
+  res
+    .writeHead(status, {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    })
+    .end(JSON.stringify(body));
 }
 
 /** The host[:port] of an Origin header; undefined for `null` or anything that is not a URL. */
@@ -168,37 +209,70 @@ const STATUS: Record<string, number> = {
  * origin [RFC6454 7.3]: an admin's browser cannot be made to run a command
  * by another site.
  */
-async function command(req: http.IncomingMessage, res: http.ServerResponse, url: URL, opts: AdminOptions): Promise<void> {
-  if (!opts.command) return json(res, 404, { ok: false, code: 'unknown-command', error: 'no admin API on this listener' });
+async function command(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  opts: AdminOptions,
+): Promise<void> {
+  if (!opts.command)
+    return json(res, 404, {
+      ok: false,
+      code: 'unknown-command',
+      error: 'no admin API on this listener',
+    });
   if (req.method !== 'POST') {
     res.setHeader('allow', 'POST');
     return json(res, 405, { ok: false, code: 'bad-request', error: 'POST a JSON command' });
   }
-  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return json(res, 415, { ok: false, code: 'bad-request', error: 'content-type must be application/json' });
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? ''))
+    return json(res, 415, {
+      ok: false,
+      code: 'bad-request',
+      error: 'content-type must be application/json',
+    });
   // The host only, not the scheme: behind a proxy that ends TLS the page is https:// and this socket plain.
   const origin = req.headers.origin;
-  if (origin !== undefined && originHost(origin) !== url.host) return json(res, 403, { ok: false, code: 'forbidden', error: 'cross-origin command refused' });
+  if (origin !== undefined && originHost(origin) !== url.host)
+    return json(res, 403, { ok: false, code: 'forbidden', error: 'cross-origin command refused' });
   const max = opts.maxCommandBytes ?? 64 * 1024;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > max) return json(res, 413, { ok: false, code: 'too-large', error: `request longer than ${max} bytes` });
+    if (size > max)
+      return json(res, 413, {
+        ok: false,
+        code: 'too-large',
+        error: `request longer than ${max} bytes`,
+      });
     chunks.push(c);
   }
   const answer = await opts.command(Buffer.concat(chunks).toString('utf8'));
   json(res, answer.ok ? 200 : (STATUS[answer.code ?? ''] ?? 500), answer);
 }
 
-async function stats(broker: Broker, metrics: PromMetrics, sampler: RateSampler): Promise<AdminStats> {
+async function stats(
+  broker: Broker,
+  metrics: PromMetrics,
+  sampler: RateSampler,
+): Promise<AdminStats> {
   const gauge = await metrics.registry.getSingleMetric('parley_connections')?.get();
   const byTransport = (gauge?.values ?? [])
     .filter((v) => v.value > 0)
-    .map((v) => ({ protocol: String(v.labels.protocol), transport: String(v.labels.transport), count: v.value }));
+    .map((v) => ({
+      protocol: String(v.labels.protocol),
+      transport: String(v.labels.transport),
+      count: v.value,
+    }));
   const byProtocol = metrics.connectionsByProtocol();
   return {
     node: { domain: broker.domain, startedAt: broker.startedAt, now: Date.now() },
-    connections: { total: Object.values(byProtocol).reduce((a, b) => a + b, 0), byProtocol, byTransport },
+    connections: {
+      total: Object.values(byProtocol).reduce((a, b) => a + b, 0),
+      byProtocol,
+      byTransport,
+    },
     sessions: broker.sessions.count(),
     users: broker.sessions.users().sort(),
     rates: { intervalMs: 1000, samples: sampler.samples() },

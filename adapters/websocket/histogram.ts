@@ -49,7 +49,13 @@ export class CountingHistogram {
   readonly #label: string | undefined;
   readonly #series = new Map<string, HistogramSeries>();
 
-  constructor(opts: { name: string; help: string; buckets: readonly number[]; labelName?: string; registers: Registry[] }) {
+  constructor(opts: {
+    name: string;
+    help: string;
+    buckets: readonly number[];
+    labelName?: string;
+    registers: Registry[];
+  }) {
     this.name = opts.name;
     this.help = opts.help;
     this.#bounds = [...opts.buckets].sort((a, b) => a - b);
@@ -65,19 +71,37 @@ export class CountingHistogram {
   }
 
   /** The exposition, in prom-client's form: cumulative `_bucket` samples by `le`, then `_sum` and `_count`. */
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Sample[] }> {
+  get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: Sample[];
+  }> {
     const values: Sample[] = [];
     for (const [labelValue, s] of this.#series) {
-      const labels: Record<string, string | number> = this.#label ? { [this.#label]: labelValue } : {};
+      const labels: Record<string, string | number> = this.#label
+        ? { [this.#label]: labelValue }
+        : {};
       let acc = 0;
       for (let i = 0; i <= this.#bounds.length; i++) {
         acc += s.counts[i];
-        values.push({ value: acc, labels: { ...labels, le: i < this.#bounds.length ? this.#bounds[i] : '+Inf' }, metricName: `${this.name}_bucket` });
+        values.push({
+          value: acc,
+          labels: { ...labels, le: i < this.#bounds.length ? this.#bounds[i] : '+Inf' },
+          metricName: `${this.name}_bucket`,
+        });
       }
       values.push({ value: s.sum, labels, metricName: `${this.name}_sum` });
       values.push({ value: s.count, labels, metricName: `${this.name}_count` });
     }
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    });
   }
 
   /** Registry.resetMetrics(): zero every series (kept, so held references stay valid). */

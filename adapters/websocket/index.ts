@@ -1,5 +1,10 @@
 // The web adapter's public surface for bin/.
-export { WebServer, type RouteHandler, type WebSocketHandler, type WebSocketInfo } from './server.ts';
+export {
+  WebServer,
+  type RouteHandler,
+  type WebSocketHandler,
+  type WebSocketInfo,
+} from './server.ts';
 export { defaultWebOptions, type WebOptions } from './options.ts';
 export { PromMetrics, type RecentError } from './metrics.ts';
 export { installBasicRoutes, WS_PATH, BOSH_PATH } from './routes.ts';

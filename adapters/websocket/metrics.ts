@@ -54,9 +54,20 @@ export class PromMetrics extends CounterMetrics {
   constructor() {
     super();
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'parley_', eventLoopMonitoringPrecision: 20 });
+    collectDefaultMetrics({
+      register: this.registry,
+      prefix: 'parley_',
+      eventLoopMonitoringPrecision: 20,
+    });
     /** A metric whose series are the plain counts under `prefix`, split on '.' into `labelNames`. */
-    const fromCounts = (kind: 'counter' | 'gauge', name: string, help: string, prefix: string, labelNames: string[], fixed: Record<string, string> = {}) => {
+    const fromCounts = (
+      kind: 'counter' | 'gauge',
+      name: string,
+      help: string,
+      prefix: string,
+      labelNames: string[],
+      fixed: Record<string, string> = {},
+    ) => {
       const counts = (): [Record<string, string>, number][] => {
         const out: [Record<string, string>, number][] = [];
         for (const [key, value] of Object.entries(this.snapshot())) {
@@ -71,7 +82,10 @@ export class PromMetrics extends CounterMetrics {
       };
       if (kind === 'gauge') {
         return new Gauge({
-          name, help, labelNames, registers,
+          name,
+          help,
+          labelNames,
+          registers,
           collect() {
             this.reset();
             for (const [labels, v] of counts()) this.set(labels, v);
@@ -79,37 +93,77 @@ export class PromMetrics extends CounterMetrics {
         });
       }
       return new Counter({
-        name, help, labelNames, registers,
+        name,
+        help,
+        labelNames,
+        registers,
         collect() {
           this.reset();
           for (const [labels, v] of counts()) this.inc(labels, v);
         },
       });
     };
-    fromCounts('gauge', 'parley_connections', 'open client connections', 'connections.', ['protocol', 'transport']);
-    fromCounts('counter', 'parley_logins_total', 'authentication attempts', 'login.', ['protocol', 'result']);
-    fromCounts('counter', 'parley_connections_closed_total', 'closed connections by typed reason', 'closed.', ['protocol', 'reason']);
-    fromCounts('counter', 'parley_stanzas_total', 'stanzas (XMPP) and packets (MQTT) read and written', 'traffic.', ['protocol', 'direction']);
+    fromCounts('gauge', 'parley_connections', 'open client connections', 'connections.', [
+      'protocol',
+      'transport',
+    ]);
+    fromCounts('counter', 'parley_logins_total', 'authentication attempts', 'login.', [
+      'protocol',
+      'result',
+    ]);
+    fromCounts(
+      'counter',
+      'parley_connections_closed_total',
+      'closed connections by typed reason',
+      'closed.',
+      ['protocol', 'reason'],
+    );
+    fromCounts(
+      'counter',
+      'parley_stanzas_total',
+      'stanzas (XMPP) and packets (MQTT) read and written',
+      'traffic.',
+      ['protocol', 'direction'],
+    );
     const messages = 'envelopes by what happened to them';
     // One metric, several count families: registered once, filled from all of them.
     new Counter({
-      name: 'parley_messages_total', help: messages, labelNames: ['event', 'kind'], registers,
+      name: 'parley_messages_total',
+      help: messages,
+      labelNames: ['event', 'kind'],
+      registers,
       collect: (() => {
         const snapshot = () => this.snapshot();
         return function (this: Counter) {
           this.reset();
           for (const [key, v] of Object.entries(snapshot())) {
             if (key.startsWith('routed.')) this.inc({ event: 'routed', kind: key.slice(7) }, v);
-            else if (key.startsWith('delivered.')) this.inc({ event: 'delivered', kind: key.slice(10) }, v);
-            else if (key === 'offline.queued') this.inc({ event: 'offline_queued', kind: 'message' }, v);
+            else if (key.startsWith('delivered.'))
+              this.inc({ event: 'delivered', kind: key.slice(10) }, v);
+            else if (key === 'offline.queued')
+              this.inc({ event: 'offline_queued', kind: 'message' }, v);
             else if (key === 'archived') this.inc({ event: 'archived', kind: 'message' }, v);
           }
         };
       })(),
     });
-    fromCounts('counter', 'parley_csi_stanzas_total', 'stanzas held for inactive clients, flushed when active, or superseded while held [XEP-0352]', 'csi.', ['event']);
-    fromCounts('counter', 'parley_store_errors_total', 'failed storage calls', 'store.errors.', ['op']);
-    fromCounts('counter', 'parley_errors_total', 'errors listed on the admin page, by source', 'errors.', ['source']);
+    fromCounts(
+      'counter',
+      'parley_csi_stanzas_total',
+      'stanzas held for inactive clients, flushed when active, or superseded while held [XEP-0352]',
+      'csi.',
+      ['event'],
+    );
+    fromCounts('counter', 'parley_store_errors_total', 'failed storage calls', 'store.errors.', [
+      'op',
+    ]);
+    fromCounts(
+      'counter',
+      'parley_errors_total',
+      'errors listed on the admin page, by source',
+      'errors.',
+      ['source'],
+    );
     // Observed per delivery and per storage call: counted in plain arrays (histogram.ts).
     this.latency = new CountingHistogram({
       name: 'parley_delivery_latency_seconds',
@@ -130,20 +184,42 @@ export class PromMetrics extends CounterMetrics {
    * What the cluster bus reports (`ClusterBus.observe`): the `parley_cluster_*`
    * series, registered on the first call, so a single node shows none.
    */
-  clusterObserver(): { message(direction: 'in' | 'out'): void; latency(ms: number): void; nodes(count: number): void; connected(up: boolean): void } {
+  clusterObserver(): {
+    message(direction: 'in' | 'out'): void;
+    latency(ms: number): void;
+    nodes(count: number): void;
+    connected(up: boolean): void;
+  } {
     const c = this.cluster;
     if (!this.busLatency) {
       const registers = [this.registry];
       new Counter({
-        name: 'parley_cluster_bus_messages_total', help: 'bus messages sent to and received from other nodes', labelNames: ['direction'], registers,
+        name: 'parley_cluster_bus_messages_total',
+        help: 'bus messages sent to and received from other nodes',
+        labelNames: ['direction'],
+        registers,
         collect(this: Counter) {
           this.reset();
           this.inc({ direction: 'in' }, c.in);
           this.inc({ direction: 'out' }, c.out);
         },
       });
-      new Gauge({ name: 'parley_cluster_nodes', help: 'live nodes seen at the last heartbeat, this one included', registers, collect(this: Gauge) { this.set(c.nodes); } });
-      new Gauge({ name: 'parley_cluster_redis_up', help: '1 while the cluster\'s Redis connections are up', registers, collect(this: Gauge) { this.set(c.up); } });
+      new Gauge({
+        name: 'parley_cluster_nodes',
+        help: 'live nodes seen at the last heartbeat, this one included',
+        registers,
+        collect(this: Gauge) {
+          this.set(c.nodes);
+        },
+      });
+      new Gauge({
+        name: 'parley_cluster_redis_up',
+        help: "1 while the cluster's Redis connections are up",
+        registers,
+        collect(this: Gauge) {
+          this.set(c.up);
+        },
+      });
       this.busLatency = new CountingHistogram({
         name: 'parley_cluster_bus_latency_seconds',
         help: 'from publish on one node to receipt on this one (node clocks must agree)',

@@ -34,7 +34,10 @@ export function pageHeaders(type: string): http.OutgoingHttpHeaders {
 
 /** A file of adapters/websocket/static, read once. */
 export function staticFile(name: string): { type: string; body: Buffer } {
-  return { type: TYPES[path.extname(name)] ?? 'application/octet-stream', body: readFileSync(path.join(STATIC_DIR, name)) };
+  return {
+    type: TYPES[path.extname(name)] ?? 'application/octet-stream',
+    body: readFileSync(path.join(STATIC_DIR, name)),
+  };
 }
 
 /**
@@ -56,7 +59,9 @@ export function serveFiles(
     const f = Object.hasOwn(files, name) ? files[name] : undefined;
     if (!f) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      res
+        .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
+        .end('method not allowed\n');
       return true;
     }
     res.writeHead(200, { ...pageHeaders(f.type), 'content-length': f.body.length });

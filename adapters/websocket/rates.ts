@@ -69,9 +69,20 @@ export class RateSampler {
     const byProtocol: Record<string, ProtocolSample> = {};
     for (const [p, c] of Object.entries(cur.byProtocol)) {
       const b = prev.byProtocol[p] ?? { in: 0, out: 0 };
-      byProtocol[p] = { in: Math.max(0, c.in - b.in), out: Math.max(0, c.out - b.out), connections: c.connections };
+      byProtocol[p] = {
+        in: Math.max(0, c.in - b.in),
+        out: Math.max(0, c.out - b.out),
+        connections: c.connections,
+      };
     }
-    this.push({ t: now, messages: d('messages'), stanzasIn: d('stanzasIn'), stanzasOut: d('stanzasOut'), connections: cur.connections, byProtocol });
+    this.push({
+      t: now,
+      messages: d('messages'),
+      stanzasIn: d('stanzasIn'),
+      stanzasOut: d('stanzasOut'),
+      connections: cur.connections,
+      byProtocol,
+    });
   }
 
   push(s: RateSample): void {
@@ -90,13 +101,25 @@ export class RateSampler {
   }
 
   private async read(): Promise<Totals> {
-    const values = async (name: string) => (await this.registry.getSingleMetric(name)?.get())?.values ?? [];
-    const sum = (vs: { value: number; labels: Record<string, unknown> }[], match: Record<string, string>) =>
-      vs.filter((v) => Object.entries(match).every(([k, want]) => v.labels[k] === want)).reduce((n, v) => n + v.value, 0);
-    const [messages, stanzas, connections] = await Promise.all([values('parley_messages_total'), values('parley_stanzas_total'), values('parley_connections')]);
+    const values = async (name: string) =>
+      (await this.registry.getSingleMetric(name)?.get())?.values ?? [];
+    const sum = (
+      vs: { value: number; labels: Record<string, unknown> }[],
+      match: Record<string, string>,
+    ) =>
+      vs
+        .filter((v) => Object.entries(match).every(([k, want]) => v.labels[k] === want))
+        .reduce((n, v) => n + v.value, 0);
+    const [messages, stanzas, connections] = await Promise.all([
+      values('parley_messages_total'),
+      values('parley_stanzas_total'),
+      values('parley_connections'),
+    ]);
     const byProtocol: Record<string, ProtocolSample> = {};
     const of = (p: string) => (byProtocol[p] ??= { in: 0, out: 0, connections: 0 });
-    for (const v of stanzas) if (v.labels.direction === 'in' || v.labels.direction === 'out') of(String(v.labels.protocol))[v.labels.direction] += v.value;
+    for (const v of stanzas)
+      if (v.labels.direction === 'in' || v.labels.direction === 'out')
+        of(String(v.labels.protocol))[v.labels.direction] += v.value;
     for (const v of connections) of(String(v.labels.protocol)).connections += v.value;
     return {
       messages: sum(messages, { event: 'routed', kind: 'message' }),

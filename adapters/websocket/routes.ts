@@ -12,7 +12,10 @@ export const BOSH_PATH = '/http-bind';
 function endpoints(req: http.IncomingMessage, url: URL): { ws: string; bosh: string } {
   const host = url.host; // the checked Host header (server.ts requestUrl)
   const secure = isSecure(req); // the socket's, never the request's scheme
-  return { ws: `${secure ? 'wss' : 'ws'}://${host}${WS_PATH}`, bosh: `${secure ? 'https' : 'http'}://${host}${BOSH_PATH}` };
+  return {
+    ws: `${secure ? 'wss' : 'ws'}://${host}${WS_PATH}`,
+    bosh: `${secure ? 'https' : 'http'}://${host}${BOSH_PATH}`,
+  };
 }
 
 /** SHA-256 of a token, so that comparing two never depends on their lengths or contents' timing. */
@@ -25,7 +28,11 @@ function bearerOk(req: http.IncomingMessage, token: string): boolean {
 }
 
 /** /healthz, /readyz, /metrics and XEP-0156 host-meta. */
-export function installBasicRoutes(web: WebServer, broker: Broker, metrics: PromMetrics | undefined): void {
+export function installBasicRoutes(
+  web: WebServer,
+  broker: Broker,
+  metrics: PromMetrics | undefined,
+): void {
   // Health goes with /metrics when that has a listener of its own, for probes that only reach it.
   const both = (prefix: string, handler: RouteHandler) => {
     web.route(prefix, handler);
@@ -33,7 +40,9 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
   };
   // Process up: for liveness probes.
   both('/healthz', (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain', 'x-parley-version': broker.version }).end('ok\n');
+    res
+      .writeHead(200, { 'content-type': 'text/plain', 'x-parley-version': broker.version })
+      .end('ok\n');
   });
   // Store (and cluster) reachable: for load balancers.
   both('/readyz', async (_req, res) => {
@@ -46,12 +55,16 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
     let cluster = false;
     try {
       // A draining node is not ready: the load balancer sends it nothing new (docs/cluster.md).
-      cluster = !broker.cluster.bus.draining && (await broker.cluster.bus.members()).includes(broker.cluster.bus.nodeId);
+      cluster =
+        !broker.cluster.bus.draining &&
+        (await broker.cluster.bus.members()).includes(broker.cluster.bus.nodeId);
     } catch {
       cluster = false;
     }
     const ok = store && cluster;
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, store, cluster }) + '\n');
+    res
+      .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ ready: ok, store, cluster }) + '\n');
   });
   if (metrics) {
     const token = web.opts.metricsToken;
@@ -61,7 +74,13 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
       async (req, res) => {
         if (token !== undefined && !bearerOk(req, token)) {
           // [RFC6750 3] no or wrong token
-          res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="parley metrics"', 'cache-control': 'no-store' }).end('bearer token required\n');
+          res
+            .writeHead(401, {
+              'content-type': 'text/plain',
+              'www-authenticate': 'Bearer realm="parley metrics"',
+              'cache-control': 'no-store',
+            })
+            .end('bearer token required\n');
           return;
         }
         const { contentType, body } = await metrics.render();
@@ -83,13 +102,15 @@ export function installBasicRoutes(web: WebServer, broker: Broker, metrics: Prom
   });
   web.route('/.well-known/host-meta.json', (req, res, url) => {
     const e = endpoints(req, url);
-    res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' }).end(
-      JSON.stringify({
-        links: [
-          { rel: 'urn:xmpp:alt-connections:websocket', href: e.ws },
-          { rel: 'urn:xmpp:alt-connections:xbosh', href: e.bosh },
-        ],
-      }),
-    );
+    res
+      .writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' })
+      .end(
+        JSON.stringify({
+          links: [
+            { rel: 'urn:xmpp:alt-connections:websocket', href: e.ws },
+            { rel: 'urn:xmpp:alt-connections:xbosh', href: e.bosh },
+          ],
+        }),
+      );
   });
 }

@@ -30,7 +30,8 @@ export function requestUrl(req: http.IncomingMessage): URL | undefined {
   if (host !== undefined && !HOST_RE.test(host)) return undefined;
   const target = req.url ?? '/';
   let pathAndQuery: string;
-  if (target.startsWith('/')) pathAndQuery = target; // origin-form; `//x` stays a path, never an authority
+  if (target.startsWith('/'))
+    pathAndQuery = target; // origin-form; `//x` stays a path, never an authority
   else if (/^https?:\/\//i.test(target)) {
     // absolute-form [RFC9112 3.2.2]: accepted, but its scheme and authority decide nothing
     try {
@@ -62,7 +63,11 @@ function clientErrorStatus(err: NodeJS.ErrnoException): string {
 }
 
 /** An HTTP route handler; return false to fall through to 404. */
-export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void | boolean | Promise<void | boolean>;
+export type RouteHandler = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+) => void | boolean | Promise<void | boolean>;
 
 /** What a protocol adapter gets for an accepted WebSocket. */
 export interface WebSocketInfo {
@@ -149,7 +154,9 @@ export class WebServer {
 
   async start(): Promise<void> {
     if (this.opts.http) {
-      const srv = http.createServer(this.httpOptions(), (req, res) => this.request(req, res, 'main'));
+      const srv = http.createServer(this.httpOptions(), (req, res) =>
+        this.request(req, res, 'main'),
+      );
       srv.on('upgrade', (req, sock, head) => this.upgrade(req, sock as net.Socket, head));
       this.guard(srv);
       this.ports.http = await listen(srv, this.opts.http.host, this.opts.http.port);
@@ -158,7 +165,11 @@ export class WebServer {
     if (this.opts.https && this.opts.tls) {
       const srv = https.createServer(
         // [issue 20] a handshake that does not finish in time is dropped (Node's default is 120 s)
-        { ...this.opts.tls, ...this.httpOptions(), handshakeTimeout: this.opts.tlsHandshakeTimeoutMs },
+        {
+          ...this.opts.tls,
+          ...this.httpOptions(),
+          handshakeTimeout: this.opts.tlsHandshakeTimeoutMs,
+        },
         (req, res) => this.request(req, res, 'main'),
       );
       srv.on('upgrade', (req, sock, head) => this.upgrade(req, sock as net.Socket, head));
@@ -168,7 +179,9 @@ export class WebServer {
     }
     if (this.opts.metrics) {
       // Only the routes registered for this listener (/metrics, /healthz, /readyz); no upgrades.
-      const srv = http.createServer(this.httpOptions(), (req, res) => this.request(req, res, 'metrics'));
+      const srv = http.createServer(this.httpOptions(), (req, res) =>
+        this.request(req, res, 'metrics'),
+      );
       srv.on('upgrade', (_req, sock) => this.refuse(sock as net.Socket, '404 Not Found'));
       this.guard(srv);
       this.ports.metrics = await listen(srv, this.opts.metrics.host, this.opts.metrics.port);
@@ -183,7 +196,15 @@ export class WebServer {
       requestTimeout: this.opts.requestTimeoutMs,
       keepAliveTimeout: this.opts.keepAliveTimeoutMs,
       // How often Node checks the two timeouts above; its default (30 s) would let them run late by that much.
-      connectionsCheckingInterval: Math.max(100, Math.min(5000, Math.floor(Math.min(this.opts.headersTimeoutMs, this.opts.requestTimeoutMs || Infinity) / 4))),
+      connectionsCheckingInterval: Math.max(
+        100,
+        Math.min(
+          5000,
+          Math.floor(
+            Math.min(this.opts.headersTimeoutMs, this.opts.requestTimeoutMs || Infinity) / 4,
+          ),
+        ),
+      ),
       requireHostHeader: true, // [RFC9112 3.2] an HTTP/1.1 request without Host gets 400
     };
   }
@@ -199,12 +220,19 @@ export class WebServer {
       if (this.admit(sock) && !(srv instanceof https.Server)) this.awaitFirstRequest(sock);
     });
     // Over TLS the wait for the first request starts once the handshake is done (that has its own limit).
-    if (srv instanceof https.Server) srv.on('secureConnection', (sock: net.Socket) => this.awaitFirstRequest(sock));
+    if (srv instanceof https.Server)
+      srv.on('secureConnection', (sock: net.Socket) => this.awaitFirstRequest(sock));
     srv.on('request', (req: http.IncomingMessage) => this.firstRequestSeen(req.socket));
     srv.on('upgrade', (req: http.IncomingMessage) => this.firstRequestSeen(req.socket));
     srv.on('clientError', (err: NodeJS.ErrnoException, sock: net.Socket) => {
-      if (err.code !== 'ECONNRESET' && sock.writable && !(sock as { _httpMessage?: http.ServerResponse })._httpMessage?.headersSent) {
-        sock.end(`HTTP/1.1 ${clientErrorStatus(err)}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      if (
+        err.code !== 'ECONNRESET' &&
+        sock.writable &&
+        !(sock as { _httpMessage?: http.ServerResponse })._httpMessage?.headersSent
+      ) {
+        sock.end(
+          `HTTP/1.1 ${clientErrorStatus(err)}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+        );
       }
       sock.destroy();
     });
@@ -224,7 +252,8 @@ export class WebServer {
     const t = setTimeout(() => {
       this.firstRequest.delete(sock);
       if (sock.destroyed) return;
-      if (sock.writable) sock.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      if (sock.writable)
+        sock.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       setTimeout(() => sock.destroy(), 1000).unref();
     }, this.opts.headersTimeoutMs);
     t.unref();
@@ -243,7 +272,11 @@ export class WebServer {
   private admit(sock: net.Socket): boolean {
     const ip = sock.remoteAddress;
     const n = ip === undefined ? 0 : (this.socketsPerIp.get(ip) ?? 0);
-    if (ip === undefined || this.socketCount >= this.opts.maxSockets || n >= this.opts.maxSocketsPerIp) {
+    if (
+      ip === undefined ||
+      this.socketCount >= this.opts.maxSockets ||
+      n >= this.opts.maxSocketsPerIp
+    ) {
       this.broker.metrics.closed('http', 'connection-limit');
       sock.destroy();
       return false;
@@ -286,18 +319,27 @@ export class WebServer {
   }
 
   /** Never rejects: a handler that throws gets 500, a malformed request 400. */
-  private async request(req: http.IncomingMessage, res: http.ServerResponse, listener: Listener): Promise<void> {
+  private async request(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    listener: Listener,
+  ): Promise<void> {
     let url: URL | undefined;
     try {
       url = requestUrl(req);
       if (!url) {
         this.broker.metrics.closed('http', 'bad-request');
-        res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('bad request\n');
+        res
+          .writeHead(400, { 'content-type': 'text/plain', connection: 'close' })
+          .end('bad request\n');
         return;
       }
       for (const r of this.routes) {
         if (r.listener !== listener) continue;
-        if (url.pathname === r.prefix || url.pathname.startsWith(r.prefix.endsWith('/') ? r.prefix : `${r.prefix}/`)) {
+        if (
+          url.pathname === r.prefix ||
+          url.pathname.startsWith(r.prefix.endsWith('/') ? r.prefix : `${r.prefix}/`)
+        ) {
           const handled = await r.handler(req, res, url);
           if (handled !== false) return;
         }
@@ -319,7 +361,8 @@ export class WebServer {
   /** Answer an upgrade request with a status and close; the socket is no longer Node's HTTP socket here. */
   private refuse(sock: net.Socket, status: string): void {
     sock.on('error', () => {}); // after 'upgrade' Node leaves the socket without an error listener
-    if (sock.writable) sock.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    if (sock.writable)
+      sock.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     sock.destroySoon?.();
   }
 
@@ -341,7 +384,12 @@ export class WebServer {
     const origin = req.headers.origin;
     if (!requestUrl(req)) return this.refuse(sock, '400 Bad Request');
     // [RFC6455 10.2] a browser's page from an origin not listed does not get a WebSocket; non-browser clients send no Origin
-    if (origin !== undefined && this.opts.allowedOrigins.length > 0 && !this.opts.allowedOrigins.includes(origin)) return this.refuse(sock, '403 Forbidden');
+    if (
+      origin !== undefined &&
+      this.opts.allowedOrigins.length > 0 &&
+      !this.opts.allowedOrigins.includes(origin)
+    )
+      return this.refuse(sock, '403 Forbidden');
     const offered = String(req.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((s) => s.trim())
@@ -375,7 +423,10 @@ export class WebServer {
     ws.on('message', touch);
     ws.on('pong', touch);
     if (this.opts.pingIntervalMs <= 0 && this.opts.idleTimeoutMs <= 0) return;
-    const every = Math.max(1000, Math.min(this.opts.pingIntervalMs || Infinity, this.opts.idleTimeoutMs || Infinity));
+    const every = Math.max(
+      1000,
+      Math.min(this.opts.pingIntervalMs || Infinity, this.opts.idleTimeoutMs || Infinity),
+    );
     const t = setInterval(() => {
       try {
         if (this.opts.idleTimeoutMs > 0 && Date.now() - last > this.opts.idleTimeoutMs) {

@@ -1,6 +1,11 @@
 import { Transform } from 'node:stream';
 import type http from 'node:http';
-import { uploadService, validFilename, type UploadRecord, type UploadService } from '../../broker/index.ts';
+import {
+  uploadService,
+  validFilename,
+  type UploadRecord,
+  type UploadService,
+} from '../../broker/index.ts';
 import { isSecure, type WebServer } from './server.ts';
 
 /** Where slot URLs point: `/upload/<token>/<filename>` (broker/upload.ts signs them). */
@@ -14,7 +19,11 @@ const CORS_METHODS = 'GET, HEAD, PUT, OPTIONS';
  * HTTPS listener only. No listing, and no path reaches the disk: the file is
  * found by the id in the signed token, never by the URL's path.
  */
-export function installUploadRoutes(web: WebServer, broker: Parameters<typeof uploadService>[0], opts: { allowedOrigins: string[] }): void {
+export function installUploadRoutes(
+  web: WebServer,
+  broker: Parameters<typeof uploadService>[0],
+  opts: { allowedOrigins: string[] },
+): void {
   web.route(UPLOAD_PATH, async (req, res, url) => {
     const svc = uploadService(broker);
     if (!svc) return false; // uploads off: 404
@@ -26,10 +35,16 @@ export function installUploadRoutes(web: WebServer, broker: Parameters<typeof up
     }
     // CORS: with a list only its origins are echoed, never '*'
     const cors: Record<string, string> = origin
-      ? { 'access-control-allow-origin': allowed.length ? origin : '*', vary: 'Origin', 'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, ETag' }
+      ? {
+          'access-control-allow-origin': allowed.length ? origin : '*',
+          vary: 'Origin',
+          'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, ETag',
+        }
       : {};
     if (!isSecure(req)) {
-      res.writeHead(403, { ...cors, 'content-type': 'text/plain' }).end('uploads are served over HTTPS only\n'); // [XEP-0363 5] HTTPS
+      res
+        .writeHead(403, { ...cors, 'content-type': 'text/plain' })
+        .end('uploads are served over HTTPS only\n'); // [XEP-0363 5] HTTPS
       return;
     }
     const parts = url.pathname.slice(UPLOAD_PATH.length).split('/');
@@ -46,33 +61,60 @@ export function installUploadRoutes(web: WebServer, broker: Parameters<typeof up
     }
     if (req.method === 'OPTIONS') {
       res
-        .writeHead(204, { ...cors, 'access-control-allow-methods': CORS_METHODS, 'access-control-allow-headers': 'Content-Type, Range', 'access-control-max-age': '86400' })
+        .writeHead(204, {
+          ...cors,
+          'access-control-allow-methods': CORS_METHODS,
+          'access-control-allow-headers': 'Content-Type, Range',
+          'access-control-max-age': '86400',
+        })
         .end();
       return;
     }
     if (req.method === 'PUT') return put(svc, req, res, parts[0], filename, cors);
-    if (req.method === 'GET' || req.method === 'HEAD') return get(svc, req, res, parts[0], filename, cors);
-    res.writeHead(405, { ...cors, allow: CORS_METHODS, 'content-type': 'text/plain' }).end('method not allowed\n');
+    if (req.method === 'GET' || req.method === 'HEAD')
+      return get(svc, req, res, parts[0], filename, cors);
+    res
+      .writeHead(405, { ...cors, allow: CORS_METHODS, 'content-type': 'text/plain' })
+      .end('method not allowed\n');
   });
 }
 
-function plain(res: http.ServerResponse, status: number, cors: Record<string, string>, text: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { ...cors, ...extra, 'content-type': 'text/plain', connection: 'close' }).end(`${text}\n`);
+function plain(
+  res: http.ServerResponse,
+  status: number,
+  cors: Record<string, string>,
+  text: string,
+  extra: Record<string, string> = {},
+): void {
+  res
+    .writeHead(status, { ...cors, ...extra, 'content-type': 'text/plain', connection: 'close' })
+    .end(`${text}\n`);
 }
 
-async function put(svc: UploadService, req: http.IncomingMessage, res: http.ServerResponse, token: string, filename: string, cors: Record<string, string>): Promise<void> {
+async function put(
+  svc: UploadService,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  token: string,
+  filename: string,
+  cors: Record<string, string>,
+): Promise<void> {
   const found = await svc.resolve(token, filename);
   if (!found) return plain(res, 403, cors, 'no such slot, or a bad signature'); // [XEP-0363 5] a PUT needs a valid slot
   const { id, rec } = found;
-  if (rec.stored || (await svc.blobs.stat(id))) return plain(res, 409, cors, 'this slot was already used; files are never overwritten');
+  if (rec.stored || (await svc.blobs.stat(id)))
+    return plain(res, 409, cors, 'this slot was already used; files are never overwritten');
   if (found.slotExpired) return plain(res, 403, cors, 'slot expired');
   const length = req.headers['content-length'];
-  if (length === undefined || !/^\d+$/.test(length)) return plain(res, 411, cors, 'Content-Length is required');
+  if (length === undefined || !/^\d+$/.test(length))
+    return plain(res, 411, cors, 'Content-Length is required');
   // [XEP-0363 5] the upload must match the size the slot was requested for
-  if (Number(length) !== rec.size) return plain(res, 413, cors, `this slot is for exactly ${rec.size} bytes`);
+  if (Number(length) !== rec.size)
+    return plain(res, 413, cors, `this slot is for exactly ${rec.size} bytes`);
   const type = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
   // [XEP-0363 5] and its content type, when one was given
-  if (type !== undefined && type !== '' && type !== rec.contentType.toLowerCase()) return plain(res, 415, cors, `this slot is for ${rec.contentType}`);
+  if (type !== undefined && type !== '' && type !== rec.contentType.toLowerCase())
+    return plain(res, 415, cors, `this slot is for ${rec.contentType}`);
   // A body that stops arriving is cut after modules.upload.stallTimeoutSeconds without a byte: the
   // whole-request bound (web.requestTimeoutMs) is long enough for a big file on a slow link, so a
   // stalled one must not sit there. The watch passes every chunk on and restarts the clock.
@@ -91,7 +133,8 @@ async function put(svc: UploadService, req: http.IncomingMessage, res: http.Serv
   req.on('error', (err) => watch.destroy(err));
   // a client that goes away mid-upload: the watch must not wait for an end that never comes
   req.on('close', () => {
-    if (!req.complete) watch.destroy(Object.assign(new Error('upload aborted'), { code: 'ECONNRESET' }));
+    if (!req.complete)
+      watch.destroy(Object.assign(new Error('upload aborted'), { code: 'ECONNRESET' }));
   });
   req.pipe(watch);
   try {
@@ -99,7 +142,8 @@ async function put(svc: UploadService, req: http.IncomingMessage, res: http.Serv
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return plain(res, 409, cors, 'this slot was already used');
-    if (code === 'E2BIG') return plain(res, 413, cors, `this slot is for exactly ${rec.size} bytes`);
+    if (code === 'E2BIG')
+      return plain(res, 413, cors, `this slot is for exactly ${rec.size} bytes`);
     if (req.destroyed || req.readableAborted) return; // the client went away mid-upload, or stalled
     throw err;
   } finally {
@@ -120,7 +164,14 @@ function disposition(rec: UploadRecord): string {
   return `${inline ? 'inline' : 'attachment'}; filename*=UTF-8''${encodeURIComponent(rec.filename)}`;
 }
 
-async function get(svc: UploadService, req: http.IncomingMessage, res: http.ServerResponse, token: string, filename: string, cors: Record<string, string>): Promise<void> {
+async function get(
+  svc: UploadService,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  token: string,
+  filename: string,
+  cors: Record<string, string>,
+): Promise<void> {
   const found = await svc.resolve(token, filename);
   const size = found?.rec.stored ? (await svc.blobs.stat(found.id))?.bytes : undefined;
   if (!found || size === undefined) return plain(res, 404, cors, 'not found');
@@ -162,7 +213,13 @@ async function get(svc: UploadService, req: http.IncomingMessage, res: http.Serv
       }
       if (start >= size) {
         // [RFC9110 15.5.17] 416 with the current length
-        res.writeHead(416, { ...headers, 'content-range': `bytes */${size}`, 'content-type': 'text/plain' }).end();
+        res
+          .writeHead(416, {
+            ...headers,
+            'content-range': `bytes */${size}`,
+            'content-type': 'text/plain',
+          })
+          .end();
         return;
       }
       range = { start, end };

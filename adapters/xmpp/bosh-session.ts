@@ -1,6 +1,14 @@
 import { closeReason, type CloseKind, type CloseReason, type Logger } from '../../broker/index.ts';
 import { BoshTransport, type BoshSink } from './bosh-transport.ts';
-import { bodyXml, LEGACY_STATUS, streamHeader, terminateXml, type BoshRequest, type Reply, type TerminalCondition } from './bosh-wire.ts';
+import {
+  bodyXml,
+  LEGACY_STATUS,
+  streamHeader,
+  terminateXml,
+  type BoshRequest,
+  type Reply,
+  type TerminalCondition,
+} from './bosh-wire.ts';
 import { NS_SASL } from './ns.ts';
 
 /** Responses kept for retransmission when the client acknowledges [XEP-0124 §14.3]; without acks, 'requests' of them. */
@@ -107,7 +115,15 @@ export class BoshSession implements BoshSink {
   /** Connect the XMPP stream and open it with a synthetic header [XEP-0206 §3]. */
   attach(conn: BoshStream): void {
     this.conn = conn;
-    if (!this.over) conn.data(streamHeader({ to: this.p.to, version: this.p.xmppVersion, lang: this.p.lang, from: this.p.from }));
+    if (!this.over)
+      conn.data(
+        streamHeader({
+          to: this.p.to,
+          version: this.p.xmppVersion,
+          lang: this.p.lang,
+          from: this.p.from,
+        }),
+      );
   }
 
   /** A request naming this session's sid. */
@@ -117,13 +133,19 @@ export class BoshSession implements BoshSink {
       this.forget();
       return;
     }
-    if (this.over) return reply(terminateXml('item-not-found'), this.status('item-not-found'), this.p.contentType);
+    if (this.over)
+      return reply(
+        terminateXml('item-not-found'),
+        this.status('item-not-found'),
+        this.p.contentType,
+      );
     clearTimeout(this.inactivityTimer);
     const now = Date.now();
     this.arrivals.push(now);
     while (this.arrivals[0] <= now - 1000) this.arrivals.shift();
     // [XEP-0124 §11, §14.3] a limit on the frequency of requests, repeats included
-    if (this.arrivals.length > this.p.maxRequestsPerSecond) return this.abort('policy-violation', 'too many requests per second', reply);
+    if (this.arrivals.length > this.p.maxRequestsPerSecond)
+      return this.abort('policy-violation', 'too many requests per second', reply);
     const rid = body.rid;
     if (rid <= this.lastRid) this.repeat(rid, reply);
     else this.fresh(body, reply);
@@ -134,7 +156,8 @@ export class BoshSession implements BoshSink {
     const rid = body.rid;
     const extra = body.terminate ? 1 : 0; // [XEP-0124 §11] one more request is allowed to terminate
     // [XEP-0124 §14.2] a rid beyond the window ends the session
-    if (rid > this.lastRid + this.p.requests + extra) return this.abort('item-not-found', `rid ${rid} beyond the window`, reply);
+    if (rid > this.lastRid + this.p.requests + extra)
+      return this.abort('item-not-found', `rid ${rid} beyond the window`, reply);
     const dup = this.early.get(rid);
     if (dup) {
       // [XEP-0124 §14.3] received but not yet answered: answer the old copy with a recoverable error
@@ -143,7 +166,8 @@ export class BoshSession implements BoshSink {
       return;
     }
     // [XEP-0124 §11] more simultaneous requests than 'requests'
-    if (this.held.length + this.early.size + 1 > this.p.requests + extra) return this.abort('policy-violation', 'too many simultaneous requests', reply);
+    if (this.held.length + this.early.size + 1 > this.p.requests + extra)
+      return this.abort('policy-violation', 'too many simultaneous requests', reply);
     const timer = setTimeout(() => this.gapTimeout(), this.p.wait * 1000);
     timer.unref?.();
     this.early.set(rid, { body, reply, timer });
@@ -158,7 +182,11 @@ export class BoshSession implements BoshSink {
    * 'wait' seconds gets the recoverable error that makes it resend [XEP-0124 §17.3].
    */
   private drainEarly(): void {
-    for (let next = this.early.get(this.lastRid + 1); next && !this.over && !this.inputPaused; next = this.early.get(this.lastRid + 1)) {
+    for (
+      let next = this.early.get(this.lastRid + 1);
+      next && !this.over && !this.inputPaused;
+      next = this.early.get(this.lastRid + 1)
+    ) {
       clearTimeout(next.timer);
       this.early.delete(next.body.rid);
       this.process(next.body, next.reply);
@@ -204,7 +232,8 @@ export class BoshSession implements BoshSink {
     this.lastRid = body.rid;
     const req: Held = { rid: body.rid, reply };
     this.acknowledged(body, req);
-    if (this.pollingTooOften(body)) return this.abort('policy-violation', 'polling too frequently', reply);
+    if (this.pollingTooOften(body))
+      return this.abort('policy-violation', 'polling too frequently', reply);
     const conn = this.conn!;
     conn.data(''); // a request is traffic: an idle-timeout must not end a client that polls
     this.hold(req);
@@ -220,7 +249,14 @@ export class BoshSession implements BoshSink {
       if (!this.restartExpected) return this.abort('bad-request', 'no stream restart expected');
       this.restartExpected = false;
       const a = body.attrs;
-      return conn.data(streamHeader({ to: a.to ?? this.p.to, version: this.p.xmppVersion, lang: a['xml:lang'] ?? this.p.lang, from: a.from }));
+      return conn.data(
+        streamHeader({
+          to: a.to ?? this.p.to,
+          version: this.p.xmppVersion,
+          lang: a['xml:lang'] ?? this.p.lang,
+          from: a.from,
+        }),
+      );
     }
     if (body.payloads.length) conn.data(body.payloads.join(''));
   }
@@ -245,7 +281,9 @@ export class BoshSession implements BoshSink {
     const now = Date.now();
     const prev = this.lastEmptyPollAt;
     this.lastEmptyPollAt = empty ? now : undefined;
-    return empty && prev !== undefined && this.lastAnswerEmpty && now - prev < this.p.polling * 1000;
+    return (
+      empty && prev !== undefined && this.lastAnswerEmpty && now - prev < this.p.polling * 1000
+    );
   }
 
   private hold(req: Held): void {
@@ -280,7 +318,8 @@ export class BoshSession implements BoshSink {
     setImmediate(() => {
       this.flushQueued = false;
       if (this.over || this.terminating) return;
-      while (this.held.length && (this.queue.length || this.held[0].now)) this.answer(this.held.shift()!);
+      while (this.held.length && (this.queue.length || this.held[0].now))
+        this.answer(this.held.shift()!);
     });
   }
 
@@ -297,7 +336,20 @@ export class BoshSession implements BoshSink {
     const p = this.p;
     const a: Record<string, string | number> = req.creation
       ? // [XEP-0124 §7.2, XEP-0206 §4] the session creation response
-        { sid: p.sid, wait: p.wait, hold: p.hold, requests: p.requests, polling: p.polling, inactivity: p.inactivity, ver: p.ver, from: p.domain, authid: this.authid, ack: p.rid, 'xmpp:version': '1.0', 'xmpp:restartlogic': 'true' }
+        {
+          sid: p.sid,
+          wait: p.wait,
+          hold: p.hold,
+          requests: p.requests,
+          polling: p.polling,
+          inactivity: p.inactivity,
+          ver: p.ver,
+          from: p.domain,
+          authid: this.authid,
+          ack: p.rid,
+          'xmpp:version': '1.0',
+          'xmpp:restartlogic': 'true',
+        }
       : {};
     // [XEP-0124 §9.1] acknowledge requests received beyond the one answered
     if (!req.creation && this.lastRid > req.rid) a.ack = this.lastRid;
@@ -349,7 +401,11 @@ export class BoshSession implements BoshSink {
     const xml = this.finish(condition);
     current?.(xml, this.status(condition), this.p.contentType);
     if (current && this.final) this.forget(); // told now, not on the next request
-    const kinds: Partial<Record<TerminalCondition, CloseKind>> = { 'policy-violation': 'policy-violation', 'bad-request': 'bad-format', 'system-shutdown': 'system-shutdown' };
+    const kinds: Partial<Record<TerminalCondition, CloseKind>> = {
+      'policy-violation': 'policy-violation',
+      'bad-request': 'bad-format',
+      'system-shutdown': 'system-shutdown',
+    };
     this.conn?.close(closeReason(kinds[condition] ?? 'protocol-error', text));
   }
 
@@ -371,7 +427,13 @@ export class BoshSession implements BoshSink {
       return xml;
     }
     // A clean end: the other open requests get an empty body; an error: all of them get it.
-    open.forEach((r, i) => r(i === 0 || condition ? xml : bodyXml({}), i === 0 || condition ? status : 200, this.p.contentType));
+    open.forEach((r, i) =>
+      r(
+        i === 0 || condition ? xml : bodyXml({}),
+        i === 0 || condition ? status : 200,
+        this.p.contentType,
+      ),
+    );
     this.forget();
     return xml;
   }

@@ -26,7 +26,11 @@ export type TerminalCondition =
   | 'undefined-condition';
 
 /** [XEP-0124 §17.1, §17.2 footnote] the deprecated HTTP codes a legacy client (no 'ver' in its session request) gets instead. */
-export const LEGACY_STATUS: Partial<Record<TerminalCondition, number>> = { 'bad-request': 400, 'policy-violation': 403, 'item-not-found': 404 };
+export const LEGACY_STATUS: Partial<Record<TerminalCondition, number>> = {
+  'bad-request': 400,
+  'policy-violation': 403,
+  'item-not-found': 404,
+};
 
 /** Answers one HTTP request; called at most once per request by the session or the service. */
 export type Reply = (xml: string, status: number, contentType: string) => void;
@@ -48,7 +52,8 @@ export interface BoshRequest {
   failure?: { condition: ParseFailure; text: string };
 }
 
-export type ParseResult = { ok: true; body: BoshRequest } | { ok: false; text: string; attrs?: Record<string, string> };
+export type ParseResult =
+  { ok: true; body: BoshRequest } | { ok: false; text: string; attrs?: Record<string, string> };
 
 /** A non-negative integer attribute no larger than 2^53-1 [XEP-0124 §14.1]; undefined if absent or malformed. */
 export function uintAttr(v: string | undefined): number | undefined {
@@ -76,7 +81,11 @@ export function xboshAttr(attrs: Record<string, string>, local: string): string 
  * in `failure` and become the stream error they would be on TCP.
  */
 export function parseRequest(text: string, limits: StreamParserLimits): ParseResult {
-  const got: { root?: { name: string; uri: string; attrs: Record<string, string> }; closed: boolean; failure?: BoshRequest['failure'] } = { closed: false };
+  const got: {
+    root?: { name: string; uri: string; attrs: Record<string, string> };
+    closed: boolean;
+    failure?: BoshRequest['failure'];
+  } = { closed: false };
   const payloads: string[] = [];
   const parser = new StreamParser(
     {
@@ -91,16 +100,28 @@ export function parseRequest(text: string, limits: StreamParserLimits): ParseRes
   const { root, failure } = got;
   if (!root) return { ok: false, text: failure?.text ?? 'no <body/> element' };
   const { name, uri, attrs } = root;
-  if (uri !== NS_HTTPBIND || name.replace(/^[^:]*:/, '') !== 'body') return { ok: false, text: `root must be <body xmlns='${NS_HTTPBIND}'/>`, attrs }; // [XEP-0124 §6]
+  if (uri !== NS_HTTPBIND || name.replace(/^[^:]*:/, '') !== 'body')
+    return { ok: false, text: `root must be <body xmlns='${NS_HTTPBIND}'/>`, attrs }; // [XEP-0124 §6]
   if (!failure && !got.closed) return { ok: false, text: 'partial <body/>', attrs }; // [XEP-0124 §6] no partial elements
   const rid = uintAttr(attrs.rid);
-  if (rid === undefined || rid === 0) return { ok: false, text: "'rid' missing or not a positive integer", attrs }; // [XEP-0124 §6, §14.1]
+  if (rid === undefined || rid === 0)
+    return { ok: false, text: "'rid' missing or not a positive integer", attrs }; // [XEP-0124 §6, §14.1]
   const ack = uintAttr(attrs.ack);
-  if (attrs.ack !== undefined && ack === undefined) return { ok: false, text: "'ack' is not an integer", attrs };
+  if (attrs.ack !== undefined && ack === undefined)
+    return { ok: false, text: "'ack' is not an integer", attrs };
   const restart = xboshAttr(attrs, 'restart');
   return {
     ok: true,
-    body: { attrs, sid: attrs.sid, rid, ack, terminate: attrs.type === 'terminate', restart: restart === 'true' || restart === '1', payloads, failure },
+    body: {
+      attrs,
+      sid: attrs.sid,
+      rid,
+      ack,
+      terminate: attrs.type === 'terminate',
+      restart: restart === 'true' || restart === '1',
+      payloads,
+      failure,
+    },
   };
 }
 
@@ -115,7 +136,10 @@ function payloadXml(el: Element): string {
 }
 
 /** A response `<body/>`; undefined attributes are left out. */
-export function bodyXml(attrs: Record<string, string | number | undefined>, payloads: string[] = []): string {
+export function bodyXml(
+  attrs: Record<string, string | number | undefined>,
+  payloads: string[] = [],
+): string {
   let s = `<body xmlns='${NS_HTTPBIND}'`;
   let xbosh = false;
   for (const [k, v] of Object.entries(attrs)) {
@@ -139,7 +163,12 @@ export function terminateXml(condition?: TerminalCondition, payloads: string[] =
  * request or a restart request (to, xml:lang, xmpp:version) [XEP-0206 §3, §5],
  * so every check of the TCP path (host-unknown, version…) applies.
  */
-export function streamHeader(a: { to: string; version: string; lang?: string; from?: string }): string {
+export function streamHeader(a: {
+  to: string;
+  version: string;
+  lang?: string;
+  from?: string;
+}): string {
   let h = `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' to='${escapeXML(a.to)}' version='${escapeXML(a.version)}'`;
   if (a.lang !== undefined) h += ` xml:lang='${escapeXML(a.lang)}'`;
   if (a.from !== undefined) h += ` from='${escapeXML(a.from)}'`;

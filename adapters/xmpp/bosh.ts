@@ -77,7 +77,12 @@ export class BoshService {
   private readonly log: Logger;
   private readonly sessions = new Map<string, BoshSession>();
 
-  constructor(broker: Broker, xmpp: XmppAcceptor, opts: Partial<BoshOptions> = {}, limiter?: IpLimiter) {
+  constructor(
+    broker: Broker,
+    xmpp: XmppAcceptor,
+    opts: Partial<BoshOptions> = {},
+    limiter?: IpLimiter,
+  ) {
     this.broker = broker;
     this.xmpp = xmpp;
     this.opts = { ...defaultBoshOptions, ...opts };
@@ -94,21 +99,39 @@ export class BoshService {
       return;
     }
     // CORS, so a page from another origin can use the endpoint; with a list set only its origins are echoed, never '*'
-    const cors: Record<string, string> = origin ? { 'access-control-allow-origin': allowed.length ? origin : '*', vary: 'Origin' } : {};
+    const cors: Record<string, string> = origin
+      ? { 'access-control-allow-origin': allowed.length ? origin : '*', vary: 'Origin' }
+      : {};
     if (req.method === 'OPTIONS') {
-      res.writeHead(204, { ...cors, 'access-control-allow-methods': 'POST, OPTIONS', 'access-control-allow-headers': 'Content-Type', 'access-control-max-age': '86400' }).end();
+      res
+        .writeHead(204, {
+          ...cors,
+          'access-control-allow-methods': 'POST, OPTIONS',
+          'access-control-allow-headers': 'Content-Type',
+          'access-control-max-age': '86400',
+        })
+        .end();
       return;
     }
     if (req.method !== 'POST') {
       // [XEP-0124 §5] clients MUST POST
-      res.writeHead(405, { ...cors, allow: 'POST, OPTIONS', 'content-type': 'text/plain' }).end('BOSH endpoint (XEP-0206): POST a <body/>\n');
+      res
+        .writeHead(405, { ...cors, allow: 'POST, OPTIONS', 'content-type': 'text/plain' })
+        .end('BOSH endpoint (XEP-0206): POST a <body/>\n');
       return;
     }
     // Called later by the session (from its timers): it must never throw out of them.
     const reply: Reply = (xml, status, contentType) => {
       if (res.writableEnded || res.destroyed || res.headersSent) return; // the client went away: the response stays buffered for a repeat
       try {
-        res.writeHead(status, { ...cors, 'content-type': contentType, 'content-length': Buffer.byteLength(xml), 'cache-control': 'no-store' }).end(xml);
+        res
+          .writeHead(status, {
+            ...cors,
+            'content-type': contentType,
+            'content-length': Buffer.byteLength(xml),
+            'cache-control': 'no-store',
+          })
+          .end(xml);
       } catch (err) {
         this.log.warn({ err }, 'BOSH reply failed');
         res.destroy();
@@ -119,11 +142,23 @@ export class BoshService {
     if (body.cut) {
       // The body was cut: its session cannot go on with a hole in its rid sequence.
       const tooLarge = body.cut === 'too-large';
-      this.log.info({ ip: req.socket.remoteAddress, limit: tooLarge ? this.opts.maxBodySize : this.opts.bodyTimeoutMs }, tooLarge ? 'BOSH body too large' : 'BOSH body too slow');
+      this.log.info(
+        {
+          ip: req.socket.remoteAddress,
+          limit: tooLarge ? this.opts.maxBodySize : this.opts.bodyTimeoutMs,
+        },
+        tooLarge ? 'BOSH body too large' : 'BOSH body too slow',
+      );
       const cut: Reply = (xml, _status, contentType) => {
         if (res.headersSent || res.destroyed) return;
         res.once('finish', () => req.destroy());
-        res.writeHead(tooLarge ? 413 : 408, { ...cors, 'content-type': contentType, connection: 'close' }).end(xml);
+        res
+          .writeHead(tooLarge ? 413 : 408, {
+            ...cors,
+            'content-type': contentType,
+            connection: 'close',
+          })
+          .end(xml);
       };
       const sid = /\bsid=(["'])([^"']+)\1/.exec(body.text)?.[2];
       const session = sid !== undefined ? this.sessions.get(sid) : undefined;
@@ -142,7 +177,12 @@ export class BoshService {
       return reply(terminateXml('bad-request'), 400, DEFAULT_CONTENT_TYPE);
     }
     // TLS is the socket's, never the request target's scheme: PLAIN is offered only over a real TLS socket [RFC6120 6.4.1]
-    this.dispatch(body.text, req.socket.remoteAddress ?? 'unknown', req.socket instanceof TLSSocket, reply);
+    this.dispatch(
+      body.text,
+      req.socket.remoteAddress ?? 'unknown',
+      req.socket instanceof TLSSocket,
+      reply,
+    );
   }
 
   /** End every session (the listener stops) [XEP-0124 §17.2 system-shutdown]. */
@@ -152,10 +192,14 @@ export class BoshService {
   }
 
   private dispatch(text: string, ip: string, secure: boolean, reply: Reply): void {
-    const parsed = parseRequest(text, { maxStanzaSize: this.xmpp.opts.maxStanzaSize, maxDepth: this.xmpp.opts.maxDepth });
+    const parsed = parseRequest(text, {
+      maxStanzaSize: this.xmpp.opts.maxStanzaSize,
+      maxDepth: this.xmpp.opts.maxDepth,
+    });
     if (!parsed.ok) {
       this.log.info({ ip, text: parsed.text }, 'bad BOSH request');
-      const session = parsed.attrs?.sid !== undefined ? this.sessions.get(parsed.attrs.sid) : undefined;
+      const session =
+        parsed.attrs?.sid !== undefined ? this.sessions.get(parsed.attrs.sid) : undefined;
       if (session) return session.abort('bad-request', parsed.text, reply);
       // [XEP-0124 §17.1, §17.2] bad-request; 400 when we cannot tell a legacy client from a new one
       const legacy = parsed.attrs?.ver === undefined;
@@ -175,22 +219,30 @@ export class BoshService {
     const legacy = a.ver === undefined;
     const refuse = (condition: TerminalCondition, text: string): void => {
       this.log.info({ ip, condition, text }, 'BOSH session refused');
-      reply(terminateXml(condition), (legacy && LEGACY_STATUS[condition]) || 200, DEFAULT_CONTENT_TYPE);
+      reply(
+        terminateXml(condition),
+        (legacy && LEGACY_STATUS[condition]) || 200,
+        DEFAULT_CONTENT_TYPE,
+      );
     };
     const domain = this.broker.domain;
     const to = a.to ?? domain; // [XEP-0124 §7.1] 'to' SHOULD be there; one domain is served, so it may be left out
-    if (to.toLowerCase() !== domain.toLowerCase()) return refuse('host-unknown', `${to} is not served here`); // [XEP-0124 §17.2]
+    if (to.toLowerCase() !== domain.toLowerCase())
+      return refuse('host-unknown', `${to} is not served here`); // [XEP-0124 §17.2]
     const wantWait = a.wait === undefined ? this.opts.maxWait : uintAttr(a.wait);
     const wantHold = a.hold === undefined ? 1 : uintAttr(a.hold);
-    if (wantWait === undefined || wantHold === undefined) return refuse('bad-request', "'wait' and 'hold' must be integers");
+    if (wantWait === undefined || wantHold === undefined)
+      return refuse('bad-request', "'wait' and 'hold' must be integers");
     if (body.terminate) return refuse('bad-request', 'terminate without a session');
-    if (this.limiter && !this.limiter.acquire(ip)) return refuse('policy-violation', 'too many connections from this address');
+    if (this.limiter && !this.limiter.acquire(ip))
+      return refuse('policy-violation', 'too many connections from this address');
     const wait = Math.min(wantWait, this.opts.maxWait); // [XEP-0124 §7.2] never more than asked
     const hold = Math.min(wantHold, this.opts.maxHold); // [XEP-0124 §7.2] MUST NOT be greater than asked
     const polling = this.opts.polling;
     // [XEP-0124 §12] a polling session gets more inactivity time than its polling interval
     const inactivity = this.opts.inactivity + (hold === 0 || wait === 0 ? polling + 1 : 0);
-    const content = a.content && /^[\x20-\x7e]{1,200}$/.test(a.content) ? a.content : DEFAULT_CONTENT_TYPE; // [XEP-0124 §7.1 'content']
+    const content =
+      a.content && /^[\x20-\x7e]{1,200}$/.test(a.content) ? a.content : DEFAULT_CONTENT_TYPE; // [XEP-0124 §7.1 'content']
     const sid = randomBytes(16).toString('hex'); // [XEP-0124 §7.2, §19] opaque and unpredictable
     let released = false;
     const session = new BoshSession(
@@ -240,7 +292,11 @@ type Body = { text: string; cut?: 'too-large' | 'too-slow'; badUtf8?: boolean };
  * undefined if the client went away. A cut body keeps its first bytes: they
  * name the session to end.
  */
-function readBody(req: http.IncomingMessage, limit: number, timeoutMs: number): Promise<Body | undefined> {
+function readBody(
+  req: http.IncomingMessage,
+  limit: number,
+  timeoutMs: number,
+): Promise<Body | undefined> {
   return new Promise((resolve) => {
     const declaredTooLarge = Number(req.headers['content-length']) > limit;
     const chunks: Buffer[] = [];
@@ -248,7 +304,10 @@ function readBody(req: http.IncomingMessage, limit: number, timeoutMs: number): 
     let done = false;
     const head = () => Buffer.concat(chunks).toString('utf8', 0, Math.min(size, 4096));
     // A body dribbled byte by byte would hold the socket and the session's request slot.
-    const timer = timeoutMs > 0 ? setTimeout(() => finish({ text: head(), cut: 'too-slow' }), timeoutMs) : undefined;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => finish({ text: head(), cut: 'too-slow' }), timeoutMs)
+        : undefined;
     const finish = (v: Body | undefined): void => {
       if (done) return;
       done = true;

@@ -1,6 +1,14 @@
 import { escapeXML, type Element } from '@xmpp/xml';
 import type { ChatMeta, Envelope, MarkerType } from '../../broker/index.ts';
-import { NS_CORRECT, NS_HINTS, NS_MARKERS, NS_MODERATE, NS_RECEIPTS, NS_RETRACT, NS_SID } from './ns.ts';
+import {
+  NS_CORRECT,
+  NS_HINTS,
+  NS_MARKERS,
+  NS_MODERATE,
+  NS_RECEIPTS,
+  NS_RETRACT,
+  NS_SID,
+} from './ns.ts';
 
 /**
  * The conversation elements of a message ↔ the core's protocol-neutral
@@ -29,7 +37,8 @@ export function readChatChild(env: Envelope, c: Element): boolean {
       return false;
     case NS_MARKERS:
       if (c.name === 'markable') return !!(meta(env).markable = true); // [XEP-0333 3]
-      if (MARKERS.has(c.name) && id) return !!(meta(env).marker = { type: c.name as MarkerType, id }); // [XEP-0333 3]
+      if (MARKERS.has(c.name) && id)
+        return !!(meta(env).marker = { type: c.name as MarkerType, id }); // [XEP-0333 3]
       return false;
     case NS_RETRACT:
       if (c.name === 'retract' && id) return !!(meta(env).retract = id); // [XEP-0424 3]
@@ -58,7 +67,8 @@ function meta(env: Envelope): ChatMeta {
   return (env.chat ??= {});
 }
 
-const attr = (name: string, v: string | undefined) => (v === undefined ? '' : ` ${name}='${escapeXML(v)}'`);
+const attr = (name: string, v: string | undefined) =>
+  v === undefined ? '' : ` ${name}='${escapeXML(v)}'`;
 
 /** The elements {@link readChatChild} consumed, written back; a tombstone's `<retracted/>` [XEP-0424 5]. */
 export function chatMetaXml(c: ChatMeta): string {

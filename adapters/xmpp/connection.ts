@@ -21,7 +21,13 @@ import {
 } from '../../broker/index.ts';
 import { xmppHooks } from './hooks.ts';
 import type { XmppOptions } from './options.ts';
-import { NS_CLIENT, NS_STREAM, StreamParser, type ParseFailure, type StreamParserEvents } from './parser.ts';
+import {
+  NS_CLIENT,
+  NS_STREAM,
+  StreamParser,
+  type ParseFailure,
+  type StreamParserEvents,
+} from './parser.ts';
 import { offeredMechanisms } from './sasl.ts';
 import { reserveResource, bindResultXml } from './stream-bind.ts';
 import { SaslNegotiation, type SaslOutcome } from './stream-sasl.ts';
@@ -186,7 +192,12 @@ export class XmppConnection implements Session, StreamParserEvents {
    */
   keeper?: (reason: CloseReason) => boolean;
 
-  constructor(broker: Broker, transport: Transport, opts: XmppOptions, onClosed: (c: XmppConnection) => void) {
+  constructor(
+    broker: Broker,
+    transport: Transport,
+    opts: XmppOptions,
+    onClosed: (c: XmppConnection) => void,
+  ) {
     Object.assign(this, sessionDefaults());
     this.broker = broker;
     this.transportRef = transport;
@@ -275,9 +286,22 @@ export class XmppConnection implements Session, StreamParserEvents {
     const now = Date.now();
     const dt = (now - this.tokensAt) / 1000;
     this.tokensAt = now;
-    if (o.inboundBytesPerSecond > 0) this.byteTokens = Math.min(o.inboundBytesPerSecond * o.inboundBurstSeconds, this.byteTokens + dt * o.inboundBytesPerSecond) - bytes;
-    if (o.inboundStanzasPerSecond > 0) this.stanzaTokens = Math.min(o.inboundStanzasPerSecond * o.inboundBurstSeconds, this.stanzaTokens + dt * o.inboundStanzasPerSecond) - stanzas;
-    const wait = Math.max(debt(this.byteTokens, o.inboundBytesPerSecond), debt(this.stanzaTokens, o.inboundStanzasPerSecond));
+    if (o.inboundBytesPerSecond > 0)
+      this.byteTokens =
+        Math.min(
+          o.inboundBytesPerSecond * o.inboundBurstSeconds,
+          this.byteTokens + dt * o.inboundBytesPerSecond,
+        ) - bytes;
+    if (o.inboundStanzasPerSecond > 0)
+      this.stanzaTokens =
+        Math.min(
+          o.inboundStanzasPerSecond * o.inboundBurstSeconds,
+          this.stanzaTokens + dt * o.inboundStanzasPerSecond,
+        ) - stanzas;
+    const wait = Math.max(
+      debt(this.byteTokens, o.inboundBytesPerSecond),
+      debt(this.stanzaTokens, o.inboundStanzasPerSecond),
+    );
     if (wait <= 0) {
       // Reading with tokens to spare: whatever throttling there was is over.
       if (!this.rateTimer) this.throttledSince = 0;
@@ -285,22 +309,28 @@ export class XmppConnection implements Session, StreamParserEvents {
     }
     this.throttledSince ||= now;
     if (o.inboundThrottleLimitMs > 0 && now - this.throttledSince > o.inboundThrottleLimitMs) {
-      return this.close(closeReason('policy-violation', 'sending faster than allowed for too long')); // [RFC6120 4.9.3.13]
+      return this.close(
+        closeReason('policy-violation', 'sending faster than allowed for too long'),
+      ); // [RFC6120 4.9.3.13]
     }
     if (this.rateTimer) return;
     this.setPaused(PAUSE_RATE, true);
-    this.rateTimer = setTimeout(() => {
-      this.rateTimer = undefined;
-      if (this.phase === 'closed') return;
-      // A client still over its rate reads again now and is paused again at once: throttledSince stays.
-      this.setPaused(PAUSE_RATE, false);
-    }, Math.ceil(wait * 1000));
+    this.rateTimer = setTimeout(
+      () => {
+        this.rateTimer = undefined;
+        if (this.phase === 'closed') return;
+        // A client still over its rate reads again now and is paused again at once: throttledSince stays.
+        this.setPaused(PAUSE_RATE, false);
+      },
+      Math.ceil(wait * 1000),
+    );
     this.rateTimer.unref?.();
   }
 
   /** Pause reading while too much is parsed and not yet handled (like the MQTT adapter's maxInflightInbound). */
   private checkBacklog(): void {
-    const over = this.pending > this.opts.maxInboundStanzas || this.pendingBytes > this.opts.maxInboundBytes;
+    const over =
+      this.pending > this.opts.maxInboundStanzas || this.pendingBytes > this.opts.maxInboundBytes;
     if (over !== ((this.pausedBy & PAUSE_BACKLOG) !== 0)) this.setPaused(PAUSE_BACKLOG, over);
   }
 
@@ -331,7 +361,12 @@ export class XmppConnection implements Session, StreamParserEvents {
    * injection is visible in the logs and to the client.
    */
   private injected(chunk: Buffer | string): void {
-    if (typeof chunk === 'string' ? /^[ \t\r\n]*$/.test(chunk) : chunk.every((b) => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a)) return;
+    if (
+      typeof chunk === 'string'
+        ? /^[ \t\r\n]*$/.test(chunk)
+        : chunk.every((b) => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a)
+    )
+      return;
     this.log.info('cleartext after <starttls/> before the TLS handshake');
     this.close(closeReason('policy-violation', 'data after <starttls/> before the TLS handshake')); // [RFC6120 5.4.3.3]
   }
@@ -352,7 +387,9 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (this.phase !== 'bound') {
       // Closed while the message was on its way (its record being written): not silently lost.
       if (this.phase === 'closed' && isStorableMessage(env) && !env.delay) {
-        this.broker.router.stranded(env, this).catch((err) => this.log.error({ err }, 'stranded message'));
+        this.broker.router
+          .stranded(env, this)
+          .catch((err) => this.log.error({ err }, 'stranded message'));
       }
       return;
     }
@@ -375,7 +412,12 @@ export class XmppConnection implements Session, StreamParserEvents {
     const xml = envelopeXml(env, env.to);
     const room = this.opts.maxOutboundBuffer / 2;
     const open = (): boolean => this.phase === 'bound' && !this.closing;
-    while (open() && this.transportRef.bufferedAmount() > 0 && this.transportRef.bufferedAmount() + xml.length > room) await sleep(DRAIN_POLL_MS);
+    while (
+      open() &&
+      this.transportRef.bufferedAmount() > 0 &&
+      this.transportRef.bufferedAmount() + xml.length > room
+    )
+      await sleep(DRAIN_POLL_MS);
     if (!open()) return false;
     this.sendStanza(xml, env); // through the session's filters: stream management counts and keeps it
     // Out of the node (usually at once, into the kernel): delivered, even if the stream ends right after.
@@ -447,7 +489,10 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.phase = 'closed';
     if (wasDetached) {
       this.closeReason = reason;
-      if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
+      if (this.bound)
+        this.broker.sessions
+          .unbind(this, reason)
+          .catch((err) => this.log.error({ err }, 'unbind failed'));
       return;
     }
     this.closeReason = reason;
@@ -455,7 +500,10 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.broker.metrics.connection('xmpp', this.openedAs, -1);
     this.broker.metrics.closed('xmpp', reason.kind);
     this.log.debug({ reason: reason.kind, text: reason.text }, 'xmpp stream closed');
-    if (this.bound) this.broker.sessions.unbind(this, reason).catch((err) => this.log.error({ err }, 'unbind failed'));
+    if (this.bound)
+      this.broker.sessions
+        .unbind(this, reason)
+        .catch((err) => this.log.error({ err }, 'unbind failed'));
     this.onClosed(this);
   }
 
@@ -485,7 +533,8 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.authDeadline = 0;
     await this.broker.sessions.replace(old, this);
     old.retire();
-    if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
+    if (this.opts.keepaliveIntervalMs > 0)
+      this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
   }
 
   /** Taken over by another stream: close the transport (if any) without unbinding. */
@@ -503,14 +552,19 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   /** Created on first use: most idle sessions never log, and a child logger per session costs memory. */
   private get log(): Logger {
-    return (this.logger ??= this.broker.log.child({ conn: this.id, ip: this.transportRef.remoteAddress }));
+    return (this.logger ??= this.broker.log.child({
+      conn: this.id,
+      ip: this.transportRef.remoteAddress,
+    }));
   }
 
   /** Called by the shared sweep: authentication and idle timeouts, whitespace keepalive. */
   checkDeadlines(now: number): void {
     if (this.phase === 'closed') return;
-    if (this.authDeadline && now > this.authDeadline) return this.close(closeReason('auth-timeout', 'not authenticated in time'));
-    if (this.opts.idleTimeoutMs > 0 && now - this.lastActivity > this.opts.idleTimeoutMs) return this.close(closeReason('idle-timeout', 'no traffic'));
+    if (this.authDeadline && now > this.authDeadline)
+      return this.close(closeReason('auth-timeout', 'not authenticated in time'));
+    if (this.opts.idleTimeoutMs > 0 && now - this.lastActivity > this.opts.idleTimeoutMs)
+      return this.close(closeReason('idle-timeout', 'no traffic'));
     if (now - this.lastActivity >= RELEASE_PARSER_MS) this.parser.release();
     if (this.nextKeepalive && now >= this.nextKeepalive) {
       this.nextKeepalive = now + this.opts.keepaliveIntervalMs;
@@ -519,7 +573,10 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   private newParser(): void {
-    this.parser = new StreamParser(this, { maxStanzaSize: this.opts.maxStanzaSize, maxDepth: this.opts.maxDepth });
+    this.parser = new StreamParser(this, {
+      maxStanzaSize: this.opts.maxStanzaSize,
+      maxDepth: this.opts.maxDepth,
+    });
   }
 
   // ---- StreamParserEvents ----
@@ -532,7 +589,13 @@ export class XmppConnection implements Session, StreamParserEvents {
   stanzaParsed(el: Element): void {
     // [RFC6120 5.4.3.3] anything after <starttls/> in the same cleartext read is an injection
     if (this.tlsRequested) return this.injected('<stanza>');
-    if (el.name === 'starttls' && el.attrs.xmlns === NS_TLS && !this.transportRef.secure && this.transportRef.canStartTls) this.tlsRequested = true;
+    if (
+      el.name === 'starttls' &&
+      el.attrs.xmlns === NS_TLS &&
+      !this.transportRef.secure &&
+      this.transportRef.canStartTls
+    )
+      this.tlsRequested = true;
     this.enqueue(() => this.onElement(el));
   }
 
@@ -557,30 +620,45 @@ export class XmppConnection implements Session, StreamParserEvents {
     this.pending++;
     // The step is an unnamed argument, not a named const: the loader's keepNames would wrap a named
     // closure in a defineProperty call for every stanza (1.8 % of the chat's main thread).
-    this.queue = this.queue.then(() => (parser === this.parser && this.phase !== 'closed' ? fn() : undefined)).then(this.stepDone, (err: unknown) => {
-      this.log.error({ err }, 'stanza handling failed');
-      this.close(closeReason('internal-error'));
-      this.stepDone();
-    });
+    this.queue = this.queue
+      .then(() => (parser === this.parser && this.phase !== 'closed' ? fn() : undefined))
+      .then(this.stepDone, (err: unknown) => {
+        this.log.error({ err }, 'stanza handling failed');
+        this.close(closeReason('internal-error'));
+        this.stepDone();
+      });
   }
 
   private sendHeader(attrs?: Record<string, string>): void {
     this.headerSent = true;
     const to = attrs?.from && Address.tryParse(attrs.from) ? attrs.from : undefined;
     // [RFC6120 4.7] the response header: our domain, a fresh id, version 1.0
-    this.transportRef.openStream({ id: randomBytes(8).toString('hex'), from: this.broker.domain, to });
+    this.transportRef.openStream({
+      id: randomBytes(8).toString('hex'),
+      from: this.broker.domain,
+      to,
+    });
   }
 
   private async onOpen(name: string, uri: string, attrs: Record<string, string>): Promise<void> {
     this.sendHeader(attrs);
     // [RFC6120 4.9.3.10] wrong root namespace; [4.9.3.2] the stream prefix must be bound to the streams namespace
-    if (uri !== NS_STREAM || !/^(?:[^:]+:)?stream$/.test(name)) return this.close(closeReason('invalid-namespace', 'expected a stream in http://etherx.jabber.org/streams'));
-    if (attrs.xmlns !== NS_CLIENT) return this.close(closeReason('invalid-namespace', 'content namespace must be jabber:client')); // [RFC6120 4.8.2]
+    if (uri !== NS_STREAM || !/^(?:[^:]+:)?stream$/.test(name))
+      return this.close(
+        closeReason('invalid-namespace', 'expected a stream in http://etherx.jabber.org/streams'),
+      );
+    if (attrs.xmlns !== NS_CLIENT)
+      return this.close(
+        closeReason('invalid-namespace', 'content namespace must be jabber:client'),
+      ); // [RFC6120 4.8.2]
     const version = attrs.version;
     const major = version ? Number(version.split('.')[0]) : 0;
-    if (!version || !/^\d+\.\d+$/.test(version) || major !== 1) return this.close(closeReason('unsupported-version', 'version 1.0 required')); // [RFC6120 4.9.3.25]
-    const to = attrs.to !== undefined ? Address.tryParse(attrs.to) : Address.of('', this.broker.domain);
-    if (!to || !to.isDomain || to.domain !== this.broker.domain) return this.close(closeReason('host-unknown', 'this server does not serve that domain')); // [RFC6120 4.9.3.6]
+    if (!version || !/^\d+\.\d+$/.test(version) || major !== 1)
+      return this.close(closeReason('unsupported-version', 'version 1.0 required')); // [RFC6120 4.9.3.25]
+    const to =
+      attrs.to !== undefined ? Address.tryParse(attrs.to) : Address.of('', this.broker.domain);
+    if (!to || !to.isDomain || to.domain !== this.broker.domain)
+      return this.close(closeReason('host-unknown', 'this server does not serve that domain')); // [RFC6120 4.9.3.6]
     if (this.phase === 'header') this.phase = this.mustStartTls() ? 'tls' : 'auth';
     await this.sendFeatures();
   }
@@ -598,17 +676,21 @@ export class XmppConnection implements Session, StreamParserEvents {
       }
       if (!this.mustStartTls()) {
         // [RFC6120 5.3.1] with TLS mandatory, nothing but STARTTLS is offered before it
-        f += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(secure).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
+        f += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(secure)
+          .map((m) => `<mechanism>${m}</mechanism>`)
+          .join('')}</mechanisms>`;
         // Modules' features before authentication (XEP-0077 <register/>): features.ts
         const hooks = xmppHooks(this.broker);
-        if (hooks.has('stream:features:unauthenticated')) f += (await hooks.fold('stream:features:unauthenticated', [], this)).join('');
+        if (hooks.has('stream:features:unauthenticated'))
+          f += (await hooks.fold('stream:features:unauthenticated', [], this)).join('');
         if (this.phase === 'closed') return;
       }
     } else {
       f += `<bind xmlns='${NS_BIND}'/>`; // [RFC6120 7]
       // Modules add theirs (rosterver, legacy session, stream management, CSI): features.ts
       const hooks = xmppHooks(this.broker);
-      if (hooks.has('stream:features')) f += (await hooks.fold('stream:features', [], this)).join('');
+      if (hooks.has('stream:features'))
+        f += (await hooks.fold('stream:features', [], this)).join('');
       if (this.phase === 'closed') return;
     }
     this.send(`${f}</stream:features>`);
@@ -627,7 +709,10 @@ export class XmppConnection implements Session, StreamParserEvents {
     const ns = el.attrs.xmlns;
     if (this.phase === 'tls') {
       if (el.name === 'starttls' && ns === NS_TLS) return this.startTls();
-      if (el.name === 'auth' && ns === NS_SASL) return this.saslOutcome(this.saslNegotiation.failure('encryption-required', 'STARTTLS first')); // [RFC6120 6.5.4]
+      if (el.name === 'auth' && ns === NS_SASL)
+        return this.saslOutcome(
+          this.saslNegotiation.failure('encryption-required', 'STARTTLS first'),
+        ); // [RFC6120 6.5.4]
       return this.close(closeReason('not-authorized', 'STARTTLS required'));
     }
     if (this.phase === 'auth') {
@@ -640,7 +725,8 @@ export class XmppConnection implements Session, StreamParserEvents {
       }
       if (ns === NS_SASL) return this.sasl(el);
       // A module's pre-authentication IQ (XEP-0077 registration), else [RFC6120 4.9.3.12]
-      if (el.name === 'iq' && ns === NS_CLIENT && (await handlePreAuthIq(this.broker, this, el))) return;
+      if (el.name === 'iq' && ns === NS_CLIENT && (await handlePreAuthIq(this.broker, this, el)))
+        return;
       return this.close(closeReason('not-authorized', 'authenticate first')); // [RFC6120 4.9.3.12]
     }
     if (this.phase === 'bind') {
@@ -683,7 +769,8 @@ export class XmppConnection implements Session, StreamParserEvents {
   private saslOutcome(outcome: SaslOutcome): void {
     if (this.phase === 'closed') return;
     this.send(outcome.xml);
-    if (outcome.kind === 'failure' && outcome.tooMany) this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
+    if (outcome.kind === 'failure' && outcome.tooMany)
+      this.close(closeReason('policy-violation', 'too many failed authentication attempts'));
     if (outcome.kind !== 'success') return;
     this.username = outcome.username;
     this.authenticated = true;
@@ -695,14 +782,23 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   private async bindIq(el: Element): Promise<void> {
     const r = reserveResource(this.broker, el, this.username);
-    if ('error' in r) return this.send(errorReply(el, r.error, this.broker.domain, Address.of(this.username, this.broker.domain).toString()));
+    if ('error' in r)
+      return this.send(
+        errorReply(
+          el,
+          r.error,
+          this.broker.domain,
+          Address.of(this.username, this.broker.domain).toString(),
+        ),
+      );
     this.address = r.full;
     this.phase = 'bound';
     this.bound = true;
     this.authDeadline = 0;
     await this.broker.sessions.bind(this);
     this.send(bindResultXml(el.attrs.id!, r.full));
-    if (this.opts.keepaliveIntervalMs > 0) this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
+    if (this.opts.keepaliveIntervalMs > 0)
+      this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
   }
 
   private async stanza(el: Element): Promise<void> {
@@ -719,11 +815,16 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (from !== undefined) {
       // [RFC6120 8.1.2.1] a from other than the session's own is spoofing: invalid-from
       const a = Address.tryParse(from);
-      if (!a || !(a.equals(this.address) || a.equals(this.address.bare()))) return this.close(closeReason('invalid-from', 'from does not match the session'));
+      if (!a || !(a.equals(this.address) || a.equals(this.address.bare())))
+        return this.close(closeReason('invalid-from', 'from does not match the session'));
     }
     let env: Envelope;
     try {
-      env = toEnvelope(el, this.address, el.name === 'presence' && el.attrs.to === undefined ? this.address : this.address.bare());
+      env = toEnvelope(
+        el,
+        this.address,
+        el.name === 'presence' && el.attrs.to === undefined ? this.address : this.address.bare(),
+      );
     } catch (err) {
       if (err instanceof BrokerError) {
         if (this.pipe?.depth) await this.pipe.idle;

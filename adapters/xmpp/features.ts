@@ -17,10 +17,13 @@ export function addStreamFeature(
   feature: (conn: XmppConnection) => string | undefined,
   phase: 'authenticated' | 'unauthenticated' = 'authenticated',
 ): () => void {
-  return xmppHooks(broker).on(phase === 'authenticated' ? 'stream:features' : 'stream:features:unauthenticated', (features, conn) => {
-    const f = feature(conn);
-    return f === undefined ? undefined : [...features, f];
-  });
+  return xmppHooks(broker).on(
+    phase === 'authenticated' ? 'stream:features' : 'stream:features:unauthenticated',
+    (features, conn) => {
+      const f = feature(conn);
+      return f === undefined ? undefined : [...features, f];
+    },
+  );
 }
 
 /** The stream-level elements a stream accepts: after SASL before binding ('bind') and on a bound stream ('bound'). */
@@ -42,12 +45,18 @@ export type NonzaHandler = (conn: XmppConnection, el: Element) => void | Promise
  * element; a second claim fails at module load.
  */
 export class NonzaRegistry {
-  private readonly handlers = new Map<string, { owner: string; phases: NonzaPhase[]; handler: NonzaHandler }>();
+  private readonly handlers = new Map<
+    string,
+    { owner: string; phases: NonzaPhase[]; handler: NonzaHandler }
+  >();
 
   register(owner: string, key: NonzaKey, handler: NonzaHandler): () => void {
     const k = `{${key.ns}}${key.name}`;
     const existing = this.handlers.get(k);
-    if (existing) throw new Error(`<${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`);
+    if (existing)
+      throw new Error(
+        `<${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`,
+      );
     const entry = { owner, phases: key.phases, handler };
     this.handlers.set(k, entry);
     return () => {

@@ -34,4 +34,33 @@ export { xmppHooks, type XmppHooks } from './hooks.ts';
 export { envelopeXml } from './stanza.ts';
 
 /** The XMPP feature modules, in load order. */
-export const xmppModules = [disco, ping, version, roster, legacySession, mam, streamManagement, carbons, csi, serverPing, caps, pep, mds, privateStorage, blocking, vcard, vcardPep, entityTime, lastActivity, register, adhoc, muc, mucModerationRetract, httpUpload, push, externalServices, contactInfo, proxy65];
+export const xmppModules = [
+  disco,
+  ping,
+  version,
+  roster,
+  legacySession,
+  mam,
+  streamManagement,
+  carbons,
+  csi,
+  serverPing,
+  caps,
+  pep,
+  mds,
+  privateStorage,
+  blocking,
+  vcard,
+  vcardPep,
+  entityTime,
+  lastActivity,
+  register,
+  adhoc,
+  muc,
+  mucModerationRetract,
+  httpUpload,
+  push,
+  externalServices,
+  contactInfo,
+  proxy65,
+];

@@ -44,7 +44,9 @@ export class IqRegistry {
     const k = keyOf(key.type, key.ns, key.name);
     const existing = this.handlers.get(k);
     if (existing) {
-      throw new Error(`IQ ${key.type} <${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`);
+      throw new Error(
+        `IQ ${key.type} <${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`,
+      );
     }
     const entry = { owner, handler };
     this.handlers.set(k, entry);
@@ -63,7 +65,9 @@ export class IqRegistry {
     const k = keyOf(key.type, key.ns, key.name);
     const existing = this.preAuth.get(k);
     if (existing) {
-      throw new Error(`pre-authentication IQ ${key.type} <${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`);
+      throw new Error(
+        `pre-authentication IQ ${key.type} <${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`,
+      );
     }
     const entry = { owner, handler };
     this.preAuth.set(k, entry);
@@ -110,7 +114,11 @@ const pendingSlot = new Slot<Map<string, Pending>>('iq:pending');
  * Send an IQ get/set to the client and wait for its result or error (the
  * element), or `undefined` after `timeoutMs`. `build` gets the id to use.
  */
-export function requestFromClient(conn: XmppConnection, build: (id: string) => string, timeoutMs: number): Promise<Element | undefined> {
+export function requestFromClient(
+  conn: XmppConnection,
+  build: (id: string) => string,
+  timeoutMs: number,
+): Promise<Element | undefined> {
   const id = `s-${randomBytes(6).toString('hex')}`;
   let pending = conn.state.get(pendingSlot);
   if (!pending) conn.state.set(pendingSlot, (pending = new Map()));

@@ -16,15 +16,25 @@ const IQ_TYPES = new Set(['get', 'set', 'result', 'error']);
  * payload (iq-registry.ts), else service-unavailable [RFC6120 8.4]; requests
  * to a full JID are routed.
  */
-export async function handleIq(broker: Broker, conn: XmppConnection, el: Element, env: Envelope): Promise<void> {
+export async function handleIq(
+  broker: Broker,
+  conn: XmppConnection,
+  el: Element,
+  env: Envelope,
+): Promise<void> {
   const type = el.attrs.type ?? '';
   if (!el.attrs.id) return conn.replyError(el, new BrokerError('bad-request', 'iq without id')); // [RFC6120 8.2.3]
-  if (!IQ_TYPES.has(type)) return conn.replyError(el, new BrokerError('bad-request', 'invalid iq type')); // [RFC6120 8.2.3]
+  if (!IQ_TYPES.has(type))
+    return conn.replyError(el, new BrokerError('bad-request', 'invalid iq type')); // [RFC6120 8.2.3]
   const children = el.getChildElements();
   if ((type === 'get' || type === 'set') && children.length !== 1) {
-    return conn.replyError(el, new BrokerError('bad-request', 'iq get/set must have exactly one child')); // [RFC6120 8.2.3]
+    return conn.replyError(
+      el,
+      new BrokerError('bad-request', 'iq get/set must have exactly one child'),
+    ); // [RFC6120 8.2.3]
   }
-  if (type === 'result' && children.length > 1) return conn.replyError(el, new BrokerError('bad-request', 'iq result has at most one child'));
+  if (type === 'result' && children.length > 1)
+    return conn.replyError(el, new BrokerError('bad-request', 'iq result has at most one child'));
   const to = el.attrs.to === undefined ? conn.address.bare() : env.to;
   const local = to.domain === broker.domain && to.isBare;
   if (type === 'result' || type === 'error') {
@@ -38,7 +48,14 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
   if (to.local && !to.equals(conn.address.bare()) && !(await broker.userExists(to))) {
     return conn.replyError(el, new BrokerError('service-unavailable')); // [RFC6121 8.5.1]
   }
-  const req: IqRequest = { conn, stanza: el, child: children[0], type: type as 'get' | 'set', from: conn.address, to };
+  const req: IqRequest = {
+    conn,
+    stanza: el,
+    child: children[0],
+    type: type as 'get' | 'set',
+    from: conn.address,
+    to,
+  };
   let answer;
   try {
     // One lookup by (type, payload namespace, name) [iq-registry.ts]
@@ -63,7 +80,11 @@ export async function handleIq(broker: Broker, conn: XmppConnection, el: Element
  * stream then ends with not-authorized, as for any other stanza before
  * authentication [RFC6120 4.9.3.12]).
  */
-export async function handlePreAuthIq(broker: Broker, conn: XmppConnection, el: Element): Promise<boolean> {
+export async function handlePreAuthIq(
+  broker: Broker,
+  conn: XmppConnection,
+  el: Element,
+): Promise<boolean> {
   const type = el.attrs.type;
   const children = el.getChildElements();
   if ((type !== 'get' && type !== 'set') || children.length !== 1 || !el.attrs.id) return false;
@@ -76,8 +97,19 @@ export async function handlePreAuthIq(broker: Broker, conn: XmppConnection, el: 
   try {
     answer = await handler(req);
   } catch (err) {
-    if (!(err instanceof BrokerError)) broker.log.error({ err, ns: children[0].attrs.xmlns }, 'pre-authentication iq handler failed');
-    conn.sendStanza(errorReply(el, err instanceof BrokerError ? err : new BrokerError('internal-server-error'), broker.domain, undefined));
+    if (!(err instanceof BrokerError))
+      broker.log.error(
+        { err, ns: children[0].attrs.xmlns },
+        'pre-authentication iq handler failed',
+      );
+    conn.sendStanza(
+      errorReply(
+        el,
+        err instanceof BrokerError ? err : new BrokerError('internal-server-error'),
+        broker.domain,
+        undefined,
+      ),
+    );
     return true;
   }
   const head = `<iq xmlns='${NS_CLIENT}' type='result' id='${escapeXML(el.attrs.id)}' from='${escapeXML(broker.domain)}'`;

@@ -7,7 +7,8 @@ import { NS_CLIENT, NS_STREAM } from './ns.ts';
 export { NS_CLIENT, NS_STREAM };
 
 /** Stream-level failures the parser detects, named by their stream error condition [RFC6120 4.9.3]. */
-export type ParseFailure = 'not-well-formed' | 'restricted-xml' | 'policy-violation' | 'bad-namespace-prefix';
+export type ParseFailure =
+  'not-well-formed' | 'restricted-xml' | 'policy-violation' | 'bad-namespace-prefix';
 
 export interface StreamParserEvents {
   /** the stream header: root element name, its namespace and attributes (declared namespaces included) */
@@ -32,7 +33,9 @@ const QUIET = /^[ \t\n]*$/;
 
 /** The replayed header and the prefix declarations of almost every stream, one of each for all of them. */
 const USUAL_REOPEN = `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}'>`;
-const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze(Object.assign(Object.create(null) as Record<string, string>, { stream: NS_STREAM }));
+const USUAL_HEADER_NS: Readonly<Record<string, string>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, string>, { stream: NS_STREAM }),
+);
 
 type Saxes = SaxesParser<{ xmlns: true; position: true }>;
 
@@ -88,13 +91,17 @@ export class StreamParser {
     const sax: Saxes = new SaxesParser({ xmlns: true, position: true });
     sax.on('error', (err) => {
       const msg = err.message;
-      if (/undefined entity/.test(msg)) this.fail('restricted-xml', 'entity references are not allowed'); // [RFC6120 11.1]
-      else if (/unbound namespace prefix/.test(msg)) this.fail('bad-namespace-prefix', msg); // [RFC6120 4.9.3.2]
+      if (/undefined entity/.test(msg))
+        this.fail('restricted-xml', 'entity references are not allowed'); // [RFC6120 11.1]
+      else if (/unbound namespace prefix/.test(msg))
+        this.fail('bad-namespace-prefix', msg); // [RFC6120 4.9.3.2]
       else this.fail('not-well-formed', msg); // [RFC6120 4.9.3.13]
     });
     // [RFC6120 11.1] no comments, processing instructions, DTDs
     sax.on('comment', () => this.fail('restricted-xml', 'comments are not allowed'));
-    sax.on('processinginstruction', () => this.fail('restricted-xml', 'processing instructions are not allowed'));
+    sax.on('processinginstruction', () =>
+      this.fail('restricted-xml', 'processing instructions are not allowed'),
+    );
     sax.on('doctype', () => this.fail('restricted-xml', 'DTDs are not allowed'));
     sax.on('opentag', (tag) => this.onOpen(tag as SaxesTagNS));
     sax.on('closetag', () => this.onClose());
@@ -141,7 +148,9 @@ export class StreamParser {
     const split = chunk.length > 0 && chunk[chunk.length - 1] >= 0x80; // an ASCII byte ends every character
     if (!split && !this.decoder) return isUtf8(chunk) ? chunk.toString('utf8') : undefined;
     try {
-      const text = (this.decoder ??= new TextDecoder('utf-8', { fatal: true })).decode(chunk, { stream: split });
+      const text = (this.decoder ??= new TextDecoder('utf-8', { fatal: true })).decode(chunk, {
+        stream: split,
+      });
       if (!split) this.decoder = undefined;
       return text;
     } catch {
@@ -153,7 +162,9 @@ export class StreamParser {
   private quietRun(text: string): number {
     if (this.failed || this.closed || this.depth !== 1 || this.cursor) return -1;
     const run = this.fed - this.boundary;
-    return run === 0 || (run <= text.length && QUIET.test(text.slice(text.length - run))) ? run : -1;
+    return run === 0 || (run <= text.length && QUIET.test(text.slice(text.length - run)))
+      ? run
+      : -1;
   }
 
   /** Whitespace to a released parser: counted as saxes and checkSize() would count it, nothing else to do. */
@@ -168,7 +179,8 @@ export class StreamParser {
       const n = Math.min(SLICE, text.length - i);
       this.quiet += n;
       // Between two writes saxes' position counts the last slice twice; checkSize() sees it so.
-      if (this.quiet + n > this.limits.maxStanzaSize) return this.fail('policy-violation', `stanza larger than ${this.limits.maxStanzaSize}`); // [RFC6120 4.9.3.14]
+      if (this.quiet + n > this.limits.maxStanzaSize)
+        return this.fail('policy-violation', `stanza larger than ${this.limits.maxStanzaSize}`); // [RFC6120 4.9.3.14]
     }
   }
 
@@ -207,7 +219,8 @@ export class StreamParser {
       this.opened = true;
       this.boundary = this.sax!.position;
       const ns = prefixDecls(attrs);
-      this.headerNs = ns && Object.keys(ns).length === 1 && ns.stream === NS_STREAM ? USUAL_HEADER_NS : ns;
+      this.headerNs =
+        ns && Object.keys(ns).length === 1 && ns.stream === NS_STREAM ? USUAL_HEADER_NS : ns;
       this.reopen = reopenXml(tag.name, attrs, this.sax!.xmlDecl.version);
       this.ev.streamOpened(tag.name, tag.uri, attrs);
       return;
@@ -263,7 +276,8 @@ export class StreamParser {
   private onText(t: string): void {
     if (this.failed) return;
     if (this.cursor) this.cursor.t(t);
-    else if (this.depth <= 1 && t.trim() !== '') this.fail('not-well-formed', 'text outside a stanza');
+    else if (this.depth <= 1 && t.trim() !== '')
+      this.fail('not-well-formed', 'text outside a stanza');
   }
 }
 
@@ -282,15 +296,22 @@ function usedPrefixes(e: Element, into: Set<string> | undefined): Set<string> | 
 function prefixDecls(attrs: Record<string, string>): Record<string, string> | undefined {
   let out: Record<string, string> | undefined;
   // Keyed by prefixes the client chose: no prototype, so a prefix named `constructor` is just a prefix.
-  for (const k in attrs) if (k.startsWith('xmlns:')) (out ??= Object.create(null) as Record<string, string>)[k.slice(6)] = attrs[k];
+  for (const k in attrs)
+    if (k.startsWith('xmlns:'))
+      (out ??= Object.create(null) as Record<string, string>)[k.slice(6)] = attrs[k];
   return out;
 }
 
 /** The stream header reduced to what parsing the rest of the stream depends on: its name, namespaces and XML version. */
-function reopenXml(name: string, attrs: Record<string, string>, version: string | undefined): string {
+function reopenXml(
+  name: string,
+  attrs: Record<string, string>,
+  version: string | undefined,
+): string {
   let h = version === '1.1' ? `<?xml version='1.1'?><${name}` : `<${name}`;
   if (attrs.xmlns !== undefined) h += ` xmlns='${escapeXML(attrs.xmlns)}'`;
-  for (const [k, v] of Object.entries(attrs)) if (k.startsWith('xmlns:')) h += ` ${k}='${escapeXML(v)}'`;
+  for (const [k, v] of Object.entries(attrs))
+    if (k.startsWith('xmlns:')) h += ` ${k}='${escapeXML(v)}'`;
   h += '>';
   return h === USUAL_REOPEN ? USUAL_REOPEN : h;
 }

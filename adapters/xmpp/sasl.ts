@@ -30,14 +30,23 @@ export function offeredMechanisms(secure: boolean): string[] {
 }
 
 /** `ip`: the client's address, for the shared login throttle. */
-export function createMechanism(name: string, broker: Broker, localpartOf: (authzid: string) => string | undefined, ip = 'unknown'): SaslMechanism | undefined {
+export function createMechanism(
+  name: string,
+  broker: Broker,
+  localpartOf: (authzid: string) => string | undefined,
+  ip = 'unknown',
+): SaslMechanism | undefined {
   if (name === 'PLAIN') return new Plain(broker, localpartOf, ip);
   if (name === 'SCRAM-SHA-1') return new Scram('SHA-1', broker, localpartOf, ip);
   if (name === 'SCRAM-SHA-256') return new Scram('SHA-256', broker, localpartOf, ip);
   return undefined;
 }
 
-const fail = (condition: SaslFailure, text?: string): SaslStep => ({ kind: 'failure', condition, text });
+const fail = (condition: SaslFailure, text?: string): SaslStep => ({
+  kind: 'failure',
+  condition,
+  text,
+});
 
 /**
  * Check a password under the shared login throttle (broker/accounts.ts
@@ -46,7 +55,12 @@ const fail = (condition: SaslFailure, text?: string): SaslStep => ({ kind: 'fail
  * a wrong password is answered not-authorized [RFC6120 6.5.10] after the
  * delay the failures so far have earned, the slot held meanwhile.
  */
-async function throttled(broker: Broker, ip: string, account: string, check: () => boolean | Promise<boolean>): Promise<SaslStep | undefined> {
+async function throttled(
+  broker: Broker,
+  ip: string,
+  account: string,
+  check: () => boolean | Promise<boolean>,
+): Promise<SaslStep | undefined> {
   const attempt = broker.throttle.begin(ip, account);
   if (!attempt) return fail('temporary-auth-failure', 'too many login attempts in progress'); // [RFC6120 6.5.11]
   let ok: boolean;
@@ -78,8 +92,11 @@ class Plain implements SaslMechanism {
     if (parts.length !== 3) return fail('malformed-request');
     const [authzid, authcid, password] = parts;
     if (!authcid || !password) return fail('not-authorized');
-    if (authzid && this.localpartOf(authzid) !== authcid.toLowerCase()) return fail('invalid-authzid'); // [RFC6120 6.4.6]
-    const refused = await throttled(this.broker, this.ip, authcid, () => this.broker.accounts.verifyPassword(authcid, password));
+    if (authzid && this.localpartOf(authzid) !== authcid.toLowerCase())
+      return fail('invalid-authzid'); // [RFC6120 6.4.6]
+    const refused = await throttled(this.broker, this.ip, authcid, () =>
+      this.broker.accounts.verifyPassword(authcid, password),
+    );
     return refused ?? { kind: 'success', username: authcid };
   }
 }
@@ -144,7 +161,8 @@ class Scram implements SaslMechanism {
     if (!name) return fail('malformed-request');
     if (m[2]) {
       const authzid = saslname(m[2].slice(2));
-      if (!authzid || this.localpartOf(authzid) !== name.toLowerCase()) return fail('invalid-authzid'); // [RFC6120 6.4.6]
+      if (!authzid || this.localpartOf(authzid) !== name.toLowerCase())
+        return fail('invalid-authzid'); // [RFC6120 6.4.6]
     }
     this.username = name;
     const rec = await this.broker.accounts.get(name);
@@ -157,7 +175,11 @@ class Scram implements SaslMechanism {
       this.storedKey = Buffer.from(cred.storedKey, 'base64');
       this.serverKey = Buffer.from(cred.serverKey, 'base64');
     } else {
-      salt = createHmac('sha256', fakeSaltKey).update(name).digest().subarray(0, 16).toString('base64');
+      salt = createHmac('sha256', fakeSaltKey)
+        .update(name)
+        .digest()
+        .subarray(0, 16)
+        .toString('base64');
       iterations = this.broker.limits.scramIterations;
     }
     this.nonce = cnonce + randomBytes(18).toString('base64');
@@ -177,7 +199,8 @@ class Scram implements SaslMechanism {
     const r = attrs.get('r');
     const p = attrs.get('p');
     if (!c || !r || !p) return fail('malformed-request');
-    if (Buffer.from(c, 'base64').toString('utf8') !== this.gs2) return fail('malformed-request', 'channel binding mismatch');
+    if (Buffer.from(c, 'base64').toString('utf8') !== this.gs2)
+      return fail('malformed-request', 'channel binding mismatch');
     if (r !== this.nonce) return fail('malformed-request', 'nonce mismatch');
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
     const refused = await throttled(this.broker, this.ip, this.username, () => {
@@ -192,6 +215,10 @@ class Scram implements SaslMechanism {
     });
     if (refused) return refused;
     const serverSignature = hmac(this.hash, this.serverKey!, authMessage);
-    return { kind: 'success', username: this.username, data: Buffer.from(`v=${serverSignature.toString('base64')}`) };
+    return {
+      kind: 'success',
+      username: this.username,
+      data: Buffer.from(`v=${serverSignature.toString('base64')}`),
+    };
   }
 }

@@ -44,7 +44,12 @@ class SocketTransport implements Transport {
   private readonly handshakeTimeoutMs: number;
 
   /** currentContext: the server's context when the upgrade happens (a reloaded certificate applies to the next STARTTLS) */
-  constructor(sock: net.Socket, secure: boolean, currentContext: () => tls.SecureContext | undefined, handshakeTimeoutMs: number) {
+  constructor(
+    sock: net.Socket,
+    secure: boolean,
+    currentContext: () => tls.SecureContext | undefined,
+    handshakeTimeoutMs: number,
+  ) {
     this.sock = sock;
     this.secure = secure;
     this.kind = secure ? 'tls' : 'tcp';
@@ -183,11 +188,17 @@ export class XmppServer {
     if (directTls && this.ctx) {
       // tls.createServer ignores `secureContext`; key and cert must be passed themselves.
       // handshakeTimeout: a half-done handshake is closed after tlsHandshakeTimeoutMs (Node's default is 120 s)
-      const srv = tls.createServer({ ...this.opts.tls, handshakeTimeout: this.opts.tlsHandshakeTimeoutMs }, (s) => this.accept(s, true));
+      const srv = tls.createServer(
+        { ...this.opts.tls, handshakeTimeout: this.opts.tlsHandshakeTimeoutMs },
+        (s) => this.accept(s, true),
+      );
       // Counted at accept, before the handshake: a handshake costs memory and CPU, so the limits apply to it.
       srv.on('connection', (raw: net.Socket) => {
         if (this.admit(raw)) return;
-        this.broker.log.info({ ip: raw.remoteAddress }, 'direct TLS connection refused: too many connections');
+        this.broker.log.info(
+          { ip: raw.remoteAddress },
+          'direct TLS connection refused: too many connections',
+        );
         raw.destroy(); // no stream error can be sent before TLS
       });
       srv.on('tlsClientError', (err, s) => {
@@ -227,7 +238,8 @@ export class XmppServer {
     const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetOther);
     this.conns.add(conn);
     this.others++;
-    if (this.total() > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
+    if (this.total() > this.opts.maxConnections)
+      conn.close(closeReason('policy-violation', 'too many connections'));
     return conn;
   }
 
@@ -242,12 +254,19 @@ export class XmppServer {
       if (isBinary) return conn.close(closeReason('not-well-formed', 'binary frames are not XMPP'));
       const frame = data.toString(); // ws has refused invalid UTF-8 in text frames already (close 1007)
       // [RFC7395 3.3.2] the stream is opened with <open/> and closed with <close/>, never a raw stream header or footer
-      if (RAW_STREAM_FRAME.test(frame)) return conn.close(closeReason('invalid-namespace', 'use <open/> and <close/> of urn:ietf:params:xml:ns:xmpp-framing'));
+      if (RAW_STREAM_FRAME.test(frame))
+        return conn.close(
+          closeReason(
+            'invalid-namespace',
+            'use <open/> and <close/> of urn:ietf:params:xml:ns:xmpp-framing',
+          ),
+        );
       conn.data(translateFrame(frame));
     });
     ws.on('close', () => conn.transportClosed('client-closed'));
     ws.on('error', () => conn.transportClosed('socket-error'));
-    if (this.total() > this.opts.maxConnections) conn.close(closeReason('policy-violation', 'too many connections'));
+    if (this.total() > this.opts.maxConnections)
+      conn.close(closeReason('policy-violation', 'too many connections'));
   }
 
   /** Every XMPP connection and TCP socket, a TLS handshake in progress included (limit maxConnections). */
@@ -280,7 +299,10 @@ export class XmppServer {
       if (n <= 0) this.perIp.delete(ip);
       else this.perIp.set(ip, n);
     });
-    return this.total() <= this.opts.maxConnections && (this.perIp.get(ip) ?? 0) <= this.opts.maxConnectionsPerIp;
+    return (
+      this.total() <= this.opts.maxConnections &&
+      (this.perIp.get(ip) ?? 0) <= this.opts.maxConnectionsPerIp
+    );
   }
 
   /** Over a limit on the plain listener: the stream error can still be sent in the clear. */
@@ -291,7 +313,12 @@ export class XmppServer {
 
   private accept(sock: net.Socket, secure: boolean): XmppConnection {
     sock.setNoDelay(true);
-    const transport = new SocketTransport(sock, secure, this.currentContext, this.opts.tlsHandshakeTimeoutMs);
+    const transport = new SocketTransport(
+      sock,
+      secure,
+      this.currentContext,
+      this.opts.tlsHandshakeTimeoutMs,
+    );
     const conn = new XmppConnection(this.broker, transport, this.opts, this.forgetTcp);
     this.conns.add(conn);
     connOf.set(sock, conn);

@@ -1,5 +1,11 @@
 import { escapeXML, type Element } from '@xmpp/xml';
-import { BrokerError, type AppCondition, type Broker, type Envelope, type ErrorType } from '../../broker/index.ts';
+import {
+  BrokerError,
+  type AppCondition,
+  type Broker,
+  type Envelope,
+  type ErrorType,
+} from '../../broker/index.ts';
 import { xmppHooks } from './hooks.ts';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './ns.ts';
 import { parseStored } from './stanza.ts';
@@ -13,7 +19,10 @@ import { parseStored } from './stanza.ts';
  */
 
 /** The payload XML of the result, or undefined for an empty result. Throw a BrokerError for an error answer. */
-export type ServiceIqHandler = (child: Element, env: Envelope) => Promise<string | undefined> | string | undefined;
+export type ServiceIqHandler = (
+  child: Element,
+  env: Envelope,
+) => Promise<string | undefined> | string | undefined;
 
 export interface ServiceDomain {
   /** the module that owns it */
@@ -33,13 +42,16 @@ export interface ServiceDomain {
 }
 
 /** `get {ns}name` for a handler table. */
-export const iqKey = (type: 'get' | 'set', ns: string, name: string): string => `${type} {${ns}}${name}`;
+export const iqKey = (type: 'get' | 'set', ns: string, name: string): string =>
+  `${type} {${ns}}${name}`;
 
 /** Serve `svc.host`; returns the remover (for ctx.onUnload). */
 export function serveDomain(broker: Broker, svc: ServiceDomain): () => void {
   const info = () =>
     `<query xmlns='${NS_DISCO_INFO}'><identity category='${svc.identity.category}' type='${svc.identity.type}' name='${escapeXML(svc.name)}'/>` +
-    [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, ...svc.features].map((f) => `<feature var='${f}'/>`).join('') +
+    [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, ...svc.features]
+      .map((f) => `<feature var='${f}'/>`)
+      .join('') +
     (svc.infoExtra?.() ?? '') +
     `</query>`;
   const handlers: Record<string, ServiceIqHandler> = {
@@ -52,7 +64,14 @@ export function serveDomain(broker: Broker, svc: ServiceDomain): () => void {
     ...svc.handlers,
   };
   const result = (env: Envelope, payload?: string) =>
-    broker.router.route({ kind: 'iq', type: 'result', from: env.to, to: env.from, id: env.id, extensions: payload ? [payload] : [] });
+    broker.router.route({
+      kind: 'iq',
+      type: 'result',
+      from: env.to,
+      to: env.from,
+      id: env.id,
+      extensions: payload ? [payload] : [],
+    });
   const error = (env: Envelope, err: BrokerError) => {
     const mapped = svc.mapError?.(err);
     return broker.router.route({
@@ -62,18 +81,28 @@ export function serveDomain(broker: Broker, svc: ServiceDomain): () => void {
       to: env.from,
       id: env.id,
       extensions: [],
-      error: { condition: err.condition, type: mapped?.type ?? err.type, text: err.text, app: mapped?.app ?? err.app },
+      error: {
+        condition: err.condition,
+        type: mapped?.type ?? err.type,
+        text: err.text,
+        app: mapped?.app ?? err.app,
+      },
     });
   };
   const handle = async (env: Envelope): Promise<void> => {
     if (env.kind !== 'iq') {
-      if (env.kind === 'message' && env.type !== 'error') await broker.router.bounce(env, 'service-unavailable');
+      if (env.kind === 'message' && env.type !== 'error')
+        await broker.router.bounce(env, 'service-unavailable');
       return;
     }
     if (env.type === 'result' || env.type === 'error') return;
     try {
       // only this server's accounts use its services
-      if (env.from.domain !== broker.domain || !env.from.local) throw new BrokerError('not-allowed', `only accounts of ${broker.domain} may use this service`);
+      if (env.from.domain !== broker.domain || !env.from.local)
+        throw new BrokerError(
+          'not-allowed',
+          `only accounts of ${broker.domain} may use this service`,
+        );
       if (env.to.local || env.to.resource) throw new BrokerError('service-unavailable');
       const child = parseStored(env.extensions);
       if (!child) throw new BrokerError('bad-request');
@@ -87,7 +116,9 @@ export function serveDomain(broker: Broker, svc: ServiceDomain): () => void {
   };
   const offHost = broker.hosts.register(svc.owner, svc.host, handle);
   const offItems = xmppHooks(broker).on('disco:items', (items, target) =>
-    target.domain === broker.domain && !target.local ? [...items, { jid: svc.host, name: svc.name }] : undefined,
+    target.domain === broker.domain && !target.local
+      ? [...items, { jid: svc.host, name: svc.name }]
+      : undefined,
   );
   return () => {
     offItems();

@@ -165,7 +165,10 @@ export class Socks5Proxy {
       const len = buf[4];
       if (buf.length < 5 + len + 2) return;
       // lenient (docs/leniency.md): the hash in either case, DST.PORT not checked (XEP-0065 says 0)
-      const hash = buf.subarray(5, 5 + len).toString('latin1').toLowerCase();
+      const hash = buf
+        .subarray(5, 5 + len)
+        .toString('latin1')
+        .toLowerCase();
       const rest = buf.subarray(5 + len + 2);
       stage = 'done';
       sock.off('data', onData);
@@ -183,7 +186,10 @@ export class Socks5Proxy {
       ok.set([5, 0, 0, 3, len]);
       buf.copy(ok, 5, 5, 5 + len + 2);
       sock.write(ok);
-      c.timer = setTimeout(() => this.kill(c, 'activation-timeout'), this.limits.activationTimeoutMs);
+      c.timer = setTimeout(
+        () => this.kill(c, 'activation-timeout'),
+        this.limits.activationTimeoutMs,
+      );
       // bytes before activation are kept (bounded), never relayed early
       sock.on('data', (d: Buffer) => this.keepEarly(c, d));
       sock.resume();
@@ -243,7 +249,11 @@ export class Socks5Proxy {
     const list = this.waiting.get(hash);
     if (!list) return 'not-found';
     if (list.length < 2) return 'one-side';
-    const u = this.users.get(user) ?? { streams: 0, tokens: this.limits.bandwidthPerUser, last: Date.now() };
+    const u = this.users.get(user) ?? {
+      streams: 0,
+      tokens: this.limits.bandwidthPerUser,
+      last: Date.now(),
+    };
     if (u.streams >= this.limits.maxStreamsPerUser) return 'too-many-streams';
     this.waiting.delete(hash);
     u.streams++;

@@ -1,5 +1,15 @@
 import xmlLib, { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
-import { Address, BrokerError, MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, type Envelope, type ErrorCondition, type ErrorType, type AppCondition } from '../../broker/index.ts';
+import {
+  Address,
+  BrokerError,
+  MESSAGE_TYPES,
+  PRESENCE_TYPES,
+  SHOW_VALUES,
+  type Envelope,
+  type ErrorCondition,
+  type ErrorType,
+  type AppCondition,
+} from '../../broker/index.ts';
 import { chatMetaXml, readChatChild } from './chat-meta.ts';
 import { NS_CLIENT, NS_DELAY, NS_SID, NS_STANZAS } from './ns.ts';
 
@@ -27,20 +37,27 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
   if (el.attrs.id !== undefined) env.id = el.attrs.id;
   switch (kind) {
     case 'message':
-      if (type !== undefined && !MESSAGE_TYPES.has(type)) throw new BrokerError('bad-request', 'unknown message type');
+      if (type !== undefined && !MESSAGE_TYPES.has(type))
+        throw new BrokerError('bad-request', 'unknown message type');
       for (const c of el.getChildElements()) {
         const ns = c.attrs.xmlns;
         const core = ns === undefined || ns === NS_CLIENT;
-        if (core && c.name === 'body' && env.body === undefined && !c.attrs['xml:lang']) env.body = c.getText();
-        else if (core && c.name === 'subject' && env.subject === undefined && !c.attrs['xml:lang']) env.subject = c.getText();
-        else if (core && c.name === 'thread' && env.thread === undefined && !c.attrs.parent) env.thread = c.getText();
-        else if (ourStanzaId(c, from.domain)) continue; // [XEP-0359 §5] only the archive says its own ids
-        else if (!core && readChatChild(env, c)) continue; // receipts, markers, retraction, correction: env.chat
+        if (core && c.name === 'body' && env.body === undefined && !c.attrs['xml:lang'])
+          env.body = c.getText();
+        else if (core && c.name === 'subject' && env.subject === undefined && !c.attrs['xml:lang'])
+          env.subject = c.getText();
+        else if (core && c.name === 'thread' && env.thread === undefined && !c.attrs.parent)
+          env.thread = c.getText();
+        else if (ourStanzaId(c, from.domain))
+          continue; // [XEP-0359 §5] only the archive says its own ids
+        else if (!core && readChatChild(env, c))
+          continue; // receipts, markers, retraction, correction: env.chat
         else env.extensions.push(c.toString());
       }
       break;
     case 'presence':
-      if (type !== undefined && !PRESENCE_TYPES.has(type)) throw new BrokerError('bad-request', 'unknown presence type');
+      if (type !== undefined && !PRESENCE_TYPES.has(type))
+        throw new BrokerError('bad-request', 'unknown presence type');
       for (const c of el.getChildElements()) {
         const ns = c.attrs.xmlns;
         const core = ns === undefined || ns === NS_CLIENT;
@@ -50,7 +67,8 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
           if (show.trim() === '') continue;
           if (!SHOW_VALUES.has(show)) throw new BrokerError('bad-request', 'invalid show value'); // [RFC6121 4.7.2.1]
           env.show = show;
-        } else if (core && c.name === 'status' && env.status === undefined && !c.attrs['xml:lang']) env.status = c.getText();
+        } else if (core && c.name === 'status' && env.status === undefined && !c.attrs['xml:lang'])
+          env.status = c.getText();
         else if (core && c.name === 'priority') {
           const p = c.getText().trim();
           if (!/^[+-]?\d+$/.test(p) || Number(p) < -128 || Number(p) > 127) {
@@ -68,7 +86,12 @@ export function toEnvelope(el: Element, from: Address, defaultTo: Address): Enve
 }
 
 /** The error child of a stanza [RFC6120 8.3.2]. */
-export function errorXml(condition: ErrorCondition, type: ErrorType, text?: string, app?: AppCondition): string {
+export function errorXml(
+  condition: ErrorCondition,
+  type: ErrorType,
+  text?: string,
+  app?: AppCondition,
+): string {
   let s = `<error type='${type}'><${condition} xmlns='${NS_STANZAS}'/>`;
   if (text) s += `<text xmlns='${NS_STANZAS}'>${escapeXMLText(text)}</text>`;
   if (app) {
@@ -76,7 +99,8 @@ export function errorXml(condition: ErrorCondition, type: ErrorType, text?: stri
     s += `<${app.name} xmlns='${escapeXML(app.ns)}'`;
     for (const [k, v] of Object.entries(app.attrs ?? {})) s += attr(k, v);
     if (!app.children?.length) s += '/>';
-    else s += `>${app.children.map(([n, t]) => `<${n}>${escapeXMLText(t)}</${n}>`).join('')}</${app.name}>`;
+    else
+      s += `>${app.children.map(([n, t]) => `<${n}>${escapeXMLText(t)}</${n}>`).join('')}</${app.name}>`;
   }
   return `${s}</error>`;
 }
@@ -100,19 +124,22 @@ export function envelopeXml(env: Envelope, to: Address): string {
   } else if (env.kind === 'presence') {
     if (env.show !== undefined) s += `<show>${env.show}</show>`;
     if (env.status !== undefined) s += `<status>${escapeXMLText(env.status)}</status>`;
-    if (env.priority !== undefined && env.priority !== 0) s += `<priority>${env.priority}</priority>`;
+    if (env.priority !== undefined && env.priority !== 0)
+      s += `<priority>${env.priority}</priority>`;
   }
   for (const x of env.extensions) s += x;
   if (env.archive !== undefined && env.kind === 'message') {
     // [XEP-0359 §4] the id in the recipient's own archive, said by that archive (the bare JID)
     const owner = to.bare().toString();
-    if (env.archive.owners.includes(owner)) s += `<stanza-id xmlns='${NS_SID}' by='${escapeXML(owner)}' id='${escapeXML(env.archive.id)}'/>`;
+    if (env.archive.owners.includes(owner))
+      s += `<stanza-id xmlns='${NS_SID}' by='${escapeXML(owner)}' id='${escapeXML(env.archive.id)}'/>`;
   }
   if (env.delay) {
     // [XEP-0203] when and where it was delayed
     s += `<delay xmlns='${NS_DELAY}'${attr('from', env.delay.from)} stamp='${stamp(env.delay.stamp)}'>${env.delay.reason ? escapeXMLText(env.delay.reason) : ''}</delay>`;
   }
-  if (env.type === 'error' && env.error) s += errorXml(env.error.condition, env.error.type, env.error.text, env.error.app);
+  if (env.type === 'error' && env.error)
+    s += errorXml(env.error.condition, env.error.type, env.error.text, env.error.app);
   return `${s}</${env.kind}>`;
 }
 
@@ -121,7 +148,12 @@ export function envelopeXml(env: Envelope, to: Address): string {
  * swapped, the same id, the original payload for IQs. No `clientTo` before
  * authentication (the client has no address yet).
  */
-export function errorReply(el: Element, err: BrokerError, serverFrom: string, clientTo: string | undefined): string {
+export function errorReply(
+  el: Element,
+  err: BrokerError,
+  serverFrom: string,
+  clientTo: string | undefined,
+): string {
   const from = el.attrs.to ?? serverFrom;
   let s = `<${el.name} xmlns='${NS_CLIENT}'${attr('from', from)}${attr('to', clientTo)} type='error'${attr('id', el.attrs.id)}>`;
   if (el.name === 'iq') {
@@ -132,7 +164,11 @@ export function errorReply(el: Element, err: BrokerError, serverFrom: string, cl
   return `${s}</${el.name}>`;
 }
 
-const Parser = (xmlLib as unknown as { Parser: new () => { on(e: string, fn: (x: Element) => void): void; write(s: string): void } }).Parser;
+const Parser = (
+  xmlLib as unknown as {
+    Parser: new () => { on(e: string, fn: (x: Element) => void): void; write(s: string): void };
+  }
+).Parser;
 
 /**
  * The first element of serialised XML the node wrote itself (an envelope's

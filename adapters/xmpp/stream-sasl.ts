@@ -30,10 +30,17 @@ export class SaslNegotiation {
   failure(condition: string, text?: string): SaslOutcome {
     const t = text ? `<text xml:lang='en'>${escapeXMLText(text)}</text>` : '';
     const tooMany = condition !== 'aborted' && ++this.failures >= this.maxAttempts;
-    return { kind: 'failure', xml: `<failure xmlns='${NS_SASL}'><${condition}/>${t}</failure>`, tooMany };
+    return {
+      kind: 'failure',
+      xml: `<failure xmlns='${NS_SASL}'><${condition}/>${t}</failure>`,
+      tooMany,
+    };
   }
 
-  async handle(el: Element, transport: { secure: boolean; remoteAddress: string }): Promise<SaslOutcome> {
+  async handle(
+    el: Element,
+    transport: { secure: boolean; remoteAddress: string },
+  ): Promise<SaslOutcome> {
     const text = el.getText().trim();
     if (el.name === 'abort') {
       this.mechanism = undefined;
@@ -41,7 +48,8 @@ export class SaslNegotiation {
     }
     let data: Buffer | null = null;
     if (text && text !== '=') {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return this.failure('incorrect-encoding'); // [RFC6120 6.5.5]
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0)
+        return this.failure('incorrect-encoding'); // [RFC6120 6.5.5]
       data = Buffer.from(text, 'base64');
     } else if (text === '=') data = Buffer.alloc(0); // [RFC6120 6.4.2] empty initial response
     let step: SaslStep;
@@ -67,7 +75,10 @@ export class SaslNegotiation {
       return this.failure('malformed-request');
     }
     if (step.kind === 'challenge') {
-      return { kind: 'challenge', xml: `<challenge xmlns='${NS_SASL}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>` };
+      return {
+        kind: 'challenge',
+        xml: `<challenge xmlns='${NS_SASL}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`,
+      };
     }
     this.mechanism = undefined;
     // The login throttle is applied by the mechanism, around the password check (sasl.ts).

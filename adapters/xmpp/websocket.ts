@@ -6,7 +6,6 @@ import { NS_CLIENT, NS_FRAMING, NS_STREAM } from './ns.ts';
 export { NS_FRAMING };
 import type { Transport } from './connection.ts';
 
-
 /**
  * XMPP over WebSocket [RFC7395]: one complete element per message, `<open/>`
  * and `<close/>` instead of the stream header and footer. The connection's
@@ -31,14 +30,17 @@ export class WebSocketTransport implements Transport {
   write(data: string): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
     // [RFC7395 3.4] each message must stand alone: declare the stream prefix where it is used.
-    if (data.startsWith('<stream:')) data = data.replace(/^<stream:(\w+)/, `<stream:$1 xmlns:stream='${NS_STREAM}'`);
+    if (data.startsWith('<stream:'))
+      data = data.replace(/^<stream:(\w+)/, `<stream:$1 xmlns:stream='${NS_STREAM}'`);
     this.ws.send(data);
   }
 
   openStream(a: { id: string; from: string; to?: string }): void {
     const to = a.to ? ` to='${escapeXML(a.to)}'` : '';
     // [RFC7395 3.3.2]
-    this.write(`<open xmlns='${NS_FRAMING}' id='${a.id}' from='${escapeXML(a.from)}'${to} version='1.0' xml:lang='en'/>`);
+    this.write(
+      `<open xmlns='${NS_FRAMING}' id='${a.id}' from='${escapeXML(a.from)}'${to} version='1.0' xml:lang='en'/>`,
+    );
   }
 
   closeStream(errorXml?: string): void {
@@ -99,7 +101,9 @@ export function translateFrame(frame: string): string {
   return `${header}>`;
 }
 
-function parseFramingElement(text: string): { name: string; uri: string; attrs: Record<string, string> } | undefined {
+function parseFramingElement(
+  text: string,
+): { name: string; uri: string; attrs: Record<string, string> } | undefined {
   const sax = new SaxesParser({ xmlns: true });
   let out: { name: string; uri: string; attrs: Record<string, string> } | undefined;
   let bad = false;

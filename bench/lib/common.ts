@@ -34,10 +34,17 @@ export const now = (): number => performance.now();
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** p50/p90/p99/max of latency samples in ms, rounded to µs. */
-export function percentiles(samples: number[]): { p50: number; p90: number; p99: number; max: number; n: number } {
+export function percentiles(samples: number[]): {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  n: number;
+} {
   if (samples.length === 0) return { p50: NaN, p90: NaN, p99: NaN, max: NaN, n: 0 };
   const s = Float64Array.from(samples).sort();
-  const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))] * 1000) / 1000;
+  const at = (q: number) =>
+    Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))] * 1000) / 1000;
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1), n: s.length };
 }
 
@@ -94,7 +101,11 @@ export function run(main: () => Promise<Record<string, unknown>>, hardLimitMs = 
 }
 
 /** Run fn over items with at most `limit` in flight. */
-export async function pool<T>(items: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+export async function pool<T>(
+  items: number,
+  limit: number,
+  fn: (i: number) => Promise<T>,
+): Promise<T[]> {
   const out: T[] = new Array(items);
   let next = 0;
   const worker = async () => {

@@ -127,7 +127,12 @@ export class FlowDriver {
     if (DUMP) {
       // raw samples for analysis: send time on the monotonic clock (µs, as V8's --cpu-prof timestamps) and latency (ms)
       const off = Number(process.hrtime.bigint() / 1000n) - now() * 1000;
-      writeFileSync(DUMP, this.lat.map((l, i) => `${Math.round(this.sendAt[i] * 1000 + off)} ${l.toFixed(3)}`).join('\n') + '\n');
+      writeFileSync(
+        DUMP,
+        this.lat
+          .map((l, i) => `${Math.round(this.sendAt[i] * 1000 + off)} ${l.toFixed(3)}`)
+          .join('\n') + '\n',
+      );
     }
     const lost = this.inflight.reduce((a, b) => a + b, 0);
     return {
@@ -141,8 +146,11 @@ export class FlowDriver {
       offeredRate: o.mode === 'rate' ? o.rate : undefined,
       measuredSec: Math.round(t1 - t0) / 1000,
       // Server CPU (all its threads) per message received in the measured window, and the share of one core it used.
-      serverCpuUsPerMsg: o.serverPid && received > 0 ? Math.round(((cpu1 - cpu0) / received) * 10) / 10 : undefined,
-      serverCpuShare: o.serverPid ? Math.round(((cpu1 - cpu0) / ((t1 - t0) * 1000)) * 100) / 100 : undefined,
+      serverCpuUsPerMsg:
+        o.serverPid && received > 0 ? Math.round(((cpu1 - cpu0) / received) * 10) / 10 : undefined,
+      serverCpuShare: o.serverPid
+        ? Math.round(((cpu1 - cpu0) / ((t1 - t0) * 1000)) * 100) / 100
+        : undefined,
     };
   }
 }

@@ -12,7 +12,10 @@ if (file) {
   const offsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
   let lines = [];
   new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) lines.push(`${Math.round(e.startTime * 1000 + offsetUs)} ${e.duration.toFixed(3)} ${e.detail?.kind}`);
+    for (const e of list.getEntries())
+      lines.push(
+        `${Math.round(e.startTime * 1000 + offsetUs)} ${e.duration.toFixed(3)} ${e.detail?.kind}`,
+      );
   }).observe({ entryTypes: ['gc'] });
   const flush = () => {
     if (lines.length) fs.appendFileSync(file, lines.join('\n') + '\n');

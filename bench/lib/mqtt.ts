@@ -80,7 +80,10 @@ export class MqttClient {
         clean: true,
         clientId: o.clientId,
         keepalive: o.keepalive ?? 600,
-        ...(o.username !== undefined && { username: o.username, password: Buffer.from(o.password ?? '') }),
+        ...(o.username !== undefined && {
+          username: o.username,
+          password: Buffer.from(o.password ?? ''),
+        }),
       }),
     );
     const p = (await ack) as mqttPacket.IConnackPacket;
@@ -99,7 +102,9 @@ export class MqttClient {
   /** Fire-and-forget publish; QoS 1 PUBACKs are not awaited (the window is end-to-end). */
   publish(topic: string, payload: string | Buffer, qos: 0 | 1): void {
     const messageId = qos === 1 ? (this.nextId = (this.nextId % 65535) + 1) : undefined;
-    this.sock.write(gen({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, messageId }));
+    this.sock.write(
+      gen({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, messageId }),
+    );
   }
 
   destroy(): void {

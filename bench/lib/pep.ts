@@ -14,8 +14,14 @@ export const MARKER = 'PEPITEM';
 export function caps(nodes: string[]): { presence: string; features: string[]; ver: string } {
   const features = [NS_CAPS, NS_DISCO, ...nodes.map((n) => `${n}+notify`)].sort();
   // [XEP-0115 5.1] category/type/lang/name<, then each feature<
-  const ver = createHash('sha1').update(`client/pc//bench<${features.map((f) => `${f}<`).join('')}`).digest('base64');
-  return { presence: `<presence><c xmlns='${NS_CAPS}' hash='sha-1' node='urn:bench' ver='${ver}'/></presence>`, features, ver };
+  const ver = createHash('sha1')
+    .update(`client/pc//bench<${features.map((f) => `${f}<`).join('')}`)
+    .digest('base64');
+  return {
+    presence: `<presence><c xmlns='${NS_CAPS}' hash='sha-1' node='urn:bench' ver='${ver}'/></presence>`,
+    features,
+    ver,
+  };
 }
 
 /** A publish of one item with the marker (and a number) in its payload. */
@@ -25,7 +31,8 @@ export function publishIq(id: string, node: string, n: number): string {
 
 const attrs = (tag: string): Record<string, string> => {
   const out: Record<string, string> = {};
-  for (const m of tag.matchAll(/([\w:-]+)=(?:'([^']*)'|"([^"]*)")/g)) out[m[1]!] = m[2] ?? m[3] ?? '';
+  for (const m of tag.matchAll(/([\w:-]+)=(?:'([^']*)'|"([^"]*)")/g))
+    out[m[1]!] = m[2] ?? m[3] ?? '';
   return out;
 };
 
@@ -63,7 +70,12 @@ export class PepListener {
     let n = 0;
     for (let i = text.indexOf(MARKER); i !== -1; i = text.indexOf(MARKER, i + MARKER.length)) n++;
     // a marker wholly inside the kept tail was counted with the previous chunk
-    for (let i = this.tail.indexOf(MARKER); i !== -1; i = this.tail.indexOf(MARKER, i + MARKER.length)) n--;
+    for (
+      let i = this.tail.indexOf(MARKER);
+      i !== -1;
+      i = this.tail.indexOf(MARKER, i + MARKER.length)
+    )
+      n--;
     this.markers += n;
     for (let k = 0; k < n; k++) this.onMarker?.();
     // disco#info queries from the server [XEP-0115 6.2]
@@ -111,7 +123,10 @@ export class PepListener {
   /** Send an IQ and wait for its answer (result or error) by id. */
   async request(id: string, iq: string, ms = 30_000): Promise<string> {
     this.c.write(iq);
-    const m = await this.waitFor(new RegExp(`<iq\\b[^>]*\\bid=['"]${id}['"][^>]*(?:/>|>[\\s\\S]*?</iq>)`), ms);
+    const m = await this.waitFor(
+      new RegExp(`<iq\\b[^>]*\\bid=['"]${id}['"][^>]*(?:/>|>[\\s\\S]*?</iq>)`),
+      ms,
+    );
     return m[0];
   }
 }

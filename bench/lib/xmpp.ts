@@ -26,11 +26,22 @@ const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 /** Salted passwords per (hash, password, salt, iterations): clients cache these too, and it keeps PBKDF2 out of the measurement. */
 const saltedCache = new Map<string, Buffer>();
 
-function salted(hash: 'sha1' | 'sha256', password: string, salt: string, iterations: number): Buffer {
+function salted(
+  hash: 'sha1' | 'sha256',
+  password: string,
+  salt: string,
+  iterations: number,
+): Buffer {
   const key = `${hash}\0${password}\0${salt}\0${iterations}`;
   let v = saltedCache.get(key);
   if (!v) {
-    v = pbkdf2Sync(password, Buffer.from(salt, 'base64'), iterations, hash === 'sha1' ? 20 : 32, hash);
+    v = pbkdf2Sync(
+      password,
+      Buffer.from(salt, 'base64'),
+      iterations,
+      hash === 'sha1' ? 20 : 32,
+      hash,
+    );
     saltedCache.set(key, v);
   }
   return v;
@@ -39,7 +50,11 @@ function salted(hash: 'sha1' | 'sha256', password: string, salt: string, iterati
 export class XmppClient {
   sock: net.Socket;
   private buf = '';
-  private waiter?: { re: RegExp; resolve: (m: RegExpExecArray) => void; reject: (e: Error) => void };
+  private waiter?: {
+    re: RegExp;
+    resolve: (m: RegExpExecArray) => void;
+    reject: (e: Error) => void;
+  };
   private chat = false;
   /** called with the text of each `<body>` once in chat mode */
   onBody?: (body: string) => void;
@@ -100,7 +115,8 @@ export class XmppClient {
   /** A chat stanza out; with stream management, an <r/> after every `requestEvery`. */
   sendChat(stanza: string): void {
     const sm = this.sm;
-    if (sm && ++sm.sent % sm.requestEvery === 0) this.sock.write(`${stanza}<r xmlns='urn:xmpp:sm:3'/>`);
+    if (sm && ++sm.sent % sm.requestEvery === 0)
+      this.sock.write(`${stanza}<r xmlns='urn:xmpp:sm:3'/>`);
     else this.sock.write(stanza);
   }
 
@@ -169,7 +185,10 @@ export class XmppClient {
   /** Send an IQ with this id and wait for the answer (result or error) with the same id; returns its XML. */
   async request(stanza: string, id: string, ms = 30_000): Promise<string> {
     this.write(stanza);
-    const m = await this.waitFor(new RegExp(`<iq[^>]*\\bid=['"]${id}['"][^>]*(?:/>|>[\\s\\S]*?</iq>)`), ms);
+    const m = await this.waitFor(
+      new RegExp(`<iq[^>]*\\bid=['"]${id}['"][^>]*(?:/>|>[\\s\\S]*?</iq>)`),
+      ms,
+    );
     return m[0];
   }
 
@@ -226,7 +245,9 @@ export class XmppClient {
       const hash = o.mech === 'SCRAM-SHA-1' ? 'sha1' : 'sha256';
       const cnonce = randomBytes(12).toString('base64');
       const bare = `n=${o.user},r=${cnonce}`;
-      c.write(`<auth xmlns='${NS_SASL}' mechanism='${o.mech}'>${Buffer.from(`n,,${bare}`).toString('base64')}</auth>`);
+      c.write(
+        `<auth xmlns='${NS_SASL}' mechanism='${o.mech}'>${Buffer.from(`n,,${bare}`).toString('base64')}</auth>`,
+      );
       const ch = await c.waitFor(/<challenge[^>]*>([^<]*)<\/challenge>/, ms);
       const serverFirst = Buffer.from(ch[1], 'base64').toString('utf8');
       const a = new Map(serverFirst.split(',').map((p) => [p[0], p.slice(2)] as [string, string]));
@@ -234,15 +255,21 @@ export class XmppClient {
       const clientKey = createHmac(hash, sp).update('Client Key').digest();
       const storedKey = createHash(hash).update(clientKey).digest();
       const withoutProof = `c=biws,r=${a.get('r')}`;
-      const sig = createHmac(hash, storedKey).update(`${bare},${serverFirst},${withoutProof}`).digest();
+      const sig = createHmac(hash, storedKey)
+        .update(`${bare},${serverFirst},${withoutProof}`)
+        .digest();
       for (let i = 0; i < sig.length; i++) sig[i] ^= clientKey[i];
-      c.write(`<response xmlns='${NS_SASL}'>${Buffer.from(`${withoutProof},p=${sig.toString('base64')}`).toString('base64')}</response>`);
+      c.write(
+        `<response xmlns='${NS_SASL}'>${Buffer.from(`${withoutProof},p=${sig.toString('base64')}`).toString('base64')}</response>`,
+      );
       await c.waitFor(/<success[^>]*(\/>|>[^<]*<\/success>)/, ms);
     }
     c.buf = '';
     c.write(header);
     await c.waitFor(features, ms);
-    c.write(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${o.resource}</resource></bind></iq>`);
+    c.write(
+      `<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${o.resource}</resource></bind></iq>`,
+    );
     const b = await c.waitFor(/<jid>([^<]*)<\/jid>/, ms);
     c.jid = b[1];
     await c.waitFor(/<\/iq>/, ms);

@@ -13,29 +13,62 @@ describe('cluster configuration', () => {
   const redis = { redis: 'redis://127.0.0.1:6379' };
 
   it('refuses a cluster on the embedded store, naming the key and the way out', () => {
-    assert.throws(() => validateConfig({ cluster: redis }), (err: Error) => err instanceof ConfigError && /cluster: a cluster needs a shared store; set storage.backend to redis or mongodb/.test(err.message));
+    assert.throws(
+      () => validateConfig({ cluster: redis }),
+      (err: Error) =>
+        err instanceof ConfigError &&
+        /cluster: a cluster needs a shared store; set storage.backend to redis or mongodb/.test(
+          err.message,
+        ),
+    );
   });
 
   it('takes a cluster on a shared store, with the documented defaults', () => {
-    const cfg = validateConfig({ cluster: redis, storage: { backend: 'redis', url: 'redis://127.0.0.1:6379' } });
-    assert.deepEqual(cfg.cluster, { redis: redis.redis, prefix: 'parley', heartbeatMs: 5000, missedBeats: 3, registryCacheUsers: 100_000, drainGraceMs: 2000 });
+    const cfg = validateConfig({
+      cluster: redis,
+      storage: { backend: 'redis', url: 'redis://127.0.0.1:6379' },
+    });
+    assert.deepEqual(cfg.cluster, {
+      redis: redis.redis,
+      prefix: 'parley',
+      heartbeatMs: 5000,
+      missedBeats: 3,
+      registryCacheUsers: 100_000,
+      drainGraceMs: 2000,
+    });
   });
 
   it('checks the node id and the prefix, which end up in Redis keys and channels', () => {
     const shared = { storage: { backend: 'redis', url: 'redis://x' } };
-    assert.throws(() => validateConfig({ ...shared, cluster: redis, nodeId: 'a b' }), /nodeId: 1 to 64/);
-    assert.throws(() => validateConfig({ ...shared, cluster: { ...redis, prefix: 'a:b' } }), /cluster.prefix/);
-    assert.throws(() => validateConfig({ ...shared, cluster: { ...redis, missedBeats: 1 } }), /cluster.missedBeats/);
+    assert.throws(
+      () => validateConfig({ ...shared, cluster: redis, nodeId: 'a b' }),
+      /nodeId: 1 to 64/,
+    );
+    assert.throws(
+      () => validateConfig({ ...shared, cluster: { ...redis, prefix: 'a:b' } }),
+      /cluster.prefix/,
+    );
+    assert.throws(
+      () => validateConfig({ ...shared, cluster: { ...redis, missedBeats: 1 } }),
+      /cluster.missedBeats/,
+    );
   });
 
   it('PARLEY_CLUSTER_REDIS sets cluster.redis', () => {
-    const raw = merge({ storage: { backend: 'redis', url: 'redis://x' } }, envOverrides({ PARLEY_CLUSTER_REDIS: 'redis://10.0.0.5:6379' }));
+    const raw = merge(
+      { storage: { backend: 'redis', url: 'redis://x' } },
+      envOverrides({ PARLEY_CLUSTER_REDIS: 'redis://10.0.0.5:6379' }),
+    );
     assert.equal(validateConfig(raw).cluster?.redis, 'redis://10.0.0.5:6379');
   });
 
   it('bin/ picks the backend: the in-process bus without `cluster`, the Redis one with it (not connected until the broker starts)', () => {
     assert.ok(makeCluster(validateConfig({}), silentLogger).bus instanceof LocalBus);
-    const cfg = validateConfig({ nodeId: 'n7', cluster: redis, storage: { backend: 'redis', url: 'redis://x' } });
+    const cfg = validateConfig({
+      nodeId: 'n7',
+      cluster: redis,
+      storage: { backend: 'redis', url: 'redis://x' },
+    });
     const c = makeCluster(cfg, silentLogger);
     assert.ok(c.bus instanceof RedisBus);
     assert.equal(c.bus.nodeId, 'n7');

@@ -11,7 +11,14 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 function recordingLogger() {
   const lines: { obj: unknown; msg?: string }[] = [];
   const noop = () => {};
-  const log = { trace: noop, debug: noop, info: noop, warn: noop, error: (obj: unknown, msg?: string) => lines.push({ obj, msg }), child: () => log };
+  const log = {
+    trace: noop,
+    debug: noop,
+    info: noop,
+    warn: noop,
+    error: (obj: unknown, msg?: string) => lines.push({ obj, msg }),
+    child: () => log,
+  };
   return { log, lines };
 }
 
@@ -44,11 +51,26 @@ describe('bin: the process guard (issue 20 item 1, last line of defence)', funct
       Promise.reject(new Error('rejected and forgotten'));
       setTimeout(() => { console.log(JSON.stringify({ alive: true, uncaught: metrics.snapshot()['errors.uncaught'] })); }, 300);
     `;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      { cwd: ROOT, encoding: 'utf8', timeout: 20_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
-    const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    assert.ok(out.some((o) => o.err === 'Error: thrown in a timer' && /uncaught exception/.test(o.msg)), r.stdout);
-    assert.ok(out.some((o) => o.err === 'Error: rejected and forgotten' && /unhandled rejection/.test(o.msg)), r.stdout);
+    const out = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.ok(
+      out.some((o) => o.err === 'Error: thrown in a timer' && /uncaught exception/.test(o.msg)),
+      r.stdout,
+    );
+    assert.ok(
+      out.some(
+        (o) => o.err === 'Error: rejected and forgotten' && /unhandled rejection/.test(o.msg),
+      ),
+      r.stdout,
+    );
     assert.deepEqual(out.at(-1), { alive: true, uncaught: 2 });
   });
 });

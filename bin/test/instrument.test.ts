@@ -34,11 +34,28 @@ describe('storage instrumentation (bin/instrument.ts)', function () {
       await kv.put('alice', { n: 1 });
       assert.deepEqual(await kv.get('alice'), { n: 1 });
       const archive = storage.archive<{ body: string }>('mam');
-      const rec = await archive.append({ conversation: 'a|b', timestamp: 1, owners: ['a', 'b'], with: 'b', id: 'm1', value: { body: 'hi' } });
+      const rec = await archive.append({
+        conversation: 'a|b',
+        timestamp: 1,
+        owners: ['a', 'b'],
+        with: 'b',
+        id: 'm1',
+        value: { body: 'hi' },
+      });
       assert.equal(rec.seq, 1);
       assert.equal(await archive.lastSeq('a|b'), 1);
       // A NUL in a conversation id is refused by the store: the caller still gets the rejection.
-      await assert.rejects(archive.append({ conversation: 'a\u0000b', timestamp: 1, owners: ['a'], with: 'b', id: 'm2', value: { body: 'x' } }), TypeError);
+      await assert.rejects(
+        archive.append({
+          conversation: 'a\u0000b',
+          timestamp: 1,
+          owners: ['a'],
+          with: 'b',
+          id: 'm2',
+          value: { body: 'x' },
+        }),
+        TypeError,
+      );
       assert.deepEqual(metrics.ops, [
         ['kv.accounts.put', true],
         ['kv.accounts.get', true],

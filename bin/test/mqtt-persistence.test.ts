@@ -32,13 +32,22 @@ describe('bin: MQTT persistence answers for clients with nothing stored', () => 
     let { db, p } = await open();
     assert.deepEqual(await p.subscriptionsByClient({ id: 'dev/1' }), []);
     await p.addSubscriptions({ id: 'dev/1' }, [{ topic: 'a/b', qos: 1 }]);
-    await p.putWill({ id: 'dev:2' }, { topic: 'w', payload: Buffer.from('x'), qos: 0, retain: false });
-    assert.deepEqual((await p.subscriptionsByClient({ id: 'dev/1' })).map((s) => s.topic), ['a/b']);
+    await p.putWill(
+      { id: 'dev:2' },
+      { topic: 'w', payload: Buffer.from('x'), qos: 0, retain: false },
+    );
+    assert.deepEqual(
+      (await p.subscriptionsByClient({ id: 'dev/1' })).map((s) => s.topic),
+      ['a/b'],
+    );
     await db.close();
 
     ({ db, p } = await open());
     // Ids with characters aedes-persistence-level escapes in keys are found by the scan.
-    assert.deepEqual((await p.subscriptionsByClient({ id: 'dev/1' })).map((s) => s.topic), ['a/b']);
+    assert.deepEqual(
+      (await p.subscriptionsByClient({ id: 'dev/1' })).map((s) => s.topic),
+      ['a/b'],
+    );
     assert.equal((await p.delWill({ id: 'dev:2' }))?.topic, 'w');
     assert.equal(await p.delWill({ id: 'dev:2' }), undefined);
     assert.deepEqual(await p.subscriptionsByClient({ id: 'other' }), []);

@@ -58,10 +58,19 @@ describe('bin: memory reclaim after a burst', () => {
     await until(() => r!.runs >= 2, 3000);
     assert.equal(r.runs, 2, 'no reclaim after the burst');
     const [first, run] = rec.runs;
-    assert.ok(grown > first.heapAfter + 32 * 1024 * 1024, `the burst did not grow the heap: ${grown}`);
-    assert.ok(run.heapBefore >= first.heapAfter + 8 * 1024 * 1024, `reclaimed below the threshold: ${run.heapBefore}`);
+    assert.ok(
+      grown > first.heapAfter + 32 * 1024 * 1024,
+      `the burst did not grow the heap: ${grown}`,
+    );
+    assert.ok(
+      run.heapBefore >= first.heapAfter + 8 * 1024 * 1024,
+      `reclaimed below the threshold: ${run.heapBefore}`,
+    );
     // back to about the size after the first reclaim
-    assert.ok(run.heapAfter < first.heapAfter + 8 * 1024 * 1024, `heap ${run.heapBefore} -> ${run.heapAfter}, baseline ${first.heapAfter}`);
+    assert.ok(
+      run.heapAfter < first.heapAfter + 8 * 1024 * 1024,
+      `heap ${run.heapBefore} -> ${run.heapAfter}, baseline ${first.heapAfter}`,
+    );
   });
 
   it('never collects under steady light load, nor twice within minGapMs', async () => {
@@ -69,7 +78,12 @@ describe('bin: memory reclaim after a burst', () => {
     // The load is the test's to say (ReclaimOptions.utilization), not the machine's: on a loaded host
     // a period of real light work measured as a burst (issue 25: failed in a fresh-clone run).
     let elu = 0;
-    r = startReclaimer(rec.log, { intervalMs: 50, growthBytes: 8 * 1024 * 1024, minGapMs: 0, utilization: () => elu });
+    r = startReclaimer(rec.log, {
+      intervalMs: 50,
+      growthBytes: 8 * 1024 * 1024,
+      minGapMs: 0,
+      utilization: () => elu,
+    });
     // start-up counts as a burst: the first idle period sets the baseline
     await until(() => r!.runs >= 1, 5000);
     assert.equal(r.runs, 1);
@@ -77,7 +91,10 @@ describe('bin: memory reclaim after a burst', () => {
     elu = 0.2;
     const ring: number[][] = [];
     for (let i = 0; i < 16; i++) ring.push(new Array<number>(1 << 18).fill(i));
-    assert.ok(getHeapStatistics().total_heap_size > rec.runs[0].heapAfter + 8 * 1024 * 1024, 'the heap did not grow');
+    assert.ok(
+      getHeapStatistics().total_heap_size > rec.runs[0].heapAfter + 8 * 1024 * 1024,
+      'the heap did not grow',
+    );
     await sleep(1000); // twenty periods
     assert.equal(r.runs, 1, 'light load reclaimed');
     // idle after light load: no burst came before it, so nothing to reclaim either
@@ -94,7 +111,12 @@ describe('bin: memory reclaim after a burst', () => {
     r.stop();
 
     let load = 0;
-    const gap = startReclaimer(rec.log, { intervalMs: 50, growthBytes: 8 * 1024 * 1024, minGapMs: 60_000, utilization: () => load });
+    const gap = startReclaimer(rec.log, {
+      intervalMs: 50,
+      growthBytes: 8 * 1024 * 1024,
+      minGapMs: 60_000,
+      utilization: () => load,
+    });
     r = gap;
     await until(() => gap.runs >= 1, 5000);
     load = 0.9;

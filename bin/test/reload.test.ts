@@ -6,13 +6,25 @@ describe('reload planning (bin/reload.ts)', () => {
   const base = validateConfig({ dataDir: '/tmp/x', admins: ['alice'] });
 
   it('changedKeys: dotted leaf paths; a list compares as a whole; a listener set to null is one key', () => {
-    const next = validateConfig({ dataDir: '/tmp/x', admins: ['alice', 'bob'], limits: { maxSessionsPerUser: 3 }, xmpp: { tcp: null } });
+    const next = validateConfig({
+      dataDir: '/tmp/x',
+      admins: ['alice', 'bob'],
+      limits: { maxSessionsPerUser: 3 },
+      xmpp: { tcp: null },
+    });
     assert.deepEqual(changedKeys(base, next), ['admins', 'limits.maxSessionsPerUser', 'xmpp.tcp']);
     assert.deepEqual(changedKeys(base, structuredClone(base)), []);
   });
 
   it('live keys are applied into the effective config; the others keep their running value and are reported', () => {
-    const next = validateConfig({ dataDir: '/tmp/x', log: { level: 'debug' }, tls: { minVersion: 'TLSv1.3' }, domain: 'other.example', xmpp: { tcp: { port: 5333 } }, modules: { mam: { enabled: false } } });
+    const next = validateConfig({
+      dataDir: '/tmp/x',
+      log: { level: 'debug' },
+      tls: { minVersion: 'TLSv1.3' },
+      domain: 'other.example',
+      xmpp: { tcp: { port: 5333 } },
+      modules: { mam: { enabled: false } },
+    });
     const plan = planReload(base, next);
     assert.deepEqual(plan.applied, ['admins', 'log.level', 'tls.minVersion']);
     assert.deepEqual(plan.restartNeeded, ['domain', 'modules.mam', 'xmpp.tcp.port']);

@@ -29,8 +29,11 @@ export default defineModule({
       broker.hooks.on('session:available', async (session) => {
         if (session.priority < 0) return; // [XEP-0160 3] negative priority: keep them queued
         // Paced by the session: a large queue must not overrun its outbound buffer (and be cut as a slow consumer) [XEP-0160]
-        const n = await broker.offline.flush(session.address, (env) => (session.deliverQueued ? session.deliverQueued(env) : session.deliver(env)));
-        if (n > 0) ctx.log.debug({ jid: session.address.toString(), n }, 'offline messages delivered');
+        const n = await broker.offline.flush(session.address, (env) =>
+          session.deliverQueued ? session.deliverQueued(env) : session.deliver(env),
+        );
+        if (n > 0)
+          ctx.log.debug({ jid: session.address.toString(), n }, 'offline messages delivered');
       }),
     );
   },

@@ -18,7 +18,8 @@ import type { Session } from '../session.ts';
  */
 export default defineModule({
   name: 'recall',
-  description: 'Message retraction (tombstones in the archive) and last message correction for every protocol',
+  description:
+    'Message retraction (tombstones in the archive) and last message correction for every protocol',
   options: {
     lookback: {
       type: 'number',
@@ -29,14 +30,35 @@ export default defineModule({
     },
   },
   specs: [
-    { spec: 'XEP-0424', status: 'complete', note: 'one-to-one: only the sender; tombstone in both archives; MUC through XEP-0425 (module muc-moderation-retract)' },
-    { spec: 'XEP-0308', status: 'complete', note: 'relayed and archived as its own message; a correction of the other party\'s message is refused with forbidden' },
+    {
+      spec: 'XEP-0424',
+      status: 'complete',
+      note: 'one-to-one: only the sender; tombstone in both archives; MUC through XEP-0425 (module muc-moderation-retract)',
+    },
+    {
+      spec: 'XEP-0308',
+      status: 'complete',
+      note: "relayed and archived as its own message; a correction of the other party's message is refused with forbidden",
+    },
   ],
   setup(ctx) {
     const { broker, options } = ctx;
 
-    const refuse = (env: Envelope, origin: Session | undefined, condition: ErrorCondition, text: string): null => {
-      origin?.deliver({ kind: 'message', type: 'error', from: env.to, to: env.from, id: env.id, extensions: [], error: { condition, type: condition === 'item-not-found' ? 'cancel' : 'auth', text } });
+    const refuse = (
+      env: Envelope,
+      origin: Session | undefined,
+      condition: ErrorCondition,
+      text: string,
+    ): null => {
+      origin?.deliver({
+        kind: 'message',
+        type: 'error',
+        from: env.to,
+        to: env.from,
+        id: env.id,
+        extensions: [],
+        error: { condition, type: condition === 'item-not-found' ? 'cancel' : 'auth', text },
+      });
       return null;
     };
 
@@ -49,15 +71,23 @@ export default defineModule({
       if (c.retract !== undefined) {
         if (!own) {
           // [XEP-0424 7] only the original sender retracts; another's message, an unknown or forged id: refused, nothing relayed
-          if (found.length > 0) return refuse(env, origin, 'forbidden', 'only the sender of a message may retract it');
-          return refuse(env, origin, 'item-not-found', 'no message with this id in this conversation');
+          if (found.length > 0)
+            return refuse(env, origin, 'forbidden', 'only the sender of a message may retract it');
+          return refuse(
+            env,
+            origin,
+            'item-not-found',
+            'no message with this id in this conversation',
+          );
         }
         // Store, then sync: the tombstone is written before anyone sees the retraction.
-        if (own.chat?.retracted === undefined) await broker.archive.tombstone(own, { stamp: env.timestamp ?? Date.now() });
+        if (own.chat?.retracted === undefined)
+          await broker.archive.tombstone(own, { stamp: env.timestamp ?? Date.now() });
         return env;
       }
       // [XEP-0308 5] a correction must come from the sender of the message it corrects
-      if (!own && found.length > 0) return refuse(env, origin, 'forbidden', 'only the sender of a message may correct it');
+      if (!own && found.length > 0)
+        return refuse(env, origin, 'forbidden', 'only the sender of a message may correct it');
       return env;
     };
 
@@ -66,10 +96,18 @@ export default defineModule({
         'route:filter',
         (env, origin) => {
           const c = env?.chat;
-          if (!env || c === undefined || (c.retract === undefined && c.replace === undefined)) return undefined;
-          if (env.kind !== 'message' || env.type === 'groupchat' || env.type === 'error') return undefined;
+          if (!env || c === undefined || (c.retract === undefined && c.replace === undefined))
+            return undefined;
+          if (env.kind !== 'message' || env.type === 'groupchat' || env.type === 'error')
+            return undefined;
           // One-to-one between accounts of this domain; rooms have their own rules (XEP-0425).
-          if (env.from.domain !== broker.domain || env.to.domain !== broker.domain || !env.from.local || !env.to.local) return undefined;
+          if (
+            env.from.domain !== broker.domain ||
+            env.to.domain !== broker.domain ||
+            !env.from.local ||
+            !env.to.local
+          )
+            return undefined;
           return check(env, origin);
         },
         50,

@@ -180,7 +180,11 @@ export default defineModule({
     // A device whose session ended is out of every room (also when it sent no unavailable).
     ctx.onUnload(broker.hooks.on('session:unbound', (s) => service.leaveAll(s.address.toString())));
     // Cluster: the devices of a node found dead leave too (docs/cluster.md).
-    ctx.onUnload(broker.hooks.on('node:down', (_node, sessions) => sessions.forEach((e) => service.leaveAll(`${e.user}/${e.resource}`))));
+    ctx.onUnload(
+      broker.hooks.on('node:down', (_node, sessions) =>
+        sessions.forEach((e) => service.leaveAll(`${e.user}/${e.resource}`)),
+      ),
+    );
     ctx.onUnload(
       broker.hooks.on('account:removed', (username) =>
         service.removeUser(`${username}@${broker.domain}`),

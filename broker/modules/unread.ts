@@ -20,7 +20,12 @@ interface Displayed {
 }
 
 type ChangeListener = (user: Address, counts: UnreadCounts) => void;
-type DisplayedListener = (user: Address, peer: Address, archiveId: string, source: DisplayedSource) => void;
+type DisplayedListener = (
+  user: Address,
+  peer: Address,
+  archiveId: string,
+  source: DisplayedSource,
+) => void;
 
 /** Does this archived message count as unread for `user` (a message of the peer with a body, not a correction or tombstone)? */
 function countable(env: Envelope, user: string): boolean {
@@ -28,7 +33,10 @@ function countable(env: Envelope, user: string): boolean {
   const type = env.type ?? 'normal';
   if (type !== 'chat' && type !== 'normal') return false;
   const c = env.chat;
-  return c === undefined || (c.replace === undefined && c.retract === undefined && c.retracted === undefined);
+  return (
+    c === undefined ||
+    (c.replace === undefined && c.retract === undefined && c.retracted === undefined)
+  );
 }
 
 /**
@@ -49,7 +57,10 @@ export class UnreadService {
   private readonly lookback: number;
   /** per user: per peer, the displayed seq and the count after it */
   private readonly cache = new Map<string, Map<string, { seq: number; count: number }>>();
-  private readonly loading = new Map<string, Promise<Map<string, { seq: number; count: number }>>>();
+  private readonly loading = new Map<
+    string,
+    Promise<Map<string, { seq: number; count: number }>>
+  >();
   private readonly changed = new Set<ChangeListener>();
   private readonly displayedListeners = new Set<DisplayedListener>();
   /** writes of one user, in order */
@@ -98,7 +109,12 @@ export class UnreadService {
       // Only a message of this very conversation moves its position.
       if (msg?.seq === undefined) return;
       const parties = new Set([msg.from.bare().toString(), msg.to.bare().toString()]);
-      if (!parties.has(user.bare().toString()) || !parties.has(peer.bare().toString()) || (parties.size === 1) !== user.bare().equals(peer.bare())) return;
+      if (
+        !parties.has(user.bare().toString()) ||
+        !parties.has(peer.bare().toString()) ||
+        (parties.size === 1) !== user.bare().equals(peer.bare())
+      )
+        return;
       await this.advance(user, peer, msg.seq, archiveId, 'sync');
     });
   }
@@ -114,7 +130,8 @@ export class UnreadService {
     const counts = this.cache.get(user);
     if (!counts || (env.archive !== undefined && !env.archive.owners.includes(user))) return;
     const peer = env.from.bare().toString();
-    if (env.chat?.retract !== undefined) return this.locked(env.to, async () => this.recount(user, peer, counts));
+    if (env.chat?.retract !== undefined)
+      return this.locked(env.to, async () => this.recount(user, peer, counts));
     if (!countable(env, user)) return;
     const entry = counts.get(peer) ?? { seq: 0, count: 0 };
     if (entry.count >= this.maxCount) return;
@@ -127,7 +144,13 @@ export class UnreadService {
     this.cache.delete(user.bare().toString());
   }
 
-  private async advance(user: Address, peer: Address, seq: number, archiveId: string | undefined, source: DisplayedSource): Promise<void> {
+  private async advance(
+    user: Address,
+    peer: Address,
+    seq: number,
+    archiveId: string | undefined,
+    source: DisplayedSource,
+  ): Promise<void> {
     const me = user.bare().toString();
     const other = peer.bare().toString();
     const key = `${me}/${other}`;
@@ -136,11 +159,17 @@ export class UnreadService {
     await this.store.put(key, archiveId === undefined ? { seq } : { seq, id: archiveId });
     const counts = this.cache.get(me);
     if (counts) await this.recount(me, other, counts, seq);
-    if (archiveId !== undefined) for (const fn of this.displayedListeners) fn(user.bare(), peer.bare(), archiveId, source);
+    if (archiveId !== undefined)
+      for (const fn of this.displayedListeners) fn(user.bare(), peer.bare(), archiveId, source);
   }
 
   /** Count the conversation again after the stored position (one range read of that conversation). */
-  private async recount(user: string, peer: string, counts: Map<string, { seq: number; count: number }>, seq?: number): Promise<void> {
+  private async recount(
+    user: string,
+    peer: string,
+    counts: Map<string, { seq: number; count: number }>,
+    seq?: number,
+  ): Promise<void> {
     const from = seq ?? (await this.store.get(`${user}/${peer}`))?.seq ?? 0;
     const count = await this.countAfter(user, peer, from);
     const before = counts.get(peer);
@@ -149,7 +178,12 @@ export class UnreadService {
   }
 
   private async countAfter(user: string, peer: string, seq: number): Promise<number> {
-    const page = await this.broker.archive.after(Address.parse(user), Address.parse(peer), seq, this.maxCount * 4);
+    const page = await this.broker.archive.after(
+      Address.parse(user),
+      Address.parse(peer),
+      seq,
+      this.maxCount * 4,
+    );
     let n = 0;
     for (const env of page.envelopes) if (countable(env, user) && ++n >= this.maxCount) break;
     return n;
@@ -167,13 +201,16 @@ export class UnreadService {
     if (!p) {
       p = (async () => {
         const counts = new Map<string, { seq: number; count: number }>();
-        const positions = new Map((await this.store.entries(`${user}/`)).map(([k, v]) => [k.slice(user.length + 1), v.seq]));
+        const positions = new Map(
+          (await this.store.entries(`${user}/`)).map(([k, v]) => [k.slice(user.length + 1), v.seq]),
+        );
         for (const peer of await this.broker.archive.peers(Address.parse(user))) {
           const seq = positions.get(peer) ?? 0;
           counts.set(peer, { seq, count: await this.countAfter(user, peer, seq) });
         }
         this.cache.set(user, counts);
-        while (this.cache.size > this.maxUsers) this.cache.delete(this.cache.keys().next().value as string);
+        while (this.cache.size > this.maxUsers)
+          this.cache.delete(this.cache.keys().next().value as string);
         return counts;
       })().finally(() => this.loading.delete(user));
       this.loading.set(user, p);
@@ -226,16 +263,38 @@ export function unreadService(broker: Broker): UnreadService | undefined {
  */
 export default defineModule({
   name: 'unread',
-  description: 'Unread counts per conversation from the last displayed marker any device sent (XEP-0333, XEP-0490, MQTT unread/)',
+  description:
+    'Unread counts per conversation from the last displayed marker any device sent (XEP-0333, XEP-0490, MQTT unread/)',
   options: {
-    maxCount: { type: 'number', default: 1000, min: 1, max: 100_000, doc: 'a conversation\'s count stops here (a count reads at most 4× this many records of the conversation)' },
-    lookback: { type: 'number', default: 1000, min: 1, max: 100_000, doc: 'records of a conversation searched, newest first, for the message a displayed marker names' },
-    cacheUsers: { type: 'number', default: 10_000, min: 1, doc: 'users whose counts are kept in memory (least recently asked go first)' },
+    maxCount: {
+      type: 'number',
+      default: 1000,
+      min: 1,
+      max: 100_000,
+      doc: "a conversation's count stops here (a count reads at most 4× this many records of the conversation)",
+    },
+    lookback: {
+      type: 'number',
+      default: 1000,
+      min: 1,
+      max: 100_000,
+      doc: 'records of a conversation searched, newest first, for the message a displayed marker names',
+    },
+    cacheUsers: {
+      type: 'number',
+      default: 10_000,
+      min: 1,
+      doc: 'users whose counts are kept in memory (least recently asked go first)',
+    },
   },
   specs: [],
   setup(ctx) {
     const { broker, options } = ctx;
-    const svc = new UnreadService(broker, { maxCount: options.maxCount, lookback: options.lookback, cacheUsers: options.cacheUsers });
+    const svc = new UnreadService(broker, {
+      maxCount: options.maxCount,
+      lookback: options.lookback,
+      cacheUsers: options.cacheUsers,
+    });
     services.set(broker, svc);
     ctx.onUnload(() => void services.delete(broker));
     const fail = (err: unknown) => ctx.log.warn({ err }, 'unread: update failed');
@@ -243,7 +302,14 @@ export default defineModule({
     ctx.onUnload(
       broker.hooks.on('message:route', (env) => {
         const m = env.chat?.marker;
-        if (m?.type !== 'displayed' || env.from.domain !== broker.domain || !env.from.local || env.to.domain !== broker.domain || !env.to.local) return;
+        if (
+          m?.type !== 'displayed' ||
+          env.from.domain !== broker.domain ||
+          !env.from.local ||
+          env.to.domain !== broker.domain ||
+          !env.to.local
+        )
+          return;
         if (env.type === 'groupchat' || env.type === 'error') return;
         svc.displayedMessage(env.from, env.to, m.id).catch(fail);
       }),
@@ -254,6 +320,10 @@ export default defineModule({
         if (p) p.catch(fail);
       }),
     );
-    ctx.onUnload(broker.hooks.on('account:removed', (username) => svc.forget(broker.accounts.address(username))));
+    ctx.onUnload(
+      broker.hooks.on('account:removed', (username) =>
+        svc.forget(broker.accounts.address(username)),
+      ),
+    );
   },
 });

@@ -8,7 +8,8 @@ import { setUploadService, uploadBackend, UploadService } from '../upload.ts';
  */
 export default defineModule({
   name: 'upload',
-  description: 'HTTP File Upload: slots, limits, files on the HTTPS listener (the core XEP-0363 and MQTT share)',
+  description:
+    'HTTP File Upload: slots, limits, files on the HTTPS listener (the core XEP-0363 and MQTT share)',
   options: {
     host: {
       type: 'string',
@@ -16,15 +17,58 @@ export default defineModule({
       nullable: true,
       doc: "domain of the upload service (`{domain}` is the node's domain); `null` turns uploads off on every protocol",
     },
-    maxFileSize: { type: 'number', default: 104857600, min: 1, doc: 'largest file in bytes; larger: file-too-large with max-file-size [XEP-0363 4]' },
-    quotaBytes: { type: 'number', default: 1073741824, min: 0, doc: 'bytes one user may have stored at once (0 = unlimited); more: resource-constraint' },
-    dailyBytes: { type: 'number', default: 1073741824, min: 0, doc: 'bytes one user may request per UTC day (0 = unlimited); more: resource-constraint with retry at midnight UTC' },
-    allowedTypes: { type: 'strings', default: [], doc: "content types accepted (`image/*` or exact, e.g. `application/pdf`); empty = any; others: not-allowed" },
-    slotTtlSeconds: { type: 'number', default: 300, min: 1, doc: 'how long a slot\'s PUT URL works' },
-    stallTimeoutSeconds: { type: 'number', default: 30, min: 1, doc: 'an upload that sends no byte for this long is cut (a stalled or slow-body client); the whole upload is bounded by web.requestTimeoutMs' },
-    maxAgeDays: { type: 'number', default: 30, min: 0, doc: 'files are deleted this many days after upload (0 = kept until the account is removed)' },
-    purgeIntervalSeconds: { type: 'number', default: 3600, min: 1, doc: 'how often expired files and unused slots are purged' },
-    baseUrl: { type: 'string', default: '', doc: "start of slot URLs, e.g. `https://files.example.org` behind a proxy; empty: `https://{domain}:<https port>`" },
+    maxFileSize: {
+      type: 'number',
+      default: 104857600,
+      min: 1,
+      doc: 'largest file in bytes; larger: file-too-large with max-file-size [XEP-0363 4]',
+    },
+    quotaBytes: {
+      type: 'number',
+      default: 1073741824,
+      min: 0,
+      doc: 'bytes one user may have stored at once (0 = unlimited); more: resource-constraint',
+    },
+    dailyBytes: {
+      type: 'number',
+      default: 1073741824,
+      min: 0,
+      doc: 'bytes one user may request per UTC day (0 = unlimited); more: resource-constraint with retry at midnight UTC',
+    },
+    allowedTypes: {
+      type: 'strings',
+      default: [],
+      doc: 'content types accepted (`image/*` or exact, e.g. `application/pdf`); empty = any; others: not-allowed',
+    },
+    slotTtlSeconds: {
+      type: 'number',
+      default: 300,
+      min: 1,
+      doc: "how long a slot's PUT URL works",
+    },
+    stallTimeoutSeconds: {
+      type: 'number',
+      default: 30,
+      min: 1,
+      doc: 'an upload that sends no byte for this long is cut (a stalled or slow-body client); the whole upload is bounded by web.requestTimeoutMs',
+    },
+    maxAgeDays: {
+      type: 'number',
+      default: 30,
+      min: 0,
+      doc: 'files are deleted this many days after upload (0 = kept until the account is removed)',
+    },
+    purgeIntervalSeconds: {
+      type: 'number',
+      default: 3600,
+      min: 1,
+      doc: 'how often expired files and unused slots are purged',
+    },
+    baseUrl: {
+      type: 'string',
+      default: '',
+      doc: 'start of slot URLs, e.g. `https://files.example.org` behind a proxy; empty: `https://{domain}:<https port>`',
+    },
   },
   specs: [
     {

@@ -59,7 +59,10 @@ describe('account removal reaches every store', function () {
       limits: { scramIterations: 4096 },
       modules: allModules.map((def) => ({ def })),
     });
-    setUploadBackend(broker, { blobs: new DiskBlobStore(join(dir, 'upload')), secret: Buffer.alloc(32, 7) });
+    setUploadBackend(broker, {
+      blobs: new DiskBlobStore(join(dir, 'upload')),
+      secret: Buffer.alloc(32, 7),
+    });
     await broker.start();
   });
   after(async () => {
@@ -72,14 +75,23 @@ describe('account removal reaches every store', function () {
       (n) => typeof (storage as unknown as Record<string, unknown>)[n] === 'function',
     );
     const unknown = methods.filter((m) => !LIFECYCLE.has(m) && !STORE_KINDS.has(m));
-    assert.deepEqual(unknown, [], 'a new kind of store: teach broker/account-removal.ts how to clean it, then list it here');
-    for (const kind of STORE_KINDS) assert.ok(methods.includes(kind), `Storage.${kind} is gone: update this test`);
+    assert.deepEqual(
+      unknown,
+      [],
+      'a new kind of store: teach broker/account-removal.ts how to clean it, then list it here',
+    );
+    for (const kind of STORE_KINDS)
+      assert.ok(methods.includes(kind), `Storage.${kind} is gone: update this test`);
   });
 
   it('every store the core and the modules open is cleaned on removal or declared shared', () => {
     assert.ok(opened.size >= 4, `stores seen: ${[...opened].join(', ')}`);
     const forgotten = [...opened].filter((s) => !PER_USER_STORES.has(s) && !SHARED_STORES.has(s));
-    assert.deepEqual(forgotten, [], 'stores the removal path does not clean: add them to PER_USER_STORES (or SHARED_STORES, saying why)');
+    assert.deepEqual(
+      forgotten,
+      [],
+      'stores the removal path does not clean: add them to PER_USER_STORES (or SHARED_STORES, saying why)',
+    );
   });
 
   it('after removal no store holds a key of the user, other rosters lose their item, and the hook ran', async () => {
@@ -91,17 +103,70 @@ describe('account removal reaches every store', function () {
     const alice = Address.of('alice', domain);
     const bob = Address.of('bob', domain);
     // alice and kim are contacts both ways; kim has a request waiting at bob and bob's request waits at kim
-    await broker.presence.fromSession(session(alice), { kind: 'presence', type: 'subscribe', from: alice, to: kim, extensions: [] });
-    await broker.presence.fromSession(session(kim), { kind: 'presence', type: 'subscribed', from: kim, to: alice, extensions: [] });
-    await broker.presence.fromSession(session(kim), { kind: 'presence', type: 'subscribe', from: kim, to: alice, extensions: [] });
-    await broker.presence.fromSession(session(alice), { kind: 'presence', type: 'subscribed', from: alice, to: kim, extensions: [] });
-    await broker.presence.fromSession(session(kim), { kind: 'presence', type: 'subscribe', from: kim, to: bob, extensions: [] });
-    await broker.presence.fromSession(session(bob), { kind: 'presence', type: 'subscribe', from: bob, to: kim, extensions: [] });
-    await broker.offline.enqueue({ kind: 'message', type: 'chat', from: alice, to: kim, body: 'queued', extensions: [] });
-    await broker.archive.appendChat({ kind: 'message', type: 'chat', from: alice, to: kim, body: 'archived', extensions: [] });
+    await broker.presence.fromSession(session(alice), {
+      kind: 'presence',
+      type: 'subscribe',
+      from: alice,
+      to: kim,
+      extensions: [],
+    });
+    await broker.presence.fromSession(session(kim), {
+      kind: 'presence',
+      type: 'subscribed',
+      from: kim,
+      to: alice,
+      extensions: [],
+    });
+    await broker.presence.fromSession(session(kim), {
+      kind: 'presence',
+      type: 'subscribe',
+      from: kim,
+      to: alice,
+      extensions: [],
+    });
+    await broker.presence.fromSession(session(alice), {
+      kind: 'presence',
+      type: 'subscribed',
+      from: alice,
+      to: kim,
+      extensions: [],
+    });
+    await broker.presence.fromSession(session(kim), {
+      kind: 'presence',
+      type: 'subscribe',
+      from: kim,
+      to: bob,
+      extensions: [],
+    });
+    await broker.presence.fromSession(session(bob), {
+      kind: 'presence',
+      type: 'subscribe',
+      from: bob,
+      to: kim,
+      extensions: [],
+    });
+    await broker.offline.enqueue({
+      kind: 'message',
+      type: 'chat',
+      from: alice,
+      to: kim,
+      body: 'queued',
+      extensions: [],
+    });
+    await broker.archive.appendChat({
+      kind: 'message',
+      type: 'chat',
+      from: alice,
+      to: kim,
+      body: 'archived',
+      extensions: [],
+    });
     const chat = storage.archive('chat');
     assert.equal((await chat.queryOwner('kim@localhost', { count: true })).count, 1);
-    assert.equal((await broker.roster.item('alice@localhost', 'kim@localhost'))?.subscription, 'both');
+    assert.equal(
+      (await broker.roster.item('alice@localhost', 'kim@localhost'))?.subscription,
+      'both',
+    );
     // kim uploaded a file (XEP-0363) and holds an unused slot
     const up = uploadService(broker)!;
     up.baseUrl = 'https://localhost:1';
@@ -130,10 +195,16 @@ describe('account removal reaches every store', function () {
     for (const name of opened) {
       const [kind, store] = name.split(':') as [string, string];
       if (kind !== 'kv') continue;
-      const left = (await storage.kv(store).keys()).filter((k) => k === 'kim' || k.includes('kim@'));
+      const left = (await storage.kv(store).keys()).filter(
+        (k) => k === 'kim' || k.includes('kim@'),
+      );
       assert.deepEqual(left, [], `${name} still holds keys of kim`);
     }
-    assert.deepEqual(await storage.kv('upload').keys(), [], "kim's files, slots and counters are gone");
+    assert.deepEqual(
+      await storage.kv('upload').keys(),
+      [],
+      "kim's files, slots and counters are gone",
+    );
     assert.equal(await up.blobs.stat(file.id), undefined, "kim's file is deleted");
     // kim's own archive is gone; alice keeps her history with kim
     assert.equal((await chat.queryOwner('kim@localhost', { count: true })).count, 0);

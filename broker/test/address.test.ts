@@ -50,7 +50,10 @@ describe('Address', function () {
       ['alice@example..com', 'empty domain label [RFC7622 3.2]'],
       ['alice@-example.com', 'label starting with a hyphen [RFC5890]'],
       ['alice@.', 'only a dot'],
-      ['a@[x]', 'bracketed domain that is no IPv6 address [RFC7622 3.2] (found by fuzz/targets jid)'],
+      [
+        'a@[x]',
+        'bracketed domain that is no IPv6 address [RFC7622 3.2] (found by fuzz/targets jid)',
+      ],
       ['a@[<script>]', 'markup in a bracketed domain [RFC7622 3.2]'],
       ['a@[]', 'empty IP literal [RFC7622 3.2]'],
       ['a@[ ]', 'space in an IP literal [RFC7622 3.2]'],
@@ -202,18 +205,47 @@ describe('Address parse cache', function () {
       const grownOf = used() - before2;
       console.log(JSON.stringify({ grown, grownOf, last: kept[1999].toString(), lastOf: kept[2899].toString(), hit: Address.parse('user5@example.com/resource') === kept[5] }));
     `;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', child], { cwd: repo, timeout: 60_000 });
-    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { grown: number; grownOf: number; last: string; lastOf: string; hit: boolean };
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', child],
+      { cwd: repo, timeout: 60_000 },
+    );
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as {
+      grown: number;
+      grownOf: number;
+      last: string;
+      lastOf: string;
+      hit: boolean;
+    };
     assert.equal(out.last, 'user1999@example.com/resource');
     assert.equal(out.lastOf, 'alice@host899.example.com');
-    assert.ok(out.grownOf < 10 * 1024 * 1024, `heap grew by ${Math.round(out.grownOf / 1024 / 1024)} MB for 900 cached domains`);
+    assert.ok(
+      out.grownOf < 10 * 1024 * 1024,
+      `heap grew by ${Math.round(out.grownOf / 1024 / 1024)} MB for 900 cached domains`,
+    );
     assert.equal(out.hit, true, 'an equal JID is still a cache hit');
-    assert.ok(out.grown < 20 * 1024 * 1024, `heap grew by ${Math.round(out.grown / 1024 / 1024)} MB for 2,000 cached JIDs`);
+    assert.ok(
+      out.grown < 20 * 1024 * 1024,
+      `heap grew by ${Math.round(out.grown / 1024 / 1024)} MB for 2,000 cached JIDs`,
+    );
   });
 
   describe('localpart: PRECIS IdentifierClass rules [RFC8264 4.2] [RFC8265 3.3]', function () {
     it('refuses bidirectional controls in the localpart and the resource [RFC8264 9.13]', function () {
-      for (const c of ['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u200e', '\u200f', '\u061c']) {
+      for (const c of [
+        '\u202a',
+        '\u202b',
+        '\u202c',
+        '\u202d',
+        '\u202e',
+        '\u2066',
+        '\u2067',
+        '\u2068',
+        '\u2069',
+        '\u200e',
+        '\u200f',
+        '\u061c',
+      ]) {
         malformed(`al${c}ice@example.com`);
         malformed(`alice@example.com/ph${c}one`);
         assert.throws(() => Address.of(`x${c}`, 'example.com'), BrokerError);
@@ -221,7 +253,18 @@ describe('Address parse cache', function () {
     });
 
     it('refuses default-ignorable, format, symbol and space characters outside ASCII [RFC8264 9.13, 4.2]', function () {
-      for (const c of ['\u200b', '\u200d', '\u00ad', '\u2060', '\ufeff', '\u2603', '\u00a0', '\u3000', '\ue000', '\u2014'])
+      for (const c of [
+        '\u200b',
+        '\u200d',
+        '\u00ad',
+        '\u2060',
+        '\ufeff',
+        '\u2603',
+        '\u00a0',
+        '\u3000',
+        '\ue000',
+        '\u2014',
+      ])
         malformed(`a${c}b@example.com`);
     });
 
@@ -234,7 +277,8 @@ describe('Address parse cache', function () {
         ['שלום@example.com', 'שלום'],
         ['مرحبا1@example.com', 'مرحبا1'],
         ['a+b!#$%*=?^`{|}~@example.com', 'a+b!#$%*=?^`{|}~'],
-      ] as const) assert.equal(Address.parse(input).local, local, input);
+      ] as const)
+        assert.equal(Address.parse(input).local, local, input);
     });
 
     it('a right-to-left localpart must start with a right-to-left letter and hold no left-to-right letter [RFC5893 2]', function () {

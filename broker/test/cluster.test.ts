@@ -10,14 +10,24 @@ import type { RedisBus } from '../../cluster/redis/bus.ts';
 import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 import { MemoryStorage } from '../../storage/memory.ts';
 import type { Broker } from '../broker.ts';
-import { DOMAIN, eventually, jid, makeBroker, message, online, presence, type FakeSession } from './helpers.ts';
+import {
+  DOMAIN,
+  eventually,
+  jid,
+  makeBroker,
+  message,
+  online,
+  presence,
+  type FakeSession,
+} from './helpers.ts';
 
 const ALICE = `alice@${DOMAIN}`;
 const BOB = `bob@${DOMAIN}`;
 const HEARTBEAT = 150;
 
 /** "type from" of the presence stanzas a session got ('available' for no type). */
-const presences = (s: FakeSession) => s.got('presence').map((e) => `${e.type ?? 'available'} ${e.from.toString()}`);
+const presences = (s: FakeSession) =>
+  s.got('presence').map((e) => `${e.type ?? 'available'} ${e.from.toString()}`);
 const bodies = (s: FakeSession) => s.got('message').map((e) => e.body);
 
 describe('broker on a Redis cluster', function () {
@@ -77,18 +87,27 @@ describe('broker on a Redis cluster', function () {
     await friends(alice, n1, bob, n2);
     // Alice logs in again on n3: bob's presence, held on n2, is probed for her.
     const laptop = await online(n3, 'alice', 'laptop');
-    await eventually(() => assert.ok(presences(laptop).includes(`available ${BOB}/phone`), presences(laptop).join(', ')));
+    await eventually(() =>
+      assert.ok(presences(laptop).includes(`available ${BOB}/phone`), presences(laptop).join(', ')),
+    );
     // Her own other device on n1 too (a user's resources see each other).
-    await eventually(() => assert.ok(presences(laptop).includes(`available ${ALICE}/pc`), presences(laptop).join(', ')));
+    await eventually(() =>
+      assert.ok(presences(laptop).includes(`available ${ALICE}/pc`), presences(laptop).join(', ')),
+    );
     await presence(n2, bob, { type: 'unavailable' });
     await eventually(() => assert.ok(presences(laptop).includes(`unavailable ${BOB}/phone`)));
   });
 
-  it('roster pushes reach the user\'s interested sessions on other nodes [RFC6121 2.1.6]', async () => {
+  it("roster pushes reach the user's interested sessions on other nodes [RFC6121 2.1.6]", async () => {
     const alice = await online(n1, 'alice', 'pc', { interested: true });
     const other = await online(n2, 'alice', 'phone', { interested: true });
     await presence(n1, alice, { type: 'subscribe', to: BOB });
-    await eventually(() => assert.deepEqual(other.pushes.map((p) => [p.item.jid, p.item.ask]), [[BOB, true]]));
+    await eventually(() =>
+      assert.deepEqual(
+        other.pushes.map((p) => [p.item.jid, p.item.ask]),
+        [[BOB, true]],
+      ),
+    );
   });
 
   it('a node killed: after 3 heartbeats one node purges its sessions, contacts get unavailable, messages go offline', async () => {
@@ -96,8 +115,19 @@ describe('broker on a Redis cluster', function () {
     const bob = await online(n2, 'bob', 'phone');
     await friends(alice, n1, bob, n2);
     await (n2.cluster.bus as RedisBus).abandon();
-    await eventually(() => assert.ok(presences(alice).includes(`unavailable ${BOB}/phone`), presences(alice).join(', ')), 5000);
-    assert.equal(presences(alice).filter((p) => p === `unavailable ${BOB}/phone`).length, 1, 'told once');
+    await eventually(
+      () =>
+        assert.ok(
+          presences(alice).includes(`unavailable ${BOB}/phone`),
+          presences(alice).join(', '),
+        ),
+      5000,
+    );
+    assert.equal(
+      presences(alice).filter((p) => p === `unavailable ${BOB}/phone`).length,
+      1,
+      'told once',
+    );
     assert.deepEqual(await n1.cluster.registry.lookup(BOB), []);
     await message(n1, alice, BOB, { body: 'while away' });
     const back = await online(n3, 'bob', 'laptop');
@@ -110,7 +140,10 @@ describe('broker on a Redis cluster', function () {
     await n1.cluster.registry.lookup(BOB);
     await (n2.cluster.bus as RedisBus).abandon();
     await message(n1, alice, BOB, { body: 'in the gap' });
-    assert.deepEqual((await n1.offline.peek(jid(BOB))).map((e) => e.body), ['in the gap']);
+    assert.deepEqual(
+      (await n1.offline.peek(jid(BOB))).map((e) => e.body),
+      ['in the gap'],
+    );
   });
 
   // Last: it kills the suite's redis-server (and starts it again).
@@ -123,13 +156,19 @@ describe('broker on a Redis cluster', function () {
     await message(n1, alice, `carol@${DOMAIN}`, { body: 'local' });
     assert.deepEqual(bodies(carol), ['local']);
     await message(n1, alice, BOB, { body: 'for later' });
-    assert.deepEqual((await n1.offline.peek(jid(BOB))).map((e) => e.body), ['for later']);
+    assert.deepEqual(
+      (await n1.offline.peek(jid(BOB))).map((e) => e.body),
+      ['for later'],
+    );
     assert.deepEqual(bodies(bob), []);
     await redis.restart();
     // Both back and n2's sessions written again: until then a message between them takes the offline path too.
     await eventually(async () => {
       assert.ok([n1, n2].every((b) => (b.cluster.bus as RedisBus).connected));
-      assert.deepEqual((await n1.cluster.registry.lookup(BOB)).map((e) => e.node), ['n2']);
+      assert.deepEqual(
+        (await n1.cluster.registry.lookup(BOB)).map((e) => e.node),
+        ['n2'],
+      );
     }, 15_000);
     await message(n1, alice, BOB, { body: 'live again' });
     await eventually(() => assert.deepEqual(bodies(bob), ['live again']), 5000);

@@ -40,9 +40,27 @@ describe('Envelope records (storage and the cluster bus)', () => {
   });
 
   it('adds no key for a field that is not set', () => {
-    const env: Envelope = { kind: 'message', from: full.from, to: full.to, extensions: [], body: 'hi' };
-    assert.deepEqual(Object.keys(toRecord(env)).sort(), ['body', 'extensions', 'from', 'kind', 'to']);
-    assert.deepEqual(Object.keys(fromRecord(toRecord(env), Address.parse)).sort(), ['body', 'extensions', 'from', 'kind', 'to']);
+    const env: Envelope = {
+      kind: 'message',
+      from: full.from,
+      to: full.to,
+      extensions: [],
+      body: 'hi',
+    };
+    assert.deepEqual(Object.keys(toRecord(env)).sort(), [
+      'body',
+      'extensions',
+      'from',
+      'kind',
+      'to',
+    ]);
+    assert.deepEqual(Object.keys(fromRecord(toRecord(env), Address.parse)).sort(), [
+      'body',
+      'extensions',
+      'from',
+      'kind',
+      'to',
+    ]);
   });
 
   it('gives records one hidden class, also once the archive has set their seq', async function () {
@@ -61,7 +79,11 @@ describe('Envelope records (storage and the cluster bus)', () => {
       const a = make(1), b = make(2);
       console.log(JSON.stringify({ same: %HaveSameMap(a, b), fast: %HasFastProperties(a) }));
     `;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', child], { cwd: repo, timeout: 60_000 });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', child],
+      { cwd: repo, timeout: 60_000 },
+    );
     assert.deepEqual(JSON.parse(stdout.trim().split('\n').pop()!), { same: true, fast: true });
   });
 });

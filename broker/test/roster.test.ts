@@ -393,7 +393,8 @@ describe('RosterService', function () {
         },
       };
       const roster = new RosterService(counting as never, { maxItems: 5000 }, () => {});
-      for (let i = 0; i < 2000; i++) await roster.set(U, `c${i}@example.com`, `Contact ${i}`, ['Friends']);
+      for (let i = 0; i < 2000; i++)
+        await roster.set(U, `c${i}@example.com`, `Contact ${i}`, ['Friends']);
       written = 0;
       await roster.set(U, 'one-more@example.com', 'One more', ['Friends']);
       assert.ok(written < 300, `one roster set on a roster of 2,000 items wrote ${written} bytes`);
@@ -416,12 +417,16 @@ describe('RosterService', function () {
       await roster.set(U, 'a@example.com', 'A', []);
       await roster.remove(U, 'a@example.com');
       await roster.set(U, 'c@example.com', undefined, []);
-      assert.deepEqual((await roster.get(U)).items.map((i) => i.jid).sort(), ['b@example.com', 'c@example.com']);
+      assert.deepEqual((await roster.get(U)).items.map((i) => i.jid).sort(), [
+        'b@example.com',
+        'c@example.com',
+      ]);
     });
 
     it('keys named like Object.prototype members are ordinary contacts, and listedBy finds every roster of a contact', async () => {
       const { roster } = setup();
-      for (const c of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) await roster.set(U, c, undefined, []);
+      for (const c of ['constructor', '__proto__', 'toString', 'hasOwnProperty'])
+        await roster.set(U, c, undefined, []);
       assert.equal((await roster.get(U)).items.length, 4);
       assert.equal(await roster.item(U, 'valueOf'), undefined);
       await roster.set('other@example.com', 'constructor', undefined, []);

@@ -354,7 +354,6 @@ for (const [variant, makeRegistry] of registries)
         }
         assert.equal(alice.got('iq').length, 0);
       });
-
     });
 
     describe("'route:filter'", function () {

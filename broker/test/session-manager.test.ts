@@ -41,7 +41,11 @@ describe('SessionManager', function () {
       (await registry.lookup('alice@localhost')).map((e) => [e.resource, e.sessionId, e.node]),
       [['phone', s.id, 'n1']],
     );
-    assert.deepEqual(registry.lookupNow('alice@localhost'), await registry.lookup('alice@localhost'), 'the synchronous answer is the same');
+    assert.deepEqual(
+      registry.lookupNow('alice@localhost'),
+      await registry.lookup('alice@localhost'),
+      'the synchronous answer is the same',
+    );
     await sm.unbind(s, closeReason('client-closed'));
     await sm.unbind(s, closeReason('client-closed'));
     assert.equal(sm.get(jid('alice@localhost/phone')), undefined);

@@ -1,5 +1,11 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import type { BusMessage, BusObserver, ClusterBus, ClusterLogger, ClusterStatus } from '../types.ts';
+import type {
+  BusMessage,
+  BusObserver,
+  ClusterBus,
+  ClusterLogger,
+  ClusterStatus,
+} from '../types.ts';
 import { Membership } from './membership.ts';
 import { decodeFrame, encodeFrame, WIRE_VERSION } from './wire.ts';
 
@@ -82,7 +88,10 @@ export class RedisBus implements ClusterBus {
 
   constructor(opts: RedisBusOptions) {
     this.nodeId = opts.nodeId;
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(this.nodeId)) throw new Error(`cluster node id ${JSON.stringify(this.nodeId)}: 1 to 64 of A-Z a-z 0-9 . _ -`);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(this.nodeId))
+      throw new Error(
+        `cluster node id ${JSON.stringify(this.nodeId)}: 1 to 64 of A-Z a-z 0-9 . _ -`,
+      );
     this.url = opts.url;
     this.prefix = opts.prefix ?? 'parley';
     this.heartbeatMs = opts.heartbeatMs ?? 5000;
@@ -93,16 +102,24 @@ export class RedisBus implements ClusterBus {
     const common: RedisOptions = {
       lazyConnect: true,
       // Reconnect for ever, backing off to 2 s (with jitter, so nodes do not reconnect in step).
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
+      retryStrategy: (times) =>
+        Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
       // A partition without a reset: fail the command rather than wait for TCP.
       commandTimeout: Math.max(2000, this.heartbeatMs),
       keepAlive: 10_000,
     };
     // Commands fail at once while disconnected (no offline queue): callers fall back, nothing piles up.
-    this.pub = new Redis(this.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectionName: `parley:${this.nodeId}:pub` });
+    this.pub = new Redis(this.url, {
+      ...common,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectionName: `parley:${this.nodeId}:pub`,
+    });
     this.sub = new Redis(this.url, { ...common, connectionName: `parley:${this.nodeId}:sub` });
     for (const c of [this.pub, this.sub]) {
-      c.on('error', (err: Error) => this.log.debug({ err: err.message }, 'cluster: redis connection error'));
+      c.on('error', (err: Error) =>
+        this.log.debug({ err: err.message }, 'cluster: redis connection error'),
+      );
       c.on('close', () => {
         if (c === this.sub) this.subscribed = false;
         this.connectionChanged();
@@ -122,7 +139,9 @@ export class RedisBus implements ClusterBus {
         () => {},
       );
     });
-    this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.receive(channel, message));
+    this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) =>
+      this.receive(channel, message),
+    );
     this.membership = new Membership(this);
   }
 
@@ -153,12 +172,22 @@ export class RedisBus implements ClusterBus {
     } catch (err) {
       this.pub.disconnect();
       this.sub.disconnect();
-      throw new Error(`cluster: cannot reach Redis at ${redact(this.url)}: ${(err as Error).message}`);
+      throw new Error(
+        `cluster: cannot reach Redis at ${redact(this.url)}: ${(err as Error).message}`,
+      );
     }
     this.connectionChanged();
     await this.membership.join();
     this.started = true;
-    this.log.info({ node: this.nodeId, redis: redact(this.url), wire: WIRE_VERSION, heartbeatMs: this.heartbeatMs }, 'cluster: joined');
+    this.log.info(
+      {
+        node: this.nodeId,
+        redis: redact(this.url),
+        wire: WIRE_VERSION,
+        heartbeatMs: this.heartbeatMs,
+      },
+      'cluster: joined',
+    );
   }
 
   async stop(): Promise<void> {
@@ -250,7 +279,10 @@ export class RedisBus implements ClusterBus {
       // Learnt twice (our beat found us unlisted, and the reaper's 'node-down'): act once.
       if (Date.now() - this.lastReaped < this.heartbeatMs * this.missedBeats) return;
       this.lastReaped = Date.now();
-      this.log.warn({ node: this.nodeId }, 'cluster: this node was declared dead while it could not beat; registering its sessions again');
+      this.log.warn(
+        { node: this.nodeId },
+        'cluster: this node was declared dead while it could not beat; registering its sessions again',
+      );
     }
     for (const h of this.reconnectHandlers) {
       try {
@@ -267,7 +299,11 @@ export class RedisBus implements ClusterBus {
     this.up = up;
     for (const o of this.observers) o.connected(up);
     if (!up) {
-      if (this.started) this.log.warn({ redis: redact(this.url) }, 'cluster: Redis connection lost; reconnecting (cross-node messages go to offline storage meanwhile)');
+      if (this.started)
+        this.log.warn(
+          { redis: redact(this.url) },
+          'cluster: Redis connection lost; reconnecting (cross-node messages go to offline storage meanwhile)',
+        );
       this.lostSinceReady = true;
       return;
     }
@@ -315,7 +351,8 @@ export class RedisBus implements ClusterBus {
   private async publish(channel: string, b: Batch): Promise<void> {
     try {
       const receivers = await this.pub.publish(channel, encodeFrame(this.nodeId, b.messages));
-      if (receivers === 0 && channel !== this.broadcastChannel) b.reject(new NoReceiverError(channel.slice(this.channel('').length)));
+      if (receivers === 0 && channel !== this.broadcastChannel)
+        b.reject(new NoReceiverError(channel.slice(this.channel('').length)));
       else b.resolve();
     } catch (err) {
       b.reject(this.up ? err : new BusDownError());
@@ -329,9 +366,15 @@ export class RedisBus implements ClusterBus {
       if (!this.refused.has(key)) {
         this.refused.add(key);
         if (d.reason === 'version') {
-          this.log.error({ from: d.from, theirs: d.version, ours: WIRE_VERSION }, 'cluster: refusing bus frames of another wire version (finish the rolling upgrade; see docs/cluster.md)');
+          this.log.error(
+            { from: d.from, theirs: d.version, ours: WIRE_VERSION },
+            'cluster: refusing bus frames of another wire version (finish the rolling upgrade; see docs/cluster.md)',
+          );
         } else {
-          this.log.warn({ channel: channel.toString(), from: d.from }, 'cluster: ignoring a message on a bus channel that is not a Parley frame');
+          this.log.warn(
+            { channel: channel.toString(), from: d.from },
+            'cluster: ignoring a message on a bus channel that is not a Parley frame',
+          );
         }
       }
       return;
@@ -340,7 +383,12 @@ export class RedisBus implements ClusterBus {
     if (frame.from === this.nodeId) return; // our own broadcast, already dispatched locally
     for (const [type, payload] of frame.messages) {
       // Reaped while paused (the reaper got there before our next beat): we are alive, say so.
-      if (type === 'node-down' && (payload as { node?: string })?.node === this.nodeId && this.started) this.resynced(true);
+      if (
+        type === 'node-down' &&
+        (payload as { node?: string })?.node === this.nodeId &&
+        this.started
+      )
+        this.resynced(true);
     }
     const latency = Date.now() - frame.sentAt;
     for (const o of this.observers) o.latency(latency);

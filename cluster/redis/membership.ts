@@ -87,17 +87,28 @@ export class Membership {
     let last: string | null = null;
     const deadline = Date.now() + this.deadMs + 2 * this.bus.heartbeatMs;
     for (;;) {
-      const [now, score] = (await this.bus.pub.eval(PEEK, 1, this.keys[0], id)) as [number, string | null];
+      const [now, score] = (await this.bus.pub.eval(PEEK, 1, this.keys[0], id)) as [
+        number,
+        string | null,
+      ];
       if (score === null) break;
       if (now - Number(score) > this.deadMs) {
-        this.bus.log.info({ node: id }, 'cluster: a previous run of this node left sessions behind; reaping them first');
+        this.bus.log.info(
+          { node: id },
+          'cluster: a previous run of this node left sessions behind; reaping them first',
+        );
         await this.reap(id, score);
         break;
       }
       if (last !== null && score !== last) {
-        throw new Error(`cluster: another live node already uses the node id ${JSON.stringify(id)} (it beat ${now - Number(score)} ms ago); give this one another --node-id`);
+        throw new Error(
+          `cluster: another live node already uses the node id ${JSON.stringify(id)} (it beat ${now - Number(score)} ms ago); give this one another --node-id`,
+        );
       }
-      if (Date.now() > deadline) throw new Error(`cluster: node id ${JSON.stringify(id)} is still listed as live; try again`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `cluster: node id ${JSON.stringify(id)} is still listed as live; try again`,
+        );
       last = score;
       await new Promise((r) => setTimeout(r, Math.max(50, this.bus.heartbeatMs / 2)));
     }
@@ -123,7 +134,12 @@ export class Membership {
     this.joined = false;
     this.liveNodes = [];
     const [nodes, info] = this.keys;
-    await this.bus.pub.multi().zrem(nodes, this.bus.nodeId).hdel(info, this.bus.nodeId).exec().catch(() => {});
+    await this.bus.pub
+      .multi()
+      .zrem(nodes, this.bus.nodeId)
+      .hdel(info, this.bus.nodeId)
+      .exec()
+      .catch(() => {});
   }
 
   /** Beat now unless a beat is in flight (also after a reconnect). */
@@ -138,7 +154,13 @@ export class Membership {
   }
 
   private info(): string {
-    const info: NodeInfo = { wire: WIRE_VERSION, version: this.bus.version, startedAt: this.startedAt, sessions: this.bus.localSessions(), state: this.state };
+    const info: NodeInfo = {
+      wire: WIRE_VERSION,
+      version: this.bus.version,
+      startedAt: this.startedAt,
+      sessions: this.bus.localSessions(),
+      state: this.state,
+    };
     return JSON.stringify(info);
   }
 
@@ -147,7 +169,14 @@ export class Membership {
     if (!this.bus.connected) return;
     let res: [number, number, string[], string[]];
     try {
-      res = (await this.bus.pub.eval(HEARTBEAT, 2, ...this.keys, this.bus.nodeId, this.info(), this.deadMs)) as typeof res;
+      res = (await this.bus.pub.eval(
+        HEARTBEAT,
+        2,
+        ...this.keys,
+        this.bus.nodeId,
+        this.info(),
+        this.deadMs,
+      )) as typeof res;
     } catch (err) {
       this.bus.log.debug({ err: (err as Error).message }, 'cluster: heartbeat failed');
       return;
@@ -172,14 +201,26 @@ export class Membership {
     this.reaping.add(node);
     try {
       const lockMs = Math.max(30_000, 10 * this.bus.heartbeatMs);
-      const got = await this.bus.pub.set(this.bus.key('reap', node, score), this.bus.nodeId, 'PX', lockMs, 'NX');
+      const got = await this.bus.pub.set(
+        this.bus.key('reap', node, score),
+        this.bus.nodeId,
+        'PX',
+        lockMs,
+        'NX',
+      );
       if (got !== 'OK') return;
-      this.bus.log.warn({ node, silentMs: this.deadMs }, 'cluster: node missed its heartbeats; declaring it dead');
+      this.bus.log.warn(
+        { node, silentMs: this.deadMs },
+        'cluster: node missed its heartbeats; declaring it dead',
+      );
       await this.bus.nodeDown(node);
       await this.bus.pub.eval(REMOVE_IF_UNCHANGED, 2, ...this.keys, node, score);
       await this.bus.broadcast('node-down', { node }).catch(() => {});
     } catch (err) {
-      this.bus.log.error({ err, node }, 'cluster: reaping a dead node failed; another node retries when the lock expires');
+      this.bus.log.error(
+        { err, node },
+        'cluster: reaping a dead node failed; another node retries when the lock expires',
+      );
     } finally {
       this.reaping.delete(node);
     }
@@ -195,7 +236,10 @@ export class Membership {
         const info = parseInfo(infos[i]);
         if (info && info.wire !== WIRE_VERSION) {
           this.warnedWire.add(n);
-          this.bus.log.error({ node: n, theirs: info.wire, ours: WIRE_VERSION }, 'cluster: a node speaks another bus wire version; messages between us are refused until the upgrade is finished');
+          this.bus.log.error(
+            { node: n, theirs: info.wire, ours: WIRE_VERSION },
+            'cluster: a node speaks another bus wire version; messages between us are refused until the upgrade is finished',
+          );
         } else if (info) this.warnedWire.add(n);
       });
     } catch {
@@ -205,9 +249,21 @@ export class Membership {
 
   async status(): Promise<ClusterStatus> {
     const [nodesKey, infoKey] = this.keys;
-    const base: ClusterStatus = { node: this.bus.nodeId, backend: 'redis', connected: this.bus.connected, health: {}, nodes: [] };
+    const base: ClusterStatus = {
+      node: this.bus.nodeId,
+      backend: 'redis',
+      connected: this.bus.connected,
+      health: {},
+      nodes: [],
+    };
     if (!this.bus.connected) return base;
-    const [[, time], [, nodes], [, infos], [, text]] = (await this.bus.pub.multi().time().zrange(nodesKey, 0, -1, 'WITHSCORES').hgetall(infoKey).info().exec()) as [
+    const [[, time], [, nodes], [, infos], [, text]] = (await this.bus.pub
+      .multi()
+      .time()
+      .zrange(nodesKey, 0, -1, 'WITHSCORES')
+      .hgetall(infoKey)
+      .info()
+      .exec()) as [
       [unknown, [string, string]],
       [unknown, string[]],
       [unknown, Record<string, string>],
@@ -244,7 +300,15 @@ function parseInfo(text: string | null | undefined): NodeInfo | undefined {
 
 /** The INFO fields an operator wants at a glance. */
 function redisHealth(info: string): Record<string, string | number> {
-  const want = ['redis_version', 'uptime_in_seconds', 'connected_clients', 'used_memory_human', 'aof_enabled', 'rdb_last_bgsave_status', 'role'];
+  const want = [
+    'redis_version',
+    'uptime_in_seconds',
+    'connected_clients',
+    'used_memory_human',
+    'aof_enabled',
+    'rdb_last_bgsave_status',
+    'role',
+  ];
   const out: Record<string, string | number> = {};
   for (const line of info.split('\r\n')) {
     const i = line.indexOf(':');

@@ -68,7 +68,10 @@ export class RedisRegistry implements SessionRegistry {
   private readonly own = new Map<string, Map<string, SessionEntry>>();
   private ownCount = 0;
   /** users being read from Redis, with the deltas that arrived meanwhile */
-  private readonly loading = new Map<string, { promise: Promise<SessionEntry[]>; deltas: Delta[] }>();
+  private readonly loading = new Map<
+    string,
+    { promise: Promise<SessionEntry[]>; deltas: Delta[] }
+  >();
   /** a write failed (Redis away): write every own session again when it is back */
   private dirty = false;
 
@@ -110,7 +113,15 @@ export class RedisRegistry implements SessionRegistry {
     const d: Delta = { op: 'del', u: user, r: resource, s: sessionId };
     this.apply(d);
     try {
-      await this.bus.pub.eval(REMOVE, 2, this.userKey(user), this.nodeKey(this.bus.nodeId), resource, sessionId, `${user}\n${resource}`);
+      await this.bus.pub.eval(
+        REMOVE,
+        2,
+        this.userKey(user),
+        this.nodeKey(this.bus.nodeId),
+        resource,
+        sessionId,
+        `${user}\n${resource}`,
+      );
       await this.bus.broadcastRemote('reg', d);
     } catch (err) {
       this.writeFailed(err);
@@ -140,12 +151,24 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   async byNode(node: string): Promise<SessionEntry[]> {
-    const list = (await this.bus.pub.eval(BY_NODE, 1, this.nodeKey(node), this.bus.key('s', ''), '0')) as string[];
+    const list = (await this.bus.pub.eval(
+      BY_NODE,
+      1,
+      this.nodeKey(node),
+      this.bus.key('s', ''),
+      '0',
+    )) as string[];
     return list.map((v) => JSON.parse(v) as SessionEntry);
   }
 
   async purgeNode(node: string): Promise<number> {
-    const list = (await this.bus.pub.eval(BY_NODE, 1, this.nodeKey(node), this.bus.key('s', ''), '1')) as string[];
+    const list = (await this.bus.pub.eval(
+      BY_NODE,
+      1,
+      this.nodeKey(node),
+      this.bus.key('s', ''),
+      '1',
+    )) as string[];
     const d: Delta = { op: 'purge', node };
     this.apply(d);
     await this.bus.broadcastRemote('reg', d).catch(() => {});
@@ -172,7 +195,9 @@ export class RedisRegistry implements SessionRegistry {
     this.loading.delete(user);
     const m = new Map(entries.map((e) => [e.resource, e]));
     // This node's own view of its own sessions wins over what Redis said.
-    for (const [r, e] of m) if (e.node === this.bus.nodeId && this.own.get(user)?.get(r)?.sessionId !== e.sessionId) m.delete(r);
+    for (const [r, e] of m)
+      if (e.node === this.bus.nodeId && this.own.get(user)?.get(r)?.sessionId !== e.sessionId)
+        m.delete(r);
     for (const e of this.own.get(user)?.values() ?? []) m.set(e.resource, e);
     this.cacheSet(user, m);
     for (const d of l?.deltas ?? []) this.apply(d);
@@ -191,7 +216,8 @@ export class RedisRegistry implements SessionRegistry {
   private onBus(msg: BusMessage): void {
     if (msg.from === this.bus.nodeId) return; // applied when made
     if (msg.type === 'reg') this.apply(msg.payload as Delta);
-    else if (msg.type === 'node-down') this.apply({ op: 'purge', node: (msg.payload as { node: string }).node });
+    else if (msg.type === 'node-down')
+      this.apply({ op: 'purge', node: (msg.payload as { node: string }).node });
   }
 
   /** Apply a change to the cache (and to loads in flight, after their answer). */
@@ -199,7 +225,8 @@ export class RedisRegistry implements SessionRegistry {
     if (d.op === 'purge' || d.op === 'sync') {
       if (d.node === this.bus.nodeId) return; // our own sessions are ours to say
       for (const l of this.loading.values()) l.deltas.push(d);
-      for (const m of this.cache.values()) for (const [r, e] of m) if (e.node === d.node) m.delete(r);
+      for (const m of this.cache.values())
+        for (const [r, e] of m) if (e.node === d.node) m.delete(r);
       if (d.op === 'sync') for (const e of d.entries) this.cache.get(e.user)?.set(e.resource, e);
       return;
     }
@@ -227,7 +254,10 @@ export class RedisRegistry implements SessionRegistry {
 
   private writeFailed(err: unknown): void {
     if (!this.dirty) {
-      this.bus.log.warn({ err: (err as Error)?.message }, 'cluster: registry write failed; this node writes its sessions again when Redis is back');
+      this.bus.log.warn(
+        { err: (err as Error)?.message },
+        'cluster: registry write failed; this node writes its sessions again when Redis is back',
+      );
       // Redis still up (a timeout): try again after a beat; after an outage the reconnect does it.
       setTimeout(() => {
         if (this.dirty && this.bus.connected) void this.resync();
@@ -248,7 +278,9 @@ export class RedisRegistry implements SessionRegistry {
     for (const m of this.own.values()) for (const e of m.values()) mine.push(e);
     try {
       // One transaction: nobody reads this node's sessions half written.
-      const tx = this.bus.pub.multi().eval(BY_NODE, 1, this.nodeKey(me), this.bus.key('s', ''), '1');
+      const tx = this.bus.pub
+        .multi()
+        .eval(BY_NODE, 1, this.nodeKey(me), this.bus.key('s', ''), '1');
       for (const e of mine) {
         tx.hset(this.userKey(e.user), e.resource, JSON.stringify(e));
         tx.hset(this.nodeKey(me), `${e.user}\n${e.resource}`, e.sessionId);
@@ -257,11 +289,21 @@ export class RedisRegistry implements SessionRegistry {
       const failed = res?.find(([err]) => err);
       if (!res || failed) throw failed?.[0] ?? new Error('transaction aborted');
       // Other nodes' caches: whatever they had of ours is replaced, in one delta.
-      await this.bus.broadcastRemote('reg', { op: 'sync', node: me, entries: mine } satisfies Delta);
-      this.bus.log.info({ sessions: mine.length, replaced: (res[0][1] as string[]).length }, 'cluster: registry written again after the outage');
+      await this.bus.broadcastRemote('reg', {
+        op: 'sync',
+        node: me,
+        entries: mine,
+      } satisfies Delta);
+      this.bus.log.info(
+        { sessions: mine.length, replaced: (res[0][1] as string[]).length },
+        'cluster: registry written again after the outage',
+      );
     } catch (err) {
       this.dirty = true;
-      this.bus.log.warn({ err: (err as Error)?.message }, 'cluster: registry resync failed; retrying at the next reconnect');
+      this.bus.log.warn(
+        { err: (err as Error)?.message },
+        'cluster: registry resync failed; retrying at the next reconnect',
+      );
     }
   }
 }

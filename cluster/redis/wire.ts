@@ -29,9 +29,15 @@ export interface Frame {
   messages: [type: string, payload: unknown][];
 }
 
-export type Decoded = { ok: true; frame: Frame } | { ok: false; reason: 'not-ours' | 'version'; version?: number; from?: string };
+export type Decoded =
+  | { ok: true; frame: Frame }
+  | { ok: false; reason: 'not-ours' | 'version'; version?: number; from?: string };
 
-export function encodeFrame(from: string, messages: [string, unknown][], sentAt = Date.now()): Buffer {
+export function encodeFrame(
+  from: string,
+  messages: [string, unknown][],
+  sentAt = Date.now(),
+): Buffer {
   const id = Buffer.from(from, 'utf8');
   if (id.length === 0 || id.length > 255) throw new Error('node id must be 1 to 255 bytes');
   const body = Buffer.from(JSON.stringify(messages), 'utf8');
@@ -47,7 +53,8 @@ export function encodeFrame(from: string, messages: [string, unknown][], sentAt 
 
 /** Decode a frame; never throws (a bad frame is reported, not fatal). */
 export function decodeFrame(buf: Buffer): Decoded {
-  if (buf.length < 12 || buf.length > MAX_FRAME_BYTES || buf[0] !== WIRE_MAGIC) return { ok: false, reason: 'not-ours' };
+  if (buf.length < 12 || buf.length > MAX_FRAME_BYTES || buf[0] !== WIRE_MAGIC)
+    return { ok: false, reason: 'not-ours' };
   const idLen = buf[2];
   if (idLen === 0 || buf.length < 11 + idLen) return { ok: false, reason: 'not-ours' };
   const from = buf.toString('utf8', 3, 3 + idLen);
@@ -59,7 +66,10 @@ export function decodeFrame(buf: Buffer): Decoded {
   } catch {
     return { ok: false, reason: 'not-ours', from };
   }
-  if (!Array.isArray(messages) || !messages.every((m) => Array.isArray(m) && m.length === 2 && typeof m[0] === 'string')) {
+  if (
+    !Array.isArray(messages) ||
+    !messages.every((m) => Array.isArray(m) && m.length === 2 && typeof m[0] === 'string')
+  ) {
     return { ok: false, reason: 'not-ours', from };
   }
   return { ok: true, frame: { from, sentAt, messages: messages as Frame['messages'] } };

@@ -5,7 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { RedisBus, redisCluster, encodeFrame, NoReceiverError, BusDownError } from '../redis/index.ts';
+import {
+  RedisBus,
+  redisCluster,
+  encodeFrame,
+  NoReceiverError,
+  BusDownError,
+} from '../redis/index.ts';
 import type { RedisRegistry } from '../redis/registry.ts';
 import type { BusMessage, ClusterLogger, SessionEntry } from '../types.ts';
 import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
@@ -33,7 +39,12 @@ async function eventually(check: () => void | Promise<void>, timeout = 5000): Pr
   }
 }
 
-function entry(user: string, resource: string, node: string, sessionId = `${node}-${user}-${resource}`): SessionEntry {
+function entry(
+  user: string,
+  resource: string,
+  node: string,
+  sessionId = `${node}-${user}-${resource}`,
+): SessionEntry {
   return { user, resource, node, sessionId, protocol: 'xmpp', priority: 0, available: true };
 }
 
@@ -63,7 +74,9 @@ describe('cluster/redis', function () {
   /** Nodes of one cluster share a prefix. */
   async function cluster(ids: string[], logs: Record<string, ClusterLogger> = {}) {
     const prefix = `t${Math.random().toString(36).slice(2, 8)}`;
-    const out = ids.map((id) => redisCluster({ url: redis.url, nodeId: id, heartbeatMs: HEARTBEAT, prefix, log: logs[id] }));
+    const out = ids.map((id) =>
+      redisCluster({ url: redis.url, nodeId: id, heartbeatMs: HEARTBEAT, prefix, log: logs[id] }),
+    );
     for (const c of out) {
       await c.bus.start();
       started.push(c);
@@ -84,13 +97,30 @@ describe('cluster/redis', function () {
   it('sends to one node and broadcasts to all, the sender included', async () => {
     const [a, b, c] = await cluster(['a', 'b', 'c']);
     const got: Record<string, BusMessage[]> = { a: [], b: [], c: [] };
-    for (const [id, n] of [['a', a], ['b', b], ['c', c]] as const) n.bus.onMessage((m) => got[id].push(m));
+    for (const [id, n] of [
+      ['a', a],
+      ['b', b],
+      ['c', c],
+    ] as const)
+      n.bus.onMessage((m) => got[id].push(m));
     await a.bus.send('b', 'hello', { n: 1 });
     await a.bus.broadcast('all', { n: 2 });
     await eventually(() => {
-      assert.deepEqual(got.b.map((m) => [m.from, m.type, m.payload]), [['a', 'hello', { n: 1 }], ['a', 'all', { n: 2 }]]);
-      assert.deepEqual(got.c.map((m) => m.type), ['all']);
-      assert.deepEqual(got.a.map((m) => m.type), ['all']);
+      assert.deepEqual(
+        got.b.map((m) => [m.from, m.type, m.payload]),
+        [
+          ['a', 'hello', { n: 1 }],
+          ['a', 'all', { n: 2 }],
+        ],
+      );
+      assert.deepEqual(
+        got.c.map((m) => m.type),
+        ['all'],
+      );
+      assert.deepEqual(
+        got.a.map((m) => m.type),
+        ['all'],
+      );
     });
   });
 
@@ -125,8 +155,15 @@ describe('cluster/redis', function () {
     await a.bus.pub.publish(a.bus.channel('b'), v2);
     await a.bus.pub.publish(a.bus.channel('b'), v2);
     await a.bus.send('b', 'after', {});
-    await eventually(() => assert.deepEqual(got.map((m) => m.type), ['after']));
-    const refusals = log.lines.filter((l) => l.level === 'error' && /another wire version/.test(l.msg ?? ''));
+    await eventually(() =>
+      assert.deepEqual(
+        got.map((m) => m.type),
+        ['after'],
+      ),
+    );
+    const refusals = log.lines.filter(
+      (l) => l.level === 'error' && /another wire version/.test(l.msg ?? ''),
+    );
     assert.equal(refusals.length, 1);
     assert.deepEqual(refusals[0].obj, { from: 'a', theirs: 2, ours: 1 });
   });
@@ -137,21 +174,29 @@ describe('cluster/redis', function () {
     // b has the (empty) answer cached now: the change must reach it by the bus.
     assert.deepEqual(b.registry.lookupNow('u1@x'), []);
     await a.registry.put(entry('u1@x', 'r1', 'a'));
-    await eventually(() => assert.deepEqual(b.registry.lookupNow('u1@x')?.map((e) => [e.node, e.resource]), [['a', 'r1']]));
+    await eventually(() =>
+      assert.deepEqual(
+        b.registry.lookupNow('u1@x')?.map((e) => [e.node, e.resource]),
+        [['a', 'r1']],
+      ),
+    );
     await a.registry.remove('u1@x', 'r1', 'wrong-session');
     await a.registry.remove('u1@x', 'r1', 'a-u1@x-r1');
     await eventually(() => assert.deepEqual(b.registry.lookupNow('u1@x'), []));
     assert.deepEqual(await redisKeys(a.bus, 'u1@x'), {});
   });
 
-  it('registry: a node\'s sessions go in one step, from every node\'s view', async () => {
+  it("registry: a node's sessions go in one step, from every node's view", async () => {
     const [a, b] = await cluster(['a', 'b']);
     for (let i = 0; i < 5; i++) await a.registry.put(entry(`p${i}@x`, 'r', 'a'));
     await b.registry.put(entry('p0@x', 'other', 'b'));
     assert.equal((await b.registry.lookup('p0@x')).length, 2);
     assert.equal((await a.registry.byNode('a')).length, 5);
     assert.equal(await b.registry.purgeNode('a'), 5);
-    assert.deepEqual((await b.registry.lookup('p0@x')).map((e) => e.node), ['b']);
+    assert.deepEqual(
+      (await b.registry.lookup('p0@x')).map((e) => e.node),
+      ['b'],
+    );
     assert.deepEqual(await b.registry.byNode('a'), []);
     assert.equal(await b.bus.pub.exists(b.bus.key('n', 'a')), 0);
   });
@@ -160,10 +205,11 @@ describe('cluster/redis', function () {
     const [a, b, c] = await cluster(['a', 'b', 'c']);
     await c.registry.put(entry('dying@x', 'r', 'c'));
     const reapers: string[] = [];
-    for (const n of [a, b]) n.bus.onNodeDown(async (dead) => {
-      reapers.push(`${n.bus.nodeId}:${dead}`);
-      await n.registry.purgeNode(dead);
-    });
+    for (const n of [a, b])
+      n.bus.onNodeDown(async (dead) => {
+        reapers.push(`${n.bus.nodeId}:${dead}`);
+        await n.registry.purgeNode(dead);
+      });
     await eventually(async () => assert.deepEqual((await a.bus.members()).sort(), ['a', 'b', 'c']));
     await c.bus.abandon();
     // Its last beat, by the Redis clock: it may not be declared dead before 3 intervals after it.
@@ -171,7 +217,10 @@ describe('cluster/redis', function () {
     const t0 = Date.now();
     await eventually(() => assert.equal(reapers.length, 1), 5000);
     const silent = Date.now() - t0 + lastBeatAgo;
-    assert.ok(silent >= 3 * HEARTBEAT - 10, `declared dead ${silent} ms after its last beat, before 3 heartbeats`);
+    assert.ok(
+      silent >= 3 * HEARTBEAT - 10,
+      `declared dead ${silent} ms after its last beat, before 3 heartbeats`,
+    );
     assert.match(reapers[0], /^[ab]:c$/);
     await eventually(async () => assert.deepEqual((await a.bus.members()).sort(), ['a', 'b']));
     assert.deepEqual(await a.registry.lookup('dying@x'), []);
@@ -182,7 +231,12 @@ describe('cluster/redis', function () {
 
   it('refuses a second live node with the same id', async () => {
     const [a] = await cluster(['a']);
-    const twin = new RedisBus({ url: redis.url, nodeId: 'a', heartbeatMs: HEARTBEAT, prefix: a.bus.prefix });
+    const twin = new RedisBus({
+      url: redis.url,
+      nodeId: 'a',
+      heartbeatMs: HEARTBEAT,
+      prefix: a.bus.prefix,
+    });
     await assert.rejects(twin.start(), /another live node already uses the node id "a"/);
   });
 
@@ -194,11 +248,24 @@ describe('cluster/redis', function () {
     await assert.rejects(a.bus.send('b', 'x', {}), BusDownError);
     assert.deepEqual(await a.bus.members(), []);
     // Local knowledge still answers.
-    assert.deepEqual(a.registry.lookupNow('keep@x')?.map((e) => e.resource), ['r']);
+    assert.deepEqual(
+      a.registry.lookupNow('keep@x')?.map((e) => e.resource),
+      ['r'],
+    );
     await a.registry.put(entry('keep@x', 'r2', 'a'));
     await redis.restart();
-    await eventually(async () => assert.deepEqual((await b.bus.members()).sort(), ['a', 'b']), 10_000);
-    await eventually(async () => assert.deepEqual((await b.registry.lookup('keep@x')).map((e) => e.resource).sort(), ['r', 'r2']), 10_000);
+    await eventually(
+      async () => assert.deepEqual((await b.bus.members()).sort(), ['a', 'b']),
+      10_000,
+    );
+    await eventually(
+      async () =>
+        assert.deepEqual((await b.registry.lookup('keep@x')).map((e) => e.resource).sort(), [
+          'r',
+          'r2',
+        ]),
+      10_000,
+    );
   });
 
   it('status lists the nodes with their sessions and Redis health', async () => {
@@ -212,7 +279,6 @@ describe('cluster/redis', function () {
       assert.match(String(st.health.redis_version), /^\d+\./);
     });
   });
-
 });
 
 async function redisKeys(bus: RedisBus, user: string): Promise<Record<string, string>> {

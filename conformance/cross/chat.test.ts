@@ -3,8 +3,29 @@
 // presence, and a user on both protocols gets every message on both, once.
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
-import { isMessage, isPresence, ping, presence, rosterGet, sleep, stopAllClients, uniqueName, xml, xmppClient, type TestClient } from '../helpers.ts';
-import { addUsers, collect, dropMqtt, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  isMessage,
+  isPresence,
+  ping,
+  presence,
+  rosterGet,
+  sleep,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type TestClient,
+} from '../helpers.ts';
+import {
+  addUsers,
+  collect,
+  dropMqtt,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 describe('MQTT ↔ XMPP on one core', function () {
   this.timeout(30_000);
@@ -22,12 +43,22 @@ describe('MQTT ↔ XMPP on one core', function () {
     return c;
   };
   /** The device with a persistent session subscribed to its chat topic. */
-  const deviceLogin = async (clientId = 'sensor', extra: Record<string, unknown> = {}): Promise<MqttClient> => {
-    const c = await mqttConnect(node.mqttPorts().mqtt, { username: device, password: PW, clientId, clean: false, ...extra });
+  const deviceLogin = async (
+    clientId = 'sensor',
+    extra: Record<string, unknown> = {},
+  ): Promise<MqttClient> => {
+    const c = await mqttConnect(node.mqttPorts().mqtt, {
+      username: device,
+      password: PW,
+      clientId,
+      clean: false,
+      ...extra,
+    });
     await c.subscribeAsync(`chat/${device}`, { qos: 1 });
     return c;
   };
-  const chat = (to: string, body: string, id?: string) => xml('message', { to, type: 'chat', id }, xml('body', {}, body));
+  const chat = (to: string, body: string, id?: string) =>
+    xml('message', { to, type: 'chat', id }, xml('body', {}, body));
   const bodyOf = (el: { getChildText(n: string): string | null }) => el.getChildText('body');
 
   before(async function () {
@@ -58,18 +89,33 @@ describe('MQTT ↔ XMPP on one core', function () {
   it('MQTT → XMPP: a PUBLISH on chat/{user} reaches the XMPP user as a chat message from the device resource', async () => {
     const h = await xmppLogin(human, 'desk');
     const dev = await deviceLogin();
-    await dev.publishAsync(`chat/${human}`, JSON.stringify({ body: 'lights are on', id: 'm1' }), { qos: 1 });
-    const msg = await h.waitFor(isMessage({ from: `${deviceJid}/sensor`, type: 'chat' }), 3000, 'message from the device');
+    await dev.publishAsync(`chat/${human}`, JSON.stringify({ body: 'lights are on', id: 'm1' }), {
+      qos: 1,
+    });
+    const msg = await h.waitFor(
+      isMessage({ from: `${deviceJid}/sensor`, type: 'chat' }),
+      3000,
+      'message from the device',
+    );
     assert.equal(bodyOf(msg), 'lights are on');
     assert.equal(msg.attrs.id, 'm1');
   });
 
-  it('XMPP user offline: the device\'s message waits in the offline queue and arrives on login [XEP-0160]', async () => {
+  it("XMPP user offline: the device's message waits in the offline queue and arrives on login [XEP-0160]", async () => {
     const dev = await deviceLogin();
     await dev.publishAsync(`chat/${human}`, 'while you were away', { qos: 1 });
-    const h = await xmppClient({ port: node.ports.xmpp, username: human, password: PW, resource: 'late' });
+    const h = await xmppClient({
+      port: node.ports.xmpp,
+      username: human,
+      password: PW,
+      resource: 'late',
+    });
     await h.send(presence());
-    const msg = await h.waitFor(isMessage({ from: `${deviceJid}/sensor` }), 3000, 'offline message');
+    const msg = await h.waitFor(
+      isMessage({ from: `${deviceJid}/sensor` }),
+      3000,
+      'offline message',
+    );
     assert.equal(bodyOf(msg), 'while you were away');
     assert.ok(msg.getChild('delay', 'urn:xmpp:delay'), 'delay stamp [XEP-0203]');
   });
@@ -98,22 +144,42 @@ describe('MQTT ↔ XMPP on one core', function () {
     assert.deepEqual(again, []);
   });
 
-  it('shows the device\'s presence to an XMPP contact: online, then offline on an abrupt drop', async () => {
+  it("shows the device's presence to an XMPP contact: online, then offline on an abrupt drop", async () => {
     const h = await xmppLogin(human, 'desk');
     await h.request(rosterGet()); // a roster client gets subscription answers [RFC6121 3.1.3]
     let dev = await deviceLogin();
     // The human asks; the device approves from presence/{me} [RFC6121 3.1].
     await h.send(xml('presence', { to: deviceJid, type: 'subscribe' }));
     await ping(h);
-    await dev.publishAsync(`presence/${device}`, JSON.stringify({ type: 'subscribed', to: human }), { qos: 1 });
+    await dev.publishAsync(
+      `presence/${device}`,
+      JSON.stringify({ type: 'subscribed', to: human }),
+      { qos: 1 },
+    );
     await h.waitFor(isPresence({ from: deviceJid, type: 'subscribed' }), 3000, 'subscribed');
-    await h.waitFor(isPresence({ from: `${deviceJid}/sensor`, type: undefined }), 3000, 'device available');
+    await h.waitFor(
+      isPresence({ from: `${deviceJid}/sensor`, type: undefined }),
+      3000,
+      'device available',
+    );
     dropMqtt(dev);
-    await h.waitFor(isPresence({ from: `${deviceJid}/sensor`, type: 'unavailable' }), 3000, 'device unavailable after the drop');
+    await h.waitFor(
+      isPresence({ from: `${deviceJid}/sensor`, type: 'unavailable' }),
+      3000,
+      'device unavailable after the drop',
+    );
     dev = await deviceLogin();
-    await h.waitFor(isPresence({ from: `${deviceJid}/sensor`, type: undefined }), 3000, 'device available again');
+    await h.waitFor(
+      isPresence({ from: `${deviceJid}/sensor`, type: undefined }),
+      3000,
+      'device available again',
+    );
     await dev.publishAsync(`presence/${device}`, 'dnd', { qos: 1 });
-    const p = await h.waitFor(isPresence({ from: `${deviceJid}/sensor`, type: undefined }), 3000, 'dnd');
+    const p = await h.waitFor(
+      isPresence({ from: `${deviceJid}/sensor`, type: undefined }),
+      3000,
+      'dnd',
+    );
     assert.equal(p.getChildText('show'), 'dnd');
   });
 

@@ -5,8 +5,29 @@
 // restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { isMessage, isPresence, isStreamError, ping, presence, runCli, sleep, stopAllClients, uniqueName, xml, xmppClient, befriend, type TestClient } from '../helpers.ts';
-import { addUsers, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  isMessage,
+  isPresence,
+  isStreamError,
+  ping,
+  presence,
+  runCli,
+  sleep,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  befriend,
+  type TestClient,
+} from '../helpers.ts';
+import {
+  addUsers,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 import { startRedis, type TestRedis } from '../redis-server.ts';
 import { adminRequest } from '../../bin/admin.ts';
 
@@ -40,10 +61,16 @@ describe('a cluster of three nodes on Redis', function () {
     await ping(c);
     return c;
   };
-  const chat = (to: string, body: string, id?: string) => xml('message', { to, type: 'chat', id }, xml('body', {}, body));
-  const cli = (node: string, ...args: string[]) => runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
-  const readyz = async (node: string) => (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
-  type Status = { connected: boolean; nodes: { id: string; sessions: number; state: string; lastBeatAgoMs: number }[] };
+  const chat = (to: string, body: string, id?: string) =>
+    xml('message', { to, type: 'chat', id }, xml('body', {}, body));
+  const cli = (node: string, ...args: string[]) =>
+    runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
+  const readyz = async (node: string) =>
+    (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
+  type Status = {
+    connected: boolean;
+    nodes: { id: string; sessions: number; state: string; lastBeatAgoMs: number }[];
+  };
   /** `parley cluster status --json` (the CLI, a process each time) */
   const statusByCli = async (node: string) => {
     const r = await cli(node, 'cluster', 'status');
@@ -52,7 +79,9 @@ describe('a cluster of three nodes on Redis', function () {
   };
   /** the same answer straight from the admin socket, for polling */
   const clusterStatus = async (node: string) => {
-    const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), { cmd: 'cluster.status' });
+    const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), {
+      cmd: 'cluster.status',
+    });
     assert.ok(r?.ok, JSON.stringify(r));
     return r.result as Status;
   };
@@ -100,7 +129,10 @@ describe('a cluster of three nodes on Redis', function () {
     await addUsers(nodes.n1, { [m]: PW });
     await login('n1', m, 'pc'); // its registry entry goes out to the other nodes
     await eventually(async () => {
-      const text = (await (await fetch(`http://127.0.0.1:${nodes.n1.ports.http}/metrics`)).text()).split("\n").filter((l) => l.startsWith("parley_cluster")).join("\n");
+      const text = (await (await fetch(`http://127.0.0.1:${nodes.n1.ports.http}/metrics`)).text())
+        .split('\n')
+        .filter((l) => l.startsWith('parley_cluster'))
+        .join('\n');
       assert.match(text, /^parley_cluster_nodes 3$/m);
       assert.match(text, /^parley_cluster_redis_up 1$/m);
       assert.match(text, /^parley_cluster_bus_messages_total\{direction="out"\} [1-9]/m);
@@ -116,21 +148,38 @@ describe('a cluster of three nodes on Redis', function () {
     const cb = await login('n2', b, 'phone');
     await befriend(ca, cb);
     await cb.send(chat(`${a}@localhost`, 'hello across nodes', 'x1'));
-    const got = await ca.waitFor(isMessage({ from: `${b}@localhost/phone`, type: 'chat' }), 5000, 'message from the other node');
+    const got = await ca.waitFor(
+      isMessage({ from: `${b}@localhost/phone`, type: 'chat' }),
+      5000,
+      'message from the other node',
+    );
     assert.equal(got.getChildText('body'), 'hello across nodes');
     // b's presence change on n2 reaches a on n1
     await cb.send(presence({ show: 'away' }));
-    const p = await ca.waitFor((el) => isPresence({ from: `${b}@localhost/phone` })(el) && el.getChildText('show') === 'away', 5000, 'away from the other node');
+    const p = await ca.waitFor(
+      (el) =>
+        isPresence({ from: `${b}@localhost/phone` })(el) && el.getChildText('show') === 'away',
+      5000,
+      'away from the other node',
+    );
     assert.ok(p);
     // a logs in again on n3: b's presence (held on n2) is probed for the new session
     const ca3 = await login('n3', a, 'laptop');
-    await ca3.waitFor(isPresence({ from: `${b}@localhost/phone` }), 5000, 'b\'s presence at login on a third node');
+    await ca3.waitFor(
+      isPresence({ from: `${b}@localhost/phone` }),
+      5000,
+      "b's presence at login on a third node",
+    );
   });
 
-  it('MQTT ⇄ XMPP across nodes: an XMPP message reaches the device\'s chat topic on another node, and back', async () => {
+  it("MQTT ⇄ XMPP across nodes: an XMPP message reaches the device's chat topic on another node, and back", async () => {
     const [human, device] = [uniqueName('human'), uniqueName('device')];
     await addUsers(nodes.n1, { [human]: PW, [device]: PW });
-    const dev = await mqttConnect(nodes.n3.mqttPorts().mqtt, { username: device, password: PW, clientId: `dev-${tag}` });
+    const dev = await mqttConnect(nodes.n3.mqttPorts().mqtt, {
+      username: device,
+      password: PW,
+      clientId: `dev-${tag}`,
+    });
     await dev.subscribeAsync(`chat/${device}`, { qos: 1 });
     const h = await login('n1', human, 'desk');
     const got = nextMessage(dev, `chat/${device}`, 5000);
@@ -140,24 +189,44 @@ describe('a cluster of three nodes on Redis', function () {
     assert.equal(json.body, 'lights on');
     assert.equal(typeof json.seq, 'number');
     await dev.publishAsync(`chat/${human}`, JSON.stringify({ body: 'done', id: 'r1' }), { qos: 1 });
-    const back = await h.waitFor(isMessage({ from: `${device}@localhost/dev-${tag}` }), 5000, 'reply from the device');
+    const back = await h.waitFor(
+      isMessage({ from: `${device}@localhost/dev-${tag}` }),
+      5000,
+      'reply from the device',
+    );
     assert.equal(back.getChildText('body'), 'done');
   });
 
   it('one conversation written from two nodes at once: every message has its own seq, from one counter in the store (no clock decides)', async () => {
     const [u, device] = [uniqueName('u'), uniqueName('device')];
     await addUsers(nodes.n1, { [u]: PW, [device]: PW });
-    const dev = await mqttConnect(nodes.n3.mqttPorts().mqtt, { username: device, password: PW, clientId: `seq-${tag}` });
+    const dev = await mqttConnect(nodes.n3.mqttPorts().mqtt, {
+      username: device,
+      password: PW,
+      clientId: `seq-${tag}`,
+    });
     await dev.subscribeAsync(`chat/${device}`, { qos: 1 });
     const seqs: number[] = [];
-    dev.on('message', (_t, payload) => seqs.push((JSON.parse(payload.toString()) as { seq: number }).seq));
+    dev.on('message', (_t, payload) =>
+      seqs.push((JSON.parse(payload.toString()) as { seq: number }).seq),
+    );
     const [c1, c2] = [await login('n1', u, 'one'), await login('n2', u, 'two')];
     const N = 20;
-    await Promise.all([c1, c2].map((c, k) => Promise.all(Array.from({ length: N }, (_, i) => c.send(chat(`${device}@localhost`, `m${k}-${i}`))))));
+    await Promise.all(
+      [c1, c2].map((c, k) =>
+        Promise.all(
+          Array.from({ length: N }, (_, i) => c.send(chat(`${device}@localhost`, `m${k}-${i}`))),
+        ),
+      ),
+    );
     await eventually(() => assert.equal(seqs.length, 2 * N));
     const sorted = [...seqs].sort((x, y) => x - y);
     assert.equal(new Set(seqs).size, 2 * N, `distinct: ${seqs.join(',')}`);
-    assert.equal(sorted[2 * N - 1] - sorted[0], 2 * N - 1, `one counter, no gaps: ${sorted.join(',')}`);
+    assert.equal(
+      sorted[2 * N - 1] - sorted[0],
+      2 * N - 1,
+      `one counter, no gaps: ${sorted.join(',')}`,
+    );
   });
 
   it('MQTT wills with the state shared: never fired while their node lives, fired once by another node after it is killed', async () => {
@@ -167,11 +236,21 @@ describe('a cluster of three nodes on Redis', function () {
     // Plain topics do not cross nodes yet: a watcher on each node that may fire it.
     const got: string[] = [];
     for (const n of ['n1', 'n2']) {
-      const w = await mqttConnect(nodes[n].mqttPorts().mqtt, { username: watcher, password: PW, clientId: `watch-${n}-${tag}` });
+      const w = await mqttConnect(nodes[n].mqttPorts().mqtt, {
+        username: watcher,
+        password: PW,
+        clientId: `watch-${n}-${tag}`,
+      });
       await w.subscribeAsync(topic, { qos: 1 });
       w.on('message', (t, payload) => t === topic && got.push(`${n}:${payload}`));
     }
-    await mqttConnect(nodes.n3.mqttPorts().mqtt, { username: holder, password: PW, clientId: `holder-${tag}`, will: { topic, payload: Buffer.from('gone'), qos: 1, retain: false }, reconnectPeriod: 0 });
+    await mqttConnect(nodes.n3.mqttPorts().mqtt, {
+      username: holder,
+      password: PW,
+      clientId: `holder-${tag}`,
+      will: { topic, payload: Buffer.from('gone'), qos: 1, retain: false },
+      reconnectPeriod: 0,
+    });
     // n1's and n2's aedes never hear n3's aedes heartbeat; 4 of their sweeps (every 4 × 200 ms) must leave the live client's will alone
     await sleep(3500);
     assert.deepEqual(got, [], 'a will of a client alive on another node fired');
@@ -181,7 +260,9 @@ describe('a cluster of three nodes on Redis', function () {
     await sleep(1000);
     assert.equal(got.length, 1, `fired once: ${got.join(', ')}`);
     await nodes.n3.restart();
-    await eventually(async () => assert.ok((await clusterStatus('n1')).nodes.some((n) => n.id === 'n3')));
+    await eventually(async () =>
+      assert.ok((await clusterStatus('n1')).nodes.some((n) => n.id === 'n3')),
+    );
   });
 
   it('a node killed with SIGKILL: after 3 heartbeats its contacts see it go, messages to it wait offline, status drops it', async () => {
@@ -195,20 +276,43 @@ describe('a cluster of three nodes on Redis', function () {
     const ago = (await clusterStatus('n1')).nodes.find((n) => n.id === 'n3')!.lastBeatAgoMs;
     const t0 = Date.now();
     await nodes.n3.kill9();
-    await ca.waitFor(isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }), 10_000, 'unavailable for the dead node\'s session');
+    await ca.waitFor(
+      isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }),
+      10_000,
+      "unavailable for the dead node's session",
+    );
     const silent = Date.now() - t0 + ago;
-    assert.ok(silent >= 3 * HEARTBEAT_MS - 20, `declared dead ${silent} ms after its last beat, before 3 heartbeats`);
-    await ca.expectNone(isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }), 3 * HEARTBEAT_MS, 'a second unavailable (only one node reaps)');
+    assert.ok(
+      silent >= 3 * HEARTBEAT_MS - 20,
+      `declared dead ${silent} ms after its last beat, before 3 heartbeats`,
+    );
+    await ca.expectNone(
+      isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }),
+      3 * HEARTBEAT_MS,
+      'a second unavailable (only one node reaps)',
+    );
     await ca.send(chat(`${b}@localhost`, 'are you there?', 'k1'));
     await ping(ca);
-    await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n2']));
+    await eventually(async () =>
+      assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n2']),
+    );
     // b comes back on n2 and gets what waited [XEP-0160]
     const again = await login('n2', b, 'tablet');
-    const m = await again.waitFor(isMessage({ from: `${a}@localhost/pc` }), 5000, 'the offline message');
+    const m = await again.waitFor(
+      isMessage({ from: `${a}@localhost/pc` }),
+      5000,
+      'the offline message',
+    );
     assert.equal(m.getChildText('body'), 'are you there?');
     // n3 restarts with the same id and joins again
     await nodes.n3.restart();
-    await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n2', 'n3']));
+    await eventually(async () =>
+      assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), [
+        'n1',
+        'n2',
+        'n3',
+      ]),
+    );
   });
 
   it('a node frozen past 3 heartbeats (SIGSTOP) is declared dead; when it resumes it registers its sessions and announces their presence again', async () => {
@@ -220,13 +324,25 @@ describe('a cluster of three nodes on Redis', function () {
     ca.drain();
     process.kill(nodes.n2.pid!, 'SIGSTOP');
     try {
-      await ca.waitFor(isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }), 10_000, 'unavailable while n2 is frozen');
+      await ca.waitFor(
+        isPresence({ from: `${b}@localhost/phone`, type: 'unavailable' }),
+        10_000,
+        'unavailable while n2 is frozen',
+      );
     } finally {
       process.kill(nodes.n2.pid!, 'SIGCONT');
     }
-    await ca.waitFor((el) => isPresence({ from: `${b}@localhost/phone` })(el) && !el.attrs.type, 10_000, 'available again once n2 is back');
+    await ca.waitFor(
+      (el) => isPresence({ from: `${b}@localhost/phone` })(el) && !el.attrs.type,
+      10_000,
+      'available again once n2 is back',
+    );
     await ca.send(chat(`${b}@localhost`, 'welcome back', 'w1'));
-    const got = await cb.waitFor(isMessage({ from: `${a}@localhost/pc` }), 5000, 'a message to the session that lived through');
+    const got = await cb.waitFor(
+      isMessage({ from: `${a}@localhost/pc` }),
+      5000,
+      'a message to the session that lived through',
+    );
     assert.equal(got.getChildText('body'), 'welcome back');
   });
 
@@ -245,7 +361,11 @@ describe('a cluster of three nodes on Redis', function () {
     }, 20_000);
     // the sessions that lived through the outage are found again across nodes
     await ca.send(chat(`${b}@localhost`, 'after the outage', 'o1'));
-    const got = await cb.waitFor(isMessage({ from: `${a}@localhost/pc` }), 10_000, 'a message after Redis came back');
+    const got = await cb.waitFor(
+      isMessage({ from: `${a}@localhost/pc` }),
+      10_000,
+      'a message after Redis came back',
+    );
     assert.equal(got.getChildText('body'), 'after the outage');
   });
 
@@ -253,7 +373,12 @@ describe('a cluster of three nodes on Redis', function () {
     const [a, d] = [uniqueName('a'), uniqueName('dev')];
     await addUsers(nodes.n1, { [a]: PW, [d]: PW });
     const c = await login('n2', a, 'pc');
-    const dev = await mqttConnect(nodes.n2.mqttPorts().mqtt, { username: d, password: PW, clientId: `drain-${tag}`, reconnectPeriod: 0 });
+    const dev = await mqttConnect(nodes.n2.mqttPorts().mqtt, {
+      username: d,
+      password: PW,
+      clientId: `drain-${tag}`,
+      reconnectPeriod: 0,
+    });
     const devClosed = new Promise<void>((r) => dev.once('close', () => r()));
     const r = await cli('n1', 'cluster', 'drain', 'n2');
     assert.equal(r.code, 0, r.stderr);
@@ -263,8 +388,13 @@ describe('a cluster of three nodes on Redis', function () {
     await c.waitFor(isStreamError('system-shutdown'), 10_000, 'the stream error of the drain');
     await c.closed;
     await devClosed;
-    await eventually(async () => assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n3']));
-    assert.ok(nodes.n2.log.some((l) => l.includes('drain asked by another node')), 'n2 logged the drain');
+    await eventually(async () =>
+      assert.deepEqual((await clusterStatus('n1')).nodes.map((n) => n.id).sort(), ['n1', 'n3']),
+    );
+    assert.ok(
+      nodes.n2.log.some((l) => l.includes('drain asked by another node')),
+      'n2 logged the drain',
+    );
     await login('n1', a, 'pc');
     // an unknown node is refused
     const bad = await cli('n1', 'cluster', 'drain', 'nope');

@@ -2,7 +2,18 @@
 // wills and takeover on a real node with the real `mqtt` client [MQTT-3.1], [MQTT-3.2].
 import assert from 'node:assert/strict';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, connectBytes, dropMqtt, endAllMqtt, mqttConnect, nextMessage, RawMqtt, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  connectBytes,
+  dropMqtt,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  RawMqtt,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 describe('MQTT: CONNECT, CONNACK codes, keepalive, wills', function () {
   this.timeout(30_000);
@@ -37,13 +48,22 @@ describe('MQTT: CONNECT, CONNACK codes, keepalive, wills', function () {
   });
 
   it('accepts the same account over TLS (8883)', async () => {
-    const c = await mqttConnect(node.mqttPorts().mqtts, { tls: true, username: user, password: PW, clientId: 'sensor-tls' });
+    const c = await mqttConnect(node.mqttPorts().mqtts, {
+      tls: true,
+      username: user,
+      password: PW,
+      clientId: 'sensor-tls',
+    });
     assert.equal(c.connected, true);
   });
 
   const refusals: [string, Parameters<typeof connectBytes>[0] | 'level6', number][] = [
     ['unacceptable protocol level 6 [MQTT-3.1.2-2]', 'level6', 1],
-    ['MQTT 5 (protocol level 5) [MQTT-3.1.2-2]', { clientId: 'v5', protocolVersion: 5, username: 'x', password: 'y' }, 1],
+    [
+      'MQTT 5 (protocol level 5) [MQTT-3.1.2-2]',
+      { clientId: 'v5', protocolVersion: 5, username: 'x', password: 'y' },
+      1,
+    ],
     ['empty client id with clean session 0 [MQTT-3.1.3-8]', { clientId: '', clean: false }, 2],
     ['client id over the configured length', { clientId: 'x'.repeat(65) }, 2],
     ['MQTT 3.1 client id over 23 characters', { clientId: 'y'.repeat(24), protocolVersion: 3 }, 2],
@@ -51,7 +71,11 @@ describe('MQTT: CONNECT, CONNACK codes, keepalive, wills', function () {
     ['wrong password', { clientId: 'c', password: 'wrong' }, 4],
     ['unknown user', { clientId: 'c', username: 'nobody-here' }, 4],
     ['username without password', { clientId: 'c', password: undefined }, 4],
-    ['no username while anonymous clients are not allowed', { clientId: 'c', username: undefined, password: undefined }, 5],
+    [
+      'no username while anonymous clients are not allowed',
+      { clientId: 'c', username: undefined, password: undefined },
+      5,
+    ],
   ];
   for (const [what, fields, code] of refusals) {
     it(`answers ${what} with CONNACK ${code} and closes [MQTT-3.2.2-5]`, async () => {
@@ -69,8 +93,14 @@ describe('MQTT: CONNECT, CONNACK codes, keepalive, wills', function () {
   }
 
   it('reports a refused CONNACK to the mqtt client library as its error code', async () => {
-    await assert.rejects(mqttConnect(port, { username: user, password: 'nope', clientId: 'x' }), (err: { code?: number }) => err.code === 4);
-    await assert.rejects(mqttConnect(port, { clientId: 'anon' }), (err: { code?: number }) => err.code === 5);
+    await assert.rejects(
+      mqttConnect(port, { username: user, password: 'nope', clientId: 'x' }),
+      (err: { code?: number }) => err.code === 4,
+    );
+    await assert.rejects(
+      mqttConnect(port, { clientId: 'anon' }),
+      (err: { code?: number }) => err.code === 5,
+    );
   });
 
   it('closes a connection silent for 1.5 × keepalive [MQTT-3.1.2-24]', async () => {
@@ -99,15 +129,29 @@ describe('MQTT: CONNECT, CONNACK codes, keepalive, wills', function () {
     const watcher = await mqttConnect(port, { username: other, password: PW, clientId: 'watcher' });
     await watcher.subscribeAsync(`wills/${user}`, { qos: 1 });
     const will = nextMessage(watcher, `wills/${user}`);
-    const dev = await mqttConnect(port, { username: user, password: PW, clientId: 'mortal', will: { topic: `wills/${user}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+    const dev = await mqttConnect(port, {
+      username: user,
+      password: PW,
+      clientId: 'mortal',
+      will: { topic: `wills/${user}`, payload: Buffer.from('gone'), qos: 1, retain: false },
+    });
     dropMqtt(dev);
     assert.equal((await will).payload, 'gone');
   });
 
   it('discards the will on DISCONNECT [MQTT-3.1.2-10]', async () => {
-    const watcher = await mqttConnect(port, { username: other, password: PW, clientId: 'watcher2' });
+    const watcher = await mqttConnect(port, {
+      username: other,
+      password: PW,
+      clientId: 'watcher2',
+    });
     await watcher.subscribeAsync(`wills/${user}/clean`, { qos: 1 });
-    const dev = await mqttConnect(port, { username: user, password: PW, clientId: 'polite', will: { topic: `wills/${user}/clean`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+    const dev = await mqttConnect(port, {
+      username: user,
+      password: PW,
+      clientId: 'polite',
+      will: { topic: `wills/${user}/clean`, payload: Buffer.from('gone'), qos: 1, retain: false },
+    });
     await dev.endAsync();
     await assert.rejects(nextMessage(watcher, `wills/${user}/clean`, 500));
   });

@@ -2,7 +2,17 @@
 // persistent sessions, ACL denials and $SYS on a real node [MQTT-3.3], [MQTT-4.3].
 import assert from 'node:assert/strict';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, collect, endAllMqtt, grantedQos, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  grantedQos,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 const ACL = `  sysIntervalMs: 200
   acl:
@@ -20,7 +30,8 @@ describe('MQTT: publish/subscribe, retained, sessions, ACL', function () {
   const a = uniqueName('pa');
   const b = uniqueName('pb');
   const PW = 'pw-pubsub';
-  const as = (username: string, clientId: string, extra: Record<string, unknown> = {}) => mqttConnect(port, { username, password: PW, clientId, ...extra });
+  const as = (username: string, clientId: string, extra: Record<string, unknown> = {}) =>
+    mqttConnect(port, { username, password: PW, clientId, ...extra });
 
   before(async function () {
     this.timeout(60_000);
@@ -91,7 +102,11 @@ describe('MQTT: publish/subscribe, retained, sessions, ACL', function () {
     await pub.publishAsync('public/persist', 'while away 2', { qos: 1 });
     sub = await as(b, 'persist', { clean: false });
     const got = collect(sub, 'public/persist');
-    assert.equal((sub as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent, true);
+    assert.equal(
+      (sub as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket
+        ?.sessionPresent,
+      true,
+    );
     for (let i = 0; i < 40 && got.length < 2; i++) await sleepMs(50);
     assert.deepEqual(got, ['while away 1', 'while away 2']);
   });
@@ -101,7 +116,11 @@ describe('MQTT: publish/subscribe, retained, sessions, ACL', function () {
     await sub.subscribeAsync('public/cleaner', { qos: 1 });
     await sub.endAsync();
     sub = await as(b, 'cleaner', { clean: true });
-    assert.equal((sub as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent, false);
+    assert.equal(
+      (sub as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket
+        ?.sessionPresent,
+      false,
+    );
     await sub.endAsync();
     const pub = await as(a, 'cleaner-pub');
     await pub.publishAsync('public/cleaner', 'nobody', { qos: 1 });
@@ -111,7 +130,10 @@ describe('MQTT: publish/subscribe, retained, sessions, ACL', function () {
 
   it('refuses subscriptions the ACL denies with SUBACK 0x80 [MQTT-3.9.3-2]', async () => {
     const c = await as(a, 'acl-sub');
-    assert.deepEqual(await grantedQos(c, [`home/${a}/#`, 'home/+/temp', 'secret/x', 'elsewhere'], 1), [1, 1, 128, 128]);
+    assert.deepEqual(
+      await grantedQos(c, [`home/${a}/#`, 'home/+/temp', 'secret/x', 'elsewhere'], 1),
+      [1, 1, 128, 128],
+    );
   });
 
   it('acknowledges and drops a publish the ACL denies [MQTT-3.3.5-2]', async () => {
@@ -146,7 +168,10 @@ describe('MQTT: publish/subscribe, retained, sessions, ACL', function () {
     const seen = collect(c, TOPIC);
     for (let i = 0; i < 3; i++) await c.publishAsync(`home/${b}/door`, `x${i}`, { qos: 1 }); // denied: resolves on PUBACK
     for (let i = 0; i < 20 && !seen.some((v) => Number(v) >= before + 3); i++) await sleepMs(100);
-    assert.ok(seen.some((v) => Number(v) >= before + 3), `received went from ${before} to ${seen.join(', ')}`);
+    assert.ok(
+      seen.some((v) => Number(v) >= before + 3),
+      `received went from ${before} to ${seen.join(', ')}`,
+    );
     assert.equal(c.connected, true);
   });
 

@@ -6,7 +6,16 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { runCli, uniqueName } from '../helpers.ts';
-import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 import { redisKeys, startRedis, type TestRedis } from '../redis-server.ts';
 
 describe('MQTT: state on the Redis store', function () {
@@ -17,12 +26,18 @@ describe('MQTT: state on the Redis store', function () {
   const v = uniqueName('mr');
   const PW = 'pw-mqtt-redis';
   const start = async () => {
-    const node = await startMqttNode('', { config: `storage:\n  backend: redis\n  url: ${redis.url}\n` });
+    const node = await startMqttNode('', {
+      config: `storage:\n  backend: redis\n  url: ${redis.url}\n`,
+    });
     nodes.push(node);
     return node;
   };
-  const as = (node: MqttTestNode, username: string, clientId: string, extra: Record<string, unknown> = {}) =>
-    mqttConnect(node.mqttPorts().mqtt, { username, password: PW, clientId, ...extra });
+  const as = (
+    node: MqttTestNode,
+    username: string,
+    clientId: string,
+    extra: Record<string, unknown> = {},
+  ) => mqttConnect(node.mqttPorts().mqtt, { username, password: PW, clientId, ...extra });
 
   before(async function () {
     redis = await startRedis();
@@ -78,19 +93,35 @@ describe('MQTT: state on the Redis store', function () {
     const node = nodes[nodes.length - 1];
     const w = uniqueName('mw');
     await addUsers(node, { [w]: PW });
-    const dev = await as(node, w, 'dev', { clean: false, will: { topic: `wills/${w}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+    const dev = await as(node, w, 'dev', {
+      clean: false,
+      will: { topic: `wills/${w}`, payload: Buffer.from('gone'), qos: 1, retain: false },
+    });
     await dev.subscribeAsync('public/erase', { qos: 1 });
     await dev.endAsync();
     const pub = await as(node, v, 'publisher3');
     await pub.publishAsync('public/erase', 'queued', { qos: 1 });
     const stateOf = async () => {
       const client = new Redis(redis.url);
-      const members = (await client.smembers('parley:mqtt:clients')).filter((id) => id.startsWith(`${w}/`));
+      const members = (await client.smembers('parley:mqtt:clients')).filter((id) =>
+        id.startsWith(`${w}/`),
+      );
       await client.quit();
-      return [...(await redisKeys(redis.url, `parley:mqtt:*${encodeURIComponent(`${w}/`)}*`)), ...members];
+      return [
+        ...(await redisKeys(redis.url, `parley:mqtt:*${encodeURIComponent(`${w}/`)}*`)),
+        ...members,
+      ];
     };
     assert.ok((await stateOf()).length > 0, 'the session is in Redis');
-    const r = await runCli(['--data-dir', node.dataDir, '--config', path.join(node.dataDir, 'parley.yaml'), 'user', 'remove', w]);
+    const r = await runCli([
+      '--data-dir',
+      node.dataDir,
+      '--config',
+      path.join(node.dataDir, 'parley.yaml'),
+      'user',
+      'remove',
+      w,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await stateOf(), []);
     await addUsers(node, { [w]: PW });

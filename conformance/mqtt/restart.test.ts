@@ -3,7 +3,16 @@
 // queued for an offline device [MQTT-4.1], docs/architecture.md principle 3 (nothing acknowledged is lost).
 import assert from 'node:assert/strict';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 describe('MQTT: restart with persistence (kill -9)', function () {
   this.timeout(60_000);
@@ -37,7 +46,9 @@ describe('MQTT: restart with persistence (kill -9)', function () {
     await pub.publishAsync('public/state', 'retained-v1', { qos: 1, retain: true });
     await pub.publishAsync(`chat/${u}`, 'chat while offline', { qos: 1 });
     // A device with a will is connected when the node dies.
-    await as(u, 'doomed', { will: { topic: `wills/${u}`, payload: Buffer.from('doomed is gone'), qos: 1, retain: false } });
+    await as(u, 'doomed', {
+      will: { topic: `wills/${u}`, payload: Buffer.from('doomed is gone'), qos: 1, retain: false },
+    });
     await sleepMs(100);
     await node.kill9();
     await endAllMqtt();

@@ -9,13 +9,26 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 import { cliJson } from './cli-json.ts';
 
 const ACL = `  acl:
     - { effect: allow, topic: 'public/#', access: readwrite }
 `;
-const Backup = z.object({ dir: z.string(), records: z.number().int(), mqttRecords: z.number().int().min(1) });
+const Backup = z.object({
+  dir: z.string(),
+  records: z.number().int(),
+  mqttRecords: z.number().int().min(1),
+});
 const Restore = z.object({
   manifest: z.object({ records: z.number().int(), mqttRecords: z.number().int() }),
   replaced: z.string().optional(),
@@ -29,12 +42,18 @@ describe('parley backup/restore: MQTT retained messages and persistent sessions'
   const pub = uniqueName('mpub');
   const sub = uniqueName('msub');
   const PW = 'mqtt-backup-pw';
-  const json = <T extends z.ZodType>(schema: T, args: string[], dataDir: string) => cliJson(schema, dataDir, args);
+  const json = <T extends z.ZodType>(schema: T, args: string[], dataDir: string) =>
+    cliJson(schema, dataDir, args);
   /** The state to keep: a retained message, and a persistent session with two QoS 1 messages queued while it is away. */
   const seed = async (port: number, tag: string) => {
     const p = await mqttConnect(port, { username: pub, password: PW, clientId: `p-${tag}` });
     await p.publishAsync(`public/${tag}/status`, `retained ${tag}`, { qos: 1, retain: true });
-    const s = await mqttConnect(port, { username: sub, password: PW, clientId: `s-${tag}`, clean: false });
+    const s = await mqttConnect(port, {
+      username: sub,
+      password: PW,
+      clientId: `s-${tag}`,
+      clean: false,
+    });
     await s.subscribeAsync(`public/${tag}/inbox`, { qos: 1 });
     await s.endAsync();
     await p.publishAsync(`public/${tag}/inbox`, `queued ${tag} 1`, { qos: 1 });
@@ -49,8 +68,17 @@ describe('parley backup/restore: MQTT retained messages and persistent sessions'
     const m = await retained;
     assert.equal(m.payload, `retained ${tag}`);
     assert.equal(m.retain, true);
-    const s = await mqttConnect(port, { username: sub, password: PW, clientId: `s-${tag}`, clean: false });
-    assert.equal((s as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent, true);
+    const s = await mqttConnect(port, {
+      username: sub,
+      password: PW,
+      clientId: `s-${tag}`,
+      clean: false,
+    });
+    assert.equal(
+      (s as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket
+        ?.sessionPresent,
+      true,
+    );
     const got = collect(s, `public/${tag}/inbox`);
     for (let i = 0; i < 100 && got.length < 2; i++) await sleepMs(50);
     assert.deepEqual(got, [`queued ${tag} 1`, `queued ${tag} 2`]);
@@ -70,10 +98,15 @@ describe('parley backup/restore: MQTT retained messages and persistent sessions'
   it('backup of a running node holds the MQTT state; restored into a fresh data directory, the node serves it', async () => {
     await seed(node.mqttPorts().mqtt, 'live');
     // publishing goes on while the backup is taken
-    const busy = await mqttConnect(node.mqttPorts().mqtt, { username: pub, password: PW, clientId: 'busy' });
+    const busy = await mqttConnect(node.mqttPorts().mqtt, {
+      username: pub,
+      password: PW,
+      clientId: 'busy',
+    });
     let writing = true;
     const writer = (async () => {
-      for (let i = 0; writing; i++) await busy.publishAsync('public/busy', `n ${i}`, { qos: 1, retain: true });
+      for (let i = 0; writing; i++)
+        await busy.publishAsync('public/busy', `n ${i}`, { qos: 1, retain: true });
     })();
     const dir = path.join(tmp, 'live');
     const bk = await json(Backup, ['backup', dir], node.dataDir);

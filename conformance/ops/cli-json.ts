@@ -5,10 +5,18 @@ import { z } from 'zod';
 import { runCli } from '../helpers.ts';
 
 /** What every command prints on stdout with --json when it fails (exit code non-zero). */
-export const Failure = z.strictObject({ ok: z.literal(false), error: z.string(), code: z.string().optional() });
+export const Failure = z.strictObject({
+  ok: z.literal(false),
+  error: z.string(),
+  code: z.string().optional(),
+});
 
 /** `parley --data-dir DIR --json ARGS`: exit 0 and stdout parsed with `schema`. */
-export async function cliJson<T extends z.ZodType>(schema: T, dataDir: string, args: string[]): Promise<z.infer<T>> {
+export async function cliJson<T extends z.ZodType>(
+  schema: T,
+  dataDir: string,
+  args: string[],
+): Promise<z.infer<T>> {
   const r = await runCli(['--data-dir', dataDir, '--json', ...args]);
   assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
   return schema.parse(JSON.parse(r.stdout));

@@ -59,7 +59,10 @@ describe('parley CLI', function () {
       c.send('</stream:stream>');
       r = await runCli(['--data-dir', node.dataDir, 'user', 'passwd', name, 'second']);
       assert.equal(r.code, 0, r.stderr);
-      await assert.rejects(rawLogin(node.ports.xmpp, name, 'first', 'SCRAM-SHA-256'), /login failed/);
+      await assert.rejects(
+        rawLogin(node.ports.xmpp, name, 'first', 'SCRAM-SHA-256'),
+        /login failed/,
+      );
       const c2 = await rawLogin(node.ports.xmpp, name, 'second', 'SCRAM-SHA-1');
       r = await runCli(['--data-dir', node.dataDir, 'user', 'list']);
       assert.ok(r.stdout.split('\n').includes(name));
@@ -67,7 +70,10 @@ describe('parley CLI', function () {
       r = await runCli(['--data-dir', node.dataDir, 'user', 'remove', name]);
       assert.equal(r.code, 0, r.stderr);
       await c2.waitFor(/<\/stream:stream>/);
-      await assert.rejects(rawLogin(node.ports.xmpp, name, 'second', 'SCRAM-SHA-256'), /login failed/);
+      await assert.rejects(
+        rawLogin(node.ports.xmpp, name, 'second', 'SCRAM-SHA-256'),
+        /login failed/,
+      );
     });
 
     it('status reports the running node', async () => {
@@ -155,21 +161,35 @@ describe('parley CLI', function () {
       const node = await startNode({ launcher: [LAUNCHER] });
       try {
         assert.equal(gcOf(node).gc, 'parallel');
-        assert.equal(gcOf(node).semiSpaceMiB, 64, 'the launcher gives the young generation 64 MB semi-spaces');
+        assert.equal(
+          gcOf(node).semiSpaceMiB,
+          64,
+          'the launcher gives the young generation 64 MB semi-spaces',
+        );
       } finally {
         await node.stop();
       }
-      const forced = await startNode({ launcher: [LAUNCHER], env: { PARLEY_GC_THREADS: 'single', PARLEY_NODE_ARGS: '--max-semi-space-size=16' } });
+      const forced = await startNode({
+        launcher: [LAUNCHER],
+        env: { PARLEY_GC_THREADS: 'single', PARLEY_NODE_ARGS: '--max-semi-space-size=16' },
+      });
       try {
         assert.equal(gcOf(forced).gc, 'single');
-        assert.equal(gcOf(forced).semiSpaceMiB, 16, 'PARLEY_NODE_ARGS comes after the launcher flags, so it lowers the size');
+        assert.equal(
+          gcOf(forced).semiSpaceMiB,
+          16,
+          'PARLEY_NODE_ARGS comes after the launcher flags, so it lowers the size',
+        );
       } finally {
         await forced.stop();
       }
     });
 
     it('a bad PARLEY_GC_THREADS fails with exit code 2 before Node starts', async () => {
-      const r = spawnSync(LAUNCHER, ['--help'], { env: { ...process.env, PARLEY_GC_THREADS: 'many' }, encoding: 'utf8' });
+      const r = spawnSync(LAUNCHER, ['--help'], {
+        env: { ...process.env, PARLEY_GC_THREADS: 'many' },
+        encoding: 'utf8',
+      });
       assert.equal(r.status, 2);
       assert.match(r.stderr, /PARLEY_GC_THREADS must be auto, single or parallel/);
     });
@@ -183,8 +203,13 @@ describe('parley CLI', function () {
         await node.addUser(name, 'pw');
         const c = await rawLogin(node.ports.xmpp, name, 'pw', 'SCRAM-SHA-256');
         await node.stop();
-        await c.waitFor(/<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/><\/stream:error><\/stream:stream>/);
-        assert.ok(node.log.some((l) => l.includes('broker stopped')), 'the node logged a clean stop');
+        await c.waitFor(
+          /<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/><\/stream:error><\/stream:stream>/,
+        );
+        assert.ok(
+          node.log.some((l) => l.includes('broker stopped')),
+          'the node logged a clean stop',
+        );
       } finally {
         closeAllRaw();
         await node.dispose();

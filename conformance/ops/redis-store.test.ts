@@ -55,12 +55,22 @@ describe('a node on the Redis store (storage.backend: redis)', function () {
     await makeFriends(first, alice, bob, PW);
     const a = await xmppClient({ port: first.ports.xmpp, username: alice, password: PW });
     const body = `while you were away ${nextId('b')}`;
-    await a.send(xml('message', { to: `${bob}@${DOMAIN}`, type: 'chat', id: nextId('m') }, xml('body', {}, body)));
+    await a.send(
+      xml(
+        'message',
+        { to: `${bob}@${DOMAIN}`, type: 'chat', id: nextId('m') },
+        xml('body', {}, body),
+      ),
+    );
     await ping(a);
     await stopAllClients();
     await first.stop();
     // Nothing of it went to the first node's disk.
-    assert.equal(existsSync(path.join(first.dataDir, 'store')), false, 'no embedded store in the data directory');
+    assert.equal(
+      existsSync(path.join(first.dataDir, 'store')),
+      false,
+      'no embedded store in the data directory',
+    );
 
     const second = await startNode({ config: config() });
     nodes.push(second);
@@ -68,25 +78,46 @@ describe('a node on the Redis store (storage.backend: redis)', function () {
     // The account (SASL against the stored credentials) and the roster.
     const b = await xmppClient({ port: second.ports.xmpp, username: bob, password: PW });
     const roster = await b.request(rosterGet());
-    assert.equal(rosterItem(roster, `${alice}@${DOMAIN}`)?.attrs.subscription, 'both', roster.toString());
+    assert.equal(
+      rosterItem(roster, `${alice}@${DOMAIN}`)?.attrs.subscription,
+      'both',
+      roster.toString(),
+    );
     // The offline message, on initial presence [XEP-0160].
     await b.send(presence());
-    const offline = await b.waitFor((e) => isMessage({ type: 'chat' })(e) && e.getChildText('body') === body, 5000, 'the offline message');
+    const offline = await b.waitFor(
+      (e) => isMessage({ type: 'chat' })(e) && e.getChildText('body') === body,
+      5000,
+      'the offline message',
+    );
     assert.equal(offline.attrs.from?.split('/')[0], `${alice}@${DOMAIN}`);
     // And bob's archive has it [XEP-0313 4.1].
     const queryid = nextId('q');
-    const fin = await b.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_MAM, queryid })), 10_000);
+    const fin = await b.request(
+      xml('iq', { type: 'set' }, xml('query', { xmlns: NS_MAM, queryid })),
+      10_000,
+    );
     assert.equal(fin.attrs.type, 'result', fin.toString());
     const archived = b.received
       .filter((e) => e.getChild('result', NS_MAM)?.attrs.queryid === queryid)
-      .map((e) => e.getChild('result', NS_MAM)?.getChild('forwarded', NS_FORWARD)?.getChild('message')?.getChildText('body'));
+      .map((e) =>
+        e
+          .getChild('result', NS_MAM)
+          ?.getChild('forwarded', NS_FORWARD)
+          ?.getChild('message')
+          ?.getChildText('body'),
+      );
     assert.ok(archived.includes(body), `archive: ${JSON.stringify(archived)}`);
     // The offline queue was emptied in Redis: a third login gets nothing again.
     await stopAllClients();
     const again = await xmppClient({ port: second.ports.xmpp, username: bob, password: PW });
     await again.send(presence());
     await ping(again);
-    await again.expectNone((e) => isMessage({ type: 'chat' })(e) && e.getChildText('body') === body, 300, 'the offline message a second time');
+    await again.expectNone(
+      (e) => isMessage({ type: 'chat' })(e) && e.getChildText('body') === body,
+      300,
+      'the offline message a second time',
+    );
 
     // The data is under the configured prefix in Redis.
     assert.ok((await redisKeys(redis.url, 'conf:kv:*')).length > 0, 'kv keys under conf:');
@@ -112,6 +143,10 @@ describe('a node on the Redis store (storage.backend: redis)', function () {
     // What was stored before the restart is there (AOF): bob logs in and has his roster.
     const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW });
     const roster = await b.request(rosterGet());
-    assert.equal(rosterItem(roster, `${alice}@${DOMAIN}`)?.attrs.subscription, 'both', roster.toString());
+    assert.equal(
+      rosterItem(roster, `${alice}@${DOMAIN}`)?.attrs.subscription,
+      'both',
+      roster.toString(),
+    );
   });
 });

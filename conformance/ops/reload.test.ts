@@ -7,7 +7,17 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { closeAllRaw, DOMAIN, rawLogin, runCli, startNode, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import {
+  closeAllRaw,
+  DOMAIN,
+  rawLogin,
+  runCli,
+  startNode,
+  uniqueName,
+  xml,
+  xmppClient,
+  type TestNode,
+} from '../helpers.ts';
 import { cliFailure, Failure } from './cli-json.ts';
 
 const Reload = z.strictObject({
@@ -23,7 +33,8 @@ describe('parley reload: the configuration without a restart', function () {
   const boss = uniqueName('boss');
   const PW = 'reload-pw';
   /** The node's config file (startNode passed it with --config), with `log` lines under `log:`. */
-  const config = (rest: string, log = '  level: info\n') => writeFileSync(path.join(node.dataDir, 'parley.yaml'), `log:\n${log}${rest}`);
+  const config = (rest: string, log = '  level: info\n') =>
+    writeFileSync(path.join(node.dataDir, 'parley.yaml'), `log:\n${log}${rest}`);
   // The node reads the file it was started with; the CLI only finds its socket (no --config: it does not check the file itself).
   const reload = async () => {
     const r = await runCli(['--data-dir', node.dataDir, '--json', 'reload']);
@@ -42,26 +53,52 @@ describe('parley reload: the configuration without a restart', function () {
   });
 
   it('reload --json: live keys applied (limits, admins, XMPP stanza size) and in force on the wire; an MQTT packet size or log format change reported as needing a restart', async () => {
-    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 4096\nmqtt:\n  maxPacketSize: 100000\n`, '  level: info\n  format: json\n');
+    config(
+      `limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 4096\nmqtt:\n  maxPacketSize: 100000\n`,
+      '  level: info\n  format: json\n',
+    );
     const r = await reload();
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const rep = Reload.parse(r.json);
-    assert.deepEqual(rep.applied.sort(), ['admins', 'limits.maxSessionsPerUser', 'xmpp.maxStanzaSize']);
+    assert.deepEqual(rep.applied.sort(), [
+      'admins',
+      'limits.maxSessionsPerUser',
+      'xmpp.maxStanzaSize',
+    ]);
     assert.deepEqual(rep.restartNeeded.sort(), ['log.format', 'mqtt.maxPacketSize']);
     // the new limit holds at the next bind: a second session is refused [RFC6120 7.6.2.1 resource-constraint]
     const first = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'one');
     const second = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'two');
-    assert.match(second.text, /<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
+    assert.match(
+      second.text,
+      /<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/,
+    );
     first.send('</stream:stream>');
     second.send('</stream:stream>');
     // the new admin sees the XEP-0133 commands at once [XEP-0050 2.2]
-    const c = await xmppClient({ port: node.ports.xmpp, username: boss, password: PW, resource: 'adm' });
-    const items = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items', node: 'http://jabber.org/protocol/commands' })));
+    const c = await xmppClient({
+      port: node.ports.xmpp,
+      username: boss,
+      password: PW,
+      resource: 'adm',
+    });
+    const items = await c.request(
+      xml(
+        'iq',
+        { type: 'get', to: DOMAIN },
+        xml('query', {
+          xmlns: 'http://jabber.org/protocol/disco#items',
+          node: 'http://jabber.org/protocol/commands',
+        }),
+      ),
+    );
     assert.ok(items.getChild('query')!.getChildren('item').length > 0, items.toString());
     await c.stop();
     // the smaller stanza size holds for the next stanza: policy-violation [RFC6120 4.9.3.14]
     const big = await rawLogin(node.ports.xmpp, boss, PW, 'SCRAM-SHA-256', 'big');
-    big.send(`<message to='${user}@${DOMAIN}' type='chat'><body>${'x'.repeat(8000)}</body></message>`);
+    big.send(
+      `<message to='${user}@${DOMAIN}' type='chat'><body>${'x'.repeat(8000)}</body></message>`,
+    );
     await big.waitFor(/<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/);
     // the same file again: nothing new applied, the restart-only keys still reported (they keep their old value)
     const again = Reload.parse((await reload()).json);
@@ -72,12 +109,16 @@ describe('parley reload: the configuration without a restart', function () {
   it('log.level applies from the next line: debug lines appear after reload', async () => {
     const debugLines = () => node.log.filter((l) => l.includes('"level":20')).length;
     assert.equal(debugLines(), 0);
-    config(`limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 4096\nmqtt:\n  maxPacketSize: 100000\n`, '  level: debug\n  format: json\n');
+    config(
+      `limits:\n  maxSessionsPerUser: 1\nadmins: [${boss}]\nxmpp:\n  maxStanzaSize: 4096\nmqtt:\n  maxPacketSize: 100000\n`,
+      '  level: debug\n  format: json\n',
+    );
     const rep = Reload.parse((await reload()).json);
     assert.deepEqual(rep.applied, ['log.level']);
     const c = await rawLogin(node.ports.xmpp, user, PW, 'SCRAM-SHA-256', 'dbg');
     c.send('</stream:stream>');
-    for (let i = 0; i < 100 && debugLines() === 0; i++) await new Promise((res) => setTimeout(res, 50));
+    for (let i = 0; i < 100 && debugLines() === 0; i++)
+      await new Promise((res) => setTimeout(res, 50));
     assert.ok(debugLines() > 0, 'no debug line after the level went to debug');
   });
 
@@ -100,7 +141,11 @@ describe('parley reload: the configuration without a restart', function () {
     config('limits:\n  maxSessionsPerUser: 5\n');
     const before = node.log.filter((l) => l.includes('configuration reloaded')).length;
     process.kill(node.pid!, 'SIGHUP');
-    for (let i = 0; i < 200 && node.log.filter((l) => l.includes('configuration reloaded')).length === before; i++)
+    for (
+      let i = 0;
+      i < 200 && node.log.filter((l) => l.includes('configuration reloaded')).length === before;
+      i++
+    )
       await new Promise((res) => setTimeout(res, 50));
     const line = node.log.filter((l) => l.includes('configuration reloaded')).pop()!;
     assert.ok(line, 'no reload logged after SIGHUP');

@@ -6,11 +6,27 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { DOMAIN, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import {
+  DOMAIN,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type TestNode,
+} from '../helpers.ts';
 import { cliFailure, cliJson } from './cli-json.ts';
 
-const Purge = z.strictObject({ removed: z.number().int(), before: z.string(), user: z.string().optional() });
-const Export = z.object({ user: z.string(), count: z.number().int(), messages: z.array(z.object({ body: z.string().optional() })) });
+const Purge = z.strictObject({
+  removed: z.number().int(),
+  before: z.string(),
+  user: z.string().optional(),
+});
+const Export = z.object({
+  user: z.string(),
+  count: z.number().int(),
+  messages: z.array(z.object({ body: z.string().optional() })),
+});
 const Roster = z.strictObject({
   user: z.string(),
   items: z.array(
@@ -30,7 +46,8 @@ describe('parley archive purge --user, archive retain and user roster', function
   const alice = uniqueName('ret-a');
   const bob = uniqueName('ret-b');
   const PW = 'ret-pw';
-  const json = <T extends z.ZodType>(schema: T, args: string[]) => cliJson(schema, node.dataDir, args);
+  const json = <T extends z.ZodType>(schema: T, args: string[]) =>
+    cliJson(schema, node.dataDir, args);
 
   before(async () => {
     node = await startNode();
@@ -42,14 +59,40 @@ describe('parley archive purge --user, archive retain and user roster', function
     await node?.dispose();
   });
 
-  it('purge --before DATE --user: that account\'s archive loses its older messages, the other party keeps them [XEP-0313]', async () => {
-    const a = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'r' });
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'r' });
+  it("purge --before DATE --user: that account's archive loses its older messages, the other party keeps them [XEP-0313]", async () => {
+    const a = await xmppClient({
+      port: node.ports.xmpp,
+      username: alice,
+      password: PW,
+      resource: 'r',
+    });
+    const b = await xmppClient({
+      port: node.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'r',
+    });
     await a.send(xml('presence'));
     await b.send(xml('presence'));
-    await a.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:roster' }, xml('item', { jid: `${bob}@${DOMAIN}`, name: 'Bob' }, xml('group', {}, 'Work')))));
+    await a.request(
+      xml(
+        'iq',
+        { type: 'set' },
+        xml(
+          'query',
+          { xmlns: 'jabber:iq:roster' },
+          xml('item', { jid: `${bob}@${DOMAIN}`, name: 'Bob' }, xml('group', {}, 'Work')),
+        ),
+      ),
+    );
     for (const body of ['kept by bob 1', 'kept by bob 2']) {
-      await a.send(xml('message', { to: `${bob}@${DOMAIN}`, type: 'chat', id: uniqueName('m') }, xml('body', {}, body)));
+      await a.send(
+        xml(
+          'message',
+          { to: `${bob}@${DOMAIN}`, type: 'chat', id: uniqueName('m') },
+          xml('body', {}, body),
+        ),
+      );
       await b.waitFor((el) => el.name === 'message' && el.getChildText('body') === body);
     }
     await a.stop();
@@ -64,24 +107,66 @@ describe('parley archive purge --user, archive retain and user roster', function
       (await json(Export, ['archive', 'export', bob])).messages.map((m) => m.body),
       ['kept by bob 1', 'kept by bob 2'],
     );
-    assert.equal(await cliFailure(node.dataDir, ['archive', 'purge', '--before', tomorrow, '--user', 'nobody-here']), 'item-not-found');
+    assert.equal(
+      await cliFailure(node.dataDir, [
+        'archive',
+        'purge',
+        '--before',
+        tomorrow,
+        '--user',
+        'nobody-here',
+      ]),
+      'item-not-found',
+    );
   });
 
   it('user roster --json: contacts, subscription, name, groups; item-not-found for no such user', async () => {
     const r = await json(Roster, ['user', 'roster', alice]);
-    assert.deepEqual(r, { user: `${alice}@${DOMAIN}`, items: [{ jid: `${bob}@${DOMAIN}`, name: 'Bob', subscription: 'none', groups: ['Work'] }] });
-    assert.equal(await cliFailure(node.dataDir, ['user', 'roster', 'nobody-here']), 'item-not-found');
+    assert.deepEqual(r, {
+      user: `${alice}@${DOMAIN}`,
+      items: [{ jid: `${bob}@${DOMAIN}`, name: 'Bob', subscription: 'none', groups: ['Work'] }],
+    });
+    assert.equal(
+      await cliFailure(node.dataDir, ['user', 'roster', 'nobody-here']),
+      'item-not-found',
+    );
   });
 
   it('archive retain: the retention policy applied now, from the flags or the configuration [XEP-0313]', async () => {
-    const Retain = z.strictObject({ aged: z.number().int(), trimmed: z.number().int(), maxAgeDays: z.number(), maxPerUser: z.number().int() });
+    const Retain = z.strictObject({
+      aged: z.number().int(),
+      trimmed: z.number().int(),
+      maxAgeDays: z.number(),
+      maxPerUser: z.number().int(),
+    });
     // no policy configured: nothing happens
-    assert.deepEqual(await json(Retain, ['archive', 'retain']), { aged: 0, trimmed: 0, maxAgeDays: 0, maxPerUser: 0 });
+    assert.deepEqual(await json(Retain, ['archive', 'retain']), {
+      aged: 0,
+      trimmed: 0,
+      maxAgeDays: 0,
+      maxPerUser: 0,
+    });
     // one more message for bob (he has the two alice purged from her side): then the newest one per archive stays
-    const a = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'r2' });
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'r2' });
+    const a = await xmppClient({
+      port: node.ports.xmpp,
+      username: alice,
+      password: PW,
+      resource: 'r2',
+    });
+    const b = await xmppClient({
+      port: node.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'r2',
+    });
     await b.send(xml('presence'));
-    await a.send(xml('message', { to: `${bob}@${DOMAIN}`, type: 'chat', id: uniqueName('m') }, xml('body', {}, 'the newest')));
+    await a.send(
+      xml(
+        'message',
+        { to: `${bob}@${DOMAIN}`, type: 'chat', id: uniqueName('m') },
+        xml('body', {}, 'the newest'),
+      ),
+    );
     await b.waitFor((el) => el.name === 'message' && el.getChildText('body') === 'the newest');
     await a.stop();
     await b.stop();
@@ -93,14 +178,30 @@ describe('parley archive purge --user, archive retain and user roster', function
     const r = await json(Retain, ['--config', cfg, 'archive', 'retain']);
     assert.equal(r.maxPerUser, 1);
     assert.equal(r.trimmed, 2); // bob's two older ones; alice had only the newest
-    assert.deepEqual((await json(Export, ['archive', 'export', bob])).messages.map((m) => m.body), ['the newest']);
-    assert.deepEqual((await json(Export, ['archive', 'export', alice])).messages.map((m) => m.body), ['the newest']);
-    assert.equal(await cliFailure(node.dataDir, ['archive', 'retain', '--max-per-user', 'many']), undefined);
+    assert.deepEqual(
+      (await json(Export, ['archive', 'export', bob])).messages.map((m) => m.body),
+      ['the newest'],
+    );
+    assert.deepEqual(
+      (await json(Export, ['archive', 'export', alice])).messages.map((m) => m.body),
+      ['the newest'],
+    );
+    assert.equal(
+      await cliFailure(node.dataDir, ['archive', 'retain', '--max-per-user', 'many']),
+      undefined,
+    );
   });
 
   it('with the node stopped: purge --user opens the store itself', async () => {
     await node.stop();
-    const r = await json(Purge, ['archive', 'purge', '--before', new Date(Date.now() + 86_400_000).toISOString(), '--user', bob]);
+    const r = await json(Purge, [
+      'archive',
+      'purge',
+      '--before',
+      new Date(Date.now() + 86_400_000).toISOString(),
+      '--user',
+      bob,
+    ]);
     assert.equal(r.removed, 1);
     assert.equal((await json(Export, ['archive', 'export', bob])).messages.length, 0);
     await node.restart();

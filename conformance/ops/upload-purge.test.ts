@@ -4,7 +4,14 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { runCli, startNode, stopAllClients, uniqueName, xmppClient, type TestNode } from '../helpers.ts';
+import {
+  runCli,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xmppClient,
+  type TestNode,
+} from '../helpers.ts';
 import { httpsCall, uploadFile } from '../upload-helpers.ts';
 
 const PW = 'pw-purge';
@@ -15,7 +22,17 @@ describe('parley upload purge', function () {
   const alice = uniqueName('alice');
   const bob = uniqueName('bob');
   const urls: Record<string, string> = {};
-  const cli = (...args: string[]) => runCli(['--data-dir', node.dataDir, '--domain', 'localhost', '--config', path.join(node.dataDir, 'parley.yaml'), '--json', ...args]);
+  const cli = (...args: string[]) =>
+    runCli([
+      '--data-dir',
+      node.dataDir,
+      '--domain',
+      'localhost',
+      '--config',
+      path.join(node.dataDir, 'parley.yaml'),
+      '--json',
+      ...args,
+    ]);
   const files = () => readdirSync(path.join(node.dataDir, 'upload')).length;
 
   before(async function () {
@@ -58,7 +75,11 @@ describe('parley upload purge', function () {
 
   it('--before a date in the past keeps newer files; with no node running, --before still works on the store, the expiry rule does not', async () => {
     const past = await cli('upload', 'purge', '--before', '2020-01-01');
-    assert.deepEqual(JSON.parse(past.stdout), { removed: 0, bytes: 0, before: '2020-01-01T00:00:00.000Z' });
+    assert.deepEqual(JSON.parse(past.stdout), {
+      removed: 0,
+      bytes: 0,
+      before: '2020-01-01T00:00:00.000Z',
+    });
     await node.stop();
     const expiry = await cli('upload', 'purge');
     assert.equal(expiry.code, 1);
@@ -69,6 +90,9 @@ describe('parley upload purge', function () {
     assert.deepEqual(JSON.parse(r.stdout), { removed: 1, bytes: 10, before: future });
     assert.equal(files(), 0);
     await node.restart();
-    assert.equal((await httpsCall('GET', urls.b1.replace(/:\d+\//, `:${node.ports.https}/`))).status, 404);
+    assert.equal(
+      (await httpsCall('GET', urls.b1.replace(/:\d+\//, `:${node.ports.https}/`))).status,
+      404,
+    );
   });
 });

@@ -30,7 +30,7 @@ describe('security: account removal (issue 20 item 9)', function () {
     await node?.dispose();
   });
 
-  it("removes the account from every other roster, with a push and unavailable presence; the new account of that name inherits nothing [RFC6121 2.5.2]", async () => {
+  it('removes the account from every other roster, with a push and unavailable presence; the new account of that name inherits nothing [RFC6121 2.5.2]', async () => {
     node = await startNode();
     const alice = uniqueName('alice');
     const kim = uniqueName('kim');
@@ -60,12 +60,30 @@ describe('security: account removal (issue 20 item 9)', function () {
     assert.equal(rosterItem(push, K)?.attrs.subscription, 'remove', push.toString());
     await a.waitFor(isPresence({ type: 'unavailable' }), 5000, 'unavailable from kim');
 
-    const r2 = await runCli(['--data-dir', node.dataDir, '--domain', DOMAIN, 'user', 'add', kim, 'new-pw']);
+    const r2 = await runCli([
+      '--data-dir',
+      node.dataDir,
+      '--domain',
+      DOMAIN,
+      'user',
+      'add',
+      kim,
+      'new-pw',
+    ]);
     assert.equal(r2.code, 0, r2.stderr);
     const roster = await a.request(rosterGet());
-    assert.equal(rosterItem(roster, K), undefined, `alice's roster still lists kim: ${roster.toString()}`);
+    assert.equal(
+      rosterItem(roster, K),
+      undefined,
+      `alice's roster still lists kim: ${roster.toString()}`,
+    );
 
-    const k2 = await xmppClient({ port: node.ports.xmpp, username: kim, password: 'new-pw', resource: 'k2' });
+    const k2 = await xmppClient({
+      port: node.ports.xmpp,
+      username: kim,
+      password: 'new-pw',
+      resource: 'k2',
+    });
     const ownRoster = await k2.request(rosterGet());
     assert.equal(ownRoster.getChild('query')?.getChildren('item').length, 0, ownRoster.toString());
     await k2.send(presence());

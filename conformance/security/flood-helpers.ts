@@ -15,13 +15,17 @@ export const message = (to: string) =>
 /** One sample of the node's /metrics. */
 export async function metric(node: TestNode, name: string, labels = ''): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${node.ports.http}/metrics`)).text();
-  const re = new RegExp(`^${name}${labels ? `\\{[^}]*${labels}[^}]*\\}` : '(?:\\{[^}]*\\})?'} (\\S+)$`, 'm');
+  const re = new RegExp(
+    `^${name}${labels ? `\\{[^}]*${labels}[^}]*\\}` : '(?:\\{[^}]*\\})?'} (\\S+)$`,
+    'm',
+  );
   const m = re.exec(text);
   return m ? Number(m[1]) : 0;
 }
 
 /** How many XMPP stanzas the node has read so far. */
-export const stanzasIn = (node: TestNode) => metric(node, 'parley_stanzas_total', 'protocol="xmpp",direction="in"');
+export const stanzasIn = (node: TestNode) =>
+  metric(node, 'parley_stanzas_total', 'protocol="xmpp",direction="in"');
 
 /** The node's resident memory, 0 where the platform does not report it. */
 export const rss = (node: TestNode) => metric(node, 'parley_process_resident_memory_bytes');
@@ -35,7 +39,11 @@ export async function ping(c: RawConn, id: string): Promise<number> {
 }
 
 /** A recipient that stops reading its socket after saying it is available. */
-export async function deafRecipient(node: TestNode, user: string, password: string): Promise<RawConn> {
+export async function deafRecipient(
+  node: TestNode,
+  user: string,
+  password: string,
+): Promise<RawConn> {
   const rcpt = await rawLogin(node.ports.xmpp, user, password, 'PLAIN', 'sink');
   rcpt.send(`<presence/>`);
   await sleep(200);
@@ -44,9 +52,18 @@ export async function deafRecipient(node: TestNode, user: string, password: stri
 }
 
 /** After a flood: a bystander's ping is still answered and the node's memory grew by less than 150 MiB since `rss0`. */
-export async function assertStillServing(node: TestNode, bystander: RawConn, pingId: string, rss0: number): Promise<void> {
+export async function assertStillServing(
+  node: TestNode,
+  bystander: RawConn,
+  pingId: string,
+  rss0: number,
+): Promise<void> {
   const rtt = await ping(bystander, pingId);
   assert.ok(rtt < 5000, `ping took ${rtt} ms`);
   const rss1 = await rss(node);
-  if (rss0 > 0) assert.ok(rss1 - rss0 < 150 * 1024 * 1024, `RSS grew by ${Math.round((rss1 - rss0) / 1048576)} MiB`);
+  if (rss0 > 0)
+    assert.ok(
+      rss1 - rss0 < 150 * 1024 * 1024,
+      `RSS grew by ${Math.round((rss1 - rss0) / 1048576)} MiB`,
+    );
 }

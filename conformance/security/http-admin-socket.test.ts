@@ -14,7 +14,11 @@ interface Answer {
 }
 
 /** Write `bytes` to the admin socket; every answer line until `count` lines came or the socket closed. */
-function talk(node: TestNode, bytes: string | Buffer, count: number): Promise<{ answers: Answer[]; closed: boolean }> {
+function talk(
+  node: TestNode,
+  bytes: string | Buffer,
+  count: number,
+): Promise<{ answers: Answer[]; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const c = net.connect(path.join(node.dataDir, 'admin.sock'));
     let buf = '';
@@ -54,7 +58,11 @@ describe('security: the admin socket answers typed errors (issue 20)', function 
   after(() => node?.dispose());
 
   it('an unknown command is an error (ok:false, code unknown-command), not ok:true', async () => {
-    const { answers } = await talk(node, '{"cmd":"user.delete-everything"}\n{"cmd":"__proto__"}\n{"nocmd":1}\n', 3);
+    const { answers } = await talk(
+      node,
+      '{"cmd":"user.delete-everything"}\n{"cmd":"__proto__"}\n{"nocmd":1}\n',
+      3,
+    );
     for (const a of answers) {
       assert.equal(a.ok, false, JSON.stringify(a));
       assert.equal(a.code, 'unknown-command');
@@ -62,12 +70,23 @@ describe('security: the admin socket answers typed errors (issue 20)', function 
   });
 
   it('malformed requests get a typed message, never raw TypeError text', async () => {
-    const lines = ['not json', 'null', '[]', '42', '{"cmd":"user.add","username":5,"password":"x"}', '{"cmd":"user.add","username":"kim"}', '{"cmd":"user.passwd","username":{},"password":[]}'];
+    const lines = [
+      'not json',
+      'null',
+      '[]',
+      '42',
+      '{"cmd":"user.add","username":5,"password":"x"}',
+      '{"cmd":"user.add","username":"kim"}',
+      '{"cmd":"user.passwd","username":{},"password":[]}',
+    ];
     const { answers } = await talk(node, lines.join('\n') + '\n', lines.length);
     assert.equal(answers.length, lines.length);
     for (const [i, a] of answers.entries()) {
       assert.equal(a.ok, false, lines[i]);
-      assert.ok(['bad-json', 'bad-request'].includes(a.code ?? ''), `${lines[i]}: ${JSON.stringify(a)}`);
+      assert.ok(
+        ['bad-json', 'bad-request'].includes(a.code ?? ''),
+        `${lines[i]}: ${JSON.stringify(a)}`,
+      );
       assert.doesNotMatch(a.error ?? '', /TypeError|is not a function|Cannot read prop/, lines[i]);
     }
   });

@@ -4,7 +4,19 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { MqttClient } from 'mqtt';
 import WebSocket from 'ws';
-import { closeAllRaw, DOMAIN, ping, RawConn, sleep, startNode, stopAllClients, uniqueName, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
+import {
+  closeAllRaw,
+  DOMAIN,
+  ping,
+  RawConn,
+  sleep,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xmppClient,
+  type TestClient,
+  type TestNode,
+} from '../helpers.ts';
 import { addUsers, endAllMqtt, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
 
 const NS_HTTPBIND = 'http://jabber.org/protocol/httpbind';
@@ -45,7 +57,11 @@ function closedWithin(s: net.Socket, ms: number): Promise<boolean> {
 }
 
 /** One raw request over a fresh socket (TLS for the HTTPS port); the whole response text once the server closes or `until` matches. */
-async function raw(port: number, bytes: string, opts: { tls?: boolean; until?: RegExp } = {}): Promise<string> {
+async function raw(
+  port: number,
+  bytes: string,
+  opts: { tls?: boolean; until?: RegExp } = {},
+): Promise<string> {
   const c = await RawConn.connect(port, { directTls: opts.tls });
   c.send(bytes);
   const got = await c.waitFor(opts.until ?? /^HTTP\/1\.1 \d{3} [^\r]*\r\n[\s\S]*?\r\n\r\n/, 10_000);
@@ -81,15 +97,27 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
       await addUsers(node, { [alice]: PW, [bob]: PW });
       mqttPort = loggedPort(node, 'mqtt listening', (r) => r.mqtt?.tcp);
       xmpp = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW });
-      mqttSub = await mqttConnect(mqttPort, { username: bob, password: PW, clientId: uniqueName('sub') });
-      mqttPub = await mqttConnect(mqttPort, { username: alice, password: PW, clientId: uniqueName('pub') });
+      mqttSub = await mqttConnect(mqttPort, {
+        username: bob,
+        password: PW,
+        clientId: uniqueName('sub'),
+      });
+      mqttPub = await mqttConnect(mqttPort, {
+        username: alice,
+        password: PW,
+        clientId: uniqueName('pub'),
+      });
       await mqttSub.subscribeAsync('sec/http', { qos: 1 });
     });
     after(() => node?.dispose());
 
     /** The node still answers HTTP, the XMPP session pings, the MQTT session delivers. */
     const stillServing = async (tag: string) => {
-      assert.equal((await fetch(`http://127.0.0.1:${node.ports.http}/healthz`)).status, 200, `${tag}: /healthz`);
+      assert.equal(
+        (await fetch(`http://127.0.0.1:${node.ports.http}/healthz`)).status,
+        200,
+        `${tag}: /healthz`,
+      );
       await ping(xmpp);
       const got = nextMessage(mqttSub, 'sec/http', 5000);
       await mqttPub.publishAsync('sec/http', tag, { qos: 1 });
@@ -108,14 +136,25 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
     // [RFC9112 3.2.1] the origin-form `//[` is a path, never an authority to parse
     it('the request target `//[` gets 400 or 404, never a crash', async () => {
       for (const target of ['//[', '//[::1', '/%', '//a:b@[x]/']) {
-        const text = await raw(node.ports.http, `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+        const text = await raw(
+          node.ports.http,
+          `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+        );
         assert.ok([400, 404].includes(status(text)), `${target}: ${text}`);
-        const tls = await raw(node.ports.https, `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`, { tls: true });
+        const tls = await raw(
+          node.ports.https,
+          `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+          { tls: true },
+        );
         assert.ok([400, 404].includes(status(tls)), `${target} over TLS: ${tls}`);
       }
       // absolute-form with a bad authority, asterisk-form and authority-form [RFC9112 3.2.2-3.2.4]
       for (const target of ['http://[/healthz', '*', 'localhost:80']) {
-        assert.equal(status(await raw(node.ports.http, `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`)), 400, target);
+        assert.equal(
+          status(await raw(node.ports.http, `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`)),
+          400,
+          target,
+        );
       }
       await stillServing('target');
     });
@@ -137,7 +176,10 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
     });
 
     it("what Node's HTTP parser refuses gets 400 and a close (clientError)", async () => {
-      const text = await raw(node.ports.http, 'GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n');
+      const text = await raw(
+        node.ports.http,
+        'GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n',
+      );
       assert.equal(status(text), 400);
       await stillServing('parser');
     });
@@ -158,22 +200,35 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
 
     // [RFC6120 6.4.1] PLAIN only over TLS; [XEP-0206] BOSH over plain HTTP is not TLS whatever the target says
     it('`POST https://127.0.0.1/http-bind` to the plain port is plain: no PLAIN offered', async () => {
-      const text = await raw(node.ports.http, sessionRequest('https://127.0.0.1/http-bind'), { until: /<\/body>|<body[^>]*\/>/ });
+      const text = await raw(node.ports.http, sessionRequest('https://127.0.0.1/http-bind'), {
+        until: /<\/body>|<body[^>]*\/>/,
+      });
       assert.equal(status(text), 200, text);
       assert.match(text, /<mechanism>SCRAM-SHA-256<\/mechanism>/);
-      assert.doesNotMatch(text, /<mechanism>PLAIN<\/mechanism>/, 'PLAIN offered over cleartext HTTP');
+      assert.doesNotMatch(
+        text,
+        /<mechanism>PLAIN<\/mechanism>/,
+        'PLAIN offered over cleartext HTTP',
+      );
     });
 
     it('`POST http://127.0.0.1/http-bind` to the HTTPS port is TLS: PLAIN offered', async () => {
-      const text = await raw(node.ports.https, sessionRequest('http://127.0.0.1/http-bind'), { tls: true, until: /<\/body>|<body[^>]*\/>/ });
+      const text = await raw(node.ports.https, sessionRequest('http://127.0.0.1/http-bind'), {
+        tls: true,
+        until: /<\/body>|<body[^>]*\/>/,
+      });
       assert.match(text, /<mechanism>PLAIN<\/mechanism>/);
     });
 
     // [XEP-0156] the announced endpoints follow the socket's scheme
     it('host-meta announces ws:// and http:// to an absolute https:// target on the plain port', async () => {
-      const text = await raw(node.ports.http, 'GET https://127.0.0.1/.well-known/host-meta.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', {
-        until: /\}\]\}|\]\}$/,
-      });
+      const text = await raw(
+        node.ports.http,
+        'GET https://127.0.0.1/.well-known/host-meta.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+        {
+          until: /\}\]\}|\]\}$/,
+        },
+      );
       assert.match(text, /"href":"ws:\/\/127\.0\.0\.1\/xmpp-websocket"/);
       assert.doesNotMatch(text, /wss:|https:/);
     });
@@ -184,14 +239,19 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
     before(async function () {
       this.timeout(60_000);
       node = await startNode({
-        config: 'web:\n  tlsHandshakeTimeoutMs: 1000\n  headersTimeoutMs: 1500\n  requestTimeoutMs: 8000\n  bodyTimeoutMs: 1500\n  keepAliveTimeoutMs: 1000\n',
+        config:
+          'web:\n  tlsHandshakeTimeoutMs: 1000\n  headersTimeoutMs: 1500\n  requestTimeoutMs: 8000\n  bodyTimeoutMs: 1500\n  keepAliveTimeoutMs: 1000\n',
       });
     });
     after(() => node?.dispose());
 
     it('a TLS handshake that never starts is dropped at tlsHandshakeTimeoutMs', async () => {
       const s = await connectFrom(node.ports.https, '127.0.0.1');
-      assert.equal(await closedWithin(s, 8000), true, 'socket still open long after the handshake timeout');
+      assert.equal(
+        await closedWithin(s, 8000),
+        true,
+        'socket still open long after the handshake timeout',
+      );
     });
 
     it('headers dribbled past headersTimeoutMs get 408 and a close', async () => {
@@ -209,7 +269,9 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
     // [XEP-0124 §17.2] policy-violation; [RFC9110 15.5.9] 408
     it('a BOSH body dribbled at a few bytes a second is cut at bodyTimeoutMs with 408 and a terminate body', async () => {
       const c = await RawConn.connect(node.ports.http);
-      c.send('POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: 500\r\n\r\n<body ');
+      c.send(
+        'POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: 500\r\n\r\n<body ',
+      );
       const t = setInterval(() => c.send(' '), 250);
       try {
         const head = await c.waitFor(/^HTTP\/1\.1 \d{3}[\s\S]*?\r\n\r\n/, 8000);
@@ -255,11 +317,19 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
     };
 
     it('past maxSocketsPerIp a socket from that address is closed at once, on HTTP and HTTPS alike; others still get in', async () => {
-      const held = [await connectFrom(node.ports.http, '127.0.0.2'), await connectFrom(node.ports.https, '127.0.0.2'), await connectFrom(node.ports.http, '127.0.0.2')];
+      const held = [
+        await connectFrom(node.ports.http, '127.0.0.2'),
+        await connectFrom(node.ports.https, '127.0.0.2'),
+        await connectFrom(node.ports.http, '127.0.0.2'),
+      ];
       await sleep(100);
       for (const port of [node.ports.http, node.ports.https]) {
         const over = await connectFrom(port, '127.0.0.2');
-        assert.equal(await closedWithin(over, 5000), true, `a 4th socket from one address to ${port} stays open`);
+        assert.equal(
+          await closedWithin(over, 5000),
+          true,
+          `a 4th socket from one address to ${port} stays open`,
+        );
       }
       // another address is not affected
       assert.match(await get(await connectFrom(node.ports.http, '127.0.0.3')), /^HTTP\/1\.1 200/);
@@ -298,23 +368,44 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
     // [RFC6750 2.1, 3]
     it('/metrics is served only on web.metrics and wants the bearer token', async () => {
       const port = loggedPort(node, 'parley node ready', (r) => r.web?.metrics);
-      assert.equal((await fetch(`http://127.0.0.1:${node.ports.http}/metrics`)).status, 404, 'metrics on the public listener');
+      assert.equal(
+        (await fetch(`http://127.0.0.1:${node.ports.http}/metrics`)).status,
+        404,
+        'metrics on the public listener',
+      );
       const none = await fetch(`http://127.0.0.1:${port}/metrics`);
       assert.equal(none.status, 401);
       assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer /);
-      assert.equal((await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status, 401);
-      const ok = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(
+        (
+          await fetch(`http://127.0.0.1:${port}/metrics`, {
+            headers: { authorization: 'Bearer wrong-token-0123456789' },
+          })
+        ).status,
+        401,
+      );
+      const ok = await fetch(`http://127.0.0.1:${port}/metrics`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
       assert.equal(ok.status, 200);
       assert.match(await ok.text(), /^# HELP parley_/m);
       assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
-      assert.equal((await fetch(`http://127.0.0.1:${port}/chat/`)).status, 404, 'pages on the metrics listener');
+      assert.equal(
+        (await fetch(`http://127.0.0.1:${port}/chat/`)).status,
+        404,
+        'pages on the metrics listener',
+      );
     });
 
     // [RFC6455 10.2] the server checks Origin against its list
     it('a WebSocket from an Origin not in web.allowedOrigins gets 403; a listed one and none get through', async () => {
       const open = (origin?: string) =>
         new Promise<number>((resolve) => {
-          const ws = new WebSocket(`ws://127.0.0.1:${node.ports.http}/xmpp-websocket`, 'xmpp', origin ? { origin } : {});
+          const ws = new WebSocket(
+            `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`,
+            'xmpp',
+            origin ? { origin } : {},
+          );
           ws.on('upgrade', () => {
             resolve(101);
             ws.terminate();
@@ -332,10 +423,16 @@ describe('security: the HTTP(S) listener (issue 20)', function () {
 
     it('BOSH CORS echoes only listed origins, never *', async () => {
       const url = `http://127.0.0.1:${node.ports.http}/http-bind`;
-      const good = await fetch(url, { method: 'OPTIONS', headers: { origin: 'https://good.example' } });
+      const good = await fetch(url, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://good.example' },
+      });
       assert.equal(good.status, 204);
       assert.equal(good.headers.get('access-control-allow-origin'), 'https://good.example');
-      const bad = await fetch(url, { method: 'OPTIONS', headers: { origin: 'https://evil.example' } });
+      const bad = await fetch(url, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example' },
+      });
       assert.equal(bad.status, 403);
       assert.equal(bad.headers.get('access-control-allow-origin'), null);
     });

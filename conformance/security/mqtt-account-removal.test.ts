@@ -7,7 +7,16 @@ import net from 'node:net';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { runCli, uniqueName } from '../helpers.ts';
-import { addUsers, dropMqtt, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  dropMqtt,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 /** One admin-socket command (what `parley user remove` sends to a running node). */
 function admin(node: MqttTestNode, req: Record<string, unknown>): Promise<void> {
@@ -59,7 +68,12 @@ describe('security: removing an account erases its MQTT state', function () {
 
   it('user remove + user add: the same client id gets sessionPresent 0, no old subscription, queue, will or retained message [MQTT-3.2.2-3]', async () => {
     // kim: two persistent sessions with subscriptions, one with a retained will; a retained message.
-    const dev = await mqttConnect(port, { username: kim, password: PW, clientId: 'dev', clean: false });
+    const dev = await mqttConnect(port, {
+      username: kim,
+      password: PW,
+      clientId: 'dev',
+      clean: false,
+    });
     await dev.subscribeAsync('news/#', { qos: 1 });
     await dev.publishAsync(`owned/${kim}`, 'kim was here', { qos: 1, retain: true });
     await dev.endAsync();
@@ -74,30 +88,58 @@ describe('security: removing an account erases its MQTT state', function () {
     dropMqtt(willer); // the will fires and is retained
     const o = await mqttConnect(port, { username: other, password: PW, clientId: 'o' });
     await sleepMs(300);
-    assert.equal(await retainedOn(o, `wills/${kim}`), true, 'the retained will is there before the removal');
+    assert.equal(
+      await retainedOn(o, `wills/${kim}`),
+      true,
+      'the retained will is there before the removal',
+    );
     await o.publishAsync('news/1', 'queued for dev', { qos: 1 }); // kept in dev's session
 
     await admin(node, { cmd: 'user.remove', username: kim });
     await addUsers(node, { [kim]: 'a-new-password' });
 
-    const again = await mqttConnect(port, { username: kim, password: 'a-new-password', clientId: 'dev', clean: false });
+    const again = await mqttConnect(port, {
+      username: kim,
+      password: 'a-new-password',
+      clientId: 'dev',
+      clean: false,
+    });
     const queued: string[] = [];
     again.on('message', (topic) => queued.push(topic));
-    assert.equal((again as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent ?? false, false, 'sessionPresent 0');
-    const again2 = await mqttConnect(port, { username: kim, password: 'a-new-password', clientId: 'willer', clean: false });
+    assert.equal(
+      (again as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket
+        ?.sessionPresent ?? false,
+      false,
+      'sessionPresent 0',
+    );
+    const again2 = await mqttConnect(port, {
+      username: kim,
+      password: 'a-new-password',
+      clientId: 'willer',
+      clean: false,
+    });
     again2.on('message', (topic) => queued.push(topic));
     await o.publishAsync('news/2', 'after removal', { qos: 1 });
     await o.publishAsync('alerts/1', 'after removal', { qos: 1 });
     await sleepMs(800);
     assert.deepEqual(queued, [], 'no queued message and no old subscription delivers');
-    assert.equal(await retainedOn(o, `owned/${kim}`), false, 'the retained message it published is gone');
+    assert.equal(
+      await retainedOn(o, `owned/${kim}`),
+      false,
+      'the retained message it published is gone',
+    );
     assert.equal(await retainedOn(o, `wills/${kim}`), false, 'the retained will is gone');
   });
 
   it('removed with the CLI while the node is stopped: the state is erased at the next start', async () => {
     const lee = uniqueName('lee');
     await addUsers(node, { [lee]: PW });
-    const dev = await mqttConnect(port, { username: lee, password: PW, clientId: 'dev', clean: false });
+    const dev = await mqttConnect(port, {
+      username: lee,
+      password: PW,
+      clientId: 'dev',
+      clean: false,
+    });
     await dev.subscribeAsync('news/#', { qos: 1 });
     await dev.publishAsync(`owned/${lee}`, 'lee was here', { qos: 1, retain: true });
     await dev.endAsync();
@@ -108,9 +150,23 @@ describe('security: removing an account erases its MQTT state', function () {
     await node.restart();
     port = node.mqttPorts().mqtt;
     await addUsers(node, { [lee]: 'another-password' });
-    const again = await mqttConnect(port, { username: lee, password: 'another-password', clientId: 'dev', clean: false });
-    assert.equal((again as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket?.sessionPresent ?? false, false, 'sessionPresent 0');
+    const again = await mqttConnect(port, {
+      username: lee,
+      password: 'another-password',
+      clientId: 'dev',
+      clean: false,
+    });
+    assert.equal(
+      (again as unknown as { connackPacket?: { sessionPresent?: boolean } }).connackPacket
+        ?.sessionPresent ?? false,
+      false,
+      'sessionPresent 0',
+    );
     const o = await mqttConnect(port, { username: other, password: PW, clientId: 'o2' });
-    assert.equal(await retainedOn(o, `owned/${lee}`), false, 'the retained message it published is gone');
+    assert.equal(
+      await retainedOn(o, `owned/${lee}`),
+      false,
+      'the retained message it published is gone',
+    );
   });
 });

@@ -3,7 +3,17 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, connectBytes, endAllMqtt, grantedQos, mqttConnect, RawMqtt, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  connectBytes,
+  endAllMqtt,
+  grantedQos,
+  mqttConnect,
+  RawMqtt,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 /** Replace the first occurrence of `marker` (ASCII) in a packet by bytes of the same length. */
 function patch(bytes: Buffer, marker: string, by: number[]): Buffer {
@@ -22,7 +32,9 @@ describe('security: MQTT per-connection bounds', function () {
 
   before(async function () {
     this.timeout(60_000);
-    node = await startMqttNode('  maxSubscriptionsPerConnection: 5\n  tlsHandshakeTimeoutMs: 1000\n  maxConnectionsPerIp: 3\n');
+    node = await startMqttNode(
+      '  maxSubscriptionsPerConnection: 5\n  tlsHandshakeTimeoutMs: 1000\n  maxConnectionsPerIp: 3\n',
+    );
     await addUsers(node, { [user]: PW });
   });
   afterEach(() => endAllMqtt());
@@ -31,22 +43,55 @@ describe('security: MQTT per-connection bounds', function () {
   });
 
   it('filters past maxSubscriptionsPerConnection get SUBACK 0x80; a filter already held and a freed slot do not [MQTT-3.9.3-2]', async () => {
-    const c = await mqttConnect(node.mqttPorts().mqtt, { username: user, password: PW, clientId: 'subs' });
+    const c = await mqttConnect(node.mqttPorts().mqtt, {
+      username: user,
+      password: PW,
+      clientId: 'subs',
+    });
     assert.deepEqual(await grantedQos(c, ['s/1', 's/2', 's/3', 's/4']), [0, 0, 0, 0]);
     assert.deepEqual(await grantedQos(c, ['s/5', 's/6', 's/1']), [0, 0x80, 0]);
     await c.unsubscribeAsync('s/2');
     assert.deepEqual(await grantedQos(c, ['s/6']), [0]);
     assert.deepEqual(await grantedQos(c, ['s/7']), [0x80]);
-    assert.ok(node.log.some((l) => l.includes('too many on one connection')), 'logged');
+    assert.ok(
+      node.log.some((l) => l.includes('too many on one connection')),
+      'logged',
+    );
     assert.equal(c.connected, true, 'the connection stays open');
   });
 
   const utf8Rows: { what: string; bytes: () => Buffer }[] = [
-    { what: 'client id', bytes: () => patch(connectBytes({ clientId: 'cid-XX', username: user, password: PW }), 'XX', [0xc3, 0x28]) },
-    { what: 'user name', bytes: () => patch(connectBytes({ clientId: 'cid-u', username: `${user}XX`, password: PW }), 'XX', [0xed, 0xa0]) },
+    {
+      what: 'client id',
+      bytes: () =>
+        patch(
+          connectBytes({ clientId: 'cid-XX', username: user, password: PW }),
+          'XX',
+          [0xc3, 0x28],
+        ),
+    },
+    {
+      what: 'user name',
+      bytes: () =>
+        patch(
+          connectBytes({ clientId: 'cid-u', username: `${user}XX`, password: PW }),
+          'XX',
+          [0xed, 0xa0],
+        ),
+    },
     {
       what: 'will topic',
-      bytes: () => patch(connectBytes({ clientId: 'cid-w', username: user, password: PW, will: { topic: 'will/XX', payload: Buffer.from('bye'), qos: 0, retain: false } }), 'XX', [0xff, 0x41]),
+      bytes: () =>
+        patch(
+          connectBytes({
+            clientId: 'cid-w',
+            username: user,
+            password: PW,
+            will: { topic: 'will/XX', payload: Buffer.from('bye'), qos: 0, retain: false },
+          }),
+          'XX',
+          [0xff, 0x41],
+        ),
     },
   ];
   for (const row of utf8Rows) {
@@ -54,7 +99,10 @@ describe('security: MQTT per-connection bounds', function () {
       const r = await RawMqtt.connect(node.mqttPorts().mqtt);
       r.send(row.bytes());
       assert.equal(await r.waitClosed(3000), true, 'closed');
-      assert.deepEqual(r.packets.map((p) => p.cmd), []);
+      assert.deepEqual(
+        r.packets.map((p) => p.cmd),
+        [],
+      );
     });
   }
 
@@ -72,10 +120,17 @@ describe('security: MQTT per-connection bounds', function () {
     }
     await sleepMs(100);
     // maxConnectionsPerIp is 3, all taken by handshakes not yet made.
-    await assert.rejects(mqttConnect(port, { tls: true, username: user, password: PW, clientId: 'tls-refused' }));
+    await assert.rejects(
+      mqttConnect(port, { tls: true, username: user, password: PW, clientId: 'tls-refused' }),
+    );
     for (let i = 0; i < 80 && closed.filter(Boolean).length < 3; i++) await sleepMs(50);
     assert.equal(closed.filter(Boolean).length, 3, 'the idle handshakes were cut');
-    const ok = await mqttConnect(port, { tls: true, username: user, password: PW, clientId: 'tls-ok' });
+    const ok = await mqttConnect(port, {
+      tls: true,
+      username: user,
+      password: PW,
+      clientId: 'tls-ok',
+    });
     assert.equal(ok.connected, true);
     for (const s of idle) s.destroy();
   });

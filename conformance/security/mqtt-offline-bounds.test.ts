@@ -7,14 +7,24 @@
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, collect, endAllMqtt, mqttConnect, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  mqttConnect,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 const PW = 'pw-offline-bounds';
 
 /** The value of one `$SYS/broker/...` topic, read by a fresh subscriber. */
 async function sysValue(port: number, user: string, topic: string): Promise<number> {
   const c = await mqttConnect(port, { username: user, password: PW, clientId: uniqueName('sys') });
-  const got = new Promise<string>((resolve) => c.on('message', (t, p) => t === topic && resolve(p.toString())));
+  const got = new Promise<string>((resolve) =>
+    c.on('message', (t, p) => t === topic && resolve(p.toString())),
+  );
   await c.subscribeAsync(topic, { qos: 0 });
   const v = await Promise.race([got, sleepMs(15_000).then(() => 'timeout')]);
   await c.endAsync(true);
@@ -24,7 +34,7 @@ async function sysValue(port: number, user: string, topic: string): Promise<numb
 
 /** Wait until `n` messages are in `out` (or the time is up). */
 async function until(out: string[], n: number, ms = 10_000): Promise<void> {
-  for (const end = Date.now() + ms; out.length < n && Date.now() < end; ) await sleepMs(50);
+  for (const end = Date.now() + ms; out.length < n && Date.now() < end;) await sleepMs(50);
 }
 
 describe('security: MQTT persistent sessions are bounded', function () {
@@ -39,7 +49,9 @@ describe('security: MQTT persistent sessions are bounded', function () {
 
   before(async function () {
     this.timeout(60_000);
-    node = await startMqttNode(`  maxOfflineQueuePerClient: ${MAX_QUEUE}\n  maxPersistentSessionsPerUser: ${MAX_SESSIONS}\n  sysIntervalMs: 500\n`);
+    node = await startMqttNode(
+      `  maxOfflineQueuePerClient: ${MAX_QUEUE}\n  maxPersistentSessionsPerUser: ${MAX_SESSIONS}\n  sysIntervalMs: 500\n`,
+    );
     await addUsers(node, { [owner]: PW, [pub]: PW, [sess]: PW });
     port = node.mqttPorts().mqtt;
   });
@@ -67,10 +79,17 @@ describe('security: MQTT persistent sessions are bounded', function () {
     const got = collect(back, topic);
     await until(got, MAX_QUEUE);
     await sleepMs(1000); // anything beyond the bound would have come by now
-    assert.deepEqual(got, Array.from({ length: MAX_QUEUE }, (_, i) => `m${i}`), 'the first messages, in order, and no more');
+    assert.deepEqual(
+      got,
+      Array.from({ length: MAX_QUEUE }, (_, i) => `m${i}`),
+      'the first messages, in order, and no more',
+    );
     await back.endAsync();
     const dropped1 = await sysValue(port, pub, '$SYS/broker/publish/messages/dropped');
-    assert.ok(dropped1 - dropped0 >= MAX_QUEUE * 2, `dropped counter moved by ${dropped1 - dropped0}`);
+    assert.ok(
+      dropped1 - dropped0 >= MAX_QUEUE * 2,
+      `dropped counter moved by ${dropped1 - dropped0}`,
+    );
   });
 
   it('once the queue was delivered, the session stores up to the bound again', async () => {
@@ -116,7 +135,8 @@ describe('security: MQTT persistent sessions are bounded', function () {
   });
 
   it('past maxPersistentSessionsPerUser a new persistent client id gets CONNACK 0x05; known ids and clean sessions still connect [MQTT-3.2.2-5]', async () => {
-    const as = (clientId: string, clean = false) => mqttConnect(port, { username: sess, password: PW, clientId, clean });
+    const as = (clientId: string, clean = false) =>
+      mqttConnect(port, { username: sess, password: PW, clientId, clean });
     const ids = Array.from({ length: MAX_SESSIONS }, () => uniqueName('ps'));
     for (const id of ids) {
       const c = await as(id);
@@ -146,7 +166,12 @@ describe('security: MQTT persistent sessions are bounded', function () {
     assert.equal(next.connected, true);
     await next.endAsync();
     // Other accounts are not affected by this one's sessions.
-    const other = await mqttConnect(port, { username: pub, password: PW, clientId: uniqueName('o'), clean: false });
+    const other = await mqttConnect(port, {
+      username: pub,
+      password: PW,
+      clientId: uniqueName('o'),
+      clean: false,
+    });
     await other.endAsync();
   });
 

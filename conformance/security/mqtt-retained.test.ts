@@ -3,7 +3,16 @@
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { uniqueName } from '../helpers.ts';
-import { addUsers, collect, endAllMqtt, mqttConnect, nextMessage, sleepMs, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  collect,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  sleepMs,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 /** The next value published on `$SYS/broker/retained messages/count` (retained messages in all, `$SYS` included). */
 async function retainedCount(c: MqttClient): Promise<number> {
@@ -26,7 +35,9 @@ describe('security: MQTT retained messages', function () {
 
     before(async function () {
       this.timeout(90_000);
-      node = await startMqttNode(`  retainedMaxPerUser: ${N + 100}\n  retainedMaxTotal: ${N + 100}\n`);
+      node = await startMqttNode(
+        `  retainedMaxPerUser: ${N + 100}\n  retainedMaxTotal: ${N + 100}\n`,
+      );
       await addUsers(node, { [user]: PW });
     });
     after(async () => {
@@ -36,7 +47,11 @@ describe('security: MQTT retained messages', function () {
 
     it('a SUBSCRIBE with 40 filters matching nothing among 25,000 retained messages answers at once; others keep their latency', async () => {
       const port = node.mqttPorts().mqtt;
-      const planter = await mqttConnect(port, { username: user, password: PW, clientId: 'planter' });
+      const planter = await mqttConnect(port, {
+        username: user,
+        password: PW,
+        clientId: 'planter',
+      });
       for (let i = 0; i < N; i++) planter.publish(`plant/${i}`, `v${i}`, { qos: 0, retain: true });
       await planter.publishAsync('plant/last', 'last', { qos: 1, retain: true });
       // Stored in order: once the last one is retained, all are.
@@ -81,7 +96,9 @@ describe('security: MQTT retained messages', function () {
 
     before(async function () {
       this.timeout(60_000);
-      node = await startMqttNode('  retainedMaxPerUser: 3\n  retainedMaxTotal: 5\n  retainedMaxPayload: 100\n  sysIntervalMs: 300\n');
+      node = await startMqttNode(
+        '  retainedMaxPerUser: 3\n  retainedMaxTotal: 5\n  retainedMaxPayload: 100\n  sysIntervalMs: 300\n',
+      );
       await addUsers(node, { [u1]: PW, [u2]: PW });
     });
     after(async () => {
@@ -98,11 +115,17 @@ describe('security: MQTT retained messages', function () {
       const before = await retainedCount(live);
       await live.subscribeAsync('lim/big', { qos: 1 });
       const bigLive = nextMessage(live, 'lim/big', 5000);
-      for (const t of ['a', 'b', 'c', 'd', 'e']) await a.publishAsync(`lim/${t}`, `1${t}`, { qos: 1, retain: true });
-      for (const t of ['f', 'g', 'h']) await b.publishAsync(`lim/${t}`, `2${t}`, { qos: 1, retain: true });
+      for (const t of ['a', 'b', 'c', 'd', 'e'])
+        await a.publishAsync(`lim/${t}`, `1${t}`, { qos: 1, retain: true });
+      for (const t of ['f', 'g', 'h'])
+        await b.publishAsync(`lim/${t}`, `2${t}`, { qos: 1, retain: true });
       await a.publishAsync('lim/a', '1a-new', { qos: 1, retain: true }); // replacing its own: allowed at the limits
       await b.publishAsync('lim/big', 'x'.repeat(200), { qos: 1, retain: true });
-      assert.equal((await bigLive).payload.length, 200, 'an over-size retained message is still delivered');
+      assert.equal(
+        (await bigLive).payload.length,
+        200,
+        'an over-size retained message is still delivered',
+      );
 
       const reader = await mqttConnect(port, { username: u2, password: PW, clientId: 'reader' });
       const seen = collect(reader, 'lim/a');
@@ -112,10 +135,23 @@ describe('security: MQTT retained messages', function () {
       });
       await reader.subscribeAsync('lim/#', { qos: 1 });
       await sleepMs(800);
-      assert.deepEqual(all.sort(), ['lim/a=1a-new', 'lim/b=1b', 'lim/c=1c', 'lim/f=2f', 'lim/g=2g']);
+      assert.deepEqual(all.sort(), [
+        'lim/a=1a-new',
+        'lim/b=1b',
+        'lim/c=1c',
+        'lim/f=2f',
+        'lim/g=2g',
+      ]);
       assert.deepEqual(seen, ['1a-new']);
-      assert.ok(node.log.some((l) => l.includes('retained message not kept')), 'the refusals are logged');
-      assert.equal((await retainedCount(reader)) - before, 5, '$SYS/broker/retained messages/count');
+      assert.ok(
+        node.log.some((l) => l.includes('retained message not kept')),
+        'the refusals are logged',
+      );
+      assert.equal(
+        (await retainedCount(reader)) - before,
+        5,
+        '$SYS/broker/retained messages/count',
+      );
     });
   });
 });

@@ -18,7 +18,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closeAllRaw, rawLogin, startNode, uniqueName, type TestNode } from '../helpers.ts';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'parley.js');
+const BIN = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'bin',
+  'parley.js',
+);
 const PW = 'emfile pw';
 const LIMIT = 256;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -76,8 +82,12 @@ describe('security: file descriptors run out (EMFILE)', function () {
       held.push(s);
     }
     let peak = 0;
-    for (let end = Date.now() + 15_000; Date.now() < end && peak < LIMIT - 1; await sleep(200)) peak = Math.max(peak, fds(pid));
-    assert.ok(peak >= LIMIT - 1, `the node reached ${peak} of ${LIMIT} descriptors: the attack did not exhaust them`);
+    for (let end = Date.now() + 15_000; Date.now() < end && peak < LIMIT - 1; await sleep(200))
+      peak = Math.max(peak, fds(pid));
+    assert.ok(
+      peak >= LIMIT - 1,
+      `the node reached ${peak} of ${LIMIT} descriptors: the attack did not exhaust them`,
+    );
     await sleep(2000); // every listener has had its turn at the exhausted table
     assert.equal(process.kill(pid, 0), true, 'the node is alive');
     const droppedWhileFull = dropped;
@@ -95,11 +105,15 @@ describe('security: file descriptors run out (EMFILE)', function () {
     c.send(`<iq type='get' id='fd-ping' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
     await c.waitFor(/id='fd-ping'/, 10_000);
     // Nothing escaped to the process guard, and no uncaught 'error' event was printed.
-    const guard = node.log.filter((l) => /the node keeps running|Unhandled 'error' event|EMFILE.*\n?.*at /.test(l));
+    const guard = node.log.filter((l) =>
+      /the node keeps running|Unhandled 'error' event|EMFILE.*\n?.*at /.test(l),
+    );
     assert.deepEqual(guard, [], 'the process guard caught something');
     const accepts = node.log.filter((l) => /"msg":"(accept failed|http listener error)"/.test(l));
     if (accepts.length) assert.match(accepts.join('\n'), /EMFILE|ENFILE/);
     const errors = node.log.filter((l) => /"level":(50|60)/.test(l)).length;
-    console.log(`      (${droppedWhileFull} client connections closed by the node while exhausted; ${accepts.length} accept failures reported to the listeners; ${errors} error lines)`);
+    console.log(
+      `      (${droppedWhileFull} client connections closed by the node while exhausted; ${accepts.length} accept failures reported to the listeners; ${errors} error lines)`,
+    );
   });
 });

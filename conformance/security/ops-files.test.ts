@@ -18,7 +18,8 @@ function looseModes(dir: string): string[] {
   const walk = (p: string) => {
     const st = statSync(p);
     const want = st.isDirectory() ? 0o700 : 0o600;
-    if ((st.mode & 0o777) !== want) out.push(`${octal(st.mode & 0o777)} ${path.relative(dir, p) || '.'}`);
+    if ((st.mode & 0o777) !== want)
+      out.push(`${octal(st.mode & 0o777)} ${path.relative(dir, p) || '.'}`);
     if (st.isDirectory()) for (const e of readdirSync(p)) walk(path.join(p, e));
   };
   walk(dir);
@@ -26,7 +27,13 @@ function looseModes(dir: string): string[] {
 }
 
 /** A launcher that runs the node under `umask <mask>` (the shell's exec keeps the pid). */
-const underUmask = (mask: string) => ['/bin/sh', '-c', `umask ${mask}; exec "$0" "$@"`, process.execPath, 'bin/parley.js'];
+const underUmask = (mask: string) => [
+  '/bin/sh',
+  '-c',
+  `umask ${mask}; exec "$0" "$@"`,
+  process.execPath,
+  'bin/parley.js',
+];
 
 describe('security: data directory and admin socket modes (issue 20 item 5)', function () {
   this.timeout(60_000);
@@ -49,7 +56,8 @@ describe('security: data directory and admin socket modes (issue 20 item 5)', fu
     assert.equal(octal(mode(dataDir)), '0700', 'data directory');
     assert.equal(octal(mode(path.join(dataDir, 'admin.sock'))), '0600', 'admin socket');
     assert.equal(octal(mode(path.join(dataDir, 'tls', 'key.pem'))), '0600', 'TLS private key');
-    for (const sub of ['store', 'mqtt', 'tls']) assert.ok(statSync(path.join(dataDir, sub)).isDirectory(), `${sub}/ exists`);
+    for (const sub of ['store', 'mqtt', 'tls'])
+      assert.ok(statSync(path.join(dataDir, sub)).isDirectory(), `${sub}/ exists`);
     assert.deepEqual(looseModes(dataDir), [], 'everything in the data directory is owner-only');
     // The socket's mode is what stops other users: connecting still works for the owner.
     await new Promise<void>((resolve, reject) => {
@@ -79,7 +87,7 @@ describe('security: data directory and admin socket modes (issue 20 item 5)', fu
     });
   }
 
-  it("an admin socket in a world-writable directory (admin.socket) stops the start", async () => {
+  it('an admin socket in a world-writable directory (admin.socket) stops the start', async () => {
     const dataDir = path.join(tmp, 'sockdir-data');
     const sockDir = path.join(tmp, 'sockdir-open');
     mkdirSync(sockDir);
@@ -97,6 +105,9 @@ describe('security: data directory and admin socket modes (issue 20 item 5)', fu
     const node = await startNode({ dataDir });
     nodes.push(node);
     assert.equal(octal(mode(dataDir)), '0700');
-    assert.ok(node.log.some((l) => l.includes('data directory was open to other local users')), 'a warning is logged');
+    assert.ok(
+      node.log.some((l) => l.includes('data directory was open to other local users')),
+      'a warning is logged',
+    );
   });
 });

@@ -25,10 +25,14 @@ describe('security: passwords on the command line (issue 20, Also)', function ()
   });
 
   it('PARLEY_PASSWORD and stdin: no warning', async () => {
-    let r = await runCli(['--data-dir', dataDir, 'user', 'add', uniqueName('env')], 30_000, { env: { PARLEY_PASSWORD: 's3cret' } });
+    let r = await runCli(['--data-dir', dataDir, 'user', 'add', uniqueName('env')], 30_000, {
+      env: { PARLEY_PASSWORD: 's3cret' },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, WARNING);
-    r = await runCli(['--data-dir', dataDir, 'user', 'passwd', uniqueName('nobody')], 30_000, { input: 'new-pw\n' });
+    r = await runCli(['--data-dir', dataDir, 'user', 'passwd', uniqueName('nobody')], 30_000, {
+      input: 'new-pw\n',
+    });
     assert.doesNotMatch(r.stderr, WARNING);
     assert.match(r.stderr, /no user/, 'the password came from stdin; the account does not exist');
   });

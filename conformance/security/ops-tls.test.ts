@@ -21,7 +21,14 @@ import {
   type TestNode,
 } from '../helpers.ts';
 import { handshake, starttlsHandshake } from './tls-helpers.ts';
-import { addUsers, endAllMqtt, mqttConnect, nextMessage, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  endAllMqtt,
+  mqttConnect,
+  nextMessage,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 
 const PW = 'tls-pw';
 
@@ -39,9 +46,17 @@ describe('security: tls.ciphers and tls.minVersion are configurable', function (
   });
 
   it('tls.minVersion TLSv1.3 refuses a TLS 1.2 client; tls.ciphers may allow a suite the default refuses', async () => {
-    node = await startNode({ config: `tls: { minVersion: TLSv1.3, ciphers: 'TLS_AES_128_GCM_SHA256:AES128-SHA256' }\n` });
-    await assert.rejects(handshake(node.ports.xmpps, { maxVersion: 'TLSv1.2' }), /protocol version|alert/i);
-    await assert.rejects(starttlsHandshake(node.ports.xmpp, { maxVersion: 'TLSv1.2' }), /protocol version|alert/i);
+    node = await startNode({
+      config: `tls: { minVersion: TLSv1.3, ciphers: 'TLS_AES_128_GCM_SHA256:AES128-SHA256' }\n`,
+    });
+    await assert.rejects(
+      handshake(node.ports.xmpps, { maxVersion: 'TLSv1.2' }),
+      /protocol version|alert/i,
+    );
+    await assert.rejects(
+      starttlsHandshake(node.ports.xmpp, { maxVersion: 'TLSv1.2' }),
+      /protocol version|alert/i,
+    );
     await handshake(node.ports.xmpps, { minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256' });
     await node.dispose();
     node = await startNode({ config: `tls: { ciphers: 'AES128-SHA256' }\n` });
@@ -88,23 +103,45 @@ describe('security: TLS policy on every listener, certificates reloaded without 
 
   it('a client offering only a static-RSA suite (AES128-SHA256, TLS 1.2) is refused on every listener; ECDHE and TLS 1.3 are served [RFC7525 4.2]', async () => {
     for (const [name, port] of listeners()) {
-      await assert.rejects(handshake(port, STATIC_RSA), /handshake failure|no shared cipher|alert/i, `${name} accepted static RSA`);
+      await assert.rejects(
+        handshake(port, STATIC_RSA),
+        /handshake failure|no shared cipher|alert/i,
+        `${name} accepted static RSA`,
+      );
       await handshake(port, { ciphers: 'ECDHE-RSA-AES128-GCM-SHA256', maxVersion: 'TLSv1.2' });
       await handshake(port, { minVersion: 'TLSv1.3' });
     }
-    await assert.rejects(starttlsHandshake(node.ports.xmpp, STATIC_RSA), /handshake failure|alert/i, 'STARTTLS accepted static RSA');
-    await starttlsHandshake(node.ports.xmpp, { ciphers: 'ECDHE-RSA-AES256-GCM-SHA384', maxVersion: 'TLSv1.2' });
+    await assert.rejects(
+      starttlsHandshake(node.ports.xmpp, STATIC_RSA),
+      /handshake failure|alert/i,
+      'STARTTLS accepted static RSA',
+    );
+    await starttlsHandshake(node.ports.xmpp, {
+      ciphers: 'ECDHE-RSA-AES256-GCM-SHA384',
+      maxVersion: 'TLSv1.2',
+    });
   });
 
   it('TLS 1.1 is refused', async () => {
-    await assert.rejects(handshake(node.ports.xmpps, { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }));
+    await assert.rejects(
+      handshake(node.ports.xmpps, {
+        minVersion: 'TLSv1',
+        maxVersion: 'TLSv1.1',
+        ciphers: 'DEFAULT@SECLEVEL=0',
+      }),
+    );
   });
 
   it('`parley reload-tls`: new connections on every listener get the new certificate; open XMPP and MQTT sessions keep working', async () => {
     const before = fingerprint(readFileSync(path.join(tlsDir(), 'cert.pem'), 'utf8'));
     assert.deepEqual(await allListeners(), all(before));
     const xmpp = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW }); // STARTTLS before the reload
-    const mqtt = await mqttConnect(node.mqttPorts().mqtts, { tls: true, username: alice, password: PW, clientId: uniqueName('c') });
+    const mqtt = await mqttConnect(node.mqttPorts().mqtts, {
+      tls: true,
+      username: alice,
+      password: PW,
+      clientId: uniqueName('c'),
+    });
     await mqtt.subscribeAsync('tls/reload', { qos: 1 });
 
     const after = await replaceCertificate();
@@ -118,7 +155,12 @@ describe('security: TLS policy on every listener, certificates reloaded without 
     const got = nextMessage(mqtt, 'tls/reload');
     await mqtt.publishAsync('tls/reload', 'still here', { qos: 1 });
     assert.equal((await got).payload, 'still here');
-    const second = await xmppClient({ port: node.ports.xmpps, directTls: true, username: alice, password: PW });
+    const second = await xmppClient({
+      port: node.ports.xmpps,
+      directTls: true,
+      username: alice,
+      password: PW,
+    });
     await ping(second);
   });
 

@@ -28,9 +28,11 @@ describe('security: XMPP inbound flood over BOSH', function () {
 
     before(async function () {
       this.timeout(60_000);
-      node = await startNode({ config: `xmpp:\n  inboundBytesPerSecond: ${RATE}\n  inboundBurstSeconds: 1\n  maxInboundStanzas: 16\n  inboundThrottleLimitMs: 0\n` });
+      node = await startNode({
+        config: `xmpp:\n  inboundBytesPerSecond: ${RATE}\n  inboundBurstSeconds: 1\n  maxInboundStanzas: 16\n  inboundThrottleLimitMs: 0\n`,
+      });
       url = `http://127.0.0.1:${node.ports.http}/http-bind`;
-      await (addUsers(node, { [sender]: PW, [sink]: PW, [bystander]: PW }));
+      await addUsers(node, { [sender]: PW, [sink]: PW, [bystander]: PW });
     });
     after(async () => {
       closeAllRaw();
@@ -67,7 +69,10 @@ describe('security: XMPP inbound flood over BOSH', function () {
       assert.equal(r2.body.children.length, 0, 'a recoverable error carries nothing');
       const waited = Date.now() - t0;
       assert.ok(waited >= 1500, `answered after ${waited} ms, before 'wait'`);
-      assert.ok((await stanzasIn(node)) - in0 <= PER_REQUEST + 5, 'the second request was not read');
+      assert.ok(
+        (await stanzasIn(node)) - in0 <= PER_REQUEST + 5,
+        'the second request was not read',
+      );
       // Others are answered meanwhile.
       const rtt = await ping(by, 'bosh-by-ping');
       assert.ok(rtt < 5000, `ping took ${rtt} ms`);
@@ -80,9 +85,15 @@ describe('security: XMPP inbound flood over BOSH', function () {
       const got = (await stanzasIn(node)) - in0;
       assert.ok(got >= 2 * PER_REQUEST, `both requests read in the end (${got})`);
       const allowed = Math.ceil((RATE * (elapsed + 1)) / 2048) + PER_REQUEST; // one request may overdraw
-      assert.ok(got <= allowed, `read ${got} stanzas in ${elapsed.toFixed(1)} s; the rate allows about ${allowed}`);
+      assert.ok(
+        got <= allowed,
+        `read ${got} stanzas in ${elapsed.toFixed(1)} s; the rate allows about ${allowed}`,
+      );
       // the second is taken only once the first one's overdraft is paid back
-      assert.ok(elapsed >= (PER_REQUEST * 2048 - RATE) / RATE - 1, `both requests taken after ${elapsed.toFixed(1)} s: faster than the rate`);
+      assert.ok(
+        elapsed >= (PER_REQUEST * 2048 - RATE) / RATE - 1,
+        `both requests taken after ${elapsed.toFixed(1)} s: faster than the rate`,
+      );
     });
   });
 
@@ -94,9 +105,12 @@ describe('security: XMPP inbound flood over BOSH', function () {
 
     before(async function () {
       this.timeout(60_000);
-      node = await startNode({ config: 'xmpp:\n  inboundBytesPerSecond: 16384\n  inboundBurstSeconds: 1\n  inboundThrottleLimitMs: 2000\n' });
+      node = await startNode({
+        config:
+          'xmpp:\n  inboundBytesPerSecond: 16384\n  inboundBurstSeconds: 1\n  inboundThrottleLimitMs: 2000\n',
+      });
       url = `http://127.0.0.1:${node.ports.http}/http-bind`;
-      await (addUsers(node, { [sender]: PW, [sink]: PW }));
+      await addUsers(node, { [sender]: PW, [sink]: PW });
     });
     after(async () => {
       closeAllRaw();

@@ -3,8 +3,22 @@
 // past the inbound rate (token buckets) and while the parsed-but-unhandled
 // queue is full; a stream kept over its rate is ended with policy-violation.
 import assert from 'node:assert/strict';
-import { RawConn, closeAllRaw, rawLogin, startNode, uniqueName, type TestNode } from '../helpers.ts';
-import { assertStillServing, deafRecipient, message, rss, sleep, stanzasIn } from './flood-helpers.ts';
+import {
+  RawConn,
+  closeAllRaw,
+  rawLogin,
+  startNode,
+  uniqueName,
+  type TestNode,
+} from '../helpers.ts';
+import {
+  assertStillServing,
+  deafRecipient,
+  message,
+  rss,
+  sleep,
+  stanzasIn,
+} from './flood-helpers.ts';
 
 const PW = 'flood pw';
 
@@ -27,8 +41,14 @@ describe('security: XMPP inbound flood', function () {
 
     before(async function () {
       this.timeout(60_000);
-      node = await startNode({ config: `xmpp:\n  inboundBytesPerSecond: ${RATE}\n  inboundBurstSeconds: 1\n  inboundThrottleLimitMs: 0\n` });
-      await Promise.all([node.addUser(sender, PW), node.addUser(sink, PW), node.addUser(bystander, PW)]);
+      node = await startNode({
+        config: `xmpp:\n  inboundBytesPerSecond: ${RATE}\n  inboundBurstSeconds: 1\n  inboundThrottleLimitMs: 0\n`,
+      });
+      await Promise.all([
+        node.addUser(sender, PW),
+        node.addUser(sink, PW),
+        node.addUser(bystander, PW),
+      ]);
     });
     after(async () => {
       closeAllRaw();
@@ -48,10 +68,16 @@ describe('security: XMPP inbound flood', function () {
       const got = (await stanzasIn(node)) - in0;
       // rate × time + one second of burst, plus slack for one read and what the kernel held
       const allowed = Math.ceil((RATE * (elapsed + 1) + 256 * 1024) / 2048);
-      assert.ok(got <= allowed, `the server read ${got} stanzas in ${elapsed.toFixed(1)} s; the rate allows about ${allowed}`);
+      assert.ok(
+        got <= allowed,
+        `the server read ${got} stanzas in ${elapsed.toFixed(1)} s; the rate allows about ${allowed}`,
+      );
       assert.ok(got > 0, 'nothing read at all');
       // What the server did not read waits on the client's side.
-      assert.ok(s.socket.writableLength > 20 * 1024 * 1024, `client backlog ${s.socket.writableLength}`);
+      assert.ok(
+        s.socket.writableLength > 20 * 1024 * 1024,
+        `client backlog ${s.socket.writableLength}`,
+      );
       // Someone else's round trip still answers.
       await assertStillServing(node, by, 'by-ping', rss0);
     });
@@ -64,7 +90,10 @@ describe('security: XMPP inbound flood', function () {
 
     before(async function () {
       this.timeout(60_000);
-      node = await startNode({ config: 'xmpp:\n  inboundBytesPerSecond: 32768\n  inboundBurstSeconds: 1\n  inboundThrottleLimitMs: 2000\n' });
+      node = await startNode({
+        config:
+          'xmpp:\n  inboundBytesPerSecond: 32768\n  inboundBurstSeconds: 1\n  inboundThrottleLimitMs: 2000\n',
+      });
       await Promise.all([node.addUser(sender, PW), node.addUser(sink, PW)]);
     });
     after(async () => {
@@ -75,7 +104,10 @@ describe('security: XMPP inbound flood', function () {
     it('a stream that keeps sending above its rate is closed with policy-violation [RFC6120 4.9.3.13]', async () => {
       const s = await rawLogin(node.ports.xmpp, sender, PW, 'PLAIN', 'hard');
       blast(s, sink, 5000); // 10 MB at 32 KB/s: throttled far longer than 2 s
-      await s.waitFor(/<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/, 20_000);
+      await s.waitFor(
+        /<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/,
+        20_000,
+      );
       await s.waitClosed(10_000);
     });
 

@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { WebSocket } from 'ws';
 import { BoshClient, parseStrict } from '../web/bosh-client.ts';
-import { NS_CLIENT, NS_STREAM, closeAllRaw, rawLogin, startNode, uniqueName, type RawConn, type TestNode } from '../helpers.ts';
+import {
+  NS_CLIENT,
+  NS_STREAM,
+  closeAllRaw,
+  rawLogin,
+  startNode,
+  uniqueName,
+  type RawConn,
+  type TestNode,
+} from '../helpers.ts';
 
 const PW = 'utf8 pw';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -33,7 +42,10 @@ describe('security: XMPP input encoding and framing', function () {
 
   for (const [what, chunks] of [
     ['a byte that is never UTF-8 (0xFF)', [Buffer.from([0xff])]],
-    ['a truncated sequence split across two writes (E2 82 | 41)', [Buffer.from([0xe2, 0x82]), Buffer.from('A')]],
+    [
+      'a truncated sequence split across two writes (E2 82 | 41)',
+      [Buffer.from([0xe2, 0x82]), Buffer.from('A')],
+    ],
     ['an overlong encoding (C0 AF)', [Buffer.from([0xc0, 0xaf])]],
   ] as [string, Buffer[]][]) {
     it(`invalid UTF-8 in a stanza: ${what} → not-well-formed, nothing delivered [RFC6120 11.6] [RFC6120 4.9.3.13]`, async () => {
@@ -47,7 +59,10 @@ describe('security: XMPP input encoding and framing', function () {
         await sleep(50);
       }
       s.write(` end</body></message>`);
-      await ra.waitFor(/<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/, 5000);
+      await ra.waitFor(
+        /<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/,
+        5000,
+      );
       await ra.waitClosed(5000);
       await sleep(300);
       assert.ok(!/bad /.test(rb.text), `delivered: ${rb.text.slice(-300)}`);
@@ -64,7 +79,9 @@ describe('security: XMPP input encoding and framing', function () {
       ws.once('open', () => r());
       ws.once('error', j);
     });
-    ws.send(`<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' to='localhost' version='1.0'>`);
+    ws.send(
+      `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' to='localhost' version='1.0'>`,
+    );
     await Promise.race([closed, sleep(8000)]);
     ws.terminate();
     const all = frames.join('\n');
@@ -81,8 +98,16 @@ describe('security: XMPP input encoding and framing', function () {
     assert.ok(c.sid, created.text);
     // the next request's <body> with a presence whose text holds 0xFF
     const head = c.next().replace(/\/>$/, '>');
-    const body = Buffer.concat([Buffer.from(`${head}<presence xmlns='${NS_CLIENT}'><status>bad `), Buffer.from([0xff]), Buffer.from(' end</status></presence></body>')]);
-    const r = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/xml; charset=utf-8' } });
+    const body = Buffer.concat([
+      Buffer.from(`${head}<presence xmlns='${NS_CLIENT}'><status>bad `),
+      Buffer.from([0xff]),
+      Buffer.from(' end</status></presence></body>'),
+    ]);
+    const r = await fetch(url, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'text/xml; charset=utf-8' },
+    });
     const reply = parseStrict(await r.text());
     assert.equal(reply.attrs.type, 'terminate');
     assert.equal(reply.attrs.condition, 'bad-request');

@@ -5,7 +5,15 @@
 // queue is bounded by bytes as well as by count.
 import assert from 'node:assert/strict';
 import type net from 'node:net';
-import { NS_CLIENT, closeAllRaw, rawLogin, startNode, uniqueName, type RawConn, type TestNode } from '../helpers.ts';
+import {
+  NS_CLIENT,
+  closeAllRaw,
+  rawLogin,
+  startNode,
+  uniqueName,
+  type RawConn,
+  type TestNode,
+} from '../helpers.ts';
 
 const PW = 'offline pw';
 const N = 1000;
@@ -59,7 +67,8 @@ describe('security: XMPP offline queue flush', function () {
     const pad = 'x'.repeat(2000);
     for (let i = 0; i < N; i += 100) {
       let batch = '';
-      for (let j = i; j < i + 100; j++) batch += `<message xmlns='${NS_CLIENT}' type='chat' to='${rcpt}@localhost'><body>${j} ${pad}</body></message>`;
+      for (let j = i; j < i + 100; j++)
+        batch += `<message xmlns='${NS_CLIENT}' type='chat' to='${rcpt}@localhost'><body>${j} ${pad}</body></message>`;
       s.send(batch);
     }
     await roundTrip(s, 'queued'); // handled after every message before it: all are queued
@@ -88,7 +97,11 @@ describe('security: XMPP offline queue flush', function () {
       for (const n of got) seen.add(n);
     }
     const missing = [...Array(N).keys()].filter((n) => !seen.has(n));
-    assert.deepEqual(missing.slice(0, 20), [], `${missing.length} messages never arrived (received ${received} in all)`);
+    assert.deepEqual(
+      missing.slice(0, 20),
+      [],
+      `${missing.length} messages never arrived (received ${received} in all)`,
+    );
   });
 
   it('the offline queue is bounded by bytes too: past offlineMaxBytesPerUser further messages bounce with service-unavailable [XEP-0160 §4]', async () => {
@@ -96,11 +109,17 @@ describe('security: XMPP offline queue flush', function () {
     // 20 KB each (a bounce of it must fit the sender's small outbound buffer)
     const pad = 'y'.repeat(20 * 1024);
     for (let i = 0; i < 160; i++) {
-      s.send(`<message xmlns='${NS_CLIENT}' type='chat' id='b${i}' to='${big}@localhost'><body>${i} ${pad}</body></message>`);
+      s.send(
+        `<message xmlns='${NS_CLIENT}' type='chat' id='b${i}' to='${big}@localhost'><body>${i} ${pad}</body></message>`,
+      );
       await sleep(15); // bounces of one tick go out together: spaced so the sender's small outbound buffer holds them
     }
     await roundTrip(s, 'big-queued');
-    const bounced = [...s.text.matchAll(/<message[^>]*id='b(\d+)'[^>]*type='error'|<message[^>]*type='error'[^>]*id='b(\d+)'/g)].map((m) => Number(m[1] ?? m[2]));
+    const bounced = [
+      ...s.text.matchAll(
+        /<message[^>]*id='b(\d+)'[^>]*type='error'|<message[^>]*type='error'[^>]*id='b(\d+)'/g,
+      ),
+    ].map((m) => Number(m[1] ?? m[2]));
     // 3,000,000 characters hold about 145 messages of 20 KB; later ones bounce (the count bound, 1,000, is far).
     assert.ok(bounced.length >= 5, `only ${bounced.length} of 160 bounced`);
     assert.ok(Math.min(...bounced) >= 130, `bounced from ${Math.min(...bounced)}`);

@@ -3,14 +3,27 @@
 // against the connection limits from accept.
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { NS_CLIENT, NS_SASL, NS_STREAM, NS_TLS, RawConn, closeAllRaw, startNode, uniqueName, type TestNode } from '../helpers.ts';
+import {
+  NS_CLIENT,
+  NS_SASL,
+  NS_STREAM,
+  NS_TLS,
+  RawConn,
+  closeAllRaw,
+  startNode,
+  uniqueName,
+  type TestNode,
+} from '../helpers.ts';
 
 const PW = 'injection pw';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const HEADER = `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAM}' to='localhost' version='1.0'>`;
 
 /** A bare TCP socket that never starts a TLS handshake; resolves with the ms it took the server to close it. */
-function idleSocket(port: number, after?: (s: net.Socket) => void): Promise<{ sock: net.Socket; closed: Promise<number> }> {
+function idleSocket(
+  port: number,
+  after?: (s: net.Socket) => void,
+): Promise<{ sock: net.Socket; closed: Promise<number> }> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: '127.0.0.1', port });
     sock.on('error', () => {});
@@ -25,7 +38,10 @@ function idleSocket(port: number, after?: (s: net.Socket) => void): Promise<{ so
 }
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`${what}: not within ${ms} ms`)))]);
+  return Promise.race([
+    p,
+    sleep(ms).then(() => Promise.reject(new Error(`${what}: not within ${ms} ms`))),
+  ]);
 }
 
 describe('security: XMPP STARTTLS and TLS handshakes', function () {
@@ -35,7 +51,9 @@ describe('security: XMPP STARTTLS and TLS handshakes', function () {
 
   before(async function () {
     this.timeout(60_000);
-    node = await startNode({ config: 'xmpp:\n  tlsHandshakeTimeoutMs: 2500\n  maxConnectionsPerIp: 4\n' });
+    node = await startNode({
+      config: 'xmpp:\n  tlsHandshakeTimeoutMs: 2500\n  maxConnectionsPerIp: 4\n',
+    });
     await node.addUser(victim, PW);
   });
   afterEach(() => closeAllRaw());
@@ -49,10 +67,15 @@ describe('security: XMPP STARTTLS and TLS handshakes', function () {
     await c.openStream();
     // One plaintext write: the request and a command for the session to come.
     const plain = Buffer.from(`\0${victim}\0${PW}`).toString('base64');
-    c.send(`<starttls xmlns='${NS_TLS}'/><auth xmlns='${NS_SASL}' mechanism='PLAIN'>${plain}</auth>`);
+    c.send(
+      `<starttls xmlns='${NS_TLS}'/><auth xmlns='${NS_SASL}' mechanism='PLAIN'>${plain}</auth>`,
+    );
     const got = await c.waitFor(/<proceed[^>]*\/>|<\/stream:stream>/, 5000);
     assert.ok(!got.includes('<proceed'), `the server went on with TLS after an injection: ${got}`);
-    assert.match(got, /<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/);
+    assert.match(
+      got,
+      /<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/,
+    );
     await c.waitClosed(5000);
   });
 
@@ -90,7 +113,10 @@ describe('security: XMPP STARTTLS and TLS handshakes', function () {
     const idle = await Promise.all([0, 1, 2, 3].map(() => idleSocket(node.ports.xmpps)));
     await sleep(100);
     // (the four are closed by the handshake timeout after 2.5 s: both checks come before)
-    await assert.rejects(within(RawConn.connect(node.ports.xmpps, { directTls: true }), 2000, 'fifth TLS connection'), 'a fifth connection got through its handshake');
+    await assert.rejects(
+      within(RawConn.connect(node.ports.xmpps, { directTls: true }), 2000, 'fifth TLS connection'),
+      'a fifth connection got through its handshake',
+    );
     // The plain port shares the count: a fifth one there gets the stream error in the clear.
     const c = await RawConn.connect(node.ports.xmpp);
     c.send(HEADER);

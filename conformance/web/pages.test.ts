@@ -4,16 +4,41 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import WebSocket from 'ws';
-import { DOMAIN, isMessage, ping, presence, sleep, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import {
+  DOMAIN,
+  isMessage,
+  ping,
+  presence,
+  sleep,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type TestNode,
+} from '../helpers.ts';
 import { addUsers } from '../mqtt-helpers.ts';
 import { metric, NS_FRAMING, RawWs, scrape } from './web-helpers.ts';
 
 interface Stats {
   node: { domain: string; startedAt: number; now: number };
-  connections: { total: number; byProtocol: Record<string, number>; byTransport: { protocol: string; transport: string; count: number }[] };
+  connections: {
+    total: number;
+    byProtocol: Record<string, number>;
+    byTransport: { protocol: string; transport: string; count: number }[];
+  };
   sessions: number;
   users: string[];
-  rates: { intervalMs: number; samples: { t: number; messages: number; stanzasIn: number; stanzasOut: number; connections: number }[] };
+  rates: {
+    intervalMs: number;
+    samples: {
+      t: number;
+      messages: number;
+      stanzasIn: number;
+      stanzasOut: number;
+      connections: number;
+    }[];
+  };
   errors: { time: number; source: string; text: string }[];
 }
 
@@ -25,8 +50,11 @@ describe('web pages: admin login and stats, chat page files', function () {
   const admin = uniqueName('boss');
   const user = uniqueName('user');
   const peer = uniqueName('peer');
-  const basic = (u: string, p: string) => ({ authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
-  const get = (path: string, headers: Record<string, string> = {}) => fetch(`${base}${path}`, { headers, redirect: 'manual' });
+  const basic = (u: string, p: string) => ({
+    authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`,
+  });
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    fetch(`${base}${path}`, { headers, redirect: 'manual' });
   const stats = async (): Promise<Stats> => {
     const r = await get('/admin/api/stats', basic(admin, PW));
     assert.equal(r.status, 200);
@@ -71,7 +99,11 @@ describe('web pages: admin login and stats, chat page files', function () {
     it('answers 403 to a valid account that is not an admin', async () => {
       const r = await get('/admin/api/stats', basic(user, PW));
       assert.equal(r.status, 403);
-      assert.equal(r.headers.get('www-authenticate'), null, 'no new login prompt: the login was right');
+      assert.equal(
+        r.headers.get('www-authenticate'),
+        null,
+        'no new login prompt: the login was right',
+      );
     });
 
     it('lets an admin in, as `name` or `name@domain`, with the page, its script and its JSON', async () => {
@@ -94,7 +126,10 @@ describe('web pages: admin login and stats, chat page files', function () {
         assert.equal((await get('/admin/', basic(admin, `wrong-${i}`))).status, 401);
         times.push(Date.now() - t0);
       }
-      assert.ok(times[4] >= 450, `5th failure answered after ${times[4]} ms (all: ${times.join(', ')})`);
+      assert.ok(
+        times[4] >= 450,
+        `5th failure answered after ${times[4]} ms (all: ${times.join(', ')})`,
+      );
       // A right password resets the count.
       assert.equal((await get('/admin/', basic(admin, PW))).status, 200);
       const t0 = Date.now();
@@ -107,17 +142,32 @@ describe('web pages: admin login and stats, chat page files', function () {
   describe('/admin/api/stats', () => {
     it('shows connections by protocol and transport, users online, and reads the same numbers as /metrics', async () => {
       const before = await stats();
-      const c = await xmppClient({ port: 0, service: `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`, username: user, password: PW, resource: 'web' });
+      const c = await xmppClient({
+        port: 0,
+        service: `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`,
+        username: user,
+        password: PW,
+        resource: 'web',
+      });
       await c.send(presence());
       await ping(c);
       const s = await stats();
       assert.equal(s.node.domain, DOMAIN);
       assert.equal(s.connections.byProtocol.xmpp, (before.connections.byProtocol.xmpp ?? 0) + 1);
-      assert.ok(s.connections.byTransport.some((t) => t.protocol === 'xmpp' && t.transport === 'ws' && t.count === 1), JSON.stringify(s.connections));
+      assert.ok(
+        s.connections.byTransport.some(
+          (t) => t.protocol === 'xmpp' && t.transport === 'ws' && t.count === 1,
+        ),
+        JSON.stringify(s.connections),
+      );
       assert.ok(s.users.includes(`${user}@${DOMAIN}`), JSON.stringify(s.users));
       assert.equal(s.sessions, before.sessions + 1);
       const m = await scrape(base);
-      assert.equal(s.connections.byProtocol.xmpp, metric(m, 'parley_connections', { protocol: 'xmpp' }), 'same as the parley_connections gauge');
+      assert.equal(
+        s.connections.byProtocol.xmpp,
+        metric(m, 'parley_connections', { protocol: 'xmpp' }),
+        'same as the parley_connections gauge',
+      );
       await c.stop();
       await sleep(200);
       const after = await stats();
@@ -126,27 +176,48 @@ describe('web pages: admin login and stats, chat page files', function () {
     });
 
     it('keeps one sample a second and counts routed messages in them', async () => {
-      const a = await xmppClient({ port: node.ports.xmpp, username: user, password: PW, resource: 'rate' });
-      const b = await xmppClient({ port: node.ports.xmpp, username: peer, password: PW, resource: 'rate' });
+      const a = await xmppClient({
+        port: node.ports.xmpp,
+        username: user,
+        password: PW,
+        resource: 'rate',
+      });
+      const b = await xmppClient({
+        port: node.ports.xmpp,
+        username: peer,
+        password: PW,
+        resource: 'rate',
+      });
       await b.send(presence());
       await ping(b);
       const since = Date.now();
-      for (let i = 0; i < 5; i++) await a.send(xml('message', { to: b.bare, type: 'chat' }, xml('body', {}, `r${i}`)));
+      for (let i = 0; i < 5; i++)
+        await a.send(xml('message', { to: b.bare, type: 'chat' }, xml('body', {}, `r${i}`)));
       for (let i = 0; i < 5; i++) await b.waitFor(isMessage({ from: a.jid }));
       await sleep(2200); // two sampler ticks
       const s = await stats();
       assert.equal(s.rates.intervalMs, 1000);
       const recent = s.rates.samples.filter((x) => x.t >= since);
       assert.ok(recent.length >= 2, `samples since the messages: ${recent.length}`);
-      assert.equal(recent.reduce((n, x) => n + x.messages, 0), 5, JSON.stringify(recent));
+      assert.equal(
+        recent.reduce((n, x) => n + x.messages, 0),
+        5,
+        JSON.stringify(recent),
+      );
       assert.ok(recent.reduce((n, x) => n + x.stanzasIn, 0) >= 5);
       const ts = s.rates.samples.map((x) => x.t);
-      assert.deepEqual(ts, [...ts].sort((x, y) => x - y), 'oldest first');
+      assert.deepEqual(
+        ts,
+        [...ts].sort((x, y) => x - y),
+        'oldest first',
+      );
       assert.ok(s.rates.samples.length <= 600, 'ten minutes at most');
     });
 
     it('lists recent errors, newest first: failed logins and connections closed for bad input', async () => {
-      await assert.rejects(xmppClient({ port: node.ports.xmpp, username: user, password: 'wrong', resource: 'x' }));
+      await assert.rejects(
+        xmppClient({ port: node.ports.xmpp, username: user, password: 'wrong', resource: 'x' }),
+      );
       const r = await RawWs.connect(`ws://127.0.0.1:${node.ports.http}/xmpp-websocket`);
       r.send(`<open xmlns='${NS_FRAMING}' to='${DOMAIN}' version='1.0'/>`);
       await r.next();
@@ -161,7 +232,10 @@ describe('web pages: admin login and stats, chat page files', function () {
       assert.ok(closed < failed, 'newest first');
       for (let i = 1; i < s.errors.length; i++) assert.ok(s.errors[i - 1].time >= s.errors[i].time);
       const m = await scrape(base);
-      assert.ok(metric(m, 'parley_errors_total', { source: 'xmpp' }) >= 2, 'counted in /metrics too');
+      assert.ok(
+        metric(m, 'parley_errors_total', { source: 'xmpp' }) >= 2,
+        'counted in /metrics too',
+      );
     });
   });
 
@@ -173,12 +247,20 @@ describe('web pages: admin login and stats, chat page files', function () {
       const html = await page.text();
       assert.match(html, /<script src="xmpp.min.js"><\/script>/);
       assert.match(html, /<script src="chat.js"><\/script>/);
-      assert.match(page.headers.get('content-security-policy') ?? '', /connect-src 'self' ws: wss:/);
+      assert.match(
+        page.headers.get('content-security-policy') ?? '',
+        /connect-src 'self' ws: wss:/,
+      );
       const bundle = await get('/chat/xmpp.min.js');
       assert.equal(bundle.status, 200);
       assert.match(bundle.headers.get('content-type') ?? '', /^text\/javascript/);
-      const onDisk = readFileSync(createRequire(import.meta.url).resolve('@xmpp/client/dist/xmpp.min.js'));
-      assert.ok(Buffer.from(await bundle.arrayBuffer()).equals(onDisk), 'byte for byte the installed package file');
+      const onDisk = readFileSync(
+        createRequire(import.meta.url).resolve('@xmpp/client/dist/xmpp.min.js'),
+      );
+      assert.ok(
+        Buffer.from(await bundle.arrayBuffer()).equals(onDisk),
+        'byte for byte the installed package file',
+      );
       const config = await (await get('/chat/config.json')).json();
       assert.deepEqual(config, { domain: DOMAIN, websocketPath: '/xmpp-websocket' });
       assert.equal((await get('/chat/package.json')).status, 404);

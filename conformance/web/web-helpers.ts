@@ -29,7 +29,9 @@ export function parseFrame(frame: string): Node {
   const stack: Node[] = [];
   const roots: Node[] = [];
   sax.on('error', (err) => {
-    throw new Error(`frame is not well-formed XML with declared namespaces (${err.message}): ${frame}`);
+    throw new Error(
+      `frame is not well-formed XML with declared namespaces (${err.message}): ${frame}`,
+    );
   });
   sax.on('opentag', (tag) => {
     const n: Node = {
@@ -53,7 +55,8 @@ export function parseFrame(frame: string): Node {
   });
   sax.on('closetag', () => void stack.pop());
   sax.write(frame).close();
-  if (roots.length !== 1) throw new Error(`expected exactly one element, got ${roots.length}: ${frame}`);
+  if (roots.length !== 1)
+    throw new Error(`expected exactly one element, got ${roots.length}: ${frame}`);
   return roots[0];
 }
 
@@ -115,7 +118,15 @@ export class RawWs {
           reject(new Error(`socket closed; frames so far:\n  ${this.frames.join('\n  ')}`));
         } else this.wake.push(check);
       };
-      const t = setTimeout(() => reject(new Error(`no frame within ${timeoutMs} ms; frames so far:\n  ${this.frames.join('\n  ')}`)), timeoutMs);
+      const t = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no frame within ${timeoutMs} ms; frames so far:\n  ${this.frames.join('\n  ')}`,
+            ),
+          ),
+        timeoutMs,
+      );
       check();
     });
   }
@@ -129,7 +140,10 @@ export class RawWs {
           resolve(this.closeCode);
         } else this.wake.push(check);
       };
-      const t = setTimeout(() => reject(new Error(`WebSocket still open after ${timeoutMs} ms`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`WebSocket still open after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       check();
     });
   }
@@ -171,7 +185,8 @@ function parseValue(s: string, line: string): number {
   if (special === '+inf' || special === 'inf') return Infinity;
   if (special === '-inf') return -Infinity;
   if (special === 'nan') return NaN;
-  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s)) throw new Error(`bad sample value ${JSON.stringify(s)} in: ${line}`);
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s))
+    throw new Error(`bad sample value ${JSON.stringify(s)} in: ${line}`);
   return Number(s);
 }
 
@@ -229,7 +244,8 @@ export function parsePrometheus(text: string): Map<string, Family> {
       if (!f) {
         f = { name, type: 'untyped', help: '', samples: [] };
         families.set(name, f);
-      } else if (f !== current || f.samples.length) throw new Error(`${kind} for ${name} after its samples or twice: ${line}`);
+      } else if (f !== current || f.samples.length)
+        throw new Error(`${kind} for ${name} after its samples or twice: ${line}`);
       if (kind === 'TYPE') {
         if (!(rest in SUFFIXES)) throw new Error(`unknown type in: ${line}`);
         f.type = rest as Family['type'];
@@ -244,7 +260,10 @@ export function parsePrometheus(text: string): Map<string, Family> {
       throw new Error(`sample ${name} outside its family (current: ${current?.name ?? 'none'})`);
     }
     const labels = labelText ? parseLabels(labelText, line) : {};
-    const key = `${name}{${Object.entries(labels).sort().map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}}`;
+    const key = `${name}{${Object.entries(labels)
+      .sort()
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join(',')}}`;
     if (seen.has(key)) throw new Error(`series twice: ${key}`);
     seen.add(key);
     current.samples.push({ name, labels, value: parseValue(valueText, line) });
@@ -255,7 +274,12 @@ export function parsePrometheus(text: string): Map<string, Family> {
 
 function checkHistogram(f: Family): void {
   const groups = new Map<string, Sample[]>();
-  const keyOf = (l: Record<string, string>) => JSON.stringify(Object.entries(l).filter(([k]) => k !== 'le').sort());
+  const keyOf = (l: Record<string, string>) =>
+    JSON.stringify(
+      Object.entries(l)
+        .filter(([k]) => k !== 'le')
+        .sort(),
+    );
   for (const s of f.samples) {
     const k = keyOf(s.labels);
     groups.set(k, [...(groups.get(k) ?? []), s]);
@@ -263,25 +287,35 @@ function checkHistogram(f: Family): void {
   for (const samples of groups.values()) {
     const buckets = samples.filter((s) => s.name.endsWith('_bucket'));
     const count = samples.find((s) => s.name.endsWith('_count'));
-    if (!count || !samples.some((s) => s.name.endsWith('_sum'))) throw new Error(`${f.name}: _sum or _count missing`);
+    if (!count || !samples.some((s) => s.name.endsWith('_sum')))
+      throw new Error(`${f.name}: _sum or _count missing`);
     let prevLe = -Infinity;
     let prevValue = 0;
     for (const b of buckets) {
       const le = parseValue(b.labels.le ?? '', `${f.name} le`);
-      if (!(le > prevLe) || b.value < prevValue) throw new Error(`${f.name}: buckets not increasing and cumulative`);
+      if (!(le > prevLe) || b.value < prevValue)
+        throw new Error(`${f.name}: buckets not increasing and cumulative`);
       prevLe = le;
       prevValue = b.value;
     }
-    if (prevLe !== Infinity || prevValue !== count.value) throw new Error(`${f.name}: the +Inf bucket must equal _count`);
+    if (prevLe !== Infinity || prevValue !== count.value)
+      throw new Error(`${f.name}: the +Inf bucket must equal _count`);
   }
 }
 
 /** The value of one series (0 when absent: a counter not yet incremented). */
-export function metric(families: Map<string, Family>, family: string, labels: Record<string, string> = {}, sampleName = family): number {
+export function metric(
+  families: Map<string, Family>,
+  family: string,
+  labels: Record<string, string> = {},
+  sampleName = family,
+): number {
   const f = families.get(family);
   if (!f) throw new Error(`no metric family ${family}`);
   return f.samples
-    .filter((s) => s.name === sampleName && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .filter(
+      (s) => s.name === sampleName && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+    )
     .reduce((n, s) => n + s.value, 0);
 }
 
@@ -289,6 +323,7 @@ export function metric(families: Map<string, Family>, family: string, labels: Re
 export async function scrape(base: string): Promise<Map<string, Family>> {
   const r = await fetch(`${base}/metrics`);
   if (r.status !== 200) throw new Error(`/metrics: HTTP ${r.status}`);
-  if (!/^text\/plain; version=0\.0\.4/.test(r.headers.get('content-type') ?? '')) throw new Error(`/metrics content-type ${r.headers.get('content-type')}`);
+  if (!/^text\/plain; version=0\.0\.4/.test(r.headers.get('content-type') ?? ''))
+    throw new Error(`/metrics content-type ${r.headers.get('content-type')}`);
   return parsePrometheus(await r.text());
 }

@@ -28,7 +28,15 @@ import {
   type TestNode,
 } from '../helpers.ts';
 import { addUsers, nextMessage } from '../mqtt-helpers.ts';
-import { metric, NS_FRAMING, parseFrame, parsePrometheus, RawWs, scrape, type Node } from './web-helpers.ts';
+import {
+  metric,
+  NS_FRAMING,
+  parseFrame,
+  parsePrometheus,
+  RawWs,
+  scrape,
+  type Node,
+} from './web-helpers.ts';
 
 describe('web listener: WebSocket transports, discovery, health, metrics', function () {
   this.timeout(30_000);
@@ -61,7 +69,12 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
     return r;
   };
   const mqttWs = (opts: mqtt.IClientOptions): Promise<MqttClient> => {
-    const c = mqtt.connect(`ws://127.0.0.1:${node.ports.http}/mqtt`, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts });
+    const c = mqtt.connect(`ws://127.0.0.1:${node.ports.http}/mqtt`, {
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      protocolVersion: 4,
+      ...opts,
+    });
     mqtts.add(c);
     return new Promise((resolve, reject) => {
       c.once('connect', () => resolve(c));
@@ -69,7 +82,8 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       c.once('close', () => reject(new Error('closed before CONNACK')));
     });
   };
-  const chat = (to: string, body: string, id?: string) => xml('message', { to, type: 'chat', id }, xml('body', {}, body));
+  const chat = (to: string, body: string, id?: string) =>
+    xml('message', { to, type: 'chat', id }, xml('body', {}, body));
 
   before(async function () {
     this.timeout(60_000);
@@ -96,17 +110,31 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       const b = await tcpLogin(bob, 'desk');
       assert.equal(a.jid, `${alice}@${DOMAIN}/browser`);
       await a.send(chat(b.bare, 'hello from a WebSocket', 'w1'));
-      const got = await b.waitFor(isMessage({ from: a.jid, type: 'chat' }), 3000, 'message from the ws user');
+      const got = await b.waitFor(
+        isMessage({ from: a.jid, type: 'chat' }),
+        3000,
+        'message from the ws user',
+      );
       assert.equal(got.getChildText('body'), 'hello from a WebSocket');
       assert.equal(got.attrs.id, 'w1');
       await b.send(chat(a.bare, 'hello from TCP', 't1'));
-      const back = await a.waitFor(isMessage({ from: b.jid, type: 'chat' }), 3000, 'message from the tcp user');
+      const back = await a.waitFor(
+        isMessage({ from: b.jid, type: 'chat' }),
+        3000,
+        'message from the tcp user',
+      );
       assert.equal(back.getChildText('body'), 'hello from TCP');
     });
 
     it('gets and sets the roster [RFC6121 2.1.3, 2.3]', async () => {
       const a = await wsLogin(alice, 'roster');
-      const set = await a.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_ROSTER }, xml('item', { jid: `${bob}@${DOMAIN}`, name: 'Bob' }))));
+      const set = await a.request(
+        xml(
+          'iq',
+          { type: 'set' },
+          xml('query', { xmlns: NS_ROSTER }, xml('item', { jid: `${bob}@${DOMAIN}`, name: 'Bob' })),
+        ),
+      );
       assert.equal(set.attrs.type, 'result', set.toString());
       const r = await a.request(rosterGet());
       assert.equal(r.attrs.type, 'result');
@@ -115,7 +143,9 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
 
     it('answers a ping [XEP-0199]', async () => {
       const a = await wsLogin(alice, 'ping');
-      const r = await a.request(xml('iq', { type: 'get', to: DOMAIN }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+      const r = await a.request(
+        xml('iq', { type: 'get', to: DOMAIN }, xml('ping', { xmlns: 'urn:xmpp:ping' })),
+      );
       assert.equal(r.attrs.type, 'result');
     });
 
@@ -127,7 +157,11 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       const reply = (await a.xmpp.stop()) as unknown as Element | undefined;
       assert.ok(reply?.is('close', NS_FRAMING), `server answered ${reply?.toString()}`);
       await a.closed;
-      assert.deepEqual(disconnect?.clean, true, 'the WebSocket closed cleanly (close frames both ways)');
+      assert.deepEqual(
+        disconnect?.clean,
+        true,
+        'the WebSocket closed cleanly (close frames both ways)',
+      );
       assert.equal(a.xmpp.status, 'offline');
     });
   });
@@ -136,8 +170,14 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
     const open = (to = DOMAIN) => `<open xmlns='${NS_FRAMING}' to='${to}' version='1.0'/>`;
 
     it('refuses a handshake without the xmpp subprotocol with HTTP 400 [RFC7395 3.1]', async () => {
-      await assert.rejects(RawWs.connect(wsUrl, ['chat']), (err: { status?: number }) => err.status === 400);
-      await assert.rejects(RawWs.connect(wsUrl, []), (err: { status?: number }) => err.status === 400);
+      await assert.rejects(
+        RawWs.connect(wsUrl, ['chat']),
+        (err: { status?: number }) => err.status === 400,
+      );
+      await assert.rejects(
+        RawWs.connect(wsUrl, []),
+        (err: { status?: number }) => err.status === 400,
+      );
     });
 
     it('answers <open/> to an unknown host with <open/>, host-unknown, <close/>, then closes [RFC7395 3.3.2]', async () => {
@@ -156,7 +196,7 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       await r.waitClosed();
     });
 
-    it('replies <close/> to the client\'s <close/> and closes the WebSocket [RFC7395 3.6]', async () => {
+    it("replies <close/> to the client's <close/> and closes the WebSocket [RFC7395 3.6]", async () => {
       const r = await raw();
       r.send(open());
       assert.equal(parseFrame(await r.next()).name, 'open');
@@ -172,33 +212,51 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       const r = await raw();
       r.send(open());
       const opened = parseFrame(await r.next());
-      assert.deepEqual([opened.name, opened.attrs.from, opened.attrs.version], ['open', DOMAIN, '1.0']);
+      assert.deepEqual(
+        [opened.name, opened.attrs.from, opened.attrs.version],
+        ['open', DOMAIN, '1.0'],
+      );
       assert.ok(opened.attrs.id, 'stream id');
       let features = parseFrame(await r.next());
       assert.equal(features.uri, NS_STREAM);
-      assert.equal(features.prefix, 'stream', 'features as <stream:features> with xmlns:stream declared in the frame');
+      assert.equal(
+        features.prefix,
+        'stream',
+        'features as <stream:features> with xmlns:stream declared in the frame',
+      );
       assert.equal(features.child('starttls'), undefined, 'no STARTTLS on WebSocket');
       const mechs = features.child('mechanisms', NS_SASL)!.children.map((m) => m.text);
       assert.ok(mechs.includes('SCRAM-SHA-256'), mechs.join(' '));
       assert.ok(!mechs.includes('PLAIN'), 'no PLAIN on an unencrypted WebSocket [RFC6120 6.4.1]');
       // SCRAM-SHA-256, one element per message
       const scram = new ScramClient('SHA-256', alice, PW);
-      r.send(`<auth xmlns='${NS_SASL}' mechanism='SCRAM-SHA-256'>${Buffer.from(scram.clientFirst()).toString('base64')}</auth>`);
+      r.send(
+        `<auth xmlns='${NS_SASL}' mechanism='SCRAM-SHA-256'>${Buffer.from(scram.clientFirst()).toString('base64')}</auth>`,
+      );
       const challenge = parseFrame(await r.next());
       assert.equal(challenge.name, 'challenge', r.frames.at(-1));
-      r.send(`<response xmlns='${NS_SASL}'>${Buffer.from(scram.clientFinal(Buffer.from(challenge.text, 'base64').toString())).toString('base64')}</response>`);
+      r.send(
+        `<response xmlns='${NS_SASL}'>${Buffer.from(scram.clientFinal(Buffer.from(challenge.text, 'base64').toString())).toString('base64')}</response>`,
+      );
       const success = parseFrame(await r.next());
       assert.equal(success.name, 'success');
-      assert.ok(scram.verifyServerFinal(Buffer.from(success.text, 'base64').toString()), 'server signature');
+      assert.ok(
+        scram.verifyServerFinal(Buffer.from(success.text, 'base64').toString()),
+        'server signature',
+      );
       // [RFC7395 3.5] stream restart: a new <open/>
       r.send(open());
       assert.equal(parseFrame(await r.next()).name, 'open');
       features = parseFrame(await r.next());
       assert.ok(features.child('bind', NS_BIND), 'bind offered after the restart');
-      r.send(`<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='${NS_BIND}'><resource>raw</resource></bind></iq>`);
+      r.send(
+        `<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='${NS_BIND}'><resource>raw</resource></bind></iq>`,
+      );
       const bound = parseFrame(await r.next());
       assert.equal(bound.child('bind', NS_BIND)?.child('jid')?.text, `${alice}@${DOMAIN}/raw`);
-      r.send(`<iq type='get' id='p1' to='${DOMAIN}' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>`);
+      r.send(
+        `<iq type='get' id='p1' to='${DOMAIN}' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>`,
+      );
       const pong = parseFrame(await r.next());
       assert.deepEqual([pong.name, pong.attrs.type, pong.attrs.id], ['iq', 'result', 'p1']);
       // Every frame of the conversation stood alone (parseFrame throws otherwise).
@@ -233,7 +291,10 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
     });
 
     it('refuses a bad password with CONNACK return code 4, as on TCP', async () => {
-      await assert.rejects(mqttWs({ username: device, password: 'wrong', clientId: 'ws-bad' }), /Bad username or password/i);
+      await assert.rejects(
+        mqttWs({ username: device, password: 'wrong', clientId: 'ws-bad' }),
+        /Bad username or password/i,
+      );
     });
 
     it('chats with an XMPP user through chat/{user} both ways (docs/mqtt-mapping.md §4)', async () => {
@@ -244,8 +305,14 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       await h.send(chat(`${device}@${DOMAIN}`, 'lights on', 'x1'));
       const json = JSON.parse((await toDevice).payload);
       assert.deepEqual([json.from, json.id, json.body], [`${alice}@${DOMAIN}`, 'x1', 'lights on']);
-      await dev.publishAsync(`chat/${alice}`, JSON.stringify({ body: 'done', id: 'm1' }), { qos: 1 });
-      const msg = await h.waitFor(isMessage({ from: `${device}@${DOMAIN}/ws-sensor`, type: 'chat' }), 3000, 'message from the ws device');
+      await dev.publishAsync(`chat/${alice}`, JSON.stringify({ body: 'done', id: 'm1' }), {
+        qos: 1,
+      });
+      const msg = await h.waitFor(
+        isMessage({ from: `${device}@${DOMAIN}/ws-sensor`, type: 'chat' }),
+        3000,
+        'message from the ws device',
+      );
       assert.equal(msg.getChildText('body'), 'done');
     });
   });
@@ -257,9 +324,17 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       assert.match(r.headers.get('content-type') ?? '', /^application\/xrd\+xml/);
       const xrd = parseFrame((await r.text()).replace(/^<\?xml[^>]*\?>/, ''));
       assert.equal(xrd.uri, 'http://docs.oasis-open.org/ns/xri/xrd-1.0');
-      const links = Object.fromEntries(xrd.children.filter((c) => c.name === 'Link').map((l) => [l.attrs.rel, l.attrs.href]));
-      assert.equal(links['urn:xmpp:alt-connections:websocket'], `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`);
-      assert.equal(links['urn:xmpp:alt-connections:xbosh'], `http://127.0.0.1:${node.ports.http}/http-bind`);
+      const links = Object.fromEntries(
+        xrd.children.filter((c) => c.name === 'Link').map((l) => [l.attrs.rel, l.attrs.href]),
+      );
+      assert.equal(
+        links['urn:xmpp:alt-connections:websocket'],
+        `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`,
+      );
+      assert.equal(
+        links['urn:xmpp:alt-connections:xbosh'],
+        `http://127.0.0.1:${node.ports.http}/http-bind`,
+      );
     });
 
     it('host-meta.json lists the same endpoints', async () => {
@@ -268,14 +343,28 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
       const { links } = (await r.json()) as { links: { rel: string; href: string }[] };
       const byRel = Object.fromEntries(links.map((l) => [l.rel, l.href]));
-      assert.equal(byRel['urn:xmpp:alt-connections:websocket'], `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`);
-      assert.equal(byRel['urn:xmpp:alt-connections:xbosh'], `http://127.0.0.1:${node.ports.http}/http-bind`);
+      assert.equal(
+        byRel['urn:xmpp:alt-connections:websocket'],
+        `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`,
+      );
+      assert.equal(
+        byRel['urn:xmpp:alt-connections:xbosh'],
+        `http://127.0.0.1:${node.ports.http}/http-bind`,
+      );
     });
 
     it('the announced WebSocket endpoint works', async () => {
-      const { links } = (await (await fetch(`${base}/.well-known/host-meta.json`)).json()) as { links: { rel: string; href: string }[] };
+      const { links } = (await (await fetch(`${base}/.well-known/host-meta.json`)).json()) as {
+        links: { rel: string; href: string }[];
+      };
       const href = links.find((l) => l.rel === 'urn:xmpp:alt-connections:websocket')!.href;
-      const c = await xmppClient({ port: 0, service: href, username: bob, password: PW, resource: 'discovered' });
+      const c = await xmppClient({
+        port: 0,
+        service: href,
+        username: bob,
+        password: PW,
+        resource: 'discovered',
+      });
       await ping(c);
     });
 
@@ -307,7 +396,8 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
         parley_nodejs_eventloop_lag_seconds: 'gauge',
         parley_process_resident_memory_bytes: 'gauge',
       };
-      for (const [name, type] of Object.entries(expect)) assert.equal(m.get(name)?.type, type, `${name} should be a ${type}`);
+      for (const [name, type] of Object.entries(expect))
+        assert.equal(m.get(name)?.type, type, `${name} should be a ${type}`);
     });
 
     // The parser above must be able to fail: malformed exposition, one row each.
@@ -321,19 +411,25 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       ['TYPE after samples', '# TYPE a gauge\na 1\n# TYPE a gauge\n'],
       ['unknown type', '# TYPE a thing\na 1\n'],
       ['histogram without +Inf', '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n'],
-      ['histogram not cumulative', '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n'],
+      [
+        'histogram not cumulative',
+        '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+      ],
     ];
     for (const [what, text] of bad) {
       it(`the strict parser refuses: ${what}`, () => assert.throws(() => parsePrometheus(text)));
     }
     it('the strict parser accepts a well-formed exposition', () => {
-      const f = parsePrometheus('# HELP h x\n# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n# TYPE c counter\nc_total{a="x\\"y"} 1\n');
+      const f = parsePrometheus(
+        '# HELP h x\n# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n# TYPE c counter\nc_total{a="x\\"y"} 1\n',
+      );
       assert.equal(metric(f, 'h', {}, 'h_count'), 2);
       assert.equal(f.get('c')?.samples[0].labels.a, 'x"y');
     });
 
     it('counters move when traffic flows: logins, stanzas, messages, connections by transport', async () => {
-      const ws = (m: Awaited<ReturnType<typeof scrape>>) => metric(m, 'parley_connections', { protocol: 'xmpp', transport: 'ws' });
+      const ws = (m: Awaited<ReturnType<typeof scrape>>) =>
+        metric(m, 'parley_connections', { protocol: 'xmpp', transport: 'ws' });
       const before = await scrape(base);
       const a = await wsLogin(alice, 'metrics');
       const b = await tcpLogin(bob, 'metrics');
@@ -341,21 +437,55 @@ describe('web listener: WebSocket transports, discovery, health, metrics', funct
       for (let i = 0; i < 3; i++) await b.waitFor(isMessage({ from: a.jid }), 3000, `message ${i}`);
       const during = await scrape(base);
       assert.equal(ws(during), ws(before) + 1, 'the XMPP WebSocket counted under transport="ws"');
-      await assert.rejects(xmppClient({ port: 0, service: wsUrl, username: alice, password: 'wrong', resource: 'bad' }));
+      await assert.rejects(
+        xmppClient({
+          port: 0,
+          service: wsUrl,
+          username: alice,
+          password: 'wrong',
+          resource: 'bad',
+        }),
+      );
       const later = await scrape(base);
-      const d = (family: string, labels: Record<string, string>, sample = family) => metric(later, family, labels, sample) - metric(before, family, labels, sample);
-      assert.ok(d('parley_logins_total', { protocol: 'xmpp', result: 'ok' }) >= 2, 'two successful logins');
-      assert.ok(d('parley_logins_total', { protocol: 'xmpp', result: 'failed' }) >= 1, 'one failed login');
-      assert.ok(d('parley_stanzas_total', { protocol: 'xmpp', direction: 'in' }) >= 3 + 4, 'stanzas in: 3 messages, presences, pings');
-      assert.ok(d('parley_stanzas_total', { protocol: 'xmpp', direction: 'out' }) >= 3, 'stanzas out');
-      assert.ok(d('parley_messages_total', { event: 'routed', kind: 'message' }) >= 3, 'routed messages');
-      assert.ok(d('parley_messages_total', { event: 'delivered', kind: 'message' }) >= 3, 'delivered messages');
-      assert.ok(d('parley_messages_total', { event: 'archived', kind: 'message' }) >= 3, 'archived messages');
-      assert.ok(d('parley_delivery_latency_seconds', {}, 'parley_delivery_latency_seconds_count') >= 3, 'latency observed per delivery');
+      const d = (family: string, labels: Record<string, string>, sample = family) =>
+        metric(later, family, labels, sample) - metric(before, family, labels, sample);
+      assert.ok(
+        d('parley_logins_total', { protocol: 'xmpp', result: 'ok' }) >= 2,
+        'two successful logins',
+      );
+      assert.ok(
+        d('parley_logins_total', { protocol: 'xmpp', result: 'failed' }) >= 1,
+        'one failed login',
+      );
+      assert.ok(
+        d('parley_stanzas_total', { protocol: 'xmpp', direction: 'in' }) >= 3 + 4,
+        'stanzas in: 3 messages, presences, pings',
+      );
+      assert.ok(
+        d('parley_stanzas_total', { protocol: 'xmpp', direction: 'out' }) >= 3,
+        'stanzas out',
+      );
+      assert.ok(
+        d('parley_messages_total', { event: 'routed', kind: 'message' }) >= 3,
+        'routed messages',
+      );
+      assert.ok(
+        d('parley_messages_total', { event: 'delivered', kind: 'message' }) >= 3,
+        'delivered messages',
+      );
+      assert.ok(
+        d('parley_messages_total', { event: 'archived', kind: 'message' }) >= 3,
+        'archived messages',
+      );
+      assert.ok(
+        d('parley_delivery_latency_seconds', {}, 'parley_delivery_latency_seconds_count') >= 3,
+        'latency observed per delivery',
+      );
       await a.stop();
       // The server sees the close a moment later.
       let after = await scrape(base);
-      for (let i = 0; i < 20 && ws(after) !== ws(before); i++) after = await sleep(100).then(() => scrape(base));
+      for (let i = 0; i < 20 && ws(after) !== ws(before); i++)
+        after = await sleep(100).then(() => scrape(base));
       assert.equal(ws(after), ws(before), 'a closed WebSocket is no longer counted');
     });
   });

@@ -3,7 +3,18 @@
 // credentials it gets are tried on Debian's coturn started on loopback with
 // use-auth-secret, through a minimal TURN client (conformance/turn-client.ts).
 import assert from 'node:assert/strict';
-import { DOMAIN, stanzaError, startNode, stopAllClients, uniqueName, xml, xmppClient, type Element, type TestClient, type TestNode } from '../helpers.ts';
+import {
+  DOMAIN,
+  stanzaError,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type Element,
+  type TestClient,
+  type TestNode,
+} from '../helpers.ts';
 import { allocate, relayedPort, startCoturn, STUN, type Coturn } from '../turn-client.ts';
 
 const NS = 'urn:xmpp:extdisco:2';
@@ -18,7 +29,14 @@ describe('XEP-0215 external services with a real coturn; XEP-0157 contact addres
   let c: TestClient;
   const user = uniqueName('caller');
 
-  const services = (type?: string) => c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('services', { xmlns: NS, ...(type ? { type } : {}) })));
+  const services = (type?: string) =>
+    c.request(
+      xml(
+        'iq',
+        { type: 'get', to: DOMAIN },
+        xml('services', { xmlns: NS, ...(type ? { type } : {}) }),
+      ),
+    );
   const list = (r: Element) => {
     assert.equal(r.attrs.type, 'result', r.toString());
     return r.getChild('services', NS)!.getChildren('service');
@@ -43,8 +61,16 @@ describe('XEP-0215 external services with a real coturn; XEP-0157 contact addres
   });
 
   it('the server advertises urn:xmpp:extdisco:2 and lists every configured service [XEP-0215]', async () => {
-    const info = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: NS_DISCO_INFO })));
-    assert.ok(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS), info.toString());
+    const info = await c.request(
+      xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: NS_DISCO_INFO })),
+    );
+    assert.ok(
+      info
+        .getChild('query')!
+        .getChildren('feature')
+        .some((f) => f.attrs.var === NS),
+      info.toString(),
+    );
     const all = list(await services());
     assert.deepEqual(
       all.map((s) => [s.attrs.type, s.attrs.host, s.attrs.port, s.attrs.transport]),
@@ -60,12 +86,19 @@ describe('XEP-0215 external services with a real coturn; XEP-0157 contact addres
       assert.match(s.attrs.username, new RegExp(`^\\d+:${user}@${DOMAIN}$`));
       const expires = Date.parse(s.attrs.expires);
       assert.ok(expires > Date.now() + 590_000 && expires < Date.now() + 610_000, s.attrs.expires);
-      assert.equal(Number(s.attrs.username.split(':')[0]) * 1000, expires, 'the username carries the expiry');
+      assert.equal(
+        Number(s.attrs.username.split(':')[0]) * 1000,
+        expires,
+        'the username carries the expiry',
+      );
     }
   });
 
   it('a type filter lists only that type [XEP-0215]', async () => {
-    assert.deepEqual(list(await services('turn')).map((s) => s.attrs.type), ['turn']);
+    assert.deepEqual(
+      list(await services('turn')).map((s) => s.attrs.type),
+      ['turn'],
+    );
     assert.deepEqual(list(await services('ftp')), []);
   });
 
@@ -88,30 +121,70 @@ describe('XEP-0215 external services with a real coturn; XEP-0157 contact addres
   });
 
   it('credentials query for one service; unknown host or a STUN service → item-not-found [XEP-0215]', async () => {
-    const r = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('credentials', { xmlns: NS }, xml('service', { host: '127.0.0.1', type: 'turn' }))));
+    const r = await c.request(
+      xml(
+        'iq',
+        { type: 'get', to: DOMAIN },
+        xml('credentials', { xmlns: NS }, xml('service', { host: '127.0.0.1', type: 'turn' })),
+      ),
+    );
     assert.equal(r.attrs.type, 'result', r.toString());
     const s = r.getChild('credentials', NS)!.getChild('service')!;
     assert.equal(s.attrs.host, '127.0.0.1');
     const ok = await allocate(turn.port, s.attrs.username, s.attrs.password);
     assert.equal(ok.type, STUN.ALLOCATE_OK, `error ${ok.error}`);
-    for (const svc of [{ host: 'other.example', type: 'turn' }, { host: '127.0.0.1', type: 'stun' }]) {
-      const e = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('credentials', { xmlns: NS }, xml('service', svc))));
-      assert.deepEqual(stanzaError(e), { type: 'cancel', condition: 'item-not-found' }, e.toString());
+    for (const svc of [
+      { host: 'other.example', type: 'turn' },
+      { host: '127.0.0.1', type: 'stun' },
+    ]) {
+      const e = await c.request(
+        xml(
+          'iq',
+          { type: 'get', to: DOMAIN },
+          xml('credentials', { xmlns: NS }, xml('service', svc)),
+        ),
+      );
+      assert.deepEqual(
+        stanzaError(e),
+        { type: 'cancel', condition: 'item-not-found' },
+        e.toString(),
+      );
     }
-    const bad = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('credentials', { xmlns: NS })));
+    const bad = await c.request(
+      xml('iq', { type: 'get', to: DOMAIN }, xml('credentials', { xmlns: NS })),
+    );
     assert.equal(stanzaError(bad).condition, 'bad-request');
   });
 
-  it('the server\'s disco#info carries the serverinfo form with the configured addresses [XEP-0157; XEP-0128]', async () => {
-    const q = (await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: NS_DISCO_INFO })))).getChild('query')!;
+  it("the server's disco#info carries the serverinfo form with the configured addresses [XEP-0157; XEP-0128]", async () => {
+    const q = (
+      await c.request(
+        xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: NS_DISCO_INFO })),
+      )
+    ).getChild('query')!;
     const forms = q.getChildren('x', 'jabber:x:data');
     assert.equal(forms.length, 1, q.toString());
-    const fields = new Map(forms[0].getChildren('field').map((f) => [f.attrs.var, f.getChildren('value').map((v) => v.getText())]));
+    const fields = new Map(
+      forms[0]
+        .getChildren('field')
+        .map((f) => [f.attrs.var, f.getChildren('value').map((v) => v.getText())]),
+    );
     assert.deepEqual(fields.get('FORM_TYPE'), ['http://jabber.org/network/serverinfo']);
-    assert.deepEqual(fields.get('abuse-addresses'), ['mailto:abuse@example.org', 'xmpp:abuse@example.org']);
+    assert.deepEqual(fields.get('abuse-addresses'), [
+      'mailto:abuse@example.org',
+      'xmpp:abuse@example.org',
+    ]);
     assert.deepEqual(fields.get('security-addresses'), ['https://example.org/security']);
     assert.equal(fields.has('admin-addresses'), false, 'kinds not configured are left out');
-    const account = (await c.request(xml('iq', { type: 'get', to: `${user}@${DOMAIN}` }, xml('query', { xmlns: NS_DISCO_INFO })))).getChild('query')!;
-    assert.equal(account.getChildren('x', 'jabber:x:data').length, 0, 'only the server has the form');
+    const account = (
+      await c.request(
+        xml('iq', { type: 'get', to: `${user}@${DOMAIN}` }, xml('query', { xmlns: NS_DISCO_INFO })),
+      )
+    ).getChild('query')!;
+    assert.equal(
+      account.getChildren('x', 'jabber:x:data').length,
+      0,
+      'only the server has the form',
+    );
   });
 });

@@ -17,14 +17,21 @@ import {
   type Element,
   type TestClient,
 } from '../helpers.ts';
-import { addUsers, endAllMqtt, mqttConnect, startMqttNode, type MqttTestNode } from '../mqtt-helpers.ts';
+import {
+  addUsers,
+  endAllMqtt,
+  mqttConnect,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 import { mam, NS_FORWARD, NS_MAM, NS_SID, type Page, type Query } from '../mam-helpers.ts';
 
 const PW = 'mam-pw';
 const N = 1000;
 
 const byId = (a: string, b: string) => (BigInt(a) < BigInt(b) ? -1 : 1);
-const chat = (to: string, body: string, ...extra: Element[]) => xml('message', { to, type: 'chat', id: nextId('m') }, xml('body', {}, body), ...extra);
+const chat = (to: string, body: string, ...extra: Element[]) =>
+  xml('message', { to, type: 'chat', id: nextId('m') }, xml('body', {}, body), ...extra);
 
 describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
   this.timeout(60_000);
@@ -55,7 +62,11 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     // 1,000 messages over one client, written back to back; the ping returns once all are routed.
     for (let i = 0; i < N; i++) void a.send(chat(at(bob), `m${i}`));
     await ping(a);
-    await b.waitFor((e) => e.name === 'message' && e.getChildText('body') === `m${N - 1}`, 30_000, 'the last of 1,000 messages');
+    await b.waitFor(
+      (e) => e.name === 'message' && e.getChildText('body') === `m${N - 1}`,
+      30_000,
+      'the last of 1,000 messages',
+    );
     a.drain();
     // Every id of alice's archive, in 4 pages of 250.
     const ids: string[] = [];
@@ -64,7 +75,8 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     let after: string | undefined;
     for (;;) {
       const p = await mam(a, { form: { with: at(bob) }, max: 250, ...(after ? { after } : {}) });
-      if (p.iq.attrs.type !== 'result' || p.ids.length === 0) throw new Error(`MAM query failed: ${p.iq.toString()}`);
+      if (p.iq.attrs.type !== 'result' || p.ids.length === 0)
+        throw new Error(`MAM query failed: ${p.iq.toString()}`);
       ids.push(...p.ids);
       bodies.push(...p.bodies);
       stamps.push(...p.stamps);
@@ -79,14 +91,28 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     await node?.dispose();
   });
 
-  it('disco#info on the account\'s bare JID lists mam:2, mam:2#extended and sid:0 [XEP-0313 support] [XEP-0359 §3]', async () => {
-    const r = await a.request(xml('iq', { type: 'get', to: at(alice) }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
-    const features = r.getChild('query')?.getChildren('feature').map((f) => f.attrs.var) ?? [];
-    for (const f of [NS_MAM, `${NS_MAM}#extended`, NS_SID]) assert.ok(features.includes(f), `${f} in ${features.join(' ')}`);
+  it("disco#info on the account's bare JID lists mam:2, mam:2#extended and sid:0 [XEP-0313 support] [XEP-0359 §3]", async () => {
+    const r = await a.request(
+      xml(
+        'iq',
+        { type: 'get', to: at(alice) },
+        xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
+      ),
+    );
+    const features =
+      r
+        .getChild('query')
+        ?.getChildren('feature')
+        .map((f) => f.attrs.var) ?? [];
+    for (const f of [NS_MAM, `${NS_MAM}#extended`, NS_SID])
+      assert.ok(features.includes(f), `${f} in ${features.join(' ')}`);
   });
 
   it('pages forwards over 1,000 messages: chronological, exact count on every page, complete only on the last [XEP-0313 query-paging] [XEP-0059 2.2]', async () => {
-    assert.deepEqual(all.bodies, Array.from({ length: N }, (_, i) => `m${i}`));
+    assert.deepEqual(
+      all.bodies,
+      Array.from({ length: N }, (_, i) => `m${i}`),
+    );
     assert.deepEqual([...all.ids].sort(byId), all.ids, 'ids order the archive');
     assert.equal(new Set(all.ids).size, N);
     let after: string | undefined;
@@ -122,8 +148,10 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     assert.deepEqual(pages.flat(), all.ids);
   });
 
-  it('bob\'s archive holds the same 1,000, and each live message carried its id as stanza-id by bob [XEP-0359 §4]', async () => {
-    const live = b.received.filter((e) => e.name === 'message' && /^m\d+$/.test(e.getChildText('body') ?? ''));
+  it("bob's archive holds the same 1,000, and each live message carried its id as stanza-id by bob [XEP-0359 §4]", async () => {
+    const live = b.received.filter(
+      (e) => e.name === 'message' && /^m\d+$/.test(e.getChildText('body') ?? ''),
+    );
     assert.equal(live.length, N);
     const sids = live.map((e) => {
       const s = e.getChildren('stanza-id', NS_SID);
@@ -148,7 +176,10 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     const end = all.stamps[599];
     const expected = all.ids.filter((_, i) => all.stamps[i] >= start && all.stamps[i] <= end);
     const iso = (t: number) => new Date(t).toISOString();
-    const p = await mam(a, { form: { with: at(bob), start: iso(start), end: iso(end) }, max: 1000 });
+    const p = await mam(a, {
+      form: { with: at(bob), start: iso(start), end: iso(end) },
+      max: 1000,
+    });
     assert.deepEqual(p.ids, expected.slice(0, 250), 'a page of at most 250 (the server maximum)');
     assert.equal(p.count, expected.length);
     assert.ok(expected.length >= 300);
@@ -171,7 +202,9 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
   });
 
   it('after-id / before-id bound the result set and its count; ids fetches given messages [XEP-0313 query-limit-id]', async () => {
-    const p = await mam(a, { form: { with: at(bob), 'after-id': all.ids[10], 'before-id': all.ids[20] } });
+    const p = await mam(a, {
+      form: { with: at(bob), 'after-id': all.ids[10], 'before-id': all.ids[20] },
+    });
     assert.deepEqual([p.ids, p.count, p.complete], [all.ids.slice(11, 20), 9, true]);
     const picked = [all.ids[700], all.ids[3], all.ids[512]];
     const q = await mam(a, { form: { ids: picked } });
@@ -185,21 +218,31 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     assert.deepEqual([p.first, p.last, p.count], [all.ids[105], all.ids[101], N]);
   });
 
-  it('an id not in the requester\'s archive is item-not-found, in RSM and in the form [XEP-0313 query-paging] [XEP-0059 2.6]', async () => {
+  it("an id not in the requester's archive is item-not-found, in RSM and in the form [XEP-0313 query-paging] [XEP-0059 2.6]", async () => {
     const c = await login(carol, 'r2');
-    await c.send(chat(at(dave), 'not alice\'s'));
+    await c.send(chat(at(dave), "not alice's"));
     await ping(c);
     const carols = await mam(c, { form: { with: at(dave) } });
     const foreign = carols.ids[0];
     assert.ok(foreign);
-    for (const q of [{ after: foreign }, { before: '123' }, { form: { 'after-id': foreign } }, { form: { 'before-id': 'nope' } }, { form: { ids: [all.ids[0], foreign] } }] as Query[]) {
+    for (const q of [
+      { after: foreign },
+      { before: '123' },
+      { form: { 'after-id': foreign } },
+      { form: { 'before-id': 'nope' } },
+      { form: { ids: [all.ids[0], foreign] } },
+    ] as Query[]) {
       const r = await mam(a, q);
-      assert.deepEqual(stanzaError(r.iq), { type: 'cancel', condition: 'item-not-found' }, JSON.stringify(q));
+      assert.deepEqual(
+        stanzaError(r.iq),
+        { type: 'cancel', condition: 'item-not-found' },
+        JSON.stringify(q),
+      );
       assert.equal(r.results.length, 0);
     }
   });
 
-  it('another user\'s archive is forbidden; an unknown field is feature-not-implemented [XEP-0313 security-privacy] [XEP-0313 query-form]', async () => {
+  it("another user's archive is forbidden; an unknown field is feature-not-implemented [XEP-0313 security-privacy] [XEP-0313 query-form]", async () => {
     const r = await mam(a, { to: at(bob) });
     assert.deepEqual(stanzaError(r.iq), { type: 'auth', condition: 'forbidden' });
     assert.equal(r.results.length, 0);
@@ -209,7 +252,11 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
 
   it('the query form lists the extended fields, and metadata gives the first and last ids [XEP-0313 query-form] [XEP-0313 archive-metadata]', async () => {
     const form = await a.request(xml('iq', { type: 'get' }, xml('query', { xmlns: NS_MAM })));
-    const vars = form.getChild('query', NS_MAM)?.getChild('x', 'jabber:x:data')?.getChildren('field').map((f) => f.attrs.var);
+    const vars = form
+      .getChild('query', NS_MAM)
+      ?.getChild('x', 'jabber:x:data')
+      ?.getChildren('field')
+      .map((f) => f.attrs.var);
     assert.deepEqual(vars, ['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id', 'ids']);
     const md = await a.request(xml('iq', { type: 'get' }, xml('metadata', { xmlns: NS_MAM })));
     const m = md.getChild('metadata', NS_MAM);
@@ -222,7 +269,10 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     const forged = xml('stanza-id', { xmlns: NS_SID, by: at(bob), id: 'forged' });
     const origin = xml('origin-id', { xmlns: NS_SID, id: 'origin-1' });
     await a.send(chat(at(bob), 'with ids', forged, origin));
-    const got = await b.waitFor((e) => isMessage()(e) && e.getChildText('body') === 'with ids', 5000);
+    const got = await b.waitFor(
+      (e) => isMessage()(e) && e.getChildText('body') === 'with ids',
+      5000,
+    );
     const sids = got.getChildren('stanza-id', NS_SID);
     assert.equal(sids.length, 1);
     assert.notEqual(sids[0].attrs.id, 'forged');
@@ -230,7 +280,10 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     const p = await mam(b, { form: { ids: [sids[0].attrs.id as string] } });
     const inner = p.results[0].getChild('forwarded', NS_FORWARD)?.getChild('message');
     assert.equal(inner?.getChild('origin-id', NS_SID)?.attrs.id, 'origin-1');
-    assert.equal(inner?.getChildren('stanza-id', NS_SID).some((s) => s.attrs.id === 'forged'), false);
+    assert.equal(
+      inner?.getChildren('stanza-id', NS_SID).some((s) => s.attrs.id === 'forged'),
+      false,
+    );
   });
 
   it('preferences: never and always lists and the default decide what each user archives; the message still arrives [XEP-0441]', async () => {
@@ -238,34 +291,81 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     const c = await login(carol, 'r3');
     const prefs = (el: Element) => ({
       default: el.attrs.default,
-      always: el.getChild('always')?.getChildren('jid').map((j) => j.getText()),
-      never: el.getChild('never')?.getChildren('jid').map((j) => j.getText()),
+      always: el
+        .getChild('always')
+        ?.getChildren('jid')
+        .map((j) => j.getText()),
+      never: el
+        .getChild('never')
+        ?.getChildren('jid')
+        .map((j) => j.getText()),
     });
     const got = await d.request(xml('iq', { type: 'get' }, xml('prefs', { xmlns: NS_MAM })));
-    assert.deepEqual(prefs(got.getChild('prefs', NS_MAM) as Element), { default: 'always', always: [], never: [] });
+    assert.deepEqual(prefs(got.getChild('prefs', NS_MAM) as Element), {
+      default: 'always',
+      always: [],
+      never: [],
+    });
     const set = await d.request(
-      xml('iq', { type: 'set' }, xml('prefs', { xmlns: NS_MAM, default: 'always' }, xml('always'), xml('never', {}, xml('jid', {}, at(carol))))),
+      xml(
+        'iq',
+        { type: 'set' },
+        xml(
+          'prefs',
+          { xmlns: NS_MAM, default: 'always' },
+          xml('always'),
+          xml('never', {}, xml('jid', {}, at(carol))),
+        ),
+      ),
     );
-    assert.deepEqual(prefs(set.getChild('prefs', NS_MAM) as Element), { default: 'always', always: [], never: [at(carol)] });
+    assert.deepEqual(prefs(set.getChild('prefs', NS_MAM) as Element), {
+      default: 'always',
+      always: [],
+      never: [at(carol)],
+    });
     await c.send(chat(at(dave), 'never archived by dave'));
     const live = await d.waitFor((e) => e.getChildText('body') === 'never archived by dave', 5000);
-    assert.equal(live.getChild('stanza-id', NS_SID), undefined, 'no id: not in dave\'s archive');
-    assert.equal((await mam(d, { form: { with: at(carol) } })).count, 1, 'only the earlier message from carol');
-    assert.ok((await mam(c, { form: { with: at(dave) } })).bodies.includes('never archived by dave'), 'carol archives it');
+    assert.equal(live.getChild('stanza-id', NS_SID), undefined, "no id: not in dave's archive");
+    assert.equal(
+      (await mam(d, { form: { with: at(carol) } })).count,
+      1,
+      'only the earlier message from carol',
+    );
+    assert.ok(
+      (await mam(c, { form: { with: at(dave) } })).bodies.includes('never archived by dave'),
+      'carol archives it',
+    );
     // default never, alice always.
-    await d.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: NS_MAM, default: 'never' }, xml('always', {}, xml('jid', {}, at(alice))), xml('never'))));
+    await d.request(
+      xml(
+        'iq',
+        { type: 'set' },
+        xml(
+          'prefs',
+          { xmlns: NS_MAM, default: 'never' },
+          xml('always', {}, xml('jid', {}, at(alice))),
+          xml('never'),
+        ),
+      ),
+    );
     await a.send(chat(at(dave), 'kept'));
     await c.send(chat(at(dave), 'dropped'));
     await d.waitFor((e) => e.getChildText('body') === 'dropped', 5000);
     await d.waitFor((e) => e.getChildText('body') === 'kept', 5000);
     assert.deepEqual((await mam(d, { form: { with: at(alice) } })).bodies, ['kept']);
     assert.equal((await mam(d, { form: { with: at(carol) } })).count, 1);
-    const bad = await d.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: NS_MAM, default: 'sometimes' })));
+    const bad = await d.request(
+      xml('iq', { type: 'set' }, xml('prefs', { xmlns: NS_MAM, default: 'sometimes' })),
+    );
     assert.equal(stanzaError(bad).condition, 'bad-request');
   });
 
   it('a message from an MQTT device is in the archive like any other, with the id the device can page from', async () => {
-    const dev = await mqttConnect(node.mqttPorts().mqtt, { username: carol, password: PW, clientId: 'sensor-1' });
+    const dev = await mqttConnect(node.mqttPorts().mqtt, {
+      username: carol,
+      password: PW,
+      clientId: 'sensor-1',
+    });
     await dev.publishAsync(`chat/${alice}`, JSON.stringify({ body: 'from a device' }), { qos: 1 });
     const live = await a.waitFor((e) => e.getChildText('body') === 'from a device', 5000);
     const sid = live.getChild('stanza-id', NS_SID)?.attrs.id as string;

@@ -2,7 +2,16 @@
 // moderator retracts, every occupant gets the retraction from the room, MAM
 // on the room shows the tombstone in place; chat markers still pass rooms.
 import assert from 'node:assert/strict';
-import { closeAllRaw, startNode, stopAllClients, uniqueName, xml, type Element, type TestClient, type TestNode } from '../helpers.ts';
+import {
+  closeAllRaw,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xml,
+  type Element,
+  type TestClient,
+  type TestNode,
+} from '../helpers.ts';
 import { mam, NS_FORWARD } from '../mam-helpers.ts';
 import { MUC, NS_DISCO_INFO, NS_SID, errorCondition, join, loginAll, say } from '../muc-helpers.ts';
 
@@ -21,7 +30,16 @@ describe('XEP-0425 moderated retraction in rooms', function () {
   const ROOM = 'modr';
   const JID = `${ROOM}@${MUC}`;
   const moderate = (id: string, reason?: string) =>
-    xml('iq', { type: 'set', to: JID }, xml('moderate', { xmlns: NS_MODERATE, id }, xml('retract', { xmlns: NS_RETRACT }), ...(reason ? [xml('reason', {}, reason)] : [])));
+    xml(
+      'iq',
+      { type: 'set', to: JID },
+      xml(
+        'moderate',
+        { xmlns: NS_MODERATE, id },
+        xml('retract', { xmlns: NS_RETRACT }),
+        ...(reason ? [xml('reason', {}, reason)] : []),
+      ),
+    );
 
   before(async function () {
     this.timeout(60_000);
@@ -38,8 +56,13 @@ describe('XEP-0425 moderated retraction in rooms', function () {
   });
 
   it('the room advertises message moderation [XEP-0425 2]', async () => {
-    const info = await b.request(xml('iq', { type: 'get', to: JID }, xml('query', { xmlns: NS_DISCO_INFO })));
-    const features = info.getChild('query')!.getChildren('feature').map((f) => f.attrs.var);
+    const info = await b.request(
+      xml('iq', { type: 'get', to: JID }, xml('query', { xmlns: NS_DISCO_INFO })),
+    );
+    const features = info
+      .getChild('query')!
+      .getChildren('feature')
+      .map((f) => f.attrs.var);
     assert.ok(features.includes(NS_MODERATE), features.join(' '));
   });
 
@@ -56,7 +79,14 @@ describe('XEP-0425 moderated retraction in rooms', function () {
     const sid = spam.getChild('stanza-id', NS_SID)!.attrs.id as string;
     assert.equal((await a.request(moderate(sid, 'spam'))).attrs.type, 'result');
     for (const cl of [a, b, c]) {
-      const r = await cl.waitFor((el) => el.name === 'message' && el.attrs.from === JID && el.getChild('retract', NS_RETRACT)?.attrs.id === sid, 5000, 'the retraction');
+      const r = await cl.waitFor(
+        (el) =>
+          el.name === 'message' &&
+          el.attrs.from === JID &&
+          el.getChild('retract', NS_RETRACT)?.attrs.id === sid,
+        5000,
+        'the retraction',
+      );
       const ret = r.getChild('retract', NS_RETRACT)!;
       assert.equal(ret.getChild('moderated', NS_MODERATE)?.attrs.by, `${JID}/alice`);
       assert.equal(ret.getChildText('reason'), 'spam');
@@ -75,8 +105,18 @@ describe('XEP-0425 moderated retraction in rooms', function () {
   it('chat markers in a room reach the occupants as sent [XEP-0333]', async () => {
     const m = await say(b, ROOM, 'read this');
     const sid = m.getChild('stanza-id', NS_SID)!.attrs.id as string;
-    await c.send(xml('message', { to: JID, type: 'groupchat', id: 'mk1' }, xml('displayed', { xmlns: NS_MARKERS, id: sid })));
-    const got = await b.waitFor((el) => el.attrs.id === 'mk1' && el.name === 'message', 5000, 'the marker');
+    await c.send(
+      xml(
+        'message',
+        { to: JID, type: 'groupchat', id: 'mk1' },
+        xml('displayed', { xmlns: NS_MARKERS, id: sid }),
+      ),
+    );
+    const got = await b.waitFor(
+      (el) => el.attrs.id === 'mk1' && el.name === 'message',
+      5000,
+      'the marker',
+    );
     assert.equal(got.getChild('displayed', NS_MARKERS)?.attrs.id, sid);
   });
 });

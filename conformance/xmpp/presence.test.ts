@@ -48,7 +48,9 @@ describe('XMPP presence [RFC6121 4]', function () {
     this.timeout(60_000);
     // @xmpp/client enables resumable stream management, which keeps a dropped
     // session for the resume timeout [XEP-0198 5]: one second here.
-    node = await startNode({ config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1 }\n' });
+    node = await startNode({
+      config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1 }\n',
+    });
     await Promise.all([pa, pb, pc].map((u) => node.addUser(u, PW)));
     await makeFriends(node, pa, pb, PW);
   });

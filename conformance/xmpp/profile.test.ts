@@ -1,7 +1,22 @@
 // Black-box XEP-0054 vcard-temp, XEP-0202 entity time, XEP-0012 last
 // activity and XEP-0077 password change / account removal, over @xmpp/client.
 import assert from 'node:assert/strict';
-import { closeAllRaw, makeFriends, DOMAIN, ping, rawUnauthenticated, presence, sleep, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type TestNode } from '../helpers.ts';
+import {
+  closeAllRaw,
+  makeFriends,
+  DOMAIN,
+  ping,
+  rawUnauthenticated,
+  presence,
+  sleep,
+  startNode,
+  stanzaError,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type TestNode,
+} from '../helpers.ts';
 
 const PW = 'pw-profile';
 
@@ -12,7 +27,8 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
   const bob = uniqueName('bob');
   const carol = uniqueName('carol');
   const A = `${alice}@${DOMAIN}`;
-  const login = (user: string, resource: string, password = PW) => xmppClient({ port: node.ports.xmpp, username: user, password, resource });
+  const login = (user: string, resource: string, password = PW) =>
+    xmppClient({ port: node.ports.xmpp, username: user, password, resource });
 
   before(async function () {
     this.timeout(60_000);
@@ -28,24 +44,58 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
 
   it('vCard: the owner sets it, anyone reads it, nobody else sets it, size bounded [XEP-0054 3.1, 3.2]', async () => {
     const a = await login(alice, 'v');
-    const empty = await a.request(xml('iq', { type: 'get' }, xml('vCard', { xmlns: 'vcard-temp' })));
+    const empty = await a.request(
+      xml('iq', { type: 'get' }, xml('vCard', { xmlns: 'vcard-temp' })),
+    );
     assert.equal(empty.getChild('vCard', 'vcard-temp')!.children.length, 0);
-    const set = await a.request(xml('iq', { type: 'set' }, xml('vCard', { xmlns: 'vcard-temp' }, xml('FN', {}, 'Alice A.'), xml('NICKNAME', {}, 'al'))));
+    const set = await a.request(
+      xml(
+        'iq',
+        { type: 'set' },
+        xml('vCard', { xmlns: 'vcard-temp' }, xml('FN', {}, 'Alice A.'), xml('NICKNAME', {}, 'al')),
+      ),
+    );
     assert.equal(set.attrs.type, 'result', set.toString());
     const c = await login(carol, 'v');
-    const got = await c.request(xml('iq', { type: 'get', to: A }, xml('vCard', { xmlns: 'vcard-temp' })));
+    const got = await c.request(
+      xml('iq', { type: 'get', to: A }, xml('vCard', { xmlns: 'vcard-temp' })),
+    );
     assert.equal(got.getChild('vCard', 'vcard-temp')!.getChildText('FN'), 'Alice A.');
-    const forged = await c.request(xml('iq', { type: 'set', to: A }, xml('vCard', { xmlns: 'vcard-temp' }, xml('FN', {}, 'Mallory'))));
+    const forged = await c.request(
+      xml(
+        'iq',
+        { type: 'set', to: A },
+        xml('vCard', { xmlns: 'vcard-temp' }, xml('FN', {}, 'Mallory')),
+      ),
+    );
     assert.equal(stanzaError(forged).condition, 'forbidden');
-    const big = await a.request(xml('iq', { type: 'set' }, xml('vCard', { xmlns: 'vcard-temp' }, xml('PHOTO', {}, xml('BINVAL', {}, 'A'.repeat(4000))))));
+    const big = await a.request(
+      xml(
+        'iq',
+        { type: 'set' },
+        xml(
+          'vCard',
+          { xmlns: 'vcard-temp' },
+          xml('PHOTO', {}, xml('BINVAL', {}, 'A'.repeat(4000))),
+        ),
+      ),
+    );
     assert.equal(stanzaError(big).condition, 'not-acceptable');
-    const still = await c.request(xml('iq', { type: 'get', to: A }, xml('vCard', { xmlns: 'vcard-temp' })));
-    assert.equal(still.getChild('vCard')!.getChildText('FN'), 'Alice A.', 'the refused vCard did not replace the stored one');
+    const still = await c.request(
+      xml('iq', { type: 'get', to: A }, xml('vCard', { xmlns: 'vcard-temp' })),
+    );
+    assert.equal(
+      still.getChild('vCard')!.getChildText('FN'),
+      'Alice A.',
+      'the refused vCard did not replace the stored one',
+    );
   });
 
-  it("entity time of the server [XEP-0202 4]", async () => {
+  it('entity time of the server [XEP-0202 4]', async () => {
     const a = await login(alice, 't');
-    const r = await a.request(xml('iq', { type: 'get', to: DOMAIN }, xml('time', { xmlns: 'urn:xmpp:time' })));
+    const r = await a.request(
+      xml('iq', { type: 'get', to: DOMAIN }, xml('time', { xmlns: 'urn:xmpp:time' })),
+    );
     const t = r.getChild('time', 'urn:xmpp:time')!;
     assert.equal(t.getChildText('tzo'), '+00:00');
     assert.ok(Math.abs(Date.parse(t.getChildText('utc')!) - Date.now()) < 60_000, t.toString());
@@ -56,16 +106,27 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     const a = await login(alice, 'l');
     await a.send(presence());
     await ping(a);
-    const online = await b.request(xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })));
+    const online = await b.request(
+      xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })),
+    );
     assert.equal(online.getChild('query')!.attrs.seconds, '0');
     await a.stop();
     await sleep(1200);
-    const later = await b.request(xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })));
-    assert.ok(Number(later.getChild('query', 'jabber:iq:last')!.attrs.seconds) >= 1, later.toString());
+    const later = await b.request(
+      xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })),
+    );
+    assert.ok(
+      Number(later.getChild('query', 'jabber:iq:last')!.attrs.seconds) >= 1,
+      later.toString(),
+    );
     const c = await login(carol, 'l');
-    const no = await c.request(xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })));
+    const no = await c.request(
+      xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })),
+    );
     assert.equal(stanzaError(no).condition, 'forbidden');
-    const up = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:last' })));
+    const up = await c.request(
+      xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:last' })),
+    );
     assert.ok(Number(up.getChild('query')!.attrs.seconds) >= 0);
   });
 
@@ -73,17 +134,46 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     const user = uniqueName('leaving');
     await node.addUser(user, PW);
     const c = await login(user, 'r');
-    const info = await c.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:register' })));
+    const info = await c.request(
+      xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:register' })),
+    );
     assert.ok(info.getChild('query')!.getChild('registered'));
-    const other = await c.request(xml('iq', { type: 'set', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:register' }, xml('username', {}, alice), xml('password', {}, 'x'))));
+    const other = await c.request(
+      xml(
+        'iq',
+        { type: 'set', to: DOMAIN },
+        xml(
+          'query',
+          { xmlns: 'jabber:iq:register' },
+          xml('username', {}, alice),
+          xml('password', {}, 'x'),
+        ),
+      ),
+    );
     assert.equal(stanzaError(other).condition, 'not-allowed');
-    const change = await c.request(xml('iq', { type: 'set', to: DOMAIN }, xml('query', { xmlns: 'jabber:iq:register' }, xml('username', {}, user), xml('password', {}, 'new-secret'))));
+    const change = await c.request(
+      xml(
+        'iq',
+        { type: 'set', to: DOMAIN },
+        xml(
+          'query',
+          { xmlns: 'jabber:iq:register' },
+          xml('username', {}, user),
+          xml('password', {}, 'new-secret'),
+        ),
+      ),
+    );
     assert.equal(change.attrs.type, 'result', change.toString());
     await assert.rejects(login(user, 'old', PW), 'the old password no longer works');
     const c2 = await login(user, 'new', 'new-secret');
-    const removed = await c2.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))));
+    const removed = await c2.request(
+      xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))),
+    );
     assert.equal(removed.attrs.type, 'result');
-    await Promise.race([c2.closed, sleep(5000).then(() => assert.fail('the session was not closed'))]);
+    await Promise.race([
+      c2.closed,
+      sleep(5000).then(() => assert.fail('the session was not closed')),
+    ]);
     await assert.rejects(login(user, 'gone', 'new-secret'), 'the account is gone');
   });
 
@@ -92,7 +182,10 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     assert.doesNotMatch(features, /iq-register/);
     const form = await c.iq('get', "<query xmlns='jabber:iq:register'/>");
     assert.equal(stanzaError(form).condition, 'not-allowed');
-    const set = await c.iq('set', `<query xmlns='jabber:iq:register'><username>${uniqueName('nope')}</username><password>long-enough-pw</password></query>`);
+    const set = await c.iq(
+      'set',
+      `<query xmlns='jabber:iq:register'><username>${uniqueName('nope')}</username><password>long-enough-pw</password></query>`,
+    );
     assert.equal(stanzaError(set).condition, 'not-allowed');
   });
 });

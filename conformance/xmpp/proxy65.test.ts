@@ -4,7 +4,19 @@
 // hostile inputs a new listener must survive.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { DOMAIN, nextId, stanzaError, startNode, stopAllClients, uniqueName, xml, xmppClient, type Element, type TestClient, type TestNode } from '../helpers.ts';
+import {
+  DOMAIN,
+  nextId,
+  stanzaError,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type Element,
+  type TestClient,
+  type TestNode,
+} from '../helpers.ts';
 import { socksConnect, streamHash, tcpConnect, type ByteReader } from '../socks5-client.ts';
 import { metric, scrape } from '../web/web-helpers.ts';
 
@@ -27,7 +39,14 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
   const carol = uniqueName('carol');
   const open: ByteReader[] = [];
 
-  const activate = (by: TestClient, sid: string, target: string) => by.request(xml('iq', { type: 'set', to: PROXY }, xml('query', { xmlns: NS, sid }, xml('activate', {}, target))));
+  const activate = (by: TestClient, sid: string, target: string) =>
+    by.request(
+      xml(
+        'iq',
+        { type: 'set', to: PROXY },
+        xml('query', { xmlns: NS, sid }, xml('activate', {}, target)),
+      ),
+    );
   /** target connects first, then the requester, then the requester activates [XEP-0065 6] */
   const pair = async (req: TestClient, target: TestClient) => {
     const sid = nextId('sid');
@@ -48,11 +67,19 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
         '    maxConnectionsPerIp: 6\n    maxStreamsPerUser: 1\n    maxBytesPerStream: 4194304\n    bandwidthPerUser: 2097152\n',
     });
     for (const u of [alice, bob, carol]) await node.addUser(u, PW);
-    [a, b, c] = await Promise.all([alice, bob, carol].map((username) => xmppClient({ port: node.ports.xmpp, username, password: PW })));
+    [a, b, c] = await Promise.all(
+      [alice, bob, carol].map((username) =>
+        xmppClient({ port: node.ports.xmpp, username, password: PW }),
+      ),
+    );
   });
   afterEach(async () => {
     for (const r of open.splice(0)) r.sock.destroy();
-    await Promise.all([a, b, c].map((x) => x.request(xml('iq', { type: 'get', to: DOMAIN }, xml('ping', { xmlns: 'urn:xmpp:ping' })))));
+    await Promise.all(
+      [a, b, c].map((x) =>
+        x.request(xml('iq', { type: 'get', to: DOMAIN }, xml('ping', { xmlns: 'urn:xmpp:ping' }))),
+      ),
+    );
   });
   after(async () => {
     await stopAllClients();
@@ -60,10 +87,34 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
   });
 
   it('the server lists proxy.localhost; its disco#info says proxy/bytestreams; the streamhost query gives host and port [XEP-0065 6; XEP-0030]', async () => {
-    const items = await a.request(xml('iq', { type: 'get', to: DOMAIN }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' })));
-    assert.ok(items.getChild('query')!.getChildren('item').some((i) => i.attrs.jid === PROXY), items.toString());
-    const info = (await a.request(xml('iq', { type: 'get', to: PROXY }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })))).getChild('query')!;
-    assert.ok(info.getChildren('identity').some((i) => i.attrs.category === 'proxy' && i.attrs.type === 'bytestreams'));
+    const items = await a.request(
+      xml(
+        'iq',
+        { type: 'get', to: DOMAIN },
+        xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' }),
+      ),
+    );
+    assert.ok(
+      items
+        .getChild('query')!
+        .getChildren('item')
+        .some((i) => i.attrs.jid === PROXY),
+      items.toString(),
+    );
+    const info = (
+      await a.request(
+        xml(
+          'iq',
+          { type: 'get', to: PROXY },
+          xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
+        ),
+      )
+    ).getChild('query')!;
+    assert.ok(
+      info
+        .getChildren('identity')
+        .some((i) => i.attrs.category === 'proxy' && i.attrs.type === 'bytestreams'),
+    );
     assert.ok(info.getChildren('feature').some((f) => f.attrs.var === NS));
     const r = await a.request(xml('iq', { type: 'get', to: PROXY }, xml('query', { xmlns: NS })));
     const sh = r.getChild('query', NS)!.getChild('streamhost')!;
@@ -80,14 +131,29 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     b.xmpp.iqCallee.set(NS, 'query', async (ctx: { stanza: Element }) => {
       const q = ctx.stanza.getChild('query', NS)!;
       const sh = q.getChild('streamhost')!;
-      const conn = await socksConnect(Number(sh.attrs.port), streamHash(q.attrs.sid, ctx.stanza.attrs.from, b.jid));
+      const conn = await socksConnect(
+        Number(sh.attrs.port),
+        streamHash(q.attrs.sid, ctx.stanza.attrs.from, b.jid),
+      );
       assert.equal(conn.code, 0);
       target = conn.r;
       open.push(conn.r);
-      return xml('query', { xmlns: NS, sid: q.attrs.sid }, xml('streamhost-used', { jid: sh.attrs.jid }));
+      return xml(
+        'query',
+        { xmlns: NS, sid: q.attrs.sid },
+        xml('streamhost-used', { jid: sh.attrs.jid }),
+      );
     });
     const offer = await a.request(
-      xml('iq', { type: 'set', to: b.jid }, xml('query', { xmlns: NS, sid, mode: 'tcp' }, xml('streamhost', { jid: PROXY, host: '127.0.0.1', port: String(port) }))),
+      xml(
+        'iq',
+        { type: 'set', to: b.jid },
+        xml(
+          'query',
+          { xmlns: NS, sid, mode: 'tcp' },
+          xml('streamhost', { jid: PROXY, host: '127.0.0.1', port: String(port) }),
+        ),
+      ),
     );
     assert.equal(offer.attrs.type, 'result', offer.toString());
     assert.equal(offer.getChild('query', NS)!.getChild('streamhost-used')!.attrs.jid, PROXY);
@@ -112,12 +178,21 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     const sid = nextId('sid');
     const t = await socksConnect(port, streamHash(sid, a.jid, b.jid));
     open.push(t.r);
-    assert.deepEqual(stanzaError(await activate(a, sid, b.jid)), { type: 'cancel', condition: 'not-allowed' });
+    assert.deepEqual(stanzaError(await activate(a, sid, b.jid)), {
+      type: 'cancel',
+      condition: 'not-allowed',
+    });
     // bob cannot activate alice's stream: the hash binds the requester's JID
     const r = await socksConnect(port, streamHash(sid, a.jid, b.jid));
     open.push(r.r);
     assert.equal(stanzaError(await activate(b, sid, b.jid)).condition, 'item-not-found');
-    const bad = await a.request(xml('iq', { type: 'set', to: PROXY }, xml('query', { xmlns: NS }, xml('activate', {}, b.jid))));
+    const bad = await a.request(
+      xml(
+        'iq',
+        { type: 'set', to: PROXY },
+        xml('query', { xmlns: NS }, xml('activate', {}, b.jid)),
+      ),
+    );
     assert.equal(stanzaError(bad).condition, 'bad-request');
   });
 
@@ -128,7 +203,10 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     assert.equal(third.code, 2, 'connection not allowed');
     assert.equal((await p.activate()).attrs.type, 'result');
     const q = await pair(a, c);
-    assert.deepEqual(stanzaError(await q.activate()), { type: 'wait', condition: 'resource-constraint' });
+    assert.deepEqual(stanzaError(await q.activate()), {
+      type: 'wait',
+      condition: 'resource-constraint',
+    });
     p.t.sock.destroy();
     await p.r.closed;
     const again = await activate(a, q.sid, c.jid);
@@ -199,7 +277,10 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     const accepted = Date.now();
     const over = await tcpConnect(port);
     assert.equal((await over.rest(5000)).length, 0, 'nothing written');
-    assert.ok(Date.now() - accepted < 1500, 'the 7th from 127.0.0.1 is closed at accept, not by the 2 s handshake timeout');
+    assert.ok(
+      Date.now() - accepted < 1500,
+      'the 7th from 127.0.0.1 is closed at accept, not by the 2 s handshake timeout',
+    );
     const t0 = Date.now();
     await Promise.all(silent.map((s) => s.rest(10_000)));
     assert.ok(Date.now() - t0 < 8000);
@@ -210,11 +291,14 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
     assert.equal(fresh.code, 0);
     // each close is counted with its reason on /metrics
     const m = await scrape(`http://127.0.0.1:${node.ports.http}`);
-    const closed = (reason: string) => metric(m, 'parley_connections_closed_total', { protocol: 'socks5', reason });
+    const closed = (reason: string) =>
+      metric(m, 'parley_connections_closed_total', { protocol: 'socks5', reason });
     assert.ok(closed('refused') >= 1, 'refused at accept');
     assert.ok(closed('handshake-timeout') >= 5);
     assert.ok(closed('activation-timeout') >= 1);
-    assert.ok(closed('byte-cap') >= 1 && closed('early-bytes') >= 1 && closed('refused-request') >= 3);
+    assert.ok(
+      closed('byte-cap') >= 1 && closed('early-bytes') >= 1 && closed('refused-request') >= 3,
+    );
     assert.ok(metric(m, 'parley_connections', { protocol: 'socks5' }) >= 1, 'the open one');
   });
 });

@@ -5,7 +5,18 @@
 // registration disabling.
 import assert from 'node:assert/strict';
 import type { Element } from '@xmpp/xml';
-import { ping, presence, sleep, startNode, stopAllClients, uniqueName, xml, xmppClient, type TestClient, type TestNode } from '../helpers.ts';
+import {
+  ping,
+  presence,
+  sleep,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type TestClient,
+  type TestNode,
+} from '../helpers.ts';
 
 const NS_PUSH = 'urn:xmpp:push:0';
 const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
@@ -26,10 +37,21 @@ describe('XEP-0357 push notifications', function () {
   /** The summary fields of a publish IQ the app server got. */
   const summary = (iq: Element) => {
     const pubsub = iq.getChild('pubsub', NS_PUBSUB)!;
-    const form = pubsub.getChild('publish')!.getChild('item')!.getChild('notification', NS_PUSH)!.getChild('x', 'jabber:x:data')!;
-    const fields = new Map(form.getChildren('field').map((f) => [f.attrs.var as string, f.getChildText('value')]));
+    const form = pubsub
+      .getChild('publish')!
+      .getChild('item')!
+      .getChild('notification', NS_PUSH)!
+      .getChild('x', 'jabber:x:data')!;
+    const fields = new Map(
+      form.getChildren('field').map((f) => [f.attrs.var as string, f.getChildText('value')]),
+    );
     const opts = pubsub.getChild('publish-options')?.getChild('x', 'jabber:x:data');
-    const options = new Map((opts?.getChildren('field') ?? []).map((f) => [f.attrs.var as string, f.getChildText('value')]));
+    const options = new Map(
+      (opts?.getChildren('field') ?? []).map((f) => [
+        f.attrs.var as string,
+        f.getChildText('value'),
+      ]),
+    );
     return { node: pubsub.getChild('publish')!.attrs.node as string, fields, options };
   };
   const waitPublishes = async (n: number, ms = 10_000) => {
@@ -39,20 +61,37 @@ describe('XEP-0357 push notifications', function () {
   };
   const enable = async (c: TestClient, nodeName: string, secret?: string) => {
     const form = secret
-      ? xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'http://jabber.org/protocol/pubsub#publish-options')), xml('field', { var: 'secret' }, xml('value', {}, secret)))
+      ? xml(
+          'x',
+          { xmlns: 'jabber:x:data', type: 'submit' },
+          xml(
+            'field',
+            { var: 'FORM_TYPE' },
+            xml('value', {}, 'http://jabber.org/protocol/pubsub#publish-options'),
+          ),
+          xml('field', { var: 'secret' }, xml('value', {}, secret)),
+        )
       : undefined;
-    const r = await c.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_PUSH, jid: APP, node: nodeName }, form)));
+    const r = await c.request(
+      xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_PUSH, jid: APP, node: nodeName }, form)),
+    );
     assert.equal(r.attrs.type, 'result', r.toString());
   };
-  const login = (u: string, resource = 'phone') => xmppClient({ port: node.ports.xmpp, username: u, password: PW, resource });
+  const login = (u: string, resource = 'phone') =>
+    xmppClient({ port: node.ports.xmpp, username: u, password: PW, resource });
   const say = async (from: TestClient, to: string, body: string) => {
-    await from.send(xml('message', { to, type: 'chat', id: uniqueName('m') }, xml('body', {}, body)));
+    await from.send(
+      xml('message', { to, type: 'chat', id: uniqueName('m') }, xml('body', {}, body)),
+    );
     await ping(from);
   };
 
   before(async function () {
     this.timeout(60_000);
-    node = await startNode({ config: 'modules:\n  push:\n    burstSeconds: 2\n    includeSender: true\n    retryBaseSeconds: 0.5\n    timeoutSeconds: 3\n' });
+    node = await startNode({
+      config:
+        'modules:\n  push:\n    burstSeconds: 2\n    includeSender: true\n    retryBaseSeconds: 0.5\n    timeoutSeconds: 3\n',
+    });
     await node.addUser(appName, PW);
     await node.addUser(bob, PW);
   });
@@ -68,7 +107,13 @@ describe('XEP-0357 push notifications', function () {
       if (m === 'ok') return true;
       const type = m === 'wait' ? 'wait' : 'cancel';
       const cond = m === 'wait' ? 'resource-constraint' : 'item-not-found';
-      void app.send(xml('iq', { type: 'error', to: ctx.stanza.attrs.from, id: ctx.stanza.attrs.id }, xml('error', { type }, xml(cond, { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' }))));
+      void app.send(
+        xml(
+          'iq',
+          { type: 'error', to: ctx.stanza.attrs.from, id: ctx.stanza.attrs.id },
+          xml('error', { type }, xml(cond, { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' })),
+        ),
+      );
       return new Promise(() => {}); // answered by hand
     });
     await app.send(presence());
@@ -81,11 +126,30 @@ describe('XEP-0357 push notifications', function () {
     const u = uniqueName('u');
     await node.addUser(u, PW);
     const c = await login(u);
-    const info = await c.request(xml('iq', { type: 'get', to: c.bare }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
-    assert.ok(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_PUSH));
-    const r = await c.request(xml('iq', { type: 'set', to: `${bob}@localhost` }, xml('enable', { xmlns: NS_PUSH, jid: APP, node: 'x' })));
+    const info = await c.request(
+      xml(
+        'iq',
+        { type: 'get', to: c.bare },
+        xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
+      ),
+    );
+    assert.ok(
+      info
+        .getChild('query')!
+        .getChildren('feature')
+        .some((f) => f.attrs.var === NS_PUSH),
+    );
+    const r = await c.request(
+      xml(
+        'iq',
+        { type: 'set', to: `${bob}@localhost` },
+        xml('enable', { xmlns: NS_PUSH, jid: APP, node: 'x' }),
+      ),
+    );
     assert.equal(r.attrs.type, 'error');
-    const bad = await c.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_PUSH, jid: APP })));
+    const bad = await c.request(
+      xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_PUSH, jid: APP })),
+    );
     assert.equal(bad.attrs.type, 'error', 'node is required');
   });
 
@@ -105,7 +169,7 @@ describe('XEP-0357 push notifications', function () {
     await say(b, `${u}@localhost`, 'one');
     await waitPublishes(1);
     const first = summary(got[0]);
-    assert.equal(got[0].attrs.from, `${u}@localhost`, 'from the user\'s bare JID');
+    assert.equal(got[0].attrs.from, `${u}@localhost`, "from the user's bare JID");
     assert.equal(first.node, 'node-1');
     assert.equal(first.fields.get('FORM_TYPE'), 'urn:xmpp:push:summary');
     assert.equal(first.fields.get('message-count'), '1');
@@ -160,7 +224,9 @@ describe('XEP-0357 push notifications', function () {
     // disable: re-enable, then disable by jid alone
     const again = await login(u, 'tablet');
     await enable(again, 'node-d');
-    const r = await again.request(xml('iq', { type: 'set' }, xml('disable', { xmlns: NS_PUSH, jid: APP })));
+    const r = await again.request(
+      xml('iq', { type: 'set' }, xml('disable', { xmlns: NS_PUSH, jid: APP })),
+    );
     assert.equal(r.attrs.type, 'result');
     await again.stop();
     await say(b, `${u}@localhost`, 'nobody');

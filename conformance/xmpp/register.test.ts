@@ -4,15 +4,33 @@
 // (127.0.0.2…) on the same node.
 import assert from 'node:assert/strict';
 import { NS_FRAMING, parseFrame, RawWs } from '../web/web-helpers.ts';
-import { closeAllRaw, DOMAIN, rawUnauthenticated as unauthenticated, startNode, stanzaError, stopAllClients, uniqueName, xml, xmppClient, type Element, type TestNode } from '../helpers.ts';
+import {
+  closeAllRaw,
+  DOMAIN,
+  rawUnauthenticated as unauthenticated,
+  startNode,
+  stanzaError,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type Element,
+  type TestNode,
+} from '../helpers.ts';
 
 const NS_REGISTER = 'jabber:iq:register';
 const FEATURE = /<register xmlns=['"]http:\/\/jabber.org\/features\/iq-register['"]\/>/;
 
-const fields = (user: string, password: string) => `<query xmlns='${NS_REGISTER}'><username>${user}</username><password>${password}</password></query>`;
+const fields = (user: string, password: string) =>
+  `<query xmlns='${NS_REGISTER}'><username>${user}</username><password>${password}</password></query>`;
 
 /** Register over a fresh stream from `from`; the answer. */
-async function register(port: number, user: string, password: string, from?: string): Promise<Element> {
+async function register(
+  port: number,
+  user: string,
+  password: string,
+  from?: string,
+): Promise<Element> {
   const { c } = await unauthenticated(port, from);
   try {
     return await c.iq('set', fields(user, password));
@@ -48,14 +66,22 @@ describe('XEP-0077 in-band registration of new accounts', function () {
     const q = form.getChild('query', NS_REGISTER)!;
     assert.ok(q.getChild('username') && q.getChild('password'), q.toString());
     const x = q.getChild('x', 'jabber:x:data')!;
-    assert.deepEqual(x.getChildren('field').map((f) => f.attrs.var), ['FORM_TYPE', 'username', 'password']);
+    assert.deepEqual(
+      x.getChildren('field').map((f) => f.attrs.var),
+      ['FORM_TYPE', 'username', 'password'],
+    );
     const user = uniqueName('Newbie');
     const done = await c.iq('set', fields(user, PW));
     assert.equal(done.attrs.type, 'result', done.toString());
     // [XEP-0077 3.1] the client then authenticates, on the same stream
     const { outcome } = await c.auth('SCRAM-SHA-1', user.toLowerCase(), PW);
     assert.match(outcome, /<success/);
-    const client = await xmppClient({ port: node.ports.xmpp, username: user.toLowerCase(), password: PW, resource: 'x' });
+    const client = await xmppClient({
+      port: node.ports.xmpp,
+      username: user.toLowerCase(),
+      password: PW,
+      resource: 'x',
+    });
     assert.equal(client.bare, `${user.toLowerCase()}@${DOMAIN}`);
   });
 
@@ -80,7 +106,11 @@ describe('XEP-0077 in-band registration of new accounts', function () {
     assert.deepEqual(stanzaError(taken), { type: 'wait', condition: 'resource-constraint' });
     c.destroy();
     const reconnect = await register(node.ports.xmpp, uniqueName('fresh'), PW, from);
-    assert.equal(stanzaError(reconnect).condition, 'resource-constraint', 'reconnecting does not reset the count');
+    assert.equal(
+      stanzaError(reconnect).condition,
+      'resource-constraint',
+      'reconnecting does not reset the count',
+    );
   });
 
   it('a taken name is conflict, a too long one not-acceptable, the XEP-0004 form registers, <remove/> before login is registration-required [XEP-0077 3.1, 3.2, 4]', async () => {
@@ -121,7 +151,9 @@ describe('XEP-0077 in-band registration of new accounts', function () {
       r.send(`<open xmlns='${NS_FRAMING}' to='${DOMAIN}' version='1.0'/>`);
       assert.equal(parseFrame(await r.next()).name, 'open');
       assert.doesNotMatch(await r.next(), FEATURE);
-      r.send(`<iq xmlns='jabber:client' type='set' id='w1'>${fields(uniqueName('cleartext'), PW)}</iq>`);
+      r.send(
+        `<iq xmlns='jabber:client' type='set' id='w1'>${fields(uniqueName('cleartext'), PW)}</iq>`,
+      );
       const answer = await r.next();
       assert.match(answer, /type=['"]error['"]/);
       assert.match(answer, /<policy-violation /);
@@ -133,8 +165,19 @@ describe('XEP-0077 in-band registration of new accounts', function () {
   it('a logged-in user changes the password only to one the policy accepts [XEP-0077 3.3]', async () => {
     const user = uniqueName('changer');
     await node.addUser(user, PW);
-    const a = await xmppClient({ port: node.ports.xmpp, username: user, password: PW, resource: 'p' });
-    const weak = await a.request(xml('iq', { type: 'set', to: DOMAIN }, xml('query', { xmlns: NS_REGISTER }, xml('username', {}, user), xml('password', {}, 'x'))));
+    const a = await xmppClient({
+      port: node.ports.xmpp,
+      username: user,
+      password: PW,
+      resource: 'p',
+    });
+    const weak = await a.request(
+      xml(
+        'iq',
+        { type: 'set', to: DOMAIN },
+        xml('query', { xmlns: NS_REGISTER }, xml('username', {}, user), xml('password', {}, 'x')),
+      ),
+    );
     assert.equal(stanzaError(weak).condition, 'not-acceptable');
   });
 });

@@ -79,10 +79,10 @@ describe('XMPP server services', function () {
     );
     assert.equal(r.attrs.type, 'result', r.toString());
     const items = r.getChild('query', NS_DISCO_ITEMS)!.getChildElements();
-    assert.deepEqual(
-      items.map((i) => i.attrs.jid).sort(),
-      [`conference.${DOMAIN}`, `upload.${DOMAIN}`],
-    );
+    assert.deepEqual(items.map((i) => i.attrs.jid).sort(), [
+      `conference.${DOMAIN}`,
+      `upload.${DOMAIN}`,
+    ]);
   });
 
   it('an IQ get in an unknown namespace → service-unavailable [RFC6120 8.4]', async () => {

@@ -4,7 +4,18 @@
 // the server had acknowledged (SM h) is there for the recipient, none twice
 // [XEP-0198 4] (docs/architecture.md principle 3).
 import assert from 'node:assert/strict';
-import { closeAllRaw, isMessage, presence, rawLogin, sleep, startNode, stopAllClients, uniqueName, xmppClient, type TestNode } from '../helpers.ts';
+import {
+  closeAllRaw,
+  isMessage,
+  presence,
+  rawLogin,
+  sleep,
+  startNode,
+  stopAllClients,
+  uniqueName,
+  xmppClient,
+  type TestNode,
+} from '../helpers.ts';
 
 const NS_SM = 'urn:xmpp:sm:3';
 const PW = 'pw-kill';
@@ -47,7 +58,8 @@ describe('XEP-0198: kill -9 under load', function () {
     const writer$ = (async () => {
       while (!stop && !c.closed) {
         let batch = '';
-        for (let i = 0; i < 5; i++) batch += `<message to='${reader}@localhost' type='chat' id='k${sent + i}'><body>n${sent + i}</body></message>`;
+        for (let i = 0; i < 5; i++)
+          batch += `<message to='${reader}@localhost' type='chat' id='k${sent + i}'><body>n${sent + i}</body></message>`;
         sent += 5;
         c.send(`${batch}<r xmlns='${NS_SM}'/>`);
         await sleep(2);
@@ -61,14 +73,27 @@ describe('XEP-0198: kill -9 under load', function () {
     assert.ok(ackedAtKill >= 300 && sent > ackedAtKill, `acked ${ackedAtKill} of ${sent}`);
 
     await node.restart();
-    const r = await xmppClient({ port: node.ports.xmpp, username: reader, password: PW, resource: 'r', timeoutMs: 20_000 });
+    const r = await xmppClient({
+      port: node.ports.xmpp,
+      username: reader,
+      password: PW,
+      resource: 'r',
+      timeoutMs: 20_000,
+    });
     await r.send(presence());
     // h counts stanzas in order: the first h messages (ids k0 … k{h-1}) were handled.
-    await r.waitFor(isMessage({ id: `k${ackedAtKill - 1}` }), 20_000, `the last acknowledged message k${ackedAtKill - 1}`);
+    await r.waitFor(
+      isMessage({ id: `k${ackedAtKill - 1}` }),
+      20_000,
+      `the last acknowledged message k${ackedAtKill - 1}`,
+    );
     await sleep(1000);
-    const ids = r.received.filter((e) => e.name === 'message' && e.attrs.id?.startsWith('k')).map((e) => Number(e.attrs.id!.slice(1)));
+    const ids = r.received
+      .filter((e) => e.name === 'message' && e.attrs.id?.startsWith('k'))
+      .map((e) => Number(e.attrs.id!.slice(1)));
     const seen = new Set(ids);
-    for (let i = 0; i < ackedAtKill; i++) assert.ok(seen.has(i), `acknowledged message k${i} is missing`);
+    for (let i = 0; i < ackedAtKill; i++)
+      assert.ok(seen.has(i), `acknowledged message k${i} is missing`);
     assert.equal(ids.length, seen.size, 'no message twice');
   });
 });

@@ -31,7 +31,12 @@ const RESUME_SECONDS = 20;
 const PW = 'pw-sm';
 
 /** Log in raw, bind `resource`, enable SM (resumable) and send initial presence; returns the connection and the resumption id. */
-async function smLogin(port: number, user: string, resource: string, max = RESUME_SECONDS): Promise<{ c: RawConn; id: string }> {
+async function smLogin(
+  port: number,
+  user: string,
+  resource: string,
+  max = RESUME_SECONDS,
+): Promise<{ c: RawConn; id: string }> {
   const c = await rawLogin(port, user, PW, 'SCRAM-SHA-256', resource);
   c.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
   const enabled = await c.waitFor(/<enabled [^>]*\/>/);
@@ -44,7 +49,12 @@ async function smLogin(port: number, user: string, resource: string, max = RESUM
 }
 
 /** Resume on a fresh raw stream: STARTTLS, SASL, then <resume/> instead of bind. */
-async function rawResume(port: number, user: string, previd: string, h: number): Promise<{ c: RawConn; reply: string }> {
+async function rawResume(
+  port: number,
+  user: string,
+  previd: string,
+  h: number,
+): Promise<{ c: RawConn; reply: string }> {
   const c = await RawConn.connect(port);
   await c.openStream();
   await c.startTls();
@@ -52,7 +62,11 @@ async function rawResume(port: number, user: string, previd: string, h: number):
   const { outcome } = await c.auth('SCRAM-SHA-256', user, PW);
   assert.match(outcome, /<success/);
   const features = await c.openStream();
-  assert.match(features, new RegExp(`<sm xmlns=['"]${NS_SM}['"]`), 'sm offered after authentication [XEP-0198 2]');
+  assert.match(
+    features,
+    new RegExp(`<sm xmlns=['"]${NS_SM}['"]`),
+    'sm offered after authentication [XEP-0198 2]',
+  );
   c.send(`<resume xmlns='${NS_SM}' previd='${previd}' h='${h}'/>`);
   const reply = await c.waitFor(/<resumed [^>]*\/>|<failed[\s\S]*?<\/failed>/);
   return { c, reply };
@@ -70,9 +84,14 @@ describe('XEP-0198 stream management', function () {
 
   before(async function () {
     this.timeout(60_000);
-    node = await startNode({ config: `modules:\n  stream-management: { resumeTimeoutSeconds: ${RESUME_SECONDS}, ackSlack: 2 }\n` });
-    expiring = await startNode({ config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1, ackSlack: 2 }\n' });
-    for (const u of [alice, bob, carol]) await Promise.all([node.addUser(u, PW), expiring.addUser(u, PW)]);
+    node = await startNode({
+      config: `modules:\n  stream-management: { resumeTimeoutSeconds: ${RESUME_SECONDS}, ackSlack: 2 }\n`,
+    });
+    expiring = await startNode({
+      config: 'modules:\n  stream-management: { resumeTimeoutSeconds: 1, ackSlack: 2 }\n',
+    });
+    for (const u of [alice, bob, carol])
+      await Promise.all([node.addUser(u, PW), expiring.addUser(u, PW)]);
   });
   afterEach(async () => {
     closeAllRaw();
@@ -85,7 +104,8 @@ describe('XEP-0198 stream management', function () {
 
   it('<enable/> → <enabled/>; <r/> is answered with h = stanzas handled, after they are handled [XEP-0198 3, 4]', async () => {
     const { c } = await smLogin(node.ports.xmpp, alice, 'r1');
-    for (let i = 0; i < 4; i++) c.send(`<message to='${bob}@localhost' type='chat' id='m${i}'><body>x${i}</body></message>`);
+    for (let i = 0; i < 4; i++)
+      c.send(`<message to='${bob}@localhost' type='chat' id='m${i}'><body>x${i}</body></message>`);
     c.send(`<r xmlns='${NS_SM}'/>`);
     // presence + 4 messages
     assert.match(await c.waitFor(/<a [^>]*\/>/), /h='5'/);
@@ -114,17 +134,39 @@ describe('XEP-0198 stream management', function () {
   });
 
   it('resume: unacked stanzas are replayed with delay stamps, presence state is kept, and the client is told h [XEP-0198 5]', async () => {
-    const watcher = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'watch' });
+    const watcher = await xmppClient({
+      port: node.ports.xmpp,
+      username: alice,
+      password: PW,
+      resource: 'watch',
+    });
     await watcher.send(presence());
     await ping(watcher);
     const { c, id } = await smLogin(node.ports.xmpp, alice, 'phone');
     c.send(`<message to='${bob}@localhost' type='chat' id='pre'><body>before</body></message>`);
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'b' });
-    await b.send(xml('message', { to: `${alice}@localhost/phone`, type: 'chat', id: 'in1' }, xml('body', {}, 'one')));
+    const b = await xmppClient({
+      port: node.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'b',
+    });
+    await b.send(
+      xml(
+        'message',
+        { to: `${alice}@localhost/phone`, type: 'chat', id: 'in1' },
+        xml('body', {}, 'one'),
+      ),
+    );
     await c.waitFor(/one<\/body>/);
     c.destroy(); // cut: 'one' was never acknowledged
     await sleep(200);
-    await b.send(xml('message', { to: `${alice}@localhost/phone`, type: 'chat', id: 'in2' }, xml('body', {}, 'two')));
+    await b.send(
+      xml(
+        'message',
+        { to: `${alice}@localhost/phone`, type: 'chat', id: 'in2' },
+        xml('body', {}, 'two'),
+      ),
+    );
     await sleep(200);
     watcher.drain();
     const { c: c2, reply } = await rawResume(node.ports.xmpp, alice, id, 1); // it had the presence it sent itself... h counts what it received: 1 (its own presence echo)
@@ -133,9 +175,15 @@ describe('XEP-0198 stream management', function () {
     const replay = await c2.waitFor(/two<\/body>[\s\S]*?<\/message>/);
     assert.deepEqual(bodies(replay), ['one', 'two'], 'replayed once each, in order');
     assert.match(replay, /<delay xmlns='urn:xmpp:delay'/, 'replays carry a delay stamp [XEP-0203]');
-    await watcher.expectNone((el) => el.name === 'presence' && el.attrs.from === `${alice}@localhost/phone`, 500, 'presence churn from the resumed resource');
+    await watcher.expectNone(
+      (el) => el.name === 'presence' && el.attrs.from === `${alice}@localhost/phone`,
+      500,
+      'presence churn from the resumed resource',
+    );
     // Still the same available session: a new message arrives once, live.
-    await b.send(xml('message', { to: `${alice}@localhost/phone`, type: 'chat' }, xml('body', {}, 'three')));
+    await b.send(
+      xml('message', { to: `${alice}@localhost/phone`, type: 'chat' }, xml('body', {}, 'three')),
+    );
     assert.deepEqual(bodies(await c2.waitFor(/three<\/body>/)), ['three']);
   });
 
@@ -152,48 +200,111 @@ describe('XEP-0198 stream management', function () {
 
   it('a session that is never resumed: its unacked message reaches the user once at the next login, from offline storage', async () => {
     const { c } = await smLogin(expiring.ports.xmpp, carol, 'gone', 1);
-    const b = await xmppClient({ port: expiring.ports.xmpp, username: bob, password: PW, resource: 'b2' });
-    await b.send(xml('message', { to: `${carol}@localhost`, type: 'chat', id: 'lost1' }, xml('body', {}, 'do not lose me')));
+    const b = await xmppClient({
+      port: expiring.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'b2',
+    });
+    await b.send(
+      xml(
+        'message',
+        { to: `${carol}@localhost`, type: 'chat', id: 'lost1' },
+        xml('body', {}, 'do not lose me'),
+      ),
+    );
     await c.waitFor(/do not lose me/);
     c.destroy(); // never acknowledged
     await sleep(1800); // the session expires
-    const again = await xmppClient({ port: expiring.ports.xmpp, username: carol, password: PW, resource: 'back' });
+    const again = await xmppClient({
+      port: expiring.ports.xmpp,
+      username: carol,
+      password: PW,
+      resource: 'back',
+    });
     await again.send(presence());
-    const m = await again.waitFor(isMessage({ id: 'lost1' }), 5000, 'the unacked message from offline storage');
+    const m = await again.waitFor(
+      isMessage({ id: 'lost1' }),
+      5000,
+      'the unacked message from offline storage',
+    );
     assert.equal(m.getChildText('body'), 'do not lose me');
     assert.ok(m.getChild('delay', 'urn:xmpp:delay'), 'delay-stamped [XEP-0203]');
     await again.expectNone(isMessage({ id: 'lost1' }), 500, 'a second copy');
   });
 
   it('a session that is never resumed: a message to its full JID goes to another device of the user, once', async () => {
-    const desk = await xmppClient({ port: expiring.ports.xmpp, username: carol, password: PW, resource: 'desk' });
+    const desk = await xmppClient({
+      port: expiring.ports.xmpp,
+      username: carol,
+      password: PW,
+      resource: 'desk',
+    });
     await desk.send(presence());
     await ping(desk);
     const { c } = await smLogin(expiring.ports.xmpp, carol, 'mobile', 1);
-    const b = await xmppClient({ port: expiring.ports.xmpp, username: bob, password: PW, resource: 'b3' });
-    await b.send(xml('message', { to: `${carol}@localhost/mobile`, type: 'chat', id: 'full1' }, xml('body', {}, 'for the phone')));
+    const b = await xmppClient({
+      port: expiring.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'b3',
+    });
+    await b.send(
+      xml(
+        'message',
+        { to: `${carol}@localhost/mobile`, type: 'chat', id: 'full1' },
+        xml('body', {}, 'for the phone'),
+      ),
+    );
     await c.waitFor(/for the phone/);
     await desk.expectNone(isMessage({ id: 'full1' }), 300, 'a copy before the phone is gone');
     c.destroy();
-    const m = await desk.waitFor(isMessage({ id: 'full1' }), 5000, 'the phone\'s unacked message on the desktop');
+    const m = await desk.waitFor(
+      isMessage({ id: 'full1' }),
+      5000,
+      "the phone's unacked message on the desktop",
+    );
     assert.equal(m.getChildText('body'), 'for the phone');
     await desk.expectNone(isMessage({ id: 'full1' }), 500, 'a second copy');
   });
 
   it('@xmpp/client over WebSocket: a dropped socket is resumed on a new one, the message sent meanwhile arrives once [XEP-0198 5] [RFC7395]', async () => {
     (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket; // for @xmpp/client in Node 20
-    const a = await xmppClient({ port: 0, service: `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`, username: alice, password: PW, resource: 'web' });
+    const a = await xmppClient({
+      port: 0,
+      service: `ws://127.0.0.1:${node.ports.http}/xmpp-websocket`,
+      username: alice,
+      password: PW,
+      resource: 'web',
+    });
     await a.send(presence());
     await ping(a);
-    const sm = (a.xmpp as unknown as { streamManagement: { enabled: boolean; id: string; on(e: string, f: () => void): void } }).streamManagement;
+    const sm = (
+      a.xmpp as unknown as {
+        streamManagement: { enabled: boolean; id: string; on(e: string, f: () => void): void };
+      }
+    ).streamManagement;
     assert.ok(sm.enabled && sm.id, 'stream management enabled over WebSocket');
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'wsb' });
+    const b = await xmppClient({
+      port: node.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'wsb',
+    });
     const resumed = new Promise<void>((r) => sm.on('resumed', r));
     a.drop();
     await sleep(200);
-    await b.send(xml('message', { to: `${alice}@localhost/web`, type: 'chat', id: 'ws1' }, xml('body', {}, 'while the socket was gone')));
+    await b.send(
+      xml(
+        'message',
+        { to: `${alice}@localhost/web`, type: 'chat', id: 'ws1' },
+        xml('body', {}, 'while the socket was gone'),
+      ),
+    );
     await sleep(200);
-    await (a.xmpp as unknown as { reconnect: { reconnect(): Promise<void> } }).reconnect.reconnect();
+    await (
+      a.xmpp as unknown as { reconnect: { reconnect(): Promise<void> } }
+    ).reconnect.reconnect();
     await resumed;
     await a.waitFor(isMessage({ id: 'ws1' }), 5000, 'the message sent while the socket was gone');
     await a.expectNone(isMessage({ id: 'ws1' }), 500, 'a second copy');
@@ -204,38 +315,88 @@ describe('XEP-0198 stream management', function () {
     await bosh.create();
     await bosh.login(alice, PW, 'bosh');
     await bosh.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
-    const failedEl = await bosh.waitFor((el) => el.name === 'failed' && el.attrs.xmlns === NS_SM, 8000, 'failed');
+    const failedEl = await bosh.waitFor(
+      (el) => el.name === 'failed' && el.attrs.xmlns === NS_SM,
+      8000,
+      'failed',
+    );
     assert.ok(failedEl.getChild('feature-not-implemented', 'urn:ietf:params:xml:ns:xmpp-stanzas'));
   });
 
   it('@xmpp/client: resumption after a cut TCP connection, messages in flight both ways: nothing lost, nothing twice', async () => {
-    const a: TestClient = await xmppClient({ port: node.ports.xmpp, username: alice, password: PW, resource: 'lib' });
+    const a: TestClient = await xmppClient({
+      port: node.ports.xmpp,
+      username: alice,
+      password: PW,
+      resource: 'lib',
+    });
     await a.send(presence());
     await ping(a);
-    const sm = (a.xmpp as unknown as { streamManagement: { enabled: boolean; id: string; on(e: string, f: () => void): void } }).streamManagement;
+    const sm = (
+      a.xmpp as unknown as {
+        streamManagement: { enabled: boolean; id: string; on(e: string, f: () => void): void };
+      }
+    ).streamManagement;
     assert.ok(sm.enabled && sm.id, 'the library enabled resumable stream management');
-    const b = await xmppClient({ port: node.ports.xmpp, username: bob, password: PW, resource: 'peer' });
+    const b = await xmppClient({
+      port: node.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'peer',
+    });
     await b.send(presence());
     const N = 10;
     // Both ways at once, then the cut, before any ack can come back.
     for (let i = 0; i < N; i++) {
-      await b.send(xml('message', { to: `${alice}@localhost/lib`, type: 'chat', id: `b${i}` }, xml('body', {}, `b${i}`)));
-      await a.send(xml('message', { to: `${bob}@localhost/peer`, type: 'chat', id: `a${i}` }, xml('body', {}, `a${i}`)));
+      await b.send(
+        xml(
+          'message',
+          { to: `${alice}@localhost/lib`, type: 'chat', id: `b${i}` },
+          xml('body', {}, `b${i}`),
+        ),
+      );
+      await a.send(
+        xml(
+          'message',
+          { to: `${bob}@localhost/peer`, type: 'chat', id: `a${i}` },
+          xml('body', {}, `a${i}`),
+        ),
+      );
     }
     const resumed = new Promise<void>((r) => sm.on('resumed', r));
     a.drop();
-    for (let i = N; i < 2 * N; i++) await b.send(xml('message', { to: `${alice}@localhost/lib`, type: 'chat', id: `b${i}` }, xml('body', {}, `b${i}`)));
+    for (let i = N; i < 2 * N; i++)
+      await b.send(
+        xml(
+          'message',
+          { to: `${alice}@localhost/lib`, type: 'chat', id: `b${i}` },
+          xml('body', {}, `b${i}`),
+        ),
+      );
     await sleep(300);
-    await (a.xmpp as unknown as { reconnect: { reconnect(): Promise<void> } }).reconnect.reconnect();
+    await (
+      a.xmpp as unknown as { reconnect: { reconnect(): Promise<void> } }
+    ).reconnect.reconnect();
     await resumed;
     await ping(a);
     await sleep(500);
     const got = (c: TestClient, prefix: string) =>
-      c.received.filter((e) => e.name === 'message' && e.attrs.id?.startsWith(prefix)).map((e) => e.attrs.id);
-    const want = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
-    assert.deepEqual([...new Set(got(a, 'b'))].sort(), want('b', 2 * N).sort(), 'alice got every message of bob');
+      c.received
+        .filter((e) => e.name === 'message' && e.attrs.id?.startsWith(prefix))
+        .map((e) => e.attrs.id);
+    const want = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    assert.deepEqual(
+      [...new Set(got(a, 'b'))].sort(),
+      want('b', 2 * N).sort(),
+      'alice got every message of bob',
+    );
     assert.equal(got(a, 'b').length, 2 * N, 'alice got none twice');
-    assert.deepEqual([...new Set(got(b, 'a'))].sort(), want('a', N).sort(), 'bob got every message of alice');
+    assert.deepEqual(
+      [...new Set(got(b, 'a'))].sort(),
+      want('a', N).sort(),
+      'bob got every message of alice',
+    );
     assert.equal(got(b, 'a').length, N, 'bob got none twice');
   });
 });

@@ -40,8 +40,34 @@
  * next append writes a checkpoint in its place.
  */
 
-import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery, OwnerRecord } from '../types.ts';
-import { KeyedLock, archivers, checkId, filterBounds, inTimeRange, namedIds, nextPos, ownerRecord, pad, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange, withSeq } from '../util.ts';
+import type {
+  ArchivePage,
+  ArchiveQuery,
+  ArchiveRecord,
+  ArchiveStore,
+  OwnerBounds,
+  OwnerPage,
+  OwnerQuery,
+  OwnerRecord,
+} from '../types.ts';
+import {
+  KeyedLock,
+  archivers,
+  checkId,
+  filterBounds,
+  inTimeRange,
+  namedIds,
+  nextPos,
+  ownerRecord,
+  pad,
+  pageBounds,
+  pageLimit,
+  parseArchiveId,
+  peerOf,
+  posTime,
+  seqRange,
+  withSeq,
+} from '../util.ts';
 import { BATCH, SEP, SEP_END } from './level.ts';
 import type { MakeSub, Op, Sub, Write } from './level.ts';
 
@@ -174,7 +200,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // One serialisation: the stored text is the input's JSON with the seq
       // spliced in, so the input is neither cloned nor stringified twice.
       text = JSON.stringify(input);
-      if (text === undefined || text[0] !== '{') throw new TypeError('archive records must be JSON objects');
+      if (text === undefined || text[0] !== '{')
+        throw new TypeError('archive records must be JSON objects');
     } catch (err) {
       return Promise.reject(err);
     }
@@ -184,7 +211,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // common case, once per message, with no lock and no wait for the
     // previous record's write.
     const cached = this.#lastSeq.get(conversation);
-    if (cached !== undefined && this.#lock.idle(conversation) && this.#indexReady(counted)) return this.#put(input, text, cached.seq + 1, indexed, counted);
+    if (cached !== undefined && this.#lock.idle(conversation) && this.#indexReady(counted))
+      return this.#put(input, text, cached.seq + 1, indexed, counted);
     return this.#appendLocked(input, text, indexed, counted);
   }
 
@@ -193,7 +221,12 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    * in flight have settled (the disk is then the truth); the lock is held
    * only until the seq is taken and the write asked for, not until it is done.
    */
-  async #appendLocked(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, indexed: string[], counted: string[]): Promise<ArchiveRecord<T>> {
+  async #appendLocked(
+    input: Omit<ArchiveRecord<T>, 'seq'>,
+    text: string,
+    indexed: string[],
+    counted: string[],
+  ): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
     const started = await this.#lock.run(conversation, async () => {
       // Cached by an earlier holder (the cache is the last seq handed out):
@@ -202,7 +235,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       // behind each other's writes for as long as one is always waiting.
       await this.#prepareIndex(counted);
       const last = this.#lastSeq.get(conversation);
-      if (last !== undefined && this.#indexReady(counted)) return { done: this.#put(input, text, last.seq + 1, indexed, counted) };
+      if (last !== undefined && this.#indexReady(counted))
+        return { done: this.#put(input, text, last.seq + 1, indexed, counted) };
       await this.#settled();
       const seq = (await this.#readLastSeq(conversation)) + 1;
       // The index state may have been evicted meanwhile: load it again, then take everything synchronously.
@@ -218,7 +252,13 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    * settles; a failed write drops it from the cache again unless a later
    * append took a larger one, so the next append reads the disk.
    */
-  #put(input: Omit<ArchiveRecord<T>, 'seq'>, text: string, seq: number, indexed: string[], counted: string[]): Promise<ArchiveRecord<T>> {
+  #put(
+    input: Omit<ArchiveRecord<T>, 'seq'>,
+    text: string,
+    seq: number,
+    indexed: string[],
+    counted: string[],
+  ): Promise<ArchiveRecord<T>> {
     const { conversation } = input;
     const pos = indexed.length > 0 ? nextPos(this.#pos as number, input.timestamp) : undefined;
     // Appended last, so they win over any stray `seq` or `pos` in the input when parsed.
@@ -231,10 +271,22 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       const p = pad(pos);
       const pair = sharedPair(input, indexed);
       for (const owner of indexed) {
-        ops.push({ type: 'put', sublevel: this.#userIndex, key: owner + SEP + p, value: recordKey });
-        if (pair === undefined) ops.push({ type: 'put', sublevel: this.#peerIndex, key: owner + SEP + peerOf(input, owner) + SEP + p, value: recordKey });
+        ops.push({
+          type: 'put',
+          sublevel: this.#userIndex,
+          key: owner + SEP + p,
+          value: recordKey,
+        });
+        if (pair === undefined)
+          ops.push({
+            type: 'put',
+            sublevel: this.#peerIndex,
+            key: owner + SEP + peerOf(input, owner) + SEP + p,
+            value: recordKey,
+          });
       }
-      if (pair !== undefined) ops.push({ type: 'put', sublevel: this.#pairIndex, key: pair + p, value: recordKey });
+      if (pair !== undefined)
+        ops.push({ type: 'put', sublevel: this.#pairIndex, key: pair + p, value: recordKey });
       for (const key of counted) {
         const c = this.#count.get(key) as Count;
         c.n++;
@@ -242,9 +294,21 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         // Includes this append's entry: it is in the same batch.
         c.unsaved = 0;
         c.saved = true;
-        ops.push({ type: 'put', sublevel: this.#counts, key, value: `${c.n}@${pos}`, rewritten: true });
+        ops.push({
+          type: 'put',
+          sublevel: this.#counts,
+          key,
+          value: `${c.n}@${pos}`,
+          rewritten: true,
+        });
       }
-      ops.push({ type: 'put', sublevel: this.#high, key: POS_KEY, value: String(pos), rewritten: true });
+      ops.push({
+        type: 'put',
+        sublevel: this.#high,
+        key: POS_KEY,
+        value: String(pos),
+        rewritten: true,
+      });
     }
     let newIndex: string[] | undefined;
     for (const owner of input.owners) {
@@ -330,21 +394,25 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // batch (a plain count stays exact until then, and trimOwners finds every
     // owner with entries by its key). Nothing is written on a read.
     this.#count.set(owner, { n, unsaved: tail, saved: text !== undefined && at !== -1 });
-    if (this.#count.size > COUNT_CACHE) this.#count.delete(this.#count.keys().next().value as string);
+    if (this.#count.size > COUNT_CACHE)
+      this.#count.delete(this.#count.keys().next().value as string);
     return n;
   }
 
   /** The index entries of a count key (an owner, or owner SEP peer) with a pos after `pos`. */
   #countAfter(key: string, pos: number): Promise<number> {
     const sep = key.indexOf(SEP);
-    if (sep === -1) return this.#countRange(this.#userIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER);
+    if (sep === -1)
+      return this.#countRange(this.#userIndex, key + SEP, pos + 1, Number.MAX_SAFE_INTEGER);
     return this.#countPeer(key.slice(0, sep), key.slice(sep + 1), pos + 1, Number.MAX_SAFE_INTEGER);
   }
 
   /** An owner's entries with a peer and a pos in [lo, hi]: its `w` keys and, with another owner, the pair's `v` keys. */
   async #countPeer(owner: string, peer: string, lo: number, hi: number): Promise<number> {
     const own = await this.#countRange(this.#peerIndex, owner + SEP + peer + SEP, lo, hi);
-    return owner === peer ? own : own + (await this.#countRange(this.#pairIndex, pairPrefix(owner, peer), lo, hi));
+    return owner === peer
+      ? own
+      : own + (await this.#countRange(this.#pairIndex, pairPrefix(owner, peer), lo, hi));
   }
 
   /**
@@ -352,16 +420,28 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    * in pos order (descending with `reverse`), at most `limit`: the `w` and
    * `v` ranges, each read up to `limit` keys, merged.
    */
-  async #peerKeys(owner: string, peer: string, lo: number, hi: number, reverse: boolean, limit: number): Promise<string[]> {
+  async #peerKeys(
+    owner: string,
+    peer: string,
+    lo: number,
+    hi: number,
+    reverse: boolean,
+    limit: number,
+  ): Promise<string[]> {
     const read = async (sub: Sub, prefix: string) => {
-      const rows = await sub.iterator({ gte: prefix + pad(lo), lte: prefix + pad(hi), reverse, limit }).all();
+      const rows = await sub
+        .iterator({ gte: prefix + pad(lo), lte: prefix + pad(hi), reverse, limit })
+        .all();
       return rows.map(([key, value]) => ({ pos: Number(key.slice(prefix.length)), value }));
     };
     const own = await read(this.#peerIndex, owner + SEP + peer + SEP);
     if (owner === peer) return own.map((x) => x.value);
     const shared = await read(this.#pairIndex, pairPrefix(owner, peer));
-    if (own.length === 0 || shared.length === 0) return (own.length === 0 ? shared : own).map((x) => x.value);
-    const merged = [...own, ...shared].sort(reverse ? (a, b) => b.pos - a.pos : (a, b) => a.pos - b.pos);
+    if (own.length === 0 || shared.length === 0)
+      return (own.length === 0 ? shared : own).map((x) => x.value);
+    const merged = [...own, ...shared].sort(
+      reverse ? (a, b) => b.pos - a.pos : (a, b) => a.pos - b.pos,
+    );
     return merged.slice(0, limit).map((x) => x.value);
   }
 
@@ -429,7 +509,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       const record = JSON.parse(text) as ArchiveRecord<T>;
       record.value = value;
       // One put of the record alone: its index entries point at its key, which stays.
-      const written = this.#write([{ type: 'put', sublevel: this.#records, key, value: JSON.stringify(record) }]);
+      const written = this.#write([
+        { type: 'put', sublevel: this.#records, key, value: JSON.stringify(record) },
+      ]);
       this.#lastWrite = written;
       await written.finally(() => this.#settle(written));
       return true;
@@ -461,7 +543,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     const missing: string[] = [];
     for (const id of namedIds(q)) {
       const pos = parseArchiveId(id);
-      if (pos === undefined || (await this.#userIndex.get(owner + SEP + pad(pos))) === undefined) missing.push(id);
+      if (pos === undefined || (await this.#userIndex.get(owner + SEP + pad(pos))) === undefined)
+        missing.push(id);
     }
     if (missing.length > 0) return { records: [], complete: true, missing };
     const limit = pageLimit(q);
@@ -472,11 +555,17 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     let count: number | undefined;
     if (q.ids !== undefined) {
       // Each named id is looked up in this owner's index (with its peer when filtered).
-      const wanted = [...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined))]
+      const wanted = [
+        ...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined)),
+      ]
         .filter((p) => p >= filter.lo && p <= filter.hi)
         .sort((a, b) => (q.reverse ? b - a : a - b));
-      const found = await (q.with === undefined ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p))) : this.#peerMany(owner, q.with, wanted));
-      const present = wanted.map((p, i) => ({ p, key: found[i] })).filter((x) => x.key !== undefined);
+      const found = await (q.with === undefined
+        ? this.#userIndex.getMany(wanted.map((p) => owner + SEP + pad(p)))
+        : this.#peerMany(owner, q.with, wanted));
+      const present = wanted
+        .map((p, i) => ({ p, key: found[i] }))
+        .filter((x) => x.key !== undefined);
       count = present.length;
       const inPage = present.filter((x) => x.p >= page.lo && x.p <= page.hi);
       keys = inPage.slice(0, limit).map((x) => x.key as string);
@@ -489,29 +578,52 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         const prefix = owner + SEP;
         keys =
           peer === undefined
-            ? await this.#userIndex.values({ gte: prefix + pad(page.lo), lte: prefix + pad(page.hi), reverse: q.reverse ?? false, limit: limit + 1 }).all()
+            ? await this.#userIndex
+                .values({
+                  gte: prefix + pad(page.lo),
+                  lte: prefix + pad(page.hi),
+                  reverse: q.reverse ?? false,
+                  limit: limit + 1,
+                })
+                .all()
             : await this.#peerKeys(owner, peer, page.lo, page.hi, q.reverse ?? false, limit + 1);
       }
       complete = keys.length <= limit;
       keys = keys.slice(0, limit);
       if (q.count) {
         // The whole archive, or all with one peer: a stored count. Otherwise the keys in range are counted.
-        const bounded = q.start !== undefined || q.end !== undefined || q.afterId !== undefined || q.beforeId !== undefined;
-        if (!bounded) count = await this.#loadCount(peer === undefined ? owner : owner + SEP + peer);
-        else count = peer === undefined ? await this.#countRange(this.#userIndex, owner + SEP, filter.lo, filter.hi) : await this.#countPeer(owner, peer, filter.lo, filter.hi);
+        const bounded =
+          q.start !== undefined ||
+          q.end !== undefined ||
+          q.afterId !== undefined ||
+          q.beforeId !== undefined;
+        if (!bounded)
+          count = await this.#loadCount(peer === undefined ? owner : owner + SEP + peer);
+        else
+          count =
+            peer === undefined
+              ? await this.#countRange(this.#userIndex, owner + SEP, filter.lo, filter.hi)
+              : await this.#countPeer(owner, peer, filter.lo, filter.hi);
       }
     }
     const texts = keys.length === 0 ? [] : await this.#records.getMany(keys);
     const records: OwnerRecord<T>[] = [];
-    for (const text of texts) if (text !== undefined) records.push(ownerRecord(JSON.parse(text) as ArchiveRecord<T>));
+    for (const text of texts)
+      if (text !== undefined) records.push(ownerRecord(JSON.parse(text) as ArchiveRecord<T>));
     const out: OwnerPage<T> = { records, complete };
     if (q.count) out.count = count;
     return out;
   }
 
   /** The record keys of an owner's entries with a peer at the given positions (undefined: none there). */
-  async #peerMany(owner: string, peer: string, positions: number[]): Promise<(string | undefined)[]> {
-    const own = await this.#peerIndex.getMany(positions.map((p) => owner + SEP + peer + SEP + pad(p)));
+  async #peerMany(
+    owner: string,
+    peer: string,
+    positions: number[],
+  ): Promise<(string | undefined)[]> {
+    const own = await this.#peerIndex.getMany(
+      positions.map((p) => owner + SEP + peer + SEP + pad(p)),
+    );
     if (owner === peer) return own;
     const prefix = pairPrefix(owner, peer);
     const shared = await this.#pairIndex.getMany(positions.map((p) => prefix + pad(p)));
@@ -593,9 +705,14 @@ export class LevelArchive<T> implements ArchiveStore<T> {
         // The oldest entries beyond `keep`, in batches.
         let excess = n - keep;
         while (excess > 0) {
-          const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: owner + SEP_END, limit: Math.min(excess, BATCH) }).all();
+          const rows = await this.#userIndex
+            .iterator({ gte: owner + SEP, lt: owner + SEP_END, limit: Math.min(excess, BATCH) })
+            .all();
           if (rows.length === 0) break;
-          const dropped = await this.#drop(rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)), true);
+          const dropped = await this.#drop(
+            rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)),
+            true,
+          );
           removed += dropped;
           excess -= rows.length;
         }
@@ -607,26 +724,36 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   async forgetOwner(owner: string, before?: number): Promise<number> {
     checkId('owner', owner);
     // Per-user retention: the entries archived before the time, from the owner's oldest (the index is by pos).
-    const end = before === undefined ? owner + SEP_END : owner + SEP + pad(Math.max(0, Math.floor(before)) * 1000);
+    const end =
+      before === undefined
+        ? owner + SEP_END
+        : owner + SEP + pad(Math.max(0, Math.floor(before)) * 1000);
     return this.#lock.run(MAINT, async () => {
       let removed = 0;
       for (;;) {
-        const rows = await this.#userIndex.iterator({ gte: owner + SEP, lt: end, limit: BATCH }).all();
+        const rows = await this.#userIndex
+          .iterator({ gte: owner + SEP, lt: end, limit: BATCH })
+          .all();
         if (rows.length === 0) break;
         removed += await this.#drop(
           rows.map(([key, value]) => entry(owner, Number(key.slice(owner.length + 1)), value)),
           true,
         );
         // #drop removes the entries it dropped; one whose record was gone already is removed here, so the loop ends.
-        await this.#write(rows.map(([key]) => ({ type: 'del', sublevel: this.#userIndex, key }) as Op));
+        await this.#write(
+          rows.map(([key]) => ({ type: 'del', sublevel: this.#userIndex, key }) as Op),
+        );
       }
       if (before !== undefined) return removed;
       const ops: Op[] = [];
-      for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
+      for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END }))
+        ops.push({ type: 'del', sublevel: this.#peerIndex, key });
       ops.push({ type: 'del', sublevel: this.#counts, key: owner });
-      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#counts, key });
+      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END }))
+        ops.push({ type: 'del', sublevel: this.#counts, key });
       this.#count.delete(owner);
-      for (const key of [...this.#count.keys()]) if (key.startsWith(owner + SEP)) this.#count.delete(key);
+      for (const key of [...this.#count.keys()])
+        if (key.startsWith(owner + SEP)) this.#count.delete(key);
       await this.#write(ops);
       return removed;
     });
@@ -644,12 +771,16 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       }
       // Entries whose record was already gone, and the count.
       const ops: Op[] = [];
-      for await (const key of this.#userIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#userIndex, key });
-      for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#peerIndex, key });
+      for await (const key of this.#userIndex.keys({ gte: owner + SEP, lt: owner + SEP_END }))
+        ops.push({ type: 'del', sublevel: this.#userIndex, key });
+      for await (const key of this.#peerIndex.keys({ gte: owner + SEP, lt: owner + SEP_END }))
+        ops.push({ type: 'del', sublevel: this.#peerIndex, key });
       ops.push({ type: 'del', sublevel: this.#counts, key: owner });
-      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END })) ops.push({ type: 'del', sublevel: this.#counts, key });
+      for await (const key of this.#counts.keys({ gte: owner + SEP, lt: owner + SEP_END }))
+        ops.push({ type: 'del', sublevel: this.#counts, key });
       this.#count.delete(owner);
-      for (const key of [...this.#count.keys()]) if (key.startsWith(owner + SEP)) this.#count.delete(key);
+      for (const key of [...this.#count.keys()])
+        if (key.startsWith(owner + SEP)) this.#count.delete(key);
       await this.#write(ops);
     });
   }
@@ -662,7 +793,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
    * number of entries (onlyOwner) or records removed. Runs under MAINT.
    */
   async #drop(entries: Entry[], onlyOwner: boolean): Promise<number> {
-    const texts = await this.#records.getMany(entries.map((e) => e.conversation + SEP + pad(e.seq)));
+    const texts = await this.#records.getMany(
+      entries.map((e) => e.conversation + SEP + pad(e.seq)),
+    );
     const records: { e: Entry; r: ArchiveRecord<T> }[] = [];
     const need = new Set<string>();
     texts.forEach((text, i) => {
@@ -690,17 +823,32 @@ export class LevelArchive<T> implements ArchiveStore<T> {
       const recordKey = e.conversation + SEP + pad(e.seq);
       for (const o of leaving) {
         ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(e.pos) });
-        ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos) });
+        ops.push({
+          type: 'del',
+          sublevel: this.#peerIndex,
+          key: o + SEP + peerOf(r, o) + SEP + pad(e.pos),
+        });
         for (const key of [o, o + SEP + peerOf(r, o)]) counts.set(key, (counts.get(key) ?? 0) + 1);
       }
       const pair = sharedPair(r, all);
       if (pair !== undefined) {
         // The shared entry goes; an owner who keeps the record keeps its view with the peer as a `w` entry.
         ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(e.pos) });
-        for (const o of staying) ops.push({ type: 'put', sublevel: this.#peerIndex, key: o + SEP + peerOf(r, o) + SEP + pad(e.pos), value: recordKey });
+        for (const o of staying)
+          ops.push({
+            type: 'put',
+            sublevel: this.#peerIndex,
+            key: o + SEP + peerOf(r, o) + SEP + pad(e.pos),
+            value: recordKey,
+          });
       }
       if (staying.length > 0) {
-        ops.push({ type: 'put', sublevel: this.#records, key: recordKey, value: JSON.stringify({ ...r, archivedFor: staying }) });
+        ops.push({
+          type: 'put',
+          sublevel: this.#records,
+          key: recordKey,
+          value: JSON.stringify({ ...r, archivedFor: staying }),
+        });
       } else {
         ops.push({ type: 'del', sublevel: this.#records, key: recordKey });
         const mark = marks.get(e.conversation) ?? { seq: 0, owners: new Set<string>() };
@@ -713,7 +861,8 @@ export class LevelArchive<T> implements ArchiveStore<T> {
     // Seqs are never reused: a conversation's high-water mark covers every deleted record.
     for (const [conversation, { seq }] of marks) {
       const old = Number((await this.#seqs.get(conversation)) ?? 0);
-      if (seq > old) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(seq) });
+      if (seq > old)
+        ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(seq) });
     }
     for (const [o, k] of counts) {
       const n = Math.max(0, (this.#count.get(o)?.n ?? (await this.#loadCount(o))) - k);
@@ -729,7 +878,9 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   #forgetIfEmpty(conversation: string, owners: Set<string>): Promise<void> {
     return this.#lock.run(conversation, async () => {
       await this.#settled();
-      const [any] = await this.#records.keys({ gte: conversation + SEP, lt: conversation + SEP_END, limit: 1 }).all();
+      const [any] = await this.#records
+        .keys({ gte: conversation + SEP, lt: conversation + SEP_END, limit: 1 })
+        .all();
       if (any !== undefined) return;
       const ops: Op[] = [];
       for (const owner of owners) {
@@ -766,18 +917,25 @@ export class LevelArchive<T> implements ArchiveStore<T> {
           continue;
         }
         record.owners.forEach((o) => touched.add(o));
-        if (removed === 0) ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(last) });
+        if (removed === 0)
+          ops.push({ type: 'put', sublevel: this.#seqs, key: conversation, value: String(last) });
         ops.push({ type: 'del', sublevel: this.#records, key });
         if (record.pos !== undefined) {
           // The record's entries in its owners' archives go with it.
           const all = archivers(record);
           for (const o of all) {
             ops.push({ type: 'del', sublevel: this.#userIndex, key: o + SEP + pad(record.pos) });
-            ops.push({ type: 'del', sublevel: this.#peerIndex, key: o + SEP + peerOf(record, o) + SEP + pad(record.pos) });
-            for (const key of [o, o + SEP + peerOf(record, o)]) dropped.set(key, (dropped.get(key) ?? 0) + 1);
+            ops.push({
+              type: 'del',
+              sublevel: this.#peerIndex,
+              key: o + SEP + peerOf(record, o) + SEP + pad(record.pos),
+            });
+            for (const key of [o, o + SEP + peerOf(record, o)])
+              dropped.set(key, (dropped.get(key) ?? 0) + 1);
           }
           const pair = sharedPair(record, all);
-          if (pair !== undefined) ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(record.pos) });
+          if (pair !== undefined)
+            ops.push({ type: 'del', sublevel: this.#pairIndex, key: pair + pad(record.pos) });
         }
         removed++;
         if (ops.length >= BATCH) {
@@ -815,14 +973,17 @@ export class LevelArchive<T> implements ArchiveStore<T> {
   /** The larger of the high-water mark and the last record's seq; 0 for a new conversation. */
   async #diskLastSeq(conversation: string): Promise<number> {
     const mark = Number((await this.#seqs.get(conversation)) ?? 0);
-    const [lastKey] = await this.#records.keys({ gte: conversation + SEP, lt: conversation + SEP_END, reverse: true, limit: 1 }).all();
+    const [lastKey] = await this.#records
+      .keys({ gte: conversation + SEP, lt: conversation + SEP_END, reverse: true, limit: 1 })
+      .all();
     const fromRecords = lastKey === undefined ? 0 : Number(lastKey.slice(conversation.length + 1));
     return Math.max(mark, fromRecords);
   }
 
   #remember(indexKey: string): void {
     this.#indexed.add(indexKey);
-    if (this.#indexed.size > INDEX_CACHE) this.#indexed.delete(this.#indexed.values().next().value as string);
+    if (this.#indexed.size > INDEX_CACHE)
+      this.#indexed.delete(this.#indexed.values().next().value as string);
   }
 
   #cacheSeq(conversation: string, seq: number): void {

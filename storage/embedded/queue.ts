@@ -46,7 +46,11 @@ export class LevelQueue<T> implements QueueStore<T> {
     return this.#lock.run(owner, async () => {
       const meta = await this.#readMeta(owner);
       const id = pad(meta.last + 1);
-      const next = JSON.stringify({ last: meta.last + 1, count: meta.count + 1, bytes: (meta.bytes ?? 0) + text.length });
+      const next = JSON.stringify({
+        last: meta.last + 1,
+        count: meta.count + 1,
+        bytes: (meta.bytes ?? 0) + text.length,
+      });
       await this.#writeWithMeta(owner, next, [
         { type: 'put', sublevel: this.#items, key: owner + SEP + id, value: text },
         { type: 'put', sublevel: this.#meta, key: owner, value: next },
@@ -82,7 +86,11 @@ export class LevelQueue<T> implements QueueStore<T> {
       const size = found.reduce((n: number, v) => n + (v === undefined ? 0 : v.length), 0);
       const meta = await this.#readMeta(owner);
       const ops: Op[] = present.map((key): Op => ({ type: 'del', sublevel: this.#items, key }));
-      const next = JSON.stringify({ ...meta, count: meta.count - present.length, bytes: Math.max(0, (meta.bytes ?? 0) - size) });
+      const next = JSON.stringify({
+        ...meta,
+        count: meta.count - present.length,
+        bytes: Math.max(0, (meta.bytes ?? 0) - size),
+      });
       ops.push({ type: 'put', sublevel: this.#meta, key: owner, value: next });
       await this.#writeWithMeta(owner, next, ops);
     });
@@ -108,7 +116,11 @@ export class LevelQueue<T> implements QueueStore<T> {
       // leaves the count matching the items left. `last` is kept so ids stay
       // increasing and a stale id list never hits a newer item.
       const flush = async (count: number): Promise<void> => {
-        const next = JSON.stringify({ last: meta.last, count, bytes: count === 0 ? 0 : meta.bytes });
+        const next = JSON.stringify({
+          last: meta.last,
+          count,
+          bytes: count === 0 ? 0 : meta.bytes,
+        });
         ops.push({ type: 'put', sublevel: this.#meta, key: owner, value: next });
         await this.#writeWithMeta(owner, next, ops);
         ops = [];

@@ -42,7 +42,10 @@ export class ReadCache {
   }
 
   /** Like {@link write} for several keys written in one batch. */
-  async writeMany<R>(texts: [key: string, text: string | null][], run: () => Promise<R>): Promise<R> {
+  async writeMany<R>(
+    texts: [key: string, text: string | null][],
+    run: () => Promise<R>,
+  ): Promise<R> {
     this.#writes++;
     for (const [key] of texts) this.#kept.delete(key);
     let result: R;

@@ -99,7 +99,11 @@ export class ArchiveRetention<T> {
     const cmds: Cmd[] = [['ZREMRANGEBYSCORE', this.k.conv(l.conversation), l.seq, l.seq]];
     if (r.pos !== undefined) {
       cmds.push(['ZREM', this.k.all, l.member]);
-      for (const a of archivers(r)) cmds.push(['ZREM', this.k.owner(a), l.member], ['ZREM', this.k.peer(a, peerOf(r, a)), l.member]);
+      for (const a of archivers(r))
+        cmds.push(
+          ['ZREM', this.k.owner(a), l.member],
+          ['ZREM', this.k.peer(a, peerOf(r, a)), l.member],
+        );
     }
     for (const o of new Set(r.owners)) cmds.push(['DECRDEL', this.k.convs(o), l.conversation]);
     return cmds;
@@ -115,7 +119,10 @@ export class ArchiveRetention<T> {
     if (staying.length === 0) return this.#drop(l);
     const next = JSON.stringify({ ...r, archivedFor: staying });
     cmds.push(['ZREM', this.k.peer(owner, peerOf(r, owner)), l.member]);
-    cmds.push(['ZREMRANGEBYSCORE', this.k.conv(l.conversation), l.seq, l.seq], ['ZADD', this.k.conv(l.conversation), l.seq, next]);
+    cmds.push(
+      ['ZREMRANGEBYSCORE', this.k.conv(l.conversation), l.seq, l.seq],
+      ['ZADD', this.k.conv(l.conversation), l.seq, next],
+    );
     return cmds;
   }
 
@@ -124,7 +131,10 @@ export class ArchiveRetention<T> {
    * that changed since it was read is read again and retried. Returns how
    * many changes applied.
    */
-  async #each(loaded: (Loaded<T> | undefined)[], change: (l: Loaded<T>) => Cmd[] | undefined): Promise<number> {
+  async #each(
+    loaded: (Loaded<T> | undefined)[],
+    change: (l: Loaded<T>) => Cmd[] | undefined,
+  ): Promise<number> {
     let applied = 0;
     let todo = loaded.filter((l): l is Loaded<T> => l !== undefined);
     for (let attempt = 0; todo.length > 0 && attempt <= RETRIES; attempt++) {
@@ -159,13 +169,20 @@ export class ArchiveRetention<T> {
    * Rewrites one record (a tombstone's new value): false when the
    * conversation has no record with that seq. Guarded like every rewrite.
    */
-  async rewrite(conversation: string, seq: number, change: (r: ArchiveRecord<T>) => ArchiveRecord<T>): Promise<boolean> {
+  async rewrite(
+    conversation: string,
+    seq: number,
+    change: (r: ArchiveRecord<T>) => ArchiveRecord<T>,
+  ): Promise<boolean> {
     const ref = member(conversation, seq);
     const key = this.k.conv(conversation);
     let [l] = await this.#load([ref]);
     for (let attempt = 0; l !== undefined && attempt <= RETRIES; attempt++) {
       const next = JSON.stringify(change(l.record));
-      const cmds: Cmd[] = [['ZREMRANGEBYSCORE', key, seq, seq], ['ZADD', key, seq, next]];
+      const cmds: Cmd[] = [
+        ['ZREMRANGEBYSCORE', key, seq, seq],
+        ['ZADD', key, seq, next],
+      ];
       const args: (string | number)[] = [seq, l.json];
       for (const c of cmds) args.push(c.length, ...c);
       if (Number(await GUARDED.run(this.conn(), [key], args)) === 1) return true;
@@ -181,7 +198,15 @@ export class ArchiveRetention<T> {
     let removed = 0;
     let from = '-inf';
     for (;;) {
-      const flat = await this.conn().zrangebyscore(this.k.all, from, `(${cutoff}`, 'WITHSCORES', 'LIMIT', 0, CHUNK);
+      const flat = await this.conn().zrangebyscore(
+        this.k.all,
+        from,
+        `(${cutoff}`,
+        'WITHSCORES',
+        'LIMIT',
+        0,
+        CHUNK,
+      );
       if (flat.length === 0) break;
       const refs: string[] = [];
       for (let i = 0; i < flat.length; i += 2) refs.push(flat[i]);
@@ -190,7 +215,9 @@ export class ArchiveRetention<T> {
       // A reference whose record is gone is stale: removed, so it is not met again.
       const stale = refs.filter((_, i) => loaded[i] === undefined);
       if (stale.length > 0) await this.conn().zrem(this.k.all, ...stale);
-      removed += await this.#each(loaded, (l) => (l.record.pos !== undefined && l.record.pos < cutoff ? this.#drop(l) : undefined));
+      removed += await this.#each(loaded, (l) =>
+        l.record.pos !== undefined && l.record.pos < cutoff ? this.#drop(l) : undefined,
+      );
     }
     return removed;
   }
@@ -209,7 +236,7 @@ export class ArchiveRetention<T> {
           await redis.srem(this.k.owners, owner);
           continue;
         }
-        for (let excess = n - keep; excess > 0; ) {
+        for (let excess = n - keep; excess > 0;) {
           const refs = await redis.zrange(this.k.owner(owner), 0, Math.min(excess, CHUNK) - 1);
           if (refs.length === 0) break;
           const loaded = await this.#load(refs);
@@ -255,10 +282,18 @@ export class ArchiveRetention<T> {
         const loaded: Loaded<T>[] = [];
         for (let i = 0; i < flat.length; i += 2) {
           const seq = Number(flat[i + 1]);
-          loaded.push({ member: member(conversation, seq), conversation, seq, json: flat[i], record: JSON.parse(flat[i]) as ArchiveRecord<T> });
+          loaded.push({
+            member: member(conversation, seq),
+            conversation,
+            seq,
+            json: flat[i],
+            record: JSON.parse(flat[i]) as ArchiveRecord<T>,
+          });
         }
         from = `(${flat[flat.length - 1]}`;
-        await this.#each(loaded, (l) => (l.record.owners.includes(owner) ? this.#drop(l) : undefined));
+        await this.#each(loaded, (l) =>
+          l.record.owners.includes(owner) ? this.#drop(l) : undefined,
+        );
       }
     }
     await redis.srem(this.k.owners, owner);

@@ -9,8 +9,30 @@
  * (storage/redis/archive-retention.ts).
  */
 
-import type { ArchivePage, ArchiveQuery, ArchiveRecord, ArchiveStore, OwnerBounds, OwnerPage, OwnerQuery } from '../types.ts';
-import { archivers, checkId, compareKeys, filterBounds, jsonClone, namedIds, ownerRecord, pageBounds, pageLimit, parseArchiveId, peerOf, posTime, seqRange } from '../util.ts';
+import type {
+  ArchivePage,
+  ArchiveQuery,
+  ArchiveRecord,
+  ArchiveStore,
+  OwnerBounds,
+  OwnerPage,
+  OwnerQuery,
+} from '../types.ts';
+import {
+  archivers,
+  checkId,
+  compareKeys,
+  filterBounds,
+  jsonClone,
+  namedIds,
+  ownerRecord,
+  pageBounds,
+  pageLimit,
+  parseArchiveId,
+  peerOf,
+  posTime,
+  seqRange,
+} from '../util.ts';
 import type { Conn } from './index.ts';
 import { ArchiveKeys, ArchiveRetention } from './archive-retention.ts';
 import { ARCHIVE_APPEND, ARCHIVE_QUERY_TIME } from './scripts.ts';
@@ -40,14 +62,26 @@ export class RedisArchive<T> implements ArchiveStore<T> {
     const owners = [...new Set(body.owners)];
     const k = this.#k;
     const keys = [
-      k.seqs, k.pos, k.conv(body.conversation), k.all, k.owners,
+      k.seqs,
+      k.pos,
+      k.conv(body.conversation),
+      k.all,
+      k.owners,
       ...indexed.map((o) => k.owner(o)),
       ...indexed.map((o) => k.peer(o, peerOf(body, o))),
       ...owners.map((o) => k.convs(o)),
     ];
-    const t = Number.isFinite(body.timestamp) && body.timestamp > 0 ? Math.floor(body.timestamp) * 1000 : 0;
+    const t =
+      Number.isFinite(body.timestamp) && body.timestamp > 0 ? Math.floor(body.timestamp) * 1000 : 0;
     if (!Number.isSafeInteger(t)) throw new RangeError('archive position out of range');
-    const [seq, pos] = (await ARCHIVE_APPEND.run(this.conn(), keys, [body.conversation, t, JSON.stringify(body), indexed.length, owners.length, ...indexed])) as [string, string];
+    const [seq, pos] = (await ARCHIVE_APPEND.run(this.conn(), keys, [
+      body.conversation,
+      t,
+      JSON.stringify(body),
+      indexed.length,
+      owners.length,
+      ...indexed,
+    ])) as [string, string];
     const record = body;
     record.seq = Number(seq);
     if (pos !== '') record.pos = Number(pos);
@@ -61,14 +95,21 @@ export class RedisArchive<T> implements ArchiveStore<T> {
     const key = this.#k.conv(conversation);
     let found: string[];
     if (q.start !== undefined || q.end !== undefined) {
-      found = (await ARCHIVE_QUERY_TIME.run(this.conn(), [key], [lo, hi, limit + 1, q.reverse ? '1' : '0', q.start ?? '', q.end ?? ''])) as string[];
+      found = (await ARCHIVE_QUERY_TIME.run(
+        this.conn(),
+        [key],
+        [lo, hi, limit + 1, q.reverse ? '1' : '0', q.start ?? '', q.end ?? ''],
+      )) as string[];
     } else if (q.reverse) {
       found = await this.conn().zrevrangebyscore(key, hi, lo, 'LIMIT', 0, limit + 1);
     } else {
       found = await this.conn().zrangebyscore(key, lo, hi, 'LIMIT', 0, limit + 1);
     }
     // One record past the page tells whether the page is complete.
-    return { records: found.slice(0, limit).map((j) => JSON.parse(j) as ArchiveRecord<T>), complete: found.length <= limit };
+    return {
+      records: found.slice(0, limit).map((j) => JSON.parse(j) as ArchiveRecord<T>),
+      complete: found.length <= limit,
+    };
   }
 
   /**
@@ -115,13 +156,17 @@ export class RedisArchive<T> implements ArchiveStore<T> {
     let count: number | undefined;
     if (q.ids !== undefined) {
       // Picked by id: each one looked up in the index, then filtered and paged here.
-      const positions = [...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined))]
+      const positions = [
+        ...new Set(q.ids.map(parseArchiveId).filter((p): p is number => p !== undefined)),
+      ]
         .filter((p) => p >= filter.lo && p <= filter.hi)
         .sort((a, b) => a - b);
       const p = redis.pipeline();
       for (const pos of positions) p.zrangebyscore(index, pos, pos);
       const found = ((await p.exec()) ?? []).map((r) => (r[1] as string[] | undefined)?.[0]);
-      const matching = positions.map((pos, i) => ({ pos, member: found[i] })).filter((r): r is { pos: number; member: string } => r.member !== undefined);
+      const matching = positions
+        .map((pos, i) => ({ pos, member: found[i] }))
+        .filter((r): r is { pos: number; member: string } => r.member !== undefined);
       count = matching.length;
       refs = matching.filter((r) => r.pos >= page.lo && r.pos <= page.hi);
       if (q.reverse) refs.reverse();
@@ -130,16 +175,36 @@ export class RedisArchive<T> implements ArchiveStore<T> {
         page.lo > page.hi
           ? []
           : q.reverse
-            ? await redis.zrevrangebyscore(index, page.hi, page.lo, 'WITHSCORES', 'LIMIT', 0, limit + 1)
-            : await redis.zrangebyscore(index, page.lo, page.hi, 'WITHSCORES', 'LIMIT', 0, limit + 1);
+            ? await redis.zrevrangebyscore(
+                index,
+                page.hi,
+                page.lo,
+                'WITHSCORES',
+                'LIMIT',
+                0,
+                limit + 1,
+              )
+            : await redis.zrangebyscore(
+                index,
+                page.lo,
+                page.hi,
+                'WITHSCORES',
+                'LIMIT',
+                0,
+                limit + 1,
+              );
       refs = [];
-      for (let i = 0; i < flat.length; i += 2) refs.push({ member: flat[i], pos: Number(flat[i + 1]) });
+      for (let i = 0; i < flat.length; i += 2)
+        refs.push({ member: flat[i], pos: Number(flat[i + 1]) });
       // Counted on the index: the cost follows its size, not the records'.
-      if (q.count) count = filter.lo > filter.hi ? 0 : await redis.zcount(index, filter.lo, filter.hi);
+      if (q.count)
+        count = filter.lo > filter.hi ? 0 : await redis.zcount(index, filter.lo, filter.hi);
     }
     const records = await this.#retention.read(refs.slice(0, limit).map((r) => r.member));
     const out: OwnerPage<T> = {
-      records: records.filter((r): r is ArchiveRecord<T> => r !== undefined).map((r) => ownerRecord(r)),
+      records: records
+        .filter((r): r is ArchiveRecord<T> => r !== undefined)
+        .map((r) => ownerRecord(r)),
       complete: refs.length <= limit,
     };
     if (q.count) out.count = count;
@@ -149,7 +214,10 @@ export class RedisArchive<T> implements ArchiveStore<T> {
   async ownerBounds(owner: string): Promise<OwnerBounds> {
     const redis = this.conn();
     const own = this.#k.owner(owner);
-    const [first, last] = await Promise.all([redis.zrange(own, 0, 0, 'WITHSCORES'), redis.zrange(own, -1, -1, 'WITHSCORES')]);
+    const [first, last] = await Promise.all([
+      redis.zrange(own, 0, 0, 'WITHSCORES'),
+      redis.zrange(own, -1, -1, 'WITHSCORES'),
+    ]);
     const at = (r: string[]) => ({ archiveId: r[1], archivedAt: posTime(Number(r[1])) });
     const out: OwnerBounds = {};
     if (first.length > 0) out.first = at(first);

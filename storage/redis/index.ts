@@ -65,7 +65,11 @@ export class RedisStorage implements Storage {
 
   async open(): Promise<void> {
     if (this.#client !== undefined) return;
-    const client = new Redis(this.#url, { lazyConnect: true, maxRetriesPerRequest: 3, connectionName: 'parley-storage' });
+    const client = new Redis(this.#url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 3,
+      connectionName: 'parley-storage',
+    });
     // Scripts are loaded on every (re)connection, before queued commands run,
     // so EVALSHA finds them (a restarted server has an empty script cache).
     client.on('ready', () => {
@@ -81,7 +85,10 @@ export class RedisStorage implements Storage {
       client.disconnect();
       // Where, without the URL's password, and why (the socket's error, not ioredis' "Connection is closed").
       const where = `${client.options.host ?? '?'}:${client.options.port ?? '?'}`;
-      throw new Error(`redis store: cannot use the server at ${where}: ${(last ?? (err as Error)).message}`, { cause: err });
+      throw new Error(
+        `redis store: cannot use the server at ${where}: ${(last ?? (err as Error)).message}`,
+        { cause: err },
+      );
     }
     this.#client = client;
   }
@@ -124,22 +131,42 @@ export class RedisStorage implements Storage {
     };
     const out: string[] = [];
     const aof = await get('appendonly');
-    if (aof !== undefined && aof !== 'yes') out.push('redis: appendonly is off, a restart of the server loses what was written since its last snapshot; set appendonly yes');
+    if (aof !== undefined && aof !== 'yes')
+      out.push(
+        'redis: appendonly is off, a restart of the server loses what was written since its last snapshot; set appendonly yes',
+      );
     const policy = await get('maxmemory-policy');
-    if (policy !== undefined && policy !== 'noeviction') out.push(`redis: maxmemory-policy is ${policy}, the server may drop stored accounts and messages when full; set noeviction`);
+    if (policy !== undefined && policy !== 'noeviction')
+      out.push(
+        `redis: maxmemory-policy is ${policy}, the server may drop stored accounts and messages when full; set noeviction`,
+      );
     return out;
   }
 
   kv<T>(name: string): KeyValueStore<T> {
-    return this.#store(`kv:${name}`, () => new RedisKeyValue<T>(this.#conn, `${this.#prefix}kv:${enc(name)}`, `${this.#prefix}kvi:${enc(name)}`));
+    return this.#store(
+      `kv:${name}`,
+      () =>
+        new RedisKeyValue<T>(
+          this.#conn,
+          `${this.#prefix}kv:${enc(name)}`,
+          `${this.#prefix}kvi:${enc(name)}`,
+        ),
+    );
   }
 
   archive<T>(name: string): ArchiveStore<T> {
-    return this.#store(`ar:${name}`, () => new RedisArchive<T>(this.#conn, `${this.#prefix}ar:${enc(name)}:`));
+    return this.#store(
+      `ar:${name}`,
+      () => new RedisArchive<T>(this.#conn, `${this.#prefix}ar:${enc(name)}:`),
+    );
   }
 
   queue<T>(name: string): QueueStore<T> {
-    return this.#store(`q:${name}`, () => new RedisQueue<T>(this.#conn, `${this.#prefix}q:${enc(name)}:`));
+    return this.#store(
+      `q:${name}`,
+      () => new RedisQueue<T>(this.#conn, `${this.#prefix}q:${enc(name)}:`),
+    );
   }
 
   readonly #conn: Conn = () => {

@@ -15,7 +15,10 @@ import { KV_ENTRIES } from './scripts.ts';
 /** The ZRANGEBYLEX bounds of every key starting with prefix (0xff never occurs in UTF-8). */
 export function lexRange(prefix: string): [string | Buffer, string | Buffer] {
   if (prefix === '') return ['-', '+'];
-  return [Buffer.from(`[${prefix}`, 'utf8'), Buffer.concat([Buffer.from(`(${prefix}`, 'utf8'), Buffer.from([0xff])])];
+  return [
+    Buffer.from(`[${prefix}`, 'utf8'),
+    Buffer.concat([Buffer.from(`(${prefix}`, 'utf8'), Buffer.from([0xff])]),
+  ];
 }
 
 /** Runs a MULTI and throws the first error of its commands. */
@@ -55,7 +58,11 @@ export class RedisKeyValue<T> implements KeyValueStore<T> {
 
   async entries(prefix: string): Promise<[string, T][]> {
     const [lo, hi] = lexRange(prefix);
-    const flat = (await KV_ENTRIES.run(this.conn(), [this.index, this.values], [lo, hi])) as string[];
+    const flat = (await KV_ENTRIES.run(
+      this.conn(),
+      [this.index, this.values],
+      [lo, hi],
+    )) as string[];
     const out: [string, T][] = [];
     for (let i = 0; i < flat.length; i += 2) out.push([flat[i], JSON.parse(flat[i + 1]) as T]);
     return out;
@@ -68,7 +75,8 @@ export class RedisKeyValue<T> implements KeyValueStore<T> {
     const encoded = ops.map((op) => (op.type === 'put' ? JSON.stringify(jsonClone(op.value)) : ''));
     const multi = this.conn().multi();
     ops.forEach((op, i) => {
-      if (op.type === 'put') multi.hset(this.values, op.key, encoded[i]).zadd(this.index, 0, op.key);
+      if (op.type === 'put')
+        multi.hset(this.values, op.key, encoded[i]).zadd(this.index, 0, op.key);
       else multi.hdel(this.values, op.key).zrem(this.index, op.key);
     });
     await execOrThrow(multi);

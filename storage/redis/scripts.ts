@@ -22,7 +22,11 @@ export class Script {
    * (RedisStorage), so EVALSHA finds them; a server that lost them (SCRIPT
    * FLUSH) gets the body once through EVAL.
    */
-  async run(client: Redis, keys: (string | Buffer)[], args: (string | number | Buffer)[]): Promise<unknown> {
+  async run(
+    client: Redis,
+    keys: (string | Buffer)[],
+    args: (string | number | Buffer)[],
+  ): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {
@@ -194,4 +198,12 @@ return 1
 `);
 
 /** Every script, loaded when a connection is ready. */
-export const ALL_SCRIPTS = [KV_ENTRIES, QUEUE_PUSH, QUEUE_LIST, QUEUE_REMOVE, ARCHIVE_APPEND, ARCHIVE_QUERY_TIME, GUARDED];
+export const ALL_SCRIPTS = [
+  KV_ENTRIES,
+  QUEUE_PUSH,
+  QUEUE_LIST,
+  QUEUE_REMOVE,
+  ARCHIVE_APPEND,
+  ARCHIVE_QUERY_TIME,
+  GUARDED,
+];

@@ -12,7 +12,10 @@ import { blobContract } from './contract-blobs.ts';
 
 blobContract('disk', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'parley-blobs-'));
-  return { blobs: new DiskBlobStore(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
+  return {
+    blobs: new DiskBlobStore(dir),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 });
 
 describe('disk blob store', () => {
@@ -22,11 +25,18 @@ describe('disk blob store', () => {
       const blobs = new DiskBlobStore(dir);
       const old = path.join(dir, 'AAAAAAAAAAAAAAAAAAAAAAAA.part-1-abc');
       await writeFile(old, 'half');
-      await utimes(old, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+      await utimes(
+        old,
+        new Date(Date.now() - 2 * 86_400_000),
+        new Date(Date.now() - 2 * 86_400_000),
+      );
       await writeFile(path.join(dir, 'BBBBBBBBBBBBBBBBBBBBBBBB.part-1-def'), 'in progress');
       await writeFile(path.join(dir, 'CCCCCCCCCCCCCCCCCCCCCCCC'), 'a file');
       assert.equal(await blobs.sweep(), 1);
-      assert.deepEqual((await readdir(dir)).sort(), ['BBBBBBBBBBBBBBBBBBBBBBBB.part-1-def', 'CCCCCCCCCCCCCCCCCCCCCCCC']);
+      assert.deepEqual((await readdir(dir)).sort(), [
+        'BBBBBBBBBBBBBBBBBBBBBBBB.part-1-def',
+        'CCCCCCCCCCCCCCCCCCCCCCCC',
+      ]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -28,7 +28,10 @@ export function chat(conversation: string, n: number, extra: Partial<ArchiveReco
 }
 
 /** Registers the archive tests; `current` gives the open store of the running test. */
-export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Context) => Promise<Storage>): void {
+export function archiveContract(
+  current: () => Storage,
+  reopen?: (ctx: Mocha.Context) => Promise<Storage>,
+): void {
   let storage: Storage;
   beforeEach(function () {
     storage = current();
@@ -90,7 +93,10 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       burst.map((r) => [r.seq, r.id]),
       Array.from({ length: 20 }, (_, i) => [5 + i, `m${5 + i}`]),
     );
-    assert.deepEqual(settledOrder, Array.from({ length: 20 }, (_, i) => `m${5 + i}`));
+    assert.deepEqual(
+      settledOrder,
+      Array.from({ length: 20 }, (_, i) => `m${5 + i}`),
+    );
     assert.equal(await archive.lastSeq('alice|bob'), 24);
     // A prune in the middle of appends: seqs never go back, none is handed out twice.
     const around = await Promise.all([
@@ -98,7 +104,10 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       archive.prune(T0 + 10_500),
       archive.append(chat('alice|bob', 26)),
     ]);
-    assert.deepEqual([(around[0] as ArchiveRecord<Msg>).seq, around[1], (around[2] as ArchiveRecord<Msg>).seq], [25, 10, 26]);
+    assert.deepEqual(
+      [(around[0] as ArchiveRecord<Msg>).seq, around[1], (around[2] as ArchiveRecord<Msg>).seq],
+      [25, 10, 26],
+    );
     assert.equal((await archive.append(chat('alice|bob', 27))).seq, 27);
     const page = await archive.query('alice|bob', { limit: 100 });
     assert.deepEqual(
@@ -275,15 +284,26 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       const archive = storage.archive<Msg>('mam');
       for (let n = 1; n <= 9; n++) {
         if (n <= 6) await archive.append(chat('alice|bob', n, { with: n % 2 ? 'bob' : 'alice' }));
-        else await archive.append(chat('alice|carol', n, { owners: ['alice', 'carol'], with: 'carol' }));
-        await archive.append(chat('bob|carol', n, { owners: ['bob', 'carol'], with: 'carol', id: `x${n}` }));
+        else
+          await archive.append(
+            chat('alice|carol', n, { owners: ['alice', 'carol'], with: 'carol' }),
+          );
+        await archive.append(
+          chat('bob|carol', n, { owners: ['bob', 'carol'], with: 'carol', id: `x${n}` }),
+        );
       }
     });
 
     async function owner(who: string, q: OwnerQuery = {}) {
       const page = await storage.archive<Msg>('mam').queryOwner(who, { count: true, ...q });
-      for (const r of page.records) assert.ok(r.owners.includes(who), 'only the owner\'s records');
-      return { ns: page.records.map((r) => Number(r.id.slice(1))), complete: page.complete, count: page.count, missing: page.missing, records: page.records };
+      for (const r of page.records) assert.ok(r.owners.includes(who), "only the owner's records");
+      return {
+        ns: page.records.map((r) => Number(r.id.slice(1))),
+        complete: page.complete,
+        count: page.count,
+        missing: page.missing,
+        records: page.records,
+      };
     }
     /** alice's archive id of her record n (1..9). */
     async function idOf(n: number): Promise<string> {
@@ -291,20 +311,29 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       return page.records[n - 1].archiveId;
     }
 
-    it('lists the owner\'s records across conversations in archive order, with ids that order them', async function () {
+    it("lists the owner's records across conversations in archive order, with ids that order them", async function () {
       const a = await owner('alice');
       assert.deepEqual([a.ns, a.complete, a.count], [[1, 2, 3, 4, 5, 6, 7, 8, 9], true, 9]);
       const ids = a.records.map((r) => BigInt(r.archiveId));
       for (let i = 1; i < ids.length; i++) assert.ok(ids[i] > ids[i - 1], 'ids increase');
       for (const r of a.records) assert.equal(r.archiveId, String(r.pos));
       // The archive time is the id's: never before the record's own timestamp.
-      for (const r of a.records) assert.ok(r.archivedAt >= r.timestamp && r.archivedAt === Math.floor(Number(r.archiveId) / 1000));
+      for (const r of a.records)
+        assert.ok(
+          r.archivedAt >= r.timestamp && r.archivedAt === Math.floor(Number(r.archiveId) / 1000),
+        );
       const b = await owner('bob');
       assert.deepEqual([b.ns.length, b.count], [15, 15]);
-      assert.deepEqual(await owner('nobody'), { ns: [], complete: true, count: 0, missing: undefined, records: [] });
+      assert.deepEqual(await owner('nobody'), {
+        ns: [],
+        complete: true,
+        count: 0,
+        missing: undefined,
+        records: [],
+      });
     });
 
-    it('with filters by the peer in the owner\'s archive, both directions', async function () {
+    it("with filters by the peer in the owner's archive, both directions", async function () {
       assert.deepEqual((await owner('alice', { with: 'bob' })).ns, [1, 2, 3, 4, 5, 6]);
       assert.deepEqual((await owner('alice', { with: 'carol' })).ns, [7, 8, 9]);
       assert.equal((await owner('alice', { with: 'carol' })).count, 3);
@@ -321,32 +350,68 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
 
     it('afterId/beforeId filter the result set (count follows); after/before only page (count does not)', async function () {
       const [i2, i5, i8] = [await idOf(2), await idOf(5), await idOf(8)];
-      assert.deepEqual(await owner('alice', { afterId: i2, beforeId: i8 }).then((p) => [p.ns, p.count]), [[3, 4, 5, 6, 7], 5]);
-      assert.deepEqual(await owner('alice', { after: i5, limit: 2 }).then((p) => [p.ns, p.count, p.complete]), [[6, 7], 9, false]);
-      assert.deepEqual(await owner('alice', { after: i5, limit: 4 }).then((p) => [p.ns, p.complete]), [[6, 7, 8, 9], true]);
+      assert.deepEqual(
+        await owner('alice', { afterId: i2, beforeId: i8 }).then((p) => [p.ns, p.count]),
+        [[3, 4, 5, 6, 7], 5],
+      );
+      assert.deepEqual(
+        await owner('alice', { after: i5, limit: 2 }).then((p) => [p.ns, p.count, p.complete]),
+        [[6, 7], 9, false],
+      );
+      assert.deepEqual(
+        await owner('alice', { after: i5, limit: 4 }).then((p) => [p.ns, p.complete]),
+        [[6, 7, 8, 9], true],
+      );
       // Backwards from an id, newest first, as XEP-0059 <before/> pages.
-      assert.deepEqual(await owner('alice', { before: i5, reverse: true, limit: 3 }).then((p) => [p.ns, p.count, p.complete]), [[4, 3, 2], 9, false]);
-      assert.deepEqual(await owner('alice', { before: i5, reverse: true, limit: 4 }).then((p) => [p.ns, p.complete]), [[4, 3, 2, 1], true]);
+      assert.deepEqual(
+        await owner('alice', { before: i5, reverse: true, limit: 3 }).then((p) => [
+          p.ns,
+          p.count,
+          p.complete,
+        ]),
+        [[4, 3, 2], 9, false],
+      );
+      assert.deepEqual(
+        await owner('alice', { before: i5, reverse: true, limit: 4 }).then((p) => [
+          p.ns,
+          p.complete,
+        ]),
+        [[4, 3, 2, 1], true],
+      );
       // The last page: reverse without a cursor.
-      assert.deepEqual(await owner('alice', { reverse: true, limit: 2 }).then((p) => [p.ns, p.complete]), [[9, 8], false]);
+      assert.deepEqual(
+        await owner('alice', { reverse: true, limit: 2 }).then((p) => [p.ns, p.complete]),
+        [[9, 8], false],
+      );
       // Filters and paging together.
-      assert.deepEqual(await owner('alice', { with: 'bob', after: i2, beforeId: i5 }).then((p) => [p.ns, p.count]), [[3, 4], 4]);
+      assert.deepEqual(
+        await owner('alice', { with: 'bob', after: i2, beforeId: i5 }).then((p) => [p.ns, p.count]),
+        [[3, 4], 4],
+      );
     });
 
     it('ids picks records by id', async function () {
       const [i1, i4, i9] = [await idOf(1), await idOf(4), await idOf(9)];
       const a = await owner('alice', { ids: [i9, i1, i4, i1] });
       assert.deepEqual([a.ns, a.count, a.complete], [[1, 4, 9], 3, true]);
-      assert.deepEqual((await owner('alice', { ids: [i9, i1, i4], reverse: true, limit: 2 })).ns, [9, 4]);
+      assert.deepEqual(
+        (await owner('alice', { ids: [i9, i1, i4], reverse: true, limit: 2 })).ns,
+        [9, 4],
+      );
       assert.deepEqual((await owner('alice', { ids: [i1, i9], with: 'carol' })).ns, [9]);
     });
 
-    it('names ids that are not in the owner\'s archive as missing', async function () {
-      const bobOnly = (await storage.archive<Msg>('mam').queryOwner('bob', { with: 'carol', limit: 1 })).records[0].archiveId;
+    it("names ids that are not in the owner's archive as missing", async function () {
+      const bobOnly = (
+        await storage.archive<Msg>('mam').queryOwner('bob', { with: 'carol', limit: 1 })
+      ).records[0].archiveId;
       assert.deepEqual((await owner('alice', { after: bobOnly })).missing, [bobOnly]);
       assert.deepEqual((await owner('alice', { beforeId: '12345' })).missing, ['12345']);
       assert.deepEqual((await owner('alice', { afterId: 'x' })).missing, ['x']);
-      assert.deepEqual((await owner('alice', { ids: [await idOf(1), bobOnly, 'junk'] })).missing, [bobOnly, 'junk']);
+      assert.deepEqual((await owner('alice', { ids: [await idOf(1), bobOnly, 'junk'] })).missing, [
+        bobOnly,
+        'junk',
+      ]);
       assert.equal((await owner('alice', { after: await idOf(3) })).missing, undefined);
     });
 
@@ -359,7 +424,7 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.deepEqual(await archive.ownerBounds('nobody'), {});
     });
 
-    it('archivedFor lists a record only in those owners\' archives; none: no id', async function () {
+    it("archivedFor lists a record only in those owners' archives; none: no id", async function () {
       const archive = storage.archive<Msg>('mam');
       const r = await archive.append(chat('alice|bob', 10, { archivedFor: ['bob'] }));
       assert.ok(r.pos !== undefined);
@@ -369,7 +434,10 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.equal(none.pos, undefined);
       assert.equal((await owner('bob')).count, 16);
       assert.equal((await archive.query('alice|bob', { afterSeq: 6 })).records.length, 2);
-      await assert.rejects(archive.append(chat('alice|bob', 12, { archivedFor: ['mallory'] })), TypeError);
+      await assert.rejects(
+        archive.append(chat('alice|bob', 12, { archivedFor: ['mallory'] })),
+        TypeError,
+      );
     });
 
     it('trimOwners keeps the newest entries per owner; a record goes once nobody archives it', async function () {
@@ -384,53 +452,83 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       assert.deepEqual((await owner('alice')).ns, [6, 7, 8, 9]);
       assert.deepEqual((await owner('bob')).count, 4);
       // The per-peer counts follow too.
-      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[6], 1]);
-      assert.deepEqual(await owner('bob', { with: 'carol' }).then((p) => [p.ns.length, p.count]), [4, 4]);
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [
+        [6],
+        1,
+      ]);
+      assert.deepEqual(
+        await owner('bob', { with: 'carol' }).then((p) => [p.ns.length, p.count]),
+        [4, 4],
+      );
       // alice|bob 1..5 were only in alice's and bob's archives: gone from the store.
-      assert.deepEqual((await archive.query('alice|bob')).records.map((r) => r.seq), [6]);
+      assert.deepEqual(
+        (await archive.query('alice|bob')).records.map((r) => r.seq),
+        [6],
+      );
       // Counts stay exact for later appends.
       await archive.append(chat('alice|bob', 20));
       assert.equal((await owner('alice')).count, 5);
     });
 
-    it('prune by archive time removes the records from every owner\'s archive', async function () {
+    it("prune by archive time removes the records from every owner's archive", async function () {
       const archive = storage.archive<Msg>('mam');
       assert.equal(await archive.prune(T0 + 4000), 6); // 1..3 of alice's, and bob|carol 1..3
       const a = await owner('alice');
       assert.deepEqual([a.ns, a.count], [[4, 5, 6, 7, 8, 9], 6]);
-      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[4, 5, 6], 3]);
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [
+        [4, 5, 6],
+        3,
+      ]);
       assert.equal((await owner('bob')).count, 9);
       assert.equal((await owner('carol')).count, 9);
       assert.equal(await archive.prune(T0 + 4000), 0);
     });
 
-    it('removeOwner empties the owner\'s archive and takes the shared records out of the others\'', async function () {
+    it("removeOwner empties the owner's archive and takes the shared records out of the others'", async function () {
       const archive = storage.archive<Msg>('mam');
       await archive.removeOwner('alice');
-      assert.deepEqual(await owner('alice'), { ns: [], complete: true, count: 0, missing: undefined, records: [] });
+      assert.deepEqual(await owner('alice'), {
+        ns: [],
+        complete: true,
+        count: 0,
+        missing: undefined,
+        records: [],
+      });
       assert.equal((await owner('bob')).count, 9);
-      assert.deepEqual(await owner('carol', { with: 'alice' }).then((p) => [p.ns, p.count]), [[], 0]);
+      assert.deepEqual(await owner('carol', { with: 'alice' }).then((p) => [p.ns, p.count]), [
+        [],
+        0,
+      ]);
       assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[], 0]);
       assert.equal((await owner('carol')).count, 9);
       assert.deepEqual(await archive.ownerBounds('alice'), {});
     });
 
-    it('forgetOwner (account removal) empties only the owner\'s archive: the others keep the shared records', async function () {
+    it("forgetOwner (account removal) empties only the owner's archive: the others keep the shared records", async function () {
       const archive = storage.archive<Msg>('mam');
       assert.equal(await archive.forgetOwner('alice'), 9);
-      assert.deepEqual(await owner('alice'), { ns: [], complete: true, count: 0, missing: undefined, records: [] });
+      assert.deepEqual(await owner('alice'), {
+        ns: [],
+        complete: true,
+        count: 0,
+        missing: undefined,
+        records: [],
+      });
       assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[], 0]);
       assert.deepEqual(await archive.ownerBounds('alice'), {});
       // bob and carol keep every record they had with alice
       assert.equal((await owner('bob')).count, 15);
-      assert.deepEqual(await owner('carol', { with: 'alice' }).then((p) => [p.ns, p.count]), [[7, 8, 9], 3]);
+      assert.deepEqual(await owner('carol', { with: 'alice' }).then((p) => [p.ns, p.count]), [
+        [7, 8, 9],
+        3,
+      ]);
       // a new alice starts empty and counts from zero
       await archive.append(chat('alice|bob', 30));
       assert.deepEqual(await owner('alice').then((p) => [p.ns, p.count]), [[30], 1]);
       assert.equal(await archive.forgetOwner('nobody'), 0);
     });
 
-    it('setValue replaces one record\'s value in place: same seq, id and counts in every archive [XEP-0424 tombstone]', async function () {
+    it("setValue replaces one record's value in place: same seq, id and counts in every archive [XEP-0424 tombstone]", async function () {
       const archive = storage.archive<Msg>('mam');
       const id3 = await idOf(3);
       assert.equal(await archive.setValue('alice|bob', 3, { body: 'retracted' }), true);
@@ -439,22 +537,38 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       const three = a.records[2];
       assert.deepEqual([three.archiveId, three.seq, three.value], [id3, 3, { body: 'retracted' }]);
       const b = await owner('bob', { ids: [id3] });
-      assert.deepEqual(b.records.map((r) => r.value), [{ body: 'retracted' }]);
-      assert.deepEqual((await archive.query('alice|bob', { afterSeq: 2, limit: 1 })).records.map((r) => [r.seq, r.pos, r.value]), [[3, Number(id3), { body: 'retracted' }]]);
+      assert.deepEqual(
+        b.records.map((r) => r.value),
+        [{ body: 'retracted' }],
+      );
+      assert.deepEqual(
+        (await archive.query('alice|bob', { afterSeq: 2, limit: 1 })).records.map((r) => [
+          r.seq,
+          r.pos,
+          r.value,
+        ]),
+        [[3, Number(id3), { body: 'retracted' }]],
+      );
       // The other conversations are untouched; a seq that was never appended is no record.
-      assert.deepEqual((await archive.query('bob|carol', { afterSeq: 2, limit: 1 })).records[0].value, { body: 'hello 3' });
+      assert.deepEqual(
+        (await archive.query('bob|carol', { afterSeq: 2, limit: 1 })).records[0].value,
+        { body: 'hello 3' },
+      );
       assert.equal(await archive.setValue('alice|bob', 99, { body: 'x' }), false);
       assert.equal(await archive.setValue('nobody|else', 1, { body: 'x' }), false);
       // The next append of the conversation goes on after the rewritten record.
       assert.equal((await archive.append(chat('alice|bob', 10))).seq, 7);
     });
 
-    it('forgetOwner with a time (per-user retention) drops only that owner\'s older entries; the others keep theirs', async function () {
+    it("forgetOwner with a time (per-user retention) drops only that owner's older entries; the others keep theirs", async function () {
       const archive = storage.archive<Msg>('mam');
       assert.equal(await archive.forgetOwner('alice', T0 + 4000), 3); // alice's 1..3
       const a = await owner('alice');
       assert.deepEqual([a.ns, a.count], [[4, 5, 6, 7, 8, 9], 6]);
-      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [[4, 5, 6], 3]);
+      assert.deepEqual(await owner('alice', { with: 'bob' }).then((p) => [p.ns, p.count]), [
+        [4, 5, 6],
+        3,
+      ]);
       // bob still has the records alice let go
       assert.equal((await owner('bob')).count, 15);
       assert.equal((await owner('carol')).count, 12);
@@ -470,7 +584,10 @@ export function archiveContract(current: () => Storage, reopen?: (ctx: Mocha.Con
       const again = await reopen!(this);
       const archive = again.archive<Msg>('mam');
       const after = await archive.queryOwner('alice', { count: true });
-      assert.deepEqual(after.records.map((r) => r.archiveId), before.records.map((r) => r.archiveId));
+      assert.deepEqual(
+        after.records.map((r) => r.archiveId),
+        before.records.map((r) => r.archiveId),
+      );
       assert.equal(after.count, 9);
       // An older timestamp still gets a larger id than any before it.
       const r = await archive.append(chat('alice|bob', 0));

@@ -60,28 +60,53 @@ export function blobContract(name: string, make: () => Promise<BlobFixture>): vo
     it('write, stat, open whole and by inclusive range', async () => {
       const k = id();
       const data = randomBytes(300_000);
-      assert.deepEqual(await blobs.write(k, Readable.from([data.subarray(0, 1000), data.subarray(1000)]), data.length), { bytes: data.length });
+      assert.deepEqual(
+        await blobs.write(
+          k,
+          Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
+          data.length,
+        ),
+        { bytes: data.length },
+      );
       assert.deepEqual(await blobs.stat(k), { bytes: data.length });
       assert.deepEqual(await readAll(blobs.open(k)), data);
       assert.deepEqual(await readAll(blobs.open(k, { start: 10, end: 19 })), data.subarray(10, 20));
-      assert.deepEqual(await readAll(blobs.open(k, { start: 299_990, end: 299_999 })), data.subarray(299_990));
+      assert.deepEqual(
+        await readAll(blobs.open(k, { start: 299_990, end: 299_999 })),
+        data.subarray(299_990),
+      );
     });
 
     it('never overwrites: a second write of an id is EEXIST and the first stays', async () => {
       const k = id();
       await blobs.write(k, Readable.from([Buffer.from('first')]), 100);
-      await assert.rejects(blobs.write(k, Readable.from([Buffer.from('second')]), 100), { code: 'EEXIST' });
+      await assert.rejects(blobs.write(k, Readable.from([Buffer.from('second')]), 100), {
+        code: 'EEXIST',
+      });
       assert.equal((await readAll(blobs.open(k))).toString(), 'first');
     });
 
     it('two writes of one id at once: exactly one wins, whole', async () => {
       const k = id();
-      const r = await Promise.allSettled([blobs.write(k, generated(200_000, 1), 200_000), blobs.write(k, generated(200_000, 2), 200_000)]);
-      assert.equal(r.filter((x) => x.status === 'fulfilled').length, 1, JSON.stringify(r.map((x) => x.status)));
-      assert.equal((r.find((x) => x.status === 'rejected') as PromiseRejectedResult).reason.code, 'EEXIST');
+      const r = await Promise.allSettled([
+        blobs.write(k, generated(200_000, 1), 200_000),
+        blobs.write(k, generated(200_000, 2), 200_000),
+      ]);
+      assert.equal(
+        r.filter((x) => x.status === 'fulfilled').length,
+        1,
+        JSON.stringify(r.map((x) => x.status)),
+      );
+      assert.equal(
+        (r.find((x) => x.status === 'rejected') as PromiseRejectedResult).reason.code,
+        'EEXIST',
+      );
       const got = await readAll(blobs.open(k));
       assert.equal(got.length, 200_000);
-      assert.ok(got.every((b) => b === got[0]), 'one writer\'s bytes only');
+      assert.ok(
+        got.every((b) => b === got[0]),
+        "one writer's bytes only",
+      );
     });
 
     it('past maxBytes: E2BIG, nothing visible, and the id can be written again', async () => {
@@ -118,7 +143,10 @@ export function blobContract(name: string, make: () => Promise<BlobFixture>): vo
       await blobs.remove(k);
       assert.equal(await blobs.stat(k), undefined);
       await blobs.remove(k);
-      await assert.rejects(async () => blobs.write('../../etc/passwd', Readable.from([Buffer.from('x')]), 10), { code: 'EINVAL' });
+      await assert.rejects(
+        async () => blobs.write('../../etc/passwd', Readable.from([Buffer.from('x')]), 10),
+        { code: 'EINVAL' },
+      );
       assert.equal(await blobs.stat('../x'), undefined);
     });
 

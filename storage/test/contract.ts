@@ -129,7 +129,13 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
 
       it('entries returns keys and values of one prefix in ascending key order', async function () {
         const kv = storage.kv<{ n: number }>('roster');
-        for (const [k, n] of [['u1/i/b', 2], ['u1/i/a', 1], ['u1/v', 0], ['u10/i/a', 9], ['u1/i/é', 3]] as const)
+        for (const [k, n] of [
+          ['u1/i/b', 2],
+          ['u1/i/a', 1],
+          ['u1/v', 0],
+          ['u10/i/a', 9],
+          ['u1/i/é', 3],
+        ] as const)
           await kv.put(k, { n });
         assert.deepEqual(await kv.entries('u1/i/'), [
           ['u1/i/a', { n: 1 }],
@@ -158,7 +164,9 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         assert.equal(await kv.get('gone'), undefined);
         assert.deepEqual(await kv.keys(), ['a', 'b']);
         await kv.batch([]);
-        await assert.rejects(kv.batch([{ type: 'put', key: 'c', value: undefined as unknown as number }]));
+        await assert.rejects(
+          kv.batch([{ type: 'put', key: 'c', value: undefined as unknown as number }]),
+        );
         assert.equal(await kv.get('c'), undefined);
       });
 
@@ -176,7 +184,10 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
     });
 
     describe('archive', function () {
-      archiveContract(() => storage, (ctx) => reopen(ctx));
+      archiveContract(
+        () => storage,
+        (ctx) => reopen(ctx),
+      );
     });
 
     describe('queue', function () {
@@ -314,7 +325,10 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         // In time order: prune goes by archive time.
         for (let n = 1; n <= 3; n++) {
           await archive.append(chat('alice|bob', n));
-          if (n < 3) await archive.append(chat('carol|dave', n, { owners: ['carol', 'dave'], with: 'dave' }));
+          if (n < 3)
+            await archive.append(
+              chat('carol|dave', n, { owners: ['carol', 'dave'], with: 'dave' }),
+            );
         }
         // carol|dave pruned empty, alice|bob keeps 3.
         assert.equal(await archive.prune(T0 + 2500), 4);
@@ -328,12 +342,26 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         assert.equal(await archive2.lastSeq('alice|bob'), 3);
         assert.equal(await archive2.lastSeq('carol|dave'), 3);
         assert.equal((await archive2.append(chat('alice|bob', 4))).seq, 4);
-        assert.equal((await archive2.append(chat('carol|dave', 4, { owners: ['carol', 'dave'], with: 'dave' }))).seq, 4);
+        assert.equal(
+          (
+            await archive2.append(
+              chat('carol|dave', 4, { owners: ['carol', 'dave'], with: 'dave' }),
+            )
+          ).seq,
+          4,
+        );
         assert.equal(await archive2.prune(T0 + 10_000), 4);
         const again2 = await reopen(this);
         const archive3 = again2.archive<Msg>('mam');
         assert.equal(await archive3.lastSeq('carol|dave'), 4);
-        assert.equal((await archive3.append(chat('carol|dave', 20, { owners: ['carol', 'dave'], with: 'dave' }))).seq, 5);
+        assert.equal(
+          (
+            await archive3.append(
+              chat('carol|dave', 20, { owners: ['carol', 'dave'], with: 'dave' }),
+            )
+          ).seq,
+          5,
+        );
         assert.deepEqual(await archive3.conversations('carol'), ['carol|dave']);
       });
     });

@@ -97,9 +97,20 @@ describe('embedded storage across processes and instances', function () {
       );
       assert.equal(await archive.lastSeq('shared'), records.length);
       // Owner counts are checkpoints plus the index entries after them: exact after a crash too.
-      for (const [owner, peer] of [['a', 'b'], ['b', 'a']]) {
-        assert.equal((await archive.queryOwner(owner, { count: true, limit: 0 })).count, records.length, `count of ${owner}`);
-        assert.equal((await archive.queryOwner(owner, { with: peer, count: true, limit: 0 })).count, records.length, `count of ${owner} with ${peer}`);
+      for (const [owner, peer] of [
+        ['a', 'b'],
+        ['b', 'a'],
+      ]) {
+        assert.equal(
+          (await archive.queryOwner(owner, { count: true, limit: 0 })).count,
+          records.length,
+          `count of ${owner}`,
+        );
+        assert.equal(
+          (await archive.queryOwner(owner, { with: peer, count: true, limit: 0 })).count,
+          records.length,
+          `count of ${owner} with ${peer}`,
+        );
       }
       const next = await archive.append({
         conversation: 'shared',

@@ -15,7 +15,11 @@ import type { ArchiveStore, OwnerQuery } from '../types.ts';
 type Body = { body: string };
 
 /** A page of an owner's archive as ids and count. */
-async function view(a: ArchiveStore<Body>, owner: string, q: OwnerQuery = {}): Promise<{ ids: string[]; count: number | undefined }> {
+async function view(
+  a: ArchiveStore<Body>,
+  owner: string,
+  q: OwnerQuery = {},
+): Promise<{ ids: string[]; count: number | undefined }> {
   const page = await a.queryOwner(owner, { count: true, ...q });
   return { ids: page.records.map((r) => r.id), count: page.count };
 }
@@ -53,32 +57,80 @@ describe('embedded archive: data written by 7b800a2 (plain counts, a `w` entry p
   });
 
   it('lists and counts every owner archive as written, with and without a peer [XEP-0313 query-filters]', async () => {
-    assert.deepEqual(await view(archive, 'alice'), { ids: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'm10', 'm14'], count: 10 });
-    assert.deepEqual(await view(archive, 'alice', { with: 'bob' }), { ids: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'], count: 6 });
-    assert.deepEqual(await view(archive, 'alice', { with: 'carol' }), { ids: ['m7', 'm8', 'm10'], count: 3 });
+    assert.deepEqual(await view(archive, 'alice'), {
+      ids: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'm10', 'm14'],
+      count: 10,
+    });
+    assert.deepEqual(await view(archive, 'alice', { with: 'bob' }), {
+      ids: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'],
+      count: 6,
+    });
+    assert.deepEqual(await view(archive, 'alice', { with: 'carol' }), {
+      ids: ['m7', 'm8', 'm10'],
+      count: 3,
+    });
     assert.deepEqual(await view(archive, 'alice', { with: 'alice' }), { ids: ['m14'], count: 1 });
-    assert.deepEqual(await view(archive, 'carol', { with: 'alice' }), { ids: ['m7', 'm8', 'm9', 'm10'], count: 4 });
-    assert.deepEqual(await view(archive, 'bob'), { ids: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm11', 'm12', 'm13'], count: 9 });
+    assert.deepEqual(await view(archive, 'carol', { with: 'alice' }), {
+      ids: ['m7', 'm8', 'm9', 'm10'],
+      count: 4,
+    });
+    assert.deepEqual(await view(archive, 'bob'), {
+      ids: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm11', 'm12', 'm13'],
+      count: 9,
+    });
     assert.deepEqual(await view(archive, 'room1', { with: 'alice' }), { ids: ['g1'], count: 1 });
     // A bounded count (time filter) counts the index keys in range.
-    assert.deepEqual(await view(archive, 'alice', { with: 'bob', start: 1700000000002, end: 1700000000004 }), { ids: ['m3', 'm4', 'm5'], count: 3 });
+    assert.deepEqual(
+      await view(archive, 'alice', { with: 'bob', start: 1700000000002, end: 1700000000004 }),
+      { ids: ['m3', 'm4', 'm5'], count: 3 },
+    );
     const page = await archive.query(pair('alice', 'bob'), { afterSeq: 4 });
-    assert.deepEqual(page.records.map((r) => [r.seq, r.id]), [[5, 'm5'], [6, 'm6']]);
+    assert.deepEqual(
+      page.records.map((r) => [r.seq, r.id]),
+      [
+        [5, 'm5'],
+        [6, 'm6'],
+      ],
+    );
   });
 
   it('appends after it: seqs and ids go on, counts go on from the stored ones, and survive a reopen', async () => {
     const t = 1700000001000;
-    const r1 = await archive.append({ conversation: pair('alice', 'bob'), timestamp: t, owners: ['bob', 'alice'], with: 'bob', id: 'n1', value: { body: 'new' } });
-    const r2 = await archive.append({ conversation: pair('alice', 'carol'), timestamp: t + 1, owners: ['carol', 'alice'], with: 'carol', id: 'n2', value: { body: 'new' }, archivedFor: ['carol'] });
+    const r1 = await archive.append({
+      conversation: pair('alice', 'bob'),
+      timestamp: t,
+      owners: ['bob', 'alice'],
+      with: 'bob',
+      id: 'n1',
+      value: { body: 'new' },
+    });
+    const r2 = await archive.append({
+      conversation: pair('alice', 'carol'),
+      timestamp: t + 1,
+      owners: ['carol', 'alice'],
+      with: 'carol',
+      id: 'n2',
+      value: { body: 'new' },
+      archivedFor: ['carol'],
+    });
     assert.equal(r1.seq, 7);
     assert.equal(r2.seq, 5);
     assert.ok((r1.pos as number) > 1700000000014000);
     const expect = async () => {
       assert.deepEqual((await view(archive, 'alice')).count, 11);
-      assert.deepEqual(await view(archive, 'alice', { with: 'bob', after: '1700000000004000' }), { ids: ['m6', 'n1'], count: 7 });
-      assert.deepEqual(await view(archive, 'alice', { with: 'carol' }), { ids: ['m7', 'm8', 'm10'], count: 3 });
+      assert.deepEqual(await view(archive, 'alice', { with: 'bob', after: '1700000000004000' }), {
+        ids: ['m6', 'n1'],
+        count: 7,
+      });
+      assert.deepEqual(await view(archive, 'alice', { with: 'carol' }), {
+        ids: ['m7', 'm8', 'm10'],
+        count: 3,
+      });
       assert.deepEqual((await view(archive, 'bob')).count, 10);
-      assert.deepEqual(await view(archive, 'carol', { with: 'alice', after: '1700000000007000' }), { ids: ['m9', 'm10', 'n2'], count: 5 });
+      assert.deepEqual(await view(archive, 'carol', { with: 'alice', after: '1700000000007000' }), {
+        ids: ['m9', 'm10', 'n2'],
+        count: 5,
+      });
       assert.deepEqual((await view(archive, 'carol')).count, 8);
     };
     await expect();
@@ -89,13 +141,22 @@ describe('embedded archive: data written by 7b800a2 (plain counts, a `w` entry p
 
   it('retention and account removal keep the counts exact', async () => {
     assert.equal(await archive.trimOwners(8), 3 + 2);
-    assert.deepEqual(await view(archive, 'alice'), { ids: ['m4', 'm5', 'm6', 'm7', 'm8', 'm10', 'm14', 'n1'], count: 8 });
-    assert.deepEqual(await view(archive, 'alice', { with: 'bob' }), { ids: ['m4', 'm5', 'm6', 'n1'], count: 4 });
+    assert.deepEqual(await view(archive, 'alice'), {
+      ids: ['m4', 'm5', 'm6', 'm7', 'm8', 'm10', 'm14', 'n1'],
+      count: 8,
+    });
+    assert.deepEqual(await view(archive, 'alice', { with: 'bob' }), {
+      ids: ['m4', 'm5', 'm6', 'n1'],
+      count: 4,
+    });
     assert.deepEqual((await view(archive, 'bob')).count, 8);
     assert.deepEqual((await view(archive, 'carol')).count, 8);
     await archive.forgetOwner('carol');
     assert.deepEqual(await view(archive, 'carol'), { ids: [], count: 0 });
-    assert.deepEqual(await view(archive, 'alice', { with: 'carol' }), { ids: ['m7', 'm8', 'm10'], count: 3 });
+    assert.deepEqual(await view(archive, 'alice', { with: 'carol' }), {
+      ids: ['m7', 'm8', 'm10'],
+      count: 3,
+    });
     await storage.close();
     await open();
     assert.deepEqual((await view(archive, 'alice')).count, 8);
@@ -127,7 +188,14 @@ describe('embedded archive: counts saved as checkpoints', () => {
         Array.from({ length: Math.min(100, n - i) }, (_, k) => {
           const j = i + k;
           const [from, to] = j % 3 === 0 ? ['bob', 'alice'] : ['alice', 'bob'];
-          return archive.append({ conversation: j % 5 === 0 ? pair('alice', 'carol') : pair('alice', 'bob'), timestamp: 1_000 + j, owners: j % 5 === 0 ? ['alice', 'carol'] : [from, to], with: from, id: `x${j}`, value: { body: 'x' } });
+          return archive.append({
+            conversation: j % 5 === 0 ? pair('alice', 'carol') : pair('alice', 'bob'),
+            timestamp: 1_000 + j,
+            owners: j % 5 === 0 ? ['alice', 'carol'] : [from, to],
+            with: from,
+            id: `x${j}`,
+            value: { body: 'x' },
+          });
         }),
       );
     }

@@ -28,7 +28,8 @@ storageContract('embedded', async () => {
 describe('embedded storage: write buffer', () => {
   // What the option changes on disk: LevelDB writes a sorted table file
   // (*.ldb) only once its in-memory buffer is full.
-  const tables = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith('.ldb')).length;
+  const tables = async (dir: string) =>
+    (await readdir(dir)).filter((f) => f.endsWith('.ldb')).length;
 
   async function fill(writeBufferSize: number | undefined): Promise<number> {
     const dir = await mkdtemp(join(tmpdir(), 'parley-wbuf-'));
@@ -39,10 +40,22 @@ describe('embedded storage: write buffer', () => {
       const text = 'x'.repeat(1000);
       // ~8 MB of records, more than LevelDB's own 4 MiB buffer.
       for (let i = 0; i < 8000; i += 200) {
-        await Promise.all(Array.from({ length: 200 }, (_, k) => archive.append({ conversation: `c${k % 10}`, timestamp: i + k, owners: ['a'], with: 'a', id: `${i + k}`, value: { text } })));
+        await Promise.all(
+          Array.from({ length: 200 }, (_, k) =>
+            archive.append({
+              conversation: `c${k % 10}`,
+              timestamp: i + k,
+              owners: ['a'],
+              with: 'a',
+              id: `${i + k}`,
+              value: { text },
+            }),
+          ),
+        );
       }
       // LevelDB writes the full buffer out in the background.
-      for (let t = 0; t < 50 && (await tables(dir)) === 0; t++) await new Promise((r) => setTimeout(r, 20));
+      for (let t = 0; t < 50 && (await tables(dir)) === 0; t++)
+        await new Promise((r) => setTimeout(r, 20));
       return await tables(dir);
     } finally {
       await storage.close();
@@ -66,14 +79,23 @@ describe('embedded storage: LevelDB compaction thread', () => {
     const dir = await mkdtemp(join(tmpdir(), 'parley-threads-'));
     try {
       const child = fileURLToPath(new URL('./fixtures/threads-child.ts', import.meta.url));
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', child, dir], { timeout: 60_000 });
-      const { pid, nice, cpu } = JSON.parse(stdout) as { pid: number; nice: Record<string, number>; cpu: Record<string, number> };
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', child, dir], {
+        timeout: 60_000,
+      });
+      const { pid, nice, cpu } = JSON.parse(stdout) as {
+        pid: number;
+        nice: Record<string, number>;
+        cpu: Record<string, number>;
+      };
       const lowered = Object.keys(nice).filter((tid) => nice[tid] === BACKGROUND_NICE);
       assert.equal(lowered.length, 1, JSON.stringify(nice));
       // the lowered thread is the one that worked while 16 MB went through a 1 MiB write buffer
       assert.ok(cpu[lowered[0]] > 0, JSON.stringify(cpu));
       const others = Object.keys(cpu).filter((tid) => tid !== lowered[0] && Number(tid) !== pid);
-      assert.ok(others.every((tid) => cpu[tid] <= cpu[lowered[0]]), `not the busiest helper thread: ${JSON.stringify(cpu)}`);
+      assert.ok(
+        others.every((tid) => cpu[tid] <= cpu[lowered[0]]),
+        `not the busiest helper thread: ${JSON.stringify(cpu)}`,
+      );
       assert.notEqual(Number(lowered[0]), pid);
       assert.equal(nice[String(pid)], 0);
       assert.ok(Object.keys(nice).length > 2);
@@ -91,18 +113,32 @@ describe('embedded storage: archive seq cache', () => {
     try {
       await storage.open();
       const archive = storage.archive<{ n: number }>('chat');
-      const add = (conversation: string, n: number) => archive.append({ conversation, timestamp: n, owners: ['a'], with: 'a', id: `${n}`, value: { n } });
+      const add = (conversation: string, n: number) =>
+        archive.append({
+          conversation,
+          timestamp: n,
+          owners: ['a'],
+          with: 'a',
+          id: `${n}`,
+          value: { n },
+        });
       // Two conversations with history, one kept busy while 10,050 others push the cache past its size.
       for (let n = 1; n <= 3; n++) await Promise.all([add('quiet', n), add('busy', n)]);
       for (let i = 0; i < 10_050; i += 1_000) {
-        await Promise.all([add('busy', 100 + i), ...Array.from({ length: Math.min(1_000, 10_050 - i) }, (_, k) => add(`c${i + k}`, i + k))]);
+        await Promise.all([
+          add('busy', 100 + i),
+          ...Array.from({ length: Math.min(1_000, 10_050 - i) }, (_, k) => add(`c${i + k}`, i + k)),
+        ]);
       }
       // Whether each one was evicted or kept, the next seq follows the last one on disk.
       assert.equal((await add('quiet', 4)).seq, 4);
       assert.equal((await add('busy', 5)).seq, 15);
       assert.equal((await add('c0', 0)).seq, 2);
       assert.equal((await add('c10049', 0)).seq, 2);
-      assert.deepEqual((await archive.query('busy')).records.map((r) => r.seq), Array.from({ length: 15 }, (_, k) => k + 1));
+      assert.deepEqual(
+        (await archive.query('busy')).records.map((r) => r.seq),
+        Array.from({ length: 15 }, (_, k) => k + 1),
+      );
     } finally {
       await storage.close();
       await rm(dir, { recursive: true, force: true });
@@ -116,7 +152,10 @@ describe('embedded storage: key-value read cache', () => {
   let storage: EmbeddedStorage | undefined;
   /** LevelDB lookups made (the real classic-level, counted). */
   let lookups = 0;
-  const proto = ClassicLevel.prototype as unknown as { _get: (...a: unknown[]) => unknown; _iterator: (...a: unknown[]) => unknown };
+  const proto = ClassicLevel.prototype as unknown as {
+    _get: (...a: unknown[]) => unknown;
+    _iterator: (...a: unknown[]) => unknown;
+  };
   const realGet = proto._get;
   const realIterator = proto._iterator;
   /** LevelDB iterators opened. */
@@ -252,9 +291,16 @@ describe('embedded storage: key-value read cache', () => {
       }
       await Promise.all(ops);
       const items = await q.list('bob');
-      assert.deepEqual(items.map((x) => x.value), [round * 10, round * 10 + 2], `round ${round}`);
+      assert.deepEqual(
+        items.map((x) => x.value),
+        [round * 10, round * 10 + 2],
+        `round ${round}`,
+      );
       assert.equal(await q.count('bob'), 2);
-      const removing = q.remove('bob', items.map((x) => x.id));
+      const removing = q.remove(
+        'bob',
+        items.map((x) => x.id),
+      );
       const during = q.list('bob');
       await removing;
       assert.ok((await during).length === 0 || (await during).length === 2);

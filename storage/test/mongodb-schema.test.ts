@@ -5,15 +5,28 @@
 import assert from 'node:assert/strict';
 import { MongoClient, type Document } from 'mongodb';
 import { MongoStorage, writeConcernOf } from '../mongodb.ts';
-import { INDEXES, MIGRATIONS, QUERIES, SCHEMA_VERSION, TTL_INDEX, indexFor, indexServes, type QuerySpec } from '../mongodb-schema.ts';
+import {
+  INDEXES,
+  MIGRATIONS,
+  QUERIES,
+  SCHEMA_VERSION,
+  TTL_INDEX,
+  indexFor,
+  indexServes,
+  type QuerySpec,
+} from '../mongodb-schema.ts';
 import { chat } from './contract-archive.ts';
 
 describe('storage: mongodb schema (static)', function () {
   it('every query the backend runs is answered by an index', function () {
-    for (const q of QUERIES) assert.ok(indexFor(q), `no index serves ${q.where} (${q.kind}: ${q.filter.join(', ')} sort ${q.sort?.join(', ') ?? '-'})`);
+    for (const q of QUERIES)
+      assert.ok(
+        indexFor(q),
+        `no index serves ${q.where} (${q.kind}: ${q.filter.join(', ')} sort ${q.sort?.join(', ') ?? '-'})`,
+      );
   });
 
-  it('the check refuses an index that does not lead with the query\'s fields or sorts in another order', function () {
+  it("the check refuses an index that does not lead with the query's fields or sorts in another order", function () {
     const byPos: QuerySpec = { where: 'test', kind: 'archive', filter: ['pos'] };
     assert.equal(indexServes({ key: { 'ix.o': 1, pos: 1 } }, byPos), false);
     assert.equal(indexServes({ key: { pos: 1 } }, byPos), true);
@@ -24,11 +37,16 @@ describe('storage: mongodb schema (static)', function () {
   });
 
   it('migrations are numbered 1..SCHEMA_VERSION in order', function () {
-    assert.deepEqual(MIGRATIONS.map((m) => m.version), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+    assert.deepEqual(
+      MIGRATIONS.map((m) => m.version),
+      Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1),
+    );
   });
 
   it('writes are acknowledged by a majority unless the connection string names a write concern', function () {
-    assert.deepEqual(writeConcernOf('mongodb://db1,db2,db3/parley?replicaSet=rs0'), { writeConcern: { w: 'majority', journal: true } });
+    assert.deepEqual(writeConcernOf('mongodb://db1,db2,db3/parley?replicaSet=rs0'), {
+      writeConcern: { w: 'majority', journal: true },
+    });
     assert.deepEqual(writeConcernOf('mongodb://db1/parley?replicaSet=rs0&w=1'), {});
   });
 });
@@ -70,32 +88,55 @@ if (url) {
       return f;
     }
 
-    const collection: Record<string, string> = { kv: 'kv.accounts', archive: 'archive.mam', queue: 'queue.offline', counters: 'counters', meta: 'meta' };
+    const collection: Record<string, string> = {
+      kv: 'kv.accounts',
+      archive: 'archive.mam',
+      queue: 'queue.offline',
+      counters: 'counters',
+      meta: 'meta',
+    };
 
     it('the query planner answers every listed query from an index (no COLLSCAN)', async function () {
       const db = client.db(dbName);
       for (const q of QUERIES) {
         let cursor = db.collection(collection[q.kind]).find(sample(q));
         if (q.sort) cursor = cursor.sort(Object.fromEntries(q.sort.map((s) => [s, 1])));
-        const plan = JSON.stringify((await cursor.explain('queryPlanner')).queryPlanner?.winningPlan);
+        const plan = JSON.stringify(
+          (await cursor.explain('queryPlanner')).queryPlanner?.winningPlan,
+        );
         assert.ok(!plan.includes('COLLSCAN'), `${q.where}: ${plan}`);
       }
     });
 
     it('indexes and the TTL index are in place, and the schema version is recorded', async function () {
       const db = client.db(dbName);
-      const names = (await db.collection('archive.mam').listIndexes().toArray()).map((i) => JSON.stringify(i.key));
-      for (const ix of INDEXES.archive) assert.ok(names.includes(JSON.stringify(ix.key)), `index ${JSON.stringify(ix.key)}`);
-      const ttl = (await db.collection('archive.mam').listIndexes().toArray()).find((i) => i.name === TTL_INDEX);
+      const names = (await db.collection('archive.mam').listIndexes().toArray()).map((i) =>
+        JSON.stringify(i.key),
+      );
+      for (const ix of INDEXES.archive)
+        assert.ok(names.includes(JSON.stringify(ix.key)), `index ${JSON.stringify(ix.key)}`);
+      const ttl = (await db.collection('archive.mam').listIndexes().toArray()).find(
+        (i) => i.name === TTL_INDEX,
+      );
       assert.equal(ttl?.expireAfterSeconds, 30 * 86400);
-      assert.equal((await db.collection<{ _id: string; version: number }>('meta').findOne({ _id: 'schema' }))?.version, SCHEMA_VERSION);
+      assert.equal(
+        (await db.collection<{ _id: string; version: number }>('meta').findOne({ _id: 'schema' }))
+          ?.version,
+        SCHEMA_VERSION,
+      );
     });
 
     it('refuses a database of a newer schema', async function () {
       const other = `${dbName}_newer`;
-      await client.db(other).collection<{ _id: string; version: number }>('meta').insertOne({ _id: 'schema', version: SCHEMA_VERSION + 1 });
+      await client
+        .db(other)
+        .collection<{ _id: string; version: number }>('meta')
+        .insertOne({ _id: 'schema', version: SCHEMA_VERSION + 1 });
       try {
-        await assert.rejects(new MongoStorage({ url, dbName: other }).open(), /newer than this Parley/);
+        await assert.rejects(
+          new MongoStorage({ url, dbName: other }).open(),
+          /newer than this Parley/,
+        );
       } finally {
         await client.db(other).dropDatabase();
       }

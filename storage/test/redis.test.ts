@@ -81,14 +81,25 @@ describe('storage: redis shared by two nodes, and kill -9 of the server', functi
   it('two nodes appending to one conversation at once get distinct seqs and archive ids, with no gap', async function () {
     const [a, b] = [await node(), await node()];
     const results = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).archive<Msg>('mam').append(chat('room@muc', i, { owners: ['room@muc'], with: `u${i}` }))),
+      Array.from({ length: 100 }, (_, i) =>
+        (i % 2 ? a : b)
+          .archive<Msg>('mam')
+          .append(chat('room@muc', i, { owners: ['room@muc'], with: `u${i}` })),
+      ),
     );
-    assert.deepEqual(results.map((r) => r.seq).sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i + 1));
+    assert.deepEqual(
+      results.map((r) => r.seq).sort((x, y) => x - y),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
     assert.equal(new Set(results.map((r) => r.pos)).size, 100);
     const page = await a.archive<Msg>('mam').queryOwner('room@muc', { count: true, limit: 1 });
     assert.equal(page.count, 100);
     // Queue ids from both nodes never collide either.
-    const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).queue<number>('offline').push('alice', i)));
+    const ids = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        (i % 2 ? a : b).queue<number>('offline').push('alice', i),
+      ),
+    );
     assert.equal(new Set(ids).size, 50);
     assert.equal(await b.queue('offline').count('alice'), 50);
     // A write of one node is read by the other at once.
@@ -104,14 +115,19 @@ describe('storage: redis shared by two nodes, and kill -9 of the server', functi
     const archive = s.archive<Msg>('mam');
     await Promise.all(Array.from({ length: 200 }, (_, i) => kv.put(`k${i}`, i)));
     const pushed = await Promise.all(Array.from({ length: 200 }, (_, i) => queue.push('bob', i)));
-    const appended = await Promise.all(Array.from({ length: 200 }, (_, i) => archive.append(chat('alice|bob', i))));
+    const appended = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => archive.append(chat('alice|bob', i))),
+    );
     await server.kill9();
     assert.equal(await s.ping(), false);
     await server.restart();
     // The same instance reconnects by itself (ioredis retries with backoff).
     const again = await node();
     assert.equal((await again.kv('accounts').keys('k')).length, 200);
-    assert.deepEqual((await again.queue<number>('offline').list('bob')).map((i) => i.id), pushed);
+    assert.deepEqual(
+      (await again.queue<number>('offline').list('bob')).map((i) => i.id),
+      pushed,
+    );
     assert.equal(await again.archive('mam').lastSeq('alice|bob'), 200);
     const last = Math.max(...appended.map((r) => r.pos!));
     const next = await again.archive<Msg>('mam').append(chat('alice|bob', 0));

@@ -76,8 +76,14 @@ describe('mqtt ACL', () => {
   });
 
   it('applies per-user rules and the $anonymous class', () => {
-    assert.equal(new ClientAcl(rules, { username: 'root', clientId: 'c' }).canWrite('admin/x'), true);
-    assert.equal(new ClientAcl(rules, { username: 'alice', clientId: 'c' }).canWrite('admin/x'), false);
+    assert.equal(
+      new ClientAcl(rules, { username: 'root', clientId: 'c' }).canWrite('admin/x'),
+      true,
+    );
+    assert.equal(
+      new ClientAcl(rules, { username: 'alice', clientId: 'c' }).canWrite('admin/x'),
+      false,
+    );
     const anon = new ClientAcl(rules, { clientId: 'c' });
     assert.equal(anon.canWrite('lobby/x'), true);
     assert.equal(anon.canWrite('users/%u/x'), false);
@@ -102,12 +108,21 @@ describe('mqtt ACL', () => {
     const user = new ClientAcl(defaultAcl, { username: 'alice', clientId: 'c' });
     assert.equal(user.canSubscribe('#'), true);
     assert.equal(user.canSubscribe('$SYS/broker/#'), true);
-    assert.equal(user.canSubscribe('$SYS/#'), false, 'aedes client lists under $SYS/<id>/ stay private');
-    assert.equal(new ClientAcl(defaultAcl, { clientId: 'c' }).canSubscribe('$SYS/broker/uptime'), false);
+    assert.equal(
+      user.canSubscribe('$SYS/#'),
+      false,
+      'aedes client lists under $SYS/<id>/ stay private',
+    );
+    assert.equal(
+      new ClientAcl(defaultAcl, { clientId: 'c' }).canSubscribe('$SYS/broker/uptime'),
+      false,
+    );
   });
 
   it('validates rule filters', () => {
-    assert.deepEqual(validateAcl([{ effect: 'allow', topic: 'a/#/b', access: 'read' }]), ['acl.0.topic: not a valid MQTT topic filter [MQTT-4.7.1]']);
+    assert.deepEqual(validateAcl([{ effect: 'allow', topic: 'a/#/b', access: 'read' }]), [
+      'acl.0.topic: not a valid MQTT topic filter [MQTT-4.7.1]',
+    ]);
     assert.deepEqual(validateAcl([{ effect: 'allow', topic: 'a+/b', access: 'read' }]).length, 1);
     assert.deepEqual(validateAcl(defaultAcl), []);
   });
@@ -122,7 +137,10 @@ describe('mqtt ACL', () => {
     const perUser: AclRule[] = [{ effect: 'allow', topic: 'home/%u/#', access: 'readwrite' }];
     const alice = ClientAcl.for(perUser, { username: 'alice', clientId: 'x' });
     assert.equal(ClientAcl.for(perUser, { username: 'alice', clientId: 'other' }), alice);
-    assert.equal(ClientAcl.for(perUser, { username: 'bob', clientId: 'x' }).canWrite('home/alice/t'), false);
+    assert.equal(
+      ClientAcl.for(perUser, { username: 'bob', clientId: 'x' }).canWrite('home/alice/t'),
+      false,
+    );
     assert.equal(alice.canWrite('home/alice/t'), true);
     const perClient: AclRule[] = [{ effect: 'allow', topic: 'dev/%c', access: 'write' }];
     const c1 = ClientAcl.for(perClient, { username: 'alice', clientId: 'c1' });

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import type { AclRule } from '../acl.ts';
-import { collect, grantedQos, nextMessage, RawMqtt, sleepMs, startHarness, type Harness } from './harness.ts';
+import {
+  collect,
+  grantedQos,
+  nextMessage,
+  RawMqtt,
+  sleepMs,
+  startHarness,
+  type Harness,
+} from './harness.ts';
 
 const rules: AclRule[] = [
   { effect: 'deny', topic: 'secret/#', access: 'read' },
@@ -19,10 +27,15 @@ describe('mqtt authorisation: ACL rules, $SYS, denied publishes', () => {
     h = await startHarness({ acl: rules });
     const c = await h.login('alice', 'a');
     assert.deepEqual(await grantedQos(c, ['users/alice/#', 'secret/x', '#'], 1), [1, 128, 1]);
-    const narrow = await startHarness({ acl: [{ effect: 'allow', topic: 'users/%u/#', access: 'readwrite' }] });
+    const narrow = await startHarness({
+      acl: [{ effect: 'allow', topic: 'users/%u/#', access: 'readwrite' }],
+    });
     try {
       const d = await narrow.login('alice', 'n');
-      assert.deepEqual(await grantedQos(d, ['users/alice/+', 'users/bob/#', 'users/#'], 1), [1, 128, 128]);
+      assert.deepEqual(
+        await grantedQos(d, ['users/alice/+', 'users/bob/#', 'users/#'], 1),
+        [1, 128, 128],
+      );
     } finally {
       await narrow.stop();
     }
@@ -71,13 +84,20 @@ describe('mqtt authorisation: ACL rules, $SYS, denied publishes', () => {
     await c.publishAsync('$SYS/broker/fake', 'x', { qos: 1 });
     await sleepMs(150);
     assert.deepEqual(seen, []);
-    assert.deepEqual(await grantedQos(c, ['$SYS/#', '$parley/consumed']), [128, 128], 'aedes internals and the sink stay hidden');
+    assert.deepEqual(
+      await grantedQos(c, ['$SYS/#', '$parley/consumed']),
+      [128, 128],
+      'aedes internals and the sink stay hidden',
+    );
   });
 
   it('gives anonymous clients no chat identity', async () => {
     h = await startHarness({ allowAnonymous: true });
     const anon = await h.connect({ clientId: 'anon' });
-    assert.deepEqual(await grantedQos(anon, ['chat/alice', 'presence/alice', 'plain/topic']), [128, 128, 0]);
+    assert.deepEqual(
+      await grantedQos(anon, ['chat/alice', 'presence/alice', 'plain/topic']),
+      [128, 128, 0],
+    );
   });
 
   it('closes a connection that announces a packet over maxPacketSize', async () => {
@@ -93,10 +113,27 @@ describe('mqtt authorisation: ACL rules, $SYS, denied publishes', () => {
   it('accepts a packet of exactly maxPacketSize', async () => {
     h = await startHarness({ maxPacketSize: 1024 });
     const r: RawMqtt = await h.raw();
-    r.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'x', keepalive: 0, username: 'alice', password: Buffer.from('alice-pw') });
+    r.send({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: 'x',
+      keepalive: 0,
+      username: 'alice',
+      password: Buffer.from('alice-pw'),
+    });
     assert.equal(await r.connack(), 0);
     // remaining length = 2 + topic (5) + 2 (id) + payload
-    r.send({ cmd: 'publish', topic: 'a/b/c', qos: 1, messageId: 1, payload: Buffer.alloc(1024 - 9), retain: false, dup: false });
+    r.send({
+      cmd: 'publish',
+      topic: 'a/b/c',
+      qos: 1,
+      messageId: 1,
+      payload: Buffer.alloc(1024 - 9),
+      retain: false,
+      dup: false,
+    });
     await r.next((p) => p.cmd === 'puback');
   });
 });

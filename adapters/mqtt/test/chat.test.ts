@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { Address } from '../../../broker/index.ts';
 import { eventually, message, online } from '../../../broker/test/helpers.ts';
-import { collect, grantedQos, nextMessage, sleepMs, startHarness, type Harness } from './harness.ts';
+import {
+  collect,
+  grantedQos,
+  nextMessage,
+  sleepMs,
+  startHarness,
+  type Harness,
+} from './harness.ts';
 
 describe('mqtt chat/{user}: one-to-one messages through the core', () => {
   let h: Harness;
@@ -40,7 +47,10 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     assert.equal(msgs[0].from.toString(), 'alice@localhost/dev1');
     assert.equal(msgs[1].id, 'j1');
     assert.ok(msgs[1].seq! > msgs[0].seq!, 'order kept');
-    const page = await h.broker.archive.query(Address.parse('alice@localhost'), Address.parse('bob@localhost'));
+    const page = await h.broker.archive.query(
+      Address.parse('alice@localhost'),
+      Address.parse('bob@localhost'),
+    );
     assert.equal(page.envelopes.length, 2);
   });
 
@@ -85,7 +95,9 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     assert.equal(json.body, 'while unsubscribed');
     assert.equal(json.delayed, true);
     // removed from the queue once aedes holds the copy, which can be just after the client sees it
-    await eventually(async () => assert.equal(await h.broker.offline.count(Address.parse('alice@localhost')), 0));
+    await eventually(async () =>
+      assert.equal(await h.broker.offline.count(Address.parse('alice@localhost')), 0),
+    );
   });
 
   it('gives a persistent session its offline messages once on reconnect', async () => {
@@ -97,7 +109,12 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     for (let i = 1; i <= 3; i++) await message(h.broker, bob, 'alice@localhost', { body: `m${i}` });
     dev = await h.login('alice', 'dev1', { clean: false });
     const got = collect(dev, 'chat/alice');
-    await eventually(() => assert.deepEqual(got.map((p) => JSON.parse(p).body), ['m1', 'm2', 'm3']));
+    await eventually(() =>
+      assert.deepEqual(
+        got.map((p) => JSON.parse(p).body),
+        ['m1', 'm2', 'm3'],
+      ),
+    );
     await dev.endAsync();
     dev = await h.login('alice', 'dev1', { clean: false });
     const again = collect(dev, 'chat/alice');
@@ -105,9 +122,12 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     assert.deepEqual(again, [], 'nothing twice');
   });
 
-  it('refuses a subscription to another user\'s chat topic with 0x80 [MQTT-3.9.3-2]', async () => {
+  it("refuses a subscription to another user's chat topic with 0x80 [MQTT-3.9.3-2]", async () => {
     const dev = await h.login('alice', 'dev1');
-    assert.deepEqual(await grantedQos(dev, ['chat/bob', 'chat/alice', 'chat/Alice']), [128, 0, 128]);
+    assert.deepEqual(
+      await grantedQos(dev, ['chat/bob', 'chat/alice', 'chat/Alice']),
+      [128, 0, 128],
+    );
   });
 
   it('never lets aedes route a chat PUBLISH to topic subscribers', async () => {
@@ -127,18 +147,28 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     const bob = await online(h.broker, 'bob', 'phone');
     // Close the device's aedes client; the core hears of it only after this tick, so the
     // message below is routed to a session whose connection is already gone.
-    const clients = Object.values((h.server.aedes as unknown as { clients: Record<string, { close(): void }> }).clients);
+    const clients = Object.values(
+      (h.server.aedes as unknown as { clients: Record<string, { close(): void }> }).clients,
+    );
     assert.equal(clients.length, 1);
     clients[0]!.close();
     await message(h.broker, bob, 'alice@localhost', { body: 'in the gap', id: 'g1' });
     await eventually(() => assert.equal(aliceSession(), undefined));
-    assert.equal(await h.broker.offline.count(Address.parse('alice@localhost')), 1, 'kept in the offline queue');
+    assert.equal(
+      await h.broker.offline.count(Address.parse('alice@localhost')),
+      1,
+      'kept in the offline queue',
+    );
     dev = await h.login('alice', 'dev1', { clean: false });
     const got = collect(dev, 'chat/alice');
     await dev.subscribeAsync('chat/alice', { qos: 1 });
     await eventually(() => assert.equal(got.length, 1));
     await sleepMs(100);
-    assert.deepEqual(got.map((p) => JSON.parse(p).body), ['in the gap'], 'once');
+    assert.deepEqual(
+      got.map((p) => JSON.parse(p).body),
+      ['in the gap'],
+      'once',
+    );
   });
 
   it('…but not when another device of the user had it too: it is not queued for a second delivery', async () => {
@@ -147,10 +177,15 @@ describe('mqtt chat/{user}: one-to-one messages through the core', () => {
     await eventually(() => assert.equal(aliceSession()?.priority, 0));
     const phone = await online(h.broker, 'alice', 'phone');
     const bob = await online(h.broker, 'bob', 'phone');
-    Object.values((h.server.aedes as unknown as { clients: Record<string, { close(): void }> }).clients)[0]!.close();
+    Object.values(
+      (h.server.aedes as unknown as { clients: Record<string, { close(): void }> }).clients,
+    )[0]!.close();
     await message(h.broker, bob, 'alice@localhost', { body: 'to both', id: 'b2' });
     await eventually(() => assert.equal(aliceSession(), undefined));
-    assert.deepEqual(phone.got('message').map((m) => m.body), ['to both']);
+    assert.deepEqual(
+      phone.got('message').map((m) => m.body),
+      ['to both'],
+    );
     assert.equal(await h.broker.offline.count(Address.parse('alice@localhost')), 0);
   });
 });

@@ -10,7 +10,10 @@ const pair = () => socketPair();
 /** Count the write requests the socket hands to its handle (one per syscall). */
 function countWrites(sock: net.Socket): { n: number } {
   const c = { n: 0 };
-  const s = sock as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+  const s = sock as unknown as {
+    _write: (...a: unknown[]) => void;
+    _writev: (...a: unknown[]) => void;
+  };
   const w = s._write.bind(sock);
   const wv = s._writev.bind(sock);
   s._write = (...a) => (c.n++, w(...a));
@@ -34,13 +37,26 @@ describe('mqtt write coalescing (adapters/mqtt/coalesce.ts)', function () {
       const corked: number[] = [];
       for (const topic of ['one', 'two', 'three']) {
         setImmediate(() => {
-          mqttPacket.writeToStream({ cmd: 'publish', topic, payload: Buffer.from(topic), qos: 0, dup: false, retain: false }, server);
+          mqttPacket.writeToStream(
+            {
+              cmd: 'publish',
+              topic,
+              payload: Buffer.from(topic),
+              qos: 0,
+              dup: false,
+              retain: false,
+            },
+            server,
+          );
           corked.push(server.writableCorked);
         });
       }
       // Each: 2 bytes of fixed header, 2 of topic length, the topic, the payload (the topic again).
       const got = await received(client, 3 * 4 + 2 * (3 + 3 + 5));
-      assert.deepEqual([...got.matchAll(/(one|two|three)\1/g)].map((m) => m[1]), ['one', 'two', 'three']);
+      assert.deepEqual(
+        [...got.matchAll(/(one|two|three)\1/g)].map((m) => m[1]),
+        ['one', 'two', 'three'],
+      );
       assert.equal(writes.n, 1);
       // Held once; mqtt-packet did not cork again per packet (and schedule a tick to uncork).
       assert.deepEqual(corked, [1, 1, 1]);

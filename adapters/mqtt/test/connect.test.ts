@@ -30,7 +30,16 @@ describe('mqtt CONNECT and sessions', () => {
   it('does not keep the password once the CONNECT is authenticated', async () => {
     await h.login('alice', 'sensor-1');
     // mqtt-packet's parser holds the CONNECT packet for the connection's life.
-    const clients = Object.values((h.server.aedes as unknown as { clients: Record<string, { _parser: { settings: { username?: string; password?: Buffer } } }> }).clients);
+    const clients = Object.values(
+      (
+        h.server.aedes as unknown as {
+          clients: Record<
+            string,
+            { _parser: { settings: { username?: string; password?: Buffer } } }
+          >;
+        }
+      ).clients,
+    );
     assert.equal(clients.length, 1);
     const held = clients[0]!._parser.settings;
     assert.equal(held.username, 'alice', 'the parser does hold the CONNECT packet');
@@ -38,30 +47,66 @@ describe('mqtt CONNECT and sessions', () => {
   });
 
   it('answers each refusal with its CONNACK code [MQTT-3.2.2-5]', async () => {
-    assert.equal(await code({ clientId: 'c', username: 'alice', password: 'wrong' }), 4, 'bad password');
-    assert.equal(await code({ clientId: 'c', username: 'nobody', password: 'x' }), 4, 'unknown user');
+    assert.equal(
+      await code({ clientId: 'c', username: 'alice', password: 'wrong' }),
+      4,
+      'bad password',
+    );
+    assert.equal(
+      await code({ clientId: 'c', username: 'nobody', password: 'x' }),
+      4,
+      'unknown user',
+    );
     assert.equal(await code({ clientId: 'c', username: 'alice' }), 4, 'no password');
     assert.equal(await code({ clientId: 'c' }), 5, 'anonymous not allowed');
     assert.equal(await code({ clientId: 'c', username: 'alice', password: 'alice-pw' }), 0);
   });
 
   it('refuses an empty client id with clean session 0 with code 2 [MQTT-3.1.3-8]', async () => {
-    assert.equal(await code({ clientId: '', clean: false, username: 'alice', password: 'alice-pw' }), 2);
+    assert.equal(
+      await code({ clientId: '', clean: false, username: 'alice', password: 'alice-pw' }),
+      2,
+    );
   });
 
   it('assigns an id to an empty client id with clean session 1 [MQTT-3.1.3-6]', async () => {
-    assert.equal(await code({ clientId: '', clean: true, username: 'alice', password: 'alice-pw' }), 0);
-    await eventually(() => assert.match(h.broker.sessions.sessionsOf(Address.parse('alice@localhost'))[0]?.address.resource ?? '', /^mqtt-[0-9a-f]{16}$/));
+    assert.equal(
+      await code({ clientId: '', clean: true, username: 'alice', password: 'alice-pw' }),
+      0,
+    );
+    await eventually(() =>
+      assert.match(
+        h.broker.sessions.sessionsOf(Address.parse('alice@localhost'))[0]?.address.resource ?? '',
+        /^mqtt-[0-9a-f]{16}$/,
+      ),
+    );
   });
 
   it('refuses client ids over the limit, and over 23 characters on MQTT 3.1, with code 2 [MQTT-3.1.3-5]', async () => {
-    assert.equal(await code({ clientId: 'x'.repeat(41), username: 'alice', password: 'alice-pw' }), 2);
-    assert.equal(await code({ clientId: 'x'.repeat(40), username: 'alice', password: 'alice-pw' }), 0);
-    assert.equal(await code({ clientId: 'y'.repeat(24), protocolVersion: 3, username: 'alice', password: 'alice-pw' }), 2);
+    assert.equal(
+      await code({ clientId: 'x'.repeat(41), username: 'alice', password: 'alice-pw' }),
+      2,
+    );
+    assert.equal(
+      await code({ clientId: 'x'.repeat(40), username: 'alice', password: 'alice-pw' }),
+      0,
+    );
+    assert.equal(
+      await code({
+        clientId: 'y'.repeat(24),
+        protocolVersion: 3,
+        username: 'alice',
+        password: 'alice-pw',
+      }),
+      2,
+    );
   });
 
   it('refuses a keepalive outside the bounds with code 2', async () => {
-    assert.equal(await code({ clientId: 'k', keepalive: 601, username: 'alice', password: 'alice-pw' }), 2);
+    assert.equal(
+      await code({ clientId: 'k', keepalive: 601, username: 'alice', password: 'alice-pw' }),
+      2,
+    );
   });
 
   it('refuses an unsupported protocol level with code 1 [MQTT-3.1.2-2]', async () => {
@@ -96,10 +141,14 @@ describe('mqtt CONNECT and sessions', () => {
   it('unbinds the session on DISCONNECT and on an abrupt drop', async () => {
     const a = await h.login('alice', 'a1');
     const b = await h.login('alice', 'a2');
-    await eventually(() => assert.equal(h.broker.sessions.sessionsOf(Address.parse('alice@localhost')).length, 2));
+    await eventually(() =>
+      assert.equal(h.broker.sessions.sessionsOf(Address.parse('alice@localhost')).length, 2),
+    );
     await a.endAsync();
     b.stream.destroy();
-    await eventually(() => assert.equal(h.broker.sessions.sessionsOf(Address.parse('alice@localhost')).length, 0));
+    await eventually(() =>
+      assert.equal(h.broker.sessions.sessionsOf(Address.parse('alice@localhost')).length, 0),
+    );
   });
 
   it('lets anonymous clients in only when allowed, without a session', async () => {

@@ -19,8 +19,22 @@ const str = (s: string | Buffer) => {
   return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
 };
 const publish = (topic: string | Buffer, payloadLen: number, qos = 0, id = 1) =>
-  packet(0x30 | (qos << 1), Buffer.concat([str(topic), qos ? Buffer.from([id >> 8, id & 0xff]) : Buffer.alloc(0), Buffer.alloc(payloadLen, 7)]));
-const subscribe = (id: number, ...filters: (string | Buffer)[]) => packet(0x82, Buffer.concat([Buffer.from([id >> 8, id & 0xff]), ...filters.map((f) => Buffer.concat([str(f), Buffer.from([0])]))]));
+  packet(
+    0x30 | (qos << 1),
+    Buffer.concat([
+      str(topic),
+      qos ? Buffer.from([id >> 8, id & 0xff]) : Buffer.alloc(0),
+      Buffer.alloc(payloadLen, 7),
+    ]),
+  );
+const subscribe = (id: number, ...filters: (string | Buffer)[]) =>
+  packet(
+    0x82,
+    Buffer.concat([
+      Buffer.from([id >> 8, id & 0xff]),
+      ...filters.map((f) => Buffer.concat([str(f), Buffer.from([0])])),
+    ]),
+  );
 
 /** Feed bytes in small pieces; the guard's verdict and failure. */
 function feed(bytes: Buffer, max = 1000, step = 3): WireGuard {
@@ -31,13 +45,27 @@ function feed(bytes: Buffer, max = 1000, step = 3): WireGuard {
 
 describe('mqtt wire guard', () => {
   it('passes well-formed packets up to the limit, split anywhere', () => {
-    const stream = Buffer.concat([publish('a/b', 0), publish('a/ü', 120, 1), subscribe(7, 'x/#', 'y'), packet(0xc0, Buffer.alloc(0)), publish('t', 1000 - 5)]);
-    for (const step of [1, 3, 64, 4096]) assert.equal(feed(stream, 1000, step).failure, undefined, `step ${step}`);
+    const stream = Buffer.concat([
+      publish('a/b', 0),
+      publish('a/ü', 120, 1),
+      subscribe(7, 'x/#', 'y'),
+      packet(0xc0, Buffer.alloc(0)),
+      publish('t', 1000 - 5),
+    ]);
+    for (const step of [1, 3, 64, 4096])
+      assert.equal(feed(stream, 1000, step).failure, undefined, `step ${step}`);
   });
 
   it('counts every packet, whole or split, and skips long bodies across chunks', () => {
-    const stream = Buffer.concat([publish('a/b', 0), publish('a/ü', 300, 1), subscribe(7, 'x/#'), packet(0xc0, Buffer.alloc(0)), publish('t', 900)]);
-    for (const step of [1, 7, 100, 4096]) assert.equal(feed(stream, 1000, step).packets, 5, `step ${step}`);
+    const stream = Buffer.concat([
+      publish('a/b', 0),
+      publish('a/ü', 300, 1),
+      subscribe(7, 'x/#'),
+      packet(0xc0, Buffer.alloc(0)),
+      publish('t', 900),
+    ]);
+    for (const step of [1, 7, 100, 4096])
+      assert.equal(feed(stream, 1000, step).packets, 5, `step ${step}`);
   });
 
   it('refuses a packet over the limit from its fixed header alone', () => {
@@ -47,7 +75,10 @@ describe('mqtt wire guard', () => {
   });
 
   it('refuses a remaining length longer than 4 bytes [MQTT-2.2.3]', () => {
-    assert.match(feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), 1 << 30).failure!.text, /MQTT-2.2.3/);
+    assert.match(
+      feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), 1 << 30).failure!.text,
+      /MQTT-2.2.3/,
+    );
   });
 
   const table: [string, Buffer, RegExp][] = [
@@ -73,7 +104,8 @@ describe('mqtt wire guard', () => {
   }
 
   it('spots a CONNECT with a protocol level mqtt-packet cannot parse [MQTT-3.1.2-2]', () => {
-    const connect = (level: number) => packet(0x10, Buffer.concat([str('MQTT'), Buffer.from([level, 2, 0, 60]), str('c')]));
+    const connect = (level: number) =>
+      packet(0x10, Buffer.concat([str('MQTT'), Buffer.from([level, 2, 0, 60]), str('c')]));
     assert.equal(unsupportedProtocolLevel(connect(4)), false);
     assert.equal(unsupportedProtocolLevel(connect(5)), false);
     assert.equal(unsupportedProtocolLevel(connect(6)), true);
@@ -82,7 +114,11 @@ describe('mqtt wire guard', () => {
 
   it('closes on a CONNECT whose client id, will topic or user name is not well-formed UTF-8 [MQTT-1.5.3-1]', () => {
     const bad = Buffer.from([0xc3, 0x28]);
-    const connect = (o: { id?: Buffer | string; will?: Buffer | string; user?: Buffer | string }) => {
+    const connect = (o: {
+      id?: Buffer | string;
+      will?: Buffer | string;
+      user?: Buffer | string;
+    }) => {
       const flags = 0x02 | (o.will !== undefined ? 0x04 : 0) | (o.user !== undefined ? 0x80 : 0);
       const parts = [str('MQTT'), Buffer.from([4, flags, 0, 60]), str(o.id ?? 'c')];
       if (o.will !== undefined) parts.push(str(o.will), str('bye'));
@@ -94,6 +130,9 @@ describe('mqtt wire guard', () => {
     assert.match(feed(connect({ will: bad })).failure!.text, /will topic/);
     assert.match(feed(connect({ user: bad })).failure!.text, /user name/);
     assert.match(feed(connect({ user: Buffer.from('a\0b') })).failure!.text, /user name/);
-    assert.equal(feed(connect({ will: 'w', user: Buffer.from([0xe2, 0x82, 0xac]) })).failure, undefined); // U+20AC is fine
+    assert.equal(
+      feed(connect({ will: 'w', user: Buffer.from([0xe2, 0x82, 0xac]) })).failure,
+      undefined,
+    ); // U+20AC is fine
   });
 });

@@ -13,7 +13,14 @@ import { MqttServer } from '../server.ts';
 import type { MqttOptions } from '../options.ts';
 import type { Storage } from '../../../storage/types.ts';
 
-export { collect, connectBytes, grantedQos, nextMessage, RawMqtt, sleepMs } from '../../../conformance/mqtt-helpers.ts';
+export {
+  collect,
+  connectBytes,
+  grantedQos,
+  nextMessage,
+  RawMqtt,
+  sleepMs,
+} from '../../../conformance/mqtt-helpers.ts';
 
 export interface Harness {
   broker: Broker;
@@ -28,9 +35,17 @@ export interface Harness {
 }
 
 /** Start a broker with alice, bob and carol (password `<user>-pw`) and an MQTT listener. */
-export async function startHarness(opts: Partial<MqttOptions> = {}, storage?: Storage): Promise<Harness> {
+export async function startHarness(
+  opts: Partial<MqttOptions> = {},
+  storage?: Storage,
+): Promise<Harness> {
   const broker = await makeBroker({}, undefined, storage);
-  const server = new MqttServer(broker, { tcp: { host: '127.0.0.1', port: 0 }, tls: null, sysIntervalMs: 0, ...opts });
+  const server = new MqttServer(broker, {
+    tcp: { host: '127.0.0.1', port: 0 },
+    tls: null,
+    sysIntervalMs: 0,
+    ...opts,
+  });
   await server.start();
   const port = server.ports.tcp!;
   const raws: RawMqtt[] = [];
@@ -39,7 +54,8 @@ export async function startHarness(opts: Partial<MqttOptions> = {}, storage?: St
     server,
     port,
     connect: (o: IClientOptions = {}) => mqttConnect(port, o),
-    login: (user, clientId, o = {}) => mqttConnect(port, { username: user, password: `${user}-pw`, clientId, ...o }),
+    login: (user, clientId, o = {}) =>
+      mqttConnect(port, { username: user, password: `${user}-pw`, clientId, ...o }),
     async raw() {
       const r = await RawMqtt.connect(port);
       raws.push(r);

@@ -11,8 +11,18 @@ describe('mqtt persistence: acknowledgements of clean sessions', () => {
         return { messageId: 1 };
       },
     });
-    assert.equal(await persistence.outgoingClearMessageId({ id: 'clean', clean: true } as Client, { messageId: 1 }), undefined);
-    assert.deepEqual(await persistence.outgoingClearMessageId({ id: 'kept', clean: false } as Client, { messageId: 1 }), { messageId: 1 });
+    assert.equal(
+      await persistence.outgoingClearMessageId({ id: 'clean', clean: true } as Client, {
+        messageId: 1,
+      }),
+      undefined,
+    );
+    assert.deepEqual(
+      await persistence.outgoingClearMessageId({ id: 'kept', clean: false } as Client, {
+        messageId: 1,
+      }),
+      { messageId: 1 },
+    );
     assert.deepEqual(asked, ['kept']);
   });
 

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import type { Broker } from '../../../broker/index.ts';
 import { eventually, online, presence, type FakeSession } from '../../../broker/test/helpers.ts';
-import { collect, grantedQos, nextMessage, sleepMs, startHarness, type Harness } from './harness.ts';
+import {
+  collect,
+  grantedQos,
+  nextMessage,
+  sleepMs,
+  startHarness,
+  type Harness,
+} from './harness.ts';
 
 /** `watcher` subscribes to `owner`'s presence and `owner` approves [RFC6121 3.1]. */
 async function follow(broker: Broker, watcher: FakeSession, owner: FakeSession): Promise<void> {
@@ -24,7 +31,11 @@ describe('mqtt presence: devices are resources of their account', () => {
   });
   afterEach(() => h.stop());
 
-  const fromDevice = (s: FakeSession, type?: string) => s.delivered.filter((e) => e.kind === 'presence' && e.from.toString() === 'alice@localhost/dev1' && e.type === type);
+  const fromDevice = (s: FakeSession, type?: string) =>
+    s.delivered.filter(
+      (e) =>
+        e.kind === 'presence' && e.from.toString() === 'alice@localhost/dev1' && e.type === type,
+    );
 
   it('shows a contact the device come online and go offline on DISCONNECT', async () => {
     const dev = await h.login('alice', 'dev1');
@@ -40,15 +51,19 @@ describe('mqtt presence: devices are resources of their account', () => {
     await eventually(() => assert.equal(fromDevice(bob, 'unavailable').length, 1));
   });
 
-  it('publishes the device\'s own presence from presence/{me}', async () => {
+  it("publishes the device's own presence from presence/{me}", async () => {
     const dev = await h.login('alice', 'dev1');
     await eventually(() => assert.equal(fromDevice(bob).length, 1));
-    await dev.publishAsync('presence/alice', JSON.stringify({ show: 'dnd', status: 'updating firmware' }), { qos: 1 });
+    await dev.publishAsync(
+      'presence/alice',
+      JSON.stringify({ show: 'dnd', status: 'updating firmware' }),
+      { qos: 1 },
+    );
     await eventually(() => assert.equal(fromDevice(bob).at(-1)?.show, 'dnd'));
     assert.equal(fromDevice(bob).at(-1)?.status, 'updating firmware');
   });
 
-  it('drops a PUBLISH on someone else\'s presence topic', async () => {
+  it("drops a PUBLISH on someone else's presence topic", async () => {
     const dev = await h.login('carol', 'dev9');
     await dev.publishAsync('presence/alice', 'online', { qos: 1 });
     await sleepMs(50);
@@ -63,7 +78,12 @@ describe('mqtt presence: devices are resources of their account', () => {
     assert.deepEqual(await grantedQos(bobDev, ['presence/alice']), [0]);
     const m = await snap;
     assert.equal(m.retain, true);
-    assert.deepEqual(JSON.parse(m.payload), { user: 'alice', jid: 'alice@localhost/dev1', available: true, priority: -1 });
+    assert.deepEqual(JSON.parse(m.payload), {
+      user: 'alice',
+      jid: 'alice@localhost/dev1',
+      available: true,
+      priority: -1,
+    });
     const later = nextMessage(bobDev, 'presence/alice');
     await dev.endAsync();
     assert.equal(JSON.parse((await later).payload).available, false);
@@ -84,7 +104,9 @@ describe('mqtt presence: devices are resources of their account', () => {
     const carol = await online(h.broker, 'carol', 'laptop', { interested: true });
     await presence(h.broker, carol, { type: 'subscribe', to: 'alice@localhost' });
     const dev = await h.login('alice', 'dev1');
-    await dev.publishAsync('presence/alice', JSON.stringify({ type: 'subscribed', to: 'carol' }), { qos: 1 });
+    await dev.publishAsync('presence/alice', JSON.stringify({ type: 'subscribed', to: 'carol' }), {
+      qos: 1,
+    });
     const item = await h.broker.roster.item('carol@localhost', 'alice@localhost');
     assert.equal(item?.subscription, 'to');
   });

@@ -36,15 +36,21 @@ console.log(JSON.stringify({
 }));
 `;
 
-async function inChild(DEBUG: string | undefined): Promise<{ out: Record<string, unknown>; stderr: string }> {
+async function inChild(
+  DEBUG: string | undefined,
+): Promise<{ out: Record<string, unknown>; stderr: string }> {
   const env = { ...process.env };
   delete env.DEBUG;
   if (DEBUG !== undefined) env.DEBUG = DEBUG;
-  const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child], {
-    cwd: repo,
-    env,
-    timeout: 60_000,
-  });
+  const { stdout, stderr } = await run(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '-e', child],
+    {
+      cwd: repo,
+      env,
+      timeout: 60_000,
+    },
+  );
   return { out: JSON.parse(stdout.trim().split('\n').pop()!), stderr };
 }
 
@@ -58,7 +64,11 @@ describe('mqtt: quiet debug loggers (quiet-debug.ts)', function () {
     assert.deepEqual(out.loadedTooEarly, []);
     assert.equal(out.parserQuiet, true);
     assert.equal(out.otherQuiet, true);
-    assert.deepEqual(out.api, ['function', 'function', 'function', true], "the rest of debug's export is the original's");
+    assert.deepEqual(
+      out.api,
+      ['function', 'function', 'function', true],
+      "the rest of debug's export is the original's",
+    );
     assert.equal(stderr, '');
   });
 

@@ -7,7 +7,8 @@ import { socketPair } from './socket-pair.ts';
 import { startHarness } from './harness.ts';
 
 /** A loopback pair whose server side went through readIntoSharedBuffer (or not, for the control). */
-const pair = (shared = true) => socketPair(shared ? { pauseOnConnect: true, adopt: readIntoSharedBuffer } : {});
+const pair = (shared = true) =>
+  socketPair(shared ? { pauseOnConnect: true, adopt: readIntoSharedBuffer } : {});
 
 /** The next chunk the server side reads. */
 const nextChunk = (s: net.Socket): Promise<Buffer> => once(s, 'data').then(([c]) => c as Buffer);
@@ -26,7 +27,9 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
   it('hands on every byte in order, small and large writes alike', async () => {
     const { server, client, close } = await pair();
     try {
-      const parts = [1, 2, 3, 100, 4095, 4096, 4097, 65_535, 65_536, 200_000, 7, 1_000_000].map((n) => randomBytes(n));
+      const parts = [1, 2, 3, 100, 4095, 4096, 4097, 65_535, 65_536, 200_000, 7, 1_000_000].map(
+        (n) => randomBytes(n),
+      );
       const want = createHash('sha256');
       for (const p of parts) want.update(p);
       const total = parts.reduce((a, p) => a + p.length, 0);
@@ -83,7 +86,7 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
       const done = new Promise<void>((resolve) =>
         server.on('readable', () => {
           if (!reading) return;
-          for (let c: Buffer | null; (c = server.read() as Buffer | null) !== null; ) {
+          for (let c: Buffer | null; (c = server.read() as Buffer | null) !== null;) {
             chunks.push(c);
             if ((n += c.length) >= data.length) resolve();
           }
@@ -92,7 +95,10 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
       client.write(data);
       await new Promise((r) => setTimeout(r, 300));
       // The kernel's buffers filled and the rest waits in the client: the server did not read it all into memory.
-      assert.ok(server.readableLength < 1024 * 1024, `server buffered ${server.readableLength} B unread`);
+      assert.ok(
+        server.readableLength < 1024 * 1024,
+        `server buffered ${server.readableLength} B unread`,
+      );
       assert.ok(client.writableLength > 0, 'the client still holds unsent data');
       reading = true;
       server.emit('readable');
@@ -129,7 +135,12 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
       try {
         const reader = await h.login('bob', 'r');
         await reader.subscribeAsync('data/#', { qos: 1 });
-        const sent = [Buffer.from('hello'), randomBytes(200_000), ...Array.from({ length: 30 }, (_, i) => Buffer.from(`small ${i}`)), randomBytes(70_000)];
+        const sent = [
+          Buffer.from('hello'),
+          randomBytes(200_000),
+          ...Array.from({ length: 30 }, (_, i) => Buffer.from(`small ${i}`)),
+          randomBytes(70_000),
+        ];
         const got: Buffer[] = [];
         const all = new Promise<void>((resolve) =>
           reader.on('message', (_t, payload: Buffer) => {
@@ -142,7 +153,9 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
         await Promise.all(sent.map((p) => writer.publishAsync('data/x', p, { qos: 1 })));
         await all;
         assert.equal(got.length, sent.length);
-        sent.forEach((p, i) => assert.ok(got[i]!.equals(p), `message ${i} (${p.length} B) arrived whole`));
+        sent.forEach((p, i) =>
+          assert.ok(got[i]!.equals(p), `message ${i} (${p.length} B) arrived whole`),
+        );
       } finally {
         await h.stop();
       }
@@ -150,7 +163,9 @@ describe('mqtt: plain-TCP reads into one shared buffer (read-buffer.ts)', () => 
   }
 
   it('the MQTT listener reads through the shared buffer by default, and as Node does with the option off', async () => {
-    const slabs = async (opts: { sharedReadBuffer?: boolean }): Promise<[ArrayBufferLike, ArrayBufferLike]> => {
+    const slabs = async (opts: {
+      sharedReadBuffer?: boolean;
+    }): Promise<[ArrayBufferLike, ArrayBufferLike]> => {
       const h = await startHarness(opts);
       try {
         const writer = await h.login('alice', 'w');

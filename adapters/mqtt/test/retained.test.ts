@@ -7,15 +7,38 @@ import { Level } from 'level';
 import { levelRetainedStore, levelSessionEraser } from '../../../bin/mqtt-persistence.ts';
 import { MemoryRetainedStore, RetainedIndex } from '../retained.ts';
 
-const silent = { info() {}, debug() {}, warn() {}, error() {}, child() { return silent; } } as never;
+const silent = {
+  info() {},
+  debug() {},
+  warn() {},
+  error() {},
+  child() {
+    return silent;
+  },
+} as never;
 const limits = { retainedMaxPerUser: 1000, retainedMaxTotal: 1000, retainedMaxPayload: 1000 };
-const put = (idx: RetainedIndex, topic: string, owner = 'u', payload = 'x') => idx.storeRetained({ topic, payload: Buffer.from(payload), qos: 0, clientId: `${owner}/c` });
+const put = (idx: RetainedIndex, topic: string, owner = 'u', payload = 'x') =>
+  idx.storeRetained({ topic, payload: Buffer.from(payload), qos: 0, clientId: `${owner}/c` });
 
 describe('mqtt: retained index', () => {
   it('matches filters as [MQTT-4.7] does: # with its parent level, + for one level, no wildcard start on $ topics', async () => {
     const idx = new RetainedIndex(new MemoryRetainedStore(), limits, silent);
-    for (const t of ['sport', 'sport/tennis', 'sport/tennis/player1', 'sport/golf', 'a//b', '$SYS/x', '/lead']) await put(idx, t);
-    assert.deepEqual(idx.match(['sport/#']), ['sport', 'sport/golf', 'sport/tennis', 'sport/tennis/player1']); // [MQTT-4.7.1-2]
+    for (const t of [
+      'sport',
+      'sport/tennis',
+      'sport/tennis/player1',
+      'sport/golf',
+      'a//b',
+      '$SYS/x',
+      '/lead',
+    ])
+      await put(idx, t);
+    assert.deepEqual(idx.match(['sport/#']), [
+      'sport',
+      'sport/golf',
+      'sport/tennis',
+      'sport/tennis/player1',
+    ]); // [MQTT-4.7.1-2]
     assert.deepEqual(idx.match(['sport/+']), ['sport/golf', 'sport/tennis']); // [MQTT-4.7.1-3]
     assert.deepEqual(idx.match(['+']), ['sport']);
     assert.deepEqual(idx.match(['a/+/b']), ['a//b']);
@@ -40,13 +63,31 @@ describe('mqtt: retained index', () => {
       const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
       await db.open();
       const p = aedesPersistenceLevel(db) as unknown as { storeRetained(p: object): Promise<void> };
-      await p.storeRetained({ cmd: 'publish', topic: 'old/one', payload: Buffer.from('1'), qos: 1, retain: true, clientId: 'kim/dev' });
-      await p.storeRetained({ cmd: 'publish', topic: '$SYS/old', payload: Buffer.from('2'), qos: 0, retain: true });
+      await p.storeRetained({
+        cmd: 'publish',
+        topic: 'old/one',
+        payload: Buffer.from('1'),
+        qos: 1,
+        retain: true,
+        clientId: 'kim/dev',
+      });
+      await p.storeRetained({
+        cmd: 'publish',
+        topic: '$SYS/old',
+        payload: Buffer.from('2'),
+        qos: 0,
+        retain: true,
+      });
       const store = await levelRetainedStore(p, db, silent);
       const idx = new RetainedIndex(store, limits, silent);
       await idx.load();
       assert.deepEqual(idx.match(['#', '$SYS/#']), ['old/one', '$SYS/old']);
-      assert.deepEqual(await store.get('old/one'), { topic: 'old/one', payload: Buffer.from('1'), qos: 1, owner: 'kim' });
+      assert.deepEqual(await store.get('old/one'), {
+        topic: 'old/one',
+        payload: Buffer.from('1'),
+        qos: 1,
+        owner: 'kim',
+      });
       let oldKeys = 0;
       for await (const _k of db.keys({ gte: 'retained:', lt: 'retained;' })) oldKeys++;
       assert.equal(oldKeys, 0);
@@ -66,7 +107,10 @@ describe('mqtt: retained index', () => {
       const eraser = levelSessionEraser(p, db);
       await p.addSubscriptions({ id: 'kim/a' }, [{ topic: 'x', qos: 1 }]);
       await p.addSubscriptions({ id: 'kim/b:c' }, [{ topic: 'y', qos: 1 }]);
-      await p.putWill({ id: 'kim/a' }, { topic: 'w', payload: Buffer.from('x'), qos: 0, retain: false });
+      await p.putWill(
+        { id: 'kim/a' },
+        { topic: 'w', payload: Buffer.from('x'), qos: 0, retain: false },
+      );
       await p.addSubscriptions({ id: 'kimberly/a' }, [{ topic: 'z', qos: 1 }]);
       assert.deepEqual((await eraser.users()).sort(), ['kim', 'kimberly']);
       assert.deepEqual((await eraser.erase('kim')).sort(), ['kim/a', 'kim/b:c']);

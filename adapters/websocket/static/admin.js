@@ -8,12 +8,22 @@ const POLL_MS = 2000;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const $ = (id) => document.getElementById(id);
 // The same colours as the legend in admin.html.
-const COLORS = { messages: '#2f6fde', stanzasIn: '#2f9e68', stanzasOut: '#d9822b', connections: '#2f6fde', xmpp: '#2f6fde', mqtt: '#8e44ad' };
+const COLORS = {
+  messages: '#2f6fde',
+  stanzasIn: '#2f9e68',
+  stanzasOut: '#d9822b',
+  connections: '#2f6fde',
+  xmpp: '#2f6fde',
+  mqtt: '#8e44ad',
+};
 const OTHER_COLORS = ['#2f9e68', '#d9822b', '#c63d3d', '#6b7385'];
-const colorOf = (key) => COLORS[key] ?? (COLORS[key] = OTHER_COLORS[Object.keys(COLORS).length % OTHER_COLORS.length]);
+const colorOf = (key) =>
+  COLORS[key] ?? (COLORS[key] = OTHER_COLORS[Object.keys(COLORS).length % OTHER_COLORS.length]);
 
 function el(name, attrs = {}, text) {
-  const e = name.startsWith('svg:') ? document.createElementNS(SVG_NS, name.slice(4)) : document.createElement(name);
+  const e = name.startsWith('svg:')
+    ? document.createElementNS(SVG_NS, name.slice(4))
+    : document.createElement(name);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
   if (text !== undefined) e.textContent = text;
   return e;
@@ -25,13 +35,18 @@ function clock(ms) {
 
 function duration(ms) {
   const s = Math.floor(ms / 1000);
-  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  const d = Math.floor(s / 86400),
+    h = Math.floor((s % 86400) / 3600),
+    m = Math.floor((s % 3600) / 60);
   return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
 }
 
 function card(label, n, cls, id) {
   const c = el('div', { class: `card ${cls}` });
-  c.append(el('div', { class: 'n', ...(id ? { id } : {}) }, String(n)), el('div', { class: 'l' }, label));
+  c.append(
+    el('div', { class: 'n', ...(id ? { id } : {}) }, String(n)),
+    el('div', { class: 'l' }, label),
+  );
   return c;
 }
 
@@ -39,7 +54,10 @@ function drawConnections(c) {
   const box = $('connections');
   const cards = [card('total', c.total, 'total', 'conn-total')];
   for (const [protocol, n] of Object.entries(c.byProtocol).sort()) {
-    const transports = c.byTransport.filter((t) => t.protocol === protocol).map((t) => `${t.transport} ${t.count}`).join(', ');
+    const transports = c.byTransport
+      .filter((t) => t.protocol === protocol)
+      .map((t) => `${t.transport} ${t.count}`)
+      .join(', ');
     const k = card(`${protocol}${transports ? ` (${transports})` : ''}`, n, '', `conn-${protocol}`);
     k.dataset.protocol = protocol;
     cards.push(k);
@@ -50,8 +68,12 @@ function drawConnections(c) {
 /** Lines over time in an SVG with a y grid; series: sample keys. */
 function lineChart(svg, samples, series, windowMs) {
   const [, , W, H] = svg.getAttribute('viewBox').split(' ').map(Number);
-  const left = 40, right = 8, top = 8, bottom = 20;
-  const w = W - left - right, h = H - top - bottom;
+  const left = 40,
+    right = 8,
+    top = 8,
+    bottom = 20;
+  const w = W - left - right,
+    h = H - top - bottom;
   const now = samples.length ? samples[samples.length - 1].t : Date.now();
   const from = now - windowMs;
   let max = 1;
@@ -68,11 +90,29 @@ function lineChart(svg, samples, series, windowMs) {
   const minutes = Math.round(windowMs / 60000);
   for (let m = 0; m <= minutes; m += minutes > 5 ? 2 : 1) {
     const t = now - m * 60000;
-    parts.push(el('svg:text', { x: x(t), y: H - 5, 'text-anchor': m === 0 ? 'end' : 'middle' }, m === 0 ? 'now' : `-${m}m`));
+    parts.push(
+      el(
+        'svg:text',
+        { x: x(t), y: H - 5, 'text-anchor': m === 0 ? 'end' : 'middle' },
+        m === 0 ? 'now' : `-${m}m`,
+      ),
+    );
   }
   for (const key of series) {
-    const pts = samples.filter((s) => s.t >= from).map((s) => `${x(s.t).toFixed(1)},${y(s[key]).toFixed(1)}`);
-    if (pts.length) parts.push(el('svg:polyline', { points: pts.join(' '), fill: 'none', stroke: colorOf(key), 'stroke-width': 1.6, 'stroke-linejoin': 'round', 'data-series': key }));
+    const pts = samples
+      .filter((s) => s.t >= from)
+      .map((s) => `${x(s.t).toFixed(1)},${y(s[key]).toFixed(1)}`);
+    if (pts.length)
+      parts.push(
+        el('svg:polyline', {
+          points: pts.join(' '),
+          fill: 'none',
+          stroke: colorOf(key),
+          'stroke-width': 1.6,
+          'stroke-linejoin': 'round',
+          'data-series': key,
+        }),
+      );
   }
   svg.replaceChildren(...parts);
 }
@@ -84,7 +124,9 @@ function niceStep(raw) {
 }
 
 function fmt(v) {
-  return v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : String(Math.round(v * 100) / 100);
+  return v >= 1000
+    ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k`
+    : String(Math.round(v * 100) / 100);
 }
 
 function drawUsers(users) {
@@ -104,7 +146,11 @@ function drawErrors(errors) {
   body.replaceChildren(
     ...errors.map((e) => {
       const tr = el('tr');
-      tr.append(el('td', { class: 'time' }, clock(e.time)), el('td', { class: 'src' }, e.source), el('td', {}, e.text));
+      tr.append(
+        el('td', { class: 'time' }, clock(e.time)),
+        el('td', { class: 'src' }, e.source),
+        el('td', {}, e.text),
+      );
       return tr;
     }),
   );
@@ -113,7 +159,15 @@ function drawErrors(errors) {
 /** Per-protocol series from the samples: `pick` reads one number of a protocol's sample. */
 function perProtocol(samples, pick) {
   const protocols = [...new Set(samples.flatMap((s) => Object.keys(s.byProtocol ?? {})))].sort();
-  return { protocols, samples: samples.map((s) => Object.fromEntries([['t', s.t], ...protocols.map((p) => [p, s.byProtocol?.[p] ? pick(s.byProtocol[p]) : 0])])) };
+  return {
+    protocols,
+    samples: samples.map((s) =>
+      Object.fromEntries([
+        ['t', s.t],
+        ...protocols.map((p) => [p, s.byProtocol?.[p] ? pick(s.byProtocol[p]) : 0]),
+      ]),
+    ),
+  };
 }
 
 function drawProtocols(samples, windowMs) {
@@ -131,10 +185,14 @@ function drawProtocols(samples, windowMs) {
 }
 
 function draw(s) {
-  $('node').textContent = `${s.node.domain} · up ${duration(s.node.now - s.node.startedAt)} · ${s.sessions} session${s.sessions === 1 ? '' : 's'}`;
+  $('node').textContent =
+    `${s.node.domain} · up ${duration(s.node.now - s.node.startedAt)} · ${s.sessions} session${s.sessions === 1 ? '' : 's'}`;
   drawConnections(s.connections);
   const samples = s.rates.samples;
-  const windowMs = Math.max(60000, Math.min(10 * 60000, Math.ceil((samples.length * s.rates.intervalMs) / 60000) * 60000));
+  const windowMs = Math.max(
+    60000,
+    Math.min(10 * 60000, Math.ceil((samples.length * s.rates.intervalMs) / 60000) * 60000),
+  );
   $('window').textContent = `${Math.round(windowMs / 60000)} min`;
   lineChart($('rates'), samples, ['stanzasIn', 'stanzasOut', 'messages'], windowMs);
   lineChart($('conn-chart'), samples, ['connections'], windowMs);
@@ -158,7 +216,8 @@ async function api(cmd, fields = {}) {
   } catch {
     throw new Error(`HTTP ${r.status}`);
   }
-  if (!body.ok) throw Object.assign(new Error(body.error || `HTTP ${r.status}`), { code: body.code });
+  if (!body.ok)
+    throw Object.assign(new Error(body.error || `HTTP ${r.status}`), { code: body.code });
   return body.result;
 }
 
@@ -208,9 +267,15 @@ async function loadAccounts() {
 function drawAccounts() {
   $('account-count').textContent = String(accounts.length);
   const f = $('account-filter').value.trim().toLowerCase();
-  const shown = accounts.filter((a) => !f || a.includes(f)).sort().slice(0, 500);
+  const shown = accounts
+    .filter((a) => !f || a.includes(f))
+    .sort()
+    .slice(0, 500);
   const body = $('accounts');
-  if (!shown.length) return body.replaceChildren(emptyRow(2, accounts.length ? 'no account matches' : 'no accounts'));
+  if (!shown.length)
+    return body.replaceChildren(
+      emptyRow(2, accounts.length ? 'no account matches' : 'no accounts'),
+    );
   body.replaceChildren(
     ...shown.map((a) => {
       const tr = el('tr', { 'data-user': a });
@@ -243,13 +308,17 @@ function sessionRow(s, after) {
   const tr = el('tr', { 'data-jid': s.jid });
   const kick = el('td');
   kick.append(
-    button('kick', 'danger', () =>
-      act(`kick ${s.jid}`, async () => {
-        const r = await api('session.kick', { jid: s.jid, reason: 'ended from the admin page' });
-        await after();
-        return `kicked ${r.kicked.join(', ')}`;
-      }),
-    { 'data-action': 'kick' }),
+    button(
+      'kick',
+      'danger',
+      () =>
+        act(`kick ${s.jid}`, async () => {
+          const r = await api('session.kick', { jid: s.jid, reason: 'ended from the admin page' });
+          await after();
+          return `kicked ${r.kicked.join(', ')}`;
+        }),
+      { 'data-action': 'kick' },
+    ),
   );
   tr.append(
     el('td', { class: 'jid' }, s.jid),
@@ -266,7 +335,10 @@ async function showUser(name) {
   selected = name;
   let info, roster;
   try {
-    [info, roster] = await Promise.all([api('user.info', { username: name }), api('user.roster', { username: name })]);
+    [info, roster] = await Promise.all([
+      api('user.info', { username: name }),
+      api('user.roster', { username: name }),
+    ]);
   } catch (err) {
     say(`${name}: ${err.message}`, true);
     $('detail').hidden = true;
@@ -280,7 +352,11 @@ async function showUser(name) {
     card('contacts', info.rosterSize, '', 'detail-roster-size'),
     card('sessions', info.sessions.length, '', 'detail-session-count'),
     card('offline messages', info.offline, '', 'detail-offline'),
-    card(last ? `last login (${last.protocol}/${last.transport})` : 'last login', last ? clock(last.at) : 'never', ''),
+    card(
+      last ? `last login (${last.protocol}/${last.transport})` : 'last login',
+      last ? clock(last.at) : 'never',
+      '',
+    ),
   );
   const sessions = $('detail-sessions');
   if (!info.sessions.length) sessions.replaceChildren(emptyRow(6, 'not online'));
@@ -291,7 +367,12 @@ async function showUser(name) {
     items.replaceChildren(
       ...roster.items.map((i) => {
         const tr = el('tr');
-        tr.append(el('td', { class: 'jid' }, i.jid), el('td', {}, i.name ?? ''), el('td', {}, i.subscription + (i.ask ? ' (asked)' : '')), el('td', {}, i.groups.join(', ')));
+        tr.append(
+          el('td', { class: 'jid' }, i.jid),
+          el('td', {}, i.name ?? ''),
+          el('td', {}, i.subscription + (i.ask ? ' (asked)' : '')),
+          el('td', {}, i.groups.join(', ')),
+        );
         return tr;
       }),
     );
@@ -301,20 +382,30 @@ $('reset-password').addEventListener('submit', async (e) => {
   e.preventDefault();
   const name = selected;
   const password = $('reset-value').value;
-  if (await act(`password of ${name}`, async () => {
-    await api('user.passwd', { username: name, password });
-    return `password of ${name} changed`;
-  }))
+  if (
+    await act(`password of ${name}`, async () => {
+      await api('user.passwd', { username: name, password });
+      return `password of ${name} changed`;
+    })
+  )
     $('reset-value').value = '';
 });
 
 $('remove-user').addEventListener('click', async () => {
   const name = selected;
-  if (!name || !confirm(`Remove the account ${name}, its roster, offline messages and archive? Its sessions are closed.`)) return;
-  if (await act(`remove ${name}`, async () => {
-    await api('user.remove', { username: name });
-    return `account ${name} removed`;
-  })) {
+  if (
+    !name ||
+    !confirm(
+      `Remove the account ${name}, its roster, offline messages and archive? Its sessions are closed.`,
+    )
+  )
+    return;
+  if (
+    await act(`remove ${name}`, async () => {
+      await api('user.remove', { username: name });
+      return `account ${name} removed`;
+    })
+  ) {
     $('detail').hidden = true;
     selected = undefined;
     await loadAccounts().catch(() => {});
@@ -328,7 +419,12 @@ async function drawSessions() {
   $('session-count').textContent = String(list.length);
   const body = $('sessions');
   if (!list.length) return body.replaceChildren(emptyRow(6, 'no sessions'));
-  body.replaceChildren(...list.sort((a, b) => a.jid.localeCompare(b.jid)).slice(0, 500).map((s) => sessionRow(s, drawSessions)));
+  body.replaceChildren(
+    ...list
+      .sort((a, b) => a.jid.localeCompare(b.jid))
+      .slice(0, 500)
+      .map((s) => sessionRow(s, drawSessions)),
+  );
 }
 
 /** messagesSinceStart of each room at the previous poll, for its rate */
@@ -341,7 +437,12 @@ async function drawRooms() {
     rooms = await api('room.list');
   } catch (err) {
     $('room-count').textContent = '0';
-    return body.replaceChildren(emptyRow(6, err.code === 'service-unavailable' ? 'groupchat is off (modules.rooms.host)' : err.message));
+    return body.replaceChildren(
+      emptyRow(
+        6,
+        err.code === 'service-unavailable' ? 'groupchat is off (modules.rooms.host)' : err.message,
+      ),
+    );
   }
   const now = Date.now();
   const dt = (now - lastRooms.t) / 1000;
@@ -355,7 +456,10 @@ async function drawRooms() {
         .slice(0, 500)
         .map((r) => {
           const before = lastRooms.counts.get(r.room);
-          const rate = before === undefined || dt <= 0 ? '-' : fmt(Math.max(0, r.messagesSinceStart - before) / dt);
+          const rate =
+            before === undefined || dt <= 0
+              ? '-'
+              : fmt(Math.max(0, r.messagesSinceStart - before) / dt);
           const tr = el('tr', { 'data-room': r.room });
           tr.append(
             el('td', { class: 'jid' }, r.room),
@@ -375,10 +479,12 @@ $('announce').addEventListener('submit', async (e) => {
   e.preventDefault();
   const text = $('announce-text').value;
   const subject = $('announce-subject').value.trim();
-  if (await act('announce', async () => {
-    const r = await api('announce', { text, ...(subject && { subject }) });
-    return `sent to ${r.sessions} session${r.sessions === 1 ? '' : 's'}`;
-  }))
+  if (
+    await act('announce', async () => {
+      const r = await api('announce', { text, ...(subject && { subject }) });
+      return `sent to ${r.sessions} session${r.sessions === 1 ? '' : 's'}`;
+    })
+  )
     $('announce-text').value = '';
 });
 

@@ -19,14 +19,26 @@ const b64 = (bytes) => btoa(binary(bytes));
 const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 
 async function hmac(key, data) {
-  const k = await crypto.subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return new Uint8Array(await crypto.subtle.sign('HMAC', k, typeof data === 'string' ? enc.encode(data) : data));
+  const k = await crypto.subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, [
+    'sign',
+  ]);
+  return new Uint8Array(
+    await crypto.subtle.sign('HMAC', k, typeof data === 'string' ? enc.encode(data) : data),
+  );
 }
 
 async function saltedPassword(password, salt, iterations) {
   // SASLprep approximated by NFKC, as the server does.
-  const k = await crypto.subtle.importKey('raw', enc.encode(password.normalize('NFKC')), 'PBKDF2', false, ['deriveBits']);
-  return new Uint8Array(await crypto.subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations }, k, 256));
+  const k = await crypto.subtle.importKey(
+    'raw',
+    enc.encode(password.normalize('NFKC')),
+    'PBKDF2',
+    false,
+    ['deriveBits'],
+  );
+  return new Uint8Array(
+    await crypto.subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations }, k, 256),
+  );
 }
 
 function ScramSha256() {
@@ -45,7 +57,8 @@ ScramSha256.prototype.response = async function (cred) {
     return binary(enc.encode(`n,,${this.firstBare}`));
   }
   const attrs = Object.fromEntries(this.serverFirst.split(',').map((p) => [p[0], p.slice(2)]));
-  if (!attrs.r || !attrs.r.startsWith(this.nonce)) throw new Error('SCRAM: the server nonce does not extend ours');
+  if (!attrs.r || !attrs.r.startsWith(this.nonce))
+    throw new Error('SCRAM: the server nonce does not extend ours');
   const salted = await saltedPassword(cred.password, unb64(attrs.s), Number(attrs.i));
   const clientKey = await hmac(salted, 'Client Key');
   const storedKey = new Uint8Array(await crypto.subtle.digest('SHA-256', clientKey));
@@ -89,7 +102,9 @@ function onStanza(stanza) {
   if (!stanza.is('message')) return;
   const from = (stanza.attrs.from || '').split('/')[0];
   if (stanza.attrs.type === 'error') {
-    const cond = stanza.getChild('error')?.children.find((c) => typeof c === 'object' && c.name !== 'text')?.name;
+    const cond = stanza
+      .getChild('error')
+      ?.children.find((c) => typeof c === 'object' && c.name !== 'text')?.name;
     addMessage('error', from, `not delivered: ${cond || 'error'}`);
     return;
   }
@@ -107,7 +122,8 @@ function showChat(online) {
 async function login(ev) {
   ev.preventDefault();
   showError('');
-  if (!window.XMPP) return showError('The @xmpp/client browser bundle is not installed on the server.');
+  if (!window.XMPP)
+    return showError('The @xmpp/client browser bundle is not installed on the server.');
   const typed = $('username').value.trim();
   const [local, domain] = typed.includes('@') ? typed.split('@') : [typed, config.domain];
   const password = $('password').value;
@@ -156,7 +172,13 @@ async function send(ev) {
   const text = $('body').value;
   if (!text.trim()) return;
   const { xml } = window.XMPP;
-  await xmpp.send(xml('message', { to, type: 'chat', id: `web-${Date.now().toString(36)}` }, xml('body', {}, text)));
+  await xmpp.send(
+    xml(
+      'message',
+      { to, type: 'chat', id: `web-${Date.now().toString(36)}` },
+      xml('body', {}, text),
+    ),
+  );
   addMessage('out', `to ${to}`, text);
   $('body').value = '';
   $('body').focus();

@@ -10,7 +10,13 @@ async function lines(registry: Registry): Promise<string[]> {
 describe('CountingHistogram (adapters/websocket/histogram.ts)', function () {
   it('exposes cumulative buckets by le after the label (a value on a bound counts in it), +Inf, _sum and _count, per label value', async function () {
     const registry = new Registry();
-    const h = new CountingHistogram({ name: 'h_seconds', help: 'test', buckets: [0.5, 0.1, 1], labelName: 'op', registers: [registry] });
+    const h = new CountingHistogram({
+      name: 'h_seconds',
+      help: 'test',
+      buckets: [0.5, 0.1, 1],
+      labelName: 'op',
+      registers: [registry],
+    });
     const a = h.series('kv.get');
     for (const v of [0.05, 0.1, 0.3, 1, 7]) a.observe(v);
     h.series('kv.put').observe(0.2);
@@ -34,11 +40,26 @@ describe('CountingHistogram (adapters/websocket/histogram.ts)', function () {
 
   it('without a label has one series from the start; resetMetrics zeroes it and a held series keeps counting', async function () {
     const registry = new Registry();
-    const s = new CountingHistogram({ name: 'd_seconds', help: 'test', buckets: [1], registers: [registry] }).series();
-    assert.deepEqual(await lines(registry), ['d_seconds_bucket{le="1"} 0', 'd_seconds_bucket{le="+Inf"} 0', 'd_seconds_sum 0', 'd_seconds_count 0']);
+    const s = new CountingHistogram({
+      name: 'd_seconds',
+      help: 'test',
+      buckets: [1],
+      registers: [registry],
+    }).series();
+    assert.deepEqual(await lines(registry), [
+      'd_seconds_bucket{le="1"} 0',
+      'd_seconds_bucket{le="+Inf"} 0',
+      'd_seconds_sum 0',
+      'd_seconds_count 0',
+    ]);
     s.observe(2);
     registry.resetMetrics();
     s.observe(0.5);
-    assert.deepEqual(await lines(registry), ['d_seconds_bucket{le="1"} 1', 'd_seconds_bucket{le="+Inf"} 1', 'd_seconds_sum 0.5', 'd_seconds_count 1']);
+    assert.deepEqual(await lines(registry), [
+      'd_seconds_bucket{le="1"} 1',
+      'd_seconds_bucket{le="+Inf"} 1',
+      'd_seconds_sum 0.5',
+      'd_seconds_count 1',
+    ]);
   });
 });

@@ -30,7 +30,10 @@ describe('RateSampler (admin page rates)', () => {
         stanzasIn: 2,
         stanzasOut: 1,
         connections: 2,
-        byProtocol: { xmpp: { in: 1, out: 1, connections: 1 }, mqtt: { in: 1, out: 0, connections: 1 } },
+        byProtocol: {
+          xmpp: { in: 1, out: 1, connections: 1 },
+          mqtt: { in: 1, out: 0, connections: 1 },
+        },
       },
     ]);
     m.connection('mqtt', 'tcp', -1);
@@ -41,7 +44,10 @@ describe('RateSampler (admin page rates)', () => {
       stanzasIn: 0,
       stanzasOut: 0,
       connections: 1,
-      byProtocol: { xmpp: { in: 0, out: 0, connections: 1 }, mqtt: { in: 0, out: 0, connections: 0 } },
+      byProtocol: {
+        xmpp: { in: 0, out: 0, connections: 1 },
+        mqtt: { in: 0, out: 0, connections: 0 },
+      },
     });
   });
 
@@ -67,7 +73,12 @@ describe('RateSampler (admin page rates)', () => {
     // PromMetrics fills its counters from counts that never go down; a registry
     // whose counter is reset (another exporter, a restart) is built by hand.
     const registry = new Registry();
-    const messages = new Counter({ name: 'parley_messages_total', help: 'h', labelNames: ['event', 'kind'], registers: [registry] });
+    const messages = new Counter({
+      name: 'parley_messages_total',
+      help: 'h',
+      labelNames: ['event', 'kind'],
+      registers: [registry],
+    });
     const s = new RateSampler(registry, 5);
     messages.inc({ event: 'routed', kind: 'message' }, 4);
     await s.sample(1000);

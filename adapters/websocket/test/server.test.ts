@@ -54,7 +54,15 @@ describe('WebServer: TLS is the socket’s, not the request’s (issue 20 item 4
   it('an absolute-form https:// target to the plain port from a non-loopback address is refused 403, like any plain request', async () => {
     const auth = `Authorization: Basic ${Buffer.from('alice:alice-pw').toString('base64')}\r\n`;
     for (const target of ['https://127.0.0.1/admin/api/stats', '/admin/api/stats']) {
-      assert.equal(await rawStatus(web.ports.http!, ip!, `GET ${target} HTTP/1.1\r\nHost: ${ip}\r\n${auth}\r\n`), 403, target);
+      assert.equal(
+        await rawStatus(
+          web.ports.http!,
+          ip!,
+          `GET ${target} HTTP/1.1\r\nHost: ${ip}\r\n${auth}\r\n`,
+        ),
+        403,
+        target,
+      );
     }
   });
 });

@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { Element, xml } from '@xmpp/xml';
-import { adminOps, BrokerError, defineModule, isAdmin, type Address, type Broker } from '../../../broker/index.ts';
+import {
+  adminOps,
+  BrokerError,
+  defineModule,
+  isAdmin,
+  type Address,
+  type Broker,
+} from '../../../broker/index.ts';
 import { xmppHooks } from '../hooks.ts';
 import { iqRegistry } from '../iq-registry.ts';
 import { NS_DATA, NS_ROSTER } from '../ns.ts';
@@ -21,8 +28,13 @@ interface AdminCommand {
   run(broker: Broker, f: Fields): Promise<{ note: string; result?: Element }>;
 }
 
-const field = (v: string, type: string, label: string, required = false, children: Element[] = []) =>
-  xml('field', { var: v, type, label }, ...(required ? [xml('required')] : []), ...children);
+const field = (
+  v: string,
+  type: string,
+  label: string,
+  required = false,
+  children: Element[] = [],
+) => xml('field', { var: v, type, label }, ...(required ? [xml('required')] : []), ...children);
 const hidden = () => xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, NS_ADMIN));
 
 function one(f: Fields, name: string): string {
@@ -38,7 +50,12 @@ function many(f: Fields, name: string): string[] {
 
 /** A result form with one number [XEP-0133 4.13, 4.15]. */
 const numberResult = (v: string, label: string, n: number) =>
-  xml('x', { xmlns: NS_DATA, type: 'result' }, hidden(), xml('field', { var: v, type: 'text-single', label }, xml('value', {}, String(n))));
+  xml(
+    'x',
+    { xmlns: NS_DATA, type: 'result' },
+    hidden(),
+    xml('field', { var: v, type: 'text-single', label }, xml('value', {}, String(n))),
+  );
 
 /** The XEP-0133 subset Parley offers, by node. */
 const COMMANDS: Record<string, AdminCommand> = {
@@ -54,7 +71,8 @@ const COMMANDS: Record<string, AdminCommand> = {
       const jid = one(f, 'accountjid');
       const pw = one(f, 'password');
       const verify = f.get('password-verify')?.[0];
-      if (verify !== undefined && verify !== pw) throw new BrokerError('not-acceptable', 'the passwords do not match');
+      if (verify !== undefined && verify !== pw)
+        throw new BrokerError('not-acceptable', 'the passwords do not match');
       await adminOps.addUser(broker, jid, pw);
       return { note: `${jid} added` };
     },
@@ -75,14 +93,20 @@ const COMMANDS: Record<string, AdminCommand> = {
     fields: () => [field('accountjids', 'jid-multi', 'The Jabber ID(s) whose sessions end', true)],
     async run(broker, f) {
       const kicked: string[] = [];
-      for (const j of many(f, 'accountjids')) kicked.push(...(await adminOps.kick(broker, j, 'session ended by an administrator')).kicked);
+      for (const j of many(f, 'accountjids'))
+        kicked.push(
+          ...(await adminOps.kick(broker, j, 'session ended by an administrator')).kicked,
+        );
       return { note: `${kicked.length} sessions ended` };
     },
   },
   // [XEP-0133 4.7]
   [`${NS_ADMIN}#change-user-password`]: {
     name: 'Change User Password',
-    fields: () => [field('accountjid', 'jid-single', 'The Jabber ID for this account', true), field('password', 'text-private', 'The password for this account', true)],
+    fields: () => [
+      field('accountjid', 'jid-single', 'The Jabber ID for this account', true),
+      field('password', 'text-private', 'The password for this account', true),
+    ],
     async run(broker, f) {
       const jid = one(f, 'accountjid');
       await adminOps.setPassword(broker, jid, one(f, 'password'));
@@ -92,14 +116,33 @@ const COMMANDS: Record<string, AdminCommand> = {
   // [XEP-0133 4.8] the roster inside the result form
   [`${NS_ADMIN}#get-user-roster`]: {
     name: 'Get User Roster',
-    fields: () => [field('accountjid', 'jid-single', 'The Jabber ID for which to retrieve the roster', true)],
+    fields: () => [
+      field('accountjid', 'jid-single', 'The Jabber ID for which to retrieve the roster', true),
+    ],
     async run(broker, f) {
       const r = await adminOps.userRoster(broker, one(f, 'accountjid'));
       const query = xml('query', { xmlns: NS_ROSTER });
       for (const i of r.items) {
-        query.append(xml('item', { jid: i.jid, name: i.name, subscription: i.subscription, ...(i.ask && { ask: 'subscribe' }) }, ...i.groups.map((g) => xml('group', {}, g))));
+        query.append(
+          xml(
+            'item',
+            {
+              jid: i.jid,
+              name: i.name,
+              subscription: i.subscription,
+              ...(i.ask && { ask: 'subscribe' }),
+            },
+            ...i.groups.map((g) => xml('group', {}, g)),
+          ),
+        );
       }
-      const result = xml('x', { xmlns: NS_DATA, type: 'result' }, hidden(), xml('field', { var: 'accountjid', type: 'jid-single' }, xml('value', {}, r.user)), query);
+      const result = xml(
+        'x',
+        { xmlns: NS_DATA, type: 'result' },
+        hidden(),
+        xml('field', { var: 'accountjid', type: 'jid-single' }, xml('value', {}, r.user)),
+        query,
+      );
       return { note: `${r.items.length} contacts`, result };
     },
   },
@@ -109,7 +152,10 @@ const COMMANDS: Record<string, AdminCommand> = {
     fields: () => [],
     async run(broker) {
       const n = (await adminOps.listUsers(broker)).length;
-      return { note: `${n} registered users`, result: numberResult('registeredusersnum', 'The number of registered users', n) };
+      return {
+        note: `${n} registered users`,
+        result: numberResult('registeredusersnum', 'The number of registered users', n),
+      };
     },
   },
   // [XEP-0133 4.15]
@@ -118,14 +164,25 @@ const COMMANDS: Record<string, AdminCommand> = {
     fields: () => [],
     async run(broker) {
       const n = broker.sessions.users().length;
-      return { note: `${n} users online`, result: numberResult('onlineusersnum', 'The number of online users', n) };
+      return {
+        note: `${n} users online`,
+        result: numberResult('onlineusersnum', 'The number of online users', n),
+      };
     },
   },
   // [XEP-0133 4.20]
   [`${NS_ADMIN}#get-online-users-list`]: {
     name: 'Get List of Online Users',
     fields: () => [
-      field('max_items', 'list-single', 'Maximum number of items to report', false, ['25', '50', '75', '100', '150', '200', 'none'].map((n) => xml('option', { label: n }, xml('value', {}, n)))),
+      field(
+        'max_items',
+        'list-single',
+        'Maximum number of items to report',
+        false,
+        ['25', '50', '75', '100', '150', '200', 'none'].map((n) =>
+          xml('option', { label: n }, xml('value', {}, n)),
+        ),
+      ),
     ],
     async run(broker, f) {
       const max = Number(f.get('max_items')?.[0]);
@@ -135,7 +192,11 @@ const COMMANDS: Record<string, AdminCommand> = {
         'x',
         { xmlns: NS_DATA, type: 'result' },
         hidden(),
-        xml('field', { var: 'onlineuserjids', type: 'jid-multi', label: 'The list of all online users' }, ...shown.map((u) => xml('value', {}, u))),
+        xml(
+          'field',
+          { var: 'onlineuserjids', type: 'jid-multi', label: 'The list of all online users' },
+          ...shown.map((u) => xml('value', {}, u)),
+        ),
       );
       return { note: `${users.length} users online`, result };
     },
@@ -143,7 +204,10 @@ const COMMANDS: Record<string, AdminCommand> = {
   // [XEP-0133 4.23] a headline from the server to every online session (the CLI's `announce`)
   [`${NS_ADMIN}#announce`]: {
     name: 'Send Announcement to Online Users',
-    fields: () => [field('subject', 'text-single', 'Subject'), field('announcement', 'text-multi', 'Announcement', true)],
+    fields: () => [
+      field('subject', 'text-single', 'Subject'),
+      field('announcement', 'text-multi', 'Announcement', true),
+    ],
     async run(broker, f) {
       const text = many(f, 'announcement').join('\n');
       const subject = f.get('subject')?.[0]?.trim() || undefined;
@@ -159,10 +223,15 @@ function submitted(x: Element | undefined): Fields | undefined {
   const out: Fields = new Map();
   for (const f of x.getChildren('field')) {
     const name = f.attrs.var as string | undefined;
-    if (name) out.set(name, f.getChildren('value').map((v) => v.getText()));
+    if (name)
+      out.set(
+        name,
+        f.getChildren('value').map((v) => v.getText()),
+      );
   }
   const ft = out.get('FORM_TYPE')?.[0];
-  if (ft !== undefined && ft !== NS_ADMIN) throw new BrokerError('bad-request', `FORM_TYPE must be ${NS_ADMIN}`);
+  if (ft !== undefined && ft !== NS_ADMIN)
+    throw new BrokerError('bad-request', `FORM_TYPE must be ${NS_ADMIN}`);
   return out;
 }
 
@@ -190,12 +259,30 @@ export default defineModule({
   name: 'adhoc',
   description: 'Ad-hoc commands with the service administration set, for admins',
   options: {
-    sessionTimeoutMs: { type: 'number', default: 600_000, min: 1000, doc: 'how long a started command waits for its form' },
-    maxSessions: { type: 'number', default: 1000, min: 1, doc: 'commands waiting for their form, on the whole node; the oldest is dropped beyond' },
+    sessionTimeoutMs: {
+      type: 'number',
+      default: 600_000,
+      min: 1000,
+      doc: 'how long a started command waits for its form',
+    },
+    maxSessions: {
+      type: 'number',
+      default: 1000,
+      min: 1,
+      doc: 'commands waiting for their form, on the whole node; the oldest is dropped beyond',
+    },
   },
   specs: [
-    { spec: 'XEP-0050', status: 'complete', note: 'single-stage commands (form, then submit); actions execute, complete and cancel' },
-    { spec: 'XEP-0133', status: 'partial', note: 'add-user, delete-user, end-user-session, change-user-password, get-user-roster, get-registered-users-num, get-online-users-num, get-online-users-list, announce' },
+    {
+      spec: 'XEP-0050',
+      status: 'complete',
+      note: 'single-stage commands (form, then submit); actions execute, complete and cancel',
+    },
+    {
+      spec: 'XEP-0133',
+      status: 'partial',
+      note: 'add-user, delete-user, end-user-session, change-user-password, get-user-roster, get-registered-users-num, get-online-users-num, get-online-users-list, announce',
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -206,66 +293,101 @@ export default defineModule({
       const now = Date.now();
       for (const [id, s] of sessions) if (s.expires < now) sessions.delete(id);
     });
-    const forAdmin = (target: Address, requester: Address) => target.isDomain && isAdmin(broker, requester);
+    const forAdmin = (target: Address, requester: Address) =>
+      target.isDomain && isAdmin(broker, requester);
     // [XEP-0050 2.2] the command list: disco#items of the commands node
     ctx.onUnload(
       hooks.on('disco:node-items', (items, target, requester, node) => {
         if (node !== NS_COMMANDS || !target.isDomain) return undefined;
         if (!forAdmin(target, requester)) return items ?? [];
-        return [...(items ?? []), ...Object.entries(COMMANDS).map(([n, c]) => ({ jid: broker.domain, node: n, name: c.name }))];
+        return [
+          ...(items ?? []),
+          ...Object.entries(COMMANDS).map(([n, c]) => ({
+            jid: broker.domain,
+            node: n,
+            name: c.name,
+          })),
+        ];
       }),
     );
     // [XEP-0050 2.3] a command node's identity and features
     ctx.onUnload(
       hooks.on('disco:node-info', (info, target, requester, node) => {
         // the list's own node: identity automation/command-list [XEP-0030 registry]
-        if (node === NS_COMMANDS && target.isDomain) return { identities: [{ category: 'automation', type: 'command-list', name: 'Commands' }], features: [NS_COMMANDS] };
+        if (node === NS_COMMANDS && target.isDomain)
+          return {
+            identities: [{ category: 'automation', type: 'command-list', name: 'Commands' }],
+            features: [NS_COMMANDS],
+          };
         if (!COMMANDS[node] || !forAdmin(target, requester)) return info;
-        return { identities: [{ category: 'automation', type: 'command-node', name: COMMANDS[node].name }], features: [NS_COMMANDS, NS_DATA] };
+        return {
+          identities: [{ category: 'automation', type: 'command-node', name: COMMANDS[node].name }],
+          features: [NS_COMMANDS, NS_DATA],
+        };
       }),
     );
     ctx.onUnload(
-      iqRegistry(broker).register(ctx.name, { type: 'set', ns: NS_COMMANDS, name: 'command' }, async (req) => {
-        if (!req.to.isDomain) return undefined; // an account's commands are its clients' business
-        const node = String(req.child.attrs.node ?? '');
-        const cmd = Object.hasOwn(COMMANDS, node) ? COMMANDS[node] : undefined;
-        if (!cmd) throw new BrokerError('item-not-found', `no command ${node}`);
-        if (!isAdmin(broker, req.from)) throw new BrokerError('forbidden', 'service administration is for admins'); // [XEP-0133 3]
-        const action = String(req.child.attrs.action ?? 'execute');
-        if (!['execute', 'complete', 'cancel', 'next', 'prev'].includes(action)) throw cmdError('bad-request', 'malformed-action', `no action ${action}`);
-        const owner = req.from.toString();
-        const answer = (status: string, sessionid: string, ...children: Element[]) =>
-          xml('command', { xmlns: NS_COMMANDS, node, sessionid, status }, ...children);
-        let sid = req.child.attrs.sessionid as string | undefined;
-        if (sid !== undefined) {
-          const s = sessions.get(sid);
-          if (!s || s.owner !== owner || s.node !== node || s.expires < Date.now()) throw cmdError('bad-request', 'bad-sessionid', 'no such command session'); // [XEP-0050 4.6]
-        }
-        if (action === 'cancel') {
+      iqRegistry(broker).register(
+        ctx.name,
+        { type: 'set', ns: NS_COMMANDS, name: 'command' },
+        async (req) => {
+          if (!req.to.isDomain) return undefined; // an account's commands are its clients' business
+          const node = String(req.child.attrs.node ?? '');
+          const cmd = Object.hasOwn(COMMANDS, node) ? COMMANDS[node] : undefined;
+          if (!cmd) throw new BrokerError('item-not-found', `no command ${node}`);
+          if (!isAdmin(broker, req.from))
+            throw new BrokerError('forbidden', 'service administration is for admins'); // [XEP-0133 3]
+          const action = String(req.child.attrs.action ?? 'execute');
+          if (!['execute', 'complete', 'cancel', 'next', 'prev'].includes(action))
+            throw cmdError('bad-request', 'malformed-action', `no action ${action}`);
+          const owner = req.from.toString();
+          const answer = (status: string, sessionid: string, ...children: Element[]) =>
+            xml('command', { xmlns: NS_COMMANDS, node, sessionid, status }, ...children);
+          let sid = req.child.attrs.sessionid as string | undefined;
+          if (sid !== undefined) {
+            const s = sessions.get(sid);
+            if (!s || s.owner !== owner || s.node !== node || s.expires < Date.now())
+              throw cmdError('bad-request', 'bad-sessionid', 'no such command session'); // [XEP-0050 4.6]
+          }
+          if (action === 'cancel') {
+            if (sid !== undefined) sessions.delete(sid);
+            return answer('canceled', sid ?? newId()); // [XEP-0050 3.4]
+          }
+          if (action === 'next' || action === 'prev')
+            throw cmdError('bad-request', 'bad-action', 'these commands have one stage'); // [XEP-0050 4.6]
+          const form = submitted(req.child.getChild('x', NS_DATA));
+          if (!form) {
+            if (sid !== undefined) throw new BrokerError('bad-request', 'the form is missing');
+            // [XEP-0050 3.3] first stage: the form to fill, with the actions allowed
+            sid = newId();
+            if (sessions.size >= ctx.options.maxSessions)
+              sessions.delete(sessions.keys().next().value!);
+            sessions.set(sid, { node, owner, expires: Date.now() + ctx.options.sessionTimeoutMs });
+            return answer(
+              'executing',
+              sid,
+              xml('actions', { execute: 'complete' }, xml('complete')),
+              xml(
+                'x',
+                { xmlns: NS_DATA, type: 'form' },
+                xml('title', {}, cmd.name),
+                hidden(),
+                ...cmd.fields(),
+              ),
+            );
+          }
           if (sid !== undefined) sessions.delete(sid);
-          return answer('canceled', sid ?? newId()); // [XEP-0050 3.4]
-        }
-        if (action === 'next' || action === 'prev') throw cmdError('bad-request', 'bad-action', 'these commands have one stage'); // [XEP-0050 4.6]
-        const form = submitted(req.child.getChild('x', NS_DATA));
-        if (!form) {
-          if (sid !== undefined) throw new BrokerError('bad-request', 'the form is missing');
-          // [XEP-0050 3.3] first stage: the form to fill, with the actions allowed
-          sid = newId();
-          if (sessions.size >= ctx.options.maxSessions) sessions.delete(sessions.keys().next().value!);
-          sessions.set(sid, { node, owner, expires: Date.now() + ctx.options.sessionTimeoutMs });
+          const done = await cmd.run(broker, form);
+          ctx.log.info({ admin: req.from.bare().toString(), command: node }, 'ad-hoc command run');
+          // [XEP-0050 3.4] completed, with a note and the result form when there is one
           return answer(
-            'executing',
-            sid,
-            xml('actions', { execute: 'complete' }, xml('complete')),
-            xml('x', { xmlns: NS_DATA, type: 'form' }, xml('title', {}, cmd.name), hidden(), ...cmd.fields()),
+            'completed',
+            sid ?? newId(),
+            xml('note', { type: 'info' }, done.note),
+            ...(done.result ? [done.result] : []),
           );
-        }
-        if (sid !== undefined) sessions.delete(sid);
-        const done = await cmd.run(broker, form);
-        ctx.log.info({ admin: req.from.bare().toString(), command: node }, 'ad-hoc command run');
-        // [XEP-0050 3.4] completed, with a note and the result form when there is one
-        return answer('completed', sid ?? newId(), xml('note', { type: 'info' }, done.note), ...(done.result ? [done.result] : []));
-      }),
+        },
+      ),
     );
   },
 });

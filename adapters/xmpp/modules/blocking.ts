@@ -1,5 +1,11 @@
 import { escapeXML, xml } from '@xmpp/xml';
-import { Address, BrokerError, defineModule, type Envelope, type Session } from '../../../broker/index.ts';
+import {
+  Address,
+  BrokerError,
+  defineModule,
+  type Envelope,
+  type Session,
+} from '../../../broker/index.ts';
 import { XmppConnection } from '../connection.ts';
 import { iqRegistry } from '../iq-registry.ts';
 import { NS_BLOCKING, NS_BLOCKING_ERRORS, NS_CLIENT } from '../ns.ts';
@@ -30,8 +36,18 @@ export default defineModule({
   name: 'blocking',
   description: 'Blocking Command: blocked entities reach the user on no protocol',
   options: {
-    maxItems: { type: 'number', default: 1000, min: 1, doc: 'JIDs on one block list; more are refused with resource-constraint' },
-    cacheSize: { type: 'number', default: 100_000, min: 100, doc: 'block lists kept in memory (least recently used go first; users with a session are read once per login)' },
+    maxItems: {
+      type: 'number',
+      default: 1000,
+      min: 1,
+      doc: 'JIDs on one block list; more are refused with resource-constraint',
+    },
+    cacheSize: {
+      type: 'number',
+      default: 100_000,
+      min: 100,
+      doc: 'block lists kept in memory (least recently used go first; users with a session are read once per login)',
+    },
   },
   specs: [
     {
@@ -79,7 +95,12 @@ export default defineModule({
     };
 
     // [XEP-0191 3.4] nothing from a blocked entity reaches any session of the user, on any path
-    ctx.onUnload(broker.router.addDeliveryGuard((env: Envelope, to: Session) => !(env.from.domain === broker.domain && blockedNow(env.from, to.address))));
+    ctx.onUnload(
+      broker.router.addDeliveryGuard(
+        (env: Envelope, to: Session) =>
+          !(env.from.domain === broker.domain && blockedNow(env.from, to.address)),
+      ),
+    );
 
     const reply = (env: Envelope, error: NonNullable<Envelope['error']>): Envelope => ({
       kind: env.kind,
@@ -92,17 +113,29 @@ export default defineModule({
     });
 
     /** The filter's answer for `env`, given the block lists of its addressee's and its sender's users. */
-    const verdict = (env: Envelope, origin: Session | undefined, toList: Set<string> | undefined, fromList: Set<string> | undefined): null | undefined => {
+    const verdict = (
+      env: Envelope,
+      origin: Session | undefined,
+      toList: Set<string> | undefined,
+      fromList: Set<string> | undefined,
+    ): null | undefined => {
       if (fromList && matches(fromList, env.to)) {
         // [XEP-0191 3.5] the user tries to reach an entity it blocked: not-acceptable with <blocked/>
         if (env.kind !== 'presence' && origin) {
-          origin.deliver(reply(env, { condition: 'not-acceptable', type: 'cancel', app: { name: 'blocked', ns: NS_BLOCKING_ERRORS } }));
+          origin.deliver(
+            reply(env, {
+              condition: 'not-acceptable',
+              type: 'cancel',
+              app: { name: 'blocked', ns: NS_BLOCKING_ERRORS },
+            }),
+          );
         }
         return null;
       }
       if (toList && matches(toList, env.from)) {
         // [XEP-0191 3.4] presence: dropped silently; messages and IQ get/set: service-unavailable
-        if (env.kind !== 'presence' && origin) origin.deliver(reply(env, { condition: 'service-unavailable', type: 'cancel' }));
+        if (env.kind !== 'presence' && origin)
+          origin.deliver(reply(env, { condition: 'service-unavailable', type: 'cancel' }));
         return null;
       }
       return undefined;
@@ -112,17 +145,26 @@ export default defineModule({
       broker.hooks.on(
         'route:filter',
         (env, origin) => {
-          if (!env || env.type === 'error' || (env.kind === 'iq' && env.type === 'result')) return undefined;
+          if (!env || env.type === 'error' || (env.kind === 'iq' && env.type === 'result'))
+            return undefined;
           const from = env.from;
           const to = env.to;
           if (!to.local && !from.local) return undefined;
           const toUser = to.local && to.domain === broker.domain ? to.bare().toString() : undefined;
-          const fromUser = from.local && from.domain === broker.domain ? from.bare().toString() : undefined;
+          const fromUser =
+            from.local && from.domain === broker.domain ? from.bare().toString() : undefined;
           // Both lists cached (a logged-in user's is): decided at once, no promise per stanza.
           const toList = toUser === undefined ? undefined : cache.get(toUser);
           const fromList = fromUser === undefined ? undefined : cache.get(fromUser);
-          if ((toUser === undefined || toList) && (fromUser === undefined || fromList)) return verdict(env, origin, toList, fromList);
-          return (async () => verdict(env, origin, toUser === undefined ? undefined : await load(toUser), fromUser === undefined ? undefined : await load(fromUser)))();
+          if ((toUser === undefined || toList) && (fromUser === undefined || fromList))
+            return verdict(env, origin, toList, fromList);
+          return (async () =>
+            verdict(
+              env,
+              origin,
+              toUser === undefined ? undefined : await load(toUser),
+              fromUser === undefined ? undefined : await load(fromUser),
+            ))();
         },
         100,
       ),
@@ -133,7 +175,9 @@ export default defineModule({
     const own = (from: Address, to: Address) => {
       if (!to.equals(from.bare()) && !to.isDomain) throw new BrokerError('forbidden');
     };
-    const items = (el: { getChildren(n: string): { attrs: Record<string, string | undefined> }[] }): string[] =>
+    const items = (el: {
+      getChildren(n: string): { attrs: Record<string, string | undefined> }[];
+    }): string[] =>
       el.getChildren('item').map((i) => {
         const jid = Address.tryParse(i.attrs.jid ?? '');
         if (!jid) throw new BrokerError('jid-malformed', 'item without a valid jid'); // [XEP-0191 3.2]
@@ -145,7 +189,9 @@ export default defineModule({
       const inner = jids.map((j) => `<item jid='${escapeXML(j)}'/>`).join('');
       for (const s of broker.sessions.sessionsOf(user)) {
         if (!(s instanceof XmppConnection)) continue;
-        s.sendStanza(`<iq xmlns='${NS_CLIENT}' type='set' id='push-${Date.now().toString(36)}' to='${escapeXML(s.address.toString())}'><${what} xmlns='${NS_BLOCKING}'>${inner}</${what}></iq>`);
+        s.sendStanza(
+          `<iq xmlns='${NS_CLIENT}' type='set' id='push-${Date.now().toString(36)}' to='${escapeXML(s.address.toString())}'><${what} xmlns='${NS_BLOCKING}'>${inner}</${what}></iq>`,
+        );
       }
     };
 
@@ -153,52 +199,77 @@ export default defineModule({
       iq.register(ctx.name, { type: 'get', ns: NS_BLOCKING, name: 'blocklist' }, async (req) => {
         own(req.from, req.to);
         const list = await load(req.from.bare().toString());
-        return xml('blocklist', { xmlns: NS_BLOCKING }, ...[...list].map((jid) => xml('item', { jid })));
+        return xml(
+          'blocklist',
+          { xmlns: NS_BLOCKING },
+          ...[...list].map((jid) => xml('item', { jid })),
+        );
       }),
     );
     ctx.onUnload(
-      iq.register(ctx.name, { type: 'set', ns: NS_BLOCKING, name: 'block' }, async (req): Promise<'empty'> => {
-        own(req.from, req.to);
-        const jids = items(req.child);
-        if (!jids.length) throw new BrokerError('bad-request', 'block needs at least one item'); // [XEP-0191 3.2]
-        const user = req.from.bare();
-        const key = user.toString();
-        const list = await load(key);
-        const added = jids.filter((j) => !list.has(j));
-        if (list.size + added.length > ctx.options.maxItems) throw new BrokerError('resource-constraint', `at most ${ctx.options.maxItems} blocked JIDs`);
-        // [XEP-0191 3.3] the blocked contact sees the user go unavailable (before the block stops everything)
-        for (const j of added) {
-          const contact = Address.parse(j);
-          for (const s of broker.sessions.sessionsOf(user)) {
-            if (!s.available || !contact.local || contact.domain !== broker.domain) continue;
-            const item = await broker.roster.item(key, contact.bare().toString());
-            if (item?.subscription !== 'from' && item?.subscription !== 'both') continue;
-            for (const t of await broker.router.targets(contact)) {
-              if (contact.isBare || t.resource === contact.resource) await broker.router.deliverTo(t, { kind: 'presence', type: 'unavailable', from: s.address, to: contact.bare(), extensions: [] });
+      iq.register(
+        ctx.name,
+        { type: 'set', ns: NS_BLOCKING, name: 'block' },
+        async (req): Promise<'empty'> => {
+          own(req.from, req.to);
+          const jids = items(req.child);
+          if (!jids.length) throw new BrokerError('bad-request', 'block needs at least one item'); // [XEP-0191 3.2]
+          const user = req.from.bare();
+          const key = user.toString();
+          const list = await load(key);
+          const added = jids.filter((j) => !list.has(j));
+          if (list.size + added.length > ctx.options.maxItems)
+            throw new BrokerError(
+              'resource-constraint',
+              `at most ${ctx.options.maxItems} blocked JIDs`,
+            );
+          // [XEP-0191 3.3] the blocked contact sees the user go unavailable (before the block stops everything)
+          for (const j of added) {
+            const contact = Address.parse(j);
+            for (const s of broker.sessions.sessionsOf(user)) {
+              if (!s.available || !contact.local || contact.domain !== broker.domain) continue;
+              const item = await broker.roster.item(key, contact.bare().toString());
+              if (item?.subscription !== 'from' && item?.subscription !== 'both') continue;
+              for (const t of await broker.router.targets(contact)) {
+                if (contact.isBare || t.resource === contact.resource)
+                  await broker.router.deliverTo(t, {
+                    kind: 'presence',
+                    type: 'unavailable',
+                    from: s.address,
+                    to: contact.bare(),
+                    extensions: [],
+                  });
+              }
             }
           }
-        }
-        const next = new Set([...list, ...added]);
-        await store.put(key, { jids: [...next] });
-        remember(key, next);
-        push(user, 'block', jids);
-        return 'empty';
-      }),
+          const next = new Set([...list, ...added]);
+          await store.put(key, { jids: [...next] });
+          remember(key, next);
+          push(user, 'block', jids);
+          return 'empty';
+        },
+      ),
     );
     ctx.onUnload(
-      iq.register(ctx.name, { type: 'set', ns: NS_BLOCKING, name: 'unblock' }, async (req): Promise<'empty'> => {
-        own(req.from, req.to);
-        const jids = items(req.child);
-        const user = req.from.bare();
-        const key = user.toString();
-        const list = await load(key);
-        const next = jids.length ? new Set([...list].filter((j) => !jids.includes(j))) : new Set<string>(); // [XEP-0191 3.7] none listed: all
-        if (next.size) await store.put(key, { jids: [...next] });
-        else await store.delete(key);
-        remember(key, next);
-        push(user, 'unblock', jids);
-        return 'empty';
-      }),
+      iq.register(
+        ctx.name,
+        { type: 'set', ns: NS_BLOCKING, name: 'unblock' },
+        async (req): Promise<'empty'> => {
+          own(req.from, req.to);
+          const jids = items(req.child);
+          const user = req.from.bare();
+          const key = user.toString();
+          const list = await load(key);
+          const next = jids.length
+            ? new Set([...list].filter((j) => !jids.includes(j)))
+            : new Set<string>(); // [XEP-0191 3.7] none listed: all
+          if (next.size) await store.put(key, { jids: [...next] });
+          else await store.delete(key);
+          remember(key, next);
+          push(user, 'unblock', jids);
+          return 'empty';
+        },
+      ),
     );
     discoFeature(ctx, NS_BLOCKING);
   },

@@ -29,7 +29,9 @@ function attrOf(tag: string, name: string): string | undefined {
 }
 
 /** The `<c/>` of a presence: hash, node and ver [XEP-0115 4]. */
-export function capsElement(env: Envelope): { hash?: string; node?: string; ver: string } | undefined {
+export function capsElement(
+  env: Envelope,
+): { hash?: string; node?: string; ver: string } | undefined {
   const c = env.extensions.find((x) => C_ELEMENT.test(x));
   if (!c) return undefined;
   const tag = c.slice(0, c.indexOf('>') + 1);
@@ -38,7 +40,11 @@ export function capsElement(env: Envelope): { hash?: string; node?: string; ver:
   return { hash: attrOf(tag, 'hash'), node: attrOf(tag, 'node'), ver };
 }
 
-const HASHES: Record<string, string> = { 'sha-1': 'sha1', 'sha-256': 'sha256', 'sha-512': 'sha512' };
+const HASHES: Record<string, string> = {
+  'sha-1': 'sha1',
+  'sha-256': 'sha256',
+  'sha-512': 'sha512',
+};
 
 /** Sort by octets ('i;octet' collation) [XEP-0115 5.1]. */
 function octetSort(list: string[]): string[] {
@@ -50,9 +56,15 @@ export function verificationHash(query: Element, hash: string): string | undefin
   const algo = HASHES[hash];
   if (!algo) return undefined;
   let s = '';
-  const ids = query.getChildren('identity').map((i) => `${i.attrs.category ?? ''}/${i.attrs.type ?? ''}/${i.attrs['xml:lang'] ?? ''}/${i.attrs.name ?? ''}`);
+  const ids = query
+    .getChildren('identity')
+    .map(
+      (i) =>
+        `${i.attrs.category ?? ''}/${i.attrs.type ?? ''}/${i.attrs['xml:lang'] ?? ''}/${i.attrs.name ?? ''}`,
+    );
   for (const id of octetSort(ids)) s += `${id}<`;
-  for (const f of octetSort(query.getChildren('feature').map((f) => f.attrs.var ?? ''))) s += `${f}<`;
+  for (const f of octetSort(query.getChildren('feature').map((f) => f.attrs.var ?? '')))
+    s += `${f}<`;
   const forms: { type: string; fields: { name: string; values: string[] }[] }[] = [];
   for (const x of query.getChildren('x', NS_DATA)) {
     const fields = x.getChildren('field');
@@ -60,7 +72,12 @@ export function verificationHash(query: Element, hash: string): string | undefin
     if (!ft) continue; // forms without FORM_TYPE are ignored [XEP-0115 5.4]
     forms.push({
       type: ft.getChildText('value') ?? '',
-      fields: fields.filter((f) => f !== ft).map((f) => ({ name: f.attrs.var ?? '', values: octetSort(f.getChildren('value').map((v) => v.getText())) })),
+      fields: fields
+        .filter((f) => f !== ft)
+        .map((f) => ({
+          name: f.attrs.var ?? '',
+          values: octetSort(f.getChildren('value').map((v) => v.getText())),
+        })),
     });
   }
   forms.sort((a, b) => Buffer.compare(Buffer.from(a.type), Buffer.from(b.type)));
@@ -86,12 +103,29 @@ export function verificationHash(query: Element, hash: string): string | undefin
  */
 export default defineModule({
   name: 'caps',
-  description: "Entity Capabilities: learns each client's features (cached per hash) for PEP's +notify",
+  description:
+    "Entity Capabilities: learns each client's features (cached per hash) for PEP's +notify",
   options: {
-    cacheSize: { type: 'number', default: 10_000, min: 1, doc: 'verified caps hashes kept in memory (least recently used go first)' },
-    queryTimeoutMs: { type: 'number', default: 10_000, min: 100, doc: "how long to wait for a client's disco#info answer to a caps query" },
+    cacheSize: {
+      type: 'number',
+      default: 10_000,
+      min: 1,
+      doc: 'verified caps hashes kept in memory (least recently used go first)',
+    },
+    queryTimeoutMs: {
+      type: 'number',
+      default: 10_000,
+      min: 100,
+      doc: "how long to wait for a client's disco#info answer to a caps query",
+    },
   },
-  specs: [{ spec: 'XEP-0115', status: 'complete', note: 'server side: caps of clients read, verified, cached per hash; the server advertises none of its own' }],
+  specs: [
+    {
+      spec: 'XEP-0115',
+      status: 'complete',
+      note: 'server side: caps of clients read, verified, cached per hash; the server advertises none of its own',
+    },
+  ],
   setup(ctx) {
     const { broker } = ctx;
     const hooks = xmppHooks(broker);
@@ -105,22 +139,37 @@ export default defineModule({
     };
 
     /** Ask the client; verified → cached for everyone, else for this session only. */
-    const query = async (conn: XmppConnection, c: { hash?: string; node?: string; ver: string }): Promise<ReadonlySet<string> | undefined> => {
+    const query = async (
+      conn: XmppConnection,
+      c: { hash?: string; node?: string; ver: string },
+    ): Promise<ReadonlySet<string> | undefined> => {
       const node = c.node !== undefined ? ` node='${escapeXML(`${c.node}#${c.ver}`)}'` : '';
       const from = conn.address.bare().toString();
       const answer = await requestFromClient(
         conn,
-        (id) => `<iq xmlns='${NS_CLIENT}' type='get' id='${id}' from='${escapeXML(from)}' to='${escapeXML(conn.address.toString())}'><query xmlns='${NS_DISCO_INFO}'${node}/></iq>`,
+        (id) =>
+          `<iq xmlns='${NS_CLIENT}' type='get' id='${id}' from='${escapeXML(from)}' to='${escapeXML(conn.address.toString())}'><query xmlns='${NS_DISCO_INFO}'${node}/></iq>`,
         ctx.options.queryTimeoutMs,
       );
-      const q = answer?.attrs.type === 'result' ? answer.getChild('query', NS_DISCO_INFO) : undefined;
+      const q =
+        answer?.attrs.type === 'result' ? answer.getChild('query', NS_DISCO_INFO) : undefined;
       if (!q) return undefined;
-      const features = new Set(q.getChildren('feature').map((f) => f.attrs.var as string).filter((v) => typeof v === 'string'));
+      const features = new Set(
+        q
+          .getChildren('feature')
+          .map((f) => f.attrs.var as string)
+          .filter((v) => typeof v === 'string'),
+      );
       if (c.hash && verificationHash(q, c.hash) === c.ver) remember(`${c.hash} ${c.ver}`, features); // [XEP-0115 5.4]
       return features;
     };
 
-    const changed = (conn: XmppConnection, st: CapsState, ver: string, features: ReadonlySet<string>) => {
+    const changed = (
+      conn: XmppConnection,
+      st: CapsState,
+      ver: string,
+      features: ReadonlySet<string>,
+    ) => {
       if (st.ver !== ver) return; // a newer presence came meanwhile
       const previous = st.features;
       st.features = features;

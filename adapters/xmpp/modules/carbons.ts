@@ -31,8 +31,18 @@ export function eligible(env: Envelope): boolean {
   const type = env.type ?? 'normal';
   if (type !== 'chat' && !(type === 'normal' && env.body !== undefined)) {
     const c = env.chat;
-    const im = c !== undefined && (c.receipt !== undefined || c.marker !== undefined || c.request === true || c.markable === true || c.retract !== undefined);
-    if (type !== 'normal' || !(im || env.extensions.some((x) => IM_PAYLOADS.some((ns) => x.includes(ns))))) return false;
+    const im =
+      c !== undefined &&
+      (c.receipt !== undefined ||
+        c.marker !== undefined ||
+        c.request === true ||
+        c.markable === true ||
+        c.retract !== undefined);
+    if (
+      type !== 'normal' ||
+      !(im || env.extensions.some((x) => IM_PAYLOADS.some((ns) => x.includes(ns))))
+    )
+      return false;
   }
   if (hasChild(env, PRIVATE) || hasChild(env, NO_COPY)) return false; // [XEP-0334 4.3] no-copy
   // Never a copy of a copy.
@@ -47,12 +57,17 @@ function copy(kind: 'sent' | 'received', env: Envelope, to: Session): Envelope {
     type: env.type,
     from: to.address.bare(),
     to: to.address,
-    extensions: [`<${kind} xmlns='${NS_CARBONS}'><forwarded xmlns='${NS_FORWARD}'>${inner}</forwarded></${kind}>`],
+    extensions: [
+      `<${kind} xmlns='${NS_CARBONS}'><forwarded xmlns='${NS_FORWARD}'>${inner}</forwarded></${kind}>`,
+    ],
   };
 }
 
 /** Every other session of the user that turned carbons on. */
-function carbonSessions(broker: { sessions: { sessionsOf(a: Session['address']): Session[] } }, of: Session): XmppConnection[] {
+function carbonSessions(
+  broker: { sessions: { sessionsOf(a: Session['address']): Session[] } },
+  of: Session,
+): XmppConnection[] {
   const out: XmppConnection[] = [];
   for (const s of broker.sessions.sessionsOf(of.address)) {
     if (s !== of && s instanceof XmppConnection && s.peek(enabled)) out.push(s);
@@ -73,8 +88,16 @@ export default defineModule({
   description: 'Message Carbons: copies of sent and received chat messages to the other resources',
   options: {},
   specs: [
-    { spec: 'XEP-0280', status: 'complete', note: 'bare-JID messages reach every available resource as originals, not as carbons' },
-    { spec: 'XEP-0334', status: 'complete', note: 'no-copy honoured by carbons; store, no-store and no-permanent-store by the core (docs/conversations.md)' },
+    {
+      spec: 'XEP-0280',
+      status: 'complete',
+      note: 'bare-JID messages reach every available resource as originals, not as carbons',
+    },
+    {
+      spec: 'XEP-0334',
+      status: 'complete',
+      note: 'no-copy honoured by carbons; store, no-store and no-permanent-store by the core (docs/conversations.md)',
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -119,7 +142,13 @@ export default defineModule({
     // [XEP-0280 5] received: a message to one full JID, copied to the user's other resources
     ctx.onUnload(
       broker.hooks.on('message:delivered', (env, session) => {
-        if (env.to.isBare || !users.has(session.address.local) || !env.to.equals(session.address) || !eligible(env)) return;
+        if (
+          env.to.isBare ||
+          !users.has(session.address.local) ||
+          !env.to.equals(session.address) ||
+          !eligible(env)
+        )
+          return;
         for (const s of carbonSessions(broker, session)) s.deliver(copy('received', env, s));
       }),
     );

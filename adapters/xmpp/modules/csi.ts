@@ -16,9 +16,11 @@ const csiSlot = new Slot<CsiState>('csi');
 /** A body-less message whose only payload is a chat state [XEP-0085]. */
 function onlyChatState(out: Outbound): boolean {
   const env = out.env!;
-  if (env.body !== undefined || env.subject !== undefined || env.extensions.length === 0) return false;
+  if (env.body !== undefined || env.subject !== undefined || env.extensions.length === 0)
+    return false;
   // A marker or receipt riding along (env.chat, chat-meta.ts) is not a chat state: it goes at once.
-  if (env.chat !== undefined && Object.keys(env.chat).some((k) => k !== 'hint' && k !== 'originId')) return false;
+  if (env.chat !== undefined && Object.keys(env.chat).some((k) => k !== 'hint' && k !== 'originId'))
+    return false;
   return env.extensions.every((x) => x.includes(NS_CHATSTATES));
 }
 
@@ -27,11 +29,14 @@ function makeFilter(broker: Broker, state: CsiState) {
     const env = out.env;
     if (!state.inactive || !env) return out;
     let key: string | undefined;
-    if (env.kind === 'presence' && (env.type === undefined || env.type === 'unavailable')) key = `p ${env.from.toString()}`;
-    else if (env.kind === 'message' && env.type !== 'error' && onlyChatState(out)) key = `c ${env.from.bare().toString()}`;
+    if (env.kind === 'presence' && (env.type === undefined || env.type === 'unavailable'))
+      key = `p ${env.from.toString()}`;
+    else if (env.kind === 'message' && env.type !== 'error' && onlyChatState(out))
+      key = `c ${env.from.bare().toString()}`;
     if (key === undefined) {
       // A message with a body goes at once; a chat state held from its sender is now stale.
-      if (env.kind === 'message' && state.held.delete(`c ${env.from.bare().toString()}`)) broker.metrics.csi('superseded');
+      if (env.kind === 'message' && state.held.delete(`c ${env.from.bare().toString()}`))
+        broker.metrics.csi('superseded');
       return out;
     }
     if (state.held.delete(key)) broker.metrics.csi('superseded');
@@ -51,7 +56,12 @@ export default defineModule({
   name: 'csi',
   description: 'Client State Indication: hold presence and chat states for inactive clients',
   options: {
-    maxHeld: { type: 'number', default: 1000, min: 1, doc: 'presences and chat states held for one inactive client; past it the oldest goes out' },
+    maxHeld: {
+      type: 'number',
+      default: 1000,
+      min: 1,
+      doc: 'presences and chat states held for one inactive client; past it the oldest goes out',
+    },
   },
   specs: [{ spec: 'XEP-0352', status: 'complete' }],
   setup(ctx) {

@@ -9,13 +9,24 @@ export default defineModule({
   name: 'time',
   description: 'Entity Time of the server',
   options: {},
-  specs: [{ spec: 'XEP-0202', status: 'complete', note: 'the server answers for itself; requests to full JIDs are routed to the client' }],
+  specs: [
+    {
+      spec: 'XEP-0202',
+      status: 'complete',
+      note: 'the server answers for itself; requests to full JIDs are routed to the client',
+    },
+  ],
   setup(ctx) {
     const iq = iqRegistry(ctx.broker);
     ctx.onUnload(
       iq.register(ctx.name, { type: 'get', ns: NS_TIME, name: 'time' }, (req) => {
         if (!req.to.isDomain) return undefined;
-        return xml('time', { xmlns: NS_TIME }, xml('tzo', {}, '+00:00'), xml('utc', {}, new Date().toISOString().replace(/\.\d+Z$/, 'Z')));
+        return xml(
+          'time',
+          { xmlns: NS_TIME },
+          xml('tzo', {}, '+00:00'),
+          xml('utc', {}, new Date().toISOString().replace(/\.\d+Z$/, 'Z')),
+        );
       }),
     );
     ctx.onUnload(

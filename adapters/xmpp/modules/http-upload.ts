@@ -1,5 +1,12 @@
 import { escapeXML } from '@xmpp/xml';
-import { defineModule, UploadRefused, uploadService, type AppCondition, type BrokerError, type ErrorType } from '../../../broker/index.ts';
+import {
+  defineModule,
+  UploadRefused,
+  uploadService,
+  type AppCondition,
+  type BrokerError,
+  type ErrorType,
+} from '../../../broker/index.ts';
 import { NS_DATA, NS_HTTP_UPLOAD } from '../ns.ts';
 import { iqKey, serveDomain } from '../service-host.ts';
 
@@ -36,10 +43,22 @@ export default defineModule({
           `<field var='max-file-size'><value>${svc.limits.maxFileSize}</value></field></x>`,
         handlers: {
           [iqKey('get', NS_HTTP_UPLOAD, 'request')]: async (child, env) => {
-            const { filename, size, 'content-type': contentType } = child.attrs as Record<string, string | undefined>;
+            const {
+              filename,
+              size,
+              'content-type': contentType,
+            } = child.attrs as Record<string, string | undefined>;
             // [XEP-0363 4] size is a positive integer in bytes
-            if (filename === undefined || size === undefined || !/^\d{1,16}$/.test(size)) throw new UploadRefused('bad-request', 'filename and a positive integer size are required');
-            const slot = await svc.requestSlot(env.from.bare().toString(), { filename, size: Number(size), contentType });
+            if (filename === undefined || size === undefined || !/^\d{1,16}$/.test(size))
+              throw new UploadRefused(
+                'bad-request',
+                'filename and a positive integer size are required',
+              );
+            const slot = await svc.requestSlot(env.from.bare().toString(), {
+              filename,
+              size: Number(size),
+              contentType,
+            });
             return `<slot xmlns='${NS_HTTP_UPLOAD}'><put url='${escapeXML(slot.put)}'/><get url='${escapeXML(slot.get)}'/></slot>`;
           },
         },
@@ -53,10 +72,27 @@ export default defineModule({
 function uploadError(err: BrokerError): { type?: ErrorType; app?: AppCondition } | undefined {
   if (!(err instanceof UploadRefused)) return undefined;
   if (err.maxFileSize !== undefined)
-    return { type: 'modify', app: { name: 'file-too-large', ns: NS_HTTP_UPLOAD, children: [['max-file-size', String(err.maxFileSize)]] } }; // [XEP-0363 4]
+    return {
+      type: 'modify',
+      app: {
+        name: 'file-too-large',
+        ns: NS_HTTP_UPLOAD,
+        children: [['max-file-size', String(err.maxFileSize)]],
+      },
+    }; // [XEP-0363 4]
   if (err.condition === 'resource-constraint')
     // [XEP-0363 4] quota: wait, with the time to retry when known
-    return { type: 'wait', app: err.retryAt === undefined ? undefined : { name: 'retry', ns: NS_HTTP_UPLOAD, attrs: { stamp: new Date(err.retryAt).toISOString().replace(/\.\d{3}Z$/, 'Z') } } };
+    return {
+      type: 'wait',
+      app:
+        err.retryAt === undefined
+          ? undefined
+          : {
+              name: 'retry',
+              ns: NS_HTTP_UPLOAD,
+              attrs: { stamp: new Date(err.retryAt).toISOString().replace(/\.\d{3}Z$/, 'Z') },
+            },
+    };
   if (err.condition === 'not-allowed') return { type: 'cancel' };
   return undefined;
 }

@@ -14,28 +14,44 @@ export default defineModule({
   name: 'last-activity',
   description: 'Last Activity: when an account was last online, and server uptime',
   options: {},
-  specs: [{ spec: 'XEP-0012', status: 'partial', note: 'logout time; the status text of the last unavailable presence is not kept' }],
+  specs: [
+    {
+      spec: 'XEP-0012',
+      status: 'partial',
+      note: 'logout time; the status text of the last unavailable presence is not kept',
+    },
+  ],
   setup(ctx) {
     const { broker } = ctx;
     const store = broker.storage.kv<{ at: number }>('last-activity');
     ctx.onUnload(
       broker.hooks.on('session:unbound', async (s) => {
-        if (broker.sessions.sessionsOf(s.address).length === 0) await store.put(s.address.bare().toString(), { at: Date.now() });
+        if (broker.sessions.sessionsOf(s.address).length === 0)
+          await store.put(s.address.bare().toString(), { at: Date.now() });
       }),
     );
     const iq = iqRegistry(broker);
     ctx.onUnload(
       iq.register(ctx.name, { type: 'get', ns: NS_LAST, name: 'query' }, async (req) => {
-        if (req.to.isDomain) return xml('query', { xmlns: NS_LAST, seconds: String(Math.floor((Date.now() - broker.startedAt) / 1000)) }); // [XEP-0012 5]
+        if (req.to.isDomain)
+          return xml('query', {
+            xmlns: NS_LAST,
+            seconds: String(Math.floor((Date.now() - broker.startedAt) / 1000)),
+          }); // [XEP-0012 5]
         const user = req.to.bare();
         if (!req.from.bare().equals(user)) {
           const item = await broker.roster.item(user.toString(), req.from.bare().toString());
-          if (item?.subscription !== 'from' && item?.subscription !== 'both') throw new BrokerError('forbidden'); // [XEP-0012 4]
+          if (item?.subscription !== 'from' && item?.subscription !== 'both')
+            throw new BrokerError('forbidden'); // [XEP-0012 4]
         }
-        if (broker.sessions.sessionsOf(user).some((s) => s.available)) return xml('query', { xmlns: NS_LAST, seconds: '0' });
+        if (broker.sessions.sessionsOf(user).some((s) => s.available))
+          return xml('query', { xmlns: NS_LAST, seconds: '0' });
         const rec = await store.get(user.toString());
         if (!rec) throw new BrokerError('item-not-found', 'never logged out');
-        return xml('query', { xmlns: NS_LAST, seconds: String(Math.max(0, Math.floor((Date.now() - rec.at) / 1000))) });
+        return xml('query', {
+          xmlns: NS_LAST,
+          seconds: String(Math.max(0, Math.floor((Date.now() - rec.at) / 1000))),
+        });
       }),
     );
     discoFeature(ctx, NS_LAST);

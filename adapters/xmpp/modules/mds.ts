@@ -24,14 +24,31 @@ const NODE_OPTIONS = (): Map<string, string[]> =>
  */
 export default defineModule({
   name: 'mds',
-  description: 'Message Displayed Synchronization: the last displayed message per conversation over PEP, also moved by chat markers from any device',
+  description:
+    'Message Displayed Synchronization: the last displayed message per conversation over PEP, also moved by chat markers from any device',
   depends: ['pep'],
   options: {},
   specs: [
-    { spec: 'XEP-0490', status: 'complete', note: 'a displayed chat marker from any device (XMPP or MQTT) is published to the node on the user\'s behalf; positions feed the unread counts' },
-    { spec: 'XEP-0333', status: 'complete', note: 'relayed (markers from MQTT devices as JSON), archived with their ids, carbon-copied; displayed markers move the unread counts' },
-    { spec: 'XEP-0184', status: 'complete', note: 'requests and receipts relayed, archived with their ids, carbon-copied' },
-    { spec: 'XEP-0085', status: 'complete', note: 'relayed, carbon-copied, never archived nor kept offline' },
+    {
+      spec: 'XEP-0490',
+      status: 'complete',
+      note: "a displayed chat marker from any device (XMPP or MQTT) is published to the node on the user's behalf; positions feed the unread counts",
+    },
+    {
+      spec: 'XEP-0333',
+      status: 'complete',
+      note: 'relayed (markers from MQTT devices as JSON), archived with their ids, carbon-copied; displayed markers move the unread counts',
+    },
+    {
+      spec: 'XEP-0184',
+      status: 'complete',
+      note: 'requests and receipts relayed, archived with their ids, carbon-copied',
+    },
+    {
+      spec: 'XEP-0085',
+      status: 'complete',
+      note: 'relayed, carbon-copied, never archived nor kept offline',
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -41,13 +58,22 @@ export default defineModule({
     const fail = (err: unknown) => ctx.log.warn({ err }, 'mds: update failed');
 
     // A client's publish [XEP-0490 4]: item id = the conversation's bare JID, payload <displayed><stanza-id by=me/></displayed>
-    const onPublished = async (owner: Address, node: string, id: string, payload: Element): Promise<void> => {
+    const onPublished = async (
+      owner: Address,
+      node: string,
+      id: string,
+      payload: Element,
+    ): Promise<void> => {
       if (node !== NS_MDS) return;
       const peer = Address.tryParse(id);
-      const sid = payload.name === 'displayed' && payload.attrs.xmlns === NS_MDS ? payload.getChild('stanza-id', NS_SID) : undefined;
+      const sid =
+        payload.name === 'displayed' && payload.attrs.xmlns === NS_MDS
+          ? payload.getChild('stanza-id', NS_SID)
+          : undefined;
       if (!peer?.local || !peer.isBare || !sid?.attrs.id) return;
       // The archive id is the owner's own [XEP-0359 by]; anything else names no message of this archive.
-      if (sid.attrs.by !== undefined && Address.tryParse(sid.attrs.by)?.equals(owner) !== true) return;
+      if (sid.attrs.by !== undefined && Address.tryParse(sid.attrs.by)?.equals(owner) !== true)
+        return;
       unread.displayedArchiveId(owner, peer, sid.attrs.id as string).catch(fail);
     };
     pep.published.add(onPublished);
@@ -57,7 +83,11 @@ export default defineModule({
     ctx.onUnload(
       unread.onDisplayed((user, peer, archiveId, source) => {
         if (source !== 'marker') return;
-        const item: Element = xml('displayed', { xmlns: NS_MDS }, xml('stanza-id', { xmlns: NS_SID, by: user.toString(), id: archiveId }));
+        const item: Element = xml(
+          'displayed',
+          { xmlns: NS_MDS },
+          xml('stanza-id', { xmlns: NS_SID, by: user.toString(), id: archiveId }),
+        );
         pep.publish(user, NS_MDS, peer.toString(), item, NODE_OPTIONS()).catch(fail);
       }),
     );

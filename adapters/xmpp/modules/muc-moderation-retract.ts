@@ -1,5 +1,15 @@
 import { escapeXML } from '@xmpp/xml';
-import { Address, BrokerError, defineModule, roomService, type Broker, type Envelope, type Room, type RoomService, type Session } from '../../../broker/index.ts';
+import {
+  Address,
+  BrokerError,
+  defineModule,
+  roomService,
+  type Broker,
+  type Envelope,
+  type Room,
+  type RoomService,
+  type Session,
+} from '../../../broker/index.ts';
 import { NS_MODERATE, NS_RETRACT } from '../ns.ts';
 import { parseAll } from './muc.ts';
 
@@ -26,10 +36,17 @@ const MAX_REASON = 1024;
  */
 export default defineModule({
   name: 'muc-moderation-retract',
-  description: 'Moderated message retraction in rooms: a moderator retracts a message, a tombstone stays in the room archive',
+  description:
+    'Moderated message retraction in rooms: a moderator retracts a message, a tombstone stays in the room archive',
   depends: ['muc'],
   options: {},
-  specs: [{ spec: 'XEP-0425', status: 'complete', note: 'v0.3 (urn:xmpp:message-moderate:1); retraction only, tombstone in the room archive; the retraction message itself is not archived' }],
+  specs: [
+    {
+      spec: 'XEP-0425',
+      status: 'complete',
+      note: 'v0.3 (urn:xmpp:message-moderate:1); retraction only, tombstone in the room archive; the retraction message itself is not archived',
+    },
+  ],
   setup(ctx) {
     const { broker } = ctx;
     const svc = roomService(broker);
@@ -40,9 +57,18 @@ export default defineModule({
       broker.hooks.on(
         'route:filter',
         (env, origin) => {
-          if (!env || env.kind !== 'iq' || env.type !== 'set' || env.to.domain !== svc.host || !env.to.local || !env.to.isBare) return undefined;
+          if (
+            !env ||
+            env.kind !== 'iq' ||
+            env.type !== 'set' ||
+            env.to.domain !== svc.host ||
+            !env.to.local ||
+            !env.to.isBare
+          )
+            return undefined;
           const raw = env.extensions[0];
-          if (env.extensions.length !== 1 || raw === undefined || !raw.includes(NS_MODERATE)) return undefined;
+          if (env.extensions.length !== 1 || raw === undefined || !raw.includes(NS_MODERATE))
+            return undefined;
           return moderate(broker, svc, env, origin).then(() => null);
         },
         40,
@@ -64,11 +90,18 @@ function reply(origin: Session | undefined, env: Envelope, error?: BrokerError):
   });
 }
 
-async function moderate(broker: Broker, svc: RoomService, env: Envelope, origin: Session | undefined): Promise<void> {
+async function moderate(
+  broker: Broker,
+  svc: RoomService,
+  env: Envelope,
+  origin: Session | undefined,
+): Promise<void> {
   try {
     const [req] = parseAll(env.extensions);
-    if (!req || req.name !== 'moderate' || req.attrs.xmlns !== NS_MODERATE) throw new BrokerError('bad-request', 'expected <moderate/>');
-    if (!req.getChild('retract', NS_RETRACT)) throw new BrokerError('feature-not-implemented', 'only retraction is supported'); // [XEP-0425 3]
+    if (!req || req.name !== 'moderate' || req.attrs.xmlns !== NS_MODERATE)
+      throw new BrokerError('bad-request', 'expected <moderate/>');
+    if (!req.getChild('retract', NS_RETRACT))
+      throw new BrokerError('feature-not-implemented', 'only retraction is supported'); // [XEP-0425 3]
     const id = req.attrs.id as string | undefined;
     const room = svc.byAddress(env.to);
     if (!room) throw new BrokerError('item-not-found', 'no such room');
@@ -76,15 +109,23 @@ async function moderate(broker: Broker, svc: RoomService, env: Envelope, origin:
     const mod = room.occupantsOf(env.from.bare().toString()).find((o) => o.role === 'moderator');
     if (!mod) throw new BrokerError('forbidden', 'only moderators may retract messages of others');
     const seq = id !== undefined && /^\d{1,15}$/.test(id) ? Number(id) : undefined;
-    if (seq === undefined || seq <= room.firstSeq) throw new BrokerError('item-not-found', 'no message with this id in the room');
+    if (seq === undefined || seq <= room.firstSeq)
+      throw new BrokerError('item-not-found', 'no message with this id in the room');
     const [msg] = await svc.history(room, { afterSeq: seq - 1, beforeSeq: seq + 1, limit: 1 });
-    if (!msg || msg.seq !== seq) throw new BrokerError('item-not-found', 'no message with this id in the room');
+    if (!msg || msg.seq !== seq)
+      throw new BrokerError('item-not-found', 'no message with this id in the room');
     const reason = req.getChildText('reason')?.slice(0, MAX_REASON) || undefined;
     const by = room.jid.withResource(mod.nick).toString();
     const stamp = Date.now();
     // Store, then sync: the tombstone first (same seq), then the occupants hear of it.
     const tomb = `<retracted xmlns='${NS_RETRACT}' stamp='${new Date(stamp).toISOString()}'><moderated xmlns='${NS_MODERATE}' by='${escapeXML(by)}'/>${reason ? `<reason>${escapeXML(reason)}</reason>` : ''}</retracted>`;
-    const value = { nick: msg.nick, user: msg.user, timestamp: msg.timestamp, ...(msg.id !== undefined ? { id: msg.id } : {}), extensions: [tomb] };
+    const value = {
+      nick: msg.nick,
+      user: msg.user,
+      timestamp: msg.timestamp,
+      ...(msg.id !== undefined ? { id: msg.id } : {}),
+      extensions: [tomb],
+    };
     await broker.storage.archive('rooms').setValue(room.conversation, seq, value);
     reply(origin, env);
     await announce(broker, room, seq, by, reason);
@@ -95,10 +136,23 @@ async function moderate(broker: Broker, svc: RoomService, env: Envelope, origin:
 }
 
 /** [XEP-0425 4] the retraction, from the room's bare JID, to every device in the room. */
-async function announce(broker: Broker, room: Room, seq: number, by: string, reason: string | undefined): Promise<void> {
+async function announce(
+  broker: Broker,
+  room: Room,
+  seq: number,
+  by: string,
+  reason: string | undefined,
+): Promise<void> {
   const retract = `<retract xmlns='${NS_RETRACT}' id='${seq}'><moderated xmlns='${NS_MODERATE}' by='${escapeXML(by)}'/>${reason ? `<reason>${escapeXML(reason)}</reason>` : ''}</retract>`;
   for (const d of room.devices()) {
-    const env: Envelope = { kind: 'message', type: 'groupchat', from: room.jid, to: d.address, id: `moderation-${seq}`, extensions: [retract] };
+    const env: Envelope = {
+      kind: 'message',
+      type: 'groupchat',
+      from: room.jid,
+      to: d.address,
+      id: `moderation-${seq}`,
+      extensions: [retract],
+    };
     await broker.router.deliverFull(Address.parse(d.key), env);
   }
 }

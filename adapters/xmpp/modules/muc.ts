@@ -359,7 +359,12 @@ class Muc {
         return;
       case 'avatar':
         // [XEP-0153] the room's avatar hash in a presence from the room's bare JID, as Prosody's vcard_muc
-        s.deliver({ kind: 'presence', from: room.jid, to: d.address, extensions: [avatarUpdate(room)] });
+        s.deliver({
+          kind: 'presence',
+          from: room.jid,
+          to: d.address,
+          extensions: [avatarUpdate(room)],
+        });
         return;
       case 'voice-request':
         s.deliver(voiceRequestMessage(ev, d.address)); // [XEP-0045 8.6]

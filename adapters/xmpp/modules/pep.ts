@@ -66,8 +66,17 @@ export interface ItemRecord {
 
 type PepValue = NodeMeta | ItemRecord | { xml: string };
 
-function perr(condition: ConstructorParameters<typeof BrokerError>[0], app?: string, text?: string): BrokerError {
-  return new BrokerError(condition, text, undefined, app ? { name: app, ns: NS_PUBSUB_ERRORS } : undefined);
+function perr(
+  condition: ConstructorParameters<typeof BrokerError>[0],
+  app?: string,
+  text?: string,
+): BrokerError {
+  return new BrokerError(
+    condition,
+    text,
+    undefined,
+    app ? { name: app, ns: NS_PUBSUB_ERRORS } : undefined,
+  );
 }
 
 const truthy = (v: string) => v === '1' || v === 'true';
@@ -81,14 +90,19 @@ function bool(v: string | undefined, field: string): boolean {
 export function formFields(x: Element | undefined, formType: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
   if (!x) return out;
-  if (x.attrs.type !== undefined && x.attrs.type !== 'submit') throw perr('bad-request', undefined, 'the form must be of type submit');
+  if (x.attrs.type !== undefined && x.attrs.type !== 'submit')
+    throw perr('bad-request', undefined, 'the form must be of type submit');
   for (const f of x.getChildren('field')) {
     const name = f.attrs.var as string | undefined;
     if (!name) continue;
-    out.set(name, f.getChildren('value').map((v) => v.getText()));
+    out.set(
+      name,
+      f.getChildren('value').map((v) => v.getText()),
+    );
   }
   const ft = out.get('FORM_TYPE')?.[0];
-  if (ft !== undefined && ft !== formType) throw perr('bad-request', undefined, `FORM_TYPE must be ${formType}`);
+  if (ft !== undefined && ft !== formType)
+    throw perr('bad-request', undefined, `FORM_TYPE must be ${formType}`);
   out.delete('FORM_TYPE');
   return out;
 }
@@ -110,11 +124,18 @@ export class PepService {
   /** per node: what other views (XEP-0048 bookmarks) keep of an item, computed when it is published */
   readonly views = new Map<string, (payload: Element) => Record<string, string> | undefined>();
   /** called after an item was published, outside the account's write lock (XEP-0398 conversions may publish again) */
-  readonly published = new Set<(owner: Address, node: string, id: string, payload: Element) => Promise<void>>();
+  readonly published = new Set<
+    (owner: Address, node: string, id: string, payload: Element) => Promise<void>
+  >();
   /** called after items were retracted or a node purged or deleted, outside the lock */
   readonly emptied = new Set<(owner: Address, node: string) => Promise<void>>();
   /** called after an item was published, retracted, a node purged or deleted */
-  private readonly notifyFn: (owner: Address, node: string, config: NodeConfig, event: string) => Promise<void>;
+  private readonly notifyFn: (
+    owner: Address,
+    node: string,
+    config: NodeConfig,
+    event: string,
+  ) => Promise<void>;
 
   constructor(
     broker: Broker,
@@ -129,7 +150,15 @@ export class PepService {
 
   defaultConfig(): NodeConfig {
     // [XEP-0163 4] presence access by default; one item (the current one) unless configured
-    return { access: 'presence', maxItems: 1, maxIsMax: false, persist: true, sendLast: 'on_sub_and_presence', notifyRetract: true, extra: [] };
+    return {
+      access: 'presence',
+      maxItems: 1,
+      maxIsMax: false,
+      persist: true,
+      sendLast: 'on_sub_and_presence',
+      notifyRetract: true,
+      extra: [],
+    };
   }
 
   /**
@@ -143,7 +172,12 @@ export class PepService {
       const v = values[0];
       switch (name) {
         case 'pubsub#access_model':
-          if (v === undefined || !ACCESS_MODELS.has(v)) throw perr('not-acceptable', undefined, `access model ${v ?? '(none)'} is not supported`);
+          if (v === undefined || !ACCESS_MODELS.has(v))
+            throw perr(
+              'not-acceptable',
+              undefined,
+              `access model ${v ?? '(none)'} is not supported`,
+            );
           c.access = v as AccessModel;
           break;
         case 'pubsub#max_items':
@@ -152,7 +186,12 @@ export class PepService {
             c.maxIsMax = true;
           } else {
             const n = Number(v);
-            if (!Number.isInteger(n) || n < 1 || n > this.limits.maxItems) throw perr('not-acceptable', undefined, `max_items must be 1..${this.limits.maxItems} or max`);
+            if (!Number.isInteger(n) || n < 1 || n > this.limits.maxItems)
+              throw perr(
+                'not-acceptable',
+                undefined,
+                `max_items must be 1..${this.limits.maxItems} or max`,
+              );
             c.maxItems = n;
             c.maxIsMax = false;
           }
@@ -164,11 +203,13 @@ export class PepService {
           c.notifyRetract = bool(v, name);
           break;
         case 'pubsub#send_last_published_item':
-          if (v === undefined || !SEND_LAST.has(v)) throw perr('not-acceptable', undefined, `${name}: ${v ?? '(none)'}`);
+          if (v === undefined || !SEND_LAST.has(v))
+            throw perr('not-acceptable', undefined, `${name}: ${v ?? '(none)'}`);
           c.sendLast = v;
           break;
         default:
-          if (!KEPT_FIELDS.has(name)) throw perr('bad-request', undefined, `unknown node configuration field ${name}`); // [XEP-0060 8.2.5.3]
+          if (!KEPT_FIELDS.has(name))
+            throw perr('bad-request', undefined, `unknown node configuration field ${name}`); // [XEP-0060 8.2.5.3]
           c.extra = [...c.extra.filter(([k]) => k !== name), [name, values]];
       }
     }
@@ -196,9 +237,14 @@ export class PepService {
   /** The config as a form [XEP-0060 8.2.1]. */
   configForm(c: NodeConfig, type: 'form' | 'result' = 'form'): Element {
     const x = xml('x', { xmlns: NS_DATA, type });
-    const field = (v: string, t: string, ...values: string[]) => x.append(xml('field', { var: v, type: t }, ...values.map((val) => xml('value', {}, val))));
+    const field = (v: string, t: string, ...values: string[]) =>
+      x.append(xml('field', { var: v, type: t }, ...values.map((val) => xml('value', {}, val))));
     field('FORM_TYPE', 'hidden', NODE_CONFIG);
-    const access = xml('field', { var: 'pubsub#access_model', type: 'list-single' }, xml('value', {}, c.access));
+    const access = xml(
+      'field',
+      { var: 'pubsub#access_model', type: 'list-single' },
+      xml('value', {}, c.access),
+    );
     for (const m of ACCESS_MODELS) access.append(xml('option', {}, xml('value', {}, m)));
     x.append(access);
     field('pubsub#max_items', 'text-single', c.maxIsMax ? 'max' : String(c.maxItems));
@@ -228,7 +274,10 @@ export class PepService {
   /** Every node of an account with its meta. */
   async nodes(owner: Address): Promise<[string, NodeMeta][]> {
     const prefix = `${owner.toString()}/n/`;
-    return (await this.store.entries(prefix)).map(([k, v]) => [decodeURIComponent(k.slice(prefix.length)), v as NodeMeta]);
+    return (await this.store.entries(prefix)).map(([k, v]) => [
+      decodeURIComponent(k.slice(prefix.length)),
+      v as NodeMeta,
+    ]);
   }
 
   /** Serialise the writes of one account. */
@@ -255,7 +304,11 @@ export class PepService {
 
   private async checkNodeCount(owner: Address): Promise<void> {
     if ((await this.store.keys(`${owner.toString()}/n/`)).length >= this.limits.maxNodes) {
-      throw perr('not-allowed', 'max-nodes-exceeded', `at most ${this.limits.maxNodes} nodes per account`); // [XEP-0060 pubsub#errors]
+      throw perr(
+        'not-allowed',
+        'max-nodes-exceeded',
+        `at most ${this.limits.maxNodes} nodes per account`,
+      ); // [XEP-0060 pubsub#errors]
     }
   }
 
@@ -273,7 +326,8 @@ export class PepService {
     view?: Record<string, string>,
   ): Promise<string> {
     const text = payload.toString();
-    if (Buffer.byteLength(text) > this.limits.maxItemBytes) throw perr('not-acceptable', 'payload-too-big'); // [XEP-0060 7.1.3.4]
+    if (Buffer.byteLength(text) > this.limits.maxItemBytes)
+      throw perr('not-acceptable', 'payload-too-big'); // [XEP-0060 7.1.3.4]
     const itemId = id || randomBytes(8).toString('hex');
     await this.locked(owner, async () => {
       let meta = await this.meta(owner, node);
@@ -297,7 +351,11 @@ export class PepService {
         }
         for (const name of options.keys()) {
           if (this.fieldValue(wanted, name) !== this.fieldValue(meta.config, name)) {
-            throw perr('conflict', 'precondition-not-met', `${name} differs from the node's configuration`); // [XEP-0060 7.1.5]
+            throw perr(
+              'conflict',
+              'precondition-not-met',
+              `${name} differs from the node's configuration`,
+            ); // [XEP-0060 7.1.5]
           }
         }
       }
@@ -309,7 +367,8 @@ export class PepService {
         const ids = meta.ids.filter((x) => x !== itemId);
         ids.push(itemId);
         // [XEP-0060 7.1.2, 16.4.4] beyond max_items the oldest items go
-        while (ids.length > meta.config.maxItems) ops.push({ type: 'del', key: this.itemKey(owner, node, ids.shift()!) });
+        while (ids.length > meta.config.maxItems)
+          ops.push({ type: 'del', key: this.itemKey(owner, node, ids.shift()!) });
         meta = { ...meta, ids };
         ops.push({ type: 'put', key: this.itemKey(owner, node, itemId), value: rec });
       }
@@ -327,15 +386,25 @@ export class PepService {
     await this.locked(owner, async () => {
       const meta = await this.meta(owner, node);
       if (!meta) throw perr('item-not-found', undefined, 'no such node'); // [XEP-0060 7.2.3]
-      for (const id of ids) if (!meta.ids.includes(id)) throw perr('item-not-found', undefined, `no item ${id}`); // [XEP-0060 7.2.3]
+      for (const id of ids)
+        if (!meta.ids.includes(id)) throw perr('item-not-found', undefined, `no item ${id}`); // [XEP-0060 7.2.3]
       const gone = new Set(ids);
       await this.store.batch([
         ...ids.map((id) => ({ type: 'del' as const, key: this.itemKey(owner, node, id) })),
-        { type: 'put', key: this.metaKey(owner, node), value: { ...meta, ids: meta.ids.filter((x) => !gone.has(x)) } },
+        {
+          type: 'put',
+          key: this.metaKey(owner, node),
+          value: { ...meta, ids: meta.ids.filter((x) => !gone.has(x)) },
+        },
       ]);
       if (notify || meta.config.notifyRetract) {
         const retracts = ids.map((id) => `<retract id='${escapeXML(id)}'/>`).join('');
-        await this.notifyFn(owner, node, meta.config, `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'>${retracts}</items></event>`);
+        await this.notifyFn(
+          owner,
+          node,
+          meta.config,
+          `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'>${retracts}</items></event>`,
+        );
       }
     });
     for (const fn of this.emptied) await fn(owner, node);
@@ -346,11 +415,23 @@ export class PepService {
     await this.locked(owner, async () => {
       const meta = await this.meta(owner, node);
       if (!meta) throw perr('item-not-found', undefined, 'no such node'); // [XEP-0060 8.4.3.2]
-      const ops: { type: 'put' | 'del'; key: string; value?: PepValue }[] = meta.ids.map((id) => ({ type: 'del', key: this.itemKey(owner, node, id) }));
-      ops.push(purge ? { type: 'put', key: this.metaKey(owner, node), value: { ...meta, ids: [] } } : { type: 'del', key: this.metaKey(owner, node) });
+      const ops: { type: 'put' | 'del'; key: string; value?: PepValue }[] = meta.ids.map((id) => ({
+        type: 'del',
+        key: this.itemKey(owner, node, id),
+      }));
+      ops.push(
+        purge
+          ? { type: 'put', key: this.metaKey(owner, node), value: { ...meta, ids: [] } }
+          : { type: 'del', key: this.metaKey(owner, node) },
+      );
       await this.store.batch(ops as Parameters<typeof this.store.batch>[0]);
       const what = purge ? 'purge' : 'delete';
-      await this.notifyFn(owner, node, meta.config, `<event xmlns='${NS_PUBSUB_EVENT}'><${what} node='${escapeXML(node)}'/></event>`);
+      await this.notifyFn(
+        owner,
+        node,
+        meta.config,
+        `<event xmlns='${NS_PUBSUB_EVENT}'><${what} node='${escapeXML(node)}'/></event>`,
+      );
     });
     for (const fn of this.emptied) await fn(owner, node);
   }
@@ -363,7 +444,8 @@ export class PepService {
       const config = this.applyConfig(meta.config, fields);
       const ids = [...meta.ids];
       const ops: { type: 'put' | 'del'; key: string; value?: PepValue }[] = [];
-      while (ids.length > config.maxItems) ops.push({ type: 'del', key: this.itemKey(owner, node, ids.shift()!) });
+      while (ids.length > config.maxItems)
+        ops.push({ type: 'del', key: this.itemKey(owner, node, ids.shift()!) });
       ops.push({ type: 'put', key: this.metaKey(owner, node), value: { config, ids } });
       await this.store.batch(ops as Parameters<typeof this.store.batch>[0]);
     });
@@ -407,12 +489,28 @@ const notifyFeature = (node: string) => `${node}+notify`;
  */
 export default defineModule({
   name: 'pep',
-  description: 'Personal Eventing Protocol: a pubsub service per account (avatars, nicknames, OMEMO device lists, bookmarks)',
+  description:
+    'Personal Eventing Protocol: a pubsub service per account (avatars, nicknames, OMEMO device lists, bookmarks)',
   depends: ['caps'],
   options: {
-    maxItemsPerNode: { type: 'number', default: 256, min: 1, doc: "items a node keeps at most; a node configured with max_items 'max' keeps this many" },
-    maxItemBytes: { type: 'number', default: 256 * 1024, min: 64, doc: 'largest item payload, bytes of XML; larger is refused with not-acceptable/payload-too-big' },
-    maxNodesPerUser: { type: 'number', default: 100, min: 1, doc: 'nodes per account; more are refused with not-allowed/max-nodes-exceeded' },
+    maxItemsPerNode: {
+      type: 'number',
+      default: 256,
+      min: 1,
+      doc: "items a node keeps at most; a node configured with max_items 'max' keeps this many",
+    },
+    maxItemBytes: {
+      type: 'number',
+      default: 256 * 1024,
+      min: 64,
+      doc: 'largest item payload, bytes of XML; larger is refused with not-acceptable/payload-too-big',
+    },
+    maxNodesPerUser: {
+      type: 'number',
+      default: 100,
+      min: 1,
+      doc: 'nodes per account; more are refused with not-allowed/max-nodes-exceeded',
+    },
   },
   specs: [
     {
@@ -422,14 +520,24 @@ export default defineModule({
     },
     {
       spec: 'XEP-0060',
-      section: 'PEP subset: publish (publish-options), items (id, max_items), retract, create, configure, delete, purge',
+      section:
+        'PEP subset: publish (publish-options), items (id, max_items), retract, create, configure, delete, purge',
       status: 'partial',
       note: 'access models open, presence, whitelist (owner only); no explicit subscriptions, affiliations or collections',
     },
     { spec: 'XEP-0084', status: 'complete', note: 'through PEP (data and metadata nodes)' },
     { spec: 'XEP-0172', status: 'complete', note: 'through PEP' },
-    { spec: 'XEP-0223', status: 'complete', note: 'publish-options persist_items/access_model whitelist honoured as preconditions' },
-    { spec: 'XEP-0384', section: 'device list node', status: 'complete', note: 'eu.siacs.conversations.axolotl.devicelist and bundles with open access' },
+    {
+      spec: 'XEP-0223',
+      status: 'complete',
+      note: 'publish-options persist_items/access_model whitelist honoured as preconditions',
+    },
+    {
+      spec: 'XEP-0384',
+      section: 'device list node',
+      status: 'complete',
+      note: 'eu.siacs.conversations.axolotl.devicelist and bundles with open access',
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -437,7 +545,12 @@ export default defineModule({
 
     /** The available XMPP sessions of `user` that want `node` notifications. */
     const interested = (user: Address, node: string): XmppConnection[] =>
-      broker.sessions.sessionsOf(user).filter((s): s is XmppConnection => s instanceof XmppConnection && s.available && !!capsOf(s)?.has(notifyFeature(node)));
+      broker.sessions
+        .sessionsOf(user)
+        .filter(
+          (s): s is XmppConnection =>
+            s instanceof XmppConnection && s.available && !!capsOf(s)?.has(notifyFeature(node)),
+        );
 
     const send = (conn: XmppConnection, owner: Address, event: string) =>
       conn.deliver({
@@ -453,14 +566,19 @@ export default defineModule({
     const notify = async (owner: Address, node: string, config: NodeConfig, event: string) => {
       const targets = interested(owner, node);
       if (config.access !== 'whitelist') {
-        for (const c of (await broker.roster.presenceContacts(owner.toString())).from) targets.push(...interested(Address.parse(c), node));
+        for (const c of (await broker.roster.presenceContacts(owner.toString())).from)
+          targets.push(...interested(Address.parse(c), node));
       }
       for (const s of targets) send(s, owner, event);
     };
 
     const pep = new PepService(
       broker,
-      { maxItems: ctx.options.maxItemsPerNode, maxItemBytes: ctx.options.maxItemBytes, maxNodes: ctx.options.maxNodesPerUser },
+      {
+        maxItems: ctx.options.maxItemsPerNode,
+        maxItemBytes: ctx.options.maxItemBytes,
+        maxNodes: ctx.options.maxNodesPerUser,
+      },
       notify,
     );
     services.set(broker, pep);
@@ -469,10 +587,12 @@ export default defineModule({
     });
 
     /** The PEP service addressed: an account's bare JID; the domain is not a pubsub service. */
-    const ownerOf = (req: IqRequest): Address | undefined => (req.to.isDomain ? undefined : req.to.bare());
+    const ownerOf = (req: IqRequest): Address | undefined =>
+      req.to.isDomain ? undefined : req.to.bare();
     const mustOwn = (req: IqRequest, owner: Address) => {
       // [XEP-0060 7.1.3.1, 7.2.3.1, 8.2.3.2, 8.4.3.1] only the account itself writes to its PEP service
-      if (!req.from.bare().equals(owner)) throw perr('forbidden', undefined, "only the account's owner may change its PEP nodes");
+      if (!req.from.bare().equals(owner))
+        throw perr('forbidden', undefined, "only the account's owner may change its PEP nodes");
     };
     const nodeAttr = (el: Element): string => {
       const node = el.attrs.node as string | undefined;
@@ -481,7 +601,8 @@ export default defineModule({
     };
     const single = (pubsub: Element): Element => {
       const children = pubsub.getChildElements();
-      const main = children.find((c) => c.name !== 'publish-options' && c.name !== 'configure') ?? children[0];
+      const main =
+        children.find((c) => c.name !== 'publish-options' && c.name !== 'configure') ?? children[0];
       if (!main) throw perr('bad-request', undefined, 'empty pubsub request');
       return main;
     };
@@ -497,14 +618,20 @@ export default defineModule({
             mustOwn(req, owner); // [XEP-0060 7.1.3.1]
             const node = nodeAttr(op);
             const items = op.getChildren('item');
-            if (items.length !== 1) throw perr('bad-request', 'invalid-payload', 'exactly one item per publish'); // [XEP-0060 7.1.3.6]
+            if (items.length !== 1)
+              throw perr('bad-request', 'invalid-payload', 'exactly one item per publish'); // [XEP-0060 7.1.3.6]
             const payloads = items[0].getChildElements();
             if (payloads.length === 0) throw perr('bad-request', 'item-required'); // [XEP-0060 7.1.3.6] persistent nodes need a payload
-            if (payloads.length > 1) throw perr('bad-request', 'invalid-payload', 'one payload element per item'); // [XEP-0060 7.1.3.6]
+            if (payloads.length > 1)
+              throw perr('bad-request', 'invalid-payload', 'one payload element per item'); // [XEP-0060 7.1.3.6]
             const po = req.child.getChild('publish-options');
             const options = po ? formFields(po.getChild('x', NS_DATA), PUBLISH_OPTIONS) : undefined;
             const id = await pep.publish(owner, node, items[0].attrs.id, payloads[0], options);
-            return xml('pubsub', { xmlns: NS_PUBSUB }, xml('publish', { node }, xml('item', { id })));
+            return xml(
+              'pubsub',
+              { xmlns: NS_PUBSUB },
+              xml('publish', { node }, xml('item', { id })),
+            );
           }
           case 'retract': {
             mustOwn(req, owner); // [XEP-0060 7.2.3.1]
@@ -525,7 +652,12 @@ export default defineModule({
           case 'subscribe':
           case 'unsubscribe':
             // PEP subscriptions are implied by presence and +notify [XEP-0163 4.2]
-            throw new BrokerError('feature-not-implemented', 'subscriptions are implied by presence (XEP-0163)', undefined, { name: 'unsupported', ns: NS_PUBSUB_ERRORS });
+            throw new BrokerError(
+              'feature-not-implemented',
+              'subscriptions are implied by presence (XEP-0163)',
+              undefined,
+              { name: 'unsupported', ns: NS_PUBSUB_ERRORS },
+            );
           default:
             throw new BrokerError('feature-not-implemented', `<${op.name}/> is not supported`);
         }
@@ -538,19 +670,25 @@ export default defineModule({
         const owner = ownerOf(req);
         if (!owner) return undefined;
         const op = single(req.child);
-        if (op.name !== 'items') throw new BrokerError('feature-not-implemented', `<${op.name}/> is not supported`);
+        if (op.name !== 'items')
+          throw new BrokerError('feature-not-implemented', `<${op.name}/> is not supported`);
         const node = nodeAttr(op);
         const meta = await pep.meta(owner, node);
         if (!meta) throw perr('item-not-found'); // [XEP-0060 6.5.9.11]
         await pep.checkAccess(owner, req.from, meta.config);
-        const wanted = op.getChildren('item').map((i) => i.attrs.id as string).filter(Boolean);
+        const wanted = op
+          .getChildren('item')
+          .map((i) => i.attrs.id as string)
+          .filter(Boolean);
         let ids: string[];
-        if (wanted.length) ids = wanted.filter((id) => meta.ids.includes(id)); // [XEP-0060 6.5.8]
+        if (wanted.length)
+          ids = wanted.filter((id) => meta.ids.includes(id)); // [XEP-0060 6.5.8]
         else {
           ids = [...meta.ids].reverse(); // newest first
           const max = op.attrs.max_items !== undefined ? Number(op.attrs.max_items) : undefined;
           if (max !== undefined) {
-            if (!Number.isInteger(max) || max < 0) throw perr('bad-request', undefined, 'max_items must be a non-negative integer');
+            if (!Number.isInteger(max) || max < 0)
+              throw perr('bad-request', undefined, 'max_items must be a non-negative integer');
             ids = ids.slice(0, max); // [XEP-0060 6.5.7] the most recent N
           }
         }
@@ -559,7 +697,9 @@ export default defineModule({
           const rec = await pep.item(owner, node, id);
           if (rec) items += `<item id='${escapeXML(id)}'>${rec.payload}</item>`;
         }
-        return new RawXml(`<pubsub xmlns='${NS_PUBSUB}'><items node='${escapeXML(node)}'>${items}</items></pubsub>`);
+        return new RawXml(
+          `<pubsub xmlns='${NS_PUBSUB}'><items node='${escapeXML(node)}'>${items}</items></pubsub>`,
+        );
       }),
     );
 
@@ -570,12 +710,22 @@ export default defineModule({
         if (!owner) return undefined;
         mustOwn(req, owner); // [XEP-0060 8.2.3.2]
         const op = single(req.child);
-        if (op.name === 'default') return xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('default', {}, pep.configForm(pep.defaultConfig()))); // [XEP-0060 8.3]
-        if (op.name !== 'configure') throw new BrokerError('feature-not-implemented', `<${op.name}/> is not supported`);
+        if (op.name === 'default')
+          return xml(
+            'pubsub',
+            { xmlns: NS_PUBSUB_OWNER },
+            xml('default', {}, pep.configForm(pep.defaultConfig())),
+          ); // [XEP-0060 8.3]
+        if (op.name !== 'configure')
+          throw new BrokerError('feature-not-implemented', `<${op.name}/> is not supported`);
         const node = nodeAttr(op);
         const meta = await pep.meta(owner, node);
         if (!meta) throw perr('item-not-found'); // [XEP-0060 8.2.3.4]
-        return xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('configure', { node }, pep.configForm(meta.config)));
+        return xml(
+          'pubsub',
+          { xmlns: NS_PUBSUB_OWNER },
+          xml('configure', { node }, pep.configForm(meta.config)),
+        );
       }),
     );
     ctx.onUnload(
@@ -631,7 +781,12 @@ export default defineModule({
     ];
     ctx.onUnload(
       xmppHooks(broker).on('disco:info', (info, target) =>
-        target.isDomain ? undefined : { identities: [...info.identities, { category: 'pubsub', type: 'pep' }], features: [...info.features, ...features] },
+        target.isDomain
+          ? undefined
+          : {
+              identities: [...info.identities, { category: 'pubsub', type: 'pep' }],
+              features: [...info.features, ...features],
+            },
       ),
     );
 
@@ -639,10 +794,16 @@ export default defineModule({
     ctx.onUnload(
       xmppHooks(broker).on('caps:changed', async (conn, now, previous) => {
         const wanted = new Set<string>();
-        for (const f of now) if (f.endsWith('+notify') && !previous?.has(f)) wanted.add(f.slice(0, -'+notify'.length));
+        for (const f of now)
+          if (f.endsWith('+notify') && !previous?.has(f)) wanted.add(f.slice(0, -'+notify'.length));
         if (!wanted.size) return;
         const user = conn.address.bare();
-        const owners = [user, ...(await broker.roster.presenceContacts(user.toString())).to.map((c) => Address.parse(c))];
+        const owners = [
+          user,
+          ...(await broker.roster.presenceContacts(user.toString())).to.map((c) =>
+            Address.parse(c),
+          ),
+        ];
         for (const owner of owners) {
           for (const [node, meta] of await pep.nodes(owner)) {
             if (!wanted.has(node) || !meta.ids.length || meta.config.sendLast === 'never') continue;
@@ -650,7 +811,11 @@ export default defineModule({
             const id = meta.ids[meta.ids.length - 1];
             const rec = await pep.item(owner, node, id);
             if (!rec || !conn.available) continue;
-            send(conn, owner, `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'><item id='${escapeXML(id)}'>${rec.payload}</item></items></event>`);
+            send(
+              conn,
+              owner,
+              `<event xmlns='${NS_PUBSUB_EVENT}'><items node='${escapeXML(node)}'><item id='${escapeXML(id)}'>${rec.payload}</item></items></event>`,
+            );
           }
         }
       }),

@@ -39,13 +39,22 @@ function bookmarkView(conf: Element): Record<string, string> | undefined {
  */
 export default defineModule({
   name: 'private',
-  description: 'Private XML storage (XEP-0049), with XEP-0048 bookmarks converted to and from XEP-0402',
+  description:
+    'Private XML storage (XEP-0049), with XEP-0048 bookmarks converted to and from XEP-0402',
   depends: ['pep'],
   options: {},
   specs: [
     { spec: 'XEP-0049', status: 'complete' },
-    { spec: 'XEP-0048', status: 'partial', note: 'through private storage, converted to and from XEP-0402 (urls are not kept); the XEP-0048 PEP node is not converted' },
-    { spec: 'XEP-0402', status: 'complete', note: 'PEP node with whitelist access; #compat with XEP-0049 storage:bookmarks' },
+    {
+      spec: 'XEP-0048',
+      status: 'partial',
+      note: 'through private storage, converted to and from XEP-0402 (urls are not kept); the XEP-0048 PEP node is not converted',
+    },
+    {
+      spec: 'XEP-0402',
+      status: 'complete',
+      note: 'PEP node with whitelist access; #compat with XEP-0049 storage:bookmarks',
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -58,14 +67,18 @@ export default defineModule({
     const iq = iqRegistry(broker);
 
     const payloadOf = (query: Element, from: Address, to: Address): Element => {
-      if (!to.equals(from.bare())) throw new BrokerError('forbidden', "private storage is the account's own"); // [XEP-0049 3]
+      if (!to.equals(from.bare()))
+        throw new BrokerError('forbidden', "private storage is the account's own"); // [XEP-0049 3]
       const children = query.getChildElements();
-      if (children.length !== 1) throw new BrokerError('not-acceptable', 'exactly one child element'); // [XEP-0049 3]
+      if (children.length !== 1)
+        throw new BrokerError('not-acceptable', 'exactly one child element'); // [XEP-0049 3]
       const ns = children[0].attrs.xmlns as string | undefined;
-      if (!ns || RESERVED.has(ns)) throw new BrokerError('not-acceptable', 'no or a reserved namespace'); // [XEP-0049 3]
+      if (!ns || RESERVED.has(ns))
+        throw new BrokerError('not-acceptable', 'no or a reserved namespace'); // [XEP-0049 3]
       return children[0];
     };
-    const key = (owner: Address, el: Element) => `${owner.toString()}/p/${encodeURIComponent(el.name)}:${encodeURIComponent(el.attrs.xmlns!)}`;
+    const key = (owner: Address, el: Element) =>
+      `${owner.toString()}/p/${encodeURIComponent(el.name)}:${encodeURIComponent(el.attrs.xmlns!)}`;
 
     /** XEP-0402 items as one XEP-0048 storage element [XEP-0402 5.1 compat]. */
     const bookmarksOut = async (owner: Address): Promise<string> => {
@@ -88,7 +101,11 @@ export default defineModule({
       for (const c of storage.getChildren('conference')) {
         const jid = Address.tryParse(c.attrs.jid ?? '');
         if (!jid) throw new BrokerError('jid-malformed', 'conference without a valid jid');
-        const conf = xml('conference', { xmlns: NS_BOOKMARKS2, name: c.attrs.name, autojoin: c.attrs.autojoin === 'true' || c.attrs.autojoin === '1' ? 'true' : 'false' });
+        const conf = xml('conference', {
+          xmlns: NS_BOOKMARKS2,
+          name: c.attrs.name,
+          autojoin: c.attrs.autojoin === 'true' || c.attrs.autojoin === '1' ? 'true' : 'false',
+        });
         const nick = c.getChildText('nick');
         if (nick) conf.append(xml('nick', {}, nick));
         const password = c.getChildText('password');
@@ -108,7 +125,8 @@ export default defineModule({
         const el = payloadOf(req.child, req.from, req.to);
         const owner = req.to;
         let inner: string;
-        if (el.name === 'storage' && el.attrs.xmlns === NS_BOOKMARKS) inner = await bookmarksOut(owner);
+        if (el.name === 'storage' && el.attrs.xmlns === NS_BOOKMARKS)
+          inner = await bookmarksOut(owner);
         else {
           const stored = (await pep.store.get(key(owner, el))) as { xml: string } | undefined;
           inner = stored?.xml ?? `<${el.name} xmlns='${escapeXML(el.attrs.xmlns!)}'/>`; // [XEP-0049 2.2] nothing stored: the empty element
@@ -117,26 +135,41 @@ export default defineModule({
       }),
     );
     ctx.onUnload(
-      iq.register(ctx.name, { type: 'set', ns: NS_PRIVATE, name: 'query' }, async (req): Promise<'empty'> => {
-        const el = payloadOf(req.child, req.from, req.to);
-        const owner = req.to;
-        if (el.name === 'storage' && el.attrs.xmlns === NS_BOOKMARKS) {
-          await bookmarksIn(owner, el);
+      iq.register(
+        ctx.name,
+        { type: 'set', ns: NS_PRIVATE, name: 'query' },
+        async (req): Promise<'empty'> => {
+          const el = payloadOf(req.child, req.from, req.to);
+          const owner = req.to;
+          if (el.name === 'storage' && el.attrs.xmlns === NS_BOOKMARKS) {
+            await bookmarksIn(owner, el);
+            return 'empty';
+          }
+          const text = el.toString();
+          if (Buffer.byteLength(text) > pep.limits.maxItemBytes)
+            throw new BrokerError('not-acceptable', 'too large'); // bounded like a PEP item
+          const k = key(owner, el);
+          if (
+            !(await pep.store.get(k)) &&
+            (await pep.store.keys(`${owner.toString()}/p/`)).length >= pep.limits.maxNodes
+          ) {
+            throw new BrokerError(
+              'resource-constraint',
+              `at most ${pep.limits.maxNodes} private storage namespaces`,
+            ); // bounded like PEP nodes
+          }
+          await pep.store.put(k, { xml: text });
           return 'empty';
-        }
-        const text = el.toString();
-        if (Buffer.byteLength(text) > pep.limits.maxItemBytes) throw new BrokerError('not-acceptable', 'too large'); // bounded like a PEP item
-        const k = key(owner, el);
-        if (!(await pep.store.get(k)) && (await pep.store.keys(`${owner.toString()}/p/`)).length >= pep.limits.maxNodes) {
-          throw new BrokerError('resource-constraint', `at most ${pep.limits.maxNodes} private storage namespaces`); // bounded like PEP nodes
-        }
-        await pep.store.put(k, { xml: text });
-        return 'empty';
-      }),
+        },
+      ),
     );
     // [XEP-0402 3] the account converts between XEP-0049 bookmarks and XEP-0402
     ctx.onUnload(
-      xmppHooks(broker).on('disco:info', (info, target) => (target.isDomain ? undefined : { ...info, features: [...info.features, `${NS_BOOKMARKS2}#compat`] })),
+      xmppHooks(broker).on('disco:info', (info, target) =>
+        target.isDomain
+          ? undefined
+          : { ...info, features: [...info.features, `${NS_BOOKMARKS2}#compat`] },
+      ),
     );
   },
 });

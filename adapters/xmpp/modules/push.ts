@@ -1,6 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { escapeXML, escapeXMLText } from '@xmpp/xml';
-import { Address, BrokerError, defineModule, isStorableMessage, type Envelope, type Logger, type Session } from '../../../broker/index.ts';
+import {
+  Address,
+  BrokerError,
+  defineModule,
+  isStorableMessage,
+  type Envelope,
+  type Logger,
+  type Session,
+} from '../../../broker/index.ts';
 import { XmppConnection } from '../connection.ts';
 import { xmppHooks } from '../hooks.ts';
 import { iqRegistry } from '../iq-registry.ts';
@@ -57,15 +65,49 @@ function regKey(user: string, jid: string, node: string): string {
 
 export default defineModule({
   name: 'push',
-  description: 'Push Notifications (XEP-0357): wake sleeping mobile clients through their app server',
+  description:
+    'Push Notifications (XEP-0357): wake sleeping mobile clients through their app server',
   options: {
-    burstSeconds: { type: 'number', default: 30, min: 0, doc: 'at most one notification per registration in this window; messages inside it are summed into one sent at its end' },
-    includeSender: { type: 'boolean', default: false, doc: 'put `last-message-sender` in the summary (off: the app server learns only that something came)' },
-    includeBody: { type: 'boolean', default: false, doc: 'put `last-message-body` in the summary (off by default: bodies would pass through the app server and the platform push service)' },
-    maxRegistrationsPerUser: { type: 'number', default: 20, min: 1, doc: 'push registrations one account may have; more: resource-constraint' },
-    maxRetries: { type: 'number', default: 3, min: 0, doc: 'retries of a notification that timed out or got a `wait` error, with doubling backoff' },
-    retryBaseSeconds: { type: 'number', default: 5, min: 0, doc: 'first retry delay (then doubled)' },
-    timeoutSeconds: { type: 'number', default: 30, min: 1, doc: 'how long to wait for the app server to answer a publish' },
+    burstSeconds: {
+      type: 'number',
+      default: 30,
+      min: 0,
+      doc: 'at most one notification per registration in this window; messages inside it are summed into one sent at its end',
+    },
+    includeSender: {
+      type: 'boolean',
+      default: false,
+      doc: 'put `last-message-sender` in the summary (off: the app server learns only that something came)',
+    },
+    includeBody: {
+      type: 'boolean',
+      default: false,
+      doc: 'put `last-message-body` in the summary (off by default: bodies would pass through the app server and the platform push service)',
+    },
+    maxRegistrationsPerUser: {
+      type: 'number',
+      default: 20,
+      min: 1,
+      doc: 'push registrations one account may have; more: resource-constraint',
+    },
+    maxRetries: {
+      type: 'number',
+      default: 3,
+      min: 0,
+      doc: 'retries of a notification that timed out or got a `wait` error, with doubling backoff',
+    },
+    retryBaseSeconds: {
+      type: 'number',
+      default: 5,
+      min: 0,
+      doc: 'first retry delay (then doubled)',
+    },
+    timeoutSeconds: {
+      type: 'number',
+      default: 30,
+      min: 1,
+      doc: 'how long to wait for the app server to answer a publish',
+    },
   },
   specs: [
     {
@@ -79,55 +121,77 @@ export default defineModule({
     const kv = broker.storage.kv<Registration>('push');
     const bursts = new Map<string, BurstState>();
     /** publishes waiting for the app server: iq id → resolver */
-    const pending = new Map<string, { from: string; resolve: (el: Envelope | undefined) => void }>();
+    const pending = new Map<
+      string,
+      { from: string; resolve: (el: Envelope | undefined) => void }
+    >();
     const log: Logger = ctx.log;
 
     // ---- enable / disable [XEP-0357 5, 6] ----
     const target = (req: { from: Address; to: Address }) => {
-      if (!req.to.equals(req.from.bare())) throw new BrokerError('forbidden', 'push is enabled on your own account');
+      if (!req.to.equals(req.from.bare()))
+        throw new BrokerError('forbidden', 'push is enabled on your own account');
       return req.from.bare().toString();
     };
     ctx.onUnload(
-      iqRegistry(broker).register(ctx.name, { type: 'set', ns: NS_PUSH, name: 'enable' }, async (req) => {
-        const user = target(req);
-        const jid = Address.tryParse(req.child.attrs.jid ?? '');
-        const node = req.child.attrs.node;
-        if (!jid) throw new BrokerError('bad-request', 'enable needs a jid'); // [XEP-0357 5]
-        if (typeof node !== 'string' || node === '' || node.length > 1024) throw new BrokerError('bad-request', 'enable needs a node');
-        const options: [string, string][] = [];
-        const form = req.child.getChild('x', NS_DATA);
-        for (const f of form?.getChildren('field') ?? []) {
-          const v = f.attrs.var;
-          if (typeof v !== 'string' || v === 'FORM_TYPE') continue;
-          options.push([v, f.getChildText('value') ?? '']);
-        }
-        if (JSON.stringify(options).length > 4096) throw new BrokerError('not-acceptable', 'publish-options too large');
-        const key = regKey(user, jid.toString(), node);
-        if (!(await kv.get(key)) && (await kv.keys(`${user}/`)).length >= o.maxRegistrationsPerUser)
-          throw new BrokerError('resource-constraint', `at most ${o.maxRegistrationsPerUser} push registrations`);
-        await kv.put(key, { jid: jid.toString(), node, options });
-        return 'empty' as const;
-      }),
+      iqRegistry(broker).register(
+        ctx.name,
+        { type: 'set', ns: NS_PUSH, name: 'enable' },
+        async (req) => {
+          const user = target(req);
+          const jid = Address.tryParse(req.child.attrs.jid ?? '');
+          const node = req.child.attrs.node;
+          if (!jid) throw new BrokerError('bad-request', 'enable needs a jid'); // [XEP-0357 5]
+          if (typeof node !== 'string' || node === '' || node.length > 1024)
+            throw new BrokerError('bad-request', 'enable needs a node');
+          const options: [string, string][] = [];
+          const form = req.child.getChild('x', NS_DATA);
+          for (const f of form?.getChildren('field') ?? []) {
+            const v = f.attrs.var;
+            if (typeof v !== 'string' || v === 'FORM_TYPE') continue;
+            options.push([v, f.getChildText('value') ?? '']);
+          }
+          if (JSON.stringify(options).length > 4096)
+            throw new BrokerError('not-acceptable', 'publish-options too large');
+          const key = regKey(user, jid.toString(), node);
+          if (
+            !(await kv.get(key)) &&
+            (await kv.keys(`${user}/`)).length >= o.maxRegistrationsPerUser
+          )
+            throw new BrokerError(
+              'resource-constraint',
+              `at most ${o.maxRegistrationsPerUser} push registrations`,
+            );
+          await kv.put(key, { jid: jid.toString(), node, options });
+          return 'empty' as const;
+        },
+      ),
     );
     ctx.onUnload(
-      iqRegistry(broker).register(ctx.name, { type: 'set', ns: NS_PUSH, name: 'disable' }, async (req) => {
-        const user = target(req);
-        const jid = Address.tryParse(req.child.attrs.jid ?? '');
-        if (!jid) throw new BrokerError('bad-request', 'disable needs a jid'); // [XEP-0357 6]
-        const node = req.child.attrs.node as string | undefined;
-        for (const [key, r] of await kv.entries(`${user}/`)) {
-          // [XEP-0357 6] without a node: every registration with this app server
-          if (r.jid === jid.toString() && (node === undefined || r.node === node)) {
-            await kv.delete(key);
-            clearBurst(key);
+      iqRegistry(broker).register(
+        ctx.name,
+        { type: 'set', ns: NS_PUSH, name: 'disable' },
+        async (req) => {
+          const user = target(req);
+          const jid = Address.tryParse(req.child.attrs.jid ?? '');
+          if (!jid) throw new BrokerError('bad-request', 'disable needs a jid'); // [XEP-0357 6]
+          const node = req.child.attrs.node as string | undefined;
+          for (const [key, r] of await kv.entries(`${user}/`)) {
+            // [XEP-0357 6] without a node: every registration with this app server
+            if (r.jid === jid.toString() && (node === undefined || r.node === node)) {
+              await kv.delete(key);
+              clearBurst(key);
+            }
           }
-        }
-        return 'empty' as const;
-      }),
+          return 'empty' as const;
+        },
+      ),
     );
     // [XEP-0357 4] the feature on the account's bare JID
     ctx.onUnload(
-      xmppHooks(broker).on('disco:info', (info, t) => (t.local && t.isBare ? { ...info, features: [...info.features, NS_PUSH] } : undefined)),
+      xmppHooks(broker).on('disco:info', (info, t) =>
+        t.local && t.isBare ? { ...info, features: [...info.features, NS_PUSH] } : undefined,
+      ),
     );
 
     // ---- answers from app servers ----
@@ -135,7 +199,13 @@ export default defineModule({
       broker.hooks.on(
         'route:filter',
         (env) => {
-          if (!env || env.kind !== 'iq' || (env.type !== 'result' && env.type !== 'error') || env.id === undefined) return undefined;
+          if (
+            !env ||
+            env.kind !== 'iq' ||
+            (env.type !== 'result' && env.type !== 'error') ||
+            env.id === undefined
+          )
+            return undefined;
           const p = pending.get(env.id);
           // only from the app server we asked (its address is stamped by its server, or set by our router answering for it)
           if (!p || env.from.toString() !== p.from) return undefined;
@@ -160,7 +230,9 @@ export default defineModule({
     });
     /** No session of the user can take a message now: none, or only detached XMPP ones. */
     const asleep = (user: Address): boolean =>
-      broker.sessions.sessionsOf(user).every((s: Session) => s instanceof XmppConnection && !s.live);
+      broker.sessions
+        .sessionsOf(user)
+        .every((s: Session) => s instanceof XmppConnection && !s.live);
     const notifyAll = async (env: Envelope) => {
       const user = env.to.bare();
       const regs = await kv.entries(`${user.toString()}/`);
@@ -177,7 +249,8 @@ export default defineModule({
       broker.hooks.on(
         'message:offline',
         (env) => {
-          if (important(env)) notifyAll(env).catch((err) => log.warn({ err }, 'push: notify failed'));
+          if (important(env))
+            notifyAll(env).catch((err) => log.warn({ err }, 'push: notify failed'));
           return undefined; // the offline module stores it
         },
         10,
@@ -222,13 +295,19 @@ export default defineModule({
           const errType = answer && errorType(answer);
           if (answer && errType !== 'wait') {
             // [XEP-0357 7] the app server refused: the registration is dead
-            log.info({ user, appServer: reg.jid, type: errType }, 'push: app server error, registration disabled');
+            log.info(
+              { user, appServer: reg.jid, type: errType },
+              'push: app server error, registration disabled',
+            );
             await kv.delete(key);
             bursts.delete(key);
             return;
           }
           if (attempt >= o.maxRetries) {
-            log.warn({ user, appServer: reg.jid }, 'push: no answer from the app server; notification dropped');
+            log.warn(
+              { user, appServer: reg.jid },
+              'push: no answer from the app server; notification dropped',
+            );
             return;
           }
           await new Promise((r) => setTimeout(r, o.retryBaseSeconds * 1000 * 2 ** attempt).unref());
@@ -240,13 +319,20 @@ export default defineModule({
       }
     };
 
-    const field = (v: string, value: string) => `<field var='${escapeXML(v)}'><value>${escapeXMLText(value)}</value></field>`;
-    const publish = (user: string, reg: Registration, count: number, b: BurstState): Promise<Envelope | undefined> => {
+    const field = (v: string, value: string) =>
+      `<field var='${escapeXML(v)}'><value>${escapeXMLText(value)}</value></field>`;
+    const publish = (
+      user: string,
+      reg: Registration,
+      count: number,
+      b: BurstState,
+    ): Promise<Envelope | undefined> => {
       const id = `push-${randomBytes(8).toString('hex')}`;
       // [XEP-0357 7] summary form, only the fields the configuration allows
       let summary = field('FORM_TYPE', NS_PUSH_SUMMARY) + field('message-count', String(count));
       if (o.includeSender && b.lastSender) summary += field('last-message-sender', b.lastSender);
-      if (o.includeBody && b.lastBody !== undefined) summary += field('last-message-body', b.lastBody);
+      if (o.includeBody && b.lastBody !== undefined)
+        summary += field('last-message-body', b.lastBody);
       const opts = reg.options.length
         ? `<publish-options><x xmlns='${NS_DATA}' type='submit'>${field('FORM_TYPE', NS_PUBSUB_PUBLISH_OPTIONS)}${reg.options.map(([k, v]) => field(k, v)).join('')}</x></publish-options>`
         : '';
@@ -266,7 +352,14 @@ export default defineModule({
         });
         // [XEP-0357 7] from the user's bare JID, an XEP-0060 publish to the app server
         broker.router
-          .route({ kind: 'iq', type: 'set', id, from: Address.parse(user), to: Address.parse(reg.jid), extensions: [payload] })
+          .route({
+            kind: 'iq',
+            type: 'set',
+            id,
+            from: Address.parse(user),
+            to: Address.parse(reg.jid),
+            extensions: [payload],
+          })
           .catch((err) => log.warn({ err }, 'push: publish not routed'));
       });
     };

@@ -12,9 +12,31 @@ import { NS_DATA, NS_REGISTER } from '../ns.ts';
 
 /** The usernames nobody registers in-band (impersonating the operator), as Prosody's mod_block_registrations. */
 export const DEFAULT_RESERVED = [
-  'abuse', 'admin', 'administrator', 'hostmaster', 'info', 'news', 'noc', 'operator', 'owner', 'postmaster',
-  'register', 'registration', 'root', 'security', 'service', 'signup', 'support', 'sysadmin', 'sysop',
-  'system', 'test', 'trouble', 'webmaster', 'www', 'xmpp',
+  'abuse',
+  'admin',
+  'administrator',
+  'hostmaster',
+  'info',
+  'news',
+  'noc',
+  'operator',
+  'owner',
+  'postmaster',
+  'register',
+  'registration',
+  'root',
+  'security',
+  'service',
+  'signup',
+  'support',
+  'sysadmin',
+  'sysop',
+  'system',
+  'test',
+  'trouble',
+  'webmaster',
+  'www',
+  'xmpp',
 ];
 
 /** At most this many addresses tracked; the oldest goes first (an attacker with that many addresses registers that many accounts anyway). */
@@ -47,7 +69,12 @@ function expandV6(ip: string): string[] {
     if (isIPv4(last)) {
       // an embedded IPv4 tail is two groups
       const o = last.split('.').map(Number);
-      parts.splice(parts.length - 1, 1, ((o[0]! << 8) | o[1]!).toString(16), ((o[2]! << 8) | o[3]!).toString(16));
+      parts.splice(
+        parts.length - 1,
+        1,
+        ((o[0]! << 8) | o[1]!).toString(16),
+        ((o[2]! << 8) | o[3]!).toString(16),
+      );
     }
     return parts;
   };
@@ -64,11 +91,13 @@ export function allowList(entries: string[]): BlockList | undefined {
   for (const e of entries) {
     const [addr, prefix] = e.split('/');
     const type = isIPv4(addr ?? '') ? 'ipv4' : isIPv6(addr ?? '') ? 'ipv6' : undefined;
-    if (!type) throw new Error(`modules.register.allowFrom: '${e}' is not an address or CIDR range`);
+    if (!type)
+      throw new Error(`modules.register.allowFrom: '${e}' is not an address or CIDR range`);
     if (prefix === undefined) list.addAddress(addr!, type);
     else {
       const n = Number(prefix);
-      if (!Number.isInteger(n) || n < 0 || n > (type === 'ipv4' ? 32 : 128)) throw new Error(`modules.register.allowFrom: '${e}': bad prefix length`);
+      if (!Number.isInteger(n) || n < 0 || n > (type === 'ipv4' ? 32 : 128))
+        throw new Error(`modules.register.allowFrom: '${e}': bad prefix length`);
       list.addSubnet(addr!, n, type);
     }
   }
@@ -128,7 +157,8 @@ export class RegistrationThrottle {
     if (!r) {
       r = { failures: 0, since: now };
       this.byAddress.set(key, r);
-      if (this.byAddress.size > MAX_TRACKED) this.byAddress.delete(this.byAddress.keys().next().value!);
+      if (this.byAddress.size > MAX_TRACKED)
+        this.byAddress.delete(this.byAddress.keys().next().value!);
     }
     return r;
   }
@@ -139,9 +169,16 @@ export class RegistrationThrottle {
     const r = this.byAddress.get(addressKey(ip, this.limits.v6Prefix));
     if (!r) return;
     const wait = r.lastSuccess !== undefined ? r.lastSuccess + this.windowMs() - now : 0;
-    if (wait > 0) throw new BrokerError('resource-constraint', `one registration per ${this.limits.minSecondsBetween} s from an address; try again in ${Math.ceil(wait / 1000)} s`);
+    if (wait > 0)
+      throw new BrokerError(
+        'resource-constraint',
+        `one registration per ${this.limits.minSecondsBetween} s from an address; try again in ${Math.ceil(wait / 1000)} s`,
+      );
     if (now - r.since <= this.windowMs() && r.failures >= this.limits.maxFailures) {
-      throw new BrokerError('resource-constraint', 'too many refused registration attempts from this address; try again later');
+      throw new BrokerError(
+        'resource-constraint',
+        'too many refused registration attempts from this address; try again later',
+      );
     }
   }
 
@@ -168,21 +205,27 @@ export interface RegistrationRequest {
 export function readRequest(query: Element): RegistrationRequest {
   const form = query.getChild('x', NS_DATA);
   if (form) {
-    if (form.attrs.type !== 'submit') throw new BrokerError('bad-request', 'the registration form must be of type submit'); // [XEP-0004 3.1]
+    if (form.attrs.type !== 'submit')
+      throw new BrokerError('bad-request', 'the registration form must be of type submit'); // [XEP-0004 3.1]
     const fields = new Map<string, string>();
     for (const f of form.getChildren('field')) {
       const name = f.attrs.var as string | undefined;
       if (name && !fields.has(name)) fields.set(name, f.getChildText('value') ?? '');
     }
     const ft = fields.get('FORM_TYPE');
-    if (ft !== undefined && ft !== NS_REGISTER) throw new BrokerError('bad-request', `FORM_TYPE must be ${NS_REGISTER}`);
+    if (ft !== undefined && ft !== NS_REGISTER)
+      throw new BrokerError('bad-request', `FORM_TYPE must be ${NS_REGISTER}`);
     return { username: fields.get('username'), password: fields.get('password'), remove: false };
   }
   const text = (name: string): string | undefined => {
     const c = query.getChild(name);
     return c ? c.getText() : undefined;
   };
-  return { username: text('username'), password: text('password'), remove: !!query.getChild('remove') };
+  return {
+    username: text('username'),
+    password: text('password'),
+    remove: !!query.getChild('remove'),
+  };
 }
 
 /** The registration form [XEP-0077 3.1] with its XEP-0004 variant [XEP-0077 4]. */
@@ -213,9 +256,17 @@ export interface PasswordPolicy {
 /** Throws not-acceptable for a password the policy refuses [XEP-0077 3.1]. */
 export function checkPassword(password: string, policy: PasswordPolicy): void {
   if ([...password.normalize('NFKC')].length < policy.minPasswordLength) {
-    throw new BrokerError('not-acceptable', `the password must be at least ${policy.minPasswordLength} characters`);
+    throw new BrokerError(
+      'not-acceptable',
+      `the password must be at least ${policy.minPasswordLength} characters`,
+    );
   }
-  if (Buffer.byteLength(password) > policy.maxPasswordBytes) throw new BrokerError('not-acceptable', `the password must be at most ${policy.maxPasswordBytes} bytes`);
+  if (Buffer.byteLength(password) > policy.maxPasswordBytes)
+    throw new BrokerError(
+      'not-acceptable',
+      `the password must be at most ${policy.maxPasswordBytes} bytes`,
+    );
   // Control characters cannot be typed at a login prompt again (SASLprep prohibits them [RFC4013 2.3]).
-  if (/[\u0000-\u001f\u007f]/.test(password)) throw new BrokerError('not-acceptable', 'the password holds control characters');
+  if (/[\u0000-\u001f\u007f]/.test(password))
+    throw new BrokerError('not-acceptable', 'the password holds control characters');
 }

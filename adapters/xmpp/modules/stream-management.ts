@@ -1,6 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type { Element } from '@xmpp/xml';
-import { closeReason, defineModule, isStorableMessage, type Broker, type CloseReason, type Envelope, type Session } from '../../../broker/index.ts';
+import {
+  closeReason,
+  defineModule,
+  isStorableMessage,
+  type Broker,
+  type CloseReason,
+  type Envelope,
+  type Session,
+} from '../../../broker/index.ts';
 import { XmppConnection } from '../connection.ts';
 import { addStreamFeature, nonzaRegistry } from '../features.ts';
 import { NS_SM, NS_STANZAS } from '../ns.ts';
@@ -49,7 +57,13 @@ interface SmSession {
 const smSlot = new Slot<SmSession>('stream-management');
 
 /** Reasons a stream may be lost for that keep a resumable session waiting [XEP-0198 5]. */
-const RESUMABLE_LOSS = new Set(['client-closed', 'socket-error', 'idle-timeout', 'connection-timeout', 'ping-timeout']);
+const RESUMABLE_LOSS = new Set([
+  'client-closed',
+  'socket-error',
+  'idle-timeout',
+  'connection-timeout',
+  'ping-timeout',
+]);
 
 function failed(condition: string, h?: number): string {
   return `<failed xmlns='${NS_SM}'${h === undefined ? '' : ` h='${h}'`}><${condition} xmlns='${NS_STANZAS}'/></failed>`;
@@ -67,9 +81,25 @@ export default defineModule({
   name: 'stream-management',
   description: 'Stream Management: acks and resumption',
   options: {
-    resumeTimeoutSeconds: { type: 'number', default: 300, min: 1, max: 86_400, doc: 'how long a lost stream\'s session waits to be resumed (`max` in `<enabled/>`)' },
-    maxUnacked: { type: 'number', default: 5000, min: 10, doc: 'stanzas sent to a client and not acknowledged before its stream is closed (policy-violation)' },
-    requestEvery: { type: 'number', default: 10, min: 1, doc: 'ask the client for an ack (`<r/>`) once this many stanzas are unacknowledged' },
+    resumeTimeoutSeconds: {
+      type: 'number',
+      default: 300,
+      min: 1,
+      max: 86_400,
+      doc: "how long a lost stream's session waits to be resumed (`max` in `<enabled/>`)",
+    },
+    maxUnacked: {
+      type: 'number',
+      default: 5000,
+      min: 10,
+      doc: 'stanzas sent to a client and not acknowledged before its stream is closed (policy-violation)',
+    },
+    requestEvery: {
+      type: 'number',
+      default: 10,
+      min: 1,
+      doc: 'ask the client for an ack (`<r/>`) once this many stanzas are unacknowledged',
+    },
     ackSlack: {
       type: 'number',
       default: 8,
@@ -77,7 +107,13 @@ export default defineModule({
       doc: 'a client acknowledging up to this many stanzas more than were sent is clamped, not disconnected (some clients miscount around `<enable/>`)',
     },
   },
-  specs: [{ spec: 'XEP-0198', status: 'partial', note: 'acks and resumption on TCP, TLS and WebSocket; not over BOSH; no `location` (single node)' }],
+  specs: [
+    {
+      spec: 'XEP-0198',
+      status: 'partial',
+      note: 'acks and resumption on TCP, TLS and WebSocket; not over BOSH; no `location` (single node)',
+    },
+  ],
   setup(ctx) {
     const { broker, options } = ctx;
     const log = ctx.log;
@@ -88,14 +124,19 @@ export default defineModule({
     const nonzas = nonzaRegistry(broker);
     const offered = (conn: XmppConnection) => conn.transport !== 'bosh';
 
-    ctx.onUnload(addStreamFeature(broker, (conn) => (offered(conn) ? `<sm xmlns='${NS_SM}'/>` : undefined)));
+    ctx.onUnload(
+      addStreamFeature(broker, (conn) => (offered(conn) ? `<sm xmlns='${NS_SM}'/>` : undefined)),
+    );
     ctx.onUnload(broker.hooks.on('session:bound', (s) => void boundAt.set(s, Date.now())));
 
     /** Count and queue what goes out; ask for an ack now and then. */
     const outFilter = (sm: SmSession) => (out: Outbound) => {
       sm.queue.push({ xml: out.xml, env: out.env, at: Date.now() });
       if (sm.queue.length > options.maxUnacked) {
-        log.info({ jid: sm.conn.address.toString(), n: sm.queue.length }, 'client does not acknowledge; closing');
+        log.info(
+          { jid: sm.conn.address.toString(), n: sm.queue.length },
+          'client does not acknowledge; closing',
+        );
         queueMicrotask(() => {
           sm.id = ''; // not resumable: its unacked stanzas go to the offline path now
           sm.conn.keeper = undefined;
@@ -130,7 +171,10 @@ export default defineModule({
       let n = acknowledged(h, sm.acked);
       if (n > sm.queue.length) {
         if (n - sm.queue.length > options.ackSlack) return false;
-        log.debug({ jid: sm.conn.address.toString(), h, sent: sm.queue.length }, 'client acknowledged more than sent; clamped');
+        log.debug(
+          { jid: sm.conn.address.toString(), h, sent: sm.queue.length },
+          'client acknowledged more than sent; clamped',
+        );
         n = sm.queue.length;
       }
       sm.queue.splice(0, n);
@@ -158,18 +202,30 @@ export default defineModule({
 
     // [XEP-0198 3] enable, after binding
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'enable', phases: ['bind', 'bound'] }, (conn, el) => {
-        if (!conn.live) return conn.send(failed('unexpected-request')); // before binding [XEP-0198 3]
-        if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
-        if (conn.state.has(smSlot)) return conn.send(failed('unexpected-request')); // enabled twice
-        const resume = el.attrs.resume === 'true' || el.attrs.resume === '1';
-        const sm: SmSession = { id: resume ? randomBytes(12).toString('base64url') : '', conn, inbound: 0, acked: 0, queue: [], requestedAt: 0, requestPending: false };
-        const max = resume ? ` resume='true' max='${options.resumeTimeoutSeconds}'` : '';
-        // Written before the filters go on: both sides count from <enabled/>.
-        conn.send(`<enabled xmlns='${NS_SM}'${sm.id ? ` id='${sm.id}'` : ''}${max}/>`);
-        if (sm.id) byId.set(sm.id, sm);
-        install(conn, sm);
-      }),
+      nonzas.register(
+        ctx.name,
+        { ns: NS_SM, name: 'enable', phases: ['bind', 'bound'] },
+        (conn, el) => {
+          if (!conn.live) return conn.send(failed('unexpected-request')); // before binding [XEP-0198 3]
+          if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
+          if (conn.state.has(smSlot)) return conn.send(failed('unexpected-request')); // enabled twice
+          const resume = el.attrs.resume === 'true' || el.attrs.resume === '1';
+          const sm: SmSession = {
+            id: resume ? randomBytes(12).toString('base64url') : '',
+            conn,
+            inbound: 0,
+            acked: 0,
+            queue: [],
+            requestedAt: 0,
+            requestPending: false,
+          };
+          const max = resume ? ` resume='true' max='${options.resumeTimeoutSeconds}'` : '';
+          // Written before the filters go on: both sides count from <enabled/>.
+          conn.send(`<enabled xmlns='${NS_SM}'${sm.id ? ` id='${sm.id}'` : ''}${max}/>`);
+          if (sm.id) byId.set(sm.id, sm);
+          install(conn, sm);
+        },
+      ),
     );
 
     // [XEP-0198 4] the client asks: answer once everything before the <r/> is handled (messages stored).
@@ -180,7 +236,10 @@ export default defineModule({
     ctx.onUnload(
       nonzas.register(ctx.name, { ns: NS_SM, name: 'r', phases: ['bound'] }, (conn) => {
         const sm = conn.state.get(smSlot);
-        if (!sm) return conn.close(closeReason('unsupported-stanza-type', 'stream management is not enabled'));
+        if (!sm)
+          return conn.close(
+            closeReason('unsupported-stanza-type', 'stream management is not enabled'),
+          );
         const h = sm.inbound;
         void conn.settled().then(() => conn.send(`<a xmlns='${NS_SM}' h='${h}'/>`));
       }),
@@ -190,51 +249,72 @@ export default defineModule({
     ctx.onUnload(
       nonzas.register(ctx.name, { ns: NS_SM, name: 'a', phases: ['bound'] }, (conn, el) => {
         const sm = conn.state.get(smSlot);
-        if (!sm) return conn.close(closeReason('unsupported-stanza-type', 'stream management is not enabled'));
+        if (!sm)
+          return conn.close(
+            closeReason('unsupported-stanza-type', 'stream management is not enabled'),
+          );
         const h = hOf(el);
-        if (h === undefined) return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
+        if (h === undefined)
+          return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
         // [XEP-0198 4] an h above what was sent is an error; a few over is tolerated (docs/leniency.md)
-        if (!ack(sm, h)) return conn.close(closeReason('protocol-error', `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`));
+        if (!ack(sm, h))
+          return conn.close(
+            closeReason(
+              'protocol-error',
+              `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`,
+            ),
+          );
       }),
     );
 
     // [XEP-0198 5] resumption, instead of binding
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'resume', phases: ['bind'] }, async (conn, el) => {
-        const sm = byId.get(el.attrs.previd ?? '');
-        const h = hOf(el);
-        if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
-        if (!sm || sm.conn.authenticatedAs === '' || sm.conn.address.local !== conn.authenticatedAs) {
-          return conn.send(failed('item-not-found')); // unknown, expired, or another account's
-        }
-        if (h === undefined) return conn.send(failed('bad-request'));
-        if (!ack(sm, h)) return conn.send(failed('unexpected-request', sm.inbound));
-        clearTimeout(sm.expiry);
-        sm.expiry = undefined;
-        const old = sm.conn;
-        // Keep old's end from reaching this session while it moves.
-        old.keeper = undefined;
-        try {
-          await conn.takeOver(old);
-        } catch (err) {
-          log.info({ err }, 'resumption failed');
-          byId.delete(sm.id);
-          return conn.send(failed('item-not-found'));
-        }
-        sm.conn = conn;
-        conn.keeper = keeper(sm);
-        conn.send(`<resumed xmlns='${NS_SM}' h='${sm.inbound}' previd='${sm.id}'/>`);
-        // [XEP-0198 5] replay what the client has not acknowledged, oldest first, with when it was first sent
-        const replay = sm.queue;
-        sm.queue = [];
-        sm.requestedAt = 0;
-        for (const u of replay) {
-          if (u.env?.kind === 'message' && !u.env.delay) {
-            conn.sendStanza(envelopeXml({ ...u.env, delay: { stamp: u.at, from: broker.domain } }, u.env.to), u.env); // [XEP-0203]
-          } else conn.sendStanza(u.xml, u.env);
-        }
-        log.debug({ jid: conn.address.toString(), replayed: replay.length }, 'stream resumed');
-      }),
+      nonzas.register(
+        ctx.name,
+        { ns: NS_SM, name: 'resume', phases: ['bind'] },
+        async (conn, el) => {
+          const sm = byId.get(el.attrs.previd ?? '');
+          const h = hOf(el);
+          if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
+          if (
+            !sm ||
+            sm.conn.authenticatedAs === '' ||
+            sm.conn.address.local !== conn.authenticatedAs
+          ) {
+            return conn.send(failed('item-not-found')); // unknown, expired, or another account's
+          }
+          if (h === undefined) return conn.send(failed('bad-request'));
+          if (!ack(sm, h)) return conn.send(failed('unexpected-request', sm.inbound));
+          clearTimeout(sm.expiry);
+          sm.expiry = undefined;
+          const old = sm.conn;
+          // Keep old's end from reaching this session while it moves.
+          old.keeper = undefined;
+          try {
+            await conn.takeOver(old);
+          } catch (err) {
+            log.info({ err }, 'resumption failed');
+            byId.delete(sm.id);
+            return conn.send(failed('item-not-found'));
+          }
+          sm.conn = conn;
+          conn.keeper = keeper(sm);
+          conn.send(`<resumed xmlns='${NS_SM}' h='${sm.inbound}' previd='${sm.id}'/>`);
+          // [XEP-0198 5] replay what the client has not acknowledged, oldest first, with when it was first sent
+          const replay = sm.queue;
+          sm.queue = [];
+          sm.requestedAt = 0;
+          for (const u of replay) {
+            if (u.env?.kind === 'message' && !u.env.delay) {
+              conn.sendStanza(
+                envelopeXml({ ...u.env, delay: { stamp: u.at, from: broker.domain } }, u.env.to),
+                u.env,
+              ); // [XEP-0203]
+            } else conn.sendStanza(u.xml, u.env);
+          }
+          log.debug({ jid: conn.address.toString(), replayed: replay.length }, 'stream resumed');
+        },
+      ),
     );
 
     // The session is over for good (clean close, timeout, not resumable):
@@ -250,7 +330,8 @@ export default defineModule({
         sm.queue = [];
         for (const u of unacked) {
           // Presence, IQs and chat states are not kept for later [XEP-0160 3].
-          if (u.env && isStorableMessage(u.env)) await rehome(broker, session, u.env, boundAt, u.env.delay !== undefined);
+          if (u.env && isStorableMessage(u.env))
+            await rehome(broker, session, u.env, boundAt, u.env.delay !== undefined);
         }
       }),
     );
@@ -268,9 +349,22 @@ export default defineModule({
  * first. `fromStorage`: it had come from offline storage (delay-stamped), so
  * no other device had it.
  */
-function rehome(broker: Broker, dead: Session, env: Envelope, boundAt: WeakMap<Session, number>, fromStorage: boolean): Promise<void> {
-  const moved: Envelope = { ...env, delay: env.delay ?? { stamp: env.timestamp ?? Date.now(), from: broker.domain } };
+function rehome(
+  broker: Broker,
+  dead: Session,
+  env: Envelope,
+  boundAt: WeakMap<Session, number>,
+  fromStorage: boolean,
+): Promise<void> {
+  const moved: Envelope = {
+    ...env,
+    delay: env.delay ?? { stamp: env.timestamp ?? Date.now(), from: broker.domain },
+  };
   const stamp = env.timestamp ?? 0;
   // Every available device got a bare-JID message when it was routed; only later ones lack it.
-  return broker.router.stranded(moved, dead, (s) => env.to.isBare && !fromStorage && (boundAt.get(s) ?? 0) <= stamp);
+  return broker.router.stranded(
+    moved,
+    dead,
+    (s) => env.to.isBare && !fromStorage && (boundAt.get(s) ?? 0) <= stamp,
+  );
 }

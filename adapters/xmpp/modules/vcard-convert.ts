@@ -62,7 +62,17 @@ function withField(vcard: Element, name: string, value: Element | undefined): El
 
 /** A copy of a vcard-temp with this photo, or none. */
 export function withPhoto(vcard: Element, photo: Photo | undefined): Element {
-  return withField(vcard, 'PHOTO', photo && xml('PHOTO', {}, xml('TYPE', {}, photo.type), xml('BINVAL', {}, photo.bytes.toString('base64'))));
+  return withField(
+    vcard,
+    'PHOTO',
+    photo &&
+      xml(
+        'PHOTO',
+        {},
+        xml('TYPE', {}, photo.type),
+        xml('BINVAL', {}, photo.bytes.toString('base64')),
+      ),
+  );
 }
 
 /** The fields vcard-temp and vCard4 share here [XEP-0292 5]: FN and NICKNAME. */
@@ -82,7 +92,11 @@ export function tempFields(vcard: Element): SharedFields {
 /** A copy of a vcard-temp with FN and NICKNAME from vCard4. */
 export function withTempFields(vcard: Element, f: SharedFields): Element {
   const a = withField(vcard, 'FN', f.fn === undefined ? undefined : xml('FN', {}, f.fn));
-  return withField(a, 'NICKNAME', f.nickname === undefined ? undefined : xml('NICKNAME', {}, f.nickname));
+  return withField(
+    a,
+    'NICKNAME',
+    f.nickname === undefined ? undefined : xml('NICKNAME', {}, f.nickname),
+  );
 }
 
 /** FN and NICKNAME of a vCard4 (`<fn><text/></fn>`) [RFC6351, XEP-0292]. */
@@ -105,9 +119,17 @@ export function vcard4From(vcard: Element, previous: Element | undefined): Eleme
   if (f.fn !== undefined) out.append(xml('fn', {}, xml('text', {}, f.fn)));
   if (f.nickname !== undefined) out.append(xml('nickname', {}, xml('text', {}, f.nickname)));
   const photo = vcardPhoto(vcard);
-  if (photo) out.append(xml('photo', {}, xml('uri', {}, `data:${photo.type};base64,${photo.bytes.toString('base64')}`)));
+  if (photo)
+    out.append(
+      xml(
+        'photo',
+        {},
+        xml('uri', {}, `data:${photo.type};base64,${photo.bytes.toString('base64')}`),
+      ),
+    );
   for (const c of previous?.children ?? []) {
-    if (typeof c === 'string' || c.name === 'fn' || c.name === 'nickname' || c.name === 'photo') continue;
+    if (typeof c === 'string' || c.name === 'fn' || c.name === 'nickname' || c.name === 'photo')
+      continue;
     out.append(c);
   }
   return out;
@@ -115,9 +137,14 @@ export function vcard4From(vcard: Element, previous: Element | undefined): Eleme
 
 /** The avatar a XEP-0084 metadata payload announces: its id and type; null for `<metadata/>` (no avatar) [XEP-0084 4.2, 4.5]. */
 export function metadataInfo(metadata: Element): { id: string; type: string } | null {
-  const info = metadata.getChildren('info').find((i) => typeof i.attrs.id === 'string' && i.attrs.id !== '');
+  const info = metadata
+    .getChildren('info')
+    .find((i) => typeof i.attrs.id === 'string' && i.attrs.id !== '');
   if (!info) return null;
-  return { id: info.attrs.id as string, type: (info.attrs.type as string | undefined) || 'image/png' };
+  return {
+    id: info.attrs.id as string,
+    type: (info.attrs.type as string | undefined) || 'image/png',
+  };
 }
 
 /** The image bytes of a XEP-0084 data payload. */
@@ -131,6 +158,10 @@ export function avatarPayloads(photo: Photo): { id: string; data: Element; metad
   return {
     id,
     data: xml('data', { xmlns: NS_AVATAR_DATA }, photo.bytes.toString('base64')),
-    metadata: xml('metadata', { xmlns: NS_AVATAR_METADATA }, xml('info', { id, bytes: String(photo.bytes.length), type: photo.type })),
+    metadata: xml(
+      'metadata',
+      { xmlns: NS_AVATAR_METADATA },
+      xml('info', { id, bytes: String(photo.bytes.length), type: photo.type }),
+    ),
   };
 }

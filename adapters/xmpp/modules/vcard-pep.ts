@@ -46,16 +46,39 @@ const OPEN = new Map([['pubsub#access_model', ['open']]]);
  */
 export default defineModule({
   name: 'vcard-pep',
-  description: 'Avatar hashes in presence (XEP-0153) and conversion between vcard-temp, PEP avatars (XEP-0398) and vCard4 (XEP-0292)',
+  description:
+    'Avatar hashes in presence (XEP-0153) and conversion between vcard-temp, PEP avatars (XEP-0398) and vCard4 (XEP-0292)',
   depends: ['vcard', 'pep'],
   options: {
-    hashCacheSize: { type: 'number', default: 10_000, min: 1, doc: 'avatar hashes kept in memory for presence (one per account); a miss reads the PEP metadata or the vCard' },
-    hashCacheSeconds: { type: 'number', default: 60, min: 0, doc: 'how long a cached avatar hash is trusted (changes made on other cluster nodes show after at most this long)' },
+    hashCacheSize: {
+      type: 'number',
+      default: 10_000,
+      min: 1,
+      doc: 'avatar hashes kept in memory for presence (one per account); a miss reads the PEP metadata or the vCard',
+    },
+    hashCacheSeconds: {
+      type: 'number',
+      default: 60,
+      min: 0,
+      doc: 'how long a cached avatar hash is trusted (changes made on other cluster nodes show after at most this long)',
+    },
   },
   specs: [
-    { spec: 'XEP-0153', status: 'complete', note: "the server adds the hash to available presence of XMPP sessions that carry none, as Prosody" },
-    { spec: 'XEP-0398', status: 'complete', note: 'on writes: vcard-temp PHOTO ↔ XEP-0084 data and metadata (publish, retract, purge, delete)' },
-    { spec: 'XEP-0292', status: 'partial', note: 'the urn:xmpp:vcard4 PEP node stored and served; FN and NICKNAME converted both ways, PHOTO from vcard-temp; other properties not converted' },
+    {
+      spec: 'XEP-0153',
+      status: 'complete',
+      note: 'the server adds the hash to available presence of XMPP sessions that carry none, as Prosody',
+    },
+    {
+      spec: 'XEP-0398',
+      status: 'complete',
+      note: 'on writes: vcard-temp PHOTO ↔ XEP-0084 data and metadata (publish, retract, purge, delete)',
+    },
+    {
+      spec: 'XEP-0292',
+      status: 'partial',
+      note: 'the urn:xmpp:vcard4 PEP node stored and served; FN and NICKNAME converted both ways, PHOTO from vcard-temp; other properties not converted',
+    },
   ],
   setup(ctx) {
     const { broker } = ctx;
@@ -94,18 +117,26 @@ export default defineModule({
     ctx.onUnload(
       broker.hooks.on('presence:outgoing', async (presence, session) => {
         if (session.protocol !== 'xmpp') return undefined;
-        const i = presence.extensions.findIndex((x) => x.includes(NS_VCARD_UPDATE) && parseStored(x)?.attrs.xmlns === NS_VCARD_UPDATE);
+        const i = presence.extensions.findIndex(
+          (x) => x.includes(NS_VCARD_UPDATE) && parseStored(x)?.attrs.xmlns === NS_VCARD_UPDATE,
+        );
         const theirs = i === -1 ? undefined : parseStored(presence.extensions[i]!);
         if (theirs?.getChild('photo')) return undefined; // the client's own hash is left alone, as Prosody does [XEP-0153 4.1]
         const hash = await currentHash(session.address.bare());
         const extensions = presence.extensions.filter((_, j) => j !== i);
-        extensions.push(`<x xmlns='${NS_VCARD_UPDATE}'>${hash ? `<photo>${escapeXML(hash)}</photo>` : '<photo/>'}</x>`);
+        extensions.push(
+          `<x xmlns='${NS_VCARD_UPDATE}'>${hash ? `<photo>${escapeXML(hash)}</photo>` : '<photo/>'}</x>`,
+        );
         return { ...presence, extensions };
       }),
     );
 
     // ---- vcard-temp set → PEP avatar and vCard4 [XEP-0398, XEP-0292] ----
-    const onVcardSet = async (owner: Address, vcard: Element, previousXml: string | undefined): Promise<void> => {
+    const onVcardSet = async (
+      owner: Address,
+      vcard: Element,
+      previousXml: string | undefined,
+    ): Promise<void> => {
       forget(owner);
       const photo = vcardPhoto(vcard);
       const previous = previousXml ? parseStored(previousXml) : undefined;
@@ -118,19 +149,32 @@ export default defineModule({
           await pep.publish(owner, NS_AVATAR_METADATA, a.id, a.metadata, meta ? undefined : OPEN);
         }
       } else if (previous && vcardPhoto(previous)) {
-        await pep.publish(owner, NS_AVATAR_METADATA, 'current', xml('metadata', { xmlns: NS_AVATAR_METADATA }), undefined); // [XEP-0084 4.5] no avatar any more
+        await pep.publish(
+          owner,
+          NS_AVATAR_METADATA,
+          'current',
+          xml('metadata', { xmlns: NS_AVATAR_METADATA }),
+          undefined,
+        ); // [XEP-0084 4.5] no avatar any more
       }
       const v4meta = await pep.meta(owner, NODE_VCARD4);
       const f = tempFields(vcard);
       if (!v4meta && f.fn === undefined && f.nickname === undefined && !photo) return;
-      const prevRec = v4meta?.ids.length ? await pep.item(owner, NODE_VCARD4, v4meta.ids[v4meta.ids.length - 1]!) : undefined;
+      const prevRec = v4meta?.ids.length
+        ? await pep.item(owner, NODE_VCARD4, v4meta.ids[v4meta.ids.length - 1]!)
+        : undefined;
       const v4 = vcard4From(vcard, prevRec ? parseStored(prevRec.payload) : undefined);
       if (prevRec?.payload === v4.toString()) return;
       await pep.publish(owner, NODE_VCARD4, 'current', v4, v4meta ? undefined : OPEN); // [XEP-0292 3] item id 'current'
     };
 
     // ---- PEP → vcard-temp [XEP-0398, XEP-0292] ----
-    const onPublished = async (owner: Address, node: string, _id: string, payload: Element): Promise<void> => {
+    const onPublished = async (
+      owner: Address,
+      node: string,
+      _id: string,
+      payload: Element,
+    ): Promise<void> => {
       if (node !== NS_AVATAR_METADATA && node !== NODE_VCARD4) return;
       forget(owner);
       const stored = await vcards.get(owner);
@@ -144,7 +188,8 @@ export default defineModule({
         } else if (!had || photoHash(had.bytes) !== info.id) {
           const data = await pep.item(owner, NS_AVATAR_DATA, info.id);
           const bytes = data && avatarBytes(parseStored(data.payload) ?? xml('data'));
-          if (bytes && photoHash(bytes) === info.id) next = withPhoto(current, { type: info.type, bytes }); // only a photo that matches its id
+          if (bytes && photoHash(bytes) === info.id)
+            next = withPhoto(current, { type: info.type, bytes }); // only a photo that matches its id
         }
       } else {
         const f = vcard4Fields(payload);
@@ -157,7 +202,10 @@ export default defineModule({
       } catch (err) {
         // a photo too large for a vCard stays a PEP avatar only
         if (!(err instanceof BrokerError)) throw err;
-        ctx.log.info({ owner: owner.toString(), err: err.message }, 'PEP profile not converted to vcard-temp');
+        ctx.log.info(
+          { owner: owner.toString(), err: err.message },
+          'PEP profile not converted to vcard-temp',
+        );
       }
     };
 
@@ -171,8 +219,15 @@ export default defineModule({
       if (node !== NS_AVATAR_METADATA) return;
       forget(owner);
       const meta = await pep.meta(owner, NS_AVATAR_METADATA);
-      const last = meta?.ids.length ? await pep.item(owner, NS_AVATAR_METADATA, meta.ids[meta.ids.length - 1]!) : undefined;
-      await onPublished(owner, node, '', (last && parseStored(last.payload)) || xml('metadata', { xmlns: NS_AVATAR_METADATA }));
+      const last = meta?.ids.length
+        ? await pep.item(owner, NS_AVATAR_METADATA, meta.ids[meta.ids.length - 1]!)
+        : undefined;
+      await onPublished(
+        owner,
+        node,
+        '',
+        (last && parseStored(last.payload)) || xml('metadata', { xmlns: NS_AVATAR_METADATA }),
+      );
     };
     pep.emptied.add(onEmptied);
     ctx.onUnload(() => void pep.emptied.delete(onEmptied));

@@ -12,7 +12,9 @@ export interface VcardService {
   /** store a vCard (already checked) and tell the listeners, unless `quiet` (a conversion writing back) */
   put(owner: Address, vcard: Element, quiet?: boolean): Promise<void>;
   /** called after the account set its vCard (vcard-temp set), with the element stored and the one it replaced */
-  readonly changed: Set<(owner: Address, vcard: Element, previous: string | undefined) => Promise<void>>;
+  readonly changed: Set<
+    (owner: Address, vcard: Element, previous: string | undefined) => Promise<void>
+  >;
   readonly maxBytes: number;
 }
 
@@ -32,9 +34,20 @@ export default defineModule({
   name: 'vcard',
   description: 'vcard-temp: one vCard per account',
   options: {
-    maxBytes: { type: 'number', default: 128 * 1024, min: 256, doc: 'largest vCard, bytes of XML (photos included); larger is refused with not-acceptable' },
+    maxBytes: {
+      type: 'number',
+      default: 128 * 1024,
+      min: 256,
+      doc: 'largest vCard, bytes of XML (photos included); larger is refused with not-acceptable',
+    },
   },
-  specs: [{ spec: 'XEP-0054', status: 'complete', note: 'avatar hashes in presence and PEP conversions: module vcard-pep' }],
+  specs: [
+    {
+      spec: 'XEP-0054',
+      status: 'complete',
+      note: 'avatar hashes in presence and PEP conversions: module vcard-pep',
+    },
+  ],
   setup(ctx) {
     const store = ctx.broker.storage.kv<{ xml: string }>('vcard');
     const service: VcardService = {
@@ -43,14 +56,20 @@ export default defineModule({
       },
       async put(owner, vcard, quiet = false) {
         const text = vcard.toString();
-        if (Buffer.byteLength(text) > ctx.options.maxBytes) throw new BrokerError('not-acceptable', `vCard larger than ${ctx.options.maxBytes} bytes`);
+        if (Buffer.byteLength(text) > ctx.options.maxBytes)
+          throw new BrokerError(
+            'not-acceptable',
+            `vCard larger than ${ctx.options.maxBytes} bytes`,
+          );
         const key = owner.bare().toString();
         const previous = !quiet && service.changed.size ? (await store.get(key))?.xml : undefined;
         await store.put(key, { xml: text });
         if (quiet) return;
         for (const fn of service.changed) {
           // The vCard is stored: a conversion that fails (PEP node limit) is logged, not the client's error.
-          await fn(owner.bare(), vcard, previous).catch((err: unknown) => ctx.log.warn({ err, owner: key }, 'vCard conversion failed'));
+          await fn(owner.bare(), vcard, previous).catch((err: unknown) =>
+            ctx.log.warn({ err, owner: key }, 'vCard conversion failed'),
+          );
         }
       },
       changed: new Set(),
@@ -68,11 +87,16 @@ export default defineModule({
       }),
     );
     ctx.onUnload(
-      iq.register(ctx.name, { type: 'set', ns: NS_VCARD, name: 'vCard' }, async (req): Promise<'empty'> => {
-        if (!req.to.isDomain && !req.to.equals(req.from.bare())) throw new BrokerError('forbidden', 'only the account sets its vCard'); // [XEP-0054 3.2]
-        await service.put(req.from.bare(), req.child);
-        return 'empty';
-      }),
+      iq.register(
+        ctx.name,
+        { type: 'set', ns: NS_VCARD, name: 'vCard' },
+        async (req): Promise<'empty'> => {
+          if (!req.to.isDomain && !req.to.equals(req.from.bare()))
+            throw new BrokerError('forbidden', 'only the account sets its vCard'); // [XEP-0054 3.2]
+          await service.put(req.from.bare(), req.child);
+          return 'empty';
+        },
+      ),
     );
     discoFeature(ctx, NS_VCARD, false);
   },

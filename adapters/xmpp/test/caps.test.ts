@@ -8,9 +8,12 @@ describe('XEP-0115 verification string', () => {
       'query',
       { xmlns: 'http://jabber.org/protocol/disco#info' },
       xml('identity', { category: 'client', type: 'pc', name: 'Exodus 0.9.1' }),
-      ...['http://jabber.org/protocol/caps', 'http://jabber.org/protocol/disco#info', 'http://jabber.org/protocol/disco#items', 'http://jabber.org/protocol/muc'].map((v) =>
-        xml('feature', { var: v }),
-      ),
+      ...[
+        'http://jabber.org/protocol/caps',
+        'http://jabber.org/protocol/disco#info',
+        'http://jabber.org/protocol/disco#items',
+        'http://jabber.org/protocol/muc',
+      ].map((v) => xml('feature', { var: v })),
     );
     assert.equal(verificationHash(q, 'sha-1'), 'QgayPKawpkPSDYmwT/WM94uAlu0=');
   });

@@ -5,9 +5,14 @@ import { envelopeXml, toEnvelope } from '../stanza.ts';
 
 const alice = Address.parse('alice@example.com/phone');
 const bob = Address.parse('bob@example.com');
-const msg = (...children: ReturnType<typeof xml>[]) => toEnvelope(xml('message', { to: bob.toString(), type: 'chat', id: 'm1' }, ...children), alice, bob);
+const msg = (...children: ReturnType<typeof xml>[]) =>
+  toEnvelope(
+    xml('message', { to: bob.toString(), type: 'chat', id: 'm1' }, ...children),
+    alice,
+    bob,
+  );
 
-describe('conversation elements ↔ the envelope\'s chat meta', () => {
+describe("conversation elements ↔ the envelope's chat meta", () => {
   it('reads receipts, markers, retraction and correction off the stanza and writes the same elements back [XEP-0184] [XEP-0333] [XEP-0424] [XEP-0308]', () => {
     const env = msg(
       xml('body', {}, 'hi'),
@@ -17,13 +22,26 @@ describe('conversation elements ↔ the envelope\'s chat meta', () => {
       xml('origin-id', { xmlns: 'urn:xmpp:sid:0', id: 'o1' }),
     );
     assert.deepEqual(env.chat, { request: true, markable: true, replace: 'm0', originId: 'o1' });
-    assert.deepEqual(env.extensions, ["<origin-id xmlns=\"urn:xmpp:sid:0\" id=\"o1\"/>"], 'origin-id stays as sent; the rest is in the meta');
+    assert.deepEqual(
+      env.extensions,
+      ['<origin-id xmlns="urn:xmpp:sid:0" id="o1"/>'],
+      'origin-id stays as sent; the rest is in the meta',
+    );
     const out = envelopeXml(env, bob);
-    for (const s of ["<request xmlns='urn:xmpp:receipts'/>", "<markable xmlns='urn:xmpp:chat-markers:0'/>", "<replace xmlns='urn:xmpp:message-correct:0' id='m0'/>"]) assert.ok(out.includes(s), `${s} in ${out}`);
+    for (const s of [
+      "<request xmlns='urn:xmpp:receipts'/>",
+      "<markable xmlns='urn:xmpp:chat-markers:0'/>",
+      "<replace xmlns='urn:xmpp:message-correct:0' id='m0'/>",
+    ])
+      assert.ok(out.includes(s), `${s} in ${out}`);
   });
 
-  it('a marker or receipt without an id stays opaque; a client\'s <retracted/> is dropped (only the archive says it) [XEP-0424 5]', () => {
-    const env = msg(xml('displayed', { xmlns: 'urn:xmpp:chat-markers:0' }), xml('retracted', { xmlns: 'urn:xmpp:message-retract:1', stamp: '2020-01-01T00:00:00Z' }), xml('body', {}, 'x'));
+  it("a marker or receipt without an id stays opaque; a client's <retracted/> is dropped (only the archive says it) [XEP-0424 5]", () => {
+    const env = msg(
+      xml('displayed', { xmlns: 'urn:xmpp:chat-markers:0' }),
+      xml('retracted', { xmlns: 'urn:xmpp:message-retract:1', stamp: '2020-01-01T00:00:00Z' }),
+      xml('body', {}, 'x'),
+    );
     assert.equal(env.chat, undefined);
     assert.equal(env.extensions.length, 1);
     assert.ok(env.extensions[0].startsWith('<displayed'));

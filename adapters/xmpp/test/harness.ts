@@ -289,7 +289,10 @@ export class Harness {
       storage: opts.storage ?? new MemoryStorage(),
       cluster: { bus: new LocalBus('test-node'), registry: new LocalRegistry() },
       // Modules off by default stay off (proxy65 opens a listener of its own on a fixed port).
-      modules: [{ def: offline }, ...xmppModules.filter((def) => def.enabledByDefault !== false).map((def) => ({ def }))],
+      modules: [
+        { def: offline },
+        ...xmppModules.filter((def) => def.enabledByDefault !== false).map((def) => ({ def })),
+      ],
       // Cheap key derivation and no login slow-down, so tests stay fast.
       limits: { scramIterations: 64, authFreeFailures: 1000, ...opts.limits },
     });

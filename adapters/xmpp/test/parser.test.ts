@@ -218,14 +218,24 @@ describe('xmpp StreamParser', function () {
 
   describe('released between stanzas (idle streams)', function () {
     /** Feed the chunks, releasing the saxes parser after each one when asked; what came out, and how many releases. */
-    const feed = (chunks: (string | Buffer)[], release: boolean, limits: Partial<StreamParserLimits> = {}) => {
+    const feed = (
+      chunks: (string | Buffer)[],
+      release: boolean,
+      limits: Partial<StreamParserLimits> = {},
+    ) => {
       const { parser, rec } = make(limits);
       let released = 0;
       for (const c of chunks) {
         parser.write(c);
         if (release && parser.release()) released++;
       }
-      return { released, opens: rec.opens.length, stanzas: rec.stanzas.map((s) => s.toString()), closes: rec.closes, errors: rec.errors };
+      return {
+        released,
+        opens: rec.opens.length,
+        stanzas: rec.stanzas.map((s) => s.toString()),
+        closes: rec.closes,
+        errors: rec.errors,
+      };
     };
     /** The same chunks give the same stanzas, close and errors (texts with line and column included) with and without releases. */
     const same = (chunks: (string | Buffer)[], limits: Partial<StreamParserLimits> = {}) => {
@@ -238,7 +248,14 @@ describe('xmpp StreamParser', function () {
 
     it('stanzas after a release parse as before, with the namespaces and prefixes the header declared', () => {
       const header = `<?xml version='1.0'?><s:stream xmlns:s='${NS_STREAM}' xmlns='${NS_CLIENT}' xmlns:e='urn:example' to='localhost' version='1.0'>`;
-      const out = same([header, `<presence/>`, `\n <message id='1'><e:x e:a='1'/><body>é</body></message>`, ` `, `<iq id='2'/>`, `</s:stream>`]);
+      const out = same([
+        header,
+        `<presence/>`,
+        `\n <message id='1'><e:x e:a='1'/><body>é</body></message>`,
+        ` `,
+        `<iq id='2'/>`,
+        `</s:stream>`,
+      ]);
       assert.equal(out.stanzas.length, 3);
       assert.match(out.stanzas[1], /<e:x e:a="1" xmlns:e="urn:example"\/>/);
       assert.equal(out.closes, 1);
@@ -255,9 +272,13 @@ describe('xmpp StreamParser', function () {
     });
 
     it('whitespace while released counts toward maxStanzaSize as before', () => {
-      const out = same([HEADER, `<presence/>`, ' '.repeat(200), ' '.repeat(200)], { maxStanzaSize: 500 });
+      const out = same([HEADER, `<presence/>`, ' '.repeat(200), ' '.repeat(200)], {
+        maxStanzaSize: 500,
+      });
       assert.deepEqual(conditions(out as unknown as Recorded), ['policy-violation']);
-      const ok = same([HEADER, `<presence/>`, ' '.repeat(100), ' '.repeat(100), `<presence/>`], { maxStanzaSize: 500 });
+      const ok = same([HEADER, `<presence/>`, ' '.repeat(100), ' '.repeat(100), `<presence/>`], {
+        maxStanzaSize: 500,
+      });
       assert.equal(ok.stanzas.length, 2);
       assert.deepEqual(ok.errors, []);
     });
@@ -336,7 +357,9 @@ describe('xmpp StreamParser: prototype-named prefixes (issue 20 item 14 class)',
       const { parser, rec } = make();
       parser.write(HEADER.replace('<stream:stream ', "<stream:stream xmlns:foo='urn:foo' "));
       // declared on a grandchild: the child's prefixes are looked up in the stanza's and the header's declarations
-      parser.write(`<message to='a@localhost'><x><z xmlns:${prefix}='urn:test'><${prefix}:y/></z></x></message>`);
+      parser.write(
+        `<message to='a@localhost'><x><z xmlns:${prefix}='urn:test'><${prefix}:y/></z></x></message>`,
+      );
       assert.deepEqual(conditions(rec), []);
       assert.equal(rec.stanzas.length, 1);
       const xml = rec.stanzas[0].toString(); // throws if an attribute became a function

@@ -14,7 +14,13 @@ const claimPing = (name: string) =>
     options: {},
     specs: [],
     setup(ctx) {
-      ctx.onUnload(iqRegistry(ctx.broker).register(ctx.name, { type: 'get', ns: 'urn:xmpp:ping', name: 'ping' }, () => 'empty'));
+      ctx.onUnload(
+        iqRegistry(ctx.broker).register(
+          ctx.name,
+          { type: 'get', ns: 'urn:xmpp:ping', name: 'ping' },
+          () => 'empty',
+        ),
+      );
     },
   });
 
@@ -45,7 +51,10 @@ describe('XMPP seams', function () {
   it('a second claim on a nonza fails too', () => {
     const r = nonzaRegistry(broker([]));
     r.register('a', { ns: 'urn:x', name: 'r', phases: ['bound'] }, () => {});
-    assert.throws(() => r.register('b', { ns: 'urn:x', name: 'r', phases: ['bound'] }, () => {}), /claimed by module 'a' and by module 'b'/);
+    assert.throws(
+      () => r.register('b', { ns: 'urn:x', name: 'r', phases: ['bound'] }, () => {}),
+      /claimed by module 'a' and by module 'b'/,
+    );
   });
 
   it('stream management h arithmetic wraps at 2^32 [XEP-0198 4]', () => {
