@@ -275,6 +275,7 @@ export class PresenceService {
     const wasAvailable = session.available;
     session.available = false;
     session.presence = undefined;
+    session.goneStatus = env.status;
     await this.broker.sessions.update(session);
     const user = session.address.bare();
     const unavailable: Envelope = { ...env, type: 'unavailable', from: session.address, to: user };

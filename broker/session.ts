@@ -22,6 +22,8 @@ export interface Session {
   available: boolean;
   /** last broadcast presence, if any */
   presence?: Envelope;
+  /** the status text of the unavailable presence that ended its availability, if it had one [XEP-0012 4] */
+  goneStatus?: string;
   /** asked for the roster: gets roster pushes and subscription requests [RFC6121 2.1.6] */
   interested: boolean;
   /** addresses it sent directed presence to, for the unavailable on logout [RFC6121 4.6.3]; created on first use */

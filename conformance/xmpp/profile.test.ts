@@ -101,7 +101,7 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
     assert.ok(Math.abs(Date.parse(t.getChildText('utc')!) - Date.now()) < 60_000, t.toString());
   });
 
-  it('last activity: 0 while online, seconds since logout for a contact, forbidden for a stranger; server uptime [XEP-0012 4, 5]', async () => {
+  it('last activity: 0 while online, seconds since logout and the last unavailable status for a contact, forbidden for a stranger; server uptime [XEP-0012 4, 5]', async () => {
     const b = await login(bob, 'l');
     const a = await login(alice, 'l');
     await a.send(presence());
@@ -110,6 +110,8 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
       xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })),
     );
     assert.equal(online.getChild('query')!.attrs.seconds, '0');
+    await a.send(xml('presence', { type: 'unavailable' }, xml('status', {}, 'Gone fishing')));
+    await ping(a);
     await a.stop();
     await sleep(1200);
     const later = await b.request(
@@ -119,6 +121,7 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
       Number(later.getChild('query', 'jabber:iq:last')!.attrs.seconds) >= 1,
       later.toString(),
     );
+    assert.equal(later.getChild('query', 'jabber:iq:last')!.text(), 'Gone fishing'); // [XEP-0012 4]
     const c = await login(carol, 'l');
     const no = await c.request(
       xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })),

@@ -8,7 +8,9 @@ import { discoFeature } from './basics.ts';
  * XEP-0012 Last Activity: to an account, the seconds since its last session
  * ended (0 while online), for the account itself and contacts allowed to see
  * its presence [XEP-0012 4]; to the server, its uptime [XEP-0012 5]. The
- * logout times live in `kv:last-activity`.
+ * logout times, with the status text of the unavailable presence the last
+ * session sent (none when its connection just dropped), live in
+ * `kv:last-activity`.
  */
 export default defineModule({
   name: 'last-activity',
@@ -17,17 +19,20 @@ export default defineModule({
   specs: [
     {
       spec: 'XEP-0012',
-      status: 'partial',
-      note: 'logout time; the status text of the last unavailable presence is not kept',
+      status: 'complete',
+      note: 'logout time and the status text of the unavailable presence of the last session to leave; server uptime',
     },
   ],
   setup(ctx) {
     const { broker } = ctx;
-    const store = broker.storage.kv<{ at: number }>('last-activity');
+    const store = broker.storage.kv<{ at: number; status?: string }>('last-activity');
     ctx.onUnload(
       broker.hooks.on('session:unbound', async (s) => {
         if (broker.sessions.sessionsOf(s.address).length === 0)
-          await store.put(s.address.bare().toString(), { at: Date.now() });
+          await store.put(s.address.bare().toString(), {
+            at: Date.now(),
+            ...(s.goneStatus ? { status: s.goneStatus } : {}),
+          });
       }),
     );
     const iq = iqRegistry(broker);
@@ -48,10 +53,15 @@ export default defineModule({
           return xml('query', { xmlns: NS_LAST, seconds: '0' });
         const rec = await store.get(user.toString());
         if (!rec) throw new BrokerError('item-not-found', 'never logged out');
-        return xml('query', {
-          xmlns: NS_LAST,
-          seconds: String(Math.max(0, Math.floor((Date.now() - rec.at) / 1000))),
-        });
+        // [XEP-0012 4] the status of the last unavailable presence as the query's text
+        return xml(
+          'query',
+          {
+            xmlns: NS_LAST,
+            seconds: String(Math.max(0, Math.floor((Date.now() - rec.at) / 1000))),
+          },
+          ...(rec.status ? [rec.status] : []),
+        );
       }),
     );
     discoFeature(ctx, NS_LAST);
