@@ -24,6 +24,15 @@ const layers = {
     { target: './adapters', from: './storage', message: 'adapters import broker only' },
     { target: './adapters', from: './cluster', message: 'adapters import broker only' },
     { target: './adapters', from: './bin', message: 'adapters import broker only' },
+    {
+      target: './adapters',
+      from: './metrics',
+      message: 'adapters import broker only (MetricsReport)',
+    },
+    // metrics/ is a backend bin/ picks (Prometheus): it implements broker's Metrics and MetricsReport.
+    { target: './broker', from: './metrics', message: 'broker/ must not import a metrics backend' },
+    { target: './metrics', from: './adapters', message: 'metrics imports broker only' },
+    { target: './metrics', from: './bin', message: 'metrics imports broker only' },
     // storage and cluster depend on nothing of ours.
     { target: './storage', from: './broker', message: 'storage depends on nothing of ours' },
     { target: './storage', from: './adapters', message: 'storage depends on nothing of ours' },
@@ -40,7 +49,7 @@ export default tseslint.config(
       'dist/**',
       '.test-artifacts/**',
       'scratch/**',
-      'adapters/websocket/static/**',
+      'adapters/http/static/**',
     ],
   },
   ...tseslint.configs.recommended,

@@ -35,7 +35,7 @@ import { instrumentStorage } from './instrument.ts';
 import { startReclaimer } from './reclaim.ts';
 import { planReload, XMPP_LIVE_KEYS, type ReloadReport } from './reload.ts';
 import { PACKAGE } from './version.ts';
-import { PromMetrics } from '../adapters/websocket/index.ts';
+import { PromMetrics } from '../metrics/prometheus.ts';
 
 /** Every module a node loads, core ones first. */
 export const allModules = [offline, archive, rooms, upload, recall, unread, ...xmppModules];

@@ -7,9 +7,9 @@ import {
   installBasicRoutes,
   installChatPage,
   installUploadRoutes,
-  PromMetrics,
   WebServer,
-} from '../adapters/websocket/index.ts';
+} from '../adapters/http/index.ts';
+import { PromMetrics } from '../metrics/prometheus.ts';
 import { BoshService, type XmppServer } from '../adapters/xmpp/index.ts';
 import type { Broker } from '../broker/index.ts';
 import { webAdminCommand, type NodeControl } from './admin.ts';

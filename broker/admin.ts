@@ -1,6 +1,6 @@
 /**
  * The operator's operations, protocol-neutral: what the CLI (through the
- * admin socket, bin/admin.ts), the admin page (adapters/websocket/admin.ts,
+ * admin socket, bin/admin.ts), the admin page (adapters/http/admin.ts,
  * through the same socket dispatch) and XEP-0133 ad-hoc commands
  * (adapters/xmpp/modules/adhoc.ts) run. One function per operation, so the
  * three front ends cannot drift apart.

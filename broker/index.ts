@@ -36,7 +36,15 @@ export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from '
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { HostRegistry, type HostHandler } from './hosts.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
-export { CounterMetrics, type Metrics } from './metrics.ts';
+export {
+  CounterMetrics,
+  type Metrics,
+  type MetricsReport,
+  type ProtocolSample,
+  type RateSample,
+  type RateSource,
+  type RecentError,
+} from './metrics.ts';
 export {
   defineModule,
   type ModuleContext,

@@ -2,7 +2,7 @@ import type { Envelope } from './envelope.ts';
 
 /**
  * What the core and the adapters count. bin/ passes a Prometheus-backed
- * implementation (adapters/websocket/metrics.ts); the default keeps plain
+ * implementation (metrics/prometheus.ts); the default keeps plain
  * counters (read by the admin socket and tests).
  */
 export interface Metrics {
@@ -89,4 +89,58 @@ export class CounterMetrics implements Metrics {
     }
     return out;
   }
+}
+
+/** One recent error, for the admin page. */
+export interface RecentError {
+  time: number;
+  source: string;
+  text: string;
+}
+
+/** One second of traffic, as the admin page charts it. */
+export interface RateSample {
+  /** end of the second, ms since the epoch */
+  t: number;
+  /** one-to-one messages routed (parley_messages_total{event="routed",kind="message"}) */
+  messages: number;
+  /** stanzas and MQTT packets read from clients (parley_stanzas_total{direction="in"}) */
+  stanzasIn: number;
+  /** … and written to them (parley_stanzas_total{direction="out"}) */
+  stanzasOut: number;
+  /** open connections at that moment (sum of parley_connections) */
+  connections: number;
+  /** per protocol (xmpp, mqtt): stanzas/packets in and out that second, open connections at its end */
+  byProtocol: Record<string, ProtocolSample>;
+}
+
+export interface ProtocolSample {
+  in: number;
+  out: number;
+  connections: number;
+}
+
+/** Samples the counters once a second into a ring buffer (the admin page's charts). */
+export interface RateSource {
+  start(intervalMs?: number): void;
+  stop(): void;
+  samples(): RateSample[];
+}
+
+/**
+ * What the HTTP adapter serves of a metrics implementation: the exposition at
+ * /metrics and what the admin page shows. bin/ picks the implementation
+ * (metrics/prometheus.ts) and hands it to the adapter, which knows only this.
+ */
+export interface MetricsReport {
+  /** the Prometheus text exposition */
+  render(): Promise<{ contentType: string; body: string }>;
+  /** the last errors, oldest first (bounded) */
+  readonly recentErrors: readonly RecentError[];
+  /** open connections per protocol */
+  connectionsByProtocol(): Record<string, number>;
+  /** open connections per protocol and transport, those with any */
+  connectionsByTransport(): Promise<{ protocol: string; transport: string; count: number }[]>;
+  /** a new sampler of per-second rates, started and stopped by its user */
+  rateSource(): RateSource;
 }

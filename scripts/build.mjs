@@ -14,7 +14,7 @@ execFileSync(process.execPath, [tsc, '-p', `${root}/tsconfig.build.json`], {
   stdio: 'inherit',
   cwd: root,
 });
-cpSync(`${root}/adapters/websocket/static`, `${root}/dist/adapters/websocket/static`, {
+cpSync(`${root}/adapters/http/static`, `${root}/dist/adapters/http/static`, {
   recursive: true,
 });
 writeFileSync(`${root}/dist/.built`, `${new Date().toISOString()}\n`);

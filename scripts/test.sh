@@ -58,7 +58,7 @@ mkdir -p .test-artifacts
 # the suite's test CA (conformance/test-ca.ts), which every client trusts, and
 # only it. Certificate checks stay on for the whole run: a certificate problem must fail a test.
 # The suites; `npx mocha some.test.ts` alone runs just that file (the list is here, not in .mocharc.json).
-SPECS=("broker/test/**/*.test.ts" "adapters/**/test/**/*.test.ts" "storage/test/**/*.test.ts" "cluster/test/**/*.test.ts" "bin/test/**/*.test.ts" "conformance/**/*.test.ts")
+SPECS=("broker/test/**/*.test.ts" "adapters/**/test/**/*.test.ts" "storage/test/**/*.test.ts" "cluster/test/**/*.test.ts" "metrics/test/**/*.test.ts" "bin/test/**/*.test.ts" "conformance/**/*.test.ts")
 if [ "$#" -eq 0 ]; then set -- "${SPECS[@]}"; fi
 # Two files at a time (mocha --parallel, one worker process each): most of a test's time is spent waiting
 # on sockets and timers, so two workers on this 2-core machine finish the suite in about half the time.

@@ -121,7 +121,7 @@ describe('vcard-temp, entity time, last activity, XEP-0077', function () {
       Number(later.getChild('query', 'jabber:iq:last')!.attrs.seconds) >= 1,
       later.toString(),
     );
-    assert.equal(later.getChild('query', 'jabber:iq:last')!.text(), 'Gone fishing'); // [XEP-0012 4]
+    assert.equal(later.getChild('query', 'jabber:iq:last')!.getText(), 'Gone fishing'); // [XEP-0012 4]
     const c = await login(carol, 'l');
     const no = await c.request(
       xml('iq', { type: 'get', to: A }, xml('query', { xmlns: 'jabber:iq:last' })),

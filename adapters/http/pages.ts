@@ -32,7 +32,7 @@ export function pageHeaders(type: string): http.OutgoingHttpHeaders {
   };
 }
 
-/** A file of adapters/websocket/static, read once. */
+/** A file of adapters/http/static, read once. */
 export function staticFile(name: string): { type: string; body: Buffer } {
   return {
     type: TYPES[path.extname(name)] ?? 'application/octet-stream',

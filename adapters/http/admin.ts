@@ -1,8 +1,14 @@
 import type http from 'node:http';
-import { adminOps, isAdmin, setAdmins, type Broker } from '../../broker/index.ts';
-import type { PromMetrics } from './metrics.ts';
+import {
+  adminOps,
+  isAdmin,
+  setAdmins,
+  type Broker,
+  type MetricsReport,
+  type RateSample,
+  type RateSource,
+} from '../../broker/index.ts';
 import { serveFiles, staticFile } from './pages.ts';
-import { RateSampler } from './rates.ts';
 import { isSecure, type WebServer } from './server.ts';
 
 export interface AdminOptions {
@@ -34,9 +40,9 @@ export interface AdminStats {
   /** bare JIDs with at least one session on this node, sorted */
   users: string[];
   /** one sample per second, oldest first: messages, stanzas in/out per second, connections */
-  rates: { intervalMs: number; samples: ReturnType<RateSampler['samples']> };
+  rates: { intervalMs: number; samples: RateSample[] };
   /** newest first */
-  errors: PromMetrics['recentErrors'];
+  errors: MetricsReport['recentErrors'];
 }
 
 const REALM = 'Basic realm="Parley admin", charset="UTF-8"';
@@ -133,11 +139,11 @@ async function authorize(
 export function installAdminRoutes(
   web: WebServer,
   broker: Broker,
-  metrics: PromMetrics,
+  metrics: MetricsReport,
   opts: AdminOptions = {},
-): RateSampler {
+): RateSource {
   if (opts.admins) setAdmins(broker, opts.admins);
-  const sampler = new RateSampler(metrics.registry);
+  const sampler = metrics.rateSource();
   sampler.start();
   web.onStop(() => sampler.stop());
 
@@ -254,17 +260,10 @@ async function command(
 
 async function stats(
   broker: Broker,
-  metrics: PromMetrics,
-  sampler: RateSampler,
+  metrics: MetricsReport,
+  sampler: RateSource,
 ): Promise<AdminStats> {
-  const gauge = await metrics.registry.getSingleMetric('parley_connections')?.get();
-  const byTransport = (gauge?.values ?? [])
-    .filter((v) => v.value > 0)
-    .map((v) => ({
-      protocol: String(v.labels.protocol),
-      transport: String(v.labels.transport),
-      count: v.value,
-    }));
+  const byTransport = await metrics.connectionsByTransport();
   const byProtocol = metrics.connectionsByProtocol();
   return {
     node: { domain: broker.domain, startedAt: broker.startedAt, now: Date.now() },

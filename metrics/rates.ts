@@ -1,26 +1,5 @@
 import type { Registry } from 'prom-client';
-
-/** One second of traffic, as the admin page charts it. */
-export interface RateSample {
-  /** end of the second, ms since the epoch */
-  t: number;
-  /** one-to-one messages routed (parley_messages_total{event="routed",kind="message"}) */
-  messages: number;
-  /** stanzas and MQTT packets read from clients (parley_stanzas_total{direction="in"}) */
-  stanzasIn: number;
-  /** … and written to them (parley_stanzas_total{direction="out"}) */
-  stanzasOut: number;
-  /** open connections at that moment (sum of parley_connections) */
-  connections: number;
-  /** per protocol (xmpp, mqtt): stanzas/packets in and out that second, open connections at its end */
-  byProtocol: Record<string, ProtocolSample>;
-}
-
-export interface ProtocolSample {
-  in: number;
-  out: number;
-  connections: number;
-}
+import type { ProtocolSample, RateSample, RateSource } from '../broker/index.ts';
 
 type Totals = Omit<RateSample, 't'>;
 
@@ -29,7 +8,7 @@ type Totals = Omit<RateSample, 't'>;
  * admin page can draw rates over the last minutes. It reads the registry
  * that /metrics renders: the page and a scraper never disagree.
  */
-export class RateSampler {
+export class RateSampler implements RateSource {
   /** seconds kept (600 = ten minutes) */
   readonly capacity: number;
   private readonly registry: Registry;

@@ -1,8 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import { escapeXML } from '@xmpp/xml';
-import type { Broker } from '../../broker/index.ts';
-import type { PromMetrics } from './metrics.ts';
+import type { Broker, MetricsReport } from '../../broker/index.ts';
 import { isSecure, type Listener, type RouteHandler, type WebServer } from './server.ts';
 
 /** Paths the XMPP endpoints live at; announced by host-meta [XEP-0156]. */
@@ -31,7 +30,7 @@ function bearerOk(req: http.IncomingMessage, token: string): boolean {
 export function installBasicRoutes(
   web: WebServer,
   broker: Broker,
-  metrics: PromMetrics | undefined,
+  metrics: MetricsReport | undefined,
 ): void {
   // Health goes with /metrics when that has a listener of its own, for probes that only reach it.
   const both = (prefix: string, handler: RouteHandler) => {

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { CounterMetrics } from '../../broker/index.ts';
+import { CounterMetrics, type MetricsReport, type RecentError } from '../broker/index.ts';
+import { RateSampler } from './rates.ts';
 import { CountingHistogram, type HistogramSeries } from './histogram.ts';
 
 /**
@@ -25,13 +26,6 @@ const ABNORMAL_CLOSES = new Set([
   'internal-error',
 ]);
 
-/** One recent error, for the admin page. */
-export interface RecentError {
-  time: number;
-  source: string;
-  text: string;
-}
-
 /**
  * Metrics in Prometheus form (prom-client), served at /metrics; also keeps
  * the plain counters and the last errors the admin page shows. Default
@@ -42,7 +36,7 @@ export interface RecentError {
  * copies them in its `collect()` when /metrics is scraped, so a routed message
  * costs a few integer increments instead of prom-client label hashing.
  */
-export class PromMetrics extends CounterMetrics {
+export class PromMetrics extends CounterMetrics implements MetricsReport {
   readonly registry = new Registry();
   readonly recentErrors: RecentError[] = [];
   private readonly latency: HistogramSeries;
@@ -271,5 +265,23 @@ export class PromMetrics extends CounterMetrics {
 
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  async connectionsByTransport(): Promise<
+    { protocol: string; transport: string; count: number }[]
+  > {
+    const gauge = await this.registry.getSingleMetric('parley_connections')?.get();
+    return (gauge?.values ?? [])
+      .filter((v) => v.value > 0)
+      .map((v) => ({
+        protocol: String(v.labels.protocol),
+        transport: String(v.labels.transport),
+        count: v.value,
+      }));
+  }
+
+  /** the rates read from the registry /metrics renders: the page and a scraper never disagree */
+  rateSource(): RateSampler {
+    return new RateSampler(this.registry);
   }
 }

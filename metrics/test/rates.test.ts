@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Counter, Registry } from 'prom-client';
-import type { Envelope } from '../../../broker/envelope.ts';
-import { PromMetrics } from '../metrics.ts';
+import type { Envelope } from '../../broker/envelope.ts';
+import { PromMetrics } from '../prometheus.ts';
 import { RateSampler } from '../rates.ts';
 
 describe('RateSampler (admin page rates)', () => {

@@ -6,9 +6,7 @@ export {
   type WebSocketInfo,
 } from './server.ts';
 export { defaultWebOptions, type WebOptions } from './options.ts';
-export { PromMetrics, type RecentError } from './metrics.ts';
 export { installBasicRoutes, WS_PATH, BOSH_PATH } from './routes.ts';
 export { installAdminRoutes, type AdminOptions, type AdminStats } from './admin.ts';
 export { installChatPage } from './pages.ts';
-export { RateSampler, type RateSample } from './rates.ts';
 export { installUploadRoutes, UPLOAD_PATH } from './upload.ts';

@@ -7,7 +7,7 @@ async function lines(registry: Registry): Promise<string[]> {
   return (await registry.metrics()).split('\n').filter((l) => l && !l.startsWith('#'));
 }
 
-describe('CountingHistogram (adapters/websocket/histogram.ts)', function () {
+describe('CountingHistogram (metrics/histogram.ts)', function () {
   it('exposes cumulative buckets by le after the label (a value on a bound counts in it), +Inf, _sum and _count, per label value', async function () {
     const registry = new Registry();
     const h = new CountingHistogram({

@@ -4,7 +4,8 @@ import os from 'node:os';
 import type { Broker } from '../../../broker/index.ts';
 import { makeBroker } from '../../../broker/test/helpers.ts';
 import { installAdminRoutes } from '../admin.ts';
-import { PromMetrics } from '../metrics.ts';
+// The real metrics backend, as bin/ hands it to the adapter (a test may compose what bin/ does).
+import { PromMetrics } from '../../../metrics/prometheus.ts';
 import { WebServer } from '../server.ts';
 
 /** A non-loopback IPv4 address of this machine, if there is one. */
