@@ -14,19 +14,11 @@ import { NS_CLIENT } from '../parser.ts';
 import { envelopeXml, NS_DELAY, NS_SID } from '../stanza.ts';
 
 import { NS_DATA, NS_FORWARD, NS_MAM, NS_RSM } from '../ns.ts';
+import { dateTime, parseRsm } from './mam-query.ts';
 
 export { NS_MAM };
 const NS_MAM_EXTENDED = 'urn:xmpp:mam:2#extended';
 const NS_VALIDATE = 'http://jabber.org/protocol/xdata-validate';
-
-/** [XEP-0082] a DateTime: date, time with optional fraction, Z or an offset. */
-const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-
-function dateTime(value: string, field: string): number {
-  const ms = DATETIME.test(value) ? Date.parse(value) : NaN;
-  if (Number.isNaN(ms)) throw new BrokerError('bad-request', `${field}: not an XEP-0082 DateTime`);
-  return ms;
-}
 
 const FIELDS = new Set(['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id', 'ids']);
 
@@ -73,24 +65,11 @@ function parseQuery(query: Element): { q: UserArchiveQuery; flip: boolean } {
       }
     }
   }
-  const set = query.getChild('set', NS_RSM);
-  if (set) {
-    if (set.getChild('index'))
-      throw new BrokerError('feature-not-implemented', 'RSM index is not supported'); // [XEP-0059 2.4]
-    const max = set.getChild('max');
-    if (max) {
-      const text = max.getText().trim();
-      if (!/^\d{1,9}$/.test(text))
-        throw new BrokerError('bad-request', 'max must be a non-negative integer');
-      q.max = Number(text);
-    }
-    const after = set.getChild('after');
-    if (after) q.after = after.getText();
-    const before = set.getChild('before');
-    if (before) q.before = before.getText(); // '' = the last page [XEP-0059 2.5]
-    if (q.after !== undefined && q.before !== undefined)
-      throw new BrokerError('bad-request', 'after and before together');
-  }
+  // [XEP-0059 2] max, after, before ('' = the last page [XEP-0059 2.5])
+  const rsm = parseRsm(query);
+  if (rsm.max !== undefined) q.max = rsm.max;
+  if (rsm.after !== undefined) q.after = rsm.after;
+  if (rsm.before !== undefined) q.before = rsm.before;
   return { q, flip: query.getChild('flip-page') !== undefined };
 }
 

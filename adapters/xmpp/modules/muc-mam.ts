@@ -1,6 +1,7 @@
 import type { Element } from '@xmpp/xml';
 import { Address, BrokerError, type Room, type RoomArchiveQuery } from '../../../broker/index.ts';
-import { NS_DATA, NS_MAM, NS_RSM } from '../ns.ts';
+import { NS_DATA, NS_MAM } from '../ns.ts';
+import { dateTime, parseRsm } from './mam-query.ts';
 
 /**
  * XEP-0313 queries on a room JID (docs/groupchat.md, "MUC MAM"): the form
@@ -9,17 +10,9 @@ import { NS_DATA, NS_MAM, NS_RSM } from '../ns.ts';
  * room archive query. Ids are room seqs.
  */
 
-/** [XEP-0082] a DateTime: date, time with optional fraction, Z or an offset. */
-const DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const FIELDS = new Set(['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id']);
 /** Page size when the client names none. */
 const DEFAULT_MAX = 50;
-
-function dateTime(value: string, field: string): number {
-  const ms = DATETIME.test(value) ? Date.parse(value) : NaN;
-  if (Number.isNaN(ms)) throw new BrokerError('bad-request', `${field}: not an XEP-0082 DateTime`);
-  return ms;
-}
 
 /** A room seq named by the client; anything else cannot be in the archive [XEP-0313 6.1.2]. */
 function seq(v: string, what: string): number {
@@ -89,23 +82,11 @@ export function parseRoomMamQuery(
       }
     }
   }
-  const set = query.getChild('set', NS_RSM);
-  if (set) {
-    if (set.getChild('index'))
-      throw new BrokerError('feature-not-implemented', 'RSM index is not supported'); // [XEP-0059 2.4]
-    const max = set.getChild('max');
-    if (max) {
-      const t = max.getText().trim();
-      if (!/^\d{1,9}$/.test(t))
-        throw new BrokerError('bad-request', 'max must be a non-negative integer');
-      q.limit = Number(t);
-    }
-    const after = set.getChild('after');
-    const before = set.getChild('before');
-    if (after && before) throw new BrokerError('bad-request', 'after and before together');
-    if (after) q.after = seq(after.getText(), 'after');
-    if (before)
-      q.before = before.getText().trim() === '' ? 'last' : seq(before.getText(), 'before'); // [XEP-0059 2.5]
-  }
+  // [XEP-0059 2] the RSM ids of a room archive are its seqs
+  const rsm = parseRsm(query);
+  if (rsm.max !== undefined) q.limit = rsm.max;
+  if (rsm.after !== undefined) q.after = seq(rsm.after, 'after');
+  if (rsm.before !== undefined)
+    q.before = rsm.before.trim() === '' ? 'last' : seq(rsm.before, 'before'); // [XEP-0059 2.5]
   return { q, flip: query.getChild('flip-page') !== undefined }; // [XEP-0313 query-paging-flip]
 }
