@@ -89,9 +89,7 @@ describe('SLOW: npm pack → npm install -g into a temporary prefix → a workin
       [],
     );
     assert.ok(existsSync(path.join(installed, 'dist', 'bin', 'parley.js')));
-    assert.ok(
-      existsSync(path.join(installed, 'dist', 'adapters', 'http', 'static', 'admin.html')),
-    );
+    assert.ok(existsSync(path.join(installed, 'dist', 'adapters', 'http', 'static', 'admin.html')));
     assert.ok(!existsSync(path.join(installed, 'node_modules', 'tsx')), 'tsx is a dev dependency');
   });
 
