@@ -1,3 +1,5 @@
+// Over 600 lines, most of it data: the table of workloads (one object per workload, expanded by prettier)
+// and the loop that alternates servers over them. Next split: the workload table into bench/workloads.ts.
 // The benchmark runner. Not part of `npm test`. Start it with bench/run.sh
 // (raises `ulimit -n`), e.g.:  bench/run.sh --peers --reps 3
 //   --peers            install (apt) and include Prosody, ejabberd and Mosquitto

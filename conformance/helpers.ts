@@ -592,3 +592,17 @@ export async function makeFriends(
   await befriend(ca, cb);
   await stopAllClients();
 }
+
+/** A disco#info or disco#items query [XEP-0030 3.1, 4.1] from `c` to `to` (at `node`): the result's <query/>. */
+export async function disco(
+  c: TestClient,
+  kind: 'info' | 'items',
+  to: string,
+  node?: string,
+): Promise<Element> {
+  const xmlns = `http://jabber.org/protocol/disco#${kind}`;
+  const res = await c.request(
+    xml('iq', { type: 'get', to }, xml('query', node === undefined ? { xmlns } : { xmlns, node })),
+  );
+  return res.getChild('query', xmlns)!;
+}

@@ -5,6 +5,7 @@
 // commands and is refused with forbidden.
 import assert from 'node:assert/strict';
 import {
+  disco,
   DOMAIN,
   createClient,
   stanzaError,
@@ -94,19 +95,8 @@ describe('XEP-0050 ad-hoc commands, XEP-0133 service administration', function (
   });
 
   it('the server advertises commands; disco#items of the commands node lists the admin set to an admin [XEP-0050 2.1, 2.2]', async () => {
-    const info = await admin.request(
-      xml(
-        'iq',
-        { type: 'get', to: DOMAIN },
-        xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
-      ),
-    );
-    assert.ok(
-      info
-        .getChild('query')!
-        .getChildren('feature')
-        .some((f) => f.attrs.var === NS_COMMANDS),
-    );
+    const info = await disco(admin, 'info', DOMAIN);
+    assert.ok(info.getChildren('feature').some((f) => f.attrs.var === NS_COMMANDS));
     const items = await admin.request(
       xml(
         'iq',

@@ -1,3 +1,5 @@
+// Over 600 lines: one node and one set of contacts (subscriptions, caps) serve every PEP case, and the
+// malformed/forbidden table shares them. Next split: the table into pep-errors.test.ts with a shared setup.
 // Black-box XEP-0163 PEP on the XEP-0060 subset, with XEP-0115 caps
 // (+notify), over @xmpp/client: OMEMO device lists, avatars/nick with
 // presence access, bookmarks with whitelist, items/max_items/retract/delete,

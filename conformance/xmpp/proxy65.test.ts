@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  disco,
   DOMAIN,
   nextId,
   stanzaError,
@@ -87,29 +88,12 @@ describe('XEP-0065 SOCKS5 bytestreams proxy', function () {
   });
 
   it('the server lists proxy.localhost; its disco#info says proxy/bytestreams; the streamhost query gives host and port [XEP-0065 6; XEP-0030]', async () => {
-    const items = await a.request(
-      xml(
-        'iq',
-        { type: 'get', to: DOMAIN },
-        xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' }),
-      ),
-    );
+    const items = await disco(a, 'items', DOMAIN);
     assert.ok(
-      items
-        .getChild('query')!
-        .getChildren('item')
-        .some((i) => i.attrs.jid === PROXY),
+      items.getChildren('item').some((i) => i.attrs.jid === PROXY),
       items.toString(),
     );
-    const info = (
-      await a.request(
-        xml(
-          'iq',
-          { type: 'get', to: PROXY },
-          xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
-        ),
-      )
-    ).getChild('query')!;
+    const info = await disco(a, 'info', PROXY);
     assert.ok(
       info
         .getChildren('identity')
