@@ -60,7 +60,15 @@ function finishPublish(
   done: (err?: Error | null) => void,
   verdict: Verdict,
 ): void {
-  if (verdict === 'pass') return done(null);
+  if (verdict === 'pass') {
+    // aedes 1.2 writes a QoS 1 PUBACK first and publishes after it (handlers/publish.js), so a
+    // kill -9 in between loses a message the client was told is safe: every PUBLISH of one read
+    // chunk is acknowledged before any of them is queued for offline subscribers. Publish it here,
+    // before the PUBACK, and hand aedes the parked packet [MQTT-4.3.2-2] (docs/architecture.md
+    // principle 3). QoS 2 already stores before its PUBREC; QoS 0 and wills need nothing.
+    if (client && packet.qos === 1) return publishBeforeAck(ctx, client, packet, done);
+    return done(null);
+  }
   if (verdict === 'denied') {
     ctx.stats.denied++;
     ctx.log.debug({ client: client?.id, topic: snippet(packet.topic) }, 'mqtt publish denied');
@@ -70,6 +78,34 @@ function finishPublish(
   }
   sink(packet);
   done(null);
+}
+
+function publishBeforeAck(
+  ctx: MqttContext,
+  client: Client,
+  packet: PublishPacket,
+  done: (err?: Error | null) => void,
+): void {
+  // A copy: aedes keeps the object it is given for its `published` hook, and `sink` rewrites ours.
+  const copy = { ...packet };
+  (ctx.aedes as unknown as AedesPublish).publish(copy, client, (err) => {
+    if (err) {
+      ctx.log.error({ err, client: client.id }, 'mqtt publish failed');
+      return done(new Error('internal error')); // no PUBACK: the client sends it again
+    }
+    sink(packet);
+    (packet as Republished)[REPUBLISHED] = true;
+    done(null);
+  });
+}
+
+/** Set on a packet already published before its PUBACK: aedes' `published` hook must not count it twice. */
+export const REPUBLISHED = Symbol('parley.republished');
+export type Republished = { [REPUBLISHED]?: true };
+
+/** aedes' own publish with the publishing client (what its PUBLISH handler calls), not in its types. */
+interface AedesPublish {
+  publish(packet: PublishPacket, client: Client, done: (err?: Error | null) => void): void;
 }
 
 /** A plain topic's verdict right away; the core's trees (chat/, presence/) take a promise. */

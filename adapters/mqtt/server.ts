@@ -8,7 +8,13 @@ import { Address, closeReason, roomService, snippet, type Broker } from '../../b
 import { validateAcl } from './acl.ts';
 import { coalesceWrites } from './coalesce.ts';
 import { authenticate, infoOf, preConnect } from './auth.ts';
-import { authorizeForward, authorizePublish, authorizeSubscribe } from './authorize.ts';
+import {
+  authorizeForward,
+  authorizePublish,
+  authorizeSubscribe,
+  REPUBLISHED,
+  type Republished,
+} from './authorize.ts';
 import { classifyError, type AedesClient, type ConnInfo, type MqttContext } from './context.ts';
 import { CONNACK_UNACCEPTABLE_PROTOCOL, unsupportedProtocolLevel, WireGuard } from './guard.ts';
 import { presenceJson } from './mapping.ts';
@@ -122,7 +128,7 @@ export class MqttServer {
       authorizeSubscribe: authorizeSubscribe(ctx),
       authorizeForward: authorizeForward(ctx),
       published: (_packet, client, done) => {
-        if (client) ctx.stats.received++;
+        if (client && !(_packet as Republished)[REPUBLISHED]) ctx.stats.received++;
         done(null);
       },
     });
