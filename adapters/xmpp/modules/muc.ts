@@ -4,7 +4,9 @@
 import xmlLib, { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
 import {
   Address,
+  BROADCAST_ROLES,
   BrokerError,
+  broadcastRoles,
   defineModule,
   roomService,
   type Affiliation,
@@ -167,6 +169,13 @@ function configForm(c: RoomConfig): string {
     ) +
     field('text-single', 'muc#maxhistoryfetch', String(c.historyLength), 'History length') +
     field('boolean', 'muc#roomconfig_enablelogging', b(c.archive), 'Archive (MAM on the room)') +
+    field(
+      'list-multi',
+      'muc#roomconfig_presencebroadcast',
+      c.presenceBroadcast,
+      'Roles whose presence is shown to the others',
+      [...BROADCAST_ROLES],
+    ) + // [XEP-0045 15.5.3]
     `</x>`
   );
 }
@@ -215,6 +224,17 @@ function parseConfig(fields: Map<string, string[]>): Partial<RoomConfig> {
         'muc#roomconfig_allowpm: anyone, participants, moderators or none',
       );
     c.allowPrivateMessages = pm !== 'none' && pm !== '0' && pm !== 'false';
+  }
+  // [XEP-0045 15.5.3] list-multi of roles; no value: nobody's presence is shown to the others
+  const shown = fields.get('muc#roomconfig_presencebroadcast');
+  if (shown !== undefined) {
+    const roles = broadcastRoles(shown);
+    if (!roles)
+      throw new BrokerError(
+        'not-acceptable',
+        'muc#roomconfig_presencebroadcast: moderator, participant or visitor',
+      );
+    c.presenceBroadcast = roles;
   }
   const hist = one('muc#maxhistoryfetch') ?? one('muc#roomconfig_historylength');
   if (hist !== undefined) {
