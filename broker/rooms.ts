@@ -636,10 +636,10 @@ export class RoomService {
     // of a large room the queue would otherwise hold an event of every occupant for every waiting newcomer
     // (10,000 MQTT devices joining: 4 GB).
     const joined = occ;
-    // Only occupants whose presence the room shows, and the user's own [XEP-0045 15.5.3, as Prosody].
+    // Only occupants whose role the room shows [XEP-0045 15.5.3].
     const present: [Occupant, string][] = [];
     for (const o of room.occupants.values())
-      if (o !== joined && (shownRole(room, o.role) || o.user === user)) present.push([o, o.nick]);
+      if (o !== joined && shownRole(room, o.role)) present.push([o, o.nick]);
     const intro = (): RoomEvent[] => {
       const out: RoomEvent[] = [];
       // Gone or renamed since: the events that say so follow in the queue, so show it as it was or not at all.

@@ -265,7 +265,7 @@ export default defineModule({
       note:
         'instant rooms unlocked at once, config form, join/leave/nick change with status codes 100 104 110 170 201 210 301 303 307 321 322 332, passwords, members-only, bans, history, ' +
         'roles and voice, voice requests, kick, ban, affiliation lists, destroy, mediated invites and declines, private messages, multi-session nicks, nick registration, ' +
-        'room vCard and avatar hash (muc#roominfo_avatarhash, XEP-0153 presence from the room); not: vCards of occupants through the room',
+        'room vCard and avatar hash (muc#roominfo_avatarhash, XEP-0153 presence from the room), presence broadcast per role (muc#roomconfig_presencebroadcast, as Prosody); not: vCards of occupants through the room',
     },
     {
       spec: 'XEP-0249',
