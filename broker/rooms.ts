@@ -5,7 +5,12 @@ import type { ArchiveStore, KeyValueStore } from '../storage/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { BrokerError } from './errors.ts';
-import { queryRoomArchive, type RoomArchivePage, type RoomArchiveQuery } from './room-archive.ts';
+import {
+  queryRoomArchive,
+  roomArchiveBounds,
+  type RoomArchivePage,
+  type RoomArchiveQuery,
+} from './room-archive.ts';
 import { BROADCAST_ROLES, broadcastRoles, othersSee, shownRole } from './room-presence.ts';
 import type { Session } from './session.ts';
 
@@ -777,10 +782,18 @@ export class RoomService {
 
   /** XEP-0313 on the room: filters (nick, user, time, ids), RSM paging and the count (broker/room-archive.ts). */
   archive(room: Room, q: RoomArchiveQuery): Promise<RoomArchivePage> {
+    // Each named id is one read: no more of them than a page holds (as the user archive's ids)
+    if (q.ids !== undefined && q.ids.length > this.opts.maxHistory)
+      throw new BrokerError('policy-violation', `at most ${this.opts.maxHistory} ids`);
     return queryRoomArchive(this.timeline, room, {
       ...q,
       limit: Math.min(q.limit, this.opts.maxHistory),
     });
+  }
+
+  /** The first and last message of the room's archive [XEP-0313 archive-metadata]. */
+  archiveBounds(room: Room): Promise<{ first?: RoomMessage; last?: RoomMessage }> {
+    return roomArchiveBounds(this.timeline, room);
   }
 
   /** Nick change of the occupant a device belongs to: every device of it moves [XEP-0045 7.6]. */

@@ -25,7 +25,7 @@ import { restoreChatMeta } from '../chat-meta.ts';
 import { roomFeatures } from './muc-moderation-retract.ts';
 import { xmppHooks } from '../hooks.ts';
 import { avatarUpdate, roomVcard, setRoomVcard } from './muc-avatar.ts';
-import { parseRoomMamQuery } from './muc-mam.ts';
+import { NS_MAM_EXTENDED, parseRoomMamQuery, roomMamForm, roomMamMetadata } from './muc-mam.ts';
 import { handleVoiceForm, isVoiceForm, voiceRequestMessage } from './muc-voice.ts';
 import {
   NS_CLIENT,
@@ -281,7 +281,7 @@ export default defineModule({
       spec: 'XEP-0313',
       section: '(on room JIDs)',
       status: 'partial',
-      note: 'MUC MAM: ids are room seqs; with (an occupant JID: its nick; a real JID where real JIDs are visible), start/end, after-id/before-id, flip-page; RSM after/before/max/count, no index',
+      note: 'MUC MAM, #extended: ids are room seqs; with (an occupant JID: its nick; a real JID where real JIDs are visible), start/end, after-id/before-id, ids, flip-page, metadata; RSM after/before/max/count, no index',
     },
     {
       spec: 'XEP-0359',
@@ -670,10 +670,13 @@ class Muc {
       case `set {${NS_MAM}}query`:
         return this.mam(env, room, user, child);
       case `get {${NS_MAM}}query`:
-        return this.result(
-          env,
-          `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('jid-single', 'with', undefined)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
-        );
+        return this.result(env, roomMamForm()); // [XEP-0313 query-form]
+      case `get {${NS_MAM}}metadata`:
+        // [XEP-0313 archive-metadata] under the same rules as a query
+        if (!room.config.archive)
+          throw new BrokerError('service-unavailable', 'this room keeps no archive'); // [XEP-0313 4]
+        if (!room.mayRead(user)) throw new BrokerError('forbidden', 'members only');
+        return this.result(env, await roomMamMetadata(this.svc, room));
       case `get {${NS_VCARD}}vCard`:
         return this.result(env, await roomVcard(this.svc, room, user));
       case `set {${NS_VCARD}}vCard`:
@@ -749,7 +752,7 @@ class Muc {
       c.password ? 'muc_passwordprotected' : 'muc_unsecured',
       'muc_unlocked',
     ];
-    if (c.archive) features.push(NS_MAM);
+    if (c.archive) features.push(NS_MAM, NS_MAM_EXTENDED); // [XEP-0313 filter] before-id, after-id, ids, flip-page, metadata
     features.push(...roomFeatures(this.broker)); // muc-moderation-retract.ts [XEP-0425]
     if (room.avatarHash !== undefined) features.push(NS_VCARD); // [XEP-0054] the room has a vCard
     const readable = room.mayRead(user) || room.occupantsOf(user).length > 0;
