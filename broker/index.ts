@@ -80,6 +80,7 @@ export {
   type RoomRenderer,
 } from './rooms.ts';
 export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
+export { BROADCAST_ROLES, broadcastRoles } from './room-presence.ts';
 export {
   removeUserUploads,
   setUploadBackend,

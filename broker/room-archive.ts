@@ -26,6 +26,8 @@ export interface RoomArchiveQuery {
   afterId?: number;
   /** filter: seqs before this one (before-id) */
   beforeId?: number;
+  /** filter: only these seqs (ids, XEP-0313 #extended); each must be in this room's archive */
+  ids?: number[];
   /** page: after this seq, oldest first (RSM after) */
   after?: number;
   /** page: before this seq, newest first (RSM before); 'last' = the last page (empty RSM before) */
@@ -76,6 +78,7 @@ export async function queryRoomArchive(
     if (!r) throw new BrokerError('item-not-found', `no message ${seq} in this room's archive`);
     records.set(seq, r);
   }
+  if (q.ids !== undefined) return byIds(timeline, room, { ...q, ids: q.ids });
   if (q.nick !== undefined) return scanByNick(timeline, room, { ...q, nick: q.nick });
   const posOf = (seq: number | undefined): string | undefined => {
     const pos = seq === undefined ? undefined : records.get(seq)?.pos;
@@ -113,6 +116,54 @@ export async function queryRoomArchive(
     complete: page.complete,
     count: page.count ?? 0,
   };
+}
+
+/**
+ * The ids filter [XEP-0313 query-limit-id]: each id read by its seq (one
+ * indexed read each; the caller caps how many); an id that is not in this
+ * room's archive is item-not-found, as for before-id and after-id. The other
+ * filters and the RSM page apply to the records named.
+ */
+async function byIds(
+  timeline: ArchiveStore<TimelineValue>,
+  room: Room,
+  q: RoomArchiveQuery & { ids: number[] },
+): Promise<RoomArchivePage> {
+  const matches: ArchiveRecord<TimelineValue>[] = [];
+  for (const seq of [...new Set(q.ids)].sort((a, b) => a - b)) {
+    const r = await recordAt(timeline, room, seq);
+    if (!r) throw new BrokerError('item-not-found', `no message ${seq} in this room's archive`); // [XEP-0313 query-limit-id]
+    if (q.nick !== undefined && r.value.nick !== q.nick) continue;
+    if (q.user !== undefined && r.value.user !== q.user) continue;
+    if (q.start !== undefined && r.timestamp < q.start) continue;
+    if (q.end !== undefined && r.timestamp > q.end) continue;
+    if (q.afterId !== undefined && r.seq <= q.afterId) continue;
+    if (q.beforeId !== undefined && r.seq >= q.beforeId) continue;
+    matches.push(r);
+  }
+  const lo = q.after ?? 0;
+  const hi = q.before === undefined || q.before === 'last' ? Infinity : q.before;
+  const inPage = matches.filter((r) => r.seq > lo && r.seq < hi);
+  // backwards (RSM before): the newest `limit` of the range, newest first as the other paths give them
+  const page = q.before !== undefined ? inPage.reverse() : inPage;
+  return {
+    messages: page.slice(0, q.limit).map(toMessage),
+    complete: page.length <= q.limit,
+    count: matches.length,
+  };
+}
+
+/** The first and last message of this room's archive [XEP-0313 archive-metadata]. */
+export async function roomArchiveBounds(
+  timeline: ArchiveStore<TimelineValue>,
+  room: Room,
+): Promise<{ first?: RoomMessage; last?: RoomMessage }> {
+  const end = async (reverse: boolean) =>
+    (await timeline.query(room.conversation, { afterSeq: room.firstSeq, limit: 1, reverse }))
+      .records[0];
+  const first = await end(false);
+  const last = first && (await end(true));
+  return { first: first && toMessage(first), last: last && toMessage(last) };
 }
 
 /** The nick filter: one pass over the room's timeline within the filter bounds, counting every match. */

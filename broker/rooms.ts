@@ -5,7 +5,13 @@ import type { ArchiveStore, KeyValueStore } from '../storage/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { BrokerError } from './errors.ts';
-import { queryRoomArchive, type RoomArchivePage, type RoomArchiveQuery } from './room-archive.ts';
+import {
+  queryRoomArchive,
+  roomArchiveBounds,
+  type RoomArchivePage,
+  type RoomArchiveQuery,
+} from './room-archive.ts';
+import { BROADCAST_ROLES, broadcastRoles, othersSee, shownRole } from './room-presence.ts';
 import type { Session } from './session.ts';
 
 /**
@@ -61,6 +67,8 @@ export interface RoomConfig {
   historyLength: number;
   /** the timeline is served to members (XEP-0313 on the room, MQTT history) */
   archive: boolean;
+  /** roles whose presence the other occupants see [XEP-0045 15.5.3] (broker/room-presence.ts) */
+  presenceBroadcast: Role[];
 }
 
 /** Presence of one device in a room: protocol fields and, for XMPP, opaque payloads (caps, avatar hash). */
@@ -226,6 +234,7 @@ export const defaultRoomConfig: RoomConfig = {
   changeSubject: false,
   historyLength: 20,
   archive: true,
+  presenceBroadcast: [...BROADCAST_ROLES],
 };
 
 /** The timeline record of a room message. */
@@ -556,7 +565,9 @@ export class RoomService {
     }
     if (c.whois !== 'moderators' && c.whois !== 'anyone')
       bad('whois', "expected 'moderators' or 'anyone'");
-    return c;
+    const shown = broadcastRoles(c.presenceBroadcast);
+    if (!shown) bad('presenceBroadcast', 'expected roles: moderator, participant, visitor');
+    return { ...c, presenceBroadcast: shown! };
   }
 
   /** The effective occupant limit of a room (the service cap applies when the room says unlimited). */
@@ -616,7 +627,6 @@ export class RoomService {
       echo: req.echo,
     };
     let occ = holder;
-    const others = room.devices();
     if (!occ) {
       occ = { nick, user, role: room.defaultRole(aff), devices: new Map() };
       room.occupants.set(nick, occ);
@@ -631,8 +641,10 @@ export class RoomService {
     // of a large room the queue would otherwise hold an event of every occupant for every waiting newcomer
     // (10,000 MQTT devices joining: 4 GB).
     const joined = occ;
+    // Only occupants whose role the room shows [XEP-0045 15.5.3].
     const present: [Occupant, string][] = [];
-    for (const o of room.occupants.values()) if (o !== joined) present.push([o, o.nick]);
+    for (const o of room.occupants.values())
+      if (o !== joined && shownRole(room, o.role)) present.push([o, o.nick]);
     const intro = (): RoomEvent[] => {
       const out: RoomEvent[] = [];
       // Gone or renamed since: the events that say so follow in the queue, so show it as it was or not at all.
@@ -654,11 +666,13 @@ export class RoomService {
     if (room.config.archive) reasons.push(170); // [XEP-0045 7.2.12]
     if (created) reasons.push(201); // [XEP-0045 10.1.1]
     if (!holder)
-      this.enqueue(room, {
-        ev: this.presenceEvent(room, occ, { reasons, about: key }),
-        recipients: [...others, device],
-        i: 0,
-      });
+      this.enqueuePresence(
+        room,
+        occ,
+        this.presenceEvent(room, occ, { reasons, about: key }),
+        'none',
+        () => room!.devices(),
+      );
     // The room's avatar, as Prosody sends it to each new occupant session [XEP-0153 on the room JID].
     if (room.avatarHash !== undefined)
       this.enqueue(room, { ev: { kind: 'avatar', room }, recipients: [device], i: 0 });
@@ -768,10 +782,18 @@ export class RoomService {
 
   /** XEP-0313 on the room: filters (nick, user, time, ids), RSM paging and the count (broker/room-archive.ts). */
   archive(room: Room, q: RoomArchiveQuery): Promise<RoomArchivePage> {
+    // Each named id is one read: no more of them than a page holds (as the user archive's ids)
+    if (q.ids !== undefined && q.ids.length > this.opts.maxHistory)
+      throw new BrokerError('policy-violation', `at most ${this.opts.maxHistory} ids`);
     return queryRoomArchive(this.timeline, room, {
       ...q,
       limit: Math.min(q.limit, this.opts.maxHistory),
     });
+  }
+
+  /** The first and last message of the room's archive [XEP-0313 archive-metadata]. */
+  archiveBounds(room: Room): Promise<{ first?: RoomMessage; last?: RoomMessage }> {
+    return roomArchiveBounds(this.timeline, room);
   }
 
   /** Nick change of the occupant a device belongs to: every device of it moves [XEP-0045 7.6]. */
@@ -796,8 +818,14 @@ export class RoomService {
     occ.nick = nick;
     room.occupants.set(nick, occ);
     for (const k of occ.devices.keys()) room.byDevice.set(k, nick);
-    this.enqueue(room, { ev: leaving, recipients, i: 0 });
-    this.enqueue(room, { ev: this.presenceEvent(room, occ, { reasons: [] }), recipients, i: 0 });
+    this.enqueuePresence(room, occ, leaving, occ.role, () => recipients);
+    this.enqueuePresence(
+      room,
+      occ,
+      this.presenceEvent(room, occ, { reasons: [] }),
+      occ.role,
+      () => recipients,
+    );
   }
 
   /** A device leaves (unavailable presence, MQTT unsubscribe, session end); idempotent. */
@@ -825,7 +853,7 @@ export class RoomService {
       about: deviceKey,
       presence: device.presence,
     });
-    this.enqueue(room, { ev, recipients: [...room.devices(), device], i: 0 });
+    this.enqueuePresence(room, occ, ev, occ.role, () => [...room.devices(), device], [device]);
     this.maybeDispose(room);
   }
 
@@ -1017,8 +1045,9 @@ export class RoomService {
       this.remove(room, target, [307], reason, actorNick); // [XEP-0045 8.2] kicked
       return;
     }
+    const prev = target.role;
     target.role = role;
-    this.broadcastPresence(room, target, { reasons: [], reason, actor: actorNick });
+    this.broadcastPresence(room, target, { reasons: [], reason, actor: actorNick }, prev);
   }
 
   /**
@@ -1061,11 +1090,13 @@ export class RoomService {
     destroy?: { reason?: string; alternate?: string },
   ): void {
     const recipients = room.devices();
+    const prev = occ.role;
     occ.role = 'none';
     const ev = this.presenceEvent(room, occ, { reasons, available: false, reason, actor, destroy });
+    const own = [...occ.devices.values()];
     for (const key of [...occ.devices.keys()]) this.dropDevice(room, occ, key);
     room.occupants.delete(occ.nick);
-    this.enqueue(room, { ev, recipients, i: 0 });
+    this.enqueuePresence(room, occ, ev, prev, () => recipients, own);
     this.maybeDispose(room);
   }
 
@@ -1105,8 +1136,9 @@ export class RoomService {
       else if (room.config.membersOnly && aff === 'none')
         this.remove(room, occ, [321], reason, actorNick); // [XEP-0045 9.4]
       else {
+        const prev = occ.role;
         occ.role = room.defaultRole(aff);
-        this.broadcastPresence(room, occ, { reasons: [], reason, actor: actorNick });
+        this.broadcastPresence(room, occ, { reasons: [], reason, actor: actorNick }, prev);
       }
     }
   }
@@ -1121,8 +1153,10 @@ export class RoomService {
     const next = this.validate({ ...room.config, ...change });
     const wasMembersOnly = room.config.membersOnly;
     const wasModerated = room.config.moderated;
+    const wasShown = room.config.presenceBroadcast;
     room.config = next;
     await this.save(room);
+    this.presenceBroadcastChanged(room, wasShown);
     if (next.membersOnly && !wasMembersOnly) {
       for (const occ of [...room.occupants.values()])
         if (room.affiliation(occ.user) === 'none') this.remove(room, occ, [322]);
@@ -1131,8 +1165,9 @@ export class RoomService {
       for (const occ of room.occupants.values()) {
         const role = room.defaultRole(room.affiliation(occ.user));
         if (occ.role !== 'moderator' && role !== occ.role) {
+          const prev = occ.role;
           occ.role = role;
-          this.broadcastPresence(room, occ, { reasons: [] });
+          this.broadcastPresence(room, occ, { reasons: [] }, prev);
         }
       }
     }
@@ -1256,8 +1291,58 @@ export class RoomService {
     room: Room,
     occ: Occupant,
     o: { reasons: Reason[]; about?: string; reason?: string; actor?: string },
+    prev: Role = occ.role,
   ): void {
-    this.enqueue(room, { ev: this.presenceEvent(room, occ, o), recipients: room.devices(), i: 0 });
+    this.enqueuePresence(room, occ, this.presenceEvent(room, occ, o), prev, () => room.devices());
+  }
+
+  /**
+   * Queue a presence about `occ` (its role before the change: `prev`): its
+   * own devices (and `own`, a device that just left it) always get it; the
+   * others as the room's presence broadcast says [XEP-0045 15.5.3]
+   * (broker/room-presence.ts). `everyone` is only called when others get
+   * something, so a join into a room that shows nobody costs no scan.
+   */
+  private enqueuePresence(
+    room: Room,
+    occ: Occupant,
+    ev: RoomEvent,
+    prev: Role,
+    everyone: () => Device[],
+    own: Device[] = [],
+  ): void {
+    if (ev.kind !== 'presence') return;
+    const mine = [...occ.devices.values(), ...own];
+    const see = othersSee(room, ev.available ? occ.role : 'none', prev);
+    if (see === 'presence' || (see === 'unavailable' && !ev.available)) {
+      this.enqueue(room, { ev, recipients: everyone(), i: 0 });
+      return;
+    }
+    this.enqueue(room, { ev, recipients: mine, i: 0 });
+    if (see === 'nothing') return;
+    // Shown before, not now: the others see it leave [as Prosody's mod_muc]
+    const keys = new Set(mine.map((d) => d.key));
+    const others = everyone().filter((d) => !keys.has(d.key));
+    const gone = this.presenceEvent(room, occ, { reasons: ev.reasons, available: false });
+    this.enqueue(room, { ev: gone, recipients: others, i: 0 });
+  }
+
+  /**
+   * The roles shown changed [XEP-0045 15.5.3]: occupants of a role no longer
+   * shown leave the others' view (unavailable), those of a role now shown
+   * enter it, as Prosody does on a muc#roomconfig_presencebroadcast change.
+   */
+  private presenceBroadcastChanged(room: Room, was: Role[]): void {
+    let all: Device[] | undefined;
+    for (const occ of room.occupants.values()) {
+      const before = was.includes(occ.role);
+      const now = shownRole(room, occ.role);
+      if (before === now) continue;
+      all ??= room.devices();
+      const others = all.filter((d) => !occ.devices.has(d.key));
+      const ev = this.presenceEvent(room, occ, { reasons: [], available: now });
+      this.enqueue(room, { ev, recipients: others, i: 0 });
+    }
   }
 
   /**

@@ -24,6 +24,9 @@ export const NS_DELAY = 'urn:xmpp:delay';
 export type ScramHash = 'SHA-1' | 'SHA-256';
 const nodeHash = (h: ScramHash) => (h === 'SHA-1' ? 'sha1' : 'sha256');
 
+/** Salted passwords already derived: hash, iterations, salt, password → key. */
+const saltedMemo = new Map<string, Buffer>();
+
 /** The client side of SCRAM [RFC5802] with node:crypto, no channel binding. */
 export class ScramClient {
   readonly cnonce = randomBytes(18).toString('base64');
@@ -52,13 +55,19 @@ export class ScramClient {
     const salt = Buffer.from(attrs.get('s') ?? '', 'base64');
     const iterations = Number(attrs.get('i'));
     const h = nodeHash(this.hash);
-    const salted = pbkdf2Sync(
-      Buffer.from(this.password.normalize('NFKC')),
-      salt,
-      iterations,
-      this.hash === 'SHA-1' ? 20 : 32,
-      h,
-    );
+    // Many logins of one account (thousands of occupants) derive the same key: once
+    const memo = `${h} ${iterations} ${salt.toString('base64')} ${this.password}`;
+    let salted = saltedMemo.get(memo);
+    if (!salted) {
+      salted = pbkdf2Sync(
+        Buffer.from(this.password.normalize('NFKC')),
+        salt,
+        iterations,
+        this.hash === 'SHA-1' ? 20 : 32,
+        h,
+      );
+      saltedMemo.set(memo, salted);
+    }
     const clientKey = createHmac(h, salted).update('Client Key').digest();
     const storedKey = createHash(h).update(clientKey).digest();
     const withoutProof = `c=${Buffer.from('n,,').toString('base64')},r=${nonce}`;
@@ -325,18 +334,24 @@ export function closeAllRaw(): void {
   for (const c of [...openRaw]) c.destroy();
 }
 
-/** A raw connection through STARTTLS, SASL and bind; returns it ready for stanzas. */
+/**
+ * A raw connection through STARTTLS, SASL and bind; returns it ready for stanzas.
+ * `tls: false` skips STARTTLS (a node with `xmpp.requireTls: false`, for many cheap logins).
+ */
 export async function rawLogin(
   port: number,
   username: string,
   password: string,
   mechanism: 'PLAIN' | 'SCRAM-SHA-1' | 'SCRAM-SHA-256' = 'PLAIN',
   resource = 'raw',
+  opts: { tls?: boolean } = {},
 ): Promise<RawConn> {
   const c = await RawConn.connect(port);
   await c.openStream();
-  await c.startTls();
-  await c.openStream();
+  if (opts.tls !== false) {
+    await c.startTls();
+    await c.openStream();
+  }
   const { outcome } = await c.auth(mechanism, username, password);
   if (!outcome.includes('<success')) throw new Error(`login failed: ${outcome}`);
   await c.openStream();

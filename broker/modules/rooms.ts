@@ -1,4 +1,5 @@
 import { defineModule } from '../module.ts';
+import { BROADCAST_ROLES, broadcastRoles } from '../room-presence.ts';
 import {
   defaultRoomConfig,
   RoomService,
@@ -130,6 +131,11 @@ export default defineModule({
       default: true,
       doc: 'new rooms serve their timeline to members through XEP-0313 on the room (history on join is sent either way)',
     },
+    defaultPresenceBroadcast: {
+      type: 'strings',
+      default: [...BROADCAST_ROLES],
+      doc: "roles whose presence the other occupants of new rooms see (muc#roomconfig_presencebroadcast [XEP-0045 15.5.3]): any of 'moderator', 'participant', 'visitor'; `[moderator]` lets a room of 10,000 XMPP occupants skip N²/2 presence stanzas",
+    },
   },
   specs: [],
   async setup(ctx) {
@@ -137,6 +143,11 @@ export default defineModule({
     if (o.host === null) return; // groupchat off
     if (o.defaultWhois !== 'moderators' && o.defaultWhois !== 'anyone')
       throw new Error("modules.rooms.defaultWhois: expected 'moderators' or 'anyone'");
+    const presenceBroadcast = broadcastRoles(o.defaultPresenceBroadcast);
+    if (!presenceBroadcast)
+      throw new Error(
+        "modules.rooms.defaultPresenceBroadcast: expected roles among 'moderator', 'participant', 'visitor'",
+      );
     const defaults: RoomConfig = {
       ...defaultRoomConfig,
       persistent: o.defaultPersistent,
@@ -149,6 +160,7 @@ export default defineModule({
       changeSubject: o.defaultChangeSubject,
       historyLength: Math.min(o.defaultHistoryLength, o.maxHistory),
       archive: o.defaultArchive,
+      presenceBroadcast,
     };
     const service = new RoomService(
       broker,

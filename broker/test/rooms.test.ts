@@ -168,6 +168,56 @@ describe('rooms core', function () {
     await broker.stop();
   });
 
+  it('[XEP-0045 15.5.3] presence broadcast [moderator]: 2,000 participants join and no presence event is built or sent about one of them to anyone but itself', async () => {
+    const { broker, svc, got } = await start(new MemoryStorage(), {
+      defaultPresenceBroadcast: ['moderator'],
+    });
+    const owner = await device(broker, 'u0', 'r');
+    const { room } = await svc.join('quiet', { device: owner, nick: 'u0' });
+    assert.deepEqual(room.config.presenceBroadcast, ['moderator']);
+    let built = 0;
+    const presenceEvent = svc.presenceEvent.bind(svc);
+    svc.presenceEvent = (...args) => {
+      built++;
+      return presenceEvent(...args);
+    };
+    const devs: Address[] = [];
+    for (let i = 1; i <= 2000; i++) {
+      const d = await device(broker, `u${i}`, 'r');
+      devs.push(d);
+      await svc.join('quiet', { device: d, nick: `u${i}`, history: { maxstanzas: 0 } });
+    }
+    await svc.drained(room);
+    // each join: its own presence, and the one moderator's for the newcomer
+    assert.equal(built, 2 * 2000);
+    const presenceFrom = (d: Address) =>
+      (got.get(d.toString()) ?? []).flatMap((e) => (e.kind === 'presence' ? [e.nick] : []));
+    assert.deepEqual(presenceFrom(owner), ['u0']);
+    for (const [i, d] of devs.entries()) assert.deepEqual(presenceFrom(d), ['u0', `u${i + 1}`]);
+    // A participant made moderator enters the others' view; one made visitor again leaves it
+    got.clear();
+    await svc.setAffiliation(room, 'operator', 'u1@localhost', 'admin');
+    await svc.drained(room);
+    const seen = (d: Address) =>
+      (got.get(d.toString()) ?? []).flatMap((e) =>
+        e.kind === 'presence' ? [`${e.nick} ${e.available ? e.role : 'gone'}`] : [],
+      );
+    assert.deepEqual(seen(devs[1]), ['u1 moderator']);
+    assert.deepEqual(seen(devs[0]), ['u1 moderator']);
+    got.clear();
+    await svc.setAffiliation(room, 'operator', 'u1@localhost', 'none');
+    await svc.drained(room);
+    assert.deepEqual(seen(devs[1]), ['u1 gone']);
+    assert.deepEqual(seen(devs[0]), ['u1 participant']);
+    // Leaves of participants are not told to the others either
+    got.clear();
+    svc.leave(room, devs[5].toString());
+    await svc.drained(room);
+    assert.deepEqual(seen(devs[5]), ['u6 gone']);
+    assert.deepEqual(seen(owner), []);
+    await broker.stop();
+  });
+
   it('maxRoomsPerUser and maxOccupants are enforced', async () => {
     const { broker, svc } = await start(new MemoryStorage(), {
       maxRoomsPerUser: 1,

@@ -1,6 +1,6 @@
 // MUC MAM completeness [XEP-0313 on a room JID, XEP-0059]: the `with` filter
 // (an occupant JID: its nick; a real JID where real JIDs are visible),
-// start/end, after-id/before-id, RSM count/after/before/last page, flip-page,
+// start/end, after-id/before-id, ids, RSM count/after/before/last page, flip-page, metadata,
 // over a room of 300 messages with exact counts; a members-only room's
 // archive is closed to non-members whatever the query.
 import assert from 'node:assert/strict';
@@ -46,7 +46,7 @@ let qn = 0;
 /** One MAM query on the room; the results it got, in the order sent. */
 async function mam(
   c: TestClient,
-  opts: { form?: Record<string, string>; rsm?: Element[]; flip?: boolean } = {},
+  opts: { form?: Record<string, string | string[]>; rsm?: Element[]; flip?: boolean } = {},
 ): Promise<Page> {
   const queryid = `q${++qn}`;
   const children: Element[] = [];
@@ -80,7 +80,7 @@ async function mam(
 
 async function mamError(
   c: TestClient,
-  form?: Record<string, string>,
+  form?: Record<string, string | string[]>,
   rsm?: Element[],
 ): Promise<string | undefined> {
   try {
@@ -286,6 +286,86 @@ describe('XEP-0313 on a room: filters, RSM and counts over 300 messages', functi
     assert.equal(bobLast.count, 100);
   });
 
+  it('ids: exactly the messages named, in room order, with the other filters and RSM applied; count is theirs [XEP-0313 query-limit-id, #extended]', async () => {
+    const named = [all[250], all[3], all[120], all[121], all[3]];
+    const p = await mam(carol, { form: { ids: named.map((m) => m.id) } });
+    assert.deepEqual(
+      p.ids,
+      [all[3], all[120], all[121], all[250]].map((m) => m.id),
+    );
+    assert.deepEqual(
+      p.bodies,
+      [all[3], all[120], all[121], all[250]].map((m) => m.body),
+    );
+    assert.equal(p.count, 4);
+    assert.equal(p.complete, true);
+    // a nick filter, after-id and an RSM page narrow them further
+    const bobs = all.filter((m) => m.nick === 'bob').slice(0, 6);
+    const byBob = await mam(carol, {
+      form: {
+        ids: [...bobs, ...all.filter((m) => m.nick === 'alice').slice(0, 2)].map((m) => m.id),
+        with: `${ROOM}@${MUC}/bob`,
+      },
+      rsm: [max(4)],
+    });
+    assert.equal(byBob.count, 6);
+    assert.deepEqual(
+      byBob.ids,
+      bobs.slice(0, 4).map((m) => m.id),
+    );
+    assert.equal(byBob.complete, false);
+    const lastTwo = await mam(carol, {
+      form: { ids: bobs.map((m) => m.id), 'after-id': bobs[1].id },
+      rsm: [max(2), xml('before')],
+    });
+    assert.equal(lastTwo.count, 4);
+    assert.deepEqual(
+      lastTwo.ids,
+      bobs.slice(4).map((m) => m.id),
+    );
+  });
+
+  it('ids: one that is not in this room → item-not-found, nothing sent; the form lists ids; the room advertises urn:xmpp:mam:2#extended and answers metadata [XEP-0313 query-limit-id, query-form, archive-metadata]', async () => {
+    const before = carol.received.length;
+    assert.equal(await mamError(carol, { ids: [all[0].id, '999999'] }), 'item-not-found');
+    assert.equal(await mamError(carol, { ids: ['not-a-seq'] }), 'item-not-found');
+    assert.ok(!carol.received.slice(before).some((el) => el.getChild('result', NS_MAM)));
+    const form = await carol.request(
+      xml('iq', { type: 'get', to: `${ROOM}@${MUC}` }, xml('query', { xmlns: NS_MAM })),
+    );
+    const ids = form
+      .getChild('query', NS_MAM)
+      ?.getChild('x', 'jabber:x:data')
+      ?.getChildren('field')
+      .find((f) => f.attrs.var === 'ids');
+    assert.equal(ids?.attrs.type, 'list-multi', form.toString());
+    assert.ok(
+      ids?.getChild('validate', 'http://jabber.org/protocol/xdata-validate')?.getChild('open'),
+    );
+    const info = await carol.request(
+      xml(
+        'iq',
+        { type: 'get', to: `${ROOM}@${MUC}` },
+        xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
+      ),
+    );
+    const features = info
+      .getChild('query')!
+      .getChildren('feature')
+      .map((f) => f.attrs.var);
+    assert.ok(
+      features.includes(NS_MAM) && features.includes(`${NS_MAM}#extended`),
+      info.toString(),
+    );
+    const md = await carol.request(
+      xml('iq', { type: 'get', to: `${ROOM}@${MUC}` }, xml('metadata', { xmlns: NS_MAM })),
+    );
+    const m = md.getChild('metadata', NS_MAM);
+    assert.equal(m?.getChild('start')?.attrs.id, all[0].id, md.toString());
+    assert.equal(m?.getChild('end')?.attrs.id, all[299].id);
+    assert.ok(!Number.isNaN(Date.parse(m?.getChild('end')?.attrs.timestamp ?? '')));
+  });
+
   it('bad queries: an id not in the room → item-not-found, an unknown field → feature-not-implemented, a bad date → bad-request, after with before → bad-request', async () => {
     assert.equal(await mamError(carol, undefined, [xml('after', {}, '999999')]), 'item-not-found');
     assert.equal(await mamError(carol, { 'after-id': 'abc' }), 'item-not-found');
@@ -301,10 +381,10 @@ describe('XEP-0313 on a room: filters, RSM and counts over 300 messages', functi
     );
   });
 
-  it('a new room of an old name has an archive of its own: the count starts again', async () => {
+  it('a new room of an old name has an archive of its own: the count starts again, an old id is item-not-found', async () => {
     const room = `${ROOM}2`;
     await join(bob, room, 'bob');
-    await say(bob, room, 'old one');
+    const old = await say(bob, room, 'old one');
     await say(bob, room, 'old two');
     await bob.send(xml('presence', { to: `${room}@${MUC}/bob`, type: 'unavailable' }));
     await bob.waitFor(fromOccupant(room, 'bob', 'unavailable'));
@@ -323,6 +403,18 @@ describe('XEP-0313 on a room: filters, RSM and counts over 300 messages', functi
       .filter((r) => r?.attrs.queryid === 'fresh')
       .map((r) => r!.attrs.id);
     assert.deepEqual(ids, [fresh.getChild('stanza-id', NS_SID)!.attrs.id]);
+    const oldId = await bob.request(
+      xml(
+        'iq',
+        { type: 'set', to: `${room}@${MUC}` },
+        xml(
+          'query',
+          { xmlns: NS_MAM },
+          submitForm(NS_MAM, { ids: [old.getChild('stanza-id', NS_SID)!.attrs.id] }),
+        ),
+      ),
+    );
+    assert.equal(errorCondition(oldId), 'item-not-found', oldId.toString());
   });
 
   it('members-only: a non-member reads nothing by any query; once a member, the whole archive [XEP-0045 7.2.6]', async () => {
@@ -331,6 +423,11 @@ describe('XEP-0313 on a room: filters, RSM and counts over 300 messages', functi
     assert.equal(await mamError(carol), 'forbidden');
     assert.equal(await mamError(carol, { with: `${ROOM}@${MUC}/bob` }), 'forbidden');
     assert.equal(await mamError(carol, undefined, [xml('before')]), 'forbidden');
+    assert.equal(await mamError(carol, { ids: [all[0].id] }), 'forbidden');
+    const md = await carol.request(
+      xml('iq', { type: 'get', to: `${ROOM}@${MUC}` }, xml('metadata', { xmlns: NS_MAM })),
+    );
+    assert.equal(errorCondition(md), 'forbidden', md.toString());
     assert.ok(
       !carol.received.slice(before).some((el) => el.getChild('result', NS_MAM)),
       'no result leaked',
@@ -348,5 +445,7 @@ describe('XEP-0313 on a room: filters, RSM and counts over 300 messages', functi
     );
     const p = await mam(carol, { rsm: [max(0)] });
     assert.equal(p.count, 300);
+    const named = await mam(carol, { form: { ids: [all[7].id] } });
+    assert.deepEqual(named.bodies, [all[7].body]);
   });
 });

@@ -1,5 +1,11 @@
-import type { Element } from '@xmpp/xml';
-import { Address, BrokerError, type Room, type RoomArchiveQuery } from '../../../broker/index.ts';
+import { escapeXML, type Element } from '@xmpp/xml';
+import {
+  Address,
+  BrokerError,
+  type Room,
+  type RoomArchiveQuery,
+  type RoomService,
+} from '../../../broker/index.ts';
 import { NS_DATA, NS_MAM } from '../ns.ts';
 import { dateTime, parseRsm } from './mam-query.ts';
 
@@ -10,7 +16,10 @@ import { dateTime, parseRsm } from './mam-query.ts';
  * room archive query. Ids are room seqs.
  */
 
-const FIELDS = new Set(['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id']);
+const FIELDS = new Set(['FORM_TYPE', 'with', 'start', 'end', 'before-id', 'after-id', 'ids']);
+/** What a room's archive supports beyond urn:xmpp:mam:2: before-id, after-id, ids, flip-page, metadata [XEP-0313 filter]. */
+export const NS_MAM_EXTENDED = 'urn:xmpp:mam:2#extended';
+const NS_VALIDATE = 'http://jabber.org/protocol/xdata-validate';
 /** Page size when the client names none. */
 const DEFAULT_MAX = 50;
 
@@ -48,6 +57,12 @@ export function parseRoomMamQuery(
       const name = f.attrs.var as string | undefined;
       if (name === undefined || !FIELDS.has(name))
         throw new BrokerError('feature-not-implemented', `unknown field ${name ?? '(no var)'}`); // [XEP-0313 query-form]
+      if (name === 'ids') {
+        // [XEP-0313 query-limit-id] list-multi of archive ids: room seqs here
+        const values = f.getChildren('value').map((v) => v.getText());
+        q.ids = values.filter((v) => v.trim() !== '').map((v) => seq(v, 'ids'));
+        continue;
+      }
       const value = f.getChildText('value') ?? '';
       if (value === '') continue;
       switch (name) {
@@ -89,4 +104,31 @@ export function parseRoomMamQuery(
   if (rsm.before !== undefined)
     q.before = rsm.before.trim() === '' ? 'last' : seq(rsm.before, 'before'); // [XEP-0059 2.5]
   return { q, flip: query.getChild('flip-page') !== undefined }; // [XEP-0313 query-paging-flip]
+}
+
+/** The query form of a room's archive [XEP-0313 query-form], the #extended fields included. */
+export function roomMamForm(): string {
+  const f = (v: string, type: string) => `<field var='${v}' type='${type}'/>`;
+  return (
+    `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>` +
+    `<field var='FORM_TYPE' type='hidden'><value>${NS_MAM}</value></field>` +
+    f('with', 'jid-single') +
+    f('start', 'text-single') +
+    f('end', 'text-single') +
+    f('after-id', 'text-single') +
+    f('before-id', 'text-single') +
+    // [XEP-0313 query-form] the ids list is open: no options, an XEP-0122 validate
+    `<field var='ids' type='list-multi'><validate xmlns='${NS_VALIDATE}' datatype='xs:string'><open/></validate></field>` +
+    '</x></query>'
+  );
+}
+
+/** The first and last message of a room's archive, ids as seqs [XEP-0313 archive-metadata]. */
+export async function roomMamMetadata(svc: RoomService, room: Room): Promise<string> {
+  const { first, last } = await svc.archiveBounds(room);
+  const end = (name: string, m: { seq: number; timestamp: number } | undefined) =>
+    m
+      ? `<${name} id='${m.seq}' timestamp='${escapeXML(new Date(m.timestamp).toISOString())}'/>`
+      : '';
+  return `<metadata xmlns='${NS_MAM}'>${end('start', first)}${end('end', last)}</metadata>`;
 }

@@ -4,7 +4,9 @@
 import xmlLib, { Element, escapeXML, escapeXMLText } from '@xmpp/xml';
 import {
   Address,
+  BROADCAST_ROLES,
   BrokerError,
+  broadcastRoles,
   defineModule,
   roomService,
   type Affiliation,
@@ -23,7 +25,7 @@ import { restoreChatMeta } from '../chat-meta.ts';
 import { roomFeatures } from './muc-moderation-retract.ts';
 import { xmppHooks } from '../hooks.ts';
 import { avatarUpdate, roomVcard, setRoomVcard } from './muc-avatar.ts';
-import { parseRoomMamQuery } from './muc-mam.ts';
+import { NS_MAM_EXTENDED, parseRoomMamQuery, roomMamForm, roomMamMetadata } from './muc-mam.ts';
 import { handleVoiceForm, isVoiceForm, voiceRequestMessage } from './muc-voice.ts';
 import {
   NS_CLIENT,
@@ -167,6 +169,13 @@ function configForm(c: RoomConfig): string {
     ) +
     field('text-single', 'muc#maxhistoryfetch', String(c.historyLength), 'History length') +
     field('boolean', 'muc#roomconfig_enablelogging', b(c.archive), 'Archive (MAM on the room)') +
+    field(
+      'list-multi',
+      'muc#roomconfig_presencebroadcast',
+      c.presenceBroadcast,
+      'Roles whose presence is shown to the others',
+      [...BROADCAST_ROLES],
+    ) + // [XEP-0045 15.5.3]
     `</x>`
   );
 }
@@ -216,6 +225,17 @@ function parseConfig(fields: Map<string, string[]>): Partial<RoomConfig> {
       );
     c.allowPrivateMessages = pm !== 'none' && pm !== '0' && pm !== 'false';
   }
+  // [XEP-0045 15.5.3] list-multi of roles; no value: nobody's presence is shown to the others
+  const shown = fields.get('muc#roomconfig_presencebroadcast');
+  if (shown !== undefined) {
+    const roles = broadcastRoles(shown);
+    if (!roles)
+      throw new BrokerError(
+        'not-acceptable',
+        'muc#roomconfig_presencebroadcast: moderator, participant or visitor',
+      );
+    c.presenceBroadcast = roles;
+  }
   const hist = one('muc#maxhistoryfetch') ?? one('muc#roomconfig_historylength');
   if (hist !== undefined) {
     if (!/^\d{1,9}$/.test(hist))
@@ -245,7 +265,7 @@ export default defineModule({
       note:
         'instant rooms unlocked at once, config form, join/leave/nick change with status codes 100 104 110 170 201 210 301 303 307 321 322 332, passwords, members-only, bans, history, ' +
         'roles and voice, voice requests, kick, ban, affiliation lists, destroy, mediated invites and declines, private messages, multi-session nicks, nick registration, ' +
-        'room vCard and avatar hash (muc#roominfo_avatarhash, XEP-0153 presence from the room); not: vCards of occupants through the room',
+        'room vCard and avatar hash (muc#roominfo_avatarhash, XEP-0153 presence from the room), presence broadcast per role (muc#roomconfig_presencebroadcast, as Prosody); not: vCards of occupants through the room',
     },
     {
       spec: 'XEP-0249',
@@ -261,7 +281,7 @@ export default defineModule({
       spec: 'XEP-0313',
       section: '(on room JIDs)',
       status: 'partial',
-      note: 'MUC MAM: ids are room seqs; with (an occupant JID: its nick; a real JID where real JIDs are visible), start/end, after-id/before-id, flip-page; RSM after/before/max/count, no index',
+      note: 'MUC MAM, #extended: ids are room seqs; with (an occupant JID: its nick; a real JID where real JIDs are visible), start/end, after-id/before-id, ids, flip-page, metadata; RSM after/before/max/count, no index',
     },
     {
       spec: 'XEP-0359',
@@ -650,10 +670,13 @@ class Muc {
       case `set {${NS_MAM}}query`:
         return this.mam(env, room, user, child);
       case `get {${NS_MAM}}query`:
-        return this.result(
-          env,
-          `<query xmlns='${NS_MAM}'><x xmlns='${NS_DATA}' type='form'>${field('hidden', 'FORM_TYPE', NS_MAM)}${field('jid-single', 'with', undefined)}${field('text-single', 'start', undefined)}${field('text-single', 'end', undefined)}${field('text-single', 'after-id', undefined)}${field('text-single', 'before-id', undefined)}</x></query>`,
-        );
+        return this.result(env, roomMamForm()); // [XEP-0313 query-form]
+      case `get {${NS_MAM}}metadata`:
+        // [XEP-0313 archive-metadata] under the same rules as a query
+        if (!room.config.archive)
+          throw new BrokerError('service-unavailable', 'this room keeps no archive'); // [XEP-0313 4]
+        if (!room.mayRead(user)) throw new BrokerError('forbidden', 'members only');
+        return this.result(env, await roomMamMetadata(this.svc, room));
       case `get {${NS_VCARD}}vCard`:
         return this.result(env, await roomVcard(this.svc, room, user));
       case `set {${NS_VCARD}}vCard`:
@@ -729,7 +752,7 @@ class Muc {
       c.password ? 'muc_passwordprotected' : 'muc_unsecured',
       'muc_unlocked',
     ];
-    if (c.archive) features.push(NS_MAM);
+    if (c.archive) features.push(NS_MAM, NS_MAM_EXTENDED); // [XEP-0313 filter] before-id, after-id, ids, flip-page, metadata
     features.push(...roomFeatures(this.broker)); // muc-moderation-retract.ts [XEP-0425]
     if (room.avatarHash !== undefined) features.push(NS_VCARD); // [XEP-0054] the room has a vCard
     const readable = room.mayRead(user) || room.occupantsOf(user).length > 0;
