@@ -81,6 +81,13 @@ export {
 } from './rooms.ts';
 export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
 export {
+  rendezvous,
+  RoomCluster,
+  roomCluster,
+  type RoomLocator,
+  type RoomOp,
+} from './room-cluster.ts';
+export {
   removeUserUploads,
   setUploadBackend,
   typeAllowed,
