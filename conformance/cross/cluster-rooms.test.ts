@@ -251,5 +251,25 @@ describe('rooms across a cluster of three nodes', function () {
     );
     await say(b, room, 'after');
     await a.waitFor(isGroupchat(room, 'after'), 5000, 'talk goes on');
+
+    // n3 comes back: the room is homed there again, so its present home sends everyone away (332) and they rejoin there
+    await cl.nodes.n3.restart();
+    for (const [x, nick] of [
+      [a, 'owner'],
+      [b, 'guest'],
+    ] as const) {
+      const moved = await x.waitFor(
+        fromOccupant(room, nick, 'unavailable'),
+        15_000,
+        `332 for ${nick} when the home moves back`,
+      );
+      assert.deepEqual(codes(moved), [110, 332]);
+    }
+    await cl.converged();
+    await join(a, room, 'owner');
+    await join(b, room, 'guest');
+    await a.waitFor(fromOccupant(room, 'guest'), 5000, 'guest back on the old home');
+    await say(b, room, 'home again');
+    await a.waitFor(isGroupchat(room, 'home again'), 5000, 'talk goes on at n3');
   });
 });
