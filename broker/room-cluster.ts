@@ -130,6 +130,8 @@ export class RoomCluster implements RoomLocator {
   private readonly deviceNode = new Map<string, string>();
   /** this node's devices in rooms homed elsewhere: device → room → visit */
   private readonly visits = new Map<string, Map<string, Visit>>();
+  /** the nodes each device of this node sent joins to (told when its session ends) */
+  private readonly homesOf = new Map<string, Set<string>>();
   /** home: per-room chain while the room is being loaded (keeps one origin's requests in order) */
   private readonly chains = new Map<string, Promise<void>>();
   private readonly calls = new Map<
@@ -204,7 +206,9 @@ export class RoomCluster implements RoomLocator {
       if (!local) return handler(env); // the service itself (disco, items)
       const home = this.home(local);
       if (home === this.self) return this.atHome(local, () => handler(env));
-      this.visit(env.from.toString(), local, home);
+      // A join (or presence update) [XEP-0045 7.2]: remembered, for the session's end and the home's death.
+      if (env.kind === 'presence' && env.type === undefined && env.to.resource)
+        this.visit(env.from.toString(), local, home);
       return this.send(home, {
         room: local,
         device: env.from.toString(),
@@ -223,7 +227,7 @@ export class RoomCluster implements RoomLocator {
     const key = device.toString();
     const home = this.home(local);
     if (home === this.self) return this.atHome(local, () => this.run(local, key, op));
-    this.visit(key, local, home);
+    if (op.t === 'join') this.visit(key, local, home);
     const id = this.nextCall++;
     const done = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -250,6 +254,9 @@ export class RoomCluster implements RoomLocator {
   private visit(device: string, local: string, home: string): void {
     let m = this.visits.get(device);
     if (!m) this.visits.set(device, (m = new Map()));
+    let homes = this.homesOf.get(device);
+    if (!homes) this.homesOf.set(device, (homes = new Set()));
+    homes.add(home);
     const v = m.get(local);
     if (!v || v.home !== home) m.set(local, { home });
   }
@@ -276,7 +283,15 @@ export class RoomCluster implements RoomLocator {
   }
 
   private onCmd(from: string, cmd: RoomCmd): void {
-    if (from !== this.self) this.deviceNode.set(cmd.device, from);
+    if (cmd.op.t === 'gone' && !cmd.room) {
+      this.deviceNode.delete(cmd.device);
+      return;
+    }
+    // Events go only to occupants: the node of a device that asks to join (forgotten at its 'gone').
+    const joins =
+      cmd.op.t === 'join' ||
+      (cmd.op.t === 'stanza' && cmd.op.env.kind === 'presence' && cmd.op.env.type === undefined);
+    if (from !== this.self && joins) this.deviceNode.set(cmd.device, from);
     const reply = (error?: RoomReply['error']) => {
       if (cmd.id === undefined) return;
       this.broker.cluster.bus
@@ -433,17 +448,18 @@ export class RoomCluster implements RoomLocator {
     }
   }
 
-  /** A device's own presence in a room homed elsewhere: remember its nick (told on home failure), or forget the room. */
+  /**
+   * A device's own presence in a room homed elsewhere: its nick, told on the
+   * home's failure; none once it left (the visit stays until the session
+   * ends, so the home hears of the end and forgets the device's node).
+   */
   private track(device: string, room: Room, ev: Extract<RoomEvent, { kind: 'presence' }>): void {
     const v = this.visits.get(device)?.get(room.local);
     if (!v) return;
     if (ev.available) {
       v.nick = ev.nick;
       v.config = room.config;
-    } else if (ev.newNick === undefined) {
-      this.visits.get(device)!.delete(room.local);
-      if (this.visits.get(device)!.size === 0) this.visits.delete(device);
-    }
+    } else if (ev.newNick === undefined) v.nick = undefined;
   }
 
   // ---- sessions and nodes ----
@@ -451,10 +467,16 @@ export class RoomCluster implements RoomLocator {
   /** A device of this node ended: the homes of the rooms it was in take it out. */
   deviceGone(device: string): void {
     const m = this.visits.get(device);
-    if (!m) return;
+    const homes = this.homesOf.get(device);
     this.visits.delete(device);
-    for (const [local, v] of m)
+    this.homesOf.delete(device);
+    for (const [local, v] of m ?? []) {
+      homes?.delete(v.home);
       this.send(v.home, { room: local, device, op: { t: 'gone' } }).catch(() => {});
+    }
+    // Homes of rooms that moved since: only to forget the device's node there.
+    for (const home of homes ?? [])
+      this.send(home, { room: '', device, op: { t: 'gone' } }).catch(() => {});
   }
 
   /**
@@ -469,6 +491,7 @@ export class RoomCluster implements RoomLocator {
     this.down.add(node);
     for (const id of [...this.deviceNode.keys()])
       if (this.deviceNode.get(id) === node) this.deviceNode.delete(id);
+    for (const homes of this.homesOf.values()) homes.delete(node);
     for (const [device, m] of [...this.visits]) {
       for (const [local, v] of [...m]) {
         if (v.home !== node) continue;
