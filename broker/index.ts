@@ -82,6 +82,13 @@ export {
 export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
 export { BROADCAST_ROLES, broadcastRoles } from './room-presence.ts';
 export {
+  rendezvous,
+  RoomCluster,
+  roomCluster,
+  type RoomLocator,
+  type RoomOp,
+} from './room-cluster.ts';
+export {
   removeUserUploads,
   setUploadBackend,
   typeAllowed,

@@ -413,22 +413,47 @@ export class RoomService {
     for (const key of await this.store.keys()) {
       const rec = await this.store.get(key);
       if (!rec) continue;
-      const room = new Room(
-        key,
-        this.host,
-        { ...this.opts.defaults, ...rec.config },
-        rec.creator,
-        rec.createdAt,
-      );
-      for (const [u, a] of rec.affiliations) room.affiliations.set(u, a);
-      for (const [u, n] of rec.nicks) room.nicks.set(u, n);
-      room.subject = rec.subject;
-      room.avatarHash = rec.avatarHash;
-      room.firstSeq = rec.firstSeq;
-      room.lastSeq = Math.max(rec.firstSeq, await this.timeline.lastSeq(room.conversation));
-      this.rooms.set(key, room);
+      this.rooms.set(key, await this.fromRecord(key, rec));
     }
     return this.rooms.size;
+  }
+
+  private async fromRecord(key: string, rec: RoomRecord): Promise<Room> {
+    const room = new Room(
+      key,
+      this.host,
+      { ...this.opts.defaults, ...rec.config },
+      rec.creator,
+      rec.createdAt,
+    );
+    for (const [u, a] of rec.affiliations) room.affiliations.set(u, a);
+    for (const [u, n] of rec.nicks) room.nicks.set(u, n);
+    room.subject = rec.subject;
+    room.avatarHash = rec.avatarHash;
+    room.firstSeq = rec.firstSeq;
+    room.lastSeq = Math.max(rec.firstSeq, await this.timeline.lastSeq(room.conversation));
+    return room;
+  }
+
+  /**
+   * Cluster (broker/room-cluster.ts): read a room's persistent state again
+   * from the shared store, because its home moved to this node and another
+   * node may have changed it meanwhile. A room with occupants or queued
+   * events here is live here and is kept as it is.
+   */
+  async reload(local: string): Promise<void> {
+    const busy = (r: Room | undefined) => !!r && (r.occupants.size > 0 || r.queue.length > 0);
+    if (busy(this.rooms.get(local)) || this.creating.has(local)) return;
+    const rec = await this.store.get(local);
+    const room = rec && (await this.fromRecord(local, rec));
+    if (busy(this.rooms.get(local)) || this.creating.has(local)) return;
+    if (room) this.rooms.set(local, room);
+    else if (this.rooms.get(local)?.config.persistent) this.rooms.delete(local); // destroyed elsewhere
+  }
+
+  /** Cluster: the room's home moved away; every occupant leaves with 332 and rejoins at the new home. */
+  evict(room: Room): void {
+    for (const occ of [...room.occupants.values()]) this.remove(room, occ, [332]);
   }
 
   /** A protocol's renderer (`session.protocol` → renderer); returns the remover. */
@@ -1407,21 +1432,33 @@ export class RoomService {
   private wantsPresence(room: Room, d: Device | undefined): boolean {
     if (!d) return false;
     const s = this.broker.sessions.getByUser(d.user, d.resource);
-    if (!s) return false;
+    if (!s) return !!this.remoteSink; // a device of another node: its node's renderer decides
     const wants = this.interests.get(s.protocol);
     return !wants || wants(s, d, room);
   }
 
   private deliver(d: Device, ev: RoomEvent): void {
+    if (!this.renderLocal(d, ev)) this.remoteSink?.(d, ev);
+  }
+
+  /**
+   * Cluster: where events for devices without a session on this node go
+   * (broker/room-cluster.ts sends them to the device's node); unset on one node.
+   */
+  remoteSink?: (d: Device, ev: RoomEvent) => void;
+
+  /** Render an event to a device of this node with its protocol's renderer; false when it has no session here. */
+  renderLocal(d: Device, ev: RoomEvent): boolean {
     const s = this.broker.sessions.getByUser(d.user, d.resource);
-    if (!s) return;
+    if (!s) return false;
     const r = this.renderers.get(s.protocol);
-    if (!r) return;
+    if (!r) return true;
     try {
       r(s, d, ev);
     } catch (err) {
       this.broker.log.error({ err, room: ev.room.jid.toString() }, 'room event rendering failed');
     }
+    return true;
   }
 
   /** Settles when every queued event of the room has been handed out (tests, operators). */

@@ -2,6 +2,7 @@ import type { Client } from 'aedes';
 import {
   Address,
   BrokerError,
+  roomCluster,
   roomService,
   type Device,
   type Reason,
@@ -126,8 +127,9 @@ export async function roomSubscribed(
   const local = localOf(svc, t.room);
   const p = paramsOf(session, local);
   try {
-    await svc.join(local, {
-      device: session.address,
+    // At the room's home node (docs/cluster.md, "Rooms"); on one node, here.
+    await roomCluster(ctx.broker)!.call(local, session.address, {
+      t: 'join',
       nick: p.nick ?? session.address.local,
       password: p.password,
       echo: p.echo ?? false,
@@ -147,8 +149,9 @@ export async function roomSubscribed(
 export function roomUnsubscribed(ctx: MqttContext, session: MqttSession, t: RoomTopic): void {
   const svc = roomService(ctx.broker);
   if (!svc || t.sub !== '') return;
-  const room = svc.get(t.room);
-  if (room) svc.leave(room, session.address.toString());
+  roomCluster(ctx.broker)!
+    .call(t.room, session.address, { t: 'leave' })
+    .catch((err) => ctx.log.debug({ err }, 'mqtt room leave failed'));
 }
 
 /** A device reconnecting with a persistent session is subscribed already: it rejoins. */
@@ -242,17 +245,14 @@ export async function roomPublish(
       let m = joinParams.get(session);
       if (!m) joinParams.set(session, (m = new Map()));
       m.set(local, p);
-      const room = svc.get(local);
-      const key = session.address.toString();
-      const occ = room?.occupantOf(key);
-      if (room && occ) {
-        if (p.nick !== undefined && p.nick !== occ.nick) await svc.changeNick(room, key, p.nick); // [XEP-0045 7.6]
-        if (p.echo !== undefined) occ.devices.get(key)!.echo = p.echo;
-      }
+      // a nick change when already in [XEP-0045 7.6], at the room's home
+      await roomCluster(ctx.broker)!.call(local, session.address, {
+        t: 'nick',
+        nick: p.nick,
+        echo: p.echo,
+      });
       return;
     }
-    const room = svc.get(local);
-    if (!room) throw new BrokerError('item-not-found', 'no such room');
     let body: string | undefined = text;
     let subject: string | undefined;
     if (o) {
@@ -264,7 +264,7 @@ export async function roomPublish(
     }
     if (body !== undefined && body.length === 0)
       throw new BrokerError('bad-request', 'empty message');
-    await svc.post(room, session.address.toString(), { body, subject, id });
+    await roomCluster(ctx.broker)!.call(local, session.address, { t: 'post', body, subject, id });
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
     session.deliver(errorEnvelope(svc, local || 'rooms', session, err, id));

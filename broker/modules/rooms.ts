@@ -1,5 +1,6 @@
 import { defineModule } from '../module.ts';
 import { BROADCAST_ROLES, broadcastRoles } from '../room-presence.ts';
+import { RoomCluster, setRoomCluster } from '../room-cluster.ts';
 import {
   defaultRoomConfig,
   RoomService,
@@ -185,17 +186,28 @@ export default defineModule({
     const n = await service.restore();
     if (n) ctx.log.info({ rooms: n }, 'persistent rooms restored');
     setRoomService(broker, service);
+    // Cluster: each room has a home node; requests and events cross the bus (docs/cluster.md, "Rooms").
+    const cluster = new RoomCluster(broker, service);
+    setRoomCluster(broker, cluster);
     ctx.onUnload(() => {
       service.shutdown();
+      cluster.stop();
+      setRoomCluster(broker, undefined);
       setRoomService(broker, undefined);
     });
     // A device whose session ended is out of every room (also when it sent no unavailable).
-    ctx.onUnload(broker.hooks.on('session:unbound', (s) => service.leaveAll(s.address.toString())));
-    // Cluster: the devices of a node found dead leave too (docs/cluster.md).
     ctx.onUnload(
-      broker.hooks.on('node:down', (_node, sessions) =>
-        sessions.forEach((e) => service.leaveAll(`${e.user}/${e.resource}`)),
-      ),
+      broker.hooks.on('session:unbound', (s) => {
+        service.leaveAll(s.address.toString());
+        cluster.deviceGone(s.address.toString());
+      }),
+    );
+    // Cluster: the devices of a node found dead leave too; rooms homed there are gone for this node's devices.
+    ctx.onUnload(
+      broker.hooks.on('node:down', (node, sessions) => {
+        sessions.forEach((e) => service.leaveAll(`${e.user}/${e.resource}`));
+        cluster.nodeDown(node);
+      }),
     );
     ctx.onUnload(
       broker.hooks.on('account:removed', (username) =>

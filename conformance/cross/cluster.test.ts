@@ -4,7 +4,6 @@
 // with SIGKILL is purged by the others after 3 heartbeats; Redis killed and
 // restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import {
   isMessage,
   isPresence,
@@ -16,7 +15,6 @@ import {
   stopAllClients,
   uniqueName,
   xml,
-  xmppClient,
   befriend,
   type TestClient,
 } from '../helpers.ts';
@@ -25,91 +23,58 @@ import {
   endAllMqtt,
   mqttConnect,
   nextMessage,
-  startMqttNode,
   type MqttTestNode,
 } from '../mqtt-helpers.ts';
-import { startRedis, type TestRedis } from '../redis-server.ts';
-import { adminRequest } from '../../bin/admin.ts';
+import type { TestRedis } from '../redis-server.ts';
+import {
+  eventually,
+  startCluster,
+  type ClusterStatusAnswer,
+  type TestCluster,
+} from '../cluster-helpers.ts';
 
 const HEARTBEAT_MS = 300;
 const PW = 'pw-cluster';
 
 describe('a cluster of three nodes on Redis', function () {
   this.timeout(60_000);
+  let cl: TestCluster;
   let redis: TestRedis;
-  const nodes: Record<string, MqttTestNode> = {};
-  const tag = Math.random().toString(36).slice(2, 8);
+  let nodes: Record<string, MqttTestNode>;
+  let tag: string;
 
-  /**
-   * Top-level keys after startMqttNode's `mqtt:` block (its YAML is appended
-   * as given): the node's id, the shared store and the cluster.
-   */
-  const clusterYaml = (id: string) =>
-    [
-      // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
-      '  heartbeatIntervalMs: 200',
-      `nodeId: ${id}`,
-      `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
-      `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${HEARTBEAT_MS}, drainGraceMs: 300 }`,
-      '',
-    ].join('\n');
-
-  const start = async (id: string) => (nodes[id] = await startMqttNode(clusterYaml(id)));
-  const login = async (node: string, username: string, resource: string): Promise<TestClient> => {
-    const c = await xmppClient({ port: nodes[node].ports.xmpp, username, password: PW, resource });
-    await c.send(presence());
-    await ping(c);
-    return c;
-  };
+  const login = (node: string, username: string, resource: string): Promise<TestClient> =>
+    cl.login(node, username, resource, PW);
   const chat = (to: string, body: string, id?: string) =>
     xml('message', { to, type: 'chat', id }, xml('body', {}, body));
   const cli = (node: string, ...args: string[]) =>
     runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
   const readyz = async (node: string) =>
     (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
-  type Status = {
-    connected: boolean;
-    nodes: { id: string; sessions: number; state: string; lastBeatAgoMs: number }[];
-  };
   /** `parley cluster status --json` (the CLI, a process each time) */
   const statusByCli = async (node: string) => {
     const r = await cli(node, 'cluster', 'status');
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as Status;
+    return JSON.parse(r.stdout) as ClusterStatusAnswer;
   };
   /** the same answer straight from the admin socket, for polling */
-  const clusterStatus = async (node: string) => {
-    const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), {
-      cmd: 'cluster.status',
-    });
-    assert.ok(r?.ok, JSON.stringify(r));
-    return r.result as Status;
-  };
-  async function eventually(check: () => Promise<void> | void, timeout = 10_000): Promise<void> {
-    const end = Date.now() + timeout;
-    for (;;) {
-      try {
-        return await check();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await sleep(100);
-      }
-    }
-  }
+  const clusterStatus = (node: string) => cl.status(node);
 
   before(async function () {
     this.timeout(120_000);
     // appendfsync always: what the test wrote before it kills Redis is on disk (everysec may lose the last second).
-    redis = await startRedis({ appendfsync: 'always' });
-    await Promise.all(['n1', 'n2', 'n3'].map(start));
+    cl = await startCluster(['n1', 'n2', 'n3'], {
+      heartbeatMs: HEARTBEAT_MS,
+      redis: { appendfsync: 'always' },
+    });
+    ({ redis, nodes, tag } = cl);
   });
   afterEach(async () => {
     await endAllMqtt();
     await stopAllClients();
   });
   after(async () => {
-    for (const n of Object.values(nodes)) await n.dispose();
-    await redis?.dispose();
+    await cl?.dispose();
   });
 
   it('an account created on one node logs in on every node (shared store); cluster status lists the three nodes', async () => {

@@ -8,6 +8,7 @@ import {
   BrokerError,
   broadcastRoles,
   defineModule,
+  roomCluster,
   roomService,
   type Affiliation,
   type Broker,
@@ -296,7 +297,12 @@ export default defineModule({
     if (!svc) return; // modules.rooms.host: null
     const muc = new Muc(broker, svc, ctx.options.vcardMaxBytes);
     ctx.onUnload(svc.setRenderer('xmpp', (s, d, ev) => muc.render(s, d, ev)));
-    ctx.onUnload(broker.hosts.register(ctx.name, svc.host, (env) => muc.handle(env)));
+    // Stanzas to a room go to the room's home node (docs/cluster.md, "Rooms"); on one node, straight to muc.handle.
+    const handle = (env: Envelope) => muc.handle(env);
+    const cluster = roomCluster(broker);
+    ctx.onUnload(
+      broker.hosts.register(ctx.name, svc.host, cluster ? cluster.host(handle) : handle),
+    );
     ctx.onUnload(
       xmppHooks(broker).on('disco:items', (items, target) =>
         target.domain === broker.domain

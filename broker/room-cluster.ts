@@ -1,0 +1,539 @@
+import { Address } from './address.ts';
+import type { Broker } from './broker.ts';
+import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
+import { BrokerError, type ErrorCondition } from './errors.ts';
+import type { HostHandler } from './hosts.ts';
+import {
+  Room,
+  type Device,
+  type DevicePresence,
+  type Role,
+  type RoomConfig,
+  type RoomEvent,
+  type RoomService,
+} from './rooms.ts';
+
+/**
+ * Rooms across nodes (docs/cluster.md, "Rooms"). Each room has one **home**
+ * node that holds its live state (occupants, roles, the fan-out queue); its
+ * persistent state (config, affiliations, subject, timeline) is in the
+ * shared store. Requests about a room from a device of another node go to
+ * the home over the bus ('room-cmd': an XMPP stanza as sent, or a
+ * protocol-neutral operation for MQTT); the home's RoomService runs them
+ * and its events for devices of other nodes go back as 'room-ev', one bus
+ * message per event and node with that node's devices, rendered there by
+ * that node's renderers. On one node the home is always this node and
+ * nothing here changes the room service's behaviour.
+ */
+
+/** Where a room's live state is (the seam): one node on a single node, a hash over the live nodes in a cluster. */
+export interface RoomLocator {
+  readonly self: string;
+  /** the node id of the room's home */
+  home(local: string): string;
+}
+
+/**
+ * Rendezvous (highest random weight) hashing: the home of a room is the
+ * live node with the highest hash of (node, room). Every node that sees the
+ * same live nodes picks the same home, and a node going away moves only its
+ * own rooms.
+ */
+export function rendezvous(local: string, nodes: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestW = -1;
+  for (const n of nodes) {
+    const w = weight(n, local);
+    if (w > bestW || (w === bestW && best !== undefined && n < best)) {
+      best = n;
+      bestW = w;
+    }
+  }
+  return best;
+}
+
+/** FNV-1a over "node\0room", then a final avalanche (murmur3's fmix32). */
+function weight(node: string, local: string): number {
+  let h = 0x811c9dc5;
+  const s = `${node}\u0000${local}`;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A protocol-neutral request about a room, from a device (MQTT's operations; XMPP sends its stanza). */
+export type RoomOp =
+  | { t: 'stanza'; env: EnvelopeRecord }
+  | { t: 'join'; nick: string; password?: string; echo?: boolean; presence?: DevicePresence }
+  | { t: 'post'; body?: string; subject?: string; id?: string }
+  | { t: 'leave'; status?: string }
+  | { t: 'nick'; nick?: string; echo?: boolean }
+  /** the device's session ended */
+  | { t: 'gone' };
+
+interface RoomCmd {
+  room: string;
+  /** the device's full address */
+  device: string;
+  /** set when the sender waits for a 'room-reply' */
+  id?: number;
+  op: RoomOp;
+}
+
+interface RoomReply {
+  id: number;
+  error?: { condition: ErrorCondition; text?: string };
+}
+
+/** A target device of a 'room-ev', with what its renderer needs of it. */
+interface EvTarget {
+  key: string;
+  /** its occupant's nick and role (the viewer's role decides what a presence shows) */
+  nick?: string;
+  role?: Role;
+  echo?: boolean;
+}
+
+interface RoomEv {
+  room: { local: string; config: RoomConfig; avatarHash?: string };
+  ev: Record<string, unknown>;
+  to: EvTarget[];
+}
+
+/** A room a device of this node is in (or asked to enter) whose home is another node. */
+interface Visit {
+  home: string;
+  /** the device's nick there, once the home said it is in */
+  nick?: string;
+  config?: RoomConfig;
+}
+
+const CALL_TIMEOUT_MS = 10_000;
+
+export class RoomCluster implements RoomLocator {
+  readonly self: string;
+  private readonly broker: Broker;
+  private readonly svc: RoomService;
+  /** live nodes as last read from the bus; empty before the first read (then every room is homed here) */
+  private live: string[] = [];
+  /** nodes declared dead and still in `live` until the next read */
+  private readonly down = new Set<string>();
+  private stanzaHandler?: (env: Envelope) => void | Promise<void>;
+  /** home: the node of each device of another node that sent a request here */
+  private readonly deviceNode = new Map<string, string>();
+  /** this node's devices in rooms homed elsewhere: device → room → visit */
+  private readonly visits = new Map<string, Map<string, Visit>>();
+  /** the nodes each device of this node sent joins to (told when its session ends) */
+  private readonly homesOf = new Map<string, Set<string>>();
+  /** home: per-room chain while the room is being loaded (keeps one origin's requests in order) */
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly calls = new Map<
+    number,
+    { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+  >();
+  private nextCall = 1;
+  /** events for devices of other nodes, in order, flushed once per turn */
+  private batch: { ev: RoomEvent; node: string; to: Device[] }[] = [];
+  private flushing = false;
+  private readonly encoded = new WeakMap<RoomEvent, Record<string, unknown>>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(broker: Broker, svc: RoomService, refreshMs = 200) {
+    this.broker = broker;
+    this.svc = svc;
+    this.self = broker.cluster.bus.nodeId;
+    broker.cluster.bus.onMessage((msg) => {
+      if (msg.type === 'room-cmd') this.onCmd(msg.from, msg.payload as RoomCmd);
+      else if (msg.type === 'room-ev') this.onEv(msg.payload as RoomEv);
+      else if (msg.type === 'room-reply') this.onReply(msg.payload as RoomReply);
+    });
+    svc.remoteSink = (d, ev) => this.toRemote(d, ev);
+    void this.refresh();
+    this.timer = setInterval(() => void this.refresh(), refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.svc.remoteSink = undefined;
+    for (const c of this.calls.values()) {
+      clearTimeout(c.timer);
+      c.reject(new BrokerError('service-unavailable', 'groupchat stopped'));
+    }
+    this.calls.clear();
+  }
+
+  home(local: string): string {
+    const nodes = this.down.size ? this.live.filter((n) => !this.down.has(n)) : this.live;
+    return rendezvous(local, nodes) ?? this.self;
+  }
+
+  /** Read the live nodes; a room live here whose home moved away is evicted (its occupants rejoin there). */
+  private async refresh(): Promise<void> {
+    let nodes: string[];
+    try {
+      nodes = await this.broker.cluster.bus.members();
+    } catch {
+      return;
+    }
+    if (nodes.length === 0) return; // the backend is away: keep the last view
+    for (const n of this.down) if (!nodes.includes(n)) this.down.delete(n);
+    const sorted = [...nodes].sort();
+    if (sorted.join('\n') === this.live.join('\n')) return;
+    this.live = sorted;
+    for (const room of this.svc.list()) {
+      if (room.occupants.size > 0 && this.home(room.local) !== this.self) {
+        this.broker.log.info({ room: room.jid.toString() }, 'room homed on another node now');
+        this.svc.evict(room);
+      }
+    }
+  }
+
+  // ---- requests ----
+
+  /** The host handler of the rooms' domain: stanzas to a room go to its home ('room-cmd'), the rest stays here. */
+  host(handler: (env: Envelope) => void | Promise<void>): HostHandler {
+    this.stanzaHandler = handler;
+    return (env) => {
+      const local = env.to.local;
+      if (!local) return handler(env); // the service itself (disco, items)
+      const home = this.home(local);
+      if (home === this.self) return this.atHome(local, () => handler(env));
+      // A join (or presence update) [XEP-0045 7.2]: remembered, for the session's end and the home's death.
+      if (env.kind === 'presence' && env.type === undefined && env.to.resource)
+        this.visit(env.from.toString(), local, home);
+      return this.send(home, {
+        room: local,
+        device: env.from.toString(),
+        op: { t: 'stanza', env: toRecord(env) },
+      }).catch((err: unknown) =>
+        this.broker.router.bounce(env, 'service-unavailable', (err as Error).message),
+      );
+    };
+  }
+
+  /**
+   * A protocol-neutral operation of a device on a room (MQTT), run at the
+   * room's home; resolves when done there, rejects with its BrokerError.
+   */
+  async call(local: string, device: Address, op: Exclude<RoomOp, { t: 'stanza' }>): Promise<void> {
+    const key = device.toString();
+    const home = this.home(local);
+    if (home === this.self) return this.atHome(local, () => this.run(local, key, op));
+    if (op.t === 'join') this.visit(key, local, home);
+    const id = this.nextCall++;
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.calls.delete(id);
+        reject(new BrokerError('remote-server-timeout', "the room's node did not answer"));
+      }, CALL_TIMEOUT_MS);
+      this.calls.set(id, { resolve, reject, timer });
+    });
+    await this.send(home, { room: local, device: key, id, op }).catch((err: unknown) => {
+      const c = this.calls.get(id);
+      if (c) {
+        clearTimeout(c.timer);
+        this.calls.delete(id);
+      }
+      throw new BrokerError('service-unavailable', (err as Error).message);
+    });
+    return done;
+  }
+
+  private send(node: string, cmd: RoomCmd): Promise<void> {
+    return this.broker.cluster.bus.send(node, 'room-cmd', cmd);
+  }
+
+  private visit(device: string, local: string, home: string): void {
+    let m = this.visits.get(device);
+    if (!m) this.visits.set(device, (m = new Map()));
+    let homes = this.homesOf.get(device);
+    if (!homes) this.homesOf.set(device, (homes = new Set()));
+    homes.add(home);
+    const v = m.get(local);
+    if (!v || v.home !== home) m.set(local, { home });
+  }
+
+  /**
+   * Run a request at the home. While the room is not live here (not loaded,
+   * or no occupant), its persistent state is read again from the store first
+   * (another home may have changed it), and the room's requests wait in one
+   * chain so they keep their order. One node: straight through.
+   */
+  private atHome(local: string, fn: () => void | Promise<void>): void | Promise<void> {
+    const pending = this.chains.get(local);
+    const room = this.svc.get(local);
+    if (!pending && (this.live.length <= 1 || (room && room.occupants.size > 0))) return fn();
+    const p = (pending ?? Promise.resolve())
+      .then(() => this.svc.reload(local))
+      .then(fn)
+      .finally(() => {
+        if (this.chains.get(local) === p) this.chains.delete(local);
+      });
+    const chained = p.catch(() => {});
+    this.chains.set(local, chained);
+    return p;
+  }
+
+  private onCmd(from: string, cmd: RoomCmd): void {
+    if (cmd.op.t === 'gone' && !cmd.room) {
+      this.deviceNode.delete(cmd.device);
+      return;
+    }
+    // Events go only to occupants: the node of a device that asks to join (forgotten at its 'gone').
+    const joins =
+      cmd.op.t === 'join' ||
+      (cmd.op.t === 'stanza' && cmd.op.env.kind === 'presence' && cmd.op.env.type === undefined);
+    if (from !== this.self && joins) this.deviceNode.set(cmd.device, from);
+    const reply = (error?: RoomReply['error']) => {
+      if (cmd.id === undefined) return;
+      this.broker.cluster.bus
+        .send(from, 'room-reply', { id: cmd.id, error } satisfies RoomReply)
+        .catch(() => {});
+    };
+    let p: void | Promise<void>;
+    try {
+      p = this.atHome(cmd.room, () => this.run(cmd.room, cmd.device, cmd.op));
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    Promise.resolve(p).then(
+      () => reply(),
+      (err: unknown) => {
+        if (err instanceof BrokerError) return reply({ condition: err.condition, text: err.text });
+        this.broker.log.error({ err, room: cmd.room }, 'room request from another node failed');
+        reply({ condition: 'internal-server-error' });
+      },
+    );
+  }
+
+  /** One request at the home (the room service's own calls, as on one node). */
+  private async run(local: string, device: string, op: RoomOp): Promise<void> {
+    const room = this.svc.get(local);
+    switch (op.t) {
+      case 'stanza':
+        await this.stanzaHandler?.(fromRecord(op.env, Address.parse));
+        return;
+      case 'join':
+        await this.svc.join(local, {
+          device: Address.parse(device),
+          nick: op.nick,
+          password: op.password,
+          echo: op.echo,
+          presence: op.presence ?? {},
+        });
+        return;
+      case 'post':
+        if (!room) throw new BrokerError('item-not-found', 'no such room');
+        await this.svc.post(room, device, { body: op.body, subject: op.subject, id: op.id });
+        return;
+      case 'leave':
+        if (room) this.svc.leave(room, device, op.status);
+        return;
+      case 'gone':
+        if (room) this.svc.leave(room, device);
+        this.deviceNode.delete(device);
+        return;
+      case 'nick': {
+        const occ = room?.occupantOf(device);
+        if (!room || !occ) return;
+        if (op.nick !== undefined && op.nick !== occ.nick)
+          await this.svc.changeNick(room, device, op.nick); // [XEP-0045 7.6]
+        if (op.echo !== undefined) occ.devices.get(device)!.echo = op.echo;
+        return;
+      }
+    }
+  }
+
+  private onReply(r: RoomReply): void {
+    const c = this.calls.get(r.id);
+    if (!c) return;
+    clearTimeout(c.timer);
+    this.calls.delete(r.id);
+    if (r.error) c.reject(new BrokerError(r.error.condition, r.error.text));
+    else c.resolve();
+  }
+
+  // ---- events ----
+
+  /** Home: an event for a device of another node; sent once per event and node at the end of the turn. */
+  private toRemote(d: Device, ev: RoomEvent): void {
+    const node = this.deviceNode.get(d.key);
+    if (!node || node === this.self) return; // its session ended here meanwhile
+    const last = this.batch[this.batch.length - 1];
+    if (last && last.ev === ev && last.node === node) last.to.push(d);
+    else this.batch.push({ ev, node, to: [d] });
+    if (!this.flushing) {
+      this.flushing = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    const batch = this.batch;
+    this.batch = [];
+    for (const { ev, node, to } of batch) {
+      const room = ev.room;
+      const targets = to.map((d): EvTarget => {
+        const occ = room.occupantOf(d.key);
+        return { key: d.key, nick: occ?.nick, role: occ?.role, echo: d.echo };
+      });
+      const payload: RoomEv = {
+        room: { local: room.local, config: room.config, avatarHash: room.avatarHash },
+        ev: this.encode(ev),
+        to: targets,
+      };
+      this.broker.cluster.bus.send(node, 'room-ev', payload).catch((err: unknown) => {
+        this.broker.log.debug(
+          { err: (err as Error)?.message, node },
+          'room event to a node failed',
+        );
+      });
+    }
+  }
+
+  private encode(ev: RoomEvent): Record<string, unknown> {
+    let e = this.encoded.get(ev);
+    if (!e) {
+      const { room: _room, ...rest } = ev;
+      e = rest as Record<string, unknown>;
+      if (ev.kind === 'presence') e = { ...e, self: [...ev.self] };
+      this.encoded.set(ev, e);
+    }
+    return e;
+  }
+
+  /** A node: events from a room's home for devices here, rendered by this node's renderers. */
+  private onEv(p: RoomEv): void {
+    const room = new Room(p.room.local, this.svc.host, p.room.config, '', 0);
+    room.avatarHash = p.room.avatarHash;
+    const devices: Device[] = [];
+    for (const t of p.to) {
+      const address = Address.parse(t.key);
+      const d: Device = {
+        address,
+        key: t.key,
+        user: address.bare().toString(),
+        resource: address.resource,
+        presence: {},
+        echo: t.echo,
+      };
+      devices.push(d);
+      if (t.nick === undefined) continue;
+      let occ = room.occupants.get(t.nick);
+      if (!occ) {
+        occ = { nick: t.nick, user: d.user, role: t.role ?? 'none', devices: new Map() };
+        room.occupants.set(t.nick, occ);
+      }
+      occ.devices.set(t.key, d);
+      room.byDevice.set(t.key, t.nick);
+    }
+    const raw = p.ev;
+    const ev = (
+      raw.kind === 'presence'
+        ? { ...raw, room, self: new Set(raw.self as string[]) }
+        : { ...raw, room }
+    ) as RoomEvent;
+    for (const d of devices) {
+      if (ev.kind === 'presence' && ev.self.has(d.key)) this.track(d.key, room, ev);
+      this.svc.renderLocal(d, ev);
+    }
+  }
+
+  /**
+   * A device's own presence in a room homed elsewhere: its nick, told on the
+   * home's failure; none once it left (the visit stays until the session
+   * ends, so the home hears of the end and forgets the device's node).
+   */
+  private track(device: string, room: Room, ev: Extract<RoomEvent, { kind: 'presence' }>): void {
+    const v = this.visits.get(device)?.get(room.local);
+    if (!v) return;
+    if (ev.available) {
+      v.nick = ev.nick;
+      v.config = room.config;
+    } else if (ev.newNick === undefined) v.nick = undefined;
+  }
+
+  // ---- sessions and nodes ----
+
+  /** A device of this node ended: the homes of the rooms it was in take it out. */
+  deviceGone(device: string): void {
+    const m = this.visits.get(device);
+    const homes = this.homesOf.get(device);
+    this.visits.delete(device);
+    this.homesOf.delete(device);
+    for (const [local, v] of m ?? []) {
+      homes?.delete(v.home);
+      this.send(v.home, { room: local, device, op: { t: 'gone' } }).catch(() => {});
+    }
+    // Homes of rooms that moved since: only to forget the device's node there.
+    for (const home of homes ?? [])
+      this.send(home, { room: '', device, op: { t: 'gone' } }).catch(() => {});
+  }
+
+  /**
+   * A node was declared dead. Its devices leave the rooms homed here (the
+   * rooms module does that on every node); this node's devices in rooms
+   * homed there are told the room went away, as for a service shutting down
+   * [XEP-0045 7.2.11]: their own unavailable presence with status 332. They
+   * rejoin at the room's new home, which reads its state from the store.
+   */
+  nodeDown(node: string): void {
+    if (node === this.self) return;
+    this.down.add(node);
+    for (const id of [...this.deviceNode.keys()])
+      if (this.deviceNode.get(id) === node) this.deviceNode.delete(id);
+    for (const homes of this.homesOf.values()) homes.delete(node);
+    for (const [device, m] of [...this.visits]) {
+      for (const [local, v] of [...m]) {
+        if (v.home !== node) continue;
+        m.delete(local);
+        if (v.nick === undefined || !v.config) continue;
+        const room = new Room(local, this.svc.host, v.config, '', 0);
+        const address = Address.parse(device);
+        const d: Device = {
+          address,
+          key: device,
+          user: address.bare().toString(),
+          resource: address.resource,
+          presence: {},
+        };
+        this.svc.renderLocal(d, {
+          kind: 'presence',
+          room,
+          nick: v.nick,
+          user: d.user,
+          affiliation: 'none',
+          role: 'none',
+          available: false,
+          reasons: [332],
+          about: device,
+          self: new Set([device]),
+          jid: device,
+        });
+      }
+      if (m.size === 0) this.visits.delete(device);
+    }
+  }
+}
+
+const clusters = new WeakMap<Broker, RoomCluster>();
+
+/** The rooms' cluster seam of a broker, when the `rooms` module is loaded. */
+export function roomCluster(broker: Broker): RoomCluster | undefined {
+  return clusters.get(broker);
+}
+
+/** For the `rooms` module only. */
+export function setRoomCluster(broker: Broker, c: RoomCluster | undefined): void {
+  if (c) clusters.set(broker, c);
+  else clusters.delete(broker);
+}
