@@ -71,7 +71,7 @@ export default defineModule({
       type: 'number',
       default: 1000,
       min: 0,
-      doc: "cap on a room's history length and on the messages one join or one archive page returns",
+      doc: "cap on a room's history length, on the messages one join or one archive page returns and on the ids one archive query names",
     },
     fanoutSlice: {
       type: 'number',

@@ -110,6 +110,33 @@ describe('MQTT rooms/ and XMPP MUC in one room', function () {
     await x.waitFor(fromOccupant('nicked', 'Sensor 7', 'unavailable'));
   });
 
+  it('presence broadcast [moderator]: a device sees its own presence and the moderator’s on rooms/{room}/presence, never another participant’s; messages still reach all [XEP-0045 15.5.3]', async () => {
+    await join(x, 'hushed', 'human');
+    const cfg = await x.request(
+      roomConfig('hushed', { 'muc#roomconfig_presencebroadcast': ['moderator'] }),
+    );
+    assert.equal(cfg.attrs.type, 'result', cfg.toString());
+    const d1 = await device();
+    const p1 = collect(d1, 'rooms/hushed/presence');
+    await grantedQos(d1, ['rooms/hushed/presence', 'rooms/hushed'], 1);
+    const d2 = await device(other);
+    const p2 = collect(d2, 'rooms/hushed/presence');
+    await grantedQos(d2, ['rooms/hushed/presence', 'rooms/hushed'], 1);
+    // the room's order: a message after both joins reaches each device after whatever the joins sent it
+    const heard = [nextMessage(d1, 'rooms/hushed'), nextMessage(d2, 'rooms/hushed')];
+    await say(x, 'hushed', 'after both joined');
+    for (const m of await Promise.all(heard))
+      assert.equal(JSON.parse(m.payload).body, 'after both joined');
+    // who was shown (a device's own presence may come twice: a join racing the session's restore rejoins)
+    const nicks = (list: string[]) => [
+      ...new Set(list.map((p) => JSON.parse(p)).map((p) => `${p.nick}${p.self ? ' (self)' : ''}`)),
+    ];
+    assert.deepEqual(nicks(p1), ['human', `${dev} (self)`]);
+    assert.deepEqual(nicks(p2), ['human', `${other} (self)`]);
+    assert.deepEqual(x.received.filter(fromOccupant('hushed', dev)), []);
+    assert.deepEqual(x.received.filter(fromOccupant('hushed', other)), []);
+  });
+
   it('members-only, bans and passwords are enforced on SUBSCRIBE (SUBACK 0x80); the password goes on rooms/{room}/join', async () => {
     await join(x, 'guarded', 'human');
     await x.request(
