@@ -3,7 +3,13 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
-import { MqttServer, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
+import {
+  MqttServer,
+  nodeLocalTopic,
+  type RetainedStore,
+  type SessionEraser,
+} from '../adapters/mqtt/index.ts';
+import { clusterMqEmitter } from '../cluster/redis/mqtt.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
 import { copyLevel, setMqttBackup } from './backup.ts';
@@ -83,9 +89,21 @@ export async function startMqtt(
     cfg.storage.backend === 'redis' && cfg.cluster
       ? clusterWills(broker, persistence, cfg.nodeId)
       : {};
+  // A cluster: plain topics fan out through the cluster's Redis (docs/cluster.md, "Plain MQTT topics").
+  const mq = cfg.cluster
+    ? await clusterMqEmitter({
+        url: cfg.cluster.redis,
+        prefix: cfg.cluster.prefix,
+        nodeId: cfg.nodeId,
+        concurrency: limits.concurrency,
+        local: nodeLocalTopic,
+        log: broker.log.child({ component: 'cluster' }),
+      })
+    : undefined;
   const server = new MqttServer(broker, {
     ...limits,
     ...shared,
+    ...(mq !== undefined && { mq }),
     tcp,
     tls: tlsListener,
     certificate: tls,
@@ -97,6 +115,7 @@ export async function startMqtt(
     await server.start();
   } catch (err) {
     await server.stop().catch(() => {});
+    (mq as { close?(cb: () => void): void } | undefined)?.close?.(() => {}); // aedes closes it once it runs
     await state.close();
     throw err;
   }
