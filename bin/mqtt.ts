@@ -84,10 +84,11 @@ export async function startMqtt(
       ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient)
       : await levelMqttState(cfg, broker);
   const { persistence, retainedStore, sessionEraser } = state;
-  // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id.
+  // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id,
+  // and each node's retained index follows the others' (the messages are in the shared store).
   const shared =
     cfg.storage.backend === 'redis' && cfg.cluster
-      ? clusterWills(broker, persistence, cfg.nodeId)
+      ? { ...clusterWills(broker, persistence, cfg.nodeId), retainedShared: true }
       : {};
   // A cluster: plain topics fan out through the cluster's Redis (docs/cluster.md, "Plain MQTT topics").
   const mq = cfg.cluster
