@@ -164,4 +164,22 @@ describe('cluster MQTT fan-out on Redis (mqemitter-redis with its channels names
     await new Promise<void>((r) => b.removeListener('gone/x', fn, r));
     assert.equal(await count('ut:mqtt:gone/x'), 0);
   });
+
+  it('Redis away: a publish reaches the subscribers of its own node; back, the subscriptions hold again across nodes', async () => {
+    const here: string[] = [];
+    const there: string[] = [];
+    await on(a, 'down/x', here);
+    await on(b, 'down/x', there);
+    await redis.kill9();
+    await emit(a, 'down/x'); // no error: delivered on this node
+    assert.deepEqual(here, ['down/x']);
+    await redis.restart();
+    // ioredis subscribes again after its reconnect
+    const end = Date.now() + 10_000;
+    while (!there.includes('down/x')) {
+      if (Date.now() > end) throw new Error('no message across nodes after Redis came back');
+      await emit(a, 'down/x').catch(() => {});
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
 });
