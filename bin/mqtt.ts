@@ -3,7 +3,13 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
-import { MqttServer, type RetainedStore, type SessionEraser } from '../adapters/mqtt/index.ts';
+import {
+  MqttServer,
+  nodeLocalTopic,
+  type RetainedStore,
+  type SessionEraser,
+} from '../adapters/mqtt/index.ts';
+import { clusterMqEmitter } from '../cluster/redis/mqtt.ts';
 import type { Broker } from '../broker/index.ts';
 import type { Config } from './config.ts';
 import { copyLevel, setMqttBackup } from './backup.ts';
@@ -78,14 +84,27 @@ export async function startMqtt(
       ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient)
       : await levelMqttState(cfg, broker);
   const { persistence, retainedStore, sessionEraser } = state;
-  // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id.
+  // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id,
+  // and each node's retained index follows the others' (the messages are in the shared store).
   const shared =
     cfg.storage.backend === 'redis' && cfg.cluster
-      ? clusterWills(broker, persistence, cfg.nodeId)
+      ? { ...clusterWills(broker, persistence, cfg.nodeId), retainedShared: true }
       : {};
+  // A cluster: plain topics fan out through the cluster's Redis (docs/cluster.md, "Plain MQTT topics").
+  const mq = cfg.cluster
+    ? await clusterMqEmitter({
+        url: cfg.cluster.redis,
+        prefix: cfg.cluster.prefix,
+        nodeId: cfg.nodeId,
+        concurrency: limits.concurrency,
+        local: nodeLocalTopic,
+        log: broker.log.child({ component: 'cluster' }),
+      })
+    : undefined;
   const server = new MqttServer(broker, {
     ...limits,
     ...shared,
+    ...(mq !== undefined && { mq }),
     tcp,
     tls: tlsListener,
     certificate: tls,
@@ -97,6 +116,7 @@ export async function startMqtt(
     await server.start();
   } catch (err) {
     await server.stop().catch(() => {});
+    (mq as { close?(cb: () => void): void } | undefined)?.close?.(() => {}); // aedes closes it once it runs
     await state.close();
     throw err;
   }

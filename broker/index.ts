@@ -34,6 +34,7 @@ export {
 } from './envelope.ts';
 export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
+export { claimOnce } from './claims.ts';
 export { HostRegistry, type HostHandler } from './hosts.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
 export {

@@ -33,6 +33,19 @@ export class LocalBus implements ClusterBus {
     // A single node never sees another node die.
   }
 
+  /** key → expiry (ms since the epoch); expired ones are swept as the map grows */
+  private readonly claims = new Map<string, number>();
+
+  async claim(key: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    const until = this.claims.get(key);
+    if (until !== undefined && until > now) return false;
+    if (this.claims.size >= 1024 && until === undefined)
+      for (const [k, t] of this.claims) if (t <= now) this.claims.delete(k);
+    this.claims.set(key, now + ttlMs);
+    return true;
+  }
+
   private dispatch(msg: BusMessage): void {
     // Asynchronous like a real bus, so callers never depend on re-entrancy.
     queueMicrotask(() => {

@@ -56,6 +56,14 @@ export interface ClusterBus {
    * and the dead node stays listed until every handler has settled.
    */
   onNodeDown(handler: (node: string) => void | Promise<void>): void;
+  /**
+   * A claim on `key` for `ttlMs`, cluster-wide: true for the one caller that
+   * asks while no claim on the key holds, false for every other until the
+   * first expires (so something is done once per period by one node: a push
+   * notification per burst). Rejects when the backend is unreachable; the
+   * caller decides whether to go ahead. Keys are the callers' own names.
+   */
+  claim(key: string, ttlMs: number): Promise<boolean>;
   /** True once this node drains: `/readyz` says not ready, `parley cluster status` shows it. */
   readonly draining?: boolean;
   /** Start draining (announced in the heartbeat). */

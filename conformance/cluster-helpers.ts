@@ -1,36 +1,52 @@
-// Helpers for the cluster conformance suites: `parley start` processes on
-// loopback joined by a real redis-server (the cluster bus and registry) and
-// sharing the Redis store (docs/cluster.md).
+// A cluster for black-box tests: `parley start` processes on loopback joined
+// by a real redis-server (conformance/redis-server.ts), sharing the Redis
+// store, each with its MQTT listeners (docs/cluster.md). Used by the
+// conformance/cross/cluster*.test.ts files.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { adminRequest } from '../bin/admin.ts';
-import { ping, presence, sleep, xmppClient, type TestClient } from './helpers.ts';
+import { ping, presence, runCli, sleep, xmppClient, type TestClient } from './helpers.ts';
 import { startMqttNode, type MqttTestNode } from './mqtt-helpers.ts';
 import { startRedis, type TestRedis, type TestRedisOptions } from './redis-server.ts';
+import { adminRequest } from '../bin/admin.ts';
 
-export interface ClusterStatusAnswer {
+export interface ClusterOptions {
+  /** cluster.heartbeatMs (short, so that a dead node is found quickly) */
+  heartbeatMs?: number;
+  /** more YAML under the node's `mqtt:` section (two-space indented lines) */
+  mqttYaml?: string[];
+  /** more top-level YAML (e.g. a `modules:` section) */
+  yaml?: string[];
+  redis?: TestRedisOptions;
+}
+
+export type ClusterStatusAnswer = {
   connected: boolean;
   nodes: { id: string; sessions: number; state: string; lastBeatAgoMs: number }[];
-}
+};
 
 export interface TestCluster {
   redis: TestRedis;
   nodes: Record<string, MqttTestNode>;
-  /** random per cluster: store and cluster prefixes, client ids */
+  /** random per cluster: the store's and the cluster's prefixes, and names that must not clash */
   tag: string;
   heartbeatMs: number;
-  /** start (or start again after dispose) the node `id` */
+  /** start (or add) a node with this id */
   start(id: string): Promise<MqttTestNode>;
-  /** an XMPP client on `node`, with initial presence sent and answered */
-  login(node: string, username: string, resource: string, password: string): Promise<TestClient>;
-  /** `cluster.status` from the node's admin socket */
+  /** an XMPP client on a node, available, its presence through */
+  login(node: string, username: string, password: string, resource: string): Promise<TestClient>;
+  /** `parley --json …` against a node's data directory (a process each time) */
+  cli(node: string, ...args: string[]): ReturnType<typeof runCli>;
+  /** HTTP status of a node's /readyz */
+  readyz(node: string): Promise<number>;
+  /** `cluster.status` straight from a node's admin socket, for polling */
   status(node: string): Promise<ClusterStatusAnswer>;
   /** until every node lists every other node as live (the nodes' own views, from /metrics) */
   converged(): Promise<void>;
+  /** stop every node and Redis */
   dispose(): Promise<void>;
 }
 
-/** Retry `check` until it passes (every 100 ms) or `timeout` ms passed (then its last error). */
+/** Retry `check` until it passes (or `timeout` ms passed: its last failure is thrown). */
 export async function eventually(
   check: () => Promise<void> | void,
   timeout = 10_000,
@@ -46,26 +62,20 @@ export async function eventually(
   }
 }
 
-/** Start redis-server and the nodes `ids` (in parallel) on it. */
-export async function startCluster(
-  ids: string[],
-  opts: { heartbeatMs?: number; redis?: TestRedisOptions } = {},
-): Promise<TestCluster> {
-  const heartbeatMs = opts.heartbeatMs ?? 300;
-  const tag = Math.random().toString(36).slice(2, 8);
+/** A Redis and the nodes `ids`, started in parallel. */
+export async function startCluster(ids: string[], opts: ClusterOptions = {}): Promise<TestCluster> {
   const redis = await startRedis(opts.redis);
+  const tag = Math.random().toString(36).slice(2, 8);
+  const heartbeatMs = opts.heartbeatMs ?? 300;
   const nodes: Record<string, MqttTestNode> = {};
-  /**
-   * Top-level keys after startMqttNode's `mqtt:` block (its YAML is appended
-   * as given): the node's id, the shared store and the cluster.
-   */
-  const clusterYaml = (id: string) =>
+  /** Top-level keys after startMqttNode's `mqtt:` block (its YAML is appended as given). */
+  const yaml = (id: string) =>
     [
-      // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
-      '  heartbeatIntervalMs: 200',
+      ...(opts.mqttYaml ?? []),
       `nodeId: ${id}`,
       `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
       `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${heartbeatMs}, drainGraceMs: 300 }`,
+      ...(opts.yaml ?? []),
       '',
     ].join('\n');
   const cluster: TestCluster = {
@@ -73,13 +83,16 @@ export async function startCluster(
     nodes,
     tag,
     heartbeatMs,
-    start: async (id) => (nodes[id] = await startMqttNode(clusterYaml(id))),
-    async login(node, username, resource, password) {
+    start: async (id) => (nodes[id] = await startMqttNode(yaml(id))),
+    async login(node, username, password, resource) {
       const c = await xmppClient({ port: nodes[node].ports.xmpp, username, password, resource });
       await c.send(presence());
       await ping(c);
       return c;
     },
+    cli: (node, ...args) => runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]),
+    readyz: async (node) =>
+      (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status,
     async status(node) {
       const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), {
         cmd: 'cluster.status',
@@ -96,7 +109,7 @@ export async function startCluster(
         }, 20_000);
     },
     async dispose() {
-      for (const node of Object.values(nodes)) await node.dispose();
+      for (const n of Object.values(nodes)) await n.dispose();
       await redis.dispose();
     },
   };

@@ -23,3 +23,4 @@ export {
   type RetainedMessage,
   type RetainedStore,
 } from './retained.ts';
+export { nodeLocalTopic } from './topics.ts';

@@ -55,6 +55,11 @@ export interface MqttOptions {
   /** an mqemitter instance (cluster-wide fan-out); absent means aedes' local one */
   mq?: unknown;
   /**
+   * The retained store is shared by the nodes of the `mq` fan-out (bin/: the
+   * Redis store in a cluster): each node's retained index follows the others'.
+   */
+  retainedShared?: boolean;
+  /**
    * aedes' broker id, stable across restarts (a cluster node's id), under
    * which wills are kept; absent: a random one per start. With it, the wills
    * fired at start are exactly those of this node's previous run.

@@ -86,8 +86,26 @@ export function ownerOf(clientId: string | undefined): string {
   return slash === -1 ? '' : clientId.slice(0, slash);
 }
 
+/** Where each node's index tells the others what it kept or removed (a cluster's fan-out; nobody can subscribe to it). */
+export const RETAINED_TOPIC = '$parley/retained';
+
+/** The fan-out the indexes of a cluster share (aedes' mqemitter). */
+interface Fanout {
+  on(topic: string, fn: (msg: { payload?: unknown }, done: () => void) => void): unknown;
+  emit(msg: { topic: string; payload: Buffer }, cb?: (err?: Error) => void): unknown;
+}
+
+/** A change one node made to the retained messages: `owner` absent means removed. */
+interface Change {
+  node: string;
+  topic: string;
+  owner?: string;
+}
+
 export class RetainedIndex {
   private readonly root = new TrieNode();
+  /** set by follow(): how this node's changes reach the other nodes' indexes */
+  private announce?: (topic: string, owner?: string) => void;
   private readonly byOwner = new Map<string, Set<string>>();
   private count = 0;
   /** entries counted against retainedMaxTotal (all but the broker's own `$` topics) */
@@ -104,6 +122,40 @@ export class RetainedIndex {
   /** Read every stored topic into the index (topics only; payloads stay in the store). */
   async load(): Promise<void> {
     for await (const r of this.store.scan()) this.add(r.topic, r.owner);
+  }
+
+  /**
+   * In a cluster (the store shared, aedes' fan-out crossing nodes), keep
+   * this index in step with the other nodes': each change this node makes
+   * is announced on RETAINED_TOPIC after the store has it, and the others'
+   * are applied here (the store already holds them, and their limits were
+   * checked where they were published). Broker-owned `$` topics are not
+   * announced: each node keeps its own statistics.
+   */
+  follow(fanout: Fanout, node: string): void {
+    fanout.on(RETAINED_TOPIC, (msg, done) => {
+      try {
+        const c = JSON.parse(String(msg.payload)) as Change;
+        if (c.node !== node && typeof c.topic === 'string') {
+          if (typeof c.owner === 'string') this.add(c.topic, c.owner);
+          else this.remove(c.topic);
+        }
+      } catch (err) {
+        this.log.debug({ err }, 'bad retained change from another node');
+      }
+      done();
+    });
+    this.announce = (topic, owner) => {
+      if (topic.startsWith('$')) return;
+      const change: Change = { node, topic, owner };
+      fanout.emit(
+        { topic: RETAINED_TOPIC, payload: Buffer.from(JSON.stringify(change)) },
+        (err) => {
+          if (err)
+            this.log.warn({ err: err.message }, 'retained change not announced to the cluster');
+        },
+      );
+    };
   }
 
   /** Messages retained now. */
@@ -129,7 +181,11 @@ export class RetainedIndex {
       ? packet.payload
       : Buffer.from(packet.payload ?? '');
     if (payload.length === 0) {
-      if (this.remove(topic)) await this.store.del(topic);
+      // Another node's message may be in the store without this index knowing it yet: delete anyway in a cluster.
+      if (this.remove(topic) || this.announce) {
+        await this.store.del(topic);
+        this.announce?.(topic);
+      }
       return;
     }
     const owner = ownerOf(packet.clientId);
@@ -144,6 +200,7 @@ export class RetainedIndex {
     }
     this.add(topic, owner);
     await this.store.put({ topic, payload, qos: Math.min(packet.qos ?? 0, 2) as 0 | 1 | 2, owner });
+    this.announce?.(topic, owner);
   }
 
   /** Remove every retained message of one owner (an account removed); returns how many. */
@@ -152,6 +209,7 @@ export class RetainedIndex {
     for (const t of topics) {
       this.remove(t);
       await this.store.del(t);
+      this.announce?.(t);
     }
     return topics.length;
   }

@@ -137,6 +137,8 @@ export class MqttServer {
     ctx.retained = new RetainedIndex(o.retainedStore ?? new MemoryRetainedStore(), o, ctx.log);
     await ctx.retained.load();
     ctx.retained.install((ctx.aedes as unknown as { persistence: object }).persistence);
+    // A cluster's fan-out: the retained indexes of all nodes follow each other (retained.ts).
+    if (o.mq && o.retainedShared) ctx.retained.follow(o.mq as never, ctx.aedes.id);
     this.ctx = ctx;
     const svc = roomService(this.broker);
     if (svc) this.offRenderer = svc.setRenderer('mqtt', renderRoomEvent, presenceShown);

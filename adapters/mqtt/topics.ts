@@ -6,6 +6,18 @@
 /** Where the adapter parks a PUBLISH that it consumed or dropped: nothing can subscribe to it. */
 export const SINK_TOPIC = '$parley/consumed';
 
+/**
+ * Topics whose messages stay on the node that published them when aedes'
+ * fan-out crosses a cluster (the `mq` option): the park for consumed
+ * packets (their payload is the core's, already routed) and each node's own
+ * `$SYS/broker/` statistics (docs/cluster.md, "Plain MQTT topics").
+ */
+export function nodeLocalTopic(topic: string): boolean {
+  return (
+    topic.charCodeAt(0) === 36 /* $ */ && (topic === SINK_TOPIC || topic.startsWith('$SYS/broker/'))
+  );
+}
+
 /** True when `topic` (a topic name, no wildcards) matches `filter` [MQTT-4.7.1]. */
 export function topicMatches(filter: string, topic: string): boolean {
   // A filter without wildcards matches only itself: no split per delivery for the common `chat/{me}`.

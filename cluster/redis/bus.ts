@@ -157,6 +157,12 @@ export class RedisBus implements ClusterBus {
     return [this.prefix, ...parts].join(':');
   }
 
+  /** `SET <prefix>:claim:<key> 1 NX PX <ttl>`: set only by the first asker while none holds (ClusterBus.claim). */
+  async claim(key: string, ttlMs: number): Promise<boolean> {
+    const ms = Math.max(1, Math.ceil(ttlMs));
+    return (await this.pub.set(this.key('claim', key), this.nodeId, 'PX', ms, 'NX')) === 'OK';
+  }
+
   /** Both connections are ready. */
   get connected(): boolean {
     return this.up;

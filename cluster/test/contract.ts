@@ -57,6 +57,15 @@ export function clusterContract(
       );
     });
 
+    it('claim: the first asker gets it, others not until it expires; keys are independent', async () => {
+      const k = `t-${Math.random().toString(36).slice(2)}`;
+      assert.equal(await c.bus.claim(k, 300), true);
+      assert.equal(await c.bus.claim(k, 300), false);
+      assert.equal(await c.bus.claim(`${k}-other`, 300), true);
+      await new Promise((r) => setTimeout(r, 350));
+      assert.equal(await c.bus.claim(k, 300), true, 'free again once expired');
+    });
+
     it('this node is a member once started', async () => {
       assert.ok((await c.bus.members()).includes(c.bus.nodeId));
     });

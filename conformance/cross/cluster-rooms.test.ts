@@ -49,7 +49,7 @@ describe('rooms across a cluster of three nodes', function () {
     await addUsers(cl.nodes.n1, Object.fromEntries(names.map((u) => [u, PW])));
     const clients: TestClient[] = [];
     for (let i = 0; i < on.length; i++)
-      clients.push(await cl.login(on[i], names[i], `on-${on[i]}`, PW));
+      clients.push(await cl.login(on[i], names[i], PW, `on-${on[i]}`));
     return { names, clients };
   };
 

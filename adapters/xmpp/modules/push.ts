@@ -3,6 +3,7 @@ import { escapeXML, escapeXMLText } from '@xmpp/xml';
 import {
   Address,
   BrokerError,
+  claimOnce,
   defineModule,
   isStorableMessage,
   type Envelope,
@@ -57,6 +58,16 @@ function errorType(env: Envelope): string | undefined {
     if (m) return m[2];
   }
   return undefined;
+}
+
+/** Bus messages between nodes: an app server's answer to another node's publish, a user back online. */
+const ANSWER = 'push-answer';
+const ONLINE = 'push-online';
+interface Answer {
+  id: string;
+  from: string;
+  type: string;
+  errType?: string;
 }
 
 function regKey(user: string, jid: string, node: string): string {
@@ -121,10 +132,7 @@ export default defineModule({
     const kv = broker.storage.kv<Registration>('push');
     const bursts = new Map<string, BurstState>();
     /** publishes waiting for the app server: iq id → resolver */
-    const pending = new Map<
-      string,
-      { from: string; resolve: (el: Envelope | undefined) => void }
-    >();
+    const pending = new Map<string, { from: string; resolve: (a: Answer | undefined) => void }>();
     const log: Logger = ctx.log;
 
     // ---- enable / disable [XEP-0357 5, 6] ----
@@ -195,6 +203,17 @@ export default defineModule({
     );
 
     // ---- answers from app servers ----
+    const bus = broker.cluster.bus;
+    const self = bus.nodeId;
+    /** `push-<16 hex>-<node id>`: the node that sent the publish, which waits for the answer */
+    const ID = /^push-[0-9a-f]{16}-(.+)$/;
+    const answered = (a: Answer) => {
+      const p = pending.get(a.id);
+      // only from the app server we asked (its address is stamped by its server, or set by our router answering for it)
+      if (!p || a.from !== p.from) return;
+      pending.delete(a.id);
+      p.resolve(a);
+    };
     ctx.onUnload(
       broker.hooks.on(
         'route:filter',
@@ -206,22 +225,42 @@ export default defineModule({
             env.id === undefined
           )
             return undefined;
-          const p = pending.get(env.id);
-          // only from the app server we asked (its address is stamped by its server, or set by our router answering for it)
-          if (!p || env.from.toString() !== p.from) return undefined;
-          pending.delete(env.id);
-          p.resolve(env);
-          return null; // consumed
+          const node = ID.exec(env.id)?.[1];
+          // publishes leave from a user's bare JID [XEP-0357 7]: the answer comes back to it
+          if (node === undefined || !env.to.isBare) return undefined;
+          const a: Answer = { id: env.id, from: env.from.toString(), type: env.type };
+          if (env.type === 'error') a.errType = errorType(env);
+          if (node === self) {
+            if (!pending.has(env.id)) return undefined;
+            answered(a);
+            return null; // consumed
+          }
+          // The app server is served here, the publish left another node: the answer goes back there.
+          bus.send(node, ANSWER, a).catch(() => {}); // a lost answer is a timeout there: retried
+          return null;
         },
         100,
       ),
     );
+    let unloaded = false;
+    ctx.onUnload(() => {
+      unloaded = true;
+    });
+    bus.onMessage((m) => {
+      if (unloaded) return;
+      if (m.type === ANSWER) answered(m.payload as Answer);
+      else if (m.type === ONLINE && m.from !== self) clearUser(String(m.payload));
+    });
 
     // ---- when to notify ----
     const clearBurst = (key: string) => {
       const b = bursts.get(key);
       if (b?.timer) clearTimeout(b.timer);
       bursts.delete(key);
+    };
+    /** the bursts of one user (keys `<bare JID>/<hash>`) */
+    const clearUser = (user: string) => {
+      for (const key of [...bursts.keys()]) if (key.startsWith(`${user}/`)) clearBurst(key);
     };
     ctx.onUnload(() => {
       for (const key of [...bursts.keys()]) clearBurst(key);
@@ -264,10 +303,13 @@ export default defineModule({
         notifyAll(env).catch((err) => log.warn({ err }, 'push: notify failed'));
       }),
     );
-    // back online: the count starts again
+    // back online: the count starts again, on every node (a burst may have begun on another)
     ctx.onUnload(
       broker.hooks.on('session:available', async (s) => {
-        for (const key of await kv.keys(`${s.address.bare().toString()}/`)) clearBurst(key);
+        const user = s.address.bare().toString();
+        if ((await kv.keys(`${user}/`)).length === 0) return; // no push registration: nothing to clear
+        clearUser(user);
+        if ((await bus.members()).length > 1) bus.broadcast(ONLINE, user).catch(() => {});
       }),
     );
 
@@ -287,12 +329,17 @@ export default defineModule({
     const send = async (user: string, key: string, reg: Registration, b: BurstState) => {
       b.sending = true;
       const count = b.count;
-      b.lastSentAt = Date.now();
+      /** another node notified within the window: ours waits for the next */
+      let lost = false;
       try {
+        // One notification per burst window across the cluster: the node that claims the window sends it.
+        lost = !(await claimOnce(broker, `push:${key}`, o.burstSeconds * 1000));
+        b.lastSentAt = Date.now(); // after the claim: when this window's claim has expired, the timer fires
+        if (lost || bursts.get(key) !== b) return;
         for (let attempt = 0; ; attempt++) {
           const answer = await publish(user, reg, count, b);
           if (answer?.type === 'result') return;
-          const errType = answer && errorType(answer);
+          const errType = answer?.errType;
           if (answer && errType !== 'wait') {
             // [XEP-0357 7] the app server refused: the registration is dead
             log.info(
@@ -315,7 +362,8 @@ export default defineModule({
         }
       } finally {
         b.sending = false;
-        if (bursts.get(key) === b && b.count > count) schedule(user, key, reg, b); // more came while sending
+        // more came while sending, or the window was another node's
+        if (bursts.get(key) === b && (lost || b.count > count)) schedule(user, key, reg, b);
       }
     };
 
@@ -326,8 +374,8 @@ export default defineModule({
       reg: Registration,
       count: number,
       b: BurstState,
-    ): Promise<Envelope | undefined> => {
-      const id = `push-${randomBytes(8).toString('hex')}`;
+    ): Promise<Answer | undefined> => {
+      const id = `push-${randomBytes(8).toString('hex')}-${self}`;
       // [XEP-0357 7] summary form, only the fields the configuration allows
       let summary = field('FORM_TYPE', NS_PUSH_SUMMARY) + field('message-count', String(count));
       if (o.includeSender && b.lastSender) summary += field('last-message-sender', b.lastSender);
@@ -345,9 +393,9 @@ export default defineModule({
         timer.unref();
         pending.set(id, {
           from: reg.jid,
-          resolve: (env) => {
+          resolve: (a) => {
             clearTimeout(timer);
-            resolve(env);
+            resolve(a);
           },
         });
         // [XEP-0357 7] from the user's bare JID, an XEP-0060 publish to the app server
