@@ -4,7 +4,6 @@
 // with SIGKILL is purged by the others after 3 heartbeats; Redis killed and
 // restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import {
   isMessage,
   isPresence,
@@ -16,7 +15,6 @@ import {
   stopAllClients,
   uniqueName,
   xml,
-  xmppClient,
   befriend,
   type TestClient,
 } from '../helpers.ts';
@@ -29,7 +27,14 @@ import {
   type MqttTestNode,
 } from '../mqtt-helpers.ts';
 import { startRedis, type TestRedis } from '../redis-server.ts';
-import { adminRequest } from '../../bin/admin.ts';
+import {
+  clusterStatus as statusOf,
+  clusterYaml as makeClusterYaml,
+  eventually,
+  onlineClient,
+  readyz as nodeReadyz,
+  type ClusterStatusAnswer,
+} from '../cluster-helpers.ts';
 
 const HEARTBEAT_MS = 300;
 const PW = 'pw-cluster';
@@ -40,37 +45,18 @@ describe('a cluster of three nodes on Redis', function () {
   const nodes: Record<string, MqttTestNode> = {};
   const tag = Math.random().toString(36).slice(2, 8);
 
-  /**
-   * Top-level keys after startMqttNode's `mqtt:` block (its YAML is appended
-   * as given): the node's id, the shared store and the cluster.
-   */
   const clusterYaml = (id: string) =>
-    [
-      // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
-      '  heartbeatIntervalMs: 200',
-      `nodeId: ${id}`,
-      `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
-      `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${HEARTBEAT_MS}, drainGraceMs: 300 }`,
-      '',
-    ].join('\n');
+    makeClusterYaml({ id, redisUrl: redis.url, tag, heartbeatMs: HEARTBEAT_MS });
 
   const start = async (id: string) => (nodes[id] = await startMqttNode(clusterYaml(id)));
-  const login = async (node: string, username: string, resource: string): Promise<TestClient> => {
-    const c = await xmppClient({ port: nodes[node].ports.xmpp, username, password: PW, resource });
-    await c.send(presence());
-    await ping(c);
-    return c;
-  };
+  const login = (node: string, username: string, resource: string): Promise<TestClient> =>
+    onlineClient(nodes[node], username, PW, resource);
   const chat = (to: string, body: string, id?: string) =>
     xml('message', { to, type: 'chat', id }, xml('body', {}, body));
   const cli = (node: string, ...args: string[]) =>
     runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
-  const readyz = async (node: string) =>
-    (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
-  type Status = {
-    connected: boolean;
-    nodes: { id: string; sessions: number; state: string; lastBeatAgoMs: number }[];
-  };
+  const readyz = (node: string) => nodeReadyz(nodes[node]);
+  type Status = ClusterStatusAnswer;
   /** `parley cluster status --json` (the CLI, a process each time) */
   const statusByCli = async (node: string) => {
     const r = await cli(node, 'cluster', 'status');
@@ -78,24 +64,7 @@ describe('a cluster of three nodes on Redis', function () {
     return JSON.parse(r.stdout) as Status;
   };
   /** the same answer straight from the admin socket, for polling */
-  const clusterStatus = async (node: string) => {
-    const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), {
-      cmd: 'cluster.status',
-    });
-    assert.ok(r?.ok, JSON.stringify(r));
-    return r.result as Status;
-  };
-  async function eventually(check: () => Promise<void> | void, timeout = 10_000): Promise<void> {
-    const end = Date.now() + timeout;
-    for (;;) {
-      try {
-        return await check();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await sleep(100);
-      }
-    }
-  }
+  const clusterStatus = (node: string) => statusOf(nodes[node]);
 
   before(async function () {
     this.timeout(120_000);
