@@ -36,11 +36,10 @@ import {
   type MqttTestNode,
 } from '../mqtt-helpers.ts';
 import { fromOccupant, isGroupchat, join, say } from '../muc-helpers.ts';
-import { startRedis, type TestRedis } from '../redis-server.ts';
+import { CutProxy, startRedis, type TestRedis } from '../redis-server.ts';
 import {
   clusterStatus,
   clusterYaml,
-  CutProxy,
   eventually,
   onlineClient,
   readyz,
