@@ -291,6 +291,11 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
     ];
     const local = await xmppFlow(n1, n1, 'xl');
     flows.push(...cross, local);
+    // a contact on n1 of a recipient on n2: nobody went away, so no unavailable presence
+    const watcher = uniqueName('watch');
+    await addUsers(n1, { [watcher]: PW });
+    const w = await onlineClient(n1, watcher, PW, 'desk');
+    await befriend(w, cross[0].rcv!);
     await moreLive([...cross, local], 10); // crossing nodes live before the outage
     await redis.kill9();
     await eventually(async () => {
@@ -308,6 +313,18 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
     }, 30_000);
     await moreLive(cross, 10); // across nodes again, live
     const counts = await settle([...cross, local]);
+    // Redis restarted with its AOF holds every node's last beat, as old as the outage: the first
+    // node back must not take the others, which could not beat either, for dead.
+    await w.expectNone(
+      isPresence({ from: cross[0].rcv!.jid, type: 'unavailable' }),
+      0,
+      'unavailable presence for a user whose node stayed up',
+    );
+    await cross[0].rcv!.expectNone(
+      isPresence({ from: w.jid, type: 'unavailable' }),
+      0,
+      'unavailable presence for a user whose node stayed up',
+    );
     console.log(`      ${JSON.stringify(counts)}`);
     // something crossed live, and something waited offline, in each cross-node flow
     for (const c of counts.slice(0, cross.length))
