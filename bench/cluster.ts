@@ -1,27 +1,49 @@
-// Cross-node 1:1 chat on a Redis cluster: 1, 2 and 3 Parley nodes sharing one
-// redis-server (store and cluster), XMPP clients spread over the nodes so that
-// with 2 nodes every pair crosses nodes. Reports throughput (closed loop),
-// p99 at a fixed offered rate, and Redis commands per delivered message.
+// Cross-node 1:1 chat on a Redis cluster: 1, 2 and 3 Parley nodes, XMPP
+// clients spread over the nodes so that with 2 nodes every pair crosses
+// nodes. The store and the cluster each get a redis-server of their own
+// (--one-redis: one for both, as before), so that the Redis work of the store
+// and of the cluster are counted apart. Reports throughput (closed loop), p99
+// at a fixed offered rate, Redis commands per delivered message (INFO
+// commandstats deltas; login-corrected when --idle measured the logins), and
+// with --idle N: per login and per idle session (XMPP and MQTT, on node 1),
+// Redis commands and node memory (RSS delta / sessions).
 // Not a test; prints a Markdown table and one JSON line per run.
-//   node --import tsx bench/cluster.ts [--nodes 1,2,3] [--pairs 100] [--duration 5] [--warmup 1] [--rate 1000]
+//   node --import tsx bench/cluster.ts [--nodes 1,2,3] [--pairs 100] [--duration 5] [--warmup 1] [--rate 1000] [--idle 2000] [--one-redis]
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { startRedis } from '../conformance/redis-server.ts';
+import { startRedis, type TestRedis } from '../conformance/redis-server.ts';
 import { ROOT } from '../conformance/node-args.ts';
 import { num, parseFlags, str } from './lib/common.ts';
 import { GENERATOR_CORE, ParleyServer, wipe } from './servers.ts';
 
 const f = parseFlags();
-const counts = str(f, 'nodes', '1,2,3').split(',').map(Number);
+const counts_ = str(f, 'nodes', '1,2,3').split(',').map(Number);
 const pairs = num(f, 'pairs', 100);
 const duration = num(f, 'duration', 5);
 const warmup = num(f, 'warmup', 1);
 const rate = num(f, 'rate', 1000);
+const idle = num(f, 'idle', 0);
+const oneRedis = f['one-redis'] === 'true';
 const DIR = '/tmp/parley-bench-cluster';
 
 /** One run of bench/xmpp-chat.ts on the generator core; its JSON line. */
 function chat(ports: number[], extra: string[]): Promise<Record<string, any>> {
+  return generator('xmpp-chat.ts', [
+    '--ports',
+    ports.join(','),
+    '--pairs',
+    String(pairs),
+    '--warmup',
+    String(warmup),
+    '--duration',
+    String(duration),
+    ...extra,
+  ]);
+}
+
+/** One generator script (bench/<script>) on the generator core; its last JSON line. */
+function generator(script: string, extra: string[]): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
     const args = [
       '-c',
@@ -29,15 +51,7 @@ function chat(ports: number[], extra: string[]): Promise<Record<string, any>> {
       process.execPath,
       '--import',
       'tsx',
-      path.join(ROOT, 'bench/xmpp-chat.ts'),
-      '--ports',
-      ports.join(','),
-      '--pairs',
-      String(pairs),
-      '--warmup',
-      String(warmup),
-      '--duration',
-      String(duration),
+      path.join(ROOT, 'bench', script),
       ...extra,
     ];
     const p = spawn('taskset', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -53,11 +67,6 @@ function chat(ports: number[], extra: string[]): Promise<Record<string, any>> {
   });
 }
 
-async function commands(r: Redis): Promise<number> {
-  const info = await r.info('stats');
-  return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
-}
-
 /** Calls per command (INFO commandstats), to see where Redis' work goes. */
 async function commandStats(r: Redis): Promise<Map<string, number>> {
   const out = new Map<string, number>();
@@ -66,68 +75,132 @@ async function commandStats(r: Redis): Promise<Map<string, number>> {
   return out;
 }
 
+/** Both servers' command counts (store, cluster), to take deltas of. */
+type Counts = { store: Map<string, number>; cluster: Map<string, number> };
+
+async function counts(store: Redis, cluster: Redis): Promise<Counts> {
+  return { store: await commandStats(store), cluster: await commandStats(cluster) };
+}
+
+/** Calls per unit since `before`, per command (≥ 0.01), and their sum. */
+function perUnit(before: Map<string, number>, after: Map<string, number>, units: number) {
+  const by: Record<string, number> = {};
+  let total = 0;
+  for (const [k, v] of after) {
+    const d = (v - (before.get(k) ?? 0)) / Math.max(1, units);
+    total += d;
+    if (d >= 0.01) by[k] = Math.round(d * 100) / 100;
+  }
+  // with one server for both, the probe's own INFO calls are the same on both sides; leave them out
+  delete by.info;
+  return { total: Math.round(total * 100) / 100, by };
+}
+
 async function main(): Promise<void> {
   wipe(DIR);
-  const redis = await startRedis({ appendfsync: 'everysec' });
-  const probe = new Redis(redis.url);
+  const storeRedis = await startRedis({ appendfsync: 'everysec' });
+  const clusterRedis: TestRedis = oneRedis
+    ? storeRedis
+    : await startRedis({ appendfsync: 'everysec' });
+  const probeStore = new Redis(storeRedis.url);
+  const probeCluster = new Redis(clusterRedis.url);
+  const snap = () => counts(probeStore, probeCluster);
   const rows: string[] = [];
+  const idleRows: string[] = [];
   try {
-    for (const k of counts) {
+    for (const k of counts_) {
       const tag = `k${k}x${Date.now().toString(36)}`;
       const servers: ParleyServer[] = [];
       for (let i = 1; i <= k; i++) {
         // ParleyServer reads PARLEY_BENCH_CONFIG when it is made.
         process.env.PARLEY_BENCH_CONFIG = [
           `nodeId: n${i}`,
-          'mqtt: { tcp: null, tls: null }',
-          `storage: { backend: redis, url: "${redis.url}", prefix: "${tag}:" }`,
-          `cluster: { redis: "${redis.url}", prefix: ${tag} }`,
+          ...(i === 1 && idle > 0 ? [] : ['mqtt: { tcp: null, tls: null }']),
+          `storage: { backend: redis, url: "${storeRedis.url}", prefix: "${tag}:" }`,
+          `cluster: { redis: "${clusterRedis.url}", prefix: ${tag} }`,
         ].join('\n');
-        servers.push(new ParleyServer(path.join(DIR, `${tag}-n${i}`), ROOT, false));
+        servers.push(new ParleyServer(path.join(DIR, `${tag}-n${i}`), ROOT, i === 1 && idle > 0));
       }
       delete process.env.PARLEY_BENCH_CONFIG;
       for (const s of servers) await s.start(); // every node on the server core (taskset -c 0)
-      await servers[0].seed(pairs * 2);
+      await servers[0].seed(Math.max(pairs * 2, idle > 0 ? 1000 : 0));
       const ports = servers.map((s) => s.ports.xmpp!);
-      const c0 = await commands(probe);
-      const s0 = await commandStats(probe);
+      // Logins first (node 1 alone): Redis commands per login and memory per idle session.
+      let login: Record<string, any> | undefined;
+      if (idle > 0) {
+        const n1 = servers[0];
+        const x0 = await snap();
+        const xi = await generator('xmpp-idle.ts', [
+          ...['--port', String(n1.ports.xmpp), '--pid', String(n1.pid)],
+          ...['--sessions', String(idle), '--users', '1000', '--settle', '3'],
+        ]);
+        const x1 = await snap();
+        const mi = await generator('mqtt-load.ts', [
+          ...['--port', String(n1.ports.mqtt), '--auth', '--workload', 'idle'],
+          ...['--connections', String(idle), '--pid', String(n1.pid), '--settle', '3'],
+        ]);
+        const x2 = await snap();
+        login = {
+          xmppBytesPerIdleSession: xi.bytesPerSession,
+          mqttBytesPerIdleConnection: mi.bytesPerConnection,
+          // a login here: connect, SASL, bind, initial presence, then idle; its logout included (the generator closes)
+          xmppLoginStore: perUnit(x0.store, x1.store, xi.sessions),
+          xmppLoginCluster: perUnit(x0.cluster, x1.cluster, xi.sessions),
+          mqttConnectStore: perUnit(x1.store, x2.store, mi.connections),
+          mqttConnectCluster: perUnit(x1.cluster, x2.cluster, mi.connections),
+        };
+        idleRows.push(
+          `| ${k} | ${xi.bytesPerSession} | ${mi.bytesPerConnection} | ${login.xmppLoginStore.total} + ${login.xmppLoginCluster.total} | ${login.mqttConnectStore.total} + ${login.mqttConnectCluster.total} |`,
+        );
+      }
+      const c0 = await snap();
       const sat = await chat(ports, ['--mode', 'window', '--window', '4']);
-      const c1 = await commands(probe);
-      const s1 = await commandStats(probe);
-      const per = [...s1]
-        .map(
-          ([k, v]) =>
-            [
-              k,
-              Math.round(((v - (s0.get(k) ?? 0)) / Math.max(1, sat.received)) * 100) / 100,
-            ] as const,
-        )
-        .filter(([, v]) => v >= 0.05)
-        .sort((x, y) => y[1] - x[1]);
+      const c1 = await snap();
       const fixed = await chat(ports, ['--mode', 'rate', '--rate', String(rate)]);
-      const perMsg = (c1 - c0) / Math.max(1, sat.received ?? 1);
+      const received = Math.max(1, sat.received ?? 1);
+      const store = perUnit(c0.store, c1.store, received);
+      const cluster = perUnit(c0.cluster, c1.cluster, received);
+      // The chat run logs 2 × pairs clients in (and out) before its warm-up: take their share off.
+      const logins = 2 * pairs;
+      const corrected = login && {
+        store:
+          Math.round((store.total - (login.xmppLoginStore.total * logins) / received) * 100) / 100,
+        cluster:
+          Math.round((cluster.total - (login.xmppLoginCluster.total * logins) / received) * 100) /
+          100,
+      };
       const line = {
         nodes: k,
         pairs,
+        oneRedis,
         msgsPerSec: sat.msgsPerSec,
         p99AtRate: fixed.latencyMs?.p99,
         rate,
-        redisCommandsPerMsg: Math.round(perMsg * 100) / 100,
-        perCommand: Object.fromEntries(per),
+        deliveredAtRate: fixed.msgsPerSec,
+        storeCommandsPerMsg: store,
+        clusterCommandsPerMsg: cluster,
+        loginCorrectedPerMsg: corrected,
+        ...login,
       };
       console.log(JSON.stringify(line));
       rows.push(
-        `| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} | ${line.redisCommandsPerMsg} |`,
+        `| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} (${fixed.msgsPerSec} delivered) | ${store.total} | ${cluster.total} | ${corrected ? `${corrected.store} + ${corrected.cluster}` : '—'} |`,
       );
       for (const s of servers) await s.stop();
     }
   } finally {
-    probe.disconnect();
-    await redis.dispose();
+    probeStore.disconnect();
+    probeCluster.disconnect();
+    await storeRedis.dispose();
+    if (!oneRedis) await clusterRedis.dispose();
   }
   console.log(
-    `\n| nodes | msgs/s (closed loop, window 4, ${pairs} pairs) | p99 ms at ${rate} msgs/s | Redis commands per message (warmup included) |\n|---|---|---|---|\n${rows.join('\n')}`,
+    `\n| nodes | msgs/s (closed loop, window 4, ${pairs} pairs) | p99 ms at ${rate} msgs/s | store Redis commands per message | cluster Redis commands per message | login-corrected (store + cluster) |\n|---|---|---|---|---|---|\n${rows.join('\n')}`,
   );
+  if (idleRows.length)
+    console.log(
+      `\n| nodes | B per idle XMPP session (node 1, ${idle}) | B per idle MQTT connection | Redis commands per XMPP login (store + cluster) | per MQTT connect |\n|---|---|---|---|---|\n${idleRows.join('\n')}`,
+    );
 }
 
 main().then(
