@@ -75,6 +75,17 @@ async function commandStats(r: Redis): Promise<Map<string, number>> {
   return out;
 }
 
+/** Storage calls by operation, summed over the nodes (their /metrics: parley_store_operation_seconds_count). */
+async function storeCalls(servers: ParleyServer[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const s of servers) {
+    const text = await (await fetch(`http://127.0.0.1:${s.ports.http}/metrics`)).text();
+    for (const m of text.matchAll(/^parley_store_operation_seconds_count\{op="([^"]+)"\} (\d+)/gm))
+      out.set(m[1], (out.get(m[1]) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
 /** Both servers' command counts (store, cluster), to take deltas of. */
 type Counts = { store: Map<string, number>; cluster: Map<string, number> };
 
@@ -154,10 +165,14 @@ async function main(): Promise<void> {
         );
       }
       const c0 = await snap();
+      const o0 = await storeCalls(servers);
       const sat = await chat(ports, ['--mode', 'window', '--window', '4']);
       const c1 = await snap();
+      const o1 = await storeCalls(servers);
       const fixed = await chat(ports, ['--mode', 'rate', '--rate', String(rate)]);
       const received = Math.max(1, sat.received ?? 1);
+      // Calls on the storage interface per message (what a MongoDB store turns into its own operations).
+      const storeApi = perUnit(o0, o1, received);
       const store = perUnit(c0.store, c1.store, received);
       const cluster = perUnit(c0.cluster, c1.cluster, received);
       // The chat run logs 2 × pairs clients in (and out) before its warm-up: take their share off.
@@ -178,6 +193,7 @@ async function main(): Promise<void> {
         rate,
         deliveredAtRate: fixed.msgsPerSec,
         storeCommandsPerMsg: store,
+        storeCallsPerMsg: storeApi,
         clusterCommandsPerMsg: cluster,
         loginCorrectedPerMsg: corrected,
         ...login,
