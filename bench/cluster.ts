@@ -116,6 +116,20 @@ async function main(): Promise<void> {
   const probeStore = new Redis(storeRedis.url);
   const probeCluster = new Redis(clusterRedis.url);
   const snap = () => counts(probeStore, probeCluster);
+  /** Wait (at most 60 s) until both servers see fewer than 30 commands a second: the sessions a generator left are gone. */
+  const quiet = async () => {
+    const total = async () => {
+      let n = 0;
+      for (const m of Object.values(await snap())) for (const v of m.values()) n += v;
+      return n;
+    };
+    for (let i = 0, last = await total(); i < 60; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = await total();
+      if (now - last < 30) return;
+      last = now;
+    }
+  };
   const rows: string[] = [];
   const idleRows: string[] = [];
   try {
@@ -145,16 +159,18 @@ async function main(): Promise<void> {
           ...['--port', String(n1.ports.xmpp), '--pid', String(n1.pid)],
           ...['--sessions', String(idle), '--users', '1000', '--settle', '3'],
         ]);
+        await quiet(); // their logouts are part of the cost
         const x1 = await snap();
         const mi = await generator('mqtt-load.ts', [
           ...['--port', String(n1.ports.mqtt), '--auth', '--workload', 'idle'],
           ...['--connections', String(idle), '--pid', String(n1.pid), '--settle', '3'],
         ]);
+        await quiet();
         const x2 = await snap();
         login = {
           xmppBytesPerIdleSession: xi.bytesPerSession,
           mqttBytesPerIdleConnection: mi.bytesPerConnection,
-          // a login here: connect, SASL, bind, initial presence, then idle; its logout included (the generator closes)
+          // a login here: connect, SASL, bind, initial presence, idle, and the logout when the generator closes
           xmppLoginStore: perUnit(x0.store, x1.store, xi.sessions),
           xmppLoginCluster: perUnit(x0.cluster, x1.cluster, xi.sessions),
           mqttConnectStore: perUnit(x1.store, x2.store, mi.connections),
@@ -164,6 +180,7 @@ async function main(): Promise<void> {
           `| ${k} | ${xi.bytesPerSession} | ${mi.bytesPerConnection} | ${login.xmppLoginStore.total} + ${login.xmppLoginCluster.total} | ${login.mqttConnectStore.total} + ${login.mqttConnectCluster.total} |`,
         );
       }
+      await quiet();
       const c0 = await snap();
       const o0 = await storeCalls(servers);
       const sat = await chat(ports, ['--mode', 'window', '--window', '4']);
