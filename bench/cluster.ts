@@ -9,7 +9,7 @@
 // with --idle N: per login and per idle session (XMPP and MQTT, on node 1),
 // Redis commands and node memory (RSS delta / sessions).
 // Not a test; prints a Markdown table and one JSON line per run.
-//   node --import tsx bench/cluster.ts [--nodes 1,2,3] [--pairs 100] [--duration 5] [--warmup 1] [--rate 1000] [--idle 2000] [--one-redis]
+//   node --import tsx bench/cluster.ts [--nodes 1,2,3] [--pairs 100] [--duration 5] [--warmup 1] [--rate 1000] [--idle 2000] [--settle 15] [--one-redis]
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -26,6 +26,8 @@ const warmup = num(f, 'warmup', 1);
 const rate = num(f, 'rate', 1000);
 const idle = num(f, 'idle', 0);
 const oneRedis = f['one-redis'] === 'true';
+// seconds the idle generators wait before and after (memory.reclaimWhenIdle gives a burst's garbage back after ≥ 10 s)
+const settle = num(f, 'settle', 15);
 const DIR = '/tmp/parley-bench-cluster';
 
 /** One run of bench/xmpp-chat.ts on the generator core; its JSON line. */
@@ -179,14 +181,14 @@ async function main(): Promise<void> {
         const y0 = await storeCalls(servers);
         const xi = await generator('xmpp-idle.ts', [
           ...['--port', String(n1.ports.xmpp), '--pid', String(n1.pid)],
-          ...['--sessions', String(idle), '--users', '1000', '--settle', '3'],
+          ...['--sessions', String(idle), '--users', '1000', '--settle', String(settle)],
         ]);
         await quiet(); // their logouts are part of the cost
         const x1 = await snap();
         const y1 = await storeCalls(servers);
         const mi = await generator('mqtt-load.ts', [
           ...['--port', String(n1.ports.mqtt), '--auth', '--workload', 'idle'],
-          ...['--connections', String(idle), '--pid', String(n1.pid), '--settle', '3'],
+          ...['--connections', String(idle), '--pid', String(n1.pid), '--settle', String(settle)],
         ]);
         await quiet();
         const x2 = await snap();
