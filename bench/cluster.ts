@@ -89,11 +89,26 @@ async function storeCalls(servers: ParleyServer[]): Promise<Map<string, number>>
   return out;
 }
 
-/** Both servers' command counts (store, cluster), to take deltas of. */
+/** CPU time redis-server has used (INFO cpu: user + system, every thread), in µs. */
+async function cpuUs(r: Redis): Promise<number> {
+  const info = await r.info('cpu');
+  const get = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return Math.round((get('used_cpu_user') + get('used_cpu_sys')) * 1e6);
+}
+
+/**
+ * Both servers' command counts (store, cluster), to take deltas of; the
+ * servers' CPU time rides along as the pseudo-command `cpu_us`, counted out
+ * of the totals.
+ */
 type Counts = { store: Map<string, number>; cluster: Map<string, number> };
 
 async function counts(store: Redis, cluster: Redis): Promise<Counts> {
-  return { store: await commandStats(store), cluster: await commandStats(cluster) };
+  const out = { store: await commandStats(store), cluster: await commandStats(cluster) };
+  out.store.set('cpu_us', await cpuUs(store));
+  // with one server for both, its CPU is reported once, on the store's side
+  if (cluster !== store) out.cluster.set('cpu_us', await cpuUs(cluster));
+  return out;
 }
 
 /** Per-command deltas since `before`, divided by `units`. */
@@ -118,13 +133,18 @@ function perUnit(
 ) {
   const by: Record<string, number> = {};
   let total = 0;
+  let cpuUsPer: number | undefined;
   for (const [k, r] of rates(before, after, 1)) {
     const d =
       Math.max(0, r - (minus ? (minus.per.get(k) ?? 0) * minus.times : 0)) / Math.max(1, units);
+    if (k === 'cpu_us') {
+      cpuUsPer = Math.round(d * 10) / 10;
+      continue;
+    }
     total += d;
     if (d >= 0.01) by[k] = Math.round(d * 100) / 100;
   }
-  return { total: Math.round(total * 100) / 100, by };
+  return { total: Math.round(total * 100) / 100, cpuUsPer, by };
 }
 
 async function main(): Promise<void> {
@@ -140,7 +160,8 @@ async function main(): Promise<void> {
   const quiet = async () => {
     const total = async () => {
       let n = 0;
-      for (const m of Object.values(await snap())) for (const v of m.values()) n += v;
+      for (const m of Object.values(await snap()))
+        for (const [k, v] of m) if (k !== 'cpu_us') n += v;
       return n;
     };
     for (let i = 0, last = await total(); i < 60; i++) {
@@ -249,7 +270,7 @@ async function main(): Promise<void> {
       };
       console.log(JSON.stringify(line));
       rows.push(
-        `| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} (${fixed.msgsPerSec} delivered) | ${store.total} | ${cluster.total} | ${storeApi.total} |`,
+        `| ${k} | ${sat.msgsPerSec} | ${fixed.latencyMs?.p99} (${fixed.msgsPerSec} delivered) | ${store.total} (${store.cpuUsPer} µs) | ${cluster.total} (${cluster.cpuUsPer ?? '—'} µs) | ${storeApi.total} |`,
       );
       for (const s of servers) await s.stop();
     }
@@ -260,7 +281,7 @@ async function main(): Promise<void> {
     if (!oneRedis) await clusterRedis.dispose();
   }
   console.log(
-    `\n| nodes | msgs/s (closed loop, window 4, ${pairs} pairs) | p99 ms at ${rate} msgs/s | store Redis commands per message | cluster Redis commands per message | storage calls per message |\n|---|---|---|---|---|---|\n${rows.join('\n')}`,
+    `\n| nodes | msgs/s (closed loop, window 4, ${pairs} pairs) | p99 ms at ${rate} msgs/s | store Redis commands per message (its CPU) | cluster Redis commands per message (its CPU) | storage calls per message |\n|---|---|---|---|---|---|\n${rows.join('\n')}`,
   );
   if (idleRows.length)
     console.log(
