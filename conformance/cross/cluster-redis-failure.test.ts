@@ -299,7 +299,7 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
     });
   }
 
-  it('Redis killed (SIGKILL) and restarted mid-traffic: local traffic goes on, /readyz is 503 meanwhile, nothing acknowledged is lost', async () => {
+  it('Redis killed (SIGKILL) and restarted mid-traffic: local traffic goes on, /readyz is 503 meanwhile, nothing acknowledged is lost, no live node is declared dead', async () => {
     const { n1, n2 } = nodes;
     const cross = [
       ...(await Promise.all(['xa', 'xb', 'xc'].map((l) => xmppFlow(n1, n2, l)))),
