@@ -15,6 +15,8 @@ export interface Ports {
   mqtt?: number;
   /** HTTPS with an XEP-0363 upload service at upload.localhost */
   https?: number;
+  /** plain HTTP (Parley: /metrics) */
+  http?: number;
 }
 
 export interface Server {
@@ -136,7 +138,8 @@ export class ParleyServer implements Server {
       args.push('--mqtt-port', String(this.ports.mqtt), '--mqtts-port', String(await freePort()));
     // --host alone would put HTTP and HTTPS on 5280 and 5443: a second server, or anything else there, would collide
     this.ports.https = await freePort();
-    args.push('--http-port', String(await freePort()), '--https-port', String(this.ports.https));
+    this.ports.http = await freePort();
+    args.push('--http-port', String(this.ports.http), '--https-port', String(this.ports.https));
     args.push(
       '--admin-socket',
       path.join(this.dir, 'admin.sock'),

@@ -59,6 +59,9 @@ export function joinCluster(broker: Broker): void {
   bus.onMessage((msg) => {
     if (msg.type === 'sessions-gone') {
       const p = msg.payload as SessionsGone;
+      // About this node (declared dead while cut off, and it hears it once the link heals): the
+      // sessions it still holds are alive, and those that ended left their rooms when they did.
+      if (p.node === bus.nodeId) return;
       broker.hooks.emit('node:down', p.node, p.sessions);
     } else if (msg.type === 'roster-push') {
       const p = msg.payload as RemoteRosterPush;

@@ -4,7 +4,15 @@
 // conformance/cross/cluster*.test.ts files.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { ping, presence, runCli, sleep, xmppClient, type TestClient } from './helpers.ts';
+import {
+  ping,
+  presence,
+  runCli,
+  sleep,
+  xmppClient,
+  type TestClient,
+  type TestNode,
+} from './helpers.ts';
 import { startMqttNode, type MqttTestNode } from './mqtt-helpers.ts';
 import { startRedis, type TestRedis, type TestRedisOptions } from './redis-server.ts';
 import { adminRequest } from '../bin/admin.ts';
@@ -62,6 +70,54 @@ export async function eventually(
   }
 }
 
+/**
+ * Top-level keys to append after startMqttNode's `mqtt:` block (its YAML is
+ * appended as given), for a suite that starts its nodes itself: the node's id,
+ * the shared store and the cluster. The store defaults to the cluster's Redis;
+ * `storeUrl` puts it on another one (so the cluster's Redis can fail alone).
+ */
+export function clusterYaml(o: {
+  id: string;
+  redisUrl: string;
+  tag: string;
+  heartbeatMs: number;
+  storeUrl?: string;
+}): string {
+  return [
+    // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
+    '  heartbeatIntervalMs: 200',
+    `nodeId: ${o.id}`,
+    `storage: { backend: redis, url: "${o.storeUrl ?? o.redisUrl}", prefix: "s${o.tag}:" }`,
+    `cluster: { redis: "${o.redisUrl}", prefix: c${o.tag}, heartbeatMs: ${o.heartbeatMs}, drainGraceMs: 300 }`,
+    '',
+  ].join('\n');
+}
+
+/** An XMPP session on `node`, available (initial presence sent and handled). */
+export async function onlineClient(
+  node: TestNode,
+  username: string,
+  password: string,
+  resource: string,
+): Promise<TestClient> {
+  const c = await xmppClient({ port: node.ports.xmpp, username, password, resource });
+  await c.send(presence());
+  await ping(c);
+  return c;
+}
+
+/** The HTTP status of the node's `/readyz`. */
+export async function readyz(node: TestNode): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${node.ports.http}/readyz`)).status;
+}
+
+/** `cluster.status` straight from the admin socket (what `parley cluster status --json` prints), for polling. */
+export async function clusterStatus(node: TestNode): Promise<ClusterStatusAnswer> {
+  const r = await adminRequest(path.join(node.dataDir, 'admin.sock'), { cmd: 'cluster.status' });
+  assert.ok(r?.ok, JSON.stringify(r));
+  return r.result as ClusterStatusAnswer;
+}
+
 /** A Redis and the nodes `ids`, started in parallel. */
 export async function startCluster(ids: string[], opts: ClusterOptions = {}): Promise<TestCluster> {
   const redis = await startRedis(opts.redis);
@@ -84,22 +140,11 @@ export async function startCluster(ids: string[], opts: ClusterOptions = {}): Pr
     tag,
     heartbeatMs,
     start: async (id) => (nodes[id] = await startMqttNode(yaml(id))),
-    async login(node, username, password, resource) {
-      const c = await xmppClient({ port: nodes[node].ports.xmpp, username, password, resource });
-      await c.send(presence());
-      await ping(c);
-      return c;
-    },
+    login: (node, username, password, resource) =>
+      onlineClient(nodes[node], username, password, resource),
     cli: (node, ...args) => runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]),
-    readyz: async (node) =>
-      (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status,
-    async status(node) {
-      const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), {
-        cmd: 'cluster.status',
-      });
-      assert.ok(r?.ok, JSON.stringify(r));
-      return r.result as ClusterStatusAnswer;
-    },
+    readyz: (node) => readyz(nodes[node]),
+    status: (node) => clusterStatus(nodes[node]),
     async converged() {
       const n = Object.keys(nodes).length;
       for (const node of Object.values(nodes))

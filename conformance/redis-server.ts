@@ -1,6 +1,7 @@
 // A real redis-server for tests (the Debian package, /usr/bin/redis-server):
 // started on a free loopback port with a temporary directory, AOF on, no
-// config file, and stopped (with its directory removed) by the test. Shared by
+// config file, and stopped (with its directory removed) by the test; and a
+// TCP proxy in front of it that cuts the link (reset or blackhole). Shared by
 // the storage contract suite, the conformance tests of a node on the Redis
 // store and the cluster tests.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -191,5 +192,82 @@ export async function redisKeys(url: string, pattern: string): Promise<string[]>
     return found;
   } finally {
     await client.quit();
+  }
+}
+
+/**
+ * A TCP proxy on a free loopback port in front of `target`, standing for the
+ * network between one node and Redis. `cut('reset')` resets every
+ * connection and each new one at once (a peer that answers with RST);
+ * `cut('blackhole')` forwards nothing either way and holds new connections,
+ * as a silent partition does: TCP keeps the bytes and delivers them, late,
+ * when the link heals (`heal()`), and no side sees an error meanwhile.
+ */
+export class CutProxy {
+  private server!: net.Server;
+  private mode: 'open' | 'reset' | 'blackhole' = 'open';
+  private readonly pairs = new Set<{ flush(): void; reset(): void }>();
+  port = 0;
+
+  constructor(private readonly target: { port: number }) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.server = net.createServer((client) => this.accept(client));
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  cut(how: 'reset' | 'blackhole'): void {
+    this.mode = how;
+    if (how === 'reset') for (const p of [...this.pairs]) p.reset();
+  }
+
+  heal(): void {
+    this.mode = 'open';
+    for (const p of [...this.pairs]) p.flush();
+  }
+
+  async stop(): Promise<void> {
+    for (const p of [...this.pairs]) p.reset();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.mode === 'reset') return void client.resetAndDestroy();
+    let upstream: net.Socket | undefined;
+    const held: { toUp: Buffer[]; toClient: Buffer[] } = { toUp: [], toClient: [] };
+    const pair = {
+      flush: () => {
+        if (!upstream) connect();
+        for (const b of held.toUp.splice(0)) upstream!.write(b);
+        for (const b of held.toClient.splice(0)) client.write(b);
+      },
+      reset: () => {
+        this.pairs.delete(pair);
+        client.resetAndDestroy();
+        upstream?.resetAndDestroy();
+      },
+    };
+    const connect = () => {
+      const up = (upstream = net.connect(this.target.port, '127.0.0.1'));
+      up.on('data', (d) => (this.mode === 'open' ? client.write(d) : held.toClient.push(d)));
+      up.on('error', () => {});
+      up.on('close', () => {
+        this.pairs.delete(pair);
+        client.destroy();
+      });
+    };
+    this.pairs.add(pair);
+    client.on('data', (d) => (this.mode === 'open' ? upstream!.write(d) : held.toUp.push(d)));
+    client.on('error', () => {});
+    client.on('close', () => {
+      this.pairs.delete(pair);
+      upstream?.destroy();
+    });
+    if (this.mode === 'open') connect();
   }
 }

@@ -6,7 +6,7 @@ import type {
   ClusterLogger,
   ClusterStatus,
 } from '../types.ts';
-import { Membership } from './membership.ts';
+import { Membership, RECONNECT_MAX_MS } from './membership.ts';
 import { decodeFrame, encodeFrame, WIRE_VERSION } from './wire.ts';
 
 export interface RedisBusOptions {
@@ -103,7 +103,8 @@ export class RedisBus implements ClusterBus {
       lazyConnect: true,
       // Reconnect for ever, backing off to 2 s (with jitter, so nodes do not reconnect in step).
       retryStrategy: (times) =>
-        Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
+        Math.min(50 * 2 ** Math.min(times, 6), RECONNECT_MAX_MS - 100) +
+        Math.floor(Math.random() * 100),
       // A partition without a reset: fail the command rather than wait for TCP.
       commandTimeout: Math.max(2000, this.heartbeatMs),
       keepAlive: 10_000,
@@ -316,6 +317,7 @@ export class RedisBus implements ClusterBus {
     if (this.lostSinceReady && this.started) {
       this.lostSinceReady = false;
       this.log.info({ redis: redact(this.url) }, 'cluster: Redis connection back');
+      this.membership.cameBack();
       this.membership.beatSoon();
       this.resynced();
     }

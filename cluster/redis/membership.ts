@@ -42,6 +42,9 @@ end
 return 0
 `;
 
+/** The longest wait between two reconnection attempts of a node's Redis connections (2 s, and up to 100 ms of jitter). */
+export const RECONNECT_MAX_MS = 2100;
+
 interface NodeInfo {
   wire: number;
   version: string;
@@ -57,6 +60,8 @@ export class Membership {
   private liveNodes: string[] = [];
   /** local time of the last heartbeat Redis accepted */
   private lastBeatOk = 0;
+  /** local time before which this node reaps nobody (it has just come back: see cameBack) */
+  private reapAfter = 0;
   private joined = false;
   private readonly startedAt = Date.now();
   state: 'up' | 'draining' = 'up';
@@ -142,6 +147,19 @@ export class Membership {
       .catch(() => {});
   }
 
+  /**
+   * This node could not beat for a while (Redis was away, or this node was
+   * cut off or frozen). The other nodes' beats in Redis may be as old as its
+   * own, for the same reason (a Redis restarted from its AOF holds every
+   * node's last beat from before the outage), and they need up to one
+   * reconnection delay and one heartbeat to beat again: reap nobody until
+   * then, or the first node back would declare every other one dead.
+   */
+  cameBack(): void {
+    const grace = Math.max(this.deadMs, RECONNECT_MAX_MS + 2 * this.bus.heartbeatMs);
+    this.reapAfter = Math.max(this.reapAfter, Date.now() + grace);
+  }
+
   /** Beat now unless a beat is in flight (also after a reconnect). */
   beatSoon(): void {
     if (!this.beating) this.beating = this.beat().finally(() => (this.beating = undefined));
@@ -182,6 +200,8 @@ export class Membership {
       return;
     }
     const [, added, dead, live] = res;
+    // No beat went through for longer than the limit, without a reconnection (a silent cut, a freeze).
+    if (this.lastBeatOk !== 0 && Date.now() - this.lastBeatOk > this.deadMs) this.cameBack();
     this.lastBeatOk = Date.now();
     if (added === 1 && this.joined) {
       // Reaped while cut off: this node's sessions were purged and contacts told it went away.
@@ -190,6 +210,7 @@ export class Membership {
     this.liveNodes = live;
     this.bus.nodesSeen(live.length);
     if (this.joined) void this.checkWire(live);
+    if (Date.now() < this.reapAfter) return;
     for (let i = 0; i < dead.length; i += 2) {
       const node = dead[i];
       if (node !== this.bus.nodeId && !this.reaping.has(node)) void this.reap(node, dead[i + 1]);

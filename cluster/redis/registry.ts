@@ -74,6 +74,8 @@ export class RedisRegistry implements SessionRegistry {
   >();
   /** a write failed (Redis away): write every own session again when it is back */
   private dirty = false;
+  /** the next try of a failed write (retryLater) */
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(bus: RedisBus, opts: RedisRegistryOptions = {}) {
     this.bus = bus;
@@ -253,17 +255,28 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   private writeFailed(err: unknown): void {
-    if (!this.dirty) {
+    if (!this.dirty)
       this.bus.log.warn(
         { err: (err as Error)?.message },
         'cluster: registry write failed; this node writes its sessions again when Redis is back',
       );
-      // Redis still up (a timeout): try again after a beat; after an outage the reconnect does it.
-      setTimeout(() => {
-        if (this.dirty && this.bus.connected) void this.resync();
-      }, this.bus.heartbeatMs).unref();
-    }
     this.dirty = true;
+    this.retryLater();
+  }
+
+  /**
+   * Redis still looks up (a command timed out: a silent partition, shorter
+   * than the heartbeat limit, that no reconnect will follow): write the
+   * sessions again after a beat, and again after each failure, until it
+   * takes. After an outage the reconnect does it.
+   */
+  private retryLater(): void {
+    if (this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      if (this.dirty && this.bus.connected) void this.resync();
+    }, this.bus.heartbeatMs);
+    this.retry.unref();
   }
 
   /**
@@ -300,9 +313,10 @@ export class RedisRegistry implements SessionRegistry {
       );
     } catch (err) {
       this.dirty = true;
+      this.retryLater();
       this.bus.log.warn(
         { err: (err as Error)?.message },
-        'cluster: registry resync failed; retrying at the next reconnect',
+        'cluster: registry resync failed; retrying after a heartbeat, or at the next reconnect',
       );
     }
   }

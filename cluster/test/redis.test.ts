@@ -14,7 +14,7 @@ import {
 } from '../redis/index.ts';
 import type { RedisRegistry } from '../redis/registry.ts';
 import type { BusMessage, ClusterLogger, SessionEntry } from '../types.ts';
-import { startRedis, type TestRedis } from '../../conformance/redis-server.ts';
+import { CutProxy, startRedis, type TestRedis } from '../../conformance/redis-server.ts';
 import { clusterContract } from './contract.ts';
 
 const HEARTBEAT = 150;
@@ -266,6 +266,36 @@ describe('cluster/redis', function () {
         ]),
       10_000,
     );
+  });
+
+  it('a silent cut shorter than the heartbeat limit: a registry write that timed out is written again, and told to the other nodes, once the link heals', async () => {
+    const proxy = new CutProxy(redis);
+    await proxy.start();
+    const prefix = `t${Math.random().toString(36).slice(2, 8)}`;
+    // missedBeats high: the cut (5 s) outlasts the command timeout (2 s) but not the heartbeat limit
+    const mk = (id: string, url: string) =>
+      redisCluster({ url, nodeId: id, heartbeatMs: HEARTBEAT, missedBeats: 60, prefix });
+    const [a, b] = [mk('a', proxy.url), mk('b', redis.url)];
+    try {
+      for (const c of [a, b]) await c.bus.start();
+      assert.deepEqual(await b.registry.lookup('cut@x'), []); // cached on b: empty
+      proxy.cut('blackhole');
+      await a.registry.put(entry('cut@x', 'r', 'a')); // times out; no reconnect will follow
+      // long enough for the first retry, a heartbeat later, to time out as well
+      await new Promise((r) => setTimeout(r, 3000));
+      proxy.heal();
+      await eventually(
+        () =>
+          assert.deepEqual(
+            b.registry.lookupNow('cut@x')?.map((e) => e.resource),
+            ['r'],
+          ),
+        10_000,
+      );
+    } finally {
+      for (const c of [a, b]) await c.bus.stop().catch(() => {});
+      await proxy.stop();
+    }
   });
 
   it('status lists the nodes with their sessions and Redis health', async () => {
