@@ -30,6 +30,8 @@ export interface Server {
   stop(): Promise<void>;
   /** accounts u1…uN with password pw, created the server's own way */
   seed(n: number): Promise<void>;
+  /** how bench/lib/mem-probe.ts forces a full collection in it and reads its heap (XMPP servers) */
+  readonly memProbe?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -91,6 +93,12 @@ export class ParleyServer implements Server {
   readonly mqttAuth = true;
   ports: Ports = {};
   pid = 0;
+  /** start with Node's inspector on 127.0.0.1 (a free port), for bench/lib/mem-probe.ts; the runner sets it for the MUC memory workloads */
+  inspect = false;
+  private inspectPort = 0;
+  get memProbe(): string | undefined {
+    return this.inspectPort ? `parley:${this.inspectPort}` : undefined;
+  }
   private child?: ChildProcess;
   constructor(
     private readonly dir: string,
@@ -114,8 +122,10 @@ export class ParleyServer implements Server {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
     // The launcher picks the Node flags (one core here: --single-threaded-gc) and execs node: same pid.
     const args = ['-c', SERVER_CORE, path.join(this.repo, 'bin/parley')];
+    this.inspectPort = this.inspect ? await freePort() : 0;
     const extra = [
       ...(this.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', this.cpuProfDir] : []),
+      ...(this.inspectPort ? [`--inspect=127.0.0.1:${this.inspectPort}`] : []),
       ...(this.dev.nodeArgs ?? []),
     ];
     args.push(
@@ -206,6 +216,9 @@ export class ProsodyServer implements Server {
   }
   get caFile(): string {
     return this.cert.cert; // self-signed
+  }
+  get memProbe(): string {
+    return `prosody:${this.cfg}`;
   }
   async start(): Promise<void> {
     mkdirSync(path.join(this.dir, 'data'), { recursive: true });
@@ -298,6 +311,9 @@ export class EjabberdServer implements Server {
   ) {
     this.name = mam ? 'ejabberd' : 'ejabberd-nomam';
     this.node = mam ? `ejbench${suffix}@localhost` : `ejbenchnomam${suffix}@localhost`;
+  }
+  get memProbe(): string {
+    return `ejabberd:${this.node}`;
   }
   /**
    * ejabberdctl run directly as the ejabberd user. Run as root it switches
