@@ -696,7 +696,21 @@ async function main(): Promise<void> {
       for (let rep = 1; rep <= reps; rep++) {
         for (const s of serversFor(w)) {
           if (s instanceof ParleyServer) s.inspect = !!w.memProbe;
-          await startSeeded(s, false);
+          try {
+            await startSeeded(s, false);
+          } catch (e) {
+            // one server that would not start (e.g. its data directory still locked) loses this run, not the others'
+            log(`  ${s.name} did not start: ${(e as Error).message}`);
+            runs.push({
+              workload: w.id,
+              server: s.name,
+              rep,
+              idleBefore: NaN,
+              result: { ok: false, error: `start: ${(e as Error).message}` },
+            });
+            await stopAll();
+            continue;
+          }
           const idle = await waitQuiet();
           log(`${w.id} ${s.name} #${rep} (idle ${idle})`);
           const r = await runGenerator(w.script, w.args(s), (w.limitSec ?? 600) * 1000);

@@ -70,8 +70,12 @@ function sh(cmd: string, args: string[], input?: string): string {
 
 async function waitExit(child: ChildProcess | undefined, ms: number): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  await Promise.race([new Promise((r) => child.once('exit', r)), sleep(ms)]);
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  const exited = new Promise((r) => child.once('exit', r));
+  await Promise.race([exited, sleep(ms)]);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGKILL');
+  // the next start of the same data directory needs its lock (LevelDB) released: wait for the exit
+  await Promise.race([exited, sleep(10_000)]);
 }
 
 function users(n: number): string[] {
@@ -169,7 +173,8 @@ export class ParleyServer implements Server {
   }
   async stop(): Promise<void> {
     this.child?.kill('SIGTERM');
-    await waitExit(this.child, 10_000);
+    // closing 10,000 sessions takes longer than 10 s on a loaded machine
+    await waitExit(this.child, 30_000);
   }
   /** Through the admin socket `parley user add` uses, one JSON request per line, batched. */
   async seed(n: number): Promise<void> {
