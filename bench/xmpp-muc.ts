@@ -79,6 +79,7 @@ run(async () => {
     warmupMs: num(f, 'warmup', 2) * 1000,
     durationMs: num(f, 'duration', 8) * 1000,
     send: (_flow, body) => sender.sendChat(groupchat(room, body)),
+    serverPid: pid || undefined,
   });
   sink.driver = driver;
   const r = await driver.run();
