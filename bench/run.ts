@@ -14,6 +14,7 @@
 //   --quiet-wait S     before each run, wait at most S seconds for the machine to be 80 % idle (default 120; 0: do
 //                      not wait, for A/B runs on a shared machine that compare server CPU per message, not rates)
 //   --occupants N      occupants of the groupchat fan-out workloads (default 1000)
+//   --occupants-large N  occupants of muc-fanout-10k-* (default 10000); --rooms R --per-room P: muc-rooms-* (100 × 50)
 //   --max-steal P      repeat a throughput or latency run during which the hypervisor stole more than P % of
 //                      this VM's CPU time (default 5), at most --steal-retries more times (default 3)
 import { spawn, spawnSync } from 'node:child_process';
@@ -34,6 +35,8 @@ import {
   type Server,
 } from './servers.ts';
 import { summarizeProfile } from './profile-summary.ts';
+import { mucWorkloads } from './muc-workloads.ts';
+import type { Workload } from './workload.ts';
 
 const f = parseFlags();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -53,27 +56,6 @@ const nodeSuffix = f.work ? path.basename(f.work).replace(/[^A-Za-z0-9]/g, '') :
 const USERS = 1000;
 const maxSteal = num(f, 'max-steal', 5);
 const stealRetries = num(f, 'steal-retries', 3);
-
-interface Workload {
-  id: string;
-  title: string;
-  proto: 'xmpp' | 'mqtt';
-  script: string;
-  /** the figure compared: a path into the result JSON */
-  metric: string;
-  unit: string;
-  lowerIsBetter?: boolean;
-  /** fresh server process for every run (memory) */
-  restart?: boolean;
-  /** only these servers */
-  servers?: string[];
-  args(s: Server): string[];
-  target?: string;
-  /** at least this many runs, whatever --reps says (the p99 at a fixed rate varies more from run to run than a throughput) */
-  minReps?: number;
-  /** more figures shown beside the metric (medians): a path into the result JSON and its unit */
-  more?: { path: string; unit: string }[];
-}
 
 const T = () => ['--warmup', String(warmup), '--duration', String(duration)];
 const uploadArgs = (s: Server, bytes: number) => [
@@ -429,59 +411,6 @@ const workloads: Workload[] = [
     ],
     target: '≥ 90% of aedes (≤ aedes/0.9)',
   },
-  // Groupchat (XEP-0045): a fresh server per run (1,000 joins, memory per occupant measured over them); rooms with
-  // history (20) and archive on everywhere (bench/servers.ts).
-  {
-    id: 'muc-fanout-sat',
-    title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, closed loop (4 messages in flight, a message done at its last copy)`,
-    proto: 'xmpp',
-    script: 'xmpp-muc.ts',
-    metric: 'deliveriesPerSec',
-    unit: 'deliveries/s',
-    restart: true,
-    args: (s) => [
-      '--port',
-      String(s.ports.xmpp),
-      '--pid',
-      String(s.pid),
-      '--occupants',
-      String(occupants),
-      '--users',
-      String(USERS),
-      '--mode',
-      'window',
-      '--window',
-      '4',
-      ...T(),
-    ],
-    target: '≥ 2× ejabberd',
-  },
-  {
-    id: 'muc-fanout-10',
-    title: `Groupchat fan-out, 1 sender → ${occupants} occupants of one room, 10 msgs/s offered: send → last delivery`,
-    proto: 'xmpp',
-    script: 'xmpp-muc.ts',
-    metric: 'latencyMs.p99',
-    unit: 'ms p99 to the last occupant',
-    lowerIsBetter: true,
-    restart: true,
-    args: (s) => [
-      '--port',
-      String(s.ports.xmpp),
-      '--pid',
-      String(s.pid),
-      '--occupants',
-      String(occupants),
-      '--users',
-      String(USERS),
-      '--mode',
-      'rate',
-      '--rate',
-      '10',
-      ...T(),
-    ],
-    target: 'p99 < 50 ms; memory per occupant reported',
-  },
   // The reference is plain aedes's QoS 1 pairs, run alternately with the chat (A B A B): this machine's speed
   // moves by up to 3× within minutes, so a ratio to a figure measured at another time says little.
   {
@@ -535,6 +464,15 @@ const workloads: Workload[] = [
     args: (s) => uploadArgs(s, 50_000_000),
     target: 'state the figures; RSS growth far below 50 MB (streamed)',
   },
+  // Groupchat (XEP-0045), bench/muc-workloads.ts
+  ...mucWorkloads({
+    occupants,
+    large: num(f, 'occupants-large', 10_000),
+    rooms: num(f, 'rooms', 100),
+    perRoom: num(f, 'per-room', 50),
+    users: USERS,
+    timing: T(),
+  }),
 ];
 
 // ---------- machine state ----------
@@ -690,7 +628,8 @@ async function main(): Promise<void> {
   const startSeeded = async (s: Server, seed: boolean) => {
     await s.start();
     started.add(s);
-    if (seed) await s.seed(USERS);
+    // u1001: the sender of the 10,000-occupant room (u1…u1000 hold 10 sessions each there)
+    if (seed) await s.seed(USERS + 1);
     await sleep(500);
   };
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
@@ -756,10 +695,25 @@ async function main(): Promise<void> {
     for (const w of selected.filter((x) => x.restart)) {
       for (let rep = 1; rep <= reps; rep++) {
         for (const s of serversFor(w)) {
-          await startSeeded(s, false);
+          if (s instanceof ParleyServer) s.inspect = !!w.memProbe;
+          try {
+            await startSeeded(s, false);
+          } catch (e) {
+            // one server that would not start (e.g. its data directory still locked) loses this run, not the others'
+            log(`  ${s.name} did not start: ${(e as Error).message}`);
+            runs.push({
+              workload: w.id,
+              server: s.name,
+              rep,
+              idleBefore: NaN,
+              result: { ok: false, error: `start: ${(e as Error).message}` },
+            });
+            await stopAll();
+            continue;
+          }
           const idle = await waitQuiet();
           log(`${w.id} ${s.name} #${rep} (idle ${idle})`);
-          const r = await runGenerator(w.script, w.args(s), 600_000);
+          const r = await runGenerator(w.script, w.args(s), (w.limitSec ?? 600) * 1000);
           if (!r.ok) log(`  failed: ${r.error}`);
           else log(`  ${pick(r, w.metric)} ${w.unit}`);
           runs.push({ workload: w.id, server: s.name, rep, idleBefore: idle, result: r });

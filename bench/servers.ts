@@ -32,6 +32,8 @@ export interface Server {
   stop(): Promise<void>;
   /** accounts u1…uN with password pw, created the server's own way */
   seed(n: number): Promise<void>;
+  /** how bench/lib/mem-probe.ts forces a full collection in it and reads its heap (XMPP servers) */
+  readonly memProbe?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -70,8 +72,12 @@ function sh(cmd: string, args: string[], input?: string): string {
 
 async function waitExit(child: ChildProcess | undefined, ms: number): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  await Promise.race([new Promise((r) => child.once('exit', r)), sleep(ms)]);
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  const exited = new Promise((r) => child.once('exit', r));
+  await Promise.race([exited, sleep(ms)]);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGKILL');
+  // the next start of the same data directory needs its lock (LevelDB) released: wait for the exit
+  await Promise.race([exited, sleep(10_000)]);
 }
 
 function users(n: number): string[] {
@@ -93,6 +99,12 @@ export class ParleyServer implements Server {
   readonly mqttAuth = true;
   ports: Ports = {};
   pid = 0;
+  /** start with Node's inspector on 127.0.0.1 (a free port), for bench/lib/mem-probe.ts; the runner sets it for the MUC memory workloads */
+  inspect = false;
+  private inspectPort = 0;
+  get memProbe(): string | undefined {
+    return this.inspectPort ? `parley:${this.inspectPort}` : undefined;
+  }
   private child?: ChildProcess;
   constructor(
     private readonly dir: string,
@@ -116,8 +128,10 @@ export class ParleyServer implements Server {
     this.ports = { xmpp: await freePort(), mqtt: this.mqtt ? await freePort() : undefined };
     // The launcher picks the Node flags (one core here: --single-threaded-gc) and execs node: same pid.
     const args = ['-c', SERVER_CORE, path.join(this.repo, 'bin/parley')];
+    this.inspectPort = this.inspect ? await freePort() : 0;
     const extra = [
       ...(this.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', this.cpuProfDir] : []),
+      ...(this.inspectPort ? [`--inspect=127.0.0.1:${this.inspectPort}`] : []),
       ...(this.dev.nodeArgs ?? []),
     ];
     args.push(
@@ -162,7 +176,8 @@ export class ParleyServer implements Server {
   }
   async stop(): Promise<void> {
     this.child?.kill('SIGTERM');
-    await waitExit(this.child, 10_000);
+    // closing 10,000 sessions takes longer than 10 s on a loaded machine
+    await waitExit(this.child, 30_000);
   }
   /** Through the admin socket `parley user add` uses, one JSON request per line, batched. */
   async seed(n: number): Promise<void> {
@@ -209,6 +224,9 @@ export class ProsodyServer implements Server {
   }
   get caFile(): string {
     return this.cert.cert; // self-signed
+  }
+  get memProbe(): string {
+    return `prosody:${this.cfg}`;
   }
   async start(): Promise<void> {
     mkdirSync(path.join(this.dir, 'data'), { recursive: true });
@@ -301,6 +319,9 @@ export class EjabberdServer implements Server {
   ) {
     this.name = mam ? 'ejabberd' : 'ejabberd-nomam';
     this.node = mam ? `ejbench${suffix}@localhost` : `ejbenchnomam${suffix}@localhost`;
+  }
+  get memProbe(): string {
+    return `ejabberd:${this.node}`;
   }
   /**
    * ejabberdctl run directly as the ejabberd user. Run as root it switches

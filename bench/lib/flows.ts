@@ -114,9 +114,11 @@ export class FlowDriver {
     this.measuring = true;
     const t0 = now();
     const cpu0 = serverCpu(o.serverPid);
+    const own0 = process.cpuUsage();
     await sleep(o.durationMs);
     const t1 = now();
     const cpu1 = serverCpu(o.serverPid);
+    const own = process.cpuUsage(own0);
     this.measuring = false;
     const received = this.received;
     this.running = false;
@@ -151,6 +153,8 @@ export class FlowDriver {
       serverCpuShare: o.serverPid
         ? Math.round(((cpu1 - cpu0) / ((t1 - t0) * 1000)) * 100) / 100
         : undefined,
+      // the generator's own share of a core: near 1, the generator (not the server) is the limit
+      generatorCpuShare: Math.round(((own.user + own.system) / ((t1 - t0) * 1000)) * 100) / 100,
     };
   }
 }
