@@ -35,6 +35,7 @@ export {
 export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from './vocabulary.ts';
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { HostRegistry, type HostHandler } from './hosts.ts';
+export { RemoteDomains, type RemoteRoute } from './remote.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
 export {
   CounterMetrics,
