@@ -105,6 +105,9 @@ describe('s2s federation between two Parley nodes [RFC6120] [XEP-0220]', functio
     );
     const err = await alice.waitFor((el) => el.is('message') && el.attrs.id === 'g1', 15_000);
     assert.equal(err.attrs.type, 'error');
-    assert.ok(err.getChild('error')?.getChild('remote-server-not-found', NS_STANZAS), err.toString());
+    assert.ok(
+      err.getChild('error')?.getChild('remote-server-not-found', NS_STANZAS),
+      err.toString(),
+    );
   });
 });
