@@ -3,10 +3,70 @@
 // the test CA checked for each domain, dialback [XEP-0220] both ways, real
 // @xmpp/client users on both sides.
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { testCa } from '../test-ca.ts';
 import { presence, stopAllClients, xml } from '../helpers.ts';
 import { link, startFederatedNode, type FederatedNode } from '../s2s-helpers.ts';
 
 const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+const HEADER = (to: string, from = 'alpha.localhost') =>
+  `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='${from}' to='${to}' version='1.0'>`;
+
+/** A hand-driven peer server on a raw socket: what it reads is kept as text, waited on by pattern. */
+function rawPeer(port: number) {
+  let sock: net.Socket = net.connect(port, '127.0.0.1');
+  let text = '';
+  let waiters: (() => void)[] = [];
+  const onData = (d: Buffer) => {
+    text += d.toString('utf8');
+    for (const w of waiters) w();
+  };
+  sock.on('data', onData);
+  let closed = false;
+  const onClose = () => {
+    closed = true;
+    for (const w of waiters) w();
+  };
+  sock.on('close', onClose);
+  return {
+    send: (s: string) => sock.write(s),
+    get text() {
+      return text;
+    },
+    /** resolves with the text read so far once it matches, fails after 15 s */
+    until(re: RegExp): Promise<string> {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (re.test(text)) {
+            waiters = waiters.filter((w) => w !== check);
+            clearTimeout(t);
+            resolve(text);
+          } else if (closed) {
+            clearTimeout(t);
+            reject(new Error(`closed without ${re}; read: ${text}`));
+          }
+        };
+        const t = setTimeout(() => reject(new Error(`no ${re}; read: ${text}`)), 15_000);
+        waiters.push(check);
+        check();
+      });
+    },
+    /** STARTTLS as a client, checking the server's certificate for `servername` */
+    async startTls(servername: string): Promise<void> {
+      sock.removeListener('data', onData);
+      const secure = tls.connect({ socket: sock, servername, ca: await testCa() });
+      await new Promise((r, j) => secure.once('secureConnect', r).once('error', j));
+      text = '';
+      sock = secure;
+      secure.on('data', onData);
+      secure.on('close', onClose);
+    },
+    /** resolves once the server closed the connection */
+    closed: () => new Promise<void>((r) => (closed ? r() : sock.once('close', () => r()))),
+    destroy: () => sock.destroy(),
+  };
+}
 
 describe('s2s federation between two Parley nodes [RFC6120] [XEP-0220]', function () {
   this.timeout(60_000);
@@ -109,5 +169,79 @@ describe('s2s federation between two Parley nodes [RFC6120] [XEP-0220]', functio
       err.getChild('error')?.getChild('remote-server-not-found', NS_STANZAS),
       err.toString(),
     );
+  });
+
+  describe('hostile peers on the s2s listener', () => {
+    it('a stanza before STARTTLS ends the stream with policy-violation and reaches no one [RFC6120 5.3.1]', async () => {
+      const bob = await b.login('bob', 'h1');
+      await bob.send(presence());
+      const peer = rawPeer(b.s2sPort);
+      peer.send(HEADER('beta.localhost'));
+      await peer.until(/<starttls[^>]*><required\/><\/starttls>/);
+      peer.send(
+        `<message from='alice@alpha.localhost' to='bob@beta.localhost/h1' type='chat'><body>spoofed</body></message>`,
+      );
+      await peer.until(/<policy-violation/);
+      await peer.closed();
+      await bob.expectNone((el) => el.is('message'), 300);
+    });
+
+    it('a stream to a domain this node does not serve is refused with host-unknown [RFC6120 4.9.3.6]', async () => {
+      const peer = rawPeer(b.s2sPort);
+      peer.send(HEADER('elsewhere.localhost'));
+      await peer.until(/<host-unknown/);
+      await peer.closed();
+    });
+
+    it('a jabber:client stream on the s2s port is refused with invalid-namespace [RFC6120 4.9.3.10]', async () => {
+      const peer = rawPeer(b.s2sPort);
+      peer.send(
+        `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='beta.localhost' version='1.0'>`,
+      );
+      await peer.until(/<invalid-namespace/);
+      await peer.closed();
+    });
+
+    it('a forged dialback key is found invalid by the authoritative server, and stanzas from that domain end the stream with invalid-from [XEP-0220 2.4] [RFC6120 4.9.3.9]', async () => {
+      const bob = await b.login('bob', 'h2');
+      await bob.send(presence());
+      const peer = rawPeer(b.s2sPort);
+      peer.send(HEADER('beta.localhost'));
+      await peer.until(/<\/stream:features>/);
+      peer.send(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
+      await peer.until(/<proceed/);
+      await peer.startTls('beta.localhost'); // beta's certificate is checked as a real peer would
+      peer.send(HEADER('beta.localhost'));
+      await peer.until(/<dialback xmlns='urn:xmpp:features:dialback'>/);
+      // Claims alpha.localhost; beta asks alpha (the real node), which made no such key.
+      peer.send(
+        `<db:result from='alpha.localhost' to='beta.localhost'>${'ab'.repeat(32)}</db:result>`,
+      );
+      await peer.until(/<db:result[^>]*type='invalid'/);
+      peer.send(
+        `<message from='alice@alpha.localhost' to='bob@beta.localhost/h2' type='chat'><body>spoofed</body></message>`,
+      );
+      await peer.until(/<invalid-from/);
+      await peer.closed();
+      await bob.expectNone((el) => el.is('message'), 300);
+    });
+
+    it('more connections from one address than s2s.maxConnectionsPerIp are refused with policy-violation', async () => {
+      // Other tests' streams from 127.0.0.1 may still count: open one more than the limit, the last ones are refused.
+      const max = b.s2s.opts.maxConnectionsPerIp;
+      const peers = Array.from({ length: max + 1 }, () => rawPeer(b.s2sPort));
+      try {
+        const outcome: string[] = [];
+        for (const p of peers) {
+          p.send(HEADER('beta.localhost'));
+          const t = await p.until(/<stream:features>|<policy-violation/);
+          outcome.push(/<policy-violation/.test(t) ? 'refused' : 'open');
+        }
+        assert.equal(outcome.at(-1), 'refused');
+        assert.ok(outcome.filter((o) => o === 'open').length <= max, outcome.join(' '));
+      } finally {
+        for (const p of peers) p.destroy();
+      }
+    });
   });
 });

@@ -10,8 +10,8 @@ import { s2sHeader, S2sStream } from './stream.ts';
 export interface OutboundEvents {
   /** dialback said valid: stanzas may go out */
   ready(): void;
-  /** the answer to a db:verify we sent (keyed by the stream id it named) */
-  verified(id: string, valid: boolean): void;
+  /** the answer to a db:verify we sent, for the stream id it named and our domain it was for */
+  verified(id: string, receiving: string, valid: boolean): void;
   /** the stream is gone; `reason` for the stanzas still queued */
   ended(reason: 'remote-server-not-found' | 'remote-server-timeout', why: string): void;
 }
@@ -107,7 +107,8 @@ export class OutboundStream extends S2sStream {
     if (db === 'result') return this.dialbackResult(el);
     if (db === 'verify') {
       const id = el.attrs.id;
-      if (id && el.attrs.from === this.remote) this.ev.verified(id, el.attrs.type === 'valid');
+      if (id && el.attrs.from === this.remote && el.attrs.to)
+        this.ev.verified(id, el.attrs.to, el.attrs.type === 'valid');
       return;
     }
     // Nothing else belongs on a stream we opened (no bidi [XEP-0288]).

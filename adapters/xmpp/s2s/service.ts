@@ -24,7 +24,7 @@ interface Link {
   stream?: OutboundStream;
   connecting: boolean;
   queue: Envelope[];
-  /** db:verify answers we wait for, by the stream id they name */
+  /** db:verify answers we wait for, by "stream-id receiving-domain" */
   verifies: Map<string, (valid: boolean) => void>;
   /** db:verify requests made while the TCP connection is being set up: stream id, key, our receiving domain */
   pendingVerify: [string, string, string][];
@@ -104,15 +104,17 @@ export class S2sService implements RemoteRoute, InboundHost {
 
   verify(originating: string, receiving: string, streamId: string, key: string): Promise<boolean> {
     const link = this.link(originating);
+    const slot = `${streamId} ${receiving}`;
+    if (link.verifies.has(slot)) return Promise.resolve(false); // one check per claim at a time
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        link.verifies.delete(streamId);
+        link.verifies.delete(slot);
         reject(new Error('no db:verify answer'));
       }, this.opts.authTimeoutMs);
       timer.unref();
-      link.verifies.set(streamId, (valid) => {
+      link.verifies.set(slot, (valid) => {
         clearTimeout(timer);
-        link.verifies.delete(streamId);
+        link.verifies.delete(slot);
         resolve(valid);
       });
       const stream = this.connect(originating, link);
@@ -147,7 +149,8 @@ export class S2sService implements RemoteRoute, InboundHost {
   send(env: Envelope): void {
     const domain = env.to.domain;
     const link = this.link(domain);
-    if (link.stream?.ready) return link.stream.sendStanza(envelopeXml(env, env.to, NS_SERVER));
+    if (link.stream?.ready && !link.stream.closed)
+      return link.stream.sendStanza(envelopeXml(env, env.to, NS_SERVER));
     if (link.queue.length >= this.opts.maxQueue) return this.bounce(env, 'resource-constraint'); // [RFC6120 8.3.3.18]
     link.queue.push(env);
     this.connect(domain, link);
@@ -185,7 +188,7 @@ export class S2sService implements RemoteRoute, InboundHost {
               for (const env of link.queue.splice(0))
                 stream.sendStanza(envelopeXml(env, env.to, NS_SERVER));
             },
-            verified: (id, valid) => link.verifies.get(id)?.(valid),
+            verified: (id, receiving, valid) => link.verifies.get(`${id} ${receiving}`)?.(valid),
             ended: (reason, why) => {
               if (link.stream === stream) link.stream = undefined;
               this.failLink(domain, link, reason, why);
