@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Element } from '@xmpp/xml';
@@ -63,6 +64,7 @@ export class InboundStream extends S2sStream {
 
   protected onHeader(name: string, uri: string, attrs: Record<string, string>): void {
     this.to = attrs.to ?? '';
+    if (this.secure) this.id = randomBytes(12).toString('hex'); // a new stream after TLS, a new id [RFC6120 4.7.3]
     this.headerSent = true;
     this.write(s2sHeader({ from: this.to || 'invalid', to: attrs.from, id: this.id }));
     // [RFC6120 4.9.3.10] the stream namespace; [4.8.3] jabber:server content

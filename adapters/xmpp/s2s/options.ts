@@ -37,7 +37,7 @@ export interface S2sOptions {
 
 export const defaultS2sOptions: S2sOptions = {
   enabled: false,
-  listen: { host: '0.0.0.0', port: 5269 },
+  listen: { host: '127.0.0.1', port: 5269 },
   routes: {},
   requireTls: true,
   ca: null,

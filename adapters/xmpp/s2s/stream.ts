@@ -29,8 +29,8 @@ export function s2sHeader(a: { from: string; to?: string; id?: string }): string
  * outbound.ts) speak the protocol.
  */
 export abstract class S2sStream implements StreamParserEvents {
-  /** this side's stream id (inbound: the one we send; outbound: unused) */
-  readonly id = randomBytes(12).toString('hex');
+  /** this side's stream id (inbound: the one we send, new at every stream restart [RFC6120 4.7.3]; outbound: unused) */
+  id = randomBytes(12).toString('hex');
   protected sock: net.Socket;
   protected parser!: StreamParser;
   secure = false;
