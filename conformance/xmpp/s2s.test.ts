@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { testCa } from '../test-ca.ts';
-import { presence, stopAllClients, xml } from '../helpers.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { presence, startNode, stopAllClients, xml, xmppClient, type TestNode } from '../helpers.ts';
 import { link, startFederatedNode, type FederatedNode } from '../s2s-helpers.ts';
 
 const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
@@ -243,5 +246,66 @@ describe('s2s federation between two Parley nodes [RFC6120] [XEP-0220]', functio
         for (const p of peers) p.destroy();
       }
     });
+  });
+});
+
+describe('s2s configured through the parley command [RFC6120] [XEP-0220]', function () {
+  this.timeout(60_000);
+  let node: TestNode;
+  let alpha: FederatedNode;
+  let caDir: string;
+
+  before(async () => {
+    alpha = await startFederatedNode('alpha.localhost', ['alice']);
+    caDir = mkdtempSync(path.join(os.tmpdir(), 'parley-s2s-ca-'));
+    writeFileSync(path.join(caDir, 'ca.pem'), await testCa());
+    node = await startNode({
+      config: [
+        's2s:',
+        '  enabled: true',
+        '  listen: { host: 127.0.0.1, port: 0 }',
+        `  ca: ${path.join(caDir, 'ca.pem')}`,
+        `  routes: { alpha.localhost: "127.0.0.1:${alpha.s2sPort}" }`,
+        '',
+      ].join('\n'),
+    });
+    const ready = node.log
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg?: string; s2s?: number })
+      .find((r) => r.msg === 'parley node ready');
+    assert.ok(ready?.s2s, 'the ready line names the s2s port');
+    alpha.s2s.opts.routes.localhost = `127.0.0.1:${ready.s2s}`;
+    await node.addUser('carol', 'pw-carol');
+  });
+  afterEach(() => stopAllClients());
+  after(async () => {
+    await node?.dispose();
+    await alpha?.stop();
+    rmSync(caDir, { recursive: true, force: true });
+  });
+
+  it('s2s.enabled, s2s.routes and s2s.ca from the config file: a message reaches the other domain and back', async () => {
+    const carol = await xmppClient({
+      port: node.ports.xmpp,
+      username: 'carol',
+      password: 'pw-carol',
+    });
+    const alice = await alpha.login('alice', 'desk');
+    await carol.send(presence());
+    await alice.send(presence());
+    await carol.send(
+      xml(
+        'message',
+        { to: 'alice@alpha.localhost/desk', type: 'chat' },
+        xml('body', {}, 'from the cli node'),
+      ),
+    );
+    const got = await alice.waitFor(
+      (el) => el.is('message') && el.getChildText('body') === 'from the cli node',
+      15_000,
+    );
+    assert.equal(got.attrs.from, carol.jid);
+    await alice.send(xml('message', { to: carol.jid, type: 'chat' }, xml('body', {}, 'back')));
+    await carol.waitFor((el) => el.is('message') && el.getChildText('body') === 'back', 15_000);
   });
 });
