@@ -7,7 +7,13 @@ import { Broker } from '../broker/broker.ts';
 import offline from '../broker/modules/offline.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { MemoryStorage } from '../storage/memory.ts';
-import { xmppModules, XmppServer, S2sService, type S2sOptions } from '../adapters/xmpp/index.ts';
+import {
+  xmppModules,
+  XmppServer,
+  S2sService,
+  type S2sOptions,
+  type XmppOptions,
+} from '../adapters/xmpp/index.ts';
 import { silentLogger } from '../broker/index.ts';
 import { issueLeaf, testPki } from './test-ca.ts';
 import { xmppClient, type TestClient } from './helpers.ts';
@@ -30,6 +36,7 @@ export async function startFederatedNode(
   domain: string,
   users: string[],
   s2s: Partial<S2sOptions> = {},
+  xmppOptions: Partial<XmppOptions> = {},
 ): Promise<FederatedNode> {
   const { ca } = await testPki();
   const leaf = await issueLeaf(ca, domain);
@@ -51,6 +58,7 @@ export async function startFederatedNode(
     directTls: null,
     tls: { cert: leaf.cert, key: leaf.key },
     keepaliveIntervalMs: 0,
+    ...xmppOptions,
   });
   await xmpp.start();
   const service = new S2sService(

@@ -229,6 +229,35 @@ describe('s2s federation between two Parley nodes [RFC6120] [XEP-0220]', functio
       await bob.expectNone((el) => el.is('message'), 300);
     });
 
+    it('a peer that keeps sending faster than the inbound rate is closed with policy-violation [RFC6120 4.9.3.14]', async () => {
+      // The c2s rates (xmpp.inbound*) apply to s2s streams: 1000 bytes/s, kept over it for 300 ms.
+      const slow = await startFederatedNode(
+        'slow.localhost',
+        [],
+        {},
+        {
+          inboundBytesPerSecond: 1000,
+          inboundBurstSeconds: 1,
+          inboundThrottleLimitMs: 300,
+        },
+      );
+      const peer = rawPeer(slow.s2sPort);
+      try {
+        peer.send(HEADER('slow.localhost'));
+        await peer.until(/<stream:features>/);
+        const flood = setInterval(() => peer.send(' '.repeat(4000)), 50);
+        try {
+          // the rate's text, not the whitespace run's size limit (xmpp.maxStanzaSize)
+          await peer.until(/<policy-violation[^]*sending faster than allowed/);
+        } finally {
+          clearInterval(flood);
+        }
+      } finally {
+        peer.destroy();
+        await slow.stop();
+      }
+    });
+
     it('more connections from one address than s2s.maxConnectionsPerIp are refused with policy-violation', async () => {
       // Other tests' streams from 127.0.0.1 may still count: open one more than the limit, the last ones are refused.
       const max = b.s2s.opts.maxConnectionsPerIp;

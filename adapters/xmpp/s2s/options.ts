@@ -1,3 +1,5 @@
+import type { RateLimits } from './throttle.ts';
+
 /**
  * Server-to-server federation options (docs/federation.md); every limit has a
  * documented default (docs/configuration.md, docs/security.md).
@@ -54,7 +56,7 @@ export const defaultS2sOptions: S2sOptions = {
 };
 
 /** What the s2s streams also take from the XMPP listener options (the parser limits and the inbound backlog). */
-export interface S2sStreamLimits {
+export interface S2sStreamLimits extends RateLimits {
   maxStanzaSize: number;
   maxDepth: number;
   maxInboundStanzas: number;

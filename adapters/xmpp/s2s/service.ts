@@ -56,7 +56,14 @@ export class S2sService implements RemoteRoute, InboundHost {
     opts: Partial<S2sOptions>,
     xmpp: Pick<
       XmppOptions,
-      'maxStanzaSize' | 'maxDepth' | 'maxInboundStanzas' | 'tlsHandshakeTimeoutMs'
+      | 'maxStanzaSize'
+      | 'maxDepth'
+      | 'maxInboundStanzas'
+      | 'tlsHandshakeTimeoutMs'
+      | 'inboundBytesPerSecond'
+      | 'inboundStanzasPerSecond'
+      | 'inboundBurstSeconds'
+      | 'inboundThrottleLimitMs'
     >,
     tlsOptions: () => tls.SecureContextOptions | null,
   ) {
@@ -68,6 +75,10 @@ export class S2sService implements RemoteRoute, InboundHost {
       maxDepth: xmpp.maxDepth,
       maxInboundStanzas: xmpp.maxInboundStanzas,
       tlsHandshakeTimeoutMs: xmpp.tlsHandshakeTimeoutMs,
+      inboundBytesPerSecond: xmpp.inboundBytesPerSecond,
+      inboundStanzasPerSecond: xmpp.inboundStanzasPerSecond,
+      inboundBurstSeconds: xmpp.inboundBurstSeconds,
+      inboundThrottleLimitMs: xmpp.inboundThrottleLimitMs,
     };
     this.tlsOptions = tlsOptions;
   }

@@ -6,6 +6,7 @@ import type { Logger } from '../../../broker/index.ts';
 import { StreamParser, type ParseFailure, type StreamParserEvents } from '../parser.ts';
 import { NS_DIALBACK, NS_SERVER, NS_STREAM, NS_STREAMS_ERR } from '../ns.ts';
 import type { S2sOptions, S2sStreamLimits } from './options.ts';
+import { InboundThrottle } from './throttle.ts';
 
 /** A stream error element [RFC6120 4.9.3] by its condition name. */
 export function streamError(condition: string, text?: string): string {
@@ -37,7 +38,11 @@ export abstract class S2sStream implements StreamParserEvents {
   closed = false;
   private steps: Promise<void> = Promise.resolve();
   private pending = 0;
-  private paused = false;
+  /** why reading is paused: 1 too many elements waiting, 2 over the inbound rate */
+  private pausedBy = 0;
+  private readonly throttle: InboundThrottle;
+  private rateTimer?: NodeJS.Timeout;
+  private parsed = 0;
   private authTimer?: NodeJS.Timeout;
   /** bytes of a STARTTLS in progress are not parsed (RFC6120 5.4.3.3) */
   private upgrading = false;
@@ -50,6 +55,7 @@ export abstract class S2sStream implements StreamParserEvents {
     this.opts = opts;
     this.limits = limits;
     this.log = log;
+    this.throttle = new InboundThrottle(limits);
     this.newParser();
     this.attach(sock);
     sock.on('close', () => this.ended('closed'));
@@ -66,7 +72,10 @@ export abstract class S2sStream implements StreamParserEvents {
 
   private attach(sock: net.Socket): void {
     sock.on('data', (d: Buffer) => {
-      if (!this.upgrading) this.parser.write(d);
+      if (this.upgrading) return;
+      const before = this.parsed;
+      this.parser.write(d);
+      this.rate(d.length, this.parsed - before);
     });
     sock.on('error', (err) => {
       this.log.debug({ err: err.message }, 's2s socket error');
@@ -100,6 +109,7 @@ export abstract class S2sStream implements StreamParserEvents {
   }
 
   stanzaParsed(el: Element): void {
+    this.parsed++;
     this.enqueue(() => this.onElement(el));
   }
 
@@ -116,10 +126,7 @@ export abstract class S2sStream implements StreamParserEvents {
   private enqueue(fn: () => void | Promise<void>): void {
     const parser = this.parser;
     this.pending++;
-    if (!this.paused && this.pending > this.limits.maxInboundStanzas) {
-      this.paused = true;
-      this.sock.pause();
-    }
+    if (this.pending > this.limits.maxInboundStanzas) this.setPaused(1, true);
     this.steps = this.steps
       .then(() => (this.closed || parser !== this.parser ? undefined : fn()))
       .catch((err: unknown) => {
@@ -128,11 +135,30 @@ export abstract class S2sStream implements StreamParserEvents {
       })
       .finally(() => {
         this.pending--;
-        if (this.paused && this.pending <= this.limits.maxInboundStanzas / 2) {
-          this.paused = false;
-          this.sock.resume();
-        }
+        if (this.pausedBy & 1 && this.pending <= this.limits.maxInboundStanzas / 2)
+          this.setPaused(1, false);
       });
+  }
+
+  private setPaused(bit: number, on: boolean): void {
+    const was = this.pausedBy;
+    this.pausedBy = on ? was | bit : was & ~bit;
+    if (was === 0 && this.pausedBy !== 0) this.sock.pause();
+    else if (was !== 0 && this.pausedBy === 0) this.sock.resume();
+  }
+
+  /** The inbound rate (xmpp.inboundBytesPerSecond, …): past it reading pauses; kept over it, policy-violation [RFC6120 4.9.3.14]. */
+  private rate(bytes: number, stanzas: number): void {
+    const wait = this.throttle.spend(bytes, stanzas);
+    if (wait === 'over')
+      return this.fail('policy-violation', 'sending faster than allowed for too long');
+    if (wait === 0 || this.rateTimer) return;
+    this.setPaused(2, true);
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = undefined;
+      this.setPaused(2, false);
+    }, wait);
+    this.rateTimer.unref();
   }
 
   /**
@@ -171,6 +197,7 @@ export abstract class S2sStream implements StreamParserEvents {
       });
     });
     this.sock = secure;
+    if (this.pausedBy) secure.pause();
     this.secure = true;
     this.upgrading = false;
     this.attach(secure);
@@ -202,6 +229,7 @@ export abstract class S2sStream implements StreamParserEvents {
     if (this.endedOnce) return;
     this.endedOnce = true;
     clearTimeout(this.authTimer);
+    clearTimeout(this.rateTimer);
     this.onEnded(why);
   }
 
