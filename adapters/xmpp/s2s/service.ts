@@ -70,16 +70,7 @@ export class S2sService implements RemoteRoute, InboundHost {
     this.broker = broker;
     this.opts = { ...defaultS2sOptions, ...opts };
     this.secret = this.opts.secret ?? randomBytes(32).toString('hex');
-    this.limits = {
-      maxStanzaSize: xmpp.maxStanzaSize,
-      maxDepth: xmpp.maxDepth,
-      maxInboundStanzas: xmpp.maxInboundStanzas,
-      tlsHandshakeTimeoutMs: xmpp.tlsHandshakeTimeoutMs,
-      inboundBytesPerSecond: xmpp.inboundBytesPerSecond,
-      inboundStanzasPerSecond: xmpp.inboundStanzasPerSecond,
-      inboundBurstSeconds: xmpp.inboundBurstSeconds,
-      inboundThrottleLimitMs: xmpp.inboundThrottleLimitMs,
-    };
+    this.limits = xmpp; // the listener's own object: limits changed by a reload apply to s2s as well
     this.tlsOptions = tlsOptions;
   }
 
