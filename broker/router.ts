@@ -140,7 +140,12 @@ export class Router {
       if (host) return host(env, origin);
       // Another domain: federation when an adapter offers it (broker/remote.ts), else [RFC6120 8.3.3.16].
       const remote = this.broker.remote.current;
-      if (remote) return remote.send(env);
+      if (remote) {
+        // Store, then send: a local user's message to a remote contact is in the user's archive as well.
+        if (env.kind === 'message' && env.from.domain === this.broker.domain && isArchivable(env))
+          await this.broker.archive.appendChat(env);
+        return remote.send(env);
+      }
       return this.bounce(env, 'remote-server-not-found');
     }
     switch (env.kind) {

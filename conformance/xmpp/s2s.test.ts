@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { testCa } from '../test-ca.ts';
+import { mam } from '../mam-helpers.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -118,6 +119,29 @@ describe('s2s federation between two Parley nodes [RFC6120] [XEP-0220]', functio
       15_000,
     );
     assert.equal(back.attrs.from, 'bob@beta.localhost/laptop');
+  });
+
+  it('a message to a remote contact is in the sender archive, and carries no stanza-id of ours to the peer [XEP-0313] [XEP-0359 4]', async () => {
+    const alice = await a.login('alice', 'arch');
+    const bob = await b.login('bob', 'arch');
+    await bob.send(presence());
+    await alice.send(
+      xml(
+        'message',
+        { to: 'bob@beta.localhost', type: 'chat', id: 'arch1' },
+        xml('body', {}, 'keep me'),
+      ),
+    );
+    const got = await bob.waitFor(
+      (el) => el.is('message') && el.getChildText('body') === 'keep me',
+      15_000,
+    );
+    // beta's own archive id for bob is the only stanza-id
+    const ids = got.getChildren('stanza-id', 'urn:xmpp:sid:0');
+    assert.equal(ids.length, 1, got.toString());
+    assert.equal(ids[0].attrs.by, 'bob@beta.localhost');
+    const page = await mam(alice, { form: { with: 'bob@beta.localhost' } });
+    assert.ok(page.bodies.includes('keep me'), page.bodies.join('|'));
   });
 
   it('a message to a user the remote domain does not have comes back as an error over s2s [RFC6121 8.5.2.2.1]', async () => {

@@ -149,6 +149,8 @@ export class S2sService implements RemoteRoute, InboundHost {
   // ---- RemoteRoute ----
 
   send(env: Envelope): void {
+    // Our archive's id is ours to say to our users only [XEP-0359 4]: not on a stanza to another server.
+    if (env.archive) env = { ...env, archive: undefined };
     const domain = env.to.domain;
     const link = this.link(domain);
     if (link.stream?.ready && !link.stream.closed)
