@@ -24,8 +24,8 @@ export interface InboundHost {
   tlsServer(): tls.SecureContext | undefined;
   /** ask `originating`'s authoritative server whether `key` is its key for our stream `streamId` [XEP-0220 2.3] */
   verify(originating: string, receiving: string, streamId: string, key: string): Promise<boolean>;
-  /** a stanza from a verified peer, into the core */
-  route(env: Envelope): void;
+  /** a stanza from a verified peer, into the core; settles once routed (never rejects) */
+  route(env: Envelope): Promise<void>;
   /** a stanza error for a stanza we could not take, back to the peer */
   reject(env: Envelope | undefined, el: Element, err: BrokerError): void;
 }
@@ -178,7 +178,7 @@ export class InboundStream extends S2sStream {
   }
 
   /** A stanza from a verified domain for one of ours, into the core. */
-  private stanza(el: Element): void {
+  private async stanza(el: Element): Promise<void> {
     const fromAttr = el.attrs.from;
     const toAttr = el.attrs.to;
     // [RFC6120 8.1.1.1, 8.1.2.1] a server's stanzas carry both addresses
@@ -199,7 +199,8 @@ export class InboundStream extends S2sStream {
       if (err instanceof BrokerError) return this.host.reject(undefined, el, err);
       throw err;
     }
-    this.host.route(env);
+    // Awaited: one peer's stanzas are routed in the order sent [RFC6120 10.1], and the backlog bounds them.
+    await this.host.route(env);
   }
 
   protected onEnded(): void {}

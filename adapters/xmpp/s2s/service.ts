@@ -125,8 +125,8 @@ export class S2sService implements RemoteRoute, InboundHost {
     });
   }
 
-  route(env: Envelope): void {
-    this.broker.router
+  route(env: Envelope): Promise<void> {
+    return this.broker.router
       .route(env)
       .catch((err: unknown) => this.broker.log.error({ err }, 's2s inbound stanza not routed'));
   }
