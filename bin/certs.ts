@@ -90,6 +90,8 @@ export async function issueServerCert(
   ca: { cert: string; private: string },
   name: string,
   notAfterDate: Date,
+  /** more DNS names the certificate covers (a server's service domains) */
+  otherNames: string[] = [],
 ): Promise<{ cert: string; private: string }> {
   // RSA: the suites every client has (ECDHE-RSA and TLS 1.3), with a key exchange that is forward-secret.
   return selfsigned.generate([{ name: 'commonName', value: name }], {
@@ -105,6 +107,7 @@ export async function issueServerCert(
         name: 'subjectAltName',
         altNames: [
           { type: 2, value: name },
+          ...otherNames.map((value) => ({ type: 2 as const, value })),
           { type: 7, ip: '127.0.0.1' },
           { type: 7, ip: '::1' },
         ],

@@ -190,6 +190,31 @@ export const configSchema = z.strictObject({
       inboundThrottleLimitMs: z.number().int().min(0).default(60_000),
     })
     .prefault({}),
+  /** server-to-server federation (docs/federation.md); off by default */
+  s2s: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      listen: listener(5269),
+      routes: z.record(z.string().min(1), z.string().regex(/^.+:\d+$/, 'host:port')).default({}),
+      /** a PEM file of the CAs peers' certificates must chain to; null: the system's */
+      ca: z.string().min(1).nullable().default(null),
+      requireTls: z.boolean().default(true),
+      secret: z.string().min(16).nullable().default(null),
+      connectTimeoutMs: z.number().int().min(100).default(10_000),
+      authTimeoutMs: z.number().int().min(100).default(30_000),
+      idleTimeoutMs: z.number().int().min(0).default(600_000),
+      maxQueue: z.number().int().min(1).default(100),
+      maxConnectionsPerIp: z.number().int().min(1).default(10),
+      maxConnections: z.number().int().min(1).default(1000),
+      maxPendingDialbacks: z.number().int().min(1).default(10),
+      maxDomainsPerStream: z.number().int().min(1).default(10),
+      maxOutboundBuffer: z
+        .number()
+        .int()
+        .min(1024)
+        .default(4 * 1024 * 1024),
+    })
+    .prefault({}),
   mqtt: z
     .strictObject({
       tcp: listener(1883),

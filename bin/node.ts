@@ -1,7 +1,8 @@
 import type net from 'node:net';
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
-import { xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
+import { S2sService, xmppModules, XmppServer } from '../adapters/xmpp/index.ts';
 import type { SecureContextOptions } from 'node:tls';
 import {
   Broker,
@@ -258,6 +259,16 @@ async function startNodeUnchecked(
     );
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
+  // Federation (docs/federation.md): off unless s2s.enabled; certificates follow xmpp's (reload included).
+  const s2s = cfg.s2s.enabled
+    ? new S2sService(
+        broker,
+        { ...cfg.s2s, ca: cfg.s2s.ca === null ? null : readFileSync(cfg.s2s.ca, 'utf8') },
+        xmpp.opts,
+        () => xmpp.opts.tls,
+      )
+    : undefined;
+  await s2s?.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
   const control: NodeControl = { maxRequestBytes: cfg.admin.maxRequestBytes };
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
@@ -341,6 +352,7 @@ async function startNodeUnchecked(
       version: PACKAGE.version,
       domain: cfg.domain,
       xmpp: xmpp.ports,
+      ...(s2s?.port !== undefined && { s2s: s2s.port }),
       mqtt: mqtt.server?.ports ?? {},
       web: web.ports,
       admin: socket,
@@ -361,6 +373,7 @@ async function startNodeUnchecked(
         reclaimer?.stop();
         await new Promise<void>((r) => admin.close(() => r()));
         await web.stop();
+        await s2s?.stop();
         await xmpp.stop();
         await mqtt.stop();
         await broker.stop();

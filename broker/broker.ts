@@ -9,6 +9,7 @@ import { closeReason, type CloseReason } from './errors.ts';
 import { joinCluster, pushRosterToOtherNodes } from './cluster-events.ts';
 import { HookBus, type HookSignatures } from './hooks.ts';
 import { HostRegistry } from './hosts.ts';
+import { RemoteDomains } from './remote.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { CounterMetrics, type Metrics } from './metrics.ts';
 import { LoadedModule, orderModules, resolveOptions, type ModuleDefinition } from './module.ts';
@@ -166,6 +167,8 @@ export class Broker {
   readonly offline: OfflineQueue;
   /** service domains served in this node (`conference.{domain}`), see broker/hosts.ts */
   readonly hosts: HostRegistry;
+  /** where stanzas to other domains go, when an adapter federates (broker/remote.ts) */
+  readonly remote = new RemoteDomains();
   /**
    * Each account's last login (`parley user info`). A store of its own, not a
    * field of the account record: a login must never rewrite the record that

@@ -36,6 +36,7 @@ export { MESSAGE_TYPES, PRESENCE_TYPES, SHOW_VALUES, SUBSCRIPTION_TYPES } from '
 export { HookBus, type HookSignatures } from './hooks.ts';
 export { claimOnce } from './claims.ts';
 export { HostRegistry, type HostHandler } from './hosts.ts';
+export { RemoteDomains, type RemoteRoute } from './remote.ts';
 export { silentLogger, snippet, type Logger } from './logger.ts';
 export {
   CounterMetrics,

@@ -172,6 +172,13 @@ export class PresenceService {
     if (!env.to.local) return;
     if (env.type === 'probe') return this.answerProbe(env.from.bare(), env.to.bare(), env.from);
     if (env.type && SUBSCRIPTION_TYPES.has(env.type)) {
+      // From another server (federation): no roster state is kept for remote contacts yet
+      // (docs/federation.md); the user's available sessions see the request or answer as it is.
+      if (env.from.domain !== this.broker.domain) {
+        for (const t of await this.available(env.to.bare()))
+          await this.broker.router.deliverTo(t, env);
+        return;
+      }
       return this.subscription(env.type, env.from.bare(), env.to.bare(), env);
     }
     if (!env.to.isBare) {

@@ -138,7 +138,14 @@ export class Router {
       // A service domain of this node (broker/hosts.ts): its module answers.
       const host = this.broker.hosts.get(env.to.domain);
       if (host) return host(env, origin);
-      // No server-to-server federation yet [RFC6120 8.3.3.16].
+      // Another domain: federation when an adapter offers it (broker/remote.ts), else [RFC6120 8.3.3.16].
+      const remote = this.broker.remote.current;
+      if (remote) {
+        // Store, then send: a local user's message to a remote contact is in the user's archive as well.
+        if (env.kind === 'message' && env.from.domain === this.broker.domain && isArchivable(env))
+          await this.broker.archive.appendChat(env);
+        return remote.send(env);
+      }
       return this.bounce(env, 'remote-server-not-found');
     }
     switch (env.kind) {
@@ -246,10 +253,27 @@ export class Router {
 
   /** Answer an envelope with an error, unless it is an error itself [RFC6120 8.3.1]. */
   async bounce(env: Envelope, condition: ErrorCondition, text?: string): Promise<void> {
-    if (env.type === 'error') return; // never answer an error with an error
-    if (env.kind === 'iq' && env.type === 'result') return;
+    const reply = this.errorFor(env, condition, text);
+    if (!reply) return;
+    if (reply.to.domain !== this.broker.domain) {
+      // The sender is on another server: the error goes back over federation [RFC6120 8.3.1].
+      if (!this.broker.hosts.get(reply.to.domain)) this.broker.remote.current?.send(reply);
+      return;
+    }
+    if (!reply.to.local) return;
+    if (reply.to.isBare) {
+      for (const t of await this.messageTargets(reply.to)) await this.deliverTo(t, reply);
+    } else {
+      await this.deliverFull(reply.to, reply);
+    }
+  }
+
+  /** The error answer to an envelope, undefined for an error or an IQ result (never answered) [RFC6120 8.3.1]. */
+  errorFor(env: Envelope, condition: ErrorCondition, text?: string): Envelope | undefined {
+    if (env.type === 'error') return undefined; // never answer an error with an error
+    if (env.kind === 'iq' && env.type === 'result') return undefined;
     const err = new BrokerError(condition, text);
-    const reply: Envelope = {
+    return {
       kind: env.kind,
       type: 'error',
       from: env.to,
@@ -259,12 +283,6 @@ export class Router {
       extensions: env.kind === 'iq' ? env.extensions : [],
       error: { condition: err.condition, type: err.type, text },
     };
-    if (reply.to.domain !== this.broker.domain || !reply.to.local) return;
-    if (reply.to.isBare) {
-      for (const t of await this.messageTargets(reply.to)) await this.deliverTo(t, reply);
-    } else {
-      await this.deliverFull(reply.to, reply);
-    }
   }
 
   /** {@link message} for a pipelined origin (see {@link route}). */

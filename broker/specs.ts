@@ -13,8 +13,8 @@ export const coreSpecs: {
     spec: 'RFC6120',
     section: '13.7 (server-to-server)',
     status: 'partial',
-    where: 'broker/router.ts',
-    note: 'no federation: remote domains get remote-server-not-found',
+    where: 'broker/router.ts, broker/remote.ts',
+    note: 'remote domains go to the route an adapter registers (XMPP s2s, docs/federation.md); without one, remote-server-not-found',
   },
   { spec: 'RFC6121', section: '4 (presence)', status: 'complete', where: 'broker/presence.ts' },
   {

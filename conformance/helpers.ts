@@ -320,6 +320,8 @@ export interface ClientOptions {
   /** a whole service URL instead (e.g. `ws://127.0.0.1:5280/xmpp-websocket`); port is then ignored */
   service?: string;
   timeoutMs?: number;
+  /** the account's domain when not the suite's (federation tests run nodes for other domains) */
+  domain?: string;
 }
 
 export interface TestClient {
@@ -376,7 +378,7 @@ export function createClient(opts: ClientOptions): TestClient {
   const mechanism = opts.mechanism;
   const xmpp = client({
     service: opts.service ?? `${scheme}://127.0.0.1:${opts.port}`,
-    domain: DOMAIN,
+    domain: opts.domain ?? DOMAIN,
     resource: opts.resource,
     timeout: opts.timeoutMs ?? 5000,
     credentials: async (
@@ -426,7 +428,7 @@ export function createClient(opts: ClientOptions): TestClient {
   Object.assign(tc, {
     xmpp,
     jid: '',
-    bare: `${opts.username}@${DOMAIN}`,
+    bare: `${opts.username}@${opts.domain ?? DOMAIN}`,
     received,
     sent: [],
     errors: [],

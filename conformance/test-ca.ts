@@ -25,9 +25,18 @@ async function makeCa(cn: string): Promise<TestPem> {
   return { cert: ca.cert, key: ca.private };
 }
 
-/** A server certificate signed by `ca` for DOMAIN (or `name`), 127.0.0.1 and ::1. */
-export async function issueLeaf(ca: TestPem, name = DOMAIN): Promise<TestPem> {
-  const leaf = await issueServerCert({ cert: ca.cert, private: ca.key }, name, notAfter());
+/** A server certificate signed by `ca` for DOMAIN (or `name`, and `otherNames`), 127.0.0.1 and ::1. */
+export async function issueLeaf(
+  ca: TestPem,
+  name = DOMAIN,
+  otherNames: string[] = [],
+): Promise<TestPem> {
+  const leaf = await issueServerCert(
+    { cert: ca.cert, private: ca.key },
+    name,
+    notAfter(),
+    otherNames,
+  );
   return { cert: leaf.cert, key: leaf.private };
 }
 

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Dependencies: npm packages (no install scripts download anything), redis-server, chromium and coturn from Debian.
+# Dependencies: npm packages (no install scripts download anything), redis-server, chromium, coturn and prosody from Debian.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >/dev/null 2>&1 || npm install --no-audit --no-fund >/dev/null
 fi
@@ -41,6 +41,8 @@ if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server; fi
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 # Debian's coturn for conformance/xmpp/extdisco.test.ts (TURN credentials from XEP-0215 tried on a real TURN server).
 if ! command -v turnserver >/dev/null 2>&1; then apt_install coturn; fi
+# Debian's Prosody for conformance/xmpp/s2s-prosody.test.ts (a real remote server for federation; started per test, loopback only).
+if ! command -v prosody >/dev/null 2>&1; then apt_install prosody; fi
 
 failed_checks=0
 step() {

@@ -26,6 +26,8 @@ import register from './modules/register.ts';
 import adhoc from './modules/adhoc.ts';
 
 export { XmppServer } from './server.ts';
+export { S2sService } from './s2s/service.ts';
+export { defaultS2sOptions, type S2sOptions } from './s2s/options.ts';
 export { BoshService, defaultBoshOptions, type BoshOptions } from './bosh.ts';
 export { XmppConnection, type Transport } from './connection.ts';
 export { defaultXmppOptions, type XmppOptions } from './options.ts';

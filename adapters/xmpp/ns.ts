@@ -4,6 +4,11 @@
 // RFC 6120 / 6121 (core, IM)
 export const NS_STREAM = 'http://etherx.jabber.org/streams';
 export const NS_CLIENT = 'jabber:client';
+/** server-to-server streams [RFC6120 4.8.3] */
+export const NS_SERVER = 'jabber:server';
+/** [XEP-0220] Server Dialback: the elements and the stream feature */
+export const NS_DIALBACK = 'jabber:server:dialback';
+export const NS_DIALBACK_FEATURE = 'urn:xmpp:features:dialback';
 export const NS_STREAMS_ERR = 'urn:ietf:params:xml:ns:xmpp-streams';
 export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 export const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';

@@ -44,6 +44,31 @@ export const xmppSpecs: {
     where: 'adapters/xmpp/parser.ts',
   },
   {
+    spec: 'RFC6120',
+    section: '4.7-4.9, 5 (server-to-server streams, STARTTLS)',
+    status: 'partial',
+    where: 'adapters/xmpp/s2s/',
+    note: 'off by default (s2s.enabled); STARTTLS required, peer certificates verified for the domain; SRV and static routes; no direct TLS s2s, no SASL EXTERNAL; docs/federation.md',
+  },
+  {
+    spec: 'RFC6120',
+    section: '8.3.3.16, 8.3.3.17 (remote-server-not-found, -timeout)',
+    status: 'complete',
+    where: 'adapters/xmpp/s2s/service.ts',
+  },
+  {
+    spec: 'XEP-0220',
+    status: 'partial',
+    where: 'adapters/xmpp/s2s/',
+    note: 'dialback both ways with piggybacking (several domains per stream); db:result errors; no dialback without TLS by default',
+  },
+  {
+    spec: 'XEP-0185',
+    status: 'complete',
+    where: 'adapters/xmpp/s2s/dialback.ts',
+    note: 'HMAC-SHA256 keys',
+  },
+  {
     spec: 'XEP-0368',
     status: 'complete',
     where: 'adapters/xmpp/server.ts',

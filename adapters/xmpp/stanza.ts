@@ -113,9 +113,9 @@ function stamp(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** Envelope → stanza XML for delivery to a client. */
-export function envelopeXml(env: Envelope, to: Address): string {
-  let s = `<${env.kind}${attr('xmlns', NS_CLIENT)}${attr('from', env.from.toString())}${attr('to', to.toString())}${attr('type', env.type)}${attr('id', env.id)}>`;
+/** Envelope → stanza XML for delivery to a client (or, with `ns` jabber:server, to a peer server). */
+export function envelopeXml(env: Envelope, to: Address, ns: string = NS_CLIENT): string {
+  let s = `<${env.kind}${attr('xmlns', ns)}${attr('from', env.from.toString())}${attr('to', to.toString())}${attr('type', env.type)}${attr('id', env.id)}>`;
   if (env.kind === 'message') {
     if (env.subject !== undefined) s += `<subject>${escapeXMLText(env.subject)}</subject>`;
     if (env.body !== undefined) s += `<body>${escapeXMLText(env.body)}</body>`;

@@ -124,7 +124,7 @@ export default defineModule({
     {
       spec: 'XEP-0357',
       status: 'partial',
-      note: 'enable/disable with publish-options, summary form (message-count, sender and body only when configured), one notification per burst, retries with backoff, cancel/auth/modify errors disable the registration; app servers reachable from this node (local accounts; no s2s); docs/push.md',
+      note: 'enable/disable with publish-options, summary form (message-count, sender and body only when configured), one notification per burst, retries with backoff, cancel/auth/modify errors disable the registration; app servers are local accounts or, with federation on, remote domains over s2s; docs/push.md',
     },
   ],
   setup(ctx) {
