@@ -234,37 +234,45 @@ export default defineModule({
     // batch's disk write, bench/PROFILE-NOTES.md, fifteenth round). An <a/> is no stanza (not counted),
     // so it may follow stanzas written after the <r/> came; the <a/>s keep their order.
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'r', phases: ['bound'] }, (conn) => {
-        const sm = conn.state.get(smSlot);
-        if (!sm)
-          return conn.close(
-            closeReason('unsupported-stanza-type', 'stream management is not enabled'),
-          );
-        const h = sm.inbound;
-        void conn.settled().then(() => conn.send(`<a xmlns='${NS_SM}' h='${h}'/>`));
-      }),
+      nonzas.register(
+        ctx.name,
+        { ns: NS_SM, name: 'r', phases: ['bound'], beside: true },
+        (conn) => {
+          const sm = conn.state.get(smSlot);
+          if (!sm)
+            return conn.close(
+              closeReason('unsupported-stanza-type', 'stream management is not enabled'),
+            );
+          const h = sm.inbound;
+          void conn.settled().then(() => conn.send(`<a xmlns='${NS_SM}' h='${h}'/>`));
+        },
+      ),
     );
 
     // [XEP-0198 4] the client acknowledges
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'a', phases: ['bound'] }, (conn, el) => {
-        const sm = conn.state.get(smSlot);
-        if (!sm)
-          return conn.close(
-            closeReason('unsupported-stanza-type', 'stream management is not enabled'),
-          );
-        const h = hOf(el);
-        if (h === undefined)
-          return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
-        // [XEP-0198 4] an h above what was sent is an error; a few over is tolerated (docs/leniency.md)
-        if (!ack(sm, h))
-          return conn.close(
-            closeReason(
-              'protocol-error',
-              `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`,
-            ),
-          );
-      }),
+      nonzas.register(
+        ctx.name,
+        { ns: NS_SM, name: 'a', phases: ['bound'], beside: true },
+        (conn, el) => {
+          const sm = conn.state.get(smSlot);
+          if (!sm)
+            return conn.close(
+              closeReason('unsupported-stanza-type', 'stream management is not enabled'),
+            );
+          const h = hOf(el);
+          if (h === undefined)
+            return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
+          // [XEP-0198 4] an h above what was sent is an error; a few over is tolerated (docs/leniency.md)
+          if (!ack(sm, h))
+            return conn.close(
+              closeReason(
+                'protocol-error',
+                `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`,
+              ),
+            );
+        },
+      ),
     );
 
     // [XEP-0198 5] resumption, instead of binding
