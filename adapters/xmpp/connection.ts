@@ -373,7 +373,9 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   /** The transport went away (socket closed or errored). */
   transportClosed(kind: CloseKind = 'client-closed'): void {
-    if (this.phase === 'closed') return;
+    // Detached: the transport's first report (an error) already handed the session to its keeper;
+    // the close that follows an error must not end it (only the keeper's endDetached does) [XEP-0198 5].
+    if (this.phase === 'closed' || this.phase === 'detached') return;
     this.finish(closeReason(kind));
   }
 

@@ -156,7 +156,14 @@ export default defineModule({
     };
 
     const keeper = (sm: SmSession) => (reason: CloseReason) => {
-      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) return false;
+      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) {
+        if (sm.id)
+          log.info(
+            { jid: sm.conn.address.toString(), reason: reason.kind, text: reason.text },
+            'stream ended; not kept for resumption',
+          );
+        return false;
+      }
       const timer = setTimeout(() => {
         byId.delete(sm.id);
         sm.conn.endDetached(closeReason('resume-timeout', 'stream management session expired'));
@@ -289,6 +296,10 @@ export default defineModule({
             sm.conn.authenticatedAs === '' ||
             sm.conn.address.local !== conn.authenticatedAs
           ) {
+            log.info(
+              { user: conn.authenticatedAs, known: !!sm },
+              'resumption refused: no such session of this account (unknown, expired or ended)',
+            );
             return conn.send(failed('item-not-found')); // unknown, expired, or another account's
           }
           if (h === undefined) return conn.send(failed('bad-request'));
