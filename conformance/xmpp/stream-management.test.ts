@@ -164,6 +164,31 @@ describe('XEP-0198 stream management', function () {
     await c.waitClosed();
   });
 
+  it('the server asks for an ack every requestEvery stanzas, with at most one <r/> unanswered [XEP-0198 4]', async () => {
+    const { c } = await smLogin(node.ports.xmpp, carol, 'req');
+    const b = await xmppClient({
+      port: node.ports.xmpp,
+      username: bob,
+      password: PW,
+      resource: 'req',
+    });
+    const burst = async (from: number, n: number) => {
+      for (let i = from; i < from + n; i++)
+        await b.send(
+          xml('message', { to: `${carol}@localhost/req`, type: 'chat' }, xml('body', {}, `m${i}`)),
+        );
+      await c.waitFor(new RegExp(`>m${from + n - 1}</body>`));
+    };
+    const requests = () => c.text.split(`<r xmlns='${NS_SM}'/>`).length - 1;
+    await burst(0, 25); // 26 stanzas with the presence echo: past 10 and past 20
+    assert.equal(requests(), 1, 'no second <r/> while the first is unanswered');
+    const h = (c.text.match(/<message /g) ?? []).length + 1; // the messages and the presence echo
+    c.send(`<a xmlns='${NS_SM}' h='${h}'/>`);
+    await burst(25, 10);
+    await c.waitFor(/<r xmlns='urn:xmpp:sm:3'\/>/);
+    assert.equal(requests(), 2, 'answered: the next 10 stanzas bring the next <r/>');
+  });
+
   it('<enable/> before binding is refused with <failed/>, the stream stays [XEP-0198 3]', async () => {
     const c = await RawConn.connect(node.ports.xmpp);
     await c.openStream();

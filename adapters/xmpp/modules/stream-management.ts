@@ -48,6 +48,8 @@ interface SmSession {
   /** queue length when the server last asked for an ack */
   requestedAt: number;
   requestPending: boolean;
+  /** an `<r/>` went out and no `<a/>` came since: no second one (Prosody's mod_smacks does the same) */
+  awaitingAck: boolean;
   /** hibernation: ends the session if no stream resumes it in time */
   expiry?: NodeJS.Timeout;
   /** taken over by a resumed stream: the old stream's end is not the session's end */
@@ -98,7 +100,7 @@ export default defineModule({
       type: 'number',
       default: 10,
       min: 1,
-      doc: 'ask the client for an ack (`<r/>`) once this many stanzas are unacknowledged',
+      doc: 'ask the client for an ack (`<r/>`) once this many stanzas went out since the last request; at most one request unanswered at a time',
     },
     ackSlack: {
       type: 'number',
@@ -144,15 +146,22 @@ export default defineModule({
         });
         return out;
       }
-      if (!sm.requestPending && sm.queue.length - sm.requestedAt >= options.requestEvery) {
+      if (!sm.requestPending && !sm.awaitingAck && due(sm)) {
         sm.requestPending = true;
         queueMicrotask(() => {
           sm.requestPending = false;
-          sm.requestedAt = sm.queue.length;
-          sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
+          request(sm);
         });
       }
       return out;
+    };
+
+    /** Enough sent since the last request to ask again. */
+    const due = (sm: SmSession) => sm.queue.length - sm.requestedAt >= options.requestEvery;
+    const request = (sm: SmSession) => {
+      sm.requestedAt = sm.queue.length;
+      sm.awaitingAck = true;
+      sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
     };
 
     const keeper = (sm: SmSession) => (reason: CloseReason) => {
@@ -225,6 +234,7 @@ export default defineModule({
             queue: [],
             requestedAt: 0,
             requestPending: false,
+            awaitingAck: false,
           };
           const max = resume ? ` resume='true' max='${options.resumeTimeoutSeconds}'` : '';
           // Written before the filters go on: both sides count from <enabled/>.
@@ -278,6 +288,9 @@ export default defineModule({
                 `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`,
               ),
             );
+          // The answer to our <r/> (or an unasked one): ask again if enough went out meanwhile.
+          sm.awaitingAck = false;
+          if (!sm.requestPending && due(sm)) request(sm);
         },
       ),
     );
@@ -323,6 +336,7 @@ export default defineModule({
           const replay = sm.queue;
           sm.queue = [];
           sm.requestedAt = 0;
+          sm.awaitingAck = false; // an <r/> of the old stream is not answered on this one
           for (const u of replay) {
             if (u.env?.kind === 'message' && !u.env.delay) {
               conn.sendStanza(
