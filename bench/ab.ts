@@ -76,6 +76,7 @@ try {
           msgsPerSec: x.msgsPerSec,
           cpuUsPerMsg: x.serverCpuUsPerMsg,
           cpuShare: x.serverCpuShare,
+          syscallsPerMsg: x.serverSyscallsPerMsg,
           p50: x.latencyMs?.p50,
           p99: x.latencyMs?.p99,
           ok: x.ok,

@@ -124,8 +124,12 @@ export class RawConn {
   private closedFlag = false;
   private closeWaiters: (() => void)[] = [];
 
+  /** the TCP socket under everything (STARTTLS keeps it; undefined with direct TLS) */
+  private readonly tcp?: net.Socket;
+
   private constructor(sock: net.Socket) {
     this.sock = sock;
+    if (!(sock instanceof tls.TLSSocket)) this.tcp = sock;
     this.attach(sock);
   }
 
@@ -324,6 +328,17 @@ export class RawConn {
   destroy(): void {
     openRaw.delete(this);
     this.sock.destroy();
+  }
+
+  /**
+   * Cut the TCP connection with a reset (RST), as the kernel does when a client
+   * closes a socket with data it has not read: the server sees an error
+   * (ECONNRESET) and then the close. Not with direct TLS.
+   */
+  reset(): void {
+    if (!this.tcp) throw new Error('reset() needs a TCP connection (not direct TLS)');
+    openRaw.delete(this);
+    this.tcp.resetAndDestroy();
   }
 }
 

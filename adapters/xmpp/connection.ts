@@ -373,7 +373,9 @@ export class XmppConnection implements Session, StreamParserEvents {
 
   /** The transport went away (socket closed or errored). */
   transportClosed(kind: CloseKind = 'client-closed'): void {
-    if (this.phase === 'closed') return;
+    // Detached: the transport's first report (an error) already handed the session to its keeper;
+    // the close that follows an error must not end it (only the keeper's endDetached does) [XEP-0198 5].
+    if (this.phase === 'closed' || this.phase === 'detached') return;
     this.finish(closeReason(kind));
   }
 
@@ -802,14 +804,16 @@ export class XmppConnection implements Session, StreamParserEvents {
   }
 
   private async stanza(el: Element): Promise<void> {
-    // Anything but the next message waits for the messages in flight [RFC6120 10.1].
-    if (this.pipe?.depth && el.name !== 'message') await this.pipe.idle;
     const ns = el.attrs.xmlns;
     if (ns !== NS_CLIENT || (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq')) {
-      const nonza = ns !== NS_CLIENT ? nonzaRegistry(this.broker).lookup('bound', el) : undefined;
-      if (nonza) return nonza(this, el); // a module's stream-level element (XEP-0198, XEP-0352)
+      // a module's stream-level element (XEP-0198, XEP-0352); XEP-0198's acks run beside the messages in flight
+      const nonza = ns !== NS_CLIENT ? nonzaRegistry(this.broker).entry('bound', el) : undefined;
+      if (this.pipe?.depth && !nonza?.beside) await this.pipe.idle;
+      if (nonza) return nonza.handler(this, el);
       return this.close(closeReason('unsupported-stanza-type', `<${el.name}/> is not a stanza`)); // [RFC6120 4.9.3.24]
     }
+    // Anything but the next message waits for the messages in flight [RFC6120 10.1].
+    if (this.pipe?.depth && el.name !== 'message') await this.pipe.idle;
     if (this.filtersRef?.in.size && this.filtersRef.in.run(el) === null) return; // Prosody's stanzas/in
     const from = el.attrs.from;
     if (from !== undefined) {

@@ -33,6 +33,13 @@ export interface NonzaKey {
   ns: string;
   name: string;
   phases: NonzaPhase[];
+  /**
+   * On a bound stream a nonza waits, like an IQ or a presence, until the messages before it are
+   * handled (stored, routed) [RFC6120 10.1]. true: it runs as soon as the steps before it have
+   * run, while their messages are still being stored (XEP-0198 `<r/>` and `<a/>`, which wait for
+   * what they need themselves).
+   */
+  beside?: boolean;
 }
 
 /** Handles one top-level non-stanza element (XEP-0198 `<r/>`, XEP-0352 `<active/>`, …). Runs in stream order. */
@@ -47,7 +54,7 @@ export type NonzaHandler = (conn: XmppConnection, el: Element) => void | Promise
 export class NonzaRegistry {
   private readonly handlers = new Map<
     string,
-    { owner: string; phases: NonzaPhase[]; handler: NonzaHandler }
+    { owner: string; phases: NonzaPhase[]; handler: NonzaHandler; beside: boolean }
   >();
 
   register(owner: string, key: NonzaKey, handler: NonzaHandler): () => void {
@@ -57,7 +64,7 @@ export class NonzaRegistry {
       throw new Error(
         `<${key.name} xmlns='${key.ns}'/> is claimed by module '${existing.owner}' and by module '${owner}'; disable one of them`,
       );
-    const entry = { owner, phases: key.phases, handler };
+    const entry = { owner, phases: key.phases, handler, beside: key.beside ?? false };
     this.handlers.set(k, entry);
     return () => {
       if (this.handlers.get(k) === entry) this.handlers.delete(k);
@@ -65,8 +72,13 @@ export class NonzaRegistry {
   }
 
   lookup(phase: NonzaPhase, el: Element): NonzaHandler | undefined {
+    return this.entry(phase, el)?.handler;
+  }
+
+  /** The handler and whether it runs beside the messages in flight ({@link NonzaKey.beside}). */
+  entry(phase: NonzaPhase, el: Element): { handler: NonzaHandler; beside: boolean } | undefined {
     const e = this.handlers.get(`{${el.attrs.xmlns ?? ''}}${el.name}`);
-    return e && e.phases.includes(phase) ? e.handler : undefined;
+    return e && e.phases.includes(phase) ? e : undefined;
   }
 }
 

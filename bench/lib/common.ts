@@ -68,6 +68,15 @@ export function cpuMicros(pid: number): number {
   return (ticks * 1e6) / CLK_TCK;
 }
 
+/** A process's read and write system calls so far (all its threads, /proc/PID/io; sockets and files alike). */
+export function syscallCounts(pid: number): { reads: number; writes: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return {
+    reads: Number(/^syscr: (\d+)/m.exec(io)?.[1]),
+    writes: Number(/^syscw: (\d+)/m.exec(io)?.[1]),
+  };
+}
+
 /** Clock ticks per second of /proc times (USER_HZ: 100 on Linux). */
 const CLK_TCK = 100;
 

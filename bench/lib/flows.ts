@@ -1,7 +1,7 @@
 // Closed-loop (window) and fixed-rate drivers shared by the chat-like workloads.
 // A message body is "<flow> <send time ms>"; the receiver hands it back here.
 import { writeFileSync } from 'node:fs';
-import { cpuMicros, now, percentiles, sleep } from './common.ts';
+import { cpuMicros, now, percentiles, sleep, syscallCounts } from './common.ts';
 
 /** PARLEY_BENCH_LAT_DUMP=FILE: write every measured message's send time and latency there (analysis aid). */
 const DUMP = process.env.PARLEY_BENCH_LAT_DUMP;
@@ -30,6 +30,16 @@ function serverCpu(pid: number | undefined): number {
     return cpuMicros(pid);
   } catch {
     return NaN;
+  }
+}
+
+/** The server's read and write system calls so far; undefined when there is nothing to read. */
+function serverSyscalls(pid: number | undefined): { reads: number; writes: number } | undefined {
+  if (!pid) return undefined;
+  try {
+    return syscallCounts(pid);
+  } catch {
+    return undefined;
   }
 }
 
@@ -115,10 +125,12 @@ export class FlowDriver {
     const t0 = now();
     const cpu0 = serverCpu(o.serverPid);
     const own0 = process.cpuUsage();
+    const io0 = serverSyscalls(o.serverPid);
     await sleep(o.durationMs);
     const t1 = now();
     const cpu1 = serverCpu(o.serverPid);
     const own = process.cpuUsage(own0);
+    const io1 = serverSyscalls(o.serverPid);
     this.measuring = false;
     const received = this.received;
     this.running = false;
@@ -155,6 +167,14 @@ export class FlowDriver {
         : undefined,
       // the generator's own share of a core: near 1, the generator (not the server) is the limit
       generatorCpuShare: Math.round(((own.user + own.system) / ((t1 - t0) * 1000)) * 100) / 100,
+      // Read and write system calls of the server (sockets and its store; /proc/PID/io) per message received.
+      serverSyscallsPerMsg:
+        io0 && io1 && received > 0
+          ? {
+              reads: Math.round(((io1.reads - io0.reads) / received) * 100) / 100,
+              writes: Math.round(((io1.writes - io0.writes) / received) * 100) / 100,
+            }
+          : undefined,
     };
   }
 }

@@ -48,6 +48,8 @@ interface SmSession {
   /** queue length when the server last asked for an ack */
   requestedAt: number;
   requestPending: boolean;
+  /** an `<r/>` went out and no `<a/>` came since: no second one (Prosody's mod_smacks does the same) */
+  awaitingAck: boolean;
   /** hibernation: ends the session if no stream resumes it in time */
   expiry?: NodeJS.Timeout;
   /** taken over by a resumed stream: the old stream's end is not the session's end */
@@ -98,7 +100,7 @@ export default defineModule({
       type: 'number',
       default: 10,
       min: 1,
-      doc: 'ask the client for an ack (`<r/>`) once this many stanzas are unacknowledged',
+      doc: 'ask the client for an ack (`<r/>`) once this many stanzas went out since the last request; at most one request unanswered at a time',
     },
     ackSlack: {
       type: 'number',
@@ -144,19 +146,33 @@ export default defineModule({
         });
         return out;
       }
-      if (!sm.requestPending && sm.queue.length - sm.requestedAt >= options.requestEvery) {
+      if (!sm.requestPending && !sm.awaitingAck && due(sm)) {
         sm.requestPending = true;
         queueMicrotask(() => {
           sm.requestPending = false;
-          sm.requestedAt = sm.queue.length;
-          sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
+          request(sm);
         });
       }
       return out;
     };
 
+    /** Enough sent since the last request to ask again. */
+    const due = (sm: SmSession) => sm.queue.length - sm.requestedAt >= options.requestEvery;
+    const request = (sm: SmSession) => {
+      sm.requestedAt = sm.queue.length;
+      sm.awaitingAck = true;
+      sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
+    };
+
     const keeper = (sm: SmSession) => (reason: CloseReason) => {
-      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) return false;
+      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) {
+        if (sm.id)
+          log.info(
+            { jid: sm.conn.address.toString(), reason: reason.kind, text: reason.text },
+            'stream ended; not kept for resumption',
+          );
+        return false;
+      }
       const timer = setTimeout(() => {
         byId.delete(sm.id);
         sm.conn.endDetached(closeReason('resume-timeout', 'stream management session expired'));
@@ -218,6 +234,7 @@ export default defineModule({
             queue: [],
             requestedAt: 0,
             requestPending: false,
+            awaitingAck: false,
           };
           const max = resume ? ` resume='true' max='${options.resumeTimeoutSeconds}'` : '';
           // Written before the filters go on: both sides count from <enabled/>.
@@ -234,37 +251,48 @@ export default defineModule({
     // batch's disk write, bench/PROFILE-NOTES.md, fifteenth round). An <a/> is no stanza (not counted),
     // so it may follow stanzas written after the <r/> came; the <a/>s keep their order.
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'r', phases: ['bound'] }, (conn) => {
-        const sm = conn.state.get(smSlot);
-        if (!sm)
-          return conn.close(
-            closeReason('unsupported-stanza-type', 'stream management is not enabled'),
-          );
-        const h = sm.inbound;
-        void conn.settled().then(() => conn.send(`<a xmlns='${NS_SM}' h='${h}'/>`));
-      }),
+      nonzas.register(
+        ctx.name,
+        { ns: NS_SM, name: 'r', phases: ['bound'], beside: true },
+        (conn) => {
+          const sm = conn.state.get(smSlot);
+          if (!sm)
+            return conn.close(
+              closeReason('unsupported-stanza-type', 'stream management is not enabled'),
+            );
+          const h = sm.inbound;
+          void conn.settled().then(() => conn.send(`<a xmlns='${NS_SM}' h='${h}'/>`));
+        },
+      ),
     );
 
     // [XEP-0198 4] the client acknowledges
     ctx.onUnload(
-      nonzas.register(ctx.name, { ns: NS_SM, name: 'a', phases: ['bound'] }, (conn, el) => {
-        const sm = conn.state.get(smSlot);
-        if (!sm)
-          return conn.close(
-            closeReason('unsupported-stanza-type', 'stream management is not enabled'),
-          );
-        const h = hOf(el);
-        if (h === undefined)
-          return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
-        // [XEP-0198 4] an h above what was sent is an error; a few over is tolerated (docs/leniency.md)
-        if (!ack(sm, h))
-          return conn.close(
-            closeReason(
-              'protocol-error',
-              `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`,
-            ),
-          );
-      }),
+      nonzas.register(
+        ctx.name,
+        { ns: NS_SM, name: 'a', phases: ['bound'], beside: true },
+        (conn, el) => {
+          const sm = conn.state.get(smSlot);
+          if (!sm)
+            return conn.close(
+              closeReason('unsupported-stanza-type', 'stream management is not enabled'),
+            );
+          const h = hOf(el);
+          if (h === undefined)
+            return conn.close(closeReason('bad-format', "<a/> needs an integer 'h'"));
+          // [XEP-0198 4] an h above what was sent is an error; a few over is tolerated (docs/leniency.md)
+          if (!ack(sm, h))
+            return conn.close(
+              closeReason(
+                'protocol-error',
+                `acknowledged ${h}, but only ${(sm.acked + sm.queue.length) % MOD} were sent`,
+              ),
+            );
+          // The answer to our <r/> (or an unasked one): ask again if enough went out meanwhile.
+          sm.awaitingAck = false;
+          if (!sm.requestPending && due(sm)) request(sm);
+        },
+      ),
     );
 
     // [XEP-0198 5] resumption, instead of binding
@@ -281,6 +309,10 @@ export default defineModule({
             sm.conn.authenticatedAs === '' ||
             sm.conn.address.local !== conn.authenticatedAs
           ) {
+            log.info(
+              { user: conn.authenticatedAs, known: !!sm },
+              'resumption refused: no such session of this account (unknown, expired or ended)',
+            );
             return conn.send(failed('item-not-found')); // unknown, expired, or another account's
           }
           if (h === undefined) return conn.send(failed('bad-request'));
@@ -304,6 +336,7 @@ export default defineModule({
           const replay = sm.queue;
           sm.queue = [];
           sm.requestedAt = 0;
+          sm.awaitingAck = false; // an <r/> of the old stream is not answered on this one
           for (const u of replay) {
             if (u.env?.kind === 'message' && !u.env.delay) {
               conn.sendStanza(
