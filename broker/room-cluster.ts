@@ -85,6 +85,10 @@ interface RoomCmd {
   /** set when the sender waits for a 'room-reply' */
   id?: number;
   op: RoomOp;
+  /** the device's node, when a node passed the request on (absent: the sender) */
+  origin?: string;
+  /** passed on once already: run it wherever it lands */
+  hops?: number;
 }
 
 interface RoomReply {
@@ -287,15 +291,25 @@ export class RoomCluster implements RoomLocator {
       this.deviceNode.delete(cmd.device);
       return;
     }
+    const origin = cmd.origin ?? from;
+    // The sender's view of the live nodes was older than this node's (one heartbeat after a change):
+    // pass the request on to the home this node sees, once (two nodes that disagree never bounce it back and forth).
+    const home = this.home(cmd.room);
+    if (home !== this.self && !cmd.hops && cmd.op.t !== 'gone') {
+      this.send(home, { ...cmd, origin, hops: 1 }).catch(() =>
+        this.onCmd(from, { ...cmd, hops: 1 }),
+      );
+      return;
+    }
     // Events go only to occupants: the node of a device that asks to join (forgotten at its 'gone').
     const joins =
       cmd.op.t === 'join' ||
       (cmd.op.t === 'stanza' && cmd.op.env.kind === 'presence' && cmd.op.env.type === undefined);
-    if (from !== this.self && joins) this.deviceNode.set(cmd.device, from);
+    if (origin !== this.self && joins) this.deviceNode.set(cmd.device, origin);
     const reply = (error?: RoomReply['error']) => {
       if (cmd.id === undefined) return;
       this.broker.cluster.bus
-        .send(from, 'room-reply', { id: cmd.id, error } satisfies RoomReply)
+        .send(origin, 'room-reply', { id: cmd.id, error } satisfies RoomReply)
         .catch(() => {});
     };
     let p: void | Promise<void>;
