@@ -130,6 +130,8 @@ export class RoomCluster implements RoomLocator {
   /** nodes declared dead and still in `live` until the next read */
   private readonly down = new Set<string>();
   private stanzaHandler?: (env: Envelope) => void | Promise<void>;
+  /** home: handlers that take a room's stanza before the host handler (what a module takes on 'route:filter' where the room is local) */
+  private interceptors: ((env: Envelope) => Promise<void> | undefined)[] = [];
   /** home: the node of each device of another node that sent a request here */
   private readonly deviceNode = new Map<string, string>();
   /** this node's devices in rooms homed elsewhere: device → room → visit */
@@ -221,6 +223,24 @@ export class RoomCluster implements RoomLocator {
         this.broker.router.bounce(env, 'service-unavailable', (err as Error).message),
       );
     };
+  }
+
+  /**
+   * A stanza to a room that a module takes on 'route:filter' where the room
+   * is homed (XEP-0425 moderation): at the home, stanzas from other nodes
+   * pass `take` first; it returns a promise when it took the stanza.
+   * Returns the remover.
+   */
+  intercept(take: (env: Envelope) => Promise<void> | undefined): () => void {
+    this.interceptors = [...this.interceptors, take];
+    return () => {
+      this.interceptors = this.interceptors.filter((t) => t !== take);
+    };
+  }
+
+  /** Is this room homed on this node (by this node's view)? */
+  isHome(local: string): boolean {
+    return this.home(local) === this.self;
   }
 
   /**
@@ -332,9 +352,15 @@ export class RoomCluster implements RoomLocator {
   private async run(local: string, device: string, op: RoomOp): Promise<void> {
     const room = this.svc.get(local);
     switch (op.t) {
-      case 'stanza':
-        await this.stanzaHandler?.(fromRecord(op.env, Address.parse));
+      case 'stanza': {
+        const env = fromRecord(op.env, Address.parse);
+        for (const take of this.interceptors) {
+          const p = take(env);
+          if (p) return p;
+        }
+        await this.stanzaHandler?.(env);
         return;
+      }
       case 'join':
         await this.svc.join(local, {
           device: Address.parse(device),

@@ -25,6 +25,8 @@ import {
 } from '../muc-helpers.ts';
 
 const PW = 'pw-rooms';
+const NS_MODERATE = 'urn:xmpp:message-moderate:1';
+const NS_RETRACT = 'urn:xmpp:message-retract:1';
 const NODES = ['n1', 'n2', 'n3'];
 
 /** The room's stanza-id as its occupants see it [XEP-0359]. */
@@ -134,7 +136,7 @@ describe('rooms across a cluster of three nodes', function () {
     await c.waitFor(fromOccupant(room, 'anna', 'unavailable'), 5000, 'anna gone with her session');
   });
 
-  it('a nick taken on one node conflicts on another; private messages cross nodes [XEP-0045 7.2.8, 7.5]', async () => {
+  it('a nick taken on one node conflicts on another; private messages and a moderator retraction cross nodes [XEP-0045 7.2.8, 7.5, XEP-0425 4]', async () => {
     const room = roomOn('n3');
     const {
       clients: [a, b],
@@ -156,6 +158,25 @@ describe('rooms across a cluster of three nodes', function () {
     );
     assert.equal(pm.attrs.type, 'chat');
     assert.equal(pm.getChildText('body'), 'psst');
+    // the owner (a moderator, on n1) retracts trinity's message through the home on n3 [XEP-0425 4]
+    const sid = stanzaId(await say(b, room, 'spam'), room)!;
+    const r = await a.request(
+      xml(
+        'iq',
+        { type: 'set', to: `${room}@${MUC}` },
+        xml('moderate', { xmlns: NS_MODERATE, id: sid }, xml('retract', { xmlns: NS_RETRACT })),
+      ),
+    );
+    assert.equal(r.attrs.type, 'result');
+    for (const x of [a, b])
+      await x.waitFor(
+        (el) =>
+          el.name === 'message' &&
+          el.attrs.from === `${room}@${MUC}` &&
+          el.getChild('retract', NS_RETRACT)?.attrs.id === sid,
+        5000,
+        'the retraction on both nodes',
+      );
   });
 
   it('an MQTT device on a third node is an occupant of the same room: it sees XMPP messages with their seq, and XMPP sees its messages', async () => {
