@@ -427,7 +427,12 @@ export class RoomCluster implements RoomLocator {
         return { key: d.key, nick: occ?.nick, role: occ?.role, echo: d.echo };
       });
       const payload: RoomEv = {
-        room: { local: room.local, config: room.config, avatarHash: room.avatarHash },
+        // the config as renderers read it (whois); the password stays at the home
+        room: {
+          local: room.local,
+          config: { ...room.config, password: '' },
+          avatarHash: room.avatarHash,
+        },
         ev: this.encode(ev),
         to: targets,
       };
