@@ -150,11 +150,14 @@ export class RoomCluster implements RoomLocator {
   private flushing = false;
   private readonly encoded = new WeakMap<RoomEvent, Record<string, unknown>>();
   private timer?: NodeJS.Timeout;
+  /** several nodes may share the store (a bus with a status: cluster/redis), even while only this one is live */
+  private readonly clustered: boolean;
 
   constructor(broker: Broker, svc: RoomService, refreshMs = 200) {
     this.broker = broker;
     this.svc = svc;
     this.self = broker.cluster.bus.nodeId;
+    this.clustered = broker.cluster.bus.status !== undefined;
     broker.cluster.bus.onMessage((msg) => {
       if (msg.type === 'room-cmd') this.onCmd(msg.from, msg.payload as RoomCmd);
       else if (msg.type === 'room-ev') this.onEv(msg.payload as RoomEv);
@@ -294,7 +297,7 @@ export class RoomCluster implements RoomLocator {
   private atHome(local: string, fn: () => void | Promise<void>): void | Promise<void> {
     const pending = this.chains.get(local);
     const room = this.svc.get(local);
-    if (!pending && (this.live.length <= 1 || (room && room.occupants.size > 0))) return fn();
+    if (!pending && (!this.clustered || (room && room.occupants.size > 0))) return fn();
     const p = (pending ?? Promise.resolve())
       .then(() => this.svc.reload(local))
       .then(fn)
