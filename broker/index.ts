@@ -80,13 +80,8 @@ export {
   type RoomRenderer,
 } from './rooms.ts';
 export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
-export {
-  rendezvous,
-  RoomCluster,
-  roomCluster,
-  type RoomLocator,
-  type RoomOp,
-} from './room-cluster.ts';
+export { RoomCluster, roomCluster, type RoomOp } from './room-cluster.ts';
+export { rendezvous, type RoomLocator } from './room-home.ts';
 export {
   removeUserUploads,
   setUploadBackend,

@@ -3,6 +3,7 @@ import type { Broker } from './broker.ts';
 import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
 import type { HostHandler } from './hosts.ts';
+import { rendezvous, type RoomLocator } from './room-home.ts';
 import {
   Room,
   type Device,
@@ -25,48 +26,6 @@ import {
  * that node's renderers. On one node the home is always this node and
  * nothing here changes the room service's behaviour.
  */
-
-/** Where a room's live state is (the seam): one node on a single node, a hash over the live nodes in a cluster. */
-export interface RoomLocator {
-  readonly self: string;
-  /** the node id of the room's home */
-  home(local: string): string;
-}
-
-/**
- * Rendezvous (highest random weight) hashing: the home of a room is the
- * live node with the highest hash of (node, room). Every node that sees the
- * same live nodes picks the same home, and a node going away moves only its
- * own rooms.
- */
-export function rendezvous(local: string, nodes: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestW = -1;
-  for (const n of nodes) {
-    const w = weight(n, local);
-    if (w > bestW || (w === bestW && best !== undefined && n < best)) {
-      best = n;
-      bestW = w;
-    }
-  }
-  return best;
-}
-
-/** FNV-1a over "node\0room", then a final avalanche (murmur3's fmix32). */
-function weight(node: string, local: string): number {
-  let h = 0x811c9dc5;
-  const s = `${node}\u0000${local}`;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** A protocol-neutral request about a room, from a device (MQTT's operations; XMPP sends its stanza). */
 export type RoomOp =
@@ -120,6 +79,8 @@ interface Visit {
 }
 
 const CALL_TIMEOUT_MS = 10_000;
+/** the cluster status (which nodes drain) is read at every fifth read of the live nodes: once a second */
+const STATUS_EVERY = 5;
 
 export class RoomCluster implements RoomLocator {
   readonly self: string;
@@ -129,6 +90,10 @@ export class RoomCluster implements RoomLocator {
   private live: string[] = [];
   /** nodes declared dead and still in `live` until the next read */
   private readonly down = new Set<string>();
+  /** nodes that drain: they keep no room (their rooms move before their clients are sent away) */
+  private draining = new Set<string>();
+  private view = '';
+  private reads = 0;
   private stanzaHandler?: (env: Envelope) => void | Promise<void>;
   /** home: handlers that take a room's stanza before the host handler (what a module takes on 'route:filter' where the room is local) */
   private interceptors: ((env: Envelope) => Promise<void> | undefined)[] = [];
@@ -180,23 +145,42 @@ export class RoomCluster implements RoomLocator {
   }
 
   home(local: string): string {
-    const nodes = this.down.size ? this.live.filter((n) => !this.down.has(n)) : this.live;
-    return rendezvous(local, nodes) ?? this.self;
+    const out = this.down.size || this.draining.size;
+    const nodes = out
+      ? this.live.filter((n) => !this.down.has(n) && !this.draining.has(n))
+      : this.live;
+    // every node draining: they still serve (until they stop)
+    return rendezvous(local, nodes.length ? nodes : this.live) ?? this.self;
   }
 
-  /** Read the live nodes; a room live here whose home moved away is evicted (its occupants rejoin there). */
+  /**
+   * Read the live nodes (and, every `statusEvery` reads, which of them
+   * drain); a room live here whose home moved away is evicted: its
+   * occupants get 332 and rejoin at the new home.
+   */
   private async refresh(): Promise<void> {
+    const bus = this.broker.cluster.bus;
     let nodes: string[];
+    let draining = this.draining;
     try {
-      nodes = await this.broker.cluster.bus.members();
+      nodes = await bus.members();
+      if (bus.status && this.reads++ % STATUS_EVERY === 0) {
+        const st = await bus.status();
+        if (st.connected)
+          draining = new Set(st.nodes.filter((n) => n.state === 'draining').map((n) => n.id));
+      }
     } catch {
       return;
     }
+    if (bus.draining) draining = new Set([...draining, this.self]); // this node: at once
     if (nodes.length === 0) return; // the backend is away: keep the last view
     for (const n of this.down) if (!nodes.includes(n)) this.down.delete(n);
     const sorted = [...nodes].sort();
-    if (sorted.join('\n') === this.live.join('\n')) return;
+    const view = `${sorted.join('\n')}|${[...draining].sort().join('\n')}`;
+    if (view === this.view) return;
+    this.view = view;
     this.live = sorted;
+    this.draining = draining;
     for (const room of this.svc.list()) {
       if (room.occupants.size > 0 && this.home(room.local) !== this.self) {
         this.broker.log.info({ room: room.jid.toString() }, 'room homed on another node now');

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { rendezvous } from '../../broker/index.ts';
 import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
-import { stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
+import { runCli, stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
 import { mam } from '../mam-helpers.ts';
 import { addUsers, endAllMqtt, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
 import {
@@ -311,5 +311,32 @@ describe('rooms across a cluster of three nodes', function () {
     );
     await say(b, room, 'home again');
     await a.waitFor(isGroupchat(room, 'home again'), 5000, 'talk goes on at n3');
+  });
+  it('a home node drained: its rooms move first (332 while it still runs), the occupants rejoin at once on another node', async () => {
+    await cl.converged();
+    const room = roomOn('n2');
+    const {
+      clients: [a, b],
+    } = await users('n1', 'n3');
+    await join(a, room, 'anna');
+    await say(a, room, 'before the drain');
+    await join(b, room, 'bert');
+    const r = await runCli(['--data-dir', cl.nodes.n1.dataDir, '--json', 'cluster', 'drain', 'n2']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const [x, nick] of [
+      [a, 'anna'],
+      [b, 'bert'],
+    ] as const) {
+      const gone = await x.waitFor(
+        fromOccupant(room, nick, 'unavailable'),
+        10_000,
+        `332 for ${nick}`,
+      );
+      assert.deepEqual(codes(gone), [110, 332]);
+    }
+    await join(a, room, 'anna');
+    await join(b, room, 'bert');
+    await say(b, room, 'after the drain');
+    await a.waitFor(isGroupchat(room, 'after the drain'), 5000, 'talk goes on elsewhere');
   });
 });
