@@ -94,6 +94,7 @@ export class RoomCluster implements RoomLocator {
   private draining = new Set<string>();
   private view = '';
   private reads = 0;
+  private refreshing = false;
   private stanzaHandler?: (env: Envelope) => void | Promise<void>;
   /** home: handlers that take a room's stanza before the host handler (what a module takes on 'route:filter' where the room is local) */
   private interceptors: ((env: Envelope) => Promise<void> | undefined)[] = [];
@@ -129,8 +130,13 @@ export class RoomCluster implements RoomLocator {
       else if (msg.type === 'room-reply') this.onReply(msg.payload as RoomReply);
     });
     svc.remoteSink = (d, ev) => this.toRemote(d, ev);
-    void this.refresh();
-    this.timer = setInterval(() => void this.refresh(), refreshMs);
+    const tick = () => {
+      if (this.refreshing) return; // a slow read (loaded machine): no two at once, no older view after a newer one
+      this.refreshing = true;
+      void this.refresh().finally(() => (this.refreshing = false));
+    };
+    tick();
+    this.timer = setInterval(tick, refreshMs);
     this.timer.unref();
   }
 
