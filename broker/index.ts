@@ -83,13 +83,8 @@ export {
 } from './rooms.ts';
 export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
 export { BROADCAST_ROLES, broadcastRoles } from './room-presence.ts';
-export {
-  rendezvous,
-  RoomCluster,
-  roomCluster,
-  type RoomLocator,
-  type RoomOp,
-} from './room-cluster.ts';
+export { RoomCluster, roomCluster, type RoomOp } from './room-cluster.ts';
+export { rendezvous, type RoomLocator } from './room-home.ts';
 export {
   removeUserUploads,
   setUploadBackend,

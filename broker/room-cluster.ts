@@ -3,6 +3,7 @@ import type { Broker } from './broker.ts';
 import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
 import type { HostHandler } from './hosts.ts';
+import { rendezvous, type RoomLocator } from './room-home.ts';
 import {
   Room,
   type Device,
@@ -26,48 +27,6 @@ import {
  * nothing here changes the room service's behaviour.
  */
 
-/** Where a room's live state is (the seam): one node on a single node, a hash over the live nodes in a cluster. */
-export interface RoomLocator {
-  readonly self: string;
-  /** the node id of the room's home */
-  home(local: string): string;
-}
-
-/**
- * Rendezvous (highest random weight) hashing: the home of a room is the
- * live node with the highest hash of (node, room). Every node that sees the
- * same live nodes picks the same home, and a node going away moves only its
- * own rooms.
- */
-export function rendezvous(local: string, nodes: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestW = -1;
-  for (const n of nodes) {
-    const w = weight(n, local);
-    if (w > bestW || (w === bestW && best !== undefined && n < best)) {
-      best = n;
-      bestW = w;
-    }
-  }
-  return best;
-}
-
-/** FNV-1a over "node\0room", then a final avalanche (murmur3's fmix32). */
-function weight(node: string, local: string): number {
-  let h = 0x811c9dc5;
-  const s = `${node}\u0000${local}`;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
 /** A protocol-neutral request about a room, from a device (MQTT's operations; XMPP sends its stanza). */
 export type RoomOp =
   | { t: 'stanza'; env: EnvelopeRecord }
@@ -85,6 +44,10 @@ interface RoomCmd {
   /** set when the sender waits for a 'room-reply' */
   id?: number;
   op: RoomOp;
+  /** the device's node, when a node passed the request on (absent: the sender) */
+  origin?: string;
+  /** passed on once already: run it wherever it lands */
+  hops?: number;
 }
 
 interface RoomReply {
@@ -116,6 +79,8 @@ interface Visit {
 }
 
 const CALL_TIMEOUT_MS = 10_000;
+/** the cluster status (which nodes drain) is read at every fifth read of the live nodes: once a second */
+const STATUS_EVERY = 5;
 
 export class RoomCluster implements RoomLocator {
   readonly self: string;
@@ -125,7 +90,14 @@ export class RoomCluster implements RoomLocator {
   private live: string[] = [];
   /** nodes declared dead and still in `live` until the next read */
   private readonly down = new Set<string>();
+  /** nodes that drain: they keep no room (their rooms move before their clients are sent away) */
+  private draining = new Set<string>();
+  private view = '';
+  private reads = 0;
+  private refreshing = false;
   private stanzaHandler?: (env: Envelope) => void | Promise<void>;
+  /** home: handlers that take a room's stanza before the host handler (what a module takes on 'route:filter' where the room is local) */
+  private interceptors: ((env: Envelope) => Promise<void> | undefined)[] = [];
   /** home: the node of each device of another node that sent a request here */
   private readonly deviceNode = new Map<string, string>();
   /** this node's devices in rooms homed elsewhere: device → room → visit */
@@ -144,19 +116,27 @@ export class RoomCluster implements RoomLocator {
   private flushing = false;
   private readonly encoded = new WeakMap<RoomEvent, Record<string, unknown>>();
   private timer?: NodeJS.Timeout;
+  /** several nodes may share the store (a bus with a status: cluster/redis), even while only this one is live */
+  private readonly clustered: boolean;
 
   constructor(broker: Broker, svc: RoomService, refreshMs = 200) {
     this.broker = broker;
     this.svc = svc;
     this.self = broker.cluster.bus.nodeId;
+    this.clustered = broker.cluster.bus.status !== undefined;
     broker.cluster.bus.onMessage((msg) => {
       if (msg.type === 'room-cmd') this.onCmd(msg.from, msg.payload as RoomCmd);
       else if (msg.type === 'room-ev') this.onEv(msg.payload as RoomEv);
       else if (msg.type === 'room-reply') this.onReply(msg.payload as RoomReply);
     });
     svc.remoteSink = (d, ev) => this.toRemote(d, ev);
-    void this.refresh();
-    this.timer = setInterval(() => void this.refresh(), refreshMs);
+    const tick = () => {
+      if (this.refreshing) return; // a slow read (loaded machine): no two at once, no older view after a newer one
+      this.refreshing = true;
+      void this.refresh().finally(() => (this.refreshing = false));
+    };
+    tick();
+    this.timer = setInterval(tick, refreshMs);
     this.timer.unref();
   }
 
@@ -171,23 +151,42 @@ export class RoomCluster implements RoomLocator {
   }
 
   home(local: string): string {
-    const nodes = this.down.size ? this.live.filter((n) => !this.down.has(n)) : this.live;
-    return rendezvous(local, nodes) ?? this.self;
+    const out = this.down.size || this.draining.size;
+    const nodes = out
+      ? this.live.filter((n) => !this.down.has(n) && !this.draining.has(n))
+      : this.live;
+    // every node draining: they still serve (until they stop)
+    return rendezvous(local, nodes.length ? nodes : this.live) ?? this.self;
   }
 
-  /** Read the live nodes; a room live here whose home moved away is evicted (its occupants rejoin there). */
+  /**
+   * Read the live nodes (and, every `statusEvery` reads, which of them
+   * drain); a room live here whose home moved away is evicted: its
+   * occupants get 332 and rejoin at the new home.
+   */
   private async refresh(): Promise<void> {
+    const bus = this.broker.cluster.bus;
     let nodes: string[];
+    let draining = this.draining;
     try {
-      nodes = await this.broker.cluster.bus.members();
+      nodes = await bus.members();
+      if (bus.status && this.reads++ % STATUS_EVERY === 0) {
+        const st = await bus.status();
+        if (st.connected)
+          draining = new Set(st.nodes.filter((n) => n.state === 'draining').map((n) => n.id));
+      }
     } catch {
       return;
     }
+    if (bus.draining) draining = new Set([...draining, this.self]); // this node: at once
     if (nodes.length === 0) return; // the backend is away: keep the last view
     for (const n of this.down) if (!nodes.includes(n)) this.down.delete(n);
     const sorted = [...nodes].sort();
-    if (sorted.join('\n') === this.live.join('\n')) return;
+    const view = `${sorted.join('\n')}|${[...draining].sort().join('\n')}`;
+    if (view === this.view) return;
+    this.view = view;
     this.live = sorted;
+    this.draining = draining;
     for (const room of this.svc.list()) {
       if (room.occupants.size > 0 && this.home(room.local) !== this.self) {
         this.broker.log.info({ room: room.jid.toString() }, 'room homed on another node now');
@@ -217,6 +216,24 @@ export class RoomCluster implements RoomLocator {
         this.broker.router.bounce(env, 'service-unavailable', (err as Error).message),
       );
     };
+  }
+
+  /**
+   * A stanza to a room that a module takes on 'route:filter' where the room
+   * is homed (XEP-0425 moderation): at the home, stanzas from other nodes
+   * pass `take` first; it returns a promise when it took the stanza.
+   * Returns the remover.
+   */
+  intercept(take: (env: Envelope) => Promise<void> | undefined): () => void {
+    this.interceptors = [...this.interceptors, take];
+    return () => {
+      this.interceptors = this.interceptors.filter((t) => t !== take);
+    };
+  }
+
+  /** Is this room homed on this node (by this node's view)? */
+  isHome(local: string): boolean {
+    return this.home(local) === this.self;
   }
 
   /**
@@ -270,7 +287,7 @@ export class RoomCluster implements RoomLocator {
   private atHome(local: string, fn: () => void | Promise<void>): void | Promise<void> {
     const pending = this.chains.get(local);
     const room = this.svc.get(local);
-    if (!pending && (this.live.length <= 1 || (room && room.occupants.size > 0))) return fn();
+    if (!pending && (!this.clustered || (room && room.occupants.size > 0))) return fn();
     const p = (pending ?? Promise.resolve())
       .then(() => this.svc.reload(local))
       .then(fn)
@@ -287,15 +304,25 @@ export class RoomCluster implements RoomLocator {
       this.deviceNode.delete(cmd.device);
       return;
     }
+    const origin = cmd.origin ?? from;
+    // The sender's view of the live nodes was older than this node's (one heartbeat after a change):
+    // pass the request on to the home this node sees, once (two nodes that disagree never bounce it back and forth).
+    const home = this.home(cmd.room);
+    if (home !== this.self && !cmd.hops && cmd.op.t !== 'gone') {
+      this.send(home, { ...cmd, origin, hops: 1 }).catch(() =>
+        this.onCmd(from, { ...cmd, hops: 1 }),
+      );
+      return;
+    }
     // Events go only to occupants: the node of a device that asks to join (forgotten at its 'gone').
     const joins =
       cmd.op.t === 'join' ||
       (cmd.op.t === 'stanza' && cmd.op.env.kind === 'presence' && cmd.op.env.type === undefined);
-    if (from !== this.self && joins) this.deviceNode.set(cmd.device, from);
+    if (origin !== this.self && joins) this.deviceNode.set(cmd.device, origin);
     const reply = (error?: RoomReply['error']) => {
       if (cmd.id === undefined) return;
       this.broker.cluster.bus
-        .send(from, 'room-reply', { id: cmd.id, error } satisfies RoomReply)
+        .send(origin, 'room-reply', { id: cmd.id, error } satisfies RoomReply)
         .catch(() => {});
     };
     let p: void | Promise<void>;
@@ -318,9 +345,15 @@ export class RoomCluster implements RoomLocator {
   private async run(local: string, device: string, op: RoomOp): Promise<void> {
     const room = this.svc.get(local);
     switch (op.t) {
-      case 'stanza':
-        await this.stanzaHandler?.(fromRecord(op.env, Address.parse));
+      case 'stanza': {
+        const env = fromRecord(op.env, Address.parse);
+        for (const take of this.interceptors) {
+          const p = take(env);
+          if (p) return p;
+        }
+        await this.stanzaHandler?.(env);
         return;
+      }
       case 'join':
         await this.svc.join(local, {
           device: Address.parse(device),
@@ -387,7 +420,12 @@ export class RoomCluster implements RoomLocator {
         return { key: d.key, nick: occ?.nick, role: occ?.role, echo: d.echo };
       });
       const payload: RoomEv = {
-        room: { local: room.local, config: room.config, avatarHash: room.avatarHash },
+        // the config as renderers read it (whois); the password stays at the home
+        room: {
+          local: room.local,
+          config: { ...room.config, password: '' },
+          avatarHash: room.avatarHash,
+        },
         ev: this.encode(ev),
         to: targets,
       };

@@ -1,10 +1,10 @@
 /**
- * Room homes (broker/room-cluster.ts): rendezvous hashing over the live
+ * Room homes (broker/room-home.ts): rendezvous hashing over the live
  * nodes. Every node that sees the same nodes picks the same home; a node
  * going away moves only its own rooms, and they spread over the others.
  */
 import assert from 'node:assert/strict';
-import { rendezvous } from '../room-cluster.ts';
+import { rendezvous } from '../room-home.ts';
 
 describe('room homes (rendezvous hashing)', () => {
   const rooms = Array.from({ length: 3000 }, (_, i) => `room-${i}`);

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { rendezvous } from '../../broker/index.ts';
 import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
-import { stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
+import { runCli, stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
+import { mam } from '../mam-helpers.ts';
 import { addUsers, endAllMqtt, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
 import {
   codes,
@@ -24,6 +25,8 @@ import {
 } from '../muc-helpers.ts';
 
 const PW = 'pw-rooms';
+const NS_MODERATE = 'urn:xmpp:message-moderate:1';
+const NS_RETRACT = 'urn:xmpp:message-retract:1';
 const NODES = ['n1', 'n2', 'n3'];
 
 /** The room's stanza-id as its occupants see it [XEP-0359]. */
@@ -55,10 +58,16 @@ describe('rooms across a cluster of three nodes', function () {
 
   before(async function () {
     this.timeout(120_000);
-    cl = await startCluster(NODES);
+    // Heartbeats of 1.5 s (dead after 4.5 s): on a loaded machine 300 ms ones declare live nodes dead now and
+    // then, and every such verdict moves rooms (their occupants get 332), which is what the last test checks.
+    cl = await startCluster(NODES, { heartbeatMs: 1500 });
     await cl.converged();
   });
-  afterEach(async () => {
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed')
+      for (const [id, node] of Object.entries(cl.nodes))
+        for (const l of node.log)
+          if (/dead|reap|homed|purged|warn|"level":[45]0/.test(l)) console.log(id, l.slice(0, 300));
     await endAllMqtt();
     await stopAllClients();
   });
@@ -127,7 +136,7 @@ describe('rooms across a cluster of three nodes', function () {
     await c.waitFor(fromOccupant(room, 'anna', 'unavailable'), 5000, 'anna gone with her session');
   });
 
-  it('a nick taken on one node conflicts on another; private messages cross nodes [XEP-0045 7.2.8, 7.5]', async () => {
+  it('a nick taken on one node conflicts on another; private messages and a moderator retraction cross nodes [XEP-0045 7.2.8, 7.5, XEP-0425 4]', async () => {
     const room = roomOn('n3');
     const {
       clients: [a, b],
@@ -149,6 +158,25 @@ describe('rooms across a cluster of three nodes', function () {
     );
     assert.equal(pm.attrs.type, 'chat');
     assert.equal(pm.getChildText('body'), 'psst');
+    // the owner (a moderator, on n1) retracts trinity's message through the home on n3 [XEP-0425 4]
+    const sid = stanzaId(await say(b, room, 'spam'), room)!;
+    const r = await a.request(
+      xml(
+        'iq',
+        { type: 'set', to: `${room}@${MUC}` },
+        xml('moderate', { xmlns: NS_MODERATE, id: sid }, xml('retract', { xmlns: NS_RETRACT })),
+      ),
+    );
+    assert.equal(r.attrs.type, 'result');
+    for (const x of [a, b])
+      await x.waitFor(
+        (el) =>
+          el.name === 'message' &&
+          el.attrs.from === `${room}@${MUC}` &&
+          el.getChild('retract', NS_RETRACT)?.attrs.id === sid,
+        5000,
+        'the retraction on both nodes',
+      );
   });
 
   it('an MQTT device on a third node is an occupant of the same room: it sees XMPP messages with their seq, and XMPP sees its messages', async () => {
@@ -180,7 +208,7 @@ describe('rooms across a cluster of three nodes', function () {
     await a.waitFor(fromOccupant(room, dev, 'unavailable'), 5000, 'the device leaves');
   });
 
-  it('history on join through a node that is not the home: the last messages with delay and stanza-id, then the subject [XEP-0045 7.2.14, 7.2.15]', async () => {
+  it('history on join and MAM on the room through a node that is not the home: the last messages with delay and stanza-id, then the subject [XEP-0045 7.2.14, 7.2.15, XEP-0313]', async () => {
     const room = roomOn('n2');
     const {
       clients: [a, b],
@@ -196,6 +224,10 @@ describe('rooms across a cluster of three nodes', function () {
       history.map((el) => `${el.getChildText('body')}#${stanzaId(el, room)}`),
       [`h2#${ids[1]}`, `h3#${ids[2]}`],
     );
+    // MAM on the room from the same node: the home answers, ids are the stanza-ids [XEP-0313]
+    const page = await mam(b, { to: `${room}@${MUC}`, max: 10 });
+    assert.deepEqual(page.bodies, ['h1', 'h2', 'h3']);
+    assert.deepEqual(page.ids, ids);
   });
 
   it('the home node killed (SIGKILL): occupants on the other nodes get 332, rejoin at the new home; the persistent config, affiliations and history are still there', async () => {
@@ -241,7 +273,11 @@ describe('rooms across a cluster of three nodes', function () {
       ['before the crash'],
     );
     await join(b, room, 'guest');
-    await a.waitFor(fromOccupant(room, 'guest'), 5000, 'guest back, seen by owner');
+    await a.waitFor(
+      (el) => fromOccupant(room, 'guest')(el) && el.attrs.type === undefined,
+      5000,
+      'guest back, seen by owner',
+    );
     const info = await b.request(
       xml('iq', { type: 'get', to: `${room}@${MUC}` }, xml('query', { xmlns: NS_DISCO_INFO })),
     );
@@ -268,8 +304,39 @@ describe('rooms across a cluster of three nodes', function () {
     await cl.converged();
     await join(a, room, 'owner');
     await join(b, room, 'guest');
-    await a.waitFor(fromOccupant(room, 'guest'), 5000, 'guest back on the old home');
+    await a.waitFor(
+      (el) => fromOccupant(room, 'guest')(el) && el.attrs.type === undefined,
+      5000,
+      'guest back on the old home',
+    );
     await say(b, room, 'home again');
     await a.waitFor(isGroupchat(room, 'home again'), 5000, 'talk goes on at n3');
+  });
+  it('a home node drained: its rooms move first (332 while it still runs), the occupants rejoin at once on another node', async () => {
+    await cl.converged();
+    const room = roomOn('n2');
+    const {
+      clients: [a, b],
+    } = await users('n1', 'n3');
+    await join(a, room, 'anna');
+    await say(a, room, 'before the drain');
+    await join(b, room, 'bert');
+    const r = await runCli(['--data-dir', cl.nodes.n1.dataDir, '--json', 'cluster', 'drain', 'n2']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const [x, nick] of [
+      [a, 'anna'],
+      [b, 'bert'],
+    ] as const) {
+      const gone = await x.waitFor(
+        fromOccupant(room, nick, 'unavailable'),
+        10_000,
+        `332 for ${nick}`,
+      );
+      assert.deepEqual(codes(gone), [110, 332]);
+    }
+    await join(a, room, 'anna');
+    await join(b, room, 'bert');
+    await say(b, room, 'after the drain');
+    await a.waitFor(isGroupchat(room, 'after the drain'), 5000, 'talk goes on elsewhere');
   });
 });

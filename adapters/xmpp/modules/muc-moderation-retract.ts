@@ -3,6 +3,7 @@ import {
   Address,
   BrokerError,
   defineModule,
+  roomCluster,
   roomService,
   type Broker,
   type Envelope,
@@ -51,6 +52,7 @@ export default defineModule({
     const { broker } = ctx;
     const svc = roomService(broker);
     if (!svc) return;
+    const cluster = roomCluster(broker);
     features.set(broker, [NS_MODERATE]);
     ctx.onUnload(() => void features.delete(broker));
     ctx.onUnload(
@@ -66,19 +68,38 @@ export default defineModule({
             !env.to.isBare
           )
             return undefined;
-          const raw = env.extensions[0];
-          if (env.extensions.length !== 1 || raw === undefined || !raw.includes(NS_MODERATE))
-            return undefined;
+          if (!isModerate(env)) return undefined;
+          // A room homed on another node: the stanza goes there (docs/cluster.md, "Rooms") and is taken below
+          if (cluster && !cluster.isHome(env.to.local)) return undefined;
           return moderate(broker, svc, env, origin).then(() => null);
         },
         40,
       ),
     );
+    // At the room's home, for requests from devices of other nodes (the answer goes through the router)
+    if (cluster)
+      ctx.onUnload(
+        cluster.intercept((env) =>
+          env.kind === 'iq' && env.type === 'set' && env.to.isBare && isModerate(env)
+            ? moderate(broker, svc, env, undefined)
+            : undefined,
+        ),
+      );
   },
 });
 
-function reply(origin: Session | undefined, env: Envelope, error?: BrokerError): void {
-  origin?.deliver({
+function isModerate(env: Envelope): boolean {
+  const raw = env.extensions[0];
+  return env.extensions.length === 1 && raw !== undefined && raw.includes(NS_MODERATE);
+}
+
+function reply(
+  broker: Broker,
+  origin: Session | undefined,
+  env: Envelope,
+  error?: BrokerError,
+): void {
+  const answer: Envelope = {
     kind: 'iq',
     type: error ? 'error' : 'result',
     from: env.to,
@@ -87,7 +108,10 @@ function reply(origin: Session | undefined, env: Envelope, error?: BrokerError):
     // [RFC6120 8.3.1] an error carries the request's payload back
     extensions: error ? env.extensions : [],
     ...(error ? { error: { condition: error.condition, type: error.type, text: error.text } } : {}),
-  });
+  };
+  // The asker's session, or (a request from another node, at the room's home) the router
+  if (origin) origin.deliver(answer);
+  else void broker.router.route(answer).catch(() => {});
 }
 
 async function moderate(
@@ -127,11 +151,11 @@ async function moderate(
       extensions: [tomb],
     };
     await broker.storage.archive('rooms').setValue(room.conversation, seq, value);
-    reply(origin, env);
+    reply(broker, origin, env);
     await announce(broker, room, seq, by, reason);
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
-    reply(origin, env, err);
+    reply(broker, origin, env, err);
   }
 }
 

@@ -912,6 +912,11 @@ class Muc {
     const backwards = query.before !== undefined;
     const msgs = backwards !== flip ? [...page.messages].reverse() : page.messages;
     const session = this.broker.sessions.get(env.from);
+    // The asker's session, or its node's when the room is homed here and it is not (docs/cluster.md, "Rooms")
+    const send = async (e: Envelope): Promise<void> => {
+      if (session) session.deliver(e);
+      else await this.broker.router.deliverFull(env.from, e);
+    };
     for (const m of msgs) {
       const inner = this.groupchat(room, m, env.from);
       const fwd =
@@ -919,7 +924,7 @@ class Muc {
         `<delay xmlns='${NS_DELAY}' stamp='${new Date(m.timestamp).toISOString()}'/>` +
         innerXml(inner) +
         '</forwarded></result>';
-      session?.deliver({ kind: 'message', from: room.jid, to: env.from, extensions: [fwd] });
+      await send({ kind: 'message', from: room.jid, to: env.from, extensions: [fwd] });
     }
     // [XEP-0059 2.6] first and last of the page as sent, and the size of the result set
     const ends = msgs.length
@@ -928,7 +933,7 @@ class Muc {
     const rsm = `<set xmlns='${NS_RSM}'>${ends}<count>${page.count}</count></set>`;
     // [XEP-0313 5] complete when this page reaches the end in its direction
     const fin = `<fin xmlns='${NS_MAM}'${page.complete ? " complete='true'" : ''}>${rsm}</fin>`;
-    session?.deliver({
+    await send({
       kind: 'iq',
       type: 'result',
       from: room.jid,
