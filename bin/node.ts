@@ -117,6 +117,7 @@ export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cl
     cacheUsers: cfg.cluster.registryCacheUsers,
     version: PACKAGE.version,
     log: log.child({ component: 'cluster' }),
+    advertise: cfg.cluster.advertise,
   });
   if (metrics) c.bus.observe(metrics.clusterObserver());
   return c;
@@ -285,7 +286,47 @@ async function startNodeUnchecked(
       { graceMs, sessions: broker.sessions.count() },
       'draining: not ready; closing every connection after the grace period',
     );
-    setTimeout(() => (running.onDrained ? running.onDrained() : void running.stop()), graceMs);
+    setTimeout(() => {
+      void redirectClients()
+        .catch((err: unknown) =>
+          log.warn({ err }, 'draining: redirecting clients failed; they get system-shutdown'),
+        )
+        .then(() => (running.onDrained ? running.onDrained() : running.stop()));
+    }, graceMs);
+  };
+  /**
+   * Drain: close every XMPP stream naming a live, non-draining peer that
+   * advertises an address for the stream's transport (`cluster.advertise`),
+   * the peers taken in turn so the clients spread: see-other-host on TCP and
+   * TLS [RFC6120 4.9.3.19], see-other-uri on WebSocket [RFC7395 3.6.1].
+   * Without such a peer (or on BOSH), system-shutdown as before.
+   */
+  const redirectClients = async () => {
+    const peers = (await broker.cluster.bus.peers?.()) ?? [];
+    const turn: Record<string, number> = {};
+    const pick = (key: 'xmpp' | 'xmpps' | 'websocket') => {
+      const offering = peers.filter((p) => p.advertise[key]);
+      if (offering.length === 0) return undefined;
+      const i = (turn[key] = ((turn[key] ?? -1) + 1) % offering.length);
+      return offering[i].advertise[key];
+    };
+    const counts: Record<string, number> = {};
+    await xmpp.stop((transport) => {
+      const key =
+        transport === 'tls'
+          ? 'xmpps'
+          : transport === 'ws' || transport === 'wss'
+            ? 'websocket'
+            : transport === 'tcp' || transport === 'starttls'
+              ? 'xmpp'
+              : undefined;
+      const to = key && pick(key);
+      if (!to) return undefined;
+      counts[to] = (counts[to] ?? 0) + 1;
+      const kind = key === 'websocket' ? 'see-other-uri' : 'see-other-host';
+      return { kind, to, text: 'this node is draining' } as const;
+    });
+    log.warn({ redirected: counts }, 'draining: XMPP clients sent to other nodes');
   };
   broker.cluster.bus.onMessage((m) => {
     if (m.type === DRAIN_MESSAGE) {

@@ -359,7 +359,15 @@ export class Router {
    * bare JID went to every available device, one to the gone full JID to
    * none [RFC6121 8.5.3.2.1].
    */
-  async stranded(env: Envelope, gone: Session, hadIt?: (s: Session) => boolean): Promise<void> {
+  stranded(env: Envelope, gone: Session, hadIt?: (s: Session) => boolean): Promise<void> {
+    return this.broker.hooks.track(this.strandedNow(env, gone, hadIt)); // the node stops only once it is stored
+  }
+
+  private async strandedNow(
+    env: Envelope,
+    gone: Session,
+    hadIt?: (s: Session) => boolean,
+  ): Promise<void> {
     const bare = gone.address.bare();
     const moved: Envelope = { ...env, to: bare };
     const others = (await this.messageTargets(bare)).filter((t) => t.local && t.local !== gone);
@@ -376,7 +384,11 @@ export class Router {
    * stranded (a connection that closed under it, a stream-management session
    * that timed out) hand it here, never to storage directly.
    */
-  async undeliverable(env: Envelope): Promise<void> {
+  undeliverable(env: Envelope): Promise<void> {
+    return this.broker.hooks.track(this.undeliverableNow(env)); // the node stops only once it is stored
+  }
+
+  private async undeliverableNow(env: Envelope): Promise<void> {
     const outcome = await this.broker.hooks.run('message:offline', env);
     if (outcome === 'queued') return;
     if (outcome === 'full') return this.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]

@@ -1,10 +1,12 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type {
+  Advertise,
   BusMessage,
   BusObserver,
   ClusterBus,
   ClusterLogger,
   ClusterStatus,
+  Peer,
 } from '../types.ts';
 import { Membership } from './membership.ts';
 import { decodeFrame, encodeFrame, WIRE_VERSION } from './wire.ts';
@@ -23,6 +25,8 @@ export interface RedisBusOptions {
   log?: ClusterLogger;
   /** most bus messages in one frame (one PUBLISH) */
   maxBatch?: number;
+  /** client-facing addresses, announced in the heartbeat (a draining peer redirects its clients there) */
+  advertise?: Advertise;
 }
 
 /** A send found nobody listening on the target node's channel: the node is gone (or not yet reaped). */
@@ -63,6 +67,7 @@ export class RedisBus implements ClusterBus {
   readonly missedBeats: number;
   readonly version: string;
   readonly log: ClusterLogger;
+  readonly advertise?: Advertise;
   /** the command connection (also used by the registry and membership) */
   readonly pub: Redis;
   private readonly sub: Redis;
@@ -99,6 +104,7 @@ export class RedisBus implements ClusterBus {
     this.version = opts.version ?? '0.0.0-dev';
     this.log = opts.log ?? silent;
     this.maxBatch = opts.maxBatch ?? 256;
+    if (opts.advertise && Object.keys(opts.advertise).length) this.advertise = opts.advertise;
     const common: RedisOptions = {
       lazyConnect: true,
       // Reconnect for ever, backing off to 2 s (with jitter, so nodes do not reconnect in step).
@@ -258,6 +264,10 @@ export class RedisBus implements ClusterBus {
   drain(): void {
     this.membership.state = 'draining';
     this.membership.beatSoon();
+  }
+
+  peers(): Promise<Peer[]> {
+    return this.membership.peers();
   }
 
   status(): Promise<ClusterStatus> {
