@@ -18,7 +18,7 @@ import recall from '../broker/modules/recall.ts';
 import unread from '../broker/modules/unread.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { redisCluster } from '../cluster/redis/index.ts';
-import type { Cluster } from '../cluster/types.ts';
+import type { Advertise, Cluster } from '../cluster/types.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import { RedisStorage } from '../storage/redis/index.ts';
@@ -117,7 +117,6 @@ export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cl
     cacheUsers: cfg.cluster.registryCacheUsers,
     version: PACKAGE.version,
     log: log.child({ component: 'cluster' }),
-    advertise: cfg.cluster.advertise,
   });
   if (metrics) c.bus.observe(metrics.clusterObserver());
   return c;
@@ -215,6 +214,21 @@ function listenError(cfg: Config, err: unknown): unknown {
   );
 }
 
+/**
+ * `cluster.advertise` as announced: an `xmpp` or `xmpps` host without a port
+ * takes the port this node listens on for it (the same host may then be
+ * written in every node's config).
+ */
+export function advertised(a: Advertise, xmpp: { ports: XmppServer['ports'] }): Advertise {
+  const withPort = (hp: string, port: number | undefined) =>
+    /(^[^:[\]]+|\])$/.test(hp) && port ? `${hp}:${port}` : hp;
+  const out: Advertise = {};
+  if (a.xmpp) out.xmpp = withPort(a.xmpp, xmpp.ports.tcp);
+  if (a.xmpps) out.xmpps = withPort(a.xmpps, xmpp.ports.directTls);
+  if (a.websocket) out.websocket = a.websocket;
+  return out;
+}
+
 /** config → backends → broker → adapters → admin socket. */
 export async function startNode(
   cfg: Config,
@@ -260,6 +274,7 @@ async function startNodeUnchecked(
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
+  if (cfg.cluster?.advertise) broker.cluster.bus.advertise?.(advertised(cfg.cluster.advertise, xmpp));
   const control: NodeControl = { maxRequestBytes: cfg.admin.maxRequestBytes };
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
   const upload = uploadService(broker);

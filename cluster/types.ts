@@ -65,6 +65,8 @@ export interface ClusterBus {
   readonly draining?: boolean;
   /** Start draining (announced in the heartbeat). */
   drain?(): void;
+  /** Client-facing addresses of this node, announced from the next heartbeat on. */
+  advertise?(addresses: Advertise): void;
   /**
    * The other live nodes that are not draining, with the client-facing
    * addresses they advertise (`cluster.advertise`): where a draining node

@@ -67,8 +67,8 @@ export interface Transport {
   pause(): void;
   /** read again */
   resume(): void;
-  /** flush and close */
-  end(): void;
+  /** flush and close; `waitForPeer`: first let the client close its side (bounded wait) [RFC6120 4.4] */
+  end(waitForPeer?: boolean): void;
 }
 
 /** 'detached': the transport is gone but a module (stream management) keeps the session bound for a while. */
@@ -446,7 +446,7 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (!this.headerSent) this.sendHeader();
     const err = streamErrorXml(reason.kind, reason.text, reason.to);
     this.transportRef.closeStream(err, reason.kind === 'see-other-uri' ? reason.to : undefined);
-    this.transportRef.end();
+    this.transportRef.end(reason.kind === 'see-other-host');
     this.finish(reason);
   }
 

@@ -111,7 +111,18 @@ class SocketTransport implements Transport {
     this.sock.resume();
   }
 
-  end(): void {
+  end(waitForPeer = false): void {
+    if (waitForPeer && !this.sock.readableEnded && !this.sock.destroyed) {
+      // [RFC6120 4.4] our </stream:stream> is out; the client's comes next, then we close TCP. A client
+      // that acts on the error (see-other-host) writes its closing tag, which a socket already ended refuses.
+      let done = false;
+      const close = () => !done && ((done = true), this.end());
+      this.sock.once('end', close);
+      this.sock.once('close', close);
+      setTimeout(close, 2000).unref();
+      this.resume();
+      return;
+    }
     this.sock.end();
     // Do not wait forever for a peer that never closes its side.
     setTimeout(() => this.sock.destroy(), 2000).unref();

@@ -25,8 +25,6 @@ export interface RedisBusOptions {
   log?: ClusterLogger;
   /** most bus messages in one frame (one PUBLISH) */
   maxBatch?: number;
-  /** client-facing addresses, announced in the heartbeat (a draining peer redirects its clients there) */
-  advertise?: Advertise;
 }
 
 /** A send found nobody listening on the target node's channel: the node is gone (or not yet reaped). */
@@ -67,7 +65,8 @@ export class RedisBus implements ClusterBus {
   readonly missedBeats: number;
   readonly version: string;
   readonly log: ClusterLogger;
-  readonly advertise?: Advertise;
+  /** client-facing addresses, announced in the heartbeat (a draining peer redirects its clients there) */
+  advertised?: Advertise;
   /** the command connection (also used by the registry and membership) */
   readonly pub: Redis;
   private readonly sub: Redis;
@@ -104,7 +103,6 @@ export class RedisBus implements ClusterBus {
     this.version = opts.version ?? '0.0.0-dev';
     this.log = opts.log ?? silent;
     this.maxBatch = opts.maxBatch ?? 256;
-    if (opts.advertise && Object.keys(opts.advertise).length) this.advertise = opts.advertise;
     const common: RedisOptions = {
       lazyConnect: true,
       // Reconnect for ever, backing off to 2 s (with jitter, so nodes do not reconnect in step).
@@ -264,6 +262,11 @@ export class RedisBus implements ClusterBus {
   drain(): void {
     this.membership.state = 'draining';
     this.membership.beatSoon();
+  }
+
+  advertise(addresses: Advertise): void {
+    this.advertised = Object.keys(addresses).length ? addresses : undefined;
+    if (this.started) this.membership.beatSoon();
   }
 
   peers(): Promise<Peer[]> {

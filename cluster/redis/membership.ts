@@ -162,7 +162,7 @@ export class Membership {
       startedAt: this.startedAt,
       sessions: this.bus.localSessions(),
       state: this.state,
-      ...(this.bus.advertise && { advertise: this.bus.advertise }),
+      ...(this.bus.advertised && { advertise: this.bus.advertised }),
     };
     return JSON.stringify(info);
   }

@@ -4,113 +4,42 @@
 // with SIGKILL is purged by the others after 3 heartbeats; Redis killed and
 // restarted; `parley cluster status` and `cluster drain` (docs/cluster.md).
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import {
   isMessage,
   isPresence,
   isStreamError,
   ping,
   presence,
-  runCli,
   sleep,
   stopAllClients,
   uniqueName,
-  xml,
-  xmppClient,
   befriend,
-  type TestClient,
 } from '../helpers.ts';
-import {
-  addUsers,
-  endAllMqtt,
-  mqttConnect,
-  nextMessage,
-  startMqttNode,
-  type MqttTestNode,
-} from '../mqtt-helpers.ts';
-import { startRedis, type TestRedis } from '../redis-server.ts';
-import { adminRequest } from '../../bin/admin.ts';
+import { addUsers, endAllMqtt, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
+import { chat, ClusterHarness, eventually, PW } from '../cluster-helpers.ts';
 
 const HEARTBEAT_MS = 300;
-const PW = 'pw-cluster';
 
 describe('a cluster of three nodes on Redis', function () {
   this.timeout(60_000);
-  let redis: TestRedis;
-  const nodes: Record<string, MqttTestNode> = {};
-  const tag = Math.random().toString(36).slice(2, 8);
-
-  /**
-   * Top-level keys after startMqttNode's `mqtt:` block (its YAML is appended
-   * as given): the node's id, the shared store and the cluster.
-   */
-  const clusterYaml = (id: string) =>
-    [
-      // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
-      '  heartbeatIntervalMs: 200',
-      `nodeId: ${id}`,
-      `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
-      `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${HEARTBEAT_MS}, drainGraceMs: 300 }`,
-      '',
-    ].join('\n');
-
-  const start = async (id: string) => (nodes[id] = await startMqttNode(clusterYaml(id)));
-  const login = async (node: string, username: string, resource: string): Promise<TestClient> => {
-    const c = await xmppClient({ port: nodes[node].ports.xmpp, username, password: PW, resource });
-    await c.send(presence());
-    await ping(c);
-    return c;
-  };
-  const chat = (to: string, body: string, id?: string) =>
-    xml('message', { to, type: 'chat', id }, xml('body', {}, body));
-  const cli = (node: string, ...args: string[]) =>
-    runCli(['--data-dir', nodes[node].dataDir, '--json', ...args]);
-  const readyz = async (node: string) =>
-    (await fetch(`http://127.0.0.1:${nodes[node].ports.http}/readyz`)).status;
-  type Status = {
-    connected: boolean;
-    nodes: { id: string; sessions: number; state: string; lastBeatAgoMs: number }[];
-  };
-  /** `parley cluster status --json` (the CLI, a process each time) */
-  const statusByCli = async (node: string) => {
-    const r = await cli(node, 'cluster', 'status');
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as Status;
-  };
-  /** the same answer straight from the admin socket, for polling */
-  const clusterStatus = async (node: string) => {
-    const r = await adminRequest(path.join(nodes[node].dataDir, 'admin.sock'), {
-      cmd: 'cluster.status',
-    });
-    assert.ok(r?.ok, JSON.stringify(r));
-    return r.result as Status;
-  };
-  async function eventually(check: () => Promise<void> | void, timeout = 10_000): Promise<void> {
-    const end = Date.now() + timeout;
-    for (;;) {
-      try {
-        return await check();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await sleep(100);
-      }
-    }
-  }
+  // a grace long enough for the test to see the draining node answer 503 on a loaded machine
+  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, drainGraceMs: 2000 });
+  const { nodes, tag } = h;
+  const login = h.login.bind(h);
+  const cli = h.cli.bind(h);
+  const readyz = h.readyz.bind(h);
+  const statusByCli = h.statusByCli.bind(h);
+  const clusterStatus = h.clusterStatus.bind(h);
 
   before(async function () {
     this.timeout(120_000);
-    // appendfsync always: what the test wrote before it kills Redis is on disk (everysec may lose the last second).
-    redis = await startRedis({ appendfsync: 'always' });
-    await Promise.all(['n1', 'n2', 'n3'].map(start));
+    await h.setUp(['n1', 'n2', 'n3']);
   });
   afterEach(async () => {
     await endAllMqtt();
     await stopAllClients();
   });
-  after(async () => {
-    for (const n of Object.values(nodes)) await n.dispose();
-    await redis?.dispose();
-  });
+  after(() => h.tearDown());
 
   it('an account created on one node logs in on every node (shared store); cluster status lists the three nodes', async () => {
     const alice = uniqueName('alice');
@@ -352,9 +281,9 @@ describe('a cluster of three nodes on Redis', function () {
     const ca = await login('n1', a, 'pc');
     const cb = await login('n2', b, 'phone');
     assert.equal(await readyz('n1'), 200);
-    await redis.kill9();
+    await h.redis.kill9();
     await eventually(async () => assert.equal(await readyz('n1'), 503));
-    await redis.restart();
+    await h.redis.restart();
     await eventually(async () => {
       assert.equal(await readyz('n1'), 200);
       assert.equal(await readyz('n2'), 200);
@@ -383,7 +312,7 @@ describe('a cluster of three nodes on Redis', function () {
     const r = await cli('n1', 'cluster', 'drain', 'n2');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).node, 'n2');
-    // not ready before anything closes (drainGraceMs: 300)
+    // not ready before anything closes (drainGraceMs: 2000)
     assert.equal(await readyz('n2'), 503);
     await c.waitFor(isStreamError('system-shutdown'), 10_000, 'the stream error of the drain');
     await c.closed;
