@@ -274,7 +274,8 @@ async function startNodeUnchecked(
   const xmpp = new XmppServer(broker, { ...cfg.xmpp, tls: tls.options });
   await xmpp.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
-  if (cfg.cluster?.advertise) broker.cluster.bus.advertise?.(advertised(cfg.cluster.advertise, xmpp));
+  if (cfg.cluster?.advertise)
+    broker.cluster.bus.advertise?.(advertised(cfg.cluster.advertise, xmpp));
   const control: NodeControl = { maxRequestBytes: cfg.admin.maxRequestBytes };
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
   const upload = uploadService(broker);
