@@ -7,9 +7,24 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { adminRequest } from '../bin/admin.ts';
-import { isMessage, ping, presence, runCli, sleep, xml, xmppClient } from './helpers.ts';
+import {
+  isMessage,
+  ping,
+  presence,
+  runCli,
+  sleep,
+  stopAllClients,
+  xml,
+  xmppClient,
+} from './helpers.ts';
 import type { Element, TestClient } from './helpers.ts';
-import { collect, mqttConnect, startMqttNode, type MqttTestNode } from './mqtt-helpers.ts';
+import {
+  collect,
+  endAllMqtt,
+  mqttConnect,
+  startMqttNode,
+  type MqttTestNode,
+} from './mqtt-helpers.ts';
 import { startRedis, type TestRedis } from './redis-server.ts';
 
 export const PW = 'pw-cluster';
@@ -66,6 +81,23 @@ export class ClusterHarness {
     // appendfsync always: what the test wrote before it kills Redis is on disk (everysec may lose the last second).
     this.redis = await startRedis({ appendfsync: 'always' });
     await Promise.all(ids.map((id) => this.start(id)));
+  }
+
+  /**
+   * The mocha hooks of a suite on these nodes: start them before, end every
+   * client after each test, stop them and Redis after.
+   */
+  hooks(ids: string[]): void {
+    const setUp = () => this.setUp(ids);
+    before(async function () {
+      this.timeout(120_000);
+      await setUp();
+    });
+    afterEach(async () => {
+      await endAllMqtt();
+      await stopAllClients();
+    });
+    after(() => this.tearDown());
   }
 
   async tearDown(): Promise<void> {

@@ -12,9 +12,9 @@
 // PUBACK) is handed to the offline path and may arrive again, so clients
 // dedupe by id. The tests count those copies and assert that none is lost.
 import assert from 'node:assert/strict';
-import { isStreamError, ping, stopAllClients, uniqueName } from '../helpers.ts';
+import { isStreamError, ping, uniqueName } from '../helpers.ts';
 import type { TestClient } from '../helpers.ts';
-import { addUsers, endAllMqtt, mqttConnect } from '../mqtt-helpers.ts';
+import { addUsers, mqttConnect } from '../mqtt-helpers.ts';
 import {
   ClusterHarness,
   eventually,
@@ -92,15 +92,7 @@ describe('cluster drain under load', function () {
   this.timeout(120_000);
   const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, advertise: true, drainGraceMs: 2000 });
 
-  before(async function () {
-    this.timeout(120_000);
-    await h.setUp(['n1', 'n2']);
-  });
-  afterEach(async () => {
-    await endAllMqtt();
-    await stopAllClients();
-  });
-  after(() => h.tearDown());
+  h.hooks(['n1', 'n2']);
 
   it("cluster status shows each node's advertised address (cluster.advertise, its own port filled in)", async () => {
     await eventually(async () => {
@@ -189,15 +181,7 @@ describe('blue-green upgrade, step by step as docs/operations.md "Upgrades in a 
   this.timeout(120_000);
   const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, advertise: true, drainGraceMs: 2000 });
 
-  before(async function () {
-    this.timeout(120_000);
-    await h.setUp(['blue']);
-  });
-  afterEach(async () => {
-    await endAllMqtt();
-    await stopAllClients();
-  });
-  after(() => h.tearDown());
+  h.hooks(['blue']);
 
   it('blue serves everyone; green starts on the same Redis and store; blue drains and exits; every client is on green and no acknowledged message is lost', async () => {
     const xr = [uniqueName('bx'), uniqueName('bx')];
@@ -271,15 +255,7 @@ describe('a node killed with SIGKILL under load', function () {
   this.timeout(120_000);
   const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS });
 
-  before(async function () {
-    this.timeout(120_000);
-    await h.setUp(['n1', 'n2']);
-  });
-  afterEach(async () => {
-    await endAllMqtt();
-    await stopAllClients();
-  });
-  after(() => h.tearDown());
+  h.hooks(['n1', 'n2']);
 
   it("every acknowledged message is in its recipient's archive, and delivered (live before the kill, or from offline storage at the next login on another node) unless the dead node held it between the bus and the client; none twice in one session", async () => {
     const xr = [uniqueName('kx'), uniqueName('kx')];

@@ -11,11 +11,10 @@ import {
   ping,
   presence,
   sleep,
-  stopAllClients,
   uniqueName,
   befriend,
 } from '../helpers.ts';
-import { addUsers, endAllMqtt, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
+import { addUsers, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
 import { chat, ClusterHarness, eventually, PW } from '../cluster-helpers.ts';
 
 const HEARTBEAT_MS = 300;
@@ -31,15 +30,7 @@ describe('a cluster of three nodes on Redis', function () {
   const statusByCli = h.statusByCli.bind(h);
   const clusterStatus = h.clusterStatus.bind(h);
 
-  before(async function () {
-    this.timeout(120_000);
-    await h.setUp(['n1', 'n2', 'n3']);
-  });
-  afterEach(async () => {
-    await endAllMqtt();
-    await stopAllClients();
-  });
-  after(() => h.tearDown());
+  h.hooks(['n1', 'n2', 'n3']);
 
   it('an account created on one node logs in on every node (shared store); cluster status lists the three nodes', async () => {
     const alice = uniqueName('alice');
