@@ -185,8 +185,12 @@ export class Inbox {
   private readonly seen = new Set<string>();
   private session = new Set<string>();
 
-  add(id: string | undefined): void {
+  /** ids that arrived delay-stamped: from offline storage or replayed [XEP-0203] */
+  readonly delayed = new Set<string>();
+
+  add(id: string | undefined, delayed = false): void {
     if (!id) return;
+    if (delayed) this.delayed.add(id);
     if (this.seen.has(id)) this.duplicates++;
     else this.seen.add(id);
     if (this.session.has(id)) this.sameSessionDuplicates++;
@@ -227,10 +231,12 @@ export function xmppInbox(
   // what arrived since login (offline messages right after the initial presence), then the rest
   inbox.sessions++;
   inbox.newSession();
-  for (const el of c.received) if (isLoadMessage(prefix)(el)) inbox.add(el.attrs.id);
-  c.xmpp.on('stanza', (el: Element) => {
-    if (isLoadMessage(prefix)(el)) inbox.add(el.attrs.id);
-  });
+  const take = (el: Element) => {
+    if (isLoadMessage(prefix)(el))
+      inbox.add(el.attrs.id, el.getChild('delay', 'urn:xmpp:delay') !== undefined);
+  };
+  for (const el of c.received) take(el);
+  c.xmpp.on('stanza', take);
   c.xmpp.on('online', () => {
     inbox.sessions++;
     inbox.newSession();
@@ -278,8 +284,8 @@ export class MqttInbox extends Inbox {
   }
 
   private take(payload: string): void {
-    const id = (JSON.parse(payload) as { id?: string }).id;
-    if (id?.startsWith(`${this.prefix}-`)) this.add(id);
+    const { id, delayed } = JSON.parse(payload) as { id?: string; delayed?: boolean };
+    if (id?.startsWith(`${this.prefix}-`)) this.add(id, delayed === true);
   }
 }
 

@@ -303,17 +303,19 @@ describe('a node killed with SIGKILL under load', function () {
     let total = 0;
     let gap = 0;
     let dup = 0;
+    let offline = 0;
     for (const [k, u] of rcpt.entries()) {
       const archive = await archivedIds(await h.login('n1', u, 'mam'));
       const notArchived = expected[k].filter((id) => !archive.has(id));
       assert.deepEqual(notArchived, [], `${u}: acknowledged but not archived`);
       gap += all[k].missing(expected[k]).length;
+      offline += expected[k].filter((id) => all[k].delayed.has(id)).length;
       total += expected[k].length;
       dup += all[k].duplicates;
       assert.equal(all[k].sameSessionDuplicates, 0, `${u}: a message twice in one session`);
     }
     console.log(
-      `      kill -9: ${total} acknowledged, all archived; ${total - gap} delivered, ${gap} in the archive only (held by the dead node); ${dup} duplicates across sessions`,
+      `      kill -9: ${total} acknowledged, all archived; ${total - gap - offline} delivered live, ${offline} from offline storage at the new login, ${gap} in the archive only (held by the dead node); ${dup} duplicates across sessions`,
     );
   });
 });
