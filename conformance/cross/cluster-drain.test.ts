@@ -90,7 +90,7 @@ async function archivedIds(c: TestClient): Promise<Set<string>> {
 
 describe('cluster drain under load', function () {
   this.timeout(120_000);
-  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, advertise: true, drainGraceMs: 2000 });
+  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, advertise: true, drainGraceMs: 3000 });
 
   h.hooks(['n1', 'n2']);
 
@@ -179,7 +179,7 @@ describe('cluster drain under load', function () {
 
 describe('blue-green upgrade, step by step as docs/operations.md "Upgrades in a cluster" says', function () {
   this.timeout(120_000);
-  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, advertise: true, drainGraceMs: 2000 });
+  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, advertise: true, drainGraceMs: 3000 });
 
   h.hooks(['blue']);
 

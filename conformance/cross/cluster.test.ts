@@ -22,7 +22,7 @@ const HEARTBEAT_MS = 300;
 describe('a cluster of three nodes on Redis', function () {
   this.timeout(60_000);
   // a grace long enough for the test to see the draining node answer 503 on a loaded machine
-  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, drainGraceMs: 2000 });
+  const h = new ClusterHarness({ heartbeatMs: HEARTBEAT_MS, drainGraceMs: 3000 });
   const { nodes, tag } = h;
   const login = h.login.bind(h);
   const cli = h.cli.bind(h);
@@ -303,7 +303,7 @@ describe('a cluster of three nodes on Redis', function () {
     const r = await cli('n1', 'cluster', 'drain', 'n2');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).node, 'n2');
-    // not ready before anything closes (drainGraceMs: 2000)
+    // not ready before anything closes (drainGraceMs: 3000)
     assert.equal(await readyz('n2'), 503);
     await c.waitFor(isStreamError('system-shutdown'), 10_000, 'the stream error of the drain');
     await c.closed;
