@@ -182,8 +182,11 @@ export class Inbox {
   duplicates = 0;
   /** of those, arrivals in the same session (stream, connection) as an earlier copy */
   sameSessionDuplicates = 0;
+  /** of those, the ones where neither copy was delay-stamped: the same message live twice */
+  liveTwice = 0;
   private readonly seen = new Set<string>();
-  private session = new Set<string>();
+  /** this session's ids, and whether the first copy was delay-stamped */
+  private session = new Map<string, boolean>();
 
   /** ids that arrived delay-stamped: from offline storage or replayed [XEP-0203] */
   readonly delayed = new Set<string>();
@@ -193,14 +196,18 @@ export class Inbox {
     if (delayed) this.delayed.add(id);
     if (this.seen.has(id)) this.duplicates++;
     else this.seen.add(id);
-    if (this.session.has(id)) this.sameSessionDuplicates++;
-    else this.session.add(id);
+    const first = this.session.get(id);
+    if (first === undefined) this.session.set(id, delayed);
+    else {
+      this.sameSessionDuplicates++;
+      if (!first && !delayed) this.liveTwice++;
+    }
     this.ids.push(id);
   }
 
   /** A new session of the recipient begins (a new stream, a new connection). */
   newSession(): void {
-    this.session = new Set();
+    this.session = new Map();
   }
 
   has(id: string): boolean {

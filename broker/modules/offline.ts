@@ -1,5 +1,6 @@
 import { Address } from '../address.ts';
 import { defineModule } from '../module.ts';
+import { deliveredElsewhere } from '../router.ts';
 import type { Session } from '../session.ts';
 
 /** Bus message: "a message for this user was queued offline; flush it to their session on your node". */
@@ -43,21 +44,25 @@ export default defineModule({
       void next.finally(() => chains.get(user) === next && chains.delete(user)).catch(() => {});
       return next;
     };
-    const flushHere = (user: string): Promise<void> | undefined => {
+    const flushHere = (user: string, skip: readonly string[] = []): Promise<void> | undefined => {
       const s = broker.sessions
         .sessionsOf(Address.parse(user))
-        .find((x) => x.available && x.priority >= 0);
+        .find((x) => x.available && x.priority >= 0 && !skip.includes(x.address.resource));
       return s && flush(s);
     };
-    /** After a message was queued: the user's available session, here or on another node, takes it now. */
-    const poke = async (user: string): Promise<void> => {
+    /**
+     * After a message was queued: the user's available session, here or on another node, takes it
+     * now, unless it already had this one live (`had`: it waits for the next login then).
+     */
+    const poke = async (user: string, had?: ReadonlySet<string>): Promise<void> => {
       // Read from Redis, not the cache: a session that became available on another node a moment ago
       // flushed before this message was queued, and its registry delta may still be on its way here.
       const entries = await (registry.lookupFresh?.(user) ?? registry.lookup(user));
-      const open = entries.filter((e) => e.available && e.priority >= 0);
+      const open = entries.filter((e) => e.available && e.priority >= 0 && !had?.has(e.resource));
       if (open.length === 0) return;
-      if (open.some((e) => e.node === bus.nodeId)) return flushHere(user);
-      await bus.send(open[0].node, OFFLINE_FLUSH, { user }).catch(() => {}); // gone: its next login flushes
+      const skip = had ? [...had] : [];
+      if (open.some((e) => e.node === bus.nodeId)) return flushHere(user, skip);
+      await bus.send(open[0].node, OFFLINE_FLUSH, { user, skip }).catch(() => {}); // gone: its next login flushes
     };
     // The only place messages go into offline storage: the router (and any
     // adapter or module holding a stranded message) asks 'message:offline';
@@ -68,7 +73,7 @@ export default defineModule({
         broker.metrics.offlineQueued();
         const user = env.to.bare().toString();
         broker.hooks
-          .track(poke(user))
+          .track(poke(user, deliveredElsewhere.get(env)))
           .catch((err) =>
             ctx.log.warn({ err, user }, 'offline: flush to an online session failed'),
           );
@@ -78,9 +83,12 @@ export default defineModule({
     ctx.onUnload(broker.hooks.on('session:available', (session) => flush(session)));
     bus.onMessage((m) => {
       if (!loaded || m.type !== OFFLINE_FLUSH) return;
-      const user = (m.payload as { user?: unknown })?.user;
+      const { user, skip } = (m.payload ?? {}) as { user?: unknown; skip?: unknown };
       if (typeof user !== 'string') return;
-      const p = flushHere(user);
+      const p = flushHere(
+        user,
+        Array.isArray(skip) ? skip.filter((r): r is string => typeof r === 'string') : [],
+      );
       if (p) void broker.hooks.track(p).catch(() => {});
     });
     ctx.onUnload(() => void (loaded = false));
