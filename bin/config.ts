@@ -24,6 +24,34 @@ export const DEFAULT_TLS_CIPHERS = [
 ].join(':');
 
 const listenPort = z.number().int().min(0).max(65535);
+
+/**
+ * `host[:port]` for a see-other-host [RFC6120 4.9.3.19]: a DNS name, an IPv4
+ * address or an IPv6 address, which the RFC wants in brackets
+ * (`[2001:db8::1]:5222`); a bare IPv6 address is bracketed here.
+ */
+export function normalizeHostPort(v: string): string | undefined {
+  const t = v.trim();
+  let host: string;
+  let port: string | undefined;
+  const b = /^\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?$/.exec(t);
+  if (b) [host, port] = [`[${b[1]}]`, b[2]];
+  else if (/^[0-9A-Fa-f:.]+$/.test(t) && t.split(':').length > 2) host = `[${t}]`;
+  else {
+    const m = /^([A-Za-z0-9.-]{1,253})(?::(\d{1,5}))?$/.exec(t);
+    if (!m || m[1].startsWith('.') || m[1].startsWith('-')) return undefined;
+    [host, port] = [m[1], m[2]];
+  }
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) return undefined;
+  return port === undefined ? host : `${host}:${port}`;
+}
+
+const hostPort = z.string().transform((v, ctx) => {
+  const n = normalizeHostPort(v);
+  if (n === undefined)
+    ctx.addIssue({ code: 'custom', message: 'host[:port], an IPv6 address in brackets' });
+  return n ?? v;
+});
 /**
  * A listener `{host, port}`: each field defaults on its own, so
  * `xmpp: {tcp: {port: 5333}}` keeps the default host; `null` disables it.
@@ -107,6 +135,24 @@ export const configSchema = z.strictObject({
       registryCacheUsers: z.number().int().min(0).default(100_000),
       /** drain: ms a draining node stays up, not ready, before it closes its connections (time for the load balancer to notice) */
       drainGraceMs: z.number().int().min(0).max(600_000).default(2000),
+      /**
+       * Where clients reach this node, announced in its heartbeat: a draining
+       * node sends its XMPP clients to a live peer's address with see-other-host
+       * [RFC6120 4.9.3.19] (`xmpp` for STARTTLS clients, `xmpps` for direct
+       * TLS) or, on WebSocket, `<close see-other-uri/>` [RFC7395 3.6.1]
+       * (`websocket`). Absent: its clients get system-shutdown and reconnect
+       * through the load balancer.
+       */
+      advertise: z
+        .strictObject({
+          xmpp: hostPort.optional(),
+          xmpps: hostPort.optional(),
+          websocket: z
+            .string()
+            .regex(/^wss?:\/\/[^\s'"<>&]+$/, 'a ws:// or wss:// URI')
+            .optional(),
+        })
+        .optional(),
     })
     .nullable()
     .default(null),

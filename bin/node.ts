@@ -19,7 +19,7 @@ import recall from '../broker/modules/recall.ts';
 import unread from '../broker/modules/unread.ts';
 import { LocalBus, LocalRegistry } from '../cluster/local.ts';
 import { redisCluster } from '../cluster/redis/index.ts';
-import type { Cluster } from '../cluster/types.ts';
+import type { Advertise, Cluster } from '../cluster/types.ts';
 import { EmbeddedStorage } from '../storage/embedded.ts';
 import { MongoStorage } from '../storage/mongodb.ts';
 import { RedisStorage } from '../storage/redis/index.ts';
@@ -215,6 +215,21 @@ function listenError(cfg: Config, err: unknown): unknown {
   );
 }
 
+/**
+ * `cluster.advertise` as announced: an `xmpp` or `xmpps` host without a port
+ * takes the port this node listens on for it (the same host may then be
+ * written in every node's config).
+ */
+export function advertised(a: Advertise, xmpp: { ports: XmppServer['ports'] }): Advertise {
+  const withPort = (hp: string, port: number | undefined) =>
+    /(^[^:[\]]+|\])$/.test(hp) && port ? `${hp}:${port}` : hp;
+  const out: Advertise = {};
+  if (a.xmpp) out.xmpp = withPort(a.xmpp, xmpp.ports.tcp);
+  if (a.xmpps) out.xmpps = withPort(a.xmpps, xmpp.ports.directTls);
+  if (a.websocket) out.websocket = a.websocket;
+  return out;
+}
+
 /** config → backends → broker → adapters → admin socket. */
 export async function startNode(
   cfg: Config,
@@ -270,6 +285,8 @@ async function startNodeUnchecked(
     : undefined;
   await s2s?.start();
   const mqtt = await startMqtt(cfg, broker, tls.options);
+  if (cfg.cluster?.advertise)
+    broker.cluster.bus.advertise?.(advertised(cfg.cluster.advertise, xmpp));
   const control: NodeControl = { maxRequestBytes: cfg.admin.maxRequestBytes };
   const web = await startWeb(cfg, broker, xmpp, mqtt.server, tls.options, control);
   const upload = uploadService(broker);
@@ -296,7 +313,47 @@ async function startNodeUnchecked(
       { graceMs, sessions: broker.sessions.count() },
       'draining: not ready; closing every connection after the grace period',
     );
-    setTimeout(() => (running.onDrained ? running.onDrained() : void running.stop()), graceMs);
+    setTimeout(() => {
+      void redirectClients()
+        .catch((err: unknown) =>
+          log.warn({ err }, 'draining: redirecting clients failed; they get system-shutdown'),
+        )
+        .then(() => (running.onDrained ? running.onDrained() : running.stop()));
+    }, graceMs);
+  };
+  /**
+   * Drain: close every XMPP stream naming a live, non-draining peer that
+   * advertises an address for the stream's transport (`cluster.advertise`),
+   * the peers taken in turn so the clients spread: see-other-host on TCP and
+   * TLS [RFC6120 4.9.3.19], see-other-uri on WebSocket [RFC7395 3.6.1].
+   * Without such a peer (or on BOSH), system-shutdown as before.
+   */
+  const redirectClients = async () => {
+    const peers = (await broker.cluster.bus.peers?.()) ?? [];
+    const turn: Record<string, number> = {};
+    const pick = (key: 'xmpp' | 'xmpps' | 'websocket') => {
+      const offering = peers.filter((p) => p.advertise[key]);
+      if (offering.length === 0) return undefined;
+      const i = (turn[key] = ((turn[key] ?? -1) + 1) % offering.length);
+      return offering[i].advertise[key];
+    };
+    const counts: Record<string, number> = {};
+    await xmpp.stop((transport) => {
+      const key =
+        transport === 'tls'
+          ? 'xmpps'
+          : transport === 'ws' || transport === 'wss'
+            ? 'websocket'
+            : transport === 'tcp' || transport === 'starttls'
+              ? 'xmpp'
+              : undefined;
+      const to = key && pick(key);
+      if (!to) return undefined;
+      counts[to] = (counts[to] ?? 0) + 1;
+      const kind = key === 'websocket' ? 'see-other-uri' : 'see-other-host';
+      return { kind, to, text: 'this node is draining' } as const;
+    });
+    log.warn({ redirected: counts }, 'draining: XMPP clients sent to other nodes');
   };
   broker.cluster.bus.onMessage((m) => {
     if (m.type === DRAIN_MESSAGE) {

@@ -228,6 +228,7 @@ export class Broker {
             .catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
           this.hooks.emit('session:unbound', s, r);
         },
+        unbinding: (done) => void this.hooks.track(done).catch(() => {}),
       },
     );
     this.router = new Router(this);
@@ -335,7 +336,16 @@ export class Broker {
     );
   }
 
-  /** Close every session (system-shutdown), unload modules, close backends. */
+  /** Wait (up to 10 s) for the work hooks.track follows: stored offline messages, ended sessions. */
+  private async settled(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), 10_000)));
+    if ((await Promise.race([this.hooks.settled(), late])) === 'late')
+      this.log.warn('stopping with work still in flight after 10 s');
+    clearTimeout(timer);
+  }
+
+  /** Close every session (system-shutdown), wait for their leftovers, unload modules, close backends. */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
@@ -343,8 +353,13 @@ export class Broker {
       await this.sessions.unbind(s, closeReason('system-shutdown'));
       s.close(closeReason('system-shutdown'));
     }
-    while (this.loaded.length) await this.loaded.pop()!.unload();
+    // Empty before leaving: what the ended sessions left unacknowledged, and what
+    // reached this node for them meanwhile, is in offline storage first; then off the
+    // bus (senders take their own offline path), and what arrived just before is stored too.
+    await this.settled();
     await this.cluster.bus.stop();
+    await this.settled();
+    while (this.loaded.length) await this.loaded.pop()!.unload();
     await this.storage.close();
     this.log.info('broker stopped');
   }

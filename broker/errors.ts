@@ -112,6 +112,10 @@ export type CloseKind =
   | 'resource-conflict'
   | 'connection-timeout'
   | 'system-shutdown'
+  /** the node drains and names another one to connect to (`to`: host[:port]) [RFC6120 4.9.3.19] */
+  | 'see-other-host'
+  /** the same over WebSocket: `<close see-other-uri='…'/>` (`to`: the other endpoint's URI) [RFC7395 3.6.1] */
+  | 'see-other-uri'
   | 'session-taken-over'
   /** a stream-management session kept for resumption was not resumed in time [XEP-0198 5] */
   | 'resume-timeout'
@@ -123,6 +127,8 @@ export type CloseKind =
 export interface CloseReason {
   kind: CloseKind;
   text?: string;
+  /** see-other-host / see-other-uri: where the client should connect instead */
+  to?: string;
 }
 
 export function closeReason(kind: CloseKind, text?: string): CloseReason {

@@ -176,7 +176,26 @@ export class HookBus<M extends HookSignatures> {
     return acc;
   }
 
-  /** Synchronous fire-and-forget notification to every handler. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  /**
+   * Keep `p` in view until it settles: {@link settled} waits for it. For work
+   * nobody awaits that must finish before the node stops (a message handed
+   * to the offline path as its session ends): a draining node exits when empty.
+   */
+  track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    const done = () => void this.inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Resolves once every tracked promise (and every emit handler's) has settled, later ones included. */
+  async settled(): Promise<void> {
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Synchronous fire-and-forget notification to every handler (their promises are tracked). */
   emit<K extends keyof M>(name: K, ...args: M[K][0]): void {
     const list = this.handlers.get(name);
     if (!list) return;
@@ -184,7 +203,7 @@ export class HookBus<M extends HookSignatures> {
       try {
         const r = handler(...args);
         if (r && typeof (r as Promise<unknown>).catch === 'function') {
-          (r as Promise<unknown>).catch((err) => this.failed(name, err));
+          this.track(r as Promise<unknown>).catch((err) => this.failed(name, err));
         }
       } catch (err) {
         this.failed(name, err);

@@ -32,6 +32,15 @@ interface RemoteDelivery {
  * may hand over its next message once this one has its place in the
  * archive's order, and this one sends nothing before the previous one is done.
  */
+/**
+ * An offline copy of a message other devices of the user already got live
+ * (a delivery to several devices whose hop to one node failed): the
+ * resources that had it. The offline module does not flush such a copy to
+ * them at once (they would see it twice in one session); it waits for the
+ * next login, as any message queued for a device that missed it.
+ */
+export const deliveredElsewhere = new WeakMap<Envelope, ReadonlySet<string>>();
+
 export interface Ordered {
   /** Called once the message's archive append has been asked for (at most once; maybe never). */
   admit(): void;
@@ -227,12 +236,21 @@ export class Router {
    * (docs/cluster.md "Failures"); anything else is dropped, as for a session
    * that closed.
    */
-  private toNode(node: string, resources: string[], env: Envelope): Promise<void> {
+  private toNode(
+    node: string,
+    resources: string[],
+    env: Envelope,
+    allTargets?: string[],
+  ): Promise<void> {
     const payload: RemoteDelivery = { resources, env: toRecord(env) };
     return this.broker.cluster.bus.send(node, 'deliver', payload).catch((err) => {
       this.broker.log.debug({ err: (err as Error)?.message, node }, 'cross-node delivery failed');
-      if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline')
-        return this.undeliverable({ ...env, to: env.to.bare() });
+      if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline') {
+        const copy = { ...env, to: env.to.bare() };
+        const had = allTargets?.filter((r) => !resources.includes(r));
+        if (had?.length) deliveredElsewhere.set(copy, new Set(had));
+        return this.undeliverable(copy);
+      }
     });
   }
 
@@ -358,10 +376,12 @@ export class Router {
           else remote.set(t.node, [t.resource]);
         }
       }
-      if (remote)
+      if (remote) {
+        const all = targets.length > 1 ? targets.map((t) => t.resource) : undefined;
         await Promise.all(
-          [...remote].map(([node, resources]) => this.toNode(node, resources, env)),
+          [...remote].map(([node, resources]) => this.toNode(node, resources, env, all)),
         );
+      }
       return;
     }
     if (type === 'headline' || !storable) return; // [RFC6121 8.5.2.2.1] headline / chat states: dropped
@@ -377,7 +397,15 @@ export class Router {
    * bare JID went to every available device, one to the gone full JID to
    * none [RFC6121 8.5.3.2.1].
    */
-  async stranded(env: Envelope, gone: Session, hadIt?: (s: Session) => boolean): Promise<void> {
+  stranded(env: Envelope, gone: Session, hadIt?: (s: Session) => boolean): Promise<void> {
+    return this.broker.hooks.track(this.strandedNow(env, gone, hadIt)); // the node stops only once it is stored
+  }
+
+  private async strandedNow(
+    env: Envelope,
+    gone: Session,
+    hadIt?: (s: Session) => boolean,
+  ): Promise<void> {
     const bare = gone.address.bare();
     const moved: Envelope = { ...env, to: bare };
     const others = (await this.messageTargets(bare)).filter((t) => t.local && t.local !== gone);
@@ -394,7 +422,11 @@ export class Router {
    * stranded (a connection that closed under it, a stream-management session
    * that timed out) hand it here, never to storage directly.
    */
-  async undeliverable(env: Envelope): Promise<void> {
+  undeliverable(env: Envelope): Promise<void> {
+    return this.broker.hooks.track(this.undeliverableNow(env)); // the node stops only once it is stored
+  }
+
+  private async undeliverableNow(env: Envelope): Promise<void> {
     const outcome = await this.broker.hooks.run('message:offline', env);
     if (outcome === 'queued') return;
     if (outcome === 'full') return this.bounce(env, 'service-unavailable', 'offline storage full'); // [XEP-0160 4]

@@ -15,6 +15,8 @@ export interface SessionManagerOptions {
 export interface SessionEvents {
   bound(session: Session): void;
   unbound(session: Session, reason: CloseReason): void;
+  /** an unbind under way (its callers may not wait for it; a stopping node does) */
+  unbinding?(done: Promise<void>): void;
 }
 
 /**
@@ -95,7 +97,13 @@ export class SessionManager {
   }
 
   /** Remove a session; idempotent. */
-  async unbind(session: Session, reason: CloseReason): Promise<void> {
+  unbind(session: Session, reason: CloseReason): Promise<void> {
+    const done = this.unbindNow(session, reason);
+    this.events.unbinding?.(done);
+    return done;
+  }
+
+  private async unbindNow(session: Session, reason: CloseReason): Promise<void> {
     const user = session.address.bare().toString();
     const sessions = this.local.get(user);
     if (!sessions || sessions.get(session.address.resource) !== session) return;

@@ -27,6 +27,11 @@ export interface SessionRegistry {
    * for every routed message, without a promise.
    */
   lookupNow?(user: string): SessionEntry[] | undefined;
+  /**
+   * The same answer as {@link lookup}, read from the shared backend now
+   * rather than from a cache that may lag a bind on another node by a moment.
+   */
+  lookupFresh?(user: string): Promise<SessionEntry[]>;
   /** Sessions of a node, e.g. to purge a dead node. */
   byNode(node: string): Promise<SessionEntry[]>;
   purgeNode(node: string): Promise<number>;
@@ -68,6 +73,14 @@ export interface ClusterBus {
   readonly draining?: boolean;
   /** Start draining (announced in the heartbeat). */
   drain?(): void;
+  /** Client-facing addresses of this node, announced from the next heartbeat on. */
+  advertise?(addresses: Advertise): void;
+  /**
+   * The other live nodes that are not draining, with the client-facing
+   * addresses they advertise (`cluster.advertise`): where a draining node
+   * sends its clients. Absent on a single node.
+   */
+  peers?(): Promise<Peer[]>;
   /** Nodes, their sessions and the backend's health (`parley cluster status`); absent on a single node. */
   status?(): Promise<ClusterStatus>;
   /** Counters and timings for /metrics; absent on a single node. */
@@ -79,6 +92,24 @@ export interface ClusterBus {
    * users' contacts it was gone).
    */
   onReconnect?(handler: (info: { reaped: boolean }) => void): void;
+}
+
+/**
+ * Client-facing addresses a node advertises (`cluster.advertise`): `xmpp`
+ * (STARTTLS port) and `xmpps` (direct TLS) as host[:port] with an IPv6
+ * address in brackets, `websocket` as a ws:// or wss:// URI.
+ */
+export interface Advertise {
+  xmpp?: string;
+  xmpps?: string;
+  websocket?: string;
+}
+
+/** A live, non-draining other node (ClusterBus.peers). */
+export interface Peer {
+  id: string;
+  sessions: number;
+  advertise: Advertise;
 }
 
 /** One node as the cluster sees it. */
@@ -94,6 +125,8 @@ export interface NodeStatus {
   version: string;
   startedAt: number;
   state: 'up' | 'draining';
+  /** the client-facing addresses it advertises (`cluster.advertise`) */
+  advertise?: Advertise;
 }
 
 export interface ClusterStatus {

@@ -51,8 +51,12 @@ export interface Transport {
   write(data: string): void;
   /** the stream header [RFC6120 4.7], or `<open/>` on WebSocket [RFC7395 3.3.2] */
   openStream(attrs: { id: string; from: string; to?: string }): void;
-  /** an optional stream error, then the stream end (`</stream:stream>` or `<close/>`) */
-  closeStream(errorXml?: string): void;
+  /**
+   * An optional stream error, then the stream end (`</stream:stream>` or `<close/>`);
+   * `seeOtherUri`: a WebSocket `<close/>` naming another endpoint [RFC7395 3.6.1]
+   * (transports without it close without an error).
+   */
+  closeStream(errorXml?: string, seeOtherUri?: string): void;
   /** a keepalive the transport understands (whitespace on TCP [RFC6120 4.6.1], a ping frame on WebSocket) */
   keepalive(): void;
   /** bytes queued but not yet sent (slow-consumer detection) */
@@ -63,8 +67,8 @@ export interface Transport {
   pause(): void;
   /** read again */
   resume(): void;
-  /** flush and close */
-  end(): void;
+  /** flush and close; `waitForPeer`: first let the client close its side (bounded wait) [RFC6120 4.4] */
+  end(waitForPeer?: boolean): void;
 }
 
 /** 'detached': the transport is gone but a module (stream management) keeps the session bound for a while. */
@@ -442,9 +446,9 @@ export class XmppConnection implements Session, StreamParserEvents {
     if (this.phase === 'closed' || this.closing) return;
     this.closing = true;
     if (!this.headerSent) this.sendHeader();
-    const err = streamErrorXml(reason.kind, reason.text);
-    this.transportRef.closeStream(err);
-    this.transportRef.end();
+    const err = streamErrorXml(reason.kind, reason.text, reason.to);
+    this.transportRef.closeStream(err, reason.kind === 'see-other-uri' ? reason.to : undefined);
+    this.transportRef.end(reason.kind === 'see-other-host');
     this.finish(reason);
   }
 

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { escapeXML } from '@xmpp/xml';
-import { closeReason, type Broker } from '../../broker/index.ts';
+import { closeReason, type Broker, type CloseReason } from '../../broker/index.ts';
 import { NS_CLIENT, NS_STREAM } from './parser.ts';
 import type { WebSocket } from 'ws';
 import { XmppConnection, type Transport } from './connection.ts';
@@ -111,7 +111,18 @@ class SocketTransport implements Transport {
     this.sock.resume();
   }
 
-  end(): void {
+  end(waitForPeer = false): void {
+    if (waitForPeer && !this.sock.readableEnded && !this.sock.destroyed) {
+      // [RFC6120 4.4] our </stream:stream> is out; the client's comes next, then we close TCP. A client
+      // that acts on the error (see-other-host) writes its closing tag, which a socket already ended refuses.
+      let done = false;
+      const close = () => !done && ((done = true), this.end());
+      this.sock.once('end', close);
+      this.sock.once('close', close);
+      setTimeout(close, 2000).unref();
+      this.resume();
+      return;
+    }
     this.sock.end();
     // Do not wait forever for a peer that never closes its side.
     setTimeout(() => this.sock.destroy(), 2000).unref();
@@ -220,8 +231,15 @@ export class XmppServer {
     for (const srv of this.servers) if (srv instanceof tls.Server) srv.setSecureContext(options);
   }
 
-  async stop(): Promise<void> {
-    for (const c of [...this.conns]) c.close(closeReason('system-shutdown'));
+  /**
+   * Close every stream and stop listening. `redirect` (a draining cluster
+   * node) names, per connection, where its client should go instead:
+   * see-other-host on TCP and TLS [RFC6120 4.9.3.19], see-other-uri on
+   * WebSocket [RFC7395 3.6.1]; undefined keeps system-shutdown.
+   */
+  async stop(redirect?: (transport: string) => CloseReason | undefined): Promise<void> {
+    for (const c of [...this.conns])
+      c.close(redirect?.(c.transport) ?? closeReason('system-shutdown'));
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers.length = 0;
   }

@@ -25,15 +25,18 @@ const conditions: Partial<Record<CloseKind, string>> = {
   'connection-timeout': 'connection-timeout',
   'ping-timeout': 'connection-timeout', // [RFC6120 4.9.3.4] [XEP-0199 4.1]
   'system-shutdown': 'system-shutdown',
+  'see-other-host': 'see-other-host',
   'internal-error': 'internal-server-error',
   'protocol-error': 'undefined-condition',
 };
 
-export function streamErrorXml(kind: CloseKind, text?: string): string | undefined {
+export function streamErrorXml(kind: CloseKind, text?: string, to?: string): string | undefined {
   const condition = conditions[kind];
   if (!condition) return undefined;
   const t = text ? `<text xmlns='${NS_STREAMS_ERR}'>${escapeText(text)}</text>` : '';
-  return `<stream:error><${condition} xmlns='${NS_STREAMS_ERR}'/>${t}</stream:error>`;
+  // [RFC6120 4.9.3.19] the other host is the condition's character data
+  const body = kind === 'see-other-host' && to ? `>${escapeText(to)}</${condition}>` : '/>';
+  return `<stream:error><${condition} xmlns='${NS_STREAMS_ERR}'${body}${t}</stream:error>`;
 }
 
 function escapeText(s: string): string {

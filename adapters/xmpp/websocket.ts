@@ -43,9 +43,11 @@ export class WebSocketTransport implements Transport {
     );
   }
 
-  closeStream(errorXml?: string): void {
+  closeStream(errorXml?: string, seeOtherUri?: string): void {
     if (errorXml) this.write(errorXml);
-    this.write(`<close xmlns='${NS_FRAMING}'/>`); // [RFC7395 3.6]
+    // [RFC7395 3.6.1] a redirect is an attribute of <close/>, not a see-other-host stream error
+    const other = seeOtherUri ? ` see-other-uri='${escapeXML(seeOtherUri)}'` : '';
+    this.write(`<close xmlns='${NS_FRAMING}'${other}/>`); // [RFC7395 3.6]
   }
 
   keepalive(): void {

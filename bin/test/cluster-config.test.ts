@@ -7,7 +7,7 @@ import { LocalBus } from '../../cluster/local.ts';
 import { RedisBus } from '../../cluster/redis/index.ts';
 import { silentLogger } from '../../broker/logger.ts';
 import { ConfigError, envOverrides, merge, validateConfig } from '../config.ts';
-import { makeCluster } from '../node.ts';
+import { advertised, makeCluster } from '../node.ts';
 
 describe('cluster configuration', () => {
   const redis = { redis: 'redis://127.0.0.1:6379' };
@@ -52,6 +52,32 @@ describe('cluster configuration', () => {
       () => validateConfig({ ...shared, cluster: { ...redis, missedBeats: 1 } }),
       /cluster.missedBeats/,
     );
+  });
+
+  it("cluster.advertise: host[:port] with an IPv6 address bracketed [RFC6120 4.9.3.19], a ws(s) URI; anything else is refused; a missing port is the node's own", () => {
+    const shared = { storage: { backend: 'redis', url: 'redis://x' } };
+    const adv = (advertise: object) =>
+      validateConfig({ ...shared, cluster: { ...redis, advertise } }).cluster?.advertise;
+    assert.deepEqual(adv({ xmpp: 'n1.example', xmpps: '2001:db8::1' }), {
+      xmpp: 'n1.example',
+      xmpps: '[2001:db8::1]',
+    });
+    assert.deepEqual(adv({ xmpp: '[::1]:5222', websocket: 'wss://n1.example/xmpp-websocket' }), {
+      xmpp: '[::1]:5222',
+      websocket: 'wss://n1.example/xmpp-websocket',
+    });
+    for (const bad of [{ xmpp: 'a b' }, { xmpp: 'h:0' }, { websocket: 'http://x/' }, { smtp: 'x' }])
+      assert.throws(() => adv(bad), /cluster.advertise/);
+    assert.deepEqual(
+      advertised(
+        { xmpp: 'n1.example', xmpps: '[::1]', websocket: 'wss://n1.example/ws' },
+        { ports: { tcp: 5222, directTls: 5223 } },
+      ),
+      { xmpp: 'n1.example:5222', xmpps: '[::1]:5223', websocket: 'wss://n1.example/ws' },
+    );
+    assert.deepEqual(advertised({ xmpp: '10.0.0.5:15222' }, { ports: { tcp: 5222 } }), {
+      xmpp: '10.0.0.5:15222',
+    });
   });
 
   it('PARLEY_CLUSTER_REDIS sets cluster.redis', () => {

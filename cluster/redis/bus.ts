@@ -1,10 +1,12 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type {
+  Advertise,
   BusMessage,
   BusObserver,
   ClusterBus,
   ClusterLogger,
   ClusterStatus,
+  Peer,
 } from '../types.ts';
 import { Membership, RECONNECT_MAX_MS } from './membership.ts';
 import { decodeFrame, encodeFrame, WIRE_VERSION } from './wire.ts';
@@ -63,6 +65,8 @@ export class RedisBus implements ClusterBus {
   readonly missedBeats: number;
   readonly version: string;
   readonly log: ClusterLogger;
+  /** client-facing addresses, announced in the heartbeat (a draining peer redirects its clients there) */
+  advertised?: Advertise;
   /** the command connection (also used by the registry and membership) */
   readonly pub: Redis;
   private readonly sub: Redis;
@@ -265,6 +269,15 @@ export class RedisBus implements ClusterBus {
   drain(): void {
     this.membership.state = 'draining';
     this.membership.beatSoon();
+  }
+
+  advertise(addresses: Advertise): void {
+    this.advertised = Object.keys(addresses).length ? addresses : undefined;
+    if (this.started) this.membership.beatSoon();
+  }
+
+  peers(): Promise<Peer[]> {
+    return this.membership.peers();
   }
 
   status(): Promise<ClusterStatus> {

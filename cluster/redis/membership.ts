@@ -1,4 +1,4 @@
-import type { ClusterStatus, NodeStatus } from '../types.ts';
+import type { Advertise, ClusterStatus, NodeStatus, Peer } from '../types.ts';
 import type { RedisBus } from './bus.ts';
 import { WIRE_VERSION } from './wire.ts';
 
@@ -51,6 +51,8 @@ interface NodeInfo {
   startedAt: number;
   sessions: number;
   state: 'up' | 'draining';
+  /** where clients may connect to this node (`cluster.advertise`); a draining node sends its clients there */
+  advertise?: Advertise;
 }
 
 export class Membership {
@@ -178,6 +180,7 @@ export class Membership {
       startedAt: this.startedAt,
       sessions: this.bus.localSessions(),
       state: this.state,
+      ...(this.bus.advertised && { advertise: this.bus.advertised }),
     };
     return JSON.stringify(info);
   }
@@ -247,6 +250,25 @@ export class Membership {
     }
   }
 
+  /**
+   * Live nodes other than this one that are not draining, as their last
+   * heartbeat describes them (one HMGET): where a draining node sends its
+   * clients. Read from Redis, so a node that began draining a moment ago is
+   * already left out.
+   */
+  async peers(): Promise<Peer[]> {
+    const others = this.live().filter((n) => n !== this.bus.nodeId);
+    if (others.length === 0) return [];
+    const infos = await this.bus.pub.hmget(this.keys[1], ...others);
+    const out: Peer[] = [];
+    others.forEach((id, i) => {
+      const info = parseInfo(infos[i]);
+      if (info && info.state !== 'draining')
+        out.push({ id, sessions: info.sessions, advertise: info.advertise ?? {} });
+    });
+    return out;
+  }
+
   /** A node of another wire version is logged once (their frames are refused: wire.ts). */
   private async checkWire(live: string[]): Promise<void> {
     const others = live.filter((n) => n !== this.bus.nodeId && !this.warnedWire.has(n));
@@ -302,6 +324,7 @@ export class Membership {
         version: info?.version ?? '?',
         startedAt: info?.startedAt ?? 0,
         state: info?.state ?? 'up',
+        ...(info?.advertise && { advertise: info.advertise }),
       });
     }
     base.nodes = out;

@@ -141,6 +141,25 @@ export class RedisRegistry implements SessionRegistry {
     return l.promise;
   }
 
+  /**
+   * The user's entries as Redis holds them now (one HGETALL, the cache left
+   * alone; this node's own sessions from memory): for a decision that must
+   * see a bind another node finished a moment ago, before its delta arrives.
+   */
+  async lookupFresh(user: string): Promise<SessionEntry[]> {
+    const own = this.own.get(user);
+    let entries: SessionEntry[];
+    try {
+      const h = await this.bus.pub.hgetall(this.userKey(user));
+      entries = Object.values(h).map((v) => JSON.parse(v) as SessionEntry);
+    } catch {
+      return own ? Array.from(own.values()) : [];
+    }
+    const out = entries.filter((e) => e.node !== this.bus.nodeId);
+    for (const e of own?.values() ?? []) out.push(e);
+    return out;
+  }
+
   lookupNow(user: string): SessionEntry[] | undefined {
     const m = this.cache.get(user);
     if (m) return Array.from(m.values());
