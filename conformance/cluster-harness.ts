@@ -7,16 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { adminRequest } from '../bin/admin.ts';
-import {
-  isMessage,
-  ping,
-  presence,
-  runCli,
-  sleep,
-  stopAllClients,
-  xml,
-  xmppClient,
-} from './helpers.ts';
+import { isMessage, ping, presence, runCli, stopAllClients, xml, xmppClient } from './helpers.ts';
 import type { Element, TestClient } from './helpers.ts';
 import {
   collect,
