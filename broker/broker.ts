@@ -75,6 +75,8 @@ export interface BrokerHooks extends HookSignatures {
    * other nodes (room occupants) drops them here.
    */
   'node:down': [[node: string, sessions: SessionEntry[]], void];
+  /** this node was declared dead while cut off and hears it once the link heals (its state elsewhere was purged) */
+  'node:reaped-self': [[], void];
 }
 
 /** An account's last login (the session bound), kept by the broker. */

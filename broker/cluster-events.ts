@@ -48,6 +48,7 @@ export function joinCluster(broker: Broker): void {
   // node's sessions again; their contacts were told they were gone, so tell them again.
   bus.onReconnect?.(({ reaped }) => {
     if (!reaped) return;
+    broker.hooks.emit('node:reaped-self'); // a reset cut loses the 'sessions-gone' frame: this says it too
     void (async () => {
       for (const s of broker.sessions.all()) {
         await broker.presence
@@ -61,7 +62,8 @@ export function joinCluster(broker: Broker): void {
       const p = msg.payload as SessionsGone;
       // About this node (declared dead while cut off, and it hears it once the link heals): the
       // sessions it still holds are alive, and those that ended left their rooms when they did.
-      if (p.node === bus.nodeId) return;
+      // Other nodes dropped them from what they hold, though (rooms homed there): 'node:reaped-self'.
+      if (p.node === bus.nodeId) return void broker.hooks.emit('node:reaped-self');
       broker.hooks.emit('node:down', p.node, p.sessions);
     } else if (msg.type === 'roster-push') {
       const p = msg.payload as RemoteRosterPush;

@@ -530,9 +530,23 @@ export class RoomCluster implements RoomLocator {
     for (const id of [...this.deviceNode.keys()])
       if (this.deviceNode.get(id) === node) this.deviceNode.delete(id);
     for (const homes of this.homesOf.values()) homes.delete(node);
+    this.roomsGone((home) => home === node);
+  }
+
+  /**
+   * This node was declared dead while cut off from the others and hears it once the link
+   * heals: the homes elsewhere took its devices out of their rooms when they reaped it, so
+   * those devices are told the room went away (332), as when a home dies, and rejoin.
+   */
+  reapedSelf(): void {
+    this.roomsGone((home) => home !== this.self);
+  }
+
+  /** This node's devices in the rooms whose home `gone` names leave them with 332 [XEP-0045 7.2.11]. */
+  private roomsGone(gone: (home: string) => boolean): void {
     for (const [device, m] of [...this.visits]) {
       for (const [local, v] of [...m]) {
-        if (v.home !== node) continue;
+        if (!gone(v.home)) continue;
         m.delete(local);
         if (v.nick === undefined || !v.config) continue;
         const room = new Room(local, this.svc.host, v.config, '', 0);

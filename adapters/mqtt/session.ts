@@ -175,6 +175,16 @@ export class MqttSession implements Session {
     }
   }
 
+  /**
+   * From the offline queue: false once the connection is gone, so the message stays queued
+   * (`deliver` would queue it offline again, and a flush triggered by that queueing would loop).
+   */
+  async deliverQueued(env: Envelope): Promise<boolean> {
+    if (this.client.closed) return false;
+    await this.deliver(env);
+    return true;
+  }
+
   private async keepOffline(env: Envelope): Promise<void> {
     const broker = this.ctx.broker;
     // Another device of the user had it too (every available device gets every

@@ -205,10 +205,14 @@ export default defineModule({
     // Cluster: the devices of a node found dead leave too; rooms homed there are gone for this node's devices.
     ctx.onUnload(
       broker.hooks.on('node:down', (node, sessions) => {
-        sessions.forEach((e) => service.leaveAll(`${e.user}/${e.resource}`));
+        // nodeDown first: the leaves' events must not go to the dead node's other devices (its
+        // sessions are gone, and a node that was only cut off would get them once it heals).
         cluster.nodeDown(node);
+        sessions.forEach((e) => service.leaveAll(`${e.user}/${e.resource}`));
       }),
     );
+    // Cluster: this node was reaped while cut off; the rooms homed elsewhere dropped its devices.
+    ctx.onUnload(broker.hooks.on('node:reaped-self', () => cluster.reapedSelf()));
     ctx.onUnload(
       broker.hooks.on('account:removed', (username) =>
         service.removeUser(`${username}@${broker.domain}`),
