@@ -1,6 +1,7 @@
-// Over 600 lines, one service on purpose: rooms, occupants, affiliations, roles and the per-room timeline
+// Over 600 lines (1,481), one service on purpose: rooms, occupants, affiliations, roles and the per-room timeline
 // share one in-memory room state and its ordering (fan-out slices keep each device's copies in room order).
-// Next split: moderation (roles, affiliations) and persistence into files of their own (issue 22).
+// Already out: the presence-broadcast rule (room-presence.ts), the cluster seam (room-cluster.ts, room-home.ts),
+// the archive queries (room-archive.ts). Next split: moderation (roles, affiliations) and persistence (issue 22).
 import type { ArchiveStore, KeyValueStore } from '../storage/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';

@@ -1,3 +1,5 @@
+// Just over 600 lines: the node launcher (startNode: config, TLS from the test CA, ports from the log,
+// kill/restart) and the client helpers every suite imports from here. Next split: startNode into node.ts.
 // Shared helpers for the black-box conformance suites: a real node in a child
 // process, real @xmpp/client sessions and stanza matchers. The wire-level
 // tools (constants, SCRAM client, raw socket) live in wire.ts and are
