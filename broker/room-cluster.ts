@@ -92,6 +92,8 @@ export class RoomCluster implements RoomLocator {
   private readonly down = new Set<string>();
   /** nodes that drain: they keep no room (their rooms move before their clients are sent away) */
   private draining = new Set<string>();
+  /** nodes that said they drain ('node-draining'), until they leave the live nodes: the status read may lag */
+  private readonly heardDraining = new Set<string>();
   private view = '';
   private reads = 0;
   private refreshing = false;
@@ -128,6 +130,10 @@ export class RoomCluster implements RoomLocator {
       if (msg.type === 'room-cmd') this.onCmd(msg.from, msg.payload as RoomCmd);
       else if (msg.type === 'room-ev') this.onEv(msg.payload as RoomEv);
       else if (msg.type === 'room-reply') this.onReply(msg.payload as RoomReply);
+      else if (msg.type === 'node-up') this.nodeUp((msg.payload as { node: string }).node);
+      else if (msg.type === 'node-left') this.nodeLeft((msg.payload as { node: string }).node);
+      else if (msg.type === 'node-draining')
+        this.heardDraining.add((msg.payload as { node: string }).node);
     });
     svc.remoteSink = (d, ev) => this.toRemote(d, ev);
     const tick = () => {
@@ -178,8 +184,14 @@ export class RoomCluster implements RoomLocator {
     } catch {
       return;
     }
-    if (bus.draining) draining = new Set([...draining, this.self]); // this node: at once
     if (nodes.length === 0) return; // the backend is away: keep the last view
+    for (const n of this.heardDraining) if (!nodes.includes(n)) this.heardDraining.delete(n);
+    if (bus.draining || this.heardDraining.size)
+      draining = new Set([
+        ...draining,
+        ...this.heardDraining,
+        ...(bus.draining ? [this.self] : []),
+      ]); // at once
     for (const n of this.down) if (!nodes.includes(n)) this.down.delete(n);
     const sorted = [...nodes].sort();
     const view = `${sorted.join('\n')}|${[...draining].sort().join('\n')}`;
@@ -531,6 +543,27 @@ export class RoomCluster implements RoomLocator {
       if (this.deviceNode.get(id) === node) this.deviceNode.delete(id);
     for (const homes of this.homesOf.values()) homes.delete(node);
     this.roomsGone((home) => home === node);
+  }
+
+  /**
+   * A node declared dead is listed again (restarted, or back after a cut):
+   * it homes rooms again, so rooms live here that are now its own move
+   * (332) at the next read, even when no read of the live nodes saw it
+   * missing.
+   */
+  nodeUp(node: string): void {
+    if (node === this.self || !this.down.delete(node)) return;
+    this.view = '';
+  }
+
+  /**
+   * A node stops (it said so before it left the live nodes): no request goes
+   * there from now on, though this node's next read may still list it.
+   */
+  nodeLeft(node: string): void {
+    if (node === this.self) return;
+    this.down.add(node);
+    this.view = '';
   }
 
   /**

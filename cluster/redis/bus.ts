@@ -204,6 +204,8 @@ export class RedisBus implements ClusterBus {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    // Before the heartbeat goes: the others stop routing to this node now, not at their next read.
+    await this.broadcastRemote('node-left', { node: this.nodeId }).catch(() => {});
     await this.flush();
     await this.membership.leave();
     this.sub.disconnect();
@@ -269,6 +271,8 @@ export class RedisBus implements ClusterBus {
   drain(): void {
     this.membership.state = 'draining';
     this.membership.beatSoon();
+    // Heard at once (the heartbeat's state is read about once a second): rooms move away from here.
+    void this.broadcastRemote('node-draining', { node: this.nodeId }).catch(() => {});
   }
 
   advertise(addresses: Advertise): void {

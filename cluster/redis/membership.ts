@@ -210,6 +210,10 @@ export class Membership {
       // Reaped while cut off: this node's sessions were purged and contacts told it went away.
       this.bus.resynced(true);
     }
+    // Listed anew (a start, or back after a reap): nodes that heard it was dead forget that
+    // even when no beat of theirs saw it missing (a restart within one heartbeat of the reap).
+    if (added === 1)
+      void this.bus.broadcastRemote('node-up', { node: this.bus.nodeId }).catch(() => {});
     this.liveNodes = live;
     this.bus.nodesSeen(live.length);
     if (this.joined) void this.checkWire(live);
@@ -238,8 +242,13 @@ export class Membership {
         'cluster: node missed its heartbeats; declaring it dead',
       );
       await this.bus.nodeDown(node);
-      await this.bus.pub.eval(REMOVE_IF_UNCHANGED, 2, ...this.keys, node, score);
+      // Said before the removal: a node that comes back is listed again only after it, so every
+      // node hears its 'node-down' before its 'node-up' (one Redis server orders the publishes).
       await this.bus.broadcast('node-down', { node }).catch(() => {});
+      const removed = await this.bus.pub.eval(REMOVE_IF_UNCHANGED, 2, ...this.keys, node, score);
+      // It beat again meanwhile (a restart quicker than the reap): it is live, and its own beat
+      // found it listed, so it says nothing; say it for it.
+      if (removed !== 1) await this.bus.broadcast('node-up', { node }).catch(() => {});
     } catch (err) {
       this.bus.log.error(
         { err, node },

@@ -121,7 +121,13 @@ describe('in Chromium: the chat page and the admin page', function () {
     await page.fill('#password', PW);
     await shot(page, 'chat-login.png');
     await page.click('#login');
-    await page.waitForSelector('#chat:not([hidden])', { timeout: 10_000 });
+    // 30 s: under the parallel suite on two cores Chromium's first SCRAM login has taken over 10 s.
+    await page
+      .waitForSelector('#chat:not([hidden])', { timeout: 30_000 })
+      .catch(async (e: Error) => {
+        const status = await page.textContent('#status').catch(() => '?');
+        throw new Error(`${e.message}\nstatus: ${status}\nproblems: ${problems.join('; ')}`);
+      });
     assert.match(
       (await page.textContent('#status')) ?? '',
       new RegExp(`online as ${alice}@${DOMAIN}`),
