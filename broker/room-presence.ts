@@ -1,4 +1,4 @@
-import type { Role, Room } from './rooms.ts';
+import type { Role, Room } from './room.ts';
 
 /**
  * Presence broadcast per role (docs/groupchat.md, "Presence broadcast"):

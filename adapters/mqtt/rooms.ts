@@ -116,6 +116,9 @@ export function decideRoomSubscribe(
   }
 }
 
+/** The rooms each session joined through `rooms/{room}` (a SUBSCRIBE again, or one the restore made already, joins once). */
+const joinedBy = new WeakMap<MqttSession, Set<string>>();
+
 /** After the SUBACK: join (a refused join now, after a race, is only logged). */
 export async function roomSubscribed(
   ctx: MqttContext,
@@ -126,6 +129,10 @@ export async function roomSubscribed(
   const svc = rooms(ctx);
   const local = localOf(svc, t.room);
   const p = paramsOf(session, local);
+  let joined = joinedBy.get(session);
+  if (!joined) joinedBy.set(session, (joined = new Set()));
+  if (joined.has(local)) return;
+  joined.add(local);
   try {
     // At the room's home node (docs/cluster.md, "Rooms"); on one node, here.
     await roomCluster(ctx.broker)!.call(local, session.address, {
@@ -137,6 +144,7 @@ export async function roomSubscribed(
     });
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
+    joined.delete(local);
     ctx.log.debug(
       { jid: session.address.toString(), room: local, condition: err.condition },
       'mqtt room join refused',
@@ -149,21 +157,27 @@ export async function roomSubscribed(
 export function roomUnsubscribed(ctx: MqttContext, session: MqttSession, t: RoomTopic): void {
   const svc = roomService(ctx.broker);
   if (!svc || t.sub !== '') return;
+  joinedBy.get(session)?.delete(localOf(svc, t.room));
   roomCluster(ctx.broker)!
     .call(t.room, session.address, { t: 'leave' })
     .catch((err) => ctx.log.debug({ err }, 'mqtt room leave failed'));
+}
+
+/** The filters a client holds now: at CONNACK, those its persistent session restored (read before any SUBSCRIBE of the new connection). */
+export function restoredFilters(client: Client): string[] {
+  return Object.keys(
+    (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {},
+  );
 }
 
 /** A device reconnecting with a persistent session is subscribed already: it rejoins. */
 export async function rejoinRestored(
   ctx: MqttContext,
   session: MqttSession,
-  client: Client,
+  filters: string[],
 ): Promise<void> {
   if (!roomService(ctx.broker)) return;
-  for (const filter of Object.keys(
-    (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {},
-  )) {
+  for (const filter of filters) {
     const t = roomTopic(filter);
     if (t && t !== 'invalid' && t.sub === '')
       await roomSubscribed(ctx, session, t).catch((err) =>
@@ -302,6 +316,8 @@ export function renderRoomEvent(session: Session, d: Device, ev: RoomEvent): voi
       return;
     case 'presence': {
       const self = ev.self.has(d.key);
+      // Out of the room (left, kicked, banned, 332, destroyed): a SUBSCRIBE joins again.
+      if (self && !ev.available && !ev.newNick) joinedBy.get(s)?.delete(room.local);
       const out: Record<string, unknown> = {
         room: room.jid.toString(),
         nick: ev.nick,

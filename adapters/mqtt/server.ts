@@ -25,6 +25,7 @@ import { MemoryRetainedStore, RetainedIndex } from './retained.ts';
 import {
   presenceShown,
   rejoinRestored,
+  restoredFilters,
   renderRoomEvent,
   roomSubscribed,
   roomTopic,
@@ -419,9 +420,11 @@ export class MqttServer {
       // From here on the client may receive packets: bind and say available [RFC6121 4.2].
       const session = new MqttSession(ctx, client as AedesClient, info.address, info.transport);
       ctx.sessions.set(client, session);
+      // Taken now: a SUBSCRIBE of this connection may land before the queue gets here, and joins itself.
+      const restored = restoredFilters(client);
       session.enqueue(async () => {
         await session.start();
-        await rejoinRestored(ctx, session, client);
+        await rejoinRestored(ctx, session, restored);
       });
     });
     a.on('clientDisconnect', (client: Client) => {
