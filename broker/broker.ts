@@ -225,9 +225,11 @@ export class Broker {
           this.hooks.emit('session:bound', s);
         },
         unbound: (s, r) => {
-          this.presence
-            .sessionEnded(s)
-            .catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
+          // A session resumed on another node goes on there: its contacts never saw it go [XEP-0198 5].
+          if (r.kind !== 'session-moved')
+            this.presence
+              .sessionEnded(s)
+              .catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
           this.hooks.emit('session:unbound', s, r);
         },
         unbinding: (done) => void this.hooks.track(done).catch(() => {}),
