@@ -1,0 +1,171 @@
+// Black-box XEP-0198 resumption across a cluster (docs/cluster.md, "Stream
+// management across nodes"): two nodes on loopback joined by a real
+// redis-server; a client whose stream was on n1 comes back on n2 and resumes
+// there, raw on the wire and with @xmpp/client; forged and unknown ids fail.
+import assert from 'node:assert/strict';
+import {
+  befriend,
+  closeAllRaw,
+  isMessage,
+  isPresence,
+  ping,
+  presence,
+  sleep,
+  stopAllClients,
+  uniqueName,
+  xml,
+  xmppClient,
+  type Element,
+  type TestClient,
+} from '../helpers.ts';
+import { addUsers, type MqttTestNode } from '../mqtt-helpers.ts';
+import { startCluster, type TestCluster } from '../cluster-helpers.ts';
+import { bodies, NS_SM, rawResume, smLogin } from '../sm-helpers.ts';
+
+const PW = 'pw-cluster-sm';
+const RESUME_SECONDS = 60;
+/** How long n2 waits for n1's answer: far above a loaded machine's bus round trip, far below the test's patience. */
+const TAKE_TIMEOUT_MS = 20_000;
+
+describe('XEP-0198 resumption on another node of a cluster', function () {
+  this.timeout(60_000);
+  let cluster: TestCluster;
+  let nodes: Record<string, MqttTestNode>;
+  const chat = (to: string, body: string, id?: string) =>
+    xml('message', { to, type: 'chat', id }, xml('body', {}, body));
+  const unavailableFrom = (jid: string) => (el: Element) =>
+    el.name === 'presence' && el.attrs.from === jid && el.attrs.type === 'unavailable';
+
+  before(async function () {
+    this.timeout(120_000);
+    cluster = await startCluster(['n1', 'n2'], {
+      yaml: [
+        `modules:`,
+        `  stream-management: { resumeTimeoutSeconds: ${RESUME_SECONDS}, clusterTakeTimeoutMs: ${TAKE_TIMEOUT_MS} }`,
+      ],
+    });
+    nodes = cluster.nodes;
+    await cluster.converged();
+  });
+  afterEach(async () => {
+    closeAllRaw();
+    await stopAllClients();
+  });
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  it('a reset stream of n1 resumes on n2: <resumed h>, unacked replayed once with delay stamps, the gap message once, no unavailable to contacts [XEP-0198 5] [XEP-0203]', async () => {
+    const [alice, bob] = [uniqueName('alice'), uniqueName('bob')];
+    await addUsers(nodes.n1, { [alice]: PW, [bob]: PW });
+    const setup = await cluster.login('n1', alice, PW, 'setup');
+    const b = await cluster.login('n2', bob, PW, 'watch');
+    await befriend(setup, b);
+    await setup.stop();
+    const phone = `${alice}@localhost/phone`;
+    const { c, id } = await smLogin(nodes.n1.ports.xmpp, alice, PW, 'phone', RESUME_SECONDS);
+    assert.match(id, /^n1\.[A-Za-z0-9_-]{16}$/, 'the id names the node that issued it');
+    await b.waitFor(isPresence({ from: phone }), 10_000, "alice's available presence");
+    await b.send(chat(phone, 'one', 'm1'));
+    await c.waitFor(/one<\/body>/, 10_000);
+    c.reset(); // never acknowledged; the kernel sends RST
+    await c.waitClosed();
+    await b.send(chat(phone, 'two', 'm2')); // the gap: to n1's detached session, or stranded there
+    await ping(b);
+    const { c: c2, reply } = await rawResume(nodes.n2.ports.xmpp, alice, PW, id, 0, 10_000);
+    assert.match(reply, /<resumed /, `n2 resumed the session of n1; it answered ${reply}`);
+    assert.match(reply, /h='1'/, 'h: n1 handled one stanza from the client (its presence)');
+    assert.ok(reply.includes(`previd='${id}'`), 'previd is the id resumed');
+    const replay = await c2.waitFor(/two<\/body>[\s\S]*?<\/message>/, 10_000);
+    assert.deepEqual(bodies(replay), ['one', 'two'], 'replayed once each, in order');
+    for (const m of replay.match(/<message[\s\S]*?<\/message>/g)!.filter((x) => /<body>/.test(x)))
+      assert.match(m, /<delay xmlns='urn:xmpp:delay'/, 'every replayed message is delay-stamped');
+    // Still the same available session, now on n2: a new message arrives once, live.
+    await b.send(chat(phone, 'three', 'm3'));
+    const after = await c2.waitFor(/three<\/body>[\s\S]*?<\/message>/, 10_000);
+    assert.deepEqual(bodies(after), ['three']);
+    await sleep(500);
+    assert.doesNotMatch(c2.unread(), /<body>(one|two|three)<\/body>/, 'none arrives twice');
+    assert.ok(!b.received.some(unavailableFrom(phone)), 'bob never saw alice/phone go unavailable');
+    // The session counts on: an <r/> is answered with what n2 handled since (nothing) plus n1's one.
+    c2.send(`<r xmlns='${NS_SM}'/>`);
+    assert.match(await c2.waitFor(/<a [^>]*\/>/, 10_000), /h='1'/);
+  });
+
+  it('@xmpp/client: its resumption over a new connection to the other node resumes there; nothing lost, nothing twice [XEP-0198 5]', async () => {
+    const [alice, bob] = [uniqueName('alice'), uniqueName('bob')];
+    await addUsers(nodes.n1, { [alice]: PW, [bob]: PW });
+    const a: TestClient = await xmppClient({
+      port: nodes.n1.ports.xmpp,
+      username: alice,
+      password: PW,
+      resource: 'lib',
+    });
+    await a.send(presence());
+    await ping(a);
+    const x = a.xmpp as unknown as {
+      options: { service: string };
+      streamManagement: { enabled: boolean; id: string; once(e: 'resumed', f: () => void): void };
+      reconnect: { reconnect(): Promise<void> };
+    };
+    assert.ok(x.streamManagement.enabled && x.streamManagement.id.startsWith('n1.'));
+    const b = await cluster.login('n2', bob, PW, 'peer');
+    const N = 5;
+    for (let i = 0; i < N; i++) await b.send(chat(`${alice}@localhost/lib`, `b${i}`, `b${i}`));
+    await a.waitFor(isMessage({ id: `b${N - 1}` }), 10_000);
+    const resumed = new Promise<void>((r) => x.streamManagement.once('resumed', r));
+    a.drop();
+    for (let i = N; i < 2 * N; i++) await b.send(chat(`${alice}@localhost/lib`, `b${i}`, `b${i}`));
+    await ping(b);
+    x.options.service = `xmpp://127.0.0.1:${nodes.n2.ports.xmpp}`; // "the load balancer" picks n2
+    await x.reconnect.reconnect();
+    await Promise.race([
+      resumed,
+      sleep(20_000).then(() => assert.fail('no <resumed/> on n2 within 20 s')),
+    ]);
+    await ping(a);
+    const want = Array.from({ length: 2 * N }, (_, i) => `b${i}`);
+    const got = () =>
+      a.received
+        .filter((e) => e.name === 'message' && e.attrs.id?.startsWith('b'))
+        .map((e) => e.attrs.id);
+    for (let t = 0; t < 100 && new Set(got()).size < want.length; t++) await sleep(100);
+    assert.deepEqual([...new Set(got())].sort(), want.sort(), 'alice got every message of bob');
+    await sleep(300);
+    const ids = got();
+    assert.equal(ids.length, new Set(ids).size, `none twice: ${ids.join(' ')}`);
+  });
+
+  it('a previd of another account fails with item-not-found, and its owner still resumes it [XEP-0198 5]', async () => {
+    const [carol, mallory] = [uniqueName('carol'), uniqueName('mallory')];
+    await addUsers(nodes.n1, { [carol]: PW, [mallory]: PW });
+    const { c, id } = await smLogin(nodes.n1.ports.xmpp, carol, PW, 'pc', RESUME_SECONDS);
+    c.destroy();
+    await c.waitClosed();
+    const forged = await rawResume(nodes.n2.ports.xmpp, mallory, PW, id, 0, 10_000);
+    assert.match(forged.reply, /<failed[\s\S]*item-not-found/, 'another account: item-not-found');
+    forged.c.destroy();
+    const owner = await rawResume(nodes.n2.ports.xmpp, carol, PW, id, 0, 10_000);
+    assert.match(owner.reply, /<resumed /, `the owner resumes; n2 answered ${owner.reply}`);
+  });
+
+  it('a previd naming a node that is not in the cluster, or not an id of ours, fails with item-not-found at once [XEP-0198 5]', async () => {
+    const dave = uniqueName('dave');
+    await addUsers(nodes.n1, { [dave]: PW });
+    for (const previd of [
+      'nowhere.AAAAAAAAAAAAAAAA',
+      `${'x'.repeat(200)}.AAAAAAAAAAAAAAAA`,
+      'n1.short',
+      'n1.AAAA/AAAAAAAAAAA',
+    ]) {
+      const t0 = Date.now();
+      const r = await rawResume(nodes.n2.ports.xmpp, dave, PW, previd, 0, 10_000);
+      assert.match(r.reply, /<failed[\s\S]*item-not-found/, `${previd}: ${r.reply}`);
+      assert.ok(
+        Date.now() - t0 < TAKE_TIMEOUT_MS / 2,
+        `${previd}: answered without waiting for the take timeout`,
+      );
+      r.c.destroy();
+    }
+  });
+});
