@@ -136,6 +136,27 @@ describe('XEP-0198 resumption on another node of a cluster', function () {
     assert.equal(ids.length, new Set(ids).size, `none twice: ${ids.join(' ')}`);
   });
 
+  it('a session resumed on n2 resumes again on n1, the node that issued its id; a message sent meanwhile arrives once [XEP-0198 5]', async () => {
+    const [erin, bob] = [uniqueName('erin'), uniqueName('bob')];
+    await addUsers(nodes.n1, { [erin]: PW, [bob]: PW });
+    const b = await cluster.login('n1', bob, PW, 'b');
+    const { c, id } = await smLogin(nodes.n1.ports.xmpp, erin, PW, 'tab', RESUME_SECONDS);
+    c.destroy();
+    await c.waitClosed();
+    const first = await rawResume(nodes.n2.ports.xmpp, erin, PW, id, 0, 10_000);
+    assert.match(first.reply, /<resumed /, `first hop: ${first.reply}`);
+    first.c.destroy();
+    await first.c.waitClosed();
+    await b.send(chat(`${erin}@localhost/tab`, 'hop', 'h1'));
+    await ping(b);
+    const back = await rawResume(nodes.n1.ports.xmpp, erin, PW, id, 0, 10_000);
+    assert.match(back.reply, /<resumed /, `back on n1: ${back.reply}`);
+    assert.match(back.reply, /h='1'/, 'the count went along both hops (one presence)');
+    assert.deepEqual(bodies(await back.c.waitFor(/hop<\/body>/, 10_000)), ['hop']);
+    await sleep(500);
+    assert.doesNotMatch(back.c.unread(), /<body>hop<\/body>/, 'once');
+  });
+
   it('a previd of another account fails with item-not-found, and its owner still resumes it [XEP-0198 5]', async () => {
     const [carol, mallory] = [uniqueName('carol'), uniqueName('mallory')];
     await addUsers(nodes.n1, { [carol]: PW, [mallory]: PW });

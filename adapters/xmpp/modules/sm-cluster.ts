@@ -158,10 +158,8 @@ export class SmCluster {
   private readonly log: Logger;
   private readonly opts: SmClusterOptions;
   private readonly local: SmLocal;
-  private readonly calls = new Map<
-    number,
-    { resolve: (r: GivenReply | undefined) => void; timer: NodeJS.Timeout }
-  >();
+  /** takes waiting for answers, by request id: each answer goes to `reply` */
+  private readonly calls = new Map<number, { reply: (r: GivenReply) => void; end: () => void }>();
   private nextCall = 1;
   private stopped = false;
 
@@ -180,18 +178,17 @@ export class SmCluster {
 
   stop(): void {
     this.stopped = true;
-    for (const c of this.calls.values()) {
-      clearTimeout(c.timer);
-      c.resolve(undefined);
-    }
-    this.calls.clear();
+    for (const c of [...this.calls.values()]) c.end();
   }
 
   /**
-   * B: `conn` resumes `previd`, issued by `node` [XEP-0198 5]. Answers the
-   * client: `<resumed/>` through the module's adopt, else the `<failed/>`
-   * that `fail` writes (item-not-found when the node is not live, does not
-   * answer in time, or has no such session of this account).
+   * B: `conn` resumes `previd`, issued by `node` [XEP-0198 5]. The named node
+   * is asked first; when it is gone or has no such session, the other live
+   * nodes are asked at once (a session resumed on another node before lives
+   * on there, under the id its first node issued). Answers the client:
+   * `<resumed/>` through the module's adopt, else the `<failed/>` that `fail`
+   * writes (item-not-found when no live node has such a session of this
+   * account, or none answers in time).
    */
   async resume(
     conn: XmppConnection,
@@ -201,44 +198,28 @@ export class SmCluster {
     fail: (condition: string, h?: number) => void,
   ): Promise<void> {
     const bus = this.broker.cluster.bus;
-    if (this.stopped || !(await bus.members()).includes(node)) {
-      this.log.info({ user: conn.authenticatedAs, node }, 'resumption refused: node not live');
-      return fail('item-not-found');
-    }
     if (this.calls.size >= this.opts.maxInFlight) {
       this.log.warn({ inFlight: this.calls.size }, 'resumption refused: too many takes at once');
       return fail('resource-constraint');
     }
-    const id = this.nextCall++;
-    const reply = new Promise<GivenReply | undefined>((resolve) => {
-      const timer = setTimeout(() => {
-        this.calls.delete(id);
-        resolve(undefined);
-      }, this.opts.timeoutMs);
-      timer.unref();
-      this.calls.set(id, { resolve, timer });
-    });
-    const req: TakeRequest = { id, previd, user: conn.authenticatedAs, h };
-    await bus.send(node, TAKE, req).catch((err: unknown) => {
-      this.log.warn({ err, node }, 'resumption: take request not sent');
-      this.settle({ id });
-    });
-    const r = await reply;
+    const user = conn.authenticatedAs;
+    const live = this.stopped ? [] : (await bus.members()).filter((n) => n !== bus.nodeId);
+    let r = live.includes(node) ? await this.ask([node], previd, user, h) : undefined;
+    const rest = live.filter((n) => n !== node);
+    if (!r?.state && r?.refusal?.error !== 'unexpected-request' && rest.length > 0)
+      r = await this.ask(rest, previd, user, h);
     if (!r) {
-      this.log.warn({ user: conn.authenticatedAs, node }, 'resumption refused: no answer in time');
+      this.log.info({ user, node }, 'resumption refused: no live node answered');
       return fail('item-not-found');
     }
     if (r.refusal) {
-      this.log.info(
-        { user: conn.authenticatedAs, node, refusal: r.refusal.error },
-        'resumption refused by the session’s node',
-      );
+      this.log.info({ user, node, refusal: r.refusal.error }, 'resumption refused by the cluster');
       return r.refusal.error === 'unexpected-request'
         ? fail('unexpected-request', r.refusal.h)
         : fail('item-not-found');
     }
     const state = r.state;
-    const queue = state && this.check(state, conn.authenticatedAs);
+    const queue = state && this.check(state, user);
     if (!state || !queue) return fail('item-not-found');
     if (conn.closeReason) return this.orphan(state, queue); // the new stream went away meanwhile
     try {
@@ -250,14 +231,48 @@ export class SmCluster {
     }
   }
 
-  /** A's answer, or a late one nobody waits for any more: its session must not be lost. */
+  /**
+   * Ask `nodes` for the session at once: the first handover (or a refusal
+   * for a wrong h: the session was found) ends the wait; else the first
+   * refusal once every node refused or the time is up; undefined when none
+   * answered in time.
+   */
+  private ask(
+    nodes: string[],
+    previd: string,
+    user: string,
+    h: number,
+  ): Promise<GivenReply | undefined> {
+    const id = this.nextCall++;
+    return new Promise((resolve) => {
+      let waiting = nodes.length;
+      let refused: GivenReply | undefined;
+      const done = (r: GivenReply | undefined) => {
+        clearTimeout(timer);
+        this.calls.delete(id);
+        resolve(r);
+      };
+      const timer = setTimeout(() => done(refused), this.opts.timeoutMs);
+      timer.unref();
+      const reply = (r: GivenReply) => {
+        if (r.state || r.refusal?.error === 'unexpected-request') return done(r);
+        refused ??= r;
+        if (--waiting === 0) done(refused);
+      };
+      this.calls.set(id, { reply, end: () => done(undefined) });
+      const req: TakeRequest = { id, previd, user, h };
+      for (const n of nodes)
+        this.broker.cluster.bus.send(n, TAKE, req).catch((err: unknown) => {
+          this.log.warn({ err, node: n }, 'resumption: take request not sent');
+          reply({ id, refusal: { error: 'item-not-found' } });
+        });
+    });
+  }
+
+  /** An answer to a take, or a late one nobody waits for any more: its session must not be lost. */
   private settle(r: GivenReply): void {
     const call = this.calls.get(r.id);
-    if (call) {
-      clearTimeout(call.timer);
-      this.calls.delete(r.id);
-      return call.resolve(r);
-    }
+    if (call) return call.reply(r);
     if (!r.state) return;
     this.log.warn({ jid: r.state.address }, 'resumption: late handover; its session ends here');
     const queue = this.check(r.state, undefined);

@@ -421,8 +421,8 @@ export default defineModule({
           const sm = node === undefined ? undefined : byId.get(previd);
           const h = hOf(el);
           if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
-          if (!sm && node && node !== broker.cluster.bus.nodeId) {
-            // Issued by another node of the cluster: ask it [XEP-0198 5]
+          if (!sm && node !== undefined && cluster.idNode !== undefined) {
+            // Not here: on the node that issued the id, or where it was resumed since [XEP-0198 5]
             if (h === undefined) return conn.send(failed('bad-request'));
             return cluster.resume(conn, node, previd, h, (c, hh) => conn.send(failed(c, hh)));
           }
