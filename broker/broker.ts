@@ -75,6 +75,12 @@ export interface BrokerHooks extends HookSignatures {
    * other nodes (room occupants) drops them here.
    */
   'node:down': [[node: string, sessions: SessionEntry[]], void];
+  /**
+   * This node drains and has sent its clients to other nodes; it stops once
+   * every handler settled (stream management waits here, bounded, for its
+   * sessions to be resumed on another node [XEP-0198 5]).
+   */
+  'drain:redirected': [[], void];
   /** this node was declared dead while cut off and hears it once the link heals (its state elsewhere was purged) */
   'node:reaped-self': [[], void];
 }

@@ -19,7 +19,7 @@ import {
   type TestClient,
 } from '../helpers.ts';
 import { addUsers, type MqttTestNode } from '../mqtt-helpers.ts';
-import { startCluster, type TestCluster } from '../cluster-helpers.ts';
+import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
 import { bodies, NS_SM, rawResume, smLogin } from '../sm-helpers.ts';
 
 const PW = 'pw-cluster-sm';
@@ -36,12 +36,23 @@ describe('XEP-0198 resumption on another node of a cluster', function () {
   const unavailableFrom = (jid: string) => (el: Element) =>
     el.name === 'presence' && el.attrs.from === jid && el.attrs.type === 'unavailable';
 
+  /** `user` (on n1, through a setup session that then ends) and `contact` on n2 subscribed both ways; the contact's client. */
+  const friends = async (user: string, contact: string): Promise<TestClient> => {
+    await addUsers(nodes.n1, { [user]: PW, [contact]: PW });
+    const setup = await cluster.login('n1', user, PW, 'setup');
+    const b = await cluster.login('n2', contact, PW, 'watch');
+    await befriend(setup, b);
+    await setup.stop();
+    return b;
+  };
+
   before(async function () {
     this.timeout(120_000);
     cluster = await startCluster(['n1', 'n2'], {
+      cluster: 'advertise: { xmpp: "127.0.0.1" }', // a drain sends clients on with see-other-host
       yaml: [
         `modules:`,
-        `  stream-management: { resumeTimeoutSeconds: ${RESUME_SECONDS}, clusterTakeTimeoutMs: ${TAKE_TIMEOUT_MS} }`,
+        `  stream-management: { resumeTimeoutSeconds: ${RESUME_SECONDS}, clusterTakeTimeoutMs: ${TAKE_TIMEOUT_MS}, drainHandoverSeconds: 20 }`,
       ],
     });
     nodes = cluster.nodes;
@@ -56,12 +67,8 @@ describe('XEP-0198 resumption on another node of a cluster', function () {
   });
 
   it('a reset stream of n1 resumes on n2: <resumed h>, unacked replayed once with delay stamps, the gap message once, no unavailable to contacts [XEP-0198 5] [XEP-0203]', async () => {
-    const [alice, bob] = [uniqueName('alice'), uniqueName('bob')];
-    await addUsers(nodes.n1, { [alice]: PW, [bob]: PW });
-    const setup = await cluster.login('n1', alice, PW, 'setup');
-    const b = await cluster.login('n2', bob, PW, 'watch');
-    await befriend(setup, b);
-    await setup.stop();
+    const alice = uniqueName('alice');
+    const b = await friends(alice, uniqueName('bob'));
     const phone = `${alice}@localhost/phone`;
     const { c, id } = await smLogin(nodes.n1.ports.xmpp, alice, PW, 'phone', RESUME_SECONDS);
     assert.match(id, /^n1\.[A-Za-z0-9_-]{16}$/, 'the id names the node that issued it');
@@ -188,5 +195,40 @@ describe('XEP-0198 resumption on another node of a cluster', function () {
       );
       r.c.destroy();
     }
+  });
+
+  // Last: n1 is gone after it.
+  it('a drain of n1 sends the client to n2 with see-other-host and it resumes there: unacked replayed, the gap message once, no unavailable to contacts [RFC6120 4.9.3.19] [XEP-0198 5]', async function () {
+    this.timeout(90_000);
+    const frank = uniqueName('frank');
+    const b = await friends(frank, uniqueName('bob'));
+    const tab = `${frank}@localhost/tab`;
+    const { c, id } = await smLogin(nodes.n1.ports.xmpp, frank, PW, 'tab', RESUME_SECONDS);
+    await b.waitFor(isPresence({ from: tab }), 10_000, "frank's available presence");
+    await b.send(chat(tab, 'd1', 'd1'));
+    await c.waitFor(/d1<\/body>/, 10_000);
+    const r = await cluster.cli('n2', 'cluster', 'drain', 'n1');
+    assert.equal(r.code, 0, r.stderr);
+    const err = await c.waitFor(/<see-other-host[^>]*>[^<]*<\/see-other-host>/, 30_000);
+    const to = /:(\d+)<\/see-other-host>/.exec(err)?.[1];
+    assert.equal(Number(to), nodes.n2.ports.xmpp, `sent to n2: ${err}`);
+    c.destroy();
+    await b.send(chat(tab, 'd2', 'd2')); // to n1's detached session, or stranded there
+    await ping(b);
+    const { c: c2, reply } = await rawResume(Number(to), frank, PW, id, 0, 30_000);
+    assert.match(reply, /<resumed /, `resumed on n2 after the drain; it answered ${reply}`);
+    assert.match(reply, /h='1'/);
+    const got = await c2.waitFor(/d2<\/body>[\s\S]*?<\/message>/, 20_000);
+    assert.deepEqual(bodies(got).sort(), ['d1', 'd2'], 'each once');
+    await sleep(500);
+    assert.doesNotMatch(c2.unread(), /<body>d[12]<\/body>/, 'none twice');
+    assert.ok(!b.received.some(unavailableFrom(tab)), 'bob never saw frank/tab go unavailable');
+    // Its session taken, n1 did not wait out drainHandoverSeconds: it leaves the cluster.
+    await eventually(async () => {
+      assert.deepEqual(
+        (await cluster.status('n2')).nodes.map((n) => n.id),
+        ['n2'],
+      );
+    }, 15_000);
   });
 });

@@ -121,6 +121,13 @@ export default defineModule({
       min: 1,
       doc: 'resumptions of sessions of other nodes this node waits on at once; past it `<failed><resource-constraint/></failed>`',
     },
+    drainHandoverSeconds: {
+      type: 'number',
+      default: 0,
+      min: 0,
+      max: 600,
+      doc: 'a draining node keeps the sessions it sent away with see-other-host for up to this long, so that their clients resume them on the other node; 0: they end at once (offline path)',
+    },
     ackSlack: {
       type: 'number',
       default: 8,
@@ -183,8 +190,13 @@ export default defineModule({
       sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
     };
 
+    /** sessions whose stream a drain sent to another node: it stops once they are resumed there (or the wait is over) */
+    const redirected = new Set<SmSession>();
     const keeper = (sm: SmSession) => (reason: CloseReason) => {
-      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) {
+      const redirect =
+        options.drainHandoverSeconds > 0 &&
+        (reason.kind === 'see-other-host' || reason.kind === 'see-other-uri');
+      if (!sm.id || !(RESUMABLE_LOSS.has(reason.kind) || redirect)) {
         if (sm.id)
           log.info(
             { jid: sm.conn.address.toString(), reason: reason.kind, text: reason.text },
@@ -198,8 +210,22 @@ export default defineModule({
       }, options.resumeTimeoutSeconds * 1000);
       timer.unref();
       sm.expiry = timer;
+      if (redirect) redirected.add(sm);
       return true;
     };
+
+    // A drain sent the clients away: wait (bounded) until their sessions are resumed on other nodes.
+    ctx.onUnload(
+      broker.hooks.on('drain:redirected', async () => {
+        const until = Date.now() + options.drainHandoverSeconds * 1000;
+        const waiting = () => [...redirected].filter((sm) => sm.id && byId.get(sm.id) === sm);
+        while (waiting().length > 0 && Date.now() < until)
+          await new Promise((r) => setTimeout(r, 50));
+        const left = waiting().length;
+        if (left > 0) log.info({ left }, 'drain: sessions not resumed elsewhere end here');
+        redirected.clear();
+      }),
+    );
 
     /** Apply an ack from the client; false when it acknowledges more than was sent beyond the slack. */
     const ack = (sm: SmSession, h: number): boolean => {
