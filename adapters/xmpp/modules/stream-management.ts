@@ -359,7 +359,8 @@ export default defineModule({
     // Another node's stream resumes a session of this node: detach it and hand it over [XEP-0198 5].
     const give = async (previd: string, user: string, h: number): Promise<Handover | Refusal> => {
       const sm = byId.get(previd);
-      if (!owns(sm, user)) {
+      // Still bound here: a session whose end is under way (its unbind has begun) is not handed over.
+      if (!owns(sm, user) || broker.sessions.get(sm.conn.address) !== sm.conn) {
         log.info({ user, known: !!sm }, 'resumption on another node refused: no such session');
         return { error: 'item-not-found' }; // unknown, expired, or another account's
       }
