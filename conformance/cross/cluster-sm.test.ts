@@ -164,6 +164,34 @@ describe('XEP-0198 resumption on another node of a cluster', function () {
     assert.doesNotMatch(back.c.unread(), /<body>hop<\/body>/, 'once');
   });
 
+  it('carbons stay enabled and an inactive client stays inactive when its session moves to another node [XEP-0280] [XEP-0352] [XEP-0198 5]', async () => {
+    const gus = uniqueName('gus');
+    const b = await friends(gus, uniqueName('bob'));
+    const { c, id } = await smLogin(nodes.n1.ports.xmpp, gus, PW, 'tab', RESUME_SECONDS);
+    const on = await c.iq('set', `<enable xmlns='urn:xmpp:carbons:2'/>`);
+    assert.equal(on.attrs.type, 'result');
+    c.send(`<inactive xmlns='urn:xmpp:csi:0'/>`);
+    await c.iq('get', `<ping xmlns='urn:xmpp:ping'/>`); // the <inactive/> before it is handled
+    c.destroy();
+    await c.waitClosed();
+    const { c: c2, reply } = await rawResume(nodes.n2.ports.xmpp, gus, PW, id, 0, 10_000);
+    assert.match(reply, /<resumed /, reply);
+    await cluster.login('n2', gus, PW, 'desk'); // carbons copy between sessions of one node
+    // CSI: a contact's presence update waits while the client is inactive [XEP-0352]
+    await b.send(xml('presence', {}, xml('show', {}, 'away')));
+    await ping(b);
+    // Carbons: a message to another resource of the account is copied here [XEP-0280 6]
+    await b.send(chat(`${gus}@localhost/desk`, 'for the desk', 'cc1'));
+    const copy = await c2.waitFor(
+      /<received xmlns='urn:xmpp:carbons:2'[\s\S]*?<\/message>/,
+      10_000,
+    );
+    assert.match(copy, /for the desk/);
+    assert.doesNotMatch(c2.unread(), /<show>away<\/show>/, 'held while inactive');
+    c2.send(`<active xmlns='urn:xmpp:csi:0'/>`);
+    await c2.waitFor(/<show>away<\/show>/, 10_000);
+  });
+
   it('a previd of another account fails with item-not-found, and its owner still resumes it [XEP-0198 5]', async () => {
     const [carol, mallory] = [uniqueName('carol'), uniqueName('mallory')];
     await addUsers(nodes.n1, { [carol]: PW, [mallory]: PW });
