@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   Address,
+  closeReason,
   fromRecord,
   isStorableMessage,
   toRecord,
@@ -225,8 +226,9 @@ export class SmCluster {
     try {
       await this.local.adopt(conn, previd, state, queue);
     } catch (err) {
+      // The stream may be half bound: end it (the client binds anew) and end the session as a session ends.
       this.log.warn({ err }, 'resumption: adopting the handed-over session failed');
-      fail('item-not-found');
+      conn.close(closeReason('internal-error', 'resumption failed'));
       await this.orphan(state, queue);
     }
   }
