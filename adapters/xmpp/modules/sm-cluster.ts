@@ -144,6 +144,8 @@ export interface SmClusterOptions {
   maxInFlight: number;
   /** the longest queue accepted (the module's maxUnacked) */
   maxQueue: number;
+  /** draining nodes keep their redirected sessions for others to take (drainHandoverSeconds > 0): ask them too */
+  askDraining: boolean;
 }
 
 const TAKE = 'sm-take';
@@ -198,13 +200,12 @@ export class SmCluster {
     h: number,
     fail: (condition: string, h?: number) => void,
   ): Promise<void> {
-    const bus = this.broker.cluster.bus;
     if (this.calls.size >= this.opts.maxInFlight) {
       this.log.warn({ inFlight: this.calls.size }, 'resumption refused: too many takes at once');
       return fail('resource-constraint');
     }
     const user = conn.authenticatedAs;
-    const live = this.stopped ? [] : (await bus.members()).filter((n) => n !== bus.nodeId);
+    const live = this.stopped ? [] : await this.candidates();
     let r = live.includes(node) ? await this.ask([node], previd, user, h) : undefined;
     const rest = live.filter((n) => n !== node);
     if (!r?.state && r?.refusal?.error !== 'unexpected-request' && rest.length > 0)
@@ -230,6 +231,23 @@ export class SmCluster {
       this.log.warn({ err }, 'resumption: adopting the handed-over session failed');
       conn.close(closeReason('internal-error', 'resumption failed'));
       await this.orphan(state, queue);
+    }
+  }
+
+  /**
+   * The other live nodes that may hold a resumable session: a draining node
+   * only when draining nodes keep their sessions for others (else its
+   * sessions ended when it sent their clients away, and it may stop under
+   * the question).
+   */
+  private async candidates(): Promise<string[]> {
+    const bus = this.broker.cluster.bus;
+    try {
+      if (!this.opts.askDraining && bus.peers) return (await bus.peers()).map((p) => p.id);
+      return (await bus.members()).filter((n) => n !== bus.nodeId);
+    } catch (err) {
+      this.log.warn({ err }, 'resumption: the live nodes are not known (cluster backend away)');
+      return [];
     }
   }
 

@@ -432,6 +432,7 @@ export default defineModule({
         timeoutMs: options.clusterTakeTimeoutMs,
         maxInFlight: options.maxClusterTakes,
         maxQueue: options.maxUnacked,
+        askDraining: options.drainHandoverSeconds > 0,
       },
       { give, adopt },
     );
