@@ -192,6 +192,21 @@ describe('XEP-0198 resumption on another node of a cluster', function () {
     await c2.waitFor(/<show>away<\/show>/, 10_000);
   });
 
+  it('a stream still attached on n1 is closed with conflict when its session resumes on n2 [XEP-0198 5] [RFC6120 4.9.3.3]', async () => {
+    const ida = uniqueName('ida');
+    await addUsers(nodes.n1, { [ida]: PW });
+    const { c, id } = await smLogin(nodes.n1.ports.xmpp, ida, PW, 'tab', RESUME_SECONDS);
+    await c.iq('get', `<ping xmlns='urn:xmpp:ping'/>`);
+    const { reply } = await rawResume(nodes.n2.ports.xmpp, ida, PW, id, 0, 10_000);
+    assert.match(reply, /<resumed /, reply);
+    assert.match(
+      await c.waitFor(/<\/stream:error>/, 10_000),
+      /<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/,
+      'the old stream is told another stream took its session',
+    );
+    await c.waitClosed(10_000);
+  });
+
   it('a previd of another account fails with item-not-found, and its owner still resumes it [XEP-0198 5]', async () => {
     const [carol, mallory] = [uniqueName('carol'), uniqueName('mallory')];
     await addUsers(nodes.n1, { [carol]: PW, [mallory]: PW });
