@@ -318,6 +318,8 @@ async function startNodeUnchecked(
         .catch((err: unknown) =>
           log.warn({ err }, 'draining: redirecting clients failed; they get system-shutdown'),
         )
+        .then(() => broker.hooks.all('drain:redirected')) // sessions resumed elsewhere leave first
+        .catch((err: unknown) => log.warn({ err }, 'draining: a module failed after redirecting'))
         .then(() => (running.onDrained ? running.onDrained() : running.stop()));
     }, graceMs);
   };

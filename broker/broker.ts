@@ -75,6 +75,12 @@ export interface BrokerHooks extends HookSignatures {
    * other nodes (room occupants) drops them here.
    */
   'node:down': [[node: string, sessions: SessionEntry[]], void];
+  /**
+   * This node drains and has sent its clients to other nodes; it stops once
+   * every handler settled (stream management waits here, bounded, for its
+   * sessions to be resumed on another node [XEP-0198 5]).
+   */
+  'drain:redirected': [[], void];
   /** this node was declared dead while cut off and hears it once the link heals (its state elsewhere was purged) */
   'node:reaped-self': [[], void];
 }
@@ -225,9 +231,11 @@ export class Broker {
           this.hooks.emit('session:bound', s);
         },
         unbound: (s, r) => {
-          this.presence
-            .sessionEnded(s)
-            .catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
+          // A session resumed on another node goes on there: its contacts never saw it go [XEP-0198 5].
+          if (r.kind !== 'session-moved')
+            this.presence
+              .sessionEnded(s)
+              .catch((err) => this.log.error({ err }, 'unavailable broadcast failed'));
           this.hooks.emit('session:unbound', s, r);
         },
         unbinding: (done) => void this.hooks.track(done).catch(() => {}),

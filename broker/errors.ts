@@ -117,6 +117,8 @@ export type CloseKind =
   /** the same over WebSocket: `<close see-other-uri='…'/>` (`to`: the other endpoint's URI) [RFC7395 3.6.1] */
   | 'see-other-uri'
   | 'session-taken-over'
+  /** resumed on another cluster node [XEP-0198 5]: the session goes on there (no unavailable presence, nothing to offline) */
+  | 'session-moved'
   /** a stream-management session kept for resumption was not resumed in time [XEP-0198 5] */
   | 'resume-timeout'
   /** the client did not answer the server's ping in time [XEP-0199 4.1] */

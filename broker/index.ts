@@ -25,10 +25,13 @@ export {
   type AppCondition,
 } from './errors.ts';
 export {
+  fromRecord,
   isArchivable,
   isStorableMessage,
+  toRecord,
   type ChatMeta,
   type Envelope,
+  type EnvelopeRecord,
   type EnvelopeKind,
   type MarkerType,
 } from './envelope.ts';

@@ -25,6 +25,8 @@ export interface ClusterOptions {
   /** more top-level YAML (e.g. a `modules:` section) */
   yaml?: string[];
   redis?: TestRedisOptions;
+  /** more keys in the node's `cluster:` mapping, e.g. `advertise: { xmpp: "127.0.0.1" }` */
+  cluster?: string;
 }
 
 export type ClusterStatusAnswer = {
@@ -130,7 +132,7 @@ export async function startCluster(ids: string[], opts: ClusterOptions = {}): Pr
       ...(opts.mqttYaml ?? []),
       `nodeId: ${id}`,
       `storage: { backend: redis, url: "${redis.url}", prefix: "s${tag}:" }`,
-      `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${heartbeatMs}, drainGraceMs: 300 }`,
+      `cluster: { redis: "${redis.url}", prefix: c${tag}, heartbeatMs: ${heartbeatMs}, drainGraceMs: 300${opts.cluster ? `, ${opts.cluster}` : ''} }`,
       ...(opts.yaml ?? []),
       '',
     ].join('\n');

@@ -543,6 +543,50 @@ export class XmppConnection implements Session, StreamParserEvents {
       this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
   }
 
+  /**
+   * This freshly authenticated stream goes on with a session another cluster
+   * node handed over (stream management resumption there [XEP-0198 5]): its
+   * address and presence state, bound here without a presence broadcast
+   * (contacts never saw it go). A stale local session of that full address is
+   * replaced.
+   */
+  async adopt(s: {
+    address: Address;
+    priority: number;
+    available: boolean;
+    presence?: Envelope;
+    interested: boolean;
+    directed?: Set<string>;
+  }): Promise<void> {
+    this.address = s.address;
+    this.priority = s.priority;
+    this.available = s.available;
+    this.presence = s.presence;
+    this.interested = s.interested;
+    this.directed = s.directed;
+    this.phase = 'bound';
+    this.bound = true;
+    this.authDeadline = 0;
+    await this.broker.sessions.bind(this);
+    if (this.opts.keepaliveIntervalMs > 0)
+      this.nextKeepalive = Date.now() + this.opts.keepaliveIntervalMs;
+  }
+
+  /**
+   * The session moved to another node (resumed there [XEP-0198 5]): close the
+   * transport if it is still attached, then unbind as 'session-moved' (no
+   * unavailable presence). Resolves once the cluster registry forgot it here.
+   */
+  async handOff(): Promise<void> {
+    const reason = closeReason('session-moved', 'resumed on another node');
+    this.keeper = undefined;
+    const wasBound = this.bound;
+    this.bound = false; // finish() must not unbind: done here, awaited
+    if (this.phase === 'detached') this.finish(reason);
+    else this.close(reason);
+    if (wasBound) await this.broker.sessions.unbind(this, reason);
+  }
+
   /** Taken over by another stream: close the transport (if any) without unbinding. */
   private retire(): void {
     const wasLive = this.phase !== 'detached' && this.phase !== 'closed';

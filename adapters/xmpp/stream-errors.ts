@@ -20,6 +20,7 @@ const conditions: Partial<Record<CloseKind, string>> = {
   'not-authorized': 'not-authorized',
   'resource-conflict': 'conflict',
   'session-taken-over': 'conflict',
+  'session-moved': 'conflict',
   'idle-timeout': 'connection-timeout',
   'auth-timeout': 'connection-timeout',
   'connection-timeout': 'connection-timeout',

@@ -7,7 +7,6 @@ import {
   isMessage,
   ping,
   presence,
-  rawLogin,
   RawConn,
   sleep,
   startNode,
@@ -21,8 +20,8 @@ import {
 import type { Element } from '@xmpp/xml';
 import WebSocket from 'ws';
 import { BoshClient } from '../web/bosh-client.ts';
+import { bodies, NS_SM, rawResume as rawResumeAs, smLogin as smLoginAs } from '../sm-helpers.ts';
 
-const NS_SM = 'urn:xmpp:sm:3';
 /**
  * The resume window of the node most tests use: long enough that a resume on
  * a loaded CI machine (TCP, STARTTLS, SCRAM, then <resume/>) is never late.
@@ -31,47 +30,13 @@ const NS_SM = 'urn:xmpp:sm:3';
 const RESUME_SECONDS = 20;
 const PW = 'pw-sm';
 
-/** Log in raw, bind `resource`, enable SM (resumable) and send initial presence; returns the connection and the resumption id. */
-async function smLogin(
-  port: number,
-  user: string,
-  resource: string,
-  max = RESUME_SECONDS,
-): Promise<{ c: RawConn; id: string }> {
-  const c = await rawLogin(port, user, PW, 'SCRAM-SHA-256', resource);
-  c.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
-  const enabled = await c.waitFor(/<enabled [^>]*\/>/);
-  const id = /id='([^']+)'/.exec(enabled)?.[1];
-  assert.ok(id, `no id in ${enabled}`);
-  assert.ok(!/location=/.test(enabled), 'location is left out (no cluster) [XEP-0198 3]');
-  assert.match(enabled, new RegExp(`max='${max}'`), 'max is the configured resume timeout');
-  c.send(`<presence/>`);
-  return { c, id };
-}
+/** Log in raw (this file's password), bind `resource`, enable resumable SM, send initial presence. */
+const smLogin = (port: number, user: string, resource: string, max = RESUME_SECONDS) =>
+  smLoginAs(port, user, PW, resource, max);
 
-/** Resume on a fresh raw stream: STARTTLS, SASL, then <resume/> instead of bind. */
-async function rawResume(
-  port: number,
-  user: string,
-  previd: string,
-  h: number,
-): Promise<{ c: RawConn; reply: string }> {
-  const c = await RawConn.connect(port);
-  await c.openStream();
-  await c.startTls();
-  await c.openStream();
-  const { outcome } = await c.auth('SCRAM-SHA-256', user, PW);
-  assert.match(outcome, /<success/);
-  const features = await c.openStream();
-  assert.match(
-    features,
-    new RegExp(`<sm xmlns=['"]${NS_SM}['"]`),
-    'sm offered after authentication [XEP-0198 2]',
-  );
-  c.send(`<resume xmlns='${NS_SM}' previd='${previd}' h='${h}'/>`);
-  const reply = await c.waitFor(/<resumed [^>]*\/>|<failed[\s\S]*?<\/failed>/);
-  return { c, reply };
-}
+/** Resume on a fresh raw stream as `user` (this file's password). */
+const rawResume = (port: number, user: string, previd: string, h: number) =>
+  rawResumeAs(port, user, PW, previd, h);
 
 /**
  * How @xmpp/client's stream management ends the next resumption: 'resumed',
@@ -113,8 +78,6 @@ function resumeOutcome(c: TestClient, ms = 20_000): Promise<string> {
     );
   });
 }
-
-const bodies = (text: string) => [...text.matchAll(/<body>([^<]*)<\/body>/g)].map((m) => m[1]);
 
 describe('XEP-0198 stream management', function () {
   this.timeout(30_000);

@@ -3,6 +3,7 @@ import { XmppConnection } from '../connection.ts';
 import { iqRegistry } from '../iq-registry.ts';
 import { NS_CARBONS, NS_CHATSTATES, NS_FORWARD, NS_HINTS } from '../ns.ts';
 import { Slot } from '../session-state.ts';
+import { addHandoverPart } from './sm-cluster.ts';
 import { envelopeXml } from '../stanza.ts';
 import { discoFeature } from './basics.ts';
 
@@ -114,6 +115,17 @@ export default defineModule({
     ctx.onUnload(
       broker.hooks.on('session:unbound', (s) => {
         if (s instanceof XmppConnection && s.peek(enabled)) count(s.address.local, -1);
+      }),
+    );
+    // Carbons stay on for a session resumed on another node [XEP-0198 5] (sm-cluster.ts)
+    ctx.onUnload(
+      addHandoverPart(broker, 'carbons', {
+        save: (conn) => (conn.peek(enabled) ? true : undefined),
+        restore: (conn, on) => {
+          if (on !== true || conn.peek(enabled)) return;
+          conn.state.set(enabled, true);
+          count(conn.address.local, 1);
+        },
       }),
     );
     // [XEP-0280 4] enable / disable, per session

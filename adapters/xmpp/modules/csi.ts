@@ -3,6 +3,7 @@ import type { XmppConnection } from '../connection.ts';
 import { addStreamFeature, nonzaRegistry } from '../features.ts';
 import { NS_CHATSTATES, NS_CSI } from '../ns.ts';
 import { Slot, type Outbound } from '../session-state.ts';
+import { addHandoverPart } from './sm-cluster.ts';
 
 interface CsiState {
   inactive: boolean;
@@ -90,6 +91,23 @@ export default defineModule({
       return st;
     };
 
+    // A session resumed on another node stays inactive there [XEP-0198 5] (sm-cluster.ts); what was
+    // held goes out now, into stream management's unacknowledged queue, so it is replayed there.
+    ctx.onUnload(
+      addHandoverPart(broker, 'csi', {
+        save: (conn) => {
+          const st = conn.peek(csiSlot);
+          if (!st?.inactive) return undefined;
+          const held = [...st.held.values()];
+          st.held.clear();
+          for (const out of held) conn.release(st.filter, out);
+          return true;
+        },
+        restore: (conn, inactive) => {
+          if (inactive === true) stateOf(conn).inactive = true;
+        },
+      }),
+    );
     ctx.onUnload(
       nonzas.register(ctx.name, { ns: NS_CSI, name: 'inactive', phases: ['bound'] }, (conn) => {
         stateOf(conn).inactive = true;

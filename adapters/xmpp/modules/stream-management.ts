@@ -1,9 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import type { Element } from '@xmpp/xml';
 import {
+  Address,
   closeReason,
+  fromRecord,
   defineModule,
   isStorableMessage,
+  toRecord,
   type Broker,
   type CloseReason,
   type Envelope,
@@ -14,6 +16,17 @@ import { addStreamFeature, nonzaRegistry } from '../features.ts';
 import { NS_SM, NS_STANZAS } from '../ns.ts';
 import { Slot, type Outbound } from '../session-state.ts';
 import { envelopeXml } from '../stanza.ts';
+import {
+  newSmId,
+  restoreHandedParts,
+  saveParts,
+  smIdNode,
+  SmCluster,
+  toHanded,
+  type Handover,
+  type Refusal,
+  type Unacked,
+} from './sm-cluster.ts';
 
 /** h counts modulo 2^32 [XEP-0198 4]. */
 const MOD = 2 ** 32;
@@ -24,14 +37,6 @@ const MOD = 2 ** 32;
  */
 export function acknowledged(h: number, lastAcked: number): number {
   return (((h - lastAcked) % MOD) + MOD) % MOD;
-}
-
-/** A stanza sent and not yet acknowledged. */
-interface Unacked {
-  xml: string;
-  env?: Envelope;
-  /** when it was first sent (the delay stamp on a replay) */
-  at: number;
 }
 
 /** One stream-management session: it outlives its streams while resumable. */
@@ -73,9 +78,10 @@ function failed(condition: string, h?: number): string {
 
 /**
  * XEP-0198 Stream Management: acks with `h` counting (wrapping at 2^32) and
- * resumption after a lost connection, on every node-local stream transport
- * (TCP, TLS, WebSocket). Not offered over BOSH, whose own sessions already
- * survive lost HTTP requests. `location` is left out (single node). When a
+ * resumption after a lost connection, on every stream transport (TCP, TLS,
+ * WebSocket), on the node that issued the id or on another live node of the
+ * cluster (sm-cluster.ts). Not offered over BOSH, whose own sessions already
+ * survive lost HTTP requests. `location` is left out: any node resumes. When a
  * session with unacknowledged messages ends for good, each goes back through
  * the offline path (or to another resource) once.
  */
@@ -102,6 +108,26 @@ export default defineModule({
       min: 1,
       doc: 'ask the client for an ack (`<r/>`) once this many stanzas went out since the last request; at most one request unanswered at a time',
     },
+    clusterTakeTimeoutMs: {
+      type: 'number',
+      default: 5000,
+      min: 100,
+      max: 60_000,
+      doc: "how long a node waits for the session's node to hand a session over when a client resumes on another node of the cluster; then `<failed><item-not-found/></failed>`",
+    },
+    maxClusterTakes: {
+      type: 'number',
+      default: 64,
+      min: 1,
+      doc: 'resumptions of sessions of other nodes this node waits on at once; past it `<failed><resource-constraint/></failed>`',
+    },
+    drainHandoverSeconds: {
+      type: 'number',
+      default: 0,
+      min: 0,
+      max: 600,
+      doc: 'a draining node keeps the sessions it sent away with see-other-host for up to this long, so that their clients resume them on the other node; 0: they end at once (offline path)',
+    },
     ackSlack: {
       type: 'number',
       default: 8,
@@ -113,7 +139,7 @@ export default defineModule({
     {
       spec: 'XEP-0198',
       status: 'partial',
-      note: 'acks and resumption on TCP, TLS and WebSocket; not over BOSH; no `location` (single node)',
+      note: 'acks and resumption on TCP, TLS and WebSocket, on any live node of a cluster; not over BOSH; no `location` (any node resumes)',
     },
   ],
   setup(ctx) {
@@ -164,8 +190,13 @@ export default defineModule({
       sm.conn.send(`<r xmlns='${NS_SM}'/>`); // [XEP-0198 4]
     };
 
+    /** sessions whose stream a drain sent to another node: it stops once they are resumed there (or the wait is over) */
+    const redirected = new Set<SmSession>();
     const keeper = (sm: SmSession) => (reason: CloseReason) => {
-      if (!sm.id || !RESUMABLE_LOSS.has(reason.kind)) {
+      const redirect =
+        options.drainHandoverSeconds > 0 &&
+        (reason.kind === 'see-other-host' || reason.kind === 'see-other-uri');
+      if (!sm.id || !(RESUMABLE_LOSS.has(reason.kind) || redirect)) {
         if (sm.id)
           log.info(
             { jid: sm.conn.address.toString(), reason: reason.kind, text: reason.text },
@@ -179,8 +210,22 @@ export default defineModule({
       }, options.resumeTimeoutSeconds * 1000);
       timer.unref();
       sm.expiry = timer;
+      if (redirect) redirected.add(sm);
       return true;
     };
+
+    // A drain sent the clients away: wait (bounded) until their sessions are resumed on other nodes.
+    ctx.onUnload(
+      broker.hooks.on('drain:redirected', async () => {
+        const until = Date.now() + options.drainHandoverSeconds * 1000;
+        const waiting = () => [...redirected].filter((sm) => sm.id && byId.get(sm.id) === sm);
+        while (waiting().length > 0 && Date.now() < until)
+          await new Promise((r) => setTimeout(r, 50));
+        const left = waiting().length;
+        if (left > 0) log.info({ left }, 'drain: sessions not resumed elsewhere end here');
+        redirected.clear();
+      }),
+    );
 
     /** Apply an ack from the client; false when it acknowledges more than was sent beyond the slack. */
     const ack = (sm: SmSession, h: number): boolean => {
@@ -227,7 +272,7 @@ export default defineModule({
           if (conn.state.has(smSlot)) return conn.send(failed('unexpected-request')); // enabled twice
           const resume = el.attrs.resume === 'true' || el.attrs.resume === '1';
           const sm: SmSession = {
-            id: resume ? randomBytes(12).toString('base64url') : '',
+            id: resume ? newSmId(cluster.idNode) : '',
             conn,
             inbound: 0,
             acked: 0,
@@ -295,20 +340,121 @@ export default defineModule({
       ),
     );
 
+    /** [XEP-0198 5] replay what the client has not acknowledged, oldest first, with when it was first sent */
+    const replay = (conn: XmppConnection, queue: Unacked[]) => {
+      for (const u of queue) {
+        if (u.env?.kind === 'message' && !u.env.delay) {
+          conn.sendStanza(
+            envelopeXml({ ...u.env, delay: { stamp: u.at, from: broker.domain } }, u.env.to),
+            u.env,
+          ); // [XEP-0203]
+        } else conn.sendStanza(u.xml, u.env);
+      }
+    };
+
+    /** The session `sm` is `user`'s and resumable (the same check for a stream here and on another node). */
+    const owns = (sm: SmSession | undefined, user: string): sm is SmSession =>
+      !!sm && sm.conn.authenticatedAs !== '' && sm.conn.address.local === user;
+
+    // Another node's stream resumes a session of this node: detach it and hand it over [XEP-0198 5].
+    const give = async (previd: string, user: string, h: number): Promise<Handover | Refusal> => {
+      const sm = byId.get(previd);
+      // Still bound here: a session whose end is under way (its unbind has begun) is not handed over.
+      if (!owns(sm, user) || broker.sessions.get(sm.conn.address) !== sm.conn) {
+        log.info({ user, known: !!sm }, 'resumption on another node refused: no such session');
+        return { error: 'item-not-found' }; // unknown, expired, or another account's
+      }
+      if (!ack(sm, h)) return { error: 'unexpected-request', h: sm.inbound };
+      clearTimeout(sm.expiry);
+      sm.expiry = undefined;
+      byId.delete(sm.id);
+      sm.id = ''; // no longer resumable here
+      const conn = sm.conn;
+      conn.keeper = undefined;
+      const parts = saveParts(broker, conn); // first: what a module lets go joins the queue
+      const queue = sm.queue;
+      sm.queue = [];
+      const state: Handover = {
+        address: conn.address.toString(),
+        inbound: sm.inbound,
+        acked: sm.acked,
+        queue: queue.map(toHanded),
+        priority: conn.priority,
+        available: conn.available,
+        ...(conn.presence && { presence: toRecord(conn.presence) }),
+        interested: conn.interested,
+        ...(conn.directed?.size && { directed: [...conn.directed] }),
+        parts,
+      };
+      // From here on, what reaches this full address here is stranded: offline, then flushed to the new node.
+      await conn.handOff();
+      log.debug({ jid: state.address, unacked: queue.length }, 'session handed to another node');
+      return state;
+    };
+
+    // This node's stream goes on with a session another node handed over [XEP-0198 5].
+    const adopt = async (conn: XmppConnection, previd: string, st: Handover, queue: Unacked[]) => {
+      await conn.adopt({
+        address: Address.parse(st.address),
+        priority: st.priority,
+        available: st.available,
+        presence: st.presence && fromRecord(st.presence, (x) => Address.parse(x)),
+        interested: st.interested,
+        directed: st.directed ? new Set(st.directed) : undefined,
+      });
+      const sm: SmSession = {
+        id: previd,
+        conn,
+        inbound: st.inbound >>> 0,
+        acked: st.acked >>> 0,
+        queue: [],
+        requestedAt: 0,
+        requestPending: false,
+        awaitingAck: false,
+      };
+      byId.set(previd, sm);
+      install(conn, sm);
+      restoreHandedParts(broker, conn, st.parts);
+      conn.send(`<resumed xmlns='${NS_SM}' h='${sm.inbound}' previd='${sm.id}'/>`);
+      replay(conn, queue);
+      log.debug(
+        { jid: conn.address.toString(), replayed: queue.length },
+        'stream resumed from another node',
+      );
+      // What was stranded on the old node meanwhile went to offline storage: flush it here now.
+      if (conn.available) broker.hooks.emit('session:available', conn);
+    };
+
+    const cluster = new SmCluster(
+      broker,
+      log,
+      {
+        timeoutMs: options.clusterTakeTimeoutMs,
+        maxInFlight: options.maxClusterTakes,
+        maxQueue: options.maxUnacked,
+        askDraining: options.drainHandoverSeconds > 0,
+      },
+      { give, adopt },
+    );
+    ctx.onUnload(() => cluster.stop());
+
     // [XEP-0198 5] resumption, instead of binding
     ctx.onUnload(
       nonzas.register(
         ctx.name,
         { ns: NS_SM, name: 'resume', phases: ['bind'] },
         async (conn, el) => {
-          const sm = byId.get(el.attrs.previd ?? '');
+          const previd = el.attrs.previd ?? '';
+          const node = smIdNode(previd); // client input: strict, bounded
+          const sm = node === undefined ? undefined : byId.get(previd);
           const h = hOf(el);
           if (!offered(conn)) return conn.send(failed('feature-not-implemented'));
-          if (
-            !sm ||
-            sm.conn.authenticatedAs === '' ||
-            sm.conn.address.local !== conn.authenticatedAs
-          ) {
+          if (!sm && node !== undefined && cluster.idNode !== undefined) {
+            // Not here: on the node that issued the id, or where it was resumed since [XEP-0198 5]
+            if (h === undefined) return conn.send(failed('bad-request'));
+            return cluster.resume(conn, node, previd, h, (c, hh) => conn.send(failed(c, hh)));
+          }
+          if (!owns(sm, conn.authenticatedAs)) {
             log.info(
               { user: conn.authenticatedAs, known: !!sm },
               'resumption refused: no such session of this account (unknown, expired or ended)',
@@ -332,20 +478,12 @@ export default defineModule({
           sm.conn = conn;
           conn.keeper = keeper(sm);
           conn.send(`<resumed xmlns='${NS_SM}' h='${sm.inbound}' previd='${sm.id}'/>`);
-          // [XEP-0198 5] replay what the client has not acknowledged, oldest first, with when it was first sent
-          const replay = sm.queue;
+          const queue = sm.queue;
           sm.queue = [];
           sm.requestedAt = 0;
           sm.awaitingAck = false; // an <r/> of the old stream is not answered on this one
-          for (const u of replay) {
-            if (u.env?.kind === 'message' && !u.env.delay) {
-              conn.sendStanza(
-                envelopeXml({ ...u.env, delay: { stamp: u.at, from: broker.domain } }, u.env.to),
-                u.env,
-              ); // [XEP-0203]
-            } else conn.sendStanza(u.xml, u.env);
-          }
-          log.debug({ jid: conn.address.toString(), replayed: replay.length }, 'stream resumed');
+          replay(conn, queue);
+          log.debug({ jid: conn.address.toString(), replayed: queue.length }, 'stream resumed');
         },
       ),
     );
@@ -353,8 +491,9 @@ export default defineModule({
     // The session is over for good (clean close, timeout, not resumable):
     // what the client did not acknowledge goes where an undelivered message goes.
     ctx.onUnload(
-      broker.hooks.on('session:unbound', async (session) => {
-        if (!(session instanceof XmppConnection)) return;
+      broker.hooks.on('session:unbound', async (session, reason) => {
+        // Moved to another node: its queue went with it (emptied before the unbind) [XEP-0198 5].
+        if (!(session instanceof XmppConnection) || reason.kind === 'session-moved') return;
         const sm = session.peek(smSlot);
         if (!sm || sm.conn !== session) return;
         clearTimeout(sm.expiry);
