@@ -123,7 +123,7 @@ export default defineModule({
     },
     drainHandoverSeconds: {
       type: 'number',
-      default: 0,
+      default: 10,
       min: 0,
       max: 600,
       doc: 'a draining node keeps the sessions it sent away with see-other-host for up to this long, so that their clients resume them on the other node; 0: they end at once (offline path)',
