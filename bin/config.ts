@@ -133,6 +133,16 @@ export const configSchema = z.strictObject({
       missedBeats: z.number().int().min(2).max(100).default(3),
       /** users whose sessions a node keeps cached (besides its own); the oldest cached go first */
       registryCacheUsers: z.number().int().min(0).default(100_000),
+      /**
+       * A node declared dead: the storable messages other nodes handed to it
+       * in the last `heartbeatMs × (missedBeats + 1)` ms plus this many
+       * seconds are queued again for their recipients (what it may have held
+       * unacknowledged by its clients; a copy a client had acknowledged comes
+       * again, delay-stamped, with its ids). 0 turns it off.
+       */
+      deathReplaySeconds: z.number().int().min(0).max(3600).default(10),
+      /** at most this many such messages kept per other node (references; the oldest go first) */
+      deathReplayMax: z.number().int().min(0).max(10_000_000).default(20_000),
       /** drain: ms a draining node stays up, not ready, before it closes its connections (time for the load balancer to notice) */
       drainGraceMs: z.number().int().min(0).max(600_000).default(2000),
       /**

@@ -120,7 +120,11 @@ export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cl
     log: log.child({ component: 'cluster' }),
   });
   if (metrics) c.bus.observe(metrics.clusterObserver());
-  return c;
+  const { heartbeatMs, missedBeats, deathReplaySeconds, deathReplayMax } = cfg.cluster;
+  // Back to before its last beat (it may have died just after it), from when it is declared dead.
+  const deathReplayMs =
+    deathReplaySeconds > 0 ? heartbeatMs * (missedBeats + 1) + deathReplaySeconds * 1000 : 0;
+  return { ...c, deathReplayMs, deathReplayMax };
 }
 
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {

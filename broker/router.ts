@@ -9,6 +9,7 @@ import {
   type EnvelopeRecord,
 } from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
+import { HandedOver } from './handed-over.ts';
 import type { Session } from './session.ts';
 import type { SessionEntry } from '../cluster/types.ts';
 
@@ -57,11 +58,56 @@ export class Router {
   /** synchronous checks before each local delivery (see addDeliveryGuard) */
   private guards: ((env: Envelope, to: Session) => boolean)[] = [];
 
+  /** storable messages handed to other nodes lately: queued again if that node dies (docs/cluster.md "Node loss") */
+  private readonly handed: HandedOver;
+
   constructor(broker: Broker) {
     this.broker = broker;
+    const { deathReplayMs = 0, deathReplayMax = 20_000 } = broker.cluster;
+    this.handed = new HandedOver(deathReplayMs, deathReplayMax);
     broker.cluster.bus.onMessage((msg) => {
       if (msg.type === 'deliver') this.fromNode(msg.payload as RemoteDelivery);
     });
+    if (this.handed.enabled)
+      broker.hooks.on('node:down', (node) => {
+        void broker.hooks
+          .track(this.replayHanded(node))
+          .catch((err) =>
+            broker.log.error({ err, node }, 'cluster: queueing again what a dead node held failed'),
+          );
+      });
+  }
+
+  /**
+   * A node died holding messages this node had handed to it and its clients
+   * had not acknowledged (in its memory, socket buffers, stream-management
+   * queues): they are in the recipients' archives, but would reach them only
+   * through MAM. Each goes through the offline path again, delay-stamped
+   * [XEP-0203]: queued, and flushed at once to a session the user has on a
+   * live node (a client that reconnected). One the dead node's client had
+   * acknowledged comes again with the same ids, for the client to drop; the
+   * user's devices that had it live elsewhere do not get it at once
+   * (`deliveredElsewhere`). A full queue does not bounce: the message was
+   * delivered and archived.
+   */
+  private async replayHanded(node: string): Promise<void> {
+    const list = this.handed.take(node);
+    let queued = 0;
+    for (const h of list) {
+      const copy: Envelope = {
+        ...h.env,
+        to: h.env.to.bare(),
+        delay: h.env.delay ?? { stamp: h.env.timestamp ?? h.at, from: this.broker.domain },
+      };
+      const had = h.all.filter((r) => !h.resources.includes(r));
+      if (had.length) deliveredElsewhere.set(copy, new Set(had));
+      if ((await this.broker.hooks.run('message:offline', copy)) === 'queued') queued++;
+    }
+    if (list.length > 0)
+      this.broker.log.info(
+        { node, handed: list.length, queued },
+        'cluster: messages handed to a dead node queued again',
+      );
   }
 
   /**
@@ -243,15 +289,26 @@ export class Router {
     allTargets?: string[],
   ): Promise<void> {
     const payload: RemoteDelivery = { resources, env: toRecord(env) };
-    return this.broker.cluster.bus.send(node, 'deliver', payload).catch((err) => {
-      this.broker.log.debug({ err: (err as Error)?.message, node }, 'cross-node delivery failed');
-      if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline') {
-        const copy = { ...env, to: env.to.bare() };
-        const had = allTargets?.filter((r) => !resources.includes(r));
-        if (had?.length) deliveredElsewhere.set(copy, new Set(had));
-        return this.undeliverable(copy);
-      }
-    });
+    const keep =
+      this.handed.enabled &&
+      env.kind === 'message' &&
+      isStorableMessage(env) &&
+      env.type !== 'headline';
+    return this.broker.cluster.bus.send(node, 'deliver', payload).then(
+      () => {
+        if (keep)
+          this.handed.add(node, { env, resources, all: allTargets ?? resources, at: Date.now() });
+      },
+      (err) => {
+        this.broker.log.debug({ err: (err as Error)?.message, node }, 'cross-node delivery failed');
+        if (env.kind === 'message' && isStorableMessage(env) && env.type !== 'headline') {
+          const copy = { ...env, to: env.to.bare() };
+          const had = allTargets?.filter((r) => !resources.includes(r));
+          if (had?.length) deliveredElsewhere.set(copy, new Set(had));
+          return this.undeliverable(copy);
+        }
+      },
+    );
   }
 
   /** Deliver to a full address, if that session exists. */

@@ -168,4 +168,12 @@ export interface ClusterLogger {
 export interface Cluster {
   bus: ClusterBus;
   registry: SessionRegistry;
+  /**
+   * Storable messages handed to another node during the last this-many ms
+   * are kept (references), and queued again when that node is declared dead
+   * (docs/cluster.md, "Node loss"); 0 or absent: not at all.
+   */
+  deathReplayMs?: number;
+  /** at most this many kept per other node (the oldest go first) */
+  deathReplayMax?: number;
 }

@@ -60,6 +60,8 @@ interface Flow {
   bounced: string[];
   /** ids the recipient's session that stayed connected received, in order (repeats kept) */
   live(): string[];
+  /** what the live session got without a delay stamp (a delay-stamped repeat is the documented at-least-once case) */
+  fresh(): string[];
   /** ids a new session of the recipient received after `relogin` (offline storage) */
   after(): string[];
   /** the recipient's XMPP session that stays connected (XMPP flows) */
@@ -70,18 +72,19 @@ interface Flow {
   relogin(): Promise<void>;
 }
 
-/** Ids (the body is the id) out of stanzas an XMPP client received. */
-const xmppIds = (c: TestClient, label: string) =>
+/** Ids (the body is the id) out of stanzas an XMPP client received; `live`: only those without a delay stamp. */
+const xmppIds = (c: TestClient, label: string, live = false) =>
   c.received
     .filter((el) => el.is('message') && el.attrs.type !== 'error')
+    .filter((el) => !live || !el.getChild('delay', 'urn:xmpp:delay'))
     .map((el) => el.getChildText('body') ?? '')
     .filter((b) => b.startsWith(`${label}-`));
 
-/** Ids out of the JSON payloads a device got on its chat topic. */
-const mqttIds = (payloads: string[], label: string) =>
+/** Ids out of the JSON payloads a device got on its chat topic; `live`: only those not `delayed`. */
+const mqttIds = (payloads: string[], label: string, live = false) =>
   payloads
-    .map((p) => JSON.parse(p) as { body?: string; error?: unknown })
-    .filter((j) => !j.error && j.body?.startsWith(`${label}-`))
+    .map((p) => JSON.parse(p) as { body?: string; error?: unknown; delayed?: boolean })
+    .filter((j) => !j.error && j.body?.startsWith(`${label}-`) && !(live && j.delayed))
     .map((j) => j.body!);
 
 describe('cluster: Redis killed under load, a node cut from Redis for 20 s', function () {
@@ -141,6 +144,7 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
       bounced: [],
       rcv,
       live: () => xmppIds(rcv, label),
+      fresh: () => xmppIds(rcv, label, true),
       after: () => (again ? xmppIds(again, label) : []),
       stop: async () => {
         running = false;
@@ -210,6 +214,7 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
         });
       },
       live: () => mqttIds(live, label),
+      fresh: () => mqttIds(live, label, true),
       after: () => mqttIds(again, label),
       stop: async () => {
         running = false;
@@ -280,9 +285,12 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
       const live = f.live();
       const after = f.after();
       const liveSet = new Set(live);
-      // A repeat on one session would be a bug; an id both live and from offline storage is the
-      // documented at-least-once case (the bus send failed after Redis had passed the frame on).
-      assert.equal(liveSet.size, live.length, `${f.label}: the same message twice live`);
+      // A repeat on one session without a delay stamp would be a bug; an id both live and from offline
+      // storage is the documented at-least-once case (the bus send failed after Redis had passed the
+      // frame on; or the node was declared dead while cut off, and what was handed to it came again,
+      // delay-stamped: docs/cluster.md "Node loss").
+      const fresh = f.fresh();
+      assert.equal(new Set(fresh).size, fresh.length, `${f.label}: the same message twice live`);
       assert.equal(
         new Set(after).size,
         after.length,
@@ -294,6 +302,7 @@ describe('cluster: Redis killed under load, a node cut from Redis for 20 s', fun
         live: live.length,
         offline: after.length,
         duplicates: after.filter((id) => liveSet.has(id)).length,
+        delayStampedRepeats: live.length - liveSet.size,
         droppedByTheReset: dropped.get(f) ?? 0,
       };
     });
