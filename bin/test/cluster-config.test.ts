@@ -34,6 +34,8 @@ describe('cluster configuration', () => {
       heartbeatMs: 5000,
       missedBeats: 3,
       registryCacheUsers: 100_000,
+      deathReplaySeconds: 10,
+      deathReplayMax: 20_000,
       drainGraceMs: 2000,
     });
   });
