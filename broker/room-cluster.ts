@@ -1,3 +1,7 @@
+// Just over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
+// room's home, and the request/event traffic to and from homes must read that same view in the same turn
+// (a view that moved under a request is what sends it on once). Next split: the rendering of a dead home's
+// rooms for this node's devices (roomsGone, about 50 lines) into room-home.ts.
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';

@@ -1,4 +1,4 @@
-// Over 600 lines (1,159), one service on purpose: occupants, affiliations, roles and the per-room timeline share
+// Over 600 lines (about 1,160), one service on purpose: occupants, affiliations, roles and the per-room timeline share
 // one in-memory room state and its ordering (fan-out slices keep each device's copies in room order).
 // Already out: the model (room.ts), the presence-broadcast rule (room-presence.ts), the cluster seam
 // (room-cluster.ts, room-home.ts), the archive queries (room-archive.ts). Next split: moderation (roles,

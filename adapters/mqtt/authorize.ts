@@ -288,7 +288,7 @@ async function decideSubscribe(ctx: MqttContext, client: Client, filter: string)
   if (filter.startsWith('$') && !filter.startsWith('$SYS/')) return false; // only $SYS of the '$' topics is readable
   if (!info.acl?.canSubscribe(filter)) return false;
   const rt = roomTopic(filter);
-  if (rt) return decideRoomSubscribe(ctx, ctx.sessions.get(client), rt); // literal room topics only; no wildcards under rooms/
+  if (rt) return decideRoomSubscribe(ctx, info.address, ctx.sessions.get(client), rt); // literal room topics only; no wildcards under rooms/
   if (filter.startsWith('rooms/') || filter === 'rooms') return false;
   const history = allowHistorySubscribe(filter, info.address);
   if (history !== undefined) return history;

@@ -92,23 +92,29 @@ function paramsOf(session: MqttSession, room: string): JoinParams {
   return joinParams.get(session)?.get(room) ?? {};
 }
 
-/** SUBSCRIBE on the rooms/ tree: may this device have it? (The join itself follows the SUBACK.) */
+/**
+ * SUBSCRIBE on the rooms/ tree: may this device have it? (The join itself
+ * follows the SUBACK.) `session` is undefined while a persistent session's
+ * subscriptions are restored, before the CONNACK [MQTT-3.1.2-4]: the
+ * device's address decides then, with no join parameters.
+ */
 export function decideRoomSubscribe(
   ctx: MqttContext,
+  address: Address | undefined,
   session: MqttSession | undefined,
   t: RoomTopic | 'invalid',
 ): boolean {
   const svc = roomService(ctx.broker);
-  if (!svc || t === 'invalid' || !session || t.sub === 'join') return false;
+  if (!svc || t === 'invalid' || !address || t.sub === 'join') return false;
   try {
     const local = localOf(svc, t.room);
     const room = svc.get(local);
-    const user = session.address.bare().toString();
+    const user = address.bare().toString();
     if (t.sub === 'presence')
       return !room || room.mayRead(user) || room.occupantsOf(user).length > 0;
-    const p = paramsOf(session, local);
-    if (room?.occupantOf(session.address.toString())) return true;
-    svc.admit(room, user, p.nick ?? session.address.local, p.password); // [XEP-0045 7.2.5-7.2.9] the same rules as XMPP
+    const p = session ? paramsOf(session, local) : {};
+    if (room?.occupantOf(address.toString())) return true;
+    svc.admit(room, user, p.nick ?? address.local, p.password); // [XEP-0045 7.2.5-7.2.9] the same rules as XMPP
     return true;
   } catch (err) {
     if (err instanceof BrokerError) return false;

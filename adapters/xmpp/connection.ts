@@ -1,6 +1,7 @@
 // Over 600 lines, kept whole for now: SASL (stream-sasl.ts) and binding (stream-bind.ts) are out; what stays is
 // one state machine (stream phases, STARTTLS, inbound backpressure and rate limits, detach/resume for XEP-0198)
-// whose parts share the phase and the read pause. Next split: the inbound throttle into its own file (issue 21).
+// whose parts share the phase and the read pause, plus the two entry points of a session that moves between
+// cluster nodes (adopt, handOff) because they set that phase. Next split: the inbound throttle into its own file (issue 21).
 import { randomBytes } from 'node:crypto';
 import { Element, escapeXML } from '@xmpp/xml';
 import {
