@@ -1,6 +1,7 @@
 import type { SessionEntry } from '../cluster/types.ts';
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
+import { replayLocalFromArchives } from './death-replay.ts';
 import type { RosterItem } from './roster.ts';
 
 /** The 'roster-push' bus message: a roster change for the user's interested sessions on the receiving node. */
@@ -43,6 +44,21 @@ export function joinCluster(broker: Broker): void {
     }
     const gone: SessionsGone = { node, sessions };
     await bus.broadcast('sessions-gone', gone).catch(() => {});
+    // What the dead node's sessions sent each other and its clients had not acknowledged:
+    // only the recipients' archives have it (docs/cluster.md, "Node loss").
+    const { deathReplayMs = 0, deathReplayMax = 20_000 } = broker.cluster;
+    await broker.hooks
+      .track(replayLocalFromArchives(broker, sessions, deathReplayMs, deathReplayMax))
+      .then(
+        (r) =>
+          r.queued > 0 &&
+          broker.log.info(
+            { node, ...r },
+            "cluster: a dead node's messages between its own sessions queued again",
+          ),
+        (err) =>
+          broker.log.error({ err, node }, "cluster: queueing a dead node's own messages failed"),
+      );
   });
   // Declared dead while cut off (a partition, a long pause): the registry wrote this
   // node's sessions again; their contacts were told they were gone, so tell them again.

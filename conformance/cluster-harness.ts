@@ -288,7 +288,14 @@ export function xmppSender(
   prefix: string,
   to: string[],
   pingEvery = 5,
-): { stop(): Promise<Map<string, string[]>>; sent: () => number; resent: () => number } {
+  /** false: a cut stream ends the sender (its node died), what was not acknowledged is not counted */
+  follow = true,
+): {
+  stop(): Promise<Map<string, string[]>>;
+  sent: () => number;
+  resent: () => number;
+  acked: (to: string) => number;
+} {
   const acked = new Map<string, string[]>(to.map((t) => [t, []]));
   let pending: [string, string][] = [];
   let resent = 0;
@@ -312,6 +319,11 @@ export function xmppSender(
         pending = [];
         return;
       } catch {
+        if (!follow) {
+          running = false;
+          pending = [];
+          return;
+        }
         resent++;
         await online();
       }
@@ -328,6 +340,7 @@ export function xmppSender(
   return {
     sent: () => n,
     resent: () => resent,
+    acked: (to) => acked.get(to)?.length ?? 0,
     async stop() {
       running = false;
       await loop;
