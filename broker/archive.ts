@@ -5,6 +5,7 @@ import type {
   ArchiveStore,
   KeyValueStore,
   OwnerQuery,
+  OwnerRecord,
 } from '../storage/types.ts';
 import { Address } from './address.ts';
 import { BrokerError } from './errors.ts';
@@ -75,8 +76,15 @@ export interface UserArchivePage {
   messages: ArchivedMessage[];
   /** no more results in the direction of the query [XEP-0313 query-paging] */
   complete: boolean;
-  /** size of the whole result set [XEP-0059 2.6] */
-  count: number;
+  /** size of the whole result set [XEP-0059 2.6]; left out for a full-JID `with` (it would take a scan) */
+  count?: number;
+}
+
+/** A record of a user's archive as a result. */
+function toArchived(r: OwnerRecord<EnvelopeRecord>): ArchivedMessage {
+  const env = fromRecord(r.value, Address.parse);
+  env.seq = r.seq;
+  return { id: r.archiveId, stamp: r.archivedAt, env };
 }
 
 /** At most this many users' preferences are kept in memory. */
@@ -273,16 +281,52 @@ export class ArchiveService {
     if (q.ids !== undefined) oq.ids = q.ids;
     if (q.after !== undefined) oq.after = q.after;
     if (q.before) oq.before = q.before;
+    if (q.with?.resource) return this.queryFullJid(user, q.with.toString(), oq);
     const page = await this.store.queryOwner(user.bare().toString(), oq);
     if (page.missing)
       throw new BrokerError('item-not-found', `no archived message with id ${page.missing[0]}`);
-    const messages = page.records.map((r) => {
-      const env = fromRecord(r.value, Address.parse);
-      env.seq = r.seq;
-      return { id: r.archiveId, stamp: r.archivedAt, env };
-    });
+    const messages = page.records.map(toArchived);
     if (backwards) messages.reverse();
     return { messages, complete: page.complete, count: page.count ?? messages.length };
+  }
+
+  /**
+   * `with` a full JID matches only messages to or from that exact JID
+   * [XEP-0313 4.1.1]. The index is by bare peer, so the bare peer's records
+   * are read page by page (still the user's own index, never other users'
+   * data) and filtered until the page is full or the conversation ends. The
+   * count is left out: it would take a scan of the whole conversation
+   * [XEP-0059 2.6 leaves it optional].
+   */
+  private async queryFullJid(
+    user: Address,
+    full: string,
+    oq: OwnerQuery,
+  ): Promise<UserArchivePage> {
+    const limit = oq.limit ?? this.settings.defaultPageSize;
+    const scan: OwnerQuery = { ...oq, count: false, limit: Math.max(limit + 1, 50) };
+    const matched: ArchivedMessage[] = [];
+    let complete = false;
+    for (;;) {
+      const page = await this.store.queryOwner(user.bare().toString(), scan);
+      if (page.missing)
+        throw new BrokerError('item-not-found', `no archived message with id ${page.missing[0]}`);
+      for (const r of page.records)
+        if (r.value.from === full || r.value.to === full) matched.push(toArchived(r));
+      const last = page.records.at(-1);
+      if (page.complete || !last) {
+        complete = true;
+        break;
+      }
+      if (matched.length > limit) break;
+      // The next page of the scan goes on from the last record read, in the same direction.
+      if (oq.reverse) scan.before = last.archiveId;
+      else scan.after = last.archiveId;
+    }
+    const messages = matched.slice(0, limit);
+    complete &&= matched.length <= limit;
+    if (oq.reverse) messages.reverse();
+    return { messages, complete };
   }
 
   /** The oldest and newest message of a user's archive [XEP-0313 archive-metadata]. */

@@ -24,7 +24,7 @@ import {
   startMqttNode,
   type MqttTestNode,
 } from '../mqtt-helpers.ts';
-import { mam, NS_FORWARD, NS_MAM, NS_SID, type Page, type Query } from '../mam-helpers.ts';
+import { mam, NS_FORWARD, NS_MAM, NS_RSM, NS_SID, type Page, type Query } from '../mam-helpers.ts';
 
 const PW = 'mam-pw';
 const N = 1000;
@@ -199,6 +199,47 @@ describe('XMPP message archive [XEP-0313] [XEP-0059] [XEP-0359]', function () {
     assert.deepEqual([p.bodies, p.count, p.complete], [['from carol', 'to carol'], 2, true]);
     const every = await mam(a, { max: 0 });
     assert.equal(every.count, N + 2);
+  });
+
+  it('with a full JID matches only that exact JID, a bare JID every resource; paged, no count [XEP-0313 4.1.1] [XEP-0059 2.6]', async () => {
+    const [eve, fay] = [uniqueName('mame'), uniqueName('mamf')];
+    await addUsers(node, { [eve]: PW, [fay]: PW });
+    const e = await login(eve);
+    const [f1, f2] = [await login(fay, 'desk'), await login(fay, 'phone')];
+    const phone = `${at(fay)}/phone`;
+    for (let i = 0; i < 4; i++) {
+      await f1.send(chat(at(eve), `desk ${i}`));
+      await f2.send(chat(at(eve), `phone ${i}`));
+    }
+    await Promise.all([ping(f1), ping(f2)]);
+    await e.send(chat(phone, 'to the phone'));
+    await e.send(chat(at(fay), 'to fay'));
+    await ping(e);
+    const bare = await mam(e, { form: { with: at(fay) } });
+    assert.equal(bare.count, 10, 'a bare JID: every resource, both directions');
+    const full = await mam(e, { form: { with: phone } });
+    assert.deepEqual(full.bodies, ['phone 0', 'phone 1', 'phone 2', 'phone 3', 'to the phone']);
+    assert.equal(full.complete, true);
+    assert.equal(
+      full.iq.getChild('fin', NS_MAM)?.getChild('set', NS_RSM)?.getChild('count'),
+      undefined,
+    );
+    // Paged two at a time, forwards then backwards: the same five, in order.
+    const pages: string[][] = [];
+    let after: string | undefined;
+    for (let n = 0; n < 5; n++) {
+      const p = await mam(e, { form: { with: phone }, max: 2, ...(after ? { after } : {}) });
+      pages.push(p.bodies);
+      if (p.complete) break;
+      after = p.last;
+    }
+    assert.deepEqual(pages, [['phone 0', 'phone 1'], ['phone 2', 'phone 3'], ['to the phone']]);
+    const lastPage = await mam(e, { form: { with: phone }, max: 2, before: '' });
+    assert.deepEqual([lastPage.bodies, lastPage.complete], [['phone 3', 'to the phone'], false]);
+    const firstPage = await mam(e, { form: { with: phone }, max: 2, before: lastPage.first });
+    assert.deepEqual(firstPage.bodies, ['phone 1', 'phone 2']);
+    const none = await mam(e, { form: { with: `${at(fay)}/tablet` } });
+    assert.deepEqual([none.bodies, none.complete], [[], true]);
   });
 
   it('after-id / before-id bound the result set and its count; ids fetches given messages [XEP-0313 query-limit-id]', async () => {

@@ -147,7 +147,7 @@ export default defineModule({
     {
       spec: 'XEP-0313',
       status: 'partial',
-      note: 'v2 and #extended (before-id, after-id, ids, flip-page, metadata) on user archives; `with` matches bare JIDs only; no MUC or pubsub archives',
+      note: 'v2 and #extended (before-id, after-id, ids, flip-page, metadata) on user archives; `with` a bare JID matches every resource, a full JID only that JID [4.1.1] (no RSM count then); MUC archives in module muc; no pubsub archives',
     },
     {
       spec: 'XEP-0441',
@@ -193,7 +193,7 @@ export default defineModule({
           set.append(xml('first', {}, messages[0].id));
           set.append(xml('last', {}, messages[messages.length - 1].id));
         }
-        set.append(xml('count', {}, String(page.count)));
+        if (page.count !== undefined) set.append(xml('count', {}, String(page.count)));
         return xml(
           'fin',
           page.complete ? { xmlns: NS_MAM, complete: 'true' } : { xmlns: NS_MAM },
