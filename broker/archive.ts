@@ -80,6 +80,9 @@ export interface UserArchivePage {
   count?: number;
 }
 
+/** A full-JID `with` query reads at most this many pages' worth (× maxPageSize) of the bare peer's records. */
+const FULL_JID_SCAN_PAGES = 40;
+
 /** A record of a user's archive as a result. */
 function toArchived(r: OwnerRecord<EnvelopeRecord>): ArchivedMessage {
   const env = fromRecord(r.value, Address.parse);
@@ -294,7 +297,8 @@ export class ArchiveService {
    * `with` a full JID matches only messages to or from that exact JID
    * [XEP-0313 4.1.1]. The index is by bare peer, so the bare peer's records
    * are read page by page (still the user's own index, never other users'
-   * data) and filtered until the page is full or the conversation ends. The
+   * data) and filtered until the page is full or the conversation ends (at
+   * most FULL_JID_SCAN_PAGES × maxPageSize records per query). The
    * count is left out: it would take a scan of the whole conversation
    * [XEP-0059 2.6 leaves it optional].
    */
@@ -307,6 +311,10 @@ export class ArchiveService {
     const scan: OwnerQuery = { ...oq, count: false, limit: Math.max(limit + 1, 50) };
     const matched: ArchivedMessage[] = [];
     let complete = false;
+    // Bounded: a conversation of 100,000 messages with none from that resource is not read whole
+    // for one query. Past the bound the page ends short (not complete), and the client goes on
+    // from its last result; a scan that found nothing asks for a narrower query.
+    let budget = FULL_JID_SCAN_PAGES * this.settings.maxPageSize;
     for (;;) {
       const page = await this.store.queryOwner(user.bare().toString(), scan);
       if (page.missing)
@@ -319,6 +327,15 @@ export class ArchiveService {
         break;
       }
       if (matched.length > limit) break;
+      budget -= page.records.length;
+      if (budget <= 0) {
+        if (matched.length === 0)
+          throw new BrokerError(
+            'resource-constraint',
+            'no message of that full JID in the messages read; narrow the query (start, end, after-id)',
+          );
+        break;
+      }
       // The next page of the scan goes on from the last record read, in the same direction.
       if (oq.reverse) scan.before = last.archiveId;
       else scan.after = last.archiveId;
