@@ -19,7 +19,6 @@ import {
   levelSessionEraser,
 } from './mqtt-persistence.ts';
 import { redisMqttState } from './mqtt-redis.ts';
-import { mongoMqttState } from './mqtt-mongodb.ts';
 
 /** The MQTT side of a running node. */
 export interface RunningMqtt {
@@ -81,7 +80,8 @@ async function sharedMqttState(cfg: Config, broker: Broker, maxQueue: number): P
     );
   return cfg.storage.backend === 'redis'
     ? redisMqttState(cfg.storage.url!, cfg.storage.prefix, maxQueue)
-    : mongoMqttState(cfg.storage.url!);
+    : // loaded only here: aedes-persistence-mongodb brings a driver of its own (half a second, 20 MiB)
+      (await import('./mqtt-mongodb.ts')).mongoMqttState(cfg.storage.url!);
 }
 
 /** Pick the MQTT backends (mqttStateBackend) and start the listeners. */
