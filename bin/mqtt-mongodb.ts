@@ -95,10 +95,11 @@ async function open(client: MongoClient, url: string): Promise<MongoMqttState> {
   /** Distinct client ids in a collection, of the ids matching `filter` (all when absent). */
   const idsIn = async (c: Collection<ClientDoc>, filter: Document = {}): Promise<string[]> => {
     const out: string[] = [];
-    const cursor = c.aggregate<{ _id: string }>([
-      { $match: filter },
-      { $group: { _id: '$clientId' } },
-    ]);
+    // allowDiskUse: a $group over a million client ids passes MongoDB's 100 MB per stage (before 6.0)
+    const cursor = c.aggregate<{ _id: string }>(
+      [{ $match: filter }, { $group: { _id: '$clientId' } }],
+      { allowDiskUse: true },
+    );
     for await (const d of cursor) if (typeof d._id === 'string') out.push(d._id);
     return out;
   };
