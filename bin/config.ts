@@ -464,6 +464,8 @@ export function validateConfig(raw: Record<string, unknown>): Config {
   if (cfg.storage.backend === 'mongodb') cfg.storage.url ??= cfg.storage.mongodbUrl;
   if (cfg.storage.backend !== 'embedded' && !cfg.storage.url)
     throw new ConfigError(`storage.url: required when storage.backend is ${cfg.storage.backend}`);
+  if (cfg.storage.backend === 'mongodb' && !/^mongodb(\+srv)?:\/\//.test(cfg.storage.url!))
+    throw new ConfigError('storage.url: a MongoDB connection string, mongodb:// or mongodb+srv://');
   if (cfg.cluster && cfg.storage.backend === 'embedded') {
     // Every node must see the same accounts, rosters, archives and queues.
     throw new ConfigError(

@@ -1,5 +1,5 @@
 import type { SecureContextOptions } from 'node:tls';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import aedesPersistenceLevel from 'aedes-persistence-level';
 import { Level } from 'level';
@@ -32,7 +32,7 @@ interface MqttState {
   persistence: object;
   retainedStore: RetainedStore;
   sessionEraser: SessionEraser;
-  /** the local database, for `parley backup`; absent when the state lives in Redis (its own backups cover it) */
+  /** the local database, for `parley backup`; absent when the state lives in Redis or MongoDB (their own backups cover it) */
   db?: Level<string, Buffer>;
   close(): Promise<void>;
 }
@@ -44,13 +44,6 @@ interface MqttState {
  * acknowledged).
  */
 async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
-  if (cfg.storage.backend === 'mongodb') {
-    // TODO: aedes-persistence-mongodb with the cluster (docs/architecture.md "MQTT"); until then MQTT state stays local.
-    broker.log.warn(
-      { dir: path.join(cfg.dataDir, 'mqtt') },
-      'mqtt state is kept on local disk, not in mongodb',
-    );
-  }
   const dir = path.join(cfg.dataDir, 'mqtt');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' });
@@ -68,10 +61,30 @@ async function levelMqttState(cfg: Config, broker: Broker): Promise<MqttState> {
 }
 
 /**
- * Pick the MQTT backends and start the listeners: with `storage.backend:
- * redis` the state goes to the same Redis server (bin/mqtt-redis.ts), so a
- * persistent session resumes on any node sharing it; else to LevelDB.
+ * Where the MQTT state goes: with `storage.backend: redis` to the same Redis
+ * server (bin/mqtt-redis.ts), with `mongodb` to the same database
+ * (bin/mqtt-mongodb.ts), so a persistent session resumes on any node sharing
+ * it; with the embedded store to LevelDB in the data directory.
  */
+export function mqttStateBackend(cfg: Config): 'level' | 'redis' | 'mongodb' {
+  return cfg.storage.backend === 'embedded' ? 'level' : cfg.storage.backend;
+}
+
+/** The state in the shared store: the node's own state in LevelDB from an earlier version stays unused. */
+async function sharedMqttState(cfg: Config, broker: Broker, maxQueue: number): Promise<MqttState> {
+  const dir = path.join(cfg.dataDir, 'mqtt');
+  if (existsSync(path.join(dir, 'CURRENT')))
+    broker.log.warn(
+      { dir, backend: cfg.storage.backend },
+      'mqtt state is now kept in the shared store; the local one in this directory is not used',
+    );
+  return cfg.storage.backend === 'redis'
+    ? redisMqttState(cfg.storage.url!, cfg.storage.prefix, maxQueue)
+    : // loaded only here: aedes-persistence-mongodb brings a driver of its own (half a second, 20 MiB)
+      (await import('./mqtt-mongodb.ts')).mongoMqttState(cfg.storage.url!);
+}
+
+/** Pick the MQTT backends (mqttStateBackend) and start the listeners. */
 export async function startMqtt(
   cfg: Config,
   broker: Broker,
@@ -80,14 +93,14 @@ export async function startMqtt(
   const { tcp, tls: tlsListener, ...limits } = cfg.mqtt;
   if (!tcp && !tlsListener) return { stop: async () => {} };
   const state: MqttState =
-    cfg.storage.backend === 'redis'
-      ? await redisMqttState(cfg.storage.url!, cfg.storage.prefix, limits.maxOfflineQueuePerClient)
-      : await levelMqttState(cfg, broker);
+    mqttStateBackend(cfg) === 'level'
+      ? await levelMqttState(cfg, broker)
+      : await sharedMqttState(cfg, broker, limits.maxOfflineQueuePerClient);
   const { persistence, retainedStore, sessionEraser } = state;
-  // Nodes sharing the MQTT state (the Redis store) in a cluster: wills are kept under the node's id,
+  // Nodes sharing the MQTT state (Redis or MongoDB) in a cluster: wills are kept under the node's id,
   // and each node's retained index follows the others' (the messages are in the shared store).
   const shared =
-    cfg.storage.backend === 'redis' && cfg.cluster
+    mqttStateBackend(cfg) !== 'level' && cfg.cluster
       ? { ...clusterWills(broker, persistence, cfg.nodeId), retainedShared: true }
       : {};
   // A cluster: plain topics fan out through the cluster's Redis (docs/cluster.md, "Plain MQTT topics").

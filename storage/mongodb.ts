@@ -57,8 +57,26 @@ export function collectionName(kind: string, name: string): string {
   return `${kind}.${encodeURIComponent(name)}`;
 }
 
+/** The connection string with any user and password replaced, for messages and logs. */
+export function redactMongoUrl(url: string): string {
+  return url.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/, '$1***@');
+}
+
+/** Connect, or fail naming what could not be reached (the driver's message names only a host). */
+export async function connectMongo(client: MongoClient, url: string, what: string): Promise<void> {
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.close().catch(() => {});
+    throw new Error(
+      `${what}: cannot reach MongoDB at ${redactMongoUrl(url)}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
 /** The database named in the connection string's path, if any. */
-function dbNameOf(url: string): string | undefined {
+export function dbNameOf(url: string): string | undefined {
   const name = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(url)?.[1];
   return name === undefined ? undefined : decodeURIComponent(name);
 }
@@ -126,7 +144,7 @@ export class MongoStorage implements Storage {
       ignoreUndefined: true,
       ...writeConcernOf(this.#url),
     });
-    await client.connect();
+    await connectMongo(client, this.#url, 'storage');
     try {
       // The schema this code writes: migrations run once, in order (storage/mongodb-schema.ts).
       await migrate(client.db(this.#dbName));
