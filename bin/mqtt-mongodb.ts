@@ -84,9 +84,12 @@ async function open(client: MongoClient, url: string): Promise<MongoMqttState> {
   // cluster the sweep for a dead node would then remove the will the client left on its new node.
   const delWill = p.delWill.bind(persistence);
   p.delWill = async (c) => {
-    if (c.brokerId === undefined) return delWill(c);
+    // At CONNECT aedes passes its Client (no brokerId, but its broker): remove this node's will of
+    // that id only, not an unfired will another node (maybe dead, not yet reaped) holds for it.
+    const brokerId = c.brokerId ?? (c as { broker?: { id?: string } }).broker?.id;
+    if (brokerId === undefined) return delWill(c);
     const doc = await will.findOneAndDelete(
-      { clientId: c.id, 'packet.brokerId': c.brokerId },
+      { clientId: c.id, 'packet.brokerId': brokerId },
       { promoteBuffers: true },
     );
     return doc?.packet ?? null;
@@ -97,7 +100,8 @@ async function open(client: MongoClient, url: string): Promise<MongoMqttState> {
     const out: string[] = [];
     // allowDiskUse: a $group over a million client ids passes MongoDB's 100 MB per stage (before 6.0)
     const cursor = c.aggregate<{ _id: string }>(
-      [{ $match: filter }, { $group: { _id: '$clientId' } }],
+      // sorted on the clientId index first, so the planner can scan distinct ids, not every document
+      [{ $match: filter }, { $sort: { clientId: 1 } }, { $group: { _id: '$clientId' } }],
       { allowDiskUse: true },
     );
     for await (const d of cursor) if (typeof d._id === 'string') out.push(d._id);

@@ -36,6 +36,8 @@ export interface ArchiveSettings {
   defaultPageSize: number;
   /** the largest page a query gets, whatever it asks for */
   maxPageSize: number;
+  /** most records a full-JID `with` query reads of the bare peer's conversation */
+  fullJidScanMax: number;
   /** most JIDs in each of a user's always / never lists */
   maxPrefsJids: number;
 }
@@ -44,6 +46,7 @@ export const defaultArchiveSettings: ArchiveSettings = {
   defaultMode: 'always',
   defaultPageSize: 50,
   maxPageSize: 250,
+  fullJidScanMax: 10_000,
   maxPrefsJids: 1000,
 };
 
@@ -79,9 +82,6 @@ export interface UserArchivePage {
   /** size of the whole result set [XEP-0059 2.6]; left out for a full-JID `with` (it would take a scan) */
   count?: number;
 }
-
-/** A full-JID `with` query reads at most this many pages' worth (× maxPageSize) of the bare peer's records. */
-const FULL_JID_SCAN_PAGES = 40;
 
 /** A record of a user's archive as a result. */
 function toArchived(r: OwnerRecord<EnvelopeRecord>): ArchivedMessage {
@@ -298,7 +298,7 @@ export class ArchiveService {
    * [XEP-0313 4.1.1]. The index is by bare peer, so the bare peer's records
    * are read page by page (still the user's own index, never other users'
    * data) and filtered until the page is full or the conversation ends (at
-   * most FULL_JID_SCAN_PAGES × maxPageSize records per query). The
+   * most `fullJidScanMax` records per query). The
    * count is left out: it would take a scan of the whole conversation
    * [XEP-0059 2.6 leaves it optional].
    */
@@ -308,13 +308,14 @@ export class ArchiveService {
     oq: OwnerQuery,
   ): Promise<UserArchivePage> {
     const limit = oq.limit ?? this.settings.defaultPageSize;
-    const scan: OwnerQuery = { ...oq, count: false, limit: Math.max(limit + 1, 50) };
+    if (limit === 0) return { messages: [], complete: false }; // no count to give [XEP-0059 2.6]
+    const scan: OwnerQuery = { ...oq, count: false, limit: this.settings.maxPageSize };
     const matched: ArchivedMessage[] = [];
     let complete = false;
     // Bounded: a conversation of 100,000 messages with none from that resource is not read whole
     // for one query. Past the bound the page ends short (not complete), and the client goes on
     // from its last result; a scan that found nothing asks for a narrower query.
-    let budget = FULL_JID_SCAN_PAGES * this.settings.maxPageSize;
+    let budget = this.settings.fullJidScanMax;
     for (;;) {
       const page = await this.store.queryOwner(user.bare().toString(), scan);
       if (page.missing)

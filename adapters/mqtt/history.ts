@@ -108,7 +108,13 @@ export function parseHistoryRequest(
   const q: UserArchiveQuery = {};
   const w = str(r, 'with', 3071);
   if (w !== undefined) {
-    const jid = Address.tryParse(w.includes('@') ? w : `${w}@${domain}`);
+    // "bob", "bob/sensor-1", "bob@example.com" or "bob@example.com/sensor-1": a name gets the domain
+    // before its device; a device (a resource) matches only that device [XEP-0313 4.1.1]
+    const slash = w.indexOf('/');
+    const user = slash === -1 ? w : w.slice(0, slash);
+    const jid = Address.tryParse(
+      user.includes('@') ? w : `${user}@${domain}${slash === -1 ? '' : w.slice(slash)}`,
+    );
     if (!jid) throw new BrokerError('bad-request', '"with" is not a user or JID');
     q.with = jid;
   }

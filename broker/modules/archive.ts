@@ -32,6 +32,12 @@ export default defineModule({
       max: 10_000,
       doc: 'most messages per page, whatever a query asks',
     },
+    fullJidScanMax: {
+      type: 'number',
+      default: 10_000,
+      min: 1,
+      doc: "most messages one query whose `with` is a full JID (a device) reads of the user's conversation with that user before it ends short (XEP-0313 4.1.1 filtered from the bare JID's index)",
+    },
     maxPrefsJids: {
       type: 'number',
       default: 1000,
@@ -70,6 +76,7 @@ export default defineModule({
       defaultMode: options.default as ArchiveMode,
       defaultPageSize: options.defaultPageSize,
       maxPageSize: options.maxPageSize,
+      fullJidScanMax: options.fullJidScanMax,
       maxPrefsJids: options.maxPrefsJids,
     };
     ctx.onUnload(() => void (broker.archive.settings = before));

@@ -15,7 +15,7 @@ const jid = (s: string) => Address.parse(s);
 
 async function archiveWith(messages: [from: string, to: string][]): Promise<ArchiveService> {
   const svc = new ArchiveService(new MemoryStorage().archive<EnvelopeRecord>('chat'));
-  svc.settings = { ...svc.settings, maxPageSize: 5, defaultPageSize: 5 };
+  svc.settings = { ...svc.settings, maxPageSize: 5, defaultPageSize: 5, fullJidScanMax: 200 };
   for (const [i, [from, to]] of messages.entries())
     await svc.appendChat({
       kind: 'message',
@@ -61,7 +61,7 @@ describe('ArchiveService: with a full JID [XEP-0313 4.1.1]', () => {
     assert.equal(bare.count, 32, 'a bare JID matches every resource');
   });
 
-  it('a scan past 40 pages without a match is resource-constraint; with matches, the page ends short', async () => {
+  it('a scan past fullJidScanMax records without a match is resource-constraint; with matches, the page ends short', async () => {
     const list: [string, string][] = [['b@x/rare', 'a@x']];
     for (let i = 0; i < 300; i++) list.push(['b@x/desk', 'a@x']);
     list.push(['b@x/rare', 'a@x']);

@@ -43,7 +43,7 @@ interface HistoryPage {
   complete: boolean;
   first?: string;
   last?: string;
-  count: number;
+  count?: number;
   error?: { condition: string; text?: string };
 }
 
@@ -128,6 +128,16 @@ describe("MQTT history: a device fetches its user's archive", function () {
       seen,
       Array.from({ length: N }, (_, i) => `h${i}`),
     );
+  });
+
+  it('with a device ("user/resource") matches only that device, without count [XEP-0313 4.1.1]', async () => {
+    const desk = await ask(device, dev, { with: `${human}/desk`, max: 50 });
+    assert.deepEqual([desk.messages.length, desk.complete, desk.count], [50, false, undefined]);
+    assert.equal(desk.messages[0].body, 'h0');
+    const full = await ask(device, dev, { with: `${at(human)}/desk`, max: 50, before: '' });
+    assert.equal(full.messages.at(-1)?.body, `h${N - 1}`);
+    const other = await ask(device, dev, { with: `${human}/phone` });
+    assert.deepEqual([other.messages, other.complete, other.error], [[], true, undefined]);
   });
 
   it('before "" is the last page, oldest first; before an id pages backwards', async () => {

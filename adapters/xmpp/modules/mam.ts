@@ -47,7 +47,7 @@ function parseQuery(query: Element): { q: UserArchiveQuery; flip: boolean } {
         case 'with': {
           const jid = Address.tryParse(value);
           if (!jid) throw new BrokerError('jid-malformed', 'with: not a JID');
-          q.with = jid; // [XEP-0313 filter-jid] matched as a bare JID
+          q.with = jid; // [XEP-0313 filter-jid] a bare JID: every resource; a full JID: only that one [XEP-0313 4.1.1]
           break;
         }
         case 'start':
