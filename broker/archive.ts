@@ -63,6 +63,8 @@ export interface UserArchiveQuery {
   /** page before this id; '' = the last page */
   before?: string;
   max?: number;
+  /** leave the count out (the server's own reads, which show no count) */
+  noCount?: boolean;
 }
 
 /** One archived message of a user's archive. */
@@ -275,7 +277,7 @@ export class ArchiveService {
       throw new BrokerError('policy-violation', `at most ${maxPageSize} ids`);
     const limit = Math.min(maxPageSize, Math.max(0, Math.floor(q.max ?? defaultPageSize)));
     const backwards = q.before !== undefined;
-    const oq: OwnerQuery = { limit, count: true, reverse: backwards };
+    const oq: OwnerQuery = { limit, count: !q.noCount, reverse: backwards };
     if (q.with) oq.with = q.with.bare().toString();
     if (q.start !== undefined) oq.start = q.start;
     if (q.end !== undefined) oq.end = q.end;

@@ -29,9 +29,30 @@ interface SessionsGone {
 export function joinCluster(broker: Broker): void {
   const { bus, registry } = broker.cluster;
   bus.onNodeDown(async (node) => {
+    const deadAt = Date.now(); // the replay's window ends here, however long the rest takes
     const sessions = await registry.byNode(node);
     const purged = await registry.purgeNode(node);
     broker.log.warn({ node, sessions: purged }, 'cluster: sessions of a dead node purged');
+    // Every node at once (the rooms' occupants, the messages each had handed to the dead node),
+    // before the contacts' presence, which takes a while for a node with many sessions.
+    const gone: SessionsGone = { node, sessions };
+    await bus.broadcast('sessions-gone', gone).catch(() => {});
+    // What the dead node's sessions sent each other and its clients had not acknowledged: only
+    // the recipients' archives have it (docs/cluster.md, "Node loss"). Not awaited: the reap ends
+    // (and the membership drops the node) without waiting for the archives' reads.
+    const { deathReplayMs = 0, deathReplayMax = 20_000 } = broker.cluster;
+    void broker.hooks
+      .track(replayLocalFromArchives(broker, sessions, deathReplayMs, deathReplayMax, deadAt))
+      .then(
+        (r) =>
+          (r.queued > 0 || r.failed > 0) &&
+          broker.log.info(
+            { node, ...r },
+            "cluster: a dead node's messages between its own sessions queued again",
+          ),
+        (err) =>
+          broker.log.error({ err, node }, "cluster: queueing a dead node's own messages failed"),
+      );
     for (const e of sessions) {
       await broker.presence
         .remoteSessionGone(e)
@@ -42,23 +63,6 @@ export function joinCluster(broker: Broker): void {
           ),
         );
     }
-    const gone: SessionsGone = { node, sessions };
-    await bus.broadcast('sessions-gone', gone).catch(() => {});
-    // What the dead node's sessions sent each other and its clients had not acknowledged:
-    // only the recipients' archives have it (docs/cluster.md, "Node loss").
-    const { deathReplayMs = 0, deathReplayMax = 20_000 } = broker.cluster;
-    await broker.hooks
-      .track(replayLocalFromArchives(broker, sessions, deathReplayMs, deathReplayMax))
-      .then(
-        (r) =>
-          r.queued > 0 &&
-          broker.log.info(
-            { node, ...r },
-            "cluster: a dead node's messages between its own sessions queued again",
-          ),
-        (err) =>
-          broker.log.error({ err, node }, "cluster: queueing a dead node's own messages failed"),
-      );
   });
   // Declared dead while cut off (a partition, a long pause): the registry wrote this
   // node's sessions again; their contacts were told they were gone, so tell them again.

@@ -129,6 +129,8 @@ export class SessionManager {
     sessions.set(old.address.resource, next);
     this.byId.delete(old.id);
     this.byId.set(next.id, next);
+    this.boundAt.set(next.id, this.boundAt.get(old.id) ?? Date.now()); // the same session, on a new stream
+    this.boundAt.delete(old.id);
     await this.registry.remove(user, old.address.resource, old.id);
     await this.registry.put(this.entry(next));
     this.log.debug({ jid: next.address.toString() }, 'session resumed on a new stream');
@@ -181,6 +183,7 @@ export class SessionManager {
       protocol: session.protocol,
       priority: session.priority,
       available: session.available,
+      since: this.boundAt.get(session.id),
     };
   }
 }

@@ -14,6 +14,8 @@ export interface SessionEntry {
   priority: number;
   /** true once it sent available presence */
   available: boolean;
+  /** ms since the epoch when it was bound (absent from nodes of older releases) */
+  since?: number;
 }
 
 export interface SessionRegistry {

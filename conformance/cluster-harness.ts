@@ -40,6 +40,8 @@ export interface ClusterOptions {
   drainGraceMs?: number;
   /** `cluster.advertise.xmpp: 127.0.0.1` (each node fills in its own port): drains redirect with see-other-host */
   advertise?: boolean;
+  /** `cluster.deathReplaySeconds` (the node's default when absent) */
+  deathReplaySeconds?: number;
 }
 
 export const chat = (to: string, body: string, id?: string) =>
@@ -88,8 +90,9 @@ export class ClusterHarness {
    * as given): the node's id, the shared store and the cluster.
    */
   yaml(id: string): string {
-    const { heartbeatMs, drainGraceMs = 300, advertise } = this.opts;
-    const adv = advertise ? ', advertise: { xmpp: "127.0.0.1" }' : '';
+    const { heartbeatMs, drainGraceMs = 300, advertise, deathReplaySeconds } = this.opts;
+    let adv = advertise ? ', advertise: { xmpp: "127.0.0.1" }' : '';
+    if (deathReplaySeconds !== undefined) adv += `, deathReplaySeconds: ${deathReplaySeconds}`;
     return [
       // under startMqttNode's `mqtt:`: aedes' heartbeat, whose sweep fires the wills of silent brokers every 4 beats
       '  heartbeatIntervalMs: 200',
