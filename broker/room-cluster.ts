@@ -1,13 +1,16 @@
-// Just over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
-// room's home, and the request/event traffic to and from homes must read that same view in the same turn
-// (a view that moved under a request is what sends it on once). Next split: the rendering of a dead home's
-// rooms for this node's devices (roomsGone, about 50 lines) into room-home.ts.
+// Over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
+// room's home, and the request/event traffic to and from homes (and the requests held while a home cannot
+// be reached, broker/room-hold.ts) must read that same view in the same turn (a view that moved under a
+// request is what sends it on once). Next split: the home's side (onCmd, run, toRemote, flush: about 150
+// lines) into a class of its own that reads the view through RoomLocator.
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
 import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
 import { BrokerError, type ErrorCondition } from './errors.ts';
 import type { HostHandler } from './hosts.ts';
-import { rendezvous, type RoomLocator } from './room-home.ts';
+import { remoteDevice, rendezvous, roomGone, type RoomLocator } from './room-home.ts';
+import { RoomDirectory } from './room-directory.ts';
+import { RoomHold, undelivered, type Held } from './room-hold.ts';
 import {
   Room,
   type Device,
@@ -83,6 +86,8 @@ interface Visit {
 }
 
 const CALL_TIMEOUT_MS = 10_000;
+/** held requests are sent again at least this often (a home that answers again, or Redis back) */
+const HOLD_RETRY_MS = 1000;
 /** the cluster status (which nodes drain) is read at every fifth read of the live nodes: once a second */
 const STATUS_EVERY = 5;
 
@@ -124,6 +129,10 @@ export class RoomCluster implements RoomLocator {
   private timer?: NodeJS.Timeout;
   /** several nodes may share the store (a bus with a status: cluster/redis), even while only this one is live */
   private readonly clustered: boolean;
+  /** requests held while their room's home cannot be reached (broker/room-hold.ts) */
+  readonly hold: RoomHold;
+  /** the rooms of every node, for listings (broker/room-directory.ts) */
+  readonly directory: RoomDirectory;
 
   constructor(broker: Broker, svc: RoomService, refreshMs = 200) {
     this.broker = broker;
@@ -140,7 +149,17 @@ export class RoomCluster implements RoomLocator {
         this.heardDraining.add((msg.payload as { node: string }).node);
     });
     svc.remoteSink = (d, ev) => this.toRemote(d, ev);
+    this.hold = new RoomHold(
+      broker.cluster.roomHoldMs ?? 0,
+      broker.cluster.roomHoldMax ?? 10_000,
+      (local) => this.home(local),
+      (room, from) => this.roomsGone((home, local) => local === room && home === from),
+    );
+    broker.cluster.bus.onReconnect?.(() => this.hold.retry());
+    this.directory = new RoomDirectory(broker, svc, this);
     const tick = () => {
+      this.hold.expire();
+      this.hold.retry(HOLD_RETRY_MS);
       if (this.refreshing) return; // a slow read (loaded machine): no two at once, no older view after a newer one
       this.refreshing = true;
       void this.refresh().finally(() => (this.refreshing = false));
@@ -153,6 +172,8 @@ export class RoomCluster implements RoomLocator {
   stop(): void {
     clearInterval(this.timer);
     this.svc.remoteSink = undefined;
+    this.hold.clear();
+    this.directory.stop();
     for (const c of this.calls.values()) {
       clearTimeout(c.timer);
       c.reject(new BrokerError('service-unavailable', 'groupchat stopped'));
@@ -209,6 +230,7 @@ export class RoomCluster implements RoomLocator {
         this.svc.evict(room);
       }
     }
+    this.hold.retry();
   }
 
   // ---- requests ----
@@ -219,19 +241,47 @@ export class RoomCluster implements RoomLocator {
     return (env) => {
       const local = env.to.local;
       if (!local) return handler(env); // the service itself (disco, items)
+      const held = this.held(local, env.from.toString(), {
+        // a join (or presence update) [XEP-0045 7.2]
+        join: env.kind === 'presence' && env.type === undefined && !!env.to.resource,
+        dispatch: () => this.stanzaTo(local, env, handler),
+        fail: (condition, text) => void this.broker.router.bounce(env, condition, text),
+      });
+      if (this.hold.add(held)) return; // behind the room's held requests
       const home = this.home(local);
       if (home === this.self) return this.atHome(local, () => handler(env));
-      // A join (or presence update) [XEP-0045 7.2]: remembered, for the session's end and the home's death.
-      if (env.kind === 'presence' && env.type === undefined && env.to.resource)
-        this.visit(env.from.toString(), local, home);
-      return this.send(home, {
-        room: local,
-        device: env.from.toString(),
-        op: { t: 'stanza', env: toRecord(env) },
-      }).catch((err: unknown) =>
-        this.broker.router.bounce(env, 'service-unavailable', (err as Error).message),
-      );
+      return this.stanzaTo(local, env, handler).catch((err: unknown) => {
+        if (undelivered(err) && this.hold.add(held, home)) return;
+        return this.broker.router.bounce(env, 'service-unavailable', (err as Error).message);
+      });
     };
+  }
+
+  private held(room: string, device: string, h: Pick<Held, 'join' | 'dispatch' | 'fail'>): Held {
+    return { room, device, seq: this.hold.seq(), expires: Date.now() + this.hold.holdMs, ...h };
+  }
+
+  /** A stanza to a room, sent to its home as this node sees it now (or run here); rejects with the bus error. */
+  private stanzaTo(
+    local: string,
+    env: Envelope,
+    handler: (env: Envelope) => void | Promise<void>,
+  ): Promise<void> {
+    const home = this.home(local);
+    if (home === this.self)
+      return Promise.resolve()
+        .then(() => this.atHome(local, () => handler(env)))
+        .catch((err: unknown) => {
+          this.broker.log.error({ err, room: local }, 'held room request failed');
+        });
+    // A join (or presence update) [XEP-0045 7.2]: remembered, for the session's end and the home's death.
+    if (env.kind === 'presence' && env.type === undefined && env.to.resource)
+      this.visit(env.from.toString(), local, home);
+    return this.send(home, {
+      room: local,
+      device: env.from.toString(),
+      op: { t: 'stanza', env: toRecord(env) },
+    });
   }
 
   /**
@@ -247,6 +297,11 @@ export class RoomCluster implements RoomLocator {
     };
   }
 
+  /** The live nodes as this node sees them (those declared dead left out); empty before the first read. */
+  nodes(): string[] {
+    return this.live.filter((n) => !this.down.has(n));
+  }
+
   /** Is this room homed on this node (by this node's view)? */
   isHome(local: string): boolean {
     return this.home(local) === this.self;
@@ -258,26 +313,57 @@ export class RoomCluster implements RoomLocator {
    */
   async call(local: string, device: Address, op: Exclude<RoomOp, { t: 'stanza' }>): Promise<void> {
     const key = device.toString();
+    if (!this.hold.holds(local) && this.home(local) === this.self)
+      return this.atHome(local, () => this.run(local, key, op));
+    return new Promise<void>((resolve, reject) => {
+      const held = this.held(local, key, {
+        join: op.t === 'join',
+        dispatch: () => this.callAt(local, key, op, resolve, reject),
+        fail: (condition, text) => reject(new BrokerError(condition, text)),
+      });
+      if (this.hold.add(held)) return;
+      const home = this.home(local);
+      held.dispatch().catch((err: unknown) => {
+        if (undelivered(err) && this.hold.add(held, home)) return;
+        reject(new BrokerError('service-unavailable', (err as Error).message));
+      });
+    });
+  }
+
+  /**
+   * An operation sent to the room's home as this node sees it now (or run
+   * here); the returned promise is the send's (rejects with the bus error),
+   * the outcome goes to `resolve`/`reject` (the home's 'room-reply').
+   */
+  private callAt(
+    local: string,
+    key: string,
+    op: Exclude<RoomOp, { t: 'stanza' }>,
+    resolve: () => void,
+    reject: (e: Error) => void,
+  ): Promise<void> {
     const home = this.home(local);
-    if (home === this.self) return this.atHome(local, () => this.run(local, key, op));
+    if (home === this.self) {
+      void Promise.resolve()
+        .then(() => this.atHome(local, () => this.run(local, key, op)))
+        .then(resolve, reject);
+      return Promise.resolve();
+    }
     if (op.t === 'join') this.visit(key, local, home);
     const id = this.nextCall++;
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.calls.delete(id);
-        reject(new BrokerError('remote-server-timeout', "the room's node did not answer"));
-      }, CALL_TIMEOUT_MS);
-      this.calls.set(id, { resolve, reject, timer });
-    });
-    await this.send(home, { room: local, device: key, id, op }).catch((err: unknown) => {
+    const timer = setTimeout(() => {
+      this.calls.delete(id);
+      reject(new BrokerError('remote-server-timeout', "the room's node did not answer"));
+    }, CALL_TIMEOUT_MS);
+    this.calls.set(id, { resolve, reject, timer });
+    return this.send(home, { room: local, device: key, id, op }).catch((err: unknown) => {
       const c = this.calls.get(id);
       if (c) {
         clearTimeout(c.timer);
         this.calls.delete(id);
       }
-      throw new BrokerError('service-unavailable', (err as Error).message);
+      throw err;
     });
-    return done;
   }
 
   private send(node: string, cmd: RoomCmd): Promise<void> {
@@ -471,15 +557,7 @@ export class RoomCluster implements RoomLocator {
     room.avatarHash = p.room.avatarHash;
     const devices: Device[] = [];
     for (const t of p.to) {
-      const address = Address.parse(t.key);
-      const d: Device = {
-        address,
-        key: t.key,
-        user: address.bare().toString(),
-        resource: address.resource,
-        presence: {},
-        echo: t.echo,
-      };
+      const d = remoteDevice(t.key, t.echo);
       devices.push(d);
       if (t.nick === undefined) continue;
       let occ = room.occupants.get(t.nick);
@@ -524,6 +602,7 @@ export class RoomCluster implements RoomLocator {
     const homes = this.homesOf.get(device);
     this.visits.delete(device);
     this.homesOf.delete(device);
+    this.hold.forget(device);
     for (const [local, v] of m ?? []) {
       homes?.delete(v.home);
       this.send(v.home, { room: local, device, op: { t: 'gone' } }).catch(() => {});
@@ -547,6 +626,7 @@ export class RoomCluster implements RoomLocator {
       if (this.deviceNode.get(id) === node) this.deviceNode.delete(id);
     for (const homes of this.homesOf.values()) homes.delete(node);
     this.roomsGone((home) => home === node);
+    this.hold.retry(); // at the rooms' next homes (their senders told 332 wait for their rejoin)
   }
 
   /**
@@ -558,6 +638,7 @@ export class RoomCluster implements RoomLocator {
   nodeUp(node: string): void {
     if (node === this.self || !this.down.delete(node)) return;
     this.view = '';
+    this.hold.retry();
   }
 
   /**
@@ -568,6 +649,7 @@ export class RoomCluster implements RoomLocator {
     if (node === this.self) return;
     this.down.add(node);
     this.view = '';
+    this.hold.retry();
   }
 
   /**
@@ -579,35 +661,22 @@ export class RoomCluster implements RoomLocator {
     this.roomsGone((home) => home !== this.self);
   }
 
-  /** This node's devices in the rooms whose home `gone` names leave them with 332 [XEP-0045 7.2.11]. */
-  private roomsGone(gone: (home: string) => boolean): void {
+  /**
+   * This node's devices in the rooms whose home `gone` names leave them with
+   * 332 [XEP-0045 7.2.11]; their held requests there wait for their rejoin.
+   */
+  private roomsGone(gone: (home: string, local: string) => boolean): void {
     for (const [device, m] of [...this.visits]) {
       for (const [local, v] of [...m]) {
-        if (!gone(v.home)) continue;
+        if (!gone(v.home, local)) continue;
         m.delete(local);
         if (v.nick === undefined || !v.config) continue;
-        const room = new Room(local, this.svc.host, v.config, '', 0);
-        const address = Address.parse(device);
-        const d: Device = {
-          address,
-          key: device,
-          user: address.bare().toString(),
-          resource: address.resource,
-          presence: {},
-        };
-        this.svc.renderLocal(d, {
-          kind: 'presence',
-          room,
-          nick: v.nick,
-          user: d.user,
-          affiliation: 'none',
-          role: 'none',
-          available: false,
-          reasons: [332],
-          about: device,
-          self: new Set([device]),
-          jid: device,
-        });
+        this.hold.evicted(local, device);
+        const d = remoteDevice(device);
+        this.svc.renderLocal(
+          d,
+          roomGone(new Room(local, this.svc.host, v.config, '', 0), v.nick, d),
+        );
       }
       if (m.size === 0) this.visits.delete(device);
     }

@@ -1,0 +1,194 @@
+// Black-box, rooms across three nodes on loopback joined by a real
+// redis-server (docs/cluster.md, "Rooms"): the service's disco#items and
+// `parley room list` show the rooms of every node; a room's home killed
+// with SIGKILL, the groupchat messages sent to it before the reap are held
+// on their node and reach the room at its next home, in order, once; a
+// sender that does not rejoin gets service-unavailable when the hold runs out.
+import assert from 'node:assert/strict';
+import { rendezvous } from '../../broker/index.ts';
+import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
+import { stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
+import { addUsers } from '../mqtt-helpers.ts';
+import {
+  codes,
+  errorCondition,
+  fromOccupant,
+  isGroupchat,
+  join,
+  MUC,
+  NS_DISCO_ITEMS,
+  roomConfig,
+  say,
+} from '../muc-helpers.ts';
+
+const PW = 'pw-hold';
+const NODES = ['n1', 'n2', 'n3'];
+// dead after 3 missed beats of 1.5 s; held for 4 beats plus 12 s (18 s)
+const HOLD_SECONDS = 12;
+
+describe('rooms across a cluster: listings of every node, and requests held while a home is unreachable', function () {
+  this.timeout(120_000);
+  let cl: TestCluster;
+  let n = 0;
+
+  /** A fresh room name whose home is `node` when `live` are the live nodes, and `next` once `node` is gone. */
+  const roomOn = (node: string, next?: string): string => {
+    for (;;) {
+      const name = `h${cl.tag}${n++}`;
+      if (
+        rendezvous(name, NODES) === node &&
+        (!next ||
+          rendezvous(
+            name,
+            NODES.filter((x) => x !== node),
+          ) === next)
+      )
+        return name;
+    }
+  };
+  const users = async (...on: string[]): Promise<TestClient[]> => {
+    const names = on.map((_, i) => `u${cl.tag}${n++}x${i}`);
+    await addUsers(cl.nodes.n1, Object.fromEntries(names.map((u) => [u, PW])));
+    return Promise.all(on.map((node, i) => cl.login(node, names[i], PW, `on-${node}`)));
+  };
+  const items = async (c: TestClient): Promise<Map<string, string>> => {
+    const r = await c.request(
+      xml('iq', { type: 'get', to: MUC }, xml('query', { xmlns: NS_DISCO_ITEMS })),
+    );
+    assert.equal(r.attrs.type, 'result');
+    return new Map(
+      r
+        .getChild('query', NS_DISCO_ITEMS)!
+        .getChildren('item')
+        .map((i: Element) => [i.attrs.jid as string, i.attrs.name as string]),
+    );
+  };
+
+  before(async function () {
+    this.timeout(120_000);
+    cl = await startCluster(NODES, {
+      heartbeatMs: 1500,
+      cluster: `roomHoldSeconds: ${HOLD_SECONDS}`,
+    });
+    await cl.converged();
+  });
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed')
+      for (const [id, node] of Object.entries(cl.nodes))
+        for (const l of node.log)
+          if (/dead|reap|homed|held|warn|"level":[45]0/.test(l)) console.log(id, l.slice(0, 300));
+    await stopAllClients();
+  });
+  after(async () => {
+    await cl?.dispose();
+  });
+
+  it("the service's disco#items on one node lists the public rooms of every node: temporary ones homed elsewhere, persistent ones from the store; not the hidden ones [XEP-0045 6.3, XEP-0030]", async () => {
+    const temp = roomOn('n2');
+    const kept = roomOn('n3');
+    const hidden = roomOn('n2');
+    const [a, b] = await users('n2', 'n3');
+    await join(a, temp, 'anna');
+    await join(a, hidden, 'anna');
+    let r = await a.request(roomConfig(hidden, { 'muc#roomconfig_publicroom': '0' }));
+    assert.equal(r.attrs.type, 'result');
+    await join(b, kept, 'bert');
+    r = await b.request(
+      roomConfig(kept, {
+        'muc#roomconfig_persistentroom': '1',
+        'muc#roomconfig_roomname': 'Kept',
+      }),
+    );
+    assert.equal(r.attrs.type, 'result');
+    // asked on n1, which homes none of them and had none of them in memory at its start
+    const [c] = await users('n1');
+    const listed = await items(c);
+    assert.equal(listed.get(`${temp}@${MUC}`), temp, 'a temporary public room homed on n2');
+    assert.equal(listed.get(`${kept}@${MUC}`), 'Kept', 'a persistent public room, with its name');
+    assert.ok(!listed.has(`${hidden}@${MUC}`), 'a hidden room is not listed');
+
+    // the operator's listing, from n1, has the rooms of n2 and n3 with their homes and occupants
+    const out = await cl.cli('n1', 'room', 'list');
+    assert.equal(out.code, 0, out.stderr);
+    const rooms = JSON.parse(out.stdout) as { room: string; node?: string; occupants: number }[];
+    const of = (local: string) => rooms.find((x) => x.room === `${local}@${MUC}`);
+    assert.deepEqual([of(temp)?.node, of(temp)?.occupants], ['n2', 1]);
+    assert.deepEqual([of(hidden)?.node, of(kept)?.node], ['n2', 'n3']);
+  });
+
+  it('the home killed (SIGKILL): groupchat messages sent before the reap are held, and reach the room at its next home in order, once, after the sender rejoins; one that never rejoins gets service-unavailable when the hold runs out [XEP-0045 7.4, 7.2.11, RFC6120 8.3.3.19]', async () => {
+    // home n2; once n2 is gone, n3 (the held messages then cross the bus again)
+    const room = roomOn('n2', 'n3');
+    const [a, b, c] = await users('n1', 'n3', 'n1');
+    await join(a, room, 'anna');
+    const r = await a.request(roomConfig(room, { 'muc#roomconfig_persistentroom': '1' }));
+    assert.equal(r.attrs.type, 'result');
+    await join(b, room, 'bert');
+    await join(c, room, 'cleo');
+    await say(a, room, 'before');
+
+    await cl.nodes.n2.kill9();
+    const bodies = ['m1', 'm2', 'm3', 'm4', 'm5'];
+    for (const body of bodies)
+      await a.send(
+        xml('message', { to: `${room}@${MUC}`, type: 'groupchat' }, xml('body', {}, body)),
+      );
+    await c.send(
+      xml(
+        'message',
+        { to: `${room}@${MUC}`, type: 'groupchat', id: 'lost' },
+        xml('body', {}, 'never rejoined'),
+      ),
+    );
+
+    // the reap: every occupant is told the room went away [XEP-0045 7.2.11]
+    for (const [x, nick] of [
+      [a, 'anna'],
+      [b, 'bert'],
+      [c, 'cleo'],
+    ] as const) {
+      const gone = await x.waitFor(
+        fromOccupant(room, nick, 'unavailable'),
+        30_000,
+        `332 for ${nick}`,
+      );
+      assert.deepEqual(codes(gone), [110, 332]);
+    }
+    const errors = (x: TestClient) =>
+      x.received.filter((el) => el.name === 'message' && el.attrs.type === 'error');
+    assert.deepEqual(errors(a), [], 'no error while held');
+
+    await join(b, room, 'bert');
+    const before = a.received.length;
+    await join(a, room, 'anna');
+    // a's held messages follow its join, in order, once; b (joined first) sees them live
+    const talk = (x: TestClient, from = 0) =>
+      x.received
+        .slice(from)
+        .filter(
+          (el) =>
+            isGroupchat(room)(el) &&
+            /^m\d$/.test(el.getChildText('body') ?? '') &&
+            !el.getChild('delay', 'urn:xmpp:delay'),
+        )
+        .map((el) => el.getChildText('body'));
+    await eventually(() => {
+      assert.deepEqual(talk(a, before), bodies);
+      assert.deepEqual(talk(b), bodies);
+    }, 20_000);
+    for (const el of a.received.slice(before).filter(isGroupchat(room)))
+      assert.equal(el.attrs.from, `${room}@${MUC}/anna`);
+    assert.deepEqual(errors(a), [], 'the sender got no error');
+
+    // c never rejoins: its message bounces when the hold runs out, with the error it gets without the hold
+    const bounced = await c.waitFor(
+      (el) => el.name === 'message' && el.attrs.type === 'error' && el.attrs.id === 'lost',
+      40_000,
+      'the bounce of the held message',
+    );
+    assert.equal(errorCondition(bounced), 'service-unavailable');
+    assert.ok(!b.received.some(isGroupchat(room, 'never rejoined')), 'never run');
+    // nothing ran twice
+    assert.deepEqual(talk(b), bodies);
+  });
+});
