@@ -102,7 +102,7 @@ export class RoomDirectory {
    * seq, one store read each; else 0).
    */
   async list(seqs = false): Promise<RoomSummary[]> {
-    const others = this.locator.nodes().filter((n) => n !== this.locator.self);
+    const others = this.others();
     if (!others.length) return this.svc.list().map((r) => roomSummary(r));
     const [stored, ...answers] = await Promise.all([
       this.stored(seqs),
@@ -121,12 +121,19 @@ export class RoomDirectory {
    * read of the store).
    */
   publicRooms(): Promise<RoomSummary[]> {
+    if (!this.others().length)
+      return Promise.resolve(this.svc.publicRooms().map((r) => roomSummary(r)));
     const now = Date.now();
     if (!this.cached || now - this.cached.at > CACHE_MS)
       this.cached = { at: now, rooms: this.list().then((l) => l.filter((s) => s.public)) };
     const p = this.cached.rooms;
     p.catch(() => (this.cached = undefined));
     return p;
+  }
+
+  /** The other live nodes (none on one node). */
+  private others(): string[] {
+    return this.locator.nodes().filter((n) => n !== this.locator.self);
   }
 
   /** One node's rooms, or none when it does not answer in time. */

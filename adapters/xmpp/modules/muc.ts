@@ -708,11 +708,8 @@ class Muc {
         );
       case `get {${NS_DISCO_ITEMS}}query`: {
         // [XEP-0045 6.3] public rooms only: in a cluster, those of every node (docs/cluster.md, "Rooms")
-        const directory = roomCluster(this.broker)?.directory;
-        const rooms = directory
-          ? await directory.publicRooms()
-          : this.svc.publicRooms().map((r) => roomSummary(r));
-        const items = rooms
+        const rooms = await roomCluster(this.broker)?.directory.publicRooms();
+        const items = (rooms ?? this.svc.publicRooms().map((r) => roomSummary(r)))
           .map(
             (r) => `<item${attr('jid', r.room)}${attr('name', r.name || r.room.split('@')[0])}/>`,
           )
