@@ -41,6 +41,8 @@ export type RoomOp =
   | { t: 'post'; body?: string; subject?: string; id?: string }
   | { t: 'leave'; status?: string }
   | { t: 'nick'; nick?: string; echo?: boolean }
+  /** would the room admit the device under this nick (an MQTT SUBACK)? Changes nothing */
+  | { t: 'admit'; nick: string; password?: string }
   /** the device's session ended */
   | { t: 'gone' };
 
@@ -331,6 +333,25 @@ export class RoomCluster implements RoomLocator {
   }
 
   /**
+   * Would the room's home admit this device's join under `nick` (members-only,
+   * ban, password, nick taken, full)? False when it says no; true when it says
+   * yes, cannot be reached or does not answer within the remote timeout (the
+   * join itself then tells, on `chat/{me}`). Never held.
+   */
+  async admits(local: string, device: Address, nick: string, password?: string): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      this.callAt(
+        local,
+        device.toString(),
+        { t: 'admit', nick, password },
+        () => resolve(true),
+        (err) =>
+          resolve(!(err instanceof BrokerError) || err.condition === 'remote-server-timeout'),
+      ).catch(() => resolve(true)); // the home unreachable: the join (held) tells
+    });
+  }
+
+  /**
    * An operation sent to the room's home as this node sees it now (or run
    * here); the returned promise is the send's (rejects with the bus error),
    * the outcome goes to `resolve`/`reject` (the home's 'room-reply').
@@ -475,6 +496,10 @@ export class RoomCluster implements RoomLocator {
       case 'gone':
         if (room) this.svc.leave(room, device);
         this.deviceNode.delete(device);
+        return;
+      case 'admit':
+        if (room?.occupantOf(device)) return;
+        this.svc.admit(room, Address.parse(device).bare().toString(), op.nick, op.password); // [XEP-0045 7.2.5-7.2.9]
         return;
       case 'nick': {
         const occ = room?.occupantOf(device);

@@ -98,12 +98,12 @@ function paramsOf(session: MqttSession, room: string): JoinParams {
  * subscriptions are restored, before the CONNACK [MQTT-3.1.2-4]: the
  * device's address decides then, with no join parameters.
  */
-export function decideRoomSubscribe(
+export async function decideRoomSubscribe(
   ctx: MqttContext,
   address: Address | undefined,
   session: MqttSession | undefined,
   t: RoomTopic | 'invalid',
-): boolean {
+): Promise<boolean> {
   const svc = roomService(ctx.broker);
   if (!svc || t === 'invalid' || !address || t.sub === 'join') return false;
   try {
@@ -113,6 +113,11 @@ export function decideRoomSubscribe(
     if (t.sub === 'presence')
       return !room || room.mayRead(user) || room.occupantsOf(user).length > 0;
     const p = session ? paramsOf(session, local) : {};
+    const cluster = roomCluster(ctx.broker);
+    // A room homed on another node (docs/cluster.md, "Rooms"): its home decides, so that the SUBACK
+    // carries the refusal as on one node. Not while a session is restored (before the CONNACK).
+    if (session && cluster && !cluster.isHome(local))
+      return await cluster.admits(local, address, p.nick ?? address.local, p.password);
     if (room?.occupantOf(address.toString())) return true;
     svc.admit(room, user, p.nick ?? address.local, p.password); // [XEP-0045 7.2.5-7.2.9] the same rules as XMPP
     return true;

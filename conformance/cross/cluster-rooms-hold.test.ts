@@ -1,6 +1,7 @@
 // Black-box, rooms across three nodes on loopback joined by a real
 // redis-server (docs/cluster.md, "Rooms"): the service's disco#items and
-// `parley room list` show the rooms of every node; a room's home killed
+// `parley room list` show the rooms of every node; an MQTT SUBSCRIBE to a
+// room homed elsewhere gets the home's refusal in its SUBACK; a room's home killed
 // with SIGKILL, the groupchat messages sent to it before the reap are held
 // on their node and reach the room at its next home, in order, once; a
 // sender that does not rejoin gets service-unavailable when the hold runs out.
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import { rendezvous } from '../../broker/index.ts';
 import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
 import { stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
-import { addUsers } from '../mqtt-helpers.ts';
+import { addUsers, endAllMqtt, grantedQos, mqttConnect } from '../mqtt-helpers.ts';
 import {
   codes,
   errorCondition,
@@ -46,10 +47,14 @@ describe('rooms across a cluster: listings of every node, and requests held whil
         return name;
     }
   };
+  const names = async (count: number): Promise<string[]> => {
+    const list = Array.from({ length: count }, (_, i) => `u${cl.tag}${n++}x${i}`);
+    await addUsers(cl.nodes.n1, Object.fromEntries(list.map((u) => [u, PW])));
+    return list;
+  };
   const users = async (...on: string[]): Promise<TestClient[]> => {
-    const names = on.map((_, i) => `u${cl.tag}${n++}x${i}`);
-    await addUsers(cl.nodes.n1, Object.fromEntries(names.map((u) => [u, PW])));
-    return Promise.all(on.map((node, i) => cl.login(node, names[i], PW, `on-${node}`)));
+    const list = await names(on.length);
+    return Promise.all(on.map((node, i) => cl.login(node, list[i], PW, `on-${node}`)));
   };
   const items = async (c: TestClient): Promise<Map<string, string>> => {
     const r = await c.request(
@@ -77,6 +82,7 @@ describe('rooms across a cluster: listings of every node, and requests held whil
       for (const [id, node] of Object.entries(cl.nodes))
         for (const l of node.log)
           if (/dead|reap|homed|held|warn|"level":[45]0/.test(l)) console.log(id, l.slice(0, 300));
+    await endAllMqtt();
     await stopAllClients();
   });
   after(async () => {
@@ -114,6 +120,29 @@ describe('rooms across a cluster: listings of every node, and requests held whil
     const of = (local: string) => rooms.find((x) => x.room === `${local}@${MUC}`);
     assert.deepEqual([of(temp)?.node, of(temp)?.occupants], ['n2', 1]);
     assert.deepEqual([of(hidden)?.node, of(kept)?.node], ['n2', 'n3']);
+  });
+
+  it("an MQTT SUBSCRIBE to a room homed on another node carries the home's refusal in its SUBACK (0x80) as on one node; with the password it is granted and joins [MQTT-3.9.3-2, XEP-0045 7.2.6]", async () => {
+    const room = roomOn('n2');
+    const [x] = await users('n3');
+    const [dev] = await names(1);
+    await join(x, room, 'owner');
+    const r = await x.request(
+      roomConfig(room, {
+        'muc#roomconfig_roomsecret': 'pw1',
+        'muc#roomconfig_passwordprotectedroom': '1',
+      }),
+    );
+    assert.equal(r.attrs.type, 'result');
+    const d = await mqttConnect(cl.nodes.n1.mqttPorts().mqtt, {
+      username: dev,
+      password: PW,
+      clientId: `d${cl.tag}${n++}`,
+    });
+    assert.deepEqual(await grantedQos(d, [`rooms/${room}`], 1), [128], 'no password');
+    await d.publishAsync(`rooms/${room}/join`, JSON.stringify({ password: 'pw1' }), { qos: 1 });
+    assert.deepEqual(await grantedQos(d, [`rooms/${room}`], 1), [1], 'with the password');
+    await x.waitFor(fromOccupant(room, dev), 10_000, 'the device joins, seen from n3');
   });
 
   it('the home killed (SIGKILL): groupchat messages sent before the reap are held, and reach the room at its next home in order, once, after the sender rejoins; one that never rejoins gets service-unavailable when the hold runs out [XEP-0045 7.4, 7.2.11, RFC6120 8.3.3.19]', async () => {
