@@ -1,25 +1,29 @@
-// Over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
+// Just over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
 // room's home, and the request/event traffic to and from homes (and the requests held while a home cannot
 // be reached, broker/room-hold.ts) must read that same view in the same turn (a view that moved under a
-// request is what sends it on once). Next split: the home's side (onCmd, run, toRemote, flush: about 150
-// lines) into a class of its own that reads the view through RoomLocator.
+// request is what sends it on once). What crosses the bus is in room-wire.ts. Next split: the home's side
+// (onCmd, run, toRemote, flush: about 130 lines) into a class that reads the view through RoomLocator.
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
-import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
-import { BrokerError, type ErrorCondition } from './errors.ts';
+import { fromRecord, toRecord, type Envelope } from './envelope.ts';
+import { BrokerError } from './errors.ts';
 import type { HostHandler } from './hosts.ts';
-import { remoteDevice, rendezvous, roomGone, type RoomLocator } from './room-home.ts';
 import { RoomDirectory } from './room-directory.ts';
+import { remoteDevice, rendezvous, roomGone, type RoomLocator } from './room-home.ts';
 import { RoomHold, undelivered, type Held } from './room-hold.ts';
 import {
-  Room,
-  type Device,
-  type DevicePresence,
-  type Role,
-  type RoomConfig,
-  type RoomEvent,
-  type RoomService,
-} from './rooms.ts';
+  decodeEv,
+  runOp,
+  type EvTarget,
+  type RoomCmd,
+  type RoomEv,
+  type RoomOp,
+  type RoomReply,
+  type Visit,
+} from './room-wire.ts';
+import { Room, type Device, type RoomEvent, type RoomService } from './rooms.ts';
+
+export type { RoomOp } from './room-wire.ts';
 
 /**
  * Rooms across nodes (docs/cluster.md, "Rooms"). Each room has one **home**
@@ -33,59 +37,6 @@ import {
  * that node's renderers. On one node the home is always this node and
  * nothing here changes the room service's behaviour.
  */
-
-/** A protocol-neutral request about a room, from a device (MQTT's operations; XMPP sends its stanza). */
-export type RoomOp =
-  | { t: 'stanza'; env: EnvelopeRecord }
-  | { t: 'join'; nick: string; password?: string; echo?: boolean; presence?: DevicePresence }
-  | { t: 'post'; body?: string; subject?: string; id?: string }
-  | { t: 'leave'; status?: string }
-  | { t: 'nick'; nick?: string; echo?: boolean }
-  /** would the room admit the device under this nick (an MQTT SUBACK)? Changes nothing */
-  | { t: 'admit'; nick: string; password?: string }
-  /** the device's session ended */
-  | { t: 'gone' };
-
-interface RoomCmd {
-  room: string;
-  /** the device's full address */
-  device: string;
-  /** set when the sender waits for a 'room-reply' */
-  id?: number;
-  op: RoomOp;
-  /** the device's node, when a node passed the request on (absent: the sender) */
-  origin?: string;
-  /** passed on once already: run it wherever it lands */
-  hops?: number;
-}
-
-interface RoomReply {
-  id: number;
-  error?: { condition: ErrorCondition; text?: string };
-}
-
-/** A target device of a 'room-ev', with what its renderer needs of it. */
-interface EvTarget {
-  key: string;
-  /** its occupant's nick and role (the viewer's role decides what a presence shows) */
-  nick?: string;
-  role?: Role;
-  echo?: boolean;
-}
-
-interface RoomEv {
-  room: { local: string; config: RoomConfig; avatarHash?: string };
-  ev: Record<string, unknown>;
-  to: EvTarget[];
-}
-
-/** A room a device of this node is in (or asked to enter) whose home is another node. */
-interface Visit {
-  home: string;
-  /** the device's nick there, once the home said it is in */
-  nick?: string;
-  config?: RoomConfig;
-}
 
 const CALL_TIMEOUT_MS = 10_000;
 /** held requests are sent again at least this often (a home that answers again, or Redis back) */
@@ -466,50 +417,14 @@ export class RoomCluster implements RoomLocator {
 
   /** One request at the home (the room service's own calls, as on one node). */
   private async run(local: string, device: string, op: RoomOp): Promise<void> {
-    const room = this.svc.get(local);
-    switch (op.t) {
-      case 'stanza': {
-        const env = fromRecord(op.env, Address.parse);
-        for (const take of this.interceptors) {
-          const p = take(env);
-          if (p) return p;
-        }
-        await this.stanzaHandler?.(env);
-        return;
-      }
-      case 'join':
-        await this.svc.join(local, {
-          device: Address.parse(device),
-          nick: op.nick,
-          password: op.password,
-          echo: op.echo,
-          presence: op.presence ?? {},
-        });
-        return;
-      case 'post':
-        if (!room) throw new BrokerError('item-not-found', 'no such room');
-        await this.svc.post(room, device, { body: op.body, subject: op.subject, id: op.id });
-        return;
-      case 'leave':
-        if (room) this.svc.leave(room, device, op.status);
-        return;
-      case 'gone':
-        if (room) this.svc.leave(room, device);
-        this.deviceNode.delete(device);
-        return;
-      case 'admit':
-        if (room?.occupantOf(device)) return;
-        this.svc.admit(room, Address.parse(device).bare().toString(), op.nick, op.password); // [XEP-0045 7.2.5-7.2.9]
-        return;
-      case 'nick': {
-        const occ = room?.occupantOf(device);
-        if (!room || !occ) return;
-        if (op.nick !== undefined && op.nick !== occ.nick)
-          await this.svc.changeNick(room, device, op.nick); // [XEP-0045 7.6]
-        if (op.echo !== undefined) occ.devices.get(device)!.echo = op.echo;
-        return;
-      }
+    if (op.t === 'gone') this.deviceNode.delete(device);
+    if (op.t !== 'stanza') return runOp(this.svc, local, device, op);
+    const env = fromRecord(op.env, Address.parse);
+    for (const take of this.interceptors) {
+      const p = take(env);
+      if (p) return p;
     }
+    await this.stanzaHandler?.(env);
   }
 
   private onReply(r: RoomReply): void {
@@ -578,27 +493,7 @@ export class RoomCluster implements RoomLocator {
 
   /** A node: events from a room's home for devices here, rendered by this node's renderers. */
   private onEv(p: RoomEv): void {
-    const room = new Room(p.room.local, this.svc.host, p.room.config, '', 0);
-    room.avatarHash = p.room.avatarHash;
-    const devices: Device[] = [];
-    for (const t of p.to) {
-      const d = remoteDevice(t.key, t.echo);
-      devices.push(d);
-      if (t.nick === undefined) continue;
-      let occ = room.occupants.get(t.nick);
-      if (!occ) {
-        occ = { nick: t.nick, user: d.user, role: t.role ?? 'none', devices: new Map() };
-        room.occupants.set(t.nick, occ);
-      }
-      occ.devices.set(t.key, d);
-      room.byDevice.set(t.key, t.nick);
-    }
-    const raw = p.ev;
-    const ev = (
-      raw.kind === 'presence'
-        ? { ...raw, room, self: new Set(raw.self as string[]) }
-        : { ...raw, room }
-    ) as RoomEvent;
+    const { room, devices, ev } = decodeEv(p, this.svc.host);
     for (const d of devices) {
       if (ev.kind === 'presence' && ev.self.has(d.key)) this.track(d.key, room, ev);
       this.svc.renderLocal(d, ev);
