@@ -263,8 +263,15 @@ export class RoomCluster implements RoomLocator {
   /**
    * A protocol-neutral operation of a device on a room (MQTT), run at the
    * room's home; resolves when done there, rejects with its BrokerError.
+   * `onHeld`: called when it waits behind the room's held requests (the
+   * caller may go on; the outcome still settles the promise).
    */
-  async call(local: string, device: Address, op: Exclude<RoomOp, { t: 'stanza' }>): Promise<void> {
+  async call(
+    local: string,
+    device: Address,
+    op: Exclude<RoomOp, { t: 'stanza' }>,
+    onHeld?: () => void,
+  ): Promise<void> {
     const key = device.toString();
     if (!this.hold.holds(local) && this.home(local) === this.self)
       return this.atHome(local, () => this.run(local, key, op));
@@ -274,10 +281,10 @@ export class RoomCluster implements RoomLocator {
         dispatch: () => this.callAt(local, key, op, resolve, reject),
         fail: (condition, text) => reject(new BrokerError(condition, text)),
       });
-      if (this.hold.add(held)) return;
+      if (this.hold.add(held)) return onHeld?.();
       const home = this.home(local);
       held.dispatch().catch((err: unknown) => {
-        if (undelivered(err) && this.hold.add(held, home)) return;
+        if (undelivered(err) && this.hold.add(held, home)) return onHeld?.();
         reject(new BrokerError('service-unavailable', (err as Error).message));
       });
     });

@@ -145,15 +145,29 @@ describe('rooms across a cluster: listings of every node, and requests held whil
     await x.waitFor(fromOccupant(room, dev), 10_000, 'the device joins, seen from n3');
   });
 
-  it('the home killed (SIGKILL): groupchat messages sent before the reap are held, and reach the room at its next home in order, once, after the sender rejoins; one that never rejoins gets service-unavailable when the hold runs out [XEP-0045 7.4, 7.2.11, RFC6120 8.3.3.19]', async () => {
+  it('the home killed (SIGKILL): groupchat messages (XMPP and MQTT) sent before the reap are held, and reach the room at its next home in order, once, after the sender rejoins; one that never rejoins gets service-unavailable when the hold runs out [XEP-0045 7.4, 7.2.11, RFC6120 8.3.3.19]', async () => {
     // home n2; once n2 is gone, n3 (the held messages then cross the bus again)
     const room = roomOn('n2', 'n3');
     const [a, b, c] = await users('n1', 'n3', 'n1');
+    const [dev] = await names(1);
     await join(a, room, 'anna');
     const r = await a.request(roomConfig(room, { 'muc#roomconfig_persistentroom': '1' }));
     assert.equal(r.attrs.type, 'result');
     await join(b, room, 'bert');
     await join(c, room, 'cleo');
+    // an MQTT device on n1 in the room too
+    const d = await mqttConnect(cl.nodes.n1.mqttPorts().mqtt, {
+      username: dev,
+      password: PW,
+      clientId: `d${cl.tag}${n++}`,
+    });
+    const presences: Record<string, unknown>[] = [];
+    d.on('message', (topic, payload) => {
+      if (topic === `rooms/${room}/presence`)
+        presences.push(JSON.parse(payload.toString()) as Record<string, unknown>);
+    });
+    assert.deepEqual(await grantedQos(d, [`rooms/${room}/presence`, `rooms/${room}`], 1), [1, 1]);
+    await b.waitFor(fromOccupant(room, dev), 10_000, 'the device joins');
     await say(a, room, 'before');
 
     await cl.nodes.n2.kill9();
@@ -169,6 +183,8 @@ describe('rooms across a cluster: listings of every node, and requests held whil
         xml('body', {}, 'never rejoined'),
       ),
     );
+    // the device's PUBACKs come while its messages are held (its session goes on)
+    for (const body of ['q1', 'q2']) await d.publishAsync(`rooms/${room}`, body, { qos: 1 });
 
     // the reap: every occupant is told the room went away [XEP-0045 7.2.11]
     for (const [x, nick] of [
@@ -187,7 +203,26 @@ describe('rooms across a cluster: listings of every node, and requests held whil
       x.received.filter((el) => el.name === 'message' && el.attrs.type === 'error');
     assert.deepEqual(errors(a), [], 'no error while held');
 
+    // the device is told too ("shutdown", 332), and subscribes again to rejoin: its held messages follow
+    await eventually(() => {
+      assert.ok(
+        presences.some(
+          (p) =>
+            p.self === true &&
+            p.available === false &&
+            (p.reasons as string[] | undefined)?.includes('shutdown'),
+        ),
+        JSON.stringify(presences),
+      );
+    }, 30_000);
     await join(b, room, 'bert');
+    assert.deepEqual(await grantedQos(d, [`rooms/${room}`], 1), [1]);
+    await eventually(() => {
+      const fromDev = b.received
+        .filter((el) => isGroupchat(room)(el) && el.attrs.from === `${room}@${MUC}/${dev}`)
+        .map((el) => el.getChildText('body'));
+      assert.deepEqual(fromDev, ['q1', 'q2']);
+    }, 20_000);
     const before = a.received.length;
     await join(a, room, 'anna');
     // a's held messages follow its join, in order, once; b (joined first) sees them live
@@ -206,7 +241,8 @@ describe('rooms across a cluster: listings of every node, and requests held whil
       assert.deepEqual(talk(b), bodies);
     }, 20_000);
     for (const el of a.received.slice(before).filter(isGroupchat(room)))
-      assert.equal(el.attrs.from, `${room}@${MUC}/anna`);
+      if (/^m\d$/.test(el.getChildText('body') ?? ''))
+        assert.equal(el.attrs.from, `${room}@${MUC}/anna`);
     assert.deepEqual(errors(a), [], 'the sender got no error');
 
     // c never rejoins: its message bounces when the hold runs out, with the error it gets without the hold
