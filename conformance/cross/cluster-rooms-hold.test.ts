@@ -4,12 +4,29 @@
 // room homed elsewhere gets the home's refusal in its SUBACK; a room's home killed
 // with SIGKILL, the groupchat messages sent to it before the reap are held
 // on their node and reach the room at its next home, in order, once; a
-// sender that does not rejoin gets service-unavailable when the hold runs out.
+// sender that does not rejoin gets service-unavailable when the hold runs out;
+// a node cut from Redis for a moment holds its room requests and runs them at
+// the same home once the link is back.
 import assert from 'node:assert/strict';
 import { rendezvous } from '../../broker/index.ts';
-import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
-import { stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
-import { addUsers, endAllMqtt, grantedQos, mqttConnect } from '../mqtt-helpers.ts';
+import {
+  clusterStatus,
+  clusterYaml,
+  eventually,
+  onlineClient,
+  readyz,
+  startCluster,
+  type TestCluster,
+} from '../cluster-helpers.ts';
+import { ping, stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
+import {
+  addUsers,
+  endAllMqtt,
+  grantedQos,
+  mqttConnect,
+  startMqttNode,
+  type MqttTestNode,
+} from '../mqtt-helpers.ts';
 import {
   codes,
   errorCondition,
@@ -21,6 +38,7 @@ import {
   roomConfig,
   say,
 } from '../muc-helpers.ts';
+import { CutProxy, startRedis, type TestRedis } from '../redis-server.ts';
 
 const PW = 'pw-hold';
 const NODES = ['n1', 'n2', 'n3'];
@@ -255,5 +273,79 @@ describe('rooms across a cluster: listings of every node, and requests held whil
     assert.ok(!b.received.some(isGroupchat(room, 'never rejoined')), 'never run');
     // nothing ran twice
     assert.deepEqual(talk(b), bodies);
+  });
+});
+
+describe('rooms across a cluster: requests held while the Redis link is down run at the same home when it is back', function () {
+  this.timeout(120_000);
+  let store: TestRedis;
+  let redis: TestRedis;
+  let proxy: CutProxy;
+  const nodes: Record<string, MqttTestNode> = {};
+  const tag = Math.random().toString(36).slice(2, 8);
+
+  before(async function () {
+    this.timeout(120_000);
+    store = await startRedis();
+    redis = await startRedis();
+    proxy = new CutProxy(redis);
+    await proxy.start();
+    // n1 reaches the cluster's Redis through the proxy, so that its link alone can be cut
+    for (const [id, url] of [
+      ['n1', proxy.url],
+      ['n2', redis.url],
+    ])
+      nodes[id] = await startMqttNode(
+        clusterYaml({ id, redisUrl: url, tag, heartbeatMs: 1500, storeUrl: store.url }),
+      );
+    for (const id of ['n1', 'n2'])
+      await eventually(async () => {
+        assert.equal((await clusterStatus(nodes[id])).nodes.length, 2);
+      }, 30_000);
+  });
+  afterEach(stopAllClients);
+  after(async () => {
+    for (const node of Object.values(nodes)) await node.dispose();
+    await proxy?.stop();
+    await redis?.dispose();
+    await store?.dispose();
+  });
+
+  it('groupchat messages sent while their node cannot reach Redis reach the room on the other node in order, once, when the link is back; no error, no 332 [XEP-0045 7.4]', async () => {
+    let i = 0;
+    let room: string;
+    do room = `l${tag}${i++}`;
+    while (rendezvous(room, ['n1', 'n2']) !== 'n2');
+    const [ua, ub] = [`a${tag}`, `b${tag}`];
+    await addUsers(nodes.n1, { [ua]: PW, [ub]: PW });
+    const a = await onlineClient(nodes.n1, ua, PW, 'desk');
+    const b = await onlineClient(nodes.n2, ub, PW, 'desk');
+    await join(a, room, 'anna');
+    await join(b, room, 'bert');
+    await say(a, room, 'before');
+
+    proxy.cut('reset');
+    await eventually(async () => assert.equal(await readyz(nodes.n1), 503), 20_000);
+    const bodies = ['l1', 'l2', 'l3'];
+    for (const body of bodies)
+      await a.send(
+        xml('message', { to: `${room}@${MUC}`, type: 'groupchat' }, xml('body', {}, body)),
+      );
+    await ping(a); // handled (held) while the link is down
+    proxy.heal();
+
+    const talk = (x: TestClient) =>
+      x.received
+        .filter((el) => isGroupchat(room)(el) && /^l\d$/.test(el.getChildText('body') ?? ''))
+        .map((el) => el.getChildText('body'));
+    await eventually(() => {
+      assert.deepEqual(talk(b), bodies);
+      assert.deepEqual(talk(a), bodies);
+    }, 30_000);
+    assert.ok(
+      !a.received.some((el) => el.name === 'message' && el.attrs.type === 'error'),
+      'no error',
+    );
+    assert.ok(!a.received.some((el) => codes(el).includes(332)), 'still in the room');
   });
 });
