@@ -518,7 +518,11 @@ export class RoomCluster implements RoomLocator {
     if (ev.available) {
       v.nick = ev.nick;
       v.config = room.config;
-    } else if (ev.newNick === undefined) v.nick = undefined;
+    } else if (ev.newNick === undefined) {
+      v.nick = undefined;
+      // the home sent it away as it stopped or the room moved (332): its held requests wait for its rejoin
+      if (ev.reasons.includes(332)) this.hold.evicted(room.local, device);
+    }
   }
 
   // ---- sessions and nodes ----
