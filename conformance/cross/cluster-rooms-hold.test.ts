@@ -42,8 +42,8 @@ import { CutProxy, startRedis, type TestRedis } from '../redis-server.ts';
 
 const PW = 'pw-hold';
 const NODES = ['n1', 'n2', 'n3'];
-// dead after 3 missed beats of 1.5 s; held for 4 beats plus 12 s (18 s)
-const HOLD_SECONDS = 12;
+// dead after 3 missed beats of 1.5 s; held for 4 beats plus 20 s (26 s: room for a loaded machine's reap)
+const HOLD_SECONDS = 20;
 
 describe('rooms across a cluster: listings of every node, and requests held while a home is unreachable', function () {
   this.timeout(120_000);
@@ -126,18 +126,23 @@ describe('rooms across a cluster: listings of every node, and requests held whil
     assert.equal(r.attrs.type, 'result');
     // asked on n1, which homes none of them and had none of them in memory at its start
     const [c] = await users('n1');
-    const listed = await items(c);
-    assert.equal(listed.get(`${temp}@${MUC}`), temp, 'a temporary public room homed on n2');
-    assert.equal(listed.get(`${kept}@${MUC}`), 'Kept', 'a persistent public room, with its name');
-    assert.ok(!listed.has(`${hidden}@${MUC}`), 'a hidden room is not listed');
+    // (a node slower than the listing's 1.5 s is left out of that answer: asked again on a loaded machine)
+    await eventually(async () => {
+      const listed = await items(c);
+      assert.equal(listed.get(`${temp}@${MUC}`), temp, 'a temporary public room homed on n2');
+      assert.equal(listed.get(`${kept}@${MUC}`), 'Kept', 'a persistent public room, with its name');
+      assert.ok(!listed.has(`${hidden}@${MUC}`), 'a hidden room is not listed');
+    }, 15_000);
 
     // the operator's listing, from n1, has the rooms of n2 and n3 with their homes and occupants
-    const out = await cl.cli('n1', 'room', 'list');
-    assert.equal(out.code, 0, out.stderr);
-    const rooms = JSON.parse(out.stdout) as { room: string; node?: string; occupants: number }[];
-    const of = (local: string) => rooms.find((x) => x.room === `${local}@${MUC}`);
-    assert.deepEqual([of(temp)?.node, of(temp)?.occupants], ['n2', 1]);
-    assert.deepEqual([of(hidden)?.node, of(kept)?.node], ['n2', 'n3']);
+    await eventually(async () => {
+      const out = await cl.cli('n1', 'room', 'list');
+      assert.equal(out.code, 0, out.stderr);
+      const rooms = JSON.parse(out.stdout) as { room: string; node?: string; occupants: number }[];
+      const of = (local: string) => rooms.find((x) => x.room === `${local}@${MUC}`);
+      assert.deepEqual([of(temp)?.node, of(temp)?.occupants], ['n2', 1]);
+      assert.deepEqual([of(hidden)?.node, of(kept)?.node], ['n2', 'n3']);
+    }, 20_000);
   });
 
   it("an MQTT SUBSCRIBE to a room homed on another node carries the home's refusal in its SUBACK (0x80) as on one node; with the password it is granted and joins [MQTT-3.9.3-2, XEP-0045 7.2.6]", async () => {
@@ -234,6 +239,8 @@ describe('rooms across a cluster: listings of every node, and requests held whil
       );
     }, 30_000);
     await join(b, room, 'bert');
+    const before = a.received.length;
+    await join(a, room, 'anna');
     assert.deepEqual(await grantedQos(d, [`rooms/${room}`], 1), [1]);
     await eventually(() => {
       const fromDev = b.received
@@ -241,8 +248,6 @@ describe('rooms across a cluster: listings of every node, and requests held whil
         .map((el) => el.getChildText('body'));
       assert.deepEqual(fromDev, ['q1', 'q2']);
     }, 20_000);
-    const before = a.received.length;
-    await join(a, room, 'anna');
     // a's held messages follow its join, in order, once; b (joined first) sees them live
     const talk = (x: TestClient, from = 0) =>
       x.received
