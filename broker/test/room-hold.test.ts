@@ -71,6 +71,18 @@ describe('RoomHold (room requests while the home is unreachable)', () => {
     assert.equal(ran.length, 4, 'nothing twice');
   });
 
+  it('sends that failed out of order are held in the order their requests came', async () => {
+    const m1 = req('a', 'm1');
+    const m2 = req('a', 'm2');
+    hold.add(m2, 'n2');
+    hold.add(m1, 'n2');
+    answer = () => Promise.resolve();
+    hold.retry();
+    await settle();
+    assert.deepEqual(ran, ['n2:a:m1', 'n2:a:m2']);
+    assert.deepEqual(evictedFrom, [], 'the same home: nobody told anything');
+  });
+
   it('a send that may have reached the home is not sent again: its sender gets service-unavailable', async () => {
     hold.add(req('a', 'm1'), 'n2');
     answer = () => Promise.reject(maybe);
