@@ -6,10 +6,11 @@ import {
   Address,
   adminOps,
   BrokerError,
+  roomCluster,
   roomService,
+  roomSummary,
   type Affiliation,
   type Broker,
-  type Room,
 } from '../broker/index.ts';
 import { backupStore, mqttBackupOf } from './backup.ts';
 import { clusterDrain, clusterStatus } from './cluster-admin.ts';
@@ -329,21 +330,6 @@ export async function runAdmin(broker: Broker, req: AdminRequest): Promise<unkno
   }
 }
 
-/** A room's summary for operators: occupants, devices, message count since start. */
-function roomSummary(r: Room) {
-  return {
-    room: r.jid.toString(),
-    name: r.config.name,
-    occupants: r.occupants.size,
-    devices: r.deviceCount(),
-    persistent: r.config.persistent,
-    public: r.config.public,
-    membersOnly: r.config.membersOnly,
-    lastSeq: r.lastSeq,
-    messagesSinceStart: r.messages,
-  };
-}
-
 /** Room commands, as the operator (who acts with an owner's rights in every room). */
 async function runRoomAdmin(
   broker: Broker,
@@ -355,7 +341,11 @@ async function runRoomAdmin(
       'service-unavailable',
       'room commands need a running node with groupchat on (modules.rooms.host)',
     );
-  if (req.cmd === 'room.list') return svc.list().map(roomSummary);
+  // the whole cluster's rooms, each as its home sees it (docs/cluster.md, "Rooms")
+  if (req.cmd === 'room.list')
+    return (
+      (await roomCluster(broker)?.directory.list(true)) ?? svc.list().map((r) => roomSummary(r))
+    );
   const local = svc.roomLocal(req.room.includes('@') ? Address.parse(req.room).local : req.room);
   const bare = (j: string) =>
     (j.includes('@') ? Address.parse(j) : Address.of(j, broker.domain)).bare().toString();

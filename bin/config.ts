@@ -143,6 +143,17 @@ export const configSchema = z.strictObject({
       deathReplaySeconds: z.number().int().min(0).max(3600).default(10),
       /** at most this many such messages kept per other node (references; the oldest go first) */
       deathReplayMax: z.number().int().min(0).max(10_000_000).default(20_000),
+      /**
+       * A room's requests (XMPP stanzas, MQTT room operations) whose home
+       * node cannot be reached (killed, not yet reaped; Redis away) are held,
+       * in order, and run at the room's next home once the dead node is
+       * reaped (or at the same home once it answers), for at most
+       * `heartbeatMs × (missedBeats + 1)` ms plus this many seconds; then
+       * the sender gets service-unavailable. 0 turns it off (bounced at once).
+       */
+      roomHoldSeconds: z.number().int().min(0).max(3600).default(10),
+      /** at most this many room requests held on this node; past it they bounce with resource-constraint */
+      roomHoldMax: z.number().int().min(0).max(1_000_000).default(10_000),
       /** drain: ms a draining node stays up, not ready, before it closes its connections (time for the load balancer to notice) */
       drainGraceMs: z.number().int().min(0).max(600_000).default(2000),
       /**

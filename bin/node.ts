@@ -120,11 +120,15 @@ export function makeCluster(cfg: Config, log: Logger, metrics?: PromMetrics): Cl
     log: log.child({ component: 'cluster' }),
   });
   if (metrics) c.bus.observe(metrics.clusterObserver());
-  const { heartbeatMs, missedBeats, deathReplaySeconds, deathReplayMax } = cfg.cluster;
+  const { heartbeatMs, missedBeats, deathReplaySeconds, deathReplayMax, roomHoldSeconds } =
+    cfg.cluster;
   // Back to before its last beat (it may have died just after it), from when it is declared dead.
   const deathReplayMs =
     deathReplaySeconds > 0 ? heartbeatMs * (missedBeats + 1) + deathReplaySeconds * 1000 : 0;
-  return { ...c, deathReplayMs, deathReplayMax };
+  // Detection first (the home's last beat, then missedBeats), then the margin to run the requests at the next home.
+  const roomHoldMs =
+    roomHoldSeconds > 0 ? heartbeatMs * (missedBeats + 1) + roomHoldSeconds * 1000 : 0;
+  return { ...c, deathReplayMs, deathReplayMax, roomHoldMs, roomHoldMax: cfg.cluster.roomHoldMax };
 }
 
 export function makeBroker(cfg: Config, log: Logger, metrics?: PromMetrics): Broker {

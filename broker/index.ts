@@ -88,6 +88,7 @@ export type { RoomArchivePage, RoomArchiveQuery } from './room-archive.ts';
 export { BROADCAST_ROLES, broadcastRoles } from './room-presence.ts';
 export { RoomCluster, roomCluster, type RoomOp } from './room-cluster.ts';
 export { rendezvous, type RoomLocator } from './room-home.ts';
+export { roomSummary, type RoomSummary } from './room-directory.ts';
 export {
   removeUserUploads,
   setUploadBackend,

@@ -1,22 +1,29 @@
 // Just over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
-// room's home, and the request/event traffic to and from homes must read that same view in the same turn
-// (a view that moved under a request is what sends it on once). Next split: the rendering of a dead home's
-// rooms for this node's devices (roomsGone, about 50 lines) into room-home.ts.
+// room's home, and the request/event traffic to and from homes (and the requests held while a home cannot
+// be reached, broker/room-hold.ts) must read that same view in the same turn (a view that moved under a
+// request is what sends it on once). What crosses the bus is in room-wire.ts. Next split: the home's side
+// (onCmd, run, toRemote, flush: about 130 lines) into a class that reads the view through RoomLocator.
 import { Address } from './address.ts';
 import type { Broker } from './broker.ts';
-import { fromRecord, toRecord, type Envelope, type EnvelopeRecord } from './envelope.ts';
-import { BrokerError, type ErrorCondition } from './errors.ts';
+import { fromRecord, toRecord, type Envelope } from './envelope.ts';
+import { BrokerError } from './errors.ts';
 import type { HostHandler } from './hosts.ts';
-import { rendezvous, type RoomLocator } from './room-home.ts';
+import { RoomDirectory } from './room-directory.ts';
+import { remoteDevice, rendezvous, roomGone, type RoomLocator } from './room-home.ts';
+import { RoomHold, undelivered, type Held } from './room-hold.ts';
 import {
-  Room,
-  type Device,
-  type DevicePresence,
-  type Role,
-  type RoomConfig,
-  type RoomEvent,
-  type RoomService,
-} from './rooms.ts';
+  decodeEv,
+  runOp,
+  type EvTarget,
+  type RoomCmd,
+  type RoomEv,
+  type RoomOp,
+  type RoomReply,
+  type Visit,
+} from './room-wire.ts';
+import { Room, type Device, type RoomEvent, type RoomService } from './rooms.ts';
+
+export type { RoomOp } from './room-wire.ts';
 
 /**
  * Rooms across nodes (docs/cluster.md, "Rooms"). Each room has one **home**
@@ -31,58 +38,9 @@ import {
  * nothing here changes the room service's behaviour.
  */
 
-/** A protocol-neutral request about a room, from a device (MQTT's operations; XMPP sends its stanza). */
-export type RoomOp =
-  | { t: 'stanza'; env: EnvelopeRecord }
-  | { t: 'join'; nick: string; password?: string; echo?: boolean; presence?: DevicePresence }
-  | { t: 'post'; body?: string; subject?: string; id?: string }
-  | { t: 'leave'; status?: string }
-  | { t: 'nick'; nick?: string; echo?: boolean }
-  /** the device's session ended */
-  | { t: 'gone' };
-
-interface RoomCmd {
-  room: string;
-  /** the device's full address */
-  device: string;
-  /** set when the sender waits for a 'room-reply' */
-  id?: number;
-  op: RoomOp;
-  /** the device's node, when a node passed the request on (absent: the sender) */
-  origin?: string;
-  /** passed on once already: run it wherever it lands */
-  hops?: number;
-}
-
-interface RoomReply {
-  id: number;
-  error?: { condition: ErrorCondition; text?: string };
-}
-
-/** A target device of a 'room-ev', with what its renderer needs of it. */
-interface EvTarget {
-  key: string;
-  /** its occupant's nick and role (the viewer's role decides what a presence shows) */
-  nick?: string;
-  role?: Role;
-  echo?: boolean;
-}
-
-interface RoomEv {
-  room: { local: string; config: RoomConfig; avatarHash?: string };
-  ev: Record<string, unknown>;
-  to: EvTarget[];
-}
-
-/** A room a device of this node is in (or asked to enter) whose home is another node. */
-interface Visit {
-  home: string;
-  /** the device's nick there, once the home said it is in */
-  nick?: string;
-  config?: RoomConfig;
-}
-
 const CALL_TIMEOUT_MS = 10_000;
+/** held requests are sent again at least this often (a home that answers again, or Redis back) */
+const HOLD_RETRY_MS = 1000;
 /** the cluster status (which nodes drain) is read at every fifth read of the live nodes: once a second */
 const STATUS_EVERY = 5;
 
@@ -124,6 +82,10 @@ export class RoomCluster implements RoomLocator {
   private timer?: NodeJS.Timeout;
   /** several nodes may share the store (a bus with a status: cluster/redis), even while only this one is live */
   private readonly clustered: boolean;
+  /** requests held while their room's home cannot be reached (broker/room-hold.ts) */
+  readonly hold: RoomHold;
+  /** the rooms of every node, for listings (broker/room-directory.ts) */
+  readonly directory: RoomDirectory;
 
   constructor(broker: Broker, svc: RoomService, refreshMs = 200) {
     this.broker = broker;
@@ -140,7 +102,17 @@ export class RoomCluster implements RoomLocator {
         this.heardDraining.add((msg.payload as { node: string }).node);
     });
     svc.remoteSink = (d, ev) => this.toRemote(d, ev);
+    this.hold = new RoomHold(
+      broker.cluster.roomHoldMs ?? 0,
+      broker.cluster.roomHoldMax ?? 10_000,
+      (local) => this.home(local),
+      (room, from) => this.roomsGone((home, local) => local === room && home === from),
+    );
+    broker.cluster.bus.onReconnect?.(() => this.hold.retry());
+    this.directory = new RoomDirectory(broker, svc, this);
     const tick = () => {
+      this.hold.expire();
+      this.hold.retry(HOLD_RETRY_MS);
       if (this.refreshing) return; // a slow read (loaded machine): no two at once, no older view after a newer one
       this.refreshing = true;
       void this.refresh().finally(() => (this.refreshing = false));
@@ -153,6 +125,8 @@ export class RoomCluster implements RoomLocator {
   stop(): void {
     clearInterval(this.timer);
     this.svc.remoteSink = undefined;
+    this.hold.clear();
+    this.directory.stop();
     for (const c of this.calls.values()) {
       clearTimeout(c.timer);
       c.reject(new BrokerError('service-unavailable', 'groupchat stopped'));
@@ -209,6 +183,7 @@ export class RoomCluster implements RoomLocator {
         this.svc.evict(room);
       }
     }
+    this.hold.retry();
   }
 
   // ---- requests ----
@@ -219,19 +194,47 @@ export class RoomCluster implements RoomLocator {
     return (env) => {
       const local = env.to.local;
       if (!local) return handler(env); // the service itself (disco, items)
+      const held = this.held(local, env.from.toString(), {
+        // a join (or presence update) [XEP-0045 7.2]
+        join: env.kind === 'presence' && env.type === undefined && !!env.to.resource,
+        dispatch: () => this.stanzaTo(local, env, handler),
+        fail: (condition, text) => void this.broker.router.bounce(env, condition, text),
+      });
+      if (this.hold.add(held)) return; // behind the room's held requests
       const home = this.home(local);
       if (home === this.self) return this.atHome(local, () => handler(env));
-      // A join (or presence update) [XEP-0045 7.2]: remembered, for the session's end and the home's death.
-      if (env.kind === 'presence' && env.type === undefined && env.to.resource)
-        this.visit(env.from.toString(), local, home);
-      return this.send(home, {
-        room: local,
-        device: env.from.toString(),
-        op: { t: 'stanza', env: toRecord(env) },
-      }).catch((err: unknown) =>
-        this.broker.router.bounce(env, 'service-unavailable', (err as Error).message),
-      );
+      return this.stanzaTo(local, env, handler).catch((err: unknown) => {
+        if (undelivered(err) && this.hold.add(held, home)) return;
+        return this.broker.router.bounce(env, 'service-unavailable', (err as Error).message);
+      });
     };
+  }
+
+  private held(room: string, device: string, h: Pick<Held, 'join' | 'dispatch' | 'fail'>): Held {
+    return { room, device, seq: this.hold.seq(), expires: Date.now() + this.hold.holdMs, ...h };
+  }
+
+  /** A stanza to a room, sent to its home as this node sees it now (or run here); rejects with the bus error. */
+  private stanzaTo(
+    local: string,
+    env: Envelope,
+    handler: (env: Envelope) => void | Promise<void>,
+  ): Promise<void> {
+    const home = this.home(local);
+    if (home === this.self)
+      return Promise.resolve()
+        .then(() => this.atHome(local, () => handler(env)))
+        .catch((err: unknown) => {
+          this.broker.log.error({ err, room: local }, 'held room request failed');
+        });
+    // A join (or presence update) [XEP-0045 7.2]: remembered, for the session's end and the home's death.
+    if (env.kind === 'presence' && env.type === undefined && env.to.resource)
+      this.visit(env.from.toString(), local, home);
+    return this.send(home, {
+      room: local,
+      device: env.from.toString(),
+      op: { t: 'stanza', env: toRecord(env) },
+    });
   }
 
   /**
@@ -247,6 +250,11 @@ export class RoomCluster implements RoomLocator {
     };
   }
 
+  /** The live nodes as this node sees them (those declared dead left out); empty before the first read. */
+  nodes(): string[] {
+    return this.live.filter((n) => !this.down.has(n));
+  }
+
   /** Is this room homed on this node (by this node's view)? */
   isHome(local: string): boolean {
     return this.home(local) === this.self;
@@ -255,29 +263,86 @@ export class RoomCluster implements RoomLocator {
   /**
    * A protocol-neutral operation of a device on a room (MQTT), run at the
    * room's home; resolves when done there, rejects with its BrokerError.
+   * `onHeld`: called when it waits behind the room's held requests (the
+   * caller may go on; the outcome still settles the promise).
    */
-  async call(local: string, device: Address, op: Exclude<RoomOp, { t: 'stanza' }>): Promise<void> {
+  async call(
+    local: string,
+    device: Address,
+    op: Exclude<RoomOp, { t: 'stanza' }>,
+    onHeld?: () => void,
+  ): Promise<void> {
     const key = device.toString();
+    if (!this.hold.holds(local) && this.home(local) === this.self)
+      return this.atHome(local, () => this.run(local, key, op));
+    return new Promise<void>((resolve, reject) => {
+      const held = this.held(local, key, {
+        join: op.t === 'join',
+        dispatch: () => this.callAt(local, key, op, resolve, reject),
+        fail: (condition, text) => reject(new BrokerError(condition, text)),
+      });
+      if (this.hold.add(held)) return onHeld?.();
+      const home = this.home(local);
+      held.dispatch().catch((err: unknown) => {
+        if (undelivered(err) && this.hold.add(held, home)) return onHeld?.();
+        reject(new BrokerError('service-unavailable', (err as Error).message));
+      });
+    });
+  }
+
+  /**
+   * Would the room's home admit this device's join under `nick` (members-only,
+   * ban, password, nick taken, full)? False when it says no; true when it says
+   * yes, cannot be reached or does not answer within the remote timeout (the
+   * join itself then tells, on `chat/{me}`). Never held.
+   */
+  async admits(local: string, device: Address, nick: string, password?: string): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      this.callAt(
+        local,
+        device.toString(),
+        { t: 'admit', nick, password },
+        () => resolve(true),
+        (err) =>
+          resolve(!(err instanceof BrokerError) || err.condition === 'remote-server-timeout'),
+      ).catch(() => resolve(true)); // the home unreachable: the join (held) tells
+    });
+  }
+
+  /**
+   * An operation sent to the room's home as this node sees it now (or run
+   * here); the returned promise is the send's (rejects with the bus error),
+   * the outcome goes to `resolve`/`reject` (the home's 'room-reply').
+   */
+  private callAt(
+    local: string,
+    key: string,
+    op: Exclude<RoomOp, { t: 'stanza' }>,
+    resolve: () => void,
+    reject: (e: Error) => void,
+  ): Promise<void> {
     const home = this.home(local);
-    if (home === this.self) return this.atHome(local, () => this.run(local, key, op));
+    if (home === this.self) {
+      void Promise.resolve()
+        .then(() => this.atHome(local, () => this.run(local, key, op)))
+        .then(resolve, reject);
+      return Promise.resolve();
+    }
     if (op.t === 'join') this.visit(key, local, home);
     const id = this.nextCall++;
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.calls.delete(id);
-        reject(new BrokerError('remote-server-timeout', "the room's node did not answer"));
-      }, CALL_TIMEOUT_MS);
-      this.calls.set(id, { resolve, reject, timer });
-    });
-    await this.send(home, { room: local, device: key, id, op }).catch((err: unknown) => {
+    const timer = setTimeout(() => {
+      this.calls.delete(id);
+      reject(new BrokerError('remote-server-timeout', "the room's node did not answer"));
+    }, CALL_TIMEOUT_MS);
+    this.calls.set(id, { resolve, reject, timer });
+    return this.send(home, { room: local, device: key, id, op }).catch((err: unknown) => {
       const c = this.calls.get(id);
       if (c) {
         clearTimeout(c.timer);
         this.calls.delete(id);
       }
-      throw new BrokerError('service-unavailable', (err as Error).message);
+      throw err;
     });
-    return done;
   }
 
   private send(node: string, cmd: RoomCmd): Promise<void> {
@@ -359,46 +424,14 @@ export class RoomCluster implements RoomLocator {
 
   /** One request at the home (the room service's own calls, as on one node). */
   private async run(local: string, device: string, op: RoomOp): Promise<void> {
-    const room = this.svc.get(local);
-    switch (op.t) {
-      case 'stanza': {
-        const env = fromRecord(op.env, Address.parse);
-        for (const take of this.interceptors) {
-          const p = take(env);
-          if (p) return p;
-        }
-        await this.stanzaHandler?.(env);
-        return;
-      }
-      case 'join':
-        await this.svc.join(local, {
-          device: Address.parse(device),
-          nick: op.nick,
-          password: op.password,
-          echo: op.echo,
-          presence: op.presence ?? {},
-        });
-        return;
-      case 'post':
-        if (!room) throw new BrokerError('item-not-found', 'no such room');
-        await this.svc.post(room, device, { body: op.body, subject: op.subject, id: op.id });
-        return;
-      case 'leave':
-        if (room) this.svc.leave(room, device, op.status);
-        return;
-      case 'gone':
-        if (room) this.svc.leave(room, device);
-        this.deviceNode.delete(device);
-        return;
-      case 'nick': {
-        const occ = room?.occupantOf(device);
-        if (!room || !occ) return;
-        if (op.nick !== undefined && op.nick !== occ.nick)
-          await this.svc.changeNick(room, device, op.nick); // [XEP-0045 7.6]
-        if (op.echo !== undefined) occ.devices.get(device)!.echo = op.echo;
-        return;
-      }
+    if (op.t === 'gone') this.deviceNode.delete(device);
+    if (op.t !== 'stanza') return runOp(this.svc, local, device, op);
+    const env = fromRecord(op.env, Address.parse);
+    for (const take of this.interceptors) {
+      const p = take(env);
+      if (p) return p;
     }
+    await this.stanzaHandler?.(env);
   }
 
   private onReply(r: RoomReply): void {
@@ -467,35 +500,7 @@ export class RoomCluster implements RoomLocator {
 
   /** A node: events from a room's home for devices here, rendered by this node's renderers. */
   private onEv(p: RoomEv): void {
-    const room = new Room(p.room.local, this.svc.host, p.room.config, '', 0);
-    room.avatarHash = p.room.avatarHash;
-    const devices: Device[] = [];
-    for (const t of p.to) {
-      const address = Address.parse(t.key);
-      const d: Device = {
-        address,
-        key: t.key,
-        user: address.bare().toString(),
-        resource: address.resource,
-        presence: {},
-        echo: t.echo,
-      };
-      devices.push(d);
-      if (t.nick === undefined) continue;
-      let occ = room.occupants.get(t.nick);
-      if (!occ) {
-        occ = { nick: t.nick, user: d.user, role: t.role ?? 'none', devices: new Map() };
-        room.occupants.set(t.nick, occ);
-      }
-      occ.devices.set(t.key, d);
-      room.byDevice.set(t.key, t.nick);
-    }
-    const raw = p.ev;
-    const ev = (
-      raw.kind === 'presence'
-        ? { ...raw, room, self: new Set(raw.self as string[]) }
-        : { ...raw, room }
-    ) as RoomEvent;
+    const { room, devices, ev } = decodeEv(p, this.svc.host);
     for (const d of devices) {
       if (ev.kind === 'presence' && ev.self.has(d.key)) this.track(d.key, room, ev);
       this.svc.renderLocal(d, ev);
@@ -513,7 +518,11 @@ export class RoomCluster implements RoomLocator {
     if (ev.available) {
       v.nick = ev.nick;
       v.config = room.config;
-    } else if (ev.newNick === undefined) v.nick = undefined;
+    } else if (ev.newNick === undefined) {
+      v.nick = undefined;
+      // the home sent it away as it stopped or the room moved (332): its held requests wait for its rejoin
+      if (ev.reasons.includes(332)) this.hold.evicted(room.local, device);
+    }
   }
 
   // ---- sessions and nodes ----
@@ -524,6 +533,7 @@ export class RoomCluster implements RoomLocator {
     const homes = this.homesOf.get(device);
     this.visits.delete(device);
     this.homesOf.delete(device);
+    this.hold.forget(device);
     for (const [local, v] of m ?? []) {
       homes?.delete(v.home);
       this.send(v.home, { room: local, device, op: { t: 'gone' } }).catch(() => {});
@@ -547,6 +557,7 @@ export class RoomCluster implements RoomLocator {
       if (this.deviceNode.get(id) === node) this.deviceNode.delete(id);
     for (const homes of this.homesOf.values()) homes.delete(node);
     this.roomsGone((home) => home === node);
+    this.hold.retry(); // at the rooms' next homes (their senders told 332 wait for their rejoin)
   }
 
   /**
@@ -558,6 +569,7 @@ export class RoomCluster implements RoomLocator {
   nodeUp(node: string): void {
     if (node === this.self || !this.down.delete(node)) return;
     this.view = '';
+    this.hold.retry();
   }
 
   /**
@@ -568,6 +580,7 @@ export class RoomCluster implements RoomLocator {
     if (node === this.self) return;
     this.down.add(node);
     this.view = '';
+    this.hold.retry();
   }
 
   /**
@@ -579,35 +592,22 @@ export class RoomCluster implements RoomLocator {
     this.roomsGone((home) => home !== this.self);
   }
 
-  /** This node's devices in the rooms whose home `gone` names leave them with 332 [XEP-0045 7.2.11]. */
-  private roomsGone(gone: (home: string) => boolean): void {
+  /**
+   * This node's devices in the rooms whose home `gone` names leave them with
+   * 332 [XEP-0045 7.2.11]; their held requests there wait for their rejoin.
+   */
+  private roomsGone(gone: (home: string, local: string) => boolean): void {
     for (const [device, m] of [...this.visits]) {
       for (const [local, v] of [...m]) {
-        if (!gone(v.home)) continue;
+        if (!gone(v.home, local)) continue;
         m.delete(local);
         if (v.nick === undefined || !v.config) continue;
-        const room = new Room(local, this.svc.host, v.config, '', 0);
-        const address = Address.parse(device);
-        const d: Device = {
-          address,
-          key: device,
-          user: address.bare().toString(),
-          resource: address.resource,
-          presence: {},
-        };
-        this.svc.renderLocal(d, {
-          kind: 'presence',
-          room,
-          nick: v.nick,
-          user: d.user,
-          affiliation: 'none',
-          role: 'none',
-          available: false,
-          reasons: [332],
-          about: device,
-          self: new Set([device]),
-          jid: device,
-        });
+        this.hold.evicted(local, device);
+        const d = remoteDevice(device);
+        this.svc.renderLocal(
+          d,
+          roomGone(new Room(local, this.svc.host, v.config, '', 0), v.nick, d),
+        );
       }
       if (m.size === 0) this.visits.delete(device);
     }

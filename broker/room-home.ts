@@ -4,6 +4,9 @@
  * broker/room-cluster.ts.
  */
 
+import { Address } from './address.ts';
+import type { Device, Room, RoomEvent } from './rooms.ts';
+
 /** Where a room's live state is (the seam): one node on a single node, a hash over the live nodes in a cluster. */
 export interface RoomLocator {
   readonly self: string;
@@ -44,4 +47,38 @@ function weight(node: string, local: string): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** A device of this node as the room events of a home elsewhere name it (its session renders them). */
+export function remoteDevice(key: string, echo?: boolean): Device {
+  const address = Address.parse(key);
+  return {
+    address,
+    key,
+    user: address.bare().toString(),
+    resource: address.resource,
+    presence: {},
+    echo,
+  };
+}
+
+/**
+ * The room went away for a device of this node (its home died or moved): its
+ * own unavailable presence with 332, as for a service shutting down
+ * [XEP-0045 7.2.11].
+ */
+export function roomGone(room: Room, nick: string, d: Device): RoomEvent {
+  return {
+    kind: 'presence',
+    room,
+    nick,
+    user: d.user,
+    affiliation: 'none',
+    role: 'none',
+    available: false,
+    reasons: [332],
+    about: d.key,
+    self: new Set([d.key]),
+    jid: d.key,
+  };
 }

@@ -50,7 +50,12 @@ export interface ClusterBus {
   readonly nodeId: string;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Deliver to one node (possibly this one). */
+  /**
+   * Deliver to one node (possibly this one). Rejects when it could not; an
+   * error with `undelivered: true` says the message surely reached no node
+   * (nobody listened on that node's channel, or the backend was away before
+   * it was sent), so the caller may send it again without running it twice.
+   */
   send(node: string, type: string, payload: unknown): Promise<void>;
   /** Deliver to every node, this one included. */
   broadcast(type: string, payload: unknown): Promise<void>;
@@ -178,4 +183,12 @@ export interface Cluster {
   deathReplayMs?: number;
   /** at most this many kept per other node (the oldest go first) */
   deathReplayMax?: number;
+  /**
+   * A room's requests whose home node could not be reached are held (in
+   * order) and run at the room's next home, for at most this many ms
+   * (docs/cluster.md, "Rooms"); 0 or absent: bounced at once.
+   */
+  roomHoldMs?: number;
+  /** at most this many held room requests on this node (past it: resource-constraint) */
+  roomHoldMax?: number;
 }

@@ -5,6 +5,7 @@ import {
   roomCluster,
   roomService,
   type Device,
+  type RoomCluster,
   type Reason,
   type Room,
   type RoomEvent,
@@ -98,12 +99,12 @@ function paramsOf(session: MqttSession, room: string): JoinParams {
  * subscriptions are restored, before the CONNACK [MQTT-3.1.2-4]: the
  * device's address decides then, with no join parameters.
  */
-export function decideRoomSubscribe(
+export async function decideRoomSubscribe(
   ctx: MqttContext,
   address: Address | undefined,
   session: MqttSession | undefined,
   t: RoomTopic | 'invalid',
-): boolean {
+): Promise<boolean> {
   const svc = roomService(ctx.broker);
   if (!svc || t === 'invalid' || !address || t.sub === 'join') return false;
   try {
@@ -113,6 +114,11 @@ export function decideRoomSubscribe(
     if (t.sub === 'presence')
       return !room || room.mayRead(user) || room.occupantsOf(user).length > 0;
     const p = session ? paramsOf(session, local) : {};
+    const cluster = roomCluster(ctx.broker);
+    // A room homed on another node (docs/cluster.md, "Rooms"): its home decides, so that the SUBACK
+    // carries the refusal as on one node. Not while a session is restored (before the CONNACK).
+    if (session && cluster && !cluster.isHome(local))
+      return await cluster.admits(local, address, p.nick ?? address.local, p.password);
     if (room?.occupantOf(address.toString())) return true;
     svc.admit(room, user, p.nick ?? address.local, p.password); // [XEP-0045 7.2.5-7.2.9] the same rules as XMPP
     return true;
@@ -120,6 +126,34 @@ export function decideRoomSubscribe(
     if (err instanceof BrokerError) return false;
     throw err;
   }
+}
+
+/**
+ * A room operation at the room's home (docs/cluster.md, "Rooms"); on one
+ * node, here. While its home cannot be reached the operation is held: the
+ * session's step ends at once (its other PUBLISHes, a rejoin, go on) and a
+ * later refusal goes to `late`.
+ */
+function roomCall(
+  ctx: MqttContext,
+  session: MqttSession,
+  local: string,
+  op: Parameters<RoomCluster['call']>[2],
+  late: (err: BrokerError) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let held = false;
+    roomCluster(ctx.broker)!
+      .call(local, session.address, op, () => {
+        held = true;
+        resolve();
+      })
+      .then(resolve, (err: unknown) => {
+        if (!held) return reject(err);
+        if (err instanceof BrokerError) late(err);
+        else ctx.log.error({ err, room: local }, 'held mqtt room operation failed');
+      });
+  });
 }
 
 /** The rooms each session joined through `rooms/{room}` (a SUBSCRIBE again, or one the restore made already, joins once). */
@@ -139,23 +173,26 @@ export async function roomSubscribed(
   if (!joined) joinedBy.set(session, (joined = new Set()));
   if (joined.has(local)) return;
   joined.add(local);
-  try {
-    // At the room's home node (docs/cluster.md, "Rooms"); on one node, here.
-    await roomCluster(ctx.broker)!.call(local, session.address, {
-      t: 'join',
-      nick: p.nick ?? session.address.local,
-      password: p.password,
-      echo: p.echo ?? false,
-      presence: {},
-    });
-  } catch (err) {
-    if (!(err instanceof BrokerError)) throw err;
+  const refused = (err: BrokerError) => {
     joined.delete(local);
     ctx.log.debug(
       { jid: session.address.toString(), room: local, condition: err.condition },
       'mqtt room join refused',
     );
     session.deliver(errorEnvelope(svc, local, session, err));
+  };
+  try {
+    const join = {
+      t: 'join' as const,
+      nick: p.nick ?? session.address.local,
+      password: p.password,
+      echo: p.echo ?? false,
+      presence: {},
+    };
+    await roomCall(ctx, session, local, join, refused);
+  } catch (err) {
+    if (!(err instanceof BrokerError)) throw err;
+    refused(err);
   }
 }
 
@@ -229,6 +266,8 @@ export async function roomPublish(
   const svc = rooms(ctx);
   let local = '';
   let id: string | undefined;
+  const late = (err: BrokerError) =>
+    session.deliver(errorEnvelope(svc, local || 'rooms', session, err, id));
   try {
     if (t === 'invalid' || t.sub === 'presence')
       throw new BrokerError('bad-request', 'publish on rooms/{room} or rooms/{room}/join');
@@ -266,11 +305,7 @@ export async function roomPublish(
       if (!m) joinParams.set(session, (m = new Map()));
       m.set(local, p);
       // a nick change when already in [XEP-0045 7.6], at the room's home
-      await roomCluster(ctx.broker)!.call(local, session.address, {
-        t: 'nick',
-        nick: p.nick,
-        echo: p.echo,
-      });
+      await roomCall(ctx, session, local, { t: 'nick', nick: p.nick, echo: p.echo }, late);
       return;
     }
     let body: string | undefined = text;
@@ -284,7 +319,7 @@ export async function roomPublish(
     }
     if (body !== undefined && body.length === 0)
       throw new BrokerError('bad-request', 'empty message');
-    await roomCluster(ctx.broker)!.call(local, session.address, { t: 'post', body, subject, id });
+    await roomCall(ctx, session, local, { t: 'post', body, subject, id }, late);
   } catch (err) {
     if (!(err instanceof BrokerError)) throw err;
     session.deliver(errorEnvelope(svc, local || 'rooms', session, err, id));

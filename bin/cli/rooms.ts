@@ -21,7 +21,7 @@ export function registerRoomCommands(): void {
   };
   room
     .command('list')
-    .description('rooms with their occupant counts')
+    .description('rooms with their occupant counts (in a cluster: of every node, with its home)')
     .action(async () => {
       try {
         show(await roomCmd({ cmd: 'room.list' }));

@@ -36,6 +36,8 @@ describe('cluster configuration', () => {
       registryCacheUsers: 100_000,
       deathReplaySeconds: 10,
       deathReplayMax: 20_000,
+      roomHoldSeconds: 10,
+      roomHoldMax: 10_000,
       drainGraceMs: 2000,
     });
   });

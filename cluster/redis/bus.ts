@@ -29,6 +29,8 @@ export interface RedisBusOptions {
 
 /** A send found nobody listening on the target node's channel: the node is gone (or not yet reaped). */
 export class NoReceiverError extends Error {
+  /** PUBLISH counted no receiver: the message surely reached no node (cluster/types.ts, `ClusterBus.send`) */
+  readonly undelivered = true;
   constructor(node: string) {
     super(`cluster node ${node} is not listening`);
   }
@@ -36,8 +38,11 @@ export class NoReceiverError extends Error {
 
 /** The bus is cut from Redis: nothing crosses nodes until it reconnects. */
 export class BusDownError extends Error {
-  constructor() {
+  /** true when the message was never handed to Redis (false: the connection went while it was on its way) */
+  readonly undelivered: boolean;
+  constructor(undelivered = true) {
     super('cluster bus: Redis unreachable');
+    this.undelivered = undelivered;
   }
 }
 
@@ -380,7 +385,7 @@ export class RedisBus implements ClusterBus {
         b.reject(new NoReceiverError(channel.slice(this.channel('').length)));
       else b.resolve();
     } catch (err) {
-      b.reject(this.up ? err : new BusDownError());
+      b.reject(this.up ? err : new BusDownError(false)); // it may have reached Redis
     }
   }
 

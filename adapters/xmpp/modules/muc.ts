@@ -9,6 +9,7 @@ import {
   broadcastRoles,
   defineModule,
   roomCluster,
+  roomSummary,
   roomService,
   type Affiliation,
   type Broker,
@@ -706,12 +707,11 @@ class Muc {
             '</query>',
         );
       case `get {${NS_DISCO_ITEMS}}query`: {
-        // [XEP-0045 6.3] public rooms only
-        const items = this.svc
-          .publicRooms()
+        // [XEP-0045 6.3] public rooms only: in a cluster, those of every node (docs/cluster.md, "Rooms")
+        const rooms = await roomCluster(this.broker)?.directory.publicRooms();
+        const items = (rooms ?? this.svc.publicRooms().map((r) => roomSummary(r)))
           .map(
-            (r) =>
-              `<item${attr('jid', r.jid.toString())}${attr('name', r.config.name || r.local)}/>`,
+            (r) => `<item${attr('jid', r.room)}${attr('name', r.name || r.room.split('@')[0])}/>`,
           )
           .join('');
         return this.result(env, `<query xmlns='${NS_DISCO_ITEMS}'>${items}</query>`);
