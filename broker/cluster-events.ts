@@ -31,6 +31,10 @@ export function joinCluster(broker: Broker): void {
   bus.onNodeDown(async (node) => {
     const deadAt = Date.now(); // the replay's window ends here, however long the rest takes
     const sessions = await registry.byNode(node);
+    // the addresses a device took to another node with the same resource before this reap
+    const movedOn = ((await registry.residents?.(node).catch(() => [])) ?? []).filter(
+      (r) => !sessions.some((s) => s.user === r.user && s.resource === r.resource),
+    );
     const purged = await registry.purgeNode(node);
     broker.log.warn({ node, sessions: purged }, 'cluster: sessions of a dead node purged');
     // Every node at once (the rooms' occupants, the messages each had handed to the dead node),
@@ -42,7 +46,17 @@ export function joinCluster(broker: Broker): void {
     // (and the membership drops the node) without waiting for the archives' reads.
     const { deathReplayMs = 0, deathReplayMax = 20_000 } = broker.cluster;
     void broker.hooks
-      .track(replayLocalFromArchives(broker, sessions, deathReplayMs, deathReplayMax, deadAt))
+      .track(
+        replayLocalFromArchives(
+          broker,
+          node,
+          sessions,
+          movedOn,
+          deathReplayMs,
+          deathReplayMax,
+          deadAt,
+        ),
+      )
       .then(
         (r) =>
           (r.queued > 0 || r.failed > 0) &&

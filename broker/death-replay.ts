@@ -33,19 +33,25 @@ export interface LocalReplay {
  */
 export async function replayLocalFromArchives(
   broker: Broker,
+  node: string,
   sessions: readonly SessionEntry[],
+  /** addresses the dead node had that another node took over before the reap (same resource) */
+  movedOn: readonly { user: string; resource: string }[],
   windowMs: number,
   max: number,
   deadAt = Date.now(),
 ): Promise<LocalReplay> {
   const out: LocalReplay = { users: 0, read: 0, queued: 0, failed: 0 };
-  if (windowMs <= 0 || max <= 0 || sessions.length === 0) return out;
-  const node = sessions[0].node;
+  if (windowMs <= 0 || max <= 0 || sessions.length + movedOn.length === 0) return out;
   // The dead node's sessions, by full address: a message from one of them was sent there.
-  const senders = new Set(sessions.map((s) => `${s.user}/${s.resource}`));
-  // Only users who had a session there that took messages; the others' were queued already.
+  const senders = new Set([...sessions, ...movedOn].map((s) => `${s.user}/${s.resource}`));
+  // Only users who had a session there that took messages (the others' were queued already), and
+  // those whose device came back elsewhere under the same address before the reap.
   const users = [
-    ...new Set(sessions.filter((s) => s.available && s.priority >= 0).map((s) => s.user)),
+    ...new Set([
+      ...sessions.filter((s) => s.available && s.priority >= 0).map((s) => s.user),
+      ...movedOn.map((s) => s.user),
+    ]),
   ];
   const readMax = 10 * max;
   const start = deadAt - windowMs;

@@ -36,6 +36,13 @@ export interface SessionRegistry {
   lookupFresh?(user: string): Promise<SessionEntry[]>;
   /** Sessions of a node, e.g. to purge a dead node. */
   byNode(node: string): Promise<SessionEntry[]>;
+  /**
+   * Every address the node registered, including those another node has
+   * registered since under the same full address (a device that reconnected
+   * elsewhere with the same resource before the node was reaped); read before
+   * `purgeNode`.
+   */
+  residents?(node: string): Promise<{ user: string; resource: string }[]>;
   purgeNode(node: string): Promise<number>;
 }
 

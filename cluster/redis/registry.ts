@@ -182,6 +182,16 @@ export class RedisRegistry implements SessionRegistry {
     return list.map((v) => JSON.parse(v) as SessionEntry);
   }
 
+  async residents(node: string): Promise<{ user: string; resource: string }[]> {
+    const fields = await this.bus.pub.hkeys(this.nodeKey(node));
+    const out: { user: string; resource: string }[] = [];
+    for (const f of fields) {
+      const nl = f.indexOf('\n');
+      if (nl > 0) out.push({ user: f.slice(0, nl), resource: f.slice(nl + 1) });
+    }
+    return out;
+  }
+
   async purgeNode(node: string): Promise<number> {
     const list = (await this.bus.pub.eval(
       BY_NODE,
