@@ -43,6 +43,8 @@ const CALL_TIMEOUT_MS = 10_000;
 const HOLD_RETRY_MS = 1000;
 /** the cluster status (which nodes drain) is read at every fifth read of the live nodes: once a second */
 const STATUS_EVERY = 5;
+/** a request is passed on at most this often (a draining node passes on what was passed to it) */
+const MAX_HOPS = 3;
 
 export class RoomCluster implements RoomLocator {
   readonly self: string;
@@ -388,10 +390,15 @@ export class RoomCluster implements RoomLocator {
     const origin = cmd.origin ?? from;
     // The sender's view of the live nodes was older than this node's (one heartbeat after a change):
     // pass the request on to the home this node sees, once (two nodes that disagree never bounce it back and forth).
+    // A draining node passes on even what was passed to it (by a node that had not yet heard of the drain): it
+    // homes no room, and a room it took now would stay split from its new home until it exits (it evicts only
+    // when its view changes). The next node runs it where it lands; MAX_HOPS bounds two draining nodes.
     const home = this.home(cmd.room);
-    if (home !== this.self && !cmd.hops && cmd.op.t !== 'gone') {
-      this.send(home, { ...cmd, origin, hops: 1 }).catch(() =>
-        this.onCmd(from, { ...cmd, hops: 1 }),
+    const hops = cmd.hops ?? 0;
+    const passOn = hops === 0 || (this.broker.cluster.bus.draining === true && hops < MAX_HOPS);
+    if (home !== this.self && passOn && cmd.op.t !== 'gone') {
+      this.send(home, { ...cmd, origin, hops: hops + 1 }).catch(() =>
+        this.onCmd(from, { ...cmd, origin, hops: MAX_HOPS }),
       );
       return;
     }
