@@ -1,4 +1,4 @@
-// Just over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
+// About 660 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
 // room's home, and the request/event traffic to and from homes (and the requests held while a home cannot
 // be reached, broker/room-hold.ts) must read that same view in the same turn (a view that moved under a
 // request is what sends it on once). What crosses the bus is in room-wire.ts. Next split: the home's side
