@@ -1,4 +1,4 @@
-// Just over 600 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
+// About 660 lines, one class on purpose: the membership view (live, down, draining nodes) decides each
 // room's home, and the request/event traffic to and from homes (and the requests held while a home cannot
 // be reached, broker/room-hold.ts) must read that same view in the same turn (a view that moved under a
 // request is what sends it on once). What crosses the bus is in room-wire.ts. Next split: the home's side
@@ -43,6 +43,8 @@ const CALL_TIMEOUT_MS = 10_000;
 const HOLD_RETRY_MS = 1000;
 /** the cluster status (which nodes drain) is read at every fifth read of the live nodes: once a second */
 const STATUS_EVERY = 5;
+/** a request is passed on at most this often (a draining node passes on what was passed to it) */
+const MAX_HOPS = 3;
 
 export class RoomCluster implements RoomLocator {
   readonly self: string;
@@ -94,12 +96,12 @@ export class RoomCluster implements RoomLocator {
     this.clustered = broker.cluster.bus.status !== undefined;
     broker.cluster.bus.onMessage((msg) => {
       if (msg.type === 'room-cmd') this.onCmd(msg.from, msg.payload as RoomCmd);
-      else if (msg.type === 'room-ev') this.onEv(msg.payload as RoomEv);
+      else if (msg.type === 'room-ev') this.onEv(msg.from, msg.payload as RoomEv);
       else if (msg.type === 'room-reply') this.onReply(msg.payload as RoomReply);
       else if (msg.type === 'node-up') this.nodeUp((msg.payload as { node: string }).node);
       else if (msg.type === 'node-left') this.nodeLeft((msg.payload as { node: string }).node);
       else if (msg.type === 'node-draining')
-        this.heardDraining.add((msg.payload as { node: string }).node);
+        this.nodeDraining((msg.payload as { node: string }).node);
     });
     svc.remoteSink = (d, ev) => this.toRemote(d, ev);
     this.hold = new RoomHold(
@@ -388,10 +390,15 @@ export class RoomCluster implements RoomLocator {
     const origin = cmd.origin ?? from;
     // The sender's view of the live nodes was older than this node's (one heartbeat after a change):
     // pass the request on to the home this node sees, once (two nodes that disagree never bounce it back and forth).
+    // A draining node passes on even what was passed to it (by a node that had not yet heard of the drain): it
+    // homes no room, and a room it took now would stay split from its new home until it exits (it evicts only
+    // when its view changes). The next node runs it where it lands; MAX_HOPS bounds two draining nodes.
     const home = this.home(cmd.room);
-    if (home !== this.self && !cmd.hops && cmd.op.t !== 'gone') {
-      this.send(home, { ...cmd, origin, hops: 1 }).catch(() =>
-        this.onCmd(from, { ...cmd, hops: 1 }),
+    const hops = cmd.hops ?? 0;
+    const passOn = hops === 0 || (this.broker.cluster.bus.draining === true && hops < MAX_HOPS);
+    if (home !== this.self && passOn && cmd.op.t !== 'gone') {
+      this.send(home, { ...cmd, origin, hops: hops + 1 }).catch(() =>
+        this.onCmd(from, { ...cmd, origin, hops: MAX_HOPS }),
       );
       return;
     }
@@ -499,10 +506,10 @@ export class RoomCluster implements RoomLocator {
   }
 
   /** A node: events from a room's home for devices here, rendered by this node's renderers. */
-  private onEv(p: RoomEv): void {
+  private onEv(from: string, p: RoomEv): void {
     const { room, devices, ev } = decodeEv(p, this.svc.host);
     for (const d of devices) {
-      if (ev.kind === 'presence' && ev.self.has(d.key)) this.track(d.key, room, ev);
+      if (ev.kind === 'presence' && ev.self.has(d.key)) this.track(d.key, room, ev, from);
       this.svc.renderLocal(d, ev);
     }
   }
@@ -512,10 +519,21 @@ export class RoomCluster implements RoomLocator {
    * home's failure; none once it left (the visit stays until the session
    * ends, so the home hears of the end and forgets the device's node).
    */
-  private track(device: string, room: Room, ev: Extract<RoomEvent, { kind: 'presence' }>): void {
+  private track(
+    device: string,
+    room: Room,
+    ev: Extract<RoomEvent, { kind: 'presence' }>,
+    home: string,
+  ): void {
     const v = this.visits.get(device)?.get(room.local);
     if (!v) return;
     if (ev.available) {
+      // The node that sent this is the home, wherever the join was sent (a node passes on a request for a
+      // room it is not home of): its death moves the room, and the session's end must reach it.
+      if (v.home !== home) {
+        v.home = home;
+        this.homesOf.get(device)?.add(home);
+      }
       v.nick = ev.nick;
       v.config = room.config;
     } else if (ev.newNick === undefined) {
@@ -569,6 +587,19 @@ export class RoomCluster implements RoomLocator {
   nodeUp(node: string): void {
     if (node === this.self || !this.down.delete(node)) return;
     this.view = '';
+    this.hold.retry();
+  }
+
+  /**
+   * A node drains (it said so at once; the cluster status tells about a
+   * second later): no room is homed there from now on, so no request goes
+   * there from now on, before its rooms' occupants are sent away (332) and
+   * rejoin. The bus brings this before any event the node sends after it.
+   */
+  private nodeDraining(node: string): void {
+    this.heardDraining.add(node);
+    if (node === this.self || this.draining.has(node) || !this.live.includes(node)) return;
+    this.draining = new Set([...this.draining, node]);
     this.hold.retry();
   }
 

@@ -39,7 +39,7 @@ export interface RoomCmd {
   op: RoomOp;
   /** the device's node, when a node passed the request on (absent: the sender) */
   origin?: string;
-  /** passed on once already: run it wherever it lands */
+  /** how often it was passed on: once, it runs wherever it lands (except on a draining node, which passes it on again) */
   hops?: number;
 }
 
