@@ -9,11 +9,12 @@ import {
   presence,
   runCli,
   sleep,
+  stopAllClients,
   xmppClient,
   type TestClient,
   type TestNode,
 } from './helpers.ts';
-import { startMqttNode, type MqttTestNode } from './mqtt-helpers.ts';
+import { endAllMqtt, startMqttNode, type MqttTestNode } from './mqtt-helpers.ts';
 import { startRedis, type TestRedis, type TestRedisOptions } from './redis-server.ts';
 import { adminRequest } from '../bin/admin.ts';
 
@@ -173,4 +174,21 @@ export async function startCluster(ids: string[], opts: ClusterOptions = {}): Pr
     throw err;
   }
   return cluster;
+}
+
+/**
+ * After each test of a suite on `cluster()`: when the test failed, print the
+ * nodes' log lines that match `pattern` (what the cluster decided: deaths,
+ * homes, holds, warnings); then end every client.
+ */
+export async function afterClusterTest(
+  test: Mocha.Test | undefined,
+  cluster: TestCluster | undefined,
+  pattern: RegExp,
+): Promise<void> {
+  if (test?.state === 'failed' && cluster)
+    for (const [id, node] of Object.entries(cluster.nodes))
+      for (const l of node.log) if (pattern.test(l)) console.log(id, l.slice(0, 300));
+  await endAllMqtt();
+  await stopAllClients();
 }

@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { rendezvous } from '../../broker/index.ts';
 import {
+  afterClusterTest,
   clusterStatus,
   converged,
   clusterYaml,
@@ -22,7 +23,6 @@ import {
 import { ping, stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
 import {
   addUsers,
-  endAllMqtt,
   grantedQos,
   mqttConnect,
   startMqttNode,
@@ -96,13 +96,8 @@ describe('rooms across a cluster: listings of every node, and requests held whil
     });
     await cl.converged();
   });
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed')
-      for (const [id, node] of Object.entries(cl.nodes))
-        for (const l of node.log)
-          if (/dead|reap|homed|held|warn|"level":[45]0/.test(l)) console.log(id, l.slice(0, 300));
-    await endAllMqtt();
-    await stopAllClients();
+  afterEach(function () {
+    return afterClusterTest(this.currentTest, cl, /dead|reap|homed|held|warn|"level":[45]0/);
   });
   after(async () => {
     await cl?.dispose();

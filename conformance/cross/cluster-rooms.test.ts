@@ -6,10 +6,15 @@
 // elsewhere; the home node killed with SIGKILL.
 import assert from 'node:assert/strict';
 import { rendezvous } from '../../broker/index.ts';
-import { eventually, startCluster, type TestCluster } from '../cluster-helpers.ts';
-import { runCli, stopAllClients, xml, type Element, type TestClient } from '../helpers.ts';
+import {
+  afterClusterTest,
+  eventually,
+  startCluster,
+  type TestCluster,
+} from '../cluster-helpers.ts';
+import { runCli, xml, type Element, type TestClient } from '../helpers.ts';
 import { mam } from '../mam-helpers.ts';
-import { addUsers, endAllMqtt, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
+import { addUsers, mqttConnect, nextMessage } from '../mqtt-helpers.ts';
 import {
   codes,
   fromOccupant,
@@ -63,13 +68,8 @@ describe('rooms across a cluster of three nodes', function () {
     cl = await startCluster(NODES, { heartbeatMs: 1500 });
     await cl.converged();
   });
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed')
-      for (const [id, node] of Object.entries(cl.nodes))
-        for (const l of node.log)
-          if (/dead|reap|homed|purged|warn|"level":[45]0/.test(l)) console.log(id, l.slice(0, 300));
-    await endAllMqtt();
-    await stopAllClients();
+  afterEach(function () {
+    return afterClusterTest(this.currentTest, cl, /dead|reap|homed|purged|warn|"level":[45]0/);
   });
   after(async () => {
     await cl?.dispose();
